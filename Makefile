@@ -1,0 +1,108 @@
+# sdmorph — build, test, bench.
+#   make              builds ./sdmorph and the analytic test bundle
+#   make test         runs every test; ends with "N passed, N failed"
+#   make bench        CPU benchmarks (GPU ones: bench/README.md)
+#   TORCH_DIR=/path   use that libtorch instead of the one found
+
+CC       ?= cc
+CXX      ?= c++
+BUILD    ?= build
+CFLAGS   ?= -O2 -g
+CXXFLAGS ?= -O2 -g
+WARN      = -Wall -Wextra -Wno-unused-parameter
+CPPFLAGS += -Isrc -Ipipeline -Iencoders -MMD -MP
+
+# --- media and parsing libraries, through pkg-config ----------------------
+# A carried static prefix (.deps/media, see bench/README.md) wins when present.
+ifneq ($(wildcard .deps/media/lib/pkgconfig),)
+export PKG_CONFIG_PATH := $(CURDIR)/.deps/media/lib/pkgconfig
+PKG_STATIC = --static
+endif
+PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c
+PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p)))
+ifneq ($(PKG_MISSING),)
+$(error missing libraries (pkg-config): $(PKG_MISSING). On Debian: apt-get install libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev libyaml-dev libutf8proc-dev libjson-c-dev pkg-config)
+endif
+CPPFLAGS += $(shell pkg-config --cflags $(PKGS))
+LIBS     += $(shell pkg-config $(PKG_STATIC) --libs $(PKGS))
+
+# --- libtorch: TORCH_DIR=, else Debian's libtorch-dev, else python3's torch --
+PYTHON ?= $(firstword $(foreach p,python3 /usr/bin/python3,$(shell $(p) -c 'import torch' 2>/dev/null && echo $(p))))
+ifeq ($(TORCH_DIR),)
+ifneq ($(wildcard /usr/include/torch/script.h),)
+TORCH_INC = /usr/include /usr/include/torch/csrc/api/include
+TORCH_LIB = /usr/lib/$(shell $(CC) -print-multiarch)
+TORCH_FROM = Debian libtorch-dev
+else ifneq ($(PYTHON),)
+TORCH_DIR := $(shell $(PYTHON) -c 'import torch,os;print(os.path.dirname(torch.__file__))')
+endif
+endif
+ifneq ($(TORCH_DIR),)
+TORCH_INC = $(TORCH_DIR)/include $(TORCH_DIR)/include/torch/csrc/api/include
+TORCH_LIB = $(TORCH_DIR)/lib
+TORCH_FROM ?= $(TORCH_DIR)
+endif
+ifeq ($(TORCH_LIB),)
+$(error libtorch not found: apt-get install libtorch-dev, or pip install torch for python3, or set TORCH_DIR=)
+endif
+TORCH_CUDA := $(wildcard $(TORCH_LIB)/libtorch_cuda.so)
+CXXFLAGS += -std=c++17 $(addprefix -isystem ,$(TORCH_INC))
+TORCH_LIBS = -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
+ifneq ($(TORCH_CUDA),)
+CPPFLAGS  += -DSDM_HAVE_CUDA=1
+TORCH_LIBS = -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed
+endif
+LIBS += $(TORCH_LIBS) -lpthread -lm
+
+# --- sources ---------------------------------------------------------------
+CSRC   = $(wildcard src/*.c pipeline/*.c encoders/*.c)
+CXXSRC = $(wildcard src/*.cpp)
+OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC)) $(patsubst %.cpp,$(BUILD)/%.o,$(CXXSRC))
+LIBOBJ = $(filter-out $(BUILD)/src/main.o,$(OBJ))
+TESTS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+ANALYTIC = $(BUILD)/models/analytic
+
+all: sdmorph $(ANALYTIC)/model.yaml
+	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA,, CPU only); analytic bundle: $(ANALYTIC))"
+
+sdmorph: $(OBJ)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(WARN) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/%.c $(LIBOBJ) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
+	$(CXX) -o $@ $@.o $(LIBOBJ) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIBOBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
+	$(CXX) -o $@ $@.o $(LIBOBJ) $(LDFLAGS) $(LIBS)
+
+# The analytic test bundle is made here, by the machine's own torch; never committed.
+$(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
+	@test -n "$(PYTHON)" || { echo "no python3 with torch found: apt-get install python3-torch" >&2; exit 1; }
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)
+
+test: sdmorph $(ANALYTIC)/model.yaml $(TESTS)
+	@SDM_BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+
+bench: sdmorph $(ANALYTIC)/model.yaml $(BENCHES)
+	@for b in $(BENCHES); do $$b || exit 1; done
+
+demo: all
+	./sdmorph render recipes/demo.yaml -o out/demo.mp4
+
+clean:
+	rm -rf $(BUILD) sdmorph
+
+.PHONY: all test bench demo clean
+-include $(OBJ:.o=.d)

@@ -1,0 +1,45 @@
+/* Where frames go: one interface over every output format. The pipeline
+ * pushes RGB frames in display order; a bounded queue hands them to an
+ * encoder thread that feeds each output (MP4/H.264, GIF, PNG contact sheet),
+ * so rendering never waits on encoding unless the queue is full. Each file is
+ * written beside its target under a temporary name and renamed at the end,
+ * so a failed render never replaces an earlier good file. */
+#ifndef SDM_SINK_H
+#define SDM_SINK_H
+
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct sdm_sink sdm_sink;
+
+typedef struct {
+    int width, height;      /* of every frame */
+    double fps;
+    int crf;                /* H.264 quality (18) */
+    const char *preset;     /* x264 preset ("medium") */
+    int queue_frames;       /* frames the queue holds before push blocks (8) */
+    const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version); may be NULL */
+    int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
+} sdm_sink_params;
+
+sdm_sink_params sdm_sink_default_params(void);
+
+/* 0 if the path's extension names a format we write (.mp4, .gif; .png for a
+ * contact sheet when sheet != 0), else an error naming it. Call before rendering. */
+int sdm_sink_check_path(const char *path, int sheet, sdm_error *err);
+
+/* Opens every output (temporary files beside the targets). contact_sheet may be NULL. */
+int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
+                  const sdm_sink_params *p, sdm_sink **out, sdm_error *err);
+/* Queues one frame (width*height*3 bytes, RGB24, copied). Blocks while the
+ * queue is full. Fails if an encoder failed (disk full...): the error says why. */
+int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err);
+/* Drains the queue, finishes every file and renames it onto its target. With
+ * partial != 0 (interrupted render) the target gets a ".partial" name
+ * instead ("out/x.partial.mp4"), so it is not mistaken for the full one. */
+int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err);
+/* Frees; a sink not finished is aborted and its temporary files removed. */
+void sdm_sink_free(sdm_sink **s);
+
+#endif

@@ -1,0 +1,42 @@
+/* The frame planner: from a recipe to the list of frames to render and the
+ * order they are shown in. Pure C, no model: every loop mode, hold, easing
+ * and walk is resolved here and tested on its own. */
+#ifndef SDM_PLAN_H
+#define SDM_PLAN_H
+
+#include <stdio.h>
+
+#include "recipe.h"
+
+/* One frame to render. Its conditioning is a mix of keyframes key_a and
+ * key_b with weight t (already eased), or walk frame walk_k. */
+typedef struct {
+    int key_a, key_b;       /* keyframe indices; equal for a keyframe itself */
+    double t;               /* eased weight of key_b in [0,1] */
+    sdm_interp interp;      /* how embeddings (and negatives) are mixed */
+    double seed_t;          /* weight of key_b's noise (seed morph); = t */
+    double guidance;        /* lerped between the keyframes' guidance */
+    int walk_k;             /* walk frame index, -1 if not a walk */
+} sdm_plan_frame;
+
+typedef struct {
+    sdm_plan_frame *renders;    /* distinct frames, in render order */
+    int n_renders;
+    int *sequence;              /* output frame i shows renders[sequence[i]];
+                                   renders are in order of first appearance */
+    int n_sequence;
+    double fps;
+} sdm_plan;
+
+int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err);
+/* Restricts the plan to the output frames listed in `spec` ("37", "0-9,20"),
+ * for re-rendering chosen frames alone. */
+int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err);
+/* Writes the human-readable plan (`sdmorph check`). */
+void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);
+void sdm_plan_free(sdm_plan *p);
+
+/* Easing curves on [0,1], exact at both ends. */
+double sdm_ease_apply(sdm_ease e, double x);
+
+#endif

@@ -1,0 +1,42 @@
+/* A model bundle: a directory with model.yaml, the three TorchScript
+ * modules and the tokenizer files. This reads and checks model.yaml. */
+#ifndef SDM_BUNDLE_H
+#define SDM_BUNDLE_H
+
+#include "error.h"
+
+typedef enum { SDM_PRED_EPSILON, SDM_PRED_V, SDM_PRED_COUNT } sdm_prediction;
+const char *sdm_prediction_name(sdm_prediction p);
+int sdm_prediction_from_str(const char *s, sdm_prediction *out);
+
+typedef enum { SDM_BETAS_SCALED_LINEAR, SDM_BETAS_LINEAR, SDM_BETAS_COUNT } sdm_beta_schedule;
+const char *sdm_beta_schedule_name(sdm_beta_schedule b);
+int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out);
+
+typedef struct {
+    char dir[1024];
+    char family[16];            /* "sd1", "sd2", "analytic" */
+    sdm_prediction prediction;
+    int latent_channels;        /* 4 */
+    int vae_scale;              /* pixels per latent cell: 8 */
+    double scaling_factor;      /* VAE latent scaling: 0.18215 */
+    int width, height;          /* default image size */
+    int token_length;           /* 77 */
+    int hidden_size;            /* text embedding width: 768 for SD 1.x */
+    int bos_id, eos_id, pad_id;
+    /* training noise schedule */
+    int train_steps;            /* 1000 */
+    double beta_start, beta_end;
+    sdm_beta_schedule beta_schedule;
+    int steps_offset;           /* 1 for SD */
+    int set_alpha_to_one;       /* DDIM's final alpha: 1, or alphas_cumprod[0] */
+    char dtype[16];             /* "float32" / "float16": what the .pt files hold */
+    /* file paths, already joined with dir */
+    char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
+} sdm_bundle;
+
+/* Reads dir/model.yaml; every file it names must exist. Errors name the path
+ * (and line:col for yaml). */
+int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
+
+#endif

@@ -1,0 +1,9 @@
+/* The subcommands of sdmorph; each returns the process exit code. */
+#ifndef SDM_COMMANDS_H
+#define SDM_COMMANDS_H
+
+int sdm_cmd_render(int argc, char **argv);
+int sdm_cmd_check(int argc, char **argv);
+int sdm_cmd_tokenize(int argc, char **argv);
+
+#endif

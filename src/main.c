@@ -1,0 +1,41 @@
+/* sdmorph: the command line. Dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "error.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sdmorph COMMAND [options]\n"
+            "\n"
+            "  render RECIPE [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--batch N] [--frames LIST]\n"
+            "                      render a recipe to its outputs (MP4, GIF, PNG sheet)\n"
+            "  check RECIPE        validate a recipe and print its frame plan (no model needed)\n"
+            "  tokenize [--model DIR] [--tokens] TEXT\n"
+            "                      print the token ids a prompt becomes\n"
+            "\n"
+            "Run `sdmorph COMMAND --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SDM_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return SDM_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "render"))
+        return sdm_cmd_render(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "check"))
+        return sdm_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tokenize"))
+        return sdm_cmd_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "sdmorph: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return SDM_EXIT_USAGE;
+}

@@ -1,0 +1,87 @@
+/* A recipe: one YAML file describing a scene. Loaded with libyaml by
+ * table-driven handlers; every error names file:line:col and what was
+ * expected. The reference of every key is recipes/README.md. */
+#ifndef SDM_RECIPE_H
+#define SDM_RECIPE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef enum { SDM_INTERP_LERP, SDM_INTERP_SLERP, SDM_INTERP_COUNT } sdm_interp;
+typedef enum { SDM_EASE_LINEAR, SDM_EASE_SMOOTHSTEP, SDM_EASE_COSINE, SDM_EASE_COUNT } sdm_ease;
+typedef enum { SDM_LOOP_NONE, SDM_LOOP_PINGPONG, SDM_LOOP_CYCLE, SDM_LOOP_COUNT } sdm_loop;
+typedef enum { SDM_SAMPLER_DDIM, SDM_SAMPLER_EULER, SDM_SAMPLER_EULER_A, SDM_SAMPLER_DPMPP_2M,
+               SDM_SAMPLER_COUNT } sdm_sampler;
+
+const char *sdm_interp_name(sdm_interp v);
+int sdm_interp_from_str(const char *s, sdm_interp *out);      /* 0 on success */
+const char *sdm_ease_name(sdm_ease v);
+int sdm_ease_from_str(const char *s, sdm_ease *out);
+const char *sdm_loop_name(sdm_loop v);
+int sdm_loop_from_str(const char *s, sdm_loop *out);
+const char *sdm_sampler_name(sdm_sampler v);
+int sdm_sampler_from_str(const char *s, sdm_sampler *out);
+
+typedef struct {
+    int line, col;          /* of the keyframe's mapping, 1-based */
+} sdm_mark;
+
+typedef struct {
+    char *prompt;
+    char *negative;         /* NULL: the recipe's negative ("" if none) */
+    uint64_t seed;
+    double guidance;
+    int hold;               /* extra frames this keyframe stays (not re-rendered) */
+    /* the transition from this keyframe to the next */
+    int frames;             /* frames of the transition, its start included */
+    sdm_interp interp;
+    sdm_ease ease;
+    sdm_mark mark;
+} sdm_keyframe;
+
+typedef struct {
+    char *prompt;
+    char *negative;
+    uint64_t seed;          /* initial noise, fixed along the walk */
+    double guidance;
+    int frames;
+    double sigma;           /* std of each step's embedding noise (0.02) */
+    double anchor;          /* pull back toward y[0] (0.5) */
+    uint64_t noise_seed;    /* keys the per-frame noise stream */
+    bool closed;            /* returns to its start seamlessly */
+    sdm_mark mark;
+} sdm_walk;
+
+typedef struct {
+    char *path;             /* the recipe file, for messages */
+    char *model;            /* bundle directory; NULL: the CLI decides */
+    int width, height;      /* 0: the bundle's default */
+    int steps;
+    double guidance;
+    char *negative;
+    uint64_t seed;
+    double fps;
+    sdm_sampler sampler;
+    double eta;             /* DDIM's eta (0: deterministic) */
+    bool karras;            /* Karras sigmas for sigma-based samplers */
+    int batch;              /* frames per UNet call; 0: automatic */
+    char **outputs;         /* output files; format by extension */
+    int n_outputs;
+    char *contact_sheet;    /* PNG grid of frames, NULL if none */
+    sdm_loop loop;
+    sdm_keyframe *keyframes;
+    int n_keyframes;
+    sdm_walk *walk;         /* NULL unless the recipe is a variation walk */
+} sdm_recipe;
+
+/* Parses a recipe file. Errors (code SDM_EXIT_USAGE) read
+ * "FILE:LINE:COL: what was wrong; what was expected". */
+int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err);
+/* Same, from memory (name is used in messages). */
+int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out,
+                           sdm_error *err);
+void sdm_recipe_free(sdm_recipe **r);
+
+#endif

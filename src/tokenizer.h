@@ -1,0 +1,43 @@
+/* CLIP's byte-level BPE tokenizer, reading a bundle's vocab.json and
+ * merges.txt (Hugging Face format), token for token what transformers'
+ * CLIPTokenizer gives for the same files. */
+#ifndef SDM_TOKENIZER_H
+#define SDM_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct sdm_tokenizer sdm_tokenizer;
+
+typedef struct {
+    int token_length;   /* ids per prompt, bos and eos included (77) */
+    int pad_id;         /* SD 1.x pads with eos (49407), SD 2.x with 0;
+                           -1: use eos */
+} sdm_tokenizer_params;
+
+sdm_tokenizer_params sdm_tokenizer_default_params(void);
+
+typedef struct {
+    int n_tokens;       /* tokens the text made, bos/eos not counted */
+    int n_dropped;      /* of those, cut by truncation */
+    int invalid_utf8;   /* bytes that were not valid UTF-8 (replaced by U+FFFD) */
+    int dropped_at;     /* byte offset in the text where the dropped part starts, -1 if none */
+} sdm_tokenize_info;
+
+/* Loads the two files; errors name the file (and line for merges.txt). */
+int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt,
+                       sdm_tokenizer_params params, sdm_tokenizer **out, sdm_error *err);
+/* Writes exactly token_length ids: bos, tokens (truncated so eos stays
+ * last), eos, padding. info may be NULL. Never fails on any byte string. */
+void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *ids,
+                          sdm_tokenize_info *info);
+/* The vocabulary entry of an id ("city</w>"), NULL if out of range. */
+const char *sdm_tokenizer_piece(const sdm_tokenizer *tok, int64_t id);
+int sdm_tokenizer_token_length(const sdm_tokenizer *tok);
+int sdm_tokenizer_bos_id(const sdm_tokenizer *tok);
+int sdm_tokenizer_eos_id(const sdm_tokenizer *tok);
+void sdm_tokenizer_free(sdm_tokenizer **tok);
+
+#endif

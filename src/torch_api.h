@@ -1,0 +1,109 @@
+/* The thin C API over libtorch. C types only; opaque handles; every C++
+ * exception is caught at the boundary and comes back as a status plus a
+ * message (sdm_torch_last_error, per thread). Nothing of the pipeline's
+ * logic lives behind it: just load/call modules and a few tensor ops. */
+#ifndef SDM_TORCH_API_H
+#define SDM_TORCH_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sdm_module sdm_module;
+typedef struct sdm_tensor sdm_tensor;
+
+typedef enum {
+    SDM_TORCH_OK = 0,
+    SDM_TORCH_ERROR,        /* any other failure; see sdm_torch_last_error() */
+    SDM_TORCH_OOM,          /* out of (device) memory: lower batch or size */
+    SDM_TORCH_STATUS_COUNT
+} sdm_torch_status;
+
+typedef enum { SDM_F32, SDM_F16, SDM_I64, SDM_U8, SDM_DTYPE_COUNT } sdm_dtype;
+const char *sdm_dtype_name(sdm_dtype d);
+int sdm_dtype_from_str(const char *s, sdm_dtype *out);   /* "float32"/"fp32", "float16"/"fp16"; 0 on success */
+
+typedef enum { SDM_DEVICE_CPU, SDM_DEVICE_CUDA, SDM_DEVICE_TYPE_COUNT } sdm_device_type;
+typedef struct { sdm_device_type type; int index; } sdm_device;
+
+/* "cpu", "cuda", "cuda:N"; 0 on success. */
+int sdm_device_from_str(const char *s, sdm_device *out);
+void sdm_device_name(sdm_device d, char *buf, size_t len);
+int sdm_cuda_device_count(void);          /* 0 where libtorch has no CUDA */
+/* Free and total memory of a CUDA device in bytes; SDM_TORCH_ERROR on CPU. */
+sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b);
+/* Name of the GPU ("NVIDIA H100 80GB HBM3") or "cpu". */
+void sdm_device_description(sdm_device d, char *buf, size_t len);
+
+/* Message of the last failed call on this thread ("" if none). */
+const char *sdm_torch_last_error(void);
+/* Intra-op threads for CPU work (0 leaves libtorch's default). */
+void sdm_torch_set_threads(int n);
+/* Make CUDA kernels deterministic where libtorch can (cuDNN determinism). */
+void sdm_torch_set_deterministic(int on);
+
+/* --- modules -------------------------------------------------------------- */
+/* Loads a TorchScript file onto a device. The path is named in errors. */
+sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **out);
+int sdm_module_has_method(const sdm_module *m, const char *method);
+/* Calls m.method(args...) -> one tensor. method NULL means "forward". */
+sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
+                                 sdm_tensor *const *args, int nargs, sdm_tensor **out);
+/* dtype of the module's first floating parameter or buffer (SDM_F32 if none). */
+sdm_dtype sdm_module_dtype(const sdm_module *m);
+void sdm_module_free(sdm_module **m);
+
+/* --- tensors -------------------------------------------------------------- */
+#define SDM_MAX_DIMS 8
+
+/* Copies host memory (contiguous, row-major) into a new tensor on dev. */
+sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape,
+                                      int ndim, sdm_device dev, sdm_tensor **out);
+sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim,
+                                  sdm_device dev, sdm_tensor **out);
+/* Exactly torch.randn(shape, generator=torch.Generator().manual_seed(seed)),
+ * float32, made on the CPU and then moved to dev. */
+sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
+                                  sdm_device dev, sdm_tensor **out);
+sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out);
+/* New tensor of the same values on another device and/or dtype. */
+sdm_torch_status sdm_tensor_to(const sdm_tensor *t, sdm_device dev, sdm_dtype dtype, sdm_tensor **out);
+
+int sdm_tensor_ndim(const sdm_tensor *t);
+int64_t sdm_tensor_dim(const sdm_tensor *t, int i);   /* negative i counts from the end */
+int64_t sdm_tensor_numel(const sdm_tensor *t);
+sdm_dtype sdm_tensor_dtype(const sdm_tensor *t);
+sdm_device sdm_tensor_device(const sdm_tensor *t);
+
+/* Copies all elements (converted to dtype, contiguous) to host memory of
+ * `bytes` bytes, which must be exactly numel * sizeof(dtype). Syncs. */
+sdm_torch_status sdm_tensor_to_host(const sdm_tensor *t, sdm_dtype dtype, void *dst, size_t bytes);
+
+/* out = a*x + b*y (same shape; y may be NULL for out = a*x). */
+sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y,
+                                  sdm_tensor **out);
+/* In place: y = a*x + b*y. */
+sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_tensor *y);
+/* Spherical interpolation of the rows of the last dimension (per token row
+ * for embeddings [.., 77, H]); flattens everything for noise (rows = 0).
+ * Falls back to lerp where two rows are nearly parallel. */
+sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t,
+                                  int per_row, sdm_tensor **out);
+/* Concatenates along dim 0. */
+sdm_torch_status sdm_tensor_cat(sdm_tensor *const *ts, int n, sdm_tensor **out);
+/* Rows [start, start+len) of dim 0 (a copy). */
+sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t len, sdm_tensor **out);
+/* [B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 on the same device:
+ * round((x/2+0.5).clamp(0,1)*255), the way diffusers makes PIL images. */
+sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);
+/* Max |a-b| over all elements (syncs; for tests and checks). */
+sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *b, double *out);
+void sdm_tensor_free(sdm_tensor **t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
