@@ -1,0 +1,280 @@
+/* model.yaml: a small fixed schema read through libyaml's document API by
+ * one table of (path, type, field). Every error names the file and, where
+ * there is one, line:col. */
+#include "bundle.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+static const char *prediction_names[SDM_PRED_COUNT] = { "epsilon", "v_prediction" };
+static const char *beta_names[SDM_BETAS_COUNT] = { "scaled_linear", "linear" };
+
+const char *sdm_prediction_name(sdm_prediction p)
+{
+    return p >= 0 && p < SDM_PRED_COUNT ? prediction_names[p] : "?";
+}
+
+int sdm_prediction_from_str(const char *s, sdm_prediction *out)
+{
+    for (int i = 0; i < SDM_PRED_COUNT; i++) {
+        if (!strcmp(s, prediction_names[i])) {
+            *out = (sdm_prediction)i;
+            return 0;
+        }
+    }
+    if (!strcmp(s, "v")) {
+        *out = SDM_PRED_V;
+        return 0;
+    }
+    return -1;
+}
+
+const char *sdm_beta_schedule_name(sdm_beta_schedule b)
+{
+    return b >= 0 && b < SDM_BETAS_COUNT ? beta_names[b] : "?";
+}
+
+int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out)
+{
+    for (int i = 0; i < SDM_BETAS_COUNT; i++) {
+        if (!strcmp(s, beta_names[i])) {
+            *out = (sdm_beta_schedule)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_PRED, F_BETAS, F_FILE } field_type;
+
+typedef struct {
+    const char *path;       /* "text.hidden_size" */
+    field_type type;
+    size_t offset;
+    int required;
+} field;
+
+#define OFF(m) offsetof(sdm_bundle, m)
+static const field fields[] = {
+    { "format", F_INT, (size_t)-1, 1 },
+    { "family", F_STR16, OFF(family), 1 },
+    { "prediction", F_PRED, OFF(prediction), 1 },
+    { "dtype", F_STR16, OFF(dtype), 1 },
+    { "latent_channels", F_INT, OFF(latent_channels), 1 },
+    { "vae_scale", F_INT, OFF(vae_scale), 1 },
+    { "scaling_factor", F_DOUBLE, OFF(scaling_factor), 1 },
+    { "width", F_INT, OFF(width), 1 },
+    { "height", F_INT, OFF(height), 1 },
+    { "text.token_length", F_INT, OFF(token_length), 1 },
+    { "text.hidden_size", F_INT, OFF(hidden_size), 1 },
+    { "text.bos_id", F_INT, OFF(bos_id), 1 },
+    { "text.eos_id", F_INT, OFF(eos_id), 1 },
+    { "text.pad_id", F_INT, OFF(pad_id), 1 },
+    { "schedule.train_steps", F_INT, OFF(train_steps), 1 },
+    { "schedule.beta_start", F_DOUBLE, OFF(beta_start), 1 },
+    { "schedule.beta_end", F_DOUBLE, OFF(beta_end), 1 },
+    { "schedule.beta_schedule", F_BETAS, OFF(beta_schedule), 1 },
+    { "schedule.steps_offset", F_INT, OFF(steps_offset), 0 },
+    { "schedule.set_alpha_to_one", F_BOOL, OFF(set_alpha_to_one), 0 },
+    { "files.text_encoder", F_FILE, OFF(text_encoder), 1 },
+    { "files.unet", F_FILE, OFF(unet), 1 },
+    { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
+    { "files.vocab", F_FILE, OFF(vocab), 1 },
+    { "files.merges", F_FILE, OFF(merges), 1 },
+};
+#define N_FIELDS (sizeof fields / sizeof fields[0])
+
+typedef struct {
+    const char *file;
+    sdm_bundle *b;
+    unsigned char seen[N_FIELDS];
+    sdm_error *err;
+} loader;
+
+static int fail_at(loader *L, const yaml_node_t *n, const char *fmt, const char *a, const char *b)
+{
+    char what[512];
+    snprintf(what, sizeof what, fmt, a, b);
+    return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", L->file,
+                         (unsigned long)n->start_mark.line + 1, (unsigned long)n->start_mark.column + 1,
+                         what);
+}
+
+static int set_field(loader *L, const field *f, const yaml_node_t *n)
+{
+    const char *v = (const char *)n->data.scalar.value;
+    char *end = NULL;
+    void *dst = (char *)L->b + f->offset;
+
+    if (n->type != YAML_SCALAR_NODE)
+        return fail_at(L, n, "'%s' must be a single value%s", f->path, "");
+    errno = 0;
+    switch (f->type) {
+    case F_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < 0 || x > 1000000000)
+            return fail_at(L, n, "'%s' must be a non-negative integer, not '%s'", f->path, v);
+        if (f->offset != (size_t)-1)
+            *(int *)dst = (int)x;
+        else if (x != 1)
+            return fail_at(L, n, "unsupported bundle format '%s' (this sdmorph reads format 1)%s", v, "");
+        break;
+    }
+    case F_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end)
+            return fail_at(L, n, "'%s' must be a number, not '%s'", f->path, v);
+        *(double *)dst = x;
+        break;
+    }
+    case F_BOOL:
+        if (!strcmp(v, "true"))
+            *(int *)dst = 1;
+        else if (!strcmp(v, "false"))
+            *(int *)dst = 0;
+        else
+            return fail_at(L, n, "'%s' must be true or false, not '%s'", f->path, v);
+        break;
+    case F_STR16:
+        if (strlen(v) >= 16)
+            return fail_at(L, n, "'%s' is too long: '%s'", f->path, v);
+        strcpy((char *)dst, v);
+        break;
+    case F_PRED:
+        if (sdm_prediction_from_str(v, (sdm_prediction *)dst))
+            return fail_at(L, n, "prediction must be epsilon or v_prediction, not '%s'%s", v, "");
+        break;
+    case F_BETAS:
+        if (sdm_beta_schedule_from_str(v, (sdm_beta_schedule *)dst))
+            return fail_at(L, n, "beta_schedule must be scaled_linear or linear, not '%s'%s", v, "");
+        break;
+    case F_FILE:
+        if (!*v || strchr(v, '/'))
+            return fail_at(L, n, "'%s' must be a file name inside the bundle, not '%s'", f->path, v);
+        if (snprintf((char *)dst, 1280, "%s/%s", L->b->dir, v) >= 1280)
+            return fail_at(L, n, "path too long for '%s'%s", f->path, "");
+        break;
+    }
+    return 0;
+}
+
+/* Walks a mapping; prefix is "" at the top, "text." inside text:. */
+static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map, const char *prefix)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return fail_at(L, map, "expected a mapping of keys%s%s", "", "");
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        char path[128];
+        size_t i;
+
+        if (!k || !v || k->type != YAML_SCALAR_NODE)
+            return fail_at(L, map, "expected a key%s%s", "", "");
+        snprintf(path, sizeof path, "%s%s", prefix, (const char *)k->data.scalar.value);
+        if (v->type == YAML_MAPPING_NODE && !*prefix) {
+            char sub[128];
+            snprintf(sub, sizeof sub, "%s.", path);
+            if (walk_mapping(L, doc, v, sub))
+                return -1;
+            continue;
+        }
+        for (i = 0; i < N_FIELDS; i++)
+            if (!strcmp(fields[i].path, path))
+                break;
+        if (i == N_FIELDS) {
+            /* Newer bundles may carry more; say so, don't refuse. */
+            sdm_warn("%s:%lu:%lu: unknown key '%s' ignored", L->file,
+                     (unsigned long)k->start_mark.line + 1, (unsigned long)k->start_mark.column + 1, path);
+            continue;
+        }
+        if (L->seen[i])
+            return fail_at(L, k, "'%s' given twice%s", path, "");
+        L->seen[i] = 1;
+        if (set_field(L, &fields[i], v))
+            return -1;
+    }
+    return 0;
+}
+
+static int check_values(loader *L)
+{
+    sdm_bundle *b = L->b;
+    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges };
+    struct stat st;
+
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (fields[i].required && !L->seen[i])
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: missing key '%s'", L->file, fields[i].path);
+    if (b->latent_channels < 1 || b->vae_scale < 1 || b->token_length < 2 || b->hidden_size < 1 ||
+        b->train_steps < 2 || b->scaling_factor <= 0 || b->width < 8 || b->height < 8)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: sizes out of range (latent_channels %d, "
+                             "vae_scale %d, token_length %d, hidden_size %d, train_steps %d)", L->file,
+                             b->latent_channels, b->vae_scale, b->token_length, b->hidden_size, b->train_steps);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (stat(paths[i], &st) || !S_ISREG(st.st_mode))
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "model file missing: %s (named in %s)",
+                                 paths[i], L->file);
+    return 0;
+}
+
+int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err)
+{
+    char file[1200];
+    FILE *f = NULL;
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int have_parser = 0, have_doc = 0, rc = -1;
+    loader L;
+
+    memset(out, 0, sizeof *out);
+    memset(&L, 0, sizeof L);
+    out->steps_offset = 1;
+    L.file = file;
+    L.b = out;
+    L.err = err;
+    if (snprintf(out->dir, sizeof out->dir, "%s", dir) >= (int)sizeof out->dir) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "model directory path too long: %s", dir);
+        goto end;
+    }
+    snprintf(file, sizeof file, "%s/model.yaml", dir);
+    f = fopen(file, "rb");
+    if (!f) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot open model bundle %s: %s", file, strerror(errno));
+        goto end;
+    }
+    if (!yaml_parser_initialize(&parser)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    have_parser = 1;
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", file,
+                      (unsigned long)parser.problem_mark.line + 1,
+                      (unsigned long)parser.problem_mark.column + 1,
+                      parser.problem ? parser.problem : "not valid YAML");
+        goto end;
+    }
+    have_doc = 1;
+    if (!yaml_document_get_root_node(&doc)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: empty file", file);
+        goto end;
+    }
+    if (walk_mapping(&L, &doc, yaml_document_get_root_node(&doc), "") || check_values(&L))
+        goto end;
+    rc = 0;
+end:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    if (f)
+        fclose(f);
+    return rc;
+}
