@@ -25,6 +25,8 @@ typedef struct {
     int *sequence;              /* output frame i shows renders[sequence[i]];
                                    renders are in order of first appearance */
     int n_sequence;
+    int *sequence_index;        /* original display index of each shown frame
+                                   (differs from i after sdm_plan_select); NULL: i */
     double fps;
 } sdm_plan;
 

@@ -1,0 +1,225 @@
+#include "condition.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint64_t seed;
+    sdm_tensor *noise;
+} noise_entry;
+
+struct sdm_conditioner {
+    sdm_engine *engine;
+    const sdm_recipe *recipe;
+    int64_t noise_shape[4];
+    noise_entry *noises;
+    int n_noises;
+    /* walk state: y[k] of the last step computed, so a sequential walk costs
+     * one step per frame; y[frames] for closed walks */
+    int walk_k;
+    sdm_tensor *walk_y;
+    sdm_tensor *walk_end;
+};
+
+uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k)
+{
+    /* splitmix64 of the pair: well mixed, stable across platforms */
+    uint64_t z = noise_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(k + 1));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int torch_fail(sdm_error *err, sdm_torch_status st)
+{
+    return sdm_engine_torch_error(err, st, "conditioning");
+}
+
+int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
+                        sdm_conditioner **out, sdm_error *err)
+{
+    sdm_conditioner *c = calloc(1, sizeof *c);
+
+    *out = NULL;
+    if (!c)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    c->engine = e;
+    c->recipe = r;
+    c->noise_shape[0] = 1;
+    c->noise_shape[1] = sdm_engine_bundle(e)->latent_channels;
+    c->noise_shape[2] = latent_h;
+    c->noise_shape[3] = latent_w;
+    c->walk_k = -1;
+    *out = c;
+    return 0;
+}
+
+/* Initial noise of a seed, as torch.randn with a CPU generator; cached. */
+static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out, sdm_error *err)
+{
+    noise_entry *n;
+    sdm_torch_status st;
+
+    for (int i = 0; i < c->n_noises; i++) {
+        if (c->noises[i].seed == seed) {
+            *out = c->noises[i].noise;
+            return 0;
+        }
+    }
+    n = realloc(c->noises, sizeof *n * (c->n_noises + 1));
+    if (!n)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    c->noises = n;
+    n = &c->noises[c->n_noises];
+    n->seed = seed;
+    st = sdm_tensor_randn(seed, c->noise_shape, 4, sdm_engine_device(c->engine), &n->noise);
+    if (st)
+        return torch_fail(err, st);
+    c->n_noises++;
+    *out = n->noise;
+    return 0;
+}
+
+/* a and b mixed with weight t; exact copies at the ends. */
+static int mix(const sdm_tensor *a, const sdm_tensor *b, double t, sdm_interp how, int per_row,
+               sdm_tensor **out, sdm_error *err)
+{
+    sdm_torch_status st;
+
+    if (a == b || t <= 0.0)
+        st = sdm_tensor_clone(a, out);
+    else if (t >= 1.0)
+        st = sdm_tensor_clone(b, out);
+    else if (how == SDM_INTERP_SLERP)
+        st = sdm_tensor_slerp(a, b, t, per_row, out);
+    else
+        st = sdm_tensor_axpby(1.0 - t, a, t, b, out);
+    return st ? torch_fail(err, st) : 0;
+}
+
+static const char *negative_of(const sdm_recipe *r, const char *own)
+{
+    if (own)
+        return own;
+    return r->negative ? r->negative : "";
+}
+
+/* y[k] of the walk, k ≥ 0: y[k] = a·y0 + (1−a)·(y[k−1] + n_k). Continues
+ * from the last step computed when it can, else starts again from y0; the
+ * same operations in the same order either way, so the bits agree. */
+static int walk_embedding(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out,
+                          sdm_error *err)
+{
+    const sdm_walk *w = c->recipe->walk;
+    int64_t shape[3] = { 1, sdm_tensor_dim(y0, 1), sdm_tensor_dim(y0, 2) };
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    if (c->walk_k < 0 || c->walk_k > k) {
+        sdm_tensor_free(&c->walk_y);
+        st = sdm_tensor_clone(y0, &c->walk_y);
+        if (st)
+            return torch_fail(err, st);
+        c->walk_k = 0;
+    }
+    while (c->walk_k < k) {
+        sdm_tensor *n = NULL;
+        int j = c->walk_k + 1;
+        st = sdm_tensor_randn(sdm_walk_noise_seed(w->noise_seed, j), shape, 3, sdm_engine_device(c->engine), &n);
+        /* y = (1−a)·y + (1−a)·σ·n, then + a·y0 */
+        if (!st)
+            st = sdm_tensor_axpby_((1 - w->anchor) * w->sigma, n, 1 - w->anchor, c->walk_y);
+        if (!st)
+            st = sdm_tensor_axpby_(w->anchor, y0, 1.0, c->walk_y);
+        sdm_tensor_free(&n);
+        if (st)
+            return torch_fail(err, st);
+        c->walk_k = j;
+    }
+    st = sdm_tensor_clone(c->walk_y, out);
+    return st ? torch_fail(err, st) : 0;
+}
+
+/* A closed walk bends the drift back: y'[k] = y[k] − (k/N)·(y[N] − y[0]),
+ * so the step from frame N−1 to frame 0 is like any other. */
+static int walk_frame(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out, sdm_error *err)
+{
+    const sdm_walk *w = c->recipe->walk;
+    sdm_torch_status st;
+    int N = w->frames;
+
+    if (w->closed && !c->walk_end) {
+        if (walk_embedding(c, y0, N, &c->walk_end, err))
+            return -1;
+        /* walk_end becomes y[N] − y[0] */
+        st = sdm_tensor_axpby_(-1.0, y0, 1.0, c->walk_end);
+        if (st)
+            return torch_fail(err, st);
+    }
+    if (walk_embedding(c, y0, k, out, err))
+        return -1;
+    if (w->closed && k > 0) {
+        st = sdm_tensor_axpby_(-(double)k / N, c->walk_end, 1.0, *out);
+        if (st)
+            return torch_fail(err, st);
+    }
+    return 0;
+}
+
+int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
+                          sdm_error *err)
+{
+    const sdm_recipe *r = c->recipe;
+    const sdm_tensor *ea, *eb, *na, *nb, *sa, *sb;
+    sdm_error *e = err;
+
+    memset(out, 0, sizeof *out);
+    out->guidance = f->guidance;
+    if (f->walk_k >= 0) {
+        const sdm_walk *w = r->walk;
+        if (sdm_engine_embed(c->engine, w->prompt, &ea, e) ||
+            sdm_engine_embed(c->engine, negative_of(r, w->negative), &na, e) ||
+            seed_noise(c, w->seed, &sa, e) || walk_frame(c, ea, f->walk_k, &out->cond, e) ||
+            mix(na, na, 0, SDM_INTERP_LERP, 1, &out->uncond, e) ||
+            mix(sa, sa, 0, SDM_INTERP_LERP, 0, &out->noise, e))
+            goto fail;
+        return 0;
+    }
+    {
+        const sdm_keyframe *ka = &r->keyframes[f->key_a], *kb = &r->keyframes[f->key_b];
+        if (sdm_engine_embed(c->engine, ka->prompt, &ea, e) ||
+            sdm_engine_embed(c->engine, kb->prompt, &eb, e) ||
+            sdm_engine_embed(c->engine, negative_of(r, ka->negative), &na, e) ||
+            sdm_engine_embed(c->engine, negative_of(r, kb->negative), &nb, e) ||
+            seed_noise(c, ka->seed, &sa, e) || seed_noise(c, kb->seed, &sb, e) ||
+            mix(ea, eb, f->t, f->interp, 1, &out->cond, e) ||
+            mix(na, nb, f->t, f->interp, 1, &out->uncond, e) ||
+            mix(sa, sb, f->seed_t, SDM_INTERP_SLERP, 0, &out->noise, e))
+            goto fail;
+    }
+    return 0;
+fail:
+    sdm_frame_cond_clear(out);
+    return -1;
+}
+
+void sdm_frame_cond_clear(sdm_frame_cond *fc)
+{
+    sdm_tensor_free(&fc->cond);
+    sdm_tensor_free(&fc->uncond);
+    sdm_tensor_free(&fc->noise);
+}
+
+void sdm_conditioner_free(sdm_conditioner **pc)
+{
+    sdm_conditioner *c = pc ? *pc : NULL;
+
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_noises; i++)
+        sdm_tensor_free(&c->noises[i].noise);
+    free(c->noises);
+    sdm_tensor_free(&c->walk_y);
+    sdm_tensor_free(&c->walk_end);
+    free(c);
+    *pc = NULL;
+}

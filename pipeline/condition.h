@@ -1,0 +1,31 @@
+/* Per-frame conditioning: the text embeddings (conditional and negative)
+ * and the initial noise of one planned frame, from the keyframes it mixes
+ * or the walk step it is. Everything is a pure function of the recipe and
+ * the frame, so any frame can be rendered alone and comes out the same. */
+#ifndef SDM_CONDITION_H
+#define SDM_CONDITION_H
+
+#include "engine.h"
+#include "plan.h"
+
+typedef struct sdm_conditioner sdm_conditioner;
+
+typedef struct {
+    sdm_tensor *cond;       /* [1,L,H] */
+    sdm_tensor *uncond;     /* [1,L,H] */
+    sdm_tensor *noise;      /* [1,C,h,w], float32, before init_sigma */
+    double guidance;
+} sdm_frame_cond;
+
+int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
+                        sdm_conditioner **out, sdm_error *err);
+int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
+                          sdm_error *err);
+void sdm_frame_cond_clear(sdm_frame_cond *fc);
+void sdm_conditioner_free(sdm_conditioner **c);
+
+/* The seed of walk step k's embedding noise: a fixed mix of (noise_seed, k),
+ * so each step has its own stream and frame k can be recomputed alone. */
+uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k);
+
+#endif

@@ -1,0 +1,349 @@
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *prompt;
+    sdm_tensor *emb;
+} embed_entry;
+
+struct sdm_engine {
+    sdm_bundle bundle;
+    sdm_device dev;
+    sdm_dtype dtype;                /* what the modules compute in */
+    sdm_tokenizer *tok;
+    sdm_module *text_encoder, *unet, *vae;
+    embed_entry *embeds;
+    int n_embeds, cap_embeds;
+};
+
+int sdm_engine_torch_error(sdm_error *err, sdm_torch_status st, const char *what)
+{
+    if (st == SDM_TORCH_OOM)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME,
+                             "out of device memory during %s; lower --batch (or width/height) and try again (%s)",
+                             what, sdm_torch_last_error());
+    return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s failed: %s", what, sdm_torch_last_error());
+}
+
+static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
+{
+    sdm_torch_status st = sdm_module_load(path, dev, m);
+    if (st)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", path,
+                             sdm_torch_last_error());
+    return 0;
+}
+
+int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
+{
+    sdm_engine *e = calloc(1, sizeof *e);
+    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
+    int rc = -1;
+
+    *out = NULL;
+    if (!e) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    e->dev = dev;
+    if (sdm_bundle_load(model_dir, &e->bundle, err))
+        goto end;
+    if (sdm_dtype_from_str(e->bundle.dtype, &e->dtype)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s/model.yaml: dtype '%s' is not float32 or float16",
+                      model_dir, e->bundle.dtype);
+        goto end;
+    }
+    if (e->dtype == SDM_F16 && dev.type == SDM_DEVICE_CPU) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME,
+                      "%s holds float16 modules, which need a CUDA device; export with --dtype float32 for the CPU",
+                      model_dir);
+        goto end;
+    }
+    tp.token_length = e->bundle.token_length;
+    tp.pad_id = e->bundle.pad_id;
+    if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
+        goto end;
+    if (load_module(e->bundle.text_encoder, dev, &e->text_encoder, err) ||
+        load_module(e->bundle.unet, dev, &e->unet, err) ||
+        load_module(e->bundle.vae_decoder, dev, &e->vae, err))
+        goto end;
+    rc = 0;
+end:
+    if (rc)
+        sdm_engine_free(&e);
+    *out = e;
+    return rc;
+}
+
+const sdm_bundle *sdm_engine_bundle(const sdm_engine *e)
+{
+    return &e->bundle;
+}
+
+sdm_device sdm_engine_device(const sdm_engine *e)
+{
+    return e->dev;
+}
+
+const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e)
+{
+    return e->tok;
+}
+
+sdm_module *sdm_engine_unet(sdm_engine *e)
+{
+    return e->unet;
+}
+
+/* Runs a module on one input, casting to its dtype and the result back to float32. */
+static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
+                    const char *what, sdm_error *err)
+{
+    sdm_tensor *cast[4] = { NULL }, *res = NULL;
+    sdm_torch_status st = SDM_TORCH_OK;
+    int rc = -1;
+
+    for (int i = 0; i < nargs && !st; i++) {
+        if (sdm_tensor_dtype(args[i]) == SDM_F32 && e->dtype != SDM_F32)
+            st = sdm_tensor_to(args[i], e->dev, e->dtype, &cast[i]);
+    }
+    if (!st) {
+        sdm_tensor *use[4];
+        for (int i = 0; i < nargs; i++)
+            use[i] = cast[i] ? cast[i] : args[i];
+        st = sdm_module_call(m, NULL, use, nargs, &res);
+    }
+    if (!st && sdm_tensor_dtype(res) != SDM_F32) {
+        sdm_tensor *f = NULL;
+        st = sdm_tensor_to(res, e->dev, SDM_F32, &f);
+        sdm_tensor_free(&res);
+        res = f;
+    }
+    if (st) {
+        sdm_engine_torch_error(err, st, what);
+        goto end;
+    }
+    *out = res;
+    res = NULL;
+    rc = 0;
+end:
+    for (int i = 0; i < 4; i++)
+        sdm_tensor_free(&cast[i]);
+    sdm_tensor_free(&res);
+    return rc;
+}
+
+int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err)
+{
+    int L = e->bundle.token_length, rc = -1;
+    int64_t *ids = NULL, shape[2] = { 1, L };
+    sdm_tensor *t_ids = NULL, *emb = NULL;
+    sdm_tokenize_info info;
+    sdm_torch_status st;
+
+    for (int i = 0; i < e->n_embeds; i++) {
+        if (!strcmp(e->embeds[i].prompt, prompt)) {
+            *out = e->embeds[i].emb;
+            return 0;
+        }
+    }
+    ids = malloc(sizeof *ids * L);
+    if (!ids) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    sdm_tokenizer_encode(e->tok, prompt, ids, &info);
+    if (info.n_dropped > 0)
+        sdm_warn("prompt \"%.60s%s\" is %d tokens, the model reads %d: dropped %d from \"%.60s\"", prompt,
+                 strlen(prompt) > 60 ? "..." : "", info.n_tokens, L - 2, info.n_dropped,
+                 info.dropped_at >= 0 ? prompt + info.dropped_at : "");
+    st = sdm_tensor_from_host(ids, SDM_I64, shape, 2, e->dev, &t_ids);
+    if (st) {
+        sdm_engine_torch_error(err, st, "text encoding");
+        goto end;
+    }
+    if (call_f32(e, e->text_encoder, &t_ids, 1, &emb, "text encoder", err))
+        goto end;
+    if (e->n_embeds == e->cap_embeds) {
+        int cap = e->cap_embeds ? 2 * e->cap_embeds : 8;
+        embed_entry *n = realloc(e->embeds, sizeof *n * cap);
+        if (!n) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+            goto end;
+        }
+        e->embeds = n;
+        e->cap_embeds = cap;
+    }
+    e->embeds[e->n_embeds].prompt = strdup(prompt);
+    if (!e->embeds[e->n_embeds].prompt) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    e->embeds[e->n_embeds].emb = emb;
+    *out = emb;
+    emb = NULL;
+    e->n_embeds++;
+    rc = 0;
+end:
+    free(ids);
+    sdm_tensor_free(&t_ids);
+    sdm_tensor_free(&emb);
+    return rc;
+}
+
+int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
+                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
+                       sdm_step_noise_fn noise_fn, void *noise_user, volatile sig_atomic_t *stop,
+                       sdm_tensor **out, sdm_error *err)
+{
+    int B = (int)sdm_tensor_dim(x, 0), guided = uncond != NULL, n = guided ? 2 * B : B, rc = -1;
+    float *tbuf = NULL;
+    int64_t tshape[1] = { n };
+    sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
+    sdm_tensor *x0_prev = NULL, *x0 = NULL, *noise = NULL;
+    sdm_torch_status st;
+
+    *out = NULL;
+    tbuf = malloc(sizeof *tbuf * n);
+    if (!tbuf) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    st = sdm_tensor_clone(x, &cur);
+    if (!st && guided) {
+        sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
+        st = sdm_tensor_cat(pair, 2, &emb);
+    } else if (!st) {
+        st = sdm_tensor_clone(cond, &emb);
+    }
+    if (st) {
+        sdm_engine_torch_error(err, st, "sampling");
+        goto end;
+    }
+    for (int i = 0; i < s->n_steps; i++) {
+        const sdm_step *k = &s->steps[i];
+        sdm_tensor *args[3];
+
+        if (stop && *stop) {
+            rc = 1;
+            goto end;
+        }
+        for (int j = 0; j < n; j++)
+            tbuf[j] = (float)k->t;
+        st = sdm_tensor_from_host(tbuf, SDM_F32, tshape, 1, e->dev, &tt);
+        if (!st)
+            st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
+        if (!st && guided) {
+            sdm_tensor *pair[2] = { xin, xin };
+            st = sdm_tensor_cat(pair, 2, &xin2);
+        }
+        if (st) {
+            sdm_engine_torch_error(err, st, "sampling");
+            goto end;
+        }
+        args[0] = guided ? xin2 : xin;
+        args[1] = tt;
+        args[2] = emb;
+        if (call_f32(e, e->unet, args, 3, &res, "UNet", err))
+            goto end;
+        if (guided) {
+            st = sdm_tensor_cfg(res, g, B, &pred);
+            sdm_tensor_free(&res);
+        } else {
+            pred = res;
+            res = NULL;
+        }
+        /* x_next = cx·x + cout·out (+ cprev·x0_prev + cnoise·noise) */
+        if (!st && s->uses_prev)
+            st = sdm_tensor_axpby(k->x0_x, cur, k->x0_out, pred, &x0);
+        if (!st)
+            st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
+        if (!st && s->uses_prev && x0_prev && k->cprev != 0)
+            st = sdm_tensor_axpby_(k->cprev, x0_prev, 1.0, cur);
+        if (st) {
+            sdm_engine_torch_error(err, st, "sampling");
+            goto end;
+        }
+        if (s->uses_noise && k->cnoise != 0 && noise_fn) {
+            if (noise_fn(noise_user, i, &noise, err))
+                goto end;
+            st = sdm_tensor_axpby_(k->cnoise, noise, 1.0, cur);
+            sdm_tensor_free(&noise);
+            if (st) {
+                sdm_engine_torch_error(err, st, "sampling");
+                goto end;
+            }
+        }
+        if (x0) {
+            sdm_tensor_free(&x0_prev);
+            x0_prev = x0;
+            x0 = NULL;
+        }
+        sdm_tensor_free(&tt);
+        sdm_tensor_free(&xin);
+        sdm_tensor_free(&xin2);
+        sdm_tensor_free(&pred);
+    }
+    *out = cur;
+    cur = NULL;
+    rc = 0;
+end:
+    free(tbuf);
+    sdm_tensor_free(&cur);
+    sdm_tensor_free(&emb);
+    sdm_tensor_free(&xin);
+    sdm_tensor_free(&xin2);
+    sdm_tensor_free(&tt);
+    sdm_tensor_free(&res);
+    sdm_tensor_free(&pred);
+    sdm_tensor_free(&x0_prev);
+    sdm_tensor_free(&x0);
+    sdm_tensor_free(&noise);
+    return rc;
+}
+
+int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
+{
+    sdm_tensor *z = NULL, *img = NULL;
+    sdm_torch_status st;
+    int rc = -1;
+
+    st = sdm_tensor_axpby(1.0 / e->bundle.scaling_factor, latents, 0, NULL, &z);
+    if (st) {
+        sdm_engine_torch_error(err, st, "VAE decode");
+        goto end;
+    }
+    if (call_f32(e, e->vae, &z, 1, &img, "VAE decoder", err))
+        goto end;
+    st = sdm_tensor_to_rgb8(img, rgb);
+    if (st) {
+        sdm_engine_torch_error(err, st, "VAE decode");
+        goto end;
+    }
+    rc = 0;
+end:
+    sdm_tensor_free(&z);
+    sdm_tensor_free(&img);
+    return rc;
+}
+
+void sdm_engine_free(sdm_engine **pe)
+{
+    sdm_engine *e = pe ? *pe : NULL;
+
+    if (!e)
+        return;
+    for (int i = 0; i < e->n_embeds; i++) {
+        free(e->embeds[i].prompt);
+        sdm_tensor_free(&e->embeds[i].emb);
+    }
+    free(e->embeds);
+    sdm_module_free(&e->text_encoder);
+    sdm_module_free(&e->unet);
+    sdm_module_free(&e->vae);
+    sdm_tokenizer_free(&e->tok);
+    free(e);
+    *pe = NULL;
+}

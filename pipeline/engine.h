@@ -1,0 +1,48 @@
+/* The loaded model: bundle description, tokenizer and the three modules on
+ * one device, with the text embeddings of the prompts seen so far. The
+ * stages the render loop calls: embed, denoise, decode. */
+#ifndef SDM_ENGINE_H
+#define SDM_ENGINE_H
+
+#include <signal.h>
+
+#include "bundle.h"
+#include "sampler.h"
+#include "tokenizer.h"
+#include "torch_api.h"
+
+typedef struct sdm_engine sdm_engine;
+
+int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err);
+const sdm_bundle *sdm_engine_bundle(const sdm_engine *e);
+sdm_device sdm_engine_device(const sdm_engine *e);
+const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
+/* The unet module (tests call its analytic `target` method). */
+sdm_module *sdm_engine_unet(sdm_engine *e);
+
+/* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
+ * A prompt longer than the token length is cut, with one warning. */
+int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
+
+/* One batch of B frames through the whole sampler loop.
+ *   x      [B,C,h,w] initial noise (float32, already · init_sigma)
+ *   cond   [B,L,H], uncond [B,L,H] (NULL when no frame is guided)
+ *   g      B guidance scales (≤ 1: conditional only, as diffusers does)
+ *   noise  per-step noise source for samplers that need it (NULL otherwise)
+ *   stop   polled between steps; non-zero abandons the batch (returns 1)
+ * On success *out is the final latent [B,C,h,w] float32. */
+typedef int (*sdm_step_noise_fn)(void *user, int step, sdm_tensor **noise, sdm_error *err);
+int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
+                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
+                       sdm_step_noise_fn noise, void *noise_user, volatile sig_atomic_t *stop,
+                       sdm_tensor **out, sdm_error *err);
+
+/* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device. */
+int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
+
+void sdm_engine_free(sdm_engine **e);
+
+/* A torch failure as an sdm_error, with a hint on out-of-memory. */
+int sdm_engine_torch_error(sdm_error *err, sdm_torch_status st, const char *what);
+
+#endif

@@ -1,0 +1,369 @@
+#include "render.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "condition.h"
+#include "engine.h"
+#include "sampler.h"
+#include "sidecar.h"
+#include "sink.h"
+#include "version.h"
+
+sdm_render_params sdm_render_default_params(void)
+{
+    sdm_render_params p;
+
+    memset(&p, 0, sizeof p);
+    p.write_outputs = 1;
+    return p;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* FNV-1a of the recipe file: names the recipe in metadata and the sidecar. */
+static void hash_file(const char *path, char *out, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    int c;
+
+    if (f) {
+        while ((c = getc(f)) != EOF)
+            h = (h ^ (unsigned char)c) * 0x100000001b3ull;
+        fclose(f);
+    }
+    snprintf(out, len, "%016llx", (unsigned long long)h);
+}
+
+/* Output names: the CLI's, else the recipe's; with --frames, a name that
+ * says which frames, so the full render is not replaced by a few frames. */
+typedef struct {
+    char **names;
+    int n;
+} name_list;
+
+static void names_free(name_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    l->names = NULL;
+    l->n = 0;
+}
+
+static int output_names(const sdm_recipe *r, const sdm_render_params *p, name_list *out, sdm_error *err)
+{
+    const char *const *src = p->n_outputs > 0 ? p->outputs : (const char *const *)r->outputs;
+    int n = p->n_outputs > 0 ? p->n_outputs : r->n_outputs;
+
+    out->names = calloc(n > 0 ? n : 1, sizeof *out->names);
+    if (!out->names)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < n; i++) {
+        char buf[4096];
+        if (p->frames && p->n_outputs == 0) {
+            const char *dot = strrchr(src[i], '.');
+            char spec[64];
+            snprintf(spec, sizeof spec, "%s", p->frames);
+            for (char *c = spec; *c; c++)
+                if (*c == ',')
+                    *c = '_';
+            snprintf(buf, sizeof buf, "%.*s.frames-%s%s", (int)(dot ? dot - src[i] : (long)strlen(src[i])),
+                     src[i], spec, dot ? dot : "");
+        } else {
+            snprintf(buf, sizeof buf, "%s", src[i]);
+        }
+        out->names[i] = strdup(buf);
+        if (!out->names[i])
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        out->n++;
+    }
+    return 0;
+}
+
+/* Automatic batch: several frames per UNet call where memory allows. */
+static int auto_batch(const sdm_engine *e, int width, int height)
+{
+    size_t free_b = 0, total_b = 0;
+    double per_frame;
+
+    if (sdm_engine_device(e).type == SDM_DEVICE_CPU)
+        return 4;
+    if (sdm_cuda_mem_info(sdm_engine_device(e), &free_b, &total_b))
+        return 1;
+    /* SD 1.5 at 512² in fp16 takes about 1.2 GB per guided frame at peak
+     * (UNet activations and VAE decode); scale with the pixel count. */
+    per_frame = 1.2e9 * ((double)width * height) / (512.0 * 512.0);
+    int b = (int)((double)free_b * 0.7 / per_frame);
+    return b < 1 ? 1 : b > 16 ? 16 : b;
+}
+
+static void progress_line(int shown, int total, int rendered, int n_renders, double t0, int done)
+{
+    double el = now_s() - t0, per = rendered ? el / rendered : 0, eta = per * (n_renders - rendered);
+    fprintf(stderr, "\rsdmorph: frame %d/%d (rendered %d/%d) %.2f s/frame, ETA %d:%02d%s", shown, total,
+            rendered, n_renders, per, (int)eta / 60, (int)eta % 60, done ? "\n" : "  ");
+    fflush(stderr);
+}
+
+typedef struct {
+    sdm_engine *engine;
+    sdm_conditioner *cond;
+    sdm_schedule sched;
+    sdm_sink *sink;
+    sdm_plan plan;
+    name_list outs;
+    uint8_t **kept;         /* host copies of renders shown again later */
+    int *remaining;         /* appearances still to show, per render */
+    int *rendered;          /* render done */
+    uint8_t *batch_rgb;     /* host frames of the batch in flight */
+} render_state;
+
+/* Shows every frame whose render is done, in display order. */
+static int emit_ready(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
+                      int *shown, int width, int height, sdm_error *err)
+{
+    const sdm_plan *pl = &S->plan;
+
+    while (*shown < pl->n_sequence && S->rendered[pl->sequence[*shown]]) {
+        int r = pl->sequence[*shown];
+        const uint8_t *rgb = S->kept[r] ? S->kept[r] : S->batch_rgb + (size_t)(r - first) * frame_bytes;
+        if (!S->kept[r] && (r < first || r >= first + nb))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: frame %d lost", r);
+        if (S->sink && sdm_sink_push(S->sink, rgb, err))
+            return -1;
+        if (p->on_frame && p->on_frame(p->user, *shown, rgb, width, height))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
+        (*shown)++;
+        if (--S->remaining[r] == 0) {
+            free(S->kept[r]);
+            S->kept[r] = NULL;
+        }
+    }
+    /* keep what this batch made and is still to be shown */
+    for (int j = 0; j < nb; j++) {
+        int r = first + j;
+        if (S->remaining[r] > 0 && !S->kept[r]) {
+            S->kept[r] = malloc(frame_bytes);
+            if (!S->kept[r])
+                return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+            memcpy(S->kept[r], S->batch_rgb + (size_t)j * frame_bytes, frame_bytes);
+        }
+    }
+    return 0;
+}
+
+/* Conditions, samples and decodes renders [first, first+nb) into S->batch_rgb. */
+static int render_batch(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
+                        sdm_error *err)
+{
+    sdm_frame_cond *fc = calloc(nb, sizeof *fc);
+    sdm_tensor **xs = calloc(nb, sizeof *xs), **cs = calloc(nb, sizeof *cs), **us = calloc(nb, sizeof *us);
+    sdm_tensor *x = NULL, *x0 = NULL, *c = NULL, *u = NULL, *lat = NULL, *rgb = NULL;
+    double *g = calloc(nb, sizeof *g);
+    int guided = 0, rc = -1, d;
+    sdm_torch_status st;
+
+    if (!fc || !xs || !cs || !us || !g) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int j = 0; j < nb; j++) {
+        if (sdm_conditioner_frame(S->cond, &S->plan.renders[first + j], &fc[j], err))
+            goto end;
+        xs[j] = fc[j].noise;
+        cs[j] = fc[j].cond;
+        us[j] = fc[j].uncond;
+        g[j] = fc[j].guidance > 1.0 ? fc[j].guidance : 1.0;
+        guided |= fc[j].guidance > 1.0;
+    }
+    st = sdm_tensor_cat(xs, nb, &x0);
+    if (!st)
+        st = sdm_tensor_axpby(S->sched.init_sigma, x0, 0, NULL, &x);
+    if (!st)
+        st = sdm_tensor_cat(cs, nb, &c);
+    if (!st && guided)
+        st = sdm_tensor_cat(us, nb, &u);
+    if (st) {
+        sdm_engine_torch_error(err, st, "batching");
+        goto end;
+    }
+    d = sdm_engine_denoise(S->engine, &S->sched, x, c, u, g, NULL, NULL, p->stop, &lat, err);
+    if (d) {
+        rc = d;
+        goto end;
+    }
+    if (sdm_engine_decode(S->engine, lat, &rgb, err))
+        goto end;
+    st = sdm_tensor_to_host(rgb, SDM_U8, S->batch_rgb, frame_bytes * nb);
+    if (st) {
+        sdm_engine_torch_error(err, st, "copying frames to the host");
+        goto end;
+    }
+    rc = 0;
+end:
+    for (int j = 0; fc && j < nb; j++)
+        sdm_frame_cond_clear(&fc[j]);
+    free(fc);
+    free(xs);
+    free(cs);
+    free(us);
+    free(g);
+    sdm_tensor_free(&x0);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&c);
+    sdm_tensor_free(&u);
+    sdm_tensor_free(&lat);
+    sdm_tensor_free(&rgb);
+    return rc;
+}
+
+int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats *stats, sdm_error *err)
+{
+    render_state S;
+    sdm_render_stats dummy;
+    const sdm_bundle *b;
+    sdm_sampler_params sp;
+    sdm_sink_params kp = sdm_sink_default_params();
+    char hash[32], comment[512];
+    int width, height, B, shown = 0, rc = -1, interrupted = 0;
+    size_t frame_bytes;
+    double t0 = now_s();
+
+    memset(&S, 0, sizeof S);
+    if (!stats)
+        stats = &dummy;
+    memset(stats, 0, sizeof *stats);
+
+    /* Everything that can be refused is refused before the model loads. */
+    if (output_names(r, p, &S.outs, err))
+        goto end;
+    for (int i = 0; p->write_outputs && i < S.outs.n; i++)
+        if (sdm_sink_check_path(S.outs.names[i], 0, err))
+            goto end;
+    if (p->write_outputs && r->contact_sheet && sdm_sink_check_path(r->contact_sheet, 1, err))
+        goto end;
+    if (sdm_plan_make(r, &S.plan, err))
+        goto end;
+    if (p->frames && sdm_plan_select(&S.plan, p->frames, err))
+        goto end;
+
+    if (sdm_engine_open(p->model_dir, p->device, &S.engine, err))
+        goto end;
+    b = sdm_engine_bundle(S.engine);
+    width = r->width ? r->width : b->width;
+    height = r->height ? r->height : b->height;
+    if (width % b->vae_scale || height % b->vae_scale) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "%s: width and height must be multiples of %d for this model (%dx%d)",
+                      r->path, b->vae_scale, width, height);
+        goto end;
+    }
+    sp.kind = r->sampler;
+    sp.steps = r->steps;
+    sp.eta = r->eta;
+    sp.karras = r->karras;
+    if (sdm_schedule_make(b, &sp, &S.sched, err))
+        goto end;
+    if (sdm_conditioner_new(S.engine, r, height / b->vae_scale, width / b->vae_scale, &S.cond, err))
+        goto end;
+
+    B = p->batch > 0 ? p->batch : r->batch > 0 ? r->batch : auto_batch(S.engine, width, height);
+    if (B > S.plan.n_renders)
+        B = S.plan.n_renders;
+    frame_bytes = (size_t)width * height * 3;
+    S.kept = calloc(S.plan.n_renders, sizeof *S.kept);
+    S.remaining = calloc(S.plan.n_renders, sizeof *S.remaining);
+    S.rendered = calloc(S.plan.n_renders, sizeof *S.rendered);
+    S.batch_rgb = malloc(frame_bytes * B);
+    if (!S.kept || !S.remaining || !S.rendered || !S.batch_rgb) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < S.plan.n_sequence; i++)
+        S.remaining[S.plan.sequence[i]]++;
+
+    hash_file(r->path, hash, sizeof hash);
+    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s", SDM_VERSION,
+             r->path ? r->path : "-", hash, p->model_dir);
+    if (p->write_outputs) {
+        kp.width = width;
+        kp.height = height;
+        kp.fps = r->fps;
+        kp.comment = comment;
+        kp.total_frames = S.plan.n_sequence;
+        if (sdm_sink_open((const char *const *)S.outs.names, S.outs.n, r->contact_sheet, &kp, &S.sink, err))
+            goto end;
+    }
+
+    for (int first = 0; first < S.plan.n_renders; first += B) {
+        int nb = S.plan.n_renders - first < B ? S.plan.n_renders - first : B;
+        int d;
+        if (p->stop && *p->stop) {
+            interrupted = 1;
+            break;
+        }
+        d = render_batch(&S, p, first, nb, frame_bytes, err);
+        if (d == 1) {
+            interrupted = 1;
+            break;
+        }
+        if (d)
+            goto end;
+        for (int j = 0; j < nb; j++)
+            S.rendered[first + j] = 1;
+        stats->frames_rendered += nb;
+        if (emit_ready(&S, p, first, nb, frame_bytes, &shown, width, height, err))
+            goto end;
+        if (p->progress)
+            progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 0);
+    }
+    if (p->progress)
+        progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 1);
+
+    if (S.sink) {
+        if (interrupted && shown == 0) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "interrupted before the first frame; nothing written");
+            goto end;
+        }
+        if (sdm_sink_finish(S.sink, interrupted, err))
+            goto end;
+        if (!interrupted) {
+            char side[4200];
+            sdm_sidecar_info info = { p->model_dir, hash, width, height, S.plan.sequence_index };
+            sdm_path_with_ext(S.outs.names[0], "json", side, sizeof side);
+            if (sdm_sidecar_write(side, r, &S.plan, &info, err))
+                goto end;
+        }
+    }
+    stats->frames_shown = shown;
+    stats->interrupted = interrupted;
+    stats->width = width;
+    stats->height = height;
+    stats->batch = B;
+    stats->seconds = now_s() - t0;
+    stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
+    rc = interrupted;
+end:
+    sdm_sink_free(&S.sink);
+    for (int i = 0; S.kept && i < S.plan.n_renders; i++)
+        free(S.kept[i]);
+    free(S.kept);
+    free(S.remaining);
+    free(S.rendered);
+    free(S.batch_rgb);
+    sdm_conditioner_free(&S.cond);
+    sdm_schedule_free(&S.sched);
+    sdm_plan_free(&S.plan);
+    sdm_engine_free(&S.engine);
+    names_free(&S.outs);
+    return rc;
+}

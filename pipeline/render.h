@@ -1,0 +1,43 @@
+/* The render loop: plan → conditioning → sampling in batches → decode →
+ * frames in display order to the sink. Frames shown again later (pingpong's
+ * way back, holds) are kept on the host instead of rendered twice. */
+#ifndef SDM_RENDER_H
+#define SDM_RENDER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "plan.h"
+#include "recipe.h"
+#include "torch_api.h"
+
+/* Called with every shown frame, in display order (tests capture frames). */
+typedef int (*sdm_frame_fn)(void *user, int index, const uint8_t *rgb, int width, int height);
+
+typedef struct {
+    const char *model_dir;          /* bundle directory */
+    sdm_device device;
+    int batch;                      /* frames per UNet call; 0: automatic */
+    const char *frames;             /* --frames LIST, NULL for all */
+    const char *const *outputs;     /* replaces the recipe's outputs when n_outputs > 0 */
+    int n_outputs;
+    int write_outputs;              /* 0: no files (tests with on_frame) */
+    int progress;                   /* progress line on stderr */
+    volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
+    sdm_frame_fn on_frame;
+    void *user;
+} sdm_render_params;
+
+sdm_render_params sdm_render_default_params(void);
+
+typedef struct {
+    int frames_shown, frames_rendered, interrupted;
+    double seconds, seconds_per_render;
+    int width, height, batch;
+} sdm_render_stats;
+
+/* 0: done; 1: interrupted (a partial file was written); -1: err is set. */
+int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats *stats,
+               sdm_error *err);
+
+#endif

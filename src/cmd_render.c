@@ -1,0 +1,221 @@
+/* sdmorph render: options, model lookup, signals; the work is sdm_render. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "recipe.h"
+#include "render.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sdmorph render RECIPE [options]\n"
+            "  -o, --output FILE    write FILE instead of the recipe's outputs (repeatable; .mp4, .gif)\n"
+            "  --model DIR          model bundle (default: the recipe's model, $SDMORPH_MODEL,\n"
+            "                       else the built-in synthetic analytic model)\n"
+            "  --device DEV         cpu, cuda or cuda:N (default: cuda when available)\n"
+            "  --batch N            frames per UNet call (default: from free GPU memory)\n"
+            "  --frames LIST        render only these output frames, e.g. 37 or 0-9,20\n"
+            "                       (written to NAME.frames-LIST.mp4 unless -o is given)\n"
+            "  --threads N          CPU threads for libtorch\n"
+            "  -q, --quiet          no progress line\n"
+            "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
+            "(a playable NAME.partial.mp4 holds the frames done).\n");
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The built-in bundle lives beside the executable: build/models/analytic. */
+static void builtin_model(char *buf, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash;
+
+    if (n <= 0) {
+        snprintf(buf, len, "build/models/analytic");
+        return;
+    }
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(buf, len, "%s/build/models/analytic", exe);
+}
+
+/* A recipe's relative model path is tried from the working directory, then
+ * from the recipe's own directory. */
+static void resolve_model(const char *opt, const sdm_recipe *r, char *buf, size_t len)
+{
+    const char *env = getenv("SDMORPH_MODEL");
+
+    if (opt) {
+        snprintf(buf, len, "%s", opt);
+    } else if (r->model) {
+        const char *slash = r->path ? strrchr(r->path, '/') : NULL;
+        if (r->model[0] == '/' || is_dir(r->model) || !slash)
+            snprintf(buf, len, "%s", r->model);
+        else
+            snprintf(buf, len, "%.*s/%s", (int)(slash - r->path), r->path, r->model);
+    } else if (env && *env) {
+        snprintf(buf, len, "%s", env);
+    } else {
+        builtin_model(buf, len);
+    }
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int sdm_cmd_render(int argc, char **argv)
+{
+    sdm_render_params p = sdm_render_default_params();
+    sdm_render_stats stats;
+    sdm_recipe *r = NULL;
+    sdm_error err = { 0 };
+    const char *recipe = NULL, *model = NULL, *device = NULL;
+    const char **outputs = calloc(argc, sizeof *outputs);
+    char model_dir[4096];
+    struct sigaction sa, old_int, old_term;
+    int rc = SDM_EXIT_USAGE, threads = 0, n_out = 0, quiet = 0, d;
+
+    if (!outputs)
+        return SDM_EXIT_RUNTIME;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") ||
+                    !strcmp(a, "--device") || !strcmp(a, "--batch") || !strcmp(a, "--frames") ||
+                    !strcmp(a, "--threads");
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            rc = SDM_EXIT_OK;
+            goto end;
+        }
+        if (takes && !v) {
+            fprintf(stderr, "sdmorph render: %s needs a value\n", a);
+            goto end;
+        }
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            outputs[n_out++] = v;
+        } else if (!strcmp(a, "--model")) {
+            model = v;
+        } else if (!strcmp(a, "--device")) {
+            device = v;
+        } else if (!strcmp(a, "--frames")) {
+            p.frames = v;
+        } else if (!strcmp(a, "--batch")) {
+            if (parse_int(v, 1, 1024, &p.batch)) {
+                fprintf(stderr, "sdmorph render: --batch must be 1..1024, not '%s'\n", v);
+                goto end;
+            }
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_int(v, 1, 1024, &threads)) {
+                fprintf(stderr, "sdmorph render: --threads must be 1..1024, not '%s'\n", v);
+                goto end;
+            }
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+            continue;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sdmorph render: unknown option '%s'\n", a);
+            usage(stderr);
+            goto end;
+        } else if (!recipe) {
+            recipe = a;
+            continue;
+        } else {
+            fprintf(stderr, "sdmorph render: one recipe at a time ('%s' and '%s')\n", recipe, a);
+            goto end;
+        }
+        i++;
+    }
+    if (!recipe) {
+        usage(stderr);
+        goto end;
+    }
+    if (device) {
+        if (sdm_device_from_str(device, &p.device)) {
+            fprintf(stderr, "sdmorph render: --device must be cpu, cuda or cuda:N, not '%s'\n", device);
+            goto end;
+        }
+        if (p.device.type == SDM_DEVICE_CUDA && p.device.index >= sdm_cuda_device_count()) {
+            fprintf(stderr, "sdmorph render: %s is not available (%d CUDA devices%s)\n", device,
+                    sdm_cuda_device_count(), sdm_cuda_device_count() ? "" : "; this libtorch has no CUDA or no GPU is visible");
+            rc = SDM_EXIT_RUNTIME;
+            goto end;
+        }
+    } else {
+        p.device.type = sdm_cuda_device_count() > 0 ? SDM_DEVICE_CUDA : SDM_DEVICE_CPU;
+        p.device.index = 0;
+    }
+    if (threads)
+        sdm_torch_set_threads(threads);
+
+    if (sdm_recipe_load(recipe, &r, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        rc = err.code;
+        goto end;
+    }
+    resolve_model(model, r, model_dir, sizeof model_dir);
+    p.model_dir = model_dir;
+    p.outputs = outputs;
+    p.n_outputs = n_out;
+    p.progress = !quiet && isatty(STDERR_FILENO);
+    p.stop = &stop_requested;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    d = sdm_render(r, &p, &stats, &err);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+
+    if (d < 0) {
+        fprintf(stderr, "sdmorph: %s\n", err.msg);
+        rc = err.code ? err.code : SDM_EXIT_RUNTIME;
+        goto end;
+    }
+    if (d == 1) {
+        fprintf(stderr, "sdmorph: interrupted: kept the %d frames done in a .partial file beside each output\n",
+                stats.frames_shown);
+        rc = 130;
+        goto end;
+    }
+    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s, %.3f s per rendered frame, batch %d\n",
+            stats.frames_shown, stats.frames_rendered, stats.width, stats.height, stats.seconds,
+            stats.seconds_per_render, stats.batch);
+    rc = SDM_EXIT_OK;
+end:
+    sdm_recipe_free(&r);
+    free(outputs);
+    return rc;
+}
