@@ -59,6 +59,8 @@ CSRC   = $(wildcard src/*.c pipeline/*.c encoders/*.c)
 CXXSRC = $(wildcard src/*.cpp)
 OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC)) $(patsubst %.cpp,$(BUILD)/%.o,$(CXXSRC))
 LIBOBJ = $(filter-out $(BUILD)/src/main.o,$(OBJ))
+# Tests and benches link an archive, so each pulls in only the modules it uses.
+LIBA   = $(BUILD)/libsdmorph.a
 TESTS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
@@ -77,15 +79,19 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/%.c $(LIBOBJ) tests/test.h
-	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
-	$(CXX) -o $@ $@.o $(LIBOBJ) $(LDFLAGS) $(LIBS)
+$(LIBA): $(LIBOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
-$(BUILD)/bench/%: bench/%.c $(LIBOBJ)
+$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
-	$(CXX) -o $@ $@.o $(LIBOBJ) $(LDFLAGS) $(LIBS)
+	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
+	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
 
 # The analytic test bundle is made here, by the machine's own torch; never committed.
 $(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
