@@ -12,6 +12,15 @@ CXXFLAGS ?= -O2 -g
 WARN      = -Wall -Wextra -Wno-unused-parameter
 CPPFLAGS += -Isrc -Ipipeline -Iencoders -MMD -MP
 
+# What a fresh Debian 12 needs; `make deps` installs whichever are missing.
+DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
+  libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
+  libyaml-dev libutf8proc-dev libjson-c-dev
+
+ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
+SKIP_CHECKS = 1
+endif
+
 # --- media and parsing libraries, through pkg-config ----------------------
 # A carried static prefix (.deps/media, see bench/README.md) wins when present.
 ifneq ($(wildcard .deps/media/lib/pkgconfig),)
@@ -19,12 +28,14 @@ export PKG_CONFIG_PATH := $(CURDIR)/.deps/media/lib/pkgconfig
 PKG_STATIC = --static
 endif
 PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c
-PKG_MISSING := $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p)))
+ifndef SKIP_CHECKS
+PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
 ifneq ($(PKG_MISSING),)
 $(error missing libraries (pkg-config): $(PKG_MISSING). On Debian: apt-get install libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev libyaml-dev libutf8proc-dev libjson-c-dev pkg-config)
 endif
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS))
 LIBS     += $(shell pkg-config $(PKG_STATIC) --libs $(PKGS))
+endif
 
 # --- libtorch: TORCH_DIR=, else Debian's libtorch-dev, else python3's torch --
 PYTHON ?= $(firstword $(foreach p,python3 /usr/bin/python3,$(shell $(p) -c 'import torch' 2>/dev/null && echo $(p))))
@@ -42,7 +53,7 @@ TORCH_INC = $(TORCH_DIR)/include $(TORCH_DIR)/include/torch/csrc/api/include
 TORCH_LIB = $(TORCH_DIR)/lib
 TORCH_FROM ?= $(TORCH_DIR)
 endif
-ifeq ($(TORCH_LIB),)
+ifeq ($(TORCH_LIB)$(SKIP_CHECKS),)
 $(error libtorch not found: apt-get install libtorch-dev, or pip install torch for python3, or set TORCH_DIR=)
 endif
 TORCH_CUDA := $(wildcard $(TORCH_LIB)/libtorch_cuda.so)
@@ -110,5 +121,12 @@ demo: all
 clean:
 	rm -rf $(BUILD) sdmorph
 
-.PHONY: all test bench demo clean
+deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "all build dependencies are installed"; fi
+
+.PHONY: all test bench demo clean deps
 -include $(OBJ:.o=.d)
