@@ -58,7 +58,8 @@ static void builtin_model(char *buf, size_t len)
     slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    snprintf(buf, len, "%s/build/models/analytic", exe);
+    if (snprintf(buf, len, "%s/build/models/analytic", exe) >= (int)len)
+        snprintf(buf, len, "build/models/analytic");
 }
 
 /* A recipe's relative model path is tried from the working directory, then
