@@ -61,6 +61,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
                       model_dir);
         goto end;
     }
+    sdm_torch_set_tf32(e->dtype != SDM_F32);
     tp.token_length = e->bundle.token_length;
     tp.pad_id = e->bundle.pad_id;
     if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
