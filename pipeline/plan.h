@@ -25,6 +25,8 @@ typedef struct {
     int *sequence;              /* output frame i shows renders[sequence[i]];
                                    renders are in order of first appearance */
     int n_sequence;
+    int *frame_index;           /* output frame i is frame frame_index[i] of the
+                                   full plan (i until sdm_plan_select) */
     double fps;
 } sdm_plan;
 
