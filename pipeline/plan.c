@@ -359,6 +359,89 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
     free(first_shown);
 }
 
+/* --- JSON ----------------------------------------------------------------- */
+
+/* A JSON string; the loader has checked the text is UTF-8 without NULs. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c == '\n')
+            fputs("\\n", f);
+        else if (*c == '\t')
+            fputs("\\t", f);
+        else if (*c < 0x20 || *c == 0x7f)
+            fprintf(f, "\\u%04x", *c);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_key_string(FILE *f, const char *key, const char *value, const char *after)
+{
+    fprintf(f, "\"%s\": ", key);
+    if (value)
+        json_string(f, value);
+    else
+        fputs("null", f);
+    fputs(after, f);
+}
+
+int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
+{
+    if (!p || !r || !f)
+        return -1;
+    fprintf(f, "{\n  \"format\": \"sdmorph-plan\", \"version\": 1,\n  ");
+    json_key_string(f, "recipe", r->path, ",\n  ");
+    json_key_string(f, "model", r->model, ",\n");
+    if (r->width && r->height)
+        fprintf(f, "  \"width\": %d, \"height\": %d,", r->width, r->height);
+    else
+        fprintf(f, "  \"width\": null, \"height\": null,");
+    fprintf(f, " \"steps\": %d, \"sampler\": \"%s\", \"eta\": %.17g, \"karras\": %s,\n", r->steps,
+            sdm_sampler_name(r->sampler), r->eta, r->karras ? "true" : "false");
+    fprintf(f, "  \"fps\": %.17g, \"loop\": \"%s\", \"frames_shown\": %d, \"frames_rendered\": %d,\n  ", p->fps,
+            sdm_loop_name(r->loop), p->n_sequence, p->n_renders);
+    json_key_string(f, "negative", r->negative, ",\n");
+    fprintf(f, "  \"keyframes\": [");
+    for (int i = 0; i < r->n_keyframes; i++) {
+        const sdm_keyframe *k = &r->keyframes[i];
+        fprintf(f, "%s\n    {", i ? "," : "");
+        json_key_string(f, "prompt", k->prompt, ", ");
+        json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
+        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"hold\": %d, \"frames\": %d, "
+                "\"interp\": \"%s\", \"ease\": \"%s\", \"line\": %d, \"col\": %d}", k->seed, k->guidance, k->hold,
+                k->frames, sdm_interp_name(k->interp), sdm_ease_name(k->ease), k->mark.line, k->mark.col);
+    }
+    fprintf(f, "\n  ],\n");
+    if (r->walk) {
+        const sdm_walk *w = r->walk;
+        fprintf(f, "  \"walk\": {");
+        json_key_string(f, "prompt", w->prompt, ", ");
+        json_key_string(f, "negative", w->negative ? w->negative : r->negative, ", ");
+        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"frames\": %d, \"sigma\": %.17g, "
+                "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n", w->seed, w->guidance, w->frames,
+                w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
+    }
+    fprintf(f, "  \"frames\": [");
+    for (int i = 0; i < p->n_sequence; i++) {
+        const sdm_plan_frame *fr = &p->renders[p->sequence[i]];
+        fprintf(f, "%s\n    {\"frame\": %d, \"render\": %d, \"key_a\": %d, \"key_b\": %d, \"t\": %.17g, "
+                "\"seed_a\": %" PRIu64 ", \"seed_b\": %" PRIu64 ", \"seed_t\": %.17g, \"guidance\": %.17g, "
+                "\"interp\": \"%s\"", i ? "," : "", p->frame_index[i], p->sequence[i], fr->key_a, fr->key_b, fr->t,
+                r->keyframes[fr->key_a].seed, r->keyframes[fr->key_b].seed, fr->seed_t, fr->guidance,
+                sdm_interp_name(fr->interp));
+        if (fr->walk_k >= 0)
+            fprintf(f, ", \"walk_k\": %d", fr->walk_k);
+        fputc('}', f);
+    }
+    fprintf(f, "\n  ]\n}\n");
+    return ferror(f) ? -1 : 0;
+}
+
 void sdm_plan_free(sdm_plan *p)
 {
     if (!p)

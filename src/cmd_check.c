@@ -11,7 +11,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sdmorph check RECIPE [--frames LIST] [--quiet]\n"
+            "usage: sdmorph check RECIPE [--frames LIST] [--quiet | --json]\n"
             "\n"
             "Validates RECIPE and prints its frame plan: frames shown and rendered,\n"
             "duration, and for every output frame the keyframes, weight, seeds and\n"
@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "\n"
             "  --frames LIST   only these output frames, e.g. 37 or 0-9,20\n"
             "  -q, --quiet     print the summary line only\n"
+            "      --json      print the plan as JSON (the format of a render's sidecar)\n"
             "\n"
             "Exit status: 0 the recipe is valid, 2 it is not (the message says where).\n");
 }
@@ -26,7 +27,7 @@ static void usage(FILE *f)
 int sdm_cmd_check(int argc, char **argv)
 {
     const char *path = NULL, *frames = NULL;
-    int quiet = 0, rc = SDM_EXIT_USAGE;
+    int quiet = 0, json = 0, rc = SDM_EXIT_USAGE;
     sdm_recipe *r = NULL;
     sdm_plan plan;
     sdm_error err;
@@ -39,6 +40,8 @@ int sdm_cmd_check(int argc, char **argv)
             return SDM_EXIT_OK;
         } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--json")) {
+            json = 1;
         } else if (!strcmp(argv[i], "--frames")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "sdmorph check: --frames needs a list, e.g. --frames 0-9,20\n");
@@ -68,7 +71,9 @@ int sdm_cmd_check(int argc, char **argv)
         rc = err.code ? err.code : SDM_EXIT_USAGE;
         goto end;
     }
-    if (quiet) {
+    if (json) {
+        sdm_plan_write_json(&plan, r, stdout);
+    } else if (quiet) {
         printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan.n_sequence, plan.n_renders,
                plan.n_sequence / plan.fps, plan.fps);
     } else {

@@ -3,6 +3,7 @@
  * weights continuing at the same pace), walk frames reproducible alone,
  * --frames selection, and every example in recipes/ passing check. */
 #include <glob.h>
+#include <json.h>
 #include <stdint.h>
 
 #include "commands.h"
@@ -506,6 +507,71 @@ static void test_print(void)
     sdm_recipe_free(&r);
 }
 
+static json_object *member(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, key, &v))
+        fprintf(stderr, "JSON has no '%s'\n", key);
+    return v;
+}
+
+/* The sidecar JSON: valid, exact, and strings escaped. */
+static void test_json(void)
+{
+    sdm_recipe *r = NULL;
+    sdm_plan p;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f;
+    json_object *root, *frames, *fr, *keys;
+
+    if (plan_of("seed: 18446744073709551615\nframes: 3\nloop: pingpong\nsteps: 20\n"
+                "keyframes:\n  - prompt: \"say \\\"hi\\\"\\\\ \\n caf\xc3\xa9\\t\\x01\"\n"
+                "    guidance: 5\n  - {prompt: b, seed: 3, guidance: 6}\n", &r, &p))
+        return;
+    CHECK_INT(sdm_plan_select(&p, "1-3", &(sdm_error){ 0 }), 0);
+    f = open_memstream(&buf, &size);
+    if (!f)
+        return;
+    CHECK_INT(sdm_plan_write_json(&p, r, f), 0);
+    fclose(f);
+    root = json_tokener_parse(buf);
+    CHECK(root != NULL);
+    if (!root) {
+        fprintf(stderr, "%s\n", buf);
+        free(buf);
+        return;
+    }
+    CHECK_STR(json_object_get_string(member(root, "format")), "sdmorph-plan");
+    CHECK_STR(json_object_get_string(member(root, "loop")), "pingpong");
+    CHECK_INT(json_object_get_int(member(root, "steps")), 20);
+    CHECK(json_object_get_type(member(root, "width")) == json_type_null);
+    CHECK_INT(json_object_get_int(member(root, "frames_shown")), 3);
+    keys = member(root, "keyframes");
+    CHECK_INT(json_object_array_length(keys), 2);
+    CHECK_STR(json_object_get_string(member(json_object_array_get_idx(keys, 0), "prompt")),
+              "say \"hi\"\\ \n caf\xc3\xa9\t\x01");
+    CHECK(json_object_get_uint64(member(json_object_array_get_idx(keys, 0), "seed")) == UINT64_MAX);
+    frames = member(root, "frames");
+    CHECK_INT(json_object_array_length(frames), 3);
+    fr = json_object_array_get_idx(frames, 1);      /* frame 2: t = 2/3 */
+    CHECK_INT(json_object_get_int(member(fr, "frame")), 2);
+    CHECK_INT(json_object_get_int(member(fr, "key_a")), 0);
+    CHECK_INT(json_object_get_int(member(fr, "key_b")), 1);
+    CHECK(json_object_get_double(member(fr, "t")) == 2.0 / 3.0);
+    CHECK(json_object_get_uint64(member(fr, "seed_a")) == UINT64_MAX);
+    CHECK(json_object_get_uint64(member(fr, "seed_b")) == 3);
+    CHECK_NEAR(json_object_get_double(member(fr, "guidance")), 5 + 2.0 / 3.0, 1e-15);
+    CHECK(!json_object_object_get_ex(fr, "walk_k", NULL));
+    fr = json_object_array_get_idx(frames, 2);      /* frame 3: keyframe b */
+    CHECK_INT(json_object_get_int(member(fr, "frame")), 3);
+    CHECK_INT(json_object_get_int(member(fr, "key_a")), 1);
+    json_object_put(root);
+    free(buf);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
 /* Every example users copy must load, plan and pass `sdmorph check`. */
 static void test_examples(void)
 {
@@ -560,6 +626,7 @@ int main(void)
     test_select();
     test_errors();
     test_print();
+    test_json();
     test_examples();
     return test_report();
 }
