@@ -347,9 +347,8 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             goto end;
         if (!interrupted) {
             char side[4200];
-            sdm_sidecar_info info = { p->model_dir, hash, width, height, S.plan.sequence_index };
             sdm_path_with_ext(S.outs.names[0], "json", side, sizeof side);
-            if (sdm_sidecar_write(side, r, &S.plan, &info, err))
+            if (sdm_sidecar_write(side, r, &S.plan, err))
                 goto end;
         }
     }
