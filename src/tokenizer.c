@@ -527,10 +527,6 @@ typedef struct {
 } symbol;
 
 typedef struct {
-    int32_t rank, pos, id;
-} pending_merge;
-
-typedef struct {
     const sdm_tokenizer *tok;
     int64_t *ids;       /* the caller's row; tokens go to ids[1..keep] */
     int keep;           /* tokens that fit between bos and eos */
@@ -543,7 +539,7 @@ typedef struct {
     uint8_t *bytes;     /* one piece: its UTF-8 bytes, */
     int *byte_off;      /* where each came from, */
     symbol *sym;        /* its symbols */
-    pending_merge *heap;
+    uint64_t *heap;     /* its pending merges */
     size_t piece_cap;
 } encoder;
 
@@ -797,17 +793,15 @@ static int collapse_and_lower(encoder *e)
     return 0;
 }
 
-static int heap_less(const pending_merge *a, const pending_merge *b)
-{
-    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
-}
-
-static void heap_push(pending_merge *h, size_t *n, pending_merge m)
+/* Pending merges are rank << 32 | position: the heap orders them by rank,
+ * then leftmost first, as tokenizers' queue does. A 4-ary min-heap: half
+ * the levels of a binary one, the children in one cache line. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t m)
 {
     size_t i = (*n)++;
     while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!heap_less(&m, &h[parent]))
+        size_t parent = (i - 1) / 4;
+        if (m >= h[parent])
             break;
         h[i] = h[parent];
         i = parent;
@@ -815,33 +809,33 @@ static void heap_push(pending_merge *h, size_t *n, pending_merge m)
     h[i] = m;
 }
 
-static pending_merge heap_pop(pending_merge *h, size_t *n)
+static uint64_t heap_pop(uint64_t *h, size_t *n)
 {
-    pending_merge top = h[0], last = h[--(*n)];
+    uint64_t top = h[0], last = h[--(*n)];
     size_t i = 0;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1, best = c;
         if (c >= *n)
             break;
-        if (c + 1 < *n && heap_less(&h[c + 1], &h[c]))
-            c++;
-        if (!heap_less(&h[c], &last))
+        for (size_t k = c + 1; k < c + 4 && k < *n; k++) {
+            if (h[k] < h[best])
+                best = k;
+        }
+        if (h[best] >= last)
             break;
-        h[i] = h[c];
-        i = c;
+        h[i] = h[best];
+        i = best;
     }
     if (*n > 0)
         h[i] = last;
     return top;
 }
 
-static void push_pair(const sdm_tokenizer *tok, const symbol *sym, int32_t pos, pending_merge *heap, size_t *n)
+static void push_pair(const sdm_tokenizer *tok, const symbol *sym, int32_t pos, uint64_t *heap, size_t *n)
 {
     const merge_slot *m = merge_find(tok, sym[pos].id, sym[sym[pos].next].id);
-    if (m) {
-        pending_merge pm = { m->rank, pos, m->id };
-        heap_push(heap, n, pm);
-    }
+    if (m)
+        heap_push(heap, n, (uint64_t)(uint32_t)m->rank << 32 | (uint32_t)pos);
 }
 
 /* BPE of norm[a, b): the merge of lowest rank first, leftmost among equals,
@@ -851,8 +845,13 @@ static int bpe_piece(encoder *e, size_t a, size_t b)
     const sdm_tokenizer *tok = e->tok;
     size_t nb = 0, n_heap = 0;
 
-    if (reserve_piece(e, 4 * (b - a)))
+    for (size_t i = a; i < b; i++) {
+        int32_t c = e->norm.cp[i];
+        nb += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    }
+    if (reserve_piece(e, nb))
         return -1;
+    nb = 0;
     for (size_t i = a; i < b; i++) {
         utf8proc_ssize_t k = utf8proc_encode_char(e->norm.cp[i], e->bytes + nb);
         for (utf8proc_ssize_t j = 0; j < k; j++)
@@ -873,25 +872,28 @@ static int bpe_piece(encoder *e, size_t a, size_t b)
     for (size_t i = 0; i + 1 < nb; i++)
         push_pair(tok, e->sym, (int32_t)i, e->heap, &n_heap);
     while (n_heap > 0) {
-        pending_merge top = heap_pop(e->heap, &n_heap);
-        symbol *cur = &e->sym[top.pos];
+        uint64_t top = heap_pop(e->heap, &n_heap);
+        int32_t pos = (int32_t)(uint32_t)top;
+        symbol *cur = &e->sym[pos];
         const merge_slot *m;
         if (cur->len == 0 || cur->next < 0)
             continue;
         symbol *right = &e->sym[cur->next];
+        /* A stale entry: the pair at pos changed since. Its text only grows,
+         * so an unchanged rank means an unchanged pair. */
         m = merge_find(tok, cur->id, right->id);
-        if (!m || m->id != top.id)
+        if (!m || (uint32_t)m->rank != (uint32_t)(top >> 32))
             continue;
-        cur->id = top.id;
+        cur->id = m->id;
         cur->len += right->len;
         cur->next = right->next;
         right->len = 0;
         if (cur->next >= 0)
-            e->sym[cur->next].prev = top.pos;
+            e->sym[cur->next].prev = pos;
         if (cur->prev >= 0)
             push_pair(tok, e->sym, cur->prev, e->heap, &n_heap);
         if (cur->next >= 0)
-            push_pair(tok, e->sym, top.pos, e->heap, &n_heap);
+            push_pair(tok, e->sym, pos, e->heap, &n_heap);
     }
     for (int32_t i = 0; i >= 0; i = e->sym[i].next)
         emit(e, e->sym[i].id, e->byte_off[i]);

@@ -1,11 +1,14 @@
 /* The CLIP tokenizer: the golden prompts made by transformers'
  * CLIPTokenizer on the real vocabulary (../shared/clip), edge cases on the
  * same vocabulary, and load errors and BPE order on tiny generated files. */
+#include <limits.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
 
+#include "commands.h"
 #include "test.h"
 #include "tokenizer.h"
 
@@ -340,6 +343,167 @@ static void test_load_errors(void)
     }
 }
 
+/* Runs sdmorph tokenize ARGS with stdout and stderr captured. */
+static int run_tokenize(char *out, size_t out_len, char *errs, size_t err_len, int argc, char **argv)
+{
+    FILE *fo = tmpfile(), *fe = tmpfile();
+    int saved_out, saved_err, rc;
+    size_t n;
+
+    if (!fo || !fe)
+        return -100;
+    fflush(stdout);
+    fflush(stderr);
+    saved_out = dup(1);
+    saved_err = dup(2);
+    dup2(fileno(fo), 1);
+    dup2(fileno(fe), 2);
+    rc = sdm_cmd_tokenize(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out);
+    close(saved_err);
+    rewind(fo);
+    n = fread(out, 1, out_len - 1, fo);
+    out[n] = '\0';
+    rewind(fe);
+    n = fread(errs, 1, err_len - 1, fe);
+    errs[n] = '\0';
+    fclose(fo);
+    fclose(fe);
+    return rc;
+}
+
+static const char *MODEL_YAML =
+    "format: 1\nfamily: sd1\nprediction: epsilon\ndtype: float32\nlatent_channels: 4\nvae_scale: 8\n"
+    "scaling_factor: 0.18215\nwidth: 512\nheight: 512\n"
+    "text:\n  token_length: 77\n  hidden_size: 768\n  bos_id: 49406\n  eos_id: %d\n  pad_id: %d\n"
+    "schedule:\n  train_steps: 1000\n  beta_start: 0.00085\n  beta_end: 0.012\n  beta_schedule: scaled_linear\n"
+    "files:\n  text_encoder: te.pt\n  unet: unet.pt\n  vae_decoder: vae.pt\n  vocab: vocab.json\n"
+    "  merges: merges.txt\n";
+
+/* A bundle of the real tokenizer files (linked) and empty modules. */
+static void make_bundle(const char *name, int eos_id, int pad_id, char *dir, size_t len)
+{
+    char path[600], yaml[1024], target[PATH_MAX];
+    const char *files[] = { "te.pt", "unet.pt", "vae.pt" };
+
+    snprintf(dir, len, "%s/%s", tmpdir, name);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/model.yaml", name);
+    snprintf(yaml, sizeof yaml, MODEL_YAML, eos_id, pad_id);
+    write_tmp(path, yaml);
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", name, files[i]);
+        write_tmp(path, "");
+    }
+    if (realpath(CLIP_DIR "/vocab.json", target)) {
+        snprintf(path, sizeof path, "%s/vocab.json", dir);
+        CHECK_INT(symlink(target, path), 0);
+    }
+    if (realpath(CLIP_DIR "/merges.txt", target)) {
+        snprintf(path, sizeof path, "%s/merges.txt", dir);
+        CHECK_INT(symlink(target, path), 0);
+    }
+}
+
+static void test_command(void)
+{
+    static char out[65536], errs[8192];
+    char dir[512], bad[512], missing[512], *big;
+    int rc;
+
+    make_bundle("sd1", 49407, 49407, dir, sizeof dir);
+    {
+        char *argv[] = { "tokenize", "--model", dir, "a photo of a", "cat", NULL };
+        rc = run_tokenize(out, sizeof out, errs, sizeof errs, 5, argv);
+        CHECK_INT(rc, 0);
+        CHECK(strncmp(out, "49406 320 1125 539 320 2368 49407 49407 49407", 45) == 0);
+        {
+            int n = 0;
+            for (char *p = out; *p; p++)
+                n += *p == ' ';
+            CHECK_INT(n, 76);   /* 77 ids */
+        }
+        CHECK_STR(errs, "");
+    }
+    {
+        char *argv[] = { "tokenize", "a photo of a cat", "--tokens", "--model", dir, NULL };
+        rc = run_tokenize(out, sizeof out, errs, sizeof errs, 5, argv);
+        CHECK_INT(rc, 0);
+        CHECK_CONTAINS(out, "  0  49406  <|startoftext|>\n");
+        CHECK_CONTAINS(out, "  5   2368  cat</w>\n");
+        CHECK_CONTAINS(out, "  6  49407  <|endoftext|>\n");
+        CHECK_CONTAINS(out, "7-76 49407  (padding)");
+    }
+    big = malloc(200 * 6 + 1);
+    big[0] = '\0';
+    for (int i = 0; i < 200; i++)
+        strcat(big, i == 38 ? "dog , " : "cat , ");
+    {
+        /* 75 tokens fit: 37 "cat ," then "cat"; the warning says where the cut is */
+        char *argv[] = { "tokenize", "--model", dir, big, NULL };
+        rc = run_tokenize(out, sizeof out, errs, sizeof errs, 4, argv);
+        CHECK_INT(rc, 0);
+        CHECK_CONTAINS(errs, "the prompt is 400 tokens, the model reads 75");
+        CHECK_CONTAINS(errs, "325 dropped, from \", dog , cat , cat");
+    }
+    free(big);
+    {
+        char *argv[] = { "tokenize", "--model", dir, "caf\xe9", NULL };
+        rc = run_tokenize(out, sizeof out, errs, sizeof errs, 4, argv);
+        CHECK_INT(rc, 0);
+        CHECK_CONTAINS(errs, "1 byte of the prompt is not valid UTF-8");
+    }
+    {
+        char *argv[] = { "tokenize", "--model", dir, "--", "--tokens", NULL };
+        rc = run_tokenize(out, sizeof out, errs, sizeof errs, 5, argv);
+        CHECK_INT(rc, 0);
+        CHECK(strncmp(out, "49406 2432 23562 49407 ", 23) == 0);   /* "--", "tokens" */
+    }
+    /* usage errors: 2 */
+    {
+        char *argv[] = { "tokenize", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 1, argv), 2);
+        CHECK_CONTAINS(errs, "no TEXT");
+    }
+    {
+        char *argv[] = { "tokenize", "--frobnicate", "x", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 3, argv), 2);
+        CHECK_CONTAINS(errs, "--frobnicate");
+    }
+    {
+        char *argv[] = { "tokenize", "x", "--model", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 3, argv), 2);
+    }
+    /* load failures: 1, the message names the file */
+    snprintf(missing, sizeof missing, "%s/no-such-bundle", tmpdir);
+    {
+        char *argv[] = { "tokenize", "--model", missing, "x", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 4, argv), 1);
+        CHECK_CONTAINS(errs, "no-such-bundle/model.yaml");
+        CHECK_STR(out, "");
+    }
+    make_bundle("wrong-eos", 7, 0, bad, sizeof bad);
+    {
+        char *argv[] = { "tokenize", "--model", bad, "x", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 4, argv), 1);
+        CHECK_CONTAINS(errs, "vocab.json");
+        CHECK_CONTAINS(errs, "eos_id 7");
+    }
+    /* SD 2.x pads with 0; $SDMORPH_MODEL is the default bundle */
+    make_bundle("sd2", 49407, 0, bad, sizeof bad);
+    setenv("SDMORPH_MODEL", bad, 1);
+    {
+        char *argv[] = { "tokenize", "x", NULL };
+        CHECK_INT(run_tokenize(out, sizeof out, errs, sizeof errs, 2, argv), 0);
+        CHECK(strncmp(out, "49406 343 49407 0 0 ", 20) == 0);
+    }
+    unsetenv("SDMORPH_MODEL");
+}
+
 int main(void)
 {
     sdm_tokenizer *tok;
@@ -361,6 +525,7 @@ int main(void)
             sdm_tokenizer_free(&tok);
         }
         test_params();
+        test_command();
     }
     {
         char cmd[400];
