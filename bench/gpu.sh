@@ -18,6 +18,7 @@ export PYTHONUNBUFFERED=1
 gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1; }
 
 setup() {
+    [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
     make -j"$(nproc)" sdmorph build/models/analytic/model.yaml 2>&1 | tail -n 3
     [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
         --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16
