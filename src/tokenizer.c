@@ -210,6 +210,10 @@ static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
 
     if (read_file(path, &text, &len, err))
         goto end;
+    if (len > INT_MAX) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: too large for a vocabulary (%zu bytes)", path, len);
+        goto end;
+    }
     jt = json_tokener_new();
     if (!jt) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
