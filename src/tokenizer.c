@@ -536,7 +536,6 @@ typedef struct {
     int keep;           /* tokens that fit between bos and eos */
     int n;              /* tokens made so far */
     int dropped_at;
-    int oom;
     cp_buf text, nfc, norm;
     int32_t *scratch;   /* NFC of one chunk */
     size_t scratch_cap;
@@ -608,6 +607,11 @@ static int decode_utf8(encoder *e, const char *text, int *n_invalid)
     size_t len = strlen(text), i = 0;
 
     *n_invalid = 0;
+    if (len > INT_MAX / 2) {
+        /* offsets are ints; beyond 1 GiB nothing could be kept anyway */
+        sdm_warn("tokenizer: prompt of %zu bytes read only up to 1 GiB", len);
+        len = INT_MAX / 2;
+    }
     if (cp_reserve(&e->text, len + 1))
         return -1;
     while (i < len) {
