@@ -338,7 +338,8 @@ static int load_merges(sdm_tokenizer *tok, const char *path, sdm_error *err)
         n = (size_t)(end - p);
         if (n > 0 && p[n - 1] == '\r')
             n--;
-        if (n == 0 || (line_no == 1 && n >= 8 && !memcmp(p, "#version", 8)))
+        /* tokenizers skips "#version" lines; blank lines are skipped too */
+        if (n == 0 || (n >= 8 && !memcmp(p, "#version", 8)))
             continue;
         sp = memchr(p, ' ', n);
         if (!sp || sp == p || sp == p + n - 1 || memchr(sp + 1, ' ', (size_t)(p + n - sp - 1))) {
