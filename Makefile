@@ -41,7 +41,8 @@ endif
 PYTHON ?= $(firstword $(foreach p,python3 /usr/bin/python3,$(shell $(p) -c 'import torch' 2>/dev/null && echo $(p))))
 ifeq ($(TORCH_DIR),)
 ifneq ($(wildcard /usr/include/torch/script.h),)
-TORCH_INC = /usr/include /usr/include/torch/csrc/api/include
+# /usr/include is a system directory already: naming it again breaks #include_next.
+TORCH_INC = /usr/include/torch/csrc/api/include
 TORCH_LIB = /usr/lib/$(shell $(CC) -print-multiarch)
 TORCH_FROM = Debian libtorch-dev
 else ifneq ($(PYTHON),)

@@ -13,6 +13,26 @@
 
 typedef struct sdm_sink sdm_sink;
 
+/* GIF quality settings (see encoders/gif.c for what each costs). */
+typedef enum {
+    SDM_GIF_PALETTE_FRAME,  /* a palette per frame: one pass, memory of a few frames (default) */
+    SDM_GIF_PALETTE_STREAM, /* one palette for the whole GIF: frames spooled to a file beside it */
+    SDM_GIF_PALETTE_COUNT
+} sdm_gif_palette;
+
+typedef enum {
+    SDM_GIF_DITHER_BAYER,       /* ordered: stable from frame to frame (default) */
+    SDM_GIF_DITHER_SIERRA2_4A,  /* error diffusion: finer, but its noise crawls between frames */
+    SDM_GIF_DITHER_FLOYD_STEINBERG,
+    SDM_GIF_DITHER_NONE,
+    SDM_GIF_DITHER_COUNT
+} sdm_gif_dither;
+
+const char *sdm_gif_palette_name(sdm_gif_palette v);
+int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out);   /* 0, or -1 if unknown */
+const char *sdm_gif_dither_name(sdm_gif_dither v);
+int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out);     /* 0, or -1 if unknown */
+
 typedef struct {
     int width, height;      /* of every frame */
     double fps;
@@ -21,6 +41,8 @@ typedef struct {
     int queue_frames;       /* frames the queue holds before push blocks (8) */
     const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version); may be NULL */
     int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
+    sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_FRAME */
+    sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_BAYER */
 } sdm_sink_params;
 
 sdm_sink_params sdm_sink_default_params(void);
@@ -37,8 +59,14 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
 int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err);
 /* Drains the queue, finishes every file and renames it onto its target. With
  * partial != 0 (interrupted render) the target gets a ".partial" name
- * instead ("out/x.partial.mp4"), so it is not mistaken for the full one. */
+ * instead ("out/x.partial.mp4"), so it is not mistaken for the full one.
+ * Fails, writing nothing, if no frame was pushed or an encoder failed; then
+ * every temporary file is removed and the targets are left as they were. */
 int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err);
+/* After a successful finish: how many outputs (the contact sheet last) and
+ * the path each was written to (the ".partial" name after a partial finish). */
+int sdm_sink_n_outputs(const sdm_sink *s);
+const char *sdm_sink_output_path(const sdm_sink *s, int i);
 /* Frees; a sink not finished is aborted and its temporary files removed. */
 void sdm_sink_free(sdm_sink **s);
 

@@ -156,8 +156,12 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
     case F_FILE:
         if (!*v || strchr(v, '/'))
             return fail_at(L, n, "'%s' must be a file name inside the bundle, not '%s'", f->path, v);
-        if (snprintf((char *)dst, 1280, "%s/%s", L->b->dir, v) >= 1280)
-            return fail_at(L, n, "path too long for '%s'%s", f->path, "");
+        {
+            char joined[1280];
+            if (snprintf(joined, sizeof joined, "%s/%s", L->b->dir, v) >= (int)sizeof joined)
+                return fail_at(L, n, "path too long for '%s'%s", f->path, "");
+            memcpy(dst, joined, sizeof joined);
+        }
         break;
     }
     return 0;
@@ -171,14 +175,15 @@ static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map,
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(doc, p->key);
         yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        char path[128];
+        char path[160];
         size_t i;
 
         if (!k || !v || k->type != YAML_SCALAR_NODE)
             return fail_at(L, map, "expected a key%s%s", "", "");
-        snprintf(path, sizeof path, "%s%s", prefix, (const char *)k->data.scalar.value);
+        if (snprintf(path, sizeof path, "%s%s", prefix, (const char *)k->data.scalar.value) >= (int)sizeof path)
+            return fail_at(L, k, "key too long%s%s", "", "");
         if (v->type == YAML_MAPPING_NODE && !*prefix) {
-            char sub[128];
+            char sub[200];
             snprintf(sub, sizeof sub, "%s.", path);
             if (walk_mapping(L, doc, v, sub))
                 return -1;

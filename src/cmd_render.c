@@ -58,7 +58,8 @@ static void builtin_model(char *buf, size_t len)
     slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    snprintf(buf, len, "%s/build/models/analytic", exe);
+    if (snprintf(buf, len, "%s/build/models/analytic", exe) >= (int)len)
+        snprintf(buf, len, "build/models/analytic");
 }
 
 /* A recipe's relative model path is tried from the working directory, then
@@ -210,9 +211,9 @@ int sdm_cmd_render(int argc, char **argv)
         rc = 130;
         goto end;
     }
-    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s, %.3f s per rendered frame, batch %d\n",
-            stats.frames_shown, stats.frames_rendered, stats.width, stats.height, stats.seconds,
-            stats.seconds_per_render, stats.batch);
+    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
+            "%.4f s per rendered frame, batch %d\n", stats.frames_shown, stats.frames_rendered, stats.width,
+            stats.height, stats.seconds, stats.load_seconds, stats.seconds_per_render, stats.batch);
     rc = SDM_EXIT_OK;
 end:
     sdm_recipe_free(&r);

@@ -71,7 +71,9 @@ typedef struct {
     int n_outputs;
     char *contact_sheet;    /* PNG grid of frames, NULL if none */
     sdm_loop loop;
-    sdm_keyframe *keyframes;
+    sdm_keyframe *keyframes;    /* for a walk: one, made from the walk's prompt,
+                                   negative, seed and guidance (plan frames
+                                   point at it as key 0) */
     int n_keyframes;
     sdm_walk *walk;         /* NULL unless the recipe is a variation walk */
 } sdm_recipe;
@@ -83,5 +85,9 @@ int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err);
 int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out,
                            sdm_error *err);
 void sdm_recipe_free(sdm_recipe **r);
+
+/* Output frames the recipe shows (holds and loops included); the planner's
+ * n_sequence is exactly this. */
+int64_t sdm_recipe_shown_frames(const sdm_recipe *r);
 
 #endif

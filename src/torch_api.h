@@ -22,9 +22,12 @@ typedef enum {
     SDM_TORCH_STATUS_COUNT
 } sdm_torch_status;
 
-typedef enum { SDM_F32, SDM_F16, SDM_I64, SDM_U8, SDM_DTYPE_COUNT } sdm_dtype;
+/* SDM_F64 is for schedule tables and checks (the analytic bundle's
+ * alphas_cumprod()); models run in F32 or F16. */
+typedef enum { SDM_F32, SDM_F16, SDM_I64, SDM_U8, SDM_F64, SDM_DTYPE_COUNT } sdm_dtype;
 const char *sdm_dtype_name(sdm_dtype d);
-int sdm_dtype_from_str(const char *s, sdm_dtype *out);   /* "float32"/"fp32", "float16"/"fp16"; 0 on success */
+/* "float32"/"fp32", "float16"/"fp16", "float64", "int64", "uint8"; 0 on success */
+int sdm_dtype_from_str(const char *s, sdm_dtype *out);
 
 typedef enum { SDM_DEVICE_CPU, SDM_DEVICE_CUDA, SDM_DEVICE_TYPE_COUNT } sdm_device_type;
 typedef struct { sdm_device_type type; int index; } sdm_device;
@@ -44,6 +47,9 @@ const char *sdm_torch_last_error(void);
 void sdm_torch_set_threads(int n);
 /* Make CUDA kernels deterministic where libtorch can (cuDNN determinism). */
 void sdm_torch_set_deterministic(int on);
+/* TF32 tensor-core math for float32 matmuls and convolutions on CUDA; off
+ * for float32 models, so their frames match a float32 reference. */
+void sdm_torch_set_tf32(int on);
 
 /* --- modules -------------------------------------------------------------- */
 /* Loads a TorchScript file onto a device. The path is named in errors. */
@@ -52,20 +58,40 @@ int sdm_module_has_method(const sdm_module *m, const char *method);
 /* Calls m.method(args...) -> one tensor. method NULL means "forward". */
 sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
                                  sdm_tensor *const *args, int nargs, sdm_tensor **out);
-/* dtype of the module's first floating parameter or buffer (SDM_F32 if none). */
+
+/* Arguments of other types, for methods such as the analytic bundle's
+ * target(emb, h: int, w: int):
+ *   sdm_arg a[3] = { sdm_arg_tensor(emb), sdm_arg_int(32), sdm_arg_int(32) };
+ *   sdm_module_call_args(unet, "target", a, 3, &x0);                        */
+typedef enum { SDM_ARG_TENSOR, SDM_ARG_INT, SDM_ARG_DOUBLE, SDM_ARG_KIND_COUNT } sdm_arg_kind;
+typedef struct {
+    sdm_arg_kind kind;
+    const sdm_tensor *tensor;   /* SDM_ARG_TENSOR */
+    int64_t i;                  /* SDM_ARG_INT */
+    double d;                   /* SDM_ARG_DOUBLE */
+} sdm_arg;
+static inline sdm_arg sdm_arg_tensor(const sdm_tensor *t) { sdm_arg a = { SDM_ARG_TENSOR, t, 0, 0.0 }; return a; }
+static inline sdm_arg sdm_arg_int(int64_t i) { sdm_arg a = { SDM_ARG_INT, NULL, i, 0.0 }; return a; }
+static inline sdm_arg sdm_arg_double(double d) { sdm_arg a = { SDM_ARG_DOUBLE, NULL, 0, d }; return a; }
+sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
+                                      const sdm_arg *args, int nargs, sdm_tensor **out);
+/* dtype of the module's first float32/float16 parameter or buffer (SDM_F32
+ * if none); float64 buffers (schedule tables) are not counted. */
 sdm_dtype sdm_module_dtype(const sdm_module *m);
 void sdm_module_free(sdm_module **m);
 
 /* --- tensors -------------------------------------------------------------- */
 #define SDM_MAX_DIMS 8
 
-/* Copies host memory (contiguous, row-major) into a new tensor on dev. */
+/* Copies host memory (contiguous, row-major) into a new tensor on dev.
+ * ndim 0 makes a scalar (shape may then be NULL). */
 sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape,
                                       int ndim, sdm_device dev, sdm_tensor **out);
 sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim,
                                   sdm_device dev, sdm_tensor **out);
 /* Exactly torch.randn(shape, generator=torch.Generator().manual_seed(seed)),
- * float32, made on the CPU and then moved to dev. */
+ * float32, made on the CPU and then moved to dev. Like torch, only the low
+ * 32 bits of the seed key the generator: s and s + 2^32 give the same noise. */
 sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
                                   sdm_device dev, sdm_tensor **out);
 sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out);
@@ -73,9 +99,9 @@ sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out);
 sdm_torch_status sdm_tensor_to(const sdm_tensor *t, sdm_device dev, sdm_dtype dtype, sdm_tensor **out);
 
 int sdm_tensor_ndim(const sdm_tensor *t);
-int64_t sdm_tensor_dim(const sdm_tensor *t, int i);   /* negative i counts from the end */
+int64_t sdm_tensor_dim(const sdm_tensor *t, int i);   /* negative i counts from the end; -1 if out of range */
 int64_t sdm_tensor_numel(const sdm_tensor *t);
-sdm_dtype sdm_tensor_dtype(const sdm_tensor *t);
+sdm_dtype sdm_tensor_dtype(const sdm_tensor *t);   /* SDM_DTYPE_COUNT: another type */
 sdm_device sdm_tensor_device(const sdm_tensor *t);
 
 /* Copies all elements (converted to dtype, contiguous) to host memory of

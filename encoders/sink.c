@@ -1,0 +1,500 @@
+/* The sink: a ring of `queue_frames` frame slots shared by one encoder
+ * thread per output. push() copies a frame into the next slot and returns at
+ * once unless the slowest output is a whole ring behind; each thread reads
+ * the slots in order and feeds its format (format.h). Memory is the ring plus
+ * what each format holds, whatever the frame count. Files are written under
+ * DIR/.NAME.tmp-PID beside their targets and renamed onto them only when
+ * every output finished, so a failed render never replaces a good file. */
+#include "sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "ffutil.h"
+#include "format.h"
+
+#define MAX_OUTPUTS 8
+
+typedef struct {
+    sdm_sink *sink;
+    const sdm_format *fmt;
+    void *ctx;
+    char *target;           /* what the user asked for */
+    char *tmp;              /* what we write */
+    char *written_to;       /* after finish: target or its .partial name */
+    pthread_t thread;
+    int started;
+    int64_t read;           /* frames this output has consumed (under lock) */
+    sdm_error err;          /* this thread's own error */
+} sink_output;
+
+struct sdm_sink {
+    sdm_sink_params p;
+    char *preset, *comment;             /* copies p points into */
+    sink_output out[MAX_OUTPUTS];
+    int n_out;
+
+    pthread_mutex_t lock;
+    pthread_cond_t more;                /* a frame was queued, or closing/aborting */
+    pthread_cond_t space;               /* a slot was freed, or an output failed */
+    uint8_t *slots;
+    size_t frame_size;
+    int cap;
+    int64_t written;                    /* frames queued so far */
+    int closing, aborting, failed;
+    sdm_error err;                      /* the first output failure */
+    int finished;                       /* finish() ran (successfully or not) */
+    int ok;                             /* finish() succeeded */
+};
+
+static const char *const gif_palette_names[SDM_GIF_PALETTE_COUNT] = { "frame", "stream" };
+static const char *const gif_dither_names[SDM_GIF_DITHER_COUNT] = {
+    "bayer", "sierra2_4a", "floyd_steinberg", "none"
+};
+
+const char *sdm_gif_palette_name(sdm_gif_palette v)
+{
+    return v >= 0 && v < SDM_GIF_PALETTE_COUNT ? gif_palette_names[v] : "?";
+}
+
+int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out)
+{
+    for (int i = 0; s && i < SDM_GIF_PALETTE_COUNT; i++) {
+        if (strcmp(s, gif_palette_names[i]) == 0) {
+            *out = (sdm_gif_palette)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *sdm_gif_dither_name(sdm_gif_dither v)
+{
+    return v >= 0 && v < SDM_GIF_DITHER_COUNT ? gif_dither_names[v] : "?";
+}
+
+int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out)
+{
+    for (int i = 0; s && i < SDM_GIF_DITHER_COUNT; i++) {
+        if (strcmp(s, gif_dither_names[i]) == 0) {
+            *out = (sdm_gif_dither)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+sdm_sink_params sdm_sink_default_params(void)
+{
+    sdm_sink_params p = {
+        .width = 512,
+        .height = 512,
+        .fps = 24.0,
+        .crf = 18,
+        .preset = "medium",
+        .queue_frames = 8,
+        .comment = NULL,
+        .total_frames = 0,
+        .gif_palette = SDM_GIF_PALETTE_FRAME,
+        .gif_dither = SDM_GIF_DITHER_BAYER,
+    };
+    return p;
+}
+
+/* ---- paths ---------------------------------------------------------------- */
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* The extension of the file name (".mp4"), or NULL if it has none. */
+static const char *extension(const char *path)
+{
+    const char *base = base_name(path);
+    const char *dot = strrchr(base, '.');
+    return dot && dot != base ? dot : NULL;
+}
+
+static const sdm_format *format_for(const char *path, int sheet)
+{
+    const char *ext = extension(path);
+
+    if (!ext)
+        return NULL;
+    if (sheet)
+        return strcasecmp(ext, ".png") == 0 ? &sdm_format_sheet : NULL;
+    if (strcasecmp(ext, ".mp4") == 0)
+        return &sdm_format_mp4;
+    if (strcasecmp(ext, ".gif") == 0)
+        return &sdm_format_gif;
+    if (strcasecmp(ext, ".rgb") == 0)
+        return &sdm_format_raw;
+    return NULL;
+}
+
+/* DIR/.NAME.tmp-PID: the same directory, so the final rename is atomic. */
+static char *temp_path(const char *target)
+{
+    const char *base = base_name(target);
+    char *tmp = NULL;
+
+    if (asprintf(&tmp, "%.*s.%s.tmp-%ld", (int)(base - target), target, base, (long)getpid()) < 0)
+        return NULL;
+    return tmp;
+}
+
+/* out/x.mp4 -> out/x.partial.mp4 */
+static char *partial_path(const char *target)
+{
+    const char *ext = extension(target);
+    char *p = NULL;
+
+    if (!ext)
+        ext = target + strlen(target);
+    if (asprintf(&p, "%.*s.partial%s", (int)(ext - target), target, ext) < 0)
+        return NULL;
+    return p;
+}
+
+int sdm_sink_check_path(const char *path, int sheet, sdm_error *err)
+{
+    const char *ext;
+
+    if (!path || !*path)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "empty output path");
+    if (!*base_name(path))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' names a directory, not a file", path);
+    if (format_for(path, sheet))
+        return 0;
+    ext = extension(path);
+    if (sheet)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "contact sheet '%s': %s%s%s, use .png", path,
+                             ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
+    return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': %s%s%s, use .mp4, .gif or .rgb (raw frames)", path,
+                         ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
+}
+
+/* ---- encoder threads ------------------------------------------------------ */
+
+static void *output_main(void *arg)
+{
+    sink_output *o = arg;
+    sdm_sink *s = o->sink;
+    int finish = 0, ret = 0;
+
+    for (;;) {
+        const uint8_t *frame;
+
+        pthread_mutex_lock(&s->lock);
+        while (o->read == s->written && !s->closing && !s->aborting)
+            pthread_cond_wait(&s->more, &s->lock);
+        if (s->aborting || o->read == s->written) {
+            finish = !s->aborting;
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        /* The slot is ours until read advances: push never reuses a slot an
+         * output has not consumed. */
+        frame = s->slots + (size_t)(o->read % s->cap) * s->frame_size;
+        pthread_mutex_unlock(&s->lock);
+
+        ret = o->fmt->write(o->ctx, frame, &o->err);
+
+        pthread_mutex_lock(&s->lock);
+        o->read++;
+        pthread_cond_broadcast(&s->space);
+        pthread_mutex_unlock(&s->lock);
+        if (ret < 0)
+            break;
+    }
+    if (finish && s->written > 0)
+        ret = o->fmt->finish(o->ctx, &o->err);
+    if (ret < 0) {
+        pthread_mutex_lock(&s->lock);
+        s->failed = 1;
+        sdm_error_set(&s->err, o->err.code, "%s", o->err.msg);
+        pthread_cond_broadcast(&s->space);
+        pthread_mutex_unlock(&s->lock);
+    }
+    return NULL;
+}
+
+static int64_t slowest_read(const sdm_sink *s)
+{
+    int64_t r = s->written;
+
+    for (int i = 0; i < s->n_out; i++)
+        if (s->out[i].read < r)
+            r = s->out[i].read;
+    return r;
+}
+
+static void stop_threads(sdm_sink *s, int abort)
+{
+    pthread_mutex_lock(&s->lock);
+    if (abort)
+        s->aborting = 1;
+    else
+        s->closing = 1;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < s->n_out; i++) {
+        if (s->out[i].started)
+            pthread_join(s->out[i].thread, NULL);
+        s->out[i].started = 0;
+    }
+}
+
+/* ---- public --------------------------------------------------------------- */
+
+static int add_output(sdm_sink *s, const char *target, int sheet, sdm_error *err)
+{
+    sink_output *o;
+
+    if (sdm_sink_check_path(target, sheet, err) < 0)
+        return -1;
+    if (s->n_out == MAX_OUTPUTS)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "too many outputs (at most %d)", MAX_OUTPUTS);
+    for (int i = 0; i < s->n_out; i++)
+        if (strcmp(s->out[i].target, target) == 0)
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is named twice", target);
+    o = &s->out[s->n_out++];
+    o->sink = s;
+    o->fmt = format_for(target, sheet);
+    o->target = strdup(target);
+    o->tmp = temp_path(target);
+    if (!o->target || !o->tmp)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+static int check_params(const sdm_sink_params *p, sdm_error *err)
+{
+    if (p->width <= 0 || p->height <= 0 || p->width > 16384 || p->height > 16384)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "frame size %dx%d is out of range", p->width, p->height);
+    if (!(p->fps > 0 && p->fps <= 1000 && isfinite(p->fps)))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "frame rate %g is out of range (0, 1000]", p->fps);
+    if (p->queue_frames < 1 || p->queue_frames > 1024)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "queue_frames %d is out of range 1..1024", p->queue_frames);
+    if (p->total_frames < 0)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "total_frames %d is negative", p->total_frames);
+    if (p->gif_palette < 0 || p->gif_palette >= SDM_GIF_PALETTE_COUNT ||
+        p->gif_dither < 0 || p->gif_dither >= SDM_GIF_DITHER_COUNT)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "unknown GIF palette or dither setting");
+    return 0;
+}
+
+int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
+                  const sdm_sink_params *p, sdm_sink **out, sdm_error *err)
+{
+    sdm_sink *s = NULL;
+    sigset_t block, old;
+    int masked = 0, ret = -1;
+
+    *out = NULL;
+    if (check_params(p, err) < 0)
+        goto end;
+    if (n_outputs < 0 || (n_outputs > 0 && !outputs) || (n_outputs == 0 && !contact_sheet)) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "no output file given");
+        goto end;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->more, NULL);
+    pthread_cond_init(&s->space, NULL);
+    s->p = *p;
+    s->preset = p->preset ? strdup(p->preset) : NULL;
+    s->comment = p->comment ? strdup(p->comment) : NULL;
+    s->p.preset = s->preset;
+    s->p.comment = s->comment;
+    for (int i = 0; i < n_outputs; i++)
+        if (add_output(s, outputs[i], 0, err) < 0)
+            goto end;
+    if (contact_sheet && add_output(s, contact_sheet, 1, err) < 0)
+        goto end;
+
+    s->cap = p->queue_frames;
+    s->frame_size = (size_t)p->width * p->height * 3;
+    s->slots = malloc(s->frame_size * s->cap);
+    if (!s->slots) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory for a queue of %d frames", s->cap);
+        goto end;
+    }
+
+    sdm_ff_log_init();
+    /* Every thread started from here on (ours, and x264's own, made while
+     * its encoder opens) inherits this mask, so SIGINT/SIGTERM reach the
+     * render loop's thread and it decides how to finish. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    masked = 1;
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        if (o->fmt->open(&o->ctx, o->tmp, o->target, &s->p, err) < 0)
+            goto end;
+    }
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        int e = pthread_create(&o->thread, NULL, output_main, o);
+        if (e) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot start an encoder thread: %s", strerror(e));
+            goto end;
+        }
+        o->started = 1;
+    }
+    *out = s;
+    s = NULL;
+    ret = 0;
+end:
+    if (masked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sdm_sink_free(&s);
+    return ret;
+}
+
+int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err)
+{
+    uint8_t *slot;
+
+    if (!s || !rgb)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "sdm_sink_push: no sink or no frame");
+    pthread_mutex_lock(&s->lock);
+    while (!s->failed && !s->closing && s->written - slowest_read(s) >= s->cap)
+        pthread_cond_wait(&s->space, &s->lock);
+    if (s->failed || s->closing) {
+        if (s->failed)
+            sdm_error_set(err, s->err.code, "%s", s->err.msg);
+        else
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "sdm_sink_push: the sink is already finished");
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    slot = s->slots + (size_t)(s->written % s->cap) * s->frame_size;
+    pthread_mutex_unlock(&s->lock);
+
+    /* Copied outside the lock: no reader touches this slot until written advances. */
+    memcpy(slot, rgb, s->frame_size);
+
+    pthread_mutex_lock(&s->lock);
+    s->written++;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Makes the data reach the disk before the rename makes it the target. */
+static int sync_file(const char *path, const char *target, sdm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int ret = 0;
+
+    if (fd < 0)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: cannot reopen %s: %s", target, path, strerror(errno));
+    if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
+        ret = sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed: %s", target, strerror(errno));
+    close(fd);
+    return ret;
+}
+
+int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err)
+{
+    int ret = -1;
+
+    if (!s)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "sdm_sink_finish: no sink");
+    if (s->finished)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "sdm_sink_finish: called twice");
+    s->finished = 1;
+    stop_threads(s, 0);
+    if (s->failed) {
+        sdm_error_set(err, s->err.code, "%s", s->err.msg);
+        goto end;
+    }
+    if (s->written == 0) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "no frame was rendered: nothing written%s",
+                      s->n_out ? "" : " (no outputs)");
+        goto end;
+    }
+    for (int i = 0; i < s->n_out; i++)
+        if (sync_file(s->out[i].tmp, s->out[i].target, err) < 0)
+            goto end;
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        char *dst = partial ? partial_path(o->target) : strdup(o->target);
+        if (!dst) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+            goto end;
+        }
+        if (rename(o->tmp, dst) < 0) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot rename %s to %s: %s", o->tmp, dst, strerror(errno));
+            free(dst);
+            goto end;
+        }
+        o->written_to = dst;
+    }
+    s->ok = 1;
+    ret = 0;
+end:
+    if (ret < 0)
+        for (int i = 0; i < s->n_out; i++) {
+            s->out[i].fmt->free(&s->out[i].ctx);
+            if (!s->out[i].written_to)
+                unlink(s->out[i].tmp);
+        }
+    return ret;
+}
+
+int sdm_sink_n_outputs(const sdm_sink *s)
+{
+    return s ? s->n_out : 0;
+}
+
+const char *sdm_sink_output_path(const sdm_sink *s, int i)
+{
+    if (!s || !s->ok || i < 0 || i >= s->n_out)
+        return NULL;
+    return s->out[i].written_to;
+}
+
+void sdm_sink_free(sdm_sink **ps)
+{
+    sdm_sink *s = ps ? *ps : NULL;
+
+    if (!s)
+        return;
+    stop_threads(s, 1);
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        if (o->fmt)
+            o->fmt->free(&o->ctx);
+        if (o->tmp && !o->written_to)
+            unlink(o->tmp);
+        free(o->target);
+        free(o->tmp);
+        free(o->written_to);
+    }
+    free(s->slots);
+    free(s->preset);
+    free(s->comment);
+    pthread_cond_destroy(&s->more);
+    pthread_cond_destroy(&s->space);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    *ps = NULL;
+}

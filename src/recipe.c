@@ -1,0 +1,1007 @@
+/* The recipe loader. libyaml's document API, read by one table per mapping
+ * (recipe, keyframe, walk): {key, handler, offset, range, flags}. Unknown and
+ * duplicate keys are errors; every error is "FILE:LINE:COL: message", the
+ * position being the offending node's start mark (+1). A first pass over the
+ * events bounds nesting and size, so no input can exhaust memory or crash. */
+#include "recipe.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define MAX_RECIPE_BYTES (4u << 20)
+#define MAX_DEPTH 64            /* a recipe needs 4; deeper is a mistake or an attack */
+#define MAX_EVENTS 2000000
+#define MAX_SHOWN_FRAMES 1000000
+
+/* --- enum name/parse pairs ------------------------------------------------ */
+
+static const char *const interp_names[SDM_INTERP_COUNT] = { "lerp", "slerp" };
+static const char *const ease_names[SDM_EASE_COUNT] = { "linear", "smoothstep", "cosine" };
+static const char *const loop_names[SDM_LOOP_COUNT] = { "none", "pingpong", "cycle" };
+static const char *const sampler_names[SDM_SAMPLER_COUNT] = { "ddim", "euler", "euler_a", "dpmpp_2m" };
+
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s && i < n; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
+const char *sdm_interp_name(sdm_interp v)
+{
+    return v >= 0 && v < SDM_INTERP_COUNT ? interp_names[v] : "?";
+}
+
+int sdm_interp_from_str(const char *s, sdm_interp *out)
+{
+    int i = name_index(interp_names, SDM_INTERP_COUNT, s);
+    if (i < 0)
+        return -1;
+    *out = (sdm_interp)i;
+    return 0;
+}
+
+const char *sdm_ease_name(sdm_ease v)
+{
+    return v >= 0 && v < SDM_EASE_COUNT ? ease_names[v] : "?";
+}
+
+int sdm_ease_from_str(const char *s, sdm_ease *out)
+{
+    int i = name_index(ease_names, SDM_EASE_COUNT, s);
+    if (i < 0)
+        return -1;
+    *out = (sdm_ease)i;
+    return 0;
+}
+
+const char *sdm_loop_name(sdm_loop v)
+{
+    return v >= 0 && v < SDM_LOOP_COUNT ? loop_names[v] : "?";
+}
+
+int sdm_loop_from_str(const char *s, sdm_loop *out)
+{
+    int i = name_index(loop_names, SDM_LOOP_COUNT, s);
+    if (i < 0)
+        return -1;
+    *out = (sdm_loop)i;
+    return 0;
+}
+
+const char *sdm_sampler_name(sdm_sampler v)
+{
+    return v >= 0 && v < SDM_SAMPLER_COUNT ? sampler_names[v] : "?";
+}
+
+int sdm_sampler_from_str(const char *s, sdm_sampler *out)
+{
+    int i = name_index(sampler_names, SDM_SAMPLER_COUNT, s);
+    if (i < 0)
+        return -1;
+    *out = (sdm_sampler)i;
+    return 0;
+}
+
+/* --- the loader's state and its errors ------------------------------------ */
+
+typedef struct {
+    const char *name;           /* for messages */
+    yaml_document_t *doc;
+    sdm_recipe *r;
+    sdm_keyframe def;           /* recipe-level defaults of keyframe keys */
+    yaml_node_t *loop_node;     /* for errors that depend on loop: */
+    sdm_error *err;
+} loader;
+
+static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...)
+{
+    char what[1536];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s:%lu:%lu: %s", L->name, (unsigned long)m.line + 1,
+                         (unsigned long)m.column + 1, what);
+}
+
+#define fail_at(L, node, ...) fail_mark((L), (node)->start_mark, __VA_ARGS__)
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_MAPPING_NODE: return "a mapping";
+    case YAML_SEQUENCE_NODE: return "a list";
+    case YAML_SCALAR_NODE: return "a single value";
+    default: return "nothing";
+    }
+}
+
+/* Copies a scalar for a message: short, printable. */
+static const char *quote(const yaml_node_t *n, char *buf, size_t size)
+{
+    size_t len = n->data.scalar.length, i;
+    const unsigned char *s = n->data.scalar.value;
+
+    for (i = 0; i < len && i + 4 < size; i++)
+        buf[i] = s[i] >= 0x20 && s[i] != 0x7f ? (char)s[i] : '?';
+    if (i < len)
+        memcpy(buf + i, "...", 4);
+    else
+        buf[i] = 0;
+    return buf;
+}
+
+static int is_null(const yaml_node_t *n)
+{
+    const char *v = (const char *)n->data.scalar.value;
+
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
+}
+
+/* libyaml's reader reports invalid UTF-8 by byte offset only: turn it into
+ * line:col as its other marks count them (characters, 0-based). */
+static yaml_mark_t mark_of_offset(const unsigned char *text, size_t len, size_t offset)
+{
+    yaml_mark_t m = { 0, 0, 0 };
+
+    for (size_t i = 0; i < offset && i < len; i++) {
+        if (text[i] == '\n') {
+            m.line++;
+            m.column = 0;
+        } else if ((text[i] & 0xC0) != 0x80) {
+            m.column++;
+        }
+    }
+    m.index = offset;
+    return m;
+}
+
+static int fail_parser(loader *L, const yaml_parser_t *p, const unsigned char *text, size_t len)
+{
+    const char *problem = p->problem ? p->problem : "unknown error";
+    size_t offset;
+
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: out of memory while reading the recipe", L->name);
+    case YAML_READER_ERROR:
+        offset = p->problem_offset;
+        /* a bad trailing octet: point at the character it belongs to */
+        if (!strcmp(problem, "invalid trailing UTF-8 octet")) {
+            while (offset > 0 && offset <= len && (text[offset - 1] & 0xC0) == 0x80)
+                offset--;
+            if (offset > 0)
+                offset--;
+        }
+        if (p->problem_value >= 0)
+            return fail_mark(L, mark_of_offset(text, len, offset),
+                             "not valid UTF-8 text (%s 0x%02x); recipes must be UTF-8", problem,
+                             (unsigned)p->problem_value & 0xffu);
+        return fail_mark(L, mark_of_offset(text, len, offset),
+                         "not valid UTF-8 text (%s); recipes must be UTF-8", problem);
+    default:
+        if (p->context)
+            return fail_mark(L, p->problem_mark, "invalid YAML: %s (%s at %lu:%lu)", problem, p->context,
+                             (unsigned long)p->context_mark.line + 1, (unsigned long)p->context_mark.column + 1);
+        return fail_mark(L, p->problem_mark, "invalid YAML: %s", problem);
+    }
+}
+
+/* --- the key tables -------------------------------------------------------- */
+
+enum {
+    K_REQUIRED = 1 << 0,
+    K_LATE = 1 << 1,        /* handled after the other keys of its mapping (needs their values) */
+    K_DEFAULTS = 1 << 2,    /* recipe level: stored in the keyframe defaults */
+    K_MULT8 = 1 << 3,
+    K_LO_OPEN = 1 << 4,     /* range excludes lo */
+    K_NOTNULL = 1 << 5,     /* a string that must be given (empty quotes allowed) */
+};
+
+typedef struct key_spec key_spec;
+typedef int (*key_fn)(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
+
+struct key_spec {
+    const char *key;
+    key_fn fn;
+    size_t offset;
+    double lo, hi;
+    const char *const *names;   /* enums */
+    int n_names;
+    unsigned flags;
+};
+
+typedef struct {
+    yaml_node_t *key, *value;
+} seen_pair;
+
+static int scalar_or_fail(loader *L, yaml_node_t *v, const key_spec *k, const char *expected)
+{
+    if (v->type == YAML_SCALAR_NODE && !is_null(v))
+        return 0;
+    return fail_at(L, v, "'%s': expected %s, found %s", k->key, expected, is_null(v) ? "nothing" : node_kind(v));
+}
+
+static int h_int(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    char expected[128], buf[64];
+    const char *s;
+    char *end = NULL;
+    long long x;
+
+    snprintf(expected, sizeof expected, "an integer in %.0f..%.0f%s", k->lo, k->hi,
+             k->flags & K_MULT8 ? ", a multiple of 8" : "");
+    if (scalar_or_fail(L, v, k, expected))
+        return -1;
+    s = (const char *)v->data.scalar.value;
+    errno = 0;
+    x = strtoll(s, &end, 10);
+    if (end == s || *end || strlen(s) != v->data.scalar.length)
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    if (errno == ERANGE || (double)x < k->lo || (double)x > k->hi)
+        return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf), expected);
+    if ((k->flags & K_MULT8) && x % 8)
+        return fail_at(L, v, "'%s': %lld is not a multiple of 8; expected %s", k->key, x, expected);
+    *(int *)dst = (int)x;
+    return 0;
+}
+
+static int h_double(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    char expected[128], buf[64];
+    const char *s;
+    char *end = NULL;
+    double x;
+
+    if (k->flags & K_LO_OPEN)
+        snprintf(expected, sizeof expected, "a number above %g, at most %g", k->lo, k->hi);
+    else
+        snprintf(expected, sizeof expected, "a number in %g..%g", k->lo, k->hi);
+    if (scalar_or_fail(L, v, k, expected))
+        return -1;
+    s = (const char *)v->data.scalar.value;
+    /* Plain decimal notation only: strtod also takes hex, inf and nan. */
+    if (strspn(s, "0123456789+-.eE") != strlen(s))
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    errno = 0;
+    x = strtod(s, &end);
+    if (end == s || *end)
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    if (errno == ERANGE || !isfinite(x) || x < k->lo || x > k->hi || ((k->flags & K_LO_OPEN) && x <= k->lo))
+        return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf), expected);
+    *(double *)dst = x;
+    return 0;
+}
+
+static int h_u64(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    static const char expected[] = "an integer in 0..18446744073709551615";
+    char buf[64];
+    const char *s;
+    char *end = NULL;
+    unsigned long long x;
+
+    if (scalar_or_fail(L, v, k, expected))
+        return -1;
+    s = (const char *)v->data.scalar.value;
+    if (*s < '0' || *s > '9') {
+        if (*s == '-' && s[1] >= '0' && s[1] <= '9')
+            return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf),
+                           expected);
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    }
+    errno = 0;
+    x = strtoull(s, &end, 10);
+    if (*end)
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    if (errno == ERANGE)
+        return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf), expected);
+    *(uint64_t *)dst = (uint64_t)x;
+    return 0;
+}
+
+static int h_bool(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    static const char *const yes[] = { "true", "yes", "on" }, *const no[] = { "false", "no", "off" };
+    const char *s;
+    char buf[64];
+
+    if (scalar_or_fail(L, v, k, "true or false"))
+        return -1;
+    s = (const char *)v->data.scalar.value;
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(s, yes[i]) || !strcasecmp(s, no[i])) {
+            *(bool *)dst = !strcasecmp(s, yes[i]);
+            return 0;
+        }
+    }
+    return fail_at(L, v, "'%s': expected true or false, not '%s'", k->key, quote(v, buf, sizeof buf));
+}
+
+/* A text value; a YAML escape can put a NUL inside it, which C strings cannot hold. */
+static int take_string(loader *L, yaml_node_t *v, const char *key, char **dst)
+{
+    char *s;
+
+    if (v->type != YAML_SCALAR_NODE)
+        return fail_at(L, v, "'%s': expected a string, found %s", key, node_kind(v));
+    if (strlen((const char *)v->data.scalar.value) != v->data.scalar.length)
+        return fail_at(L, v, "'%s': the string contains a NUL character", key);
+    s = strdup(is_null(v) ? "" : (const char *)v->data.scalar.value);
+    if (!s)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+static int h_string(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    if ((k->flags & K_NOTNULL) && is_null(v))
+        return fail_at(L, v, "'%s': expected a string, found nothing", k->key);
+    return take_string(L, v, k->key, (char **)dst);
+}
+
+static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    char expected[256] = "", buf[64];
+    int i;
+
+    for (i = 0; i < k->n_names; i++) {
+        strncat(expected, k->names[i], sizeof expected - strlen(expected) - 1);
+        if (i + 1 < k->n_names)
+            strncat(expected, i + 2 == k->n_names ? " or " : ", ", sizeof expected - strlen(expected) - 1);
+    }
+    if (scalar_or_fail(L, v, k, expected))
+        return -1;
+    i = name_index(k->names, k->n_names, (const char *)v->data.scalar.value);
+    if (i < 0)
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    *(int *)dst = i;
+    return 0;
+}
+
+static int has_ext(const char *path, const char *ext)
+{
+    size_t n = strlen(path), e = strlen(ext);
+    return n > e && !strcasecmp(path + n - e, ext);
+}
+
+static int check_output_path(loader *L, yaml_node_t *v, const char *key, const char *path, int sheet)
+{
+    if (!*path)
+        return fail_at(L, v, "'%s': expected a file name, found an empty string", key);
+    if (sheet && !has_ext(path, ".png"))
+        return fail_at(L, v, "'%s': expected a .png file name, not '%s'", key, path);
+    if (!sheet && !has_ext(path, ".mp4") && !has_ext(path, ".gif"))
+        return fail_at(L, v, "'%s': expected a file name ending in .mp4 or .gif, not '%s'", key, path);
+    return 0;
+}
+
+static int h_outputs(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    sdm_recipe *r = dst;
+    yaml_node_item_t *it;
+    int n;
+
+    if (v->type == YAML_SCALAR_NODE && !is_null(v)) {
+        r->outputs = calloc(1, sizeof *r->outputs);
+        if (!r->outputs)
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+        if (take_string(L, v, k->key, &r->outputs[0]))
+            return -1;
+        r->n_outputs = 1;
+        return check_output_path(L, v, k->key, r->outputs[0], 0);
+    }
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start)
+        return fail_at(L, v, "'%s': expected a file name or a list of file names, found %s", k->key,
+                       v->type == YAML_SEQUENCE_NODE ? "an empty list" : is_null(v) ? "nothing" : node_kind(v));
+    n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n > 16)
+        return fail_at(L, v, "'%s': %d outputs; expected at most 16", k->key, n);
+    r->outputs = calloc((size_t)n, sizeof *r->outputs);
+    if (!r->outputs)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+        if (!e || e->type != YAML_SCALAR_NODE || is_null(e))
+            return fail_at(L, e ? e : v, "'%s': expected a file name, found %s", k->key,
+                           !e || is_null(e) ? "nothing" : node_kind(e));
+        if (take_string(L, e, k->key, &r->outputs[r->n_outputs]))
+            return -1;
+        r->n_outputs++;
+        if (check_output_path(L, e, k->key, r->outputs[r->n_outputs - 1], 0))
+            return -1;
+    }
+    return 0;
+}
+
+static int h_sheet(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    if (is_null(v))
+        return fail_at(L, v, "'%s': expected a .png file name, found nothing", k->key);
+    if (take_string(L, v, k->key, (char **)dst))
+        return -1;
+    return check_output_path(L, v, k->key, *(char **)dst, 1);
+}
+
+static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
+static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
+
+#define R(m) offsetof(sdm_recipe, m)
+#define KF(m) offsetof(sdm_keyframe, m)
+#define W(m) offsetof(sdm_walk, m)
+#define ENUM(tab) tab, (int)(sizeof tab / sizeof tab[0])
+#define FRAMES_MAX 100000
+
+static const key_spec recipe_keys[] = {
+    { "model", h_string, R(model), 0, 0, NULL, 0, K_NOTNULL },
+    { "width", h_int, R(width), 64, 4096, NULL, 0, K_MULT8 },
+    { "height", h_int, R(height), 64, 4096, NULL, 0, K_MULT8 },
+    { "steps", h_int, R(steps), 1, 1000, NULL, 0, 0 },
+    { "guidance", h_double, R(guidance), 0, 100, NULL, 0, 0 },
+    { "negative", h_string, R(negative), 0, 0, NULL, 0, 0 },
+    { "seed", h_u64, R(seed), 0, 0, NULL, 0, 0 },
+    { "fps", h_double, R(fps), 0, 240, NULL, 0, K_LO_OPEN },
+    { "sampler", h_enum, R(sampler), 0, 0, ENUM(sampler_names), 0 },
+    { "eta", h_double, R(eta), 0, 1, NULL, 0, 0 },
+    { "karras", h_bool, R(karras), 0, 0, NULL, 0, 0 },
+    { "batch", h_int, R(batch), 0, 1024, NULL, 0, 0 },
+    { "output", h_outputs, 0, 0, 0, NULL, 0, 0 },
+    { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0, 0 },
+    { "loop", h_enum, R(loop), 0, 0, ENUM(loop_names), 0 },
+    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0, K_DEFAULTS },
+    { "interp", h_enum, KF(interp), 0, 0, ENUM(interp_names), K_DEFAULTS },
+    { "ease", h_enum, KF(ease), 0, 0, ENUM(ease_names), K_DEFAULTS },
+    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0, K_DEFAULTS },
+    { "keyframes", h_keyframes, 0, 0, 0, NULL, 0, K_LATE },
+    { "walk", h_walk, 0, 0, 0, NULL, 0, K_LATE },
+};
+
+static const key_spec keyframe_keys[] = {
+    { "prompt", h_string, KF(prompt), 0, 0, NULL, 0, K_REQUIRED | K_NOTNULL },
+    { "negative", h_string, KF(negative), 0, 0, NULL, 0, 0 },
+    { "seed", h_u64, KF(seed), 0, 0, NULL, 0, 0 },
+    { "guidance", h_double, KF(guidance), 0, 100, NULL, 0, 0 },
+    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0, 0 },
+    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0, 0 },
+    { "interp", h_enum, KF(interp), 0, 0, ENUM(interp_names), 0 },
+    { "ease", h_enum, KF(ease), 0, 0, ENUM(ease_names), 0 },
+};
+
+static const key_spec walk_keys[] = {
+    { "prompt", h_string, W(prompt), 0, 0, NULL, 0, K_REQUIRED | K_NOTNULL },
+    { "negative", h_string, W(negative), 0, 0, NULL, 0, 0 },
+    { "seed", h_u64, W(seed), 0, 0, NULL, 0, 0 },
+    { "guidance", h_double, W(guidance), 0, 100, NULL, 0, 0 },
+    { "frames", h_int, W(frames), 1, FRAMES_MAX, NULL, 0, 0 },
+    { "sigma", h_double, W(sigma), 0, 10, NULL, 0, 0 },
+    { "anchor", h_double, W(anchor), 0, 1, NULL, 0, 0 },
+    { "noise_seed", h_u64, W(noise_seed), 0, 0, NULL, 0, 0 },
+    { "closed", h_bool, W(closed), 0, 0, NULL, 0, 0 },
+};
+
+#define COUNT(t) (sizeof t / sizeof t[0])
+#define MAX_KEYS COUNT(recipe_keys)
+
+static const struct {
+    const char *what;
+    const key_spec *keys;
+    size_t n;
+} tables[] = {
+    { "recipe", recipe_keys, COUNT(recipe_keys) },
+    { "keyframe", keyframe_keys, COUNT(keyframe_keys) },
+    { "walk", walk_keys, COUNT(walk_keys) },
+};
+
+/* Levenshtein distance, for "did you mean"; keys are short. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64], i, j;
+
+    if (la >= 63 || lb >= 63)
+        return (size_t)-1;
+    for (j = 0; j <= lb; j++)
+        row[j] = j;
+    for (i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static int fail_unknown(loader *L, yaml_node_t *key, const char *what, const key_spec *t, size_t n)
+{
+    const char *name = (const char *)key->data.scalar.value, *best = NULL;
+    size_t best_d = (size_t)-1, len = strlen(name);
+    char list[512] = "", buf[64];
+
+    for (size_t i = 0; i < n; i++) {
+        size_t d = edit_distance(name, t[i].key);
+        if (d < best_d) {
+            best_d = d;
+            best = t[i].key;
+        }
+    }
+    quote(key, buf, sizeof buf);
+    if (best && best_d <= 2 && best_d < len)
+        return fail_at(L, key, "unknown key '%s' in %s; did you mean '%s'?", buf, what, best);
+    /* A key of another mapping: say where it belongs. */
+    for (size_t ti = 0; ti < COUNT(tables); ti++) {
+        if (!strcmp(tables[ti].what, what))
+            continue;
+        for (size_t i = 0; i < tables[ti].n; i++)
+            if (!strcmp(name, tables[ti].keys[i].key))
+                return fail_at(L, key, "unknown key '%s' in %s; '%s' belongs in %s", buf, what, name,
+                               tables[ti].what);
+    }
+    for (size_t i = 0; i < n; i++) {
+        strncat(list, t[i].key, sizeof list - strlen(list) - 1);
+        if (i + 1 < n)
+            strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return fail_at(L, key, "unknown key '%s' in %s; expected one of: %s", buf, what, list);
+}
+
+/* Reads one mapping through its table: every key checked first, then the
+ * handlers run, K_LATE ones last. seen[] gets each key's nodes. */
+static int parse_mapping(loader *L, yaml_node_t *map, const char *what, const key_spec *t, size_t n,
+                         void *base, seen_pair *seen)
+{
+    yaml_node_pair_t *p;
+
+    if (map->type != YAML_MAPPING_NODE)
+        return fail_at(L, map, "expected the %s's keys (a mapping), found %s", what,
+                       is_null(map) ? "nothing" : node_kind(map));
+    memset(seen, 0, n * sizeof *seen);
+    for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(L->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(L->doc, p->value);
+        size_t i;
+
+        if (!k || !v)
+            return fail_at(L, map, "malformed mapping in %s", what);
+        if (k->type != YAML_SCALAR_NODE)
+            return fail_at(L, k, "expected a key name in %s, found %s", what, node_kind(k));
+        for (i = 0; i < n; i++)
+            if (!strcmp((const char *)k->data.scalar.value, t[i].key))
+                break;
+        if (i == n)
+            return fail_unknown(L, k, what, t, n);
+        if (seen[i].key)
+            return fail_at(L, k, "duplicate key '%s' in %s (first given at %lu:%lu)", t[i].key, what,
+                           (unsigned long)seen[i].key->start_mark.line + 1,
+                           (unsigned long)seen[i].key->start_mark.column + 1);
+        seen[i].key = k;
+        seen[i].value = v;
+    }
+    for (int late = 0; late < 2; late++) {
+        for (size_t i = 0; i < n; i++) {
+            void *obj = (t[i].flags & K_DEFAULTS) ? (void *)&L->def : base;
+            if (!seen[i].key || !!(t[i].flags & K_LATE) != late)
+                continue;
+            if (t[i].fn(L, seen[i].value, (char *)obj + t[i].offset, &t[i]))
+                return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((t[i].flags & K_REQUIRED) && !seen[i].key)
+            return fail_at(L, map, "missing key '%s' in %s; every %s needs one", t[i].key, what, what);
+    return 0;
+}
+
+static yaml_node_t *seen_key(const key_spec *t, size_t n, const seen_pair *seen, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(t[i].key, key))
+            return seen[i].key;
+    return NULL;
+}
+
+static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    sdm_recipe *r = L->r;
+    yaml_node_item_t *it;
+    size_t n;
+
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail_at(L, v, "'keyframes': expected a list of keyframes, found %s",
+                       is_null(v) ? "nothing" : node_kind(v));
+    n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n == 0)
+        return fail_at(L, v, "'keyframes': the list is empty; expected at least one keyframe");
+    r->keyframes = calloc(n, sizeof *r->keyframes);
+    if (!r->keyframes)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    /* recipe-level seed and guidance are read by now: keyframes are K_LATE */
+    L->def.seed = r->seed;
+    L->def.guidance = r->guidance;
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+        yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+        sdm_keyframe *kf = &r->keyframes[r->n_keyframes];
+        seen_pair seen[COUNT(keyframe_keys)];
+
+        if (!e)
+            return fail_at(L, v, "malformed keyframe list");
+        *kf = L->def;
+        kf->prompt = NULL;
+        kf->negative = NULL;
+        kf->mark.line = (int)e->start_mark.line + 1;
+        kf->mark.col = (int)e->start_mark.column + 1;
+        r->n_keyframes++;
+        if (e->type == YAML_SCALAR_NODE) {
+            if (is_null(e))
+                return fail_at(L, e, "keyframe %d: expected a prompt or a mapping with 'prompt', found nothing",
+                               r->n_keyframes - 1);
+            if (take_string(L, e, "prompt", &kf->prompt))
+                return -1;
+            continue;
+        }
+        if (e->type != YAML_MAPPING_NODE)
+            return fail_at(L, e, "keyframe %d: expected a prompt or a mapping with 'prompt', found %s",
+                           r->n_keyframes - 1, node_kind(e));
+        if (parse_mapping(L, e, "keyframe", keyframe_keys, COUNT(keyframe_keys), kf, seen))
+            return -1;
+    }
+    return 0;
+}
+
+static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    sdm_recipe *r = L->r;
+    seen_pair seen[COUNT(walk_keys)];
+    sdm_walk *w;
+    sdm_keyframe *kf;
+
+    if (r->keyframes)
+        return fail_at(L, v, "'walk' and 'keyframes' given together; a recipe has exactly one of them");
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    r->walk = w;
+    w->seed = r->seed;
+    w->guidance = r->guidance;
+    w->frames = L->def.frames;
+    w->sigma = 0.02;
+    w->anchor = 0.5;
+    w->mark.line = (int)v->start_mark.line + 1;
+    w->mark.col = (int)v->start_mark.column + 1;
+    if (parse_mapping(L, v, "walk", walk_keys, COUNT(walk_keys), w, seen))
+        return -1;
+    /* noise_seed: by default the walk's seed, so one number picks one walk */
+    if (!seen_key(walk_keys, COUNT(walk_keys), seen, "noise_seed"))
+        w->noise_seed = w->seed;
+    /* The walk is keyframe 0 for the renderer: its prompt, seed, guidance. */
+    r->keyframes = calloc(1, sizeof *r->keyframes);
+    if (!r->keyframes)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    r->n_keyframes = 1;
+    kf = &r->keyframes[0];
+    kf->seed = w->seed;
+    kf->guidance = w->guidance;
+    kf->frames = w->frames;
+    kf->mark = w->mark;
+    kf->prompt = strdup(w->prompt);
+    if (w->negative)
+        kf->negative = strdup(w->negative);
+    if (!kf->prompt || (w->negative && !kf->negative))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+int64_t sdm_recipe_shown_frames(const sdm_recipe *r)
+{
+    int64_t fwd = 0;
+    int n;
+
+    if (!r || !r->n_keyframes)
+        return 0;
+    if (r->walk) {
+        fwd = r->walk->frames;
+        return r->loop == SDM_LOOP_PINGPONG && fwd > 1 ? 2 * fwd - 2 : fwd;
+    }
+    n = r->n_keyframes;
+    for (int i = 0; i < n; i++) {
+        const sdm_keyframe *kf = &r->keyframes[i];
+        fwd += 1 + (int64_t)kf->hold;
+        if (i + 1 < n || r->loop == SDM_LOOP_CYCLE)
+            fwd += kf->frames - 1;
+    }
+    if (r->loop == SDM_LOOP_PINGPONG && n > 1)
+        return 2 * fwd - (2 + (int64_t)r->keyframes[0].hold + r->keyframes[n - 1].hold);
+    return fwd;
+}
+
+/* Checks across keys, once everything is read. */
+static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
+{
+    sdm_recipe *r = L->r;
+    yaml_node_t *body = NULL;
+    int64_t shown;
+
+    for (size_t i = 0; i < COUNT(recipe_keys); i++)
+        if (!strcmp(recipe_keys[i].key, "keyframes") || !strcmp(recipe_keys[i].key, "walk"))
+            body = seen[i].value ? seen[i].value : body;
+    if (!r->keyframes)
+        return fail_at(L, root, "the recipe has neither 'keyframes' (a list) nor 'walk' (a mapping); expected one");
+    if (r->walk && r->loop == SDM_LOOP_CYCLE)
+        return fail_at(L, L->loop_node, "'loop': cycle does not apply to a walk; expected none or pingpong "
+                       "(for a walk that returns to its start, set 'closed: true' in walk)");
+    if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
+        return fail_at(L, L->loop_node, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
+    shown = sdm_recipe_shown_frames(r);
+    if (shown > MAX_SHOWN_FRAMES)
+        return fail_at(L, body, "the recipe shows %" PRId64 " frames; expected at most %d", shown, MAX_SHOWN_FRAMES);
+    return 0;
+}
+
+static int default_output(sdm_recipe *r, const char *name)
+{
+    const char *base = strrchr(name, '/'), *dot;
+    size_t len;
+
+    base = base ? base + 1 : name;
+    dot = strrchr(base, '.');
+    len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    if (!len) {
+        base = "recipe";
+        len = strlen(base);
+    }
+    r->outputs = calloc(1, sizeof *r->outputs);
+    if (!r->outputs)
+        return -1;
+    r->outputs[0] = malloc(len + 9);
+    if (!r->outputs[0])
+        return -1;
+    snprintf(r->outputs[0], len + 9, "out/%.*s.mp4", (int)len, base);
+    r->n_outputs = 1;
+    return 0;
+}
+
+/* Pass over the events: one document, nesting and size bounded. The
+ * document loader then works on input known to be small and shallow. */
+static int precheck(loader *L, const unsigned char *text, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    int depth = 0, docs = 0, rc = -1;
+    long events = 0;
+
+    if (!yaml_parser_initialize(&p))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    yaml_parser_set_input_string(&p, text, len);
+    for (;;) {
+        yaml_event_type_t type;
+        yaml_mark_t mark;
+
+        if (!yaml_parser_parse(&p, &ev)) {
+            fail_parser(L, &p, text, len);
+            goto end;
+        }
+        type = ev.type;
+        mark = ev.start_mark;
+        yaml_event_delete(&ev);
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+        if (++events > MAX_EVENTS) {
+            fail_mark(L, mark, "the recipe is too large (more than %d YAML nodes)", MAX_EVENTS);
+            goto end;
+        }
+        if (type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            fail_mark(L, mark, "a second YAML document; expected one recipe per file");
+            goto end;
+        }
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > MAX_DEPTH) {
+                fail_mark(L, mark, "nested more than %d levels deep; a recipe needs at most 4", MAX_DEPTH);
+                goto end;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+    }
+    rc = 0;
+end:
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out, sdm_error *err)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int have_parser = 0, have_doc = 0, rc = -1;
+    yaml_node_t *root;
+    seen_pair seen[MAX_KEYS];
+    sdm_recipe *r = NULL;
+    loader L;
+
+    *out = NULL;
+    if (!name)
+        name = "<recipe>";
+    memset(&L, 0, sizeof L);
+    L.name = name;
+    L.doc = &doc;
+    L.err = err;
+    if (!text) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "%s: no recipe text", name);
+        goto end;
+    }
+    if (len > MAX_RECIPE_BYTES) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe is %zu bytes; expected at most %u", name, len,
+                      MAX_RECIPE_BYTES);
+        goto end;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(name))) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    L.r = r;
+    r->steps = 30;
+    r->guidance = 7.5;
+    r->fps = 12;
+    r->sampler = SDM_SAMPLER_DDIM;
+    r->loop = SDM_LOOP_NONE;
+    L.def.frames = 16;
+    L.def.interp = SDM_INTERP_LERP;
+    L.def.ease = SDM_EASE_LINEAR;
+
+    if (precheck(&L, (const unsigned char *)text, len))
+        goto end;
+    if (!yaml_parser_initialize(&parser)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        fail_parser(&L, &parser, (const unsigned char *)text, len);
+        goto end;
+    }
+    have_doc = 1;
+    root = yaml_document_get_root_node(&doc);
+    if (!root || is_null(root)) {
+        yaml_mark_t m = { 0, 0, 0 };
+        fail_mark(&L, m, "the recipe is empty; expected a mapping with 'keyframes' or 'walk'");
+        goto end;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        fail_at(&L, root, "expected the recipe's keys (a mapping) at the top level, found %s", node_kind(root));
+        goto end;
+    }
+    /* The loop mode is needed for messages before the recipe is complete. */
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, "loop"))
+            L.loop_node = yaml_document_get_node(&doc, p->value);
+    }
+    if (parse_mapping(&L, root, "recipe", recipe_keys, COUNT(recipe_keys), r, seen))
+        goto end;
+    /* recipe_keys handled "output" with r as its base; see h_outputs. */
+    if (check_recipe(&L, root, seen))
+        goto end;
+    if (!r->outputs && default_output(r, name)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    if (!r->negative && !(r->negative = strdup(""))) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    *out = r;
+    r = NULL;
+    rc = 0;
+end:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    sdm_recipe_free(&r);
+    if (rc && err && !err->code)
+        sdm_error_set(err, SDM_EXIT_USAGE, "%s: invalid recipe", name);
+    return rc;
+}
+
+int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err)
+{
+    FILE *f = NULL;
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    int rc = -1;
+
+    *out = NULL;
+    if (!path) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "no recipe file given");
+        goto end;
+    }
+    f = fopen(path, "rb");
+    if (!f) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "cannot open recipe %s: %s", path, strerror(errno));
+        goto end;
+    }
+    /* Read in chunks: works for pipes too, and stops past the size limit. */
+    for (;;) {
+        size_t got;
+        if (len == cap) {
+            char *grown;
+            if (cap > MAX_RECIPE_BYTES) {
+                sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe is larger than %u bytes", path,
+                              MAX_RECIPE_BYTES);
+                goto end;
+            }
+            cap = cap ? cap * 2 : 65536;
+            grown = realloc(text, cap);
+            if (!grown) {
+                sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+                goto end;
+            }
+            text = grown;
+        }
+        got = fread(text + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "cannot read recipe %s: %s", path, strerror(errno));
+        goto end;
+    }
+    rc = sdm_recipe_load_string(path, text, len, out, err);
+end:
+    if (f)
+        fclose(f);
+    free(text);
+    return rc;
+}
+
+void sdm_recipe_free(sdm_recipe **pr)
+{
+    sdm_recipe *r;
+
+    if (!pr || !*pr)
+        return;
+    r = *pr;
+    for (int i = 0; i < r->n_keyframes; i++) {
+        free(r->keyframes[i].prompt);
+        free(r->keyframes[i].negative);
+    }
+    free(r->keyframes);
+    if (r->walk) {
+        free(r->walk->prompt);
+        free(r->walk->negative);
+        free(r->walk);
+    }
+    for (int i = 0; i < r->n_outputs; i++)
+        free(r->outputs[i]);
+    free(r->outputs);
+    free(r->path);
+    free(r->model);
+    free(r->negative);
+    free(r->contact_sheet);
+    free(r);
+    *pr = NULL;
+}

@@ -1,0 +1,831 @@
+/* The C API over libtorch (torch_api.h). Every entry point runs its body
+ * through guarded(): inference mode on, and any C++ exception turned into a
+ * status plus a message kept per thread. Builds against libtorch 1.13
+ * (Debian) and 2.x (pip); only APIs present in both are used. */
+#include "torch_api.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/core/DeviceGuard.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef SDM_HAVE_CUDA
+#include <dlfcn.h>
+#endif
+
+struct sdm_module {
+    torch::jit::Module mod;
+    std::string path;
+};
+
+struct sdm_tensor {
+    at::Tensor t;
+};
+
+namespace {
+
+/* An error whose message is complete (it already names what failed). */
+struct op_error : std::runtime_error {
+    explicit op_error(const std::string &m) : std::runtime_error(m) {}
+};
+/* The same, for running out of memory. */
+struct oom_error : op_error {
+    explicit oom_error(const std::string &m) : op_error(m) {}
+};
+
+thread_local char last_error[4096];
+
+void set_error(const char *msg) noexcept
+{
+    snprintf(last_error, sizeof last_error, "%s", msg);
+}
+
+std::string first_line(const std::string &m)
+{
+    size_t nl = m.find('\n');
+    std::string s = nl == std::string::npos ? m : m.substr(0, nl);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\r' || s.back() == '.'))
+        s.pop_back();
+    return s;
+}
+
+std::string trimmed(const std::string &m)
+{
+    size_t end = m.find_last_not_of(" \t\r\n");
+    return end == std::string::npos ? std::string() : m.substr(0, end + 1);
+}
+
+bool looks_like_oom(const std::string &m)
+{
+    return m.find("out of memory") != std::string::npos ||
+           m.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
+           m.find("can't allocate memory") != std::string::npos;
+}
+
+std::string oom_message(const std::string &ctx, const std::string &m)
+{
+    return ctx + ": out of memory; lower the batch size (frames per model call) or the image size ("
+           + first_line(m) + ")";
+}
+
+/* Rethrows the exception being handled as op_error/oom_error with ctx in
+ * front of libtorch's message. Call only inside a catch block. */
+[[noreturn]] void rethrow_in(const std::string &ctx)
+{
+    try {
+        throw;
+    } catch (const op_error &) {
+        throw;
+    } catch (const c10::OutOfMemoryError &e) {
+        throw oom_error(oom_message(ctx, e.what_without_backtrace()));
+    } catch (const c10::Error &e) {
+        std::string m = e.what_without_backtrace();
+        if (looks_like_oom(m))
+            throw oom_error(oom_message(ctx, m));
+        throw op_error(ctx + ": " + trimmed(m));
+    } catch (const std::bad_alloc &) {
+        throw oom_error(ctx + ": out of host memory; lower the batch size or the image size");
+    } catch (const std::exception &e) {
+        std::string m = e.what();
+        if (looks_like_oom(m))
+            throw oom_error(oom_message(ctx, m));
+        throw op_error(ctx + ": " + trimmed(m));
+    } catch (...) {
+        throw op_error(ctx + ": unknown C++ exception");
+    }
+}
+
+template <class F>
+sdm_torch_status guarded(const char *op, F &&body) noexcept
+{
+    try {
+        try {
+            c10::InferenceMode inference;
+            body();
+        } catch (...) {
+            rethrow_in(op);
+        }
+    } catch (const oom_error &e) {
+        set_error(e.what());
+        return SDM_TORCH_OOM;
+    } catch (const op_error &e) {
+        set_error(e.what());
+        return SDM_TORCH_ERROR;
+    } catch (...) {
+        set_error(op);
+        return SDM_TORCH_ERROR;
+    }
+    return SDM_TORCH_OK;
+}
+
+at::ScalarType scalar_type(sdm_dtype d)
+{
+    switch (d) {
+    case SDM_F32: return at::kFloat;
+    case SDM_F16: return at::kHalf;
+    case SDM_I64: return at::kLong;
+    case SDM_U8:  return at::kByte;
+    case SDM_F64: return at::kDouble;
+    default: break;
+    }
+    throw op_error("unknown dtype " + std::to_string((int)d));
+}
+
+sdm_dtype from_scalar_type(at::ScalarType s)
+{
+    switch (s) {
+    case at::kFloat:  return SDM_F32;
+    case at::kHalf:   return SDM_F16;
+    case at::kLong:   return SDM_I64;
+    case at::kByte:   return SDM_U8;
+    case at::kDouble: return SDM_F64;
+    default: return SDM_DTYPE_COUNT;
+    }
+}
+
+std::string device_str(sdm_device d)
+{
+    char buf[32];
+    sdm_device_name(d, buf, sizeof buf);
+    return buf;
+}
+
+/* The torch device for d, checked against what this libtorch can reach. */
+c10::Device torch_device(sdm_device d)
+{
+    if (d.type == SDM_DEVICE_CPU)
+        return c10::Device(c10::kCPU);
+    if (d.type != SDM_DEVICE_CUDA)
+        throw op_error("unknown device type " + std::to_string((int)d.type));
+    if (!torch::cuda::is_available())
+        throw op_error(device_str(d) + " requested, but CUDA is not available "
+                       "(libtorch built without CUDA, or no GPU visible)");
+    int n = (int)torch::cuda::device_count();
+    if (d.index < 0 || d.index >= n)
+        throw op_error(device_str(d) + " requested, but there " + (n == 1 ? "is " : "are ")
+                       + std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s"));
+    return c10::Device(c10::kCUDA, (c10::DeviceIndex)d.index);
+}
+
+std::string shape_str(const at::Tensor &t)
+{
+    std::ostringstream s;
+    s << t.sizes();
+    return s.str();
+}
+
+std::vector<int64_t> shape_vec(const int64_t *shape, int ndim, const char *op)
+{
+    if (ndim < 0 || ndim > SDM_MAX_DIMS)
+        throw op_error(std::string(op) + ": ndim " + std::to_string(ndim) + " is outside 0.."
+                       + std::to_string(SDM_MAX_DIMS));
+    if (ndim > 0 && !shape)
+        throw op_error(std::string(op) + ": shape is NULL");
+    std::vector<int64_t> v(shape, shape + ndim);
+    for (int64_t s : v)
+        if (s < 0)
+            throw op_error(std::string(op) + ": negative size " + std::to_string(s));
+    return v;
+}
+
+const at::Tensor &arg(const sdm_tensor *t, const char *op, const char *name)
+{
+    if (!t)
+        throw op_error(std::string(op) + ": " + name + " is NULL");
+    return t->t;
+}
+
+void need_out(void *out, const char *op)
+{
+    if (!out)
+        throw op_error(std::string(op) + ": out is NULL");
+}
+
+void same_shape(const at::Tensor &a, const at::Tensor &b, const char *op)
+{
+    if (!a.sizes().equals(b.sizes()))
+        throw op_error(std::string(op) + ": shapes differ: " + shape_str(a) + " vs " + shape_str(b));
+}
+
+sdm_tensor *wrap(at::Tensor t)
+{
+    return new sdm_tensor{std::move(t)};
+}
+
+} // namespace
+
+/* --- names ---------------------------------------------------------------- */
+
+const char *sdm_dtype_name(sdm_dtype d)
+{
+    static const char *names[SDM_DTYPE_COUNT] = { "float32", "float16", "int64", "uint8", "float64" };
+    return (unsigned)d < SDM_DTYPE_COUNT ? names[d] : "unknown";
+}
+
+int sdm_dtype_from_str(const char *s, sdm_dtype *out)
+{
+    static const struct { const char *name; sdm_dtype d; } map[] = {
+        { "float32", SDM_F32 }, { "fp32", SDM_F32 }, { "float16", SDM_F16 }, { "fp16", SDM_F16 },
+        { "int64", SDM_I64 }, { "uint8", SDM_U8 }, { "float64", SDM_F64 }, { "fp64", SDM_F64 },
+    };
+    if (!s || !out)
+        return -1;
+    for (const auto &m : map) {
+        if (strcmp(s, m.name) == 0) {
+            *out = m.d;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int sdm_device_from_str(const char *s, sdm_device *out)
+{
+    if (!s || !out)
+        return -1;
+    if (strcmp(s, "cpu") == 0) {
+        *out = sdm_device{ SDM_DEVICE_CPU, 0 };
+        return 0;
+    }
+    if (strcmp(s, "cuda") == 0) {
+        *out = sdm_device{ SDM_DEVICE_CUDA, 0 };
+        return 0;
+    }
+    if (strncmp(s, "cuda:", 5) != 0)
+        return -1;
+    const char *p = s + 5;
+    long idx = 0;
+    if (!*p)
+        return -1;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || idx > 1000)
+            return -1;
+        idx = idx * 10 + (*p - '0');
+    }
+    *out = sdm_device{ SDM_DEVICE_CUDA, (int)idx };
+    return 0;
+}
+
+void sdm_device_name(sdm_device d, char *buf, size_t len)
+{
+    if (!buf || !len)
+        return;
+    if (d.type == SDM_DEVICE_CUDA)
+        snprintf(buf, len, "cuda:%d", d.index);
+    else if (d.type == SDM_DEVICE_CPU)
+        snprintf(buf, len, "cpu");
+    else
+        snprintf(buf, len, "unknown");
+}
+
+/* --- CUDA queries ----------------------------------------------------------
+ * The Makefile links libtorch only, and pip's libtorch ships no CUDA headers,
+ * so the two runtime calls libtorch does not wrap are looked up in the CUDA
+ * libraries that libtorch_cuda has already loaded. */
+
+int sdm_cuda_device_count(void)
+{
+    try {
+        return torch::cuda::is_available() ? (int)torch::cuda::device_count() : 0;
+    } catch (...) {
+        return 0;
+    }
+}
+
+#ifdef SDM_HAVE_CUDA
+namespace {
+
+typedef int (*cuda_mem_get_info_fn)(size_t *free_b, size_t *total_b);   /* cudaMemGetInfo */
+typedef int (*cu_init_fn)(unsigned flags);
+typedef int (*cu_device_get_fn)(int *dev, int ordinal);
+typedef int (*cu_device_get_name_fn)(char *name, int len, int dev);
+
+void cuda_mem_info(int index, size_t *free_b, size_t *total_b)
+{
+    auto fn = (cuda_mem_get_info_fn)dlsym(RTLD_DEFAULT, "cudaMemGetInfo");
+    if (!fn)
+        throw op_error("cuda:" + std::to_string(index) + ": cudaMemGetInfo not found in the loaded CUDA runtime");
+    c10::DeviceGuard guard(c10::Device(c10::kCUDA, (c10::DeviceIndex)index));
+    int rc = fn(free_b, total_b);
+    if (rc != 0)
+        throw op_error("cuda:" + std::to_string(index) + ": cudaMemGetInfo failed (error " + std::to_string(rc) + ")");
+}
+
+bool cuda_name(int index, char *buf, size_t len)
+{
+    void *lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib)
+        lib = dlopen("libcuda.so.1", RTLD_LAZY);
+    if (!lib)
+        return false;
+    auto init = (cu_init_fn)dlsym(lib, "cuInit");
+    auto get = (cu_device_get_fn)dlsym(lib, "cuDeviceGet");
+    auto name = (cu_device_get_name_fn)dlsym(lib, "cuDeviceGetName");
+    int dev = 0;
+    bool ok = init && get && name && init(0) == 0 && get(&dev, index) == 0
+              && name(buf, (int)len, dev) == 0;
+    dlclose(lib);
+    return ok;
+}
+
+} // namespace
+#endif
+
+sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b)
+{
+    return guarded("cuda memory info", [&] {
+        if (!free_b || !total_b)
+            throw op_error("sdm_cuda_mem_info: NULL output");
+        if (d.type != SDM_DEVICE_CUDA)
+            throw op_error(device_str(d) + " is not a CUDA device: no device memory to report");
+        torch_device(d);
+#ifdef SDM_HAVE_CUDA
+        cuda_mem_info(d.index, free_b, total_b);
+#else
+        throw op_error("this build has no CUDA");
+#endif
+    });
+}
+
+void sdm_device_description(sdm_device d, char *buf, size_t len)
+{
+    if (!buf || !len)
+        return;
+    sdm_device_name(d, buf, len);
+#ifdef SDM_HAVE_CUDA
+    if (d.type == SDM_DEVICE_CUDA && d.index >= 0 && d.index < sdm_cuda_device_count()) {
+        try {
+            if (!cuda_name(d.index, buf, len))
+                sdm_device_name(d, buf, len);
+        } catch (...) {
+            sdm_device_name(d, buf, len);
+        }
+    }
+#endif
+}
+
+/* --- settings ------------------------------------------------------------- */
+
+const char *sdm_torch_last_error(void)
+{
+    return last_error;
+}
+
+void sdm_torch_set_threads(int n)
+{
+    try {
+        if (n > 0)
+            at::set_num_threads(n);
+    } catch (...) {
+    }
+}
+
+void sdm_torch_set_deterministic(int on)
+{
+    try {
+        at::globalContext().setDeterministicCuDNN(on != 0);
+        if (on)
+            at::globalContext().setBenchmarkCuDNN(false);
+    } catch (...) {
+    }
+}
+
+void sdm_torch_set_tf32(int on)
+{
+    try {
+        at::globalContext().setAllowTF32CuBLAS(on != 0);
+        at::globalContext().setAllowTF32CuDNN(on != 0);
+    } catch (...) {
+    }
+}
+
+/* --- modules -------------------------------------------------------------- */
+
+sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("load module", [&] {
+        need_out(out, "sdm_module_load");
+        if (!path || !*path)
+            throw op_error("load module: no path given");
+        std::string ctx = std::string("cannot load module '") + path + "'";
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            throw op_error(ctx + ": " + strerror(errno));
+        fclose(f);
+        c10::Device d = torch_device(dev);
+        torch::jit::Module mod;
+        try {
+            mod = torch::jit::load(std::string(path), d);
+        } catch (const c10::Error &e) {
+            if (looks_like_oom(e.what_without_backtrace()))
+                rethrow_in(ctx);
+            /* Truncated or foreign files fail deep in the zip reader. */
+            throw op_error(ctx + ": not a readable TorchScript file (truncated or corrupt?): "
+                           + first_line(e.what_without_backtrace()));
+        } catch (...) {
+            rethrow_in(ctx);
+        }
+        mod.eval();
+        *out = new sdm_module{ std::move(mod), path };
+    });
+}
+
+int sdm_module_has_method(const sdm_module *m, const char *method)
+{
+    try {
+        return m && m->mod.find_method(method ? method : "forward").has_value();
+    } catch (...) {
+        return 0;
+    }
+}
+
+sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
+                                      const sdm_arg *args, int nargs, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("module call", [&] {
+        need_out(out, "sdm_module_call");
+        if (!m)
+            throw op_error("sdm_module_call: module is NULL");
+        std::string name = method ? method : "forward";
+        std::string ctx = m->path + ": " + name + "()";
+        if (nargs < 0 || (nargs > 0 && !args))
+            throw op_error(ctx + ": bad argument list");
+        auto meth = m->mod.find_method(name);
+        if (!meth)
+            throw op_error(m->path + ": the module has no method '" + name + "'");
+        std::vector<c10::IValue> in;
+        in.reserve(nargs);
+        for (int i = 0; i < nargs; i++) {
+            switch (args[i].kind) {
+            case SDM_ARG_TENSOR:
+                if (!args[i].tensor)
+                    throw op_error(ctx + ": argument " + std::to_string(i) + " is NULL");
+                in.emplace_back(args[i].tensor->t);
+                break;
+            case SDM_ARG_INT:
+                in.emplace_back(args[i].i);
+                break;
+            case SDM_ARG_DOUBLE:
+                in.emplace_back(args[i].d);
+                break;
+            default:
+                throw op_error(ctx + ": argument " + std::to_string(i) + " has an unknown kind");
+            }
+        }
+        c10::IValue r;
+        try {
+            r = (*meth)(std::move(in));
+        } catch (...) {
+            rethrow_in(ctx);
+        }
+        if (!r.isTensor())
+            throw op_error(ctx + ": returned " + r.tagKind() + ", not a tensor");
+        *out = wrap(r.toTensor());
+    });
+}
+
+sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
+                                 sdm_tensor *const *args, int nargs, sdm_tensor **out)
+{
+    std::vector<sdm_arg> a;
+    if (out)
+        *out = NULL;
+    sdm_torch_status st = guarded("module call", [&] {
+        if (nargs < 0 || (nargs > 0 && !args))
+            throw op_error("sdm_module_call: bad argument list");
+        for (int i = 0; i < nargs; i++)
+            a.push_back(sdm_arg_tensor(args[i]));
+    });
+    if (st != SDM_TORCH_OK)
+        return st;
+    return sdm_module_call_args(m, method, a.data(), nargs, out);
+}
+
+sdm_dtype sdm_module_dtype(const sdm_module *m)
+{
+    try {
+        if (!m)
+            return SDM_F32;
+        for (const at::Tensor &p : m->mod.parameters())
+            if (p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf)
+                return from_scalar_type(p.scalar_type());
+        for (const at::Tensor &b : m->mod.buffers())
+            if (b.scalar_type() == at::kFloat || b.scalar_type() == at::kHalf)
+                return from_scalar_type(b.scalar_type());
+    } catch (...) {
+    }
+    return SDM_F32;
+}
+
+void sdm_module_free(sdm_module **m)
+{
+    if (!m || !*m)
+        return;
+    try {
+        delete *m;
+    } catch (...) {
+    }
+    *m = NULL;
+}
+
+/* --- tensors -------------------------------------------------------------- */
+
+sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape,
+                                      int ndim, sdm_device dev, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("tensor from host", [&] {
+        need_out(out, "sdm_tensor_from_host");
+        std::vector<int64_t> sizes = shape_vec(shape, ndim, "sdm_tensor_from_host");
+        at::ScalarType st = scalar_type(dtype);
+        c10::Device d = torch_device(dev);
+        at::Tensor t = at::empty(sizes, at::TensorOptions().dtype(st));
+        if (t.numel() > 0) {
+            if (!data)
+                throw op_error("sdm_tensor_from_host: data is NULL");
+            memcpy(t.data_ptr(), data, (size_t)t.numel() * t.element_size());
+        }
+        *out = wrap(d.is_cpu() ? t : t.to(d));
+    });
+}
+
+sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim,
+                                  sdm_device dev, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("zeros", [&] {
+        need_out(out, "sdm_tensor_zeros");
+        std::vector<int64_t> sizes = shape_vec(shape, ndim, "sdm_tensor_zeros");
+        at::TensorOptions o = at::TensorOptions().dtype(scalar_type(dtype)).device(torch_device(dev));
+        *out = wrap(at::zeros(sizes, o));
+    });
+}
+
+sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
+                                  sdm_device dev, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("randn", [&] {
+        need_out(out, "sdm_tensor_randn");
+        std::vector<int64_t> sizes = shape_vec(shape, ndim, "sdm_tensor_randn");
+        c10::Device d = torch_device(dev);
+        /* torch.Generator().manual_seed(seed) is a fresh CPU generator with
+         * that seed: the same engine state as constructing it with the seed. */
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+        at::Tensor t = at::randn(sizes, gen, at::TensorOptions().dtype(at::kFloat));
+        *out = wrap(d.is_cpu() ? t : t.to(d));
+    });
+}
+
+sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("clone", [&] {
+        need_out(out, "sdm_tensor_clone");
+        *out = wrap(arg(t, "clone", "t").clone());
+    });
+}
+
+sdm_torch_status sdm_tensor_to(const sdm_tensor *t, sdm_device dev, sdm_dtype dtype, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("tensor to", [&] {
+        need_out(out, "sdm_tensor_to");
+        const at::Tensor &x = arg(t, "tensor to", "t");
+        *out = wrap(x.to(torch_device(dev), scalar_type(dtype), false, true));
+    });
+}
+
+int sdm_tensor_ndim(const sdm_tensor *t)
+{
+    return t ? (int)t->t.dim() : 0;
+}
+
+int64_t sdm_tensor_dim(const sdm_tensor *t, int i)
+{
+    if (!t)
+        return -1;
+    int64_t n = t->t.dim();
+    int64_t k = i < 0 ? n + i : i;
+    return k >= 0 && k < n ? t->t.size(k) : -1;
+}
+
+int64_t sdm_tensor_numel(const sdm_tensor *t)
+{
+    return t ? t->t.numel() : 0;
+}
+
+sdm_dtype sdm_tensor_dtype(const sdm_tensor *t)
+{
+    return t ? from_scalar_type(t->t.scalar_type()) : SDM_DTYPE_COUNT;
+}
+
+sdm_device sdm_tensor_device(const sdm_tensor *t)
+{
+    if (t && t->t.is_cuda())
+        return sdm_device{ SDM_DEVICE_CUDA, (int)t->t.get_device() };
+    return sdm_device{ SDM_DEVICE_CPU, 0 };
+}
+
+sdm_torch_status sdm_tensor_to_host(const sdm_tensor *t, sdm_dtype dtype, void *dst, size_t bytes)
+{
+    return guarded("tensor to host", [&] {
+        const at::Tensor &x = arg(t, "tensor to host", "t");
+        at::ScalarType st = scalar_type(dtype);
+        size_t need = (size_t)x.numel() * c10::elementSize(st);
+        if (bytes != need)
+            throw op_error("tensor to host: a " + shape_str(x) + " " + sdm_dtype_name(dtype) + " tensor is "
+                           + std::to_string(need) + " bytes, the buffer " + std::to_string(bytes));
+        if (need == 0)
+            return;
+        if (!dst)
+            throw op_error("tensor to host: dst is NULL");
+        at::Tensor c = x.to(at::kCPU, st).contiguous();
+        memcpy(dst, c.data_ptr(), need);
+    });
+}
+
+sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y,
+                                  sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("axpby", [&] {
+        need_out(out, "sdm_tensor_axpby");
+        const at::Tensor &xt = arg(x, "axpby", "x");
+        if (!y) {
+            *out = wrap(xt * a);
+            return;
+        }
+        same_shape(xt, y->t, "axpby");
+        *out = wrap(at::add(xt * a, y->t, b));
+    });
+}
+
+sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_tensor *y)
+{
+    return guarded("axpby_", [&] {
+        const at::Tensor &xt = arg(x, "axpby_", "x");
+        if (!y)
+            throw op_error("axpby_: y is NULL");
+        at::Tensor &yt = y->t;
+        same_shape(xt, yt, "axpby_");
+        if (xt.is_same(yt)) {
+            yt.mul_(a + b);
+            return;
+        }
+        yt.mul_(b);
+        yt.add_(xt, a);
+    });
+}
+
+sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t,
+                                  int per_row, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("slerp", [&] {
+        need_out(out, "sdm_tensor_slerp");
+        const at::Tensor &at_ = arg(a, "slerp", "a");
+        const at::Tensor &bt = arg(b, "slerp", "b");
+        same_shape(at_, bt, "slerp");
+        if (at_.numel() == 0) {
+            *out = wrap(at_.clone());
+            return;
+        }
+        /* Rows in float64: the weights of nearly parallel rows are ratios of
+         * small sines that float32 would blur. */
+        int64_t cols = per_row && at_.dim() > 0 ? at_.size(-1) : at_.numel();
+        at::Tensor A = at_.to(at::kDouble).reshape({ -1, cols });
+        at::Tensor B = bt.to(at_.device(), at::kDouble).reshape({ -1, cols });
+        at::Tensor nn = (A * A).sum(1).sqrt() * (B * B).sum(1).sqrt();
+        at::Tensor dot = (A * B).sum(1) / nn;
+        /* Nearly parallel (or zero) rows: plain lerp, as the common SD slerp. */
+        at::Tensor lerp = (dot.abs() > 0.9995).logical_or(nn == 0).logical_or(dot.isnan());
+        at::Tensor theta = dot.clamp(-1.0, 1.0).acos();
+        at::Tensor s = theta.sin();
+        at::Tensor s0 = (theta * (1.0 - t)).sin().div(s).masked_fill(lerp, 1.0 - t);
+        at::Tensor s1 = (theta * t).sin().div(s).masked_fill(lerp, t);
+        at::Tensor r = s0.unsqueeze(1) * A + s1.unsqueeze(1) * B;
+        *out = wrap(r.reshape(at_.sizes()).to(at_.scalar_type()));
+    });
+}
+
+sdm_torch_status sdm_tensor_cat(sdm_tensor *const *ts, int n, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("cat", [&] {
+        need_out(out, "sdm_tensor_cat");
+        if (n <= 0 || !ts)
+            throw op_error("cat: no tensors given");
+        std::vector<at::Tensor> v;
+        v.reserve(n);
+        for (int i = 0; i < n; i++)
+            v.push_back(arg(ts[i], "cat", "a tensor"));
+        *out = wrap(at::cat(v, 0));
+    });
+}
+
+sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t len, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("narrow", [&] {
+        need_out(out, "sdm_tensor_narrow");
+        const at::Tensor &x = arg(t, "narrow", "t");
+        if (x.dim() < 1)
+            throw op_error("narrow: a scalar has no rows");
+        if (start < 0 || len < 0 || start > x.size(0) - len)
+            throw op_error("narrow: rows [" + std::to_string(start) + ", " + std::to_string(start + len)
+                           + ") are outside a tensor of " + std::to_string(x.size(0)) + " rows");
+        *out = wrap(x.narrow(0, start, len).clone(at::MemoryFormat::Contiguous));
+    });
+}
+
+sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const double *g, int batch, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("cfg", [&] {
+        need_out(out, "sdm_tensor_cfg");
+        const at::Tensor &x = arg(both, "cfg", "both");
+        if (batch <= 0 || !g)
+            throw op_error("cfg: no guidance scales given");
+        if (x.dim() < 1 || x.size(0) != 2 * (int64_t)batch)
+            throw op_error("cfg: expects a guided batch of " + std::to_string(2 * (int64_t)batch)
+                           + " rows, got " + shape_str(x));
+        std::vector<int64_t> gshape(x.dim(), 1);
+        gshape[0] = batch;
+        at::Tensor gt = at::from_blob(const_cast<double *>(g), { (int64_t)batch }, at::TensorOptions().dtype(at::kDouble))
+                            .to(x.device(), x.scalar_type()).view(gshape);
+        at::Tensor u = x.narrow(0, 0, batch), c = x.narrow(0, batch, batch);
+        *out = wrap(u + gt * (c - u));
+    });
+}
+
+sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("to_rgb8", [&] {
+        need_out(out, "sdm_tensor_to_rgb8");
+        const at::Tensor &x = arg(t, "to_rgb8", "t");
+        if (x.dim() != 4 || x.size(1) != 3)
+            throw op_error("to_rgb8: expects an image batch [B,3,H,W], got " + shape_str(x));
+        if (!at::isFloatingType(x.scalar_type()))
+            throw op_error("to_rgb8: expects a floating tensor, got " + std::string(c10::toString(x.scalar_type())));
+        /* As diffusers: clamp in the decoder's dtype, then *255 and round
+         * half to even in float32. */
+        at::Tensor y = (x / 2 + 0.5).clamp(0, 1).to(at::kFloat).mul(255).round();
+        *out = wrap(y.to(at::kByte).permute({ 0, 2, 3, 1 }).contiguous());
+    });
+}
+
+sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *b, double *out)
+{
+    return guarded("max_abs_diff", [&] {
+        if (!out)
+            throw op_error("max_abs_diff: out is NULL");
+        const at::Tensor &x = arg(a, "max_abs_diff", "a");
+        const at::Tensor &y = arg(b, "max_abs_diff", "b");
+        same_shape(x, y, "max_abs_diff");
+        if (x.numel() == 0) {
+            *out = 0.0;
+            return;
+        }
+        at::Tensor d = x.to(at::kDouble) - y.to(x.device(), at::kDouble);
+        *out = d.abs().max().item<double>();
+    });
+}
+
+void sdm_tensor_free(sdm_tensor **t)
+{
+    if (!t || !*t)
+        return;
+    try {
+        delete *t;
+    } catch (...) {
+    }
+    *t = NULL;
+}

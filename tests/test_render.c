@@ -1,0 +1,383 @@
+/* End to end on the analytic bundle, in process: the sampler, CFG, the
+ * morph, loops and walks against answers known in closed form. */
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "condition.h"
+#include "engine.h"
+#include "probe.h"
+#include "render.h"
+#include "sampler.h"
+#include "test.h"
+
+static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
+static char model_dir[512];
+
+/* ---- small host-side helpers ------------------------------------------- */
+
+static float *host_f32(const sdm_tensor *t)
+{
+    size_t n = (size_t)sdm_tensor_numel(t);
+    float *v = malloc(n * sizeof *v);
+    if (v && sdm_tensor_to_host(t, SDM_F32, v, n * sizeof *v)) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static sdm_tensor *target(sdm_engine *e, const sdm_tensor *emb, int h, int w)
+{
+    sdm_arg a[3] = { sdm_arg_tensor(emb), sdm_arg_int(h), sdm_arg_int(w) };
+    sdm_tensor *x0 = NULL;
+    if (sdm_module_call_args(sdm_engine_unet(e), "target", a, 3, &x0))
+        fprintf(stderr, "target: %s\n", sdm_torch_last_error());
+    return x0;
+}
+
+/* DDIM (eta 0) on a perfect denoiser toward x0*: every step predicts x0*
+ * exactly, so the final latent is sqrt(a_f)·x0* + sqrt(1−a_f)·eps0 with
+ * eps0 = (x_T − sqrt(a_T)·x0*)/sqrt(1−a_T). */
+static void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n,
+                             double *out)
+{
+    double *ac = malloc(sizeof *ac * b->train_steps);
+    sdm_alphas_cumprod(b, ac);
+    int tT = (steps - 1) * (b->train_steps / steps) + b->steps_offset;
+    double aT = ac[tT], af = b->set_alpha_to_one ? 1.0 : ac[0];
+    for (size_t i = 0; i < n; i++) {
+        double eps = (xT[i] - sqrt(aT) * x0[i]) / sqrt(1 - aT);
+        out[i] = sqrt(af) * x0[i] + sqrt(1 - af) * eps;
+    }
+    free(ac);
+}
+
+/* x0* = x0u + g·(x0c − x0u), or x0c when g ≤ 1 (conditional only). */
+static void guided_target(const float *x0c, const float *x0u, double g, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = g > 1 ? (float)(x0u[i] + g * ((double)x0c[i] - x0u[i])) : x0c[i];
+}
+
+static void test_ddim_closed_form(sdm_engine *e)
+{
+    const sdm_bundle *b = sdm_engine_bundle(e);
+    const int h = 8, w = 8, step_counts[] = { 1, 2, 10, 50 };
+    const double guidances[] = { 1.0, 7.5 };
+    int64_t shape[4] = { 1, b->latent_channels, h, w };
+    const sdm_tensor *ec, *eu;
+    sdm_tensor *xT = NULL, *x0c_t, *x0u_t;
+    size_t n = (size_t)b->latent_channels * h * w;
+
+    CHECK(sdm_engine_embed(e, "a rainy city street at night, neon", &ec, NULL) == 0);
+    CHECK(sdm_engine_embed(e, "", &eu, NULL) == 0);
+    CHECK(sdm_tensor_randn(1234, shape, 4, cpu, &xT) == SDM_TORCH_OK);
+    x0c_t = target(e, ec, h, w);
+    x0u_t = target(e, eu, h, w);
+    float *x0c = host_f32(x0c_t), *x0u = host_f32(x0u_t), *xTh = host_f32(xT), *x0 = malloc(n * sizeof *x0);
+    double *want = malloc(n * sizeof *want);
+
+    for (size_t si = 0; si < sizeof step_counts / sizeof *step_counts; si++) {
+        for (size_t gi = 0; gi < 2; gi++) {
+            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0 };
+            sdm_schedule s;
+            sdm_error err = { 0 };
+            sdm_tensor *out = NULL;
+            double g = guidances[gi], maxd = 0;
+
+            CHECK(sdm_schedule_make(b, &sp, &s, &err) == 0);
+            CHECK(sdm_engine_denoise(e, &s, xT, ec, g > 1 ? eu : NULL, &g, NULL, NULL, NULL, &out, &err) == 0);
+            if (!out) {
+                fprintf(stderr, "denoise: %s\n", err.msg);
+                sdm_schedule_free(&s);
+                continue;
+            }
+            float *got = host_f32(out);
+            guided_target(x0c, x0u, g, n, x0);
+            ddim_closed_form(b, step_counts[si], x0, xTh, n, want);
+            for (size_t i = 0; i < n; i++)
+                maxd = fmax(maxd, fabs(got[i] - want[i]));
+            printf("ddim steps %d guidance %.1f: max |latent - closed form| = %.2e\n", step_counts[si], g, maxd);
+            CHECK(maxd <= 1e-4);
+            free(got);
+            sdm_tensor_free(&out);
+            sdm_schedule_free(&s);
+        }
+    }
+    free(x0c);
+    free(x0u);
+    free(xTh);
+    free(x0);
+    free(want);
+    sdm_tensor_free(&xT);
+    sdm_tensor_free(&x0c_t);
+    sdm_tensor_free(&x0u_t);
+}
+
+/* ---- rendering recipes in process --------------------------------------- */
+
+typedef struct {
+    uint8_t **frames;
+    int n, cap, width, height;
+} capture;
+
+static int capture_frame(void *user, int index, const uint8_t *rgb, int width, int height)
+{
+    capture *c = user;
+    size_t bytes = (size_t)width * height * 3;
+    if (index != c->n)
+        return -1;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->frames = realloc(c->frames, sizeof *c->frames * c->cap);
+    }
+    c->frames[c->n] = malloc(bytes);
+    memcpy(c->frames[c->n++], rgb, bytes);
+    c->width = width;
+    c->height = height;
+    return 0;
+}
+
+static void capture_free(capture *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->frames[i]);
+    free(c->frames);
+    memset(c, 0, sizeof *c);
+}
+
+static int render_string(const char *yaml, const char *frames, const char *output, capture *c,
+                         sdm_render_stats *stats)
+{
+    sdm_recipe *r = NULL;
+    sdm_error err = { 0 };
+    sdm_render_params p = sdm_render_default_params();
+    int rc;
+
+    if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
+        fprintf(stderr, "recipe: %s\n", err.msg);
+        return -1;
+    }
+    p.model_dir = model_dir;
+    p.device = cpu;
+    p.frames = frames;
+    p.write_outputs = output != NULL;
+    p.outputs = &output;
+    p.n_outputs = output ? 1 : 0;
+    p.on_frame = capture_frame;
+    p.user = c;
+    rc = sdm_render(r, &p, stats, &err);
+    if (rc)
+        fprintf(stderr, "render: %s\n", err.msg);
+    sdm_recipe_free(&r);
+    return rc;
+}
+
+static double max_abs_u8(const uint8_t *a, const uint8_t *b, size_t n, double *mean)
+{
+    double m = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        m = fmax(m, d);
+        s += d;
+    }
+    if (mean)
+        *mean = s / n;
+    return m;
+}
+
+static const char *morph_yaml =
+    "width: 64\nheight: 64\nsteps: 10\nguidance: 7.5\nseed: 7\nframes: 4\n"
+    "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
+
+/* Frame k of a morph is decode(final latent of x0* for lerp(e_a, e_b, t_k)). */
+static void test_morph_frames(sdm_engine *e)
+{
+    capture c = { 0 };
+    sdm_render_stats st;
+    const sdm_bundle *b = sdm_engine_bundle(e);
+    const sdm_tensor *ea, *eb, *eu;
+    const int h = 8, w = 8;
+    size_t n = (size_t)b->latent_channels * h * w, bytes = 64 * 64 * 3;
+    int64_t shape[4] = { 1, b->latent_channels, h, w };
+    sdm_tensor *xT = NULL;
+
+    CHECK(render_string(morph_yaml, NULL, NULL, &c, &st) == 0);
+    CHECK_INT(c.n, 5);      /* 4 transition frames + the last keyframe */
+    CHECK_INT(st.frames_rendered, 5);
+    sdm_engine_embed(e, "a rainy city street at night, neon", &ea, NULL);
+    sdm_engine_embed(e, "a dense forest in the rain", &eb, NULL);
+    sdm_engine_embed(e, "", &eu, NULL);
+    sdm_tensor_randn(7, shape, 4, cpu, &xT);
+    float *xTh = host_f32(xT), *x0 = malloc(n * sizeof *x0), *lat = malloc(n * sizeof *lat);
+    double *want = malloc(n * sizeof *want);
+    float *x0u;
+    sdm_tensor *x0u_t = target(e, eu, h, w);
+    x0u = host_f32(x0u_t);
+
+    for (int k = 0; k < c.n && k < 5; k++) {
+        double t = k / 4.0, maxd, mean;
+        sdm_tensor *mix = NULL, *x0c_t, *lat_t = NULL, *rgb = NULL, *g_t = NULL, *grgb = NULL;
+        uint8_t *img = malloc(bytes), *gimg = malloc(bytes);
+        sdm_error err = { 0 };
+
+        sdm_tensor_axpby(1.0 - t, ea, t, eb, &mix);
+        if (k == 0)
+            sdm_tensor_clone(ea, &mix);
+        if (k == 4)
+            sdm_tensor_clone(eb, &mix);
+        x0c_t = target(e, mix, h, w);
+        float *x0c = host_f32(x0c_t);
+        guided_target(x0c, x0u, 7.5, n, x0);
+        ddim_closed_form(b, 10, x0, xTh, n, want);
+        for (size_t i = 0; i < n; i++)
+            lat[i] = (float)want[i];
+        sdm_tensor_from_host(lat, SDM_F32, shape, 4, cpu, &lat_t);
+        CHECK(sdm_engine_decode(e, lat_t, &rgb, &err) == 0);
+        sdm_tensor_to_host(rgb, SDM_U8, img, bytes);
+        maxd = max_abs_u8(img, c.frames[k], bytes, &mean);
+        printf("morph frame %d (t=%.2f): max |frame - decode(closed form)| = %.0f/255\n", k, t, maxd);
+        CHECK(maxd <= 1);
+        /* and close to the clean target decode(G(mix)) itself: only the
+         * schedule's last sqrt(1 − alphas_cumprod[0]) of noise remains */
+        for (size_t i = 0; i < n; i++)
+            lat[i] = x0[i];
+        sdm_tensor_from_host(lat, SDM_F32, shape, 4, cpu, &g_t);
+        CHECK(sdm_engine_decode(e, g_t, &grgb, &err) == 0);
+        sdm_tensor_to_host(grgb, SDM_U8, gimg, bytes);
+        maxd = max_abs_u8(gimg, c.frames[k], bytes, &mean);
+        printf("morph frame %d: mean |frame - decode(G(mix))| = %.2f/255 (max %.0f)\n", k, mean, maxd);
+        CHECK(mean <= 3.0);
+        free(x0c);
+        free(img);
+        free(gimg);
+        sdm_tensor_free(&mix);
+        sdm_tensor_free(&x0c_t);
+        sdm_tensor_free(&lat_t);
+        sdm_tensor_free(&rgb);
+        sdm_tensor_free(&g_t);
+        sdm_tensor_free(&grgb);
+    }
+    /* a morph moves: the ends differ clearly */
+    if (c.n == 5) {
+        double mean;
+        max_abs_u8(c.frames[0], c.frames[4], bytes, &mean);
+        printf("morph: mean |frame 0 - frame 4| = %.1f/255\n", mean);
+        CHECK(mean > 10);
+    }
+    free(xTh);
+    free(x0);
+    free(lat);
+    free(want);
+    free(x0u);
+    sdm_tensor_free(&x0u_t);
+    sdm_tensor_free(&xT);
+    capture_free(&c);
+}
+
+/* The MP4 decoded back: frame count, rate, pixel format, PSNR ≥ 35 dB. */
+typedef struct {
+    capture *ref;
+    double min_psnr;
+} psnr_check;
+
+static int psnr_frame(void *user, int index, const uint8_t *rgb, int width, int height)
+{
+    psnr_check *pc = user;
+    if (index < pc->ref->n) {
+        double p = sdm_probe_psnr(rgb, pc->ref->frames[index], (size_t)width * height * 3);
+        if (p < pc->min_psnr)
+            pc->min_psnr = p;
+    }
+    return 0;
+}
+
+static void test_mp4_roundtrip(void)
+{
+    const char *yaml =
+        "width: 128\nheight: 96\nsteps: 8\nguidance: 5\nseed: 3\nframes: 6\nfps: 12\nloop: pingpong\n"
+        "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n"
+        "  - an oil painting of a lighthouse\n";
+    char dir[] = "/tmp/sdm-test-XXXXXX", path[128];
+    capture c = { 0 };
+    sdm_render_stats st;
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    psnr_check pc = { &c, 99 };
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/morph.mp4", dir);
+    CHECK(render_string(yaml, NULL, path, &c, &st) == 0);
+    /* pingpong over 3 keyframes, 6 frames a transition: 13 there, 11 back */
+    CHECK_INT(c.n, 24);
+    CHECK_INT(st.frames_rendered, 13);
+    for (int i = 1; i < c.n; i++)       /* the way back reuses the way there */
+        CHECK(memcmp(c.frames[i], c.frames[c.n - i], (size_t)128 * 96 * 3) == 0);
+    CHECK(sdm_probe_file(path, psnr_frame, &pc, 0, &info, &err) == 0);
+    CHECK_STR(info.codec, "h264");
+    CHECK_STR(info.pix_fmt, "yuv420p");
+    CHECK_INT(info.frames, 24);
+    CHECK_INT(info.width, 128);
+    CHECK_INT(info.height, 96);
+    CHECK_NEAR(info.duration, 2.0, 1e-6);
+    CHECK_NEAR(info.fps, 12.0, 1e-6);
+    printf("mp4: %d frames, min PSNR %.1f dB\n", info.frames, pc.min_psnr);
+    CHECK(pc.min_psnr >= 35);
+    snprintf(path, sizeof path, "%s/morph.json", dir);
+    CHECK(access(path, R_OK) == 0);     /* the sidecar */
+    capture_free(&c);
+}
+
+/* A walk's frame k rendered alone equals frame k of the whole walk. */
+static void test_walk_frame_alone(void)
+{
+    const char *yaml =
+        "width: 64\nheight: 64\nsteps: 6\nguidance: 6\n"
+        "walk:\n  prompt: a technopriest in a red robe, portrait\n  seed: 11\n  frames: 8\n"
+        "  sigma: 0.5\n  noise_seed: 5\n  closed: true\n";
+    capture all = { 0 }, one = { 0 };
+    sdm_render_stats st;
+    size_t bytes = 64 * 64 * 3;
+    double mean;
+
+    CHECK(render_string(yaml, NULL, NULL, &all, &st) == 0);
+    CHECK_INT(all.n, 8);
+    CHECK(render_string(yaml, "5", NULL, &one, &st) == 0);
+    CHECK_INT(one.n, 1);
+    CHECK_INT(st.frames_rendered, 1);
+    if (all.n == 8 && one.n == 1)
+        CHECK(memcmp(all.frames[5], one.frames[0], bytes) == 0);
+    if (all.n == 8) {
+        max_abs_u8(all.frames[0], all.frames[1], bytes, &mean);
+        printf("walk: mean |frame 0 - frame 1| = %.2f/255\n", mean);
+        CHECK(mean > 0.05);     /* the walk moves */
+    }
+    capture_free(&all);
+    capture_free(&one);
+}
+
+int main(void)
+{
+    sdm_engine *e = NULL;
+    sdm_error err = { 0 };
+    struct stat st;
+
+    snprintf(model_dir, sizeof model_dir, "%s/models/analytic", test_build_dir());
+    if (stat(model_dir, &st)) {
+        SKIP("no analytic bundle (run make first)");
+        return test_report();
+    }
+    sdm_torch_set_threads(1);
+    CHECK(sdm_engine_open(model_dir, cpu, &e, &err) == 0);
+    if (!e) {
+        fprintf(stderr, "%s\n", err.msg);
+        return test_report();
+    }
+    test_ddim_closed_form(e);
+    test_morph_frames(e);
+    test_mp4_roundtrip();
+    test_walk_frame_alone();
+    sdm_engine_free(&e);
+    return test_report();
+}
