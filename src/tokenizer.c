@@ -210,6 +210,10 @@ static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
 
     if (read_file(path, &text, &len, err))
         goto end;
+    if (len > INT_MAX) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: too large for a vocabulary (%zu bytes)", path, len);
+        goto end;
+    }
     jt = json_tokener_new();
     if (!jt) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
@@ -334,7 +338,8 @@ static int load_merges(sdm_tokenizer *tok, const char *path, sdm_error *err)
         n = (size_t)(end - p);
         if (n > 0 && p[n - 1] == '\r')
             n--;
-        if (n == 0 || (line_no == 1 && n >= 8 && !memcmp(p, "#version", 8)))
+        /* tokenizers skips "#version" lines; blank lines are skipped too */
+        if (n == 0 || (n >= 8 && !memcmp(p, "#version", 8)))
             continue;
         sp = memchr(p, ' ', n);
         if (!sp || sp == p || sp == p + n - 1 || memchr(sp + 1, ' ', (size_t)(p + n - sp - 1))) {
@@ -532,7 +537,6 @@ typedef struct {
     int keep;           /* tokens that fit between bos and eos */
     int n;              /* tokens made so far */
     int dropped_at;
-    int oom;
     cp_buf text, nfc, norm;
     int32_t *scratch;   /* NFC of one chunk */
     size_t scratch_cap;
@@ -604,6 +608,11 @@ static int decode_utf8(encoder *e, const char *text, int *n_invalid)
     size_t len = strlen(text), i = 0;
 
     *n_invalid = 0;
+    if (len > INT_MAX / 2) {
+        /* offsets are ints; beyond 1 GiB nothing could be kept anyway */
+        sdm_warn("tokenizer: prompt of %zu bytes read only up to 1 GiB", len);
+        len = INT_MAX / 2;
+    }
     if (cp_reserve(&e->text, len + 1))
         return -1;
     while (i < len) {

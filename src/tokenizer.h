@@ -35,7 +35,8 @@ int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt,
 /* Writes exactly token_length ids: bos, tokens (truncated so eos stays
  * last), eos, padding. info may be NULL. Never fails on any byte string:
  * invalid UTF-8 is replaced by U+FFFD (one per maximal ill-formed subpart,
- * as Python's bytes.decode(errors="replace")) and counted in info. */
+ * as Python's bytes.decode(errors="replace")) and counted in info.
+ * The tokenizer is only read: threads may encode with one at once. */
 void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *ids,
                           sdm_tokenize_info *info);
 /* The vocabulary entry of an id ("city</w>"), NULL if out of range. */
