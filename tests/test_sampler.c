@@ -528,6 +528,219 @@ static void test_engine_closed_forms(void)
         engine_closed_forms(dir);
 }
 
+/* ---- parity with diffusers' schedulers ----------------------------------- */
+
+typedef struct {
+    char name[32];
+    sdm_engine *e;
+    sdm_module *text;
+    int missing;
+} fixture_bundle;
+
+static double jnum(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : NAN;
+}
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static json_object *jget(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+    return json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static fixture_bundle *fixture_bundle_get(fixture_bundle *fb, int n, const char *name)
+{
+    char dir[512];
+    sdm_error err = { 0 };
+
+    for (int i = 0; i < n; i++) {
+        if (!fb[i].name[0]) {
+            snprintf(fb[i].name, sizeof fb[i].name, "%s", name);
+            snprintf(dir, sizeof dir, "%s/models/%s", test_build_dir(), name);
+            if (!have_bundle(dir)) {
+                fb[i].missing = 1;
+            } else if (sdm_engine_open(dir, cpu, &fb[i].e, &err) ||
+                       sdm_module_load(sdm_engine_bundle(fb[i].e)->text_encoder, cpu, &fb[i].text)) {
+                fprintf(stderr, "%s: %s%s\n", dir, err.msg, err.msg[0] ? "" : sdm_torch_last_error());
+                CHECK(0);
+                fb[i].missing = 1;
+            }
+        }
+        if (!strcmp(fb[i].name, name))
+            return &fb[i];
+    }
+    return NULL;
+}
+
+/* The text encoder on the fixture's token ids. */
+static sdm_tensor *fixture_embed(fixture_bundle *fb, json_object *prompts, const char *name)
+{
+    json_object *ids = jget(prompts, name);
+    int64_t v[256], shape[2] = { 1, 0 };
+    sdm_tensor *t = NULL, *emb = NULL;
+
+    if (!ids || json_object_array_length(ids) > 256)
+        return NULL;
+    shape[1] = (int64_t)json_object_array_length(ids);
+    for (int64_t i = 0; i < shape[1]; i++)
+        v[i] = json_object_get_int64(json_object_array_get_idx(ids, (size_t)i));
+    if (!sdm_tensor_from_host(v, SDM_I64, shape, 2, cpu, &t))
+        sdm_module_call(fb->text, NULL, &t, 1, &emb);
+    sdm_tensor_free(&t);
+    return emb;
+}
+
+/* Max |a − b| over a fixture latent (json array) and host floats. */
+static double latent_diff(json_object *arr, const float *v, size_t n)
+{
+    double worst = 0;
+    if (!arr || json_object_array_length(arr) != n)
+        return INFINITY;
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs(json_object_get_double(json_object_array_get_idx(arr, i)) - v[i]));
+    return worst;
+}
+
+static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, const int64_t *shape,
+                         double *overall)
+{
+    sdm_sampler_params p = sdm_sampler_default_params();
+    json_object *ts = jget(c, "timesteps"), *sig = jget(c, "sigmas"), *lats = jget(c, "latents");
+    json_object *prompts = jget(doc, "prompts");
+    sdm_tensor *cond = NULL, *uncond = NULL;
+    sdm_schedule s = { 0 };
+    sdm_error err = { 0 };
+    uint64_t seed = strtoull(jstr(c, "seed"), NULL, 10);
+    double g = jnum(c, "guidance"), worst = 0;
+    size_t n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]);
+    char what[160];
+
+    snprintf(what, sizeof what, "%s %s%s eta=%g seed=%s steps=%d g=%g", fb->name, jstr(c, "sampler"),
+             json_object_get_boolean(jget(c, "karras")) ? " karras" : "", jnum(c, "eta"), jstr(c, "seed"),
+             (int)jnum(c, "steps"), g);
+    if (sdm_sampler_from_str(jstr(c, "sampler"), &p.kind)) {
+        fprintf(stderr, "%s: unknown sampler\n", what);
+        CHECK(0);
+        return;
+    }
+    p.steps = (int)jnum(c, "steps");
+    p.eta = jnum(c, "eta");
+    p.karras = json_object_get_boolean(jget(c, "karras"));
+    if (sdm_schedule_make(sdm_engine_bundle(fb->e), &p, &s, &err)) {
+        fprintf(stderr, "%s: %s\n", what, err.msg);
+        CHECK(0);
+        return;
+    }
+    /* the tables first; diffusers' are float32 (sigma about 1e-5 relative
+     * off at the small end, Karras timesteps from a float32 log-sigma table) */
+    CHECK_NEAR(s.init_sigma, jnum(c, "init_noise_sigma"), 5e-5 * s.init_sigma);
+    CHECK(sdm_step_noise_seed(seed, 0) == strtoull(jstr(c, "step_seed0"), NULL, 10));
+    CHECK(ts && (int)json_object_array_length(ts) == s.n_steps);
+    for (int i = 0; ts && i < s.n_steps && i < (int)json_object_array_length(ts); i++)
+        CHECK_NEAR(s.steps[i].t, json_object_get_double(json_object_array_get_idx(ts, (size_t)i)), 5e-3);
+    for (int i = 0; sig && i < s.n_steps && i < (int)json_object_array_length(sig); i++)
+        CHECK_NEAR(s.steps[i].sigma, json_object_get_double(json_object_array_get_idx(sig, (size_t)i)),
+                   5e-5 * s.steps[i].sigma);
+
+    cond = fixture_embed(fb, prompts, jstr(c, "prompt"));
+    uncond = fixture_embed(fb, prompts, jstr(c, "negative"));
+    CHECK(cond && uncond);
+    for (size_t k = 0; cond && uncond && lats && k < json_object_array_length(lats); k++) {
+        json_object *cp = json_object_array_get_idx(lats, k);
+        sdm_schedule part = s;
+        float *out;
+        double d;
+
+        part.n_steps = (int)jnum(cp, "step");
+        if (part.n_steps < 1 || part.n_steps > s.n_steps) {
+            CHECK(0);
+            continue;
+        }
+        out = run_engine(fb->e, &part, seed, shape, cond, uncond, g);
+        d = out ? latent_diff(jget(cp, "latent"), out, n) : INFINITY;
+        if (d > 1e-4 || getenv("SDM_TEST_VERBOSE"))
+            fprintf(stderr, "%s: after %d steps off diffusers by %g\n", what, part.n_steps, d);
+        CHECK(d <= 1e-4);
+        worst = fmax(worst, d);
+        free(out);
+    }
+    *overall = fmax(*overall, worst);
+    sdm_tensor_free(&cond);
+    sdm_tensor_free(&uncond);
+    sdm_schedule_free(&s);
+}
+
+static void test_fixtures(void)
+{
+    const char *path = getenv("SDM_SAMPLER_FIXTURES");
+    fixture_bundle fb[4];
+    json_object *doc = NULL, *cases, *shp;
+    int64_t shape[4];
+    int ran = 0, skipped = 0;
+    double overall = 0;
+    struct stat st;
+
+    memset(fb, 0, sizeof fb);
+    if (!path || !*path)
+        path = "tests/fixtures/samplers.json";
+    if (stat(path, &st)) {
+        SKIP("sampler parity with diffusers: tests/fixtures/samplers.json is absent "
+             "(make it with tests/fixtures/make_sampler_fixtures.py)");
+        return;
+    }
+    doc = json_object_from_file(path);
+    cases = doc ? jget(doc, "cases") : NULL;
+    shp = doc ? jget(doc, "shape") : NULL;
+    if (!cases || !shp || json_object_array_length(shp) != 4) {
+        fprintf(stderr, "%s: not a sampler fixture file (%s)\n", path, json_util_get_last_err());
+        CHECK(0);
+        goto end;
+    }
+    for (int i = 0; i < 4; i++)
+        shape[i] = json_object_get_int64(json_object_array_get_idx(shp, (size_t)i));
+    for (size_t i = 0; i < json_object_array_length(cases); i++) {
+        json_object *c = json_object_array_get_idx(cases, i);
+        fixture_bundle *b = fixture_bundle_get(fb, 4, jstr(c, "bundle"));
+
+        if (!b || b->missing) {
+            skipped++;
+            continue;
+        }
+        if (!strcmp(b->name, "analytic") && !ran) {
+            /* the bundle must be the one the fixture was made with */
+            sdm_tensor *emb = fixture_embed(b, jget(doc, "prompts"), "a");
+            sdm_tensor *x0 = emb ? target(b->e, emb, (int)shape[2], (int)shape[3]) : NULL;
+            float *v = x0 ? host_f32(x0) : NULL;
+            double d = v ? latent_diff(jget(doc, "target_a"), v, (size_t)sdm_tensor_numel(x0)) : INFINITY;
+            if (d > 1e-5)
+                fprintf(stderr, "%s: the analytic bundle's target differs from the fixture's by %g: "
+                                "remake one of them\n", path, d);
+            CHECK(d <= 1e-5);
+            free(v);
+            sdm_tensor_free(&x0);
+            sdm_tensor_free(&emb);
+        }
+        fixture_case(b, doc, c, shape, &overall);
+        ran++;
+    }
+    printf("sampler parity: %d cases within %.2g of diffusers' latents\n", ran, overall);
+    if (skipped)
+        SKIP("sampler parity: some cases' bundles are absent (build/models/analytic, analytic-v)");
+end:
+    for (int i = 0; i < 4; i++) {
+        sdm_module_free(&fb[i].text);
+        sdm_engine_free(&fb[i].e);
+    }
+    json_object_put(doc);
+}
+
 int main(void)
 {
     test_ddim_table();
@@ -539,5 +752,6 @@ int main(void)
     test_step_noise_seed();
     test_host_closed_forms();
     test_engine_closed_forms();
+    test_fixtures();
     return test_report();
 }
