@@ -22,9 +22,10 @@ SKIP_CHECKS = 1
 endif
 
 # --- media and parsing libraries, through pkg-config ----------------------
-# A carried static prefix (.deps/media, see bench/README.md) wins when present.
-ifneq ($(wildcard .deps/media/lib/pkgconfig),)
-export PKG_CONFIG_PATH := $(CURDIR)/.deps/media/lib/pkgconfig
+# MEDIA_PREFIX=DIR: a static prefix of these (machines without them, see
+# bench/README.md); it is searched first and linked statically.
+ifneq ($(MEDIA_PREFIX),)
+export PKG_CONFIG_PATH := $(abspath $(MEDIA_PREFIX))/lib/pkgconfig
 PKG_STATIC = --static
 endif
 PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c

@@ -28,5 +28,6 @@ typedef struct sdm_format {
 extern const sdm_format sdm_format_mp4;
 extern const sdm_format sdm_format_gif;
 extern const sdm_format sdm_format_sheet;
+extern const sdm_format sdm_format_raw;
 
 #endif

@@ -137,6 +137,8 @@ static const sdm_format *format_for(const char *path, int sheet)
         return &sdm_format_mp4;
     if (strcasecmp(ext, ".gif") == 0)
         return &sdm_format_gif;
+    if (strcasecmp(ext, ".rgb") == 0)
+        return &sdm_format_raw;
     return NULL;
 }
 
@@ -178,7 +180,7 @@ int sdm_sink_check_path(const char *path, int sheet, sdm_error *err)
     if (sheet)
         return sdm_error_set(err, SDM_EXIT_USAGE, "contact sheet '%s': %s%s%s, use .png", path,
                              ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
-    return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': %s%s%s, use .mp4 or .gif", path,
+    return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': %s%s%s, use .mp4, .gif or .rgb (raw frames)", path,
                          ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
 }
 

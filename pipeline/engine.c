@@ -61,6 +61,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
                       model_dir);
         goto end;
     }
+    sdm_torch_set_tf32(e->dtype != SDM_F32);
     tp.token_length = e->bundle.token_length;
     tp.pad_id = e->bundle.pad_id;
     if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
@@ -301,6 +302,47 @@ end:
     sdm_tensor_free(&x0_prev);
     sdm_tensor_free(&x0);
     sdm_tensor_free(&noise);
+    return rc;
+}
+
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err)
+{
+    int n = guided ? 2 * batch : batch, rc = -1;
+    int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
+    int64_t es[3] = { n, e->bundle.token_length, e->bundle.hidden_size }, ts[1] = { n };
+    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *out = NULL, *zs = NULL, *rgb = NULL;
+    sdm_torch_status st;
+
+    if (e->dev.type == SDM_DEVICE_CPU)
+        return 0;
+    st = sdm_tensor_zeros(SDM_F32, xs, 4, e->dev, &x);
+    if (!st)
+        st = sdm_tensor_zeros(SDM_F32, es, 3, e->dev, &emb);
+    if (!st)
+        st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
+    if (!st)
+        st = sdm_tensor_narrow(x, 0, batch, &zs);
+    if (st) {
+        sdm_engine_torch_error(err, st, "warm-up");
+        goto end;
+    }
+    for (int i = 0; i < 2; i++) {
+        sdm_tensor *args[3] = { x, t, emb };
+        if (call_f32(e, e->unet, args, 3, &out, "UNet", err))
+            goto end;
+        sdm_tensor_free(&out);
+        if (sdm_engine_decode(e, zs, &rgb, err))
+            goto end;
+        sdm_tensor_free(&rgb);
+    }
+    rc = 0;
+end:
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&emb);
+    sdm_tensor_free(&t);
+    sdm_tensor_free(&out);
+    sdm_tensor_free(&zs);
+    sdm_tensor_free(&rgb);
     return rc;
 }
 

@@ -37,6 +37,11 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
                        sdm_step_noise_fn noise, void *noise_user, volatile sig_atomic_t *stop,
                        sdm_tensor **out, sdm_error *err);
 
+/* Runs the UNet and VAE a couple of times at the batch shape the render
+ * will use, so TorchScript's profiling runs and cuDNN's first calls are
+ * not paid by the first frames (CUDA only; a no-op on the CPU). */
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err);
+
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device. */
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
 

@@ -25,8 +25,8 @@ typedef struct {
     int *sequence;              /* output frame i shows renders[sequence[i]];
                                    renders are in order of first appearance */
     int n_sequence;
-    int *sequence_index;        /* original display index of each shown frame
-                                   (differs from i after sdm_plan_select); NULL: i */
+    int *frame_index;           /* output frame i is frame frame_index[i] of the
+                                   full plan (i until sdm_plan_select) */
     double fps;
 } sdm_plan;
 
@@ -36,6 +36,11 @@ int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err);
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err);
 /* Writes the human-readable plan (`sdmorph check`). */
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);
+/* Writes the plan as JSON: the recipe's settings, every keyframe (or the
+ * walk) and every output frame's parameters (frame, render, key_a, key_b, t,
+ * seed_a, seed_b, seed_t, guidance, interp, walk_k), one frame per line. The
+ * sidecar next to a render and `sdmorph check --json`. 0, or -1 on a write error. */
+int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f);
 void sdm_plan_free(sdm_plan *p);
 
 /* Easing curves on [0,1], exact at both ends. */

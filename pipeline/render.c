@@ -304,6 +304,15 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             goto end;
     }
 
+    {
+        int guided = 0;
+        for (int i = 0; i < S.plan.n_renders; i++)
+            guided |= S.plan.renders[i].guidance > 1.0;
+        if (sdm_engine_warmup(S.engine, B, height / b->vae_scale, width / b->vae_scale, guided, err))
+            goto end;
+    }
+    stats->load_seconds = now_s() - t0;
+    t0 = now_s();
     for (int first = 0; first < S.plan.n_renders; first += B) {
         int nb = S.plan.n_renders - first < B ? S.plan.n_renders - first : B;
         int d;
@@ -338,9 +347,8 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             goto end;
         if (!interrupted) {
             char side[4200];
-            sdm_sidecar_info info = { p->model_dir, hash, width, height, S.plan.sequence_index };
             sdm_path_with_ext(S.outs.names[0], "json", side, sizeof side);
-            if (sdm_sidecar_write(side, r, &S.plan, &info, err))
+            if (sdm_sidecar_write(side, r, &S.plan, err))
                 goto end;
         }
     }

@@ -32,7 +32,8 @@ sdm_render_params sdm_render_default_params(void);
 
 typedef struct {
     int frames_shown, frames_rendered, interrupted;
-    double seconds, seconds_per_render;
+    double load_seconds;            /* model load and warm-up */
+    double seconds, seconds_per_render;     /* the render loop itself */
     int width, height, batch;
 } sdm_render_stats;
 

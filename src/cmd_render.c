@@ -211,9 +211,9 @@ int sdm_cmd_render(int argc, char **argv)
         rc = 130;
         goto end;
     }
-    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s, %.3f s per rendered frame, batch %d\n",
-            stats.frames_shown, stats.frames_rendered, stats.width, stats.height, stats.seconds,
-            stats.seconds_per_render, stats.batch);
+    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
+            "%.4f s per rendered frame, batch %d\n", stats.frames_shown, stats.frames_rendered, stats.width,
+            stats.height, stats.seconds, stats.load_seconds, stats.seconds_per_render, stats.batch);
     rc = SDM_EXIT_OK;
 end:
     sdm_recipe_free(&r);

@@ -4,6 +4,7 @@
  * position being the offending node's start mark (+1). A first pass over the
  * events bounds nesting and size, so no input can exhaust memory or crash. */
 #include "recipe.h"
+#include "sink.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -374,20 +375,15 @@ static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     return 0;
 }
 
-static int has_ext(const char *path, const char *ext)
-{
-    size_t n = strlen(path), e = strlen(ext);
-    return n > e && !strcasecmp(path + n - e, ext);
-}
-
+/* The formats are the sink's to say; the recipe adds where. */
 static int check_output_path(loader *L, yaml_node_t *v, const char *key, const char *path, int sheet)
 {
+    sdm_error e = { 0 };
+
     if (!*path)
         return fail_at(L, v, "'%s': expected a file name, found an empty string", key);
-    if (sheet && !has_ext(path, ".png"))
-        return fail_at(L, v, "'%s': expected a .png file name, not '%s'", key, path);
-    if (!sheet && !has_ext(path, ".mp4") && !has_ext(path, ".gif"))
-        return fail_at(L, v, "'%s': expected a file name ending in .mp4 or .gif, not '%s'", key, path);
+    if (sdm_sink_check_path(path, sheet, &e))
+        return fail_at(L, v, "'%s': %s", key, e.msg);
     return 0;
 }
 

@@ -15,6 +15,9 @@ typedef struct {
     int token_length;   /* ids per prompt, bos and eos included (77) */
     int pad_id;         /* SD 1.x pads with eos (49407), SD 2.x with 0;
                            -1: use eos */
+    int bos_id, eos_id; /* the ids the model expects for <|startoftext|> and
+                           <|endoftext|> (model.yaml); loading fails if
+                           vocab.json disagrees. -1: not checked */
 } sdm_tokenizer_params;
 
 sdm_tokenizer_params sdm_tokenizer_default_params(void);
@@ -30,7 +33,9 @@ typedef struct {
 int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt,
                        sdm_tokenizer_params params, sdm_tokenizer **out, sdm_error *err);
 /* Writes exactly token_length ids: bos, tokens (truncated so eos stays
- * last), eos, padding. info may be NULL. Never fails on any byte string. */
+ * last), eos, padding. info may be NULL. Never fails on any byte string:
+ * invalid UTF-8 is replaced by U+FFFD (one per maximal ill-formed subpart,
+ * as Python's bytes.decode(errors="replace")) and counted in info. */
 void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *ids,
                           sdm_tokenize_info *info);
 /* The vocabulary entry of an id ("city</w>"), NULL if out of range. */
@@ -38,6 +43,7 @@ const char *sdm_tokenizer_piece(const sdm_tokenizer *tok, int64_t id);
 int sdm_tokenizer_token_length(const sdm_tokenizer *tok);
 int sdm_tokenizer_bos_id(const sdm_tokenizer *tok);
 int sdm_tokenizer_eos_id(const sdm_tokenizer *tok);
+int sdm_tokenizer_pad_id(const sdm_tokenizer *tok);
 void sdm_tokenizer_free(sdm_tokenizer **tok);
 
 #endif

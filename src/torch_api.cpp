@@ -401,6 +401,15 @@ void sdm_torch_set_deterministic(int on)
     }
 }
 
+void sdm_torch_set_tf32(int on)
+{
+    try {
+        at::globalContext().setAllowTF32CuBLAS(on != 0);
+        at::globalContext().setAllowTF32CuDNN(on != 0);
+    } catch (...) {
+    }
+}
+
 /* --- modules -------------------------------------------------------------- */
 
 sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **out)

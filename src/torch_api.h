@@ -47,6 +47,9 @@ const char *sdm_torch_last_error(void);
 void sdm_torch_set_threads(int n);
 /* Make CUDA kernels deterministic where libtorch can (cuDNN determinism). */
 void sdm_torch_set_deterministic(int on);
+/* TF32 tensor-core math for float32 matmuls and convolutions on CUDA; off
+ * for float32 models, so their frames match a float32 reference. */
+void sdm_torch_set_tf32(int on);
 
 /* --- modules -------------------------------------------------------------- */
 /* Loads a TorchScript file onto a device. The path is named in errors. */

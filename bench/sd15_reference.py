@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The reference side of the GPU checks: diffusers' StableDiffusionPipeline
+on the same weights sdmorph's bundle was exported from.
+
+    sd15_reference.py parity --weights DIR --out ref.npy --seed 1234 --steps 20
+        [--sampler ddim|dpmpp_2m_karras] [--dtype float32|float16]
+    sd15_reference.py bench --weights DIR --frames 16 --batch 8 --steps 50
+
+parity writes the uint8 RGB image [H,W,3] diffusers makes (CPU generator);
+bench times a 16-frame morph (prompt embeddings interpolated, seed fixed),
+in batches, and prints seconds per frame and peak GPU memory.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+PROMPT_A = "a rainy city street at night, neon signs, cinematic"
+PROMPT_B = "a dense forest in the rain, moss, cinematic"
+NEGATIVE = "blurry, low quality"
+
+
+def pipeline(weights, dtype, sampler):
+    from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype)
+    vae = AutoencoderKL.from_pretrained(weights, subfolder="vae", torch_dtype=dtype)
+    text = CLIPTextModel.from_pretrained(weights, subfolder="text_encoder", torch_dtype=dtype)
+    tok = CLIPTokenizer(f"{weights}/tokenizer/vocab.json", f"{weights}/tokenizer/merges.txt")
+    cls = DDIMScheduler if sampler == "ddim" else DPMSolverMultistepScheduler
+    extra = {} if sampler == "ddim" else {"use_karras_sigmas": True}
+    sched = cls.from_pretrained(weights, subfolder="scheduler", **extra)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to("cuda")
+
+
+def parity(a):
+    dtype = getattr(torch, a.dtype)
+    pipe = pipeline(a.weights, dtype, a.sampler)
+    g = torch.Generator().manual_seed(a.seed)
+    img = pipe(PROMPT_A, negative_prompt=NEGATIVE, num_inference_steps=a.steps, guidance_scale=7.5,
+               generator=g, output_type="np").images[0]
+    np.save(a.out, (img * 255).round().astype(np.uint8))
+
+
+def bench(a):
+    dtype = torch.float16
+    pipe = pipeline(a.weights, dtype, "ddim")
+    with torch.no_grad():
+        ea, na = pipe.encode_prompt(PROMPT_A, "cuda", 1, True, NEGATIVE)
+        eb, nb = pipe.encode_prompt(PROMPT_B, "cuda", 1, True, NEGATIVE)
+    ts = [i / a.frames for i in range(a.frames)]
+    embeds = [torch.lerp(ea, eb, t) for t in ts]
+    shape = (1, 4, 64, 64)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(1234)).to("cuda", dtype)
+
+    def run(frames):
+        for i in range(0, len(frames), a.batch):
+            chunk = frames[i:i + a.batch]
+            pipe(prompt_embeds=torch.cat(chunk), negative_prompt_embeds=na.repeat(len(chunk), 1, 1),
+                 latents=noise.repeat(len(chunk), 1, 1, 1), num_inference_steps=a.steps, guidance_scale=7.5,
+                 output_type="np")
+
+    run(embeds[:a.batch])           # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    run(embeds)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    print(f"diffusers batch {a.batch}: {dt / a.frames:.4f} s/frame, peak GPU memory "
+          f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["parity", "bench"])
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sampler", default="ddim", choices=["ddim", "dpmpp_2m_karras"])
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
+    a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    parity(a) if a.mode == "parity" else bench(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

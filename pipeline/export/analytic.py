@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Makes the analytic test bundle: a tiny model whose answers are known.
+
+    analytic.py --out DIR [--prediction epsilon|v_prediction] [--width 256 --height 256]
+
+- text encoder: a fixed embedding table plus position embeddings,
+  out = table[ids] + pos;
+- UNet: a perfect denoiser toward x0 = target(emb, h, w), a colour field
+  that depends smoothly on the mean token embedding (exported as a method,
+  with alpha_bar(t) and alphas_cumprod() for checks);
+- VAE decoder: bilinear upsampling by 8, a fixed 1x1 colour mix, tanh.
+
+Every deterministic sampler then has a closed-form result, CFG is linear
+in x0, and a morph frame is exactly decode(target(mix(e_a, e_b, t))).
+Weights come from a fixed seed: every machine makes the same bundle. Works
+with torch 1.13 (Debian's python3-torch) and 2.x.
+"""
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clip_vocab  # noqa: E402
+
+SEED = 20240531
+HIDDEN = 32
+TOKENS = clip_vocab.TOKEN_LENGTH
+LATENT = 4
+GRID = 4                # the target is a GRID x GRID field, upsampled
+VAE_SCALE = 8
+SCALING = 0.18215
+TRAIN_STEPS = 1000
+BETA_START, BETA_END = 0.00085, 0.012
+W_SCALE = 3.0           # a token moves each pre-tanh value by about 0.2-0.3
+GRADIENT = 0.6          # of the colour level, across the field
+DETAIL = 0.25
+AMP = 1.0
+
+# Latent channel -> RGB: each channel a colour direction (warm, green-teal,
+# blue-violet, brightness), so random fields come out as soft colour mixes.
+COLOUR_MIX = [
+    [0.80, -0.30, 0.10, 0.40],
+    [0.30, 0.70, -0.20, 0.40],
+    [-0.50, 0.10, 0.80, 0.40],
+]
+COLOUR_BIAS = [0.05, 0.0, 0.05]
+
+
+def schedule():
+    """alphas_cumprod of SD's scaled_linear schedule, in float64."""
+    betas = torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, TRAIN_STEPS, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+class TextEncoder(torch.nn.Module):
+    def __init__(self, table, pos):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.register_buffer("pos", pos)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table) + self.pos[: ids.shape[1]].unsqueeze(0)
+
+
+class UNet(torch.nn.Module):
+    def __init__(self, w, b, alphas_cumprod, v_prediction: bool):
+        super().__init__()
+        self.register_buffer("w", w)
+        self.register_buffer("b", b)
+        self.register_buffer("ac", alphas_cumprod)
+        self.register_buffer("log_sigmas", (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log())
+        self.amp = AMP
+        self.channels = LATENT
+        self.grid = GRID
+        self.v_prediction = v_prediction
+
+    @torch.jit.export
+    def target(self, emb: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """x0 = G(emb): [B,L,H] -> [B,4,h,w], float32."""
+        m = emb.to(self.w.dtype).mean(dim=1)
+        z = torch.tanh(m @ self.w + self.b) * self.amp
+        z = z.reshape(-1, self.channels, self.grid, self.grid)
+        return F.interpolate(z, size=[h, w], mode="bilinear", align_corners=False)
+
+    @torch.jit.export
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.ac.clone()
+
+    @torch.jit.export
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at timesteps t [B] (float64 [B]). A fractional t
+        interpolates log sigma between floor(t) and floor(t)+1, the exact
+        inverse of diffusers' _sigma_to_t; an integer t is the table value."""
+        n = self.ac.shape[0]
+        td = t.to(self.ac.device, torch.float64).reshape(-1).clamp(0, n - 1)
+        low = td.floor().clamp(max=n - 2).long()
+        frac = td - low.to(torch.float64)
+        log_sigma = (1 - frac) * self.log_sigmas[low] + frac * self.log_sigmas[low + 1]
+        ab = 1.0 / (1.0 + torch.exp(2.0 * log_sigma))
+        ab = torch.where(frac == 0, self.ac[low], ab)
+        return torch.where(frac == 1, self.ac[low + 1], ab)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x0 = self.target(emb, x.shape[2], x.shape[3]).to(torch.float64)
+        ab = self.alpha_bar(t).reshape(-1, 1, 1, 1)
+        a, s = ab.sqrt(), (1.0 - ab).sqrt()
+        eps = (x.to(torch.float64) - a * x0) / s
+        if self.v_prediction:
+            return (a * eps - s * x0).to(x.dtype)
+        return eps.to(x.dtype)
+
+
+class VaeDecoder(torch.nn.Module):
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.scale = VAE_SCALE
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.to(self.weight.dtype)
+        y = F.interpolate(z, size=[z.shape[2] * self.scale, z.shape[3] * self.scale],
+                          mode="bilinear", align_corners=False)
+        return torch.tanh(F.conv2d(y, self.weight, self.bias))
+
+
+def projection(g):
+    """W [H, 4*GRID*GRID]: per channel a colour level, a left-right and a
+    top-bottom gradient, and a little fine detail, each a random linear
+    function of the mean embedding. Fields are then soft washes of colour,
+    not noise."""
+    ramp = torch.linspace(-1.0, 1.0, GRID)
+    level = torch.randn(HIDDEN, LATENT, 1, 1, generator=g)
+    across = torch.randn(HIDDEN, LATENT, 1, 1, generator=g) * ramp.reshape(1, 1, 1, GRID)
+    down = torch.randn(HIDDEN, LATENT, 1, 1, generator=g) * ramp.reshape(1, 1, GRID, 1)
+    fine = torch.randn(HIDDEN, LATENT, GRID, GRID, generator=g)
+    w = level + GRADIENT * (across + down) + DETAIL * fine
+    return (w * W_SCALE).reshape(HIDDEN, LATENT * GRID * GRID)
+
+
+def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
+    g = torch.Generator().manual_seed(SEED)
+    table = torch.randn(vocab_size, HIDDEN, generator=g)
+    # bos/eos (and pad = eos) fill most of the 77 rows: kept small, so the
+    # target follows the words of a prompt rather than its length.
+    table[bos_id] *= 0.05
+    table[eos_id] *= 0.05
+    pos = torch.randn(TOKENS, HIDDEN, generator=g)
+    w = projection(g)
+    text = TextEncoder(table, pos)
+    # Centre on the empty prompt: its target is 0 (a flat field).
+    with torch.no_grad():
+        m_empty = text(torch.tensor([empty_ids])).mean(dim=1)
+    b = -(m_empty @ w)[0]
+    unet = UNet(w, b, schedule(), v_prediction)
+    weight = torch.tensor(COLOUR_MIX).reshape(3, LATENT, 1, 1) * SCALING
+    vae = VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
+    return text, unet, vae
+
+
+MODEL_YAML = """\
+# sdmorph model bundle
+# The analytic test model (pipeline/export/analytic.py): synthetic, exact.
+format: 1
+family: analytic
+prediction: {prediction}
+dtype: float32
+latent_channels: {latent}
+vae_scale: {vae_scale}
+scaling_factor: {scaling}
+width: {width}
+height: {height}
+text:
+  token_length: {tokens}
+  hidden_size: {hidden}
+  bos_id: {bos}
+  eos_id: {eos}
+  pad_id: {eos}
+schedule:
+  train_steps: {steps}
+  beta_start: {beta_start}
+  beta_end: {beta_end}
+  beta_schedule: scaled_linear
+  steps_offset: 1
+  set_alpha_to_one: false
+files:
+  text_encoder: text_encoder.pt
+  unet: unet.pt
+  vae_decoder: vae_decoder.pt
+  vocab: vocab.json
+  merges: merges.txt
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="bundle directory to write")
+    ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--height", type=int, default=256)
+    args = ap.parse_args()
+    for v in (args.width, args.height):
+        if v <= 0 or v % VAE_SCALE:
+            ap.error("width and height must be positive multiples of %d" % VAE_SCALE)
+
+    torch.manual_seed(SEED)
+    os.makedirs(args.out, exist_ok=True)
+    vocab, merges = clip_vocab.write_files(args.out)
+    bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
+    empty_ids = clip_vocab.encode("", vocab, merges)
+    text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
+
+    for name, mod in (("text_encoder", text), ("unet", unet), ("vae_decoder", vae)):
+        torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
+
+    # model.yaml last: the Makefile's target, so a half-written bundle is remade.
+    yaml = MODEL_YAML.format(
+        prediction=args.prediction, latent=LATENT, vae_scale=VAE_SCALE, scaling=SCALING,
+        width=args.width, height=args.height, tokens=TOKENS, hidden=HIDDEN, bos=bos, eos=eos,
+        steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END)
+    tmp = os.path.join(args.out, "model.yaml.tmp")
+    with open(tmp, "w") as f:
+        f.write(yaml)
+    os.replace(tmp, os.path.join(args.out, "model.yaml"))
+    print("analytic bundle (%s, %dx%d, torch %s) written to %s"
+          % (args.prediction, args.width, args.height, torch.__version__, args.out))
+
+
+if __name__ == "__main__":
+    main()

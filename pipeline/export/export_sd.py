@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Turn a diffusers Stable Diffusion checkpoint into an sdmorph model bundle.
+
+    python3 pipeline/export/export_sd.py --checkpoint DIR_OR_HUB_ID --out BUNDLE_DIR
+        [--dtype float16|float32] [--device cuda|cpu]
+    python3 pipeline/export/export_sd.py --random-weights ../shared/reference/sd15 \
+        --tokenizer ../shared/clip --out BUNDLE_DIR [--save-diffusers DIR]
+
+Needs torch, diffusers and transformers (a hub id also needs internet the
+first time). The bundle holds the text encoder, UNet and VAE decoder traced
+to TorchScript and frozen, the tokenizer files, and model.yaml filled from
+the checkpoint's configs. Each traced module is run against its eager
+original on one input; a bundle that differs is not written.
+
+--random-weights builds the SD 1.5 shapes from their config files with
+seeded random weights (no download): for benchmarks and parity checks;
+--save-diffusers keeps those weights in diffusers' layout so the reference
+pipeline can load exactly the same model.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import torch
+
+
+def die(msg):
+    print(f"export_sd: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+class TextEncoder(torch.nn.Module):
+    """ids [B,L] int64 -> last hidden state [B,L,H], as diffusers' pipelines use it."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, ids):
+        return self.clip(ids, return_dict=False)[0]
+
+
+class UNet(torch.nn.Module):
+    """(x [B,C,h,w], t [B] float32, emb [B,L,H]) -> eps or v [B,C,h,w]."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, t, emb):
+        return self.unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
+
+
+class VAEDecoder(torch.nn.Module):
+    """latents / scaling_factor [B,C,h,w] -> image [B,3,8h,8w] in about [-1,1]."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z):
+        return self.vae.decode(z, return_dict=False)[0]
+
+
+def load_components(args):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if args.random_weights:
+        cfg = args.random_weights
+        torch.manual_seed(args.seed)
+        unet = UNet2DConditionModel(**json.load(open(os.path.join(cfg, "unet_config.json"))))
+        vae = AutoencoderKL(**json.load(open(os.path.join(cfg, "vae_config.json"))))
+        text = CLIPTextModel(CLIPTextConfig(**json.load(open(os.path.join(cfg, "text_encoder_config.json")))))
+        sched = json.load(open(os.path.join(cfg, "scheduler_config.json")))
+        tok_dir = args.tokenizer
+        if not tok_dir:
+            die("--random-weights needs --tokenizer DIR with CLIP's vocab.json and merges.txt")
+        pad_token = "<|endoftext|>"
+        if args.save_diffusers:
+            save_diffusers(args.save_diffusers, unet, vae, text, sched, tok_dir)
+    else:
+        src = args.checkpoint
+        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
+        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+        text = CLIPTextModel.from_pretrained(src, subfolder="text_encoder")
+        if os.path.isdir(src):
+            sched = json.load(open(os.path.join(src, "scheduler", "scheduler_config.json")))
+            tok_dir = os.path.join(src, "tokenizer")
+        else:
+            from huggingface_hub import hf_hub_download
+            sched = json.load(open(hf_hub_download(src, "scheduler/scheduler_config.json")))
+            tok_dir = os.path.dirname(hf_hub_download(src, "tokenizer/vocab.json"))
+            hf_hub_download(src, "tokenizer/merges.txt")
+            try:
+                hf_hub_download(src, "tokenizer/special_tokens_map.json")
+            except Exception:
+                pass
+        pad_token = read_pad_token(tok_dir)
+    for f in ("vocab.json", "merges.txt"):
+        if not os.path.isfile(os.path.join(tok_dir, f)):
+            die(f"tokenizer file missing: {os.path.join(tok_dir, f)}")
+    return unet.eval(), vae.eval(), text.eval(), sched, tok_dir, pad_token
+
+
+def read_pad_token(tok_dir):
+    """SD 1.x pads with <|endoftext|>; SD 2.x's tokenizer says "!" (id 0)."""
+    path = os.path.join(tok_dir, "special_tokens_map.json")
+    if os.path.isfile(path):
+        pad = json.load(open(path)).get("pad_token", "<|endoftext|>")
+        return pad["content"] if isinstance(pad, dict) else pad
+    return "<|endoftext|>"
+
+
+def save_diffusers(out, unet, vae, text, sched, tok_dir):
+    os.makedirs(out, exist_ok=True)
+    unet.save_pretrained(os.path.join(out, "unet"))
+    vae.save_pretrained(os.path.join(out, "vae"))
+    text.save_pretrained(os.path.join(out, "text_encoder"))
+    os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
+    json.dump(dict(sched, _class_name="DDIMScheduler"), open(os.path.join(out, "scheduler", "scheduler_config.json"), "w"), indent=1)
+    os.makedirs(os.path.join(out, "tokenizer"), exist_ok=True)
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(os.path.join(tok_dir, f), os.path.join(out, "tokenizer", f))
+
+
+def trace_checked(name, module, inputs, tol):
+    """Traces and freezes; refuses a traced module whose output differs."""
+    with torch.inference_mode(False), torch.no_grad():
+        eager = module(*inputs)
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+        traced = torch.jit.freeze(traced.eval())
+        # the second run is the one that uses the optimized, frozen graph
+        traced(*inputs)
+        got = traced(*inputs)
+    err = (got.float() - eager.float()).abs().max().item()
+    scale = eager.float().abs().max().item()
+    print(f"export_sd: {name}: traced vs eager max |diff| {err:.3g} (output max {scale:.3g})", file=sys.stderr)
+    if not (err <= tol * max(scale, 1.0)):
+        die(f"{name}: traced module differs from the eager one (max |diff| {err:.3g}); bundle not written")
+    return traced
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="diffusers checkpoint directory or hub id")
+    src.add_argument("--random-weights", metavar="CONFIG_DIR", help="SD configs (unet/vae/text_encoder/scheduler_config.json)")
+    ap.add_argument("--tokenizer", help="directory with vocab.json and merges.txt (random weights)")
+    ap.add_argument("--save-diffusers", metavar="DIR", help="with --random-weights: also save the weights for diffusers")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
+    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
+    args = ap.parse_args()
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype_name = args.dtype or ("float16" if device.type == "cuda" else "float32")
+    dtype = getattr(torch, dtype_name)
+    if dtype == torch.float16 and device.type != "cuda":
+        die("float16 bundles are traced on CUDA; use --dtype float32 on the CPU")
+
+    unet, vae, text, sched, tok_dir, pad_token = load_components(args)
+    vocab = json.load(open(os.path.join(tok_dir, "vocab.json"), encoding="utf-8"))
+    for t in ("<|startoftext|>", "<|endoftext|>", pad_token):
+        if t not in vocab:
+            die(f"{tok_dir}/vocab.json has no '{t}'")
+
+    unet_cfg, vae_cfg, text_cfg = unet.config, vae.config, text.config
+    L = text_cfg.max_position_embeddings
+    h = w = unet_cfg.sample_size
+    C = unet_cfg.in_channels
+    vae_scale = 2 ** (len(vae_cfg.block_out_channels) - 1)
+    prediction = sched.get("prediction_type", "epsilon")
+    if prediction not in ("epsilon", "v_prediction"):
+        die(f"prediction_type '{prediction}' is not supported (epsilon or v_prediction)")
+    if sched.get("beta_schedule", "linear") not in ("scaled_linear", "linear"):
+        die(f"beta_schedule '{sched.get('beta_schedule')}' is not supported")
+
+    unet, vae, text = unet.to(device, dtype), vae.to(device, dtype), text.to(device, dtype)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.full((2, L), vocab[pad_token], dtype=torch.int64)
+    ids[:, 0] = vocab["<|startoftext|>"]
+    ids[:, 1:6] = torch.randint(0, 40000, (2, 5), generator=g)
+    ids[:, 6] = vocab["<|endoftext|>"]
+    ids = ids.to(device)
+    x = torch.randn(2, C, h, w, generator=g).to(device, dtype)
+    t = torch.tensor([981.0, 21.0]).to(device)
+    tol = 2e-2 if dtype == torch.float16 else 1e-3
+
+    text_ts = trace_checked("text_encoder", TextEncoder(text), (ids,), tol)
+    emb = TextEncoder(text)(ids).detach()
+    unet_ts = trace_checked("unet", UNet(unet), (x, t, emb), tol)
+    z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, dtype)
+    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae), (z,), tol)
+
+    os.makedirs(args.out, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
+    torch.jit.save(text_ts, os.path.join(tmp, "text_encoder.pt"))
+    torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
+    torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
+    family = "sd2" if text_cfg.hidden_size == 1024 else "sd1"
+    yaml = f"""# sdmorph model bundle, exported from {'random weights' if args.random_weights else args.checkpoint}
+format: 1
+family: {family}
+prediction: {prediction}
+dtype: {dtype_name}
+latent_channels: {C}
+vae_scale: {vae_scale}
+scaling_factor: {vae_cfg.scaling_factor}
+width: {h * vae_scale}
+height: {w * vae_scale}
+text:
+  token_length: {L}
+  hidden_size: {text_cfg.hidden_size}
+  bos_id: {vocab['<|startoftext|>']}
+  eos_id: {vocab['<|endoftext|>']}
+  pad_id: {vocab[pad_token]}
+schedule:
+  train_steps: {sched.get('num_train_timesteps', 1000)}
+  beta_start: {sched.get('beta_start', 0.0001)}
+  beta_end: {sched.get('beta_end', 0.02)}
+  beta_schedule: {sched.get('beta_schedule', 'linear')}
+  steps_offset: {sched.get('steps_offset', 0)}
+  set_alpha_to_one: {'true' if sched.get('set_alpha_to_one', True) else 'false'}
+files:
+  text_encoder: text_encoder.pt
+  unet: unet.pt
+  vae_decoder: vae_decoder.pt
+  vocab: vocab.json
+  merges: merges.txt
+"""
+    open(os.path.join(tmp, "model.yaml"), "w").write(yaml)
+    for f in os.listdir(tmp):
+        os.replace(os.path.join(tmp, f), os.path.join(args.out, f))
+    os.rmdir(tmp)
+    print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+/* The frame planner. Every keyframe is one render; a transition of N frames
+ * from key a to b renders j = 0..N-1 at t = ease(j/N), half-open (j = 0 is
+ * a itself, b is the next transition's start), so no frame is rendered
+ * twice. Holds and pingpong's way back only repeat indices into renders[]. */
+#include "plan.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SHOWN_FRAMES 1000000
+
+double sdm_ease_apply(sdm_ease e, double x)
+{
+    if (!(x > 0))           /* NaN too */
+        return 0;
+    if (x >= 1)
+        return 1;
+    switch (e) {
+    case SDM_EASE_SMOOTHSTEP:
+        return x * x * (3 - 2 * x);
+    case SDM_EASE_COSINE:
+        return 0.5 - 0.5 * cos(M_PI * x);
+    default:
+        return x;
+    }
+}
+
+/* Arrays sized by sdm_recipe_shown_frames(); writes past them are counted,
+ * not made, so a disagreement is reported instead of corrupting memory. */
+typedef struct {
+    sdm_plan *p;
+    int cap;
+    int overflow;
+} builder;
+
+static int add_render(builder *b, sdm_plan_frame f)
+{
+    if (b->p->n_renders >= b->cap) {
+        b->overflow = 1;
+        return 0;
+    }
+    b->p->renders[b->p->n_renders] = f;
+    return b->p->n_renders++;
+}
+
+static void show(builder *b, int render, int times)
+{
+    for (int i = 0; i < times; i++) {
+        if (b->p->n_sequence >= b->cap) {
+            b->overflow = 1;
+            return;
+        }
+        b->p->sequence[b->p->n_sequence++] = render;
+    }
+}
+
+static sdm_plan_frame key_frame(const sdm_recipe *r, int i)
+{
+    sdm_plan_frame f = { i, i, 0.0, r->keyframes[i].interp, 0.0, r->keyframes[i].guidance, -1 };
+    return f;
+}
+
+static sdm_plan_frame transition_frame(const sdm_recipe *r, int a, int b, int j)
+{
+    const sdm_keyframe *ka = &r->keyframes[a], *kb = &r->keyframes[b];
+    double t = sdm_ease_apply(ka->ease, (double)j / ka->frames);
+    sdm_plan_frame f = { a, b, t, ka->interp, t, ka->guidance + (kb->guidance - ka->guidance) * t, -1 };
+    return f;
+}
+
+static void plan_morph(builder *b, const sdm_recipe *r, int *first_run, int *last_run)
+{
+    int n = r->n_keyframes;
+    int segments = r->loop == SDM_LOOP_CYCLE ? n : n - 1;
+
+    for (int i = 0; i < segments; i++) {
+        int next = (i + 1) % n;
+        show(b, add_render(b, key_frame(r, i)), 1 + r->keyframes[i].hold);
+        for (int j = 1; j < r->keyframes[i].frames; j++)
+            show(b, add_render(b, transition_frame(r, i, next, j)), 1);
+    }
+    /* without cycle the last keyframe closes the sequence; with it, the
+     * first frame already is the last transition's end */
+    if (r->loop != SDM_LOOP_CYCLE)
+        show(b, add_render(b, key_frame(r, n - 1)), 1 + r->keyframes[n - 1].hold);
+    *first_run = 1 + r->keyframes[0].hold;
+    *last_run = 1 + r->keyframes[n - 1].hold;
+}
+
+static void plan_walk(builder *b, const sdm_recipe *r, int *first_run, int *last_run)
+{
+    for (int k = 0; k < r->walk->frames; k++) {
+        sdm_plan_frame f = { 0, 0, 0.0, SDM_INTERP_LERP, 0.0, r->walk->guidance, k };
+        show(b, add_render(b, f), 1);
+    }
+    *first_run = 1;
+    *last_run = 1;
+}
+
+static int check_recipe(const sdm_recipe *r, int64_t *shown, sdm_error *err)
+{
+    const char *name = r && r->path ? r->path : "recipe";
+
+    if (!r || r->n_keyframes < 1 || !r->keyframes)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: nothing to plan: no keyframes", name);
+    if (r->walk && (r->walk->frames < 1 || r->loop == SDM_LOOP_CYCLE))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: a walk needs frames >= 1 and loop none or pingpong", name);
+    if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: loop: cycle needs at least 2 keyframes", name);
+    for (int i = 0; i < r->n_keyframes; i++)
+        if (r->keyframes[i].frames < 1 || r->keyframes[i].hold < 0)
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: keyframe %d: frames must be >= 1 and hold >= 0 "
+                                 "(got %d and %d)", name, i, r->keyframes[i].frames, r->keyframes[i].hold);
+    if (!(r->fps > 0))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: fps must be above 0", name);
+    *shown = sdm_recipe_shown_frames(r);
+    if (*shown < 1 || *shown > MAX_SHOWN_FRAMES)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe shows %" PRId64 " frames; expected 1..%d",
+                             name, *shown, MAX_SHOWN_FRAMES);
+    return 0;
+}
+
+int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err)
+{
+    builder b = { out, 0, 0 };
+    int64_t shown = 0;
+    int first_run, last_run, forward;
+
+    memset(out, 0, sizeof *out);
+    if (check_recipe(r, &shown, err))
+        return -1;
+    out->renders = calloc((size_t)shown, sizeof *out->renders);
+    out->sequence = calloc((size_t)shown, sizeof *out->sequence);
+    out->frame_index = calloc((size_t)shown, sizeof *out->frame_index);
+    if (!out->renders || !out->sequence || !out->frame_index) {
+        sdm_plan_free(out);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory planning %" PRId64 " frames", shown);
+    }
+    b.cap = (int)shown;
+    if (r->walk)
+        plan_walk(&b, r, &first_run, &last_run);
+    else
+        plan_morph(&b, r, &first_run, &last_run);
+    /* pingpong: back over the way there, without the turnaround run (shown
+     * once) and without the first run (the next repeat starts with it) */
+    forward = out->n_sequence;
+    if (r->loop == SDM_LOOP_PINGPONG)
+        for (int i = forward - 1 - last_run; i >= first_run; i--)
+            show(&b, out->sequence[i], 1);
+    if (b.overflow || out->n_sequence != shown) {
+        /* sdm_recipe_shown_frames and the walk above disagree: a bug, not bad input */
+        sdm_plan_free(out);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal error: planned %" PRId64 " frames, expected %" PRId64,
+                             (int64_t)b.p->n_sequence, shown);
+    }
+    for (int i = 0; i < out->n_sequence; i++)
+        out->frame_index[i] = i;
+    out->fps = r->fps;
+    return 0;
+}
+
+/* "37", "0-9,20": a sorted set of output frames, as a mask over n. */
+static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_error *err)
+{
+    const char *s = spec;
+
+    if (!spec || !*spec)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: expected frame numbers like '37' or '0-9,20', "
+                             "got nothing");
+    for (;;) {
+        long lo, hi;
+        char *end;
+
+        while (*s == ' ')
+            s++;
+        if (*s < '0' || *s > '9')
+            goto syntax;
+        errno = 0;
+        lo = strtol(s, &end, 10);
+        hi = lo;
+        s = end;
+        while (*s == ' ')
+            s++;
+        if (*s == '-') {
+            s++;
+            while (*s == ' ')
+                s++;
+            if (*s < '0' || *s > '9')
+                goto syntax;
+            hi = strtol(s, &end, 10);
+            s = end;
+        }
+        if (errno == ERANGE || lo >= n || hi >= n)
+            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: frame %ld is out of range; this plan shows "
+                                 "frames 0..%d", errno == ERANGE ? LONG_MAX : (lo >= n ? lo : hi), n - 1);
+        if (hi < lo)
+            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: the range %ld-%ld is backwards; write %ld-%ld",
+                                 lo, hi, hi, lo);
+        for (long i = lo; i <= hi; i++)
+            mask[i] = 1;
+        while (*s == ' ')
+            s++;
+        if (!*s)
+            break;
+        if (*s != ',')
+            goto syntax;
+        s++;
+    }
+    return 0;
+syntax:
+    return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: expected frame numbers like '37' or '0-9,20', "
+                         "not '%s'", spec);
+}
+
+int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
+{
+    unsigned char *mask = NULL;
+    int *remap = NULL, *seq = NULL, *index = NULL;
+    sdm_plan_frame *renders = NULL;
+    int n_seq = 0, n_renders = 0, rc = -1;
+
+    if (!p || p->n_sequence < 1) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "--frames: the plan has no frames to select");
+        goto end;
+    }
+    mask = calloc((size_t)p->n_sequence, 1);
+    remap = malloc((size_t)p->n_renders * sizeof *remap);
+    seq = malloc((size_t)p->n_sequence * sizeof *seq);
+    index = malloc((size_t)p->n_sequence * sizeof *index);
+    renders = malloc((size_t)p->n_renders * sizeof *renders);
+    if (!mask || !remap || !seq || !index || !renders) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    if (parse_selection(spec, p->n_sequence, mask, err))
+        goto end;
+    for (int i = 0; i < p->n_renders; i++)
+        remap[i] = -1;
+    for (int i = 0; i < p->n_sequence; i++) {
+        int old = p->sequence[i];
+        if (!mask[i])
+            continue;
+        if (remap[old] < 0) {
+            remap[old] = n_renders;
+            renders[n_renders++] = p->renders[old];
+        }
+        seq[n_seq] = remap[old];
+        index[n_seq++] = p->frame_index[i];
+    }
+    free(p->renders);
+    free(p->sequence);
+    free(p->frame_index);
+    p->renders = renders;
+    p->sequence = seq;
+    p->frame_index = index;
+    p->n_renders = n_renders;
+    p->n_sequence = n_seq;
+    renders = NULL;
+    seq = index = NULL;
+    rc = 0;
+end:
+    free(mask);
+    free(remap);
+    free(seq);
+    free(index);
+    free(renders);
+    return rc;
+}
+
+static void print_keyframes(const sdm_recipe *r, FILE *f)
+{
+    if (r->walk) {
+        const sdm_walk *w = r->walk;
+        fprintf(f, "walk (%d:%d): \"%s\"\n  seed %" PRIu64 ", guidance %g, %d frames, sigma %g, anchor %g, "
+                "noise_seed %" PRIu64 "%s\n", w->mark.line, w->mark.col, w->prompt, w->seed, w->guidance,
+                w->frames, w->sigma, w->anchor, w->noise_seed, w->closed ? ", closed" : "");
+        if (w->negative)
+            fprintf(f, "  negative \"%s\"\n", w->negative);
+        return;
+    }
+    fprintf(f, "keyframes:\n");
+    for (int i = 0; i < r->n_keyframes; i++) {
+        const sdm_keyframe *k = &r->keyframes[i];
+        int has_next = i + 1 < r->n_keyframes || r->loop == SDM_LOOP_CYCLE;
+        fprintf(f, "  %d (%d:%d): \"%s\"\n    seed %" PRIu64 ", guidance %g", i, k->mark.line, k->mark.col,
+                k->prompt, k->seed, k->guidance);
+        if (k->hold)
+            fprintf(f, ", hold %d", k->hold);
+        if (has_next)
+            fprintf(f, "; then %d frames to %d, %s, %s", k->frames, (i + 1) % r->n_keyframes,
+                    sdm_interp_name(k->interp), sdm_ease_name(k->ease));
+        fputc('\n', f);
+        if (k->negative)
+            fprintf(f, "    negative \"%s\"\n", k->negative);
+    }
+}
+
+static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *keys, size_t nk, char *seeds,
+                          size_t ns)
+{
+    const sdm_plan_frame *fr = &p->renders[p->sequence[i]];
+    const sdm_keyframe *ka = &r->keyframes[fr->key_a], *kb = &r->keyframes[fr->key_b];
+
+    if (fr->walk_k >= 0)
+        snprintf(keys, nk, "walk %d", fr->walk_k);
+    else if (fr->key_a == fr->key_b)
+        snprintf(keys, nk, "%d", fr->key_a);
+    else
+        snprintf(keys, nk, "%d->%d", fr->key_a, fr->key_b);
+    if (ka->seed == kb->seed || fr->seed_t == 0)
+        snprintf(seeds, ns, "%" PRIu64, ka->seed);
+    else
+        snprintf(seeds, ns, "%" PRIu64 "->%" PRIu64, ka->seed, kb->seed);
+}
+
+void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
+{
+    char size[64], keys[32], seeds[64];
+    int *first_shown = NULL, seed_width = 4;
+
+    if (!p || !r || !f)
+        return;
+    if (r->width && r->height)
+        snprintf(size, sizeof size, "%dx%d", r->width, r->height);
+    else
+        snprintf(size, sizeof size, "the model's size");
+    fprintf(f, "%s: %d frames shown, %d rendered, %.2f s at %g fps, loop %s, %s, %d steps, %s\n",
+            r->path ? r->path : "recipe", p->n_sequence, p->n_renders, p->fps > 0 ? p->n_sequence / p->fps : 0.0,
+            p->fps, sdm_loop_name(r->loop), size, r->steps, sdm_sampler_name(r->sampler));
+    print_keyframes(r, f);
+    first_shown = malloc((size_t)(p->n_renders > 0 ? p->n_renders : 1) * sizeof *first_shown);
+    if (!first_shown)
+        return;
+    for (int i = 0; i < p->n_renders; i++)
+        first_shown[i] = -1;
+    for (int i = 0; i < p->n_sequence; i++) {
+        frame_columns(p, r, i, keys, sizeof keys, seeds, sizeof seeds);
+        if ((int)strlen(seeds) > seed_width)
+            seed_width = (int)strlen(seeds);
+    }
+    fprintf(f, "%7s %7s  %-11s %-7s %-*s  %s\n", "frame", "render", "keyframes", "weight", seed_width, "seed",
+            "guidance");
+    for (int i = 0; i < p->n_sequence; i++) {
+        int ri = p->sequence[i];
+        const char *note = "";
+
+        frame_columns(p, r, i, keys, sizeof keys, seeds, sizeof seeds);
+        if (first_shown[ri] >= 0)
+            note = i > 0 && p->sequence[i - 1] == ri ? "  (hold)" : "  (again)";
+        else
+            first_shown[ri] = i;
+        fprintf(f, "%7d %7d  %-11s %-7.4f %-*s  %.2f%s\n", p->frame_index[i], ri, keys, p->renders[ri].t,
+                seed_width, seeds, p->renders[ri].guidance, note);
+    }
+    free(first_shown);
+}
+
+/* --- JSON ----------------------------------------------------------------- */
+
+/* A JSON string; the loader has checked the text is UTF-8 without NULs. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *c = (const unsigned char *)(s ? s : ""); *c; c++) {
+        if (*c == '"' || *c == '\\')
+            fprintf(f, "\\%c", *c);
+        else if (*c == '\n')
+            fputs("\\n", f);
+        else if (*c == '\t')
+            fputs("\\t", f);
+        else if (*c < 0x20 || *c == 0x7f)
+            fprintf(f, "\\u%04x", *c);
+        else
+            fputc(*c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_key_string(FILE *f, const char *key, const char *value, const char *after)
+{
+    fprintf(f, "\"%s\": ", key);
+    if (value)
+        json_string(f, value);
+    else
+        fputs("null", f);
+    fputs(after, f);
+}
+
+int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
+{
+    if (!p || !r || !f)
+        return -1;
+    fprintf(f, "{\n  \"format\": \"sdmorph-plan\", \"version\": 1,\n  ");
+    json_key_string(f, "recipe", r->path, ",\n  ");
+    json_key_string(f, "model", r->model, ",\n");
+    if (r->width && r->height)
+        fprintf(f, "  \"width\": %d, \"height\": %d,", r->width, r->height);
+    else
+        fprintf(f, "  \"width\": null, \"height\": null,");
+    fprintf(f, " \"steps\": %d, \"sampler\": \"%s\", \"eta\": %.17g, \"karras\": %s,\n", r->steps,
+            sdm_sampler_name(r->sampler), r->eta, r->karras ? "true" : "false");
+    fprintf(f, "  \"fps\": %.17g, \"loop\": \"%s\", \"frames_shown\": %d, \"frames_rendered\": %d,\n  ", p->fps,
+            sdm_loop_name(r->loop), p->n_sequence, p->n_renders);
+    json_key_string(f, "negative", r->negative, ",\n");
+    fprintf(f, "  \"keyframes\": [");
+    for (int i = 0; i < r->n_keyframes; i++) {
+        const sdm_keyframe *k = &r->keyframes[i];
+        fprintf(f, "%s\n    {", i ? "," : "");
+        json_key_string(f, "prompt", k->prompt, ", ");
+        json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
+        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"hold\": %d, \"frames\": %d, "
+                "\"interp\": \"%s\", \"ease\": \"%s\", \"line\": %d, \"col\": %d}", k->seed, k->guidance, k->hold,
+                k->frames, sdm_interp_name(k->interp), sdm_ease_name(k->ease), k->mark.line, k->mark.col);
+    }
+    fprintf(f, "\n  ],\n");
+    if (r->walk) {
+        const sdm_walk *w = r->walk;
+        fprintf(f, "  \"walk\": {");
+        json_key_string(f, "prompt", w->prompt, ", ");
+        json_key_string(f, "negative", w->negative ? w->negative : r->negative, ", ");
+        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"frames\": %d, \"sigma\": %.17g, "
+                "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n", w->seed, w->guidance, w->frames,
+                w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
+    }
+    fprintf(f, "  \"frames\": [");
+    for (int i = 0; i < p->n_sequence; i++) {
+        const sdm_plan_frame *fr = &p->renders[p->sequence[i]];
+        fprintf(f, "%s\n    {\"frame\": %d, \"render\": %d, \"key_a\": %d, \"key_b\": %d, \"t\": %.17g, "
+                "\"seed_a\": %" PRIu64 ", \"seed_b\": %" PRIu64 ", \"seed_t\": %.17g, \"guidance\": %.17g, "
+                "\"interp\": \"%s\"", i ? "," : "", p->frame_index[i], p->sequence[i], fr->key_a, fr->key_b, fr->t,
+                r->keyframes[fr->key_a].seed, r->keyframes[fr->key_b].seed, fr->seed_t, fr->guidance,
+                sdm_interp_name(fr->interp));
+        if (fr->walk_k >= 0)
+            fprintf(f, ", \"walk_k\": %d", fr->walk_k);
+        fputc('}', f);
+    }
+    fprintf(f, "\n  ]\n}\n");
+    return ferror(f) ? -1 : 0;
+}
+
+void sdm_plan_free(sdm_plan *p)
+{
+    if (!p)
+        return;
+    free(p->renders);
+    free(p->sequence);
+    free(p->frame_index);
+    memset(p, 0, sizeof *p);
+}

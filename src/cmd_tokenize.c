@@ -1,0 +1,232 @@
+/* sdmorph tokenize: the ids a prompt becomes, and with --tokens the
+ * vocabulary pieces, so a user can see where the model stops reading. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "commands.h"
+#include "tokenizer.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sdmorph tokenize [--model DIR] [--tokens] [--] TEXT...\n"
+            "  --model DIR   model bundle whose vocab.json/merges.txt to use (default:\n"
+            "                $SDMORPH_MODEL, else build/models/analytic)\n"
+            "  --tokens      one line per token: position, id, vocabulary piece\n"
+            "  TEXT          the prompt (several arguments are joined by spaces; - reads stdin)\n"
+            "Prints the token_length ids the text encoder reads: bos, the prompt's tokens,\n"
+            "eos, padding. Warns on stderr when the prompt is cut or is not valid UTF-8\n"
+            "(invalid bytes are read as U+FFFD).\n"
+            "Exit status: 0 done, 1 the bundle could not be loaded, 2 bad usage.\n");
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* --model, $SDMORPH_MODEL, build/models/analytic here, else beside the
+ * executable (as `sdmorph render` looks for it). */
+static void default_model(char *buf, size_t len)
+{
+    const char *env = getenv("SDMORPH_MODEL");
+    char exe[PATH_MAX];
+    ssize_t n;
+    char *slash;
+
+    if (env && *env) {
+        snprintf(buf, len, "%s", env);
+        return;
+    }
+    snprintf(buf, len, "build/models/analytic");
+    if (is_dir(buf))
+        return;
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    if (strlen(exe) + sizeof "/build/models/analytic" <= len)
+        snprintf(buf, len, "%s/build/models/analytic", exe);
+}
+
+static char *read_stdin(void)
+{
+    size_t cap = 4096, n = 0, got;
+    char *buf = malloc(cap);
+
+    while (buf) {
+        got = fread(buf + n, 1, cap - n - 1, stdin);
+        n += got;
+        if (got == 0)
+            break;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, 2 * cap);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+static char *join_args(int argc, char **argv)
+{
+    size_t len = 1;
+    char *s;
+
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    s = malloc(len);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+/* up to max bytes of s for a message, not cutting a UTF-8 sequence */
+static int excerpt_len(const char *s, int max)
+{
+    int n = (int)strnlen(s, (size_t)max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
+int sdm_cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL;
+    int show_tokens = 0, after_dashes = 0, n_parts = 0, rc = SDM_EXIT_USAGE, L, end;
+    char **parts = NULL;    /* the arguments that make TEXT */
+    char model_dir[1024];
+    char *text = NULL;
+    sdm_bundle bundle;
+    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
+    sdm_tokenizer *tok = NULL;
+    sdm_tokenize_info info;
+    sdm_error err = { 0 };
+    int64_t *ids = NULL;
+
+    parts = calloc((size_t)argc, sizeof *parts);
+    if (!parts) {
+        fprintf(stderr, "sdmorph tokenize: out of memory\n");
+        goto end;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (after_dashes || argv[i][0] != '-' || argv[i][1] == '\0') {
+            parts[n_parts++] = argv[i];
+        } else if (!strcmp(argv[i], "--")) {
+            after_dashes = 1;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            rc = SDM_EXIT_OK;
+            goto end;
+        } else if (!strcmp(argv[i], "--model")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sdmorph tokenize: --model needs a directory\n");
+                goto end;
+            }
+            model = argv[++i];
+        } else if (!strncmp(argv[i], "--model=", 8)) {
+            model = argv[i] + 8;
+        } else if (!strcmp(argv[i], "--tokens")) {
+            show_tokens = 1;
+        } else {
+            fprintf(stderr, "sdmorph tokenize: unknown option '%s' (a prompt that starts with '-' goes after --)\n",
+                    argv[i]);
+            usage(stderr);
+            goto end;
+        }
+    }
+    if (n_parts == 0) {
+        fprintf(stderr, "sdmorph tokenize: no TEXT given\n");
+        usage(stderr);
+        goto end;
+    }
+    rc = SDM_EXIT_RUNTIME;
+    if (n_parts == 1 && !strcmp(parts[0], "-"))
+        text = read_stdin();
+    else
+        text = join_args(n_parts, parts);
+    if (!text) {
+        fprintf(stderr, "sdmorph tokenize: out of memory\n");
+        goto end;
+    }
+
+    if (model)
+        snprintf(model_dir, sizeof model_dir, "%s", model);
+    else
+        default_model(model_dir, sizeof model_dir);
+    if (sdm_bundle_load(model_dir, &bundle, &err))
+        goto fail;
+    tp.token_length = bundle.token_length;
+    tp.pad_id = bundle.pad_id;
+    tp.bos_id = bundle.bos_id;
+    tp.eos_id = bundle.eos_id;
+    if (sdm_tokenizer_load(bundle.vocab, bundle.merges, tp, &tok, &err))
+        goto fail;
+
+    L = sdm_tokenizer_token_length(tok);
+    ids = malloc(sizeof *ids * (size_t)L);
+    if (!ids) {
+        fprintf(stderr, "sdmorph tokenize: out of memory\n");
+        goto end;
+    }
+    sdm_tokenizer_encode(tok, text, ids, &info);
+    if (info.invalid_utf8)
+        sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", info.invalid_utf8,
+                 info.invalid_utf8 == 1 ? "" : "s", info.invalid_utf8 == 1 ? "is" : "are");
+    if (info.n_dropped > 0) {
+        const char *cut = text + info.dropped_at;
+        int n = excerpt_len(cut, 120);
+        sdm_warn("the prompt is %d tokens, the model reads %d (%d with bos and eos): %d dropped, from \"%.*s%s\"",
+                 info.n_tokens, L - 2, L, info.n_dropped, n, cut, cut[n] ? "..." : "");
+    }
+
+    end = info.n_tokens - info.n_dropped + 1;     /* where eos is */
+    if (show_tokens) {
+        for (int i = 0; i <= end; i++) {
+            const char *p = sdm_tokenizer_piece(tok, ids[i]);
+            printf("%3d %6lld  %s\n", i, (long long)ids[i], p ? p : "?");
+        }
+        if (end + 1 < L)
+            printf("%3d-%d %lld  (padding)\n", end + 1, L - 1, (long long)ids[end + 1]);
+    } else {
+        for (int i = 0; i < L; i++)
+            printf("%s%lld", i ? " " : "", (long long)ids[i]);
+        printf("\n");
+    }
+    rc = SDM_EXIT_OK;
+    goto end;
+fail:
+    fprintf(stderr, "sdmorph tokenize: %s\n", err.msg);
+    rc = SDM_EXIT_RUNTIME;
+end:
+    sdm_tokenizer_free(&tok);
+    free(ids);
+    free(text);
+    free(parts);
+    return rc;
+}
