@@ -269,13 +269,13 @@ static int make_dpmpp_2m(const tables *T, sdm_schedule *s, sdm_error *err)
     s->uses_prev = 1;
     for (int i = 0; i < n; i++) {
         sdm_step *st = &s->steps[i];
-        double ss = sig[i], st_ = sig[i + 1];
-        double a_s = 1 / sqrt(ss * ss + 1), a_t = 1 / sqrt(st_ * st_ + 1);
-        double x0_x, x0_out, e_x, e_out, em = st_ / ss, k = a_t * (1 - em), c0 = k, c1 = 0;
+        double from = sig[i], to = sig[i + 1];
+        double a_from = 1 / sqrt(from * from + 1), a_to = 1 / sqrt(to * to + 1);
+        double x0_x, x0_out, e_x, e_out, k = a_to * (1 - to / from), c0 = k, c1 = 0;
 
-        predict(T->b->prediction, a_s, ss * a_s, &x0_x, &x0_out, &e_x, &e_out);
+        predict(T->b->prediction, a_from, from * a_from, &x0_x, &x0_out, &e_x, &e_out);
         if (i > 0 && i < n - 1) {
-            double h = log(ss / st_), r = log(sig[i - 1] / ss) / h;
+            double h = log(from / to), r = log(sig[i - 1] / from) / h;
             if (!(r > 0) || !isfinite(r)) {
                 sdm_error_set(err, SDM_EXIT_USAGE, "dpmpp_2m: %d steps give repeated sigmas", n);
                 goto end;
@@ -284,11 +284,11 @@ static int make_dpmpp_2m(const tables *T, sdm_schedule *s, sdm_error *err)
             c1 = -k * 0.5 / r;
         }
         st->t = ts[i];
-        st->sigma = ss;
+        st->sigma = from;
         st->c_in = 1.0;
         st->x0_x = x0_x;
         st->x0_out = x0_out;
-        st->cx = (st_ * a_t) / (ss * a_s) + c0 * x0_x;
+        st->cx = (to * a_to) / (from * a_from) + c0 * x0_x;
         st->cout = c0 * x0_out;
         st->cprev = c1;
         st->cnoise = 0;
