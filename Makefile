@@ -111,7 +111,11 @@ $(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.p
 	@test -n "$(PYTHON)" || { echo "no python3 with torch found: apt-get install python3-torch" >&2; exit 1; }
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)
 
-test: sdmorph $(ANALYTIC)/model.yaml $(TESTS)
+# The v-prediction twin, for the samplers' v tests.
+$(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
+
+test: sdmorph $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) sh tests/run.sh $(TESTS)
 
 bench: sdmorph $(ANALYTIC)/model.yaml $(BENCHES)

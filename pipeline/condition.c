@@ -1,5 +1,7 @@
 #include "condition.h"
 
+#include "sampler.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +178,7 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     out->guidance = f->guidance;
     if (f->walk_k >= 0) {
         const sdm_walk *w = r->walk;
+        out->seed_a = out->seed_b = w->seed;
         if (sdm_engine_embed(c->engine, w->prompt, &ea, e) ||
             sdm_engine_embed(c->engine, negative_of(r, w->negative), &na, e) ||
             seed_noise(c, w->seed, &sa, e) || walk_frame(c, ea, f->walk_k, &out->cond, e) ||
@@ -186,6 +189,9 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     }
     {
         const sdm_keyframe *ka = &r->keyframes[f->key_a], *kb = &r->keyframes[f->key_b];
+        out->seed_a = ka->seed;
+        out->seed_b = kb->seed;
+        out->seed_t = f->seed_t;
         if (sdm_engine_embed(c->engine, ka->prompt, &ea, e) ||
             sdm_engine_embed(c->engine, kb->prompt, &eb, e) ||
             sdm_engine_embed(c->engine, negative_of(r, ka->negative), &na, e) ||
@@ -200,6 +206,28 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
 fail:
     sdm_frame_cond_clear(out);
     return -1;
+}
+
+int sdm_conditioner_step_noise(sdm_conditioner *c, const sdm_frame_cond *fc, int step, sdm_tensor **out,
+                               sdm_error *err)
+{
+    sdm_device dev = sdm_engine_device(c->engine);
+    sdm_tensor *a = NULL, *b = NULL;
+    sdm_torch_status st;
+    int rc;
+
+    st = sdm_tensor_randn(sdm_step_noise_seed(fc->seed_a, step), c->noise_shape, 4, dev, &a);
+    if (!st && fc->seed_b != fc->seed_a && fc->seed_t > 0)
+        st = sdm_tensor_randn(sdm_step_noise_seed(fc->seed_b, step), c->noise_shape, 4, dev, &b);
+    if (st) {
+        rc = torch_fail(err, st);
+        goto end;
+    }
+    rc = mix(a, b ? b : a, fc->seed_t, SDM_INTERP_SLERP, 0, out, err);
+end:
+    sdm_tensor_free(&a);
+    sdm_tensor_free(&b);
+    return rc;
 }
 
 void sdm_frame_cond_clear(sdm_frame_cond *fc)

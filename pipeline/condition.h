@@ -15,6 +15,8 @@ typedef struct {
     sdm_tensor *uncond;     /* [1,L,H] */
     sdm_tensor *noise;      /* [1,C,h,w], float32, before init_sigma */
     double guidance;
+    uint64_t seed_a, seed_b;    /* the seeds mixed, for per-step noise */
+    double seed_t;
 } sdm_frame_cond;
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
@@ -22,6 +24,11 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
 int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
                           sdm_error *err);
 void sdm_frame_cond_clear(sdm_frame_cond *fc);
+
+/* Ancestral samplers' noise for one frame at one step: the seeds' per-step
+ * streams, slerped like the initial noise. */
+int sdm_conditioner_step_noise(sdm_conditioner *c, const sdm_frame_cond *fc, int step, sdm_tensor **out,
+                               sdm_error *err);
 void sdm_conditioner_free(sdm_conditioner **c);
 
 /* The seed of walk step k's embedding noise: a fixed mix of (noise_seed, k),

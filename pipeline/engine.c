@@ -267,7 +267,12 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             sdm_engine_torch_error(err, st, "sampling");
             goto end;
         }
-        if (s->uses_noise && k->cnoise != 0 && noise_fn) {
+        if (s->uses_noise && k->cnoise != 0) {
+            if (!noise_fn) {
+                sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
+                              sdm_sampler_name(s->kind));
+                goto end;
+            }
             if (noise_fn(noise_user, i, &noise, err))
                 goto end;
             st = sdm_tensor_axpby_(k->cnoise, noise, 1.0, cur);

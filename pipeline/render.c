@@ -162,6 +162,38 @@ static int emit_ready(render_state *S, const sdm_render_params *p, int first, in
     return 0;
 }
 
+/* Per-step noise of a batch: each frame's own stream, joined. */
+typedef struct {
+    sdm_conditioner *cond;
+    const sdm_frame_cond *fc;
+    int nb;
+} batch_noise;
+
+static int batch_step_noise(void *user, int step, sdm_tensor **out, sdm_error *err)
+{
+    batch_noise *bn = user;
+    sdm_tensor **parts = calloc(bn->nb, sizeof *parts);
+    sdm_torch_status st = SDM_TORCH_OK;
+    int rc = -1;
+
+    if (!parts)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int j = 0; j < bn->nb; j++)
+        if (sdm_conditioner_step_noise(bn->cond, &bn->fc[j], step, &parts[j], err))
+            goto end;
+    st = sdm_tensor_cat(parts, bn->nb, out);
+    if (st) {
+        sdm_engine_torch_error(err, st, "sampling noise");
+        goto end;
+    }
+    rc = 0;
+end:
+    for (int j = 0; j < bn->nb; j++)
+        sdm_tensor_free(&parts[j]);
+    free(parts);
+    return rc;
+}
+
 /* Conditions, samples and decodes renders [first, first+nb) into S->batch_rgb. */
 static int render_batch(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
                         sdm_error *err)
@@ -197,7 +229,10 @@ static int render_batch(render_state *S, const sdm_render_params *p, int first, 
         sdm_engine_torch_error(err, st, "batching");
         goto end;
     }
-    d = sdm_engine_denoise(S->engine, &S->sched, x, c, u, g, NULL, NULL, p->stop, &lat, err);
+    {
+        batch_noise bn = { S->cond, fc, nb };
+        d = sdm_engine_denoise(S->engine, &S->sched, x, c, u, g, batch_step_noise, &bn, p->stop, &lat, err);
+    }
     if (d) {
         rc = d;
         goto end;
