@@ -842,6 +842,14 @@ static void test_cuda(void)
     sdm_tensor_free(&c);
     test_rgb8(cuda);
 
+    /* out of device memory: its own status, and what to do */
+    {
+        const int64_t huge[2] = { 1LL << 20, 1LL << 20 };   /* 4 TiB of float32 */
+        CHECK_INT(sdm_tensor_zeros(SDM_F32, huge, 2, cuda, &g), SDM_TORCH_OOM);
+        CHECK(g == NULL);
+        CHECK_CONTAINS(sdm_torch_last_error(), "lower the batch size");
+        printf("CUDA OOM message: %s\n", sdm_torch_last_error());
+    }
     /* a device that does not exist */
     {
         const sdm_device far = { SDM_DEVICE_CUDA, 64 };
