@@ -840,7 +840,6 @@ static void test_cuda(void)
     CHECK(d == 0.0);
     sdm_tensor_free(&g);
     sdm_tensor_free(&c);
-    test_rgb8(cuda);
 
     /* out of device memory: its own status, and what to do */
     {
@@ -850,6 +849,7 @@ static void test_cuda(void)
         CHECK_CONTAINS(sdm_torch_last_error(), "lower the batch size");
         printf("CUDA OOM message: %s\n", sdm_torch_last_error());
     }
+    test_rgb8(cuda);   /* and the device works on after it */
     /* a device that does not exist */
     {
         const sdm_device far = { SDM_DEVICE_CUDA, 64 };
