@@ -88,8 +88,19 @@ bool looks_like_oom(const std::string &m)
 
 std::string oom_message(const std::string &ctx, const std::string &m)
 {
+    /* CUDA's message is a paragraph of allocator advice: keep the first
+     * three sentences (what was asked, what the GPU has). */
+    std::string s = first_line(m);
+    size_t at = 0;
+    for (int i = 0; i < 3 && at != std::string::npos; i++) {
+        at = s.find(". ", at);
+        if (at != std::string::npos)
+            at += 1;
+    }
+    if (at != std::string::npos)
+        s = s.substr(0, at - 1);
     return ctx + ": out of memory; lower the batch size (frames per model call) or the image size ("
-           + first_line(m) + ")";
+           + s + ")";
 }
 
 /* Rethrows the exception being handled as op_error/oom_error with ctx in
