@@ -66,6 +66,19 @@ std::string trimmed(const std::string &m)
     return end == std::string::npos ? std::string() : m.substr(0, end + 1);
 }
 
+/* TorchScript errors start with a long traceback and end with the cause:
+ * put the cause first, keep the traceback after it. */
+std::string cause_first(const std::string &m)
+{
+    std::string t = trimmed(m);
+    if (t.find("The following operation failed in the TorchScript interpreter") == std::string::npos)
+        return t;
+    size_t nl = t.find_last_of('\n');
+    if (nl == std::string::npos)
+        return t;
+    return t.substr(nl + 1) + "\n" + t.substr(0, nl);
+}
+
 bool looks_like_oom(const std::string &m)
 {
     return m.find("out of memory") != std::string::npos ||
@@ -75,8 +88,19 @@ bool looks_like_oom(const std::string &m)
 
 std::string oom_message(const std::string &ctx, const std::string &m)
 {
+    /* CUDA's message is a paragraph of allocator advice: keep the first
+     * three sentences (what was asked, what the GPU has). */
+    std::string s = first_line(m);
+    size_t at = 0;
+    for (int i = 0; i < 3 && at != std::string::npos; i++) {
+        at = s.find(". ", at);
+        if (at != std::string::npos)
+            at += 1;
+    }
+    if (at != std::string::npos)
+        s = s.substr(0, at - 1);
     return ctx + ": out of memory; lower the batch size (frames per model call) or the image size ("
-           + first_line(m) + ")";
+           + s + ")";
 }
 
 /* Rethrows the exception being handled as op_error/oom_error with ctx in
@@ -93,14 +117,14 @@ std::string oom_message(const std::string &ctx, const std::string &m)
         std::string m = e.what_without_backtrace();
         if (looks_like_oom(m))
             throw oom_error(oom_message(ctx, m));
-        throw op_error(ctx + ": " + trimmed(m));
+        throw op_error(ctx + ": " + cause_first(m));
     } catch (const std::bad_alloc &) {
         throw oom_error(ctx + ": out of host memory; lower the batch size or the image size");
     } catch (const std::exception &e) {
         std::string m = e.what();
         if (looks_like_oom(m))
             throw oom_error(oom_message(ctx, m));
-        throw op_error(ctx + ": " + trimmed(m));
+        throw op_error(ctx + ": " + cause_first(m));
     } catch (...) {
         throw op_error(ctx + ": unknown C++ exception");
     }
@@ -425,7 +449,12 @@ sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **
         if (!f)
             throw op_error(ctx + ": " + strerror(errno));
         fclose(f);
-        c10::Device d = torch_device(dev);
+        c10::Device d = c10::kCPU;
+        try {
+            d = torch_device(dev);
+        } catch (const op_error &e) {
+            throw op_error(ctx + ": " + e.what());
+        }
         torch::jit::Module mod;
         try {
             mod = torch::jit::load(std::string(path), d);

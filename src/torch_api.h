@@ -115,7 +115,10 @@ sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const
 sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_tensor *y);
 /* Spherical interpolation of the rows of the last dimension (per token row
  * for embeddings [.., 77, H]); flattens everything for noise (rows = 0).
- * Falls back to lerp where two rows are nearly parallel. */
+ * Falls back to lerp where two rows are nearly parallel. As the common SD
+ * slerp: cos θ = <a/|a|, b/|b|>; |cos θ| > 0.9995 (or a zero row) gives
+ * (1−t)a + t·b, else (sin((1−t)θ)·a + sin(tθ)·b) / sin θ. Computed in
+ * float64, returned in a's dtype. */
 sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t,
                                   int per_row, sdm_tensor **out);
 /* Concatenates along dim 0. */

@@ -52,9 +52,19 @@ COLOUR_BIAS = [0.05, 0.0, 0.05]
 
 
 def schedule():
-    """alphas_cumprod of SD's scaled_linear schedule, in float64."""
-    betas = torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, TRAIN_STEPS, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
+    """alphas_cumprod of SD's scaled_linear schedule, in float64: betas =
+    linspace(sqrt(b0), sqrt(b1), n)**2 with linspace's own formula (from
+    the start for the first half, from the end for the second), then a
+    running product. Plain Python arithmetic, so every torch version (and
+    the C host, in double) gets the same bits."""
+    s0, s1, n = BETA_START ** 0.5, BETA_END ** 0.5, TRAIN_STEPS
+    step = (s1 - s0) / (n - 1)
+    ac, p = [], 1.0
+    for i in range(n):
+        r = s0 + step * i if i < n // 2 else s1 - step * (n - 1 - i)
+        p *= 1.0 - r * r
+        ac.append(p)
+    return ac
 
 
 class TextEncoder(torch.nn.Module):
@@ -72,8 +82,9 @@ class UNet(torch.nn.Module):
         super().__init__()
         self.register_buffer("w", w)
         self.register_buffer("b", b)
-        self.register_buffer("ac", alphas_cumprod)
-        self.register_buffer("log_sigmas", (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log())
+        self.register_buffer("ac", torch.tensor(alphas_cumprod, dtype=torch.float64))
+        log_sigmas = [math.log(math.sqrt((1 - a) / a)) for a in alphas_cumprod]
+        self.register_buffer("log_sigmas", torch.tensor(log_sigmas, dtype=torch.float64))
         self.amp = AMP
         self.channels = LATENT
         self.grid = GRID
@@ -129,18 +140,32 @@ class VaeDecoder(torch.nn.Module):
         return torch.tanh(F.conv2d(y, self.weight, self.bias))
 
 
+# The weights are drawn with torch.randn (the same bits in every torch
+# version) and everything derived from them is computed in float64 by
+# elementwise ops or plain Python, then rounded once: no reductions or
+# matrix products whose summation order differs between builds.
+
 def projection(g):
     """W [H, 4*GRID*GRID]: per channel a colour level, a left-right and a
     top-bottom gradient, and a little fine detail, each a random linear
     function of the mean embedding. Fields are then soft washes of colour,
     not noise."""
-    ramp = torch.linspace(-1.0, 1.0, GRID)
-    level = torch.randn(HIDDEN, LATENT, 1, 1, generator=g)
-    across = torch.randn(HIDDEN, LATENT, 1, 1, generator=g) * ramp.reshape(1, 1, 1, GRID)
-    down = torch.randn(HIDDEN, LATENT, 1, 1, generator=g) * ramp.reshape(1, 1, GRID, 1)
-    fine = torch.randn(HIDDEN, LATENT, GRID, GRID, generator=g)
-    w = level + GRADIENT * (across + down) + DETAIL * fine
-    return (w * W_SCALE).reshape(HIDDEN, LATENT * GRID * GRID)
+    ramp = torch.tensor([-1.0 + 2.0 * i / (GRID - 1) for i in range(GRID)], dtype=torch.float64)
+    level = torch.randn(HIDDEN, LATENT, 1, 1, generator=g).double()
+    across = torch.randn(HIDDEN, LATENT, 1, 1, generator=g).double() * ramp.reshape(1, 1, 1, GRID)
+    down = torch.randn(HIDDEN, LATENT, 1, 1, generator=g).double() * ramp.reshape(1, 1, GRID, 1)
+    fine = torch.randn(HIDDEN, LATENT, GRID, GRID, generator=g).double()
+    w = (level + GRADIENT * (across + down) + DETAIL * fine) * W_SCALE
+    return w.reshape(HIDDEN, LATENT * GRID * GRID).float()
+
+
+def centre(table, pos, w, empty_ids):
+    """b = -(mean embedding of the empty prompt) @ W, so that the empty
+    prompt's target is 0 (a flat field); exactly rounded sums."""
+    t, p, wl = table.tolist(), pos.tolist(), w.tolist()
+    m = [math.fsum(t[tok][j] + p[i][j] for i, tok in enumerate(empty_ids)) / len(empty_ids)
+         for j in range(HIDDEN)]
+    return torch.tensor([-math.fsum(m[j] * wl[j][k] for j in range(HIDDEN)) for k in range(len(wl[0]))])
 
 
 def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
@@ -148,17 +173,13 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
     table = torch.randn(vocab_size, HIDDEN, generator=g)
     # bos/eos (and pad = eos) fill most of the 77 rows: kept small, so the
     # target follows the words of a prompt rather than its length.
-    table[bos_id] *= 0.05
-    table[eos_id] *= 0.05
+    for i in (bos_id, eos_id):
+        table[i] = (table[i].double() * 0.05).float()
     pos = torch.randn(TOKENS, HIDDEN, generator=g)
     w = projection(g)
     text = TextEncoder(table, pos)
-    # Centre on the empty prompt: its target is 0 (a flat field).
-    with torch.no_grad():
-        m_empty = text(torch.tensor([empty_ids])).mean(dim=1)
-    b = -(m_empty @ w)[0]
-    unet = UNet(w, b, schedule(), v_prediction)
-    weight = torch.tensor(COLOUR_MIX).reshape(3, LATENT, 1, 1) * SCALING
+    unet = UNet(w, centre(table, pos, w, empty_ids), schedule(), v_prediction)
+    weight = torch.tensor([[v * SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
     vae = VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
     return text, unet, vae
 
