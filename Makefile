@@ -24,18 +24,18 @@ endif
 # --- media and parsing libraries, through pkg-config ----------------------
 # MEDIA_PREFIX=DIR: a static prefix of these (machines without them, see
 # bench/README.md); it is searched first and linked statically.
+PKGCONF = pkg-config
 ifneq ($(MEDIA_PREFIX),)
-export PKG_CONFIG_PATH := $(abspath $(MEDIA_PREFIX))/lib/pkgconfig
-PKG_STATIC = --static
+PKGCONF = PKG_CONFIG_PATH=$(abspath $(MEDIA_PREFIX))/lib/pkgconfig pkg-config --static
 endif
 PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c
 ifndef SKIP_CHECKS
-PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell pkg-config --exists $(p) && echo y),,$(p))))
+PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell $(PKGCONF) --exists $(p) && echo y),,$(p))))
 ifneq ($(PKG_MISSING),)
 $(error missing libraries (pkg-config): $(PKG_MISSING). On Debian: apt-get install libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev libyaml-dev libutf8proc-dev libjson-c-dev pkg-config)
 endif
-CPPFLAGS += $(shell pkg-config --cflags $(PKGS))
-LIBS     += $(shell pkg-config $(PKG_STATIC) --libs $(PKGS))
+CPPFLAGS += $(shell $(PKGCONF) --cflags $(PKGS))
+LIBS     += $(shell $(PKGCONF) --libs $(PKGS))
 endif
 
 # --- libtorch: TORCH_DIR=, else Debian's libtorch-dev, else python3's torch --
