@@ -163,6 +163,9 @@ def main():
     if dtype == torch.float16 and device.type != "cuda":
         die("float16 bundles are traced on CUDA; use --dtype float32 on the CPU")
 
+    # float32 bundles are checked, and later compared, in true float32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     unet, vae, text, sched, tok_dir, pad_token = load_components(args)
     vocab = json.load(open(os.path.join(tok_dir, "vocab.json"), encoding="utf-8"))
     for t in ("<|startoftext|>", "<|endoftext|>", pad_token):
