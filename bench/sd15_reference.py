@@ -30,7 +30,7 @@ def pipeline(weights, dtype, sampler):
     unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype)
     vae = AutoencoderKL.from_pretrained(weights, subfolder="vae", torch_dtype=dtype)
     text = CLIPTextModel.from_pretrained(weights, subfolder="text_encoder", torch_dtype=dtype)
-    tok = CLIPTokenizer(f"{weights}/tokenizer/vocab.json", f"{weights}/tokenizer/merges.txt")
+    tok = CLIPTokenizer(f"{weights}/tokenizer/vocab.json", f"{weights}/tokenizer/merges.txt", model_max_length=77)
     cls = DDIMScheduler if sampler == "ddim" else DPMSolverMultistepScheduler
     extra = {} if sampler == "ddim" else {"use_karras_sigmas": True}
     sched = cls.from_pretrained(weights, subfolder="scheduler", **extra)
