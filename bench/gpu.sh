@@ -108,4 +108,22 @@ for b in sys.argv[2:]:
 PY
 }
 
+# How far apart are diffusers' own float16 and float32 images on these
+# random weights? Tells whether a float16 gap is ours or the model's.
+fp16_spread() {
+    [ -f "$W/parity-float32-ddim.npy" ] && [ -f "$W/parity-float16-ddim.npy" ] || parity
+    $PY - "$W" <<'PY'
+import sys, numpy as np
+w = sys.argv[1]
+ref32 = np.load(f"{w}/parity-float32-ddim.npy").astype(int)
+ref16 = np.load(f"{w}/parity-float16-ddim.npy").astype(int)
+ours16 = np.fromfile(f"{w}/parity-float16-ddim.rgb", dtype=np.uint8).reshape(512, 512, 3).astype(int)
+ours32 = np.fromfile(f"{w}/parity-float32-ddim.rgb", dtype=np.uint8).reshape(512, 512, 3).astype(int)
+for name, a, b in [("diffusers fp16 vs diffusers fp32", ref16, ref32), ("ours fp16 vs diffusers fp16", ours16, ref16),
+                   ("ours fp16 vs diffusers fp32", ours16, ref32), ("ours fp32 vs diffusers fp32", ours32, ref32)]:
+    d = np.abs(a - b)
+    print(f"{name}: mean {d.mean():.3f}/255, max {d.max()}, within 4/255: {100 * (d <= 4).mean():.2f}%")
+PY
+}
+
 "${1:-setup}"

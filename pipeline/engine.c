@@ -106,8 +106,10 @@ static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int n
     sdm_torch_status st = SDM_TORCH_OK;
     int rc = -1;
 
+    /* Activations go to the model's dtype; timesteps ([B]) stay float32,
+     * as the modules were traced with them (fp16 would round t > 2048). */
     for (int i = 0; i < nargs && !st; i++) {
-        if (sdm_tensor_dtype(args[i]) == SDM_F32 && e->dtype != SDM_F32)
+        if (sdm_tensor_dtype(args[i]) == SDM_F32 && e->dtype != SDM_F32 && sdm_tensor_ndim(args[i]) > 1)
             st = sdm_tensor_to(args[i], e->dev, e->dtype, &cast[i]);
     }
     if (!st) {
