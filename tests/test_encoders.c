@@ -248,6 +248,69 @@ static void test_mp4(void)
     CHECK_NEAR(info.duration, 30 * 1001.0 / 30000.0, 1e-4);
 }
 
+/* One GIF with the given settings; checks it and returns its mean PSNR. */
+static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n)
+{
+    const char *out = in_dir(name);
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    psnr_acc a;
+
+    p.width = 160;
+    p.height = 120;
+    p.fps = fps;
+    p.gif_palette = pal;
+    p.gif_dither = dither;
+    CHECK_INT(write_frames(&out, 1, NULL, &p, n, 0, &err), 0);
+    if (err.code)
+        fprintf(stderr, "%s\n", err.msg);
+    CHECK_INT(probe_psnr(out, &info, &a, 1), 0);
+    CHECK_STR(info.codec, "gif");
+    CHECK_INT(info.width, 160);
+    CHECK_INT(info.height, 120);
+    CHECK_INT(info.frames, n);
+    CHECK_INT(a.n, n);
+    /* Delays are whole 1/100 s; the total is n/fps to the nearest 1/100 s. */
+    CHECK_NEAR(info.duration, round(n * 100.0 / fps) / 100.0, 1e-6);
+    CHECK_NEAR(info.fps, fps, fps * 0.01);
+    CHECK_INT(info.gif_loop, 0);
+    CHECK(info.max_colors > 16);
+    CHECK(info.max_colors <= 256);
+    CHECK(a.min_psnr >= 25.0);
+    CHECK_INT(info.moov_before_mdat, -1);
+    printf("gif %s palette, %s dither: min PSNR %.2f dB, mean %.2f dB, %d colours max, %ld bytes\n",
+           sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), a.min_psnr,
+           a.n ? a.sum_psnr / a.n : 0, info.max_colors, file_size(out));
+    CHECK_INT(count_files(".tmp-"), 0);
+    return a.n ? a.sum_psnr / a.n : 0;
+}
+
+static void test_gif(void)
+{
+    double frame_bayer, frame_none, stream_sierra;
+
+    frame_bayer = check_gif("frame-bayer.gif", SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_BAYER, 24, 30);
+    check_gif("frame-sierra.gif", SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_SIERRA2_4A, 25, 20);
+    frame_none = check_gif("frame-none.gif", SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_NONE, 12, 12);
+    check_gif("stream-bayer.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_BAYER, 24, 30);
+    stream_sierra = check_gif("stream-sierra.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_SIERRA2_4A, 10, 15);
+    check_gif("stream-fs.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_FLOYD_STEINBERG, 30, 9);
+    CHECK(frame_bayer > 25 && frame_none > 25 && stream_sierra > 25);
+    CHECK_INT(count_files(".spool"), 0);
+
+    /* Faster than browsers play GIFs: refused at open. */
+    {
+        const char *out = in_dir("fast.gif");
+        sdm_sink_params p = sdm_sink_default_params();
+        sdm_sink *s = NULL;
+        sdm_error err = { 0 };
+        p.fps = 60;
+        CHECK_INT(sdm_sink_open(&out, 1, NULL, &p, &s, &err), -1);
+        CHECK_CONTAINS(err.msg, "50 fps");
+    }
+}
+
 static void test_bad_settings(void)
 {
     const char *out = in_dir("bad.mp4");
@@ -317,6 +380,7 @@ int main(void)
     test_check_path();
     test_names();
     test_mp4();
+    test_gif();
     test_bad_settings();
     if (!getenv("SDM_KEEP"))
         remove_dir();
