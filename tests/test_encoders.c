@@ -311,6 +311,229 @@ static void test_gif(void)
     }
 }
 
+/* Flat frames whose colour encodes their index: (k & 255, k >> 8 * 16 + 7, 77). */
+static void flat_frame(int k, int w, int h, uint8_t *rgb)
+{
+    for (int i = 0; i < w * h; i++) {
+        rgb[3 * i] = (uint8_t)(k & 255);
+        rgb[3 * i + 1] = (uint8_t)((k >> 8) * 16 + 7);
+        rgb[3 * i + 2] = 77;
+    }
+}
+
+static int write_flat(const char *sheet, const sdm_sink_params *p, int n, sdm_error *err)
+{
+    sdm_sink *s = NULL;
+    uint8_t *rgb = malloc((size_t)p->width * p->height * 3);
+    int ret = -1;
+
+    if (!rgb || sdm_sink_open(NULL, 0, sheet, p, &s, err) < 0)
+        goto end;
+    for (int k = 0; k < n; k++) {
+        flat_frame(k, p->width, p->height, rgb);
+        if (sdm_sink_push(s, rgb, err) < 0)
+            goto end;
+    }
+    ret = sdm_sink_finish(s, 0, err);
+end:
+    sdm_sink_free(&s);
+    free(rgb);
+    return ret;
+}
+
+/* The decoded sheet, kept for the checks. */
+typedef struct {
+    uint8_t *rgb;
+    int w, h;
+} image;
+
+static int keep_image(void *user, int index, const uint8_t *rgb, int w, int h)
+{
+    image *im = user;
+    free(im->rgb);
+    im->rgb = malloc((size_t)w * h * 3);
+    memcpy(im->rgb, rgb, (size_t)w * h * 3);
+    im->w = w;
+    im->h = h;
+    return 0;
+}
+
+static const uint8_t *pixel(const image *im, int x, int y)
+{
+    return im->rgb + 3 * ((size_t)y * im->w + x);
+}
+
+/* The 3x5 glyphs as drawn: '#' is a white dot on the black label box. */
+static const char *const glyph_rows[10][5] = {
+    { "###", "#.#", "#.#", "#.#", "###" }, { ".#.", "##.", ".#.", ".#.", "###" },
+    { "###", "..#", "###", "#..", "###" }, { "###", "..#", ".##", "..#", "###" },
+    { "#.#", "#.#", "###", "..#", "..#" }, { "###", "#..", "###", "..#", "###" },
+    { "###", "#..", "###", "#.#", "###" }, { "###", "..#", ".#.", ".#.", ".#." },
+    { "###", "#.#", "###", "#.#", "###" }, { "###", "#.#", "###", "..#", "###" },
+};
+
+/* Checks that the label at (x0, y0), one pixel a dot, reads `number`. */
+static int label_reads(const image *im, int x0, int y0, int number)
+{
+    char digits[16];
+    int n = snprintf(digits, sizeof digits, "%d", number);
+
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < 5; r++)
+            for (int c = 0; c < 3; c++) {
+                int on = glyph_rows[digits[i] - '0'][r][c] == '#';
+                const uint8_t *px = pixel(im, x0 + 1 + 4 * i + c, y0 + 1 + r);
+                if (px[0] != (on ? 255 : 0) || px[1] != px[0] || px[2] != px[0])
+                    return 0;
+            }
+    return 1;
+}
+
+static void test_sheet(void)
+{
+    const char *out = in_dir("walk.png");
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    image im = { 0 };
+    uint8_t *ref;
+    double worst = 99;
+
+    /* 10 frames of 64x48: 4 columns, 3 rows of 64x48 cells with 2 px gaps. */
+    p.width = 64;
+    p.height = 48;
+    p.total_frames = 10;
+    p.comment = "sdmorph test sheet";
+    CHECK_INT(write_frames(NULL, 0, out, &p, 10, 0, &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK_STR(info.codec, "png");
+    CHECK_STR(info.pix_fmt, "rgb24");
+    CHECK_INT(info.frames, 1);
+    CHECK_INT(info.width, 4 * 66 + 2);
+    CHECK_INT(info.height, 3 * 50 + 2);
+    CHECK_STR(info.comment, p.comment);
+    ref = malloc(64 * 48 * 3);
+    for (int k = 0; k < 10 && im.rgb; k++) {
+        int x0 = 2 + (k % 4) * 66, y0 = 2 + (k / 4) * 50;
+        double sse = 0;
+        int n = 0;
+        make_frame(k, 64, 48, ref);
+        /* The picture, outside the label box (1 digit: 5x7 px). */
+        for (int y = 0; y < 48; y++)
+            for (int x = 0; x < 64; x++) {
+                if (x < 5 && y < 7)
+                    continue;
+                for (int c = 0; c < 3; c++) {
+                    double d = (double)pixel(&im, x0 + x, y0 + y)[c] - ref[3 * (y * 64 + x) + c];
+                    sse += d * d;
+                    n++;
+                }
+            }
+        worst = fmin(worst, sse ? 10 * log10(255.0 * 255 * n / sse) : 99);
+        CHECK(label_reads(&im, x0, y0, k));
+    }
+    CHECK(worst >= 45);
+    CHECK(!label_reads(&im, 2 + 66, 2, 7));     /* the check can fail */
+    free(ref);
+
+    /* 100 frames of 512x384: thumbnails shrink so the sheet stays <= 4096 px. */
+    out = in_dir("big.png");
+    p.width = 512;
+    p.height = 384;
+    p.total_frames = 100;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(write_flat(out, &p, 100, &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK(info.width <= 4096 && info.width > 4000);
+    CHECK(info.height <= 4096);
+    if (im.rgb && info.width > 4000) {
+        int tw = (info.width - 2) / 10 - 2, th = (info.height - 2) / 10 - 2;
+        CHECK_NEAR((double)tw / th, 512.0 / 384, 0.01);
+        for (int k = 0; k < 100; k += 33) {
+            const uint8_t *px = pixel(&im, 2 + (k % 10) * (tw + 2) + tw / 2, 2 + (k / 10) * (th + 2) + th / 2);
+            CHECK_INT(px[0], k);
+            CHECK_INT(px[2], 77);
+        }
+        /* Digits 6 px a dot on 400 px cells. */
+        CHECK_INT(pixel(&im, 2 + 6 + 3, 2 + 6 + 3)[0], 255);
+    }
+
+    /* Frame count unknown: 128 px thumbnails, laid out at the end. */
+    out = in_dir("unknown.png");
+    p.width = 300;
+    p.height = 200;
+    p.total_frames = 0;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(write_flat(out, &p, 30, &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK_INT(info.width, 6 * 130 + 2);
+    CHECK_INT(info.height, 5 * 87 + 2);
+
+    /* More frames than cells (1024): every 4th of 2100 kept, still labelled true. */
+    out = in_dir("many.png");
+    p.width = 16;
+    p.height = 16;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(write_flat(out, &p, 2100, &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK_INT(info.width, 23 * 18 + 2);
+    if (im.rgb && info.width == 23 * 18 + 2) {
+        int bad = 0;
+        for (int j = 0; j < 525; j++) {
+            const uint8_t *px = pixel(&im, 2 + (j % 23) * 18 + 12, 2 + (j / 23) * 18 + 12);
+            bad += px[0] != ((4 * j) & 255) || px[1] != ((4 * j) >> 8) * 16 + 7;
+        }
+        CHECK_INT(bad, 0);
+        CHECK(label_reads(&im, 2 + 1 * 18, 2, 4));
+    }
+    free(im.rgb);
+    CHECK_INT(count_files(".tmp-"), 0);
+}
+
+/* [a.mp4, a.gif] and a contact sheet from the same frames, in one pass. */
+static void test_several_outputs(void)
+{
+    const char *outs[] = { in_dir("a.mp4"), in_dir("a.gif") };
+    const char *sheet = in_dir("a.png");
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    sdm_sink *s = NULL;
+    uint8_t *rgb;
+    psnr_acc a;
+
+    p.width = 128;
+    p.height = 96;
+    p.fps = 20;
+    p.total_frames = 24;
+    rgb = malloc(128 * 96 * 3);
+    CHECK_INT(sdm_sink_open(outs, 2, sheet, &p, &s, &err), 0);
+    CHECK_INT(count_files(".tmp-"), 3);
+    for (int k = 0; s && k < 24; k++) {
+        make_frame(k, 128, 96, rgb);
+        CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
+    }
+    CHECK_INT(sdm_sink_finish(s, 0, &err), 0);
+    CHECK_INT(sdm_sink_n_outputs(s), 3);
+    CHECK_STR(sdm_sink_output_path(s, 0), outs[0]);
+    CHECK_STR(sdm_sink_output_path(s, 2), sheet);
+    CHECK(sdm_sink_output_path(s, 3) == NULL);
+    sdm_sink_free(&s);
+    free(rgb);
+
+    CHECK_INT(probe_psnr(outs[0], &info, &a, 0), 0);
+    CHECK_INT(info.frames, 24);
+    CHECK_NEAR(info.duration, 1.2, 1e-6);
+    CHECK(a.min_psnr >= 35);
+    CHECK_INT(probe_psnr(outs[1], &info, &a, 0), 0);
+    CHECK_INT(info.frames, 24);
+    CHECK_NEAR(info.duration, 1.2, 1e-6);
+    CHECK(a.min_psnr >= 25);
+    CHECK_INT(sdm_probe_file(sheet, NULL, NULL, 0, &info, &err), 0);
+    CHECK_INT(info.width, 5 * 130 + 2);
+    CHECK_INT(count_files(".tmp-"), 0);
+}
+
 static void test_bad_settings(void)
 {
     const char *out = in_dir("bad.mp4");
@@ -381,6 +604,8 @@ int main(void)
     test_names();
     test_mp4();
     test_gif();
+    test_sheet();
+    test_several_outputs();
     test_bad_settings();
     if (!getenv("SDM_KEEP"))
         remove_dir();
