@@ -131,7 +131,7 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
-static __attribute__((unused)) uint8_t *slurp(const char *path, long *size)
+static uint8_t *slurp(const char *path, long *size)
 {
     FILE *f = fopen(path, "rb");
     uint8_t *buf = NULL;
@@ -534,6 +534,205 @@ static void test_several_outputs(void)
     CHECK_INT(count_files(".tmp-"), 0);
 }
 
+/* An interrupted render: finish(partial) writes x.partial.mp4/.gif, playable,
+ * with the frames done so far, and leaves the earlier good x.mp4/x.gif as
+ * they were. An abandoned one (free without finish) leaves nothing. */
+static void test_partial(void)
+{
+    const char *outs[] = { in_dir("x.mp4"), in_dir("x.gif") };
+    const char *partial[] = { in_dir("x.partial.mp4"), in_dir("x.partial.gif") };
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    sdm_sink *s = NULL;
+    uint8_t *good[2], *rgb;
+    long good_size[2], size;
+    psnr_acc a;
+
+    p.width = 96;
+    p.height = 64;
+    p.fps = 25;
+    CHECK_INT(write_frames(outs, 2, NULL, &p, 40, 0, &err), 0);
+    for (int i = 0; i < 2; i++)
+        good[i] = slurp(outs[i], &good_size[i]);
+    CHECK(good[0] && good[1]);
+
+    rgb = malloc(96 * 64 * 3);
+    CHECK_INT(sdm_sink_open(outs, 2, NULL, &p, &s, &err), 0);
+    for (int k = 0; s && k < 10; k++) {
+        make_frame(k, 96, 64, rgb);
+        CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
+    }
+    CHECK_INT(sdm_sink_finish(s, 1, &err), 0);
+    CHECK_STR(sdm_sink_output_path(s, 0), partial[0]);
+    CHECK_STR(sdm_sink_output_path(s, 1), partial[1]);
+    sdm_sink_free(&s);
+
+    for (int i = 0; i < 2; i++) {
+        uint8_t *now = slurp(outs[i], &size);
+        CHECK_INT(size, good_size[i]);
+        CHECK(now && good[i] && memcmp(now, good[i], size) == 0);
+        free(now);
+        CHECK_INT(probe_psnr(partial[i], &info, &a, 0), 0);
+        CHECK_INT(info.frames, 10);
+        CHECK_INT(a.n, 10);
+        CHECK_NEAR(info.duration, 0.4, 1e-6);
+        CHECK(a.min_psnr >= (i == 0 ? 35 : 25));
+    }
+    CHECK_INT(probe_psnr(outs[0], &info, &a, 0), 0);
+    CHECK_INT(info.frames, 40);
+    CHECK_INT(info.moov_before_mdat, 1);
+
+    /* Abandoned: no temporary file, no partial file, the good ones intact. */
+    unlink(partial[0]);
+    unlink(partial[1]);
+    memset(&err, 0, sizeof err);
+    p.gif_palette = SDM_GIF_PALETTE_STREAM;
+    CHECK_INT(sdm_sink_open(outs, 2, in_dir("x.png"), &p, &s, &err), 0);
+    for (int k = 0; s && k < 5; k++) {
+        make_frame(k, 96, 64, rgb);
+        CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
+    }
+    CHECK_INT(count_files(".spool"), 1);
+    sdm_sink_free(&s);
+    CHECK_INT(count_files(".tmp-"), 0);
+    CHECK(file_size(partial[0]) < 0 && file_size(partial[1]) < 0 && file_size(in_dir("x.png")) < 0);
+    for (int i = 0; i < 2; i++) {
+        uint8_t *now = slurp(outs[i], &size);
+        CHECK(now && size == good_size[i] && memcmp(now, good[i], size) == 0);
+        free(now);
+        free(good[i]);
+    }
+    free(rgb);
+}
+
+/* Unwritable locations fail at open, before rendering, naming the path. */
+static void test_unwritable(void)
+{
+    const char *under_file[] = { in_dir("plain/x.mp4") };
+    const char *no_dir[] = { in_dir("nodir/x.gif") };
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_error err = { 0 };
+    sdm_sink *s = NULL;
+    FILE *f = fopen(in_dir("plain"), "w");
+
+    CHECK(f != NULL);
+    if (f)
+        fclose(f);
+    p.width = 64;
+    p.height = 64;
+    CHECK_INT(sdm_sink_open(under_file, 1, NULL, &p, &s, &err), -1);
+    CHECK_INT(err.code, SDM_EXIT_RUNTIME);
+    CHECK_CONTAINS(err.msg, under_file[0]);
+    CHECK_CONTAINS(err.msg, "Not a directory");
+    memset(&err, 0, sizeof err);
+    CHECK_INT(sdm_sink_open(no_dir, 1, NULL, &p, &s, &err), -1);
+    CHECK_CONTAINS(err.msg, no_dir[0]);
+    CHECK_CONTAINS(err.msg, "No such file or directory");
+    memset(&err, 0, sizeof err);
+    CHECK_INT(sdm_sink_open(NULL, 0, in_dir("plain/sheet.png"), &p, &s, &err), -1);
+    CHECK_CONTAINS(err.msg, "Not a directory");
+    /* A good output beside a bad one: nothing is left of the good one either. */
+    {
+        const char *mixed[] = { in_dir("ok.mp4"), in_dir("plain/x.gif") };
+        memset(&err, 0, sizeof err);
+        CHECK_INT(sdm_sink_open(mixed, 2, NULL, &p, &s, &err), -1);
+        CHECK_CONTAINS(err.msg, "plain/x.gif");
+    }
+    CHECK(s == NULL);
+    CHECK_INT(count_files(".tmp-"), 0);
+    unlink(in_dir("plain"));
+}
+
+/* A full disk, simulated in a child with RLIMIT_FSIZE (writes past it fail
+ * with EFBIG once SIGXFSZ is ignored): the render fails with a clear
+ * message, no temporary or spool file is left, the earlier file survives. */
+static void full_disk(sdm_gif_palette palette, const char *const *outs, int n_outs)
+{
+    sdm_sink_params p = sdm_sink_default_params();
+    char msg[2048] = "";
+    uint8_t *before;
+    long before_size, after_size;
+    int fds[2], status = -1;
+    pid_t pid;
+
+    p.width = 256;
+    p.height = 256;
+    p.preset = "ultrafast";
+    p.gif_palette = palette;
+    {
+        sdm_error err = { 0 };
+        CHECK_INT(write_frames(outs, n_outs, NULL, &p, 4, 0, &err), 0);
+    }
+    before = slurp(outs[0], &before_size);
+    if (pipe(fds) < 0) {
+        CHECK(0);
+        return;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        struct rlimit rl = { 200 * 1024, 200 * 1024 };
+        sdm_error err = { 0 };
+        sdm_sink *s = NULL;
+        uint8_t *rgb = malloc(256 * 256 * 3);
+        unsigned x = 12345;
+        int rc = 3;
+
+        close(fds[0]);
+        alarm(120);                         /* a hang fails the test instead of blocking it */
+        signal(SIGXFSZ, SIG_IGN);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        if (sdm_sink_open(outs, n_outs, NULL, &p, &s, &err) == 0) {
+            int failed = 0;
+            for (int k = 0; k < 40 && !failed; k++) {
+                for (int i = 0; i < 256 * 256 * 3; i++) {
+                    x = x * 1664525u + 1013904223u;
+                    rgb[i] = (uint8_t)(x >> 24);    /* noise: incompressible */
+                }
+                failed = sdm_sink_push(s, rgb, &err) < 0;
+            }
+            if (!failed)
+                failed = sdm_sink_finish(s, 0, &err) < 0;
+            rc = failed ? 0 : 4;
+            sdm_sink_free(&s);
+        }
+        if (write(fds[1], err.msg, strlen(err.msg)) < 0)
+            rc = 5;
+        _exit(rc);
+    }
+    close(fds[1]);
+    if (pid > 0) {
+        ssize_t n = read(fds[0], msg, sizeof msg - 1);
+        msg[n > 0 ? n : 0] = '\0';
+        waitpid(pid, &status, 0);
+    }
+    close(fds[0]);
+    CHECK(WIFEXITED(status));
+    CHECK_INT(WEXITSTATUS(status), 0);
+    CHECK_CONTAINS(msg, "write failed");
+    CHECK_CONTAINS(msg, "File too large");
+    CHECK_CONTAINS(msg, dir);
+    printf("full disk (%s): \"%s\"\n", outs[n_outs - 1], msg);
+    CHECK_INT(count_files(".tmp-"), 0);
+    {
+        uint8_t *after = slurp(outs[0], &after_size);
+        CHECK(before && after && after_size == before_size && memcmp(before, after, before_size) == 0);
+        free(after);
+    }
+    free(before);
+}
+
+static void test_full_disk(void)
+{
+    const char *both[] = { in_dir("full.mp4"), in_dir("full.gif") };
+    const char *gif[] = { in_dir("spool.gif") };
+
+    full_disk(SDM_GIF_PALETTE_FRAME, both, 2);
+    full_disk(SDM_GIF_PALETTE_STREAM, gif, 1);
+    CHECK_INT(count_files(".spool"), 0);
+}
+
 static void test_bad_settings(void)
 {
     const char *out = in_dir("bad.mp4");
@@ -606,6 +805,9 @@ int main(void)
     test_gif();
     test_sheet();
     test_several_outputs();
+    test_partial();
+    test_unwritable();
+    test_full_disk();
     test_bad_settings();
     if (!getenv("SDM_KEEP"))
         remove_dir();
