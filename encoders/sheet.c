@@ -7,8 +7,9 @@
  *
  * Memory is bounded whatever the frame count: at most MAX_CELLS thumbnails
  * are kept. total_frames sizes the thumbnails so the sheet stays within
- * MAX_SIDE pixels; when it is unknown (0) they are THUMB_UNKNOWN pixels on
- * their long side. Past MAX_CELLS frames every other thumbnail is dropped and
+ * MAX_SIDE pixels (so they hold at most ~MAX_SIDE^2 pixels, 50 MB); when it
+ * is unknown (0) they are THUMB_UNKNOWN pixels on their long side (48 MB
+ * for 1024). When the cells are full, every other thumbnail is dropped and
  * only every 2nd (4th...) frame kept from then on; the labels stay true. */
 #include "format.h"
 
@@ -36,8 +37,9 @@ typedef struct {
     int width, height;          /* of the frames */
     int tw, th;                 /* of a thumbnail */
     struct SwsContext *sws;
-    uint8_t *thumbs;            /* MAX_CELLS thumbnails, tw*th*3 each */
+    uint8_t *thumbs;            /* cap thumbnails, tw*th*3 each */
     int64_t index[MAX_CELLS];   /* frame index of each kept thumbnail */
+    int cap;                    /* MAX_CELLS, or total_frames if fewer */
     int kept;
     int64_t stride;             /* keep frames whose index is a multiple */
     int64_t seen;
@@ -85,7 +87,9 @@ static int sheet_open(void **out, const char *tmp_path, const char *target,
     }
     c->tw = (int)fmax(1, floor(p->width * scale));
     c->th = (int)fmax(1, floor(p->height * scale));
-    c->thumbs = av_malloc((size_t)MAX_CELLS * c->tw * c->th * 3);
+    /* At least 2, so dropping every other thumbnail frees a cell. */
+    c->cap = p->total_frames > 1 && p->total_frames < MAX_CELLS ? p->total_frames : p->total_frames == 1 ? 2 : MAX_CELLS;
+    c->thumbs = av_malloc((size_t)c->cap * c->tw * c->th * 3);
     c->sws = sws_getContext(p->width, p->height, AV_PIX_FMT_RGB24, c->tw, c->th, AV_PIX_FMT_RGB24,
                             SWS_AREA | SWS_ACCURATE_RND, NULL, NULL, NULL);
     if (!c->thumbs || !c->sws) {
@@ -127,7 +131,7 @@ static int sheet_write(void *ctx, const uint8_t *rgb, sdm_error *err)
 
     if (k % c->stride)
         return 0;
-    if (c->kept == MAX_CELLS) {
+    if (c->kept == c->cap) {
         compact(c);
         if (k % c->stride)
             return 0;

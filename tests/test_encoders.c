@@ -249,7 +249,8 @@ static void test_mp4(void)
 }
 
 /* One GIF with the given settings; checks it and returns its mean PSNR. */
-static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n)
+static double check_gif_size(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n,
+                             int w, int h)
 {
     const char *out = in_dir(name);
     sdm_sink_params p = sdm_sink_default_params();
@@ -257,8 +258,8 @@ static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither di
     sdm_error err = { 0 };
     psnr_acc a;
 
-    p.width = 160;
-    p.height = 120;
+    p.width = w;
+    p.height = h;
     p.fps = fps;
     p.gif_palette = pal;
     p.gif_dither = dither;
@@ -267,8 +268,8 @@ static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither di
         fprintf(stderr, "%s\n", err.msg);
     CHECK_INT(probe_psnr(out, &info, &a, 1), 0);
     CHECK_STR(info.codec, "gif");
-    CHECK_INT(info.width, 160);
-    CHECK_INT(info.height, 120);
+    CHECK_INT(info.width, w);
+    CHECK_INT(info.height, h);
     CHECK_INT(info.frames, n);
     CHECK_INT(a.n, n);
     /* Delays are whole 1/100 s; the total is n/fps to the nearest 1/100 s. */
@@ -279,11 +280,16 @@ static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither di
     CHECK(info.max_colors <= 256);
     CHECK(a.min_psnr >= 25.0);
     CHECK_INT(info.moov_before_mdat, -1);
-    printf("gif %s palette, %s dither: min PSNR %.2f dB, mean %.2f dB, %d colours max, %ld bytes\n",
-           sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), a.min_psnr,
+    printf("gif %dx%d %s palette, %s dither: min PSNR %.2f dB, mean %.2f dB, %d colours max, %ld bytes\n",
+           w, h, sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), a.min_psnr,
            a.n ? a.sum_psnr / a.n : 0, info.max_colors, file_size(out));
     CHECK_INT(count_files(".tmp-"), 0);
     return a.n ? a.sum_psnr / a.n : 0;
+}
+
+static double check_gif(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n)
+{
+    return check_gif_size(name, pal, dither, fps, n, 160, 120);
 }
 
 static void test_gif(void)
@@ -297,6 +303,9 @@ static void test_gif(void)
     stream_sierra = check_gif("stream-sierra.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_SIERRA2_4A, 10, 15);
     check_gif("stream-fs.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_FLOYD_STEINBERG, 30, 9);
     CHECK(frame_bayer > 25 && frame_none > 25 && stream_sierra > 25);
+    /* Large enough that palettegen looks at a downscaled copy. */
+    check_gif_size("large-frame.gif", SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_BAYER, 24, 6, 512, 384);
+    check_gif_size("large-stream.gif", SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_BAYER, 24, 6, 512, 384);
     CHECK_INT(count_files(".spool"), 0);
 
     /* Faster than browsers play GIFs: refused at open. */
@@ -486,6 +495,20 @@ static void test_sheet(void)
         CHECK_INT(bad, 0);
         CHECK(label_reads(&im, 2 + 1 * 18, 2, 4));
     }
+
+    /* More frames than total_frames said: still bounded, frames 0, 4, 8 kept. */
+    out = in_dir("more.png");
+    p.total_frames = 3;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(write_flat(out, &p, 10, &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK_INT(info.width, 2 * 18 + 2);
+    CHECK_INT(info.height, 2 * 18 + 2);
+    for (int j = 0; im.rgb && info.width == 38 && j < 3; j++)
+        CHECK_INT(pixel(&im, 2 + (j % 2) * 18 + 12, 2 + (j / 2) * 18 + 12)[0], 4 * j);
+    p.total_frames = 1;
+    memset(&err, 0, sizeof err);
+    CHECK_INT(write_flat(out, &p, 5, &err), 0);
     free(im.rgb);
     CHECK_INT(count_files(".tmp-"), 0);
 }
