@@ -5,7 +5,8 @@
  * above 1 means encoding keeps up and the renderer never waits on it. Then
  * a paced run pushes at that rate and reports how long push() blocked.
  *
- *   make build/bench/bench_encoders && build/bench/bench_encoders [frames] */
+ *   make build/bench/bench_encoders && build/bench/bench_encoders [frames [only]]
+ * where `only` runs just the cases whose name contains it ("gif", "sheet"). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,10 +116,12 @@ int main(int argc, char **argv)
 {
     enum { N_FRAMES = 24 };
     int n = argc > 1 ? atoi(argv[1]) : 96;
+    const char *only = argc > 2 ? argv[2] : NULL;
     char dir[] = "/tmp/sdm-bench-enc-XXXXXX", cpu[128], mp4[64], gif[64], png[64];
     uint8_t *frames[N_FRAMES];
     double max_push, finish, t;
     struct rusage ru;
+    long rss0;
     struct {
         const char *name;
         const char *outs[2];
@@ -144,10 +147,14 @@ int main(int argc, char **argv)
         frames[k] = malloc(W * H * 3);
         make_frame(k, frames[k]);
     }
+    getrusage(RUSAGE_SELF, &ru);
+    rss0 = ru.ru_maxrss;
     cpu_name(cpu, sizeof cpu);
     printf("encoders, %dx%d, %d frames, on %s (%ld cores); GPU target rate %.2f frames/s\n",
            W, H, n, cpu, sysconf(_SC_NPROCESSORS_ONLN), TARGET_FPS);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (only && !strstr(cases[i].name, only))
+            continue;
         t = run(cases[i].outs, cases[i].n_outs, cases[i].sheet, cases[i].pal, frames, N_FRAMES, n, 0,
                 &max_push, &finish);
         if (t < 0)
@@ -157,7 +164,7 @@ int main(int argc, char **argv)
     }
     /* The render loop's view: frames arrive at the target rate; how long
      * did push() hold the renderer? */
-    {
+    if (!only) {
         int paced = 20;
         const char *outs[] = { mp4, gif };
         t = run(outs, 2, png, SDM_GIF_PALETTE_FRAME, frames, N_FRAMES, paced, TARGET_FPS, &max_push, &finish);
@@ -167,8 +174,8 @@ int main(int argc, char **argv)
                TARGET_FPS, max_push * 1e3, finish);
     }
     getrusage(RUSAGE_SELF, &ru);
-    printf("  peak memory %ld MiB (frames held by the benchmark: %d MiB)\n", ru.ru_maxrss / 1024,
-           N_FRAMES * W * H * 3 >> 20);
+    printf("  peak memory %ld MiB, %ld MiB before the first sink (the benchmark's own frames, libraries)\n",
+           ru.ru_maxrss / 1024, rss0 / 1024);
     for (int k = 0; k < N_FRAMES; k++)
         free(frames[k]);
     unlink(mp4);

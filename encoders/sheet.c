@@ -295,6 +295,9 @@ static int sheet_finish(void *ctx, sdm_error *err)
                    3 * c->tw);
         draw_label(frame->data[0], frame->linesize[0], x0, y0, x0 + c->tw, y0 + c->th, c->index[i], k);
     }
+    /* Drawn: give their memory back before the encoder takes its own. */
+    av_freep(&c->thumbs);
+    c->kept = 0;
 
     averr = avcodec_send_frame(enc, frame);
     if (averr >= 0)
