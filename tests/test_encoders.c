@@ -756,6 +756,76 @@ static void test_full_disk(void)
     CHECK_INT(count_files(".spool"), 0);
 }
 
+/* SigBlk of a thread, from /proc (a hex mask, bit n-1 for signal n). */
+static unsigned long long blocked_mask(const char *tid)
+{
+    char path[128], line[256];
+    unsigned long long mask = 0;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", tid);
+    f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "SigBlk:", 7) == 0)
+            mask = strtoull(line + 7, NULL, 16);
+    if (f)
+        fclose(f);
+    return mask;
+}
+
+/* The ids of this process's threads, as a string " 12 13 ... ". */
+static void thread_ids(char *buf, size_t size)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    size_t n = 0;
+
+    buf[0] = '\0';
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.' && n + strlen(e->d_name) + 3 < size)
+            n += snprintf(buf + n, size - n, " %s ", e->d_name);
+    if (d)
+        closedir(d);
+}
+
+/* Every thread the sink starts (its own and x264's) blocks SIGINT and
+ * SIGTERM, so they reach the render loop's thread; that thread's mask is
+ * left as it was. */
+static void test_signal_mask(void)
+{
+    const char *outs[] = { in_dir("sig.mp4"), in_dir("sig.gif") };
+    const unsigned long long both = 1ull << (SIGINT - 1) | 1ull << (SIGTERM - 1);
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_error err = { 0 };
+    sdm_sink *s = NULL;
+    char before[4096], after[4096], self[32], *tok, *save = NULL;
+    int started = 0, blocking = 0;
+
+    if (access("/proc/self/task", R_OK) != 0) {
+        SKIP("no /proc/self/task: cannot read the threads' signal masks");
+        return;
+    }
+    p.width = 64;
+    p.height = 64;
+    p.preset = "ultrafast";
+    snprintf(self, sizeof self, "%ld", (long)getpid());
+    thread_ids(before, sizeof before);
+    CHECK_INT(sdm_sink_open(outs, 2, NULL, &p, &s, &err), 0);
+    thread_ids(after, sizeof after);
+    for (tok = strtok_r(after, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char key[40];
+        snprintf(key, sizeof key, " %s ", tok);
+        if (strstr(before, key))
+            continue;
+        started++;
+        blocking += (blocked_mask(tok) & both) == both;
+    }
+    CHECK(started >= 2);
+    CHECK_INT(blocking, started);
+    CHECK_INT(blocked_mask(self) & both, 0);
+    sdm_sink_free(&s);
+}
+
 static void test_bad_settings(void)
 {
     const char *out = in_dir("bad.mp4");
@@ -831,6 +901,7 @@ int main(void)
     test_partial();
     test_unwritable();
     test_full_disk();
+    test_signal_mask();
     test_bad_settings();
     if (!getenv("SDM_KEEP"))
         remove_dir();
