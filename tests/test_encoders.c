@@ -4,7 +4,6 @@
  * loop flag; and the safety promises: partial renders, failures that leave
  * no temporary file and never replace an earlier good file. */
 #include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -875,9 +874,7 @@ static void remove_dir(void)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) < 0 && errno == EISDIR)
-            rmdir(path);
-        else if (errno == EPERM || errno == EISDIR)
+        if (unlink(path) < 0)
             rmdir(path);
     }
     closedir(d);
