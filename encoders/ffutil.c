@@ -21,6 +21,11 @@ static void log_bridge(void *avcl, int level, const char *fmt, va_list ap)
         line[--n] = '\0';
     if (n == 0)
         return;
+    /* palettegen warns when two of its colour boxes average to the same
+     * colour: harmless (one palette entry wasted), and per-frame palettes
+     * would print it for many frames. */
+    if (level == AV_LOG_WARNING && strstr(line, "Duped color"))
+        level = AV_LOG_VERBOSE;
     if (level <= AV_LOG_ERROR)
         sdm_log(SDM_LOG_ERROR, "%s", line);
     else if (level <= AV_LOG_WARNING)

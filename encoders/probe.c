@@ -144,6 +144,10 @@ static int take_frame(frame_sink *fs, const AVFrame *frame, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame %d is %dx%d, the stream %dx%d",
                              info->frames, frame->width, frame->height, info->width, info->height);
     if (info->frames == 0) {
+        /* PNG keeps its text chunks with the frame, not the container. */
+        AVDictionaryEntry *comment = av_dict_get(frame->metadata, "comment", NULL, 0);
+        if (comment && !info->comment[0])
+            snprintf(info->comment, sizeof info->comment, "%s", comment->value);
         snprintf(info->pix_fmt, sizeof info->pix_fmt, "%s", desc ? desc->name : "?");
         snprintf(info->color_space, sizeof info->color_space, "%s", av_color_space_name(frame->colorspace));
     }

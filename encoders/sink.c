@@ -329,7 +329,9 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
 
     s->cap = p->queue_frames;
     s->frame_size = (size_t)p->width * p->height * 3;
-    s->slots = malloc(s->frame_size * s->cap);
+    /* swscale's SIMD reads a little past the end of a picture: pad the
+     * ring so reading the last slot never touches an unmapped page. */
+    s->slots = malloc(s->frame_size * s->cap + 3 * (size_t)p->width + 256);
     if (!s->slots) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory for a queue of %d frames", s->cap);
         goto end;

@@ -1,9 +1,12 @@
 /* Where frames go: one interface over every output format. The pipeline
- * pushes RGB frames in display order; a bounded queue hands them to an
- * encoder thread that feeds each output (MP4/H.264, GIF, PNG contact sheet),
- * so rendering never waits on encoding unless the queue is full. Each file is
+ * pushes RGB frames in display order; a bounded queue hands them to one
+ * encoder thread per output (MP4/H.264, GIF, PNG contact sheet), so
+ * rendering never waits on encoding unless the queue is full. Each file is
  * written beside its target under a temporary name and renamed at the end,
- * so a failed render never replaces an earlier good file. */
+ * so a failed render never replaces an earlier good file.
+ *
+ * Call push/finish/free from one thread (the render loop's). The encoder
+ * threads block SIGINT and SIGTERM, so those reach the caller's thread. */
 #ifndef SDM_SINK_H
 #define SDM_SINK_H
 
@@ -34,12 +37,13 @@ const char *sdm_gif_dither_name(sdm_gif_dither v);
 int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out);     /* 0, or -1 if unknown */
 
 typedef struct {
-    int width, height;      /* of every frame */
-    double fps;
+    int width, height;      /* of every frame (512x512); MP4 needs them even */
+    double fps;             /* (24); GIF at most 50 */
     int crf;                /* H.264 quality (18) */
     const char *preset;     /* x264 preset ("medium") */
     int queue_frames;       /* frames the queue holds before push blocks (8) */
-    const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version); may be NULL */
+    const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version): MP4
+                             * "comment", PNG text chunk; FFmpeg's GIF muxer has none. May be NULL */
     int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
     sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_FRAME */
     sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_BAYER */
@@ -51,7 +55,9 @@ sdm_sink_params sdm_sink_default_params(void);
  * contact sheet when sheet != 0), else an error naming it. Call before rendering. */
 int sdm_sink_check_path(const char *path, int sheet, sdm_error *err);
 
-/* Opens every output (temporary files beside the targets). contact_sheet may be NULL. */
+/* Opens every output (temporary files beside the targets), so a bad path or
+ * setting fails here, before rendering. contact_sheet may be NULL;
+ * n_outputs may be 0 if it is not. */
 int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
                   const sdm_sink_params *p, sdm_sink **out, sdm_error *err);
 /* Queues one frame (width*height*3 bytes, RGB24, copied). Blocks while the
