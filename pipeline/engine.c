@@ -205,16 +205,25 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     float *tbuf = NULL;
     int64_t tshape[1] = { n };
     sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
-    sdm_tensor *x0_prev = NULL, *x0 = NULL, *noise = NULL;
-    sdm_torch_status st;
+    sdm_tensor *x0_prev = NULL, *x0 = NULL, *noise = NULL, **tts = NULL;
+    sdm_torch_status st = SDM_TORCH_OK;
 
     *out = NULL;
     tbuf = malloc(sizeof *tbuf * n);
-    if (!tbuf) {
+    tts = calloc(s->n_steps, sizeof *tts);
+    if (!tbuf || !tts) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    st = sdm_tensor_clone(x, &cur);
+    /* Every step's timesteps go to the device before the loop: a copy from
+     * host memory inside it would wait for the GPU each step. */
+    for (int i = 0; i < s->n_steps && !st; i++) {
+        for (int j = 0; j < n; j++)
+            tbuf[j] = (float)s->steps[i].t;
+        st = sdm_tensor_from_host(tbuf, SDM_F32, tshape, 1, e->dev, &tts[i]);
+    }
+    if (!st)
+        st = sdm_tensor_clone(x, &cur);
     if (!st && guided) {
         sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
         st = sdm_tensor_cat(pair, 2, &emb);
@@ -233,11 +242,8 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             rc = 1;
             goto end;
         }
-        for (int j = 0; j < n; j++)
-            tbuf[j] = (float)k->t;
-        st = sdm_tensor_from_host(tbuf, SDM_F32, tshape, 1, e->dev, &tt);
-        if (!st)
-            st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
+        tt = tts[i];
+        st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
         if (!st && guided) {
             sdm_tensor *pair[2] = { xin, xin };
             st = sdm_tensor_cat(pair, 2, &xin2);
@@ -289,7 +295,6 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             x0_prev = x0;
             x0 = NULL;
         }
-        sdm_tensor_free(&tt);
         sdm_tensor_free(&xin);
         sdm_tensor_free(&xin2);
         sdm_tensor_free(&pred);
@@ -299,11 +304,13 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     rc = 0;
 end:
     free(tbuf);
+    for (int i = 0; tts && i < s->n_steps; i++)
+        sdm_tensor_free(&tts[i]);
+    free(tts);
     sdm_tensor_free(&cur);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&xin);
     sdm_tensor_free(&xin2);
-    sdm_tensor_free(&tt);
     sdm_tensor_free(&res);
     sdm_tensor_free(&pred);
     sdm_tensor_free(&x0_prev);
