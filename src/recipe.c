@@ -99,7 +99,6 @@ typedef struct {
     yaml_document_t *doc;
     sdm_recipe *r;
     sdm_keyframe def;           /* recipe-level defaults of keyframe keys */
-    yaml_node_t *loop_node;     /* for errors that depend on loop: */
     sdm_error *err;
 } loader;
 
@@ -735,19 +734,22 @@ int64_t sdm_recipe_shown_frames(const sdm_recipe *r)
 static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
 {
     sdm_recipe *r = L->r;
-    yaml_node_t *body = NULL;
+    yaml_node_t *body = NULL, *loop = NULL;
     int64_t shown;
 
-    for (size_t i = 0; i < COUNT(recipe_keys); i++)
+    for (size_t i = 0; i < COUNT(recipe_keys); i++) {
         if (!strcmp(recipe_keys[i].key, "keyframes") || !strcmp(recipe_keys[i].key, "walk"))
             body = seen[i].value ? seen[i].value : body;
+        if (!strcmp(recipe_keys[i].key, "loop"))
+            loop = seen[i].value;
+    }
     if (!r->keyframes)
         return fail_at(L, root, "the recipe has neither 'keyframes' (a list) nor 'walk' (a mapping); expected one");
     if (r->walk && r->loop == SDM_LOOP_CYCLE)
-        return fail_at(L, L->loop_node, "'loop': cycle does not apply to a walk; expected none or pingpong "
+        return fail_at(L, loop, "'loop': cycle does not apply to a walk; expected none or pingpong "
                        "(for a walk that returns to its start, set 'closed: true' in walk)");
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
-        return fail_at(L, L->loop_node, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
+        return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
     shown = sdm_recipe_shown_frames(r);
     if (shown > MAX_SHOWN_FRAMES)
         return fail_at(L, body, "the recipe shows %" PRId64 " frames; expected at most %d", shown, MAX_SHOWN_FRAMES);
@@ -852,7 +854,9 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
         goto end;
     }
     r = calloc(1, sizeof *r);
-    if (!r || !(r->path = strdup(name))) {
+    if (r)
+        r->path = strdup(name);
+    if (!r || !r->path) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -889,22 +893,17 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
         fail_at(&L, root, "expected the recipe's keys (a mapping) at the top level, found %s", node_kind(root));
         goto end;
     }
-    /* The loop mode is needed for messages before the recipe is complete. */
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&doc, p->key);
-        if (k && k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, "loop"))
-            L.loop_node = yaml_document_get_node(&doc, p->value);
-    }
     if (parse_mapping(&L, root, "recipe", recipe_keys, COUNT(recipe_keys), r, seen))
         goto end;
-    /* recipe_keys handled "output" with r as its base; see h_outputs. */
     if (check_recipe(&L, root, seen))
         goto end;
     if (!r->outputs && default_output(r, name)) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    if (!r->negative && !(r->negative = strdup(""))) {
+    if (!r->negative)
+        r->negative = strdup("");
+    if (!r->negative) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }

@@ -5,6 +5,8 @@
 #include <glob.h>
 #include <json.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "plan.h"
@@ -615,6 +617,35 @@ static void test_examples(void)
     globfree(&g);
 }
 
+/* The real command, where the full binary is built (`make`). */
+static void test_binary(void)
+{
+    char line[512] = "";
+    FILE *f;
+    int status;
+
+    if (access("./sdmorph", X_OK)) {
+        SKIP("./sdmorph is not built here (make); sdm_cmd_check was tested directly");
+        return;
+    }
+    status = system("./sdmorph check -q recipes/demo.yaml > /dev/null");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == SDM_EXIT_OK);
+    f = fopen("build/tests/bad_recipe.yaml", "w");
+    if (!f)
+        return;
+    fputs("steps: 20\nkeyframes:\n  - prompt: a\n    guidence: 3\n", f);
+    fclose(f);
+    f = popen("./sdmorph check build/tests/bad_recipe.yaml 2>&1", "r");
+    if (!f)
+        return;
+    if (!fgets(line, sizeof line, f))
+        line[0] = 0;
+    status = pclose(f);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == SDM_EXIT_USAGE);
+    CHECK_CONTAINS(line, "build/tests/bad_recipe.yaml:4:5: unknown key 'guidence' in keyframe; did you mean 'guidance'?");
+    remove("build/tests/bad_recipe.yaml");
+}
+
 int main(void)
 {
     test_ease();
@@ -628,5 +659,6 @@ int main(void)
     test_print();
     test_json();
     test_examples();
+    test_binary();
     return test_report();
 }
