@@ -9,32 +9,13 @@
 #include "probe.h"
 #include "render.h"
 #include "sampler.h"
+#include "analytic.h"
 #include "test.h"
 
 static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
 static char model_dir[512];
 
 /* ---- small host-side helpers ------------------------------------------- */
-
-static float *host_f32(const sdm_tensor *t)
-{
-    size_t n = (size_t)sdm_tensor_numel(t);
-    float *v = malloc(n * sizeof *v);
-    if (v && sdm_tensor_to_host(t, SDM_F32, v, n * sizeof *v)) {
-        free(v);
-        v = NULL;
-    }
-    return v;
-}
-
-static sdm_tensor *target(sdm_engine *e, const sdm_tensor *emb, int h, int w)
-{
-    sdm_arg a[3] = { sdm_arg_tensor(emb), sdm_arg_int(h), sdm_arg_int(w) };
-    sdm_tensor *x0 = NULL;
-    if (sdm_module_call_args(sdm_engine_unet(e), "target", a, 3, &x0))
-        fprintf(stderr, "target: %s\n", sdm_torch_last_error());
-    return x0;
-}
 
 /* DDIM (eta 0) on a perfect denoiser toward x0*: every step predicts x0*
  * exactly, so the final latent is sqrt(a_f)·x0* + sqrt(1−a_f)·eps0 with

@@ -1,0 +1,31 @@
+/* Helpers for tests on the analytic bundle: tensors to host floats, and the
+ * UNet's exact answer x0 = target(emb, h, w). */
+#ifndef SDM_TEST_ANALYTIC_H
+#define SDM_TEST_ANALYTIC_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "engine.h"
+
+static inline float *host_f32(const sdm_tensor *t)
+{
+    size_t n = (size_t)sdm_tensor_numel(t);
+    float *v = malloc(n * sizeof *v);
+    if (v && sdm_tensor_to_host(t, SDM_F32, v, n * sizeof *v)) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static inline sdm_tensor *target(sdm_engine *e, const sdm_tensor *emb, int h, int w)
+{
+    sdm_arg a[3] = { sdm_arg_tensor(emb), sdm_arg_int(h), sdm_arg_int(w) };
+    sdm_tensor *x0 = NULL;
+    if (sdm_module_call_args(sdm_engine_unet(e), "target", a, 3, &x0))
+        fprintf(stderr, "target: %s\n", sdm_torch_last_error());
+    return x0;
+}
+
+#endif
