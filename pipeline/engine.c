@@ -205,13 +205,14 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     float *tbuf = NULL;
     int64_t tshape[1] = { n };
     sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
-    sdm_tensor *x0_prev = NULL, *x0 = NULL, *noise = NULL, **tts = NULL;
+    sdm_tensor *x0_prev = NULL, *x0 = NULL, **tts = NULL, **noises = NULL;
     sdm_torch_status st = SDM_TORCH_OK;
 
     *out = NULL;
     tbuf = malloc(sizeof *tbuf * n);
     tts = calloc(s->n_steps, sizeof *tts);
-    if (!tbuf || !tts) {
+    noises = calloc(s->n_steps, sizeof *noises);
+    if (!tbuf || !tts || !noises) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -224,15 +225,35 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     }
     if (!st)
         st = sdm_tensor_clone(x, &cur);
+    /* the text embeddings are the same every step: in the model's dtype once */
     if (!st && guided) {
         sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
         st = sdm_tensor_cat(pair, 2, &emb);
     } else if (!st) {
         st = sdm_tensor_clone(cond, &emb);
     }
+    if (!st && e->dtype != SDM_F32) {
+        sdm_tensor *cast = NULL;
+        st = sdm_tensor_to(emb, e->dev, e->dtype, &cast);
+        sdm_tensor_free(&emb);
+        emb = cast;
+    }
     if (st) {
         sdm_engine_torch_error(err, st, "sampling");
         goto end;
+    }
+    /* Ancestral noise is drawn on the host (torch's CPU generator, like the
+     * initial noise): all of it before the loop, so the loop never waits. */
+    for (int i = 0; s->uses_noise && i < s->n_steps; i++) {
+        if (s->steps[i].cnoise == 0)
+            continue;
+        if (!noise_fn) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
+                          sdm_sampler_name(s->kind));
+            goto end;
+        }
+        if (noise_fn(noise_user, i, &noises[i], err))
+            goto end;
     }
     for (int i = 0; i < s->n_steps; i++) {
         const sdm_step *k = &s->steps[i];
@@ -275,16 +296,9 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             sdm_engine_torch_error(err, st, "sampling");
             goto end;
         }
-        if (s->uses_noise && k->cnoise != 0) {
-            if (!noise_fn) {
-                sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
-                              sdm_sampler_name(s->kind));
-                goto end;
-            }
-            if (noise_fn(noise_user, i, &noise, err))
-                goto end;
-            st = sdm_tensor_axpby_(k->cnoise, noise, 1.0, cur);
-            sdm_tensor_free(&noise);
+        if (noises[i]) {
+            st = sdm_tensor_axpby_(k->cnoise, noises[i], 1.0, cur);
+            sdm_tensor_free(&noises[i]);
             if (st) {
                 sdm_engine_torch_error(err, st, "sampling");
                 goto end;
@@ -304,9 +318,14 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     rc = 0;
 end:
     free(tbuf);
-    for (int i = 0; tts && i < s->n_steps; i++)
-        sdm_tensor_free(&tts[i]);
+    for (int i = 0; i < s->n_steps; i++) {
+        if (tts)
+            sdm_tensor_free(&tts[i]);
+        if (noises)
+            sdm_tensor_free(&noises[i]);
+    }
     free(tts);
+    free(noises);
     sdm_tensor_free(&cur);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&xin);
@@ -315,7 +334,6 @@ end:
     sdm_tensor_free(&pred);
     sdm_tensor_free(&x0_prev);
     sdm_tensor_free(&x0);
-    sdm_tensor_free(&noise);
     return rc;
 }
 

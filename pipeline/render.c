@@ -335,6 +335,9 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         kp.fps = r->fps;
         kp.comment = comment;
         kp.total_frames = S.plan.n_sequence;
+        /* room for two batches: a batch is handed over while the encoder
+         * still works on the last one, so the GPU does not wait on it */
+        kp.queue_frames = 2 * B > kp.queue_frames ? (2 * B > 1024 ? 1024 : 2 * B) : kp.queue_frames;
         if (sdm_sink_open((const char *const *)S.outs.names, S.outs.n, r->contact_sheet, &kp, &S.sink, err))
             goto end;
     }
