@@ -205,11 +205,12 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     float *tbuf = NULL;
     int64_t tshape[1] = { n };
     sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
-    sdm_tensor *x0_prev = NULL, *x0 = NULL, **tts = NULL, **noises = NULL;
+    sdm_tensor *x0_prev = NULL, *x0 = NULL, **tts = NULL, **noises = NULL, *gt = NULL;
+    int64_t gshape[1] = { B };
     sdm_torch_status st = SDM_TORCH_OK;
 
     *out = NULL;
-    tbuf = malloc(sizeof *tbuf * n);
+    tbuf = malloc(sizeof *tbuf * (n > B ? n : B));
     tts = calloc(s->n_steps, sizeof *tts);
     noises = calloc(s->n_steps, sizeof *noises);
     if (!tbuf || !tts || !noises) {
@@ -222,6 +223,11 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
         for (int j = 0; j < n; j++)
             tbuf[j] = (float)s->steps[i].t;
         st = sdm_tensor_from_host(tbuf, SDM_F32, tshape, 1, e->dev, &tts[i]);
+    }
+    if (!st && guided) {
+        for (int j = 0; j < B; j++)
+            tbuf[j] = (float)g[j];
+        st = sdm_tensor_from_host(tbuf, SDM_F32, gshape, 1, e->dev, &gt);
     }
     if (!st)
         st = sdm_tensor_clone(x, &cur);
@@ -279,7 +285,7 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
         if (call_f32(e, e->unet, args, 3, &res, "UNet", err))
             goto end;
         if (guided) {
-            st = sdm_tensor_cfg(res, g, B, &pred);
+            st = sdm_tensor_cfg(res, gt, &pred);
             sdm_tensor_free(&res);
         } else {
             pred = res;
@@ -326,6 +332,7 @@ end:
     }
     free(tts);
     free(noises);
+    sdm_tensor_free(&gt);
     sdm_tensor_free(&cur);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&xin);

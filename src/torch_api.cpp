@@ -792,22 +792,25 @@ sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t l
     });
 }
 
-sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const double *g, int batch, sdm_tensor **out)
+sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
     return guarded("cfg", [&] {
         need_out(out, "sdm_tensor_cfg");
         const at::Tensor &x = arg(both, "cfg", "both");
-        if (batch <= 0 || !g)
-            throw op_error("cfg: no guidance scales given");
-        if (x.dim() < 1 || x.size(0) != 2 * (int64_t)batch)
-            throw op_error("cfg: expects a guided batch of " + std::to_string(2 * (int64_t)batch)
+        const at::Tensor &gs = arg(g, "cfg", "g");
+        if (gs.dim() != 1 || gs.size(0) < 1)
+            throw op_error("cfg: guidance scales must be [B], got " + shape_str(gs));
+        int64_t batch = gs.size(0);
+        if (x.dim() < 1 || x.size(0) != 2 * batch)
+            throw op_error("cfg: expects a guided batch of " + std::to_string(2 * batch)
                            + " rows, got " + shape_str(x));
+        if (gs.device() != x.device())
+            throw op_error("cfg: guidance scales and batch are on different devices");
         std::vector<int64_t> gshape(x.dim(), 1);
         gshape[0] = batch;
-        at::Tensor gt = at::from_blob(const_cast<double *>(g), { (int64_t)batch }, at::TensorOptions().dtype(at::kDouble))
-                            .to(x.device(), x.scalar_type()).view(gshape);
+        at::Tensor gt = gs.to(x.scalar_type()).view(gshape);
         at::Tensor u = x.narrow(0, 0, batch), c = x.narrow(0, batch, batch);
         *out = wrap(u + gt * (c - u));
     });

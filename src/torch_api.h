@@ -126,8 +126,10 @@ sdm_torch_status sdm_tensor_cat(sdm_tensor *const *ts, int n, sdm_tensor **out);
 /* Rows [start, start+len) of dim 0 (a copy). */
 sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t len, sdm_tensor **out);
 /* Classifier-free guidance over a guided batch: `both` is [2B,...] with the
- * unconditional halves first; out[i] = u[i] + g[i]·(c[i] − u[i]), per frame. */
-sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const double *g, int batch, sdm_tensor **out);
+ * unconditional halves first, g is [B] on the same device (made once per
+ * batch, so the step loop copies nothing from the host);
+ * out[i] = u[i] + g[i]·(c[i] − u[i]), per frame. */
+sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm_tensor **out);
 /* [B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 on the same device:
  * round((x/2+0.5).clamp(0,1)*255), the way diffusers makes PIL images. */
 sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);

@@ -415,9 +415,11 @@ static void test_cat_narrow_cfg(void)
     {
         const float gv[8] = { 0, 1, 2, 3, 10, 11, 12, 13 };
         const int64_t s42[2] = { 4, 2 };
-        const double g[2] = { 7.5, 1.0 };
+        const float g2[2] = { 7.5f, 1.0f }, g3[3] = { 1, 2, 3 };
+        const int64_t s2[1] = { 2 }, s3[1] = { 3 };
         sdm_tensor *gb = make_f32(gv, s42, 2, CPU), *o = NULL;
-        CHECK_INT(sdm_tensor_cfg(gb, g, 2, &o), SDM_TORCH_OK);
+        sdm_tensor *g = make_f32(g2, s2, 1, CPU), *gbad = make_f32(g3, s3, 1, CPU);
+        CHECK_INT(sdm_tensor_cfg(gb, g, &o), SDM_TORCH_OK);
         CHECK_INT(sdm_tensor_dim(o, 0), 2);
         if (get_f32(o, r, 4) == 0) {
             CHECK_NEAR(r[0], 75.0, 1e-5);
@@ -426,8 +428,10 @@ static void test_cat_narrow_cfg(void)
             CHECK_NEAR(r[3], 13.0, 1e-5);
         }
         sdm_tensor_free(&o);
-        CHECK_INT(sdm_tensor_cfg(gb, g, 3, &o), SDM_TORCH_ERROR);
+        CHECK_INT(sdm_tensor_cfg(gb, gbad, &o), SDM_TORCH_ERROR);
         sdm_tensor_free(&gb);
+        sdm_tensor_free(&g);
+        sdm_tensor_free(&gbad);
     }
     sdm_tensor_free(&a);
     sdm_tensor_free(&b);

@@ -155,8 +155,6 @@ def main():
     ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
-    ap.add_argument("--channels-last", action="store_true",
-                    help="UNet and VAE weights in channels-last layout (faster convolutions on tensor cores)")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -186,8 +184,6 @@ def main():
         die(f"beta_schedule '{sched.get('beta_schedule')}' is not supported")
 
     unet, vae, text = unet.to(device, dtype), vae.to(device, dtype), text.to(device, dtype)
-    if args.channels_last:
-        unet, vae = unet.to(memory_format=torch.channels_last), vae.to(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(0)
     ids = torch.full((2, L), vocab[pad_token], dtype=torch.int64)
     ids[:, 0] = vocab["<|startoftext|>"]
