@@ -154,4 +154,6 @@ for name, a, b in [("diffusers fp16 vs diffusers fp32", ref16, ref32), ("ours fp
 PY
 }
 
-"${1:-setup}"
+cmd=${1:-setup}
+[ $# -gt 0 ] && shift
+"$cmd" "$@"
