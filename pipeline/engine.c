@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +21,13 @@ struct sdm_engine {
 
 int sdm_engine_torch_error(sdm_error *err, sdm_torch_status st, const char *what)
 {
-    if (st == SDM_TORCH_OOM)
+    if (st == SDM_TORCH_OOM) {
+        if (err && !err->code)
+            err->out_of_memory = 1;
         return sdm_error_set(err, SDM_EXIT_RUNTIME,
                              "out of device memory during %s; lower --batch (or width/height) and try again (%s)",
                              what, sdm_torch_last_error());
+    }
     return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s failed: %s", what, sdm_torch_last_error());
 }
 
@@ -34,6 +38,108 @@ static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_err
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", path,
                              sdm_torch_last_error());
     return 0;
+}
+
+static void shape_str(const sdm_tensor *t, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < sdm_tensor_ndim(t) && n + 24 < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%lld", i ? "," : "[", (long long)sdm_tensor_dim(t, i));
+    snprintf(buf + n, len - n, "]");
+}
+
+/* One small input through each module, so a bundle whose files do not fit
+ * its model.yaml (or each other) fails now, naming the file and the shapes,
+ * not after hours of rendering. */
+static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
+                    const char *what, sdm_error *err);
+
+/* A module that would not run on the probe input: the first line of
+ * libtorch's message (the rest is a TorchScript traceback), and what the
+ * module was asked to fit. */
+static int module_misfit(const sdm_bundle *b, sdm_error *err)
+{
+    char *nl = strchr(err->msg, '\n');
+    size_t n;
+
+    if (nl)
+        *nl = '\0';
+    n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n, " -- does it fit %s/model.yaml (latent_channels %d, "
+             "token_length %d, hidden_size %d, vae_scale %d)?", b->dir, b->latent_channels, b->token_length,
+             b->hidden_size, b->vae_scale);
+    return -1;
+}
+
+static int check_modules(sdm_engine *e, sdm_error *err)
+{
+    const sdm_bundle *b = &e->bundle;
+    int64_t ids_shape[2] = { 1, b->token_length }, x_shape[4] = { 1, b->latent_channels, 8, 8 }, t_shape[1] = { 1 };
+    int64_t *ids = calloc(b->token_length, sizeof *ids);
+    float t = 1.0f;
+    sdm_tensor *t_ids = NULL, *emb = NULL, *x = NULL, *tt = NULL, *eps = NULL, *img = NULL;
+    char got[96];
+    int rc = -1;
+
+    if (!ids) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < b->token_length; i++)
+        ids[i] = i == 0 ? b->bos_id : b->eos_id;
+    if (sdm_tensor_from_host(ids, SDM_I64, ids_shape, 2, e->dev, &t_ids) ||
+        sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) || sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
+        sdm_engine_torch_error(err, SDM_TORCH_ERROR, "checking the model");
+        goto end;
+    }
+    if (call_f32(e, e->text_encoder, &t_ids, 1, &emb, b->text_encoder, err)) {
+        module_misfit(b, err);
+        goto end;
+    }
+    if (sdm_tensor_ndim(emb) != 3 || sdm_tensor_dim(emb, 1) != b->token_length ||
+        sdm_tensor_dim(emb, 2) != b->hidden_size) {
+        shape_str(emb, got, sizeof got);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for one prompt, but %s/model.yaml says [1,%d,%d] "
+                      "(token_length, hidden_size)", b->text_encoder, got, b->dir, b->token_length, b->hidden_size);
+        goto end;
+    }
+    {
+        sdm_tensor *args[3] = { x, tt, emb };
+        if (call_f32(e, e->unet, args, 3, &eps, b->unet, err)) {
+            module_misfit(b, err);
+            goto end;
+        }
+    }
+    if (sdm_tensor_ndim(eps) != 4 || sdm_tensor_dim(eps, 0) != 1 || sdm_tensor_dim(eps, 1) != b->latent_channels ||
+        sdm_tensor_dim(eps, 2) != 8 || sdm_tensor_dim(eps, 3) != 8) {
+        shape_str(eps, got, sizeof got);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for a [1,%d,8,8] latent; it must give the same shape "
+                      "(latent_channels in %s/model.yaml)", b->unet, got, b->latent_channels, b->dir);
+        goto end;
+    }
+    if (call_f32(e, e->vae, &x, 1, &img, b->vae_decoder, err)) {
+        module_misfit(b, err);
+        goto end;
+    }
+    if (sdm_tensor_ndim(img) != 4 || sdm_tensor_dim(img, 1) != 3 || sdm_tensor_dim(img, 2) != 8 * b->vae_scale ||
+        sdm_tensor_dim(img, 3) != 8 * b->vae_scale) {
+        shape_str(img, got, sizeof got);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for a [1,%d,8,8] latent; expected [1,3,%d,%d] "
+                      "(vae_scale %d in %s/model.yaml)", b->vae_decoder, got, b->latent_channels, 8 * b->vae_scale,
+                      8 * b->vae_scale, b->vae_scale, b->dir);
+        goto end;
+    }
+    rc = 0;
+end:
+    free(ids);
+    sdm_tensor_free(&t_ids);
+    sdm_tensor_free(&emb);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&tt);
+    sdm_tensor_free(&eps);
+    sdm_tensor_free(&img);
+    return rc;
 }
 
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
@@ -69,6 +175,8 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
     if (load_module(e->bundle.text_encoder, dev, &e->text_encoder, err) ||
         load_module(e->bundle.unet, dev, &e->unet, err) ||
         load_module(e->bundle.vae_decoder, dev, &e->vae, err))
+        goto end;
+    if (check_modules(e, err))
         goto end;
     rc = 0;
 end:

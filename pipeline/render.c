@@ -29,21 +29,6 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* FNV-1a of the recipe file: names the recipe in metadata and the sidecar. */
-static void hash_file(const char *path, char *out, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    int c;
-
-    if (f) {
-        while ((c = getc(f)) != EOF)
-            h = (h ^ (unsigned char)c) * 0x100000001b3ull;
-        fclose(f);
-    }
-    snprintf(out, len, "%016llx", (unsigned long long)h);
-}
-
 /* Output names: the CLI's, else the recipe's; with --frames, a name that
  * says which frames, so the full render is not replaced by a few frames. */
 typedef struct {
@@ -229,6 +214,12 @@ static int render_batch(render_state *S, const sdm_render_params *p, int first, 
         sdm_engine_torch_error(err, st, "batching");
         goto end;
     }
+    if (p->simulate_oom_above > 0 && nb > p->simulate_oom_above) {
+        err->out_of_memory = 1;
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of device memory during UNet (simulated above %d frames per call); "
+                      "lower --batch (or width/height) and try again", p->simulate_oom_above);
+        goto end;
+    }
     {
         batch_noise bn = { S->cond, fc, nb };
         d = sdm_engine_denoise(S->engine, &S->sched, x, c, u, g, batch_step_noise, &bn, p->stop, &lat, err);
@@ -269,7 +260,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     const sdm_bundle *b;
     sdm_sampler_params sp;
     sdm_sink_params kp = sdm_sink_default_params();
-    char hash[32], comment[512];
+    char hash[32], bundle_hash[32], comment[1024];
     int width, height, B, shown = 0, rc = -1, interrupted = 0;
     size_t frame_bytes;
     double t0 = now_s();
@@ -326,9 +317,10 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     for (int i = 0; i < S.plan.n_sequence; i++)
         S.remaining[S.plan.sequence[i]]++;
 
-    hash_file(r->path, hash, sizeof hash);
-    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s", SDM_VERSION,
-             r->path ? r->path : "-", hash, p->model_dir);
+    sdm_file_fingerprint(r->path, hash, sizeof hash);
+    sdm_bundle_fingerprint(b, bundle_hash, sizeof bundle_hash);
+    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
+             r->path ? r->path : "-", hash, p->model_dir, bundle_hash);
     if (p->write_outputs) {
         kp.width = width;
         kp.height = height;
@@ -362,6 +354,17 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         if (d == 1) {
             interrupted = 1;
             break;
+        }
+        if (d && err->out_of_memory && B > 1) {
+            /* Out of device memory: the same frames again, half as many per
+             * call, down to one; said once, the batch that fits is kept. */
+            if (!stats->batch_halved)
+                sdm_warn("out of device memory at %d frames per call; continuing with fewer (%s)", B, err->msg);
+            stats->batch_halved++;
+            memset(err, 0, sizeof *err);
+            B /= 2;
+            first -= B;     /* cancels the loop's += B: retry from the same frame */
+            continue;
         }
         if (d)
             goto end;

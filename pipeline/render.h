@@ -26,6 +26,7 @@ typedef struct {
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     void *user;
+    int simulate_oom_above;         /* tests: batches larger than this fail as out of memory */
 } sdm_render_params;
 
 sdm_render_params sdm_render_default_params(void);
@@ -34,7 +35,8 @@ typedef struct {
     int frames_shown, frames_rendered, interrupted;
     double load_seconds;            /* model load and warm-up */
     double seconds, seconds_per_render;     /* the render loop itself */
-    int width, height, batch;
+    int width, height, batch;       /* batch: frames per call at the end */
+    int batch_halved;               /* times out of memory halved the batch */
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */

@@ -4,6 +4,7 @@
 #include "bundle.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,4 +283,75 @@ end:
     if (f)
         fclose(f);
     return rc;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+/* Hashes up to `max` bytes of f from offset `from` (max < 0: to the end). */
+static uint64_t fnv_file(uint64_t h, FILE *f, long from, long max)
+{
+    unsigned char buf[65536];
+    size_t n;
+
+    if (fseek(f, from, SEEK_SET))
+        return h;
+    while (max != 0) {
+        size_t want = max < 0 || max > (long)sizeof buf ? sizeof buf : (size_t)max;
+        n = fread(buf, 1, want, f);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * FNV_PRIME;
+        if (max > 0)
+            max -= (long)n;
+    }
+    return h;
+}
+
+void sdm_file_fingerprint(const char *path, char *out, size_t len)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    uint64_t h = FNV_OFFSET;
+
+    if (f) {
+        h = fnv_file(h, f, 0, -1);
+        fclose(f);
+    } else {
+        h = 0;
+    }
+    snprintf(out, len, "%016llx", (unsigned long long)h);
+}
+
+void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
+{
+    const long MiB = 1 << 20;
+    const char *whole[] = { NULL, b->vocab, b->merges };
+    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder };
+    char yaml[1100];
+    uint64_t h = FNV_OFFSET;
+
+    snprintf(yaml, sizeof yaml, "%s/model.yaml", b->dir);
+    whole[0] = yaml;
+    for (size_t i = 0; i < sizeof whole / sizeof *whole; i++) {
+        FILE *f = fopen(whole[i], "rb");
+        if (f) {
+            h = fnv_file(h, f, 0, -1);
+            fclose(f);
+        }
+    }
+    for (size_t i = 0; i < sizeof modules / sizeof *modules; i++) {
+        FILE *f = fopen(modules[i], "rb");
+        long size;
+        if (!f)
+            continue;
+        fseek(f, 0, SEEK_END);
+        size = ftell(f);
+        h = (h ^ (uint64_t)size) * FNV_PRIME;
+        h = fnv_file(h, f, 0, MiB);
+        if (size > 2 * MiB)
+            h = fnv_file(h, f, size - MiB, MiB);
+        fclose(f);
+    }
+    snprintf(out, len, "%016llx", (unsigned long long)h);
 }

@@ -39,4 +39,13 @@ typedef struct {
  * (and line:col for yaml). */
 int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
 
+/* A short fingerprint of the bundle's contents (16 hex digits), stored in
+ * every output so a user can tell which model made a loop: FNV-1a over
+ * model.yaml, the tokenizer files, and each module file's size with its
+ * first and last MiB (whole multi-GB files would cost seconds a render). */
+void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len);
+
+/* FNV-1a 64 of a whole file, as 16 hex digits ("0000000000000000" if unreadable). */
+void sdm_file_fingerprint(const char *path, char *out, size_t len);
+
 #endif

@@ -14,6 +14,7 @@ enum {
 
 typedef struct sdm_error {
     int code;               /* SDM_EXIT_*; 0 while nothing went wrong */
+    int out_of_memory;      /* the device ran out of memory: a smaller batch may fit */
     char msg[2048];
 } sdm_error;
 

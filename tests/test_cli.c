@@ -90,6 +90,117 @@ static void test_bad_recipes(void)
     CHECK_CONTAINS(out, "/nonexistent/model");
 }
 
+/* A bundle made from the analytic one, broken by `how`; returns its path. */
+static void copy_file(const char *from, const char *to, long limit)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    long done = 0;
+
+    while (in && out && (limit < 0 || done < limit) && (n = fread(buf, 1, sizeof buf, in)) > 0) {
+        if (limit >= 0 && done + (long)n > limit)
+            n = (size_t)(limit - done);
+        fwrite(buf, 1, n, out);
+        done += (long)n;
+    }
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+}
+
+static void make_bundle(const char *dir, const char *yaml_from, const char *yaml_to)
+{
+    const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt" };
+    char from[512], to[512];
+    FILE *f;
+    char text[4096];
+    size_t n;
+
+    mkdir(dir, 0755);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(from, sizeof from, "build/models/analytic/%s", files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        copy_file(from, to, -1);
+    }
+    f = fopen("build/models/analytic/model.yaml", "rb");
+    n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    text[n] = '\0';
+    if (f)
+        fclose(f);
+    if (yaml_from) {
+        char *at = strstr(text, yaml_from), out[4096];
+        if (at) {
+            snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, yaml_to, at + strlen(yaml_from));
+            strcpy(text, out);
+        }
+    }
+    snprintf(to, sizeof to, "%s/model.yaml", dir);
+    write_file(to, text);
+}
+
+/* Bad bundles fail before the first frame, exit 1, naming the file. */
+static void test_bad_bundles(void)
+{
+    char recipe[256], out[8192], dir[256], file[300], target[300];
+    struct stat st;
+
+    snprintf(recipe, sizeof recipe, "%s/bundle.yaml", tmpdir);
+    write_file(recipe, "width: 64\nheight: 64\nsteps: 2\nkeyframes:\n  - a city\n");
+    snprintf(target, sizeof target, "%s/bundle-out.mp4", tmpdir);
+    char *argv[] = { "sdmorph", "render", recipe, "--model", dir, "-o", target, "-q", "--device", "cpu", NULL };
+
+    /* a missing module file */
+    snprintf(dir, sizeof dir, "%s/missing", tmpdir);
+    make_bundle(dir, NULL, NULL);
+    snprintf(file, sizeof file, "%s/unet.pt", dir);
+    unlink(file);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, file);
+    CHECK_CONTAINS(out, "missing");
+
+    /* a truncated TorchScript file */
+    snprintf(dir, sizeof dir, "%s/truncated", tmpdir);
+    make_bundle(dir, NULL, NULL);
+    snprintf(file, sizeof file, "%s/unet.pt", dir);
+    copy_file("build/models/analytic/unet.pt", file, 2000);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, file);
+
+    /* model.yaml disagrees with the text encoder */
+    snprintf(dir, sizeof dir, "%s/hidden", tmpdir);
+    make_bundle(dir, "hidden_size: 32", "hidden_size: 768");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "text_encoder.pt gives [1,77,32]");
+    CHECK_CONTAINS(out, "[1,77,768]");
+
+    /* a UNet whose channels do not match model.yaml */
+    snprintf(dir, sizeof dir, "%s/channels", tmpdir);
+    make_bundle(dir, "latent_channels: 4", "latent_channels: 3");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "unet.pt");
+
+    /* the VAE decoder in the UNet's place */
+    snprintf(dir, sizeof dir, "%s/swapped", tmpdir);
+    make_bundle(dir, NULL, NULL);
+    snprintf(file, sizeof file, "%s/unet.pt", dir);
+    copy_file("build/models/analytic/vae_decoder.pt", file, -1);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "unet.pt");
+
+    /* a missing model.yaml names it */
+    snprintf(dir, sizeof dir, "%s/noyaml", tmpdir);
+    make_bundle(dir, NULL, NULL);
+    snprintf(file, sizeof file, "%s/model.yaml", dir);
+    unlink(file);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, file);
+
+    CHECK(stat(target, &st) != 0);      /* nothing was rendered, nothing written */
+    printf("bad bundles: last message: %s", out);
+}
+
 static long render_rss(int frames)
 {
     char path[256], out[8192], yaml[512], mp4[256];
@@ -180,6 +291,7 @@ int main(void)
     }
     test_bad_recipes();
     if (stat("build/models/analytic/model.yaml", &st) == 0 || getenv("SDMORPH_MODEL")) {
+        test_bad_bundles();
         test_flat_memory();
         test_interrupt();
     } else {
