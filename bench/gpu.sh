@@ -85,6 +85,18 @@ sys.exit(0 if a.size == b.size and d.max() <= 1 else 1)
 PY
 }
 
+# Same recipe twice on the GPU: bit-identical frames? And a batch far too
+# large for the card: the render halves it and goes on.
+faults() {
+    for i in 1 2; do
+        ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/det-$i.rgb" -q
+    done
+    cmp -s "$W/det-1.rgb" "$W/det-2.rgb" && echo "determinism: two fp16 renders bit-identical" \
+        || echo "determinism: two fp16 renders DIFFER"
+    sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 399/' "$W/bench.yaml" > "$W/oom.yaml"
+    ./sdmorph render "$W/oom.yaml" --model "$W/sd15-fp16" --device cuda --batch 400 -o "$W/oom.mp4" -q 2>&1 | cut -c1-300
+}
+
 parity() {
     local rc=0
     parity_one float32 ddim false 1 0.999 || rc=1
