@@ -4,6 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The VAE decoder's activations at full image size dominate peak memory:
+ * it decodes at most this many frames per call, whatever the UNet batch. */
+#define VAE_CHUNK 8
+
 typedef struct {
     char *prompt;
     sdm_tensor *emb;
@@ -468,7 +472,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
     if (!st)
-        st = sdm_tensor_narrow(x, 0, batch, &zs);
+        st = sdm_tensor_narrow(x, 0, batch < VAE_CHUNK ? batch : VAE_CHUNK, &zs);
     if (st) {
         sdm_engine_torch_error(err, st, "warm-up");
         goto end;
@@ -493,7 +497,7 @@ end:
     return rc;
 }
 
-int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
+static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
 {
     sdm_tensor *z = NULL, *img = NULL;
     sdm_torch_status st;
@@ -515,6 +519,46 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
 end:
     sdm_tensor_free(&z);
     sdm_tensor_free(&img);
+    return rc;
+}
+
+int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
+{
+    int64_t B = sdm_tensor_dim(latents, 0);
+    int n = (int)((B + VAE_CHUNK - 1) / VAE_CHUNK), rc = -1;
+    sdm_tensor **parts = NULL, *part = NULL;
+    sdm_torch_status st;
+
+    *rgb = NULL;
+    if (n <= 1)
+        return decode_chunk(e, latents, rgb, err);
+    parts = calloc(n, sizeof *parts);
+    if (!parts) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t first = (int64_t)i * VAE_CHUNK, len = B - first < VAE_CHUNK ? B - first : VAE_CHUNK;
+        st = sdm_tensor_narrow(latents, first, len, &part);
+        if (st) {
+            sdm_engine_torch_error(err, st, "VAE decode");
+            goto end;
+        }
+        if (decode_chunk(e, part, &parts[i], err))
+            goto end;
+        sdm_tensor_free(&part);
+    }
+    st = sdm_tensor_cat(parts, n, rgb);
+    if (st) {
+        sdm_engine_torch_error(err, st, "VAE decode");
+        goto end;
+    }
+    rc = 0;
+end:
+    sdm_tensor_free(&part);
+    for (int i = 0; parts && i < n; i++)
+        sdm_tensor_free(&parts[i]);
+    free(parts);
     return rc;
 }
 

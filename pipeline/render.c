@@ -100,6 +100,20 @@ static void progress_line(int shown, int total, int rendered, int n_renders, dou
     fflush(stderr);
 }
 
+/* Out of device memory: half as many frames per call, down to one, said
+ * once; the batch that fits is kept. 0 if the caller may try again. */
+static int halve_batch(int *B, sdm_render_stats *stats, sdm_error *err)
+{
+    if (!err->out_of_memory || *B == 1)
+        return -1;
+    if (!stats->batch_halved)
+        sdm_warn("out of device memory at %d frames per call; continuing with fewer (%s)", *B, err->msg);
+    stats->batch_halved++;
+    memset(err, 0, sizeof *err);
+    *B /= 2;
+    return 0;
+}
+
 typedef struct {
     sdm_engine *engine;
     sdm_conditioner *cond;
@@ -338,8 +352,10 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         int guided = 0;
         for (int i = 0; i < S.plan.n_renders; i++)
             guided |= S.plan.renders[i].guidance > 1.0;
-        if (sdm_engine_warmup(S.engine, B, height / b->vae_scale, width / b->vae_scale, guided, err))
-            goto end;
+        /* the warm-up runs the batch shape: where it does not fit, halve it */
+        while (sdm_engine_warmup(S.engine, B, height / b->vae_scale, width / b->vae_scale, guided, err))
+            if (halve_batch(&B, stats, err))
+                goto end;
     }
     stats->load_seconds = now_s() - t0;
     t0 = now_s();
@@ -355,19 +371,12 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             interrupted = 1;
             break;
         }
-        if (d && err->out_of_memory && B > 1) {
-            /* Out of device memory: the same frames again, half as many per
-             * call, down to one; said once, the batch that fits is kept. */
-            if (!stats->batch_halved)
-                sdm_warn("out of device memory at %d frames per call; continuing with fewer (%s)", B, err->msg);
-            stats->batch_halved++;
-            memset(err, 0, sizeof *err);
-            B /= 2;
-            first -= B;     /* cancels the loop's += B: retry from the same frame */
+        if (d < 0 && halve_batch(&B, stats, err))
+            goto end;
+        if (d < 0) {
+            first -= B;     /* cancels the loop's += B: the same frames again */
             continue;
         }
-        if (d)
-            goto end;
         for (int j = 0; j < nb; j++)
             S.rendered[first + j] = 1;
         stats->frames_rendered += nb;
