@@ -65,6 +65,15 @@ ifneq ($(TORCH_CUDA),)
 CPPFLAGS  += -DSDM_HAVE_CUDA=1
 TORCH_LIBS = -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed
 endif
+# CUDA graphs need the CUDA runtime's headers (CUDA_HOME=, default /usr/local/cuda).
+CUDA_HOME ?= /usr/local/cuda
+ifneq ($(TORCH_CUDA),)
+ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+CPPFLAGS += -DSDM_HAVE_CUDA_GRAPHS=1
+CXXFLAGS += -isystem $(CUDA_HOME)/include
+TORCH_GRAPHS = , CUDA graphs
+endif
+endif
 LIBS += $(TORCH_LIBS) -lpthread -lm
 
 # --- sources ---------------------------------------------------------------
@@ -79,7 +88,7 @@ BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
 all: sdmorph $(ANALYTIC)/model.yaml
-	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA,, CPU only); analytic bundle: $(ANALYTIC))"
+	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS),, CPU only); analytic bundle: $(ANALYTIC))"
 
 sdmorph: $(OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)

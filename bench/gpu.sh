@@ -128,6 +128,8 @@ YAML
             2>&1 | tee "$W/ours-$b.txt"
         kill $smi; wait $smi 2>/dev/null || true
         echo "sdmorph batch $b: peak GPU memory $(sort -n "$W/mem-$b.txt" | tail -1) MiB (nvidia-smi, whole device)"
+        ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" --no-cuda-graphs \
+            -o "$W/bench-nog-$b.mp4" -q 2>&1 | tee "$W/ours-nog-$b.txt"
     done
     $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 | tee "$W/diffusers-8.txt"
     $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 --steps 50 | tee "$W/diffusers-1.txt"
@@ -141,10 +143,11 @@ d8 = per_frame(f"{w}/diffusers-8.txt", r"([0-9.]+) s/frame")
 d1 = per_frame(f"{w}/diffusers-1.txt", r"([0-9.]+) s/frame")
 print(f"diffusers eager fp16: batch 1 {d1:.4f} s/frame, batch 8 {d8:.4f} s/frame")
 for b in sys.argv[2:]:
-    ours = per_frame(f"{w}/ours-{b}.txt", r"([0-9.]+) s per rendered frame")
-    mfu = 82.9 / ours / 989 if ours == ours else float("nan")
-    print(f"sdmorph batch {b}: {ours:.4f} s/frame; {d8 / ours:.2f}x diffusers batch 8, {d1 / ours:.2f}x batch 1; "
-          f"MFU {100 * mfu:.1f}%")
+    for tag, name in (("", "CUDA graphs"), ("nog-", "no graphs")):
+        ours = per_frame(f"{w}/ours-{tag}{b}.txt", r"([0-9.]+) s per rendered frame")
+        mfu = 82.9 / ours / 989 if ours == ours else float("nan")
+        print(f"sdmorph batch {b} ({name}): {ours:.4f} s/frame; {d8 / ours:.2f}x diffusers batch 8, "
+              f"{d1 / ours:.2f}x batch 1; MFU {100 * mfu:.1f}%")
 PY
 }
 

@@ -13,8 +13,21 @@ typedef struct {
     sdm_tensor *emb;
 } embed_entry;
 
+/* A captured UNet call for one batch shape, with its static inputs. */
+typedef struct {
+    int n, h, w;
+    sdm_graph *graph;
+    sdm_tensor *x, *t, *emb;
+    const sdm_tensor *out;
+} step_graph;
+
+#define MAX_GRAPHS 2    /* the full batch and the last, smaller one */
+
 struct sdm_engine {
     sdm_bundle bundle;
+    int use_graphs;
+    step_graph graphs[MAX_GRAPHS];
+    int next_graph;
     sdm_device dev;
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
@@ -308,6 +321,56 @@ end:
     return rc;
 }
 
+void sdm_engine_set_graphs(sdm_engine *e, int on)
+{
+    e->use_graphs = on && e->dev.type == SDM_DEVICE_CUDA && sdm_graphs_available();
+}
+
+static void graph_clear(step_graph *g)
+{
+    sdm_graph_free(&g->graph);
+    sdm_tensor_free(&g->x);
+    sdm_tensor_free(&g->t);
+    sdm_tensor_free(&g->emb);
+    memset(g, 0, sizeof *g);
+}
+
+/* The graph for this batch shape, captured on first use. NULL (and graphs
+ * off from then on, said once) where capture fails: the plain path works. */
+static step_graph *graph_for(sdm_engine *e, int n, int h, int w)
+{
+    int64_t xs[4] = { n, e->bundle.latent_channels, h, w }, ts[1] = { n };
+    int64_t es[3] = { n, e->bundle.token_length, e->bundle.hidden_size };
+    step_graph *g;
+
+    for (int i = 0; i < MAX_GRAPHS; i++)
+        if (e->graphs[i].graph && e->graphs[i].n == n && e->graphs[i].h == h && e->graphs[i].w == w)
+            return &e->graphs[i];
+    g = &e->graphs[e->next_graph];
+    e->next_graph = (e->next_graph + 1) % MAX_GRAPHS;
+    graph_clear(g);
+    if (sdm_tensor_zeros(e->dtype, xs, 4, e->dev, &g->x) || sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &g->t) ||
+        sdm_tensor_zeros(e->dtype, es, 3, e->dev, &g->emb)) {
+        sdm_warn("CUDA graphs off: %s", sdm_torch_last_error());
+        goto fail;
+    }
+    {
+        sdm_tensor *in[3] = { g->x, g->t, g->emb };
+        if (sdm_graph_capture(e->unet, in, 3, &g->graph, &g->out)) {
+            sdm_warn("CUDA graphs off, the UNet could not be captured: %s", sdm_torch_last_error());
+            goto fail;
+        }
+    }
+    g->n = n;
+    g->h = h;
+    g->w = w;
+    return g;
+fail:
+    graph_clear(g);
+    e->use_graphs = 0;
+    return NULL;
+}
+
 int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
                        const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
                        sdm_step_noise_fn noise_fn, void *noise_user, volatile sig_atomic_t *stop,
@@ -318,6 +381,7 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     int64_t tshape[1] = { n };
     sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
     sdm_tensor *x0_prev = NULL, *x0 = NULL, **tts = NULL, **noises = NULL, *gt = NULL;
+    step_graph *G = NULL;
     int64_t gshape[1] = { B };
     sdm_torch_status st = SDM_TORCH_OK;
 
@@ -360,6 +424,13 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
         sdm_engine_torch_error(err, st, "sampling");
         goto end;
     }
+    if (e->use_graphs) {
+        G = graph_for(e, n, (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3));
+        if (G && sdm_tensor_copy_(G->emb, emb)) {
+            sdm_engine_torch_error(err, SDM_TORCH_ERROR, "sampling");
+            goto end;
+        }
+    }
     /* Ancestral noise is drawn on the host (torch's CPU generator, like the
      * initial noise): all of it before the loop, so the loop never waits. */
     for (int i = 0; s->uses_noise && i < s->n_steps; i++) {
@@ -394,8 +465,21 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
         args[0] = guided ? xin2 : xin;
         args[1] = tt;
         args[2] = emb;
-        if (call_f32(e, e->unet, args, 3, &res, "UNet", err))
+        if (G) {
+            st = sdm_tensor_copy_(G->x, args[0]);
+            if (!st)
+                st = sdm_tensor_copy_(G->t, tt);
+            if (!st)
+                st = sdm_graph_replay(G->graph);
+            if (!st)
+                st = sdm_tensor_to(G->out, e->dev, SDM_F32, &res);
+            if (st) {
+                sdm_engine_torch_error(err, st, "UNet (CUDA graph)");
+                goto end;
+            }
+        } else if (call_f32(e, e->unet, args, 3, &res, "UNet", err)) {
             goto end;
+        }
         if (guided) {
             st = sdm_tensor_cfg(res, gt, &pred);
             sdm_tensor_free(&res);
@@ -573,6 +657,8 @@ void sdm_engine_free(sdm_engine **pe)
         sdm_tensor_free(&e->embeds[i].emb);
     }
     free(e->embeds);
+    for (int i = 0; i < MAX_GRAPHS; i++)
+        graph_clear(&e->graphs[i]);
     sdm_module_free(&e->text_encoder);
     sdm_module_free(&e->unet);
     sdm_module_free(&e->vae);

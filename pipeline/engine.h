@@ -20,6 +20,10 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
 /* The unet module (tests call its analytic `target` method). */
 sdm_module *sdm_engine_unet(sdm_engine *e);
 
+/* Replays the UNet step as a CUDA graph per batch shape (CUDA builds
+ * with graphs only; off by default, the render turns it on). */
+void sdm_engine_set_graphs(sdm_engine *e, int on);
+
 /* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
  * A prompt longer than the token length is cut, with one warning. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);

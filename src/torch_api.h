@@ -137,6 +137,20 @@ sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);
 sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *b, double *out);
 void sdm_tensor_free(sdm_tensor **t);
 
+/* --- CUDA graphs -------------------------------------------------------------
+ * A module's forward captured once for fixed input tensors and replayed:
+ * one launch instead of thousands per call. The inputs become the graph's
+ * static inputs (copy new values into them with sdm_tensor_copy_ before a
+ * replay); *output is its static output, overwritten by every replay. */
+typedef struct sdm_graph sdm_graph;
+int sdm_graphs_available(void);     /* 0 where this build has no CUDA graphs */
+sdm_torch_status sdm_graph_capture(sdm_module *m, sdm_tensor *const *inputs, int n, sdm_graph **out,
+                                   const sdm_tensor **output);
+sdm_torch_status sdm_graph_replay(sdm_graph *g);
+void sdm_graph_free(sdm_graph **g);
+/* dst ← src in place (same shape; converts dtype), asynchronously on the device. */
+sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src);
+
 #ifdef __cplusplus
 }
 #endif
