@@ -65,13 +65,20 @@ ifneq ($(TORCH_CUDA),)
 CPPFLAGS  += -DSDM_HAVE_CUDA=1
 TORCH_LIBS = -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB) -Wl,--no-as-needed -ltorch -ltorch_cuda -ltorch_cpu -lc10_cuda -lc10 -Wl,--as-needed
 endif
-# CUDA graphs need the CUDA runtime's headers (CUDA_HOME=, default /usr/local/cuda).
+# CUDA_GRAPHS=1 builds the CUDA-graph step (not yet measured on a GPU; see
+# the issue notes): it needs the CUDA runtime's headers (CUDA_HOME=, default
+# /usr/local/cuda) and links the libcudart that torch ships, else CUDA_HOME's.
 CUDA_HOME ?= /usr/local/cuda
-ifneq ($(TORCH_CUDA),)
+ifeq ($(CUDA_GRAPHS)$(if $(TORCH_CUDA),y),1y)
 ifneq ($(wildcard $(CUDA_HOME)/include/cuda_runtime_api.h),)
+CUDART := $(firstword $(wildcard $(TORCH_LIB)/../../nvidia/*/lib/libcudart.so.* \
+          $(TORCH_LIB)/../../nvidia/cuda_runtime/lib/libcudart.so.* $(CUDA_HOME)/lib64/libcudart.so))
 CPPFLAGS += -DSDM_HAVE_CUDA_GRAPHS=1
 CXXFLAGS += -isystem $(CUDA_HOME)/include
+TORCH_LIBS += $(CUDART) -Wl,-rpath,$(dir $(CUDART))
 TORCH_GRAPHS = , CUDA graphs
+else
+$(error CUDA_GRAPHS=1 needs $(CUDA_HOME)/include/cuda_runtime_api.h; set CUDA_HOME=)
 endif
 endif
 LIBS += $(TORCH_LIBS) -lpthread -lm

@@ -128,13 +128,15 @@ YAML
             2>&1 | tee "$W/ours-$b.txt"
         kill $smi; wait $smi 2>/dev/null || true
         echo "sdmorph batch $b: peak GPU memory $(sort -n "$W/mem-$b.txt" | tail -1) MiB (nvidia-smi, whole device)"
-        ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" --no-cuda-graphs \
-            -o "$W/bench-nog-$b.mp4" -q 2>&1 | tee "$W/ours-nog-$b.txt"
+        if [ "${CUDA_GRAPHS:-0}" = 1 ]; then
+            ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" --cuda-graphs \
+                -o "$W/bench-g-$b.mp4" -q 2>&1 | tee "$W/ours-g-$b.txt"
+        fi
     done
     $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 | tee "$W/diffusers-8.txt"
     $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 --steps 50 | tee "$W/diffusers-1.txt"
     $PY - "$W" ${SDM_BENCH_BATCHES:-8 16} <<'PY'
-import re, sys
+import os, re, sys
 w = sys.argv[1]
 def per_frame(path, pat):
     m = re.search(pat, open(path).read())
@@ -143,7 +145,9 @@ d8 = per_frame(f"{w}/diffusers-8.txt", r"([0-9.]+) s/frame")
 d1 = per_frame(f"{w}/diffusers-1.txt", r"([0-9.]+) s/frame")
 print(f"diffusers eager fp16: batch 1 {d1:.4f} s/frame, batch 8 {d8:.4f} s/frame")
 for b in sys.argv[2:]:
-    for tag, name in (("", "CUDA graphs"), ("nog-", "no graphs")):
+    for tag, name in (("", "step by step"), ("g-", "CUDA graphs")):
+        if not os.path.exists(f"{w}/ours-{tag}{b}.txt"):
+            continue
         ours = per_frame(f"{w}/ours-{tag}{b}.txt", r"([0-9.]+) s per rendered frame")
         mfu = 82.9 / ours / 989 if ours == ours else float("nan")
         print(f"sdmorph batch {b} ({name}): {ours:.4f} s/frame; {d8 / ours:.2f}x diffusers batch 8, "

@@ -21,7 +21,7 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
 sdm_module *sdm_engine_unet(sdm_engine *e);
 
 /* Replays the UNet step as a CUDA graph per batch shape (CUDA builds
- * with graphs only; off by default, the render turns it on). */
+ * made with CUDA_GRAPHS=1 only; off by default). */
 void sdm_engine_set_graphs(sdm_engine *e, int on);
 
 /* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.

@@ -19,7 +19,6 @@ sdm_render_params sdm_render_default_params(void)
 
     memset(&p, 0, sizeof p);
     p.write_outputs = 1;
-    p.cuda_graphs = 1;
     return p;
 }
 
