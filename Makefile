@@ -121,7 +121,7 @@ $(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
 test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
-	@SDM_BUILD=$(BUILD) SDM_BIN=$(BIN) sh tests/run.sh $(TESTS)
+	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
@@ -135,7 +135,7 @@ SAN_CXX   ?= clang++
 SAN_FLAGS  = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_BUILD ?= build-asan
 # LeakSanitizer stays on; tests/lsan.supp names only third-party frames.
-SAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1 \
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1:allocator_may_return_null=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
