@@ -4,8 +4,8 @@
 #   make bench        CPU benchmarks (GPU ones: bench/README.md)
 #   make test-asan    every test again, built with AddressSanitizer and
 #                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
-#   make fuzz         libFuzzer on the recipe loader and the tokenizer,
-#                     FUZZ_SECONDS (60) each; fails on a crash
+#   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
+#                     vocabulary loader, FUZZ_SECONDS (60) each; fails on a crash
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
@@ -182,7 +182,12 @@ fuzz-tokenizer: $(FUZZ_DIR)/fuzz_tokenizer
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/tokenizer -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/tokenizer.dict
 
-fuzz: fuzz-recipe fuzz-tokenizer
+fuzz-vocab: $(FUZZ_DIR)/fuzz_vocab
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/vocab --file tests/fuzz/corpus/vocab/* > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/vocab -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/vocab.dict
+
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
@@ -194,5 +199,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer
+.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)
