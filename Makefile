@@ -2,11 +2,16 @@
 #   make              builds ./sdmorph and the analytic test bundle
 #   make test         runs every test; ends with "N passed, N failed"
 #   make bench        CPU benchmarks (GPU ones: bench/README.md)
+#   make test-asan    every test again, built with AddressSanitizer and
+#                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
+#   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
+#                     vocabulary loader, FUZZ_SECONDS (60) each; fails on a crash
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
 CXX      ?= c++
 BUILD    ?= build
+BIN      ?= sdmorph
 CFLAGS   ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 WARN      = -Wall -Wextra -Wno-unused-parameter
@@ -15,7 +20,7 @@ CPPFLAGS += -Isrc -Ipipeline -Iencoders -MMD -MP
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
-  libyaml-dev libutf8proc-dev libjson-c-dev
+  libyaml-dev libutf8proc-dev libjson-c-dev clang libclang-rt-14-dev
 
 ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1
@@ -94,10 +99,10 @@ TESTS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
-all: sdmorph $(ANALYTIC)/model.yaml
+all: $(BIN) $(ANALYTIC)/model.yaml
 	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS),, CPU only); analytic bundle: $(ANALYTIC))"
 
-sdmorph: $(OBJ)
+$(BIN): $(OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)
 
 $(BUILD)/%.o: %.c
@@ -131,17 +136,77 @@ $(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.p
 $(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
-test: sdmorph $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
-	@SDM_BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
+	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
 
-bench: sdmorph $(ANALYTIC)/model.yaml $(BENCHES)
+bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 
 demo: all
 	./sdmorph render recipes/demo.yaml -o out/demo.mp4
 
+# --- sanitizers and fuzzing (clang) ----------------------------------------
+SAN_CC    ?= clang
+SAN_CXX   ?= clang++
+SAN_FLAGS  = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_BUILD ?= build-asan
+# LeakSanitizer stays on; tests/lsan.supp names only third-party frames.
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1:allocator_may_return_null=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
+# The same suite, every object of ours instrumented (libtorch, FFmpeg and the
+# other libraries are not), built apart in $(ASAN_BUILD) with its own binary.
+test-asan:
+	+CFLAGS="-O1 -g $(SAN_FLAGS)" CXXFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
+	  $(SAN_ENV) SDMORPH_MODEL=$(ASAN_BUILD)/models/analytic \
+	  $(MAKE) BUILD=$(ASAN_BUILD) BIN=$(ASAN_BUILD)/sdmorph CC=$(SAN_CC) CXX=$(SAN_CXX) test
+
+# Fuzz targets link only the modules they test (no libtorch), instrumented for
+# libFuzzer; their seeds are recipes/, tests/fuzz/corpus/ and the tests' own
+# inputs; what they find is kept in $(FUZZ_DIR)/corpus/ between runs.
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 4096
+FUZZ_DIR  = $(BUILD)/fuzz
+FUZZ_SRC  = src/recipe.c src/tokenizer.c src/error.c pipeline/plan.c $(wildcard encoders/*.c)
+FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
+FUZZ_LIBS = $(shell $(PKGCONF) --libs $(PKGS)) -lpthread -lm
+FUZZERS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+PY3      ?= $(or $(PYTHON),python3)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -O1 -g $(SAN_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c -o $@ $<
+
+$(FUZZ_DIR)/libfuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libfuzz.a
+	$(SAN_CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -O1 -g $(SAN_FLAGS) -fsanitize=fuzzer $(WARN) -o $@ $< \
+	  $(FUZZ_DIR)/libfuzz.a $(FUZZ_LIBS)
+
+fuzz-recipe: $(FUZZ_DIR)/fuzz_recipe
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/recipe --file recipes/*.yaml tests/fuzz/corpus/recipe/* \
+	  --literals tests/test_recipe.c tests/test_plan.c tests/test_cli.c --contains : --min-len 8 > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/recipe -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/recipe.dict
+
+fuzz-tokenizer: $(FUZZ_DIR)/fuzz_tokenizer
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/tokenizer --file recipes/*.yaml tests/fuzz/corpus/tokenizer/* \
+	  --literals tests/test_tokenizer.c > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/tokenizer -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/tokenizer.dict
+
+fuzz-vocab: $(FUZZ_DIR)/fuzz_vocab
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/vocab --file tests/fuzz/corpus/vocab/* > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/vocab -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/vocab.dict
+
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab
+
 clean:
-	rm -rf $(BUILD) sdmorph
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -150,5 +215,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps
--include $(OBJ:.o=.d)
+.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab
+-include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

@@ -110,7 +110,9 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
 {
     const char *v = (const char *)n->data.scalar.value;
     char *end = NULL;
-    void *dst = (char *)L->b + f->offset;
+    /* "format" has no member ((size_t)-1): adding that offset to a pointer
+     * would be undefined behaviour, even unused */
+    void *dst = f->offset == (size_t)-1 ? NULL : (char *)L->b + f->offset;
 
     if (n->type != YAML_SCALAR_NODE)
         return fail_at(L, n, "'%s' must be a single value%s", f->path, "");

@@ -56,4 +56,12 @@ static inline const char *test_build_dir(void)
     return b && *b ? b : "build";
 }
 
+/* The sdmorph binary the command tests run: $SDM_BIN (make test-asan's
+ * sanitized one), else ./sdmorph. */
+static inline const char *test_sdmorph(void)
+{
+    const char *b = getenv("SDM_BIN");
+    return b && *b ? b : "./sdmorph";
+}
+
 #endif

@@ -211,11 +211,12 @@ static void test_morph_frames(sdm_engine *e)
         uint8_t *img = malloc(bytes), *gimg = malloc(bytes);
         sdm_error err = { 0 };
 
-        sdm_tensor_axpby(1.0 - t, ea, t, eb, &mix);
         if (k == 0)
             sdm_tensor_clone(ea, &mix);
-        if (k == 4)
+        else if (k == 4)
             sdm_tensor_clone(eb, &mix);
+        else
+            sdm_tensor_axpby(1.0 - t, ea, t, eb, &mix);
         x0c_t = target(e, mix, h, w);
         float *x0c = host_f32(x0c_t);
         guided_target(x0c, x0u, 7.5, n, x0);
