@@ -3,7 +3,9 @@
 #   run.sh BIN SECONDS SEED_DIR [libFuzzer options...]
 # New inputs go to DIR/corpus/NAME (kept between runs, DIR = BIN's folder),
 # a crashing input to DIR/crash-NAME-*. Prints "NAME: N executions in S s,
-# no crash" and exits 0, or the crash and exits 1.
+# no crash" and exits 0, or the crash and exits 1. A crash, once fixed,
+# becomes a regression test: its input inline in tests/test_recipe.c or
+# tests/test_tokenizer.c.
 bin=$1; seconds=$2; seeds=$3
 shift 3
 name=$(basename "$bin")
@@ -27,7 +29,7 @@ for f in "$dir"/crash-* "$dir"/timeout-* "$dir"/oom-* "$dir"/leak-*; do
     case $f in *"-$name-"*|*'*') continue ;; esac
     kind=${f##*/}; kind=${kind%%-*}
     mv "$f" "$dir/$kind-$name-${f##*-}"
-    echo "$name: saved the failing input as $dir/$kind-$name-${f##*-}"
+    echo "$name: saved the failing input as $dir/$kind-$name-${f##*-}; reproduce with $bin $dir/$kind-$name-${f##*-}"
 done
 tail -n 60 "$log"
 echo "$name: FAILED (exit $rc) after ${execs:-?} executions; the whole log is $log"
