@@ -13,21 +13,31 @@ typedef struct {
     sdm_tensor *emb;
 } embed_entry;
 
-/* A captured UNet call for one batch shape, with its static inputs. */
+/* What the step loop reads, all on the device before it starts, so the
+ * loop itself copies nothing from the host (and can be captured). */
 typedef struct {
-    int n, h, w;
-    sdm_graph *graph;
-    sdm_tensor *x, *t, *emb;
-    const sdm_tensor *out;
-} step_graph;
+    sdm_tensor *x;          /* [B,C,h,w] float32 starting latent */
+    sdm_tensor *emb;        /* [n,L,H] in the model's dtype; uncond first when guided */
+    sdm_tensor *g;          /* [B] guidance scales (guided only) */
+    sdm_tensor **t;         /* per step: [n] timesteps */
+    sdm_tensor **noise;     /* per step: [B,C,h,w] or NULL where none is added */
+    int n_steps;
+} step_inputs;
 
-#define MAX_GRAPHS 2    /* the full batch and the last, smaller one */
+/* The whole sampling loop of one batch shape, captured as a CUDA graph:
+ * its inputs are static buffers, refilled before every replay. */
+typedef struct {
+    int B, h, w, guided;
+    uint64_t schedule;      /* fingerprint of the schedule it was captured with */
+    step_inputs in;
+    sdm_graph *graph;
+    sdm_tensor *out;        /* static: every replay overwrites it */
+} loop_graph;
 
 struct sdm_engine {
     sdm_bundle bundle;
     int use_graphs;
-    step_graph graphs[MAX_GRAPHS];
-    int next_graph;
+    loop_graph loop;
     sdm_device dev;
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
@@ -326,113 +336,88 @@ void sdm_engine_set_graphs(sdm_engine *e, int on)
     e->use_graphs = on && e->dev.type == SDM_DEVICE_CUDA && sdm_graphs_available();
 }
 
-static void graph_clear(step_graph *g)
+static void step_inputs_clear(step_inputs *in)
 {
-    sdm_graph_free(&g->graph);
-    sdm_tensor_free(&g->x);
-    sdm_tensor_free(&g->t);
-    sdm_tensor_free(&g->emb);
-    memset(g, 0, sizeof *g);
+    sdm_tensor_free(&in->x);
+    sdm_tensor_free(&in->emb);
+    sdm_tensor_free(&in->g);
+    for (int i = 0; i < in->n_steps; i++) {
+        if (in->t)
+            sdm_tensor_free(&in->t[i]);
+        if (in->noise)
+            sdm_tensor_free(&in->noise[i]);
+    }
+    free(in->t);
+    free(in->noise);
+    memset(in, 0, sizeof *in);
 }
 
-/* The graph for this batch shape, captured on first use. NULL (and graphs
- * off from then on, said once) where capture fails: the plain path works. */
-static step_graph *graph_for(sdm_engine *e, int n, int h, int w)
+static void loop_graph_clear(loop_graph *lg)
 {
-    int64_t xs[4] = { n, e->bundle.latent_channels, h, w }, ts[1] = { n };
-    int64_t es[3] = { n, e->bundle.token_length, e->bundle.hidden_size };
-    step_graph *g;
-
-    for (int i = 0; i < MAX_GRAPHS; i++)
-        if (e->graphs[i].graph && e->graphs[i].n == n && e->graphs[i].h == h && e->graphs[i].w == w)
-            return &e->graphs[i];
-    g = &e->graphs[e->next_graph];
-    e->next_graph = (e->next_graph + 1) % MAX_GRAPHS;
-    graph_clear(g);
-    if (sdm_tensor_zeros(e->dtype, xs, 4, e->dev, &g->x) || sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &g->t) ||
-        sdm_tensor_zeros(e->dtype, es, 3, e->dev, &g->emb)) {
-        sdm_warn("CUDA graphs off: %s", sdm_torch_last_error());
-        goto fail;
-    }
-    {
-        sdm_tensor *in[3] = { g->x, g->t, g->emb };
-        if (sdm_graph_capture(e->unet, in, 3, &g->graph, &g->out)) {
-            sdm_warn("CUDA graphs off, the UNet could not be captured: %s", sdm_torch_last_error());
-            goto fail;
-        }
-    }
-    g->n = n;
-    g->h = h;
-    g->w = w;
-    return g;
-fail:
-    graph_clear(g);
-    e->use_graphs = 0;
-    return NULL;
+    sdm_graph_free(&lg->graph);
+    sdm_tensor_free(&lg->out);
+    step_inputs_clear(&lg->in);
+    memset(lg, 0, sizeof *lg);
 }
 
-int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
-                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
-                       sdm_step_noise_fn noise_fn, void *noise_user, volatile sig_atomic_t *stop,
-                       sdm_tensor **out, sdm_error *err)
+static uint64_t schedule_fingerprint(const sdm_schedule *s)
 {
-    int B = (int)sdm_tensor_dim(x, 0), guided = uncond != NULL, n = guided ? 2 * B : B, rc = -1;
-    float *tbuf = NULL;
-    int64_t tshape[1] = { n };
-    sdm_tensor *cur = NULL, *emb = NULL, *xin = NULL, *xin2 = NULL, *tt = NULL, *res = NULL, *pred = NULL;
-    sdm_tensor *x0_prev = NULL, *x0 = NULL, **tts = NULL, **noises = NULL, *gt = NULL;
-    step_graph *G = NULL;
-    int64_t gshape[1] = { B };
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)s->steps;
+
+    for (size_t i = 0; i < sizeof *s->steps * (size_t)s->n_steps; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (h ^ (uint64_t)s->kind) * 1099511628211ull;
+}
+
+/* Puts one batch's inputs on the device: timesteps, guidance, embeddings in
+ * the model's dtype, and every step's noise (drawn on the host with torch's
+ * CPU generator, like the initial noise). */
+static int inputs_make(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
+                       const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
+                       step_inputs *in, sdm_error *err)
+{
+    int B = (int)sdm_tensor_dim(x, 0), n = uncond ? 2 * B : B, rc = -1;
+    int64_t tshape[1] = { n }, gshape[1] = { B };
+    float *buf = malloc(sizeof *buf * n);
     sdm_torch_status st = SDM_TORCH_OK;
 
-    *out = NULL;
-    tbuf = malloc(sizeof *tbuf * (n > B ? n : B));
-    tts = calloc(s->n_steps, sizeof *tts);
-    noises = calloc(s->n_steps, sizeof *noises);
-    if (!tbuf || !tts || !noises) {
+    memset(in, 0, sizeof *in);
+    in->t = calloc(s->n_steps, sizeof *in->t);
+    in->noise = calloc(s->n_steps, sizeof *in->noise);
+    in->n_steps = s->n_steps;
+    if (!buf || !in->t || !in->noise) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    /* Every step's timesteps go to the device before the loop: a copy from
-     * host memory inside it would wait for the GPU each step. */
     for (int i = 0; i < s->n_steps && !st; i++) {
         for (int j = 0; j < n; j++)
-            tbuf[j] = (float)s->steps[i].t;
-        st = sdm_tensor_from_host(tbuf, SDM_F32, tshape, 1, e->dev, &tts[i]);
+            buf[j] = (float)s->steps[i].t;
+        st = sdm_tensor_from_host(buf, SDM_F32, tshape, 1, e->dev, &in->t[i]);
     }
-    if (!st && guided) {
+    if (!st && uncond) {
         for (int j = 0; j < B; j++)
-            tbuf[j] = (float)g[j];
-        st = sdm_tensor_from_host(tbuf, SDM_F32, gshape, 1, e->dev, &gt);
+            buf[j] = (float)g[j];
+        st = sdm_tensor_from_host(buf, SDM_F32, gshape, 1, e->dev, &in->g);
     }
     if (!st)
-        st = sdm_tensor_clone(x, &cur);
-    /* the text embeddings are the same every step: in the model's dtype once */
-    if (!st && guided) {
+        st = sdm_tensor_clone(x, &in->x);
+    if (!st && uncond) {
         sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
-        st = sdm_tensor_cat(pair, 2, &emb);
+        st = sdm_tensor_cat(pair, 2, &in->emb);
     } else if (!st) {
-        st = sdm_tensor_clone(cond, &emb);
+        st = sdm_tensor_clone(cond, &in->emb);
     }
     if (!st && e->dtype != SDM_F32) {
         sdm_tensor *cast = NULL;
-        st = sdm_tensor_to(emb, e->dev, e->dtype, &cast);
-        sdm_tensor_free(&emb);
-        emb = cast;
+        st = sdm_tensor_to(in->emb, e->dev, e->dtype, &cast);
+        sdm_tensor_free(&in->emb);
+        in->emb = cast;
     }
     if (st) {
         sdm_engine_torch_error(err, st, "sampling");
         goto end;
     }
-    if (e->use_graphs) {
-        G = graph_for(e, n, (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3));
-        if (G && sdm_tensor_copy_(G->emb, emb)) {
-            sdm_engine_torch_error(err, SDM_TORCH_ERROR, "sampling");
-            goto end;
-        }
-    }
-    /* Ancestral noise is drawn on the host (torch's CPU generator, like the
-     * initial noise): all of it before the loop, so the loop never waits. */
     for (int i = 0; s->uses_noise && i < s->n_steps; i++) {
         if (s->steps[i].cnoise == 0)
             continue;
@@ -441,8 +426,32 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
                           sdm_sampler_name(s->kind));
             goto end;
         }
-        if (noise_fn(noise_user, i, &noises[i], err))
+        if (noise_fn(noise_user, i, &in->noise[i], err))
             goto end;
+    }
+    rc = 0;
+end:
+    free(buf);
+    if (rc)
+        step_inputs_clear(in);
+    return rc;
+}
+
+/* The sampler loop over inputs already on the device. It only enqueues
+ * device work (no host copies, no syncs), so it can run under a capture;
+ * `stop` (NULL when captured) is polled between steps. */
+static int run_steps(sdm_engine *e, const sdm_schedule *s, const step_inputs *in,
+                     volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
+{
+    int guided = in->g != NULL, rc = -1;
+    sdm_tensor *cur = NULL, *xin = NULL, *xin2 = NULL, *res = NULL, *pred = NULL, *x0_prev = NULL, *x0 = NULL;
+    sdm_torch_status st;
+
+    *out = NULL;
+    st = sdm_tensor_clone(in->x, &cur);
+    if (st) {
+        sdm_engine_torch_error(err, st, "sampling");
+        goto end;
     }
     for (int i = 0; i < s->n_steps; i++) {
         const sdm_step *k = &s->steps[i];
@@ -452,7 +461,6 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             rc = 1;
             goto end;
         }
-        tt = tts[i];
         st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
         if (!st && guided) {
             sdm_tensor *pair[2] = { xin, xin };
@@ -463,25 +471,12 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             goto end;
         }
         args[0] = guided ? xin2 : xin;
-        args[1] = tt;
-        args[2] = emb;
-        if (G) {
-            st = sdm_tensor_copy_(G->x, args[0]);
-            if (!st)
-                st = sdm_tensor_copy_(G->t, tt);
-            if (!st)
-                st = sdm_graph_replay(G->graph);
-            if (!st)
-                st = sdm_tensor_to(G->out, e->dev, SDM_F32, &res);
-            if (st) {
-                sdm_engine_torch_error(err, st, "UNet (CUDA graph)");
-                goto end;
-            }
-        } else if (call_f32(e, e->unet, args, 3, &res, "UNet", err)) {
+        args[1] = in->t[i];
+        args[2] = in->emb;
+        if (call_f32(e, e->unet, args, 3, &res, "UNet", err))
             goto end;
-        }
         if (guided) {
-            st = sdm_tensor_cfg(res, gt, &pred);
+            st = sdm_tensor_cfg(res, in->g, &pred);
             sdm_tensor_free(&res);
         } else {
             pred = res;
@@ -494,17 +489,11 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
             st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
         if (!st && s->uses_prev && x0_prev && k->cprev != 0)
             st = sdm_tensor_axpby_(k->cprev, x0_prev, 1.0, cur);
+        if (!st && in->noise[i])
+            st = sdm_tensor_axpby_(k->cnoise, in->noise[i], 1.0, cur);
         if (st) {
             sdm_engine_torch_error(err, st, "sampling");
             goto end;
-        }
-        if (noises[i]) {
-            st = sdm_tensor_axpby_(k->cnoise, noises[i], 1.0, cur);
-            sdm_tensor_free(&noises[i]);
-            if (st) {
-                sdm_engine_torch_error(err, st, "sampling");
-                goto end;
-            }
         }
         if (x0) {
             sdm_tensor_free(&x0_prev);
@@ -519,18 +508,7 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
     cur = NULL;
     rc = 0;
 end:
-    free(tbuf);
-    for (int i = 0; i < s->n_steps; i++) {
-        if (tts)
-            sdm_tensor_free(&tts[i]);
-        if (noises)
-            sdm_tensor_free(&noises[i]);
-    }
-    free(tts);
-    free(noises);
-    sdm_tensor_free(&gt);
     sdm_tensor_free(&cur);
-    sdm_tensor_free(&emb);
     sdm_tensor_free(&xin);
     sdm_tensor_free(&xin2);
     sdm_tensor_free(&res);
@@ -540,7 +518,163 @@ end:
     return rc;
 }
 
-int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err)
+/* Captures the loop for the shape of `in` (which become its static
+ * buffers). On failure graphs are switched off, with a warning, and the
+ * render goes on step by step. */
+static void loop_capture(sdm_engine *e, const sdm_schedule *s, step_inputs *in)
+{
+    loop_graph *lg = &e->loop;
+    sdm_error cerr;
+
+    loop_graph_clear(lg);
+    memset(&cerr, 0, sizeof cerr);
+    lg->in = *in;
+    memset(in, 0, sizeof *in);
+    if (sdm_capture_begin(e->dev, &lg->graph)) {
+        sdm_warn("CUDA graphs off: %s", sdm_torch_last_error());
+        goto fail;
+    }
+    if (run_steps(e, s, &lg->in, NULL, &lg->out, &cerr)) {
+        sdm_graph_free(&lg->graph);
+        sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", cerr.msg);
+        goto fail;
+    }
+    if (sdm_capture_end(lg->graph)) {
+        sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", sdm_torch_last_error());
+        goto fail;
+    }
+    lg->B = (int)sdm_tensor_dim(lg->in.x, 0);
+    lg->h = (int)sdm_tensor_dim(lg->in.x, 2);
+    lg->w = (int)sdm_tensor_dim(lg->in.x, 3);
+    lg->guided = lg->in.g != NULL;
+    lg->schedule = schedule_fingerprint(s);
+    return;
+fail:
+    loop_graph_clear(lg);
+    e->use_graphs = 0;
+}
+
+static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_inputs *in)
+{
+    if (!lg->graph || lg->B != sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
+        lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) ||
+        lg->schedule != schedule_fingerprint(s))
+        return 0;
+    for (int i = 0; i < s->n_steps; i++)
+        if ((lg->in.noise[i] != NULL) != (in->noise[i] != NULL))
+            return 0;
+    return 1;
+}
+
+/* New values into the graph's static inputs, one replay, and a copy of
+ * its output (the next replay overwrites it). */
+static int loop_replay(sdm_engine *e, const step_inputs *in, sdm_tensor **out, sdm_error *err)
+{
+    loop_graph *lg = &e->loop;
+    sdm_torch_status st;
+
+    st = sdm_tensor_copy_(lg->in.x, in->x);
+    if (!st)
+        st = sdm_tensor_copy_(lg->in.emb, in->emb);
+    if (!st && in->g)
+        st = sdm_tensor_copy_(lg->in.g, in->g);
+    for (int i = 0; i < in->n_steps && !st; i++)
+        if (in->noise[i])
+            st = sdm_tensor_copy_(lg->in.noise[i], in->noise[i]);
+    if (!st)
+        st = sdm_graph_replay(lg->graph);
+    if (!st)
+        st = sdm_tensor_clone(lg->out, out);
+    if (st)
+        return sdm_engine_torch_error(err, st, "sampling (CUDA graph)");
+    return 0;
+}
+
+int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
+                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
+                       sdm_step_noise_fn noise_fn, void *noise_user, volatile sig_atomic_t *stop,
+                       sdm_tensor **out, sdm_error *err)
+{
+    step_inputs in;
+    int rc;
+
+    *out = NULL;
+    if (inputs_make(e, s, x, cond, uncond, g, noise_fn, noise_user, &in, err))
+        return -1;
+    if (e->use_graphs && loop_matches(&e->loop, s, &in)) {
+        rc = loop_replay(e, &in, out, err);
+    } else {
+        /* another shape (the last, smaller batch): its activations need the
+         * memory the captured loop holds */
+        loop_graph_clear(&e->loop);
+        rc = run_steps(e, s, &in, stop, out, err);
+    }
+    step_inputs_clear(&in);
+    return rc;
+}
+
+/* The warm-up's per-step noise: zeros of the latent's shape. */
+static int zero_noise(void *user, int step, sdm_tensor **noise, sdm_error *err)
+{
+    const sdm_tensor *x = user;
+    int64_t shape[4];
+    sdm_torch_status st;
+
+    for (int i = 0; i < 4; i++)
+        shape[i] = sdm_tensor_dim(x, i);
+    st = sdm_tensor_zeros(SDM_F32, shape, 4, sdm_tensor_device(x), noise);
+    return st ? sdm_engine_torch_error(err, st, "warm-up") : 0;
+}
+
+/* Captures the sampling loop at the render's batch shape, on zero inputs
+ * (the values do not matter to a capture), and replays it once: the first
+ * replay of a graph pays for uploading it. */
+static int warmup_capture(sdm_engine *e, const sdm_schedule *s, int batch, int h, int w, int guided,
+                          sdm_error *err)
+{
+    int64_t xs[4] = { batch, e->bundle.latent_channels, h, w };
+    int64_t es[3] = { batch, e->bundle.token_length, e->bundle.hidden_size };
+    double *g = malloc(sizeof *g * batch);
+    sdm_tensor *x = NULL, *emb = NULL;
+    step_inputs in;
+    sdm_torch_status st;
+    int rc = -1;
+
+    memset(&in, 0, sizeof in);
+    if (!g) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < batch; i++)
+        g[i] = 1.0;
+    st = sdm_tensor_zeros(SDM_F32, xs, 4, e->dev, &x);
+    if (!st)
+        st = sdm_tensor_zeros(SDM_F32, es, 3, e->dev, &emb);
+    if (st) {
+        sdm_engine_torch_error(err, st, "warm-up");
+        goto end;
+    }
+    if (inputs_make(e, s, x, emb, guided ? emb : NULL, g, zero_noise, x, &in, err))
+        goto end;
+    loop_capture(e, s, &in);
+    if (e->loop.graph) {
+        st = sdm_graph_replay(e->loop.graph);
+        if (st) {
+            sdm_engine_torch_error(err, st, "warm-up (CUDA graph)");
+            goto end;
+        }
+    }
+    rc = 0;
+end:
+    free(g);
+    step_inputs_clear(&in);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&emb);
+    return rc;
+}
+
+int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int latent_h, int latent_w, int guided,
+                      sdm_error *err)
 {
     int n = guided ? 2 * batch : batch, rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
@@ -550,6 +684,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
 
     if (e->dev.type == SDM_DEVICE_CPU)
         return 0;
+    loop_graph_clear(&e->loop);
     st = sdm_tensor_zeros(SDM_F32, xs, 4, e->dev, &x);
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, es, 3, e->dev, &emb);
@@ -561,14 +696,20 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         sdm_engine_torch_error(err, st, "warm-up");
         goto end;
     }
-    for (int i = 0; i < 2; i++) {
+    /* TorchScript profiles its first runs of a shape and then settles on an
+     * optimized graph: that is the one to capture */
+    for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
         if (call_f32(e, e->unet, args, 3, &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
-        if (sdm_engine_decode(e, zs, &rgb, err))
+        if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
             goto end;
         sdm_tensor_free(&rgb);
+    }
+    if (e->use_graphs && s) {
+        if (warmup_capture(e, s, batch, latent_h, latent_w, guided, err))
+            goto end;
     }
     rc = 0;
 end:
@@ -657,8 +798,7 @@ void sdm_engine_free(sdm_engine **pe)
         sdm_tensor_free(&e->embeds[i].emb);
     }
     free(e->embeds);
-    for (int i = 0; i < MAX_GRAPHS; i++)
-        graph_clear(&e->graphs[i]);
+    loop_graph_clear(&e->loop);
     sdm_module_free(&e->text_encoder);
     sdm_module_free(&e->unet);
     sdm_module_free(&e->vae);

@@ -20,8 +20,9 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
 /* The unet module (tests call its analytic `target` method). */
 sdm_module *sdm_engine_unet(sdm_engine *e);
 
-/* Replays the UNet step as a CUDA graph per batch shape (CUDA builds
- * made with CUDA_GRAPHS=1 only; off by default). */
+/* Captures the whole sampling loop of the warm-up's batch shape as one
+ * CUDA graph and replays it for every batch of that shape (CUDA builds
+ * with CUDA graphs; other shapes run step by step). */
 void sdm_engine_set_graphs(sdm_engine *e, int on);
 
 /* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
@@ -33,7 +34,8 @@ int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, 
  *   cond   [B,L,H], uncond [B,L,H] (NULL when no frame is guided)
  *   g      B guidance scales (≤ 1: conditional only, as diffusers does)
  *   noise  per-step noise source for samplers that need it (NULL otherwise)
- *   stop   polled between steps; non-zero abandons the batch (returns 1)
+ *   stop   polled between steps (not inside a replayed graph); non-zero
+ *          abandons the batch (returns 1)
  * On success *out is the final latent [B,C,h,w] float32. */
 typedef int (*sdm_step_noise_fn)(void *user, int step, sdm_tensor **noise, sdm_error *err);
 int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
@@ -41,10 +43,12 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
                        sdm_step_noise_fn noise, void *noise_user, volatile sig_atomic_t *stop,
                        sdm_tensor **out, sdm_error *err);
 
-/* Runs the UNet and VAE a couple of times at the batch shape the render
- * will use, so TorchScript's profiling runs and cuDNN's first calls are
- * not paid by the first frames (CUDA only; a no-op on the CPU). */
-int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err);
+/* Runs the UNet and VAE a few times at the batch shape the render will
+ * use, so TorchScript's profiling runs and cuDNN's first calls are not paid
+ * by the first frames, then (graphs on) captures the sampling loop of
+ * schedule s at that shape. CUDA only; a no-op on the CPU. */
+int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int latent_h, int latent_w, int guided,
+                      sdm_error *err);
 
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device. */
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);

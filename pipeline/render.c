@@ -19,6 +19,7 @@ sdm_render_params sdm_render_default_params(void)
 
     memset(&p, 0, sizeof p);
     p.write_outputs = 1;
+    p.cuda_graphs = 1;
     return p;
 }
 
@@ -124,8 +125,15 @@ typedef struct {
     uint8_t **kept;         /* host copies of renders shown again later */
     int *remaining;         /* appearances still to show, per render */
     int *rendered;          /* render done */
-    uint8_t *batch_rgb;     /* host frames of the batch in flight */
+    const uint8_t *batch_rgb;   /* host frames of the batch being shown */
 } render_state;
+
+/* A batch whose work is queued on the device: its frames arrive in host
+ * memory while the next batch is being queued behind it. */
+typedef struct {
+    int first, nb;
+    sdm_download *frames;
+} batch_flight;
 
 /* Shows every frame whose render is done, in display order. */
 static int emit_ready(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
@@ -193,8 +201,9 @@ end:
     return rc;
 }
 
-/* Conditions, samples and decodes renders [first, first+nb) into S->batch_rgb. */
-static int render_batch(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
+/* Conditions, samples and decodes renders [first, first+nb) and starts
+ * copying the frames to the host; on the GPU all of it is only queued. */
+static int batch_launch(render_state *S, const sdm_render_params *p, int first, int nb, batch_flight *f,
                         sdm_error *err)
 {
     sdm_frame_cond *fc = calloc(nb, sizeof *fc);
@@ -244,11 +253,13 @@ static int render_batch(render_state *S, const sdm_render_params *p, int first, 
     }
     if (sdm_engine_decode(S->engine, lat, &rgb, err))
         goto end;
-    st = sdm_tensor_to_host(rgb, SDM_U8, S->batch_rgb, frame_bytes * nb);
+    st = sdm_download_start(rgb, SDM_U8, &f->frames);
     if (st) {
         sdm_engine_torch_error(err, st, "copying frames to the host");
         goto end;
     }
+    f->first = first;
+    f->nb = nb;
     rc = 0;
 end:
     for (int j = 0; fc && j < nb; j++)
@@ -267,9 +278,42 @@ end:
     return rc;
 }
 
+/* Waits for a batch's frames and shows every frame that is now ready. */
+static int batch_land(render_state *S, const sdm_render_params *p, batch_flight *f, size_t frame_bytes,
+                      int *shown, int width, int height, sdm_render_stats *stats, sdm_error *err)
+{
+    const void *data = NULL;
+    size_t bytes = 0;
+    sdm_torch_status st;
+    int rc = -1;
+
+    st = sdm_download_wait(f->frames, &data, &bytes);
+    if (st) {
+        sdm_engine_torch_error(err, st, "rendering");
+        goto end;
+    }
+    if (bytes != frame_bytes * f->nb) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: %zu bytes of frames, expected %zu", bytes,
+                      frame_bytes * f->nb);
+        goto end;
+    }
+    S->batch_rgb = data;
+    for (int j = 0; j < f->nb; j++)
+        S->rendered[f->first + j] = 1;
+    stats->frames_rendered += f->nb;
+    if (emit_ready(S, p, f->first, f->nb, frame_bytes, shown, width, height, err))
+        goto end;
+    rc = 0;
+end:
+    S->batch_rgb = NULL;
+    sdm_download_free(&f->frames);
+    return rc;
+}
+
 int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats *stats, sdm_error *err)
 {
     render_state S;
+    batch_flight flight, next;
     sdm_render_stats dummy;
     const sdm_bundle *b;
     sdm_sampler_params sp;
@@ -280,6 +324,8 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     double t0 = now_s();
 
     memset(&S, 0, sizeof S);
+    memset(&flight, 0, sizeof flight);
+    memset(&next, 0, sizeof next);
     if (!stats)
         stats = &dummy;
     memset(stats, 0, sizeof *stats);
@@ -324,8 +370,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     S.kept = calloc(S.plan.n_renders, sizeof *S.kept);
     S.remaining = calloc(S.plan.n_renders, sizeof *S.remaining);
     S.rendered = calloc(S.plan.n_renders, sizeof *S.rendered);
-    S.batch_rgb = malloc(frame_bytes * B);
-    if (!S.kept || !S.remaining || !S.rendered || !S.batch_rgb) {
+    if (!S.kept || !S.remaining || !S.rendered) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -354,12 +399,14 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         for (int i = 0; i < S.plan.n_renders; i++)
             guided |= S.plan.renders[i].guidance > 1.0;
         /* the warm-up runs the batch shape: where it does not fit, halve it */
-        while (sdm_engine_warmup(S.engine, B, height / b->vae_scale, width / b->vae_scale, guided, err))
+        while (sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
             if (halve_batch(&B, stats, err))
                 goto end;
     }
     stats->load_seconds = now_s() - t0;
     t0 = now_s();
+    /* Batch i+1 is queued before batch i's frames are waited for, so the
+     * GPU goes on while the host shows and encodes them. */
     for (int first = 0; first < S.plan.n_renders; first += B) {
         int nb = S.plan.n_renders - first < B ? S.plan.n_renders - first : B;
         int d;
@@ -367,7 +414,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             interrupted = 1;
             break;
         }
-        d = render_batch(&S, p, first, nb, frame_bytes, err);
+        d = batch_launch(&S, p, first, nb, &next, err);
         if (d == 1) {
             interrupted = 1;
             break;
@@ -378,14 +425,16 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             first -= B;     /* cancels the loop's += B: the same frames again */
             continue;
         }
-        for (int j = 0; j < nb; j++)
-            S.rendered[first + j] = 1;
-        stats->frames_rendered += nb;
-        if (emit_ready(&S, p, first, nb, frame_bytes, &shown, width, height, err))
+        if (flight.frames && batch_land(&S, p, &flight, frame_bytes, &shown, width, height, stats, err))
             goto end;
+        flight = next;
+        memset(&next, 0, sizeof next);
         if (p->progress)
             progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 0);
     }
+    /* the last batch (or, when interrupted, the one already on its way) */
+    if (flight.frames && batch_land(&S, p, &flight, frame_bytes, &shown, width, height, stats, err))
+        goto end;
     if (p->progress)
         progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 1);
 
@@ -412,13 +461,14 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
     rc = interrupted;
 end:
+    sdm_download_free(&flight.frames);
+    sdm_download_free(&next.frames);
     sdm_sink_free(&S.sink);
     for (int i = 0; S.kept && i < S.plan.n_renders; i++)
         free(S.kept[i]);
     free(S.kept);
     free(S.remaining);
     free(S.rendered);
-    free(S.batch_rgb);
     sdm_conditioner_free(&S.cond);
     sdm_schedule_free(&S.sched);
     sdm_plan_free(&S.plan);

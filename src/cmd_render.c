@@ -32,8 +32,8 @@ static void usage(FILE *f)
             "  --frames LIST        render only these output frames, e.g. 37 or 0-9,20\n"
             "                       (written to NAME.frames-LIST.mp4 unless -o is given)\n"
             "  --threads N          CPU threads for libtorch\n"
-            "  --cuda-graphs        replay each UNet step as a CUDA graph (builds made with CUDA_GRAPHS=1;\n"
-            "                       experimental)\n"
+            "  --no-cuda-graphs     run the sampling loop step by step instead of replaying it as one\n"
+            "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
             "(a playable NAME.partial.mp4 holds the frames done).\n");
@@ -143,8 +143,8 @@ int sdm_cmd_render(int argc, char **argv)
                 fprintf(stderr, "sdmorph render: --threads must be 1..1024, not '%s'\n", v);
                 goto end;
             }
-        } else if (!strcmp(a, "--cuda-graphs")) {
-            p.cuda_graphs = 1;
+        } else if (!strcmp(a, "--no-cuda-graphs")) {
+            p.cuda_graphs = 0;
             continue;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;

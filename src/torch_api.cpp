@@ -7,18 +7,24 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
+#include <torch/version.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef SDM_HAVE_CUDA
@@ -42,8 +48,14 @@ struct sdm_tensor {
 struct sdm_graph {
 #ifdef SDM_HAVE_CUDA_GRAPHS
     at::cuda::CUDAGraph graph;
+    std::optional<c10::cuda::CUDAStreamGuard> guard;    /* the capture stream, while capturing */
 #endif
-    sdm_tensor output;      /* static: each replay overwrites it */
+    bool captured = false;
+};
+
+struct sdm_download {
+    at::Tensor host;                    /* pinned where the source is on CUDA */
+    std::optional<c10::Event> event;    /* the copy is done when this is */
 };
 
 namespace {
@@ -189,6 +201,16 @@ sdm_dtype from_scalar_type(at::ScalarType s)
     case at::kDouble: return SDM_F64;
     default: return SDM_DTYPE_COUNT;
     }
+}
+
+/* A CPU tensor on d. To CUDA through pinned memory and without waiting:
+ * a plain copy from pageable memory waits for all queued GPU work, which
+ * would stall the render's next batch behind the one in flight. */
+at::Tensor to_device(const at::Tensor &cpu, c10::Device d)
+{
+    if (d.is_cpu())
+        return cpu;
+    return cpu.pin_memory().to(d, /*non_blocking=*/true);
 }
 
 std::string device_str(sdm_device d)
@@ -603,7 +625,7 @@ sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const i
                 throw op_error("sdm_tensor_from_host: data is NULL");
             memcpy(t.data_ptr(), data, (size_t)t.numel() * t.element_size());
         }
-        *out = wrap(d.is_cpu() ? t : t.to(d));
+        *out = wrap(to_device(t, d));
     });
 }
 
@@ -633,7 +655,7 @@ sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
          * that seed: the same engine state as constructing it with the seed. */
         at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
         at::Tensor t = at::randn(sizes, gen, at::TensorOptions().dtype(at::kFloat));
-        *out = wrap(d.is_cpu() ? t : t.to(d));
+        *out = wrap(to_device(t, d));
     });
 }
 
@@ -898,48 +920,46 @@ int sdm_graphs_available(void)
 #endif
 }
 
-sdm_torch_status sdm_graph_capture(sdm_module *m, sdm_tensor *const *inputs, int n, sdm_graph **out,
-                                   const sdm_tensor **output)
+sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out)
 {
     if (out)
         *out = NULL;
-    if (output)
-        *output = NULL;
     return guarded("graph capture", [&] {
+        need_out(out, "sdm_capture_begin");
 #ifdef SDM_HAVE_CUDA_GRAPHS
-        need_out(out, "sdm_graph_capture");
-        if (!m || n < 1 || !inputs || !output)
-            throw op_error("graph capture: bad arguments");
-        std::vector<c10::IValue> in;
-        for (int i = 0; i < n; i++)
-            in.emplace_back(arg(inputs[i], "graph capture", "input"));
-        if (!in[0].toTensor().is_cuda())
-            throw op_error("graph capture: the inputs are not on a CUDA device");
+        if (dev.type != SDM_DEVICE_CUDA)
+            throw op_error("graph capture: needs a CUDA device");
         auto g = std::make_unique<sdm_graph>();
-        torch::cuda::synchronize();
-        {
-            /* capture on a side stream, after the executor has settled on
-             * its optimized graph (its first runs profile) */
-            c10::cuda::CUDAStreamGuard guard(c10::cuda::getStreamFromPool());
-            for (int i = 0; i < 3; i++)
-                m->mod.forward(in);
-            torch::cuda::synchronize();
-            g->graph.capture_begin();
-            at::Tensor o;
-            try {
-                o = m->mod.forward(in).toTensor();
-            } catch (...) {
-                g->graph.capture_end();
-                throw;
-            }
-            g->graph.capture_end();
-            g->output.t = o;
-        }
-        torch::cuda::synchronize();
-        *output = &g->output;
+        c10::Device d = torch_device(dev);
+        /* The inputs were made on the current stream: let them land, then
+         * capture on a side stream (capture never runs on the default one). */
+        torch::cuda::synchronize(d.index());
+        g->guard.emplace(c10::cuda::getStreamFromPool(false, d.index()));
+        g->graph.capture_begin();
         *out = g.release();
 #else
-        (void)m; (void)inputs; (void)n; (void)out; (void)output;
+        (void)dev;
+        throw op_error("graph capture: this build has no CUDA graphs");
+#endif
+    });
+}
+
+sdm_torch_status sdm_capture_end(sdm_graph *g)
+{
+    return guarded("graph capture", [&] {
+#ifdef SDM_HAVE_CUDA_GRAPHS
+        if (!g || !g->guard)
+            throw op_error("graph capture: no capture in progress");
+        try {
+            g->graph.capture_end();
+        } catch (...) {
+            g->guard.reset();
+            throw;
+        }
+        g->guard.reset();
+        g->captured = true;
+#else
+        (void)g;
         throw op_error("graph capture: this build has no CUDA graphs");
 #endif
     });
@@ -949,8 +969,8 @@ sdm_torch_status sdm_graph_replay(sdm_graph *g)
 {
     return guarded("graph replay", [&] {
 #ifdef SDM_HAVE_CUDA_GRAPHS
-        if (!g)
-            throw op_error("graph replay: graph is NULL");
+        if (!g || !g->captured)
+            throw op_error("graph replay: no captured graph");
         g->graph.replay();
 #else
         (void)g;
@@ -964,8 +984,92 @@ void sdm_graph_free(sdm_graph **g)
     if (!g || !*g)
         return;
     try {
+#ifdef SDM_HAVE_CUDA_GRAPHS
+        /* a capture abandoned halfway must end before its stream goes */
+        if ((*g)->guard && !(*g)->captured) {
+            try {
+                (*g)->graph.capture_end();
+            } catch (...) {
+            }
+            (*g)->guard.reset();
+        }
+#endif
         delete *g;
     } catch (...) {
     }
     *g = NULL;
+}
+
+/* --- downloads -------------------------------------------------------------- */
+
+namespace {
+
+void wait_event(const c10::Event &ev)
+{
+#if TORCH_VERSION_MAJOR >= 2
+    ev.synchronize();
+#else
+    /* libtorch 1.x events cannot be waited on: poll */
+    while (!ev.query())
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+#endif
+}
+
+} // namespace
+
+sdm_torch_status sdm_download_start(const sdm_tensor *t, sdm_dtype dtype, sdm_download **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("copy to host", [&] {
+        need_out(out, "sdm_download_start");
+        const at::Tensor &x = arg(t, "copy to host", "t");
+        auto d = std::make_unique<sdm_download>();
+        at::Tensor src = x.to(scalar_type(dtype)).contiguous();
+        if (src.is_cuda()) {
+            d->host = at::empty(src.sizes(), at::TensorOptions().dtype(src.scalar_type()).pinned_memory(true));
+            d->host.copy_(src, /*non_blocking=*/true);
+            d->event.emplace(c10::DeviceType::CUDA);
+            c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
+            d->event->record(impl.getStream(src.device()));
+        } else {
+            /* a copy of its own, as on CUDA: later changes to t do not show */
+            d->host = src.data_ptr() == x.data_ptr() ? src.clone() : src;
+        }
+        *out = d.release();
+    });
+}
+
+sdm_torch_status sdm_download_wait(sdm_download *d, const void **data, size_t *bytes)
+{
+    if (data)
+        *data = NULL;
+    if (bytes)
+        *bytes = 0;
+    return guarded("copy to host", [&] {
+        if (!d)
+            throw op_error("copy to host: download is NULL");
+        if (d->event) {
+            wait_event(*d->event);
+            d->event.reset();
+        }
+        if (data)
+            *data = d->host.data_ptr();
+        if (bytes)
+            *bytes = (size_t)d->host.numel() * d->host.element_size();
+    });
+}
+
+void sdm_download_free(sdm_download **d)
+{
+    if (!d || !*d)
+        return;
+    try {
+        /* the copy may still be writing into the pinned buffer */
+        if ((*d)->event)
+            wait_event(*(*d)->event);
+        delete *d;
+    } catch (...) {
+    }
+    *d = NULL;
 }

@@ -138,18 +138,30 @@ sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *
 void sdm_tensor_free(sdm_tensor **t);
 
 /* --- CUDA graphs -------------------------------------------------------------
- * A module's forward captured once for fixed input tensors and replayed:
- * one launch instead of thousands per call. The inputs become the graph's
- * static inputs (copy new values into them with sdm_tensor_copy_ before a
- * replay); *output is its static output, overwritten by every replay. */
+ * Everything the calling thread enqueues on the device between
+ * sdm_capture_begin and sdm_capture_end is recorded, not run, and
+ * sdm_graph_replay then runs all of it with one launch. The tensors the
+ * captured work reads and writes are the graph's static buffers: copy new
+ * values into them (sdm_tensor_copy_) before a replay. Between begin and end
+ * only device work is allowed: no host copies, no syncs. */
 typedef struct sdm_graph sdm_graph;
 int sdm_graphs_available(void);     /* 0 where this build has no CUDA graphs */
-sdm_torch_status sdm_graph_capture(sdm_module *m, sdm_tensor *const *inputs, int n, sdm_graph **out,
-                                   const sdm_tensor **output);
+sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out);
+sdm_torch_status sdm_capture_end(sdm_graph *g);
 sdm_torch_status sdm_graph_replay(sdm_graph *g);
-void sdm_graph_free(sdm_graph **g);
+void sdm_graph_free(sdm_graph **g);   /* also ends a capture left open */
 /* dst ← src in place (same shape; converts dtype), asynchronously on the device. */
 sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src);
+
+/* --- downloads ----------------------------------------------------------------
+ * A device-to-host copy that does not wait: the GPU can go on with the next
+ * batch while the host waits for this one. On the CPU the copy is made at
+ * once. The data stays valid until sdm_download_free. */
+typedef struct sdm_download sdm_download;
+sdm_torch_status sdm_download_start(const sdm_tensor *t, sdm_dtype dtype, sdm_download **out);
+/* Waits for the copy; *data: the elements, contiguous, *bytes long. */
+sdm_torch_status sdm_download_wait(sdm_download *d, const void **data, size_t *bytes);
+void sdm_download_free(sdm_download **d);
 
 #ifdef __cplusplus
 }

@@ -817,6 +817,75 @@ end:
 
 /* --- CUDA, where there is one ----------------------------------------------- */
 
+/* --- downloads and graphs ---------------------------------------------------- */
+
+/* A download is a copy: the values at the time it started, as uint8. */
+static void test_download(sdm_device dev)
+{
+    const float v[6] = { 0, 1, 2, 3, 254, 255 };
+    const int64_t shape[2] = { 2, 3 };
+    sdm_tensor *t = make_f32(v, shape, 2, dev);
+    sdm_download *d = NULL;
+    const void *data = NULL;
+    size_t bytes = 0;
+
+    CHECK_INT(sdm_download_start(t, SDM_U8, &d), SDM_TORCH_OK);
+    /* changing the source afterwards does not change what arrives */
+    CHECK_INT(sdm_tensor_axpby_(0.0, t, 0.0, t), SDM_TORCH_OK);
+    CHECK_INT(sdm_download_wait(d, &data, &bytes), SDM_TORCH_OK);
+    CHECK_INT((int)bytes, 6);
+    if (data && bytes == 6) {
+        const uint8_t *u = data;
+        CHECK(u[0] == 0 && u[1] == 1 && u[3] == 3 && u[4] == 254 && u[5] == 255);
+    }
+    /* waiting twice is fine; the data stays until the free */
+    CHECK_INT(sdm_download_wait(d, &data, &bytes), SDM_TORCH_OK);
+    CHECK(data != NULL);
+    sdm_download_free(&d);
+    CHECK(d == NULL);
+    sdm_download_free(&d);
+    CHECK_INT(sdm_download_start(NULL, SDM_U8, &d), SDM_TORCH_ERROR);
+    CHECK(d == NULL);
+    CHECK_INT(sdm_download_wait(NULL, &data, &bytes), SDM_TORCH_ERROR);
+    sdm_tensor_free(&t);
+}
+
+/* Captured work runs only at replay, on whatever the static input holds then. */
+static void test_graphs(sdm_device dev)
+{
+    const float a[4] = { 1, 2, 3, 4 }, b[4] = { 10, 20, 30, 40 };
+    const int64_t shape[1] = { 4 };
+    sdm_tensor *in = make_f32(a, shape, 1, dev), *nb = make_f32(b, shape, 1, dev), *out = NULL, *tmp = NULL;
+    sdm_graph *g = NULL;
+    float got[4] = { 0 };
+
+    if (dev.type == SDM_DEVICE_CPU || !sdm_graphs_available()) {
+        CHECK_INT(sdm_capture_begin(dev, &g), SDM_TORCH_ERROR);
+        CHECK(g == NULL);
+        CHECK_CONTAINS(sdm_torch_last_error(), "graph capture");
+        CHECK_INT(sdm_graph_replay(NULL), SDM_TORCH_ERROR);
+        goto end;
+    }
+    CHECK_INT(sdm_capture_begin(dev, &g), SDM_TORCH_OK);
+    /* out = 3·in + 1·(2·in): allocations inside the capture are fine */
+    CHECK_INT(sdm_tensor_axpby(2.0, in, 0, NULL, &tmp), SDM_TORCH_OK);
+    CHECK_INT(sdm_tensor_axpby(3.0, in, 1.0, tmp, &out), SDM_TORCH_OK);
+    sdm_tensor_free(&tmp);
+    CHECK_INT(sdm_capture_end(g), SDM_TORCH_OK);
+    CHECK_INT(sdm_graph_replay(g), SDM_TORCH_OK);
+    if (get_f32(out, got, 4) == 0)
+        CHECK(got[0] == 5 && got[3] == 20);
+    CHECK_INT(sdm_tensor_copy_(in, nb), SDM_TORCH_OK);
+    CHECK_INT(sdm_graph_replay(g), SDM_TORCH_OK);
+    if (get_f32(out, got, 4) == 0)
+        CHECK(got[0] == 50 && got[1] == 100 && got[3] == 200);
+end:
+    sdm_tensor_free(&out);
+    sdm_graph_free(&g);
+    sdm_tensor_free(&in);
+    sdm_tensor_free(&nb);
+}
+
 static void test_cuda(void)
 {
     const sdm_device cuda = { SDM_DEVICE_CUDA, 0 };
@@ -854,6 +923,8 @@ static void test_cuda(void)
         printf("CUDA OOM message: %s\n", sdm_torch_last_error());
     }
     test_rgb8(cuda);   /* and the device works on after it */
+    test_download(cuda);
+    test_graphs(cuda);
     /* a device that does not exist */
     {
         const sdm_device far = { SDM_DEVICE_CUDA, 64 };
@@ -874,6 +945,8 @@ int main(void)
     test_rgb8(CPU);
     test_errors();
     test_analytic();
+    test_download(CPU);
+    test_graphs(CPU);
     test_cuda();
     return test_report();
 }
