@@ -65,6 +65,43 @@ class VAEDecoder(torch.nn.Module):
         return self.vae.decode(z, return_dict=False)[0]
 
 
+class StaticHeadsAttention:
+    """Attention as diffusers' AttnProcessor2_0 computes it for Stable
+    Diffusion, but with the head size a Python int. Traced, diffusers'
+    `key.shape[-1] // heads` becomes arithmetic on a device tensor whose
+    int() waits for the GPU in every attention call: a stall per layer, and
+    a sampling loop that cannot be captured as a CUDA graph."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        if attention_mask is not None or attn.spatial_norm is not None or attn.norm_q is not None \
+                or attn.norm_k is not None:
+            die("this checkpoint's attention uses masks or extra norms, which the export does not handle")
+        residual = hidden_states
+        spatial = hidden_states.ndim == 4
+        if spatial:
+            shape = hidden_states.shape
+            hidden_states = hidden_states.flatten(2).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        if encoder_hidden_states is not None and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        heads = attn.heads
+        head_dim = attn.to_k.out_features // heads
+        q = attn.to_q(hidden_states).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+        k = attn.to_k(context).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+        v = attn.to_v(context).unflatten(-1, (heads, head_dim)).transpose(1, 2)
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        out = out.transpose(1, 2).flatten(2).to(q.dtype)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if spatial:
+            out = out.transpose(1, 2).reshape(shape)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
 def load_components(args):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -127,10 +164,11 @@ def save_diffusers(out, unet, vae, text, sched, tok_dir):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(out, "tokenizer", f))
 
 
-def trace_checked(name, module, inputs, tol):
-    """Traces and freezes; refuses a traced module whose output differs."""
+def trace_checked(name, module, inputs, tol, reference=None):
+    """Traces and freezes; refuses a traced module whose output differs from
+    the eager one (or from `reference`, diffusers' own output)."""
     with torch.inference_mode(False), torch.no_grad():
-        eager = module(*inputs)
+        eager = module(*inputs) if reference is None else reference
         traced = torch.jit.trace(module, inputs, check_trace=False)
         traced = torch.jit.freeze(traced.eval())
         # the second run is the one that uses the optimized, frozen graph
@@ -142,6 +180,27 @@ def trace_checked(name, module, inputs, tol):
     if not (err <= tol * max(scale, 1.0)):
         die(f"{name}: traced module differs from the eager one (max |diff| {err:.3g}); bundle not written")
     return traced
+
+
+def check_capturable(name, traced, inputs):
+    """sdmorph replays its sampling loop as a CUDA graph: say so if this
+    module cannot be captured (it then runs step by step, slower)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    try:
+        with torch.no_grad(), torch.cuda.stream(side):
+            for _ in range(3):
+                traced(*inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph):
+            traced(*inputs)
+        graph.replay()
+        torch.cuda.synchronize()
+        print(f"export_sd: {name}: captures as a CUDA graph", file=sys.stderr)
+    except RuntimeError as e:
+        print(f"export_sd: warning: {name} cannot be captured as a CUDA graph ({str(e).splitlines()[0]}); "
+              "sdmorph will run it step by step", file=sys.stderr)
 
 
 def main():
@@ -195,10 +254,18 @@ def main():
     tol = 2e-2 if dtype == torch.float16 else 1e-3
 
     text_ts = trace_checked("text_encoder", TextEncoder(text), (ids,), tol)
-    emb = TextEncoder(text)(ids).detach()
-    unet_ts = trace_checked("unet", UNet(unet), (x, t, emb), tol)
-    z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, dtype)
-    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae), (z,), tol)
+    with torch.no_grad():
+        emb = TextEncoder(text)(ids).detach()
+        z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, dtype)
+        # diffusers' own attention gives the reference outputs
+        ref_unet = UNet(unet)(x, t, emb)
+        ref_vae = VAEDecoder(vae)(z)
+    unet.set_attn_processor(StaticHeadsAttention())
+    vae.set_attn_processor(StaticHeadsAttention())
+    unet_ts = trace_checked("unet", UNet(unet), (x, t, emb), tol, ref_unet)
+    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae), (z,), tol, ref_vae)
+    if device.type == "cuda":
+        check_capturable("unet", unet_ts, (x, t, emb))
 
     os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
