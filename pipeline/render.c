@@ -343,6 +343,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     if (p->frames && sdm_plan_select(&S.plan, p->frames, err))
         goto end;
 
+    sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
     if (sdm_engine_open(p->model_dir, p->device, &S.engine, err))
         goto end;
     sdm_engine_set_graphs(S.engine, p->cuda_graphs);

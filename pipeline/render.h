@@ -24,6 +24,7 @@ typedef struct {
     int write_outputs;              /* 0: no files (tests with on_frame) */
     int progress;                   /* progress line on stderr */
     int cuda_graphs;                /* replay the sampling loop as a CUDA graph where the build has them (default) */
+    int cudnn_benchmark;            /* fastest convolutions by timing; not bit-reproducible */
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     void *user;

@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "  --threads N          CPU threads for libtorch\n"
             "  --no-cuda-graphs     run the sampling loop step by step instead of replaying it as one\n"
             "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
+            "  --cudnn-benchmark    let cuDNN time its convolution algorithms and keep the fastest: faster,\n"
+            "                       but two runs may then differ in the last bits of some pixels\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
             "(a playable NAME.partial.mp4 holds the frames done).\n");
@@ -145,6 +147,9 @@ int sdm_cmd_render(int argc, char **argv)
             }
         } else if (!strcmp(a, "--no-cuda-graphs")) {
             p.cuda_graphs = 0;
+            continue;
+        } else if (!strcmp(a, "--cudnn-benchmark")) {
+            p.cudnn_benchmark = 1;
             continue;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;

@@ -460,6 +460,14 @@ void sdm_torch_set_deterministic(int on)
     }
 }
 
+void sdm_torch_set_cudnn_benchmark(int on)
+{
+    try {
+        at::globalContext().setBenchmarkCuDNN(on != 0);
+    } catch (...) {
+    }
+}
+
 void sdm_torch_set_tf32(int on)
 {
     try {

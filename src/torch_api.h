@@ -47,6 +47,10 @@ const char *sdm_torch_last_error(void);
 void sdm_torch_set_threads(int n);
 /* Make CUDA kernels deterministic where libtorch can (cuDNN determinism). */
 void sdm_torch_set_deterministic(int on);
+/* cuDNN's benchmark mode: each convolution shape tries its algorithms once
+ * and keeps the fastest. Faster, but the choice is made by timing, so two
+ * runs may pick differently and frames may differ in the last bits. */
+void sdm_torch_set_cudnn_benchmark(int on);
 /* TF32 tensor-core math for float32 matmuls and convolutions on CUDA; off
  * for float32 models, so their frames match a float32 reference. */
 void sdm_torch_set_tf32(int on);
