@@ -1,7 +1,9 @@
 /* The frame planner. Every keyframe is one render; a transition of N frames
  * from key a to b renders j = 0..N-1 at t = ease(j/N), half-open (j = 0 is
  * a itself, b is the next transition's start), so no frame is rendered
- * twice. Holds and pingpong's way back only repeat indices into renders[]. */
+ * twice. Holds and pingpong's way back only repeat indices into renders[];
+ * then renders whose effective inputs are identical (a keyframe given
+ * twice, a transition between keyframes that condition alike) are merged. */
 #include "plan.h"
 
 #include <errno.h>
@@ -101,6 +103,234 @@ static void plan_walk(builder *b, const sdm_recipe *r, int *first_run, int *last
     *last_run = 1;
 }
 
+/* --- merging renders with identical inputs ------------------------------- */
+
+/* Open addressing over item indices. The hash only narrows the search;
+ * `same` decides, exactly. */
+typedef struct {
+    int *slot;              /* item index, -1 when empty */
+    uint64_t *hash;
+    size_t mask;
+} index_table;
+
+typedef int (*same_fn)(const void *items, int a, int b);
+
+static int table_init(index_table *t, size_t items)
+{
+    size_t cap = 16;
+
+    while (cap < 2 * items)
+        cap *= 2;
+    t->slot = malloc(cap * sizeof *t->slot);
+    t->hash = malloc(cap * sizeof *t->hash);
+    t->mask = cap - 1;
+    if (!t->slot || !t->hash)
+        return -1;
+    for (size_t i = 0; i <= t->mask; i++)
+        t->slot[i] = -1;
+    return 0;
+}
+
+static void table_free(index_table *t)
+{
+    free(t->slot);
+    free(t->hash);
+    memset(t, 0, sizeof *t);
+}
+
+/* The first item added that equals `item`, or `item` itself, now added. */
+static int table_intern(index_table *t, uint64_t h, int item, same_fn same, const void *items)
+{
+    size_t i = h & t->mask;
+
+    while (t->slot[i] >= 0) {
+        if (t->hash[i] == h && same(items, t->slot[i], item))
+            return t->slot[i];
+        i = (i + 1) & t->mask;
+    }
+    t->slot[i] = item;
+    t->hash[i] = h;
+    return item;
+}
+
+/* splitmix64's finaliser: every input bit reaches the low bits the table uses */
+static uint64_t hash_mix(uint64_t h, uint64_t v)
+{
+    uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_double(uint64_t h, double d)
+{
+    uint64_t bits;
+
+    if (d == 0)
+        d = 0;      /* -0 == 0: equal values, equal hashes */
+    memcpy(&bits, &d, sizeof bits);
+    return hash_mix(h, bits);
+}
+
+static uint64_t hash_string(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return hash_mix(h, 0);
+}
+
+static int same_string(const void *items, int a, int b)
+{
+    const char *const *s = items;
+    return !strcmp(s[a], s[b]);
+}
+
+/* One of the conditioner's mixes, as it computes it: mix() in condition.c
+ * copies a alone when both sides are the same input (the embedding and
+ * noise caches give one tensor per prompt text and per seed) or t <= 0, b
+ * alone when t >= 1, and mixes otherwise. */
+typedef struct {
+    uint64_t a, b;          /* string ids or seeds; b == a for one alone */
+    double t;               /* 0 for one alone */
+    int how;
+} mix_key;
+
+static mix_key mix_of(uint64_t a, uint64_t b, double t, int how)
+{
+    mix_key m = { a, a, 0.0, 0 };
+
+    if (a == b || t <= 0.0)
+        return m;
+    if (t >= 1.0) {
+        m.a = m.b = b;
+        return m;
+    }
+    m.b = b;
+    m.t = t;
+    m.how = how;
+    return m;
+}
+
+/* Everything sdm_conditioner_frame reads for a keyframe frame: the text
+ * and negative embeddings mixed, the seeds' noise mixed (initial and
+ * per-step alike), and the guidance. */
+typedef struct {
+    mix_key text, negative, noise;
+    double guidance;
+} frame_key;
+
+static int same_mix(const mix_key *x, const mix_key *y)
+{
+    return x->a == y->a && x->b == y->b && x->t == y->t && x->how == y->how;
+}
+
+static int same_key(const void *items, int a, int b)
+{
+    const frame_key *x = (const frame_key *)items + a, *y = (const frame_key *)items + b;
+    return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) &&
+           same_mix(&x->noise, &y->noise) && x->guidance == y->guidance;
+}
+
+static uint64_t hash_mix_key(uint64_t h, const mix_key *m)
+{
+    h = hash_mix(h, m->a);
+    h = hash_mix(h, m->b);
+    h = hash_double(h, m->t);
+    return hash_mix(h, (uint64_t)m->how);
+}
+
+static uint64_t hash_key(const frame_key *k)
+{
+    uint64_t h = hash_mix_key(0, &k->text);
+    h = hash_mix_key(h, &k->negative);
+    h = hash_mix_key(h, &k->noise);
+    return hash_double(h, k->guidance);
+}
+
+static const char *negative_of(const sdm_recipe *r, const char *own)
+{
+    if (own)
+        return own;
+    return r->negative ? r->negative : "";
+}
+
+/* ids[2k] is keyframe k's prompt, ids[2k+1] its negative as the conditioner
+ * reads it; equal texts get equal ids (the index of the first). */
+static int intern_texts(const sdm_recipe *r, int *ids)
+{
+    int n = 2 * r->n_keyframes, rc = -1;
+    const char **texts = malloc((size_t)n * sizeof *texts);
+    index_table t = { 0 };
+
+    if (!texts || table_init(&t, (size_t)n))
+        goto end;
+    for (int k = 0; k < r->n_keyframes; k++) {
+        texts[2 * k] = r->keyframes[k].prompt ? r->keyframes[k].prompt : "";
+        texts[2 * k + 1] = negative_of(r, r->keyframes[k].negative);
+    }
+    for (int i = 0; i < n; i++)
+        ids[i] = table_intern(&t, hash_string(texts[i]), i, same_string, texts);
+    rc = 0;
+end:
+    table_free(&t);
+    free(texts);
+    return rc;
+}
+
+static frame_key key_of(const sdm_plan_frame *f, const sdm_recipe *r, const int *ids)
+{
+    frame_key k;
+    int a = f->key_a, b = f->key_b;
+
+    k.text = mix_of((uint64_t)ids[2 * a], (uint64_t)ids[2 * b], f->t, f->interp);
+    k.negative = mix_of((uint64_t)ids[2 * a + 1], (uint64_t)ids[2 * b + 1], f->t, f->interp);
+    k.noise = mix_of(r->keyframes[a].seed, r->keyframes[b].seed, f->seed_t, SDM_INTERP_SLERP);
+    k.guidance = f->guidance;
+    return k;
+}
+
+/* Renders with identical keys become one: renders[] keeps the first of each
+ * (still in order of first appearance), sequence[] points at it. Walk frames
+ * all differ and are left alone. */
+static int merge_identical(sdm_plan *p, const sdm_recipe *r)
+{
+    int *ids = malloc((size_t)r->n_keyframes * 2 * sizeof *ids);
+    int *remap = malloc((size_t)p->n_renders * sizeof *remap);
+    frame_key *keys = malloc((size_t)p->n_renders * sizeof *keys);
+    index_table t = { 0 };
+    int n = 0, rc = -1;
+
+    if (!ids || !remap || !keys || intern_texts(r, ids) || table_init(&t, (size_t)p->n_renders))
+        goto end;
+    for (int i = 0; i < p->n_renders; i++) {
+        sdm_plan_frame f = p->renders[i];
+        int first = i;
+
+        if (f.walk_k < 0) {
+            keys[i] = key_of(&f, r, ids);
+            first = table_intern(&t, hash_key(&keys[i]), i, same_key, keys);
+        }
+        if (first == i) {
+            remap[i] = n;
+            p->renders[n++] = f;    /* n <= i: nothing unread is overwritten */
+        } else {
+            remap[i] = remap[first];
+        }
+    }
+    p->n_renders = n;
+    for (int i = 0; i < p->n_sequence; i++)
+        p->sequence[i] = remap[p->sequence[i]];
+    rc = 0;
+end:
+    table_free(&t);
+    free(ids);
+    free(remap);
+    free(keys);
+    return rc;
+}
+
 static int check_recipe(const sdm_recipe *r, int64_t *shown, sdm_error *err)
 {
     const char *name = r && r->path ? r->path : "recipe";
@@ -136,7 +366,8 @@ int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err)
     out->renders = calloc((size_t)shown, sizeof *out->renders);
     out->sequence = calloc((size_t)shown, sizeof *out->sequence);
     out->frame_index = calloc((size_t)shown, sizeof *out->frame_index);
-    if (!out->renders || !out->sequence || !out->frame_index) {
+    out->shown = calloc((size_t)shown, sizeof *out->shown);
+    if (!out->renders || !out->sequence || !out->frame_index || !out->shown) {
         sdm_plan_free(out);
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory planning %" PRId64 " frames", shown);
     }
@@ -157,8 +388,14 @@ int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal error: planned %" PRId64 " frames, expected %" PRId64,
                              (int64_t)b.p->n_sequence, shown);
     }
-    for (int i = 0; i < out->n_sequence; i++)
+    for (int i = 0; i < out->n_sequence; i++) {
         out->frame_index[i] = i;
+        out->shown[i] = out->renders[out->sequence[i]];
+    }
+    if (merge_identical(out, r)) {
+        sdm_plan_free(out);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory planning %" PRId64 " frames", shown);
+    }
     out->fps = r->fps;
     return 0;
 }
@@ -220,7 +457,7 @@ int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
 {
     unsigned char *mask = NULL;
     int *remap = NULL, *seq = NULL, *index = NULL;
-    sdm_plan_frame *renders = NULL;
+    sdm_plan_frame *renders = NULL, *shown = NULL;
     int n_seq = 0, n_renders = 0, rc = -1;
 
     if (!p || p->n_sequence < 1) {
@@ -232,7 +469,8 @@ int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
     seq = malloc((size_t)p->n_sequence * sizeof *seq);
     index = malloc((size_t)p->n_sequence * sizeof *index);
     renders = malloc((size_t)p->n_renders * sizeof *renders);
-    if (!mask || !remap || !seq || !index || !renders) {
+    shown = malloc((size_t)p->n_sequence * sizeof *shown);
+    if (!mask || !remap || !seq || !index || !renders || !shown) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -249,17 +487,20 @@ int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
             renders[n_renders++] = p->renders[old];
         }
         seq[n_seq] = remap[old];
+        shown[n_seq] = p->shown ? p->shown[i] : p->renders[old];
         index[n_seq++] = p->frame_index[i];
     }
     free(p->renders);
     free(p->sequence);
     free(p->frame_index);
+    free(p->shown);
     p->renders = renders;
     p->sequence = seq;
     p->frame_index = index;
+    p->shown = shown;
     p->n_renders = n_renders;
     p->n_sequence = n_seq;
-    renders = NULL;
+    renders = shown = NULL;
     seq = index = NULL;
     rc = 0;
 end:
@@ -268,6 +509,7 @@ end:
     free(seq);
     free(index);
     free(renders);
+    free(shown);
     return rc;
 }
 
@@ -299,10 +541,24 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
     }
 }
 
+/* Output frame i where the recipe places it (a plan put together by hand
+ * may lack `shown`: then its render). */
+static const sdm_plan_frame *shown_frame(const sdm_plan *p, int i)
+{
+    return p->shown ? &p->shown[i] : &p->renders[p->sequence[i]];
+}
+
+/* The same place in the recipe: a hold or pingpong's way back, as opposed
+ * to another place whose inputs happen to be identical. */
+static int same_place(const sdm_plan_frame *a, const sdm_plan_frame *b)
+{
+    return a->key_a == b->key_a && a->key_b == b->key_b && a->t == b->t && a->walk_k == b->walk_k;
+}
+
 static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *keys, size_t nk, char *seeds,
                           size_t ns)
 {
-    const sdm_plan_frame *fr = &p->renders[p->sequence[i]];
+    const sdm_plan_frame *fr = shown_frame(p, i);
     const sdm_keyframe *ka = &r->keyframes[fr->key_a], *kb = &r->keyframes[fr->key_b];
 
     if (fr->walk_k >= 0)
@@ -319,7 +575,7 @@ static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *k
 
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
 {
-    char size[64], keys[32], seeds[64];
+    char size[64], keys[32], seeds[64], same[48];
     int *first_shown = NULL, seed_width = 4;
 
     if (!p || !r || !f)
@@ -345,16 +601,23 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
     fprintf(f, "%7s %7s  %-11s %-7s %-*s  %s\n", "frame", "render", "keyframes", "weight", seed_width, "seed",
             "guidance");
     for (int i = 0; i < p->n_sequence; i++) {
-        int ri = p->sequence[i];
+        int ri = p->sequence[i], first = first_shown[ri];
+        const sdm_plan_frame *fr = shown_frame(p, i);
         const char *note = "";
 
         frame_columns(p, r, i, keys, sizeof keys, seeds, sizeof seeds);
-        if (first_shown[ri] >= 0)
-            note = i > 0 && p->sequence[i - 1] == ri ? "  (hold)" : "  (again)";
-        else
+        if (first < 0) {
             first_shown[ri] = i;
-        fprintf(f, "%7d %7d  %-11s %-7.4f %-*s  %.2f%s\n", p->frame_index[i], ri, keys, p->renders[ri].t,
-                seed_width, seeds, p->renders[ri].guidance, note);
+        } else if (i > 0 && p->sequence[i - 1] == ri && same_place(fr, shown_frame(p, i - 1))) {
+            note = "  (hold)";
+        } else if (same_place(fr, shown_frame(p, first))) {
+            note = "  (again)";
+        } else {
+            snprintf(same, sizeof same, "  (same as frame %d)", p->frame_index[first]);
+            note = same;
+        }
+        fprintf(f, "%7d %7d  %-11s %-7.4f %-*s  %.2f%s\n", p->frame_index[i], ri, keys, fr->t, seed_width, seeds,
+                fr->guidance, note);
     }
     free(first_shown);
 }
@@ -428,7 +691,7 @@ int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
     }
     fprintf(f, "  \"frames\": [");
     for (int i = 0; i < p->n_sequence; i++) {
-        const sdm_plan_frame *fr = &p->renders[p->sequence[i]];
+        const sdm_plan_frame *fr = shown_frame(p, i);
         fprintf(f, "%s\n    {\"frame\": %d, \"render\": %d, \"key_a\": %d, \"key_b\": %d, \"t\": %.17g, "
                 "\"seed_a\": %" PRIu64 ", \"seed_b\": %" PRIu64 ", \"seed_t\": %.17g, \"guidance\": %.17g, "
                 "\"interp\": \"%s\"", i ? "," : "", p->frame_index[i], p->sequence[i], fr->key_a, fr->key_b, fr->t,
@@ -449,5 +712,6 @@ void sdm_plan_free(sdm_plan *p)
     free(p->renders);
     free(p->sequence);
     free(p->frame_index);
+    free(p->shown);
     memset(p, 0, sizeof *p);
 }

@@ -20,25 +20,34 @@ typedef struct {
 } sdm_plan_frame;
 
 typedef struct {
-    sdm_plan_frame *renders;    /* distinct frames, in render order */
+    sdm_plan_frame *renders;    /* distinct frames, in render order: no two
+                                   have the same effective inputs */
     int n_renders;
     int *sequence;              /* output frame i shows renders[sequence[i]];
                                    renders are in order of first appearance */
     int n_sequence;
+    sdm_plan_frame *shown;      /* output frame i as the recipe places it; it
+                                   may differ from renders[sequence[i]] in
+                                   keyframes and weight, never in the picture */
     int *frame_index;           /* output frame i is frame frame_index[i] of the
                                    full plan (i until sdm_plan_select) */
     double fps;
 } sdm_plan;
 
+/* Frames whose effective inputs are identical (a keyframe repeated, a
+ * transition between keyframes that condition alike, a transition repeated)
+ * become one render shown several times. */
 int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err);
 /* Restricts the plan to the output frames listed in `spec` ("37", "0-9,20"),
  * for re-rendering chosen frames alone. */
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err);
-/* Writes the human-readable plan (`sdmorph check`). */
+/* Writes the human-readable plan (`sdmorph check`); a frame that shows an
+ * earlier frame's render is marked (hold), (again) or (same as frame N). */
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);
 /* Writes the plan as JSON: the recipe's settings, every keyframe (or the
  * walk) and every output frame's parameters (frame, render, key_a, key_b, t,
- * seed_a, seed_b, seed_t, guidance, interp, walk_k), one frame per line. The
+ * seed_a, seed_b, seed_t, guidance, interp, walk_k: those of `shown`), one
+ * frame per line; frames with the same render show the same picture. The
  * sidecar next to a render and `sdmorph check --json`. 0, or -1 on a write error. */
 int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f);
 void sdm_plan_free(sdm_plan *p);

@@ -1,11 +1,13 @@
 /* The frame planner, without a model: easing curves, exact frame counts for
  * every loop mode and hold, seamless loops (no repeated frame at the seam,
  * weights continuing at the same pace), walk frames reproducible alone,
- * --frames selection, and every example in recipes/ passing check. */
+ * --frames selection, frames with identical inputs sharing one render, and
+ * every example in recipes/ passing check. */
 #include <glob.h>
 #include <json.h>
 #include <stdint.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -363,6 +365,272 @@ static void test_seam(void)
     }
 }
 
+static void sequence_string(const sdm_plan *p, char *got, size_t len)
+{
+    got[0] = 0;
+    for (int i = 0; i < p->n_sequence && strlen(got) < len - 16; i++)
+        sprintf(got + strlen(got), "%s%d", i ? "," : "", p->sequence[i]);
+}
+
+/* Frames whose inputs are identical are rendered once: a keyframe given
+ * twice, a transition between keyframes that condition alike, a transition
+ * given twice. Different seed, guidance or negative: no merge. */
+static const count_case reuse[] = {
+    /* cycle A, B, A, C: the second A is render 0 again */
+    { "frames: 2\nloop: cycle\nkeyframes: [a, b, a, c]\n", 8, 7, "0,1,2,3,0,4,5,6" },
+    /* A -> A' (same conditioning, another interp and ease): every frame is A */
+    { "frames: 4\nkeyframes: [a, {prompt: a, interp: slerp, ease: cosine}, b]\n", 9, 5, "0,0,0,0,0,1,2,3,4" },
+    /* A -> B given twice; B -> A is another path (mixed the other way round) */
+    { "frames: 3\nkeyframes: [a, b, a, b]\n", 10, 6, "0,1,2,3,4,5,0,1,2,3" },
+    /* ... but not with another ease: other weights */
+    { "frames: 3\nkeyframes: [a, b, {prompt: a, ease: smoothstep}, b]\n", 10, 8, "0,1,2,3,4,5,0,6,7,3" },
+    /* ... nor with another interp */
+    { "frames: 3\nkeyframes: [a, b, {prompt: a, interp: slerp}, b]\n", 10, 8, "0,1,2,3,4,5,0,6,7,3" },
+    /* the same prompt with another seed is another picture */
+    { "frames: 2\nkeyframes: [{prompt: a, seed: 1}, b, {prompt: a, seed: 2}]\n", 5, 5, "0,1,2,3,4" },
+    /* and with another guidance */
+    { "frames: 2\nkeyframes: [{prompt: a, guidance: 5}, b, {prompt: a, guidance: 6}]\n", 5, 5, "0,1,2,3,4" },
+    /* or another negative; an explicit negative equal to the recipe's is the same */
+    { "frames: 2\nkeyframes: [a, b, {prompt: a, negative: blurry}]\n", 5, 5, "0,1,2,3,4" },
+    { "negative: blurry\nframes: 2\nkeyframes: [a, b, {prompt: a, negative: blurry}]\n", 5, 4, "0,1,2,3,0" },
+    /* a seed morph between equal seeds is no morph at all ... */
+    { "frames: 3\nkeyframes: [{prompt: a, seed: 4}, {prompt: a, seed: 4}]\n", 4, 1, "0,0,0,0" },
+    /* ... but between two seeds it is */
+    { "frames: 3\nkeyframes: [{prompt: a, seed: 4}, {prompt: a, seed: 5}]\n", 4, 4, "0,1,2,3" },
+    /* prompts alike, guidance lerped from 5 to 9: every frame differs */
+    { "frames: 3\nkeyframes: [{prompt: a, guidance: 5}, {prompt: a, guidance: 9}]\n", 4, 4, "0,1,2,3" },
+    /* a different prompt whose negative only differs still differs */
+    { "frames: 2\nkeyframes: [a, {prompt: a, negative: x}]\n", 3, 3, "0,1,2" },
+    /* holds and pingpong on top of merged renders */
+    { "frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, c]\n", 14, 6,
+      "0,1,2,2,3,0,4,5,4,0,3,2,2,1" },
+};
+
+static void test_reuse(void)
+{
+    for (size_t c = 0; c < sizeof reuse / sizeof reuse[0]; c++) {
+        sdm_recipe *r = NULL;
+        sdm_plan p;
+        char got[1024];
+
+        if (plan_of(reuse[c].text, &r, &p)) {
+            CHECK(!"plan");
+            sdm_recipe_free(&r);
+            continue;
+        }
+        CHECK_INT(p.n_sequence, reuse[c].shown);
+        CHECK_INT(p.n_renders, reuse[c].rendered);
+        sequence_string(&p, got, sizeof got);
+        CHECK_STR(got, reuse[c].sequence);
+        sdm_plan_free(&p);
+        sdm_recipe_free(&r);
+    }
+}
+
+/* What each output frame is shown as (its place in the recipe) is kept:
+ * the second A of A, B, A, C is keyframe 2, rendered as keyframe 0. */
+static void test_reuse_places(void)
+{
+    sdm_recipe *r = NULL;
+    sdm_plan p, one;
+    sdm_error err = { 0 };
+
+    if (plan_of("frames: 2\nloop: cycle\nkeyframes: [a, b, a, c]\n", &r, &p))
+        return;
+    CHECK_INT(p.sequence[4], 0);
+    CHECK_INT(p.shown[4].key_a, 2);
+    CHECK_INT(p.shown[4].key_b, 2);
+    CHECK_INT(p.shown[0].key_a, 0);
+    CHECK_INT(p.renders[0].key_a, 0);
+    CHECK_INT(p.renders[4].key_a, 2);       /* A -> C, the first render after the merged A */
+    CHECK_INT(p.renders[4].key_b, 3);
+    CHECK(p.renders[4].t == 0.5);
+    for (int i = 0; i < p.n_sequence; i++)
+        CHECK_INT(p.frame_index[i], i);
+    /* --frames over a merged frame: the selection's renders, merged still */
+    CHECK_INT(sdm_plan_make(r, &one, &err), 0);
+    CHECK_INT(sdm_plan_select(&one, "0,4", &err), 0);
+    CHECK_INT(one.n_sequence, 2);
+    CHECK_INT(one.n_renders, 1);
+    CHECK_INT(one.sequence[0], 0);
+    CHECK_INT(one.sequence[1], 0);
+    CHECK_INT(one.frame_index[1], 4);
+    CHECK_INT(one.shown[1].key_a, 2);
+    sdm_plan_free(&one);
+    CHECK_INT(sdm_plan_make(r, &one, &err), 0);
+    CHECK_INT(sdm_plan_select(&one, "3-5", &err), 0);
+    CHECK_INT(one.n_sequence, 3);
+    CHECK_INT(one.n_renders, 3);
+    CHECK_INT(one.frame_index[0], 3);
+    CHECK_INT(one.frame_index[2], 5);
+    CHECK_INT(one.renders[one.sequence[1]].key_a, 0);   /* frame 4 renders keyframe 0's inputs */
+    CHECK_INT(one.shown[1].key_a, 2);
+    CHECK_INT(one.renders[one.sequence[2]].key_a, 2);
+    CHECK_INT(one.renders[one.sequence[2]].key_b, 3);
+    /* frame 4 alone is one render of keyframe A */
+    CHECK_INT(sdm_plan_select(&one, "1", &err), 0);
+    CHECK_INT(one.n_renders, 1);
+    CHECK_INT(one.frame_index[0], 4);
+    CHECK_INT(one.renders[0].key_a, 0);
+    CHECK_INT(one.renders[0].key_b, 0);
+    sdm_plan_free(&one);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
+/* The effective inputs of an output frame, written out the long way: what
+ * each of the conditioner's three mixes copies or mixes, and the guidance. */
+typedef struct {
+    const char *text_a, *text_b, *neg_a, *neg_b;
+    uint64_t seed_a, seed_b;
+    double text_t, neg_t, seed_t, guidance;
+    int text_how, neg_how;
+} inputs;
+
+static const char *neg_of(const sdm_recipe *r, int k)
+{
+    return r->keyframes[k].negative ? r->keyframes[k].negative : r->negative ? r->negative : "";
+}
+
+static inputs inputs_of(const sdm_recipe *r, const sdm_plan_frame *f)
+{
+    const sdm_keyframe *a = &r->keyframes[f->key_a], *b = &r->keyframes[f->key_b];
+    inputs in = { a->prompt, a->prompt, neg_of(r, f->key_a), neg_of(r, f->key_a), a->seed, a->seed,
+                  0, 0, 0, f->guidance, 0, 0 };
+
+    if (strcmp(a->prompt, b->prompt) && f->t > 0) {
+        in.text_b = b->prompt;
+        if (f->t >= 1)
+            in.text_a = b->prompt;
+        else
+            in.text_t = f->t, in.text_how = f->interp;
+    }
+    if (strcmp(neg_of(r, f->key_a), neg_of(r, f->key_b)) && f->t > 0) {
+        in.neg_b = neg_of(r, f->key_b);
+        if (f->t >= 1)
+            in.neg_a = in.neg_b;
+        else
+            in.neg_t = f->t, in.neg_how = f->interp;
+    }
+    if (a->seed != b->seed && f->seed_t > 0) {
+        in.seed_b = b->seed;
+        if (f->seed_t >= 1)
+            in.seed_a = b->seed;
+        else
+            in.seed_t = f->seed_t;
+    }
+    return in;
+}
+
+static int same_inputs(const inputs *x, const inputs *y)
+{
+    return !strcmp(x->text_a, y->text_a) && !strcmp(x->text_b, y->text_b) && !strcmp(x->neg_a, y->neg_a) &&
+           !strcmp(x->neg_b, y->neg_b) && x->seed_a == y->seed_a && x->seed_b == y->seed_b &&
+           x->text_t == y->text_t && x->neg_t == y->neg_t && x->seed_t == y->seed_t &&
+           x->guidance == y->guidance && x->text_how == y->text_how && x->neg_how == y->neg_how;
+}
+
+/* Over many generated recipes drawn from few prompts, seeds, guidances and
+ * negatives: two output frames share a render exactly when their inputs,
+ * compared pair by pair, are identical; renders stay in order of first
+ * appearance. */
+static void test_reuse_exact(void)
+{
+    static const char *const loops[] = { "none", "pingpong", "cycle" };
+    static const char *const eases[] = { "linear", "smoothstep", "cosine" };
+    static const char *const interps[] = { "lerp", "slerp" };
+    uint64_t state = 777;
+    int plans = 0, wrong = 0, bad_order = 0, merged = 0;
+
+    for (int it = 0; it < 400; it++) {
+        char text[4096];
+        int n, len, loop;
+        sdm_recipe *r = NULL;
+        sdm_plan p;
+
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        loop = (int)((state >> 33) % 3);
+        n = 2 + (int)((state >> 40) % 5);
+        len = sprintf(text, "loop: %s\nnegative: %s\nkeyframes:\n", loops[loop], (state >> 50) % 2 ? "x" : "y");
+        for (int i = 0; i < n; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            len += sprintf(text + len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, interp: %s, seed: %d, "
+                           "guidance: %d", (int)((state >> 33) % 2), 1 + (int)((state >> 36) % 4),
+                           (int)((state >> 40) % 4 == 0), eases[(state >> 43) % 3], interps[(state >> 46) % 2],
+                           (int)((state >> 48) % 2), 5 + (int)((state >> 50) % 4 == 0));
+            if ((state >> 53) % 3 == 0)
+                len += sprintf(text + len, ", negative: %s", (state >> 56) % 2 ? "x" : "z");
+            len += sprintf(text + len, "}\n");
+        }
+        if (plan_of(text, &r, &p)) {
+            CHECK(!"plan");
+            sdm_recipe_free(&r);
+            continue;
+        }
+        plans++;
+        merged += p.n_sequence > 0 && p.n_renders < p.n_sequence;
+        {
+            inputs *in = malloc((size_t)p.n_sequence * sizeof *in);
+            int max_seen = -1;
+            for (int i = 0; i < p.n_sequence; i++) {
+                in[i] = inputs_of(r, &p.shown[i]);
+                if (p.sequence[i] > max_seen + 1)
+                    bad_order++;
+                if (p.sequence[i] > max_seen)
+                    max_seen = p.sequence[i];
+            }
+            for (int i = 0; i < p.n_sequence; i++)
+                for (int j = i + 1; j < p.n_sequence; j++)
+                    if (same_inputs(&in[i], &in[j]) != (p.sequence[i] == p.sequence[j])) {
+                        if (wrong < 3)
+                            fprintf(stderr, "frames %d and %d: same inputs %d, same render %d in:\n%s", i, j,
+                                    same_inputs(&in[i], &in[j]), p.sequence[i] == p.sequence[j], text);
+                        wrong++;
+                    }
+            /* the render is the frame itself, or one with the same inputs */
+            for (int i = 0; i < p.n_sequence; i++) {
+                inputs rin = inputs_of(r, &p.renders[p.sequence[i]]);
+                wrong += !same_inputs(&rin, &in[i]);
+            }
+            free(in);
+        }
+        sdm_plan_free(&p);
+        sdm_recipe_free(&r);
+    }
+    printf("reuse over %d generated plans, %d with merged frames\n", plans, merged);
+    CHECK_INT(plans, 400);
+    CHECK(merged > 100);
+    CHECK_INT(wrong, 0);
+    CHECK_INT(bad_order, 0);
+}
+
+/* Long recipes stay fast: 100000 frames of A, B, A, B cycling. */
+static void test_reuse_large(void)
+{
+    sdm_recipe *r = NULL;
+    sdm_plan p;
+    struct timespec t0, t1;
+    double ms;
+    int bad = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (plan_of("frames: 25000\nloop: cycle\nease: cosine\nkeyframes: [a, b, a, b]\n", &r, &p))
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    printf("plan of 100000 frames, A B A B cycling: %d renders, %.1f ms\n", p.n_renders, ms);
+    CHECK_INT(p.n_sequence, 100000);
+    CHECK_INT(p.n_renders, 50000);
+    for (int i = 0; i < 50000; i++) {
+        bad += p.sequence[i] != i;
+        bad += p.sequence[50000 + i] != i;
+    }
+    CHECK_INT(bad, 0);
+    CHECK(ms < 2000);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
 static void test_walk(void)
 {
     sdm_recipe *r = NULL;
@@ -517,6 +785,53 @@ static void test_print(void)
     sdm_recipe_free(&r);
 }
 
+/* Reuse in the printed plan: holds, pingpong's way back (again) and frames
+ * whose inputs equal an earlier frame's (same as frame N). */
+static void test_print_reuse(void)
+{
+    sdm_recipe *r = NULL;
+    sdm_plan p;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f;
+
+    if (plan_of("frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, {prompt: a, seed: 9}]\n", &r, &p))
+        return;
+    f = open_memstream(&buf, &size);
+    if (!f)
+        return;
+    sdm_plan_print(&p, r, f);
+    fclose(f);
+    CHECK_CONTAINS(buf, "p.yaml: 14 frames shown, 6 rendered,");
+    CHECK_CONTAINS(buf, "      3       2  1           0.0000  0     7.50  (hold)\n");
+    CHECK_CONTAINS(buf, "      5       0  2           0.0000  0     7.50  (same as frame 0)\n");
+    CHECK_CONTAINS(buf, "      6       4  2->3        0.5000  0->9  7.50\n");
+    CHECK_CONTAINS(buf, "      8       4  2->3        0.5000  0->9  7.50  (again)\n");
+    CHECK_CONTAINS(buf, "      9       0  2           0.0000  0     7.50  (same as frame 0)\n");
+    CHECK_CONTAINS(buf, "     12       2  1           0.0000  0     7.50  (hold)\n");
+    free(buf);
+    buf = NULL;
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+    /* a transition between keyframes alike: not holds, the same frame again */
+    if (plan_of("frames: 3\nkeyframes: [a, {prompt: a, hold: 1}]\n", &r, &p))
+        return;
+    CHECK_INT(sdm_plan_select(&p, "1-4", &(sdm_error){ 0 }), 0);
+    f = open_memstream(&buf, &size);
+    if (!f)
+        return;
+    sdm_plan_print(&p, r, f);
+    fclose(f);
+    CHECK_CONTAINS(buf, "p.yaml: 4 frames shown, 1 rendered,");
+    CHECK_CONTAINS(buf, "      1       0  0->1        0.3333  0     7.50\n");
+    CHECK_CONTAINS(buf, "      2       0  0->1        0.6667  0     7.50  (same as frame 1)\n");
+    CHECK_CONTAINS(buf, "      3       0  1           0.0000  0     7.50  (same as frame 1)\n");
+    CHECK_CONTAINS(buf, "      4       0  1           0.0000  0     7.50  (hold)\n");
+    free(buf);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
 static json_object *member(json_object *o, const char *key)
 {
     json_object *v = NULL;
@@ -577,6 +892,47 @@ static void test_json(void)
     CHECK_INT(json_object_get_int(member(fr, "frame")), 3);
     CHECK_INT(json_object_get_int(member(fr, "key_a")), 1);
     json_object_put(root);
+    free(buf);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
+/* A merged frame keeps its own place in the JSON, and names the shared render. */
+static void test_json_reuse(void)
+{
+    sdm_recipe *r = NULL;
+    sdm_plan p;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f;
+    json_object *root, *frames, *fr;
+
+    if (plan_of("frames: 2\nloop: cycle\nkeyframes: [a, b, a, c]\n", &r, &p))
+        return;
+    f = open_memstream(&buf, &size);
+    if (!f)
+        return;
+    CHECK_INT(sdm_plan_write_json(&p, r, f), 0);
+    fclose(f);
+    root = json_tokener_parse(buf);
+    CHECK(root != NULL);
+    if (root) {
+        CHECK_INT(json_object_get_int(member(root, "frames_shown")), 8);
+        CHECK_INT(json_object_get_int(member(root, "frames_rendered")), 7);
+        frames = member(root, "frames");
+        CHECK_INT(json_object_array_length(frames), 8);
+        fr = json_object_array_get_idx(frames, 4);
+        CHECK_INT(json_object_get_int(member(fr, "frame")), 4);
+        CHECK_INT(json_object_get_int(member(fr, "render")), 0);
+        CHECK_INT(json_object_get_int(member(fr, "key_a")), 2);
+        CHECK_INT(json_object_get_int(member(fr, "key_b")), 2);
+        CHECK(json_object_get_double(member(fr, "t")) == 0.0);
+        fr = json_object_array_get_idx(frames, 5);
+        CHECK_INT(json_object_get_int(member(fr, "render")), 4);
+        CHECK_INT(json_object_get_int(member(fr, "key_a")), 2);
+        CHECK_INT(json_object_get_int(member(fr, "key_b")), 3);
+        json_object_put(root);
+    }
     free(buf);
     sdm_plan_free(&p);
     sdm_recipe_free(&r);
@@ -665,12 +1021,18 @@ int main(void)
     test_counts();
     test_transition_values();
     test_invariants();
+    test_reuse();
+    test_reuse_places();
+    test_reuse_exact();
+    test_reuse_large();
     test_seam();
     test_walk();
     test_select();
     test_errors();
     test_print();
+    test_print_reuse();
     test_json();
+    test_json_reuse();
     test_examples();
     test_binary();
     return test_report();

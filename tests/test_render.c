@@ -1,5 +1,6 @@
 /* End to end on the analytic bundle, in process: the sampler, CFG, the
- * morph, loops and walks against answers known in closed form. */
+ * morph, loops and walks against answers known in closed form; frames with
+ * identical inputs rendered once, with conditioning identical bit for bit. */
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -414,6 +415,162 @@ static void test_ancestral_seed_morph(void)
     capture_free(&ddim);
 }
 
+/* Bit for bit, same element type and count. */
+static int same_tensor(const sdm_tensor *a, const sdm_tensor *b)
+{
+    float *x, *y;
+    int same;
+
+    if (!a || !b || sdm_tensor_numel(a) != sdm_tensor_numel(b) || sdm_tensor_dtype(a) != sdm_tensor_dtype(b))
+        return 0;
+    x = host_f32(a);
+    y = host_f32(b);
+    same = x && y && !memcmp(x, y, (size_t)sdm_tensor_numel(a) * sizeof *x);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* The planner's merges hold against the real conditioner: an output frame
+ * at its own place in the recipe gets bit-identical embeddings, negative
+ * embeddings, initial noise, per-step noise and guidance to the render it
+ * is shown as. */
+static void test_reuse_conditioning(sdm_engine *e)
+{
+    static const struct {
+        const char *text;
+        int shown, rendered;
+    } recipes[] = {
+        /* a keyframe repeated (its negative given explicitly, equal to the
+         * recipe's), then transitions between keyframes alike */
+        { "negative: blurry\nframes: 3\nloop: cycle\ninterp: slerp\nkeyframes:\n"
+          "  - {prompt: a lighthouse in a storm, seed: 1}\n"
+          "  - {prompt: a dense forest, seed: 2, negative: dark, guidance: 9}\n"
+          "  - {prompt: a lighthouse in a storm, seed: 1, negative: blurry}\n"
+          "  - {prompt: a lighthouse in a storm, seed: 1, ease: cosine, interp: lerp}\n", 12, 6 },
+        /* a transition given twice */
+        { "frames: 4\nease: smoothstep\nkeyframes:\n  - {prompt: a castle, seed: 5}\n  - {prompt: a cave, seed: 6}\n"
+          "  - {prompt: a castle, seed: 5}\n  - {prompt: a cave, seed: 6}\n", 13, 8 },
+        /* near misses, none merged: another seed, guidance, negative */
+        { "frames: 2\nkeyframes:\n  - {prompt: a castle, seed: 1}\n  - {prompt: a castle, seed: 2}\n"
+          "  - {prompt: a castle, seed: 1, guidance: 9}\n  - {prompt: a castle, seed: 1, negative: fog}\n", 7, 7 },
+    };
+    int pairs = 0, wrong = 0;
+
+    for (size_t c = 0; c < sizeof recipes / sizeof recipes[0]; c++) {
+        sdm_recipe *r = NULL;
+        sdm_plan p;
+        sdm_conditioner *cond = NULL;
+        sdm_error err = { 0 };
+
+        memset(&p, 0, sizeof p);
+        if (sdm_recipe_load_string("reuse.yaml", recipes[c].text, strlen(recipes[c].text), &r, &err) ||
+            sdm_plan_make(r, &p, &err) || sdm_conditioner_new(e, r, 8, 8, &cond, &err)) {
+            fprintf(stderr, "reuse: %s\n", err.msg);
+            CHECK(!"recipe, plan and conditioner");
+            goto next;
+        }
+        CHECK_INT(p.n_sequence, recipes[c].shown);
+        CHECK_INT(p.n_renders, recipes[c].rendered);
+        for (int i = 0; i < p.n_sequence; i++) {
+            const sdm_plan_frame *own = &p.shown[i], *ren = &p.renders[p.sequence[i]];
+            sdm_frame_cond a = { 0 }, b = { 0 };
+            int same;
+
+            if (own->key_a == ren->key_a && own->key_b == ren->key_b && own->t == ren->t)
+                continue;       /* the render itself (or a hold of it) */
+            pairs++;
+            if (sdm_conditioner_frame(cond, own, &a, &err) || sdm_conditioner_frame(cond, ren, &b, &err)) {
+                fprintf(stderr, "reuse: %s\n", err.msg);
+                wrong++;
+                sdm_frame_cond_clear(&a);
+                sdm_frame_cond_clear(&b);
+                continue;
+            }
+            same = same_tensor(a.cond, b.cond) && same_tensor(a.uncond, b.uncond) && same_tensor(a.noise, b.noise) &&
+                   a.guidance == b.guidance;
+            for (int step = 0; step < 3 && same; step++) {
+                sdm_tensor *na = NULL, *nb = NULL;
+                same = !sdm_conditioner_step_noise(cond, &a, step, &na, &err) &&
+                       !sdm_conditioner_step_noise(cond, &b, step, &nb, &err) && same_tensor(na, nb);
+                sdm_tensor_free(&na);
+                sdm_tensor_free(&nb);
+            }
+            if (!same && wrong < 3)
+                fprintf(stderr, "reuse: output frame %d differs from render %d in recipe %zu\n", i, p.sequence[i], c);
+            wrong += !same;
+            sdm_frame_cond_clear(&a);
+            sdm_frame_cond_clear(&b);
+        }
+next:
+        sdm_conditioner_free(&cond);
+        sdm_plan_free(&p);
+        sdm_recipe_free(&r);
+    }
+    printf("reuse: %d merged frames, conditioning identical to their render's in %d\n", pairs, pairs - wrong);
+    CHECK_INT(pairs, 6 + 5);    /* 6-11 of the cycle; 8-12 of the repeated transition */
+    CHECK_INT(wrong, 0);
+}
+
+/* A, B, A cycling: the second A and the A -> A transition back to the start
+ * are the first frame again, rendered once. Another seed or guidance on the
+ * second A is another picture, rendered. */
+static void test_reuse_render(void)
+{
+    const char *fmt =
+        "width: 64\nheight: 64\nsteps: 6\nguidance: 5\nseed: 3\nsampler: ddim\neta: 1\nframes: 3\nloop: cycle\n"
+        "keyframes:\n  - a lighthouse in a storm\n  - a dense forest in the rain\n"
+        "  - {prompt: a lighthouse in a storm%s}\n";
+    static const char *const changes[] = { "", ", seed: 8", ", guidance: 9" };
+    size_t bytes = 64 * 64 * 3;
+    capture ref = { 0 };
+
+    for (int v = 0; v < 3; v++) {
+        char yaml[512];
+        capture c = { 0 }, one = { 0 };
+        sdm_render_stats st;
+        double mean = 0;
+
+        snprintf(yaml, sizeof yaml, fmt, changes[v]);
+        CHECK(render_string(yaml, NULL, NULL, &c, &st) == 0);
+        CHECK_INT(c.n, 9);
+        CHECK_INT(st.frames_shown, 9);
+        if (c.n != 9) {
+            capture_free(&c);
+            continue;
+        }
+        if (v == 0) {
+            /* 0 A, 1-2 A->B, 3 B, 4-5 B->A, 6 A again, 7-8 A->A: six renders */
+            CHECK_INT(st.frames_rendered, 6);
+            for (int k = 6; k < 9; k++)
+                CHECK(memcmp(c.frames[k], c.frames[0], bytes) == 0);
+            max_abs_u8(c.frames[0], c.frames[3], bytes, &mean);
+            CHECK(mean > 10);       /* A and B differ: the check above means something */
+            max_abs_u8(c.frames[0], c.frames[5], bytes, &mean);
+            CHECK(mean > 0.5);
+            printf("reuse: A, B, A cycle: %d frames shown, %d rendered\n", st.frames_shown, st.frames_rendered);
+            /* frame 6 alone: one render, the same picture */
+            CHECK(render_string(yaml, "6", NULL, &one, &st) == 0);
+            CHECK_INT(st.frames_rendered, 1);
+            CHECK(one.n == 1 && memcmp(one.frames[0], c.frames[0], bytes) == 0);
+            capture_free(&one);
+            ref = c;
+            continue;
+        }
+        CHECK_INT(st.frames_rendered, 9);
+        if (ref.n == 9) {
+            /* frames 0-3 do not involve the changed keyframe; 4-5 lead to it */
+            for (int k = 0; k < 4; k++)
+                CHECK(memcmp(c.frames[k], ref.frames[k], bytes) == 0);
+        }
+        max_abs_u8(c.frames[6], c.frames[0], bytes, &mean);
+        printf("reuse: second A with%s: mean |frame 6 - frame 0| = %.2f/255\n", changes[v], mean);
+        CHECK(mean > 0.5);
+        capture_free(&c);
+    }
+    capture_free(&ref);
+}
+
 /* Same recipe, same model, same device: the same bits, a seed morph and a
  * walk included; and the file says what made it. */
 static void test_determinism(void)
@@ -508,6 +665,8 @@ int main(void)
     test_mp4_roundtrip();
     test_walk_frame_alone();
     test_ancestral_seed_morph();
+    test_reuse_conditioning(e);
+    test_reuse_render();
     test_determinism();
     test_oom_fallback();
     test_metadata();
