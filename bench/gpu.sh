@@ -53,18 +53,26 @@ graphs_make_args() {
     [ -f "$home/include/cuda_runtime_api.h" ] && echo "CUDA_GRAPHS=1 CUDA_HOME=$home" || true
 }
 
+build() {   # make arguments...
+    make -j"$(nproc)" "$@" sdmorph build/models/analytic/model.yaml
+}
+
 setup() {
     local args
     [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
     args=$(graphs_make_args)
     # shellcheck disable=SC2086 # two make arguments, or none
-    if ! make -j"$(nproc)" $args sdmorph build/models/analytic/model.yaml > "$W/make.log" 2>&1; then
+    if build $args > "$W/make.log" 2>&1; then
+        tail -n 3 "$W/make.log"
+        echo "* build: sdmorph, ${args:-without CUDA graphs (no cuda_runtime_api.h found: set CUDA_HOME)}"
+    elif [ -n "$args" ] && build > "$W/make-plain.log" 2>&1; then
+        tail -n 20 "$W/make.log"
+        echo "* build: sdmorph WITHOUT CUDA graphs: the build with $args failed (log $W/make.log)"
+    else
         tail -n 40 "$W/make.log"
-        echo "* build: FAILED (make $args; log $W/make.log)"
+        echo "* build: FAILED (log $W/make.log)"
         return 1
     fi
-    tail -n 3 "$W/make.log"
-    echo "* build: sdmorph, ${args:-no CUDA graphs (no cuda_runtime_api.h: set CUDA_HOME)}"
     [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
         --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 \
         ${SDM_EXPORT_ARGS:-}
@@ -541,22 +549,24 @@ PY
 # within the budget, and writes the summary. Exit 0: all passed; 1: one
 # failed or ran out of time; 2: none failed, but the budget skipped some.
 all() {
-    local steps=${SDM_GPU_STEPS:-$STEPS_ALL} budget=${SDM_GPU_BUDGET:-570} s lim rc t failed=0 skipped=0
+    local steps=${SDM_GPU_STEPS:-$STEPS_ALL} budget=${SDM_GPU_BUDGET:-570} s lim rc t tpid tailer failed=0 skipped=0
+    for s in $steps; do
+        case " $STEPS_ALL " in
+        *" $s "*) ;;
+        *)
+            echo "all: unknown step '$s' in SDM_GPU_STEPS (steps: $STEPS_ALL)" >&2
+            return 2
+            ;;
+        esac
+    done
     case " $steps " in
     *" setup "*) ;;
     *) [ -x "$SDMORPH" ] && [ -f "$W/sd15-fp16/model.yaml" ] && [ -f "$W/sd15-fp32/model.yaml" ] ||
         steps="setup $steps" ;;
     esac
+    trap '[ -n "${tpid:-}" ] && kill -TERM -- -"$tpid" 2> /dev/null; exit 130' INT TERM
     for s in $steps; do
         rm -f "$OUT/$s.log" "$OUT/$s.status"
-        case " $STEPS_ALL " in
-        *" $s "*) ;;
-        *)
-            echo "all: unknown step '$s' (steps: $STEPS_ALL)"
-            failed=1
-            continue
-            ;;
-        esac
         lim=0
         if [ "$budget" -gt 0 ]; then
             lim=$((budget - SECONDS))
@@ -569,7 +579,17 @@ all() {
         echo "=== $s ($(date +%T)$([ "$lim" -gt 0 ] && echo ", at most $lim s"))"
         t=$SECONDS
         rc=0
-        timeout -k 10 "$lim" bash bench/gpu.sh "$s" 2>&1 | tee "$OUT/$s.log" || rc=$?
+        : > "$OUT/$s.log"
+        # timeout leads a process group of its own: whatever the step leaves
+        # behind (a render stopping gracefully after SIGTERM) goes with it
+        timeout -k 10 "$lim" bash bench/gpu.sh "$s" < /dev/null > "$OUT/$s.log" 2>&1 &
+        tpid=$!
+        tail -n +1 -f --pid="$tpid" "$OUT/$s.log" &
+        tailer=$!
+        wait "$tpid" || rc=$?
+        kill -KILL -- -"$tpid" 2> /dev/null || true
+        wait "$tailer" || true
+        tpid=
         case $rc in
         0) echo "ok, $((SECONDS - t)) s" > "$OUT/$s.status" ;;
         124 | 137) echo "TIMED OUT after $((SECONDS - t)) s" > "$OUT/$s.status" ;;
@@ -577,6 +597,7 @@ all() {
         esac
         [ "$rc" = 0 ] || failed=1
     done
+    trap - INT TERM
     summary "$steps" | tee "$OUT/summary.txt"
     [ "$failed" = 0 ] || return 1
     [ "$skipped" = 0 ] || return 2
