@@ -2,33 +2,93 @@
 # GPU checks and benchmark, on a machine with CUDA, torch, transformers and
 # diffusers' source (PYTHONPATH); see bench/README.md.
 #
-#   bench/gpu.sh setup      build sdmorph, export the random-weight SD 1.5 bundles
-#   bench/gpu.sh parity     our frames vs diffusers' StableDiffusionPipeline
-#   bench/gpu.sh bench      16-frame 512x512 50-step DDIM morph: ours vs diffusers
+#   bench/gpu.sh setup         build sdmorph, export the random-weight SD 1.5 bundles
+#   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
+#   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
+#   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
+#   bench/gpu.sh faults        two renders bit-identical? a batch too large halves and goes on
+#   bench/gpu.sh bench         16-frame 512x512 50-step DDIM morph: our variants vs diffusers
+#   bench/gpu.sh memory        a 300-frame render: do host RSS and GPU memory stay flat?
+#   bench/gpu.sh fp16_spread   diffusers fp16 vs fp32, with its own noise and with ours
+#   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
+#                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
-# Logs and results go to $OUT (default: out/gpu).
+# Logs and results go to $OUT (default: out/gpu), work files to $SDM_GPU_WORK
+# (default: build/gpu). Lines starting with "* " are results: `all` collects them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}
 W=${SDM_GPU_WORK:-build/gpu}
 mkdir -p "$OUT" "$W"
 PY=${PYTHON:-python3}
+SDMORPH=${SDMORPH:-./sdmorph}
+GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
+STEPS_ALL="setup parity graphs batch_parity faults bench memory fp16_spread"
+STDBUF=$(command -v stdbuf > /dev/null && echo "stdbuf -oL" || true)
 export PYTHONUNBUFFERED=1
 
-gpu_name() { nvidia-smi --query-gpu=name --format=csv,noheader | head -1; }
+gpu_name() { nvidia-smi -i "$GPU" --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 || true; }
 
-setup() {
-    [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
-    make -j"$(nproc)" sdmorph build/models/analytic/model.yaml 2>&1 | tail -n 3
-    [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
-        --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16
-    [ -f "$W/sd15-fp32/model.yaml" ] || $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" \
-        --out "$W/sd15-fp32" --dtype float32
+# Each line of stdin, prefixed with the wall time it arrived and a tab.
+stamp() {
+    local l
+    while IFS= read -r l || [ -n "$l" ]; do
+        printf '%s\t%s\n' "${EPOCHREALTIME/,/.}" "$l"
+    done
 }
 
-# One frame, seed 1234, DDIM 20 steps, guidance 7.5: compare pixels.
-parity_one() {   # dtype sampler karras tol_255 min_fraction
-    local dt=$1 sampler=$2 karras=$3 tol=$4 frac=$5 name="parity-$1-$2"
+# CUDA graphs need the CUDA runtime's headers: CUDA_HOME's, else those of the
+# nvidia-cuda-runtime wheel beside torch. Prints the make arguments, or nothing.
+graphs_make_args() {
+    local home=${CUDA_HOME:-/usr/local/cuda} site c
+    if [ ! -f "$home/include/cuda_runtime_api.h" ]; then
+        site=$($PY -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2> /dev/null) || true
+        for c in "$site"/nvidia/cuda_runtime "$site"/nvidia/cu*; do
+            if [ -f "$c/include/cuda_runtime_api.h" ]; then
+                home=$c
+                break
+            fi
+        done
+    fi
+    [ -f "$home/include/cuda_runtime_api.h" ] && echo "CUDA_GRAPHS=1 CUDA_HOME=$home" || true
+}
+
+build() {   # make arguments...
+    make -j"$(nproc)" "$@" sdmorph build/models/analytic/model.yaml
+}
+
+setup() {
+    local args
+    [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
+    args=$(graphs_make_args)
+    # shellcheck disable=SC2086 # two make arguments, or none
+    if build $args > "$W/make.log" 2>&1; then
+        tail -n 3 "$W/make.log"
+        echo "* build: sdmorph, ${args:-without CUDA graphs (no cuda_runtime_api.h found: set CUDA_HOME)}"
+    elif [ -n "$args" ] && build > "$W/make-plain.log" 2>&1; then
+        tail -n 20 "$W/make.log"
+        echo "* build: sdmorph WITHOUT CUDA graphs: the build with $args failed (log $W/make.log)"
+    else
+        tail -n 40 "$W/make.log"
+        echo "* build: FAILED (log $W/make.log)"
+        return 1
+    fi
+    [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
+        --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 \
+        ${SDM_EXPORT_ARGS:-}
+    [ -f "$W/sd15-fp32/model.yaml" ] || $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" \
+        --out "$W/sd15-fp32" --dtype float32
+    echo "* bundles: $W/sd15-fp16 ($(has_aoti && echo "lists unet_aoti" || echo "no unet_aoti")), $W/sd15-fp32"
+}
+
+has_aoti() { grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16/model.yaml" 2> /dev/null; }
+
+model_of() { [ "$1" = float32 ] && echo "$W/sd15-fp32" || echo "$W/sd15-fp16"; }
+
+# Ours: one frame, seed 1234, 20 steps, guidance 7.5 -> $W/NAME.rgb
+parity_render() {   # dtype sampler karras name [sdmorph flags...]
+    local dt=$1 sampler=$2 karras=$3 name=$4
+    shift 4
     cat > "$W/$name.yaml" <<YAML
 width: 512
 height: 512
@@ -41,21 +101,76 @@ negative: "blurry, low quality"
 keyframes:
   - "a rainy city street at night, neon signs, cinematic"
 YAML
-    ./sdmorph render "$W/$name.yaml" --model "$W/sd15-$([ "$dt" = float32 ] && echo fp32 || echo fp16)" \
-        --device cuda -o "$W/$name.rgb" -q
-    local ref_sampler=ddim; [ "$sampler" = dpmpp_2m ] && ref_sampler=dpmpp_2m_karras
-    $PY bench/sd15_reference.py parity --weights "$W/sd15-diffusers" --out "$W/$name.npy" --dtype "$dt" \
-        --steps 20 --seed 1234 --sampler "$ref_sampler"
-    $PY - "$W/$name.rgb" "$W/$name.npy" "$tol" "$frac" "$name" <<'PY'
+    rm -f "$W/$name.rgb"
+    "$SDMORPH" render "$W/$name.yaml" --model "$(model_of "$dt")" --device cuda -o "$W/$name.rgb" -q "$@"
+}
+
+# Diffusers on the same weights (and, unless told otherwise, our noise) -> NPY
+parity_reference() {   # dtype sampler npy [sd15_reference.py flags...]
+    local dt=$1 sampler=$2 npy=$3 ref_sampler=ddim
+    shift 3
+    [ "$sampler" = dpmpp_2m ] && ref_sampler=dpmpp_2m_karras
+    rm -f "$npy"
+    $PY bench/sd15_reference.py parity --weights "$W/sd15-diffusers" --out "$npy" --dtype "$dt" \
+        --steps 20 --seed 1234 --sampler "$ref_sampler" "$@"
+}
+
+compare_images() {   # ours.rgb ref.npy tol_255 min_fraction label
+    $PY - "$@" <<'PY'
 import sys, numpy as np
 ours = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(512, 512, 3)
 ref = np.load(sys.argv[2])
 d = np.abs(ours.astype(int) - ref.astype(int))
 tol, frac = int(sys.argv[3]), float(sys.argv[4])
 ok = (d <= tol).mean()
-print(f"{sys.argv[5]}: {100 * ok:.3f}% of pixel values within {tol}/255 (need {100 * frac:.1f}%), max {d.max()}/255, mean {d.mean():.4f}")
+print(f"* {sys.argv[5]}: {100 * ok:.3f}% of pixel values within {tol}/255 (need {100 * frac:.1f}%), "
+      f"max {d.max()}/255, mean {d.mean():.4f}/255")
 sys.exit(0 if ok >= frac else 1)
 PY
+}
+
+# One frame against diffusers. Extra arguments go to sdmorph and name the
+# render (parity-float32-ddim-no-cuda-graphs); such a render reuses the
+# reference image already made.
+parity_one() {   # dtype sampler karras tol_255 min_fraction [sdmorph flags...]
+    local dt=$1 sampler=$2 karras=$3 tol=$4 frac=$5 name tag
+    shift 5
+    name="parity-$dt-$sampler"
+    tag=$(printf '%s' "$*" | sed -e 's/--//g' -e 's/[^a-z0-9]\{1,\}/-/g')
+    parity_render "$dt" "$sampler" "$karras" "$name${tag:+-$tag}" "$@" || return 1
+    if [ -z "$tag" ] || [ ! -f "$W/$name.npy" ]; then
+        parity_reference "$dt" "$sampler" "$W/$name.npy" || return 1
+    fi
+    compare_images "$W/$name${tag:+-$tag}.rgb" "$W/$name.npy" "$tol" "$frac" "$name${tag:+-$tag}"
+}
+
+parity() {
+    local rc=0
+    parity_one float32 ddim false 1 0.999 || rc=1
+    parity_one float16 ddim false 4 0.99 || rc=1
+    if [ "${SDM_PARITY_DPM:-1}" = 1 ]; then
+        parity_one float32 dpmpp_2m true 1 0.999 || rc=1
+    fi
+    return $rc
+}
+
+# CUDA graphs replay the same kernels: float32 DDIM without them must pass
+# parity and give the same bytes as with them.
+graphs() {
+    local rc=0 on="$W/parity-float32-ddim.rgb" off="$W/parity-float32-ddim-no-cuda-graphs.rgb"
+    [ -f "$on" ] || parity_render float32 ddim false parity-float32-ddim || return 1
+    parity_one float32 ddim false 1 0.999 --no-cuda-graphs || rc=1
+    [ -f "$off" ] || return 1
+    $PY - "$on" "$off" <<'PY' || rc=1
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], dtype=np.uint8).astype(int)
+b = np.fromfile(sys.argv[2], dtype=np.uint8).astype(int)
+same = a.size == b.size and bool((a == b).all())
+diff = f"max diff {np.abs(a - b).max()}/255, {(a != b).sum()} values differ" if a.size == b.size else "sizes differ"
+print(f"* graphs on vs off, ours fp32 DDIM: {'byte-identical' if same else 'DIFFER'} ({b.size} bytes; {diff})")
+sys.exit(0 if same else 1)
+PY
+    return $rc
 }
 
 # Batching changes nothing: a float32 morph rendered 1 and 8 frames per call.
@@ -73,42 +188,24 @@ keyframes:
   - "a dense forest in the rain, moss, cinematic"
 YAML
     for b in 1 8; do
-        ./sdmorph render "$W/batches.yaml" --model "$W/sd15-fp32" --device cuda --batch $b -o "$W/batch-$b.rgb" -q
+        rm -f "$W/batch-$b.rgb"
+        "$SDMORPH" render "$W/batches.yaml" --model "$W/sd15-fp32" --device cuda --batch $b -o "$W/batch-$b.rgb" -q
     done
     $PY - "$W/batch-1.rgb" "$W/batch-8.rgb" <<'PY'
 import sys, numpy as np
 a = np.fromfile(sys.argv[1], dtype=np.uint8).astype(int)
 b = np.fromfile(sys.argv[2], dtype=np.uint8).astype(int)
+if a.size != b.size:
+    print(f"* batch 1 vs batch 8, 8 frames fp32: sizes differ ({a.size} and {b.size} bytes)")
+    sys.exit(1)
 d = np.abs(a - b)
-print(f"batch 1 vs batch 8, 8 frames fp32: max {d.max()}/255, {100 * (d <= 1).mean():.3f}% within 1/255, identical {(d == 0).mean() * 100:.3f}%")
-sys.exit(0 if a.size == b.size and d.max() <= 1 else 1)
+print(f"* batch 1 vs batch 8, 8 frames fp32: max {d.max()}/255, {100 * (d <= 1).mean():.3f}% within 1/255, identical {(d == 0).mean() * 100:.3f}%")
+sys.exit(0 if d.max() <= 1 else 1)
 PY
 }
 
-# Same recipe twice on the GPU: bit-identical frames? And a batch far too
-# large for the card: the render halves it and goes on.
-faults() {
-    for i in 1 2; do
-        ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/det-$i.rgb" -q
-    done
-    cmp -s "$W/det-1.rgb" "$W/det-2.rgb" && echo "determinism: two fp16 renders bit-identical" \
-        || echo "determinism: two fp16 renders DIFFER"
-    sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 399/' "$W/bench.yaml" > "$W/oom.yaml"
-    ./sdmorph render "$W/oom.yaml" --model "$W/sd15-fp16" --device cuda --batch 400 -o "$W/oom.mp4" -q 2>&1 | cut -c1-300
-}
-
-parity() {
-    local rc=0
-    parity_one float32 ddim false 1 0.999 || rc=1
-    parity_one float16 ddim false 4 0.99 || rc=1
-    if [ "${SDM_PARITY_DPM:-1}" = 1 ]; then
-        parity_one float32 dpmpp_2m true 1 0.999 || rc=1
-    fi
-    return $rc
-}
-
-bench() {
-    echo "GPU: $(gpu_name)"
+# The benchmark's morph: 16 frames.
+bench_recipe() {
     cat > "$W/bench.yaml" <<YAML
 width: 512
 height: 512
@@ -121,58 +218,407 @@ keyframes:
   - "a rainy city street at night, neon signs, cinematic"
   - "a dense forest in the rain, moss, cinematic"
 YAML
-    for b in ${SDM_BENCH_BATCHES:-8 16}; do
-        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$W/mem-$b.txt" &
-        local smi=$!
-        ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" -o "$W/bench-$b.mp4" -q \
-            2>&1 | tee "$W/ours-$b.txt"
-        kill $smi; wait $smi 2>/dev/null || true
-        echo "sdmorph batch $b: peak GPU memory $(sort -n "$W/mem-$b.txt" | tail -1) MiB (nvidia-smi, whole device)"
-        if [ "${CUDA_GRAPHS:-0}" = 1 ]; then
-            ./sdmorph render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" --cuda-graphs \
-                -o "$W/bench-g-$b.mp4" -q 2>&1 | tee "$W/ours-g-$b.txt"
-        fi
+}
+
+# Same recipe twice on the GPU: bit-identical frames (the design promises
+# it)? And a batch far too large for the card: the render halves it and goes on.
+faults() {
+    local rc=0
+    bench_recipe
+    for i in 1 2; do
+        rm -f "$W/det-$i.rgb"
+        "$SDMORPH" render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/det-$i.rgb" -q
     done
-    $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 | tee "$W/diffusers-8.txt"
-    $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 --steps 50 | tee "$W/diffusers-1.txt"
-    $PY - "$W" ${SDM_BENCH_BATCHES:-8 16} <<'PY'
-import os, re, sys
-w = sys.argv[1]
-def per_frame(path, pat):
-    m = re.search(pat, open(path).read())
-    return float(m.group(1)) if m else float("nan")
-d8 = per_frame(f"{w}/diffusers-8.txt", r"([0-9.]+) s/frame")
-d1 = per_frame(f"{w}/diffusers-1.txt", r"([0-9.]+) s/frame")
-print(f"diffusers eager fp16: batch 1 {d1:.4f} s/frame, batch 8 {d8:.4f} s/frame")
-for b in sys.argv[2:]:
-    for tag, name in (("", "step by step"), ("g-", "CUDA graphs")):
-        if not os.path.exists(f"{w}/ours-{tag}{b}.txt"):
-            continue
-        ours = per_frame(f"{w}/ours-{tag}{b}.txt", r"([0-9.]+) s per rendered frame")
-        mfu = 82.9 / ours / 989 if ours == ours else float("nan")
-        print(f"sdmorph batch {b} ({name}): {ours:.4f} s/frame; {d8 / ours:.2f}x diffusers batch 8, "
-              f"{d1 / ours:.2f}x batch 1; MFU {100 * mfu:.1f}%")
+    if cmp -s "$W/det-1.rgb" "$W/det-2.rgb"; then
+        echo "* determinism: two fp16 renders bit-identical"
+    else
+        echo "* determinism: two fp16 renders DIFFER"
+        rc=1
+    fi
+    sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 399/' "$W/bench.yaml" > "$W/oom.yaml"
+    "$SDMORPH" render "$W/oom.yaml" --model "$W/sd15-fp16" --device cuda --batch 400 -o "$W/oom.mp4" -q 2>&1 |
+        cut -c1-300 | sed 's/^/* oom, --batch 400: /' || rc=1
+    return $rc
+}
+
+# Runs a command while nvidia-smi samples the GPU every 50 ms: $W/NAME.log
+# (its output, each line stamped with the wall time it arrived), $W/NAME.smi
+# (timestamp, utilization.gpu %, memory.used MiB), $W/NAME.times.
+sampled() {   # name command...
+    local name=$1 smi rc=0 start
+    shift
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086 # "stdbuf -oL" or nothing
+    $STDBUF nvidia-smi -i "$GPU" --query-gpu=timestamp,utilization.gpu,memory.used \
+        --format=csv,noheader,nounits -lms 50 > "$W/$name.smi" 2> /dev/null &
+    smi=$!
+    sleep 0.5                       # a few samples of the GPU before the run
+    "$@" 2>&1 | stamp > "$W/$name.log" || rc=$?
+    printf 'start %s\nexit %s\nrc %s\n' "$start" "$(date +%s.%N)" "$rc" > "$W/$name.times"
+    sleep 0.3
+    kill "$smi" 2> /dev/null || true
+    wait "$smi" 2> /dev/null || true
+    cut -f2- "$W/$name.log"
+    return "$rc"
+}
+
+variant_flags() {
+    case $1 in
+    eager) echo "--no-cuda-graphs --no-aoti" ;;
+    graphs) echo "--no-aoti" ;;
+    aoti-graphs) echo "" ;;
+    aoti) echo "--no-cuda-graphs" ;;
+    esac
+}
+
+bench() {
+    local variants="eager graphs" runs="" name b v r
+    local -a flags
+    echo "GPU: $(gpu_name)"
+    bench_recipe
+    has_aoti && variants="$variants aoti-graphs aoti"
+    for r in $(seq 1 "${SDM_BENCH_REPEAT:-1}"); do
+        for b in ${SDM_BENCH_BATCHES:-8 16}; do
+            for v in $variants; do
+                name="ours-$v-b$b-r$r"
+                read -ra flags <<< "$(variant_flags "$v")"
+                echo "--- sdmorph $v, batch $b${flags[*]:+ (${flags[*]})}, run $r"
+                rm -f "$W/$name.mp4"
+                sampled "$name" "$SDMORPH" render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda \
+                    --batch "$b" -o "$W/$name.mp4" -q "${flags[@]}" || echo "sdmorph $v batch $b: FAILED"
+                runs="$runs $name"
+            done
+        done
+    done
+    echo "--- diffusers"
+    sampled diffusers-b8 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 ||
+        echo "diffusers batch 8: FAILED"
+    sampled diffusers-b1 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 --steps 50 ||
+        echo "diffusers batch 1: FAILED"
+    # shellcheck disable=SC2086 # run names
+    bench_table "$(gpu_name)" $runs diffusers-b8 diffusers-b1
+}
+
+# The table of runs made by `sampled`: s/frame, ratios against diffusers,
+# MFU, GPU busy fraction over the render loop, peak memory, loading time.
+bench_table() {   # gpu_name run...
+    $PY - "$W" "$@" <<'PY'
+import datetime, math, re, sys
+
+w, gpu, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+nan = float("nan")
+FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
+                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+DIFF = re.compile(r"diffusers batch (\d+): ([0-9.]+) s/frame.*?([0-9.]+) s loading")
+WINDOW = re.compile(r"timed window: ([0-9.]+) ([0-9.]+)")
+
+
+def number(s):
+    try:
+        return float(s)
+    except ValueError:      # [N/A], [Not Supported], a line cut off by kill
+        return None
+
+
+def smi_time(s):
+    """nvidia-smi's local time ("2026/11/26 06:30:01.123") in epoch seconds,
+    read in this process's zone as `date` reads it."""
+    for fmt in ("%Y/%m/%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(s, fmt).timestamp()
+        except ValueError:
+            pass
+    return None
+
+
+def samples(name, start):
+    rows = []
+    try:
+        lines = open(f"{w}/{name}.smi", errors="replace").read().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        f = [x.strip() for x in line.split(",")]
+        t = smi_time(f[0]) if len(f) == 3 else None
+        if t is not None:
+            rows.append((t, number(f[1]), number(f[2])))
+    # The first sample comes a moment after the start; whole quarter-hours off
+    # means nvidia-smi and we disagree on the time zone: undo that.
+    if rows and abs(rows[0][0] - start) > 60:
+        shift = round((start - rows[0][0]) / 900) * 900
+        print(f"* note, {name}: nvidia-smi's clock is {shift:+.0f} s off ours (time zone?); shifted")
+        rows = [(t + shift, u, m) for t, u, m in rows]
+    return rows
+
+
+def run(name):
+    r = dict(name=name, spf=nan, load=nan, batch=None, busy=nan, n_busy=0, peak=nan, rc=1, notes=[])
+    try:
+        times = dict(line.split() for line in open(f"{w}/{name}.times") if line.strip())
+        log = open(f"{w}/{name}.log", errors="replace").read().splitlines()
+    except OSError:
+        return r
+    r["rc"] = int(times["rc"])
+    window = None
+    for line in log:
+        stamp, _, text = line.partition("\t")
+        m, d, win = FINAL.search(text), DIFF.search(text), WINDOW.search(text)
+        if m:
+            # the loop is the last X s before the line: X = s/frame x rendered (more digits than "in X s")
+            loop = float(m[7]) * int(m[2]) or float(m[5])
+            window = (float(stamp) - loop, float(stamp))
+            r.update(spf=float(m[7]), load=float(m[6]), batch=int(m[8]))
+        elif d:
+            r.update(spf=float(d[2]), load=float(d[3]), batch=int(d[1]))
+        elif win:
+            window = (float(win[1]), float(win[2]))
+        elif name.startswith("ours") and text.strip():
+            r["notes"].append(text.strip())     # warnings: graphs off, batch halved, ...
+    rows = samples(name, float(times["start"]))
+    mem = [m for _, _, m in rows if m is not None]
+    r["peak"] = max(mem) if mem else nan
+    if window:
+        busy = [u for t, u, _ in rows if u is not None and window[0] <= t <= window[1]]
+        r["n_busy"] = len(busy)
+        r["busy"] = sum(busy) / len(busy) if busy else nan
+    return r
+
+
+runs = [run(n) for n in names]
+ref = {r["name"]: r["spf"] for r in runs if r["name"].startswith("diffusers")}
+d8, d1 = ref.get("diffusers-b8", nan), ref.get("diffusers-b1", nan)
+repeats = any(re.search(r"-r([2-9]|\d\d+)$", n) for n in names)
+print(f"* GPU: {gpu}")
+print("* 16-frame 512x512 50-step DDIM morph, CFG 7.5, fp16; ratios: diffusers' s/frame over ours (>1: ours faster)")
+print(f"* {'variant':<16} {'batch':>6} {'s/frame':>8} {'vs diff b8':>10} {'vs diff b1':>10} {'MFU':>6} "
+      f"{'GPU busy':>8} {'peak MiB':>8} {'loading s':>9}")
+for r in runs:
+    n = r["name"]
+    m = re.fullmatch(r"ours-(.+)-b(\d+)-r(\d+)", n) or re.fullmatch(r"(diffusers)-b(\d+)", n)
+    label, b = m[1], m[2]
+    if repeats and label != "diffusers":
+        label += f" #{m[3]}"
+    batch = b if r["batch"] in (None, int(b)) else f"{b}>{r['batch']}"
+    if r["rc"] != 0 or math.isnan(r["spf"]):
+        print(f"* {label:<16} {batch:>6}   FAILED (exit {r['rc']}; see {w}/{n}.log)")
+        continue
+    mfu = 82.9 / r["spf"] / 989
+    ratio = lambda d: f"{d / r['spf']:9.2f}x" if not math.isnan(d) else f"{'-':>10}"
+    busy = f"{r['busy']:7.1f}%" if not math.isnan(r["busy"]) else f"{'-':>8}"
+    print(f"* {label:<16} {batch:>6} {r['spf']:8.4f} {ratio(d8)} {ratio(d1)} {100 * mfu:5.1f}% "
+          f"{busy} {r['peak']:8.0f} {r['load']:9.1f}")
+print("* MFU: 82.9 TFLOP per frame over s/frame, against 989 TFLOP/s dense fp16. GPU busy: mean NVML "
+      "utilization.gpu (a kernel was running) sampled every 50 ms over the timed loop; peak: max memory.used, "
+      "whole device, whole run.")
+for r in runs:
+    for note in dict.fromkeys(r["notes"]):
+        print(f"* note, {r['name']}: {note[:200]}")
+    if r["rc"] == 0 and r["n_busy"] < 5:
+        print(f"* note, {r['name']}: only {r['n_busy']} utilization samples in the timed loop")
 PY
 }
 
-# How far apart are diffusers' own float16 and float32 images on these
-# random weights? Tells whether a float16 gap is ours or the model's.
+# A 300-frame render (10 steps, batch 8, fp16, MP4) with the process's VmRSS
+# and the GPU's memory.used sampled every 0.5 s: memory must stay flat. "At
+# 10%" is the median of the samples in 5-15% of the render loop, "at 50%" in
+# 45-55%, "end" in its last 10%; host RSS may grow by 10% at most from 10% to end.
+memory() {
+    local pid stamper fifo="$W/memory.fifo" rc=0 state rss gpu
+    cat > "$W/memory.yaml" <<YAML
+width: 512
+height: 512
+steps: 10
+guidance: 7.5
+seed: 1234
+negative: "blurry, low quality"
+keyframes:
+  - prompt: "a rainy city street at night, neon signs, cinematic"
+    frames: 299
+  - "a dense forest in the rain, moss, cinematic"
+YAML
+    rm -f "$W/memory.mp4" "$fifo"
+    : > "$W/memory.samples"
+    mkfifo "$fifo"
+    stamp < "$fifo" > "$W/memory.log" &
+    stamper=$!
+    "$SDMORPH" render "$W/memory.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/memory.mp4" -q \
+        > /dev/null 2> "$fifo" &
+    pid=$!
+    while :; do
+        state=$(awk '/^State:/ { print $2 }' "/proc/$pid/status" 2> /dev/null) || true
+        [ -n "$state" ] && [ "$state" != Z ] || break
+        rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2> /dev/null) || true
+        gpu=$(nvidia-smi -i "$GPU" --query-gpu=memory.used --format=csv,noheader,nounits 2> /dev/null | head -1) || true
+        printf '%s %s %s\n' "${EPOCHREALTIME/,/.}" "${rss:-NA}" "${gpu:-NA}" >> "$W/memory.samples"
+        sleep 0.5
+    done
+    wait "$pid" || rc=$?
+    wait "$stamper" || true
+    rm -f "$fifo"
+    cut -f2- "$W/memory.log"
+    if [ "$rc" != 0 ]; then
+        echo "* memory: the 300-frame render FAILED (exit $rc)"
+        return 1
+    fi
+    $PY - "$W/memory.samples" "$W/memory.log" <<'PY'
+import re, sys
+FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
+                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+rows = []
+for line in open(sys.argv[1]):
+    t, rss, gpu = line.split()
+    rows.append((float(t), float(rss) / 1024 if rss != "NA" else None, float(gpu) if gpu != "NA" else None))
+final = None
+for line in open(sys.argv[2], errors="replace"):
+    stamp, _, text = line.rstrip("\n").partition("\t")
+    m = FINAL.search(text)
+    if m:
+        final = (float(stamp), m)
+if not final:
+    print("* memory: no final 'sdmorph: N frames' line")
+    sys.exit(1)
+end, m = final
+loop = float(m[7]) * int(m[2]) or float(m[5])
+start = end - loop
+print(f"* memory: {m[1]} frames ({m[2]} rendered), batch {m[8]}, 10 steps: loop {loop:.1f} s "
+      f"(+{m[6]} s loading), {m[7]} s per rendered frame")
+inside = [r for r in rows if start <= r[0] <= end - 0.3]    # the line comes after the frees
+if len(inside) < 5:
+    print(f"* memory: only {len(inside)} samples inside the render loop")
+    sys.exit(1)
+
+def median(vals):
+    vals = sorted(v for v in vals if v is not None)
+    return vals[len(vals) // 2] if vals else None
+
+# one sample can catch a batch in flight: the median of those in a tenth of the loop
+def part(col, lo, hi):
+    near = [r for r in inside if start + lo * loop <= r[0] <= start + hi * loop]
+    return median(r[col] for r in near or [min(inside, key=lambda r: abs(r[0] - start - lo * loop))])
+
+ok = True
+for col, what in ((1, "host RSS"), (2, "GPU memory.used")):
+    vals = [r[col] for r in rows if r[col] is not None]
+    a, b, c = part(col, 0.05, 0.15), part(col, 0.45, 0.55), part(col, 0.90, 1.0)
+    if not vals or None in (a, b, c):
+        print(f"* memory: {what}: samples missing")
+        ok = False
+        continue
+    grow = c - a
+    print(f"* memory: {what} MiB at 10% {a:.0f}, 50% {b:.0f}, end {c:.0f}, max {max(vals):.0f} (whole run); "
+          f"10%->end {grow:+.0f} MiB ({100 * grow / a:+.1f}%)")
+    if col == 1 and grow > 0.10 * a:
+        print("* memory: host RSS GREW more than 10% from 10% of the loop to its end")
+        ok = False
+print(f"* memory: {'flat' if ok else 'NOT flat'} ({len(rows)} samples, {len(inside)} inside the loop)")
+sys.exit(0 if ok else 1)
+PY
+}
+
+# How far apart are diffusers' own float16 and float32 images on these random
+# weights, with its own noise (a float16 draw for float16) and with ours (a
+# float32 draw, cast)? Tells whether a float16 gap is ours, the model's or the noise's.
 fp16_spread() {
-    [ -f "$W/parity-float32-ddim.npy" ] && [ -f "$W/parity-float16-ddim.npy" ] || parity
+    local n
+    for n in float32 float16; do
+        if [ ! -f "$W/parity-$n-ddim.npy" ] || [ ! -f "$W/parity-$n-ddim.rgb" ]; then
+            parity_one "$n" ddim false 1 0 || return 1
+        fi
+        parity_reference "$n" ddim "$W/parity-$n-ddim-dnoise.npy" --diffusers-noise || return 1
+    done
     $PY - "$W" <<'PY'
 import sys, numpy as np
 w = sys.argv[1]
-ref32 = np.load(f"{w}/parity-float32-ddim.npy").astype(int)
-ref16 = np.load(f"{w}/parity-float16-ddim.npy").astype(int)
-ours16 = np.fromfile(f"{w}/parity-float16-ddim.rgb", dtype=np.uint8).reshape(512, 512, 3).astype(int)
-ours32 = np.fromfile(f"{w}/parity-float32-ddim.rgb", dtype=np.uint8).reshape(512, 512, 3).astype(int)
-for name, a, b in [("diffusers fp16 vs diffusers fp32", ref16, ref32), ("ours fp16 vs diffusers fp16", ours16, ref16),
-                   ("ours fp16 vs diffusers fp32", ours16, ref32), ("ours fp32 vs diffusers fp32", ours32, ref32)]:
+npy = lambda n: np.load(f"{w}/{n}.npy").astype(int)
+rgb = lambda n: np.fromfile(f"{w}/{n}.rgb", dtype=np.uint8).reshape(512, 512, 3).astype(int)
+ref32, ref16, own32, own16 = (npy("parity-float32-ddim"), npy("parity-float16-ddim"),
+                              npy("parity-float32-ddim-dnoise"), npy("parity-float16-ddim-dnoise"))
+ours16, ours32 = rgb("parity-float16-ddim"), rgb("parity-float32-ddim")
+for name, a, b in [("diffusers fp32, its own noise vs our noise", own32, ref32),
+                   ("diffusers fp16 (its own fp16 noise) vs diffusers fp32", own16, ref32),
+                   ("diffusers fp16 (fp32-drawn noise) vs diffusers fp32", ref16, ref32),
+                   ("ours fp16 vs diffusers fp16 (same noise)", ours16, ref16),
+                   ("ours fp16 vs diffusers fp32", ours16, ref32),
+                   ("ours fp32 vs diffusers fp32", ours32, ref32)]:
     d = np.abs(a - b)
-    print(f"{name}: mean {d.mean():.3f}/255, max {d.max()}, within 4/255: {100 * (d <= 4).mean():.2f}%")
+    print(f"* {name}: mean {d.mean():.3f}/255, max {d.max()}, within 4/255: {100 * (d <= 4).mean():.2f}%")
 PY
+}
+
+# Runs each step as its own process (a failure does not stop the next one),
+# within the budget, and writes the summary. Exit 0: all passed; 1: one
+# failed or ran out of time; 2: none failed, but the budget skipped some.
+all() {
+    local steps=${SDM_GPU_STEPS:-$STEPS_ALL} budget=${SDM_GPU_BUDGET:-570} s lim rc t tpid tailer failed=0 skipped=0
+    for s in $steps; do
+        case " $STEPS_ALL " in
+        *" $s "*) ;;
+        *)
+            echo "all: unknown step '$s' in SDM_GPU_STEPS (steps: $STEPS_ALL)" >&2
+            return 2
+            ;;
+        esac
+    done
+    case " $steps " in
+    *" setup "*) ;;
+    *) [ -x "$SDMORPH" ] && [ -f "$W/sd15-fp16/model.yaml" ] && [ -f "$W/sd15-fp32/model.yaml" ] ||
+        steps="setup $steps" ;;
+    esac
+    trap '[ -n "${tpid:-}" ] && kill -TERM -- -"$tpid" 2> /dev/null; exit 130' INT TERM
+    for s in $steps; do
+        rm -f "$OUT/$s.log" "$OUT/$s.status"
+        lim=0
+        if [ "$budget" -gt 0 ]; then
+            lim=$((budget - SECONDS))
+            if [ "$lim" -lt 30 ]; then
+                echo "skipped: the ${budget} s budget is spent" > "$OUT/$s.status"
+                skipped=1
+                continue
+            fi
+        fi
+        echo "=== $s ($(date +%T)$([ "$lim" -gt 0 ] && echo ", at most $lim s"))"
+        t=$SECONDS
+        rc=0
+        : > "$OUT/$s.log"
+        # timeout leads a process group of its own: whatever the step leaves
+        # behind (a render stopping gracefully after SIGTERM) goes with it
+        timeout -k 10 "$lim" bash bench/gpu.sh "$s" < /dev/null > "$OUT/$s.log" 2>&1 &
+        tpid=$!
+        tail -n +1 -f --pid="$tpid" "$OUT/$s.log" &
+        tailer=$!
+        wait "$tpid" || rc=$?
+        kill -KILL -- -"$tpid" 2> /dev/null || true
+        wait "$tailer" || true
+        tpid=
+        case $rc in
+        0) echo "ok, $((SECONDS - t)) s" > "$OUT/$s.status" ;;
+        124 | 137) echo "TIMED OUT after $((SECONDS - t)) s" > "$OUT/$s.status" ;;
+        *) echo "FAILED (exit $rc), $((SECONDS - t)) s" > "$OUT/$s.status" ;;
+        esac
+        [ "$rc" = 0 ] || failed=1
+    done
+    trap - INT TERM
+    summary "$steps" | tee "$OUT/summary.txt"
+    [ "$failed" = 0 ] || return 1
+    [ "$skipped" = 0 ] || return 2
+}
+
+summary() {   # steps
+    local s
+    echo "=== summary: GPU $(gpu_name), commit $(git rev-parse --short HEAD 2> /dev/null || echo '?'), $(date '+%F %T')"
+    for s in $1; do
+        [ -f "$OUT/$s.status" ] || continue
+        echo "$s: $(cat "$OUT/$s.status")"
+        [ -f "$OUT/$s.log" ] && grep '^\* ' "$OUT/$s.log" | sed 's/^\* /  /' || true
+    done
 }
 
 cmd=${1:-setup}
 [ $# -gt 0 ] && shift
-"$cmd" "$@"
+case " $STEPS_ALL all " in
+*" $cmd "*) "$cmd" "$@" ;;
+*)
+    echo "usage: bench/gpu.sh [$(echo "$STEPS_ALL all" | tr ' ' '|')]" >&2
+    exit 2
+    ;;
+esac

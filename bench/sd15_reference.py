@@ -3,16 +3,23 @@
 on the same weights sdmorph's bundle was exported from.
 
     sd15_reference.py parity --weights DIR --out ref.npy --seed 1234 --steps 20
-        [--sampler ddim|dpmpp_2m_karras] [--dtype float32|float16]
+        [--sampler ddim|dpmpp_2m_karras] [--dtype float32|float16] [--diffusers-noise]
     sd15_reference.py bench --weights DIR --frames 16 --batch 8 --steps 50
 
-parity writes the uint8 RGB image [H,W,3] diffusers makes (CPU generator);
+parity writes the uint8 RGB image [H,W,3] diffusers makes. Its initial noise
+is drawn as sdmorph draws it: float32 from a CPU generator seeded with --seed,
+then cast to the pipeline's dtype, and passed as latents=. --diffusers-noise
+lets the pipeline draw it instead (randn_tensor with a CPU generator), which
+for float16 draws float16 on the CPU: other numbers than the float32 draw.
 bench times a 16-frame morph (prompt embeddings interpolated, seed fixed),
-in batches, and prints seconds per frame and peak GPU memory.
+in batches, and prints seconds per frame, peak GPU memory, the loading time
+and the timed window (epoch seconds, for sampling the GPU's busy fraction).
 """
 import argparse
 import sys
 import time
+
+T_START = time.time()
 
 import numpy as np
 import torch
@@ -40,12 +47,39 @@ def pipeline(weights, dtype, sampler):
     return pipe.to("cuda")
 
 
+def seed_noise(seed, dtype, shape):
+    """sdmorph's initial noise: torch.randn in float32 with a fresh CPU
+    generator, then moved and cast (a float16 draw gives other numbers)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g).to("cuda", dtype)
+
+
 def parity(a):
     dtype = getattr(torch, a.dtype)
     pipe = pipeline(a.weights, dtype, a.sampler)
     g = torch.Generator().manual_seed(a.seed)
+    latents = None
+    if a.diffusers_noise:
+        print(f"* noise for diffusers {a.dtype} {a.sampler}: its own draw (randn_tensor, CPU generator, {a.dtype})")
+    else:
+        f = pipe.vae_scale_factor
+        shape = (1, pipe.unet.config.in_channels, 512 // f, 512 // f)
+        latents = seed_noise(a.seed, dtype, shape)
+        # prepare_latents only scales what it is given: by 1.0 for DDIM and DPM++
+        sigma = pipe.scheduler.init_noise_sigma
+        try:
+            given = pipe.prepare_latents(1, shape[1], 512, 512, dtype, torch.device("cuda"), g, latents.clone())
+        except TypeError as e:      # another diffusers version
+            given, kept = None, f"prepare_latents not checked: {e}"
+        if given is not None:
+            if sigma != 1.0 or given.dtype != dtype or not torch.equal(given, latents):
+                print(f"noise: prepare_latents changed the given latents (init_noise_sigma {sigma})", file=sys.stderr)
+                return 1
+            kept = f"prepare_latents keeps it: init_noise_sigma {sigma}"
+        print(f"* noise for diffusers {a.dtype} {a.sampler}: float32 CPU draw, seed {a.seed}, cast to {a.dtype}, "
+              f"passed as latents= ({kept})")
     img = pipe(PROMPT_A, negative_prompt=NEGATIVE, num_inference_steps=a.steps, guidance_scale=7.5,
-               generator=g, output_type="np").images[0]
+               generator=g, latents=latents, output_type="np").images[0]
     np.save(a.out, (img * 255).round().astype(np.uint8))
 
 
@@ -70,12 +104,15 @@ def bench(a):
     run(embeds[:a.batch])           # warm-up
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    w0 = time.time()
     t0 = time.perf_counter()
     run(embeds)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     print(f"diffusers batch {a.batch}: {dt / a.frames:.4f} s/frame, peak GPU memory "
-          f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+          f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (torch), {w0 - T_START:.1f} s loading "
+          f"(imports, weights, warm-up)")
+    print(f"timed window: {w0:.3f} {w0 + dt:.3f}")
 
 
 def main():
@@ -86,13 +123,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", default="ddim", choices=["ddim", "dpmpp_2m_karras"])
-    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--diffusers-noise", action="store_true",
+                    help="let the pipeline draw the initial noise (in --dtype) instead of sdmorph's float32 draw")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--batch", type=int, default=8)
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    parity(a) if a.mode == "parity" else bench(a)
+    return parity(a) if a.mode == "parity" else bench(a)
 
 
 if __name__ == "__main__":
