@@ -24,6 +24,7 @@ typedef struct {
     int write_outputs;              /* 0: no files (tests with on_frame) */
     int progress;                   /* progress line on stderr */
     int cuda_graphs;                /* replay UNet steps as CUDA graphs where the build has them */
+    int aoti;                       /* the bundle's AOTInductor UNet where it fits (default 1) */
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     void *user;

@@ -34,6 +34,7 @@ static void usage(FILE *f)
             "  --threads N          CPU threads for libtorch\n"
             "  --cuda-graphs        replay each UNet step as a CUDA graph (builds made with CUDA_GRAPHS=1;\n"
             "                       experimental)\n"
+            "  --no-aoti            TorchScript UNet only, even where the model has an AOTInductor one\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
             "(a playable NAME.partial.mp4 holds the frames done).\n");
@@ -145,6 +146,9 @@ int sdm_cmd_render(int argc, char **argv)
             }
         } else if (!strcmp(a, "--cuda-graphs")) {
             p.cuda_graphs = 1;
+            continue;
+        } else if (!strcmp(a, "--no-aoti")) {
+            p.aoti = 0;
             continue;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
