@@ -89,6 +89,16 @@ else
 TORCH_GRAPHS = , no CUDA graphs (CUDA runtime headers or libcudart not found: set CUDA_HOME=)
 endif
 endif
+# AOTInductor packages (.pt2 UNets, export_sd.py --aoti) load where libtorch
+# has the package loader (torch >= 2.6, in libtorch_cpu) and CUDA.
+AOTI_HEADER := $(firstword $(wildcard $(addsuffix /torch/csrc/inductor/aoti_package/model_package_loader.h, \
+               $(TORCH_INC) $(if $(TORCH_DIR),,/usr/include))))
+ifneq ($(TORCH_CUDA),)
+ifneq ($(AOTI_HEADER),)
+CPPFLAGS += -DSDM_HAVE_AOTI=1
+TORCH_AOTI = , AOTInductor
+endif
+endif
 LIBS += $(TORCH_LIBS) -lpthread -lm
 
 # --- sources ---------------------------------------------------------------
@@ -103,7 +113,7 @@ BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
 all: $(BIN) $(ANALYTIC)/model.yaml
-	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS),, CPU only); analytic bundle: $(ANALYTIC))"
+	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS)$(TORCH_AOTI),, CPU only); analytic bundle: $(ANALYTIC))"
 
 $(BIN): $(OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)

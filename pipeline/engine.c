@@ -42,6 +42,7 @@ struct sdm_engine {
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
     sdm_module *text_encoder, *unet, *vae;
+    sdm_module *unet_aoti;          /* the bundle's AOTInductor UNet, where loaded */
     embed_entry *embeds;
     int n_embeds, cap_embeds;
 };
@@ -231,6 +232,114 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e)
 sdm_module *sdm_engine_unet(sdm_engine *e)
 {
     return e->unet;
+}
+
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
+{
+    const sdm_bundle *b = &e->bundle;
+    return e->unet_aoti && latent_h == b->aoti_latent_h && latent_w == b->aoti_latent_w &&
+           n >= b->aoti_min_batch && n <= b->aoti_max_batch;
+}
+
+/* The UNet for a call on n latents of h×w: the AOTInductor one where it
+ * was compiled for that shape (it checks no shapes itself), else TorchScript. */
+static sdm_module *unet_for(sdm_engine *e, int n, int h, int w)
+{
+    return sdm_engine_uses_aoti(e, n, h, w) ? e->unet_aoti : e->unet;
+}
+
+/* The package and the TorchScript UNet on one seeded input: a package
+ * compiled from other weights (a stale unet.pt2) or for other shapes than
+ * model.yaml says fails here. Loose bounds: the export checked precision. */
+static int aoti_probe(sdm_engine *e, sdm_error *err)
+{
+    const sdm_bundle *b = &e->bundle;
+    int n = b->aoti_min_batch > 2 ? b->aoti_min_batch : b->aoti_max_batch < 2 ? b->aoti_max_batch : 2;
+    int64_t xs[4] = { n, b->latent_channels, b->aoti_latent_h, b->aoti_latent_w };
+    int64_t es[3] = { n, b->token_length, b->hidden_size }, ts[1] = { n };
+    float *tv = malloc(sizeof *tv * n);
+    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *ref = NULL, *got = NULL, *zero = NULL;
+    double diff = 0, scale = 0, tol = e->dtype == SDM_F32 ? 1e-2 : 5e-2;
+    sdm_torch_status st;
+    int rc = -1;
+
+    if (!tv) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < n; i++)
+        tv[i] = i % 2 ? 21.0f : 981.0f;
+    st = sdm_tensor_randn(1, xs, 4, e->dev, &x);
+    if (!st)
+        st = sdm_tensor_randn(2, es, 3, e->dev, &emb);
+    if (!st)
+        st = sdm_tensor_from_host(tv, SDM_F32, ts, 1, e->dev, &t);
+    if (st) {
+        sdm_engine_torch_error(err, st, "checking the AOTInductor UNet");
+        goto end;
+    }
+    {
+        sdm_tensor *args[3] = { x, t, emb };
+        if (call_f32(e, e->unet, args, 3, &ref, b->unet, err) || call_f32(e, e->unet_aoti, args, 3, &got, b->unet_aoti, err))
+            goto end;
+    }
+    if (sdm_tensor_ndim(got) != 4 || sdm_tensor_dim(got, 0) != n || sdm_tensor_dim(got, 1) != b->latent_channels ||
+        sdm_tensor_dim(got, 2) != b->aoti_latent_h || sdm_tensor_dim(got, 3) != b->aoti_latent_w) {
+        char got_s[96];
+        shape_str(got, got_s, sizeof got_s);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for [%d,%d,%d,%d] latents", b->unet_aoti, got_s, n,
+                      b->latent_channels, b->aoti_latent_h, b->aoti_latent_w);
+        goto end;
+    }
+    st = sdm_tensor_max_abs_diff(got, ref, &diff);
+    if (!st)
+        st = sdm_tensor_zeros(SDM_F32, xs, 4, e->dev, &zero);
+    if (!st)
+        st = sdm_tensor_max_abs_diff(ref, zero, &scale);
+    if (st) {
+        sdm_engine_torch_error(err, st, "checking the AOTInductor UNet");
+        goto end;
+    }
+    if (!(diff <= tol * (scale > 1 ? scale : 1))) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s differs from %s by up to %.3g (outputs up to %.3g): made from "
+                      "other weights? Export it again with export_sd.py --aoti", b->unet_aoti, b->unet, diff, scale);
+        goto end;
+    }
+    rc = 0;
+end:
+    free(tv);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&emb);
+    sdm_tensor_free(&t);
+    sdm_tensor_free(&ref);
+    sdm_tensor_free(&got);
+    sdm_tensor_free(&zero);
+    return rc;
+}
+
+void sdm_engine_set_aoti(sdm_engine *e, int on)
+{
+    const sdm_bundle *b = &e->bundle;
+    sdm_error err = { 0 };
+
+    if (!on || !b->unet_aoti[0] || e->dev.type != SDM_DEVICE_CUDA) {
+        sdm_module_free(&e->unet_aoti);
+        return;
+    }
+    if (e->unet_aoti)
+        return;
+    if (!sdm_aoti_available()) {
+        sdm_warn("%s: this build cannot load AOTInductor packages (torch >= 2.6 with CUDA): the TorchScript "
+                 "UNet is used", b->unet_aoti);
+        return;
+    }
+    if (load_module(b->unet_aoti, e->dev, &e->unet_aoti, &err) || aoti_probe(e, &err)) {
+        sdm_warn("%s; the TorchScript UNet is used", err.msg);
+        sdm_module_free(&e->unet_aoti);
+        return;
+    }
+    sdm_info("UNet: %s (AOTInductor) for %dx%d latents, %d to %d per call; TorchScript otherwise", b->unet_aoti,
+             b->aoti_latent_w, b->aoti_latent_h, b->aoti_min_batch, b->aoti_max_batch);
 }
 
 /* Runs a module on one input, casting to its dtype and the result back to float32. */
@@ -473,7 +582,8 @@ static int run_steps(sdm_engine *e, const sdm_schedule *s, const step_inputs *in
         args[0] = guided ? xin2 : xin;
         args[1] = in->t[i];
         args[2] = in->emb;
-        if (call_f32(e, e->unet, args, 3, &res, "UNet", err))
+        if (call_f32(e, unet_for(e, (int)sdm_tensor_dim(args[0], 0), (int)sdm_tensor_dim(cur, 2),
+                                 (int)sdm_tensor_dim(cur, 3)), args, 3, &res, "UNet", err))
             goto end;
         if (guided) {
             st = sdm_tensor_cfg(res, in->g, &pred);
@@ -700,7 +810,7 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
      * optimized graph: that is the one to capture */
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, e->unet, args, 3, &out, "UNet", err))
+        if (call_f32(e, unet_for(e, n, latent_h, latent_w), args, 3, &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
@@ -801,6 +911,7 @@ void sdm_engine_free(sdm_engine **pe)
     loop_graph_clear(&e->loop);
     sdm_module_free(&e->text_encoder);
     sdm_module_free(&e->unet);
+    sdm_module_free(&e->unet_aoti);
     sdm_module_free(&e->vae);
     sdm_tokenizer_free(&e->tok);
     free(e);

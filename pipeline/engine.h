@@ -25,6 +25,15 @@ sdm_module *sdm_engine_unet(sdm_engine *e);
  * with CUDA graphs; other shapes run step by step). */
 void sdm_engine_set_graphs(sdm_engine *e, int on);
 
+/* The bundle's AOTInductor UNet (files.unet_aoti), off by default: on=1
+ * loads it (CUDA only, builds that have AOTInductor) and checks it against
+ * the TorchScript UNet on one input; where that fails, a warning and the
+ * TorchScript UNet serves every call. on=0 frees it. */
+void sdm_engine_set_aoti(sdm_engine *e, int on);
+/* 1 where a UNet call on n latents of latent_h×latent_w runs the
+ * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w);
+
 /* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
  * A prompt longer than the token length is cut, with one warning. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);

@@ -20,6 +20,7 @@ sdm_render_params sdm_render_default_params(void)
     memset(&p, 0, sizeof p);
     p.write_outputs = 1;
     p.cuda_graphs = 1;
+    p.aoti = 1;
     return p;
 }
 
@@ -347,6 +348,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     if (sdm_engine_open(p->model_dir, p->device, &S.engine, err))
         goto end;
     sdm_engine_set_graphs(S.engine, p->cuda_graphs);
+    sdm_engine_set_aoti(S.engine, p->aoti);
     b = sdm_engine_bundle(S.engine);
     width = r->width ? r->width : b->width;
     height = r->height ? r->height : b->height;

@@ -25,6 +25,7 @@ typedef struct {
     int progress;                   /* progress line on stderr */
     int cuda_graphs;                /* replay the sampling loop as a CUDA graph where the build has them (default) */
     int cudnn_benchmark;            /* fastest convolutions by timing; not bit-reproducible */
+    int aoti;                       /* the bundle's AOTInductor UNet where it fits (default 1) */
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     void *user;

@@ -87,6 +87,12 @@ static const field fields[] = {
     { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
     { "files.vocab", F_FILE, OFF(vocab), 1 },
     { "files.merges", F_FILE, OFF(merges), 1 },
+    /* optional: the AOTInductor UNet and the shapes it was compiled for */
+    { "files.unet_aoti", F_FILE, OFF(unet_aoti), 0 },
+    { "aoti.latent_height", F_INT, OFF(aoti_latent_h), 0 },
+    { "aoti.latent_width", F_INT, OFF(aoti_latent_w), 0 },
+    { "aoti.min_batch", F_INT, OFF(aoti_min_batch), 0 },
+    { "aoti.max_batch", F_INT, OFF(aoti_max_batch), 0 },
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -210,10 +216,45 @@ static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map,
     return 0;
 }
 
+static int seen(const loader *L, const char *path)
+{
+    for (size_t i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].path, path))
+            return L->seen[i];
+    return 0;
+}
+
+/* files.unet_aoti and aoti: come together; the shapes must make sense. */
+static int check_aoti(loader *L)
+{
+    static const char *keys[] = { "aoti.latent_height", "aoti.latent_width", "aoti.max_batch" };
+    sdm_bundle *b = L->b;
+    int any = seen(L, "aoti.min_batch");
+
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        any |= seen(L, keys[i]);
+        if (b->unet_aoti[0] && !seen(L, keys[i]))
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: files.unet_aoti needs '%s' (the shapes it was "
+                                 "compiled for)", L->file, keys[i]);
+    }
+    if (!b->unet_aoti[0]) {
+        if (any)
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'aoti:' given without files.unet_aoti", L->file);
+        return 0;
+    }
+    if (!seen(L, "aoti.min_batch"))
+        b->aoti_min_batch = 1;
+    if (b->aoti_latent_h < 1 || b->aoti_latent_w < 1 || b->aoti_min_batch < 1 ||
+        b->aoti_max_batch < b->aoti_min_batch)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: aoti: shapes out of range (latent %dx%d, batch %d..%d)",
+                             L->file, b->aoti_latent_h, b->aoti_latent_w, b->aoti_min_batch, b->aoti_max_batch);
+    return 0;
+}
+
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges };
+    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti };
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -224,8 +265,10 @@ static int check_values(loader *L)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: sizes out of range (latent_channels %d, "
                              "vae_scale %d, token_length %d, hidden_size %d, train_steps %d)", L->file,
                              b->latent_channels, b->vae_scale, b->token_length, b->hidden_size, b->train_steps);
+    if (check_aoti(L))
+        return -1;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (stat(paths[i], &st) || !S_ISREG(st.st_mode))
+        if (paths[i][0] && (stat(paths[i], &st) || !S_ISREG(st.st_mode)))
             return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "model file missing: %s (named in %s)",
                                  paths[i], L->file);
     return 0;
@@ -329,7 +372,7 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder };
+    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti };
     char yaml[1100];
     uint64_t h = FNV_OFFSET;
 
@@ -343,7 +386,7 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
         }
     }
     for (size_t i = 0; i < sizeof modules / sizeof *modules; i++) {
-        FILE *f = fopen(modules[i], "rb");
+        FILE *f = modules[i][0] ? fopen(modules[i], "rb") : NULL;
         long size;
         if (!f)
             continue;

@@ -1,5 +1,6 @@
 /* A model bundle: a directory with model.yaml, the three TorchScript
- * modules and the tokenizer files. This reads and checks model.yaml. */
+ * modules and the tokenizer files (and optionally an AOTInductor build of
+ * the UNet). This reads and checks model.yaml. */
 #ifndef SDM_BUNDLE_H
 #define SDM_BUNDLE_H
 
@@ -33,6 +34,11 @@ typedef struct {
     char dtype[16];             /* "float32" / "float16": what the .pt files hold */
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
+    /* Optional (files.unet_aoti, "" if absent): the UNet compiled by
+     * AOTInductor for one latent size and a range of batch sizes (aoti:
+     * latent_height, latent_width, min_batch (default 1), max_batch). */
+    char unet_aoti[1280];
+    int aoti_latent_h, aoti_latent_w, aoti_min_batch, aoti_max_batch;
 } sdm_bundle;
 
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path

@@ -36,6 +36,7 @@ static void usage(FILE *f)
             "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
             "  --cudnn-benchmark    let cuDNN time its convolution algorithms and keep the fastest: faster,\n"
             "                       but two runs may then differ in the last bits of some pixels\n"
+            "  --no-aoti            TorchScript UNet only, even where the model has an AOTInductor one\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
             "(a playable NAME.partial.mp4 holds the frames done).\n");
@@ -150,6 +151,9 @@ int sdm_cmd_render(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "--cudnn-benchmark")) {
             p.cudnn_benchmark = 1;
+            continue;
+        } else if (!strcmp(a, "--no-aoti")) {
+            p.aoti = 0;
             continue;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;

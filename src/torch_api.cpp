@@ -1,7 +1,8 @@
 /* The C API over libtorch (torch_api.h). Every entry point runs its body
  * through guarded(): inference mode on, and any C++ exception turned into a
  * status plus a message kept per thread. Builds against libtorch 1.13
- * (Debian) and 2.x (pip); only APIs present in both are used. */
+ * (Debian) and 2.x (pip); only APIs present in both are used, except for
+ * AOTInductor packages (SDM_HAVE_AOTI: torch >= 2.6 with CUDA). */
 #include "torch_api.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -30,15 +31,26 @@
 #ifdef SDM_HAVE_CUDA
 #include <dlfcn.h>
 #endif
+#ifdef SDM_HAVE_AOTI
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#endif
 #ifdef SDM_HAVE_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+/* A TorchScript module, or an AOTInductor package (is_aoti; mod is then
+ * empty and must not be touched). */
 struct sdm_module {
     torch::jit::Module mod;
     std::string path;
+    bool is_aoti = false;
+#ifdef SDM_HAVE_AOTI
+    std::unique_ptr<torch::inductor::AOTIModelPackageLoader> aoti;
+#endif
+    c10::Device device = c10::kCPU;     /* where the package runs */
+    sdm_dtype aoti_dtype = SDM_F32;
 };
 
 struct sdm_tensor {
@@ -479,6 +491,93 @@ void sdm_torch_set_tf32(int on)
 
 /* --- modules -------------------------------------------------------------- */
 
+namespace {
+
+bool is_package_path(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 4 && strcmp(path + n - 4, ".pt2") == 0;
+}
+
+#ifdef SDM_HAVE_AOTI
+/* Loads an AOTInductor package. run_single_threaded: the container's default
+ * run records an event per call and, with one runner, waits on the last
+ * call's event before the next one starts (the host would stall every step,
+ * and a CUDA graph cannot capture that); sdmorph calls a module from one
+ * thread at a time. */
+void load_package(sdm_module &m, const std::string &ctx, c10::Device d)
+{
+    using torch::inductor::AOTIModelPackageLoader;
+    std::unordered_map<std::string, std::string> meta;
+    const std::string unreadable = ctx + ": not a readable AOTInductor package (truncated, or made by another "
+                                   "torch?): ";
+    try {
+        meta = AOTIModelPackageLoader::load_metadata_from_package(m.path, "model");
+    } catch (const c10::Error &e) {
+        throw op_error(unreadable + first_line(e.what_without_backtrace()));
+    } catch (const std::exception &e) {
+        throw op_error(unreadable + first_line(e.what()));
+    }
+    auto key = meta.find("AOTI_DEVICE_KEY");
+    if (key != meta.end() && key->second != (d.is_cuda() ? "cuda" : "cpu"))
+        throw op_error(ctx + ": the package was compiled for " + key->second + ", not " + d.str());
+    try {
+        c10::DeviceGuard guard(d);
+        m.aoti = std::make_unique<AOTIModelPackageLoader>(m.path, "model", /*run_single_threaded=*/true,
+                                                          /*num_runners=*/1, d.is_cuda() ? d.index() : -1);
+    } catch (...) {
+        rethrow_in(ctx);
+    }
+    m.is_aoti = true;
+    m.device = d;
+    /* the dtype of a float16 model: its constants (weights) are float16 */
+    m.aoti_dtype = SDM_F32;
+    for (const auto &c : m.aoti->get_runner()->getConstantNamesToDtypes())
+        if (c.second == (int32_t)at::kHalf)
+            m.aoti_dtype = SDM_F16;
+}
+#endif
+
+/* forward() of either kind of module. A package takes tensors only: each
+ * goes to the package's device, contiguous (a no-op for the engine's
+ * tensors, so CUDA graph inputs keep their addresses). It runs on the
+ * current stream: a null stream is resolved by the CUDA runner to c10's
+ * current stream of the current device, which the guard makes the
+ * package's. */
+c10::IValue module_forward(sdm_module *m, std::vector<c10::IValue> in, const std::string &ctx)
+{
+    if (!m->is_aoti)
+        return m->mod.forward(std::move(in));
+#ifdef SDM_HAVE_AOTI
+    std::vector<at::Tensor> args;
+    args.reserve(in.size());
+    for (size_t i = 0; i < in.size(); i++) {
+        if (!in[i].isTensor())
+            throw op_error(ctx + ": argument " + std::to_string(i) + " is not a tensor (an AOTInductor package "
+                           "takes tensors only)");
+        args.push_back(in[i].toTensor().to(m->device).contiguous());
+    }
+    c10::DeviceGuard guard(m->device);
+    std::vector<at::Tensor> r = m->aoti->run(args, nullptr);
+    if (r.empty())
+        throw op_error(ctx + ": the package returned no tensor");
+    return r[0];
+#else
+    throw op_error(ctx + ": this build has no AOTInductor");
+#endif
+}
+
+} // namespace
+
+int sdm_aoti_available(void)
+{
+#ifdef SDM_HAVE_AOTI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **out)
 {
     if (out)
@@ -498,6 +597,18 @@ sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **
         } catch (const op_error &e) {
             throw op_error(ctx + ": " + e.what());
         }
+        if (is_package_path(path)) {
+#ifdef SDM_HAVE_AOTI
+            auto m = std::make_unique<sdm_module>();
+            m->path = path;
+            load_package(*m, ctx, d);
+            *out = m.release();
+            return;
+#else
+            throw op_error(ctx + ": an AOTInductor package; this build's libtorch has none (torch >= 2.6 "
+                           "with CUDA needed)");
+#endif
+        }
         torch::jit::Module mod;
         try {
             mod = torch::jit::load(std::string(path), d);
@@ -511,13 +622,18 @@ sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **
             rethrow_in(ctx);
         }
         mod.eval();
-        *out = new sdm_module{ std::move(mod), path };
+        auto m = std::make_unique<sdm_module>();
+        m->mod = std::move(mod);
+        m->path = path;
+        *out = m.release();
     });
 }
 
 int sdm_module_has_method(const sdm_module *m, const char *method)
 {
     try {
+        if (m && m->is_aoti)
+            return !method || !strcmp(method, "forward");
         return m && m->mod.find_method(method ? method : "forward").has_value();
     } catch (...) {
         return 0;
@@ -537,8 +653,12 @@ sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
         std::string ctx = m->path + ": " + name + "()";
         if (nargs < 0 || (nargs > 0 && !args))
             throw op_error(ctx + ": bad argument list");
-        auto meth = m->mod.find_method(name);
-        if (!meth)
+        if (m->is_aoti && name != "forward")
+            throw op_error(m->path + ": an AOTInductor package has forward() only, no '" + name + "'");
+        decltype(m->mod.find_method(name)) meth;
+        if (!m->is_aoti)
+            meth = m->mod.find_method(name);
+        if (!m->is_aoti && !meth)
             throw op_error(m->path + ": the module has no method '" + name + "'");
         std::vector<c10::IValue> in;
         in.reserve(nargs);
@@ -561,7 +681,7 @@ sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
         }
         c10::IValue r;
         try {
-            r = (*meth)(std::move(in));
+            r = m->is_aoti ? module_forward(m, std::move(in), ctx) : (*meth)(std::move(in));
         } catch (...) {
             rethrow_in(ctx);
         }
@@ -593,6 +713,8 @@ sdm_dtype sdm_module_dtype(const sdm_module *m)
     try {
         if (!m)
             return SDM_F32;
+        if (m->is_aoti)
+            return m->aoti_dtype;
         for (const at::Tensor &p : m->mod.parameters())
             if (p.scalar_type() == at::kFloat || p.scalar_type() == at::kHalf)
                 return from_scalar_type(p.scalar_type());

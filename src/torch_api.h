@@ -56,8 +56,15 @@ void sdm_torch_set_cudnn_benchmark(int on);
 void sdm_torch_set_tf32(int on);
 
 /* --- modules -------------------------------------------------------------- */
-/* Loads a TorchScript file onto a device. The path is named in errors. */
+/* Loads a TorchScript file onto a device. The path is named in errors.
+ * A path ending in ".pt2" is an AOTInductor package instead (compiled
+ * for CUDA; builds whose libtorch has the loader, see sdm_aoti_available):
+ * it has forward() only, takes tensors only (made contiguous, on its
+ * device) and returns its first output; it runs on the current CUDA
+ * stream, so CUDA graphs capture it like a TorchScript module. */
 sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **out);
+/* 1 where this build can load AOTInductor packages (torch >= 2.6 with CUDA). */
+int sdm_aoti_available(void);
 int sdm_module_has_method(const sdm_module *m, const char *method);
 /* Calls m.method(args...) -> one tensor. method NULL means "forward". */
 sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
@@ -80,7 +87,8 @@ static inline sdm_arg sdm_arg_double(double d) { sdm_arg a = { SDM_ARG_DOUBLE, N
 sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
                                       const sdm_arg *args, int nargs, sdm_tensor **out);
 /* dtype of the module's first float32/float16 parameter or buffer (SDM_F32
- * if none); float64 buffers (schedule tables) are not counted. */
+ * if none); float64 buffers (schedule tables) are not counted. For an
+ * AOTInductor package: SDM_F16 if any of its constants is float16. */
 sdm_dtype sdm_module_dtype(const sdm_module *m);
 void sdm_module_free(sdm_module **m);
 

@@ -210,6 +210,63 @@ static void test_bad_bundles(void)
     printf("bad bundles: last message: %s", out);
 }
 
+#define AOTI_FILES "  merges: merges.txt\n  unet_aoti: unet.pt2\n"
+#define AOTI_SHAPES "aoti:\n  latent_height: 8\n  latent_width: 8\n  max_batch: 64\n"
+
+/* The optional AOTInductor UNet: its file must exist, its shapes must be
+ * given; on the CPU it is not loaded, and the TorchScript UNet renders. */
+static void test_aoti_bundles(void)
+{
+    char recipe[256], out[8192], dir[256], file[300], target[300];
+    struct stat st;
+
+    snprintf(recipe, sizeof recipe, "%s/aoti.yaml", tmpdir);
+    write_file(recipe, "width: 64\nheight: 64\nsteps: 2\nkeyframes:\n  - a city\n");
+    snprintf(target, sizeof target, "%s/aoti-out.mp4", tmpdir);
+    char *argv[] = { "sdmorph", "render", recipe, "--model", dir, "-o", target, "-q", "--device", "cpu", NULL };
+
+    /* named, but not there: the path is in the message */
+    snprintf(dir, sizeof dir, "%s/aoti-missing", tmpdir);
+    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES);
+    snprintf(file, sizeof file, "%s/unet.pt2", dir);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "model file missing");
+    CHECK_CONTAINS(out, file);
+
+    /* there, but without the shapes it was compiled for */
+    snprintf(dir, sizeof dir, "%s/aoti-noshapes", tmpdir);
+    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES);
+    snprintf(file, sizeof file, "%s/unet.pt2", dir);
+    write_file(file, "not a package");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "files.unet_aoti needs 'aoti.latent_height'");
+
+    /* shapes without a package */
+    snprintf(dir, sizeof dir, "%s/aoti-nofile", tmpdir);
+    make_bundle(dir, "  merges: merges.txt\n", "  merges: merges.txt\n" AOTI_SHAPES);
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "'aoti:' given without files.unet_aoti");
+
+    /* a batch range that is empty */
+    snprintf(dir, sizeof dir, "%s/aoti-range", tmpdir);
+    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES "  min_batch: 65\n");
+    snprintf(file, sizeof file, "%s/unet.pt2", dir);
+    write_file(file, "not a package");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "batch 65..64");
+    CHECK(stat(target, &st) != 0);
+
+    /* a complete entry: the CPU render ignores the package (it would not
+     * even load: it is not one) and renders with the TorchScript UNet */
+    snprintf(dir, sizeof dir, "%s/aoti-cpu", tmpdir);
+    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES);
+    snprintf(file, sizeof file, "%s/unet.pt2", dir);
+    write_file(file, "not a package");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 0);
+    CHECK(stat(target, &st) == 0 && st.st_size > 0);
+    CHECK(strstr(out, "unet.pt2") == NULL);     /* not a word about it */
+}
+
 static long render_rss(int frames)
 {
     char path[256], out[8192], yaml[512], mp4[256];
@@ -320,6 +377,7 @@ int main(void)
     test_bad_recipes();
     if (stat("build/models/analytic/model.yaml", &st) == 0 || getenv("SDMORPH_MODEL")) {
         test_bad_bundles();
+        test_aoti_bundles();
         test_flat_memory();
         test_interrupt();
     } else {

@@ -526,6 +526,27 @@ static void test_errors(void)
         SKIP("cannot write to the build directory");
     }
 
+    /* a .pt2 is an AOTInductor package: on builds without the loader the
+     * message says so; with it, this one is not a package and is refused */
+    snprintf(path, sizeof path, "%s/test_torch_api_x.pt2", test_build_dir());
+    f = fopen(path, "wb");
+    if (f) {
+        const sdm_device dev = { sdm_cuda_device_count() > 0 ? SDM_DEVICE_CUDA : SDM_DEVICE_CPU, 0 };
+        fputs("not a zip archive", f);
+        fclose(f);
+        CHECK_INT(sdm_module_load(path, dev, &m), SDM_TORCH_ERROR);
+        CHECK(m == NULL);
+        CHECK_CONTAINS(sdm_torch_last_error(), path);
+        if (sdm_aoti_available())
+            CHECK_CONTAINS(sdm_torch_last_error(), "not a readable AOTInductor package");
+        else
+            CHECK_CONTAINS(sdm_torch_last_error(), "an AOTInductor package; this build's libtorch has none "
+                                                   "(torch >= 2.6 with CUDA needed)");
+        remove(path);
+    } else {
+        SKIP("cannot write to the build directory");
+    }
+
     /* asking for CUDA where there is none */
     if (sdm_cuda_device_count() == 0) {
         const sdm_device cuda = { SDM_DEVICE_CUDA, 0 };

@@ -5,6 +5,7 @@
         [--dtype float16|float32] [--device cuda|cpu]
     python3 pipeline/export/export_sd.py --random-weights ../shared/reference/sd15 \
         --tokenizer ../shared/clip --out BUNDLE_DIR [--save-diffusers DIR]
+    ... --aoti     also compile the UNet with AOTInductor into BUNDLE_DIR/unet.pt2
 
 Needs torch, diffusers and transformers (a hub id also needs internet the
 first time). The bundle holds the text encoder, UNet and VAE decoder traced
@@ -16,6 +17,17 @@ original on one input; a bundle that differs is not written.
 seeded random weights (no download): for benchmarks and parity checks;
 --save-diffusers keeps those weights in diffusers' layout so the reference
 pipeline can load exactly the same model.
+
+--aoti (torch >= 2.6, CUDA): once the TorchScript bundle is written, the
+same UNet is exported with torch.export (batch dynamic, 1..--aoti-max-batch,
+shared by x, t and emb; latent size fixed at the bundle's default) and
+compiled by AOTInductor (freezing on, max-autotune off; minutes) into
+unet.pt2. The package is loaded back and run against the eager UNet at
+several batch sizes; only then does model.yaml name it (files.unet_aoti and
+aoti:). If the compile or the check fails, the TorchScript bundle stays as
+written and the exit status is 1. To add unet.pt2 to an existing bundle,
+export it again with --aoti (from the same checkpoint, or from the
+--save-diffusers copy of random weights): everything is rewritten.
 """
 import argparse
 import json
@@ -23,6 +35,8 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
 
 import torch
 
@@ -203,6 +217,96 @@ def check_capturable(name, traced, inputs):
               "sdmorph will run it step by step", file=sys.stderr)
 
 
+class Ticker:
+    """Prints how long a long step has been running, every `every` seconds."""
+
+    def __init__(self, what, every=30.0):
+        self.what, self.every, self.t0 = what, every, time.time()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.done.wait(self.every):
+            print(f"export_sd: {self.what}: {time.time() - self.t0:.0f} s", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        print(f"export_sd: {self.what} ...", file=sys.stderr, flush=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.seconds = time.time() - self.t0
+
+
+def batch_range(ep, want):
+    """The batch range the exported program accepts (its one symbolic size)."""
+    ranges = list(ep.range_constraints.values())
+    if len(ranges) != 1:
+        return want
+    try:
+        return int(ranges[0].lower), int(ranges[0].upper)
+    except (TypeError, ValueError):
+        return want
+
+
+def aoti_compile_checked(module, x, t, emb, path, max_batch, tol):
+    """torch.export + AOTInductor of the UNet wrapper into `path` (a .pt2),
+    checked against the eager module; returns the batch range it takes."""
+    import torch._inductor
+    from torch.export import Dim, export
+
+    if not hasattr(torch._inductor, "aoti_compile_and_package") or not hasattr(torch._inductor, "aoti_load_package"):
+        die(f"--aoti needs torch >= 2.6 (this is {torch.__version__})")
+    batch = Dim("batch", min=1, max=max_batch)
+    dynamic = ({0: batch}, {0: batch}, {0: batch})     # x, t, emb share the batch
+    with torch.no_grad():
+        with Ticker("torch.export of the UNet") as tk:
+            ep = export(module, (x, t, emb), dynamic_shapes=dynamic)
+        print(f"export_sd: exported in {tk.seconds:.1f} s", file=sys.stderr)
+        lo, hi = batch_range(ep, (1, max_batch))
+        configs = {"freezing": True, "max_autotune": False}
+        with Ticker("AOTInductor compile of the UNet (a few minutes)") as tk:
+            torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
+        print(f"export_sd: AOTInductor compile took {tk.seconds:.1f} s", file=sys.stderr)
+        compiled = torch._inductor.aoti_load_package(path)
+        g = torch.Generator().manual_seed(1)
+        for b in sorted({max(lo, 1), 2, 6, hi} & set(range(lo, hi + 1))):
+            xb = torch.randn(b, *x.shape[1:], generator=g).to(x.device, x.dtype)
+            tb = torch.linspace(981.0, 1.0, b).to(t.device, t.dtype)
+            eb = emb[torch.arange(b) % emb.shape[0]].contiguous()
+            eager = module(xb, tb, eb)
+            got = compiled(xb, tb, eb)
+            err = (got.float() - eager.float()).abs().max().item()
+            scale = eager.float().abs().max().item()
+            print(f"export_sd: unet.pt2 batch {b}: vs eager max |diff| {err:.3g} (output max {scale:.3g})",
+                  file=sys.stderr)
+            if not (err <= tol * max(scale, 1.0)):
+                die(f"unet.pt2 differs from the eager UNet at batch {b} (max |diff| {err:.3g}); not added")
+    return lo, hi
+
+
+def add_aoti(args, unet, x, t, emb, h, w, yaml, tol):
+    """Compiles unet.pt2 beside the written bundle, then names it in model.yaml."""
+    tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
+    try:
+        lo, hi = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"), args.aoti_max_batch, tol)
+        yaml += f"""  unet_aoti: unet.pt2
+aoti:
+  latent_height: {h}
+  latent_width: {w}
+  min_batch: {lo}
+  max_batch: {hi}
+"""
+        open(os.path.join(tmp, "model.yaml"), "w").write(yaml)
+        os.replace(os.path.join(tmp, "unet.pt2"), os.path.join(args.out, "unet.pt2"))
+        os.replace(os.path.join(tmp, "model.yaml"), os.path.join(args.out, "model.yaml"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"export_sd: unet.pt2 added ({h}x{w} latents, batch {lo}..{hi})", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -214,6 +318,9 @@ def main():
     ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
+    ap.add_argument("--aoti", action="store_true", help="also compile the UNet with AOTInductor (unet.pt2; CUDA, torch >= 2.6)")
+    ap.add_argument("--aoti-max-batch", type=int, default=64, metavar="N",
+                    help="largest UNet batch unet.pt2 takes (a guided batch is 2 per frame; default 64)")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -221,6 +328,10 @@ def main():
     dtype = getattr(torch, dtype_name)
     if dtype == torch.float16 and device.type != "cuda":
         die("float16 bundles are traced on CUDA; use --dtype float32 on the CPU")
+    if args.aoti and device.type != "cuda":
+        die("--aoti compiles the UNet for CUDA: use it with --device cuda")
+    if args.aoti_max_batch < 2:
+        die("--aoti-max-batch must be at least 2")
 
     # float32 bundles are checked, and later compared, in true float32
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -309,7 +420,14 @@ files:
     for f in os.listdir(tmp):
         os.replace(os.path.join(tmp, f), os.path.join(args.out, f))
     os.rmdir(tmp)
+    # an unet.pt2 from an earlier export is of other weights: model.yaml no longer names it
+    if os.path.exists(os.path.join(args.out, "unet.pt2")):
+        os.remove(os.path.join(args.out, "unet.pt2"))
     print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name})", file=sys.stderr)
+    if args.aoti:
+        del text_ts, unet_ts, vae_ts
+        torch.cuda.empty_cache()
+        add_aoti(args, unet, x, t, emb, h, w, yaml, tol)
 
 
 if __name__ == "__main__":
