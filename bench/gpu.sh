@@ -266,17 +266,19 @@ variant_flags() {
     case $1 in
     eager) echo "--no-cuda-graphs --no-aoti" ;;
     graphs) echo "--no-aoti" ;;
+    graphs-cudnnbench) echo "--no-aoti --cudnn-benchmark" ;;
     aoti-graphs) echo "" ;;
     aoti) echo "--no-cuda-graphs" ;;
     esac
 }
 
 bench() {
-    local variants="eager graphs" runs="" name b v r
+    local variants="eager graphs graphs-cudnnbench" runs="" name b v r
     local -a flags
     echo "GPU: $(gpu_name)"
     bench_recipe
     has_aoti && variants="$variants aoti-graphs aoti"
+    variants=${SDM_BENCH_VARIANTS:-$variants}
     for r in $(seq 1 "${SDM_BENCH_REPEAT:-1}"); do
         for b in ${SDM_BENCH_BATCHES:-8 16}; do
             for v in $variants; do
