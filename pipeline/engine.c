@@ -307,12 +307,17 @@ end:
     return rc;
 }
 
+static void graph_clear(step_graph *g);
+
 void sdm_engine_set_aoti(sdm_engine *e, int on)
 {
     const sdm_bundle *b = &e->bundle;
     sdm_error err = { 0 };
 
     if (!on || !b->unet_aoti[0] || e->dev.type != SDM_DEVICE_CUDA) {
+        /* graphs captured from the package use its buffers: they go first */
+        for (int i = 0; e->unet_aoti && i < MAX_GRAPHS; i++)
+            graph_clear(&e->graphs[i]);
         sdm_module_free(&e->unet_aoti);
         return;
     }
