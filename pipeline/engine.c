@@ -317,12 +317,17 @@ end:
     return rc;
 }
 
+static void loop_graph_clear(loop_graph *lg);
+
 void sdm_engine_set_aoti(sdm_engine *e, int on)
 {
     const sdm_bundle *b = &e->bundle;
     sdm_error err = { 0 };
 
     if (!on || !b->unet_aoti[0] || e->dev.type != SDM_DEVICE_CUDA) {
+        /* a loop captured from the package uses its buffers: it goes first */
+        if (e->unet_aoti)
+            loop_graph_clear(&e->loop);
         sdm_module_free(&e->unet_aoti);
         return;
     }
