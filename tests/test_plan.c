@@ -758,22 +758,54 @@ static void test_errors(void)
     sdm_recipe_free(&r);
 }
 
-static void test_print(void)
+/* The plan of a recipe (restricted to `select` unless NULL), printed as
+ * text or JSON into a string the caller frees; NULL if it fails. */
+static char *plan_text(const char *yaml, const char *select, int json)
 {
     sdm_recipe *r = NULL;
     sdm_plan p;
+    sdm_error err;
     char *buf = NULL;
     size_t size = 0;
-    FILE *f;
+    FILE *f = NULL;
+    int ok = 0;
 
-    if (plan_of("width: 256\nheight: 256\nsteps: 20\nframes: 4\nloop: pingpong\n"
-                "keyframes: [{prompt: a city, seed: 1}, {prompt: a forest, seed: 2, hold: 1}]\n", &r, &p))
-        return;
+    memset(&err, 0, sizeof err);
+    if (plan_of(yaml, &r, &p))
+        goto end;
+    if (select && sdm_plan_select(&p, select, &err)) {
+        fprintf(stderr, "select failed: %s\n", err.msg);
+        goto end;
+    }
     f = open_memstream(&buf, &size);
     if (!f)
+        goto end;
+    if (json)
+        ok = sdm_plan_write_json(&p, r, f) == 0;
+    else {
+        sdm_plan_print(&p, r, f);
+        ok = 1;
+    }
+end:
+    if (f)
+        fclose(f);
+    if (!ok) {
+        free(buf);
+        buf = NULL;
+    }
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+    return buf;
+}
+
+static void test_print(void)
+{
+    char *buf = plan_text("width: 256\nheight: 256\nsteps: 20\nframes: 4\nloop: pingpong\n"
+                          "keyframes: [{prompt: a city, seed: 1}, {prompt: a forest, seed: 2, hold: 1}]\n", NULL, 0);
+
+    CHECK(buf != NULL);
+    if (!buf)
         return;
-    sdm_plan_print(&p, r, f);
-    fclose(f);
     CHECK_CONTAINS(buf, "p.yaml: 9 frames shown, 5 rendered, 0.75 s at 12 fps, loop pingpong, 256x256, 20 steps, ddim\n");
     CHECK_CONTAINS(buf, "  0 (6:13): \"a city\"\n    seed 1, guidance 7.5; then 4 frames to 1, lerp, linear\n");
     CHECK_CONTAINS(buf, "  frame  render  keyframes   weight  seed  guidance\n");
@@ -781,27 +813,18 @@ static void test_print(void)
     CHECK_CONTAINS(buf, "      5       4  1           0.0000  2     7.50  (hold)\n");
     CHECK_CONTAINS(buf, "      8       1  0->1        0.2500  1->2  7.50  (again)\n");
     free(buf);
-    sdm_plan_free(&p);
-    sdm_recipe_free(&r);
 }
 
 /* Reuse in the printed plan: holds, pingpong's way back (again) and frames
  * whose inputs equal an earlier frame's (same as frame N). */
 static void test_print_reuse(void)
 {
-    sdm_recipe *r = NULL;
-    sdm_plan p;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f;
+    char *buf = plan_text("frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, {prompt: a, seed: 9}]\n",
+                          NULL, 0);
 
-    if (plan_of("frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, {prompt: a, seed: 9}]\n", &r, &p))
+    CHECK(buf != NULL);
+    if (!buf)
         return;
-    f = open_memstream(&buf, &size);
-    if (!f)
-        return;
-    sdm_plan_print(&p, r, f);
-    fclose(f);
     CHECK_CONTAINS(buf, "p.yaml: 14 frames shown, 6 rendered,");
     CHECK_CONTAINS(buf, "      3       2  1           0.0000  0     7.50  (hold)\n");
     CHECK_CONTAINS(buf, "      5       0  2           0.0000  0     7.50  (same as frame 0)\n");
@@ -810,26 +833,17 @@ static void test_print_reuse(void)
     CHECK_CONTAINS(buf, "      9       0  2           0.0000  0     7.50  (same as frame 0)\n");
     CHECK_CONTAINS(buf, "     12       2  1           0.0000  0     7.50  (hold)\n");
     free(buf);
-    buf = NULL;
-    sdm_plan_free(&p);
-    sdm_recipe_free(&r);
     /* a transition between keyframes alike: not holds, the same frame again */
-    if (plan_of("frames: 3\nkeyframes: [a, {prompt: a, hold: 1}]\n", &r, &p))
+    buf = plan_text("frames: 3\nkeyframes: [a, {prompt: a, hold: 1}]\n", "1-4", 0);
+    CHECK(buf != NULL);
+    if (!buf)
         return;
-    CHECK_INT(sdm_plan_select(&p, "1-4", &(sdm_error){ 0 }), 0);
-    f = open_memstream(&buf, &size);
-    if (!f)
-        return;
-    sdm_plan_print(&p, r, f);
-    fclose(f);
     CHECK_CONTAINS(buf, "p.yaml: 4 frames shown, 1 rendered,");
     CHECK_CONTAINS(buf, "      1       0  0->1        0.3333  0     7.50\n");
     CHECK_CONTAINS(buf, "      2       0  0->1        0.6667  0     7.50  (same as frame 1)\n");
     CHECK_CONTAINS(buf, "      3       0  1           0.0000  0     7.50  (same as frame 1)\n");
     CHECK_CONTAINS(buf, "      4       0  1           0.0000  0     7.50  (hold)\n");
     free(buf);
-    sdm_plan_free(&p);
-    sdm_recipe_free(&r);
 }
 
 static json_object *member(json_object *o, const char *key)
@@ -843,23 +857,14 @@ static json_object *member(json_object *o, const char *key)
 /* The sidecar JSON: valid, exact, and strings escaped. */
 static void test_json(void)
 {
-    sdm_recipe *r = NULL;
-    sdm_plan p;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f;
+    char *buf = plan_text("seed: 18446744073709551615\nframes: 3\nloop: pingpong\nsteps: 20\n"
+                          "keyframes:\n  - prompt: \"say \\\"hi\\\"\\\\ \\n caf\xc3\xa9\\t\\x01\"\n"
+                          "    guidance: 5\n  - {prompt: b, seed: 3, guidance: 6}\n", "1-3", 1);
     json_object *root, *frames, *fr, *keys;
 
-    if (plan_of("seed: 18446744073709551615\nframes: 3\nloop: pingpong\nsteps: 20\n"
-                "keyframes:\n  - prompt: \"say \\\"hi\\\"\\\\ \\n caf\xc3\xa9\\t\\x01\"\n"
-                "    guidance: 5\n  - {prompt: b, seed: 3, guidance: 6}\n", &r, &p))
+    CHECK(buf != NULL);
+    if (!buf)
         return;
-    CHECK_INT(sdm_plan_select(&p, "1-3", &(sdm_error){ 0 }), 0);
-    f = open_memstream(&buf, &size);
-    if (!f)
-        return;
-    CHECK_INT(sdm_plan_write_json(&p, r, f), 0);
-    fclose(f);
     root = json_tokener_parse(buf);
     CHECK(root != NULL);
     if (!root) {
@@ -893,27 +898,17 @@ static void test_json(void)
     CHECK_INT(json_object_get_int(member(fr, "key_a")), 1);
     json_object_put(root);
     free(buf);
-    sdm_plan_free(&p);
-    sdm_recipe_free(&r);
 }
 
 /* A merged frame keeps its own place in the JSON, and names the shared render. */
 static void test_json_reuse(void)
 {
-    sdm_recipe *r = NULL;
-    sdm_plan p;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f;
+    char *buf = plan_text("frames: 2\nloop: cycle\nkeyframes: [a, b, a, c]\n", NULL, 1);
     json_object *root, *frames, *fr;
 
-    if (plan_of("frames: 2\nloop: cycle\nkeyframes: [a, b, a, c]\n", &r, &p))
+    CHECK(buf != NULL);
+    if (!buf)
         return;
-    f = open_memstream(&buf, &size);
-    if (!f)
-        return;
-    CHECK_INT(sdm_plan_write_json(&p, r, f), 0);
-    fclose(f);
     root = json_tokener_parse(buf);
     CHECK(root != NULL);
     if (root) {
@@ -934,8 +929,6 @@ static void test_json_reuse(void)
         json_object_put(root);
     }
     free(buf);
-    sdm_plan_free(&p);
-    sdm_recipe_free(&r);
 }
 
 /* Every example users copy must load, plan and pass `sdmorph check`. */
