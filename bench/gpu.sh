@@ -23,7 +23,7 @@ mkdir -p "$OUT" "$W"
 PY=${PYTHON:-python3}
 SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
-STEPS_ALL="setup parity graphs batch_parity faults bench memory fp16_spread"
+STEPS_ALL="setup aoti_start parity graphs batch_parity faults aoti_use bench memory fp16_spread"
 STDBUF=$(command -v stdbuf > /dev/null && echo "stdbuf -oL" || true)
 export PYTHONUNBUFFERED=1
 
@@ -601,8 +601,49 @@ all() {
     done
     trap - INT TERM
     summary "$steps" | tee "$OUT/summary.txt"
+    # a place that takes back few files (SDM_GPU_PACK=1): the logs in one archive
+    if [ "${SDM_GPU_PACK:-0}" = 1 ]; then
+        (cd "$OUT" && for s in $steps; do [ -f "$s.log" ] && echo "$s.log"; [ -f "$s.status" ] && echo "$s.status"; done |
+            tar czf "steps-$(date +%H%M%S).tgz" -T - && for s in $steps; do rm -f "$s.log" "$s.status"; done)
+    fi
     [ "$failed" = 0 ] || return 1
     [ "$skipped" = 0 ] || return 2
+}
+
+# The AOTInductor UNet takes minutes to compile on the CPU: aoti_start
+# exports $W/sd15-fp16-aoti (the same weights, plus unet.pt2) in a session
+# of its own, so it outlives its step and runs beside the GPU checks;
+# aoti_use waits for it and puts it in place of $W/sd15-fp16.
+aoti_start() {
+    if has_aoti; then
+        echo "* aoti: $W/sd15-fp16 already lists unet_aoti"
+        return 0
+    fi
+    rm -rf "$W/sd15-fp16-aoti"
+    setsid nohup $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-aoti" \
+        --dtype float16 --aoti > "$W/aoti.log" 2>&1 < /dev/null &
+    echo "* aoti: export started in the background (log $W/aoti.log)"
+}
+
+aoti_use() {
+    local waited=0
+    if has_aoti; then
+        echo "* aoti: $W/sd15-fp16 already lists unet_aoti"
+        return 0
+    fi
+    while pgrep -f "export_sd.py.*--out $W/sd15-fp16-aoti" > /dev/null; do
+        sleep 5
+        waited=$((waited + 5))
+    done
+    grep -v Warning "$W/aoti.log" 2> /dev/null | grep export_sd | tail -n 12
+    if ! grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16-aoti/model.yaml" 2> /dev/null; then
+        echo "* aoti: FAILED, no unet_aoti in $W/sd15-fp16-aoti/model.yaml (log $W/aoti.log)"
+        return 1
+    fi
+    rm -rf "$W/sd15-fp16-ts"
+    mv "$W/sd15-fp16" "$W/sd15-fp16-ts"
+    mv "$W/sd15-fp16-aoti" "$W/sd15-fp16"
+    echo "* aoti: $W/sd15-fp16 now has unet.pt2 (waited $waited s; TorchScript-only bundle kept in $W/sd15-fp16-ts)"
 }
 
 summary() {   # steps
