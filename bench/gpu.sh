@@ -635,7 +635,7 @@ aoti_use() {
         sleep 5
         waited=$((waited + 5))
     done
-    grep -v Warning "$W/aoti.log" 2> /dev/null | grep export_sd | tail -n 12
+    grep -v Warning "$W/aoti.log" 2> /dev/null | grep export_sd | tail -n 12 || true
     if ! grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16-aoti/model.yaml" 2> /dev/null; then
         echo "* aoti: FAILED, no unet_aoti in $W/sd15-fp16-aoti/model.yaml (log $W/aoti.log)"
         return 1
