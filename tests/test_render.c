@@ -643,6 +643,62 @@ static void test_metadata(void)
     capture_free(&c);
 }
 
+/* Stops the render once `after` frames have been shown. */
+typedef struct {
+    capture c;
+    int after;
+    volatile sig_atomic_t stop;
+} stopper;
+
+static int capture_then_stop(void *user, int index, const uint8_t *rgb, int width, int height)
+{
+    stopper *s = user;
+    if (capture_frame(&s->c, index, rgb, width, height))
+        return -1;
+    if (s->c.n >= s->after)
+        s->stop = 1;
+    return 0;
+}
+
+/* Batches are pipelined: batch i+1 is queued before batch i's frames are
+ * shown. Stopped while batch i is shown, the render still shows batch i+1
+ * (its work is done or under way) and nothing after it, in order. */
+static void test_interrupt_pipelined(void)
+{
+    const char *yaml = "width: 64\nheight: 64\nsteps: 4\nseed: 3\nframes: 9\n"
+                       "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
+    sdm_recipe *r = NULL;
+    sdm_error err = { 0 };
+    sdm_render_params p = sdm_render_default_params();
+    sdm_render_stats st;
+    capture full = { 0 };
+    stopper s = { { 0 }, 1, 0 };
+    int rc;
+
+    CHECK(render_opts(yaml, NULL, NULL, 2, 0, &full, &st) == 0);
+    CHECK_INT(full.n, 10);
+    if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err))
+        goto end;
+    p.model_dir = model_dir;
+    p.device = cpu;
+    p.write_outputs = 0;
+    p.on_frame = capture_then_stop;
+    p.user = &s;
+    p.batch = 2;
+    p.stop = &s.stop;
+    rc = sdm_render(r, &p, &st, &err);
+    CHECK_INT(rc, 1);
+    CHECK_INT(st.interrupted, 1);
+    CHECK_INT(st.frames_rendered, 4);   /* batch 0, and batch 1 already queued */
+    CHECK_INT(s.c.n, 4);
+    for (int i = 0; i < s.c.n && i < full.n; i++)
+        CHECK(memcmp(s.c.frames[i], full.frames[i], 64 * 64 * 3) == 0);
+end:
+    sdm_recipe_free(&r);
+    capture_free(&full);
+    capture_free(&s.c);
+}
+
 int main(void)
 {
     sdm_engine *e = NULL;
@@ -669,6 +725,7 @@ int main(void)
     test_reuse_render();
     test_determinism();
     test_oom_fallback();
+    test_interrupt_pipelined();
     test_metadata();
     sdm_engine_free(&e);
     return test_report();
