@@ -4,9 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The VAE decoder's activations at full image size dominate peak memory:
- * it decodes at most this many frames per call, whatever the UNet batch. */
-#define VAE_CHUNK 8
 
 typedef struct {
     char *prompt;
@@ -806,7 +803,7 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
     if (!st)
-        st = sdm_tensor_narrow(x, 0, batch < VAE_CHUNK ? batch : VAE_CHUNK, &zs);
+        st = sdm_tensor_narrow(x, 0, batch < SDM_DECODE_CHUNK ? batch : SDM_DECODE_CHUNK, &zs);
     if (st) {
         sdm_engine_torch_error(err, st, "warm-up");
         goto end;
@@ -865,7 +862,7 @@ end:
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
 {
     int64_t B = sdm_tensor_dim(latents, 0);
-    int n = (int)((B + VAE_CHUNK - 1) / VAE_CHUNK), rc = -1;
+    int n = (int)((B + SDM_DECODE_CHUNK - 1) / SDM_DECODE_CHUNK), rc = -1;
     sdm_tensor **parts = NULL, *part = NULL;
     sdm_torch_status st;
 
@@ -878,7 +875,7 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
         goto end;
     }
     for (int i = 0; i < n; i++) {
-        int64_t first = (int64_t)i * VAE_CHUNK, len = B - first < VAE_CHUNK ? B - first : VAE_CHUNK;
+        int64_t first = (int64_t)i * SDM_DECODE_CHUNK, len = B - first < SDM_DECODE_CHUNK ? B - first : SDM_DECODE_CHUNK;
         st = sdm_tensor_narrow(latents, first, len, &part);
         if (st) {
             sdm_engine_torch_error(err, st, "VAE decode");

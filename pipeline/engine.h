@@ -59,7 +59,11 @@ int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x
 int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int latent_h, int latent_w, int guided,
                       sdm_error *err);
 
-/* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device. */
+/* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device, decoded
+ * SDM_DECODE_CHUNK frames per VAE call (its activations at full image size
+ * dominate peak memory). */
+#define SDM_DECODE_CHUNK 8
+
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
 
 void sdm_engine_free(sdm_engine **e);

@@ -20,6 +20,7 @@ sdm_render_params sdm_render_default_params(void)
     memset(&p, 0, sizeof p);
     p.write_outputs = 1;
     p.cuda_graphs = 1;
+    p.keep_rgb_mb = SDM_KEEP_RGB_MB;
     p.aoti = 1;
     return p;
 }
@@ -116,6 +117,14 @@ static int halve_batch(int *B, sdm_render_stats *stats, sdm_error *err)
     return 0;
 }
 
+/* A render shown again later (pingpong's way back, a repeated keyframe):
+ * its frame on the host while they fit the budget, else its final latent,
+ * a twelfth of the size, decoded again when it is shown. */
+typedef struct {
+    uint8_t *rgb;
+    sdm_tensor *latent;     /* [1,C,h,w] */
+} kept_frame;
+
 typedef struct {
     sdm_engine *engine;
     sdm_conditioner *cond;
@@ -123,7 +132,8 @@ typedef struct {
     sdm_sink *sink;
     sdm_plan plan;
     name_list outs;
-    uint8_t **kept;         /* host copies of renders shown again later */
+    kept_frame *kept;       /* renders shown again later */
+    size_t kept_rgb_bytes, keep_rgb_budget;
     int *remaining;         /* appearances still to show, per render */
     int *rendered;          /* render done */
     const uint8_t *batch_rgb;   /* host frames of the batch being shown */
@@ -134,37 +144,117 @@ typedef struct {
 typedef struct {
     int first, nb;
     sdm_download *frames;
+    sdm_tensor *latents;    /* [nb,C,h,w]: what kept frames are made from */
 } batch_flight;
 
-/* Shows every frame whose render is done, in display order. */
-static int emit_ready(render_state *S, const sdm_render_params *p, int first, int nb, size_t frame_bytes,
+static void kept_clear(render_state *S, int r, size_t frame_bytes)
+{
+    if (S->kept[r].rgb)
+        S->kept_rgb_bytes -= frame_bytes;
+    free(S->kept[r].rgb);
+    sdm_tensor_free(&S->kept[r].latent);
+    memset(&S->kept[r], 0, sizeof S->kept[r]);
+}
+
+/* Output frame *shown is rgb: to the sink and the callback. */
+static int show_frame(render_state *S, const sdm_render_params *p, const uint8_t *rgb, size_t frame_bytes,
+                      int *shown, int width, int height, sdm_error *err)
+{
+    int r = S->plan.sequence[*shown];
+
+    if (S->sink && sdm_sink_push(S->sink, rgb, err))
+        return -1;
+    if (p->on_frame && p->on_frame(p->user, *shown, rgb, width, height))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
+    (*shown)++;
+    if (--S->remaining[r] == 0)
+        kept_clear(S, r, frame_bytes);
+    return 0;
+}
+
+/* Shows the run of output frames from *shown whose renders are kept as
+ * latents (up to the VAE's chunk), decoding them together. */
+static int show_latent_run(render_state *S, const sdm_render_params *p, size_t frame_bytes, int *shown,
+                           int width, int height, sdm_error *err)
+{
+    const sdm_plan *pl = &S->plan;
+    sdm_tensor *parts[SDM_DECODE_CHUNK], *lat = NULL, *rgb = NULL;
+    sdm_download *dl = NULL;
+    const void *data = NULL;
+    size_t bytes = 0;
+    sdm_torch_status st;
+    int n = 0, rc = -1;
+
+    while (n < SDM_DECODE_CHUNK && *shown + n < pl->n_sequence) {
+        const kept_frame *k = &S->kept[pl->sequence[*shown + n]];
+        if (!S->rendered[pl->sequence[*shown + n]] || k->rgb || !k->latent)
+            break;
+        parts[n++] = k->latent;
+    }
+    st = sdm_tensor_cat(parts, n, &lat);
+    if (st) {
+        sdm_engine_torch_error(err, st, "decoding a kept frame");
+        goto end;
+    }
+    if (sdm_engine_decode(S->engine, lat, &rgb, err))
+        goto end;
+    st = sdm_download_start(rgb, SDM_U8, &dl);
+    if (!st)
+        st = sdm_download_wait(dl, &data, &bytes);
+    if (st || bytes != frame_bytes * n) {
+        sdm_engine_torch_error(err, st ? st : SDM_TORCH_ERROR, "decoding a kept frame");
+        goto end;
+    }
+    for (int i = 0; i < n; i++)
+        if (show_frame(S, p, (const uint8_t *)data + (size_t)i * frame_bytes, frame_bytes, shown, width, height, err))
+            goto end;
+    rc = 0;
+end:
+    sdm_download_free(&dl);
+    sdm_tensor_free(&lat);
+    sdm_tensor_free(&rgb);
+    return rc;
+}
+
+/* Shows every frame whose render is done, in display order, then keeps
+ * what this batch made and is still to be shown. */
+static int emit_ready(render_state *S, const sdm_render_params *p, const batch_flight *f, size_t frame_bytes,
                       int *shown, int width, int height, sdm_error *err)
 {
     const sdm_plan *pl = &S->plan;
 
     while (*shown < pl->n_sequence && S->rendered[pl->sequence[*shown]]) {
-        int r = pl->sequence[*shown];
-        const uint8_t *rgb = S->kept[r] ? S->kept[r] : S->batch_rgb + (size_t)(r - first) * frame_bytes;
-        if (!S->kept[r] && (r < first || r >= first + nb))
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: frame %d lost", r);
-        if (S->sink && sdm_sink_push(S->sink, rgb, err))
+        int r = pl->sequence[*shown], in_batch = r >= f->first && r < f->first + f->nb;
+        const kept_frame *k = &S->kept[r];
+        int rc;
+
+        if (in_batch && !k->rgb && !k->latent)
+            rc = show_frame(S, p, S->batch_rgb + (size_t)(r - f->first) * frame_bytes, frame_bytes, shown,
+                            width, height, err);
+        else if (k->rgb)
+            rc = show_frame(S, p, k->rgb, frame_bytes, shown, width, height, err);
+        else if (k->latent)
+            rc = show_latent_run(S, p, frame_bytes, shown, width, height, err);
+        else
+            rc = sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: frame %d lost", r);
+        if (rc)
             return -1;
-        if (p->on_frame && p->on_frame(p->user, *shown, rgb, width, height))
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
-        (*shown)++;
-        if (--S->remaining[r] == 0) {
-            free(S->kept[r]);
-            S->kept[r] = NULL;
-        }
     }
-    /* keep what this batch made and is still to be shown */
-    for (int j = 0; j < nb; j++) {
-        int r = first + j;
-        if (S->remaining[r] > 0 && !S->kept[r]) {
-            S->kept[r] = malloc(frame_bytes);
-            if (!S->kept[r])
+    for (int j = 0; j < f->nb; j++) {
+        int r = f->first + j;
+        kept_frame *k = &S->kept[r];
+        if (S->remaining[r] == 0 || k->rgb || k->latent)
+            continue;
+        if (S->kept_rgb_bytes + frame_bytes <= S->keep_rgb_budget) {
+            k->rgb = malloc(frame_bytes);
+            if (!k->rgb)
                 return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            memcpy(S->kept[r], S->batch_rgb + (size_t)j * frame_bytes, frame_bytes);
+            memcpy(k->rgb, S->batch_rgb + (size_t)j * frame_bytes, frame_bytes);
+            S->kept_rgb_bytes += frame_bytes;
+        } else {
+            sdm_torch_status st = sdm_tensor_narrow(f->latents, j, 1, &k->latent);
+            if (st)
+                return sdm_engine_torch_error(err, st, "keeping a frame");
         }
     }
     return 0;
@@ -261,6 +351,8 @@ static int batch_launch(render_state *S, const sdm_render_params *p, int first, 
     }
     f->first = first;
     f->nb = nb;
+    f->latents = lat;
+    lat = NULL;
     rc = 0;
 end:
     for (int j = 0; fc && j < nb; j++)
@@ -302,12 +394,13 @@ static int batch_land(render_state *S, const sdm_render_params *p, batch_flight 
     for (int j = 0; j < f->nb; j++)
         S->rendered[f->first + j] = 1;
     stats->frames_rendered += f->nb;
-    if (emit_ready(S, p, f->first, f->nb, frame_bytes, shown, width, height, err))
+    if (emit_ready(S, p, f, frame_bytes, shown, width, height, err))
         goto end;
     rc = 0;
 end:
     S->batch_rgb = NULL;
     sdm_download_free(&f->frames);
+    sdm_tensor_free(&f->latents);
     return rc;
 }
 
@@ -321,7 +414,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     sdm_sink_params kp = sdm_sink_default_params();
     char hash[32], bundle_hash[32], comment[1024];
     int width, height, B, shown = 0, rc = -1, interrupted = 0;
-    size_t frame_bytes;
+    size_t frame_bytes = 0;
     double t0 = now_s();
 
     memset(&S, 0, sizeof S);
@@ -371,6 +464,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         B = S.plan.n_renders;
     frame_bytes = (size_t)width * height * 3;
     S.kept = calloc(S.plan.n_renders, sizeof *S.kept);
+    S.keep_rgb_budget = (size_t)(p->keep_rgb_mb > 0 ? p->keep_rgb_mb : 0) << 20;
     S.remaining = calloc(S.plan.n_renders, sizeof *S.remaining);
     S.rendered = calloc(S.plan.n_renders, sizeof *S.rendered);
     if (!S.kept || !S.remaining || !S.rendered) {
@@ -466,9 +560,11 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
 end:
     sdm_download_free(&flight.frames);
     sdm_download_free(&next.frames);
+    sdm_tensor_free(&flight.latents);
+    sdm_tensor_free(&next.latents);
     sdm_sink_free(&S.sink);
     for (int i = 0; S.kept && i < S.plan.n_renders; i++)
-        free(S.kept[i]);
+        kept_clear(&S, i, frame_bytes);
     free(S.kept);
     free(S.remaining);
     free(S.rendered);

@@ -1,6 +1,7 @@
 /* The render loop: plan → conditioning → sampling in batches → decode →
  * frames in display order to the sink. Frames shown again later (pingpong's
- * way back, holds) are kept on the host instead of rendered twice. */
+ * way back, repeated keyframes) are never rendered twice: kept as images up
+ * to a memory budget, beyond it as latents that are only decoded again. */
 #ifndef SDM_RENDER_H
 #define SDM_RENDER_H
 
@@ -29,8 +30,14 @@ typedef struct {
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     void *user;
+    int keep_rgb_mb;                /* frames shown again later are kept as images up to this
+                                       many MiB, beyond it as latents (decoded again) */
     int simulate_oom_above;         /* tests: batches larger than this fail as out of memory */
 } sdm_render_params;
+
+/* Host memory for frames shown again later (pingpong's way back): 256 MiB
+ * is 340 frames at 512x512; past it a frame costs its latent, 64 KiB. */
+#define SDM_KEEP_RGB_MB 256
 
 sdm_render_params sdm_render_default_params(void);
 

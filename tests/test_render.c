@@ -699,6 +699,52 @@ end:
     capture_free(&s.c);
 }
 
+/* Frames shown again later, kept as images or (past the memory budget)
+ * as latents decoded again: the same pictures either way. */
+static void test_keep_as_latents(void)
+{
+    const char *yaml = "width: 64\nheight: 64\nsteps: 4\nseed: 5\nframes: 7\nloop: pingpong\n"
+                       "keyframes:\n  - a rainy city street at night, neon\n  - {prompt: a dense forest, hold: 2}\n"
+                       "  - a lighthouse on a cliff\n";
+    capture c[2] = { { 0 }, { 0 } };
+    sdm_render_stats st[2];
+    sdm_recipe *r = NULL;
+    sdm_error err = { 0 };
+
+    if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
+        CHECK(0);
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        sdm_render_params p = sdm_render_default_params();
+        p.model_dir = model_dir;
+        p.device = cpu;
+        p.write_outputs = 0;
+        p.on_frame = capture_frame;
+        p.user = &c[i];
+        p.batch = 3;
+        p.keep_rgb_mb = i == 0 ? SDM_KEEP_RGB_MB : 0;
+        CHECK_INT(sdm_render(r, &p, &st[i], &err), 0);
+    }
+    /* 15 renders there; shown there and back (not the last twice, not the
+     * first again at the end) with the hold on both ways: 32 */
+    CHECK_INT(st[0].frames_rendered, 15);
+    CHECK_INT(st[1].frames_rendered, 15);
+    CHECK_INT(c[0].n, 32);
+    CHECK_INT(c[1].n, c[0].n);
+    for (int i = 0; i < c[0].n && i < c[1].n; i++)
+        CHECK(memcmp(c[0].frames[i], c[1].frames[i], 64 * 64 * 3) == 0);
+    /* the way back is the way there: frame 31 is frame 1 again, 24 is 7 */
+    if (c[1].n == 32) {
+        CHECK(memcmp(c[1].frames[31], c[1].frames[1], 64 * 64 * 3) == 0);
+        CHECK(memcmp(c[1].frames[24], c[1].frames[7], 64 * 64 * 3) == 0);
+        CHECK(memcmp(c[1].frames[31], c[1].frames[2], 64 * 64 * 3) != 0);
+    }
+    sdm_recipe_free(&r);
+    capture_free(&c[0]);
+    capture_free(&c[1]);
+}
+
 int main(void)
 {
     sdm_engine *e = NULL;
@@ -726,6 +772,7 @@ int main(void)
     test_determinism();
     test_oom_fallback();
     test_interrupt_pipelined();
+    test_keep_as_latents();
     test_metadata();
     sdm_engine_free(&e);
     return test_report();
