@@ -322,7 +322,7 @@ def aoti_check(module, x, t, emb, path, lo, hi, tol, tmp):
     return min_ok
 
 
-def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp):
+def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False):
     """torch.export + AOTInductor of the UNet wrapper into `path` (a .pt2),
     checked against the eager module; returns the batch range it takes
     and whether the check ran."""
@@ -345,7 +345,9 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp):
         lo, hi = batch_range(ep, (1, max_batch))
         # freezing: weights become constants (folded, convolutions laid out
         # for the GPU); max-autotune off: it would take far longer to compile
-        configs = {"freezing": True, "max_autotune": False}
+        # max_autotune times Triton kernels against the library ones: maybe
+        # faster, but the compile then takes many times longer
+        configs = {"freezing": True, "max_autotune": bool(autotune)}
         with Ticker("AOTInductor compile of the UNet (a few minutes)") as tk:
             torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
         print(f"export_sd: AOTInductor compile took {tk.seconds:.1f} s", file=sys.stderr)
@@ -359,7 +361,7 @@ def add_aoti(args, unet, x, t, emb, h, w, yaml, tol):
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     try:
         lo, hi, checked = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"),
-                                               args.aoti_max_batch, tol, tmp)
+                                               args.aoti_max_batch, tol, tmp, args.aoti_autotune)
         yaml += f"""  unet_aoti: unet.pt2
 aoti:
   latent_height: {h}
@@ -390,6 +392,8 @@ def main():
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
     ap.add_argument("--aoti", action="store_true", help="also compile the UNet with AOTInductor (unet.pt2; CUDA, torch >= 2.6)")
+    ap.add_argument("--aoti-autotune", action="store_true",
+                    help="with --aoti: let Inductor time its kernel choices (slow to compile)")
     ap.add_argument("--aoti-max-batch", type=int, default=63, metavar="N",
                     help="largest UNet batch unet.pt2 takes (a guided batch is 2 per frame; default 63: "
                     "diffusers' Upsample2D branches on batch >= 64, so torch.export refuses a range that "
