@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include "bundle.h"
+#include "denoiser.h"
 #include "sampler.h"
 #include "tokenizer.h"
 #include "torch_api.h"
@@ -38,7 +39,7 @@ int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
  * A prompt longer than the token length is cut, with one warning. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
 
-/* One batch of B frames through the whole sampler loop.
+/* One batch of B frames through the whole sampler loop (sdm_denoiser_run).
  *   x      [B,C,h,w] initial noise (float32, already · init_sigma)
  *   cond   [B,L,H], uncond [B,L,H] (NULL when no frame is guided)
  *   g      B guidance scales (≤ 1: conditional only, as diffusers does)
@@ -46,7 +47,6 @@ int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, 
  *   stop   polled between steps (not inside a replayed graph); non-zero
  *          abandons the batch (returns 1)
  * On success *out is the final latent [B,C,h,w] float32. */
-typedef int (*sdm_step_noise_fn)(void *user, int step, sdm_tensor **noise, sdm_error *err);
 int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
                        const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
                        sdm_step_noise_fn noise, void *noise_user, volatile sig_atomic_t *stop,

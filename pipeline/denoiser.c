@@ -1,0 +1,418 @@
+/* The sampling loop of one batch (denoiser.h). Every step's inputs go to
+ * the device first; the steps then only enqueue device work, so the whole
+ * loop of a batch shape can be captured once as a CUDA graph and replayed
+ * for every batch of that shape. */
+#include "denoiser.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"     /* sdm_engine_torch_error: one wording for torch failures */
+
+/* What the step loop reads, all on the device before it starts, so the
+ * loop itself copies nothing from the host (and can be captured). */
+typedef struct {
+    sdm_tensor *x;          /* [B,C,h,w] float32 starting latent */
+    sdm_tensor *emb;        /* [n,L,H] in the model's dtype; uncond first when guided */
+    sdm_tensor *g;          /* [B] guidance scales (guided only) */
+    sdm_tensor **t;         /* per step: [n] timesteps */
+    sdm_tensor **noise;     /* per step: [B,C,h,w] or NULL where none is added */
+    int n_steps;
+} step_inputs;
+
+/* The whole sampling loop of one batch shape, captured as a CUDA graph:
+ * its inputs are static buffers, refilled before every replay. */
+typedef struct {
+    int B, h, w, guided;
+    uint64_t schedule;      /* fingerprint of the schedule it was captured with */
+    step_inputs in;
+    sdm_graph *graph;
+    sdm_tensor *out;        /* static: every replay overwrites it */
+} loop_graph;
+
+struct sdm_denoiser {
+    sdm_device dev;
+    sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once */
+    sdm_unet_fn unet;
+    void *unet_user;
+    int use_graphs;
+    loop_graph graph;
+};
+
+static void loop_graph_clear(loop_graph *lg);
+
+int sdm_denoiser_new(const sdm_denoiser_params *p, sdm_denoiser **out, sdm_error *err)
+{
+    sdm_denoiser *d = calloc(1, sizeof *d);
+
+    *out = NULL;
+    if (!d)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    d->dev = p->dev;
+    d->dtype = p->dtype;
+    d->unet = p->unet;
+    d->unet_user = p->unet_user;
+    *out = d;
+    return 0;
+}
+
+void sdm_denoiser_set_graphs(sdm_denoiser *d, int on)
+{
+    d->use_graphs = on && d->dev.type == SDM_DEVICE_CUDA && sdm_graphs_available();
+    if (!d->use_graphs)
+        loop_graph_clear(&d->graph);
+}
+
+int sdm_denoiser_graphs(const sdm_denoiser *d)
+{
+    return d->use_graphs;
+}
+
+static void step_inputs_clear(step_inputs *in)
+{
+    sdm_tensor_free(&in->x);
+    sdm_tensor_free(&in->emb);
+    sdm_tensor_free(&in->g);
+    for (int i = 0; i < in->n_steps; i++) {
+        if (in->t)
+            sdm_tensor_free(&in->t[i]);
+        if (in->noise)
+            sdm_tensor_free(&in->noise[i]);
+    }
+    free(in->t);
+    free(in->noise);
+    memset(in, 0, sizeof *in);
+}
+
+static void loop_graph_clear(loop_graph *lg)
+{
+    sdm_graph_free(&lg->graph);
+    sdm_tensor_free(&lg->out);
+    step_inputs_clear(&lg->in);
+    memset(lg, 0, sizeof *lg);
+}
+
+static uint64_t schedule_fingerprint(const sdm_schedule *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)s->steps;
+
+    for (size_t i = 0; i < sizeof *s->steps * (size_t)s->n_steps; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (h ^ (uint64_t)s->kind) * 1099511628211ull;
+}
+
+/* Puts one batch's inputs on the device: timesteps, guidance, embeddings in
+ * the model's dtype, and every step's noise (drawn on the host with torch's
+ * CPU generator, like the initial noise). */
+static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
+                       const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
+                       step_inputs *in, sdm_error *err)
+{
+    int B = (int)sdm_tensor_dim(x, 0), n = uncond ? 2 * B : B, rc = -1;
+    int64_t tshape[1] = { n }, gshape[1] = { B };
+    float *buf = malloc(sizeof *buf * n);
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    memset(in, 0, sizeof *in);
+    in->t = calloc(s->n_steps, sizeof *in->t);
+    in->noise = calloc(s->n_steps, sizeof *in->noise);
+    in->n_steps = s->n_steps;
+    if (!buf || !in->t || !in->noise) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < s->n_steps && !st; i++) {
+        for (int j = 0; j < n; j++)
+            buf[j] = (float)s->steps[i].t;
+        st = sdm_tensor_from_host(buf, SDM_F32, tshape, 1, d->dev, &in->t[i]);
+    }
+    if (!st && uncond) {
+        for (int j = 0; j < B; j++)
+            buf[j] = (float)g[j];
+        st = sdm_tensor_from_host(buf, SDM_F32, gshape, 1, d->dev, &in->g);
+    }
+    if (!st)
+        st = sdm_tensor_clone(x, &in->x);
+    if (!st && uncond) {
+        sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
+        st = sdm_tensor_cat(pair, 2, &in->emb);
+    } else if (!st) {
+        st = sdm_tensor_clone(cond, &in->emb);
+    }
+    if (!st && d->dtype != SDM_F32) {
+        sdm_tensor *cast = NULL;
+        st = sdm_tensor_to(in->emb, d->dev, d->dtype, &cast);
+        sdm_tensor_free(&in->emb);
+        in->emb = cast;
+    }
+    if (st) {
+        sdm_engine_torch_error(err, st, "sampling");
+        goto end;
+    }
+    for (int i = 0; s->uses_noise && i < s->n_steps; i++) {
+        if (s->steps[i].cnoise == 0)
+            continue;
+        if (!noise_fn) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
+                          sdm_sampler_name(s->kind));
+            goto end;
+        }
+        if (noise_fn(noise_user, i, &in->noise[i], err))
+            goto end;
+    }
+    rc = 0;
+end:
+    free(buf);
+    if (rc)
+        step_inputs_clear(in);
+    return rc;
+}
+
+/* The sampler loop over inputs already on the device. It only enqueues
+ * device work (no host copies, no syncs), so it can run under a capture;
+ * `stop` (NULL when captured) is polled between steps. */
+static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *in,
+                     volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
+{
+    int guided = in->g != NULL, rc = -1;
+    sdm_tensor *cur = NULL, *xin = NULL, *xin2 = NULL, *res = NULL, *pred = NULL, *x0_prev = NULL, *x0 = NULL;
+    sdm_torch_status st;
+
+    *out = NULL;
+    st = sdm_tensor_clone(in->x, &cur);
+    if (st) {
+        sdm_engine_torch_error(err, st, "sampling");
+        goto end;
+    }
+    for (int i = 0; i < s->n_steps; i++) {
+        const sdm_step *k = &s->steps[i];
+        sdm_tensor *args[3];
+
+        if (stop && *stop) {
+            rc = 1;
+            goto end;
+        }
+        st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
+        if (!st && guided) {
+            sdm_tensor *pair[2] = { xin, xin };
+            st = sdm_tensor_cat(pair, 2, &xin2);
+        }
+        if (st) {
+            sdm_engine_torch_error(err, st, "sampling");
+            goto end;
+        }
+        args[0] = guided ? xin2 : xin;
+        args[1] = in->t[i];
+        args[2] = in->emb;
+        if (d->unet(d->unet_user, args, &res, err))
+            goto end;
+        if (guided) {
+            st = sdm_tensor_cfg(res, in->g, &pred);
+            sdm_tensor_free(&res);
+        } else {
+            pred = res;
+            res = NULL;
+        }
+        /* x_next = cx·x + cout·out (+ cprev·x0_prev + cnoise·noise) */
+        if (!st && s->uses_prev)
+            st = sdm_tensor_axpby(k->x0_x, cur, k->x0_out, pred, &x0);
+        if (!st)
+            st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
+        if (!st && s->uses_prev && x0_prev && k->cprev != 0)
+            st = sdm_tensor_axpby_(k->cprev, x0_prev, 1.0, cur);
+        if (!st && in->noise[i])
+            st = sdm_tensor_axpby_(k->cnoise, in->noise[i], 1.0, cur);
+        if (st) {
+            sdm_engine_torch_error(err, st, "sampling");
+            goto end;
+        }
+        if (x0) {
+            sdm_tensor_free(&x0_prev);
+            x0_prev = x0;
+            x0 = NULL;
+        }
+        sdm_tensor_free(&xin);
+        sdm_tensor_free(&xin2);
+        sdm_tensor_free(&pred);
+    }
+    *out = cur;
+    cur = NULL;
+    rc = 0;
+end:
+    sdm_tensor_free(&cur);
+    sdm_tensor_free(&xin);
+    sdm_tensor_free(&xin2);
+    sdm_tensor_free(&res);
+    sdm_tensor_free(&pred);
+    sdm_tensor_free(&x0_prev);
+    sdm_tensor_free(&x0);
+    return rc;
+}
+
+/* Captures the loop for the shape of `in` (which become its static
+ * buffers). On failure graphs are switched off, with a warning, and the
+ * render goes on step by step. */
+static void loop_capture(sdm_denoiser *d, const sdm_schedule *s, step_inputs *in)
+{
+    loop_graph *lg = &d->graph;
+    sdm_error cerr;
+
+    loop_graph_clear(lg);
+    memset(&cerr, 0, sizeof cerr);
+    lg->in = *in;
+    memset(in, 0, sizeof *in);
+    if (sdm_capture_begin(d->dev, &lg->graph)) {
+        sdm_warn("CUDA graphs off: %s", sdm_torch_last_error());
+        goto fail;
+    }
+    if (run_steps(d, s, &lg->in, NULL, &lg->out, &cerr)) {
+        sdm_graph_free(&lg->graph);
+        sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", cerr.msg);
+        goto fail;
+    }
+    if (sdm_capture_end(lg->graph)) {
+        sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", sdm_torch_last_error());
+        goto fail;
+    }
+    lg->B = (int)sdm_tensor_dim(lg->in.x, 0);
+    lg->h = (int)sdm_tensor_dim(lg->in.x, 2);
+    lg->w = (int)sdm_tensor_dim(lg->in.x, 3);
+    lg->guided = lg->in.g != NULL;
+    lg->schedule = schedule_fingerprint(s);
+    return;
+fail:
+    loop_graph_clear(lg);
+    d->use_graphs = 0;
+}
+
+static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_inputs *in)
+{
+    if (!lg->graph || lg->B != sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
+        lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) ||
+        lg->schedule != schedule_fingerprint(s))
+        return 0;
+    for (int i = 0; i < s->n_steps; i++)
+        if ((lg->in.noise[i] != NULL) != (in->noise[i] != NULL))
+            return 0;
+    return 1;
+}
+
+/* New values into the graph's static inputs, one replay, and a copy of
+ * its output (the next replay overwrites it). */
+static int loop_replay(sdm_denoiser *d, const step_inputs *in, sdm_tensor **out, sdm_error *err)
+{
+    loop_graph *lg = &d->graph;
+    sdm_torch_status st;
+
+    st = sdm_tensor_copy_(lg->in.x, in->x);
+    if (!st)
+        st = sdm_tensor_copy_(lg->in.emb, in->emb);
+    if (!st && in->g)
+        st = sdm_tensor_copy_(lg->in.g, in->g);
+    for (int i = 0; i < in->n_steps && !st; i++)
+        if (in->noise[i])
+            st = sdm_tensor_copy_(lg->in.noise[i], in->noise[i]);
+    if (!st)
+        st = sdm_graph_replay(lg->graph);
+    if (!st)
+        st = sdm_tensor_clone(lg->out, out);
+    if (st)
+        return sdm_engine_torch_error(err, st, "sampling (CUDA graph)");
+    return 0;
+}
+
+int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
+                 const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
+                 volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
+{
+    step_inputs in;
+    int rc;
+
+    *out = NULL;
+    if (inputs_make(d, s, x, cond, uncond, g, noise_fn, noise_user, &in, err))
+        return -1;
+    if (d->use_graphs && loop_matches(&d->graph, s, &in)) {
+        rc = loop_replay(d, &in, out, err);
+    } else {
+        /* another shape (the last, smaller batch): its activations need the
+         * memory the captured loop holds */
+        loop_graph_clear(&d->graph);
+        rc = run_steps(d, s, &in, stop, out, err);
+    }
+    step_inputs_clear(&in);
+    return rc;
+}
+
+/* The warm-up's per-step noise: zeros of the latent's shape. */
+static int zero_noise(void *user, int step, sdm_tensor **noise, sdm_error *err)
+{
+    const sdm_tensor *x = user;
+    int64_t shape[4];
+    sdm_torch_status st;
+
+    for (int i = 0; i < 4; i++)
+        shape[i] = sdm_tensor_dim(x, i);
+    st = sdm_tensor_zeros(SDM_F32, shape, 4, sdm_tensor_device(x), noise);
+    return st ? sdm_engine_torch_error(err, st, "warm-up") : 0;
+}
+
+/* On zero inputs: the values do not matter to a capture. The one replay
+ * after it pays for uploading the graph. */
+int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t latent[4], const int64_t text[3], int guided,
+                     sdm_error *err)
+{
+    int batch = (int)latent[0];
+    double *g = malloc(sizeof *g * batch);
+    sdm_tensor *x = NULL, *emb = NULL;
+    step_inputs in;
+    sdm_torch_status st;
+    int rc = -1;
+
+    memset(&in, 0, sizeof in);
+    if (!g) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int i = 0; i < batch; i++)
+        g[i] = 1.0;
+    st = sdm_tensor_zeros(SDM_F32, latent, 4, d->dev, &x);
+    if (!st)
+        st = sdm_tensor_zeros(SDM_F32, text, 3, d->dev, &emb);
+    if (st) {
+        sdm_engine_torch_error(err, st, "warm-up");
+        goto end;
+    }
+    if (inputs_make(d, s, x, emb, guided ? emb : NULL, g, zero_noise, x, &in, err))
+        goto end;
+    loop_capture(d, s, &in);
+    if (d->graph.graph) {
+        st = sdm_graph_replay(d->graph.graph);
+        if (st) {
+            sdm_engine_torch_error(err, st, "warm-up (CUDA graph)");
+            goto end;
+        }
+    }
+    rc = 0;
+end:
+    free(g);
+    step_inputs_clear(&in);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&emb);
+    return rc;
+}
+
+void sdm_denoiser_release(sdm_denoiser *d)
+{
+    if (d)
+        loop_graph_clear(&d->graph);
+}
+
+void sdm_denoiser_free(sdm_denoiser **pd)
+{
+    if (!pd || !*pd)
+        return;
+    loop_graph_clear(&(*pd)->graph);
+    free(*pd);
+    *pd = NULL;
+}
