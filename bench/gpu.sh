@@ -37,37 +37,19 @@ stamp() {
     done
 }
 
-# CUDA graphs need the CUDA runtime's headers: CUDA_HOME's, else those of the
-# nvidia-cuda-runtime wheel beside torch. Prints the make arguments, or nothing.
-graphs_make_args() {
-    local home=${CUDA_HOME:-/usr/local/cuda} site c
-    if [ ! -f "$home/include/cuda_runtime_api.h" ]; then
-        site=$($PY -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2> /dev/null) || true
-        for c in "$site"/nvidia/cuda_runtime "$site"/nvidia/cu*; do
-            if [ -f "$c/include/cuda_runtime_api.h" ]; then
-                home=$c
-                break
-            fi
-        done
-    fi
-    [ -f "$home/include/cuda_runtime_api.h" ] && echo "CUDA_GRAPHS=1 CUDA_HOME=$home" || true
-}
-
 build() {   # make arguments...
-    make -j"$(nproc)" "$@" sdmorph build/models/analytic/model.yaml
+    make -j"$(nproc)" "$@" all     # sdmorph, the analytic bundle, and a line saying what is built in
 }
 
 setup() {
-    local args
     [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
-    args=$(graphs_make_args)
-    # shellcheck disable=SC2086 # two make arguments, or none
-    if build $args > "$W/make.log" 2>&1; then
+    # the Makefile builds CUDA graphs in where it finds the CUDA runtime headers
+    if build > "$W/make.log" 2>&1; then
         tail -n 3 "$W/make.log"
-        echo "* build: sdmorph, ${args:-without CUDA graphs (no cuda_runtime_api.h found: set CUDA_HOME)}"
-    elif [ -n "$args" ] && build > "$W/make-plain.log" 2>&1; then
+        echo "* build: sdmorph, $(grep -o 'libtorch: [^;]*' "$W/make.log" | tail -n 1)"
+    elif rm -f build/src/torch_api.o && build CUDA_GRAPHS=0 > "$W/make-plain.log" 2>&1; then
         tail -n 20 "$W/make.log"
-        echo "* build: sdmorph WITHOUT CUDA graphs: the build with $args failed (log $W/make.log)"
+        echo "* build: sdmorph WITHOUT CUDA graphs: the build with them failed (log $W/make.log)"
     else
         tail -n 40 "$W/make.log"
         echo "* build: FAILED (log $W/make.log)"
