@@ -136,7 +136,6 @@ typedef struct {
     size_t kept_rgb_bytes, keep_rgb_budget;
     int *remaining;         /* appearances still to show, per render */
     int *rendered;          /* render done */
-    const uint8_t *batch_rgb;   /* host frames of the batch being shown */
 } render_state;
 
 /* A batch whose work is queued on the device: its frames arrive in host
@@ -218,8 +217,8 @@ end:
 
 /* Shows every frame whose render is done, in display order, then keeps
  * what this batch made and is still to be shown. */
-static int emit_ready(render_state *S, const sdm_render_params *p, const batch_flight *f, size_t frame_bytes,
-                      int *shown, int width, int height, sdm_error *err)
+static int emit_ready(render_state *S, const sdm_render_params *p, const batch_flight *f, const uint8_t *batch_rgb,
+                      size_t frame_bytes, int *shown, int width, int height, sdm_error *err)
 {
     const sdm_plan *pl = &S->plan;
 
@@ -229,7 +228,7 @@ static int emit_ready(render_state *S, const sdm_render_params *p, const batch_f
         int rc;
 
         if (in_batch && !k->rgb && !k->latent)
-            rc = show_frame(S, p, S->batch_rgb + (size_t)(r - f->first) * frame_bytes, frame_bytes, shown,
+            rc = show_frame(S, p, batch_rgb + (size_t)(r - f->first) * frame_bytes, frame_bytes, shown,
                             width, height, err);
         else if (k->rgb)
             rc = show_frame(S, p, k->rgb, frame_bytes, shown, width, height, err);
@@ -249,7 +248,7 @@ static int emit_ready(render_state *S, const sdm_render_params *p, const batch_f
             k->rgb = malloc(frame_bytes);
             if (!k->rgb)
                 return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            memcpy(k->rgb, S->batch_rgb + (size_t)j * frame_bytes, frame_bytes);
+            memcpy(k->rgb, batch_rgb + (size_t)j * frame_bytes, frame_bytes);
             S->kept_rgb_bytes += frame_bytes;
         } else {
             sdm_torch_status st = sdm_tensor_narrow(f->latents, j, 1, &k->latent);
@@ -390,15 +389,13 @@ static int batch_land(render_state *S, const sdm_render_params *p, batch_flight 
                       frame_bytes * f->nb);
         goto end;
     }
-    S->batch_rgb = data;
     for (int j = 0; j < f->nb; j++)
         S->rendered[f->first + j] = 1;
     stats->frames_rendered += f->nb;
-    if (emit_ready(S, p, f, frame_bytes, shown, width, height, err))
+    if (emit_ready(S, p, f, data, frame_bytes, shown, width, height, err))
         goto end;
     rc = 0;
 end:
-    S->batch_rgb = NULL;
     sdm_download_free(&f->frames);
     sdm_tensor_free(&f->latents);
     return rc;
