@@ -6,7 +6,9 @@
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
-#   bench/gpu.sh faults        two renders bit-identical? a batch too large halves and goes on
+#   bench/gpu.sh faults        two renders bit-identical? with 16 GiB free, a batch too large
+#                              halves and goes on; a frame too large: a message, exit 1, no crash
+#   bench/gpu.sh cl_export     a channels_last TorchScript bundle beside the fp16 one (variant cl-graphs)
 #   bench/gpu.sh bench         16-frame 512x512 50-step DDIM morph: our variants vs diffusers
 #   bench/gpu.sh memory        a 300-frame render: do host RSS and GPU memory stay flat?
 #   bench/gpu.sh fp16_spread   diffusers fp16 vs fp32, with its own noise and with ours
@@ -23,7 +25,7 @@ mkdir -p "$OUT" "$W"
 PY=${PYTHON:-python3}
 SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
-STEPS_ALL="setup aoti_start parity graphs batch_parity faults aoti_use bench memory fp16_spread"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench memory fp16_spread"
 STDBUF=$(command -v stdbuf > /dev/null && echo "stdbuf -oL" || true)
 export PYTHONUNBUFFERED=1
 
@@ -58,9 +60,11 @@ setup() {
     [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
         --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 \
         ${SDM_EXPORT_ARGS:-}
-    [ -f "$W/sd15-fp32/model.yaml" ] || $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" \
-        --out "$W/sd15-fp32" --dtype float32
-    echo "* bundles: $W/sd15-fp16 ($(has_aoti && echo "lists unet_aoti" || echo "no unet_aoti")), $W/sd15-fp32"
+    # SDM_GPU_FP32=0: no float32 bundle (a call that only benchmarks)
+    [ "${SDM_GPU_FP32:-1}" = 0 ] || [ -f "$W/sd15-fp32/model.yaml" ] ||
+        $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp32" --dtype float32
+    echo "* bundles: $W/sd15-fp16 ($(has_aoti && echo "lists unet_aoti" || echo "no unet_aoti"))$(
+        [ -f "$W/sd15-fp32/model.yaml" ] && echo ", $W/sd15-fp32")"
 }
 
 has_aoti() { grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16/model.yaml" 2> /dev/null; }
@@ -217,10 +221,70 @@ faults() {
         echo "* determinism: two fp16 renders DIFFER"
         rc=1
     fi
-    sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 399/' "$W/bench.yaml" > "$W/oom.yaml"
-    "$SDMORPH" render "$W/oom.yaml" --model "$W/sd15-fp16" --device cuda --batch 400 -o "$W/oom.mp4" -q 2>&1 |
-        cut -c1-300 | sed 's/^/* oom, --batch 400: /' || rc=1
+    # a card with 16 GiB free (the rest taken by another process), as on a
+    # consumer GPU: 64 frames per call does not fit, so the render halves the
+    # batch and finishes, and one 4096x4096 frame does not fit at all
+    hog_start 16 || return 1
+    sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 63/' "$W/bench.yaml" > "$W/oom.yaml"
+    rm -f "$W/oom.mp4"
+    fault_render "16 GiB free, --batch 64" 0 "$W/oom.yaml" --batch 64 -o "$W/oom.mp4" || rc=1
+    if grep -q "out of device memory at 64 frames per call" "$W/fault.log" && [ -s "$W/oom.mp4" ]; then
+        echo "* 16 GiB free, --batch 64: halved and finished ($(grep -o 'batch [0-9]*$' "$W/fault.log" | tail -n 1))"
+    else
+        echo "* 16 GiB free, --batch 64: did NOT halve and finish"
+        rc=1
+    fi
+    printf 'width: 4096\nheight: 4096\nsteps: 1\nseed: 1\nframes: 1\nkeyframes:\n  - "a castle"\n' > "$W/huge.yaml"
+    printf 'earlier good output\n' > "$W/huge.rgb"
+    fault_render "16 GiB free, one 4096x4096 frame" 1 "$W/huge.yaml" --batch 1 --no-cuda-graphs -o "$W/huge.rgb" || rc=1
+    if grep -q "out of device memory" "$W/fault.log"; then
+        if grep -q "lower --batch (or width/height)" "$W/fault.log" && grep -q "^earlier good output$" "$W/huge.rgb"; then
+            echo "* 16 GiB free, one 4096x4096 frame: does not fit; says what to lower, earlier output kept"
+        else
+            echo "* 16 GiB free, one 4096x4096 frame: out of memory WITHOUT the advice, or the earlier output lost"
+            rc=1
+        fi
+    fi
+    hog_stop
     return $rc
+}
+
+# Another process holding all but $1 GiB of the GPU's free memory, until hog_stop.
+hog_start() {   # GiB left free
+    $PY -c "
+import sys, time, torch
+free, _ = torch.cuda.mem_get_info()
+hold = torch.empty(max(free - int($1 * 2**30), 0), dtype=torch.uint8, device='cuda')
+print('ready', flush=True)
+time.sleep(3600)
+" > "$W/hog.out" 2>&1 &
+    HOG=$!
+    for _ in $(seq 1 60); do
+        grep -q ready "$W/hog.out" && return 0
+        kill -0 "$HOG" 2> /dev/null || break
+        sleep 1
+    done
+    echo "* hog: could not take the GPU's memory ($(tail -n 1 "$W/hog.out"))"
+    return 1
+}
+hog_stop() { kill "$HOG" 2> /dev/null; wait "$HOG" 2> /dev/null || true; }
+
+# Runs one render whose exit status may be 0, or 1 where $2 is 1; a signal
+# (a crash) or any other status fails. Its output goes to $W/fault.log.
+fault_render() {   # label may_fail recipe sdmorph flags...
+    local label=$1 may_fail=$2 recipe=$3 st=0
+    shift 3
+    "$SDMORPH" render "$recipe" --model "$W/sd15-fp16" --device cuda -q "$@" > "$W/fault.log" 2>&1 || st=$?
+    echo "* $label: exit $st; $(tail -n 2 "$W/fault.log" | cut -c1-300 | tr '\n' ' ')"
+    [ "$st" = 0 ] || { [ "$st" = 1 ] && [ "$may_fail" = 1 ]; }
+}
+
+cl_export() {
+    [ -f "$W/sd15-fp16-cl/model.yaml" ] && { echo "* cl: $W/sd15-fp16-cl exists"; return 0; }
+    $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-cl" --dtype float16 \
+        --channels-last 2>&1 | grep -E '^export_sd' || true
+    [ -f "$W/sd15-fp16-cl/model.yaml" ] || { echo "* cl: FAILED, no $W/sd15-fp16-cl/model.yaml"; return 1; }
+    echo "* cl: channels_last bundle $W/sd15-fp16-cl (bench variant cl-graphs)"
 }
 
 # Runs a command while nvidia-smi samples the GPU every 50 ms: $W/NAME.log
@@ -247,18 +311,25 @@ sampled() {   # name command...
 variant_flags() {
     case $1 in
     eager) echo "--no-cuda-graphs --no-aoti" ;;
-    graphs) echo "--no-aoti" ;;
+    graphs | cl-graphs) echo "--no-aoti" ;;
     graphs-cudnnbench) echo "--no-aoti --cudnn-benchmark" ;;
     aoti-graphs) echo "" ;;
     aoti) echo "--no-cuda-graphs" ;;
     esac
 }
 
+variant_model() {
+    case $1 in
+    cl-*) echo "$W/sd15-fp16-cl" ;;
+    *) echo "$W/sd15-fp16" ;;
+    esac
+}
 bench() {
     local variants="eager graphs graphs-cudnnbench" runs="" name b v r
     local -a flags
     echo "GPU: $(gpu_name)"
     bench_recipe
+    [ -f "$W/sd15-fp16-cl/model.yaml" ] && variants="$variants cl-graphs"
     has_aoti && variants="$variants aoti-graphs aoti"
     variants=${SDM_BENCH_VARIANTS:-$variants}
     for r in $(seq 1 "${SDM_BENCH_REPEAT:-1}"); do
@@ -268,7 +339,7 @@ bench() {
                 read -ra flags <<< "$(variant_flags "$v")"
                 echo "--- sdmorph $v, batch $b${flags[*]:+ (${flags[*]})}, run $r"
                 rm -f "$W/$name.mp4"
-                sampled "$name" "$SDMORPH" render "$W/bench.yaml" --model "$W/sd15-fp16" --device cuda \
+                sampled "$name" "$SDMORPH" render "$W/bench.yaml" --model "$(variant_model "$v")" --device cuda \
                     --batch "$b" -o "$W/$name.mp4" -q "${flags[@]}" || echo "sdmorph $v batch $b: FAILED"
                 runs="$runs $name"
             done

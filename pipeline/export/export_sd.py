@@ -62,25 +62,37 @@ class TextEncoder(torch.nn.Module):
 
 
 class UNet(torch.nn.Module):
-    """(x [B,C,h,w], t [B] float32, emb [B,L,H]) -> eps or v [B,C,h,w]."""
+    """(x [B,C,h,w], t [B] float32, emb [B,L,H]) -> eps or v [B,C,h,w].
+    channels_last: the convolutions run on NHWC activations (cuDNN's native
+    layout for fp16 on tensor cores); what goes in and out stays NCHW, the
+    layout sdmorph's tensors have."""
 
-    def __init__(self, unet):
+    def __init__(self, unet, channels_last=False):
         super().__init__()
         self.unet = unet
+        self.channels_last = channels_last
 
     def forward(self, x, t, emb):
-        return self.unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
+        return out.contiguous() if self.channels_last else out
 
 
 class VAEDecoder(torch.nn.Module):
-    """latents / scaling_factor [B,C,h,w] -> image [B,3,8h,8w] in about [-1,1]."""
+    """latents / scaling_factor [B,C,h,w] -> image [B,3,8h,8w] in about [-1,1];
+    channels_last as in UNet."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, channels_last=False):
         super().__init__()
         self.vae = vae
+        self.channels_last = channels_last
 
     def forward(self, z):
-        return self.vae.decode(z, return_dict=False)[0]
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        out = self.vae.decode(z, return_dict=False)[0]
+        return out.contiguous() if self.channels_last else out
 
 
 class StaticHeadsAttention:
@@ -391,6 +403,8 @@ def main():
     ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
     ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="trace the UNet and VAE with NHWC convolutions (CUDA; measure with bench/gpu.sh)")
     ap.add_argument("--aoti", action="store_true", help="also compile the UNet with AOTInductor (unet.pt2; CUDA, torch >= 2.6)")
     ap.add_argument("--aoti-autotune", action="store_true",
                     help="with --aoti: let Inductor time its kernel choices (slow to compile)")
@@ -407,6 +421,8 @@ def main():
         die("float16 bundles are traced on CUDA; use --dtype float32 on the CPU")
     if args.aoti and device.type != "cuda":
         die("--aoti compiles the UNet for CUDA: use it with --device cuda")
+    if args.channels_last and device.type != "cuda":
+        die("--channels-last is a layout for CUDA's convolutions: use it with --device cuda")
     if args.aoti_max_batch < 2:
         die("--aoti-max-batch must be at least 2")
 
@@ -450,8 +466,11 @@ def main():
         ref_vae = VAEDecoder(vae)(z)
     unet.set_attn_processor(StaticHeadsAttention())
     vae.set_attn_processor(StaticHeadsAttention())
-    unet_ts = trace_checked("unet", UNet(unet), (x, t, emb), tol, ref_unet)
-    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae), (z,), tol, ref_vae)
+    cl = args.channels_last
+    if cl:
+        unet, vae = unet.to(memory_format=torch.channels_last), vae.to(memory_format=torch.channels_last)
+    unet_ts = trace_checked("unet", UNet(unet, cl), (x, t, emb), tol, ref_unet)
+    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae, cl), (z,), tol, ref_vae)
     if device.type == "cuda":
         check_capturable("unet", unet_ts, (x, t, emb))
 
@@ -463,7 +482,8 @@ def main():
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
     family = "sd2" if text_cfg.hidden_size == 1024 else "sd1"
-    yaml = f"""# sdmorph model bundle, exported from {'random weights' if args.random_weights else args.checkpoint}
+    layout = " (UNet and VAE convolutions channels_last)" if cl else ""
+    yaml = f"""# sdmorph model bundle, exported from {'random weights' if args.random_weights else args.checkpoint}{layout}
 format: 1
 family: {family}
 prediction: {prediction}
