@@ -6,7 +6,7 @@
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
-#   bench/gpu.sh faults        two renders bit-identical? with 16 GiB free, a batch too large
+#   bench/gpu.sh faults        two renders bit-identical? with 6 GiB free, a batch too large
 #                              halves and goes on; a frame too large: a message, exit 1, no crash
 #   bench/gpu.sh cl_export     a channels_last TorchScript bundle beside the fp16 one (variant cl-graphs)
 #   bench/gpu.sh bench         16-frame 512x512 50-step DDIM morph: our variants vs diffusers
@@ -221,27 +221,27 @@ faults() {
         echo "* determinism: two fp16 renders DIFFER"
         rc=1
     fi
-    # a card with 16 GiB free (the rest taken by another process), as on a
+    # a card with 6 GiB free (the rest taken by another process), as on a
     # consumer GPU: 64 frames per call does not fit, so the render halves the
     # batch and finishes, and one 4096x4096 frame does not fit at all
-    hog_start 16 || return 1
+    hog_start 6 || return 1
     sed -e 's/^steps: .*/steps: 2/' -e 's/^frames: .*/frames: 63/' "$W/bench.yaml" > "$W/oom.yaml"
     rm -f "$W/oom.mp4"
-    fault_render "16 GiB free, --batch 64" 0 "$W/oom.yaml" --batch 64 -o "$W/oom.mp4" || rc=1
+    fault_render "6 GiB free, --batch 64" 0 "$W/oom.yaml" --batch 64 -o "$W/oom.mp4" || rc=1
     if grep -q "out of device memory at 64 frames per call" "$W/fault.log" && [ -s "$W/oom.mp4" ]; then
-        echo "* 16 GiB free, --batch 64: halved and finished ($(grep -o 'batch [0-9]*$' "$W/fault.log" | tail -n 1))"
+        echo "* 6 GiB free, --batch 64: halved and finished ($(grep -o 'batch [0-9]*$' "$W/fault.log" | tail -n 1))"
     else
-        echo "* 16 GiB free, --batch 64: did NOT halve and finish"
+        echo "* 6 GiB free, --batch 64: did NOT halve and finish"
         rc=1
     fi
     printf 'width: 4096\nheight: 4096\nsteps: 1\nseed: 1\nframes: 1\nkeyframes:\n  - "a castle"\n' > "$W/huge.yaml"
     printf 'earlier good output\n' > "$W/huge.rgb"
-    fault_render "16 GiB free, one 4096x4096 frame" 1 "$W/huge.yaml" --batch 1 --no-cuda-graphs -o "$W/huge.rgb" || rc=1
+    fault_render "6 GiB free, one 4096x4096 frame" 1 "$W/huge.yaml" --batch 1 --no-cuda-graphs -o "$W/huge.rgb" || rc=1
     if grep -q "out of device memory" "$W/fault.log"; then
         if grep -q "lower --batch (or width/height)" "$W/fault.log" && grep -q "^earlier good output$" "$W/huge.rgb"; then
-            echo "* 16 GiB free, one 4096x4096 frame: does not fit; says what to lower, earlier output kept"
+            echo "* 6 GiB free, one 4096x4096 frame: does not fit; says what to lower, earlier output kept"
         else
-            echo "* 16 GiB free, one 4096x4096 frame: out of memory WITHOUT the advice, or the earlier output lost"
+            echo "* 6 GiB free, one 4096x4096 frame: out of memory WITHOUT the advice, or the earlier output lost"
             rc=1
         fi
     fi

@@ -268,7 +268,14 @@ static void loop_capture(sdm_denoiser *d, const sdm_schedule *s, step_inputs *in
     }
     if (run_steps(d, s, &lg->in, NULL, &lg->out, &cerr)) {
         sdm_graph_free(&lg->graph);
-        sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", cerr.msg);
+        /* the captured loop has a memory pool of its own: it may not fit
+         * where the steps one by one do */
+        if (cerr.out_of_memory)
+            sdm_warn("CUDA graphs off: the captured sampling loop at %d frames per call does not fit in free "
+                     "device memory; going on step by step (a smaller --batch keeps graphs on)",
+                     (int)sdm_tensor_dim(lg->in.x, 0));
+        else
+            sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", cerr.msg);
         goto fail;
     }
     if (sdm_capture_end(lg->graph)) {

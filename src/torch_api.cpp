@@ -36,6 +36,7 @@
 #endif
 #ifdef SDM_HAVE_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -1064,6 +1065,10 @@ sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out)
         /* The inputs were made on the current stream: let them land, then
          * capture on a side stream (capture never runs on the default one). */
         torch::cuda::synchronize(d.index());
+        /* The graph allocates from a pool of its own: give it the blocks
+         * the eager warm-up left cached, or a batch that fits step by step
+         * may not fit captured. */
+        c10::cuda::CUDACachingAllocator::emptyCache();
         g->guard.emplace(c10::cuda::getStreamFromPool(false, d.index()));
         g->graph.capture_begin();
         *out = g.release();
