@@ -561,7 +561,7 @@ for col, what in ((1, "host RSS"), (2, "GPU memory.used")):
         continue
     grow = c - a
     print(f"* memory: {what} MiB at 10% {a:.0f}, 50% {b:.0f}, end {c:.0f}, max {max(vals):.0f} (whole run); "
-          f"10%->end {grow:+.0f} MiB ({100 * grow / a:+.1f}%)")
+          f"10%->end {grow:+.0f} MiB ({100 * grow / a:+.1f}%), 50%->end {c - b:+.0f} MiB")
     if col == 1 and grow > 0.10 * a:
         print("* memory: host RSS GREW more than 10% from 10% of the loop to its end")
         ok = False
@@ -672,9 +672,17 @@ aoti_start() {
         echo "* aoti: $W/sd15-fp16 already lists unet_aoti"
         return 0
     fi
+    local pid i
     rm -rf "$W/sd15-fp16-aoti"
-    setsid nohup $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-aoti" \
+    setsid $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-aoti" \
         --dtype float16 --aoti > "$W/aoti.log" 2>&1 < /dev/null &
+    pid=$!
+    # `all` kills what a step leaves in its process group: return only once
+    # the export leads a session of its own
+    for i in $(seq 1 100); do
+        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
+        sleep 0.1
+    done
     echo "* aoti: export started in the background (log $W/aoti.log)"
 }
 
