@@ -356,9 +356,9 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
         print(f"export_sd: exported in {tk.seconds:.1f} s", file=sys.stderr)
         lo, hi = batch_range(ep, (1, max_batch))
         # freezing: weights become constants (folded, convolutions laid out
-        # for the GPU); max-autotune off: it would take far longer to compile
-        # max_autotune times Triton kernels against the library ones: maybe
-        # faster, but the compile then takes many times longer
+        # for the GPU); max_autotune (--aoti-autotune) times Triton kernels
+        # against the library ones: maybe faster, but the compile then takes
+        # many times longer
         configs = {"freezing": True, "max_autotune": bool(autotune)}
         with Ticker("AOTInductor compile of the UNet (a few minutes)") as tk:
             torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
