@@ -678,7 +678,7 @@ aoti_start() {
     local pid i
     rm -rf "$W/sd15-fp16-aoti"
     setsid $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-aoti" \
-        --dtype float16 --aoti > "$W/aoti.log" 2>&1 < /dev/null &
+        --dtype float16 --aoti ${SDM_AOTI_ARGS:-} > "$W/aoti.log" 2>&1 < /dev/null &
     pid=$!
     # `all` kills what a step leaves in its process group: return only once
     # the export leads a session of its own

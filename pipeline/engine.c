@@ -222,6 +222,11 @@ int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
            n >= b->aoti_min_batch && n <= b->aoti_max_batch;
 }
 
+int sdm_engine_has_aoti(const sdm_engine *e)
+{
+    return e->unet_aoti != NULL;
+}
+
 /* The UNet for a call on n latents of h×w: the AOTInductor one where it
  * was compiled for that shape (it checks no shapes itself), else TorchScript. */
 static sdm_module *unet_for(sdm_engine *e, int n, int h, int w)

@@ -34,6 +34,8 @@ void sdm_engine_set_aoti(sdm_engine *e, int on);
 /* 1 where a UNet call on n latents of latent_h×latent_w runs the
  * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */
 int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w);
+/* 1 where the AOTInductor UNet is loaded (and passed its check). */
+int sdm_engine_has_aoti(const sdm_engine *e);
 
 /* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
  * A prompt longer than the token length is cut, with one warning. */

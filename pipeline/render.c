@@ -78,8 +78,9 @@ static int output_names(const sdm_recipe *r, const sdm_render_params *p, name_li
     return 0;
 }
 
-/* Automatic batch: several frames per UNet call where memory allows. */
-static int auto_batch(const sdm_engine *e, int width, int height)
+/* Automatic batch: several frames per UNet call where memory allows; of
+ * those, the most that the bundle's AOTInductor UNet was compiled for. */
+static int auto_batch(const sdm_engine *e, int width, int height, int vae_scale, int guided)
 {
     size_t free_b = 0, total_b = 0;
     double per_frame;
@@ -92,7 +93,12 @@ static int auto_batch(const sdm_engine *e, int width, int height)
      * (UNet activations and VAE decode); scale with the pixel count. */
     per_frame = 1.2e9 * ((double)width * height) / (512.0 * 512.0);
     int b = (int)((double)free_b * 0.7 / per_frame);
-    return b < 1 ? 1 : b > 16 ? 16 : b;
+    b = b < 1 ? 1 : b > 16 ? 16 : b;
+    for (int n = b; n >= 1; n--) {
+        if (sdm_engine_uses_aoti(e, guided ? 2 * n : n, height / vae_scale, width / vae_scale))
+            return n;
+    }
+    return b;
 }
 
 static void progress_line(int shown, int total, int rendered, int n_renders, double t0, int done)
@@ -410,7 +416,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     sdm_sampler_params sp;
     sdm_sink_params kp = sdm_sink_default_params();
     char hash[32], bundle_hash[32], comment[1024];
-    int width, height, B, shown = 0, rc = -1, interrupted = 0;
+    int width, height, B, guided = 0, shown = 0, rc = -1, interrupted = 0;
     size_t frame_bytes = 0;
     double t0 = now_s();
 
@@ -456,7 +462,9 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     if (sdm_conditioner_new(S.engine, r, height / b->vae_scale, width / b->vae_scale, &S.cond, err))
         goto end;
 
-    B = p->batch > 0 ? p->batch : r->batch > 0 ? r->batch : auto_batch(S.engine, width, height);
+    for (int i = 0; i < S.plan.n_renders; i++)
+        guided |= S.plan.renders[i].guidance > 1.0;
+    B = p->batch > 0 ? p->batch : r->batch > 0 ? r->batch : auto_batch(S.engine, width, height, b->vae_scale, guided);
     if (B > S.plan.n_renders)
         B = S.plan.n_renders;
     frame_bytes = (size_t)width * height * 3;
@@ -488,15 +496,14 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
             goto end;
     }
 
-    {
-        int guided = 0;
-        for (int i = 0; i < S.plan.n_renders; i++)
-            guided |= S.plan.renders[i].guidance > 1.0;
-        /* the warm-up runs the batch shape: where it does not fit, halve it */
-        while (sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
-            if (halve_batch(&B, stats, err))
-                goto end;
-    }
+    /* the warm-up runs the batch shape: where it does not fit, halve it */
+    while (sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
+        if (halve_batch(&B, stats, err))
+            goto end;
+    if (sdm_engine_has_aoti(S.engine) &&
+        !sdm_engine_uses_aoti(S.engine, guided ? 2 * B : B, height / b->vae_scale, width / b->vae_scale))
+        sdm_info("%d frames per call at %dx%d%s: not a shape the AOTInductor UNet takes; it runs on TorchScript", B,
+                 width, height, guided ? " (guided: twice as many UNet inputs)" : "");
     stats->load_seconds = now_s() - t0;
     t0 = now_s();
     /* Batch i+1 is queued before batch i's frames are waited for, so the

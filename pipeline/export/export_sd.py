@@ -28,7 +28,10 @@ the eager UNet at several batch sizes; only then does model.yaml name it
 TorchScript bundle stays as written and the exit status is 1; if the child
 crashes while loading (seen with torch 2.11's Python loader), the package
 is added with a warning: sdmorph checks it against the TorchScript UNet
-when it loads it, and uses TorchScript alone if they differ. To add
+when it loads it, and uses TorchScript alone if they differ.
+--aoti-frames N compiles it for one batch instead: N frames per call
+(sdmorph's --batch N), a UNet batch of 2N with guidance; Inductor may then
+choose better kernels, and other calls run on TorchScript. To add
 unet.pt2 to an existing bundle,
 export it again with --aoti (from the same checkpoint, or from the
 --save-diffusers copy of random weights): everything is rewritten.
@@ -334,17 +337,22 @@ def aoti_check(module, x, t, emb, path, lo, hi, tol, tmp):
     return min_ok
 
 
-def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False):
+def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False, static_batch=None):
     """torch.export + AOTInductor of the UNet wrapper into `path` (a .pt2),
     checked against the eager module; returns the batch range it takes
-    and whether the check ran."""
+    and whether the check ran. static_batch: that batch only."""
     import torch._inductor
     from torch.export import Dim, export
 
     if not hasattr(torch._inductor, "aoti_compile_and_package") or not hasattr(torch._C, "_aoti"):
         die(f"--aoti needs torch >= 2.6 (this is {torch.__version__})")
-    batch = Dim("batch", min=1, max=max_batch)
-    dynamic = ({0: batch}, {0: batch}, {0: batch})     # x, t, emb share the batch
+    if static_batch:
+        pick = torch.arange(static_batch, device=x.device) % x.shape[0]
+        x, t, emb = x[pick].contiguous(), t[pick].contiguous(), emb[pick].contiguous()
+        dynamic, want = None, (static_batch, static_batch)
+    else:
+        batch = Dim("batch", min=1, max=max_batch)
+        dynamic, want = ({0: batch}, {0: batch}, {0: batch}), (1, max_batch)    # x, t, emb share the batch
     with torch.no_grad():
         with Ticker("torch.export of the UNet") as tk:
             try:
@@ -354,7 +362,7 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
                 die(f"torch.export refused the UNet with batch 1..{max_batch} ({type(e).__name__}):\n{msg}\n"
                     f"(a constraint error suggests a smaller --aoti-max-batch); the TorchScript bundle is complete")
         print(f"export_sd: exported in {tk.seconds:.1f} s", file=sys.stderr)
-        lo, hi = batch_range(ep, (1, max_batch))
+        lo, hi = want if static_batch else batch_range(ep, want)
         # freezing: weights become constants (folded, convolutions laid out
         # for the GPU); max_autotune (--aoti-autotune) times Triton kernels
         # against the library ones: maybe faster, but the compile then takes
@@ -373,7 +381,8 @@ def add_aoti(args, unet, x, t, emb, h, w, yaml, tol):
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     try:
         lo, hi, checked = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"),
-                                               args.aoti_max_batch, tol, tmp, args.aoti_autotune)
+                                               args.aoti_max_batch, tol, tmp, args.aoti_autotune,
+                                               2 * args.aoti_frames if args.aoti_frames else None)
         yaml += f"""  unet_aoti: unet.pt2
 aoti:
   latent_height: {h}
@@ -412,6 +421,9 @@ def main():
                     help="largest UNet batch unet.pt2 takes (a guided batch is 2 per frame; default 63: "
                     "diffusers' Upsample2D branches on batch >= 64, so torch.export refuses a range that "
                     "reaches 64)")
+    ap.add_argument("--aoti-frames", type=int, default=0, metavar="N",
+                    help="with --aoti: compile for exactly N frames per call (sdmorph's --batch N; a UNet batch "
+                    "of 2N with guidance) instead of a batch range; other calls run on TorchScript")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -425,6 +437,8 @@ def main():
         die("--channels-last is a layout for CUDA's convolutions: use it with --device cuda")
     if args.aoti_max_batch < 2:
         die("--aoti-max-batch must be at least 2")
+    if not 0 <= args.aoti_frames <= 256:
+        die("--aoti-frames must be 1..256 (frames per call)")
 
     # float32 bundles are checked, and later compared, in true float32
     torch.backends.cuda.matmul.allow_tf32 = False
