@@ -141,12 +141,12 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
 
 # The analytic test bundle is made here, by the machine's own torch; never committed.
-$(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
+$(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
 	@test -n "$(PYTHON)" || { echo "no python3 with torch found: apt-get install python3-torch" >&2; exit 1; }
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)
 
 # The v-prediction twin, for the samplers' v tests.
-$(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py
+$(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
 test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)

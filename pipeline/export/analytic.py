@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bundle_yaml  # noqa: E402
 import clip_vocab  # noqa: E402
 
 SEED = 20240531
@@ -184,40 +185,6 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
     return text, unet, vae
 
 
-MODEL_YAML = """\
-# sdmorph model bundle
-# The analytic test model (pipeline/export/analytic.py): synthetic, exact.
-format: 1
-family: analytic
-prediction: {prediction}
-dtype: float32
-latent_channels: {latent}
-vae_scale: {vae_scale}
-scaling_factor: {scaling}
-width: {width}
-height: {height}
-text:
-  token_length: {tokens}
-  hidden_size: {hidden}
-  bos_id: {bos}
-  eos_id: {eos}
-  pad_id: {eos}
-schedule:
-  train_steps: {steps}
-  beta_start: {beta_start}
-  beta_end: {beta_end}
-  beta_schedule: scaled_linear
-  steps_offset: 1
-  set_alpha_to_one: false
-files:
-  text_encoder: text_encoder.pt
-  unet: unet.pt
-  vae_decoder: vae_decoder.pt
-  vocab: vocab.json
-  merges: merges.txt
-"""
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="bundle directory to write")
@@ -240,14 +207,13 @@ def main():
         torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
 
     # model.yaml last: the Makefile's target, so a half-written bundle is remade.
-    yaml = MODEL_YAML.format(
-        prediction=args.prediction, latent=LATENT, vae_scale=VAE_SCALE, scaling=SCALING,
-        width=args.width, height=args.height, tokens=TOKENS, hidden=HIDDEN, bos=bos, eos=eos,
-        steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END)
-    tmp = os.path.join(args.out, "model.yaml.tmp")
-    with open(tmp, "w") as f:
-        f.write(yaml)
-    os.replace(tmp, os.path.join(args.out, "model.yaml"))
+    bundle_yaml.write_model_yaml(args.out, bundle_yaml.model_yaml(
+        "sdmorph model bundle\nThe analytic test model (pipeline/export/analytic.py): synthetic, exact.",
+        family="analytic", prediction=args.prediction, dtype="float32", latent_channels=LATENT,
+        vae_scale=VAE_SCALE, scaling_factor=SCALING, width=args.width, height=args.height,
+        text=dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos),
+        schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
+                      beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False)))
     print("analytic bundle (%s, %dx%d, torch %s) written to %s"
           % (args.prediction, args.width, args.height, torch.__version__, args.out))
 

@@ -47,6 +47,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bundle_yaml  # noqa: E402
+
 
 def die(msg):
     print(f"export_sd: {msg}", file=sys.stderr)
@@ -376,21 +379,15 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
     return (lo if checked_lo is None else checked_lo), hi, checked_lo is not None
 
 
-def add_aoti(args, unet, x, t, emb, h, w, yaml, tol):
+def add_aoti(args, unet, x, t, emb, h, w, fields, tol):
     """Compiles unet.pt2 beside the written bundle, then names it in model.yaml."""
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     try:
         lo, hi, checked = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"),
                                                args.aoti_max_batch, tol, tmp, args.aoti_autotune,
                                                2 * args.aoti_frames if args.aoti_frames else None)
-        yaml += f"""  unet_aoti: unet.pt2
-aoti:
-  latent_height: {h}
-  latent_width: {w}
-  min_batch: {lo}
-  max_batch: {hi}
-"""
-        open(os.path.join(tmp, "model.yaml"), "w").write(yaml)
+        aoti = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi)
+        bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields, aoti=aoti))
         os.replace(os.path.join(tmp, "unet.pt2"), os.path.join(args.out, "unet.pt2"))
         os.replace(os.path.join(tmp, "model.yaml"), os.path.join(args.out, "model.yaml"))
     finally:
@@ -497,38 +494,20 @@ def main():
         shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
     family = "sd2" if text_cfg.hidden_size == 1024 else "sd1"
     layout = " (UNet and VAE convolutions channels_last)" if cl else ""
-    yaml = f"""# sdmorph model bundle, exported from {'random weights' if args.random_weights else args.checkpoint}{layout}
-format: 1
-family: {family}
-prediction: {prediction}
-dtype: {dtype_name}
-latent_channels: {C}
-vae_scale: {vae_scale}
-scaling_factor: {vae_cfg.scaling_factor}
-width: {h * vae_scale}
-height: {w * vae_scale}
-text:
-  token_length: {L}
-  hidden_size: {text_cfg.hidden_size}
-  bos_id: {vocab['<|startoftext|>']}
-  eos_id: {vocab['<|endoftext|>']}
-  pad_id: {vocab[pad_token]}
-schedule:
-  train_steps: {sched.get('num_train_timesteps', 1000)}
-  beta_start: {sched.get('beta_start', 0.0001)}
-  beta_end: {sched.get('beta_end', 0.02)}
-  beta_schedule: {sched.get('beta_schedule', 'linear')}
-  steps_offset: {sched.get('steps_offset', 0)}
-  set_alpha_to_one: {'true' if sched.get('set_alpha_to_one', True) else 'false'}
-files:
-  text_encoder: text_encoder.pt
-  unet: unet.pt
-  vae_decoder: vae_decoder.pt
-  vocab: vocab.json
-  merges: merges.txt
-"""
-    open(os.path.join(tmp, "model.yaml"), "w").write(yaml)
-    for f in os.listdir(tmp):
+    fields = dict(
+        comment=f"sdmorph model bundle, exported from "
+                f"{'random weights' if args.random_weights else args.checkpoint}{layout}",
+        family=family, prediction=prediction, dtype=dtype_name, latent_channels=C, vae_scale=vae_scale,
+        scaling_factor=vae_cfg.scaling_factor, width=w * vae_scale, height=h * vae_scale,
+        text=dict(token_length=L, hidden_size=text_cfg.hidden_size, bos_id=vocab["<|startoftext|>"],
+                  eos_id=vocab["<|endoftext|>"], pad_id=vocab[pad_token]),
+        schedule=dict(train_steps=sched.get("num_train_timesteps", 1000), beta_start=sched.get("beta_start", 0.0001),
+                      beta_end=sched.get("beta_end", 0.02), beta_schedule=sched.get("beta_schedule", "linear"),
+                      steps_offset=sched.get("steps_offset", 0),
+                      set_alpha_to_one=bool(sched.get("set_alpha_to_one", True))))
+    bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields))
+    # model.yaml last: it marks a bundle as complete
+    for f in sorted(os.listdir(tmp), key=lambda f: f == "model.yaml"):
         os.replace(os.path.join(tmp, f), os.path.join(args.out, f))
     os.rmdir(tmp)
     # an unet.pt2 from an earlier export is of other weights: model.yaml no longer names it
@@ -538,7 +517,7 @@ files:
     if args.aoti:
         del text_ts, unet_ts, vae_ts
         torch.cuda.empty_cache()
-        add_aoti(args, unet, x, t, emb, h, w, yaml, tol)
+        add_aoti(args, unet, x, t, emb, h, w, fields, tol)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""model.yaml of an sdmorph bundle: the one writer that analytic.py and
+export_sd.py share, so the two cannot drift apart (src/bundle.c reads it)."""
+
+import os
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
+               text, schedule, aoti=None):
+    """The text of model.yaml. text: token_length, hidden_size, bos_id,
+    eos_id, pad_id; schedule: the scheduler's keys, in order; aoti (an
+    AOTInductor UNet, unet.pt2): latent_height, latent_width, min_batch,
+    max_batch."""
+    lines = ["# " + line if line else "#" for line in comment.splitlines()]
+    top = (("format", 1), ("family", family), ("prediction", prediction), ("dtype", dtype),
+           ("latent_channels", latent_channels), ("vae_scale", vae_scale), ("scaling_factor", scaling_factor),
+           ("width", width), ("height", height))
+    lines += [f"{k}: {_value(v)}" for k, v in top]
+    for section, keys in (("text", ("token_length", "hidden_size", "bos_id", "eos_id", "pad_id")),
+                          ("schedule", tuple(schedule))):
+        values = text if section == "text" else schedule
+        lines.append(f"{section}:")
+        lines += [f"  {k}: {_value(values[k])}" for k in keys]
+    files = [("text_encoder", "text_encoder.pt"), ("unet", "unet.pt"), ("vae_decoder", "vae_decoder.pt"),
+             ("vocab", "vocab.json"), ("merges", "merges.txt")]
+    if aoti:
+        files.append(("unet_aoti", "unet.pt2"))
+    lines.append("files:")
+    lines += [f"  {k}: {v}" for k, v in files]
+    if aoti:
+        lines.append("aoti:")
+        lines += [f"  {k}: {int(aoti[k])}" for k in ("latent_height", "latent_width", "min_batch", "max_batch")]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_yaml(directory, content):
+    """Writes directory/model.yaml whole or not at all (a reader never sees
+    half a file; the Makefile remakes a bundle whose model.yaml is missing)."""
+    tmp = os.path.join(directory, "model.yaml.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(content)
+    os.replace(tmp, os.path.join(directory, "model.yaml"))
