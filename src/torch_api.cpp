@@ -1006,13 +1006,13 @@ sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *
         if (!out)
             throw op_error("max_abs_diff: out is NULL");
         const at::Tensor &x = arg(a, "max_abs_diff", "a");
-        const at::Tensor &y = arg(b, "max_abs_diff", "b");
-        same_shape(x, y, "max_abs_diff");
+        if (b)
+            same_shape(x, arg(b, "max_abs_diff", "b"), "max_abs_diff");
         if (x.numel() == 0) {
             *out = 0.0;
             return;
         }
-        at::Tensor d = x.to(at::kDouble) - y.to(x.device(), at::kDouble);
+        at::Tensor d = b ? x.to(at::kDouble) - b->t.to(x.device(), at::kDouble) : x.to(at::kDouble);
         *out = d.abs().max().item<double>();
     });
 }

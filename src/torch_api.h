@@ -145,7 +145,7 @@ sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm
 /* [B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 on the same device:
  * round((x/2+0.5).clamp(0,1)*255), the way diffusers makes PIL images. */
 sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);
-/* Max |a-b| over all elements (syncs; for tests and checks). */
+/* Max |a-b| over all elements; b NULL: max |a| (syncs; for tests and checks). */
 sdm_torch_status sdm_tensor_max_abs_diff(const sdm_tensor *a, const sdm_tensor *b, double *out);
 void sdm_tensor_free(sdm_tensor **t);
 

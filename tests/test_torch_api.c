@@ -140,6 +140,16 @@ static void test_randn(void)
         CHECK(d == 0.0);
         CHECK_INT(sdm_tensor_max_abs_diff(a, c, &d), SDM_TORCH_OK);
         CHECK(d > 0.1);
+        /* against zero: the largest |value|, as a max over the host copy says */
+        {
+            float host[3 * 17];
+            double want = 0;
+            CHECK_INT(sdm_tensor_to_host(a, SDM_F32, host, sizeof host), SDM_TORCH_OK);
+            for (int i = 0; i < 3 * 17; i++)
+                want = fabs(host[i]) > want ? fabs(host[i]) : want;
+            CHECK_INT(sdm_tensor_max_abs_diff(a, NULL, &d), SDM_TORCH_OK);
+            CHECK(want > 0.5 && fabs(d - want) < 1e-6);
+        }
         sdm_tensor_free(&a);
         sdm_tensor_free(&b);
         sdm_tensor_free(&c);
