@@ -102,16 +102,17 @@ static uint64_t schedule_fingerprint(const sdm_schedule *s)
     return (h ^ (uint64_t)s->kind) * 1099511628211ull;
 }
 
-/* Puts one batch's inputs on the device: timesteps, guidance, embeddings in
- * the model's dtype, and every step's noise (drawn on the host with torch's
- * CPU generator, like the initial noise). */
+/* Puts one batch's inputs on the device: guidance, embeddings in the
+ * model's dtype, and every step's noise (drawn on the host with torch's CPU
+ * generator, like the initial noise). The timesteps come apart, from
+ * timesteps_make: a replayed graph has its own. */
 static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
                        const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
                        step_inputs *in, sdm_error *err)
 {
-    int B = (int)sdm_tensor_dim(x, 0), n = uncond ? 2 * B : B, rc = -1;
-    int64_t tshape[1] = { n }, gshape[1] = { B };
-    float *buf = malloc(sizeof *buf * n);
+    int B = (int)sdm_tensor_dim(x, 0), rc = -1;
+    int64_t gshape[1] = { B };
+    float *buf = malloc(sizeof *buf * B);
     sdm_torch_status st = SDM_TORCH_OK;
 
     memset(in, 0, sizeof *in);
@@ -122,12 +123,7 @@ static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor 
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    for (int i = 0; i < s->n_steps && !st; i++) {
-        for (int j = 0; j < n; j++)
-            buf[j] = (float)s->steps[i].t;
-        st = sdm_tensor_from_host(buf, SDM_F32, tshape, 1, d->dev, &in->t[i]);
-    }
-    if (!st && uncond) {
+    if (uncond) {
         for (int j = 0; j < B; j++)
             buf[j] = (float)g[j];
         st = sdm_tensor_from_host(buf, SDM_F32, gshape, 1, d->dev, &in->g);
@@ -167,6 +163,24 @@ end:
     if (rc)
         step_inputs_clear(in);
     return rc;
+}
+
+/* Every step's timestep on the device, one per UNet input. */
+static int timesteps_make(sdm_denoiser *d, const sdm_schedule *s, step_inputs *in, sdm_error *err)
+{
+    int64_t n = sdm_tensor_dim(in->emb, 0);
+    float *buf = malloc(sizeof *buf * n);
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    if (!buf)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < s->n_steps && !st; i++) {
+        for (int64_t j = 0; j < n; j++)
+            buf[j] = (float)s->steps[i].t;
+        st = sdm_tensor_from_host(buf, SDM_F32, &n, 1, d->dev, &in->t[i]);
+    }
+    free(buf);
+    return st ? sdm_engine_torch_error(err, st, "sampling") : 0;
 }
 
 /* The sampler loop over inputs already on the device. It only enqueues
@@ -345,7 +359,9 @@ int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x
         /* another shape (the last, smaller batch): its activations need the
          * memory the captured loop holds */
         loop_graph_clear(&d->graph);
-        rc = run_steps(d, s, &in, stop, out, err);
+        rc = timesteps_make(d, s, &in, err);
+        if (!rc)
+            rc = run_steps(d, s, &in, stop, out, err);
     }
     step_inputs_clear(&in);
     return rc;
@@ -390,7 +406,7 @@ int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t l
         sdm_engine_torch_error(err, st, "warm-up");
         goto end;
     }
-    if (inputs_make(d, s, x, emb, guided ? emb : NULL, g, zero_noise, x, &in, err))
+    if (inputs_make(d, s, x, emb, guided ? emb : NULL, g, zero_noise, x, &in, err) || timesteps_make(d, s, &in, err))
         goto end;
     loop_capture(d, s, &in);
     if (d->graph.graph) {
