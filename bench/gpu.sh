@@ -133,10 +133,28 @@ parity_one() {   # dtype sampler karras tol_255 min_fraction [sdmorph flags...]
     compare_images "$W/$name${tag:+-$tag}.rgb" "$W/$name.npy" "$tol" "$frac" "$name${tag:+-$tag}"
 }
 
+# An AOTInductor UNet may take batches only (export_sd.py --aoti-frames 8):
+# then frame 0 of a morph rendered 8 frames per call, the same prompt, seed
+# and noise as parity's frame, must pass float16 parity too.
+parity_batched() {   # tol_255 min_fraction
+    local name=parity-float16-ddim-aoti-batch8 one=$((512 * 512 * 3))
+    [ -f "$W/parity-float16-ddim.npy" ] || parity_reference float16 ddim "$W/parity-float16-ddim.npy" || return 1
+    batches_recipe
+    rm -f "$W/$name.rgb"
+    "$SDMORPH" render "$W/batches.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/$name.rgb" \
+        > "$W/$name.log" 2>&1 || { tail -n 5 "$W/$name.log"; return 1; }
+    grep -q "AOTInductor" "$W/$name.log" || echo "* note: the batched render's log does not mention AOTInductor"
+    head -c "$one" "$W/$name.rgb" > "$W/$name-frame0.rgb"
+    compare_images "$W/$name-frame0.rgb" "$W/parity-float16-ddim.npy" "$1" "$2" "$name (frame 0 of 8)"
+}
+
 parity() {
     local rc=0
     parity_one float32 ddim false 1 0.999 || rc=1
     parity_one float16 ddim false 4 0.99 || rc=1
+    if has_aoti; then
+        parity_batched 4 0.99 || rc=1
+    fi
     if [ "${SDM_PARITY_DPM:-1}" = 1 ]; then
         parity_one float32 dpmpp_2m true 1 0.999 || rc=1
     fi
@@ -162,8 +180,8 @@ PY
     return $rc
 }
 
-# Batching changes nothing: a float32 morph rendered 1 and 8 frames per call.
-batch_parity() {
+# An 8-frame morph, parity's first prompt to another.
+batches_recipe() {
     cat > "$W/batches.yaml" <<YAML
 width: 512
 height: 512
@@ -176,6 +194,11 @@ keyframes:
   - "a rainy city street at night, neon signs, cinematic"
   - "a dense forest in the rain, moss, cinematic"
 YAML
+}
+
+# Batching changes nothing: a float32 morph rendered 1 and 8 frames per call.
+batch_parity() {
+    batches_recipe
     for b in 1 8; do
         rm -f "$W/batch-$b.rgb"
         "$SDMORPH" render "$W/batches.yaml" --model "$W/sd15-fp32" --device cuda --batch $b -o "$W/batch-$b.rgb" -q
@@ -311,8 +334,10 @@ sampled() {   # name command...
     return "$rc"
 }
 
+# A variant may name its bundle after an @ (aoti-graphs@build/gpu/other):
+# the flags are the variant's, the model that directory.
 variant_flags() {
-    case $1 in
+    case ${1%%@*} in
     eager) echo "--no-cuda-graphs --no-aoti" ;;
     graphs | cl-graphs) echo "--no-aoti" ;;
     graphs-cudnnbench) echo "--no-aoti --cudnn-benchmark" ;;
@@ -323,6 +348,7 @@ variant_flags() {
 
 variant_model() {
     case $1 in
+    *@*) echo "${1#*@}" ;;
     cl-*) echo "$W/sd15-fp16-cl" ;;
     *) echo "$W/sd15-fp16" ;;
     esac
@@ -338,7 +364,7 @@ bench() {
     for r in $(seq 1 "${SDM_BENCH_REPEAT:-1}"); do
         for b in ${SDM_BENCH_BATCHES:-8 16}; do
             for v in $variants; do
-                name="ours-$v-b$b-r$r"
+                name="ours-${v//[^A-Za-z0-9_.-]/_}-b$b-r$r"
                 read -ra flags <<< "$(variant_flags "$v")"
                 echo "--- sdmorph $v, batch $b${flags[*]:+ (${flags[*]})}, run $r"
                 rm -f "$W/$name.mp4"
@@ -351,10 +377,14 @@ bench() {
     echo "--- diffusers"
     sampled diffusers-b8 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 ||
         echo "diffusers batch 8: FAILED"
-    sampled diffusers-b1 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 --steps 50 ||
-        echo "diffusers batch 1: FAILED"
+    # SDM_BENCH_B1=0: no batch-1 baseline (a call short of time)
+    if [ "${SDM_BENCH_B1:-1}" = 1 ]; then
+        sampled diffusers-b1 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 \
+            --steps 50 || echo "diffusers batch 1: FAILED"
+        runs="$runs diffusers-b1"
+    fi
     # shellcheck disable=SC2086 # run names
-    bench_table "$(gpu_name)" $runs diffusers-b8 diffusers-b1
+    bench_table "$(gpu_name)" $runs diffusers-b8
 }
 
 # The table of runs made by `sampled`: s/frame, ratios against diffusers,

@@ -30,8 +30,12 @@ crashes while loading (seen with torch 2.11's Python loader), the package
 is added with a warning: sdmorph checks it against the TorchScript UNet
 when it loads it, and uses TorchScript alone if they differ.
 --aoti-frames N compiles it for one batch instead: N frames per call
-(sdmorph's --batch N), a UNet batch of 2N with guidance; Inductor may then
-choose better kernels, and other calls run on TorchScript. To add
+(sdmorph's --batch N), a UNet batch of 2N with guidance; Inductor then
+chooses kernels for that shape (11% faster than the range on an H100),
+and other calls run on TorchScript.
+--aoti-attention flash|efficient|cudnn bakes that SDPA kernel into unet.pt2
+(torch.export fixes the choice; the default is what torch picks on this
+GPU); the export log names the kernel the package calls. To add
 unet.pt2 to an existing bundle,
 export it again with --aoti (from the same checkpoint, or from the
 --save-diffusers copy of random weights): everything is rewritten.
@@ -340,10 +344,38 @@ def aoti_check(module, x, t, emb, path, lo, hi, tol, tmp):
     return min_ok
 
 
-def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False, static_batch=None):
+def attention_kernels(path):
+    """The SDPA kernels a .pt2 package calls (from its generated sources)."""
+    import re
+    import zipfile
+
+    found = set()
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if name.endswith((".cpp", ".h", ".py", ".json")):
+                text = z.read(name).decode("utf-8", "replace")
+                found.update(re.findall(r"_scaled_dot_product_(flash|efficient|cudnn|fused)\w*attention", text))
+    return ", ".join(sorted(found)) or "none found"
+
+
+def sdpa_choice(name):
+    """A context that makes torch choose SDPA kernel `name` (None: its own pick)."""
+    import contextlib
+
+    if not name:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([{"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                         "cudnn": SDPBackend.CUDNN_ATTENTION}[name]])
+
+
+def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False, static_batch=None,
+                         attention=None):
     """torch.export + AOTInductor of the UNet wrapper into `path` (a .pt2),
     checked against the eager module; returns the batch range it takes
-    and whether the check ran. static_batch: that batch only."""
+    and whether the check ran. static_batch: that batch only; attention:
+    the SDPA kernel to bake in."""
     import torch._inductor
     from torch.export import Dim, export
 
@@ -356,7 +388,7 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
     else:
         batch = Dim("batch", min=1, max=max_batch)
         dynamic, want = ({0: batch}, {0: batch}, {0: batch}), (1, max_batch)    # x, t, emb share the batch
-    with torch.no_grad():
+    with torch.no_grad(), sdpa_choice(attention):
         with Ticker("torch.export of the UNet") as tk:
             try:
                 ep = export(module, (x, t, emb), dynamic_shapes=dynamic)
@@ -369,11 +401,16 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
         # freezing: weights become constants (folded, convolutions laid out
         # for the GPU); max_autotune (--aoti-autotune) times Triton kernels
         # against the library ones: maybe faster, but the compile then takes
-        # many times longer
+        # many times longer. Convolutions stay with cuDNN (bench/unet_profile.py
+        # saw them at about 75% of the fp16 peak): timing Triton ones for
+        # each of them would only add compile time.
         configs = {"freezing": True, "max_autotune": bool(autotune)}
+        if autotune and hasattr(torch._inductor.config, "max_autotune_conv_backends"):
+            configs["max_autotune_conv_backends"] = "ATEN"
         with Ticker("AOTInductor compile of the UNet (a few minutes)") as tk:
             torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
-        print(f"export_sd: AOTInductor compile took {tk.seconds:.1f} s", file=sys.stderr)
+        print(f"export_sd: AOTInductor compile took {tk.seconds:.1f} s; attention kernel: {attention_kernels(path)}",
+              file=sys.stderr)
     del ep
     checked_lo = aoti_check(module, x, t, emb, path, lo, hi, tol, tmp)
     return (lo if checked_lo is None else checked_lo), hi, checked_lo is not None
@@ -385,7 +422,8 @@ def add_aoti(args, unet, x, t, emb, h, w, fields, tol):
     try:
         lo, hi, checked = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"),
                                                args.aoti_max_batch, tol, tmp, args.aoti_autotune,
-                                               2 * args.aoti_frames if args.aoti_frames else None)
+                                               2 * args.aoti_frames if args.aoti_frames else None,
+                                               args.aoti_attention)
         aoti = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi)
         bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields, aoti=aoti))
         os.replace(os.path.join(tmp, "unet.pt2"), os.path.join(args.out, "unet.pt2"))
@@ -413,7 +451,8 @@ def main():
                     help="trace the UNet and VAE with NHWC convolutions (CUDA; measure with bench/gpu.sh)")
     ap.add_argument("--aoti", action="store_true", help="also compile the UNet with AOTInductor (unet.pt2; CUDA, torch >= 2.6)")
     ap.add_argument("--aoti-autotune", action="store_true",
-                    help="with --aoti: let Inductor time its kernel choices (slow to compile)")
+                    help="with --aoti: let Inductor time its kernel choices (slow: more than 6 minutes for SD 1.5 "
+                    "on an H100)")
     ap.add_argument("--aoti-max-batch", type=int, default=63, metavar="N",
                     help="largest UNet batch unet.pt2 takes (a guided batch is 2 per frame; default 63: "
                     "diffusers' Upsample2D branches on batch >= 64, so torch.export refuses a range that "
@@ -421,6 +460,8 @@ def main():
     ap.add_argument("--aoti-frames", type=int, default=0, metavar="N",
                     help="with --aoti: compile for exactly N frames per call (sdmorph's --batch N; a UNet batch "
                     "of 2N with guidance) instead of a batch range; other calls run on TorchScript")
+    ap.add_argument("--aoti-attention", choices=["flash", "efficient", "cudnn"], default=None,
+                    help="with --aoti: the SDPA kernel unet.pt2 calls (default: torch's pick on this GPU)")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
