@@ -16,7 +16,7 @@ struct sdm_engine {
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
     sdm_module *text_encoder, *unet, *vae;
-    sdm_module *unet_aoti;          /* the bundle's AOTInductor UNet, where loaded */
+    sdm_module *unet_aoti, *vae_aoti;   /* the bundle's AOTInductor builds, where loaded */
     embed_entry *embeds;
     int n_embeds, cap_embeds;
 };
@@ -215,11 +215,15 @@ sdm_module *sdm_engine_unet(sdm_engine *e)
     return e->unet;
 }
 
+/* 1 where module m, built for a's shapes, takes n latents of h×w. */
+static int aoti_fits(const sdm_module *m, const sdm_aoti_build *a, int n, int h, int w)
+{
+    return m && h == a->latent_h && w == a->latent_w && n >= a->min_batch && n <= a->max_batch;
+}
+
 int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
 {
-    const sdm_bundle *b = &e->bundle;
-    return e->unet_aoti && latent_h == b->aoti_latent_h && latent_w == b->aoti_latent_w &&
-           n >= b->aoti_min_batch && n <= b->aoti_max_batch;
+    return aoti_fits(e->unet_aoti, &e->bundle.unet_aoti, n, latent_h, latent_w);
 }
 
 int sdm_engine_has_aoti(const sdm_engine *e)
@@ -234,20 +238,72 @@ static sdm_module *unet_for(sdm_engine *e, int n, int h, int w)
     return sdm_engine_uses_aoti(e, n, h, w) ? e->unet_aoti : e->unet;
 }
 
-/* The package and the TorchScript UNet on one seeded input: a package
- * compiled from other weights (a stale unet.pt2) or for other shapes than
- * model.yaml says fails here. Loose bounds: the export checked precision. */
-static int aoti_probe(sdm_engine *e, sdm_error *err)
+/* The VAE decoder for n latents of h×w, likewise. */
+static sdm_module *vae_for(sdm_engine *e, int n, int h, int w)
 {
-    const sdm_bundle *b = &e->bundle;
-    int n = b->aoti_min_batch > 2 ? b->aoti_min_batch : b->aoti_max_batch < 2 ? b->aoti_max_batch : 2;
-    int64_t xs[4] = { n, b->latent_channels, b->aoti_latent_h, b->aoti_latent_w };
-    int64_t es[3] = { n, b->token_length, b->hidden_size }, ts[1] = { n };
-    float *tv = malloc(sizeof *tv * n);
-    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *ref = NULL, *got = NULL;
+    return aoti_fits(e->vae_aoti, &e->bundle.vae_aoti, n, h, w) ? e->vae_aoti : e->vae;
+}
+
+/* A package and its TorchScript module on the same seeded inputs: a
+ * package compiled from other weights (a stale .pt2) or for other shapes
+ * than model.yaml says fails here. want[4] is the output's shape. Loose
+ * bounds: the export checked precision. */
+static int aoti_agree(sdm_engine *e, sdm_module *ts, const char *ts_path, sdm_module *pkg, const char *pkg_path,
+                      sdm_tensor *const *args, int nargs, const int64_t want[4], sdm_error *err)
+{
+    sdm_tensor *ref = NULL, *got = NULL;
     double diff = 0, scale = 0, tol = e->dtype == SDM_F32 ? 1e-2 : 5e-2;
     sdm_torch_status st;
-    int rc = -1;
+    int rc = -1, shape_ok;
+
+    if (call_f32(e, ts, args, nargs, &ref, ts_path, err) || call_f32(e, pkg, args, nargs, &got, pkg_path, err))
+        goto end;
+    shape_ok = sdm_tensor_ndim(got) == 4;
+    for (int i = 0; shape_ok && i < 4; i++)
+        shape_ok = sdm_tensor_dim(got, i) == want[i];
+    if (!shape_ok) {
+        char got_s[96];
+        shape_str(got, got_s, sizeof got_s);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s where [%lld,%lld,%lld,%lld] was due", pkg_path, got_s,
+                      (long long)want[0], (long long)want[1], (long long)want[2], (long long)want[3]);
+        goto end;
+    }
+    st = sdm_tensor_max_abs_diff(got, ref, &diff);
+    if (!st)
+        st = sdm_tensor_max_abs_diff(ref, NULL, &scale);
+    if (st) {
+        sdm_engine_torch_error(err, st, "checking an AOTInductor build");
+        goto end;
+    }
+    if (!(diff <= tol * (scale > 1 ? scale : 1))) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s differs from %s by up to %.3g (outputs up to %.3g): made from "
+                      "other weights? Export it again with export_sd.py --aoti", pkg_path, ts_path, diff, scale);
+        goto end;
+    }
+    rc = 0;
+end:
+    sdm_tensor_free(&ref);
+    sdm_tensor_free(&got);
+    return rc;
+}
+
+/* The batch a package is probed at: 2 where it takes 2 (cheap), else the
+ * nearest it takes. */
+static int probe_batch(const sdm_aoti_build *a)
+{
+    return a->min_batch > 2 ? a->min_batch : a->max_batch < 2 ? a->max_batch : 2;
+}
+
+static int unet_probe(sdm_engine *e, sdm_error *err)
+{
+    const sdm_bundle *b = &e->bundle;
+    const sdm_aoti_build *a = &b->unet_aoti;
+    int n = probe_batch(a), rc = -1;
+    int64_t xs[4] = { n, b->latent_channels, a->latent_h, a->latent_w };
+    int64_t es[3] = { n, b->token_length, b->hidden_size }, ts[1] = { n };
+    float *tv = malloc(sizeof *tv * n);
+    sdm_tensor *x = NULL, *emb = NULL, *t = NULL;
+    sdm_torch_status st;
 
     if (!tv) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -266,66 +322,71 @@ static int aoti_probe(sdm_engine *e, sdm_error *err)
     }
     {
         sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, e->unet, args, 3, &ref, b->unet, err) || call_f32(e, e->unet_aoti, args, 3, &got, b->unet_aoti, err))
-            goto end;
+        rc = aoti_agree(e, e->unet, b->unet, e->unet_aoti, a->path, args, 3, xs, err);
     }
-    if (sdm_tensor_ndim(got) != 4 || sdm_tensor_dim(got, 0) != n || sdm_tensor_dim(got, 1) != b->latent_channels ||
-        sdm_tensor_dim(got, 2) != b->aoti_latent_h || sdm_tensor_dim(got, 3) != b->aoti_latent_w) {
-        char got_s[96];
-        shape_str(got, got_s, sizeof got_s);
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for [%d,%d,%d,%d] latents", b->unet_aoti, got_s, n,
-                      b->latent_channels, b->aoti_latent_h, b->aoti_latent_w);
-        goto end;
-    }
-    st = sdm_tensor_max_abs_diff(got, ref, &diff);
-    if (!st)
-        st = sdm_tensor_max_abs_diff(ref, NULL, &scale);
-    if (st) {
-        sdm_engine_torch_error(err, st, "checking the AOTInductor UNet");
-        goto end;
-    }
-    if (!(diff <= tol * (scale > 1 ? scale : 1))) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s differs from %s by up to %.3g (outputs up to %.3g): made from "
-                      "other weights? Export it again with export_sd.py --aoti", b->unet_aoti, b->unet, diff, scale);
-        goto end;
-    }
-    rc = 0;
 end:
     free(tv);
     sdm_tensor_free(&x);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&t);
-    sdm_tensor_free(&ref);
-    sdm_tensor_free(&got);
     return rc;
+}
+
+static int vae_probe(sdm_engine *e, sdm_error *err)
+{
+    const sdm_bundle *b = &e->bundle;
+    const sdm_aoti_build *a = &b->vae_aoti;
+    int n = probe_batch(a), rc;
+    int64_t zs[4] = { n, b->latent_channels, a->latent_h, a->latent_w };
+    int64_t want[4] = { n, 3, (int64_t)a->latent_h * b->vae_scale, (int64_t)a->latent_w * b->vae_scale };
+    sdm_tensor *z = NULL;
+    sdm_torch_status st = sdm_tensor_randn(3, zs, 4, e->dev, &z);
+
+    if (st)
+        return sdm_engine_torch_error(err, st, "checking the AOTInductor VAE decoder");
+    rc = aoti_agree(e, e->vae, b->vae_decoder, e->vae_aoti, a->path, &z, 1, want, err);
+    sdm_tensor_free(&z);
+    return rc;
+}
+
+/* Loads one AOTInductor build and probes it; a warning and NULL where that
+ * fails. */
+static void aoti_load(sdm_engine *e, const char *what, const sdm_aoti_build *a, sdm_module **m,
+                      int (*probe)(sdm_engine *, sdm_error *))
+{
+    sdm_error err = { 0 };
+
+    if (*m || !a->path[0])
+        return;
+    if (load_module(a->path, e->dev, m, &err) || probe(e, &err)) {
+        sdm_warn("%s; the TorchScript %s is used", err.msg, what);
+        sdm_module_free(m);
+        return;
+    }
+    sdm_info("%s: %s (AOTInductor) for %dx%d latents, %d to %d per call; TorchScript otherwise", what, a->path,
+             a->latent_w, a->latent_h, a->min_batch, a->max_batch);
 }
 
 void sdm_engine_set_aoti(sdm_engine *e, int on)
 {
     const sdm_bundle *b = &e->bundle;
-    sdm_error err = { 0 };
 
-    if (!on || !b->unet_aoti[0] || e->dev.type != SDM_DEVICE_CUDA) {
+    if (!on || e->dev.type != SDM_DEVICE_CUDA) {
         /* a loop captured from the package uses its buffers: it goes first */
         if (e->unet_aoti)
             sdm_denoiser_release(e->denoiser);
         sdm_module_free(&e->unet_aoti);
+        sdm_module_free(&e->vae_aoti);
         return;
     }
-    if (e->unet_aoti)
-        return;
     if (!sdm_aoti_available()) {
-        sdm_warn("%s: this build cannot load AOTInductor packages (torch >= 2.6 with CUDA): the TorchScript "
-                 "UNet is used", b->unet_aoti);
+        if (b->unet_aoti.path[0] || b->vae_aoti.path[0])
+            sdm_warn("%s: this build cannot load AOTInductor packages (torch >= 2.6 with CUDA): the TorchScript "
+                     "modules are used", b->unet_aoti.path[0] ? b->unet_aoti.path : b->vae_aoti.path);
         return;
     }
-    if (load_module(b->unet_aoti, e->dev, &e->unet_aoti, &err) || aoti_probe(e, &err)) {
-        sdm_warn("%s; the TorchScript UNet is used", err.msg);
-        sdm_module_free(&e->unet_aoti);
-        return;
-    }
-    sdm_info("UNet: %s (AOTInductor) for %dx%d latents, %d to %d per call; TorchScript otherwise", b->unet_aoti,
-             b->aoti_latent_w, b->aoti_latent_h, b->aoti_min_batch, b->aoti_max_batch);
+    aoti_load(e, "UNet", &b->unet_aoti, &e->unet_aoti, unet_probe);
+    aoti_load(e, "VAE decoder", &b->vae_aoti, &e->vae_aoti, vae_probe);
 }
 
 /* Runs a module on one input, casting to its dtype and the result back to float32. */
@@ -368,21 +429,15 @@ end:
     return rc;
 }
 
-int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err)
+/* One run of the text encoder on a prompt: a new [1,L,H] tensor. */
+static int encode_text(sdm_engine *e, const char *prompt, sdm_tensor **out, sdm_error *err)
 {
     int L = e->bundle.token_length, rc = -1;
-    int64_t *ids = NULL, shape[2] = { 1, L };
-    sdm_tensor *t_ids = NULL, *emb = NULL;
+    int64_t *ids = malloc(sizeof *ids * L), shape[2] = { 1, L };
+    sdm_tensor *t_ids = NULL;
     sdm_tokenize_info info;
     sdm_torch_status st;
 
-    for (int i = 0; i < e->n_embeds; i++) {
-        if (!strcmp(e->embeds[i].prompt, prompt)) {
-            *out = e->embeds[i].emb;
-            return 0;
-        }
-    }
-    ids = malloc(sizeof *ids * L);
     if (!ids) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
@@ -397,7 +452,25 @@ int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, 
         sdm_engine_torch_error(err, st, "text encoding");
         goto end;
     }
-    if (call_f32(e, e->text_encoder, &t_ids, 1, &emb, "text encoder", err))
+    rc = call_f32(e, e->text_encoder, &t_ids, 1, out, "text encoder", err);
+end:
+    free(ids);
+    sdm_tensor_free(&t_ids);
+    return rc;
+}
+
+int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err)
+{
+    sdm_tensor *emb = NULL;
+    int rc = -1;
+
+    for (int i = 0; i < e->n_embeds; i++) {
+        if (!strcmp(e->embeds[i].prompt, prompt)) {
+            *out = e->embeds[i].emb;
+            return 0;
+        }
+    }
+    if (encode_text(e, prompt, &emb, err))
         goto end;
     if (e->n_embeds == e->cap_embeds) {
         int cap = e->cap_embeds ? 2 * e->cap_embeds : 8;
@@ -420,8 +493,6 @@ int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, 
     e->n_embeds++;
     rc = 0;
 end:
-    free(ids);
-    sdm_tensor_free(&t_ids);
     sdm_tensor_free(&emb);
     return rc;
 }
@@ -472,7 +543,14 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
         goto end;
     }
     /* TorchScript profiles its first runs of a shape and then settles on an
-     * optimized graph: that is the one to capture */
+     * optimized graph: that is the one to capture. The text encoder's first
+     * runs too would otherwise fall into the render loop (its prompts are
+     * encoded there, once each). */
+    for (int i = 0; i < 2; i++) {
+        if (encode_text(e, "", &out, err))
+            goto end;
+        sdm_tensor_free(&out);
+    }
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
         if (call_f32(e, unet_for(e, n, latent_h, latent_w), args, 3, &out, "UNet", err))
@@ -510,7 +588,8 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
         sdm_engine_torch_error(err, st, "VAE decode");
         goto end;
     }
-    if (call_f32(e, e->vae, &z, 1, &img, "VAE decoder", err))
+    if (call_f32(e, vae_for(e, (int)sdm_tensor_dim(z, 0), (int)sdm_tensor_dim(z, 2), (int)sdm_tensor_dim(z, 3)), &z, 1,
+                 &img, "VAE decoder", err))
         goto end;
     st = sdm_tensor_to_rgb8(img, rgb);
     if (st) {
@@ -579,6 +658,7 @@ void sdm_engine_free(sdm_engine **pe)
     sdm_module_free(&e->text_encoder);
     sdm_module_free(&e->unet);
     sdm_module_free(&e->unet_aoti);
+    sdm_module_free(&e->vae_aoti);
     sdm_module_free(&e->vae);
     sdm_tokenizer_free(&e->tok);
     free(e);

@@ -26,10 +26,11 @@ sdm_module *sdm_engine_unet(sdm_engine *e);
  * with CUDA graphs; other shapes run step by step). */
 void sdm_engine_set_graphs(sdm_engine *e, int on);
 
-/* The bundle's AOTInductor UNet (files.unet_aoti), off by default: on=1
- * loads it (CUDA only, builds that have AOTInductor) and checks it against
- * the TorchScript UNet on one input; where that fails, a warning and the
- * TorchScript UNet serves every call. on=0 frees it. */
+/* The bundle's AOTInductor builds (files.unet_aoti, files.vae_decoder_aoti),
+ * off by default: on=1 loads each (CUDA only, builds that have
+ * AOTInductor) and checks it against its TorchScript module on one input;
+ * where that fails, a warning and TorchScript serves every call. Each runs
+ * the calls of the shapes it was compiled for. on=0 frees them. */
 void sdm_engine_set_aoti(sdm_engine *e, int on);
 /* 1 where a UNet call on n latents of latent_h×latent_w runs the
  * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */

@@ -87,12 +87,17 @@ static const field fields[] = {
     { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
     { "files.vocab", F_FILE, OFF(vocab), 1 },
     { "files.merges", F_FILE, OFF(merges), 1 },
-    /* optional: the AOTInductor UNet and the shapes it was compiled for */
-    { "files.unet_aoti", F_FILE, OFF(unet_aoti), 0 },
-    { "aoti.latent_height", F_INT, OFF(aoti_latent_h), 0 },
-    { "aoti.latent_width", F_INT, OFF(aoti_latent_w), 0 },
-    { "aoti.min_batch", F_INT, OFF(aoti_min_batch), 0 },
-    { "aoti.max_batch", F_INT, OFF(aoti_max_batch), 0 },
+    /* optional: AOTInductor builds and the shapes they were compiled for */
+    { "files.unet_aoti", F_FILE, OFF(unet_aoti.path), 0 },
+    { "aoti.latent_height", F_INT, OFF(unet_aoti.latent_h), 0 },
+    { "aoti.latent_width", F_INT, OFF(unet_aoti.latent_w), 0 },
+    { "aoti.min_batch", F_INT, OFF(unet_aoti.min_batch), 0 },
+    { "aoti.max_batch", F_INT, OFF(unet_aoti.max_batch), 0 },
+    { "files.vae_decoder_aoti", F_FILE, OFF(vae_aoti.path), 0 },
+    { "aoti_vae.latent_height", F_INT, OFF(vae_aoti.latent_h), 0 },
+    { "aoti_vae.latent_width", F_INT, OFF(vae_aoti.latent_w), 0 },
+    { "aoti_vae.min_batch", F_INT, OFF(vae_aoti.min_batch), 0 },
+    { "aoti_vae.max_batch", F_INT, OFF(vae_aoti.max_batch), 0 },
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -224,37 +229,41 @@ static int seen(const loader *L, const char *path)
     return 0;
 }
 
-/* files.unet_aoti and aoti: come together; the shapes must make sense. */
-static int check_aoti(loader *L)
+/* An AOTInductor file (files.FILE_KEY) and its shapes (SECTION:) come
+ * together; the shapes must make sense. */
+static int check_aoti(loader *L, const char *file_key, const char *section, sdm_aoti_build *a)
 {
-    static const char *keys[] = { "aoti.latent_height", "aoti.latent_width", "aoti.max_batch" };
-    sdm_bundle *b = L->b;
-    int any = seen(L, "aoti.min_batch");
+    static const char *names[] = { "latent_height", "latent_width", "max_batch", "min_batch" };
+    char key[64], min_key[64];
+    int any = 0;
 
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        any |= seen(L, keys[i]);
-        if (b->unet_aoti[0] && !seen(L, keys[i]))
-            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: files.unet_aoti needs '%s' (the shapes it was "
-                                 "compiled for)", L->file, keys[i]);
+    snprintf(min_key, sizeof min_key, "%s.min_batch", section);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(key, sizeof key, "%s.%s", section, names[i]);
+        any |= seen(L, key);
+        if (a->path[0] && strcmp(key, min_key) && !seen(L, key))
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: files.%s needs '%s' (the shapes it was "
+                                 "compiled for)", L->file, file_key, key);
     }
-    if (!b->unet_aoti[0]) {
+    if (!a->path[0]) {
         if (any)
-            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'aoti:' given without files.unet_aoti", L->file);
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: '%s:' given without files.%s", L->file, section,
+                                 file_key);
         return 0;
     }
-    if (!seen(L, "aoti.min_batch"))
-        b->aoti_min_batch = 1;
-    if (b->aoti_latent_h < 1 || b->aoti_latent_w < 1 || b->aoti_min_batch < 1 ||
-        b->aoti_max_batch < b->aoti_min_batch)
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: aoti: shapes out of range (latent %dx%d, batch %d..%d)",
-                             L->file, b->aoti_latent_h, b->aoti_latent_w, b->aoti_min_batch, b->aoti_max_batch);
+    if (!seen(L, min_key))
+        a->min_batch = 1;
+    if (a->latent_h < 1 || a->latent_w < 1 || a->min_batch < 1 || a->max_batch < a->min_batch)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: %s: shapes out of range (latent %dx%d, batch %d..%d)",
+                             L->file, section, a->latent_h, a->latent_w, a->min_batch, a->max_batch);
     return 0;
 }
 
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti };
+    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti.path,
+                            b->vae_aoti.path };
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -265,7 +274,7 @@ static int check_values(loader *L)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: sizes out of range (latent_channels %d, "
                              "vae_scale %d, token_length %d, hidden_size %d, train_steps %d)", L->file,
                              b->latent_channels, b->vae_scale, b->token_length, b->hidden_size, b->train_steps);
-    if (check_aoti(L))
+    if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) || check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
         return -1;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (paths[i][0] && (stat(paths[i], &st) || !S_ISREG(st.st_mode)))
@@ -372,7 +381,7 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti };
+    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti.path, b->vae_aoti.path };
     char yaml[1100];
     uint64_t h = FNV_OFFSET;
 

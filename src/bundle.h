@@ -1,6 +1,6 @@
 /* A model bundle: a directory with model.yaml, the three TorchScript
- * modules and the tokenizer files (and optionally an AOTInductor build of
- * the UNet). This reads and checks model.yaml. */
+ * modules and the tokenizer files (and optionally AOTInductor builds of the
+ * UNet and the VAE decoder). This reads and checks model.yaml. */
 #ifndef SDM_BUNDLE_H
 #define SDM_BUNDLE_H
 
@@ -13,6 +13,14 @@ int sdm_prediction_from_str(const char *s, sdm_prediction *out);
 typedef enum { SDM_BETAS_SCALED_LINEAR, SDM_BETAS_LINEAR, SDM_BETAS_COUNT } sdm_beta_schedule;
 const char *sdm_beta_schedule_name(sdm_beta_schedule b);
 int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out);
+
+/* A module compiled by AOTInductor for one latent size and a range of
+ * batch sizes: its file ("" if the bundle has none) and, from model.yaml,
+ * latent_height, latent_width, min_batch (default 1), max_batch. */
+typedef struct {
+    char path[1280];
+    int latent_h, latent_w, min_batch, max_batch;
+} sdm_aoti_build;
 
 typedef struct {
     char dir[1024];
@@ -34,11 +42,9 @@ typedef struct {
     char dtype[16];             /* "float32" / "float16": what the .pt files hold */
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
-    /* Optional (files.unet_aoti, "" if absent): the UNet compiled by
-     * AOTInductor for one latent size and a range of batch sizes (aoti:
-     * latent_height, latent_width, min_batch (default 1), max_batch). */
-    char unet_aoti[1280];
-    int aoti_latent_h, aoti_latent_w, aoti_min_batch, aoti_max_batch;
+    /* Optional: the UNet and the VAE decoder compiled by AOTInductor
+     * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
+    sdm_aoti_build unet_aoti, vae_aoti;
 } sdm_bundle;
 
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path

@@ -36,7 +36,7 @@ static void usage(FILE *f)
             "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
             "  --cudnn-benchmark    let cuDNN time its convolution algorithms and keep the fastest: faster,\n"
             "                       but two runs may then differ in the last bits of some pixels\n"
-            "  --no-aoti            TorchScript UNet only, even where the model has an AOTInductor one\n"
+            "  --no-aoti            TorchScript modules only, even where the model has AOTInductor builds\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
             "(a playable NAME.partial.mp4 holds the frames done).\n");

@@ -210,14 +210,31 @@ static void test_bad_bundles(void)
     printf("bad bundles: last message: %s", out);
 }
 
-#define AOTI_FILES "  merges: merges.txt\n  unet_aoti: unet.pt2\n"
-#define AOTI_SHAPES "aoti:\n  latent_height: 8\n  latent_width: 8\n  max_batch: 64\n"
+/* One optional AOTInductor build in model.yaml: its files: line, its
+ * section (whole, and without max_batch), and what the errors name. */
+typedef struct {
+    const char *tag, *file_line, *shapes, *partial_shapes, *package;
+    const char *no_shapes_msg, *no_file_msg, *range_msg;
+} aoti_entry;
 
-/* The optional AOTInductor UNet: its file must exist, its shapes must be
- * given; on the CPU it is not loaded, and the TorchScript UNet renders. */
+#define MERGES "  merges: merges.txt\n"
+static const aoti_entry aoti_entries[] = {
+    { "unet", MERGES "  unet_aoti: unet.pt2\n", "aoti:\n  latent_height: 8\n  latent_width: 8\n  max_batch: 64\n",
+      "aoti:\n  latent_height: 8\n  latent_width: 8\n", "unet.pt2", "files.unet_aoti needs 'aoti.max_batch'",
+      "'aoti:' given without files.unet_aoti", "aoti: shapes out of range (latent 8x8, batch 65..64)" },
+    { "vae", MERGES "  vae_decoder_aoti: vae_decoder.pt2\n",
+      "aoti_vae:\n  latent_height: 8\n  latent_width: 8\n  max_batch: 8\n",
+      "aoti_vae:\n  latent_height: 8\n  latent_width: 8\n", "vae_decoder.pt2",
+      "files.vae_decoder_aoti needs 'aoti_vae.max_batch'", "'aoti_vae:' given without files.vae_decoder_aoti",
+      "aoti_vae: shapes out of range (latent 8x8, batch 65..8)" },
+};
+
+/* The optional AOTInductor UNet and VAE decoder: each file must exist, its
+ * shapes must be given; on the CPU they are not loaded, and the TorchScript
+ * modules render. */
 static void test_aoti_bundles(void)
 {
-    char recipe[256], out[8192], dir[256], file[300], target[300];
+    char recipe[256], out[8192], dir[256], file[300], target[300], yaml[512];
     struct stat st;
 
     snprintf(recipe, sizeof recipe, "%s/aoti.yaml", tmpdir);
@@ -225,46 +242,58 @@ static void test_aoti_bundles(void)
     snprintf(target, sizeof target, "%s/aoti-out.mp4", tmpdir);
     char *argv[] = { "sdmorph", "render", recipe, "--model", dir, "-o", target, "-q", "--device", "cpu", NULL };
 
-    /* named, but not there: the path is in the message */
-    snprintf(dir, sizeof dir, "%s/aoti-missing", tmpdir);
-    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES);
-    snprintf(file, sizeof file, "%s/unet.pt2", dir);
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "model file missing");
-    CHECK_CONTAINS(out, file);
+    for (size_t i = 0; i < sizeof aoti_entries / sizeof *aoti_entries; i++) {
+        const aoti_entry *a = &aoti_entries[i];
 
-    /* there, but without the shapes it was compiled for */
-    snprintf(dir, sizeof dir, "%s/aoti-noshapes", tmpdir);
-    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES);
-    snprintf(file, sizeof file, "%s/unet.pt2", dir);
-    write_file(file, "not a package");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "files.unet_aoti needs 'aoti.latent_height'");
+        /* named, but not there: the path is in the message */
+        snprintf(dir, sizeof dir, "%s/aoti-%s-missing", tmpdir, a->tag);
+        snprintf(yaml, sizeof yaml, "%s%s", a->file_line, a->shapes);
+        make_bundle(dir, MERGES, yaml);
+        snprintf(file, sizeof file, "%s/%s", dir, a->package);
+        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+        CHECK_CONTAINS(out, "model file missing");
+        CHECK_CONTAINS(out, file);
 
-    /* shapes without a package */
-    snprintf(dir, sizeof dir, "%s/aoti-nofile", tmpdir);
-    make_bundle(dir, "  merges: merges.txt\n", "  merges: merges.txt\n" AOTI_SHAPES);
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "'aoti:' given without files.unet_aoti");
+        /* there, but without all the shapes it was compiled for */
+        snprintf(dir, sizeof dir, "%s/aoti-%s-noshapes", tmpdir, a->tag);
+        snprintf(yaml, sizeof yaml, "%s%s", a->file_line, a->partial_shapes);
+        make_bundle(dir, MERGES, yaml);
+        snprintf(file, sizeof file, "%s/%s", dir, a->package);
+        write_file(file, "not a package");
+        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+        CHECK_CONTAINS(out, a->no_shapes_msg);
 
-    /* a batch range that is empty */
-    snprintf(dir, sizeof dir, "%s/aoti-range", tmpdir);
-    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES "  min_batch: 65\n");
-    snprintf(file, sizeof file, "%s/unet.pt2", dir);
-    write_file(file, "not a package");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "batch 65..64");
+        /* shapes without a package */
+        snprintf(dir, sizeof dir, "%s/aoti-%s-nofile", tmpdir, a->tag);
+        snprintf(yaml, sizeof yaml, "%s%s", MERGES, a->shapes);
+        make_bundle(dir, MERGES, yaml);
+        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+        CHECK_CONTAINS(out, a->no_file_msg);
+
+        /* a batch range that is empty */
+        snprintf(dir, sizeof dir, "%s/aoti-%s-range", tmpdir, a->tag);
+        snprintf(yaml, sizeof yaml, "%s%s  min_batch: 65\n", a->file_line, a->shapes);
+        make_bundle(dir, MERGES, yaml);
+        snprintf(file, sizeof file, "%s/%s", dir, a->package);
+        write_file(file, "not a package");
+        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+        CHECK_CONTAINS(out, a->range_msg);
+    }
     CHECK(stat(target, &st) != 0);
 
-    /* a complete entry: the CPU render ignores the package (it would not
-     * even load: it is not one) and renders with the TorchScript UNet */
+    /* complete entries: the CPU render ignores the packages (they would not
+     * even load: they are not ones) and renders with TorchScript */
     snprintf(dir, sizeof dir, "%s/aoti-cpu", tmpdir);
-    make_bundle(dir, "  merges: merges.txt\n", AOTI_FILES AOTI_SHAPES);
+    snprintf(yaml, sizeof yaml, "%s  vae_decoder_aoti: vae_decoder.pt2\n%s%s", aoti_entries[0].file_line,
+             aoti_entries[0].shapes, aoti_entries[1].shapes);
+    make_bundle(dir, MERGES, yaml);
     snprintf(file, sizeof file, "%s/unet.pt2", dir);
     write_file(file, "not a package");
+    snprintf(file, sizeof file, "%s/vae_decoder.pt2", dir);
+    write_file(file, "not a package either");
     CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     CHECK(stat(target, &st) == 0 && st.st_size > 0);
-    CHECK(strstr(out, "unet.pt2") == NULL);     /* not a word about it */
+    CHECK(strstr(out, ".pt2") == NULL);     /* not a word about them */
 }
 
 static long render_rss(int frames)

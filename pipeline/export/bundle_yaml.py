@@ -11,11 +11,11 @@ def _value(v):
 
 
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
-               text, schedule, aoti=None):
+               text, schedule, aoti=None, aoti_vae=None):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,
     eos_id, pad_id; schedule: the scheduler's keys, in order; aoti (an
-    AOTInductor UNet, unet.pt2): latent_height, latent_width, min_batch,
-    max_batch."""
+    AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
+    vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch."""
     lines = ["# " + line if line else "#" for line in comment.splitlines()]
     top = (("format", 1), ("family", family), ("prediction", prediction), ("dtype", dtype),
            ("latent_channels", latent_channels), ("vae_scale", vae_scale), ("scaling_factor", scaling_factor),
@@ -28,13 +28,15 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
         lines += [f"  {k}: {_value(values[k])}" for k in keys]
     files = [("text_encoder", "text_encoder.pt"), ("unet", "unet.pt"), ("vae_decoder", "vae_decoder.pt"),
              ("vocab", "vocab.json"), ("merges", "merges.txt")]
-    if aoti:
-        files.append(("unet_aoti", "unet.pt2"))
+    builds = [(section, key, name, shapes) for section, key, name, shapes in
+              (("aoti", "unet_aoti", "unet.pt2", aoti), ("aoti_vae", "vae_decoder_aoti", "vae_decoder.pt2", aoti_vae))
+              if shapes]
+    files += [(key, name) for _, key, name, _ in builds]
     lines.append("files:")
     lines += [f"  {k}: {v}" for k, v in files]
-    if aoti:
-        lines.append("aoti:")
-        lines += [f"  {k}: {int(aoti[k])}" for k in ("latent_height", "latent_width", "min_batch", "max_batch")]
+    for section, _, _, shapes in builds:
+        lines.append(f"{section}:")
+        lines += [f"  {k}: {int(shapes[k])}" for k in ("latent_height", "latent_width", "min_batch", "max_batch")]
     return "\n".join(lines) + "\n"
 
 

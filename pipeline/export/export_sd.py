@@ -5,7 +5,8 @@
         [--dtype float16|float32] [--device cuda|cpu]
     python3 pipeline/export/export_sd.py --random-weights ../shared/reference/sd15 \
         --tokenizer ../shared/clip --out BUNDLE_DIR [--save-diffusers DIR]
-    ... --aoti     also compile the UNet with AOTInductor into BUNDLE_DIR/unet.pt2
+    ... --aoti     also compile the UNet and the VAE decoder with AOTInductor
+                   into BUNDLE_DIR/unet.pt2 and vae_decoder.pt2
 
 Needs torch, diffusers and transformers (a hub id also needs internet the
 first time). The bundle holds the text encoder, UNet and VAE decoder traced
@@ -22,17 +23,20 @@ pipeline can load exactly the same model.
 same UNet is exported with torch.export (batch dynamic, 1..--aoti-max-batch,
 shared by x, t and emb; latent size fixed at the bundle's default) and
 compiled by AOTInductor (freezing on, max-autotune off; minutes) into
-unet.pt2. The package is loaded back (in a child process) and run against
-the eager UNet at several batch sizes; only then does model.yaml name it
-(files.unet_aoti and aoti:). If the compile fails or the outputs differ, the
-TorchScript bundle stays as written and the exit status is 1; if the child
-crashes while loading (seen with torch 2.11's Python loader), the package
-is added with a warning: sdmorph checks it against the TorchScript UNet
-when it loads it, and uses TorchScript alone if they differ.
+unet.pt2, and the VAE decoder likewise into vae_decoder.pt2 (batch 1..8,
+the frames sdmorph decodes per call). Each package is loaded back (in a
+child process) and run against the eager module at several batch sizes;
+only then does model.yaml name it (files.unet_aoti with aoti:,
+files.vae_decoder_aoti with aoti_vae:). If the UNet's compile fails or its
+outputs differ, the TorchScript bundle stays as written and the exit status
+is 1 (a VAE decoder that fails is only left out, with a warning); if the
+child crashes while loading (seen with torch 2.11's Python loader), the
+package is added with a warning: sdmorph checks it against its TorchScript
+module when it loads it, and uses TorchScript alone if they differ.
 --aoti-frames N compiles it for one batch instead: N frames per call
-(sdmorph's --batch N), a UNet batch of 2N with guidance; Inductor then
-chooses kernels for that shape (11% faster than the range on an H100),
-and other calls run on TorchScript.
+(sdmorph's --batch N), a UNet batch of 2N with guidance, and the VAE
+decoder for min(N, 8) frames; Inductor then chooses kernels for that shape
+(11% faster than the range on an H100), and other calls run on TorchScript.
 --aoti-attention flash|efficient|cudnn bakes that SDPA kernel into unet.pt2
 (torch.export fixes the choice; the default is what torch picks on this
 GPU); the export log names the kernel the package calls. To add
@@ -277,7 +281,7 @@ def batch_range(ep, want):
         return want
 
 
-# Runs unet.pt2 on saved inputs in a child process and prints one JSON line
+# Runs a .pt2 on saved inputs in a child process and prints one JSON line
 # per batch. A child, because torch 2.11's Python package loader
 # (aoti_load_package) was seen to crash (SIGSEGV) on the SD 1.5 package
 # that the C++ loader sdmorph uses runs; the loader is called here the way
@@ -289,19 +293,24 @@ cases = torch.load(data)
 loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", True, 1, device)
 run = loader.run if hasattr(loader, "run") else loader.boxed_run
 with torch.no_grad():
-    for b, (x, t, e, eager) in sorted(cases.items()):
+    for b, (inputs, eager) in sorted(cases.items()):
         dev = torch.device("cuda", device)
-        got = run([x.to(dev), t.to(dev), e.to(dev)])[0]
+        got = run([x.to(dev) for x in inputs])[0]
         err = (got.float().cpu() - eager.float()).abs().max().item()
         print(json.dumps({"batch": b, "err": err, "scale": eager.float().abs().max().item(),
                           "shape": list(got.shape)}), flush=True)
 """
 
 
-def aoti_check(module, x, t, emb, path, lo, hi, tol, tmp):
-    """unet.pt2 against the eager UNet at batches lo, 2, 6 and hi. Returns the
-    smallest batch it may be used for (2 where batch 1 alone is wrong), or
-    None where it could not be run at all in Python."""
+class AotiFailed(Exception):
+    """An AOTInductor build that could not be made or does not agree."""
+
+
+def aoti_check(name, module, make_inputs, path, lo, hi, tol, tmp):
+    """The package against the eager module at batches lo, 2, 6 and hi
+    (make_inputs(b, generator) -> inputs). Returns the smallest batch it may
+    be used for (2 where batch 1 alone is wrong), or None where it could not
+    be run at all in Python."""
     import json
     import subprocess
 
@@ -309,37 +318,35 @@ def aoti_check(module, x, t, emb, path, lo, hi, tol, tmp):
     cases = {}
     with torch.no_grad():
         for b in sorted({lo, 2, 6, hi} & set(range(lo, hi + 1))):
-            xb = torch.randn(b, *x.shape[1:], generator=g).to(x.device, x.dtype)
-            tb = torch.linspace(981.0, 1.0, b).to(t.device, t.dtype)
-            eb = emb[torch.arange(b, device=emb.device) % emb.shape[0]].contiguous()
-            cases[b] = (xb.cpu(), tb.cpu(), eb.cpu(), module(xb, tb, eb).cpu())
+            inputs = make_inputs(b, g)
+            cases[b] = ([x.cpu() for x in inputs], module(*inputs).cpu())
     data = os.path.join(tmp, "check.pt")
     torch.save(cases, data)
-    device = x.device.index if x.device.index is not None else torch.cuda.current_device()
-    with Ticker("loading unet.pt2 back and running it against the eager UNet") as tk:
+    device = inputs[0].device.index if inputs[0].device.index is not None else torch.cuda.current_device()
+    with Ticker(f"loading {name} back and running it against the eager module") as tk:
         r = subprocess.run([sys.executable, "-c", CHECK_CHILD, path, data, str(device)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=1800)
     results = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     if r.returncode < 0 and not results:
-        print(f"export_sd: WARNING: the process that loads unet.pt2 back died (signal {-r.returncode}) "
+        print(f"export_sd: WARNING: the process that loads {name} back died (signal {-r.returncode}) "
               f"before running it", file=sys.stderr)
         return None
     if r.returncode != 0 or len(results) != len(cases):
         tail = "\n".join(r.stderr.strip().splitlines()[-15:])
-        die(f"unet.pt2 could not be run back (exit status {r.returncode}):\n{tail}\nnot added")
+        raise AotiFailed(f"{name} could not be run back (exit status {r.returncode}):\n{tail}")
     min_ok = lo
     for res in results:
         b, err, scale = res["batch"], res["err"], res["scale"]
-        print(f"export_sd: unet.pt2 batch {b}: vs eager max |diff| {err:.3g} (output max {scale:.3g})",
+        print(f"export_sd: {name} batch {b}: vs eager max |diff| {err:.3g} (output max {scale:.3g})",
               file=sys.stderr)
-        if res["shape"] != [b] + list(x.shape[1:]):
-            die(f"unet.pt2 gives {res['shape']} for batch {b}; not added")
+        if res["shape"][0] != b:
+            raise AotiFailed(f"{name} gives {res['shape']} for batch {b}")
         if not (err <= tol * max(scale, 1.0)):
             if b == 1 and hi >= 2:
-                print("export_sd: batch 1 is off: unet.pt2 is named for batches from 2", file=sys.stderr)
+                print(f"export_sd: batch 1 is off: {name} is named for batches from 2", file=sys.stderr)
                 min_ok = 2
                 continue
-            die(f"unet.pt2 differs from the eager UNet at batch {b} (max |diff| {err:.3g}); not added")
+            raise AotiFailed(f"{name} differs from the eager module at batch {b} (max |diff| {err:.3g})")
     print(f"export_sd: checked in {tk.seconds:.1f} s", file=sys.stderr)
     return min_ok
 
@@ -370,34 +377,36 @@ def sdpa_choice(name):
                          "cudnn": SDPBackend.CUDNN_ATTENTION}[name]])
 
 
-def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=False, static_batch=None,
-                         attention=None):
-    """torch.export + AOTInductor of the UNet wrapper into `path` (a .pt2),
-    checked against the eager module; returns the batch range it takes
-    and whether the check ran. static_batch: that batch only; attention:
-    the SDPA kernel to bake in."""
+def aoti_compile_checked(name, module, make_inputs, path, batches, tol, tmp, autotune=False, attention=None):
+    """torch.export + AOTInductor of `module` into `path` (a .pt2), checked
+    against the eager module. Its inputs (make_inputs(b, generator)) share
+    the batch, dimension 0: batches (lo, hi) is the range to compile for, one
+    batch where lo == hi; attention: the SDPA kernel to bake in. Returns the
+    batch range the package takes and whether the check ran; AotiFailed
+    where it cannot be made."""
     import torch._inductor
     from torch.export import Dim, export
 
     if not hasattr(torch._inductor, "aoti_compile_and_package") or not hasattr(torch._C, "_aoti"):
-        die(f"--aoti needs torch >= 2.6 (this is {torch.__version__})")
-    if static_batch:
-        pick = torch.arange(static_batch, device=x.device) % x.shape[0]
-        x, t, emb = x[pick].contiguous(), t[pick].contiguous(), emb[pick].contiguous()
-        dynamic, want = None, (static_batch, static_batch)
+        raise AotiFailed(f"--aoti needs torch >= 2.6 (this is {torch.__version__})")
+    lo, hi = batches
+    inputs = make_inputs(lo if lo == hi else 2, torch.Generator().manual_seed(0))
+    if lo == hi:
+        dynamic = None
     else:
-        batch = Dim("batch", min=1, max=max_batch)
-        dynamic, want = ({0: batch}, {0: batch}, {0: batch}), (1, max_batch)    # x, t, emb share the batch
+        batch = Dim("batch", min=lo, max=hi)
+        dynamic = tuple({0: batch} for _ in inputs)     # the inputs share the batch
     with torch.no_grad(), sdpa_choice(attention):
-        with Ticker("torch.export of the UNet") as tk:
+        with Ticker(f"torch.export of {name}") as tk:
             try:
-                ep = export(module, (x, t, emb), dynamic_shapes=dynamic)
+                ep = export(module, tuple(inputs), dynamic_shapes=dynamic)
             except Exception as e:
                 msg = "\n".join(str(e).strip().splitlines()[:12])
-                die(f"torch.export refused the UNet with batch 1..{max_batch} ({type(e).__name__}):\n{msg}\n"
-                    f"(a constraint error suggests a smaller --aoti-max-batch); the TorchScript bundle is complete")
+                raise AotiFailed(f"torch.export refused {name} with batch {lo}..{hi} ({type(e).__name__}):\n{msg}\n"
+                                 f"(a constraint error suggests a smaller --aoti-max-batch)")
         print(f"export_sd: exported in {tk.seconds:.1f} s", file=sys.stderr)
-        lo, hi = want if static_batch else batch_range(ep, want)
+        if lo != hi:
+            lo, hi = batch_range(ep, (lo, hi))
         # freezing: weights become constants (folded, convolutions laid out
         # for the GPU); max_autotune (--aoti-autotune) times Triton kernels
         # against the library ones: maybe faster, but the compile then takes
@@ -407,33 +416,76 @@ def aoti_compile_checked(module, x, t, emb, path, max_batch, tol, tmp, autotune=
         configs = {"freezing": True, "max_autotune": bool(autotune)}
         if autotune and hasattr(torch._inductor.config, "max_autotune_conv_backends"):
             configs["max_autotune_conv_backends"] = "ATEN"
-        with Ticker("AOTInductor compile of the UNet (a few minutes)") as tk:
-            torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
+        with Ticker(f"AOTInductor compile of {name} (minutes)") as tk:
+            try:
+                torch._inductor.aoti_compile_and_package(ep, package_path=path, inductor_configs=configs)
+            except Exception as e:
+                msg = "\n".join(str(e).strip().splitlines()[:12])
+                raise AotiFailed(f"AOTInductor could not compile {name} ({type(e).__name__}):\n{msg}")
         print(f"export_sd: AOTInductor compile took {tk.seconds:.1f} s; attention kernel: {attention_kernels(path)}",
               file=sys.stderr)
     del ep
-    checked_lo = aoti_check(module, x, t, emb, path, lo, hi, tol, tmp)
+    checked_lo = aoti_check(name, module, make_inputs, path, lo, hi, tol, tmp)
     return (lo if checked_lo is None else checked_lo), hi, checked_lo is not None
 
 
-def add_aoti(args, unet, x, t, emb, h, w, fields, tol):
-    """Compiles unet.pt2 beside the written bundle, then names it in model.yaml."""
+# What the VAE decoder is called with at most: sdmorph decodes this many
+# frames per call (SDM_DECODE_CHUNK in pipeline/engine.h).
+DECODE_CHUNK = 8
+
+
+def add_aoti(args, unet, vae, x, t, emb, h, w, fields, tol):
+    """Compiles unet.pt2 and vae_decoder.pt2 beside the written bundle, then
+    names them in model.yaml. A UNet that fails ends the export (status 1;
+    the TorchScript bundle stays as written); a VAE decoder that fails is
+    left out with a warning."""
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
+    C = x.shape[1]
+
+    def unet_inputs(b, g):
+        return (torch.randn(b, C, h, w, generator=g).to(x.device, x.dtype),
+                torch.linspace(981.0, 1.0, b).to(t.device, t.dtype),
+                emb[torch.arange(b, device=emb.device) % emb.shape[0]].contiguous())
+
+    def vae_inputs(b, g):
+        return (torch.randn(b, C, h, w, generator=g).to(x.device, x.dtype),)
+
+    # the decoder's images: four 8-bit levels in fp16 (its group norms at
+    # 512x512 add up more rounding than the UNet's), tol in fp32
+    vae_tol = 8 / 255 if x.dtype == torch.float16 else tol
+    frames = args.aoti_frames
+    unet_batches = (2 * frames, 2 * frames) if frames else (1, args.aoti_max_batch)
+    vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
+    shapes, unchecked = {}, []
     try:
-        lo, hi, checked = aoti_compile_checked(UNet(unet), x, t, emb, os.path.join(tmp, "unet.pt2"),
-                                               args.aoti_max_batch, tol, tmp, args.aoti_autotune,
-                                               2 * args.aoti_frames if args.aoti_frames else None,
-                                               args.aoti_attention)
-        aoti = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi)
-        bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields, aoti=aoti))
-        os.replace(os.path.join(tmp, "unet.pt2"), os.path.join(args.out, "unet.pt2"))
+        for key, name, module, make_inputs, batches, tolerance in (
+                ("aoti", "unet.pt2", UNet(unet), unet_inputs, unet_batches, tol),
+                ("aoti_vae", "vae_decoder.pt2", VAEDecoder(vae), vae_inputs, vae_batches, vae_tol)):
+            try:
+                lo, hi, checked = aoti_compile_checked(name, module, make_inputs, os.path.join(tmp, name), batches,
+                                                       tolerance, tmp, args.aoti_autotune, args.aoti_attention)
+            except AotiFailed as e:
+                if key == "aoti":
+                    die(f"{e}\nunet.pt2 not added; the TorchScript bundle is complete")
+                print(f"export_sd: WARNING: {e}\nvae_decoder.pt2 not added", file=sys.stderr)
+                continue
+            shapes[key] = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi)
+            if not checked:
+                unchecked.append(name)
+        bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields, **shapes))
+        for key, name in (("aoti", "unet.pt2"), ("aoti_vae", "vae_decoder.pt2")):
+            if key in shapes:
+                os.replace(os.path.join(tmp, name), os.path.join(args.out, name))
         os.replace(os.path.join(tmp, "model.yaml"), os.path.join(args.out, "model.yaml"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"export_sd: unet.pt2 added ({h}x{w} latents, batch {lo}..{hi})", file=sys.stderr)
-    if not checked:
-        print("export_sd: WARNING: unet.pt2 is added UNCHECKED by this script: sdmorph runs it against the "
-              "TorchScript UNet when it loads it, and uses TorchScript alone if the two differ", file=sys.stderr)
+    for key, name in (("aoti", "unet.pt2"), ("aoti_vae", "vae_decoder.pt2")):
+        if key in shapes:
+            print(f"export_sd: {name} added ({h}x{w} latents, batch {shapes[key]['min_batch']}.."
+                  f"{shapes[key]['max_batch']})", file=sys.stderr)
+    for name in unchecked:
+        print(f"export_sd: WARNING: {name} is added UNCHECKED by this script: sdmorph runs it against its "
+              f"TorchScript module when it loads it, and uses TorchScript alone if the two differ", file=sys.stderr)
 
 
 def main():
@@ -449,7 +501,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="weights seed for --random-weights")
     ap.add_argument("--channels-last", action="store_true",
                     help="trace the UNet and VAE with NHWC convolutions (CUDA; measure with bench/gpu.sh)")
-    ap.add_argument("--aoti", action="store_true", help="also compile the UNet with AOTInductor (unet.pt2; CUDA, torch >= 2.6)")
+    ap.add_argument("--aoti", action="store_true",
+                    help="also compile the UNet and VAE decoder with AOTInductor (unet.pt2, vae_decoder.pt2; CUDA, "
+                    "torch >= 2.6)")
     ap.add_argument("--aoti-autotune", action="store_true",
                     help="with --aoti: let Inductor time its kernel choices (slow: more than 6 minutes for SD 1.5 "
                     "on an H100)")
@@ -461,7 +515,7 @@ def main():
                     help="with --aoti: compile for exactly N frames per call (sdmorph's --batch N; a UNet batch "
                     "of 2N with guidance) instead of a batch range; other calls run on TorchScript")
     ap.add_argument("--aoti-attention", choices=["flash", "efficient", "cudnn"], default=None,
-                    help="with --aoti: the SDPA kernel unet.pt2 calls (default: torch's pick on this GPU)")
+                    help="with --aoti: the SDPA kernel the packages call (default: torch's pick on this GPU)")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -551,14 +605,15 @@ def main():
     for f in sorted(os.listdir(tmp), key=lambda f: f == "model.yaml"):
         os.replace(os.path.join(tmp, f), os.path.join(args.out, f))
     os.rmdir(tmp)
-    # an unet.pt2 from an earlier export is of other weights: model.yaml no longer names it
-    if os.path.exists(os.path.join(args.out, "unet.pt2")):
-        os.remove(os.path.join(args.out, "unet.pt2"))
+    # packages from an earlier export are of other weights: model.yaml no longer names them
+    for stale in ("unet.pt2", "vae_decoder.pt2"):
+        if os.path.exists(os.path.join(args.out, stale)):
+            os.remove(os.path.join(args.out, stale))
     print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name})", file=sys.stderr)
     if args.aoti:
         del text_ts, unet_ts, vae_ts
         torch.cuda.empty_cache()
-        add_aoti(args, unet, x, t, emb, h, w, fields, tol)
+        add_aoti(args, unet, vae, x, t, emb, h, w, fields, tol)
 
 
 if __name__ == "__main__":
