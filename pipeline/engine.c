@@ -231,17 +231,19 @@ int sdm_engine_has_aoti(const sdm_engine *e)
     return e->unet_aoti != NULL;
 }
 
-/* The UNet for a call on n latents of h×w: the AOTInductor one where it
+/* The UNet for a call on latents x [n,C,h,w]: the AOTInductor one where it
  * was compiled for that shape (it checks no shapes itself), else TorchScript. */
-static sdm_module *unet_for(sdm_engine *e, int n, int h, int w)
+static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x)
 {
-    return sdm_engine_uses_aoti(e, n, h, w) ? e->unet_aoti : e->unet;
+    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3))
+               ? e->unet_aoti : e->unet;
 }
 
-/* The VAE decoder for n latents of h×w, likewise. */
-static sdm_module *vae_for(sdm_engine *e, int n, int h, int w)
+/* The VAE decoder for latents z [n,C,h,w], likewise. */
+static sdm_module *vae_for(sdm_engine *e, const sdm_tensor *z)
 {
-    return aoti_fits(e->vae_aoti, &e->bundle.vae_aoti, n, h, w) ? e->vae_aoti : e->vae;
+    return aoti_fits(e->vae_aoti, &e->bundle.vae_aoti, (int)sdm_tensor_dim(z, 0), (int)sdm_tensor_dim(z, 2),
+                     (int)sdm_tensor_dim(z, 3)) ? e->vae_aoti : e->vae;
 }
 
 /* A package and its TorchScript module on the same seeded inputs: a
@@ -506,9 +508,8 @@ void sdm_engine_set_graphs(sdm_engine *e, int on)
 static int loop_unet(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
 {
     sdm_engine *e = user;
-    int n = (int)sdm_tensor_dim(args[0], 0), h = (int)sdm_tensor_dim(args[0], 2), w = (int)sdm_tensor_dim(args[0], 3);
 
-    return call_f32(e, unet_for(e, n, h, w), args, 3, out, "UNet", err);
+    return call_f32(e, unet_for(e, args[0]), args, 3, out, "UNet", err);
 }
 
 int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
@@ -553,7 +554,7 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
     }
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, unet_for(e, n, latent_h, latent_w), args, 3, &out, "UNet", err))
+        if (call_f32(e, unet_for(e, x), args, 3, &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
@@ -588,8 +589,7 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
         sdm_engine_torch_error(err, st, "VAE decode");
         goto end;
     }
-    if (call_f32(e, vae_for(e, (int)sdm_tensor_dim(z, 0), (int)sdm_tensor_dim(z, 2), (int)sdm_tensor_dim(z, 3)), &z, 1,
-                 &img, "VAE decoder", err))
+    if (call_f32(e, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
         goto end;
     st = sdm_tensor_to_rgb8(img, rgb);
     if (st) {
