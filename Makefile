@@ -15,7 +15,7 @@ BIN      ?= sdmorph
 CFLAGS   ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 WARN      = -Wall -Wextra -Wno-unused-parameter
-CPPFLAGS += -Isrc -Ipipeline -Iencoders -MMD -MP
+CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
@@ -102,10 +102,10 @@ endif
 LIBS += $(TORCH_LIBS) -lpthread -lm
 
 # --- sources ---------------------------------------------------------------
-CSRC   = $(wildcard src/*.c pipeline/*.c encoders/*.c)
+CSRC   = $(wildcard src/*.c pipeline/*.c encoders/*.c cli/*.c)
 CXXSRC = $(wildcard src/*.cpp)
 OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC)) $(patsubst %.cpp,$(BUILD)/%.o,$(CXXSRC))
-LIBOBJ = $(filter-out $(BUILD)/src/main.o,$(OBJ))
+LIBOBJ = $(filter-out $(BUILD)/cli/main.o,$(OBJ))
 # Tests and benches link an archive, so each pulls in only the modules it uses.
 LIBA   = $(BUILD)/libsdmorph.a
 TESTS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
