@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "ffutil.h"
@@ -111,41 +110,18 @@ sdm_sink_params sdm_sink_default_params(void)
 
 /* ---- paths ---------------------------------------------------------------- */
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-/* The extension of the file name (".mp4"), or NULL if it has none. */
-static const char *extension(const char *path)
-{
-    const char *base = base_name(path);
-    const char *dot = strrchr(base, '.');
-    return dot && dot != base ? dot : NULL;
-}
-
-static const sdm_format *format_for(const char *path, int sheet)
-{
-    const char *ext = extension(path);
-
-    if (!ext)
-        return NULL;
-    if (sheet)
-        return strcasecmp(ext, ".png") == 0 ? &sdm_format_sheet : NULL;
-    if (strcasecmp(ext, ".mp4") == 0)
-        return &sdm_format_mp4;
-    if (strcasecmp(ext, ".gif") == 0)
-        return &sdm_format_gif;
-    if (strcasecmp(ext, ".rgb") == 0)
-        return &sdm_format_raw;
-    return NULL;
-}
+/* Indexed by sdm_output_kind: output_name.c says which extension is which. */
+static const sdm_format *const formats[SDM_OUTPUT_COUNT] = {
+    [SDM_OUTPUT_MP4] = &sdm_format_mp4,
+    [SDM_OUTPUT_GIF] = &sdm_format_gif,
+    [SDM_OUTPUT_RAW] = &sdm_format_raw,
+    [SDM_OUTPUT_SHEET] = &sdm_format_sheet,
+};
 
 /* DIR/.NAME.tmp-PID: the same directory, so the final rename is atomic. */
 static char *temp_path(const char *target)
 {
-    const char *base = base_name(target);
+    const char *base = sdm_output_base_name(target);
     char *tmp = NULL;
 
     if (asprintf(&tmp, "%.*s.%s.tmp-%ld", (int)(base - target), target, base, (long)getpid()) < 0)
@@ -156,7 +132,7 @@ static char *temp_path(const char *target)
 /* out/x.mp4 -> out/x.partial.mp4 */
 static char *partial_path(const char *target)
 {
-    const char *ext = extension(target);
+    const char *ext = sdm_output_extension(target);
     char *p = NULL;
 
     if (!ext)
@@ -164,24 +140,6 @@ static char *partial_path(const char *target)
     if (asprintf(&p, "%.*s.partial%s", (int)(ext - target), target, ext) < 0)
         return NULL;
     return p;
-}
-
-int sdm_sink_check_path(const char *path, int sheet, sdm_error *err)
-{
-    const char *ext;
-
-    if (!path || !*path)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "empty output path");
-    if (!*base_name(path))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' names a directory, not a file", path);
-    if (format_for(path, sheet))
-        return 0;
-    ext = extension(path);
-    if (sheet)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "contact sheet '%s': %s%s%s, use .png", path,
-                             ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
-    return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': %s%s%s, use .mp4, .gif or .rgb (raw frames)", path,
-                         ext ? "unknown extension '" : "no extension", ext ? ext : "", ext ? "'" : "");
 }
 
 /* ---- encoder threads ------------------------------------------------------ */
@@ -261,7 +219,7 @@ static int add_output(sdm_sink *s, const char *target, int sheet, sdm_error *err
 {
     sink_output *o;
 
-    if (sdm_sink_check_path(target, sheet, err) < 0)
+    if (sdm_output_check(target, sheet, err) < 0)
         return -1;
     if (s->n_out == MAX_OUTPUTS)
         return sdm_error_set(err, SDM_EXIT_USAGE, "too many outputs (at most %d)", MAX_OUTPUTS);
@@ -270,7 +228,7 @@ static int add_output(sdm_sink *s, const char *target, int sheet, sdm_error *err
             return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is named twice", target);
     o = &s->out[s->n_out++];
     o->sink = s;
-    o->fmt = format_for(target, sheet);
+    o->fmt = formats[sdm_output_kind_of(target, sheet)];
     o->target = strdup(target);
     o->tmp = temp_path(target);
     if (!o->target || !o->tmp)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "output_name.h"    /* which names the sink writes: sdm_output_check */
 
 typedef struct sdm_sink sdm_sink;
 
@@ -51,12 +52,9 @@ typedef struct {
 
 sdm_sink_params sdm_sink_default_params(void);
 
-/* 0 if the path's extension names a format we write (.mp4, .gif; .png for a
- * contact sheet when sheet != 0), else an error naming it. Call before rendering. */
-int sdm_sink_check_path(const char *path, int sheet, sdm_error *err);
-
 /* Opens every output (temporary files beside the targets), so a bad path or
- * setting fails here, before rendering. contact_sheet may be NULL;
+ * setting fails here, before rendering; each path's extension picks its
+ * format (sdm_output_kind_of). contact_sheet may be NULL;
  * n_outputs may be 0 if it is not. */
 int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
                   const sdm_sink_params *p, sdm_sink **out, sdm_error *err);

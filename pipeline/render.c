@@ -431,9 +431,9 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     if (output_names(r, p, &S.outs, err))
         goto end;
     for (int i = 0; p->write_outputs && i < S.outs.n; i++)
-        if (sdm_sink_check_path(S.outs.names[i], 0, err))
+        if (sdm_output_check(S.outs.names[i], 0, err))
             goto end;
-    if (p->write_outputs && r->contact_sheet && sdm_sink_check_path(r->contact_sheet, 1, err))
+    if (p->write_outputs && r->contact_sheet && sdm_output_check(r->contact_sheet, 1, err))
         goto end;
     if (sdm_plan_make(r, &S.plan, err))
         goto end;

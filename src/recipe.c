@@ -4,7 +4,8 @@
  * position being the offending node's start mark (+1). A first pass over the
  * events bounds nesting and size, so no input can exhaust memory or crash. */
 #include "recipe.h"
-#include "sink.h"
+
+#include "output_name.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -374,14 +375,14 @@ static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     return 0;
 }
 
-/* The formats are the sink's to say; the recipe adds where. */
+/* Which names are formats is output_name.c's to say; the recipe adds where. */
 static int check_output_path(loader *L, yaml_node_t *v, const char *key, const char *path, int sheet)
 {
     sdm_error e = { 0 };
 
     if (!*path)
         return fail_at(L, v, "'%s': expected a file name, found an empty string", key);
-    if (sdm_sink_check_path(path, sheet, &e))
+    if (sdm_output_check(path, sheet, &e))
         return fail_at(L, v, "'%s': %s", key, e.msg);
     return 0;
 }
@@ -758,12 +759,9 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
 
 static int default_output(sdm_recipe *r, const char *name)
 {
-    const char *base = strrchr(name, '/'), *dot;
-    size_t len;
+    const char *base = sdm_output_base_name(name), *dot = sdm_output_extension(name);
+    size_t len = dot ? (size_t)(dot - base) : strlen(base);
 
-    base = base ? base + 1 : name;
-    dot = strrchr(base, '.');
-    len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
     if (!len) {
         base = "recipe";
         len = strlen(base);

@@ -149,25 +149,46 @@ static void test_check_path(void)
 {
     sdm_error err = { 0 };
 
-    CHECK_INT(sdm_sink_check_path("out/a.mp4", 0, &err), 0);
-    CHECK_INT(sdm_sink_check_path("out/a.GIF", 0, &err), 0);
-    CHECK_INT(sdm_sink_check_path("sheet.png", 1, &err), 0);
+    CHECK_INT(sdm_output_check("out/a.mp4", 0, &err), 0);
+    CHECK_INT(sdm_output_check("out/a.GIF", 0, &err), 0);
+    CHECK_INT(sdm_output_check("sheet.png", 1, &err), 0);
     CHECK_INT(err.code, 0);
 
-    CHECK_INT(sdm_sink_check_path("out/a.avi", 0, &err), -1);
+    CHECK_INT(sdm_output_check("out/a.avi", 0, &err), -1);
     CHECK_INT(err.code, SDM_EXIT_USAGE);
     CHECK_CONTAINS(err.msg, "'.avi'");
     CHECK_CONTAINS(err.msg, "out/a.avi");
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_sink_check_path("out/a", 0, &err), -1);
+    CHECK_INT(sdm_output_check("out/a", 0, &err), -1);
     CHECK_CONTAINS(err.msg, "no extension");
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_sink_check_path("out/a.png", 0, &err), -1);
+    CHECK_INT(sdm_output_check("out/a.png", 0, &err), -1);
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_sink_check_path("out/sheet.mp4", 1, &err), -1);
+    CHECK_INT(sdm_output_check("out/sheet.mp4", 1, &err), -1);
     CHECK_CONTAINS(err.msg, "use .png");
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_sink_check_path("out/.mp4", 0, &err), -1);
+    CHECK_INT(sdm_output_check("out/.mp4", 0, &err), -1);
+    /* the messages list the table's extensions */
+    memset(&err, 0, sizeof err);
+    sdm_output_check("out/a.avi", 0, &err);
+    CHECK_STR(err.msg, "output 'out/a.avi': unknown extension '.avi', use .mp4, .gif or .rgb (raw frames)");
+    memset(&err, 0, sizeof err);
+    sdm_output_check("s", 1, &err);
+    CHECK_STR(err.msg, "contact sheet 's': no extension, use .png");
+
+    /* one kind per extension, whatever its case; the sheet's only as a sheet */
+    CHECK_INT(sdm_output_kind_of("a/b.MP4", 0), SDM_OUTPUT_MP4);
+    CHECK_INT(sdm_output_kind_of("b.gif", 0), SDM_OUTPUT_GIF);
+    CHECK_INT(sdm_output_kind_of("b.x.rgb", 0), SDM_OUTPUT_RAW);
+    CHECK_INT(sdm_output_kind_of("b.png", 1), SDM_OUTPUT_SHEET);
+    CHECK_INT(sdm_output_kind_of("b.png", 0), -1);
+    CHECK_INT(sdm_output_kind_of("b.mp4", 1), -1);
+    CHECK_INT(sdm_output_kind_of("a.mp4/b", 0), -1);
+    CHECK_INT(sdm_output_kind_of(NULL, 0), -1);
+    CHECK_STR(sdm_output_base_name("a/b/c.mp4"), "c.mp4");
+    CHECK_STR(sdm_output_base_name("a/"), "");
+    CHECK(sdm_output_extension(".gif") == NULL);
+    CHECK_STR(sdm_output_extension("a.b/c.d.mp4"), ".mp4");
 
     /* Rejected by open too, before any file is made. */
     {

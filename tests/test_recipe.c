@@ -4,6 +4,7 @@
  * may crash the loader or fail without a position. */
 #include <stdint.h>
 
+#include "output_name.h"
 #include "recipe.h"
 #include "test.h"
 
@@ -39,6 +40,28 @@ static void test_enums(void)
     }
     CHECK_STR(sdm_ease_name(SDM_EASE_SMOOTHSTEP), "smoothstep");
     CHECK_STR(sdm_loop_name(SDM_LOOP_COUNT), "?");
+}
+
+/* The recipe takes every name the sink writes, by the same table. */
+static void test_output_names(void)
+{
+    static const char *const names[] = { "out/a.mp4", "out/a.GIF", "out/a.rgb" };
+    char text[256];
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        sdm_error err;
+        sdm_recipe *r;
+
+        snprintf(text, sizeof text, "keyframes: [a]\noutput: %s\ncontact_sheet: s.PNG\n", names[i]);
+        r = load(text, &err);
+        CHECK(r != NULL);
+        CHECK_INT(sdm_output_kind_of(names[i], 0) >= 0, 1);
+        if (r) {
+            CHECK_STR(r->outputs[0], names[i]);
+            CHECK_STR(r->contact_sheet, "s.PNG");
+        }
+        sdm_recipe_free(&r);
+    }
 }
 
 static void test_defaults(void)
@@ -484,6 +507,7 @@ static void test_mutations(void)
 int main(void)
 {
     test_enums();
+    test_output_names();
     test_defaults();
     test_inheritance();
     test_walk();
