@@ -1,5 +1,6 @@
 #include "condition.h"
 
+#include "hash.h"
 #include "sampler.h"
 
 #include <stdlib.h>
@@ -26,10 +27,7 @@ struct sdm_conditioner {
 uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k)
 {
     /* splitmix64 of the pair: well mixed, stable across platforms */
-    uint64_t z = noise_seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(k + 1));
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return sdm_mix64(noise_seed ^ (SDM_GOLDEN_GAMMA * (uint64_t)(k + 1)));
 }
 
 static int torch_fail(sdm_error *err, sdm_torch_status st)

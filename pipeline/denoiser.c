@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine.h"     /* sdm_engine_torch_error: one wording for torch failures */
+#include "hash.h"
 
 /* What the step loop reads, all on the device before it starts, so the
  * loop itself copies nothing from the host (and can be captured). */
@@ -94,12 +95,8 @@ static void loop_graph_clear(loop_graph *lg)
 
 static uint64_t schedule_fingerprint(const sdm_schedule *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)s->steps;
-
-    for (size_t i = 0; i < sizeof *s->steps * (size_t)s->n_steps; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return (h ^ (uint64_t)s->kind) * 1099511628211ull;
+    uint64_t h = sdm_fnv1a64(SDM_FNV1A64_OFFSET, s->steps, sizeof *s->steps * (size_t)s->n_steps);
+    return sdm_fnv1a64_word(h, (uint64_t)s->kind);
 }
 
 /* Puts one batch's inputs on the device: guidance, embeddings in the

@@ -6,6 +6,8 @@
  * twice, a transition between keyframes that condition alike) are merged. */
 #include "plan.h"
 
+#include "hash.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -105,82 +107,6 @@ static void plan_walk(builder *b, const sdm_recipe *r, int *first_run, int *last
 
 /* --- merging renders with identical inputs ------------------------------- */
 
-/* Open addressing over item indices. The hash only narrows the search;
- * `same` decides, exactly. */
-typedef struct {
-    int *slot;              /* item index, -1 when empty */
-    uint64_t *hash;
-    size_t mask;
-} index_table;
-
-typedef int (*same_fn)(const void *items, int a, int b);
-
-static int table_init(index_table *t, size_t items)
-{
-    size_t cap = 16;
-
-    while (cap < 2 * items)
-        cap *= 2;
-    t->slot = malloc(cap * sizeof *t->slot);
-    t->hash = malloc(cap * sizeof *t->hash);
-    t->mask = cap - 1;
-    if (!t->slot || !t->hash)
-        return -1;
-    for (size_t i = 0; i <= t->mask; i++)
-        t->slot[i] = -1;
-    return 0;
-}
-
-static void table_free(index_table *t)
-{
-    free(t->slot);
-    free(t->hash);
-    memset(t, 0, sizeof *t);
-}
-
-/* The first item added that equals `item`, or `item` itself, now added. */
-static int table_intern(index_table *t, uint64_t h, int item, same_fn same, const void *items)
-{
-    size_t i = h & t->mask;
-
-    while (t->slot[i] >= 0) {
-        if (t->hash[i] == h && same(items, t->slot[i], item))
-            return t->slot[i];
-        i = (i + 1) & t->mask;
-    }
-    t->slot[i] = item;
-    t->hash[i] = h;
-    return item;
-}
-
-/* splitmix64's finaliser: every input bit reaches the low bits the table uses */
-static uint64_t hash_mix(uint64_t h, uint64_t v)
-{
-    uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2));
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t hash_double(uint64_t h, double d)
-{
-    uint64_t bits;
-
-    if (d == 0)
-        d = 0;      /* -0 == 0: equal values, equal hashes */
-    memcpy(&bits, &d, sizeof bits);
-    return hash_mix(h, bits);
-}
-
-static uint64_t hash_string(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return hash_mix(h, 0);
-}
-
 static int same_string(const void *items, int a, int b)
 {
     const char *const *s = items;
@@ -235,10 +161,10 @@ static int same_key(const void *items, int a, int b)
 
 static uint64_t hash_mix_key(uint64_t h, const mix_key *m)
 {
-    h = hash_mix(h, m->a);
-    h = hash_mix(h, m->b);
-    h = hash_double(h, m->t);
-    return hash_mix(h, (uint64_t)m->how);
+    h = sdm_hash_combine(h, m->a);
+    h = sdm_hash_combine(h, m->b);
+    h = sdm_hash_double(h, m->t);
+    return sdm_hash_combine(h, (uint64_t)m->how);
 }
 
 static uint64_t hash_key(const frame_key *k)
@@ -246,7 +172,7 @@ static uint64_t hash_key(const frame_key *k)
     uint64_t h = hash_mix_key(0, &k->text);
     h = hash_mix_key(h, &k->negative);
     h = hash_mix_key(h, &k->noise);
-    return hash_double(h, k->guidance);
+    return sdm_hash_double(h, k->guidance);
 }
 
 static const char *negative_of(const sdm_recipe *r, const char *own)
@@ -262,19 +188,19 @@ static int intern_texts(const sdm_recipe *r, int *ids)
 {
     int n = 2 * r->n_keyframes, rc = -1;
     const char **texts = malloc((size_t)n * sizeof *texts);
-    index_table t = { 0 };
+    sdm_index t = { 0 };
 
-    if (!texts || table_init(&t, (size_t)n))
+    if (!texts || sdm_index_init(&t, (size_t)n))
         goto end;
     for (int k = 0; k < r->n_keyframes; k++) {
         texts[2 * k] = r->keyframes[k].prompt ? r->keyframes[k].prompt : "";
         texts[2 * k + 1] = negative_of(r, r->keyframes[k].negative);
     }
     for (int i = 0; i < n; i++)
-        ids[i] = table_intern(&t, hash_string(texts[i]), i, same_string, texts);
+        ids[i] = sdm_index_intern(&t, sdm_hash_string(texts[i]), i, same_string, texts);
     rc = 0;
 end:
-    table_free(&t);
+    sdm_index_free(&t);
     free(texts);
     return rc;
 }
@@ -299,10 +225,10 @@ static int merge_identical(sdm_plan *p, const sdm_recipe *r)
     int *ids = malloc((size_t)r->n_keyframes * 2 * sizeof *ids);
     int *remap = malloc((size_t)p->n_renders * sizeof *remap);
     frame_key *keys = malloc((size_t)p->n_renders * sizeof *keys);
-    index_table t = { 0 };
+    sdm_index t = { 0 };
     int n = 0, rc = -1;
 
-    if (!ids || !remap || !keys || intern_texts(r, ids) || table_init(&t, (size_t)p->n_renders))
+    if (!ids || !remap || !keys || intern_texts(r, ids) || sdm_index_init(&t, (size_t)p->n_renders))
         goto end;
     for (int i = 0; i < p->n_renders; i++) {
         sdm_plan_frame f = p->renders[i];
@@ -310,7 +236,7 @@ static int merge_identical(sdm_plan *p, const sdm_recipe *r)
 
         if (f.walk_k < 0) {
             keys[i] = key_of(&f, r, ids);
-            first = table_intern(&t, hash_key(&keys[i]), i, same_key, keys);
+            first = sdm_index_intern(&t, hash_key(&keys[i]), i, same_key, keys);
         }
         if (first == i) {
             remap[i] = n;
@@ -324,7 +250,7 @@ static int merge_identical(sdm_plan *p, const sdm_recipe *r)
         p->sequence[i] = remap[p->sequence[i]];
     rc = 0;
 end:
-    table_free(&t);
+    sdm_index_free(&t);
     free(ids);
     free(remap);
     free(keys);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 sdm_sampler_params sdm_sampler_default_params(void)
 {
     sdm_sampler_params p = { SDM_SAMPLER_DDIM, 50, 0.0, 0 };
@@ -32,18 +34,9 @@ int sdm_alphas_cumprod(const sdm_bundle *b, double *out)
     return 0;
 }
 
-static uint64_t fmix64(uint64_t z)
-{
-    z ^= z >> 30;
-    z *= 0xbf58476d1ce4e5b9ULL;
-    z ^= z >> 27;
-    z *= 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 uint64_t sdm_step_noise_seed(uint64_t seed, int step)
 {
-    return fmix64(fmix64(seed ^ 0x5d4e0a1f3c2b1d07ULL) + 0x9e3779b97f4a7c15ULL * (uint64_t)(step + 1));
+    return sdm_mix64(sdm_mix64(seed ^ 0x5d4e0a1f3c2b1d07ULL) + SDM_GOLDEN_GAMMA * (uint64_t)(step + 1));
 }
 
 /* x0 and eps as linear functions of (x, out) for x = alpha·x0 + sig·eps. */

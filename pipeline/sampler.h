@@ -73,7 +73,7 @@ void sdm_schedule_free(sdm_schedule *s);
  * initial noise has seed `seed`: each step's noise is
  * sdm_tensor_randn(sdm_step_noise_seed(seed, step), [1,C,h,w]), so a frame
  * is reproducible alone and a seed morph can slerp it like the initial
- * noise. The mix (splitmix64's finalizer, twice):
+ * noise. The mix (splitmix64's finalizer, twice: sdm_mix64 in hash.h):
  *     fmix(z) = z ^= z >> 30, z *= 0xbf58476d1ce4e5b9,
  *               z ^= z >> 27, z *= 0x94d049bb133111eb, z ^ (z >> 31)
  *     seed'   = fmix(fmix(seed ^ 0x5d4e0a1f3c2b1d07) + 0x9e3779b97f4a7c15·(step + 1))

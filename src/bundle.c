@@ -3,6 +3,8 @@
  * there is one, line:col. */
 #include "bundle.h"
 
+#include "hash.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -339,9 +341,6 @@ end:
     return rc;
 }
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
 /* Hashes up to `max` bytes of f from offset `from` (max < 0: to the end). */
 static uint64_t fnv_file(uint64_t h, FILE *f, long from, long max)
 {
@@ -355,8 +354,7 @@ static uint64_t fnv_file(uint64_t h, FILE *f, long from, long max)
         n = fread(buf, 1, want, f);
         if (n == 0)
             break;
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ buf[i]) * FNV_PRIME;
+        h = sdm_fnv1a64(h, buf, n);
         if (max > 0)
             max -= (long)n;
     }
@@ -366,7 +364,7 @@ static uint64_t fnv_file(uint64_t h, FILE *f, long from, long max)
 void sdm_file_fingerprint(const char *path, char *out, size_t len)
 {
     FILE *f = path ? fopen(path, "rb") : NULL;
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = SDM_FNV1A64_OFFSET;
 
     if (f) {
         h = fnv_file(h, f, 0, -1);
@@ -383,7 +381,7 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
     const char *whole[] = { NULL, b->vocab, b->merges };
     const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti.path, b->vae_aoti.path };
     char yaml[1100];
-    uint64_t h = FNV_OFFSET;
+    uint64_t h = SDM_FNV1A64_OFFSET;
 
     snprintf(yaml, sizeof yaml, "%s/model.yaml", b->dir);
     whole[0] = yaml;
@@ -401,7 +399,7 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
             continue;
         fseek(f, 0, SEEK_END);
         size = ftell(f);
-        h = (h ^ (uint64_t)size) * FNV_PRIME;
+        h = sdm_fnv1a64_word(h, (uint64_t)size);
         h = fnv_file(h, f, 0, MiB);
         if (size > 2 * MiB)
             h = fnv_file(h, f, size - MiB, MiB);

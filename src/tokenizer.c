@@ -28,6 +28,8 @@
 #include <json-c/json.h>
 #include <utf8proc.h>
 
+#include "hash.h"
+
 #define MAX_VOCAB_ID (1 << 24)
 
 static const char BOS_TEXT[] = "<|startoftext|>";
@@ -64,14 +66,11 @@ struct sdm_tokenizer {
 /* ------------------------------------------------------------------ */
 /* hash maps                                                          */
 
+/* FNV-1a 64 folded to 32 bits: the tables index by the low bits */
 static uint32_t hash_bytes(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;   /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
-    }
-    return h;
+    uint64_t h = sdm_fnv1a64(SDM_FNV1A64_OFFSET, s, n);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static uint32_t hash_pair(uint64_t key)
