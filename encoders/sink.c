@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "enum_table.h"
 #include "ffutil.h"
 #include "format.h"
 
@@ -54,42 +55,18 @@ struct sdm_sink {
     int ok;                             /* finish() succeeded */
 };
 
-static const char *const gif_palette_names[SDM_GIF_PALETTE_COUNT] = { "frame", "stream" };
-static const char *const gif_dither_names[SDM_GIF_DITHER_COUNT] = {
-    "bayer", "sierra2_4a", "floyd_steinberg", "none"
+static const sdm_enum_entry gif_palette_entries[] = {
+    { "frame", SDM_GIF_PALETTE_FRAME }, { "stream", SDM_GIF_PALETTE_STREAM }
 };
+static const sdm_enum_entry gif_dither_entries[] = {
+    { "bayer", SDM_GIF_DITHER_BAYER }, { "sierra2_4a", SDM_GIF_DITHER_SIERRA2_4A },
+    { "floyd_steinberg", SDM_GIF_DITHER_FLOYD_STEINBERG }, { "none", SDM_GIF_DITHER_NONE }
+};
+static const sdm_enum_table gif_palette_names = SDM_ENUM_TABLE(gif_palette_entries);
+static const sdm_enum_table gif_dither_names = SDM_ENUM_TABLE(gif_dither_entries);
 
-const char *sdm_gif_palette_name(sdm_gif_palette v)
-{
-    return v >= 0 && v < SDM_GIF_PALETTE_COUNT ? gif_palette_names[v] : "?";
-}
-
-int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out)
-{
-    for (int i = 0; s && i < SDM_GIF_PALETTE_COUNT; i++) {
-        if (strcmp(s, gif_palette_names[i]) == 0) {
-            *out = (sdm_gif_palette)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *sdm_gif_dither_name(sdm_gif_dither v)
-{
-    return v >= 0 && v < SDM_GIF_DITHER_COUNT ? gif_dither_names[v] : "?";
-}
-
-int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out)
-{
-    for (int i = 0; s && i < SDM_GIF_DITHER_COUNT; i++) {
-        if (strcmp(s, gif_dither_names[i]) == 0) {
-            *out = (sdm_gif_dither)i;
-            return 0;
-        }
-    }
-    return -1;
-}
+SDM_ENUM_FUNCTIONS(sdm_gif_palette, gif_palette_names)     /* sdm_gif_palette_name, sdm_gif_palette_from_str */
+SDM_ENUM_FUNCTIONS(sdm_gif_dither, gif_dither_names)       /* sdm_gif_dither_name, sdm_gif_dither_from_str */
 
 sdm_sink_params sdm_sink_default_params(void)
 {

@@ -3,9 +3,11 @@
  * there is one, line:col. */
 #include "bundle.h"
 
+#include "enum_table.h"
 #include "hash.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,44 +16,17 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
-static const char *prediction_names[SDM_PRED_COUNT] = { "epsilon", "v_prediction" };
-static const char *beta_names[SDM_BETAS_COUNT] = { "scaled_linear", "linear" };
+static const sdm_enum_entry prediction_entries[] = {
+    { "epsilon", SDM_PRED_EPSILON }, { "v_prediction", SDM_PRED_V }, { "v", SDM_PRED_V }
+};
+static const sdm_enum_entry beta_entries[] = {
+    { "scaled_linear", SDM_BETAS_SCALED_LINEAR }, { "linear", SDM_BETAS_LINEAR }
+};
+static const sdm_enum_table prediction_names = SDM_ENUM_TABLE(prediction_entries);
+static const sdm_enum_table beta_names = SDM_ENUM_TABLE(beta_entries);
 
-const char *sdm_prediction_name(sdm_prediction p)
-{
-    return p >= 0 && p < SDM_PRED_COUNT ? prediction_names[p] : "?";
-}
-
-int sdm_prediction_from_str(const char *s, sdm_prediction *out)
-{
-    for (int i = 0; i < SDM_PRED_COUNT; i++) {
-        if (!strcmp(s, prediction_names[i])) {
-            *out = (sdm_prediction)i;
-            return 0;
-        }
-    }
-    if (!strcmp(s, "v")) {
-        *out = SDM_PRED_V;
-        return 0;
-    }
-    return -1;
-}
-
-const char *sdm_beta_schedule_name(sdm_beta_schedule b)
-{
-    return b >= 0 && b < SDM_BETAS_COUNT ? beta_names[b] : "?";
-}
-
-int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out)
-{
-    for (int i = 0; i < SDM_BETAS_COUNT; i++) {
-        if (!strcmp(s, beta_names[i])) {
-            *out = (sdm_beta_schedule)i;
-            return 0;
-        }
-    }
-    return -1;
-}
+SDM_ENUM_FUNCTIONS(sdm_prediction, prediction_names)       /* sdm_prediction_name, sdm_prediction_from_str */
+SDM_ENUM_FUNCTIONS(sdm_beta_schedule, beta_names)          /* sdm_beta_schedule_name, sdm_beta_schedule_from_str */
 
 typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_PRED, F_BETAS, F_FILE } field_type;
 
@@ -110,10 +85,15 @@ typedef struct {
     sdm_error *err;
 } loader;
 
-static int fail_at(loader *L, const yaml_node_t *n, const char *fmt, const char *a, const char *b)
+static int fail_at(loader *L, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail_at(loader *L, const yaml_node_t *n, const char *fmt, ...)
 {
     char what[512];
-    snprintf(what, sizeof what, fmt, a, b);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", L->file,
                          (unsigned long)n->start_mark.line + 1, (unsigned long)n->start_mark.column + 1,
                          what);
@@ -162,13 +142,19 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
         strcpy((char *)dst, v);
         break;
     case F_PRED:
-        if (sdm_prediction_from_str(v, (sdm_prediction *)dst))
-            return fail_at(L, n, "prediction must be epsilon or v_prediction, not '%s'%s", v, "");
+    case F_BETAS: {
+        const sdm_enum_table *t = f->type == F_PRED ? &prediction_names : &beta_names;
+        const char *key = strrchr(f->path, '.') ? strrchr(f->path, '.') + 1 : f->path;
+        char names[128], what[192];
+        int x;
+        if (sdm_enum_parse(t, v, &x)) {
+            sdm_enum_list(t, names, sizeof names);
+            snprintf(what, sizeof what, "%s must be %s", key, names);
+            return fail_at(L, n, "%s, not '%s'", what, v);
+        }
+        *(int *)dst = x;
         break;
-    case F_BETAS:
-        if (sdm_beta_schedule_from_str(v, (sdm_beta_schedule *)dst))
-            return fail_at(L, n, "beta_schedule must be scaled_linear or linear, not '%s'%s", v, "");
-        break;
+    }
     case F_FILE:
         if (!*v || strchr(v, '/'))
             return fail_at(L, n, "'%s' must be a file name inside the bundle, not '%s'", f->path, v);

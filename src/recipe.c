@@ -5,6 +5,7 @@
  * events bounds nesting and size, so no input can exhaust memory or crash. */
 #include "recipe.h"
 
+#include "enum_table.h"
 #include "output_name.h"
 
 #include <errno.h>
@@ -22,76 +23,28 @@
 #define MAX_EVENTS 2000000
 #define MAX_SHOWN_FRAMES 1000000
 
-/* --- enum name/parse pairs ------------------------------------------------ */
+/* --- enum names ----------------------------------------------------------- */
 
-static const char *const interp_names[SDM_INTERP_COUNT] = { "lerp", "slerp" };
-static const char *const ease_names[SDM_EASE_COUNT] = { "linear", "smoothstep", "cosine" };
-static const char *const loop_names[SDM_LOOP_COUNT] = { "none", "pingpong", "cycle" };
-static const char *const sampler_names[SDM_SAMPLER_COUNT] = { "ddim", "euler", "euler_a", "dpmpp_2m" };
+static const sdm_enum_entry interp_entries[] = { { "lerp", SDM_INTERP_LERP }, { "slerp", SDM_INTERP_SLERP } };
+static const sdm_enum_entry ease_entries[] = {
+    { "linear", SDM_EASE_LINEAR }, { "smoothstep", SDM_EASE_SMOOTHSTEP }, { "cosine", SDM_EASE_COSINE }
+};
+static const sdm_enum_entry loop_entries[] = {
+    { "none", SDM_LOOP_NONE }, { "pingpong", SDM_LOOP_PINGPONG }, { "cycle", SDM_LOOP_CYCLE }
+};
+static const sdm_enum_entry sampler_entries[] = {
+    { "ddim", SDM_SAMPLER_DDIM }, { "euler", SDM_SAMPLER_EULER }, { "euler_a", SDM_SAMPLER_EULER_A },
+    { "dpmpp_2m", SDM_SAMPLER_DPMPP_2M }
+};
+static const sdm_enum_table interp_names = SDM_ENUM_TABLE(interp_entries);
+static const sdm_enum_table ease_names = SDM_ENUM_TABLE(ease_entries);
+static const sdm_enum_table loop_names = SDM_ENUM_TABLE(loop_entries);
+static const sdm_enum_table sampler_names = SDM_ENUM_TABLE(sampler_entries);
 
-static int name_index(const char *const *names, int n, const char *s)
-{
-    for (int i = 0; s && i < n; i++)
-        if (!strcmp(s, names[i]))
-            return i;
-    return -1;
-}
-
-const char *sdm_interp_name(sdm_interp v)
-{
-    return v >= 0 && v < SDM_INTERP_COUNT ? interp_names[v] : "?";
-}
-
-int sdm_interp_from_str(const char *s, sdm_interp *out)
-{
-    int i = name_index(interp_names, SDM_INTERP_COUNT, s);
-    if (i < 0)
-        return -1;
-    *out = (sdm_interp)i;
-    return 0;
-}
-
-const char *sdm_ease_name(sdm_ease v)
-{
-    return v >= 0 && v < SDM_EASE_COUNT ? ease_names[v] : "?";
-}
-
-int sdm_ease_from_str(const char *s, sdm_ease *out)
-{
-    int i = name_index(ease_names, SDM_EASE_COUNT, s);
-    if (i < 0)
-        return -1;
-    *out = (sdm_ease)i;
-    return 0;
-}
-
-const char *sdm_loop_name(sdm_loop v)
-{
-    return v >= 0 && v < SDM_LOOP_COUNT ? loop_names[v] : "?";
-}
-
-int sdm_loop_from_str(const char *s, sdm_loop *out)
-{
-    int i = name_index(loop_names, SDM_LOOP_COUNT, s);
-    if (i < 0)
-        return -1;
-    *out = (sdm_loop)i;
-    return 0;
-}
-
-const char *sdm_sampler_name(sdm_sampler v)
-{
-    return v >= 0 && v < SDM_SAMPLER_COUNT ? sampler_names[v] : "?";
-}
-
-int sdm_sampler_from_str(const char *s, sdm_sampler *out)
-{
-    int i = name_index(sampler_names, SDM_SAMPLER_COUNT, s);
-    if (i < 0)
-        return -1;
-    *out = (sdm_sampler)i;
-    return 0;
-}
+SDM_ENUM_FUNCTIONS(sdm_interp, interp_names)     /* sdm_interp_name, sdm_interp_from_str */
+SDM_ENUM_FUNCTIONS(sdm_ease, ease_names)         /* sdm_ease_name, sdm_ease_from_str */
+SDM_ENUM_FUNCTIONS(sdm_loop, loop_names)         /* sdm_loop_name, sdm_loop_from_str */
+SDM_ENUM_FUNCTIONS(sdm_sampler, sampler_names)   /* sdm_sampler_name, sdm_sampler_from_str */
 
 /* --- the loader's state and its errors ------------------------------------ */
 
@@ -220,8 +173,7 @@ struct key_spec {
     key_fn fn;
     size_t offset;
     double lo, hi;
-    const char *const *names;   /* enums */
-    int n_names;
+    const sdm_enum_table *names;    /* enums */
     unsigned flags;
 };
 
@@ -358,20 +310,15 @@ static int h_string(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 
 static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
-    char expected[256] = "", buf[64];
-    int i;
+    char expected[256], buf[64];
+    int value;
 
-    for (i = 0; i < k->n_names; i++) {
-        strncat(expected, k->names[i], sizeof expected - strlen(expected) - 1);
-        if (i + 1 < k->n_names)
-            strncat(expected, i + 2 == k->n_names ? " or " : ", ", sizeof expected - strlen(expected) - 1);
-    }
+    sdm_enum_list(k->names, expected, sizeof expected);
     if (scalar_or_fail(L, v, k, expected))
         return -1;
-    i = name_index(k->names, k->n_names, (const char *)v->data.scalar.value);
-    if (i < 0)
+    if (sdm_enum_parse(k->names, (const char *)v->data.scalar.value, &value))
         return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
-    *(int *)dst = i;
+    *(int *)dst = value;
     return 0;
 }
 
@@ -440,54 +387,53 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
 #define R(m) offsetof(sdm_recipe, m)
 #define KF(m) offsetof(sdm_keyframe, m)
 #define W(m) offsetof(sdm_walk, m)
-#define ENUM(tab) tab, (int)(sizeof tab / sizeof tab[0])
 #define FRAMES_MAX 100000
 
 static const key_spec recipe_keys[] = {
-    { "model", h_string, R(model), 0, 0, NULL, 0, K_NOTNULL },
-    { "width", h_int, R(width), 64, 4096, NULL, 0, K_MULT8 },
-    { "height", h_int, R(height), 64, 4096, NULL, 0, K_MULT8 },
-    { "steps", h_int, R(steps), 1, 1000, NULL, 0, 0 },
-    { "guidance", h_double, R(guidance), 0, 100, NULL, 0, 0 },
-    { "negative", h_string, R(negative), 0, 0, NULL, 0, 0 },
-    { "seed", h_u64, R(seed), 0, 0, NULL, 0, 0 },
-    { "fps", h_double, R(fps), 0, 240, NULL, 0, K_LO_OPEN },
-    { "sampler", h_enum, R(sampler), 0, 0, ENUM(sampler_names), 0 },
-    { "eta", h_double, R(eta), 0, 1, NULL, 0, 0 },
-    { "karras", h_bool, R(karras), 0, 0, NULL, 0, 0 },
-    { "batch", h_int, R(batch), 0, 1024, NULL, 0, 0 },
-    { "output", h_outputs, 0, 0, 0, NULL, 0, 0 },
-    { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0, 0 },
-    { "loop", h_enum, R(loop), 0, 0, ENUM(loop_names), 0 },
-    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0, K_DEFAULTS },
-    { "interp", h_enum, KF(interp), 0, 0, ENUM(interp_names), K_DEFAULTS },
-    { "ease", h_enum, KF(ease), 0, 0, ENUM(ease_names), K_DEFAULTS },
-    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0, K_DEFAULTS },
-    { "keyframes", h_keyframes, 0, 0, 0, NULL, 0, K_LATE },
-    { "walk", h_walk, 0, 0, 0, NULL, 0, K_LATE },
+    { "model", h_string, R(model), 0, 0, NULL, K_NOTNULL },
+    { "width", h_int, R(width), 64, 4096, NULL, K_MULT8 },
+    { "height", h_int, R(height), 64, 4096, NULL, K_MULT8 },
+    { "steps", h_int, R(steps), 1, 1000, NULL, 0 },
+    { "guidance", h_double, R(guidance), 0, 100, NULL, 0 },
+    { "negative", h_string, R(negative), 0, 0, NULL, 0 },
+    { "seed", h_u64, R(seed), 0, 0, NULL, 0 },
+    { "fps", h_double, R(fps), 0, 240, NULL, K_LO_OPEN },
+    { "sampler", h_enum, R(sampler), 0, 0, &sampler_names, 0 },
+    { "eta", h_double, R(eta), 0, 1, NULL, 0 },
+    { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
+    { "batch", h_int, R(batch), 0, 1024, NULL, 0 },
+    { "output", h_outputs, 0, 0, 0, NULL, 0 },
+    { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0 },
+    { "loop", h_enum, R(loop), 0, 0, &loop_names, 0 },
+    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, K_DEFAULTS },
+    { "interp", h_enum, KF(interp), 0, 0, &interp_names, K_DEFAULTS },
+    { "ease", h_enum, KF(ease), 0, 0, &ease_names, K_DEFAULTS },
+    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, K_DEFAULTS },
+    { "keyframes", h_keyframes, 0, 0, 0, NULL, K_LATE },
+    { "walk", h_walk, 0, 0, 0, NULL, K_LATE },
 };
 
 static const key_spec keyframe_keys[] = {
-    { "prompt", h_string, KF(prompt), 0, 0, NULL, 0, K_REQUIRED | K_NOTNULL },
-    { "negative", h_string, KF(negative), 0, 0, NULL, 0, 0 },
-    { "seed", h_u64, KF(seed), 0, 0, NULL, 0, 0 },
-    { "guidance", h_double, KF(guidance), 0, 100, NULL, 0, 0 },
-    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0, 0 },
-    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0, 0 },
-    { "interp", h_enum, KF(interp), 0, 0, ENUM(interp_names), 0 },
-    { "ease", h_enum, KF(ease), 0, 0, ENUM(ease_names), 0 },
+    { "prompt", h_string, KF(prompt), 0, 0, NULL, K_REQUIRED | K_NOTNULL },
+    { "negative", h_string, KF(negative), 0, 0, NULL, 0 },
+    { "seed", h_u64, KF(seed), 0, 0, NULL, 0 },
+    { "guidance", h_double, KF(guidance), 0, 100, NULL, 0 },
+    { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0 },
+    { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0 },
+    { "interp", h_enum, KF(interp), 0, 0, &interp_names, 0 },
+    { "ease", h_enum, KF(ease), 0, 0, &ease_names, 0 },
 };
 
 static const key_spec walk_keys[] = {
-    { "prompt", h_string, W(prompt), 0, 0, NULL, 0, K_REQUIRED | K_NOTNULL },
-    { "negative", h_string, W(negative), 0, 0, NULL, 0, 0 },
-    { "seed", h_u64, W(seed), 0, 0, NULL, 0, 0 },
-    { "guidance", h_double, W(guidance), 0, 100, NULL, 0, 0 },
-    { "frames", h_int, W(frames), 1, FRAMES_MAX, NULL, 0, 0 },
-    { "sigma", h_double, W(sigma), 0, 10, NULL, 0, 0 },
-    { "anchor", h_double, W(anchor), 0, 1, NULL, 0, 0 },
-    { "noise_seed", h_u64, W(noise_seed), 0, 0, NULL, 0, 0 },
-    { "closed", h_bool, W(closed), 0, 0, NULL, 0, 0 },
+    { "prompt", h_string, W(prompt), 0, 0, NULL, K_REQUIRED | K_NOTNULL },
+    { "negative", h_string, W(negative), 0, 0, NULL, 0 },
+    { "seed", h_u64, W(seed), 0, 0, NULL, 0 },
+    { "guidance", h_double, W(guidance), 0, 100, NULL, 0 },
+    { "frames", h_int, W(frames), 1, FRAMES_MAX, NULL, 0 },
+    { "sigma", h_double, W(sigma), 0, 10, NULL, 0 },
+    { "anchor", h_double, W(anchor), 0, 1, NULL, 0 },
+    { "noise_seed", h_u64, W(noise_seed), 0, 0, NULL, 0 },
+    { "closed", h_bool, W(closed), 0, 0, NULL, 0 },
 };
 
 #define COUNT(t) (sizeof t / sizeof t[0])
@@ -623,6 +569,8 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     yaml_node_item_t *it;
     size_t n;
 
+    (void)dst;      /* the table's signature: these write L->r */
+    (void)k;
     if (v->type != YAML_SEQUENCE_NODE)
         return fail_at(L, v, "'keyframes': expected a list of keyframes, found %s",
                        is_null(v) ? "nothing" : node_kind(v));
@@ -672,6 +620,8 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     sdm_walk *w;
     sdm_keyframe *kf;
 
+    (void)dst;      /* the table's signature: these write L->r */
+    (void)k;
     if (r->keyframes)
         return fail_at(L, v, "'walk' and 'keyframes' given together; a recipe has exactly one of them");
     w = calloc(1, sizeof *w);

@@ -5,6 +5,8 @@
  * AOTInductor packages (SDM_HAVE_AOTI: torch >= 2.6 with CUDA). */
 #include "torch_api.h"
 
+#include "enum_table.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
@@ -299,66 +301,56 @@ sdm_tensor *wrap(at::Tensor t)
 
 /* --- names ---------------------------------------------------------------- */
 
-const char *sdm_dtype_name(sdm_dtype d)
-{
-    static const char *names[SDM_DTYPE_COUNT] = { "float32", "float16", "int64", "uint8", "float64" };
-    return (unsigned)d < SDM_DTYPE_COUNT ? names[d] : "unknown";
-}
+static const sdm_enum_entry dtype_entries[] = {
+    { "float32", SDM_F32 }, { "float16", SDM_F16 }, { "int64", SDM_I64 }, { "uint8", SDM_U8 },
+    { "float64", SDM_F64 }, { "fp32", SDM_F32 }, { "fp16", SDM_F16 }, { "fp64", SDM_F64 },
+};
+static const sdm_enum_table dtype_names = { dtype_entries, (int)(sizeof dtype_entries / sizeof *dtype_entries),
+                                            "unknown" };
+static const sdm_enum_entry device_type_entries[] = { { "cpu", SDM_DEVICE_CPU }, { "cuda", SDM_DEVICE_CUDA } };
+static const sdm_enum_table device_type_names = SDM_ENUM_TABLE(device_type_entries);
 
-int sdm_dtype_from_str(const char *s, sdm_dtype *out)
-{
-    static const struct { const char *name; sdm_dtype d; } map[] = {
-        { "float32", SDM_F32 }, { "fp32", SDM_F32 }, { "float16", SDM_F16 }, { "fp16", SDM_F16 },
-        { "int64", SDM_I64 }, { "uint8", SDM_U8 }, { "float64", SDM_F64 }, { "fp64", SDM_F64 },
-    };
-    if (!s || !out)
-        return -1;
-    for (const auto &m : map) {
-        if (strcmp(s, m.name) == 0) {
-            *out = m.d;
-            return 0;
-        }
-    }
-    return -1;
-}
+SDM_ENUM_FUNCTIONS(sdm_dtype, dtype_names)     /* sdm_dtype_name, sdm_dtype_from_str */
 
+/* "cpu", "cuda" or "cuda:N": a type name, and an index for CUDA only. */
 int sdm_device_from_str(const char *s, sdm_device *out)
 {
-    if (!s || !out)
-        return -1;
-    if (strcmp(s, "cpu") == 0) {
-        *out = sdm_device{ SDM_DEVICE_CPU, 0 };
-        return 0;
-    }
-    if (strcmp(s, "cuda") == 0) {
-        *out = sdm_device{ SDM_DEVICE_CUDA, 0 };
-        return 0;
-    }
-    if (strncmp(s, "cuda:", 5) != 0)
-        return -1;
-    const char *p = s + 5;
+    const char *colon = s ? strchr(s, ':') : nullptr;
+    size_t n = colon ? (size_t)(colon - s) : s ? strlen(s) : 0;
+    char type[8];
+    int t;
     long idx = 0;
-    if (!*p)
+
+    if (!s || !out || n >= sizeof type)
         return -1;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '9' || idx > 1000)
+    memcpy(type, s, n);
+    type[n] = '\0';
+    if (sdm_enum_parse(&device_type_names, type, &t) || (colon && t != SDM_DEVICE_CUDA))
+        return -1;
+    if (colon) {
+        const char *p = colon + 1;
+        if (!*p)
             return -1;
-        idx = idx * 10 + (*p - '0');
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9' || idx > 1000)
+                return -1;
+            idx = idx * 10 + (*p - '0');
+        }
     }
-    *out = sdm_device{ SDM_DEVICE_CUDA, (int)idx };
+    *out = sdm_device{ (sdm_device_type)t, (int)idx };
     return 0;
 }
 
 void sdm_device_name(sdm_device d, char *buf, size_t len)
 {
+    const char *type = sdm_enum_name(&device_type_names, d.type);
+
     if (!buf || !len)
         return;
     if (d.type == SDM_DEVICE_CUDA)
-        snprintf(buf, len, "cuda:%d", d.index);
-    else if (d.type == SDM_DEVICE_CPU)
-        snprintf(buf, len, "cpu");
+        snprintf(buf, len, "%s:%d", type, d.index);
     else
-        snprintf(buf, len, "unknown");
+        snprintf(buf, len, "%s", d.type == SDM_DEVICE_CPU ? type : "unknown");
 }
 
 /* --- CUDA queries ----------------------------------------------------------

@@ -198,6 +198,16 @@ static void test_bad_bundles(void)
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, "unet.pt");
 
+    /* an enum value model.yaml does not know: the message lists the known ones */
+    snprintf(dir, sizeof dir, "%s/prediction", tmpdir);
+    make_bundle(dir, "prediction: epsilon", "prediction: sample");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "model.yaml:5:13: prediction must be epsilon or v_prediction, not 'sample'");
+    snprintf(dir, sizeof dir, "%s/betas", tmpdir);
+    make_bundle(dir, "beta_schedule: scaled_linear", "beta_schedule: cosine");
+    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "beta_schedule must be scaled_linear or linear, not 'cosine'");
+
     /* a missing model.yaml names it */
     snprintf(dir, sizeof dir, "%s/noyaml", tmpdir);
     make_bundle(dir, NULL, NULL);

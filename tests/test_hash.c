@@ -1,11 +1,13 @@
-/* hash.h: the values are pinned (outputs, sidecars and fixtures store
- * some of them), and the index finds the first of equal items. */
+/* The shared helpers of src/: hash.h (the values are pinned: outputs,
+ * sidecars and fixtures store some of them; the index finds the first of
+ * equal items) and enum_table.h (names, aliases, lists). */
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "bundle.h"
 #include "condition.h"
+#include "enum_table.h"
 #include "hash.h"
 #include "test.h"
 
@@ -82,8 +84,61 @@ static void test_index(void)
     }
 }
 
+enum { RED, GREEN = 5, BLUE };
+static const sdm_enum_entry colour_entries[] = {
+    { "red", RED }, { "green", GREEN }, { "blue", BLUE }, { "verde", GREEN }
+};
+static const sdm_enum_table colours = SDM_ENUM_TABLE(colour_entries);
+
+static void test_enum_table(void)
+{
+    static const sdm_enum_table one = { colour_entries, 1, "none" };
+    char list[64];
+    int v = -7;
+
+    CHECK_STR(sdm_enum_name(&colours, GREEN), "green");     /* the first entry, never the alias */
+    CHECK_STR(sdm_enum_name(&colours, 4), "?");
+    CHECK_STR(sdm_enum_name(&one, BLUE), "none");
+    CHECK_INT(sdm_enum_parse(&colours, "verde", &v), 0);
+    CHECK_INT(v, GREEN);
+    CHECK_INT(sdm_enum_parse(&colours, "blue", &v), 0);
+    CHECK_INT(v, BLUE);
+    v = -7;
+    CHECK_INT(sdm_enum_parse(&colours, "Blue", &v), -1);    /* exact: names are case-sensitive */
+    CHECK_INT(sdm_enum_parse(&colours, NULL, &v), -1);
+    CHECK_INT(sdm_enum_parse(&colours, "", &v), -1);
+    CHECK_INT(v, -7);                                        /* untouched on failure */
+    sdm_enum_list(&colours, list, sizeof list);
+    CHECK_STR(list, "red, green or blue");
+    sdm_enum_list(&one, list, sizeof list);
+    CHECK_STR(list, "red");
+    sdm_enum_list(&colours, list, 6);                       /* cut, still a string */
+    CHECK_STR(list, "red, ");
+}
+
+/* The public pairs over those tables, aliases included. */
+static void test_enum_pairs(void)
+{
+    sdm_prediction p;
+    sdm_beta_schedule b;
+
+    CHECK_INT(sdm_prediction_from_str("v", &p), 0);
+    CHECK_INT(p, SDM_PRED_V);
+    CHECK_STR(sdm_prediction_name(p), "v_prediction");
+    CHECK_INT(sdm_prediction_from_str("epsilon", &p), 0);
+    CHECK_INT(p, SDM_PRED_EPSILON);
+    CHECK_INT(sdm_prediction_from_str(NULL, &p), -1);
+    CHECK_INT(sdm_beta_schedule_from_str("linear", &b), 0);
+    CHECK_INT(b, SDM_BETAS_LINEAR);
+    CHECK_STR(sdm_beta_schedule_name(SDM_BETAS_SCALED_LINEAR), "scaled_linear");
+    CHECK_STR(sdm_beta_schedule_name(SDM_BETAS_COUNT), "?");
+    CHECK_STR(sdm_dtype_name(SDM_DTYPE_COUNT), "unknown");
+}
+
 int main(void)
 {
+    test_enum_table();
+    test_enum_pairs();
     test_fnv1a();
     test_file_fingerprint();
     test_mix();

@@ -57,6 +57,18 @@ static void test_names(void)
     CHECK(sdm_device_from_str("cuda:x", &dev) != 0);
     CHECK(sdm_device_from_str("cuda:-1", &dev) != 0);
     CHECK(sdm_device_from_str("gpu", &dev) != 0);
+    CHECK(sdm_device_from_str("cpu:0", &dev) != 0);
+    CHECK(sdm_device_from_str("cudax", &dev) != 0);
+    CHECK(sdm_device_from_str(":1", &dev) != 0);
+    CHECK(sdm_device_from_str("", &dev) != 0);
+    CHECK(sdm_device_from_str(NULL, &dev) != 0);
+    CHECK(sdm_device_from_str("cuda:12", &dev) == 0 && dev.index == 12);
+    sdm_device_name(dev, buf, sizeof buf);
+    CHECK_STR(buf, "cuda:12");
+    CHECK_INT(sdm_device_from_str("cpu", &dev), 0);
+    sdm_device_name(dev, buf, sizeof buf);
+    CHECK_STR(buf, "cpu");
+    CHECK(sdm_device_from_str("cuda", &dev) == 0);
     sdm_device_name(dev, buf, sizeof buf);
     CHECK_STR(buf, "cuda:0");
     sdm_device_description(CPU, buf, sizeof buf);
