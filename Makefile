@@ -181,7 +181,8 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c pipeline/plan.c
+FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c pipeline/plan.c \
+            pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with: no FFmpeg, no libtorch.
 FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c) -lpthread -lm

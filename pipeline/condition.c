@@ -1,6 +1,7 @@
 #include "condition.h"
 
 #include "hash.h"
+#include "inputs.h"
 #include "sampler.h"
 
 #include <stdlib.h>
@@ -14,6 +15,7 @@ typedef struct {
 struct sdm_conditioner {
     sdm_engine *engine;
     const sdm_recipe *recipe;
+    sdm_text_ids ids;       /* which keyframes' texts are the same */
     int64_t noise_shape[4];
     noise_entry *noises;
     int n_noises;
@@ -50,6 +52,10 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
     c->noise_shape[2] = latent_h;
     c->noise_shape[3] = latent_w;
     c->walk_k = -1;
+    if (sdm_text_ids_make(r, &c->ids)) {
+        sdm_conditioner_free(&c);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
     *out = c;
     return 0;
 }
@@ -80,28 +86,20 @@ static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out,
     return 0;
 }
 
-/* a and b mixed with weight t; exact copies at the ends. */
-static int mix(const sdm_tensor *a, const sdm_tensor *b, double t, sdm_interp how, int per_row,
-               sdm_tensor **out, sdm_error *err)
+/* The tensors of m's inputs a and b, mixed as m says (inputs.h): a copy of
+ * a when it is alone. */
+static int mix(const sdm_tensor *a, const sdm_tensor *b, const sdm_mix *m, int per_row, sdm_tensor **out,
+               sdm_error *err)
 {
     sdm_torch_status st;
 
-    if (a == b || t <= 0.0)
+    if (m->t == 0.0)
         st = sdm_tensor_clone(a, out);
-    else if (t >= 1.0)
-        st = sdm_tensor_clone(b, out);
-    else if (how == SDM_INTERP_SLERP)
-        st = sdm_tensor_slerp(a, b, t, per_row, out);
+    else if (m->how == SDM_INTERP_SLERP)
+        st = sdm_tensor_slerp(a, b, m->t, per_row, out);
     else
-        st = sdm_tensor_axpby(1.0 - t, a, t, b, out);
+        st = sdm_tensor_axpby(1.0 - m->t, a, m->t, b, out);
     return st ? torch_fail(err, st) : 0;
-}
-
-static const char *negative_of(const sdm_recipe *r, const char *own)
-{
-    if (own)
-        return own;
-    return r->negative ? r->negative : "";
 }
 
 /* y[k] of the walk, k ≥ 0: y[k] = a·y0 + (1−a)·(y[k−1] + n_k). Continues
@@ -165,41 +163,32 @@ static int walk_frame(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tenso
     return 0;
 }
 
+/* Everything is read from the frame's canonical inputs, never from the
+ * plan frame itself: frames the planner merged are computed alike. */
 int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
                           sdm_error *err)
 {
     const sdm_recipe *r = c->recipe;
+    const sdm_frame_inputs in = sdm_frame_inputs_of(r, &c->ids, f);
+    const sdm_keyframe *k = r->keyframes;
     const sdm_tensor *ea, *eb, *na, *nb, *sa, *sb;
     sdm_error *e = err;
 
     memset(out, 0, sizeof *out);
-    out->guidance = f->guidance;
-    if (f->walk_k >= 0) {
-        const sdm_walk *w = r->walk;
-        out->seed_a = out->seed_b = w->seed;
-        if (sdm_engine_embed(c->engine, w->prompt, &ea, e) ||
-            sdm_engine_embed(c->engine, negative_of(r, w->negative), &na, e) ||
-            seed_noise(c, w->seed, &sa, e) || walk_frame(c, ea, f->walk_k, &out->cond, e) ||
-            mix(na, na, 0, SDM_INTERP_LERP, 1, &out->uncond, e) ||
-            mix(sa, sa, 0, SDM_INTERP_LERP, 0, &out->noise, e))
-            goto fail;
-        return 0;
-    }
-    {
-        const sdm_keyframe *ka = &r->keyframes[f->key_a], *kb = &r->keyframes[f->key_b];
-        out->seed_a = ka->seed;
-        out->seed_b = kb->seed;
-        out->seed_t = f->seed_t;
-        if (sdm_engine_embed(c->engine, ka->prompt, &ea, e) ||
-            sdm_engine_embed(c->engine, kb->prompt, &eb, e) ||
-            sdm_engine_embed(c->engine, negative_of(r, ka->negative), &na, e) ||
-            sdm_engine_embed(c->engine, negative_of(r, kb->negative), &nb, e) ||
-            seed_noise(c, ka->seed, &sa, e) || seed_noise(c, kb->seed, &sb, e) ||
-            mix(ea, eb, f->t, f->interp, 1, &out->cond, e) ||
-            mix(na, nb, f->t, f->interp, 1, &out->uncond, e) ||
-            mix(sa, sb, f->seed_t, SDM_INTERP_SLERP, 0, &out->noise, e))
-            goto fail;
-    }
+    out->guidance = in.guidance;
+    out->seed_a = in.noise.a;
+    out->seed_b = in.noise.b;
+    out->seed_t = in.noise.t;
+    if (sdm_engine_embed(c->engine, k[in.text.a].prompt, &ea, e) ||
+        sdm_engine_embed(c->engine, k[in.text.b].prompt, &eb, e) ||
+        sdm_engine_embed(c->engine, sdm_recipe_negative(r, k[in.negative.a].negative), &na, e) ||
+        sdm_engine_embed(c->engine, sdm_recipe_negative(r, k[in.negative.b].negative), &nb, e) ||
+        seed_noise(c, in.noise.a, &sa, e) || seed_noise(c, in.noise.b, &sb, e))
+        goto fail;
+    if (in.walk_k >= 0 ? walk_frame(c, ea, in.walk_k, &out->cond, e) : mix(ea, eb, &in.text, 1, &out->cond, e))
+        goto fail;
+    if (mix(na, nb, &in.negative, 1, &out->uncond, e) || mix(sa, sb, &in.noise, 0, &out->noise, e))
+        goto fail;
     return 0;
 fail:
     sdm_frame_cond_clear(out);
@@ -209,19 +198,20 @@ fail:
 int sdm_conditioner_step_noise(sdm_conditioner *c, const sdm_frame_cond *fc, int step, sdm_tensor **out,
                                sdm_error *err)
 {
+    const sdm_mix m = sdm_mix_of(fc->seed_a, fc->seed_b, fc->seed_t, SDM_INTERP_SLERP);
     sdm_device dev = sdm_engine_device(c->engine);
     sdm_tensor *a = NULL, *b = NULL;
     sdm_torch_status st;
     int rc;
 
-    st = sdm_tensor_randn(sdm_step_noise_seed(fc->seed_a, step), c->noise_shape, 4, dev, &a);
-    if (!st && fc->seed_b != fc->seed_a && fc->seed_t > 0)
-        st = sdm_tensor_randn(sdm_step_noise_seed(fc->seed_b, step), c->noise_shape, 4, dev, &b);
+    st = sdm_tensor_randn(sdm_step_noise_seed(m.a, step), c->noise_shape, 4, dev, &a);
+    if (!st && m.t > 0)
+        st = sdm_tensor_randn(sdm_step_noise_seed(m.b, step), c->noise_shape, 4, dev, &b);
     if (st) {
         rc = torch_fail(err, st);
         goto end;
     }
-    rc = mix(a, b ? b : a, fc->seed_t, SDM_INTERP_SLERP, 0, out, err);
+    rc = mix(a, b, &m, 0, out, err);
 end:
     sdm_tensor_free(&a);
     sdm_tensor_free(&b);
@@ -244,6 +234,7 @@ void sdm_conditioner_free(sdm_conditioner **pc)
     for (int i = 0; i < c->n_noises; i++)
         sdm_tensor_free(&c->noises[i].noise);
     free(c->noises);
+    sdm_text_ids_free(&c->ids);
     sdm_tensor_free(&c->walk_y);
     sdm_tensor_free(&c->walk_end);
     free(c);

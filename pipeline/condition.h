@@ -15,8 +15,8 @@ typedef struct {
     sdm_tensor *uncond;     /* [1,L,H] */
     sdm_tensor *noise;      /* [1,C,h,w], float32, before init_sigma */
     double guidance;
-    uint64_t seed_a, seed_b;    /* the seeds mixed, for per-step noise */
-    double seed_t;
+    uint64_t seed_a, seed_b;    /* the seeds mixed, for per-step noise, as inputs.h */
+    double seed_t;              /* puts them: seed_b == seed_a, seed_t == 0 for one alone */
 } sdm_frame_cond;
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,

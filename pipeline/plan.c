@@ -3,10 +3,12 @@
  * a itself, b is the next transition's start), so no frame is rendered
  * twice. Holds and pingpong's way back only repeat indices into renders[];
  * then renders whose effective inputs are identical (a keyframe given
- * twice, a transition between keyframes that condition alike) are merged. */
+ * twice, a transition between keyframes that condition alike) are merged,
+ * by the form the conditioner computes from (inputs.h). */
 #include "plan.h"
 
 #include "hash.h"
+#include "inputs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,8 +16,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_SHOWN_FRAMES 1000000
 
 double sdm_ease_apply(sdm_ease e, double x)
 {
@@ -107,137 +107,31 @@ static void plan_walk(builder *b, const sdm_recipe *r, int *first_run, int *last
 
 /* --- merging renders with identical inputs ------------------------------- */
 
-static int same_string(const void *items, int a, int b)
+static int same_inputs(const void *items, int a, int b)
 {
-    const char *const *s = items;
-    return !strcmp(s[a], s[b]);
+    const sdm_frame_inputs *in = items;
+    return sdm_frame_inputs_equal(&in[a], &in[b]);
 }
 
-/* One of the conditioner's mixes, as it computes it: mix() in condition.c
- * copies a alone when both sides are the same input (the embedding and
- * noise caches give one tensor per prompt text and per seed) or t <= 0, b
- * alone when t >= 1, and mixes otherwise. */
-typedef struct {
-    uint64_t a, b;          /* string ids or seeds; b == a for one alone */
-    double t;               /* 0 for one alone */
-    int how;
-} mix_key;
-
-static mix_key mix_of(uint64_t a, uint64_t b, double t, int how)
-{
-    mix_key m = { a, a, 0.0, 0 };
-
-    if (a == b || t <= 0.0)
-        return m;
-    if (t >= 1.0) {
-        m.a = m.b = b;
-        return m;
-    }
-    m.b = b;
-    m.t = t;
-    m.how = how;
-    return m;
-}
-
-/* Everything sdm_conditioner_frame reads for a keyframe frame: the text
- * and negative embeddings mixed, the seeds' noise mixed (initial and
- * per-step alike), and the guidance. */
-typedef struct {
-    mix_key text, negative, noise;
-    double guidance;
-} frame_key;
-
-static int same_mix(const mix_key *x, const mix_key *y)
-{
-    return x->a == y->a && x->b == y->b && x->t == y->t && x->how == y->how;
-}
-
-static int same_key(const void *items, int a, int b)
-{
-    const frame_key *x = (const frame_key *)items + a, *y = (const frame_key *)items + b;
-    return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) &&
-           same_mix(&x->noise, &y->noise) && x->guidance == y->guidance;
-}
-
-static uint64_t hash_mix_key(uint64_t h, const mix_key *m)
-{
-    h = sdm_hash_combine(h, m->a);
-    h = sdm_hash_combine(h, m->b);
-    h = sdm_hash_double(h, m->t);
-    return sdm_hash_combine(h, (uint64_t)m->how);
-}
-
-static uint64_t hash_key(const frame_key *k)
-{
-    uint64_t h = hash_mix_key(0, &k->text);
-    h = hash_mix_key(h, &k->negative);
-    h = hash_mix_key(h, &k->noise);
-    return sdm_hash_double(h, k->guidance);
-}
-
-static const char *negative_of(const sdm_recipe *r, const char *own)
-{
-    if (own)
-        return own;
-    return r->negative ? r->negative : "";
-}
-
-/* ids[2k] is keyframe k's prompt, ids[2k+1] its negative as the conditioner
- * reads it; equal texts get equal ids (the index of the first). */
-static int intern_texts(const sdm_recipe *r, int *ids)
-{
-    int n = 2 * r->n_keyframes, rc = -1;
-    const char **texts = malloc((size_t)n * sizeof *texts);
-    sdm_index t = { 0 };
-
-    if (!texts || sdm_index_init(&t, (size_t)n))
-        goto end;
-    for (int k = 0; k < r->n_keyframes; k++) {
-        texts[2 * k] = r->keyframes[k].prompt ? r->keyframes[k].prompt : "";
-        texts[2 * k + 1] = negative_of(r, r->keyframes[k].negative);
-    }
-    for (int i = 0; i < n; i++)
-        ids[i] = sdm_index_intern(&t, sdm_hash_string(texts[i]), i, same_string, texts);
-    rc = 0;
-end:
-    sdm_index_free(&t);
-    free(texts);
-    return rc;
-}
-
-static frame_key key_of(const sdm_plan_frame *f, const sdm_recipe *r, const int *ids)
-{
-    frame_key k;
-    int a = f->key_a, b = f->key_b;
-
-    k.text = mix_of((uint64_t)ids[2 * a], (uint64_t)ids[2 * b], f->t, f->interp);
-    k.negative = mix_of((uint64_t)ids[2 * a + 1], (uint64_t)ids[2 * b + 1], f->t, f->interp);
-    k.noise = mix_of(r->keyframes[a].seed, r->keyframes[b].seed, f->seed_t, SDM_INTERP_SLERP);
-    k.guidance = f->guidance;
-    return k;
-}
-
-/* Renders with identical keys become one: renders[] keeps the first of each
- * (still in order of first appearance), sequence[] points at it. Walk frames
- * all differ and are left alone. */
+/* Renders with equal inputs (inputs.h) become one: renders[] keeps the
+ * first of each (still in order of first appearance), sequence[] points at
+ * it. Walk frames all differ in walk_k, so none merge. */
 static int merge_identical(sdm_plan *p, const sdm_recipe *r)
 {
-    int *ids = malloc((size_t)r->n_keyframes * 2 * sizeof *ids);
     int *remap = malloc((size_t)p->n_renders * sizeof *remap);
-    frame_key *keys = malloc((size_t)p->n_renders * sizeof *keys);
+    sdm_frame_inputs *in = malloc((size_t)p->n_renders * sizeof *in);
+    sdm_text_ids ids = { 0 };
     sdm_index t = { 0 };
     int n = 0, rc = -1;
 
-    if (!ids || !remap || !keys || intern_texts(r, ids) || sdm_index_init(&t, (size_t)p->n_renders))
+    if (!remap || !in || sdm_text_ids_make(r, &ids) || sdm_index_init(&t, (size_t)p->n_renders))
         goto end;
     for (int i = 0; i < p->n_renders; i++) {
         sdm_plan_frame f = p->renders[i];
-        int first = i;
+        int first;
 
-        if (f.walk_k < 0) {
-            keys[i] = key_of(&f, r, ids);
-            first = sdm_index_intern(&t, hash_key(&keys[i]), i, same_key, keys);
-        }
+        in[i] = sdm_frame_inputs_of(r, &ids, &f);
+        first = sdm_index_intern(&t, sdm_frame_inputs_hash(&in[i]), i, same_inputs, in);
         if (first == i) {
             remap[i] = n;
             p->renders[n++] = f;    /* n <= i: nothing unread is overwritten */
@@ -251,9 +145,9 @@ static int merge_identical(sdm_plan *p, const sdm_recipe *r)
     rc = 0;
 end:
     sdm_index_free(&t);
-    free(ids);
+    sdm_text_ids_free(&ids);
     free(remap);
-    free(keys);
+    free(in);
     return rc;
 }
 
@@ -274,9 +168,9 @@ static int check_recipe(const sdm_recipe *r, int64_t *shown, sdm_error *err)
     if (!(r->fps > 0))
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: fps must be above 0", name);
     *shown = sdm_recipe_shown_frames(r);
-    if (*shown < 1 || *shown > MAX_SHOWN_FRAMES)
+    if (*shown < 1 || *shown > SDM_MAX_SHOWN_FRAMES)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe shows %" PRId64 " frames; expected 1..%d",
-                             name, *shown, MAX_SHOWN_FRAMES);
+                             name, *shown, SDM_MAX_SHOWN_FRAMES);
     return 0;
 }
 

@@ -21,7 +21,6 @@
 #define MAX_RECIPE_BYTES (4u << 20)
 #define MAX_DEPTH 64            /* a recipe needs 4; deeper is a mistake or an attack */
 #define MAX_EVENTS 2000000
-#define MAX_SHOWN_FRAMES 1000000
 
 /* --- enum names ----------------------------------------------------------- */
 
@@ -681,6 +680,13 @@ int64_t sdm_recipe_shown_frames(const sdm_recipe *r)
     return fwd;
 }
 
+const char *sdm_recipe_negative(const sdm_recipe *r, const char *own)
+{
+    if (own)
+        return own;
+    return r->negative ? r->negative : "";
+}
+
 /* Checks across keys, once everything is read. */
 static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
 {
@@ -702,8 +708,9 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
         return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
     shown = sdm_recipe_shown_frames(r);
-    if (shown > MAX_SHOWN_FRAMES)
-        return fail_at(L, body, "the recipe shows %" PRId64 " frames; expected at most %d", shown, MAX_SHOWN_FRAMES);
+    if (shown > SDM_MAX_SHOWN_FRAMES)
+        return fail_at(L, body, "the recipe shows %" PRId64 " frames; expected at most %d", shown,
+                       SDM_MAX_SHOWN_FRAMES);
     return 0;
 }
 

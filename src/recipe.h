@@ -87,7 +87,13 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
 void sdm_recipe_free(sdm_recipe **r);
 
 /* Output frames the recipe shows (holds and loops included); the planner's
- * n_sequence is exactly this. */
+ * n_sequence is exactly this. At most SDM_MAX_SHOWN_FRAMES: the loader
+ * refuses more, the planner plans no more. */
 int64_t sdm_recipe_shown_frames(const sdm_recipe *r);
+#define SDM_MAX_SHOWN_FRAMES 1000000
+
+/* The negative prompt a keyframe or the walk reads: its own, else the
+ * recipe's, else "". */
+const char *sdm_recipe_negative(const sdm_recipe *r, const char *own);
 
 #endif

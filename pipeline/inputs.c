@@ -1,0 +1,116 @@
+#include "inputs.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+sdm_mix sdm_mix_of(uint64_t a, uint64_t b, double t, sdm_interp how)
+{
+    sdm_mix m = { a, a, 0.0, SDM_INTERP_LERP };
+
+    if (a == b || !(t > 0.0))
+        return m;
+    if (t >= 1.0) {
+        m.a = m.b = b;
+        return m;
+    }
+    m.b = b;
+    m.t = t;
+    m.how = how;
+    return m;
+}
+
+static int same_string(const void *items, int a, int b)
+{
+    const char *const *s = items;
+    return !strcmp(s[a], s[b]);
+}
+
+/* ids[k]: the first k' with texts[k'] equal to texts[k]. */
+static int intern(const char **texts, int n, int *ids)
+{
+    sdm_index t = { 0 };
+    int rc = -1;
+
+    if (sdm_index_init(&t, (size_t)n))
+        goto end;
+    for (int k = 0; k < n; k++)
+        ids[k] = sdm_index_intern(&t, sdm_hash_string(texts[k]), k, same_string, texts);
+    rc = 0;
+end:
+    sdm_index_free(&t);
+    return rc;
+}
+
+int sdm_text_ids_make(const sdm_recipe *r, sdm_text_ids *out)
+{
+    int n = r->n_keyframes, rc = -1;
+    const char **prompts = malloc((size_t)n * sizeof *prompts);
+    const char **negatives = malloc((size_t)n * sizeof *negatives);
+
+    out->prompt = malloc((size_t)n * sizeof *out->prompt);
+    out->negative = malloc((size_t)n * sizeof *out->negative);
+    if (!prompts || !negatives || !out->prompt || !out->negative)
+        goto end;
+    for (int k = 0; k < n; k++) {
+        prompts[k] = r->keyframes[k].prompt ? r->keyframes[k].prompt : "";
+        negatives[k] = sdm_recipe_negative(r, r->keyframes[k].negative);
+    }
+    if (intern(prompts, n, out->prompt) || intern(negatives, n, out->negative))
+        goto end;
+    rc = 0;
+end:
+    free(prompts);
+    free(negatives);
+    return rc;
+}
+
+void sdm_text_ids_free(sdm_text_ids *ids)
+{
+    free(ids->prompt);
+    free(ids->negative);
+    memset(ids, 0, sizeof *ids);
+}
+
+sdm_frame_inputs sdm_frame_inputs_of(const sdm_recipe *r, const sdm_text_ids *ids, const sdm_plan_frame *f)
+{
+    sdm_frame_inputs in;
+    int a = f->key_a, b = f->key_b;
+
+    in.text = sdm_mix_of((uint64_t)ids->prompt[a], (uint64_t)ids->prompt[b], f->t, f->interp);
+    in.negative = sdm_mix_of((uint64_t)ids->negative[a], (uint64_t)ids->negative[b], f->t, f->interp);
+    in.noise = sdm_mix_of(r->keyframes[a].seed, r->keyframes[b].seed, f->seed_t, SDM_INTERP_SLERP);
+    in.guidance = f->guidance;
+    in.walk_k = f->walk_k < 0 ? -1 : f->walk_k;
+    return in;
+}
+
+static int same_mix(const sdm_mix *x, const sdm_mix *y)
+{
+    return x->a == y->a && x->b == y->b && x->t == y->t && x->how == y->how;
+}
+
+int sdm_frame_inputs_equal(const sdm_frame_inputs *x, const sdm_frame_inputs *y)
+{
+    return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) &&
+           same_mix(&x->noise, &y->noise) && x->guidance == y->guidance && x->walk_k == y->walk_k;
+}
+
+static uint64_t hash_mix(uint64_t h, const sdm_mix *m)
+{
+    h = sdm_hash_combine(h, m->a);
+    h = sdm_hash_combine(h, m->b);
+    h = sdm_hash_double(h, m->t);
+    return sdm_hash_combine(h, (uint64_t)m->how);
+}
+
+uint64_t sdm_frame_inputs_hash(const sdm_frame_inputs *in)
+{
+    uint64_t h = hash_mix(0, &in->text);
+
+    h = hash_mix(h, &in->negative);
+    h = hash_mix(h, &in->noise);
+    h = sdm_hash_double(h, in->guidance);
+    return sdm_hash_combine(h, (uint64_t)(int64_t)in->walk_k);
+}
