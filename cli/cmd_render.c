@@ -1,14 +1,13 @@
 /* sdmorph render: options, model lookup, signals; the work is sdm_render. */
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "model_dir.h"
 #include "recipe.h"
 #include "render.h"
 
@@ -42,49 +41,20 @@ static void usage(FILE *f)
             "(a playable NAME.partial.mp4 holds the frames done).\n");
 }
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The built-in bundle lives beside the executable: build/models/analytic. */
-static void builtin_model(char *buf, size_t len)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *slash;
-
-    if (n <= 0) {
-        snprintf(buf, len, "build/models/analytic");
-        return;
-    }
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    if (snprintf(buf, len, "%s/build/models/analytic", exe) >= (int)len)
-        snprintf(buf, len, "build/models/analytic");
-}
-
 /* A recipe's relative model path is tried from the working directory, then
  * from the recipe's own directory. */
 static void resolve_model(const char *opt, const sdm_recipe *r, char *buf, size_t len)
 {
-    const char *env = getenv("SDMORPH_MODEL");
-
     if (opt) {
         snprintf(buf, len, "%s", opt);
     } else if (r->model) {
         const char *slash = r->path ? strrchr(r->path, '/') : NULL;
-        if (r->model[0] == '/' || is_dir(r->model) || !slash)
+        if (r->model[0] == '/' || sdm_is_dir(r->model) || !slash)
             snprintf(buf, len, "%s", r->model);
         else
             snprintf(buf, len, "%.*s/%s", (int)(slash - r->path), r->path, r->model);
-    } else if (env && *env) {
-        snprintf(buf, len, "%s", env);
     } else {
-        builtin_model(buf, len);
+        sdm_default_model(buf, len);
     }
 }
 

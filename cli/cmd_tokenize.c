@@ -1,14 +1,12 @@
 /* sdmorph tokenize: the ids a prompt becomes, and with --tokens the
  * vocabulary pieces, so a user can see where the model stops reading. */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "bundle.h"
 #include "commands.h"
+#include "model_dir.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
@@ -16,47 +14,13 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: sdmorph tokenize [--model DIR] [--tokens] [--] TEXT...\n"
             "  --model DIR   model bundle whose vocab.json/merges.txt to use (default:\n"
-            "                $SDMORPH_MODEL, else build/models/analytic)\n"
+            "                $SDMORPH_MODEL, else the built-in build/models/analytic)\n"
             "  --tokens      one line per token: position, id, vocabulary piece\n"
             "  TEXT          the prompt (several arguments are joined by spaces; - reads stdin)\n"
             "Prints the token_length ids the text encoder reads: bos, the prompt's tokens,\n"
             "eos, padding. Warns on stderr when the prompt is cut or is not valid UTF-8\n"
             "(invalid bytes are read as U+FFFD).\n"
             "Exit status: 0 done, 1 the bundle could not be loaded, 2 bad usage.\n");
-}
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* --model, $SDMORPH_MODEL, build/models/analytic here, else beside the
- * executable (as `sdmorph render` looks for it). */
-static void default_model(char *buf, size_t len)
-{
-    const char *env = getenv("SDMORPH_MODEL");
-    char exe[PATH_MAX];
-    ssize_t n;
-    char *slash;
-
-    if (env && *env) {
-        snprintf(buf, len, "%s", env);
-        return;
-    }
-    snprintf(buf, len, "build/models/analytic");
-    if (is_dir(buf))
-        return;
-    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    if (!slash)
-        return;
-    *slash = '\0';
-    if (strlen(exe) + sizeof "/build/models/analytic" <= len)
-        snprintf(buf, len, "%s/build/models/analytic", exe);
 }
 
 static char *read_stdin(void)
@@ -178,7 +142,7 @@ int sdm_cmd_tokenize(int argc, char **argv)
     if (model)
         snprintf(model_dir, sizeof model_dir, "%s", model);
     else
-        default_model(model_dir, sizeof model_dir);
+        sdm_default_model(model_dir, sizeof model_dir);
     if (sdm_bundle_load(model_dir, &bundle, &err))
         goto fail;
     tp.token_length = bundle.token_length;

@@ -2,6 +2,7 @@
  * recipes, Ctrl-C mid-render, memory that stays flat as frames grow. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -34,22 +35,26 @@ static void write_file(const char *path, const char *text)
 
 /* Runs ./sdmorph with args; captures stderr+stdout into out; returns the
  * exit status (or 128+signal); *maxrss_kb gets the child's peak RSS. */
-static int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
+/* Runs sdmorph; with dir, from there and without $SDMORPH_MODEL. */
+static int run_in(const char *dir, char *const argv[], char *out, size_t outlen, long *maxrss_kb)
 {
+    char bin[PATH_MAX];
     int fds[2], status = 0;
     struct rusage ru;
     pid_t pid;
     size_t got = 0;
     ssize_t n;
 
-    if (pipe(fds))
+    if (!realpath(test_sdmorph(), bin) || pipe(fds))
         return -1;
     pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
-        execv(test_sdmorph(), argv);
+        if (dir && (chdir(dir) || unsetenv("SDMORPH_MODEL")))
+            _exit(126);
+        execv(bin, argv);
         _exit(127);
     }
     close(fds[1]);
@@ -61,6 +66,35 @@ static int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
     if (maxrss_kb)
         *maxrss_kb = ru.ru_maxrss;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
+{
+    return run_in(NULL, argv, out, outlen, maxrss_kb);
+}
+
+/* Without --model or $SDMORPH_MODEL, from any directory: the bundle beside
+ * the executable, and where there is none, an error naming that path. */
+static void test_default_model(void)
+{
+    char bin[PATH_MAX], builtin[PATH_MAX + 32], out[8192], *slash;
+    char *argv[] = { "sdmorph", "tokenize", "a city", NULL };
+    struct stat st;
+    int rc;
+
+    if (!realpath(test_sdmorph(), bin))
+        return;
+    slash = strrchr(bin, '/');
+    *slash = '\0';
+    snprintf(builtin, sizeof builtin, "%s/build/models/analytic", bin);
+    rc = run_in(tmpdir, argv, out, sizeof out, NULL);
+    if (stat(builtin, &st) == 0) {
+        CHECK_INT(rc, 0);
+        CHECK(strncmp(out, "912 ", 4) == 0);       /* the analytic bundle's bos, then the prompt's ids */
+    } else {
+        CHECK_INT(rc, 1);
+        CHECK_CONTAINS(out, builtin);
+    }
 }
 
 static void test_bad_recipes(void)
@@ -414,6 +448,7 @@ int main(void)
         return 1;
     }
     test_bad_recipes();
+    test_default_model();
     if (stat("build/models/analytic/model.yaml", &st) == 0 || getenv("SDMORPH_MODEL")) {
         test_bad_bundles();
         test_aoti_bundles();
