@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "error.h"
+#include "options.h"
 #include "plan.h"
 #include "recipe.h"
 
@@ -35,21 +36,20 @@ int sdm_cmd_check(int argc, char **argv)
     memset(&plan, 0, sizeof plan);
     memset(&err, 0, sizeof err);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        int value = sdm_option_value(argc, argv, &i, "--frames", &frames);
+
+        if (value < 0) {
+            fprintf(stderr, "sdmorph check: --frames needs a list, e.g. --frames 0-9,20\n");
+            return SDM_EXIT_USAGE;
+        } else if (value > 0) {
+            continue;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return SDM_EXIT_OK;
         } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
             quiet = 1;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
-        } else if (!strcmp(argv[i], "--frames")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "sdmorph check: --frames needs a list, e.g. --frames 0-9,20\n");
-                return SDM_EXIT_USAGE;
-            }
-            frames = argv[++i];
-        } else if (!strncmp(argv[i], "--frames=", 9)) {
-            frames = argv[i] + 9;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "sdmorph check: unknown option '%s'\n", argv[i]);
             usage(stderr);

@@ -7,6 +7,7 @@
 #include "bundle.h"
 #include "commands.h"
 #include "model_dir.h"
+#include "options.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
@@ -99,7 +100,14 @@ int sdm_cmd_tokenize(int argc, char **argv)
         goto end;
     }
     for (int i = 1; i < argc; i++) {
-        if (after_dashes || argv[i][0] != '-' || argv[i][1] == '\0') {
+        int value = after_dashes ? 0 : sdm_option_value(argc, argv, &i, "--model", &model);
+
+        if (value < 0) {
+            fprintf(stderr, "sdmorph tokenize: --model needs a directory\n");
+            goto end;
+        } else if (value > 0) {
+            continue;
+        } else if (after_dashes || argv[i][0] != '-' || argv[i][1] == '\0') {
             parts[n_parts++] = argv[i];
         } else if (!strcmp(argv[i], "--")) {
             after_dashes = 1;
@@ -107,14 +115,6 @@ int sdm_cmd_tokenize(int argc, char **argv)
             usage(stdout);
             rc = SDM_EXIT_OK;
             goto end;
-        } else if (!strcmp(argv[i], "--model")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "sdmorph tokenize: --model needs a directory\n");
-                goto end;
-            }
-            model = argv[++i];
-        } else if (!strncmp(argv[i], "--model=", 8)) {
-            model = argv[i] + 8;
         } else if (!strcmp(argv[i], "--tokens")) {
             show_tokens = 1;
         } else {

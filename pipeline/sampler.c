@@ -56,13 +56,16 @@ static void predict(sdm_prediction pred, double alpha, double sig, double *x0_x,
     }
 }
 
-/* Everything a sampler builder needs: the bundle, the request and the
- * training tables (alphas_cumprod, sigma = sqrt((1−ᾱ)/ᾱ), log sigma). */
+/* Everything a sampler builder needs: the bundle, the request, the
+ * training tables (alphas_cumprod, sigma = sqrt((1−ᾱ)/ᾱ), log sigma), and
+ * room for the sigma samplers' steps: steps + 1 sigmas (the last 0) and
+ * steps timesteps. */
 typedef struct {
     const sdm_bundle *b;
     const sdm_sampler_params *p;
     int n_train;
     double *ac, *sig, *log_sig;
+    double *step_sig, *step_t;
 } tables;
 
 /* np.interp(t, arange(n), sigmas): linear in sigma, clamped at the ends. */
@@ -189,18 +192,12 @@ static void euler_step(sdm_prediction pred, double sigma, double sigma_next, int
 static int make_euler(const tables *T, int ancestral, sdm_schedule *s, sdm_error *err)
 {
     const sdm_sampler_params *p = T->p;
-    int n = p->steps, rc = -1;
-    double *sig = malloc(sizeof *sig * (n + 1)), *ts = malloc(sizeof *ts * n);
+    int n = p->steps;
+    double *sig = T->step_sig, *ts = T->step_t;
 
-    if (!sig || !ts) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    if (ancestral && p->karras) {
-        sdm_error_set(err, SDM_EXIT_USAGE,
-                      "karras sigmas apply to euler and dpmpp_2m, not euler_a (as in diffusers)");
-        goto end;
-    }
+    if (ancestral && p->karras)
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "karras sigmas apply to euler and dpmpp_2m, not euler_a (as in diffusers)");
     if (p->karras) {
         /* the ends are those of the linspace sigmas (for 1 step: both sigma(0)) */
         double smax = interp_sigma(T, linspace_t(T->n_train, n, 0));
@@ -222,11 +219,7 @@ static int make_euler(const tables *T, int ancestral, sdm_schedule *s, sdm_error
         s->steps[i].t = ts[i];
     }
     s->uses_noise = ancestral;
-    rc = 0;
-end:
-    free(sig);
-    free(ts);
-    return rc;
+    return 0;
 }
 
 /* DPM-Solver++(2M) on x = alpha·x0 + sig·eps with alpha = 1/sqrt(σ²+1),
@@ -238,13 +231,9 @@ end:
 static int make_dpmpp_2m(const tables *T, sdm_schedule *s, sdm_error *err)
 {
     const sdm_sampler_params *p = T->p;
-    int n = p->steps, rc = -1;
-    double *sig = malloc(sizeof *sig * (n + 1)), *ts = malloc(sizeof *ts * n);
+    int n = p->steps;
+    double *sig = T->step_sig, *ts = T->step_t;
 
-    if (!sig || !ts) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
     if (p->karras) {
         karras_sigmas(T->sig[0], T->sig[T->n_train - 1], n, sig);
         for (int i = 0; i < n; i++)
@@ -269,10 +258,8 @@ static int make_dpmpp_2m(const tables *T, sdm_schedule *s, sdm_error *err)
         predict(T->b->prediction, a_from, from * a_from, &x0_x, &x0_out, &e_x, &e_out);
         if (i > 0 && i < n - 1) {
             double h = log(from / to), r = log(sig[i - 1] / from) / h;
-            if (!(r > 0) || !isfinite(r)) {
-                sdm_error_set(err, SDM_EXIT_USAGE, "dpmpp_2m: %d steps give repeated sigmas", n);
-                goto end;
-            }
+            if (!(r > 0) || !isfinite(r))
+                return sdm_error_set(err, SDM_EXIT_USAGE, "dpmpp_2m: %d steps give repeated sigmas", n);
             c0 = k * (1 + 0.5 / r);
             c1 = -k * 0.5 / r;
         }
@@ -286,17 +273,13 @@ static int make_dpmpp_2m(const tables *T, sdm_schedule *s, sdm_error *err)
         st->cprev = c1;
         st->cnoise = 0;
     }
-    rc = 0;
-end:
-    free(sig);
-    free(ts);
-    return rc;
+    return 0;
 }
 
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out,
                       sdm_error *err)
 {
-    tables T = { b, p, b->train_steps, NULL, NULL, NULL };
+    tables T = { b, p, b->train_steps, NULL, NULL, NULL, NULL, NULL };
     int rc = -1;
 
     memset(out, 0, sizeof *out);
@@ -326,8 +309,10 @@ int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_sche
     T.ac = malloc(sizeof *T.ac * T.n_train);
     T.sig = malloc(sizeof *T.sig * T.n_train);
     T.log_sig = malloc(sizeof *T.log_sig * T.n_train);
+    T.step_sig = malloc(sizeof *T.step_sig * (p->steps + 1));
+    T.step_t = malloc(sizeof *T.step_t * p->steps);
     out->steps = calloc(p->steps, sizeof *out->steps);
-    if (!T.ac || !T.sig || !T.log_sig || !out->steps) {
+    if (!T.ac || !T.sig || !T.log_sig || !T.step_sig || !T.step_t || !out->steps) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -357,6 +342,8 @@ end:
     free(T.ac);
     free(T.sig);
     free(T.log_sig);
+    free(T.step_sig);
+    free(T.step_t);
     if (rc)
         sdm_schedule_free(out);
     return rc;

@@ -1,12 +1,36 @@
-/* Helpers for tests on the analytic bundle: tensors to host floats, and the
- * UNet's exact answer x0 = target(emb, h, w). */
+/* Helpers for tests on the analytic bundle: the engine on it, tensors to
+ * host floats, and the UNet's exact answer x0 = target(emb, h, w). */
 #ifndef SDM_TEST_ANALYTIC_H
 #define SDM_TEST_ANALYTIC_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "engine.h"
+#include "test.h"
+
+/* The engine on the analytic bundle `make` builds (its directory in dir), on
+ * the CPU with one thread; NULL where there is none (a skip, said) or it
+ * does not open (a failed check). */
+static inline sdm_engine *analytic_engine(char *dir, size_t len)
+{
+    const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
+    sdm_engine *e = NULL;
+    sdm_error err = { 0 };
+    struct stat st;
+
+    snprintf(dir, len, "%s/models/analytic", test_build_dir());
+    if (stat(dir, &st)) {
+        SKIP("no analytic bundle (run make first)");
+        return NULL;
+    }
+    sdm_torch_set_threads(1);
+    CHECK(sdm_engine_open(dir, cpu, &e, &err) == 0);
+    if (!e)
+        fprintf(stderr, "%s\n", err.msg);
+    return e;
+}
 
 static inline float *host_f32(const sdm_tensor *t)
 {

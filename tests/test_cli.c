@@ -186,6 +186,19 @@ static void make_bundle(const char *dir, const char *yaml_from, const char *yaml
 /* Bad bundles fail before the first frame, exit 1, naming the file. */
 static void test_bad_bundles(void)
 {
+    static const struct {
+        const char *name, *from, *to, *says, *and_says;
+    } edits[] = {
+        /* model.yaml disagrees with the text encoder */
+        { "hidden", "hidden_size: 32", "hidden_size: 768", "text_encoder.pt gives [1,77,32]", "[1,77,768]" },
+        /* a UNet whose channels do not match model.yaml */
+        { "channels", "latent_channels: 4", "latent_channels: 3", "unet.pt", "channels" },
+        /* an enum value model.yaml does not know: the message lists the known ones */
+        { "prediction", "prediction: epsilon", "prediction: sample",
+          "model.yaml:5:13: prediction must be epsilon or v_prediction, not 'sample'", "prediction" },
+        { "betas", "beta_schedule: scaled_linear", "beta_schedule: cosine",
+          "beta_schedule must be scaled_linear or linear, not 'cosine'", "model.yaml" },
+    };
     char recipe[256], out[8192], dir[256], file[300], target[300];
     struct stat st;
 
@@ -211,18 +224,14 @@ static void test_bad_bundles(void)
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, file);
 
-    /* model.yaml disagrees with the text encoder */
-    snprintf(dir, sizeof dir, "%s/hidden", tmpdir);
-    make_bundle(dir, "hidden_size: 32", "hidden_size: 768");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "text_encoder.pt gives [1,77,32]");
-    CHECK_CONTAINS(out, "[1,77,768]");
-
-    /* a UNet whose channels do not match model.yaml */
-    snprintf(dir, sizeof dir, "%s/channels", tmpdir);
-    make_bundle(dir, "latent_channels: 4", "latent_channels: 3");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "unet.pt");
+    /* model.yaml edited: what the message says */
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", tmpdir, edits[i].name);
+        make_bundle(dir, edits[i].from, edits[i].to);
+        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
+        CHECK_CONTAINS(out, edits[i].says);
+        CHECK_CONTAINS(out, edits[i].and_says);
+    }
 
     /* the VAE decoder in the UNet's place */
     snprintf(dir, sizeof dir, "%s/swapped", tmpdir);
@@ -231,16 +240,6 @@ static void test_bad_bundles(void)
     copy_file("build/models/analytic/vae_decoder.pt", file, -1);
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, "unet.pt");
-
-    /* an enum value model.yaml does not know: the message lists the known ones */
-    snprintf(dir, sizeof dir, "%s/prediction", tmpdir);
-    make_bundle(dir, "prediction: epsilon", "prediction: sample");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "model.yaml:5:13: prediction must be epsilon or v_prediction, not 'sample'");
-    snprintf(dir, sizeof dir, "%s/betas", tmpdir);
-    make_bundle(dir, "beta_schedule: scaled_linear", "beta_schedule: cosine");
-    CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "beta_schedule must be scaled_linear or linear, not 'cosine'");
 
     /* a missing model.yaml names it */
     snprintf(dir, sizeof dir, "%s/noyaml", tmpdir);

@@ -4,15 +4,12 @@
  * embeddings, initial noise, per-step noise and guidance. Either side
  * drifting from the key fails here. */
 #include <stdint.h>
-#include <sys/stat.h>
 
 #include "condition.h"
 #include "inputs.h"
 #include "plan.h"
 #include "analytic.h"
 #include "test.h"
-
-static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
 
 static void test_mix_of(void)
 {
@@ -211,23 +208,13 @@ next:
 int main(void)
 {
     char model_dir[512];
-    sdm_engine *e = NULL;
-    sdm_error err = { 0 };
-    struct stat st;
+    sdm_engine *e;
 
     test_mix_of();
     test_text_ids();
-    snprintf(model_dir, sizeof model_dir, "%s/models/analytic", test_build_dir());
-    if (stat(model_dir, &st)) {
-        SKIP("no analytic bundle (run make first)");
+    e = analytic_engine(model_dir, sizeof model_dir);
+    if (!e)
         return test_report();
-    }
-    sdm_torch_set_threads(1);
-    CHECK(sdm_engine_open(model_dir, cpu, &e, &err) == 0);
-    if (!e) {
-        fprintf(stderr, "%s\n", err.msg);
-        return test_report();
-    }
     test_key_agreement(e);
     sdm_engine_free(&e);
     return test_report();

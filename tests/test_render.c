@@ -747,21 +747,10 @@ static void test_keep_as_latents(void)
 
 int main(void)
 {
-    sdm_engine *e = NULL;
-    sdm_error err = { 0 };
-    struct stat st;
+    sdm_engine *e = analytic_engine(model_dir, sizeof model_dir);
 
-    snprintf(model_dir, sizeof model_dir, "%s/models/analytic", test_build_dir());
-    if (stat(model_dir, &st)) {
-        SKIP("no analytic bundle (run make first)");
+    if (!e)
         return test_report();
-    }
-    sdm_torch_set_threads(1);
-    CHECK(sdm_engine_open(model_dir, cpu, &e, &err) == 0);
-    if (!e) {
-        fprintf(stderr, "%s\n", err.msg);
-        return test_report();
-    }
     test_ddim_closed_form(e);
     test_morph_frames(e);
     test_mp4_roundtrip();
