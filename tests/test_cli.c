@@ -272,12 +272,33 @@ static const aoti_entry aoti_entries[] = {
       "aoti_vae: shapes out of range (latent 8x8, batch 65..8)" },
 };
 
+static char last_out[8192];
+#define AOTI_DIR_LEN 256
+
+/* The bundle tmpdir/aoti-TAG-CASE (its path in dir, which argv names) with
+ * `yaml` in place of the merges line and, if given, a `package` file that is
+ * not one: the render fails, saying `says` (the output kept in last_out). */
+static void bad_aoti(char **argv, char *dir, const aoti_entry *a, const char *what, const char *yaml,
+                     const char *package, const char *says)
+{
+    char file[300];
+
+    snprintf(dir, AOTI_DIR_LEN, "%s/aoti-%s-%s", tmpdir, a->tag, what);
+    make_bundle(dir, MERGES, yaml);
+    if (package) {
+        snprintf(file, sizeof file, "%s/%s", dir, package);
+        write_file(file, "not a package");
+    }
+    CHECK_INT(run(argv, last_out, sizeof last_out, NULL), 1);
+    CHECK_CONTAINS(last_out, says);
+}
+
 /* The optional AOTInductor UNet and VAE decoder: each file must exist, its
  * shapes must be given; on the CPU they are not loaded, and the TorchScript
  * modules render. */
 static void test_aoti_bundles(void)
 {
-    char recipe[256], out[8192], dir[256], file[300], target[300], yaml[512];
+    char recipe[256], out[8192], dir[AOTI_DIR_LEN], file[300], target[300], yaml[512];
     struct stat st;
 
     snprintf(recipe, sizeof recipe, "%s/aoti.yaml", tmpdir);
@@ -289,38 +310,19 @@ static void test_aoti_bundles(void)
         const aoti_entry *a = &aoti_entries[i];
 
         /* named, but not there: the path is in the message */
-        snprintf(dir, sizeof dir, "%s/aoti-%s-missing", tmpdir, a->tag);
         snprintf(yaml, sizeof yaml, "%s%s", a->file_line, a->shapes);
-        make_bundle(dir, MERGES, yaml);
+        bad_aoti(argv, dir, a, "missing", yaml, NULL, "model file missing");
         snprintf(file, sizeof file, "%s/%s", dir, a->package);
-        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-        CHECK_CONTAINS(out, "model file missing");
-        CHECK_CONTAINS(out, file);
-
+        CHECK_CONTAINS(last_out, file);
         /* there, but without all the shapes it was compiled for */
-        snprintf(dir, sizeof dir, "%s/aoti-%s-noshapes", tmpdir, a->tag);
         snprintf(yaml, sizeof yaml, "%s%s", a->file_line, a->partial_shapes);
-        make_bundle(dir, MERGES, yaml);
-        snprintf(file, sizeof file, "%s/%s", dir, a->package);
-        write_file(file, "not a package");
-        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-        CHECK_CONTAINS(out, a->no_shapes_msg);
-
+        bad_aoti(argv, dir, a, "noshapes", yaml, a->package, a->no_shapes_msg);
         /* shapes without a package */
-        snprintf(dir, sizeof dir, "%s/aoti-%s-nofile", tmpdir, a->tag);
         snprintf(yaml, sizeof yaml, "%s%s", MERGES, a->shapes);
-        make_bundle(dir, MERGES, yaml);
-        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-        CHECK_CONTAINS(out, a->no_file_msg);
-
+        bad_aoti(argv, dir, a, "nofile", yaml, NULL, a->no_file_msg);
         /* a batch range that is empty */
-        snprintf(dir, sizeof dir, "%s/aoti-%s-range", tmpdir, a->tag);
         snprintf(yaml, sizeof yaml, "%s%s  min_batch: 65\n", a->file_line, a->shapes);
-        make_bundle(dir, MERGES, yaml);
-        snprintf(file, sizeof file, "%s/%s", dir, a->package);
-        write_file(file, "not a package");
-        CHECK_INT(run(argv, out, sizeof out, NULL), 1);
-        CHECK_CONTAINS(out, a->range_msg);
+        bad_aoti(argv, dir, a, "range", yaml, a->package, a->range_msg);
     }
     CHECK(stat(target, &st) != 0);
 
