@@ -175,7 +175,7 @@ test-asan:
 	  $(SAN_ENV) SDMORPH_MODEL=$(ASAN_BUILD)/models/analytic \
 	  $(MAKE) BUILD=$(ASAN_BUILD) BIN=$(ASAN_BUILD)/sdmorph CC=$(SAN_CC) CXX=$(SAN_CXX) test
 
-# Fuzz targets link only the modules they test (no libtorch), instrumented for
+# Fuzz targets link only the modules they test (no libtorch, no FFmpeg), instrumented for
 # libFuzzer; their seeds are recipes/, tests/fuzz/corpus/ and the tests' own
 # inputs; what they find is kept in $(FUZZ_DIR)/corpus/ between runs.
 FUZZ_SECONDS ?= 60
@@ -184,7 +184,7 @@ FUZZ_DIR  = $(BUILD)/fuzz
 FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c pipeline/plan.c \
             pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
-# What those modules parse with: no FFmpeg, no libtorch.
+# What those modules parse with.
 FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c) -lpthread -lm
 FUZZERS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 PY3      ?= $(or $(PYTHON),python3)
