@@ -181,7 +181,7 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/tokenizer.c src/error.c pipeline/plan.c $(wildcard encoders/*.c)
+FUZZ_SRC  = src/recipe.c src/tokenizer.c src/error.c src/fileset.c src/paths.c pipeline/plan.c $(wildcard encoders/*.c)
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 FUZZ_LIBS = $(shell $(PKGCONF) --libs $(PKGS)) -lpthread -lm
 FUZZERS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))

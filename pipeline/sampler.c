@@ -14,24 +14,6 @@ sdm_sampler_params sdm_sampler_default_params(void)
     return p;
 }
 
-int sdm_alphas_cumprod(const sdm_bundle *b, double *out)
-{
-    double prod = 1.0;
-
-    for (int i = 0; i < b->train_steps; i++) {
-        double x = (double)i / (b->train_steps - 1), beta;
-        if (b->beta_schedule == SDM_BETAS_SCALED_LINEAR) {
-            double s = sqrt(b->beta_start) + x * (sqrt(b->beta_end) - sqrt(b->beta_start));
-            beta = s * s;
-        } else {
-            beta = b->beta_start + x * (b->beta_end - b->beta_start);
-        }
-        prod *= 1.0 - beta;
-        out[i] = prod;
-    }
-    return 0;
-}
-
 static uint64_t fmix64(uint64_t z)
 {
     z ^= z >> 30;
