@@ -36,7 +36,7 @@ static int frames_name(const char *path, const char *frames, char *out, size_t l
     return 0;
 }
 
-static int add_file(sdm_outputs *o, const char *path, sdm_out_kind kind, sdm_error *err)
+static int add_file(sdm_outputs *o, const char *path, sdm_out_kind kind, int of, sdm_error *err)
 {
     char norm[SDM_PATH_MAX];
     sdm_out_file *f = &o->files[o->n];
@@ -50,6 +50,7 @@ static int add_file(sdm_outputs *o, const char *path, sdm_out_kind kind, sdm_err
     f->path = strdup(path);
     f->norm = strdup(norm);
     f->kind = kind;
+    f->of = of;
     o->n++;
     if (!f->path || !f->norm)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -95,17 +96,19 @@ static int input_is(const sdm_input *in, const char *norm)
 static int check_clash(const sdm_outputs *o, int i, const sdm_outputs_request *q, sdm_error *err)
 {
     const sdm_out_file *f = &o->files[i];
-    char partial[SDM_PATH_MAX], pnorm[SDM_PATH_MAX], shown[256], other[256];
+    char partial[SDM_PATH_MAX], pnorm[SDM_PATH_MAX], shown[256], other[256], owner[300] = "";
     int has_partial = f->kind != SDM_OUT_SIDECAR && !sdm_partial_path(f->path, partial, sizeof partial) &&
                       !sdm_path_normalize(partial, pnorm, sizeof pnorm, err);
 
     sdm_path_excerpt(f->path, shown, sizeof shown);
+    if (f->kind == SDM_OUT_SIDECAR)
+        snprintf(owner, sizeof owner, " of output '%s'", sdm_path_excerpt(o->files[f->of].path, other, sizeof other));
     for (int k = 0; k < q->n_inputs; k++) {
         sdm_path_excerpt(q->inputs[k].path, other, sizeof other);
         if (input_is(&q->inputs[k], f->norm))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "%s '%s' would overwrite %s %s, which this render reads; "
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s '%s'%s would overwrite %s %s, which this render reads; "
                                  "name the output otherwise", f->kind == SDM_OUT_SIDECAR ? "the sidecar" : "output",
-                                 shown, q->inputs[k].what, other);
+                                 shown, owner, q->inputs[k].what, other);
         if (has_partial && input_is(&q->inputs[k], pnorm))
             return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': an interrupted render would write %s, which is "
                                  "%s; name the output otherwise", shown, partial, q->inputs[k].what);
@@ -142,14 +145,14 @@ int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outp
         /* the -o names are the user's own; the recipe's get the frames said */
         if (q->frames && q->n_outputs == 0 && frames_name(name, q->frames, buf, sizeof buf))
             return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': no room for the frames in its name", name);
-        if (add_file(o, q->frames && q->n_outputs == 0 ? buf : name, i < n ? SDM_OUT_VIDEO : SDM_OUT_SHEET, err))
+        if (add_file(o, q->frames && q->n_outputs == 0 ? buf : name, i < n ? SDM_OUT_VIDEO : SDM_OUT_SHEET, -1, err))
             return -1;
     }
     n_videos = o->n - (sheet ? 1 : 0);
     for (int i = 0, m = o->n; i < m; i++) {
         if (sdm_path_with_ext(o->files[i].path, "json", side, sizeof side))
             return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': its sidecar's path is too long", o->files[i].path);
-        if (add_file(o, side, SDM_OUT_SIDECAR, err))
+        if (add_file(o, side, SDM_OUT_SIDECAR, i, err))
             return -1;
     }
     for (int i = 0; i < o->n; i++)

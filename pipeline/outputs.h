@@ -25,6 +25,7 @@ typedef struct {
     char *path;             /* where it is written */
     char *norm;             /* its normal form, for comparisons */
     sdm_out_kind kind;
+    int of;                 /* a sidecar: the file (index) it was first made for */
 } sdm_out_file;
 
 typedef struct {

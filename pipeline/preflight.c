@@ -49,8 +49,7 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: width and height must be multiples of %d for this model "
                              "(%dx%d)", r->path, b->vae_scale, pf->width, pf->height);
     if (sdm_schedule_make(b, &sp, &s, &e))
-        return sdm_error_set(err, e.code, "%s: %s (model %s: %d training steps)", r->path, e.msg, b->dir,
-                             b->train_steps);
+        return sdm_error_set(err, e.code, "%s: %s (model %s)", r->path, e.msg, b->dir);
     sdm_schedule_free(&s);
     return 0;
 }

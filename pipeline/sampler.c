@@ -108,6 +108,17 @@ static double linspace_t(int n_train, int n, int i)
     return (double)(float)t;
 }
 
+/* The most DDIM steps whose "leading" timesteps, (n−1)·⌊T/n⌋ + offset,
+ * stay inside the training schedule: T − offset for SD. */
+static int ddim_max_steps(int n_train, int offset)
+{
+    int n = n_train;
+
+    while (n > 1 && (n - 1) * (n_train / n) + offset >= n_train)
+        n--;
+    return n;
+}
+
 /* DDIM with diffusers' defaults for SD: "leading" spacing plus steps_offset,
  * final alpha = 1 or alphas_cumprod[0] (set_alpha_to_one). */
 static int make_ddim(const tables *T, sdm_schedule *s, sdm_error *err)
@@ -128,8 +139,9 @@ static int make_ddim(const tables *T, sdm_schedule *s, sdm_error *err)
         sdm_step *st = &s->steps[i];
 
         if (t >= T->n_train)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "steps %d too many for a %d-step model",
-                                 p->steps, T->n_train);
+            return sdm_error_set(err, SDM_EXIT_USAGE, "ddim takes at most %d steps with this model's %d training "
+                                 "steps (steps_offset %d); got %d", ddim_max_steps(T->n_train, b->steps_offset),
+                                 T->n_train, b->steps_offset, p->steps);
         a = T->ac[t];
         ap = tp >= 0 ? T->ac[tp] : final_a;
         predict(b->prediction, sqrt(a), sqrt(1 - a), &x0_x, &x0_out, &e_x, &e_out);

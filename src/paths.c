@@ -139,7 +139,10 @@ int sdm_path_normalize(const char *path, char *out, size_t len, sdm_error *err)
     if (strlen(base) > SDM_NAME_MAX)
         return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the file name is %zu bytes long; the system allows at "
                              "most %d", shown, strlen(base), SDM_NAME_MAX);
-    snprintf(dir, sizeof dir, "%.*s", (int)dlen, dlen ? path : ".");
+    if (dlen)
+        snprintf(dir, sizeof dir, "%.*s", (int)dlen, path);
+    else
+        strcpy(dir, ".");
     while (!realpath(dir, real)) {
         if (errno != ENOENT || pop_component(dir, rest, sizeof rest))
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "'%s': %s%s", shown, strerror(errno),
