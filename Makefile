@@ -130,7 +130,7 @@ $(LIBA): $(LIBOBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h
+$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h tests/cli_run.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)

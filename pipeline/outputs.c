@@ -150,13 +150,17 @@ int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outp
     }
     n_videos = o->n - (sheet ? 1 : 0);
     for (int i = 0, m = o->n; i < m; i++) {
+        sdm_error e = { 0 };
+        char shown[256];
+        sdm_path_excerpt(o->files[i].path, shown, sizeof shown);
         if (sdm_path_with_ext(o->files[i].path, "json", side, sizeof side))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': its sidecar's path is too long", o->files[i].path);
-        if (add_file(o, side, SDM_OUT_SIDECAR, i, err))
-            return -1;
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': its sidecar's path is too long", shown);
+        if (add_file(o, side, SDM_OUT_SIDECAR, i, &e))
+            return sdm_error_set(err, e.code, "the sidecar of output '%s': %s", shown, e.msg);
     }
     for (int i = 0; i < o->n; i++)
-        if (check_place(&o->files[i], err) || check_clash(o, i, q, err))
+        if (sdm_fileset_check_target(o->files[i].path, err) || check_place(&o->files[i], err) ||
+            check_clash(o, i, q, err))
             return -1;
     for (int i = 0; i < n_videos; i++)
         o->videos[i] = o->files[i].path;

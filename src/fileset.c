@@ -138,6 +138,28 @@ static int grow(sdm_fileset *fs, sdm_error *err)
     return 0;
 }
 
+int sdm_fileset_check_target(const char *target, sdm_error *err)
+{
+    char dir[SDM_PATH_MAX], head[SDM_NAME_MAX + 1], partial[SDM_PATH_MAX], shown[256];
+
+    sdm_path_excerpt(target, shown, sizeof shown);
+    if (!*sdm_path_base(target))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s' names a folder, not a file", shown);
+    if (strlen(sdm_path_base(target)) > SDM_NAME_MAX)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the file name is %zu bytes long; the system allows at most "
+                             "%d", shown, strlen(sdm_path_base(target)), SDM_NAME_MAX);
+    if (strlen(target) >= SDM_PATH_MAX || split_target(target, dir, sizeof dir, head, sizeof head))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is %zu bytes long; the system allows at most %d",
+                             shown, strlen(target), SDM_PATH_MAX - 1);
+    /* the longest name made beside it: HEAD.tmp-PID.spool */
+    if (strlen(dir) + strlen(head) + TAIL_RESERVE >= SDM_PATH_MAX || sdm_partial_path(target, partial, sizeof partial))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is %zu bytes long; at most %ld for this name, to "
+                             "leave room for its temporary files' names in the system's %d", shown, strlen(target),
+                             (long)(SDM_PATH_MAX - 1 - TAIL_RESERVE) - (long)strlen(head) +
+                                 (long)strlen(sdm_path_base(target)), SDM_PATH_MAX - 1);
+    return 0;
+}
+
 int sdm_fileset_add(sdm_fileset *fs, const char *target, sdm_error *err)
 {
     char dir[SDM_PATH_MAX], head[SDM_NAME_MAX + 1], shown[256];
@@ -145,12 +167,12 @@ int sdm_fileset_add(sdm_fileset *fs, const char *target, sdm_error *err)
     int fd;
 
     sdm_path_excerpt(target, shown, sizeof shown);
-    if (!*sdm_path_base(target))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s' names a folder, not a file", shown);
+    if (sdm_fileset_check_target(target, err))
+        return -1;
     if (sdm_fileset_find(fs, target) >= 0)
         return sdm_error_set(err, SDM_EXIT_USAGE, "'%s' is named twice", shown);
     if (split_target(target, dir, sizeof dir, head, sizeof head) || grow(fs, err))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is too long", shown);
+        return -1;
     f = &fs->f[fs->n];
     memset(f, 0, sizeof *f);
     f->fd = -1;
@@ -161,11 +183,6 @@ int sdm_fileset_add(sdm_fileset *fs, const char *target, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     }
     fs->n++;
-    if (strlen(f->backup) >= SDM_PATH_MAX) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is too long for its temporary file beside it (the "
-                      "system allows %d bytes)", shown, SDM_PATH_MAX - 1);
-        goto fail;
-    }
     remove_stale(dir, head);
     fd = open(f->temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {

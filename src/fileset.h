@@ -29,6 +29,13 @@ typedef struct sdm_fileset sdm_fileset;
 
 int sdm_fileset_new(sdm_fileset **out, sdm_error *err);
 
+/* Whether target can be in a set: a file name, and room in the system's
+ * path limit for its temporary, backup and .partial names beside it (an
+ * output's path may be 4073 bytes, its temporary name taking 22 more).
+ * What sdm_fileset_add would refuse about the name alone, without touching
+ * the disk; SDM_EXIT_USAGE. */
+int sdm_fileset_check_target(const char *target, sdm_error *err);
+
 /* Adds target: removes what killed processes left of it, then creates its
  * temporary file (empty). Returns its index, or -1 (the message names the
  * target and why: no such folder, not writable, name too long). */

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "probe.h"
 #include "test.h"
 
@@ -22,46 +23,6 @@
 #endif
 
 static char tmpdir[] = "/tmp/sdm-cli-XXXXXX";
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
-/* Runs ./sdmorph with args; captures stderr+stdout into out; returns the
- * exit status (or 128+signal); *maxrss_kb gets the child's peak RSS. */
-static int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
-{
-    int fds[2], status = 0;
-    struct rusage ru;
-    pid_t pid;
-    size_t got = 0;
-    ssize_t n;
-
-    if (pipe(fds))
-        return -1;
-    pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execv(test_sdmorph(), argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - got - 1)) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(fds[0]);
-    wait4(pid, &status, 0, &ru);
-    if (maxrss_kb)
-        *maxrss_kb = ru.ru_maxrss;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 static void test_bad_recipes(void)
 {
