@@ -130,7 +130,7 @@ $(LIBA): $(LIBOBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h
+$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h tests/cli_run.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
@@ -181,8 +181,8 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c pipeline/plan.c \
-            pipeline/inputs.c
+FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c src/fileset.c \
+            src/paths.c pipeline/plan.c pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.
 FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c) -lpthread -lm

@@ -1,87 +1,126 @@
-/* sdmorph check RECIPE: loads and plans a recipe and prints the plan. No
- * model is loaded, so it runs anywhere, instantly, before a long render. */
+/* sdmorph check RECIPE: everything `render` would refuse, refused here
+ * first (preflight.h), and the frame plan printed. No model is loaded, only
+ * its model.yaml read, so it runs anywhere, instantly, before a long render. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "bundle.h"
 #include "commands.h"
 #include "error.h"
-#include "options.h"
 #include "plan.h"
+#include "preflight.h"
 #include "recipe.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sdmorph check RECIPE [--frames LIST] [--quiet | --json]\n"
+            "usage: sdmorph check RECIPE [-o FILE]... [--model DIR | --no-model] [--frames LIST] [--quiet | --json]\n"
             "\n"
-            "Validates RECIPE and prints its frame plan: frames shown and rendered,\n"
-            "duration, and for every output frame the keyframes, weight, seeds and\n"
-            "guidance it uses. No model is loaded.\n"
+            "Validates RECIPE as `sdmorph render` would with the same options, and prints\n"
+            "its frame plan: frames shown and rendered, duration, and for every output\n"
+            "frame the keyframes, weight, seeds and guidance it uses. No model is loaded:\n"
+            "its model.yaml is read for the limits that depend on it (steps against its\n"
+            "training schedule, the image size against its VAE).\n"
             "\n"
-            "  --frames LIST   only these output frames, e.g. 37 or 0-9,20\n"
-            "  -q, --quiet     print the summary line only\n"
-            "      --json      print the plan as JSON (the format of a render's sidecar)\n"
+            "  -o, --output FILE  the outputs `render -o FILE` would write (repeatable)\n"
+            "  --model DIR        the model bundle (default: as `render` finds it)\n"
+            "  --no-model         do not read the model: its limits are not checked\n"
+            "  --frames LIST      only these output frames, e.g. 37 or 0-9,20\n"
+            "  -q, --quiet        print the summary line only\n"
+            "      --json         print the plan as JSON (the format of a render's sidecar)\n"
             "\n"
-            "Exit status: 0 the recipe is valid, 2 it is not (the message says where).\n");
+            "Exit status: 0 the recipe would render, 2 it would not (the message says where),\n"
+            "1 the model cannot be read or an output folder cannot be written.\n");
+}
+
+static int print_plan(const char *path, const sdm_plan *plan, const sdm_recipe *r, int quiet, int json)
+{
+    if (json)
+        sdm_plan_write_json(plan, r, stdout);
+    else if (quiet)
+        printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan->n_sequence, plan->n_renders,
+               plan->n_sequence / plan->fps, plan->fps);
+    else
+        sdm_plan_print(plan, r, stdout);
+    return fflush(stdout) ? SDM_EXIT_RUNTIME : SDM_EXIT_OK;
 }
 
 int sdm_cmd_check(int argc, char **argv)
 {
-    const char *path = NULL, *frames = NULL;
-    int quiet = 0, json = 0, rc = SDM_EXIT_USAGE;
+    const char *path = NULL, *model = NULL;
+    const char **outputs = calloc((size_t)argc, sizeof *outputs);
+    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE;
+    sdm_render_params p = sdm_render_default_params();
     sdm_recipe *r = NULL;
-    sdm_plan plan;
-    sdm_error err;
+    sdm_preflight pf;
+    sdm_error err = { 0 };
+    char model_dir[4096];
 
-    memset(&plan, 0, sizeof plan);
-    memset(&err, 0, sizeof err);
+    memset(&pf, 0, sizeof pf);
+    if (!outputs)
+        return SDM_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
-        int value = sdm_option_value(argc, argv, &i, "--frames", &frames);
+        const char *a = argv[i];
+        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames");
 
-        if (value < 0) {
-            fprintf(stderr, "sdmorph check: --frames needs a list, e.g. --frames 0-9,20\n");
-            return SDM_EXIT_USAGE;
-        } else if (value > 0) {
-            continue;
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        if (takes && i + 1 >= argc) {
+            fprintf(stderr, "sdmorph check: %s needs a value\n", a);
+            goto end;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
-            return SDM_EXIT_OK;
-        } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
+            rc = SDM_EXIT_OK;
+            goto end;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
-        } else if (!strcmp(argv[i], "--json")) {
+        } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "sdmorph check: unknown option '%s'\n", argv[i]);
+        } else if (!strcmp(a, "--no-model")) {
+            no_model = 1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            outputs[p.n_outputs++] = argv[++i];
+        } else if (!strcmp(a, "--model")) {
+            model = argv[++i];
+        } else if (!strcmp(a, "--frames")) {
+            p.frames = argv[++i];
+        } else if (!strncmp(a, "--frames=", 9)) {
+            p.frames = a + 9;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sdmorph check: unknown option '%s'\n", a);
             usage(stderr);
-            return SDM_EXIT_USAGE;
+            goto end;
         } else if (path) {
-            fprintf(stderr, "sdmorph check: one recipe at a time ('%s' and '%s')\n", path, argv[i]);
-            return SDM_EXIT_USAGE;
+            fprintf(stderr, "sdmorph check: one recipe at a time ('%s' and '%s')\n", path, a);
+            goto end;
         } else {
-            path = argv[i];
+            path = a;
         }
     }
-    if (!path) {
+    if (!path || (model && no_model)) {
+        if (path)
+            fprintf(stderr, "sdmorph check: --model and --no-model together\n");
         usage(stderr);
-        return SDM_EXIT_USAGE;
-    }
-    if (sdm_recipe_load(path, &r, &err) || sdm_plan_make(r, &plan, &err) ||
-        (frames && sdm_plan_select(&plan, frames, &err))) {
-        fprintf(stderr, "sdmorph: %s\n", err.msg);
-        rc = err.code ? err.code : SDM_EXIT_USAGE;
         goto end;
     }
-    if (json) {
-        sdm_plan_write_json(&plan, r, stdout);
-    } else if (quiet) {
-        printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan.n_sequence, plan.n_renders,
-               plan.n_sequence / plan.fps, plan.fps);
-    } else {
-        sdm_plan_print(&plan, r, stdout);
+    if (sdm_recipe_load(path, &r, &err))
+        goto fail;
+    if (!no_model && sdm_bundle_dir_for(model, r->model, r->path, model_dir, sizeof model_dir)) {
+        sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
+        goto fail;
     }
-    rc = fflush(stdout) ? SDM_EXIT_RUNTIME : SDM_EXIT_OK;
+    p.model_dir = no_model ? NULL : model_dir;
+    p.outputs = outputs;
+    if (sdm_preflight_run(r, &p, &pf, &err))
+        goto fail;
+    rc = print_plan(path, &pf.plan, r, quiet, json);
+    goto end;
+fail:
+    fprintf(stderr, "sdmorph: %s\n", err.msg);
+    rc = err.code ? err.code : SDM_EXIT_USAGE;
 end:
-    sdm_plan_free(&plan);
+    sdm_preflight_free(&pf);
     sdm_recipe_free(&r);
+    free(outputs);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "commands.h"
 #include "model_dir.h"
 #include "recipe.h"
@@ -23,13 +24,14 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: sdmorph render RECIPE [options]\n"
-            "  -o, --output FILE    write FILE instead of the recipe's outputs (repeatable; .mp4, .gif)\n"
+            "  -o, --output FILE    write FILE instead of the recipe's outputs and contact sheet\n"
+            "                       (repeatable; .mp4, .gif)\n"
             "  --model DIR          model bundle (default: the recipe's model, $SDMORPH_MODEL,\n"
             "                       else the built-in synthetic analytic model)\n"
             "  --device DEV         cpu, cuda or cuda:N (default: cuda when available)\n"
             "  --batch N            frames per UNet call (default: from free GPU memory)\n"
             "  --frames LIST        render only these output frames, e.g. 37 or 0-9,20\n"
-            "                       (written to NAME.frames-LIST.mp4 unless -o is given)\n"
+            "                       (written to NAME.frames-LIST.mp4 and .png unless -o is given)\n"
             "  --threads N          CPU threads for libtorch\n"
             "  --no-cuda-graphs     run the sampling loop step by step instead of replaying it as one\n"
             "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
@@ -38,24 +40,7 @@ static void usage(FILE *f)
             "  --no-aoti            TorchScript modules only, even where the model has AOTInductor builds\n"
             "  -q, --quiet          no progress line\n"
             "Exit status: 0 done, 1 runtime failure, 2 bad usage or recipe, 130 interrupted\n"
-            "(a playable NAME.partial.mp4 holds the frames done).\n");
-}
-
-/* A recipe's relative model path is tried from the working directory, then
- * from the recipe's own directory. */
-static void resolve_model(const char *opt, const sdm_recipe *r, char *buf, size_t len)
-{
-    if (opt) {
-        snprintf(buf, len, "%s", opt);
-    } else if (r->model) {
-        const char *slash = r->path ? strrchr(r->path, '/') : NULL;
-        if (r->model[0] == '/' || sdm_is_dir(r->model) || !slash)
-            snprintf(buf, len, "%s", r->model);
-        else
-            snprintf(buf, len, "%.*s/%s", (int)(slash - r->path), r->path, r->model);
-    } else {
-        sdm_default_model(buf, len);
-    }
+            "(Ctrl-C, SIGTERM or SIGHUP: a playable NAME.partial.mp4 holds the frames done).\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -79,7 +64,8 @@ int sdm_cmd_render(int argc, char **argv)
     const char *recipe = NULL, *model = NULL, *device = NULL;
     const char **outputs = calloc(argc, sizeof *outputs);
     char model_dir[4096];
-    struct sigaction sa, old_int, old_term;
+    static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction sa, old[3];
     int rc = SDM_EXIT_USAGE, threads = 0, n_out = 0, quiet = 0, d;
 
     if (!outputs)
@@ -164,25 +150,30 @@ int sdm_cmd_render(int argc, char **argv)
         sdm_torch_set_threads(threads);
 
     if (sdm_recipe_load(recipe, &r, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
+        fprintf(stderr, "sdmorph: %s\n", err.msg);
         rc = err.code;
         goto end;
     }
-    resolve_model(model, r, model_dir, sizeof model_dir);
+    if (sdm_bundle_dir_for(model, r->model, r->path, model_dir, sizeof model_dir)) {
+        fprintf(stderr, "sdmorph: the model's path is too long\n");
+        goto end;
+    }
     p.model_dir = model_dir;
     p.outputs = outputs;
     p.n_outputs = n_out;
     p.progress = !quiet && isatty(STDERR_FILENO);
     p.stop = &stop_requested;
 
+    /* a closed terminal (SIGHUP) ends a render as Ctrl-C does: the frames
+     * done are kept in a .partial file, the temporary files removed */
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &sa, &old[i]);
     d = sdm_render(r, &p, &stats, &err);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &old[i], NULL);
 
     if (d < 0) {
         fprintf(stderr, "sdmorph: %s\n", err.msg);
@@ -190,8 +181,11 @@ int sdm_cmd_render(int argc, char **argv)
         goto end;
     }
     if (d == 1) {
-        fprintf(stderr, "sdmorph: interrupted: kept the %d frames done in a .partial file beside each output\n",
-                stats.frames_shown);
+        if (stats.frames_shown)
+            fprintf(stderr, "sdmorph: interrupted: kept the %d frames done in a .partial file beside each output\n",
+                    stats.frames_shown);
+        else
+            fprintf(stderr, "sdmorph: interrupted before the first frame: nothing written\n");
         rc = 130;
         goto end;
     }

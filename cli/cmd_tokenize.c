@@ -17,23 +17,35 @@ static void usage(FILE *f)
             "  --model DIR   model bundle whose vocab.json/merges.txt to use (default:\n"
             "                $SDMORPH_MODEL, else the built-in build/models/analytic)\n"
             "  --tokens      one line per token: position, id, vocabulary piece\n"
-            "  TEXT          the prompt (several arguments are joined by spaces; - reads stdin)\n"
+            "  TEXT          the prompt (several arguments are joined by spaces; - reads stdin);\n"
+            "                at most 1 MiB of text, no NUL byte\n"
             "Prints the token_length ids the text encoder reads: bos, the prompt's tokens,\n"
             "eos, padding. Warns on stderr when the prompt is cut or is not valid UTF-8\n"
             "(invalid bytes are read as U+FFFD).\n"
             "Exit status: 0 done, 1 the bundle could not be loaded, 2 bad usage.\n");
 }
 
-static char *read_stdin(void)
+/* The model reads 75 tokens of a prompt, a few hundred bytes: past this a
+ * text is a mistake (a file piped in), and the tokenizer's memory grows with it. */
+#define MAX_TEXT_BYTES (1 << 20)
+
+/* stdin, up to MAX_TEXT_BYTES of text; NULL with *why set if it is more or not text. */
+static char *read_stdin(const char **why, size_t *at)
 {
     size_t cap = 4096, n = 0, got;
-    char *buf = malloc(cap);
+    char *buf = malloc(cap), *nul;
 
+    *why = "out of memory";
     while (buf) {
         got = fread(buf + n, 1, cap - n - 1, stdin);
         n += got;
         if (got == 0)
             break;
+        if (n > MAX_TEXT_BYTES) {
+            *why = "more than 1 MiB (1048576 bytes), the most a prompt may be";
+            free(buf);
+            return NULL;
+        }
         if (n + 1 == cap) {
             char *nb = realloc(buf, 2 * cap);
             if (!nb) {
@@ -44,8 +56,16 @@ static char *read_stdin(void)
             cap *= 2;
         }
     }
-    if (buf)
-        buf[n] = '\0';
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    nul = memchr(buf, '\0', n);
+    if (nul) {
+        *why = "a NUL byte; a prompt is text";
+        *at = (size_t)(nul - buf);
+        free(buf);
+        return NULL;
+    }
     return buf;
 }
 
@@ -130,10 +150,27 @@ int sdm_cmd_tokenize(int argc, char **argv)
         goto end;
     }
     rc = SDM_EXIT_RUNTIME;
-    if (n_parts == 1 && !strcmp(parts[0], "-"))
-        text = read_stdin();
-    else
+    if (n_parts == 1 && !strcmp(parts[0], "-")) {
+        const char *why = NULL;
+        size_t at = (size_t)-1;
+        text = read_stdin(&why, &at);
+        if (!text) {
+            if (at != (size_t)-1)
+                fprintf(stderr, "sdmorph tokenize: stdin has %s (at byte %zu)\n", why, at);
+            else
+                fprintf(stderr, "sdmorph tokenize: stdin is %s\n", why);
+            rc = strcmp(why, "out of memory") ? SDM_EXIT_USAGE : SDM_EXIT_RUNTIME;
+            goto end;
+        }
+    } else {
         text = join_args(n_parts, parts);
+        if (text && strlen(text) > MAX_TEXT_BYTES) {
+            fprintf(stderr, "sdmorph tokenize: TEXT is more than 1 MiB (1048576 bytes), the most a prompt "
+                    "may be\n");
+            rc = SDM_EXIT_USAGE;
+            goto end;
+        }
+    }
     if (!text) {
         fprintf(stderr, "sdmorph tokenize: out of memory\n");
         goto end;

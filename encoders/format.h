@@ -1,6 +1,8 @@
 /* The sink's internal interface to one output format (mp4.c, gif.c,
- * sheet.c). The sink opens each on the caller's thread, so a bad setting
- * fails before rendering starts; then one encoder thread per output calls
+ * sheet.c). check() says whether the format can take the settings (the
+ * sink calls it before open(), and sdm_sink_check() before any model
+ * loads); the sink opens each on the caller's thread, so a file that
+ * cannot be made fails before rendering starts; then one encoder thread per output calls
  * write() for every frame in display order and finish() at the end, or only
  * free() when the render is abandoned. Frames are RGB24, p->width x
  * p->height, tightly packed. A format writes `tmp_path` only (plus files
@@ -16,6 +18,9 @@
 
 typedef struct sdm_format {
     const char *name;       /* "mp4", "gif", "png contact sheet" */
+    /* The format's own limits (frame size, rate, encoder options, the
+     * encoder being in this FFmpeg); NULL if it has none. */
+    int  (*check)(const char *target, const sdm_sink_params *p, sdm_error *err);
     int  (*open)(void **ctx, const char *tmp_path, const char *target,
                  const sdm_sink_params *p, sdm_error *err);
     int  (*write)(void *ctx, const uint8_t *rgb, sdm_error *err);

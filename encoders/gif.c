@@ -258,6 +258,22 @@ static void stats_scale(const gif_ctx *g, char *buf, size_t size)
              g->height / f > 0 ? g->height / f : 1);
 }
 
+/* A GIF frame's delay is 1..65535 hundredths of a second, and browsers play
+ * delays under 2/100 s as 1/10 s (faster GIFs crawl): 0.0015259 to 50 fps. */
+static int gif_check(const char *target, const sdm_sink_params *p, sdm_error *err)
+{
+    if (p->fps > 50)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: GIF frame delays are in 1/100 s and browsers slow down "
+                             "anything faster than 50 fps; got %g fps", target, p->fps);
+    if (100.0 / p->fps > 65535)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: a GIF shows a frame for at most 655.35 s (fps at least "
+                             "0.0015259); got %g fps", target, p->fps);
+    if (!avcodec_find_encoder(AV_CODEC_ID_GIF))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the gif encoder", target);
+    return 0;
+}
+
+/* Called after gif_check() passed. */
 static int gif_open(void **out, const char *tmp_path, const char *target,
                     const sdm_sink_params *p, sdm_error *err)
 {
@@ -265,12 +281,6 @@ static int gif_open(void **out, const char *tmp_path, const char *target,
     char desc[256], shrink[64];
     int ret = -1;
 
-    /* Browsers play delays under 2/100 s as 1/10 s: faster GIFs crawl. */
-    if (p->fps > 50) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: GIF frame delays are in 1/100 s and browsers slow down "
-                      "anything faster than 50 fps; got %g fps", target, p->fps);
-        goto end;
-    }
     g = av_mallocz(sizeof *g);
     if (!g || !(g->target = av_strdup(target))) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -493,6 +503,7 @@ static int gif_finish(void *ctx, sdm_error *err)
 
 const sdm_format sdm_format_gif = {
     .name = "gif",
+    .check = gif_check,
     .open = gif_open,
     .write = gif_write,
     .finish = gif_finish,

@@ -74,34 +74,32 @@ static struct SwsContext *rgb_to_yuv(int w, int h)
     return sws;
 }
 
+static int mp4_check(const char *target, const sdm_sink_params *p, sdm_error *err)
+{
+    if (p->width % 2 || p->height % 2)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: H.264 in yuv420p needs an even width and height, got %dx%d",
+                             target, p->width, p->height);
+    if (!p->preset || !preset_known(p->preset))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: unknown x264 preset '%s' (ultrafast ... medium ... placebo)",
+                             target, p->preset ? p->preset : "(null)");
+    if (p->crf < 0 || p->crf > 51)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: crf %d is outside 0..51", target, p->crf);
+    if (!avcodec_find_encoder_by_name("libx264"))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the libx264 encoder",
+                             target);
+    return 0;
+}
+
+/* Called after mp4_check() passed. */
 static int mp4_open(void **out, const char *tmp_path, const char *target,
                     const sdm_sink_params *p, sdm_error *err)
 {
     mp4_ctx *m = NULL;
     AVDictionary *opts = NULL;
-    const AVCodec *codec;
+    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
     AVRational rate;
     int ret = -1, averr;
 
-    if (p->width % 2 || p->height % 2) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: H.264 in yuv420p needs an even width and height, got %dx%d",
-                      target, p->width, p->height);
-        goto end;
-    }
-    if (!p->preset || !preset_known(p->preset)) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: unknown x264 preset '%s' (ultrafast ... medium ... placebo)",
-                      target, p->preset ? p->preset : "(null)");
-        goto end;
-    }
-    if (p->crf < 0 || p->crf > 51) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: crf %d is outside 0..51", target, p->crf);
-        goto end;
-    }
-    codec = avcodec_find_encoder_by_name("libx264");
-    if (!codec) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the libx264 encoder", target);
-        goto end;
-    }
     m = av_mallocz(sizeof *m);
     if (!m || !(m->target = av_strdup(target))) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -250,6 +248,7 @@ static int mp4_finish(void *ctx, sdm_error *err)
 
 const sdm_format sdm_format_mp4 = {
     .name = "mp4",
+    .check = mp4_check,
     .open = mp4_open,
     .write = mp4_write,
     .finish = mp4_finish,

@@ -63,4 +63,11 @@ static void raw_free(void **ctx)
     *ctx = NULL;
 }
 
-const sdm_format sdm_format_raw = { "raw rgb24", raw_open, raw_write, raw_finish, raw_free };
+const sdm_format sdm_format_raw = {
+    .name = "raw rgb24",
+    .check = NULL,
+    .open = raw_open,
+    .write = raw_write,
+    .finish = raw_finish,
+    .free = raw_free,
+};

@@ -129,6 +129,7 @@ static int sheet_write(void *ctx, const uint8_t *rgb, sdm_error *err)
     sheet_ctx *c = ctx;
     int64_t k = c->seen++;
 
+    (void)err;
     if (k % c->stride)
         return 0;
     if (c->kept == c->cap) {
@@ -318,8 +319,17 @@ end:
     return ret;
 }
 
+static int sheet_check(const char *target, const sdm_sink_params *p, sdm_error *err)
+{
+    (void)p;
+    if (!avcodec_find_encoder(AV_CODEC_ID_PNG))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the png encoder", target);
+    return 0;
+}
+
 const sdm_format sdm_format_sheet = {
     .name = "png contact sheet",
+    .check = sheet_check,
     .open = sheet_open,
     .write = sheet_write,
     .finish = sheet_finish,

@@ -3,8 +3,9 @@
  * once unless the slowest output is a whole ring behind; each thread reads
  * the slots in order and feeds its format (format.h). Memory is the ring plus
  * what each format holds, whatever the frame count. Files are written under
- * DIR/.NAME.tmp-PID beside their targets and renamed onto them only when
- * every output finished, so a failed render never replaces a good file. */
+ * temporary names of a file set (fileset.h) beside their targets and
+ * renamed onto them only when every output finished, so a failed render
+ * never replaces a good file. */
 #include "sink.h"
 
 #include <errno.h>
@@ -20,16 +21,17 @@
 #include "enum_table.h"
 #include "ffutil.h"
 #include "format.h"
+#include "paths.h"
 
-#define MAX_OUTPUTS 8
+#define MAX_FILES (SDM_MAX_OUTPUTS + 1)     /* the outputs and a contact sheet */
 
 typedef struct {
     sdm_sink *sink;
     const sdm_format *fmt;
     void *ctx;
-    char *target;           /* what the user asked for */
-    char *tmp;              /* what we write */
-    char *written_to;       /* after finish: target or its .partial name */
+    const char *target;     /* what the user asked for (the file set's copy) */
+    const char *tmp;        /* what we write */
+    int file;               /* its index in the file set */
     pthread_t thread;
     int started;
     int64_t read;           /* frames this output has consumed (under lock) */
@@ -39,8 +41,10 @@ typedef struct {
 struct sdm_sink {
     sdm_sink_params p;
     char *preset, *comment;             /* copies p points into */
-    sink_output out[MAX_OUTPUTS];
+    sink_output out[MAX_FILES];
     int n_out;
+    sdm_fileset *files;                 /* p.files, or own_files */
+    sdm_fileset *own_files;
 
     pthread_mutex_t lock;
     pthread_cond_t more;                /* a frame was queued, or closing/aborting */
@@ -95,28 +99,20 @@ static const sdm_format *const formats[SDM_OUTPUT_COUNT] = {
     [SDM_OUTPUT_SHEET] = &sdm_format_sheet,
 };
 
-/* DIR/.NAME.tmp-PID: the same directory, so the final rename is atomic. */
-static char *temp_path(const char *target)
+static const sdm_format *format_for(const char *path, int sheet)
 {
-    const char *base = sdm_output_base_name(target);
-    char *tmp = NULL;
+    int kind = sdm_output_kind_of(path, sheet);
 
-    if (asprintf(&tmp, "%.*s.%s.tmp-%ld", (int)(base - target), target, base, (long)getpid()) < 0)
-        return NULL;
-    return tmp;
+    return kind < 0 ? NULL : formats[kind];
 }
 
-/* out/x.mp4 -> out/x.partial.mp4 */
-static char *partial_path(const char *target)
+int sdm_sink_check_path(const char *path, int sheet, sdm_error *err)
 {
-    const char *ext = sdm_output_extension(target);
-    char *p = NULL;
-
-    if (!ext)
-        ext = target + strlen(target);
-    if (asprintf(&p, "%.*s.partial%s", (int)(ext - target), target, ext) < 0)
-        return NULL;
-    return p;
+    if (!path || !*path)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "empty output path");
+    if (!*sdm_path_base(path))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' names a directory, not a file", path);
+    return sdm_output_check(path, sheet, err);
 }
 
 /* ---- encoder threads ------------------------------------------------------ */
@@ -192,27 +188,6 @@ static void stop_threads(sdm_sink *s, int abort)
 
 /* ---- public --------------------------------------------------------------- */
 
-static int add_output(sdm_sink *s, const char *target, int sheet, sdm_error *err)
-{
-    sink_output *o;
-
-    if (sdm_output_check(target, sheet, err) < 0)
-        return -1;
-    if (s->n_out == MAX_OUTPUTS)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "too many outputs (at most %d)", MAX_OUTPUTS);
-    for (int i = 0; i < s->n_out; i++)
-        if (strcmp(s->out[i].target, target) == 0)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is named twice", target);
-    o = &s->out[s->n_out++];
-    o->sink = s;
-    o->fmt = formats[sdm_output_kind_of(target, sheet)];
-    o->target = strdup(target);
-    o->tmp = temp_path(target);
-    if (!o->target || !o->tmp)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    return 0;
-}
-
 static int check_params(const sdm_sink_params *p, sdm_error *err)
 {
     if (p->width <= 0 || p->height <= 0 || p->width > 16384 || p->height > 16384)
@@ -229,20 +204,98 @@ static int check_params(const sdm_sink_params *p, sdm_error *err)
     return 0;
 }
 
+static int check_one(const char *target, int sheet, const sdm_sink_params *p, sdm_error *err)
+{
+    const sdm_format *fmt = format_for(target, sheet);
+
+    if (sdm_sink_check_path(target, sheet, err) < 0)
+        return -1;
+    return fmt->check ? fmt->check(target, p, err) : 0;
+}
+
+int sdm_sink_check(const char *const *outputs, int n_outputs, const char *contact_sheet,
+                   const sdm_sink_params *p, sdm_error *err)
+{
+    if (check_params(p, err) < 0)
+        return -1;
+    if (n_outputs < 0 || (n_outputs > 0 && !outputs) || (n_outputs == 0 && !contact_sheet))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "no output file given");
+    if (n_outputs > SDM_MAX_OUTPUTS)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%d outputs; at most %d (and a contact sheet)", n_outputs,
+                             SDM_MAX_OUTPUTS);
+    for (int i = 0; i < n_outputs; i++) {
+        if (check_one(outputs[i], 0, p, err) < 0)
+            return -1;
+        for (int j = 0; j < i; j++)
+            if (strcmp(outputs[i], outputs[j]) == 0)
+                return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is named twice", outputs[i]);
+    }
+    return contact_sheet ? check_one(contact_sheet, 1, p, err) : 0;
+}
+
+/* Joins target to the file set (unless it is in it already) and takes its temporary file. */
+static int add_output(sdm_sink *s, const char *target, int sheet, sdm_error *err)
+{
+    sink_output *o = &s->out[s->n_out];
+    int file = sdm_fileset_find(s->files, target);
+
+    if (file < 0)
+        file = sdm_fileset_add(s->files, target, err);
+    if (file < 0)
+        return -1;
+    s->n_out++;
+    o->sink = s;
+    o->fmt = format_for(target, sheet);
+    o->file = file;
+    o->target = sdm_fileset_target(s->files, file);
+    o->tmp = sdm_fileset_temp(s->files, file);
+    return 0;
+}
+
+/* Starts one encoder thread per output. Every thread started from here on
+ * (ours, and x264's own, made while its encoder opens) inherits a mask
+ * without SIGINT, SIGTERM and SIGHUP, so those reach the render loop's
+ * thread and it decides how to finish. */
+static int start_outputs(sdm_sink *s, sdm_error *err)
+{
+    sigset_t block, old;
+    int ret = -1;
+
+    sdm_ff_log_init();
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        if (o->fmt->open(&o->ctx, o->tmp, o->target, &s->p, err) < 0)
+            goto end;
+    }
+    for (int i = 0; i < s->n_out; i++) {
+        sink_output *o = &s->out[i];
+        int e = pthread_create(&o->thread, NULL, output_main, o);
+        if (e) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot start an encoder thread: %s", strerror(e));
+            goto end;
+        }
+        o->started = 1;
+    }
+    ret = 0;
+end:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ret;
+}
+
 int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
                   const sdm_sink_params *p, sdm_sink **out, sdm_error *err)
 {
     sdm_sink *s = NULL;
-    sigset_t block, old;
-    int masked = 0, ret = -1;
+    int ret = -1;
 
     *out = NULL;
-    if (check_params(p, err) < 0)
+    if (sdm_sink_check(outputs, n_outputs, contact_sheet, p, err) < 0)
         goto end;
-    if (n_outputs < 0 || (n_outputs > 0 && !outputs) || (n_outputs == 0 && !contact_sheet)) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "no output file given");
-        goto end;
-    }
     s = calloc(1, sizeof *s);
     if (!s) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -256,6 +309,11 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
     s->comment = p->comment ? strdup(p->comment) : NULL;
     s->p.preset = s->preset;
     s->p.comment = s->comment;
+    s->files = p->files;
+    if (!s->files && sdm_fileset_new(&s->own_files, err) < 0)
+        goto end;
+    if (!s->files)
+        s->files = s->own_files;
     for (int i = 0; i < n_outputs; i++)
         if (add_output(s, outputs[i], 0, err) < 0)
             goto end;
@@ -271,36 +329,12 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory for a queue of %d frames", s->cap);
         goto end;
     }
-
-    sdm_ff_log_init();
-    /* Every thread started from here on (ours, and x264's own, made while
-     * its encoder opens) inherits this mask, so SIGINT/SIGTERM reach the
-     * render loop's thread and it decides how to finish. */
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
-    masked = 1;
-    for (int i = 0; i < s->n_out; i++) {
-        sink_output *o = &s->out[i];
-        if (o->fmt->open(&o->ctx, o->tmp, o->target, &s->p, err) < 0)
-            goto end;
-    }
-    for (int i = 0; i < s->n_out; i++) {
-        sink_output *o = &s->out[i];
-        int e = pthread_create(&o->thread, NULL, output_main, o);
-        if (e) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot start an encoder thread: %s", strerror(e));
-            goto end;
-        }
-        o->started = 1;
-    }
+    if (start_outputs(s, err) < 0)
+        goto end;
     *out = s;
     s = NULL;
     ret = 0;
 end:
-    if (masked)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
     sdm_sink_free(&s);
     return ret;
 }
@@ -335,20 +369,6 @@ int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err)
     return 0;
 }
 
-/* Makes the data reach the disk before the rename makes it the target. */
-static int sync_file(const char *path, const char *target, sdm_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int ret = 0;
-
-    if (fd < 0)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: cannot reopen %s: %s", target, path, strerror(errno));
-    if (fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
-        ret = sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed: %s", target, strerror(errno));
-    close(fd);
-    return ret;
-}
-
 int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err)
 {
     int ret = -1;
@@ -368,32 +388,15 @@ int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err)
                       s->n_out ? "" : " (no outputs)");
         goto end;
     }
-    for (int i = 0; i < s->n_out; i++)
-        if (sync_file(s->out[i].tmp, s->out[i].target, err) < 0)
-            goto end;
-    for (int i = 0; i < s->n_out; i++) {
-        sink_output *o = &s->out[i];
-        char *dst = partial ? partial_path(o->target) : strdup(o->target);
-        if (!dst) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            goto end;
-        }
-        if (rename(o->tmp, dst) < 0) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot rename %s to %s: %s", o->tmp, dst, strerror(errno));
-            free(dst);
-            goto end;
-        }
-        o->written_to = dst;
-    }
+    if (s->own_files && sdm_fileset_commit(s->own_files, partial, err) < 0)
+        goto end;
     s->ok = 1;
     ret = 0;
 end:
+    for (int i = 0; ret < 0 && i < s->n_out; i++)
+        s->out[i].fmt->free(&s->out[i].ctx);
     if (ret < 0)
-        for (int i = 0; i < s->n_out; i++) {
-            s->out[i].fmt->free(&s->out[i].ctx);
-            if (!s->out[i].written_to)
-                unlink(s->out[i].tmp);
-        }
+        sdm_fileset_free(&s->own_files);
     return ret;
 }
 
@@ -406,7 +409,7 @@ const char *sdm_sink_output_path(const sdm_sink *s, int i)
 {
     if (!s || !s->ok || i < 0 || i >= s->n_out)
         return NULL;
-    return s->out[i].written_to;
+    return sdm_fileset_written(s->files, s->out[i].file);
 }
 
 void sdm_sink_free(sdm_sink **ps)
@@ -420,12 +423,8 @@ void sdm_sink_free(sdm_sink **ps)
         sink_output *o = &s->out[i];
         if (o->fmt)
             o->fmt->free(&o->ctx);
-        if (o->tmp && !o->written_to)
-            unlink(o->tmp);
-        free(o->target);
-        free(o->tmp);
-        free(o->written_to);
     }
+    sdm_fileset_free(&s->own_files);
     free(s->slots);
     free(s->preset);
     free(s->comment);

@@ -220,6 +220,16 @@ int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err)
     return 0;
 }
 
+/* A frame number; one past LONG_MAX reads as LONG_MAX (out of any plan's range). */
+static long frame_number(const char *s, char **end)
+{
+    long v;
+
+    errno = 0;
+    v = strtol(s, end, 10);
+    return errno == ERANGE ? LONG_MAX : v;
+}
+
 /* "37", "0-9,20": a sorted set of output frames, as a mask over n. */
 static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_error *err)
 {
@@ -230,14 +240,15 @@ static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_err
                              "got nothing");
     for (;;) {
         long lo, hi;
+        const char *lo_at, *hi_at;
         char *end;
 
         while (*s == ' ')
             s++;
         if (*s < '0' || *s > '9')
             goto syntax;
-        errno = 0;
-        lo = strtol(s, &end, 10);
+        lo_at = hi_at = s;
+        lo = frame_number(s, &end);
         hi = lo;
         s = end;
         while (*s == ' ')
@@ -248,12 +259,17 @@ static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_err
                 s++;
             if (*s < '0' || *s > '9')
                 goto syntax;
-            hi = strtol(s, &end, 10);
+            hi_at = s;
+            hi = frame_number(s, &end);
             s = end;
         }
-        if (errno == ERANGE || lo >= n || hi >= n)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: frame %ld is out of range; this plan shows "
-                                 "frames 0..%d", errno == ERANGE ? LONG_MAX : (lo >= n ? lo : hi), n - 1);
+        /* the number as written: one too large for a long is still that number */
+        if (lo >= n || hi >= n) {
+            const char *at = lo >= n ? lo_at : hi_at;
+            size_t digits = strspn(at, "0123456789");
+            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: frame %.*s%s is out of range; this plan shows "
+                                 "frames 0..%d", (int)(digits > 40 ? 40 : digits), at, digits > 40 ? "..." : "", n - 1);
+        }
         if (hi < lo)
             return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: the range %ld-%ld is backwards; write %ld-%ld",
                                  lo, hi, hi, lo);

@@ -8,8 +8,9 @@
 
 #include "condition.h"
 #include "engine.h"
+#include "outputs.h"
+#include "preflight.h"
 #include "sampler.h"
-#include "sidecar.h"
 #include "sink.h"
 #include "version.h"
 
@@ -30,52 +31,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Output names: the CLI's, else the recipe's; with --frames, a name that
- * says which frames, so the full render is not replaced by a few frames. */
-typedef struct {
-    char **names;
-    int n;
-} name_list;
-
-static void names_free(name_list *l)
-{
-    for (int i = 0; i < l->n; i++)
-        free(l->names[i]);
-    free(l->names);
-    l->names = NULL;
-    l->n = 0;
-}
-
-static int output_names(const sdm_recipe *r, const sdm_render_params *p, name_list *out, sdm_error *err)
-{
-    const char *const *src = p->n_outputs > 0 ? p->outputs : (const char *const *)r->outputs;
-    int n = p->n_outputs > 0 ? p->n_outputs : r->n_outputs;
-
-    out->names = calloc(n > 0 ? n : 1, sizeof *out->names);
-    if (!out->names)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    for (int i = 0; i < n; i++) {
-        char buf[4096];
-        if (p->frames && p->n_outputs == 0) {
-            const char *dot = strrchr(src[i], '.');
-            char spec[64];
-            snprintf(spec, sizeof spec, "%s", p->frames);
-            for (char *c = spec; *c; c++)
-                if (*c == ',')
-                    *c = '_';
-            snprintf(buf, sizeof buf, "%.*s.frames-%s%s", (int)(dot ? dot - src[i] : (long)strlen(src[i])),
-                     src[i], spec, dot ? dot : "");
-        } else {
-            snprintf(buf, sizeof buf, "%s", src[i]);
-        }
-        out->names[i] = strdup(buf);
-        if (!out->names[i])
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        out->n++;
-    }
-    return 0;
 }
 
 /* Automatic batch: several frames per UNet call where memory allows; of
@@ -137,7 +92,8 @@ typedef struct {
     sdm_schedule sched;
     sdm_sink *sink;
     sdm_plan plan;
-    name_list outs;
+    sdm_preflight pf;       /* the plan (moved to plan), the outputs, model.yaml */
+    sdm_fileset *files;     /* the outputs and their sidecars, committed together */
     kept_frame *kept;       /* renders shown again later */
     size_t kept_rgb_bytes, keep_rgb_budget;
     int *remaining;         /* appearances still to show, per render */
@@ -414,7 +370,7 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     sdm_render_stats dummy;
     const sdm_bundle *b;
     sdm_sampler_params sp;
-    sdm_sink_params kp = sdm_sink_default_params();
+    sdm_sink_params kp;
     char hash[32], bundle_hash[32], comment[1024];
     int width, height, B, guided = 0, shown = 0, rc = -1, interrupted = 0;
     size_t frame_bytes = 0;
@@ -427,17 +383,13 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
         stats = &dummy;
     memset(stats, 0, sizeof *stats);
 
-    /* Everything that can be refused is refused before the model loads. */
-    if (output_names(r, p, &S.outs, err))
+    /* Everything that can be refused is refused before the model loads
+     * (preflight.h), and the outputs' temporary files are made. */
+    if (sdm_preflight_run(r, p, &S.pf, err))
         goto end;
-    for (int i = 0; p->write_outputs && i < S.outs.n; i++)
-        if (sdm_output_check(S.outs.names[i], 0, err))
-            goto end;
-    if (p->write_outputs && r->contact_sheet && sdm_output_check(r->contact_sheet, 1, err))
-        goto end;
-    if (sdm_plan_make(r, &S.plan, err))
-        goto end;
-    if (p->frames && sdm_plan_select(&S.plan, p->frames, err))
+    S.plan = S.pf.plan;
+    memset(&S.pf.plan, 0, sizeof S.pf.plan);
+    if (p->write_outputs && sdm_outputs_open(&S.pf.outs, &S.files, err))
         goto end;
 
     sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
@@ -446,13 +398,8 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     sdm_engine_set_graphs(S.engine, p->cuda_graphs);
     sdm_engine_set_aoti(S.engine, p->aoti);
     b = sdm_engine_bundle(S.engine);
-    width = r->width ? r->width : b->width;
-    height = r->height ? r->height : b->height;
-    if (width % b->vae_scale || height % b->vae_scale) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: width and height must be multiples of %d for this model (%dx%d)",
-                      r->path, b->vae_scale, width, height);
-        goto end;
-    }
+    width = S.pf.width;
+    height = S.pf.height;
     sp.kind = r->sampler;
     sp.steps = r->steps;
     sp.eta = r->eta;
@@ -484,20 +431,18 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
              r->path ? r->path : "-", hash, p->model_dir, bundle_hash);
     if (p->write_outputs) {
-        kp.width = width;
-        kp.height = height;
-        kp.fps = r->fps;
+        kp = sdm_preflight_sink_params(r, &S.pf);
         kp.comment = comment;
-        kp.total_frames = S.plan.n_sequence;
+        kp.files = S.files;
         /* room for two batches: a batch is handed over while the encoder
          * still works on the last one, so the GPU does not wait on it */
         kp.queue_frames = 2 * B > kp.queue_frames ? (2 * B > 1024 ? 1024 : 2 * B) : kp.queue_frames;
-        if (sdm_sink_open((const char *const *)S.outs.names, S.outs.n, r->contact_sheet, &kp, &S.sink, err))
+        if (sdm_sink_open(S.pf.outs.videos, S.pf.outs.n_videos, S.pf.outs.sheet, &kp, &S.sink, err))
             goto end;
     }
 
     /* the warm-up runs the batch shape: where it does not fit, halve it */
-    while (sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
+    while (!(p->stop && *p->stop) && sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
         if (halve_batch(&B, stats, err))
             goto end;
     if (sdm_engine_has_aoti(S.engine) &&
@@ -539,20 +484,11 @@ int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats
     if (p->progress)
         progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 1);
 
-    if (S.sink) {
-        if (interrupted && shown == 0) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "interrupted before the first frame; nothing written");
-            goto end;
-        }
-        if (sdm_sink_finish(S.sink, interrupted, err))
-            goto end;
-        if (!interrupted) {
-            char side[4200];
-            sdm_path_with_ext(S.outs.names[0], "json", side, sizeof side);
-            if (sdm_sidecar_write(side, r, &S.plan, err))
-                goto end;
-        }
-    }
+    /* interrupted before the first frame: nothing to keep, nothing written */
+    if (S.sink && !(interrupted && shown == 0) &&
+        (sdm_sink_finish(S.sink, interrupted, err) ||
+         sdm_outputs_commit(&S.pf.outs, S.files, r, &S.plan, interrupted, err)))
+        goto end;
     stats->frames_shown = shown;
     stats->interrupted = interrupted;
     stats->width = width;
@@ -567,6 +503,7 @@ end:
     sdm_tensor_free(&flight.latents);
     sdm_tensor_free(&next.latents);
     sdm_sink_free(&S.sink);
+    sdm_fileset_free(&S.files);
     for (int i = 0; S.kept && i < S.plan.n_renders; i++)
         kept_clear(&S, i, frame_bytes);
     free(S.kept);
@@ -576,6 +513,6 @@ end:
     sdm_schedule_free(&S.sched);
     sdm_plan_free(&S.plan);
     sdm_engine_free(&S.engine);
-    names_free(&S.outs);
+    sdm_preflight_free(&S.pf);
     return rc;
 }

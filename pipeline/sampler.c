@@ -16,24 +16,6 @@ sdm_sampler_params sdm_sampler_default_params(void)
     return p;
 }
 
-int sdm_alphas_cumprod(const sdm_bundle *b, double *out)
-{
-    double prod = 1.0;
-
-    for (int i = 0; i < b->train_steps; i++) {
-        double x = (double)i / (b->train_steps - 1), beta;
-        if (b->beta_schedule == SDM_BETAS_SCALED_LINEAR) {
-            double s = sqrt(b->beta_start) + x * (sqrt(b->beta_end) - sqrt(b->beta_start));
-            beta = s * s;
-        } else {
-            beta = b->beta_start + x * (b->beta_end - b->beta_start);
-        }
-        prod *= 1.0 - beta;
-        out[i] = prod;
-    }
-    return 0;
-}
-
 uint64_t sdm_step_noise_seed(uint64_t seed, int step)
 {
     return sdm_mix64(sdm_mix64(seed ^ 0x5d4e0a1f3c2b1d07ULL) + SDM_GOLDEN_GAMMA * (uint64_t)(step + 1));
@@ -122,6 +104,17 @@ static double linspace_t(int n_train, int n, int i)
     return (double)(float)t;
 }
 
+/* The most DDIM steps whose "leading" timesteps, (n−1)·⌊T/n⌋ + offset,
+ * stay inside the training schedule: T − offset for SD. */
+static int ddim_max_steps(int n_train, int offset)
+{
+    int n = n_train;
+
+    while (n > 1 && (n - 1) * (n_train / n) + offset >= n_train)
+        n--;
+    return n;
+}
+
 /* DDIM with diffusers' defaults for SD: "leading" spacing plus steps_offset,
  * final alpha = 1 or alphas_cumprod[0] (set_alpha_to_one). */
 static int make_ddim(const tables *T, sdm_schedule *s, sdm_error *err)
@@ -142,8 +135,9 @@ static int make_ddim(const tables *T, sdm_schedule *s, sdm_error *err)
         sdm_step *st = &s->steps[i];
 
         if (t >= T->n_train)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "steps %d too many for a %d-step model",
-                                 p->steps, T->n_train);
+            return sdm_error_set(err, SDM_EXIT_USAGE, "ddim takes at most %d steps with this model's %d training "
+                                 "steps (steps_offset %d); got %d", ddim_max_steps(T->n_train, b->steps_offset),
+                                 T->n_train, b->steps_offset, p->steps);
         a = T->ac[t];
         ap = tp >= 0 ? T->ac[tp] : final_a;
         predict(b->prediction, sqrt(a), sqrt(1 - a), &x0_x, &x0_out, &e_x, &e_out);

@@ -61,8 +61,6 @@ typedef struct {
 /* ddim, 50 steps, eta 0, no Karras sigmas. */
 sdm_sampler_params sdm_sampler_default_params(void);
 
-/* The training schedule's alphas_cumprod (train_steps values), in double. */
-int sdm_alphas_cumprod(const sdm_bundle *b, double *out);
 /* Builds the coefficient table; bad parameters (steps out of range, eta or
  * karras for a sampler without them) are SDM_EXIT_USAGE errors. */
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out,

@@ -7,6 +7,8 @@
 #include "hash.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 static const sdm_enum_entry prediction_entries[] = {
@@ -123,7 +126,7 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
     }
     case F_DOUBLE: {
         double x = strtod(v, &end);
-        if (errno || end == v || *end)
+        if (errno || end == v || *end || !isfinite(x))
             return fail_at(L, n, "'%s' must be a number, not '%s'", f->path, v);
         *(double *)dst = x;
         break;
@@ -247,6 +250,44 @@ static int check_aoti(loader *L, const char *file_key, const char *section, sdm_
     return 0;
 }
 
+/* Real schedules (SD: betas 0.00085..0.012 over 1000 steps) keep some
+ * signal to the end: alphas_cumprod 0.0047, noise sigma 15. Past
+ * MIN_LAST_ALPHA (sigma 10^4) the sampler's numbers leave float range. */
+#define MAX_TRAIN_STEPS 100000
+#define MIN_LAST_ALPHA 1e-8
+
+static int check_schedule(loader *L)
+{
+    const sdm_bundle *b = L->b;
+    double *ac;
+    double last;
+
+    if (b->train_steps < 2 || b->train_steps > MAX_TRAIN_STEPS)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.train_steps' is %d; expected 2..%d", L->file,
+                             b->train_steps, MAX_TRAIN_STEPS);
+    if (!(b->beta_start > 0 && b->beta_start < 1))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' is %g; expected a number above "
+                             "0 and below 1 (SD: 0.00085)", L->file, b->beta_start);
+    if (!(b->beta_end > 0 && b->beta_end < 1))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_end' is %g; expected a number above 0 "
+                             "and below 1 (SD: 0.012)", L->file, b->beta_end);
+    if (b->beta_start > b->beta_end)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' (%g) is above "
+                             "'schedule.beta_end' (%g); the noise grows along a schedule", L->file, b->beta_start,
+                             b->beta_end);
+    ac = malloc(sizeof *ac * (size_t)b->train_steps);
+    if (!ac)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    sdm_alphas_cumprod(b, ac);
+    last = ac[b->train_steps - 1];
+    free(ac);
+    if (!(last >= MIN_LAST_ALPHA))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' %g and 'schedule.beta_end' %g "
+                             "over %d steps leave no signal (alphas_cumprod %.3g at the end, expected at least %g; "
+                             "SD: 0.0047)", L->file, b->beta_start, b->beta_end, b->train_steps, last, MIN_LAST_ALPHA);
+    return 0;
+}
+
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
@@ -258,10 +299,13 @@ static int check_values(loader *L)
         if (fields[i].required && !L->seen[i])
             return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: missing key '%s'", L->file, fields[i].path);
     if (b->latent_channels < 1 || b->vae_scale < 1 || b->token_length < 2 || b->hidden_size < 1 ||
-        b->train_steps < 2 || b->scaling_factor <= 0 || b->width < 8 || b->height < 8)
+        b->scaling_factor <= 0 || b->width < 8 || b->height < 8)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: sizes out of range (latent_channels %d, "
-                             "vae_scale %d, token_length %d, hidden_size %d, train_steps %d)", L->file,
-                             b->latent_channels, b->vae_scale, b->token_length, b->hidden_size, b->train_steps);
+                             "vae_scale %d, token_length %d, hidden_size %d, scaling_factor %g, width %d, height %d)",
+                             L->file, b->latent_channels, b->vae_scale, b->token_length, b->hidden_size,
+                             b->scaling_factor, b->width, b->height);
+    if (check_schedule(L))
+        return -1;
     if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) || check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
         return -1;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
@@ -325,6 +369,67 @@ end:
     if (f)
         fclose(f);
     return rc;
+}
+
+int sdm_alphas_cumprod(const sdm_bundle *b, double *out)
+{
+    double prod = 1.0;
+
+    for (int i = 0; i < b->train_steps; i++) {
+        double x = (double)i / (b->train_steps - 1), beta;
+        if (b->beta_schedule == SDM_BETAS_SCALED_LINEAR) {
+            double s = sqrt(b->beta_start) + x * (sqrt(b->beta_end) - sqrt(b->beta_start));
+            beta = s * s;
+        } else {
+            beta = b->beta_start + x * (b->beta_end - b->beta_start);
+        }
+        prod *= 1.0 - beta;
+        out[i] = prod;
+    }
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The built-in bundle lives beside the executable: build/models/analytic. */
+static int builtin_model(char *buf, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash;
+
+    if (n <= 0)
+        return snprintf(buf, len, "build/models/analytic") >= (int)len ? -1 : 0;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    if (snprintf(buf, len, "%s/build/models/analytic", exe) >= (int)len)
+        return snprintf(buf, len, "build/models/analytic") >= (int)len ? -1 : 0;
+    return 0;
+}
+
+int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *recipe_path, char *buf, size_t len)
+{
+    const char *env = getenv("SDMORPH_MODEL");
+    const char *slash = recipe_path ? strrchr(recipe_path, '/') : NULL;
+    int n;
+
+    if (opt)
+        n = snprintf(buf, len, "%s", opt);
+    else if (recipe_model && (recipe_model[0] == '/' || is_dir(recipe_model) || !slash))
+        n = snprintf(buf, len, "%s", recipe_model);
+    else if (recipe_model)
+        n = snprintf(buf, len, "%.*s/%s", (int)(slash - recipe_path), recipe_path, recipe_model);
+    else if (env && *env)
+        n = snprintf(buf, len, "%s", env);
+    else
+        return builtin_model(buf, len);
+    return n < 0 || n >= (int)len ? -1 : 0;
 }
 
 /* Hashes up to `max` bytes of f from offset `from` (max < 0: to the end). */

@@ -4,6 +4,8 @@
 #ifndef SDM_BUNDLE_H
 #define SDM_BUNDLE_H
 
+#include <stddef.h>
+
 #include "error.h"
 
 typedef enum { SDM_PRED_EPSILON, SDM_PRED_V, SDM_PRED_COUNT } sdm_prediction;
@@ -48,8 +50,18 @@ typedef struct {
 } sdm_bundle;
 
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path
- * (and line:col for yaml). */
+ * (and line:col for yaml), and for a value out of range, model.yaml and the key. */
 int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
+
+/* The training schedule's alphas_cumprod (train_steps values), in double. */
+int sdm_alphas_cumprod(const sdm_bundle *b, double *out);
+
+/* The bundle a render uses: `opt` (--model) if given, else the recipe's
+ * model (a relative one tried from the working directory, then from the
+ * recipe's folder), else $SDMORPH_MODEL, else the built-in analytic model
+ * beside the executable (build/models/analytic). recipe_model and
+ * recipe_path may be NULL. 0, or -1 if the path does not fit len. */
+int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *recipe_path, char *buf, size_t len);
 
 /* A short fingerprint of the bundle's contents (16 hex digits), stored in
  * every output so a user can tell which model made a loop: FNV-1a over

@@ -6,6 +6,9 @@
 
 #include "error.h"
 
+/* Outputs one render writes, besides a contact sheet. */
+#define SDM_MAX_OUTPUTS 16
+
 typedef enum {
     SDM_OUTPUT_MP4,
     SDM_OUTPUT_GIF,

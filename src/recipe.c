@@ -21,6 +21,8 @@
 #define MAX_RECIPE_BYTES (4u << 20)
 #define MAX_DEPTH 64            /* a recipe needs 4; deeper is a mistake or an attack */
 #define MAX_EVENTS 2000000
+/* An MP4 holds frames up to 1000 s long: its timestamps overflow below that. */
+#define SDM_MIN_FPS 0.001
 
 /* --- enum names ----------------------------------------------------------- */
 
@@ -352,8 +354,8 @@ static int h_outputs(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
         return fail_at(L, v, "'%s': expected a file name or a list of file names, found %s", k->key,
                        v->type == YAML_SEQUENCE_NODE ? "an empty list" : is_null(v) ? "nothing" : node_kind(v));
     n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
-    if (n > 16)
-        return fail_at(L, v, "'%s': %d outputs; expected at most 16", k->key, n);
+    if (n > SDM_MAX_OUTPUTS)
+        return fail_at(L, v, "'%s': %d outputs; expected at most %d", k->key, n, SDM_MAX_OUTPUTS);
     r->outputs = calloc((size_t)n, sizeof *r->outputs);
     if (!r->outputs)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
@@ -396,7 +398,7 @@ static const key_spec recipe_keys[] = {
     { "guidance", h_double, R(guidance), 0, 100, NULL, 0 },
     { "negative", h_string, R(negative), 0, 0, NULL, 0 },
     { "seed", h_u64, R(seed), 0, 0, NULL, 0 },
-    { "fps", h_double, R(fps), 0, 240, NULL, K_LO_OPEN },
+    { "fps", h_double, R(fps), SDM_MIN_FPS, 240, NULL, 0 },
     { "sampler", h_enum, R(sampler), 0, 0, &sampler_names, 0 },
     { "eta", h_double, R(eta), 0, 1, NULL, 0 },
     { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
@@ -687,6 +689,21 @@ const char *sdm_recipe_negative(const sdm_recipe *r, const char *own)
     return r->negative ? r->negative : "";
 }
 
+/* The sampler's own options, as the samplers take them (sampler.h). */
+static int check_sampler(loader *L, seen_pair *seen)
+{
+    const sdm_recipe *r = L->r;
+    yaml_node_t *karras = seen_key(recipe_keys, COUNT(recipe_keys), seen, "karras");
+    yaml_node_t *eta = seen_key(recipe_keys, COUNT(recipe_keys), seen, "eta");
+
+    if (r->karras && r->sampler != SDM_SAMPLER_EULER && r->sampler != SDM_SAMPLER_DPMPP_2M)
+        return fail_at(L, karras, "'karras': Karras sigmas apply to the euler and dpmpp_2m samplers, not %s%s",
+                       sdm_sampler_name(r->sampler), r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
+    if (r->eta > 0 && r->sampler != SDM_SAMPLER_DDIM)
+        return fail_at(L, eta, "'eta': applies to the ddim sampler only, not %s", sdm_sampler_name(r->sampler));
+    return 0;
+}
+
 /* Checks across keys, once everything is read. */
 static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
 {
@@ -707,6 +724,8 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
                        "(for a walk that returns to its start, set 'closed: true' in walk)");
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
         return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
+    if (check_sampler(L, seen))
+        return -1;
     shown = sdm_recipe_shown_frames(r);
     if (shown > SDM_MAX_SHOWN_FRAMES)
         return fail_at(L, body, "the recipe shows %" PRId64 " frames; expected at most %d", shown,

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "probe.h"
 #include "test.h"
 
@@ -24,17 +25,6 @@
 
 static char tmpdir[] = "/tmp/sdm-cli-XXXXXX";
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
-/* Runs ./sdmorph with args; captures stderr+stdout into out; returns the
- * exit status (or 128+signal); *maxrss_kb gets the child's peak RSS. */
 /* Runs sdmorph; with dir, from there and without $SDMORPH_MODEL. */
 static int run_in(const char *dir, char *const argv[], char *out, size_t outlen, long *maxrss_kb)
 {
@@ -66,11 +56,6 @@ static int run_in(const char *dir, char *const argv[], char *out, size_t outlen,
     if (maxrss_kb)
         *maxrss_kb = ru.ru_maxrss;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
-{
-    return run_in(NULL, argv, out, outlen, maxrss_kb);
 }
 
 /* Without --model or $SDMORPH_MODEL, from any directory: the bundle beside

@@ -935,8 +935,12 @@ static void test_json_reuse(void)
 static void test_examples(void)
 {
     glob_t g;
-    char *argv[3] = { "check", "-q", NULL };
+    char *argv[3] = { "check", "-q", NULL }, model[512];
 
+    /* check reads the model's model.yaml: the built-in one is beside ./sdmorph, not this test */
+    snprintf(model, sizeof model, "%s/models/analytic", test_build_dir());
+    if (!getenv("SDMORPH_MODEL"))
+        setenv("SDMORPH_MODEL", model, 1);
     if (glob("recipes/*.yaml", 0, NULL, &g) || g.gl_pathc == 0) {
         CHECK(!"no recipes/*.yaml found (tests run from the repository root)");
         return;

@@ -129,8 +129,8 @@ static void test_inheritance(void)
         "hold: 1\n"
         "negative: ugly\n"
         "loop: cycle\n"
-        "sampler: euler_a\n"
-        "eta: 1\n"
+        "sampler: dpmpp_2m\n"
+        "eta: 0\n"
         "karras: yes\n"
         "batch: 4\n"
         "width: 512\n"
@@ -164,8 +164,8 @@ static void test_inheritance(void)
     CHECK_STR(r->keyframes[2].negative, "blurry");
     CHECK_STR(r->negative, "ugly");
     CHECK_INT(r->loop, SDM_LOOP_CYCLE);
-    CHECK_INT(r->sampler, SDM_SAMPLER_EULER_A);
-    CHECK_NEAR(r->eta, 1, 0);
+    CHECK_INT(r->sampler, SDM_SAMPLER_DPMPP_2M);
+    CHECK_NEAR(r->eta, 0, 0);
     CHECK(r->karras);
     CHECK_INT(r->batch, 4);
     CHECK_INT(r->width, 512);
@@ -333,7 +333,14 @@ static const bad_case bad[] = {
     { "guidance: .inf\nkeyframes: [a]\n", "t.yaml:1:11:", "not '.inf'" },
     { "guidance: nan\nkeyframes: [a]\n", "t.yaml:1:11:", "not 'nan'" },
     { "guidance: 100.5\nkeyframes: [a]\n", "t.yaml:1:11:", "out of range; expected a number in 0..100" },
-    { "fps: 0\nkeyframes: [a]\n", "t.yaml:1:6:", "expected a number above 0, at most 240" },
+    { "fps: 0\nkeyframes: [a]\n", "t.yaml:1:6:", "expected a number in 0.001..240" },
+    { "fps: 0.0009\nkeyframes: [a]\n", "t.yaml:1:6:", "'fps': 0.0009 is out of range" },
+    /* sampler options the sampler does not take: refused here, not after the model loads */
+    { "keyframes: [a]\nkarras: true\n", "t.yaml:2:1:", "Karras sigmas apply to the euler and dpmpp_2m samplers, "
+      "not ddim" },
+    { "sampler: euler_a\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:", "not euler_a (as in diffusers)" },
+    { "sampler: euler\neta: 0.5\nkeyframes: [a]\n", "t.yaml:2:1:", "'eta': applies to the ddim sampler only, "
+      "not euler" },
     { "fps: 241\nkeyframes: [a]\n", "t.yaml:1:6:", "out of range" },
     { "eta: 1.5\nkeyframes: [a]\n", "t.yaml:1:6:", "out of range" },
     { "width: 100\nkeyframes: [a]\n", "t.yaml:1:8:", "not a multiple of 8" },

@@ -1,0 +1,231 @@
+#include "outputs.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "paths.h"
+#include "sidecar.h"
+
+/* out/x.mp4 with --frames 0-9,20 → out/x.frames-0-9_20.mp4: the whole list,
+ * so two selections never share a file (a name past the system's limit is
+ * cut and marked with a hash of it, paths.h). */
+static int frames_name(const char *path, const char *frames, char *out, size_t len)
+{
+    const char *base = sdm_path_base(path), *ext = sdm_path_ext(path);
+    size_t stem = ext ? (size_t)(ext - base) : strlen(base), n;
+    char *head = malloc(stem + strlen(frames) + 16);
+    char name[SDM_NAME_MAX + 1];
+    int rc;
+
+    if (!head)
+        return -1;
+    n = (size_t)sprintf(head, "%.*s.frames-", (int)stem, base);
+    for (const char *c = frames; *c; c++)
+        if (*c != ' ')
+            head[n++] = (*c >= '0' && *c <= '9') || *c == '-' ? *c : '_';
+    head[n] = '\0';
+    rc = sdm_name_fit(head, ext ? strlen(ext) : 0, name, sizeof name);
+    free(head);
+    if (rc || snprintf(out, len, "%.*s%s%s", (int)(base - path), path, name, ext ? ext : "") >= (int)len)
+        return -1;
+    return 0;
+}
+
+static int add_file(sdm_outputs *o, const char *path, sdm_out_kind kind, int of, sdm_error *err)
+{
+    char norm[SDM_PATH_MAX];
+    sdm_out_file *f = &o->files[o->n];
+
+    if (sdm_path_normalize(path, norm, sizeof norm, err))
+        return -1;
+    /* outputs that differ only in their extension share one sidecar */
+    for (int i = 0; kind == SDM_OUT_SIDECAR && i < o->n; i++)
+        if (o->files[i].kind == SDM_OUT_SIDECAR && !strcmp(o->files[i].norm, norm))
+            return 0;
+    f->path = strdup(path);
+    f->norm = strdup(norm);
+    f->kind = kind;
+    f->of = of;
+    o->n++;
+    if (!f->path || !f->norm)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+/* The output itself may not be a folder; its folder must be there and writable. */
+static int check_place(const sdm_out_file *f, sdm_error *err)
+{
+    const char *base = sdm_path_base(f->path);
+    char dir[SDM_PATH_MAX], shown[256];
+    struct stat st;
+
+    sdm_path_excerpt(f->path, shown, sizeof shown);
+    if (lstat(f->path, &st) == 0 && S_ISDIR(st.st_mode))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is a folder; name a file in it", shown);
+    if (base == f->path)
+        strcpy(dir, "./");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(base - f->path), f->path);
+    if (stat(dir, &st) < 0)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: folder %s: %s", shown, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: %s is not a folder", shown, dir);
+    if (access(dir, W_OK | X_OK) < 0)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: folder %s: %s", shown, dir, strerror(errno));
+    return 0;
+}
+
+/* The normal forms of an input: its folder resolved (as outputs are), and
+ * the whole path resolved (what is read, through links). */
+static int input_is(const sdm_input *in, const char *norm)
+{
+    char a[SDM_PATH_MAX], b[PATH_MAX];
+    sdm_error ignored = { 0 };
+
+    if (!sdm_path_normalize(in->path, a, sizeof a, &ignored) && !strcmp(a, norm))
+        return 1;
+    return realpath(in->path, b) && !strcmp(b, norm);
+}
+
+/* Output i against the render's inputs and the other outputs. */
+static int check_clash(const sdm_outputs *o, int i, const sdm_outputs_request *q, sdm_error *err)
+{
+    const sdm_out_file *f = &o->files[i];
+    char partial[SDM_PATH_MAX], pnorm[SDM_PATH_MAX], shown[256], other[256], owner[300] = "";
+    int has_partial = f->kind != SDM_OUT_SIDECAR && !sdm_partial_path(f->path, partial, sizeof partial) &&
+                      !sdm_path_normalize(partial, pnorm, sizeof pnorm, err);
+
+    sdm_path_excerpt(f->path, shown, sizeof shown);
+    if (f->kind == SDM_OUT_SIDECAR)
+        snprintf(owner, sizeof owner, " of output '%s'", sdm_path_excerpt(o->files[f->of].path, other, sizeof other));
+    for (int k = 0; k < q->n_inputs; k++) {
+        sdm_path_excerpt(q->inputs[k].path, other, sizeof other);
+        if (input_is(&q->inputs[k], f->norm))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s '%s'%s would overwrite %s %s, which this render reads; "
+                                 "name the output otherwise", f->kind == SDM_OUT_SIDECAR ? "the sidecar" : "output",
+                                 shown, owner, q->inputs[k].what, other);
+        if (has_partial && input_is(&q->inputs[k], pnorm))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': an interrupted render would write %s, which is "
+                                 "%s; name the output otherwise", shown, partial, q->inputs[k].what);
+    }
+    for (int j = 0; j < o->n; j++) {
+        if (j == i)
+            continue;
+        sdm_path_excerpt(o->files[j].path, other, sizeof other);
+        if (j < i && !strcmp(o->files[j].norm, f->norm))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "outputs '%s' and '%s' are the same file", other, shown);
+        if (has_partial && !strcmp(o->files[j].norm, pnorm))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is where an interrupted render of '%s' goes "
+                                 "(%s); name it otherwise", other, shown, partial);
+    }
+    return 0;
+}
+
+int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outputs *o, sdm_error *err)
+{
+    const char *const *names = q->n_outputs > 0 ? q->outputs : (const char *const *)r->outputs;
+    int n = q->n_outputs > 0 ? q->n_outputs : r->n_outputs, n_videos;
+    const char *sheet = q->n_outputs > 0 ? NULL : r->contact_sheet;
+    char buf[SDM_PATH_MAX], side[SDM_PATH_MAX];
+
+    memset(o, 0, sizeof *o);
+    o->files = calloc(2 * (size_t)n + 2, sizeof *o->files);
+    o->videos = calloc((size_t)n + 1, sizeof *o->videos);
+    if (!o->files || !o->videos)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i <= n; i++) {
+        const char *name = i < n ? names[i] : sheet;
+        if (!name)
+            continue;
+        /* the -o names are the user's own; the recipe's get the frames said */
+        if (q->frames && q->n_outputs == 0 && frames_name(name, q->frames, buf, sizeof buf))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': no room for the frames in its name", name);
+        if (add_file(o, q->frames && q->n_outputs == 0 ? buf : name, i < n ? SDM_OUT_VIDEO : SDM_OUT_SHEET, -1, err))
+            return -1;
+    }
+    n_videos = o->n - (sheet ? 1 : 0);
+    for (int i = 0, m = o->n; i < m; i++) {
+        sdm_error e = { 0 };
+        char shown[256];
+        sdm_path_excerpt(o->files[i].path, shown, sizeof shown);
+        if (sdm_path_with_ext(o->files[i].path, "json", side, sizeof side))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': its sidecar's path is too long", shown);
+        if (add_file(o, side, SDM_OUT_SIDECAR, i, &e))
+            return sdm_error_set(err, e.code, "the sidecar of output '%s': %s", shown, e.msg);
+    }
+    for (int i = 0; i < o->n; i++)
+        if (sdm_fileset_check_target(o->files[i].path, err) || check_place(&o->files[i], err) ||
+            check_clash(o, i, q, err))
+            return -1;
+    for (int i = 0; i < n_videos; i++)
+        o->videos[i] = o->files[i].path;
+    o->n_videos = n_videos;
+    o->sheet = sheet ? o->files[n_videos].path : NULL;
+    return 0;
+}
+
+void sdm_outputs_free(sdm_outputs *o)
+{
+    for (int i = 0; o->files && i < o->n; i++) {
+        free(o->files[i].path);
+        free(o->files[i].norm);
+    }
+    free(o->files);
+    free(o->videos);
+    memset(o, 0, sizeof *o);
+}
+
+int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err)
+{
+    sdm_fileset *fs = NULL;
+
+    *out = NULL;
+    if (sdm_fileset_new(&fs, err))
+        return -1;
+    for (int i = 0; i < o->n; i++) {
+        if (sdm_fileset_add(fs, o->files[i].path, err) < 0) {
+            sdm_fileset_free(&fs);
+            return -1;
+        }
+    }
+    *out = fs;
+    return 0;
+}
+
+int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
+                               sdm_error *err)
+{
+    for (int i = 0; i < o->n; i++) {
+        int k = sdm_fileset_find(fs, o->files[i].path);
+        if (o->files[i].kind != SDM_OUT_SIDECAR)
+            continue;
+        if (k < 0)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sidecar %s is not in the file set",
+                                 o->files[i].path);
+        if (sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, err))
+            return -1;
+    }
+    return 0;
+}
+
+void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs)
+{
+    for (int i = 0; i < o->n; i++)
+        if (o->files[i].kind == SDM_OUT_SIDECAR)
+            sdm_fileset_skip(fs, sdm_fileset_find(fs, o->files[i].path));
+}
+
+int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
+                       int partial, sdm_error *err)
+{
+    if (partial)
+        sdm_outputs_skip_sidecars(o, fs);
+    else if (sdm_outputs_write_sidecars(o, fs, r, plan, err))
+        return -1;
+    return sdm_fileset_commit(fs, partial, err);
+}

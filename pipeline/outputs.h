@@ -1,0 +1,69 @@
+/* The files a render writes: its videos (the recipe's outputs, or the
+ * command line's -o files instead of them and of the contact sheet), the
+ * contact sheet, and a sidecar JSON beside each (out/x.mp4 → out/x.json;
+ * files that differ only in their extension share theirs). With --frames,
+ * each name says which frames (out/x.frames-0-9_20.mp4), so a re-render of
+ * a few frames never replaces the full render or its sheet.
+ *
+ * sdm_outputs_make decides all of it before any model loads, for `check`
+ * and `render` alike, and refuses: a path or name longer than the system
+ * allows, an output that is a folder or whose folder is missing or not
+ * writable, two outputs that are one file (compared in normal form,
+ * paths.h), and an output, sidecar or .partial name that is one of the
+ * render's inputs (the recipe, the model's files). The files are then
+ * written as one file set (fileset.h): all in place, or none. */
+#ifndef SDM_OUTPUTS_H
+#define SDM_OUTPUTS_H
+
+#include "fileset.h"
+#include "plan.h"
+#include "recipe.h"
+
+typedef enum { SDM_OUT_VIDEO, SDM_OUT_SHEET, SDM_OUT_SIDECAR } sdm_out_kind;
+
+typedef struct {
+    char *path;             /* where it is written */
+    char *norm;             /* its normal form, for comparisons */
+    sdm_out_kind kind;
+    int of;                 /* a sidecar: the file (index) it was first made for */
+} sdm_out_file;
+
+typedef struct {
+    sdm_out_file *files;    /* the videos, then the sheet, then the sidecars */
+    int n, n_videos;
+    const char **videos;    /* the n_videos paths (for sdm_sink_open) */
+    const char *sheet;      /* the contact sheet's path, NULL if none */
+} sdm_outputs;
+
+/* A file the render reads, and what it is, for messages ("the recipe"). */
+typedef struct {
+    const char *path;
+    const char *what;
+} sdm_input;
+
+typedef struct {
+    const char *const *outputs;     /* -o: instead of the recipe's outputs and its contact sheet */
+    int n_outputs;
+    const char *frames;             /* --frames LIST, NULL for all */
+    const sdm_input *inputs;        /* the files the render reads */
+    int n_inputs;
+} sdm_outputs_request;
+
+int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outputs *out, sdm_error *err);
+void sdm_outputs_free(sdm_outputs *o);
+
+/* Starts the file set of every output: their temporary files are made now,
+ * so a folder that cannot be written fails here, before the model loads. */
+int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err);
+/* Writes every sidecar's temporary file (the plan as JSON, sidecar.h). */
+int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
+                               sdm_error *err);
+/* Leaves the sidecars out of the commit (an interrupted render: they would
+ * describe frames the .partial files lack). */
+void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs);
+/* Once the sink finished: writes the sidecars (none with partial != 0) and
+ * commits the whole set, onto the .partial names with partial != 0. */
+int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
+                       int partial, sdm_error *err);
+
+#endif

@@ -1,0 +1,32 @@
+/* Everything a render refuses, decided before any model loads: the plan
+ * (and --frames), every file it would write (outputs.h), the limits of the
+ * output formats (sdm_sink_check), and those of the model read from its
+ * model.yaml alone, no module loaded: the image size against its VAE scale,
+ * the steps and sampler against its training schedule. `sdmorph check`
+ * runs exactly this; `sdmorph render` runs it first, so the two agree on
+ * every limit. */
+#ifndef SDM_PREFLIGHT_H
+#define SDM_PREFLIGHT_H
+
+#include "bundle.h"
+#include "outputs.h"
+#include "plan.h"
+#include "render.h"
+#include "sink.h"
+
+typedef struct {
+    sdm_plan plan;          /* with --frames applied */
+    sdm_outputs outs;       /* what the render writes (when p->write_outputs) */
+    sdm_bundle bundle;      /* model.yaml of p->model_dir */
+    int has_bundle;         /* 0 without p->model_dir: the model's limits were not checked */
+    int width, height;      /* of the frames; without a bundle the recipe's, else 512 */
+    char model_yaml[1100];  /* the bundle's model.yaml, an input */
+} sdm_preflight;
+
+int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *out, sdm_error *err);
+void sdm_preflight_free(sdm_preflight *pf);
+
+/* The sink settings the render opens its outputs with, and checks them by. */
+sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflight *pf);
+
+#endif

@@ -1,0 +1,139 @@
+/* Running ./sdmorph from a test as a user would, and the files it leaves:
+ * shared by the command-line tests (test_cli, test_outputs, test_limits). */
+#ifndef SDM_CLI_RUN_H
+#define SDM_CLI_RUN_H
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static inline void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+/* The whole file (NUL-terminated), *size its length; NULL if unreadable. */
+static inline char *slurp_file(const char *path, long *size)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n = -1;
+
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = malloc((size_t)n + 1);
+        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+        if (buf)
+            buf[n] = '\0';
+    }
+    if (f)
+        fclose(f);
+    if (size)
+        *size = buf ? n : -1;
+    return buf;
+}
+
+static inline int file_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+/* Entries of dir whose name contains `what`. */
+static inline int count_entries(const char *dir, const char *what)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    while (d && (e = readdir(d)))
+        n += strstr(e->d_name, what) != NULL;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Runs ./sdmorph with args (argv[0] included); captures stdout and stderr
+ * together into out; returns the exit status (or 128+signal); *maxrss_kb
+ * gets the child's peak RSS. A non-NULL `input` is its stdin, `input_len`
+ * bytes (written from a child, so any size works). */
+static inline int run_input(char *const argv[], const char *input, size_t input_len, char *out, size_t outlen,
+                            long *maxrss_kb)
+{
+    int fds[2], in[2] = { -1, -1 }, status = 0;
+    struct rusage ru;
+    pid_t pid, feeder = -1;
+    size_t got = 0;
+    ssize_t n;
+
+    if (pipe(fds) || (input && pipe(in)))
+        return -1;
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        if (input) {
+            dup2(in[0], 0);
+            close(in[1]);
+        }
+        execv(test_sdmorph(), argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (input) {
+        close(in[0]);
+        feeder = fork();
+        if (feeder == 0) {
+            signal(SIGPIPE, SIG_IGN);
+            for (size_t done = 0; done < input_len;) {
+                ssize_t w = write(in[1], input + done, input_len - done);
+                if (w <= 0)
+                    break;
+                done += (size_t)w;
+            }
+            _exit(0);
+        }
+        close(in[1]);
+    }
+    for (;;) {
+        char sink[4096];
+        int room = got + 1 < outlen;
+        n = read(fds[0], room ? out + got : sink, room ? outlen - got - 1 : sizeof sink);
+        if (n <= 0)
+            break;
+        if (room)
+            got += (size_t)n;     /* past the buffer: read on, so the child never blocks */
+    }
+    out[got] = '\0';
+    close(fds[0]);
+    wait4(pid, &status, 0, &ru);
+    if (feeder > 0)
+        waitpid(feeder, NULL, 0);
+    if (maxrss_kb)
+        *maxrss_kb = ru.ru_maxrss;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static inline int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
+{
+    return run_input(argv, NULL, 0, out, outlen, maxrss_kb);
+}
+
+#endif
