@@ -5,8 +5,8 @@
 #   make test-asan    every test again, built with AddressSanitizer and
 #                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
 #   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
-#                     vocabulary loader, the prompt syntax, FUZZ_SECONDS (60)
-#                     each; fails on a crash
+#                     vocabulary loader, the prompt syntax, the safetensors
+#                     reader, FUZZ_SECONDS (60) each; fails on a crash
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
@@ -182,7 +182,8 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/prompt.c src/error.c pipeline/plan.c \
+FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/prompt.c src/safetensors.c \
+            src/error.c pipeline/plan.c \
             pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.
@@ -225,7 +226,12 @@ fuzz-prompt: $(FUZZ_DIR)/fuzz_prompt
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/prompt -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/prompt.dict
 
-fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt
+fuzz-safetensors: $(FUZZ_DIR)/fuzz_safetensors
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/safetensors --file tests/fuzz/corpus/safetensors/* > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/safetensors -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/safetensors.dict
+
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
@@ -237,5 +243,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt
+.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)
