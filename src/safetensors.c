@@ -145,7 +145,8 @@ static int parse_tensor(const sdm_safetensors *st, const char *name, json_object
     if (!json_object_is_type(info, json_type_object) || !json_object_object_get_ex(info, "dtype", &dtype) ||
         !json_object_object_get_ex(info, "shape", &shape) || !json_object_object_get_ex(info, "data_offsets", &offs))
         return bad(st, err, name, "not an object with \"dtype\", \"shape\" and \"data_offsets\"");
-    if (!json_object_is_type(dtype, json_type_string) || sdm_st_dtype_from_str(json_object_get_string(dtype), &t->dtype))
+    if (!json_object_is_type(dtype, json_type_string) ||
+        sdm_st_dtype_from_str(json_object_get_string(dtype), &t->dtype))
         return bad(st, err, name, "unknown \"dtype\"");
     if (parse_shape(st, name, shape, t, err))
         return -1;

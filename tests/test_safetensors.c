@@ -224,7 +224,8 @@ static void test_hostile(void)
     /* one tensor's entry */
     expect_bad("{\"t\":3}", OWN, 0, "tensor \"t\": not an object with \"dtype\", \"shape\" and \"data_offsets\"");
     expect_bad("{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", OWN, 0, "not an object with");
-    expect_bad("{\"t\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", OWN, 4, "tensor \"t\": unknown \"dtype\"");
+    expect_bad("{\"t\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", OWN, 4,
+               "tensor \"t\": unknown \"dtype\"");
     expect_bad("{\"t\":{\"dtype\":1,\"shape\":[1],\"data_offsets\":[0,4]}}", OWN, 4, "unknown \"dtype\"");
     expect_bad("{\"t\":{\"dtype\":\"F32\",\"shape\":1,\"data_offsets\":[0,4]}}", OWN, 4, "\"shape\" is not a list");
     expect_bad("{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", OWN, 4,
