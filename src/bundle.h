@@ -4,6 +4,8 @@
 #ifndef SDM_BUNDLE_H
 #define SDM_BUNDLE_H
 
+#include <stdio.h>
+
 #include "error.h"
 
 typedef enum { SDM_PRED_EPSILON, SDM_PRED_V, SDM_PRED_COUNT } sdm_prediction;
@@ -21,6 +23,23 @@ typedef struct {
     char path[1280];
     int latent_h, latent_w, min_batch, max_batch;
 } sdm_aoti_build;
+
+/* Where a bundle came from (model.yaml's optional source: section, written
+ * by the exporter): "" where not recorded. */
+#define SDM_BUNDLE_MAX_LORAS 16
+typedef struct {
+    char file[256];
+    double scale;
+    char sha256[65];
+} sdm_bundle_lora;
+
+typedef struct {
+    char exporter[256];                 /* "export_sd.py 2" */
+    char checkpoint[256], checkpoint_sha256[65];
+    char vae[256], vae_sha256[65];      /* a VAE that replaced the checkpoint's */
+    sdm_bundle_lora loras[SDM_BUNDLE_MAX_LORAS];   /* fused into the weights, in order */
+    int n_loras;
+} sdm_bundle_source;
 
 typedef struct {
     char dir[1024];
@@ -45,11 +64,16 @@ typedef struct {
     /* Optional: the UNet and the VAE decoder compiled by AOTInductor
      * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
     sdm_aoti_build unet_aoti, vae_aoti;
+    sdm_bundle_source source;
 } sdm_bundle;
 
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path
  * (and line:col for yaml). */
 int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
+
+/* The source: section for people, one "  key: value" line each (nothing
+ * where the bundle records none), e.g. for `sdmorph info`. */
+void sdm_bundle_print_source(const sdm_bundle *b, FILE *f);
 
 /* A short fingerprint of the bundle's contents (16 hex digits), stored in
  * every output so a user can tell which model made a loop: FNV-1a over
