@@ -5,7 +5,8 @@
 #   make test-asan    every test again, built with AddressSanitizer and
 #                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
 #   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
-#                     vocabulary loader, FUZZ_SECONDS (60) each; fails on a crash
+#                     vocabulary loader, the prompt syntax, the safetensors
+#                     reader, FUZZ_SECONDS (60) each; fails on a crash
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
@@ -150,7 +151,7 @@ $(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
 test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
-	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) sh tests/run.sh $(TESTS)
+	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
@@ -181,8 +182,8 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/error.c src/fileset.c \
-            src/paths.c pipeline/plan.c pipeline/inputs.c
+FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/hash.c src/tokenizer.c src/prompt.c src/safetensors.c \
+            src/error.c src/fileset.c src/paths.c pipeline/plan.c pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.
 FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c) -lpthread -lm
@@ -218,7 +219,18 @@ fuzz-vocab: $(FUZZ_DIR)/fuzz_vocab
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/vocab -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/vocab.dict
 
-fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab
+fuzz-prompt: $(FUZZ_DIR)/fuzz_prompt
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/prompt --json tests/fixtures/prompt_attention.json \
+	  --literals tests/test_prompt.c > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/prompt -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/prompt.dict
+
+fuzz-safetensors: $(FUZZ_DIR)/fuzz_safetensors
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/safetensors --file tests/fuzz/corpus/safetensors/* > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/safetensors -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/safetensors.dict
+
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
@@ -230,5 +242,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab
+.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

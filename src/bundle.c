@@ -31,7 +31,8 @@ static const sdm_enum_table beta_names = SDM_ENUM_TABLE(beta_entries);
 SDM_ENUM_FUNCTIONS(sdm_prediction, prediction_names)       /* sdm_prediction_name, sdm_prediction_from_str */
 SDM_ENUM_FUNCTIONS(sdm_beta_schedule, beta_names)          /* sdm_beta_schedule_name, sdm_beta_schedule_from_str */
 
-typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_PRED, F_BETAS, F_FILE } field_type;
+/* F_NAME: text of up to 255 bytes; F_SHA: up to 64 */
+typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_PRED, F_BETAS, F_FILE, F_NAME, F_SHA } field_type;
 
 typedef struct {
     const char *path;       /* "text.hidden_size" */
@@ -78,6 +79,12 @@ static const field fields[] = {
     { "aoti_vae.latent_width", F_INT, OFF(vae_aoti.latent_w), 0 },
     { "aoti_vae.min_batch", F_INT, OFF(vae_aoti.min_batch), 0 },
     { "aoti_vae.max_batch", F_INT, OFF(vae_aoti.max_batch), 0 },
+    /* optional: what the bundle was exported from (source.loras is a list, read apart) */
+    { "source.exporter", F_NAME, OFF(source.exporter), 0 },
+    { "source.checkpoint", F_NAME, OFF(source.checkpoint), 0 },
+    { "source.checkpoint_sha256", F_SHA, OFF(source.checkpoint_sha256), 0 },
+    { "source.vae", F_NAME, OFF(source.vae), 0 },
+    { "source.vae_sha256", F_SHA, OFF(source.vae_sha256), 0 },
 };
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
@@ -144,6 +151,12 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
             return fail_at(L, n, "'%s' is too long: '%s'", f->path, v);
         strcpy((char *)dst, v);
         break;
+    case F_NAME:
+    case F_SHA:
+        if (strlen(v) > (f->type == F_NAME ? 255u : 64u))
+            return fail_at(L, n, "'%s' is too long (at most %s bytes)", f->path, f->type == F_NAME ? "255" : "64");
+        strcpy((char *)dst, v);
+        break;
     case F_PRED:
     case F_BETAS: {
         const sdm_enum_table *t = f->type == F_PRED ? &prediction_names : &beta_names;
@@ -172,6 +185,65 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
     return 0;
 }
 
+static int copy_text(loader *L, const yaml_node_t *n, const char *key, char *dst, size_t size)
+{
+    if (n->type != YAML_SCALAR_NODE || strlen((const char *)n->data.scalar.value) >= size)
+        return fail_at(L, n, "source.loras: '%s' must be a single value of at most %s bytes", key,
+                       size > 65 ? "255" : "64");
+    strcpy(dst, (const char *)n->data.scalar.value);
+    return 0;
+}
+
+/* One entry of source.loras: file, scale, sha256. */
+static int read_lora(loader *L, yaml_document_t *doc, const yaml_node_t *map, sdm_bundle_lora *lo)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return fail_at(L, map, "source.loras: each entry must be a mapping (file, scale, sha256)%s%s", "", "");
+    lo->scale = 1.0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+        const char *key = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+        char *end = NULL;
+
+        if (!v)
+            return fail_at(L, map, "source.loras: expected a key%s%s", "", "");
+        if (!strcmp(key, "file")) {
+            if (copy_text(L, v, key, lo->file, sizeof lo->file))
+                return -1;
+        } else if (!strcmp(key, "sha256")) {
+            if (copy_text(L, v, key, lo->sha256, sizeof lo->sha256))
+                return -1;
+        } else if (!strcmp(key, "scale") && v->type == YAML_SCALAR_NODE) {
+            errno = 0;
+            lo->scale = strtod((const char *)v->data.scalar.value, &end);
+            if (errno || end == (const char *)v->data.scalar.value || *end)
+                return fail_at(L, v, "source.loras: scale must be a number, not '%s'%s",
+                               (const char *)v->data.scalar.value, "");
+        } else {
+            sdm_warn("%s:%lu:%lu: unknown key 'source.loras.%s' ignored", L->file,
+                     (unsigned long)map->start_mark.line + 1, (unsigned long)map->start_mark.column + 1, key);
+        }
+    }
+    return 0;
+}
+
+static int read_loras(loader *L, yaml_document_t *doc, const yaml_node_t *seq)
+{
+    sdm_bundle_source *s = &L->b->source;
+
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail_at(L, seq, "source.loras must be a list%s%s", "", "");
+    for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+        yaml_node_t *n = yaml_document_get_node(doc, *it);
+        if (s->n_loras == SDM_BUNDLE_MAX_LORAS)
+            return fail_at(L, seq, "source.loras: more than %s LoRAs%s", "16", "");
+        if (!n || read_lora(L, doc, n, &s->loras[s->n_loras]))
+            return -1;
+        s->n_loras++;
+    }
+    return 0;
+}
+
 /* Walks a mapping; prefix is "" at the top, "text." inside text:. */
 static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map, const char *prefix)
 {
@@ -191,6 +263,11 @@ static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map,
             char sub[200];
             snprintf(sub, sizeof sub, "%s.", path);
             if (walk_mapping(L, doc, v, sub))
+                return -1;
+            continue;
+        }
+        if (!strcmp(path, "source.loras")) {
+            if (read_loras(L, doc, v))
                 return -1;
             continue;
         }
@@ -430,6 +507,22 @@ int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *re
     else
         return builtin_model(buf, len);
     return n < 0 || n >= (int)len ? -1 : 0;
+}
+
+void sdm_bundle_print_source(const sdm_bundle *b, FILE *f)
+{
+    const sdm_bundle_source *s = &b->source;
+
+    if (s->exporter[0])
+        fprintf(f, "  exported by: %s\n", s->exporter);
+    if (s->checkpoint[0])
+        fprintf(f, "  checkpoint: %s%s%s\n", s->checkpoint, s->checkpoint_sha256[0] ? "  sha256 " : "",
+                s->checkpoint_sha256);
+    if (s->vae[0])
+        fprintf(f, "  vae: %s%s%s\n", s->vae, s->vae_sha256[0] ? "  sha256 " : "", s->vae_sha256);
+    for (int i = 0; i < s->n_loras; i++)
+        fprintf(f, "  lora: %s at scale %g%s%s\n", s->loras[i].file, s->loras[i].scale,
+                s->loras[i].sha256[0] ? "  sha256 " : "", s->loras[i].sha256);
 }
 
 /* Hashes up to `max` bytes of f from offset `from` (max < 0: to the end). */

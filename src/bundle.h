@@ -5,6 +5,7 @@
 #define SDM_BUNDLE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "error.h"
 
@@ -23,6 +24,23 @@ typedef struct {
     char path[1280];
     int latent_h, latent_w, min_batch, max_batch;
 } sdm_aoti_build;
+
+/* Where a bundle came from (model.yaml's optional source: section, written
+ * by the exporter): "" where not recorded. */
+#define SDM_BUNDLE_MAX_LORAS 16
+typedef struct {
+    char file[256];
+    double scale;
+    char sha256[65];
+} sdm_bundle_lora;
+
+typedef struct {
+    char exporter[256];                 /* "export_sd.py 2" */
+    char checkpoint[256], checkpoint_sha256[65];
+    char vae[256], vae_sha256[65];      /* a VAE that replaced the checkpoint's */
+    sdm_bundle_lora loras[SDM_BUNDLE_MAX_LORAS];   /* fused into the weights, in order */
+    int n_loras;
+} sdm_bundle_source;
 
 typedef struct {
     char dir[1024];
@@ -47,6 +65,7 @@ typedef struct {
     /* Optional: the UNet and the VAE decoder compiled by AOTInductor
      * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
     sdm_aoti_build unet_aoti, vae_aoti;
+    sdm_bundle_source source;
 } sdm_bundle;
 
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path
@@ -62,6 +81,9 @@ int sdm_alphas_cumprod(const sdm_bundle *b, double *out);
  * beside the executable (build/models/analytic). recipe_model and
  * recipe_path may be NULL. 0, or -1 if the path does not fit len. */
 int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *recipe_path, char *buf, size_t len);
+/* The source: section for people, one "  key: value" line each (nothing
+ * where the bundle records none), e.g. for `sdmorph info`. */
+void sdm_bundle_print_source(const sdm_bundle *b, FILE *f);
 
 /* A short fingerprint of the bundle's contents (16 hex digits), stored in
  * every output so a user can tell which model made a loop: FNV-1a over

@@ -1,6 +1,7 @@
 """model.yaml of an sdmorph bundle: the one writer that analytic.py and
 export_sd.py share, so the two cannot drift apart (src/bundle.c reads it)."""
 
+import json
 import os
 
 
@@ -11,11 +12,13 @@ def _value(v):
 
 
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
-               text, schedule, aoti=None, aoti_vae=None):
+               text, schedule, aoti=None, aoti_vae=None, source=None):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,
     eos_id, pad_id; schedule: the scheduler's keys, in order; aoti (an
     AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
-    vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch."""
+    vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch;
+    source: what the bundle was exported from (exporter, checkpoint,
+    checkpoint_sha256, vae, vae_sha256, loras: [{file, scale, sha256}])."""
     lines = ["# " + line if line else "#" for line in comment.splitlines()]
     top = (("format", 1), ("family", family), ("prediction", prediction), ("dtype", dtype),
            ("latent_channels", latent_channels), ("vae_scale", vae_scale), ("scaling_factor", scaling_factor),
@@ -37,7 +40,24 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
     for section, _, _, shapes in builds:
         lines.append(f"{section}:")
         lines += [f"  {k}: {int(shapes[k])}" for k in ("latent_height", "latent_width", "min_batch", "max_batch")]
+    if source:
+        lines += _source_lines(source)
     return "\n".join(lines) + "\n"
+
+
+def _source_lines(source):
+    # strings as JSON strings: valid YAML, whatever a file name holds
+    lines = ["source:"]
+    for k in ("exporter", "checkpoint", "checkpoint_sha256", "vae", "vae_sha256"):
+        if source.get(k):
+            lines.append(f"  {k}: {json.dumps(str(source[k]))}")
+    if source.get("loras"):
+        lines.append("  loras:")
+        for lora in source["loras"]:
+            lines.append(f"    - file: {json.dumps(lora['file'])}")
+            lines.append(f"      scale: {float(lora['scale'])!r}")
+            lines.append(f"      sha256: {json.dumps(lora['sha256'])}")
+    return lines
 
 
 def write_model_yaml(directory, content):

@@ -3,6 +3,8 @@
 
     python3 pipeline/export/export_sd.py --checkpoint DIR_OR_HUB_ID --out BUNDLE_DIR
         [--dtype float16|float32] [--device cuda|cpu]
+    python3 pipeline/export/export_sd.py --checkpoint model.safetensors|model.ckpt --out BUNDLE_DIR
+        [--tokenizer DIR | --config DIR] [--vae FILE] [--lora FILE[:SCALE]]...
     python3 pipeline/export/export_sd.py --random-weights ../shared/reference/sd15 \
         --tokenizer ../shared/clip --out BUNDLE_DIR [--save-diffusers DIR]
     ... --aoti     also compile the UNet and the VAE decoder with AOTInductor
@@ -13,6 +15,20 @@ first time). The bundle holds the text encoder, UNet and VAE decoder traced
 to TorchScript and frozen, the tokenizer files, and model.yaml filled from
 the checkpoint's configs. Each traced module is run against its eager
 original on one input; a bundle that differs is not written.
+
+A single-file checkpoint (SD 1.x or 2.x, as model sites serve them) is
+read offline: its family comes from its keys, the component configs from
+the published ones (pipeline/export/checkpoint.py; --config DIR: a
+diffusers folder's instead), the tokenizer from --tokenizer DIR (CLIP's
+vocab.json and merges.txt), the --config folder or transformers' cache;
+diffusers' from_single_file converts the weights. A .ckpt is a pickle: it
+is read with torch.load(weights_only=True) only, and one that holds more
+than tensors is refused without running anything. --vae FILE replaces the
+VAE (an A1111-style .vae.safetensors/.vae.pt, or a diffusers VAE's
+weights); --lora FILE[:SCALE] (repeatable; kohya's or diffusers' format)
+is fused into the UNet and text encoder weights (pipeline/export/lora.py).
+model.yaml's source: section records the checkpoint, VAE and LoRAs with
+their SHA-256 and scales, and this exporter's version.
 
 --random-weights builds the SD 1.5 shapes from their config files with
 seeded random weights (no download): for benchmarks and parity checks;
@@ -57,6 +73,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_yaml  # noqa: E402
+import checkpoint as ckpt  # noqa: E402
+import lora as lora_mod  # noqa: E402
+
+# Recorded in model.yaml (source.exporter): what made a bundle.
+EXPORTER = "export_sd.py 2"
+SINGLE_FILE_EXT = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def die(msg):
@@ -146,11 +168,101 @@ class StaticHeadsAttention:
         return out / attn.rescale_output_factor
 
 
-def load_components(args):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+def shares_storage_free(sd):
+    """The tensors with no two sharing memory (safetensors refuses shared ones)."""
+    seen, out = set(), {}
+    for k, v in sd.items():
+        storage = v.untyped_storage() if hasattr(v, "untyped_storage") else v.storage()
+        key = (storage.data_ptr(), v.storage_offset())
+        out[k] = v.clone().contiguous() if storage.data_ptr() in seen else v.contiguous()
+        seen.add(key[0])
+    return out
 
+
+def load_single_file(args, tmp):
+    """A .safetensors/.ckpt checkpoint through diffusers' from_single_file,
+    offline. Returns the pipeline, the tokenizer folder and the pad token."""
+    path = args.checkpoint
+    try:
+        sd = ckpt.load_state_dict(path)
+        family = ckpt.detect_family(sd, path)
+        tok_dir = ckpt.find_tokenizer(args.tokenizer, args.config)
+        cfg = args.config or ckpt.write_config_dir(os.path.join(tmp, "config"), family, tok_dir, args.prediction,
+                                                   args.image_size)
+    except ckpt.CheckpointError as e:
+        die(str(e))
+    src = path
+    if not path.endswith(".safetensors"):
+        # diffusers reads the file itself: give it the tensors read safely here
+        from safetensors.torch import save_file
+        src = os.path.join(tmp, "checkpoint.safetensors")
+        save_file(shares_storage_free(sd), src)
+    del sd
+    from diffusers import StableDiffusionPipeline
+
+    print(f"export_sd: {path}: {family}; converting with diffusers' from_single_file (configs: {cfg})",
+          file=sys.stderr)
+    pipe = StableDiffusionPipeline.from_single_file(src, config=cfg, local_files_only=True, safety_checker=None,
+                                                    feature_extractor=None, requires_safety_checker=False,
+                                                    torch_dtype=torch.float32)
+    if src != path:
+        os.remove(src)
+    return pipe, cfg, tok_dir, read_pad_token(os.path.join(cfg, "tokenizer"))
+
+
+def load_vae_file(path, cfg_dir):
+    """An A1111-style VAE file (LDM keys: encoder.*, decoder.*, quant_conv),
+    or a diffusers AutoencoderKL's weights."""
+    from diffusers import AutoencoderKL
+
+    try:
+        sd = ckpt.load_state_dict(path)
+    except ckpt.CheckpointError as e:
+        die(str(e))
+    if any(k.startswith("decoder.up_blocks.") for k in sd):
+        vae = AutoencoderKL(**AutoencoderKL.load_config(os.path.join(cfg_dir, "vae")))
+        missing, unexpected = vae.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            die(f"{path}: not a VAE of this model ({len(missing)} weights missing, {len(unexpected)} unexpected)")
+        return vae
+    if not any(k.startswith(("decoder.conv_in", "first_stage_model.decoder", "vae.decoder")) for k in sd):
+        die(f"{path} does not look like a VAE (no decoder weights)")
+    return AutoencoderKL.from_single_file(sd, config=cfg_dir, subfolder="vae", local_files_only=True,
+                                          torch_dtype=torch.float32)
+
+
+def source_record(args, loras):
+    """model.yaml's source: section (what the bundle was exported from)."""
+    rec = {"exporter": EXPORTER}
     if args.random_weights:
+        rec["checkpoint"] = f"random weights of {os.path.basename(os.path.normpath(args.random_weights))} " \
+                            f"(seed {args.seed})"
+    elif os.path.isfile(args.checkpoint):
+        print(f"export_sd: hashing {args.checkpoint} ...", file=sys.stderr)
+        rec["checkpoint"] = os.path.basename(args.checkpoint)
+        rec["checkpoint_sha256"] = ckpt.sha256_file(args.checkpoint)
+    else:
+        rec["checkpoint"] = args.checkpoint if not os.path.isdir(args.checkpoint) else \
+            os.path.basename(os.path.normpath(args.checkpoint))
+    if args.vae:
+        rec["vae"] = os.path.basename(args.vae)
+        rec["vae_sha256"] = ckpt.sha256_file(args.vae)
+    rec["loras"] = [dict(file=os.path.basename(p), scale=s, sha256=ckpt.sha256_file(p)) for p, s in loras]
+    return rec
+
+
+def load_components(args, tmp):
+    cfg_dir = None
+    if args.checkpoint and args.checkpoint.endswith(SINGLE_FILE_EXT):
+        # before diffusers is imported: a refused .ckpt needs nothing but torch
+        pipe, cfg_dir, tok_dir, pad_token = load_single_file(args, tmp)
+        unet, vae, text = pipe.unet, pipe.vae, pipe.text_encoder
+        sched = dict(pipe.scheduler.config)
+        del pipe
+    elif args.random_weights:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
         cfg = args.random_weights
         torch.manual_seed(args.seed)
         unet = UNet2DConditionModel(**json.load(open(os.path.join(cfg, "unet_config.json"))))
@@ -164,6 +276,9 @@ def load_components(args):
         if args.save_diffusers:
             save_diffusers(args.save_diffusers, unet, vae, text, sched, tok_dir)
     else:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel
+
         src = args.checkpoint
         unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
         vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
@@ -184,6 +299,18 @@ def load_components(args):
     for f in ("vocab.json", "merges.txt"):
         if not os.path.isfile(os.path.join(tok_dir, f)):
             die(f"tokenizer file missing: {os.path.join(tok_dir, f)}")
+    if args.vae:
+        if cfg_dir is None and args.checkpoint and os.path.isdir(args.checkpoint):
+            cfg_dir = args.checkpoint
+        if cfg_dir is None:
+            cfg_dir = args.config or ckpt.write_config_dir(os.path.join(tmp, "config"), "sd1", tok_dir)
+        vae = load_vae_file(args.vae, cfg_dir)
+    for path, scale in args.loras:
+        try:
+            n = lora_mod.fuse(path, scale, unet, text)
+        except ckpt.CheckpointError as e:
+            die(str(e))
+        print(f"export_sd: LoRA {path} fused at scale {scale:g} ({n} layers)", file=sys.stderr)
     return unet.eval(), vae.eval(), text.eval(), sched, tok_dir, pad_token
 
 
@@ -491,9 +618,20 @@ def add_aoti(args, unet, vae, x, t, emb, h, w, fields, tol):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="diffusers checkpoint directory or hub id")
+    src.add_argument("--checkpoint", help="diffusers checkpoint directory or hub id, or a single-file "
+                     "checkpoint (.safetensors, .ckpt)")
     src.add_argument("--random-weights", metavar="CONFIG_DIR", help="SD configs (unet/vae/text_encoder/scheduler_config.json)")
-    ap.add_argument("--tokenizer", help="directory with vocab.json and merges.txt (random weights)")
+    ap.add_argument("--tokenizer", help="directory with CLIP's vocab.json and merges.txt (random weights, "
+                    "single files)")
+    ap.add_argument("--config", metavar="DIR", help="single files: a diffusers checkpoint folder whose configs "
+                    "(and tokenizer) to use instead of the built-in SD 1.x/2.x ones")
+    ap.add_argument("--prediction", choices=["epsilon", "v_prediction"],
+                    help="single files: the prediction type (default: epsilon for SD 1.x, v_prediction for 2.x)")
+    ap.add_argument("--image-size", type=int, metavar="PX",
+                    help="single files: the default image size (default: 512 for SD 1.x, 768 for 2.x)")
+    ap.add_argument("--vae", metavar="FILE", help="replace the VAE with this file's (A1111-style or diffusers)")
+    ap.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
+                    help="fuse a LoRA (kohya's or diffusers' format) at SCALE (default 1); repeatable")
     ap.add_argument("--save-diffusers", metavar="DIR", help="with --random-weights: also save the weights for diffusers")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
@@ -531,11 +669,26 @@ def main():
         die("--aoti-max-batch must be at least 2")
     if not 0 <= args.aoti_frames <= 256:
         die("--aoti-frames must be 1..256 (frames per call)")
+    args.loras = [lora_mod.parse_arg(x) for x in args.lora]
+    for path in [args.vae] + [p for p, _ in args.loras]:
+        if path and not os.path.isfile(path):
+            die(f"{path}: no such file")
 
     # float32 bundles are checked, and later compared, in true float32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    unet, vae, text, sched, tok_dir, pad_token = load_components(args)
+    os.makedirs(args.out, exist_ok=True)
+    load_tmp = tempfile.mkdtemp(dir=args.out, prefix=".load-")
+    try:
+        unet, vae, text, sched, tok_dir, pad_token = load_components(args, load_tmp)
+        source = source_record(args, args.loras)
+        # the tokenizer files may be in load_tmp: keep them
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(tok_dir, f), os.path.join(load_tmp, f))
+        tok_dir = load_tmp
+    except BaseException:
+        shutil.rmtree(load_tmp, ignore_errors=True)
+        raise
     vocab = json.load(open(os.path.join(tok_dir, "vocab.json"), encoding="utf-8"))
     for t in ("<|startoftext|>", "<|endoftext|>", pad_token):
         if t not in vocab:
@@ -580,13 +733,13 @@ def main():
     if device.type == "cuda":
         check_capturable("unet", unet_ts, (x, t, emb))
 
-    os.makedirs(args.out, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
     torch.jit.save(text_ts, os.path.join(tmp, "text_encoder.pt"))
     torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
     torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
+    shutil.rmtree(load_tmp, ignore_errors=True)
     family = "sd2" if text_cfg.hidden_size == 1024 else "sd1"
     layout = " (UNet and VAE convolutions channels_last)" if cl else ""
     fields = dict(
@@ -599,7 +752,8 @@ def main():
         schedule=dict(train_steps=sched.get("num_train_timesteps", 1000), beta_start=sched.get("beta_start", 0.0001),
                       beta_end=sched.get("beta_end", 0.02), beta_schedule=sched.get("beta_schedule", "linear"),
                       steps_offset=sched.get("steps_offset", 0),
-                      set_alpha_to_one=bool(sched.get("set_alpha_to_one", True))))
+                      set_alpha_to_one=bool(sched.get("set_alpha_to_one", True))),
+        source=source)
     bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields))
     # model.yaml last: it marks a bundle as complete
     for f in sorted(os.listdir(tmp), key=lambda f: f == "model.yaml"):

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""CPU checks of pipeline/export's checkpoint reading and LoRA fusion, with
+torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
+"FAIL NAME: why" line per check.
+
+- a .ckpt whose unpickling would write a file is refused by export_sd.py
+  with a clear message, and the file is not written (while a plain
+  torch.load of the same file does write it: the trap is real);
+- a .ckpt of plain tensors is read (and refused for what it is not);
+- LoRAs in kohya's and diffusers' layouts fuse into the layers they name
+  as W + scale * alpha / rank * up @ down, linear and convolutional; a
+  LoRA for layers the model lacks, or with tensors that are not LoRA, is
+  refused.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXPORT = os.path.join(HERE, "..", "pipeline", "export")
+sys.path.insert(0, EXPORT)
+import checkpoint  # noqa: E402
+import lora  # noqa: E402
+
+
+def report(name, ok, why=""):
+    print(f"ok {name}" if ok else f"FAIL {name}: {why}", flush=True)
+
+
+class WritesAFile:
+    """Unpickled, this opens (creates) the marker file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def check_pickle(tmp):
+    marker = os.path.join(tmp, "marker")
+    evil = os.path.join(tmp, "evil.ckpt")
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "callback": WritesAFile(marker)}, evil)
+    r = subprocess.run([sys.executable, os.path.join(EXPORT, "export_sd.py"), "--checkpoint", evil, "--out",
+                        os.path.join(tmp, "out"), "--device", "cpu"], capture_output=True, text=True)
+    report("pickle_refused", r.returncode == 1, f"exit {r.returncode}: {r.stderr[-400:]}")
+    report("pickle_message", "holds Python objects beyond tensors" in r.stderr and "nothing in it was run" in
+           r.stderr and evil in r.stderr, r.stderr[-400:])
+    report("pickle_not_run", not os.path.exists(marker), "the marker file was written")
+    report("pickle_no_bundle", not os.path.exists(os.path.join(tmp, "out", "model.yaml")), "a bundle was written")
+    # the trap is real: an unrestricted load runs it
+    subprocess.run([sys.executable, "-c", "import sys, torch; torch.load(sys.argv[1], weights_only=False)", evil],
+                   capture_output=True, cwd=HERE)
+    report("pickle_trap_is_real", os.path.exists(marker), "an unrestricted torch.load did not write the marker")
+
+
+def check_plain_ckpt(tmp):
+    path = os.path.join(tmp, "plain.ckpt")
+    torch.save({"state_dict": {"w": torch.ones(3)}, "global_step": 7, "epoch": 1}, path)
+    sd = checkpoint.load_state_dict(path)
+    report("ckpt_tensors_read", list(sd) == ["w"] and torch.equal(sd["w"], torch.ones(3)), str(sd))
+    try:
+        checkpoint.detect_family(sd, path)
+        report("ckpt_not_sd", False, "a file without a UNet was taken for SD")
+    except checkpoint.CheckpointError as e:
+        report("ckpt_not_sd", "does not hold a Stable Diffusion 1.x/2.x UNet" in str(e), str(e))
+    for name, sd, want in (("sd1", {checkpoint.KEY_V1: torch.zeros(1)}, "sd1"),
+                           ("sd2", {checkpoint.KEY_V1: torch.zeros(1), checkpoint.KEY_V2: torch.zeros(4, 1024)},
+                            "sd2")):
+        report(f"family_{name}", checkpoint.detect_family(sd, "x") == want)
+    try:
+        checkpoint.detect_family({checkpoint.KEY_XL: torch.zeros(1)}, "xl.safetensors")
+        report("family_sdxl_refused", False, "accepted")
+    except checkpoint.CheckpointError as e:
+        report("family_sdxl_refused", "SDXL" in str(e), str(e))
+
+
+class Attn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.to_q = torch.nn.Linear(8, 8)
+        self.to_out = torch.nn.ModuleList([torch.nn.Linear(8, 6)])
+
+
+class Unet(torch.nn.Module):
+    """Layers named as in diffusers' UNet (module paths with underscores)."""
+
+    def __init__(self):
+        super().__init__()
+        block = torch.nn.Module()
+        block.proj_in = torch.nn.Conv2d(4, 8, 1)
+        tb = torch.nn.Module()
+        tb.attn1 = Attn()
+        block.transformer_blocks = torch.nn.ModuleList([tb])
+        res = torch.nn.Module()
+        res.conv1 = torch.nn.Conv2d(4, 5, 3, padding=1)
+        down = torch.nn.Module()
+        down.attentions = torch.nn.ModuleList([block])
+        down.resnets = torch.nn.ModuleList([res])
+        self.down_blocks = torch.nn.ModuleList([down])
+
+
+class Text(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        tm = torch.nn.Module()
+        enc = torch.nn.Module()
+        layer = torch.nn.Module()
+        layer.self_attn = torch.nn.Module()
+        layer.self_attn.q_proj = torch.nn.Linear(8, 8)
+        enc.layers = torch.nn.ModuleList([layer])
+        tm.encoder = enc
+        self.text_model = tm
+
+
+LAYERS = [  # (model, module path, rank, conv kernel or None)
+    ("unet", "down_blocks.0.attentions.0.proj_in", 2, 1),
+    ("unet", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", 3, None),
+    ("unet", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0", 2, None),
+    ("unet", "down_blocks.0.resnets.0.conv1", 2, 3),
+    ("text_encoder", "text_model.encoder.layers.0.self_attn.q_proj", 4, None),
+]
+
+
+def make_lora(models, layout, g):
+    """A random LoRA over LAYERS in `layout`, and the expected deltas (per unit scale)."""
+    sd, expect = {}, {}
+    for key, name, r, k in LAYERS:
+        w = dict(models[key].named_modules())[name].weight
+        out_f, in_f = w.shape[0], w.shape[1]
+        down = torch.randn(r, in_f, k, k, generator=g) if k else torch.randn(r, in_f, generator=g)
+        up = torch.randn(out_f, r, 1, 1, generator=g) if k else torch.randn(out_f, r, generator=g)
+        alpha = r / 2.0 if layout == "kohya" else float(r)
+        if layout == "kohya":
+            base = ("lora_unet_" if key == "unet" else "lora_te_") + name.replace(".", "_")
+            sd[base + ".lora_down.weight"], sd[base + ".lora_up.weight"] = down, up
+            sd[base + ".alpha"] = torch.tensor(alpha)
+        else:
+            sd[f"{key}.{name}.lora_A.weight"], sd[f"{key}.{name}.lora_B.weight"] = down, up
+        full = up.reshape(out_f, r).double() @ down.reshape(r, -1).double()
+        expect[(key, name)] = (alpha / r) * full.reshape(w.shape)
+    return sd, expect
+
+
+def check_lora(tmp):
+    g = torch.Generator().manual_seed(3)
+    for layout in ("kohya", "diffusers"):
+        models = {"unet": Unet(), "text_encoder": Text()}
+        before = {(k, n): dict(models[k].named_modules())[n].weight.detach().double().clone()
+                  for k, n, _, _ in LAYERS}
+        sd, expect = make_lora(models, layout, g)
+        path = os.path.join(tmp, f"{layout}.pt")
+        torch.save(sd, path)
+        n = lora.fuse(path, 0.7, models["unet"], models["text_encoder"])
+        worst = max((dict(models[k].named_modules())[nm].weight.detach().double() - before[(k, nm)]
+                     - 0.7 * expect[(k, nm)]).abs().max().item() for k, nm, _, _ in LAYERS)
+        report(f"lora_{layout}_fused", n == len(LAYERS) and worst < 1e-5, f"{n} layers, max error {worst:g}")
+    models = {"unet": Unet(), "text_encoder": Text()}
+    for what, sd, want in (
+            ("unknown_layer", {"lora_unet_mid_block_x.lora_down.weight": torch.zeros(1, 8),
+                               "lora_unet_mid_block_x.lora_up.weight": torch.zeros(8, 1)},
+             "'lora_unet_mid_block_x' is not a layer of this model"),
+            ("extra_tensor", {"unet.down_blocks.0.resnets.0.conv1.lora_A.weight": torch.zeros(1, 4, 3, 3),
+                              "unet.down_blocks.0.resnets.0.conv1.lora_B.weight": torch.zeros(5, 1, 1, 1),
+                              "unet.down_blocks.0.resnets.0.conv1.dora_scale": torch.zeros(5)},
+             "1 tensors are not LoRA layers read here (first: 'unet.down_blocks.0.resnets.0.conv1.dora_scale'"),
+            ("sdxl", {"lora_te2_x.lora_down.weight": torch.zeros(1, 8)}, "is an SDXL LoRA")):
+        path = os.path.join(tmp, f"{what}.pt")
+        torch.save(sd, path)
+        try:
+            lora.fuse(path, 1.0, models["unet"], models["text_encoder"])
+            report(f"lora_refuses_{what}", False, "accepted")
+        except checkpoint.CheckpointError as e:
+            report(f"lora_refuses_{what}", want in str(e), str(e))
+    report("lora_arg", lora.parse_arg("a/b.safetensors:0.5") == ("a/b.safetensors", 0.5) and
+           lora.parse_arg("c:/x.pt") == ("c:/x.pt", 1.0) and lora.parse_arg("d.pt") == ("d.pt", 1.0))
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        check_pickle(tmp)
+        check_plain_ckpt(tmp)
+        check_lora(tmp)
+
+
+if __name__ == "__main__":
+    main()
