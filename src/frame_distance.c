@@ -1,0 +1,189 @@
+/* SSIM as Wang et al.'s reference code computes it, in double: the five
+ * local moments (mean of x, of y, of x², y², xy) by a separable Gaussian
+ * filter over the 'valid' positions, then the SSIM map and its mean. */
+#include "frame_distance.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define K1 0.01
+#define K2 0.03
+#define DYNAMIC_RANGE 255.0
+#define MOMENTS 5
+
+struct sdm_ssim {
+    int w, h;
+    double window[SDM_SSIM_WINDOW];
+    double *luma_a, *luma_b;        /* w*h, for sdm_ssim_rgb */
+    double *rows[MOMENTS];          /* h * (w - window + 1): the moments filtered along rows */
+};
+
+void sdm_luma_bt601(const uint8_t *rgb, size_t n_pixels, double *y)
+{
+    for (size_t i = 0; i < n_pixels; i++)
+        y[i] = 0.299 * rgb[3 * i] + 0.587 * rgb[3 * i + 1] + 0.114 * rgb[3 * i + 2];
+}
+
+sdm_ssim *sdm_ssim_new(int width, int height)
+{
+    sdm_ssim *s;
+    size_t plane, cols;
+    double sum = 0;
+    int ok = 1;
+
+    if (width < SDM_SSIM_WINDOW || height < SDM_SSIM_WINDOW)
+        return NULL;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->w = width;
+    s->h = height;
+    plane = (size_t)width * height;
+    cols = (size_t)(width - SDM_SSIM_WINDOW + 1);
+    s->luma_a = malloc(plane * sizeof *s->luma_a);
+    s->luma_b = malloc(plane * sizeof *s->luma_b);
+    ok = s->luma_a && s->luma_b;
+    for (int m = 0; m < MOMENTS; m++) {
+        s->rows[m] = malloc((size_t)height * cols * sizeof *s->rows[m]);
+        ok = ok && s->rows[m];
+    }
+    if (!ok) {
+        sdm_ssim_free(&s);
+        return NULL;
+    }
+    /* fspecial('gaussian', 11, 1.5) is the outer product of this, normalised */
+    for (int i = 0; i < SDM_SSIM_WINDOW; i++) {
+        double d = i - (SDM_SSIM_WINDOW - 1) / 2;
+        s->window[i] = exp(-d * d / (2 * SDM_SSIM_SIGMA * SDM_SSIM_SIGMA));
+        sum += s->window[i];
+    }
+    for (int i = 0; i < SDM_SSIM_WINDOW; i++)
+        s->window[i] /= sum;
+    return s;
+}
+
+/* Along each row: the window-weighted x, y, x², y², xy at every valid column. */
+static void filter_rows(sdm_ssim *s, const double *x, const double *y)
+{
+    int cols = s->w - SDM_SSIM_WINDOW + 1;
+
+    for (int r = 0; r < s->h; r++) {
+        const double *xr = x + (size_t)r * s->w, *yr = y + (size_t)r * s->w;
+        for (int c = 0; c < cols; c++) {
+            double acc[MOMENTS] = { 0 };
+            for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
+                double g = s->window[k], a = xr[c + k], b = yr[c + k];
+                acc[0] += g * a;
+                acc[1] += g * b;
+                acc[2] += g * a * a;
+                acc[3] += g * b * b;
+                acc[4] += g * a * b;
+            }
+            for (int m = 0; m < MOMENTS; m++)
+                s->rows[m][(size_t)r * cols + c] = acc[m];
+        }
+    }
+}
+
+double sdm_ssim_luma(sdm_ssim *s, const double *x, const double *y)
+{
+    const double c1 = (K1 * DYNAMIC_RANGE) * (K1 * DYNAMIC_RANGE), c2 = (K2 * DYNAMIC_RANGE) * (K2 * DYNAMIC_RANGE);
+    int cols = s->w - SDM_SSIM_WINDOW + 1, out_rows = s->h - SDM_SSIM_WINDOW + 1;
+    double total = 0;
+
+    filter_rows(s, x, y);
+    for (int r = 0; r < out_rows; r++) {
+        for (int c = 0; c < cols; c++) {
+            double m[MOMENTS] = { 0 }, vx, vy, cov;
+            for (int k = 0; k < SDM_SSIM_WINDOW; k++)
+                for (int i = 0; i < MOMENTS; i++)
+                    m[i] += s->window[k] * s->rows[i][(size_t)(r + k) * cols + c];
+            vx = m[2] - m[0] * m[0];
+            vy = m[3] - m[1] * m[1];
+            cov = m[4] - m[0] * m[1];
+            total += ((2 * m[0] * m[1] + c1) * (2 * cov + c2)) /
+                     ((m[0] * m[0] + m[1] * m[1] + c1) * (vx + vy + c2));
+        }
+    }
+    return total / ((double)cols * out_rows);
+}
+
+double sdm_ssim_rgb(sdm_ssim *s, const uint8_t *a, const uint8_t *b)
+{
+    size_t n = (size_t)s->w * s->h;
+
+    sdm_luma_bt601(a, n, s->luma_a);
+    sdm_luma_bt601(b, n, s->luma_b);
+    return sdm_ssim_luma(s, s->luma_a, s->luma_b);
+}
+
+void sdm_ssim_free(sdm_ssim **ps)
+{
+    sdm_ssim *s;
+
+    if (!ps || !*ps)
+        return;
+    s = *ps;
+    free(s->luma_a);
+    free(s->luma_b);
+    for (int m = 0; m < MOMENTS; m++)
+        free(s->rows[m]);
+    free(s);
+    *ps = NULL;
+}
+
+double sdm_ssim_distance(double ssim)
+{
+    return ssim < 1 ? sqrt(1 - ssim) : 0.0;
+}
+
+double sdm_latent_distance(const float *a, const float *b, size_t n)
+{
+    double sum = 0;
+
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        sum += d * d;
+    }
+    return sqrt(sum / (double)n);
+}
+
+static int by_value(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+int sdm_distance_summarise(const double *d, int n, sdm_distance_summary *out)
+{
+    double *sorted;
+
+    memset(out, 0, sizeof *out);
+    out->largest_at = -1;
+    if (n <= 0)
+        return 0;
+    sorted = malloc((size_t)n * sizeof *sorted);
+    if (!sorted)
+        return -1;
+    memcpy(sorted, d, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_value);
+    out->n = n;
+    out->median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    out->largest_at = 0;
+    for (int i = 1; i < n; i++)
+        if (d[i] > d[out->largest_at])
+            out->largest_at = i;
+    out->largest = d[out->largest_at];
+    free(sorted);
+    return 0;
+}
+
+double sdm_distance_unevenness(const sdm_distance_summary *s)
+{
+    if (s->n == 0 || s->largest == 0)
+        return s->n == 0 ? 0.0 : 1.0;
+    return s->median > 0 ? s->largest / s->median : INFINITY;
+}

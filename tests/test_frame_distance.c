@@ -1,0 +1,244 @@
+/* The adjacent-frame measures (src/frame_distance.h): BT.601 luma, SSIM
+ * against hand-computed cases and against an independent numpy
+ * implementation run now, the distance's linear growth, the latent RMS
+ * distance and the largest/median summary. */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "frame_distance.h"
+#include "test.h"
+
+#define C1 (0.01 * 255 * 0.01 * 255)
+
+/* A fixed pseudo-random image (an LCG, the same on every machine). */
+static void noise_rgb(uint8_t *rgb, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        rgb[i] = (uint8_t)(seed >> 24);
+    }
+}
+
+static void fill_rgb(uint8_t *rgb, size_t n_pixels, uint8_t r, uint8_t g, uint8_t b)
+{
+    for (size_t i = 0; i < n_pixels; i++) {
+        rgb[3 * i] = r;
+        rgb[3 * i + 1] = g;
+        rgb[3 * i + 2] = b;
+    }
+}
+
+static void test_luma(void)
+{
+    const uint8_t rgb[] = { 255, 255, 255, 255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30 };
+    double y[5];
+
+    sdm_luma_bt601(rgb, 5, y);
+    CHECK_NEAR(y[0], 255.0, 1e-12);
+    CHECK_NEAR(y[1], 76.245, 1e-12);
+    CHECK_NEAR(y[2], 149.685, 1e-12);
+    CHECK_NEAR(y[3], 29.07, 1e-12);
+    CHECK_NEAR(y[4], 2.99 + 11.74 + 3.42, 1e-12);
+}
+
+static void test_ssim_by_hand(void)
+{
+    enum { W = 16, H = 13 };
+    uint8_t a[W * H * 3], b[W * H * 3];
+    sdm_ssim *s = sdm_ssim_new(W, H);
+    double ssim;
+
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    /* identical frames: exactly 1, distance exactly 0 */
+    noise_rgb(a, sizeof a, 7);
+    CHECK(sdm_ssim_rgb(s, a, a) == 1.0);
+    CHECK(sdm_ssim_distance(sdm_ssim_rgb(s, a, a)) == 0.0);
+    /* flat frames of luma x and y: no structure, so SSIM is the luminance
+     * term alone, (2xy + C1) / (x² + y² + C1), at every position */
+    fill_rgb(a, W * H, 100, 100, 100);
+    fill_rgb(b, W * H, 110, 110, 110);
+    ssim = sdm_ssim_rgb(s, a, b);
+    CHECK_NEAR(ssim, (2 * 100.0 * 110 + C1) / (100.0 * 100 + 110.0 * 110 + C1), 1e-12);
+    CHECK_NEAR(sdm_ssim_distance(ssim), sqrt(100.0 / (100.0 * 100 + 110.0 * 110 + C1)), 1e-9);
+    /* symmetric (to rounding: g·a·b and g·b·a round apart) */
+    noise_rgb(a, sizeof a, 1);
+    noise_rgb(b, sizeof b, 2);
+    CHECK_NEAR(sdm_ssim_rgb(s, a, b), sdm_ssim_rgb(s, b, a), 1e-15);
+    /* two unrelated noise images are far apart: SSIM near 0 */
+    CHECK(fabs(sdm_ssim_rgb(s, a, b)) < 0.2);
+    sdm_ssim_free(&s);
+    CHECK(s == NULL);
+    sdm_ssim_free(&s);          /* NULL-safe */
+    /* too small for one window */
+    CHECK(sdm_ssim_new(10, 64) == NULL);
+    CHECK(sdm_ssim_new(64, 10) == NULL);
+    s = sdm_ssim_new(11, 11);
+    CHECK(s != NULL);
+    sdm_ssim_free(&s);
+}
+
+/* sqrt(1 - SSIM) grows linearly with a small change, so distances add up
+ * along a morph; 1 - SSIM would grow with its square. */
+static void test_distance_linear(void)
+{
+    enum { W = 32, H = 32 };
+    static uint8_t base[W * H * 3], moved[W * H * 3];
+    double y0[W * H], y1[W * H], d[3];
+    sdm_ssim *s = sdm_ssim_new(W, H);
+
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    noise_rgb(base, sizeof base, 3);
+    sdm_luma_bt601(base, W * H, y0);
+    for (int k = 1; k <= 3; k++) {
+        /* the same picture moved a little toward another one */
+        noise_rgb(moved, sizeof moved, 4);
+        sdm_luma_bt601(moved, W * H, y1);
+        for (int i = 0; i < W * H; i++)
+            y1[i] = y0[i] + 0.01 * k * (y1[i] - y0[i]);
+        d[k - 1] = sdm_ssim_distance(sdm_ssim_luma(s, y0, y1));
+    }
+    CHECK(d[0] > 0);
+    CHECK_NEAR(d[1] / d[0], 2.0, 0.02);     /* (1 - SSIM would give 4 and 9) */
+    CHECK_NEAR(d[2] / d[0], 3.0, 0.05);
+    sdm_ssim_free(&s);
+}
+
+/* The numpy reference: the 2-D window and a direct weighted sum over each
+ * 11x11 neighbourhood (not separable passes, not our summation order). */
+static const char numpy_ssim[] =
+    "import sys, numpy as np\n"
+    "w, h, a_path, b_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]\n"
+    "def luma(p):\n"
+    "    rgb = np.fromfile(p, dtype=np.uint8).reshape(h, w, 3).astype(np.float64)\n"
+    "    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]\n"
+    "x, y = luma(a_path), luma(b_path)\n"
+    "r = np.arange(11) - 5.0\n"
+    "g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5 ** 2))\n"
+    "g /= g.sum()\n"
+    "def filt(img):\n"
+    "    v = np.lib.stride_tricks.sliding_window_view(img, (11, 11))\n"
+    "    return np.einsum('ijkl,kl->ij', v, g)\n"
+    "mx, my = filt(x), filt(y)\n"
+    "vx, vy, cxy = filt(x * x) - mx * mx, filt(y * y) - my * my, filt(x * y) - mx * my\n"
+    "c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2\n"
+    "m = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))\n"
+    "print('%.17g' % m.mean())\n";
+
+static int write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(data, 1, n, f) == n;
+
+    if (f && fclose(f))
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+static int numpy_reference(int w, int h, const uint8_t *a, const uint8_t *b, double *ssim)
+{
+    char script[64], pa[64], pb[64], cmd[512];
+    FILE *p;
+    int got = 0;
+
+    snprintf(script, sizeof script, "/tmp/sdm-ssim-%ld.py", (long)getpid());
+    snprintf(pa, sizeof pa, "/tmp/sdm-ssim-%ld-a.rgb", (long)getpid());
+    snprintf(pb, sizeof pb, "/tmp/sdm-ssim-%ld-b.rgb", (long)getpid());
+    if (write_bytes(script, numpy_ssim, strlen(numpy_ssim)) || write_bytes(pa, a, (size_t)w * h * 3) ||
+        write_bytes(pb, b, (size_t)w * h * 3))
+        return -1;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %d %d %s %s 2>/dev/null", script, w, h, pa, pb);
+    p = popen(cmd, "r");
+    if (p) {
+        got = fscanf(p, "%lf", ssim) == 1;
+        got = pclose(p) == 0 && got;
+    }
+    unlink(script);
+    unlink(pa);
+    unlink(pb);
+    return got ? 0 : -1;
+}
+
+static int have_numpy(void)
+{
+    return access("/usr/bin/python3", X_OK) == 0 &&
+           system("/usr/bin/python3 -c 'import numpy; numpy.lib.stride_tricks.sliding_window_view' "
+                  ">/dev/null 2>&1") == 0;
+}
+
+static void test_ssim_numpy(void)
+{
+    enum { W = 37, H = 29 };
+    static uint8_t a[W * H * 3], b[W * H * 3];
+    double ref;
+
+    if (!have_numpy()) {
+        SKIP("SSIM against numpy: /usr/bin/python3 with numpy >= 1.20 not found");
+        return;
+    }
+    for (int c = 0; c < 3; c++) {
+        sdm_ssim *s = sdm_ssim_new(W, H);
+        noise_rgb(a, sizeof a, 11);
+        if (c == 0) {
+            noise_rgb(b, sizeof b, 12);             /* unrelated */
+        } else {
+            memcpy(b, a, sizeof b);                 /* a smooth ramp added, then a few changed pixels */
+            for (size_t i = 0; i < sizeof b; i++)
+                b[i] = (uint8_t)(b[i] / 2 + (i / 3) % W * 3 + (c == 2 && i % 97 == 0 ? 40 : 0));
+        }
+        CHECK(s != NULL);
+        CHECK(numpy_reference(W, H, a, b, &ref) == 0);
+        if (s)
+            CHECK_NEAR(sdm_ssim_rgb(s, a, b), ref, 1e-12);
+        sdm_ssim_free(&s);
+    }
+}
+
+static void test_latent_distance(void)
+{
+    const float a[4] = { 0, 0, 0, 0 }, b[4] = { 1, -1, 1, -1 }, c[2] = { 3, 4 }, z[2] = { 0, 0 };
+
+    CHECK(sdm_latent_distance(a, a, 4) == 0.0);
+    CHECK_NEAR(sdm_latent_distance(a, b, 4), 1.0, 1e-15);
+    CHECK_NEAR(sdm_latent_distance(c, z, 2), sqrt(12.5), 1e-15);
+    CHECK(sdm_latent_distance(a, b, 0) == 0.0);
+}
+
+static void test_summary(void)
+{
+    const double odd[5] = { 0.3, 0.1, 0.5, 0.2, 0.4 }, even[4] = { 4, 1, 2, 3 }, flat[3] = { 0, 0, 0 };
+    const double spike[3] = { 0, 0, 1 };
+    sdm_distance_summary s;
+
+    CHECK(sdm_distance_summarise(odd, 5, &s) == 0);
+    CHECK_INT(s.n, 5);
+    CHECK(s.median == 0.3);
+    CHECK(s.largest == 0.5);
+    CHECK_INT(s.largest_at, 2);
+    CHECK_NEAR(sdm_distance_unevenness(&s), 0.5 / 0.3, 1e-15);
+    CHECK(sdm_distance_summarise(even, 4, &s) == 0);
+    CHECK(s.median == 2.5);
+    CHECK_INT(s.largest_at, 0);
+    CHECK(sdm_distance_summarise(flat, 3, &s) == 0);
+    CHECK(sdm_distance_unevenness(&s) == 1.0);
+    CHECK(sdm_distance_summarise(spike, 3, &s) == 0);
+    CHECK(isinf(sdm_distance_unevenness(&s)));
+    CHECK(sdm_distance_summarise(odd, 0, &s) == 0);
+    CHECK_INT(s.n, 0);
+    CHECK_INT(s.largest_at, -1);
+    CHECK(sdm_distance_unevenness(&s) == 0.0);
+}
+
+int main(void)
+{
+    test_luma();
+    test_ssim_by_hand();
+    test_distance_linear();
+    test_ssim_numpy();
+    test_latent_distance();
+    test_summary();
+    return test_report();
+}
