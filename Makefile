@@ -151,7 +151,7 @@ $(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
 test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
-	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS)
+	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done

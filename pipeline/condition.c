@@ -3,6 +3,7 @@
 #include "hash.h"
 #include "inputs.h"
 #include "sampler.h"
+#include "torch_error.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k)
 
 static int torch_fail(sdm_error *err, sdm_torch_status st)
 {
-    return sdm_engine_torch_error(err, st, "conditioning");
+    return sdm_torch_error(err, st, "conditioning");
 }
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,

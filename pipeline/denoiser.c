@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"     /* sdm_engine_torch_error: one wording for torch failures */
 #include "hash.h"
+#include "torch_error.h"
 
 /* What the step loop reads, all on the device before it starts, so the
  * loop itself copies nothing from the host (and can be captured). */
@@ -19,6 +19,7 @@ typedef struct {
     sdm_tensor **t;         /* per step: [n] timesteps */
     sdm_tensor **noise;     /* per step: [B,C,h,w] or NULL where none is added */
     int n_steps;
+    int first_step;         /* the loop runs steps [first_step, n_steps) */
 } step_inputs;
 
 /* The whole sampling loop of one batch shape, captured as a CUDA graph:
@@ -99,39 +100,63 @@ static uint64_t schedule_fingerprint(const sdm_schedule *s)
     return sdm_fnv1a64_word(h, (uint64_t)s->kind);
 }
 
-/* Puts one batch's inputs on the device: guidance, embeddings in the
- * model's dtype, and every step's noise (drawn on the host with torch's CPU
- * generator, like the initial noise). The timesteps come apart, from
- * timesteps_make: a replayed graph has its own. */
-static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
-                       const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
-                       step_inputs *in, sdm_error *err)
+/* 1 where some frame of b is guided: then every frame runs guided. */
+static int batch_guided(const sdm_batch *b, int B)
 {
-    int B = (int)sdm_tensor_dim(x, 0), rc = -1;
+    for (int j = 0; j < B; j++)
+        if (sdm_guided(b->guidance[j]))
+            return 1;
+    return 0;
+}
+
+/* What the loop cannot run: refused before anything goes on the device. */
+static int batch_check(const sdm_schedule *s, const sdm_batch *b, sdm_error *err)
+{
+    const sdm_conditioning *c = &b->cond;
+    int B;
+
+    if (!b->latents || sdm_tensor_ndim(b->latents) != 4 || !c->cond || !b->guidance)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: a batch needs [B,C,h,w] latents, embeddings and "
+                             "guidance");
+    B = (int)sdm_tensor_dim(b->latents, 0);
+    if (sdm_tensor_dim(c->cond, 0) != B || (c->uncond && sdm_tensor_dim(c->uncond, 0) != B))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: %d latents but %lld embeddings", B,
+                             (long long)sdm_tensor_dim(c->cond, 0));
+    if (batch_guided(b, B) && !c->uncond)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: a guided batch needs the negative prompts' embeddings");
+    if (c->pooled || c->uncond_pooled || c->time_ids)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: pooled embeddings and time ids (SDXL) are not "
+                             "supported yet");
+    if (b->first_step < 0 || b->first_step >= s->n_steps)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: first step %d of a %d-step schedule", b->first_step,
+                             s->n_steps);
+    return 0;
+}
+
+/* The starting latent, guidance scales [B] (guided only: every frame at
+ * g > 1 or else 1) and embeddings (negative prompts first where guided) in
+ * the model's dtype, on the device. */
+static sdm_torch_status inputs_tensors(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, int guided,
+                                       float *buf, step_inputs *in)
+{
+    int B = (int)sdm_tensor_dim(b->latents, 0);
     int64_t gshape[1] = { B };
-    float *buf = malloc(sizeof *buf * B);
     sdm_torch_status st = SDM_TORCH_OK;
 
-    memset(in, 0, sizeof *in);
-    in->t = calloc(s->n_steps, sizeof *in->t);
-    in->noise = calloc(s->n_steps, sizeof *in->noise);
-    in->n_steps = s->n_steps;
-    if (!buf || !in->t || !in->noise) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    if (uncond) {
+    if (guided) {
         for (int j = 0; j < B; j++)
-            buf[j] = (float)g[j];
+            buf[j] = (float)(sdm_guided(b->guidance[j]) ? b->guidance[j] : 1.0);
         st = sdm_tensor_from_host(buf, SDM_F32, gshape, 1, d->dev, &in->g);
     }
-    if (!st)
-        st = sdm_tensor_clone(x, &in->x);
-    if (!st && uncond) {
-        sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
+    if (!st && b->first_step == 0)
+        st = sdm_tensor_axpby(s->init_sigma, b->latents, 0, NULL, &in->x);
+    else if (!st)
+        st = sdm_tensor_clone(b->latents, &in->x);
+    if (!st && guided) {
+        sdm_tensor *pair[2] = { (sdm_tensor *)b->cond.uncond, (sdm_tensor *)b->cond.cond };
         st = sdm_tensor_cat(pair, 2, &in->emb);
     } else if (!st) {
-        st = sdm_tensor_clone(cond, &in->emb);
+        st = sdm_tensor_clone(b->cond.cond, &in->emb);
     }
     if (!st && d->dtype != SDM_F32) {
         sdm_tensor *cast = NULL;
@@ -139,19 +164,42 @@ static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor 
         sdm_tensor_free(&in->emb);
         in->emb = cast;
     }
-    if (st) {
-        sdm_engine_torch_error(err, st, "sampling");
+    return st;
+}
+
+/* Puts one batch's inputs on the device: the tensors above and every
+ * step's noise (drawn on the host with torch's CPU generator, like the
+ * initial noise). The timesteps come apart, from timesteps_make: a
+ * replayed graph has its own. */
+static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, step_inputs *in, sdm_error *err)
+{
+    int B = (int)sdm_tensor_dim(b->latents, 0), rc = -1;
+    float *buf = malloc(sizeof *buf * B);
+    sdm_torch_status st;
+
+    memset(in, 0, sizeof *in);
+    in->t = calloc(s->n_steps, sizeof *in->t);
+    in->noise = calloc(s->n_steps, sizeof *in->noise);
+    in->n_steps = s->n_steps;
+    in->first_step = b->first_step;
+    if (!buf || !in->t || !in->noise) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    for (int i = 0; s->uses_noise && i < s->n_steps; i++) {
+    st = inputs_tensors(d, s, b, batch_guided(b, B), buf, in);
+    if (st) {
+        sdm_torch_error(err, st, "sampling");
+        goto end;
+    }
+    for (int i = b->first_step; s->uses_noise && i < s->n_steps; i++) {
         if (s->steps[i].cnoise == 0)
             continue;
-        if (!noise_fn) {
+        if (!b->noise) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
                           sdm_sampler_name(s->kind));
             goto end;
         }
-        if (noise_fn(noise_user, i, &in->noise[i], err))
+        if (b->noise(b->noise_user, i, &in->noise[i], err))
             goto end;
     }
     rc = 0;
@@ -177,7 +225,76 @@ static int timesteps_make(sdm_denoiser *d, const sdm_schedule *s, step_inputs *i
         st = sdm_tensor_from_host(buf, SDM_F32, &n, 1, d->dev, &in->t[i]);
     }
     free(buf);
-    return st ? sdm_engine_torch_error(err, st, "sampling") : 0;
+    return st ? sdm_torch_error(err, st, "sampling") : 0;
+}
+
+/* The model's prediction at step k from latent cur: the UNet on c_in·cur
+ * (twice over, negative prompts first, where guided), then classifier-free
+ * guidance. */
+static int predict(sdm_denoiser *d, const sdm_step *k, const sdm_tensor *t, const step_inputs *in,
+                   const sdm_tensor *cur, sdm_tensor **pred, sdm_error *err)
+{
+    int guided = in->g != NULL, rc = -1;
+    sdm_tensor *xin = NULL, *xin2 = NULL, *res = NULL, *args[3];
+    sdm_torch_status st;
+
+    st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
+    if (!st && guided) {
+        sdm_tensor *pair[2] = { xin, xin };
+        st = sdm_tensor_cat(pair, 2, &xin2);
+    }
+    if (st) {
+        sdm_torch_error(err, st, "sampling");
+        goto end;
+    }
+    args[0] = guided ? xin2 : xin;
+    args[1] = (sdm_tensor *)t;
+    args[2] = in->emb;
+    if (d->unet(d->unet_user, args, &res, err))
+        goto end;
+    if (guided) {
+        st = sdm_tensor_cfg(res, in->g, pred);
+        if (st) {
+            sdm_torch_error(err, st, "sampling");
+            goto end;
+        }
+    } else {
+        *pred = res;
+        res = NULL;
+    }
+    rc = 0;
+end:
+    sdm_tensor_free(&xin);
+    sdm_tensor_free(&xin2);
+    sdm_tensor_free(&res);
+    return rc;
+}
+
+/* The sampler's update of step k, in place, from the model's prediction:
+ *     x0   = x0_x·x + x0_out·pred                  (multistep samplers: kept in *x0_prev)
+ *     x   ← cx·x + cout·pred + cprev·x0_prev + cnoise·noise
+ * (sampler.h). The sampler math of the loop is all here. */
+static sdm_torch_status step_update(const sdm_schedule *s, const sdm_step *k, const sdm_tensor *pred,
+                                    const sdm_tensor *noise, sdm_tensor *cur, sdm_tensor **x0_prev)
+{
+    sdm_tensor *x0 = NULL;
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    if (s->uses_prev)
+        st = sdm_tensor_axpby(k->x0_x, cur, k->x0_out, pred, &x0);
+    if (!st)
+        st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
+    if (!st && s->uses_prev && *x0_prev && k->cprev != 0)
+        st = sdm_tensor_axpby_(k->cprev, *x0_prev, 1.0, cur);
+    if (!st && noise)
+        st = sdm_tensor_axpby_(k->cnoise, noise, 1.0, cur);
+    if (!st && x0) {
+        sdm_tensor_free(x0_prev);
+        *x0_prev = x0;
+        x0 = NULL;
+    }
+    sdm_tensor_free(&x0);
+    return st;
 }
 
 /* The sampler loop over inputs already on the device. It only enqueues
@@ -186,65 +303,28 @@ static int timesteps_make(sdm_denoiser *d, const sdm_schedule *s, step_inputs *i
 static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *in,
                      volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
 {
-    int guided = in->g != NULL, rc = -1;
-    sdm_tensor *cur = NULL, *xin = NULL, *xin2 = NULL, *res = NULL, *pred = NULL, *x0_prev = NULL, *x0 = NULL;
+    sdm_tensor *cur = NULL, *pred = NULL, *x0_prev = NULL;
     sdm_torch_status st;
+    int rc = -1;
 
     *out = NULL;
     st = sdm_tensor_clone(in->x, &cur);
     if (st) {
-        sdm_engine_torch_error(err, st, "sampling");
+        sdm_torch_error(err, st, "sampling");
         goto end;
     }
-    for (int i = 0; i < s->n_steps; i++) {
-        const sdm_step *k = &s->steps[i];
-        sdm_tensor *args[3];
-
+    for (int i = in->first_step; i < s->n_steps; i++) {
         if (stop && *stop) {
             rc = 1;
             goto end;
         }
-        st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
-        if (!st && guided) {
-            sdm_tensor *pair[2] = { xin, xin };
-            st = sdm_tensor_cat(pair, 2, &xin2);
-        }
+        if (predict(d, &s->steps[i], in->t[i], in, cur, &pred, err))
+            goto end;
+        st = step_update(s, &s->steps[i], pred, in->noise[i], cur, &x0_prev);
         if (st) {
-            sdm_engine_torch_error(err, st, "sampling");
+            sdm_torch_error(err, st, "sampling");
             goto end;
         }
-        args[0] = guided ? xin2 : xin;
-        args[1] = in->t[i];
-        args[2] = in->emb;
-        if (d->unet(d->unet_user, args, &res, err))
-            goto end;
-        if (guided) {
-            st = sdm_tensor_cfg(res, in->g, &pred);
-            sdm_tensor_free(&res);
-        } else {
-            pred = res;
-            res = NULL;
-        }
-        /* x_next = cx·x + cout·out (+ cprev·x0_prev + cnoise·noise) */
-        if (!st && s->uses_prev)
-            st = sdm_tensor_axpby(k->x0_x, cur, k->x0_out, pred, &x0);
-        if (!st)
-            st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
-        if (!st && s->uses_prev && x0_prev && k->cprev != 0)
-            st = sdm_tensor_axpby_(k->cprev, x0_prev, 1.0, cur);
-        if (!st && in->noise[i])
-            st = sdm_tensor_axpby_(k->cnoise, in->noise[i], 1.0, cur);
-        if (st) {
-            sdm_engine_torch_error(err, st, "sampling");
-            goto end;
-        }
-        if (x0) {
-            sdm_tensor_free(&x0_prev);
-            x0_prev = x0;
-            x0 = NULL;
-        }
-        sdm_tensor_free(&xin);
-        sdm_tensor_free(&xin2);
         sdm_tensor_free(&pred);
     }
     *out = cur;
@@ -252,12 +332,8 @@ static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *
     rc = 0;
 end:
     sdm_tensor_free(&cur);
-    sdm_tensor_free(&xin);
-    sdm_tensor_free(&xin2);
-    sdm_tensor_free(&res);
     sdm_tensor_free(&pred);
     sdm_tensor_free(&x0_prev);
-    sdm_tensor_free(&x0);
     return rc;
 }
 
@@ -308,7 +384,7 @@ static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_
 {
     if (!lg->graph || lg->B != sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
         lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) ||
-        lg->schedule != schedule_fingerprint(s))
+        lg->in.first_step != in->first_step || lg->schedule != schedule_fingerprint(s))
         return 0;
     for (int i = 0; i < s->n_steps; i++)
         if ((lg->in.noise[i] != NULL) != (in->noise[i] != NULL))
@@ -336,19 +412,17 @@ static int loop_replay(sdm_denoiser *d, const step_inputs *in, sdm_tensor **out,
     if (!st)
         st = sdm_tensor_clone(lg->out, out);
     if (st)
-        return sdm_engine_torch_error(err, st, "sampling (CUDA graph)");
+        return sdm_torch_error(err, st, "sampling (CUDA graph)");
     return 0;
 }
 
-int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x, const sdm_tensor *cond,
-                 const sdm_tensor *uncond, const double *g, sdm_step_noise_fn noise_fn, void *noise_user,
-                 volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
+int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, sdm_tensor **out, sdm_error *err)
 {
     step_inputs in;
     int rc;
 
     *out = NULL;
-    if (inputs_make(d, s, x, cond, uncond, g, noise_fn, noise_user, &in, err))
+    if (batch_check(s, b, err) || inputs_make(d, s, b, &in, err))
         return -1;
     if (d->use_graphs && loop_matches(&d->graph, s, &in)) {
         rc = loop_replay(d, &in, out, err);
@@ -358,7 +432,7 @@ int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_tensor *x
         loop_graph_clear(&d->graph);
         rc = timesteps_make(d, s, &in, err);
         if (!rc)
-            rc = run_steps(d, s, &in, stop, out, err);
+            rc = run_steps(d, s, &in, b->stop, out, err);
     }
     step_inputs_clear(&in);
     return rc;
@@ -371,45 +445,55 @@ static int zero_noise(void *user, int step, sdm_tensor **noise, sdm_error *err)
     int64_t shape[4];
     sdm_torch_status st;
 
+    (void)step;
     for (int i = 0; i < 4; i++)
         shape[i] = sdm_tensor_dim(x, i);
     st = sdm_tensor_zeros(SDM_F32, shape, 4, sdm_tensor_device(x), noise);
-    return st ? sdm_engine_torch_error(err, st, "warm-up") : 0;
+    return st ? sdm_torch_error(err, st, "warm-up") : 0;
 }
 
-/* On zero inputs: the values do not matter to a capture. The one replay
- * after it pays for uploading the graph. */
-int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t latent[4], const int64_t text[3], int guided,
-                     sdm_error *err)
+/* On zero inputs: the values do not matter to a capture (guided frames at
+ * g = 2, any g > 1 would do). The one replay after it pays for uploading
+ * the graph. */
+int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t latent[4], const int64_t text[3],
+                         int guided, sdm_error *err)
 {
     int batch = (int)latent[0];
     double *g = malloc(sizeof *g * batch);
     sdm_tensor *x = NULL, *emb = NULL;
+    sdm_batch b;
     step_inputs in;
     sdm_torch_status st;
     int rc = -1;
 
     memset(&in, 0, sizeof in);
+    memset(&b, 0, sizeof b);
     if (!g) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
     for (int i = 0; i < batch; i++)
-        g[i] = 1.0;
+        g[i] = guided ? 2.0 : 1.0;
     st = sdm_tensor_zeros(SDM_F32, latent, 4, d->dev, &x);
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, text, 3, d->dev, &emb);
     if (st) {
-        sdm_engine_torch_error(err, st, "warm-up");
+        sdm_torch_error(err, st, "warm-up");
         goto end;
     }
-    if (inputs_make(d, s, x, emb, guided ? emb : NULL, g, zero_noise, x, &in, err) || timesteps_make(d, s, &in, err))
+    b.latents = x;
+    b.cond.cond = emb;
+    b.cond.uncond = guided ? emb : NULL;
+    b.guidance = g;
+    b.noise = zero_noise;
+    b.noise_user = x;
+    if (inputs_make(d, s, &b, &in, err) || timesteps_make(d, s, &in, err))
         goto end;
     loop_capture(d, s, &in);
     if (d->graph.graph) {
         st = sdm_graph_replay(d->graph.graph);
         if (st) {
-            sdm_engine_torch_error(err, st, "warm-up (CUDA graph)");
+            sdm_torch_error(err, st, "warm-up (CUDA graph)");
             goto end;
         }
     }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "torch_error.h"
+
 typedef struct {
     char *prompt;
     sdm_tensor *emb;
@@ -11,7 +13,6 @@ typedef struct {
 
 struct sdm_engine {
     sdm_bundle bundle;
-    sdm_denoiser *denoiser;         /* the sampling loop, and its CUDA graph */
     sdm_device dev;
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
@@ -20,18 +21,6 @@ struct sdm_engine {
     embed_entry *embeds;
     int n_embeds, cap_embeds;
 };
-
-int sdm_engine_torch_error(sdm_error *err, sdm_torch_status st, const char *what)
-{
-    if (st == SDM_TORCH_OOM) {
-        if (err && !err->code)
-            err->out_of_memory = 1;
-        return sdm_error_set(err, SDM_EXIT_RUNTIME,
-                             "out of device memory during %s; lower --batch (or width/height) and try again (%s)",
-                             what, sdm_torch_last_error());
-    }
-    return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s failed: %s", what, sdm_torch_last_error());
-}
 
 static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
 {
@@ -92,7 +81,7 @@ static int check_modules(sdm_engine *e, sdm_error *err)
         ids[i] = i == 0 ? b->bos_id : b->eos_id;
     if (sdm_tensor_from_host(ids, SDM_I64, ids_shape, 2, e->dev, &t_ids) ||
         sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) || sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
-        sdm_engine_torch_error(err, SDM_TORCH_ERROR, "checking the model");
+        sdm_torch_error(err, SDM_TORCH_ERROR, "checking the model");
         goto end;
     }
     if (call_f32(e, e->text_encoder, &t_ids, 1, &emb, b->text_encoder, err)) {
@@ -144,8 +133,6 @@ end:
     return rc;
 }
 
-static int loop_unet(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
-
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
 {
     sdm_engine *e = calloc(1, sizeof *e);
@@ -182,11 +169,6 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
         goto end;
     if (check_modules(e, err))
         goto end;
-    {
-        sdm_denoiser_params lp = { dev, e->dtype, loop_unet, e };
-        if (sdm_denoiser_new(&lp, &e->denoiser, err))
-            goto end;
-    }
     rc = 0;
 end:
     if (rc)
@@ -210,9 +192,9 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e)
     return e->tok;
 }
 
-sdm_module *sdm_engine_unet(sdm_engine *e)
+sdm_dtype sdm_engine_dtype(const sdm_engine *e)
 {
-    return e->unet;
+    return e->dtype;
 }
 
 /* 1 where module m, built for a's shapes, takes n latents of h×w. */
@@ -274,7 +256,7 @@ static int aoti_agree(sdm_engine *e, sdm_module *ts, const char *ts_path, sdm_mo
     if (!st)
         st = sdm_tensor_max_abs_diff(ref, NULL, &scale);
     if (st) {
-        sdm_engine_torch_error(err, st, "checking an AOTInductor build");
+        sdm_torch_error(err, st, "checking an AOTInductor build");
         goto end;
     }
     if (!(diff <= tol * (scale > 1 ? scale : 1))) {
@@ -319,7 +301,7 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
     if (!st)
         st = sdm_tensor_from_host(tv, SDM_F32, ts, 1, e->dev, &t);
     if (st) {
-        sdm_engine_torch_error(err, st, "checking the AOTInductor UNet");
+        sdm_torch_error(err, st, "checking the AOTInductor UNet");
         goto end;
     }
     {
@@ -345,7 +327,7 @@ static int vae_probe(sdm_engine *e, sdm_error *err)
     sdm_torch_status st = sdm_tensor_randn(3, zs, 4, e->dev, &z);
 
     if (st)
-        return sdm_engine_torch_error(err, st, "checking the AOTInductor VAE decoder");
+        return sdm_torch_error(err, st, "checking the AOTInductor VAE decoder");
     rc = aoti_agree(e, e->vae, b->vae_decoder, e->vae_aoti, a->path, &z, 1, want, err);
     sdm_tensor_free(&z);
     return rc;
@@ -374,9 +356,6 @@ void sdm_engine_set_aoti(sdm_engine *e, int on)
     const sdm_bundle *b = &e->bundle;
 
     if (!on || e->dev.type != SDM_DEVICE_CUDA) {
-        /* a loop captured from the package uses its buffers: it goes first */
-        if (e->unet_aoti)
-            sdm_denoiser_release(e->denoiser);
         sdm_module_free(&e->unet_aoti);
         sdm_module_free(&e->vae_aoti);
         return;
@@ -418,7 +397,7 @@ static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int n
         res = f;
     }
     if (st) {
-        sdm_engine_torch_error(err, st, what);
+        sdm_torch_error(err, st, what);
         goto end;
     }
     *out = res;
@@ -451,7 +430,7 @@ static int encode_text(sdm_engine *e, const char *prompt, sdm_tensor **out, sdm_
                  info.dropped_at >= 0 ? prompt + info.dropped_at : "");
     st = sdm_tensor_from_host(ids, SDM_I64, shape, 2, e->dev, &t_ids);
     if (st) {
-        sdm_engine_torch_error(err, st, "text encoding");
+        sdm_torch_error(err, st, "text encoding");
         goto end;
     }
     rc = call_f32(e, e->text_encoder, &t_ids, 1, out, "text encoder", err);
@@ -499,29 +478,14 @@ end:
     return rc;
 }
 
-void sdm_engine_set_graphs(sdm_engine *e, int on)
+int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
 {
-    sdm_denoiser_set_graphs(e->denoiser, on);
-}
-
-/* The loop's UNet call: the AOTInductor UNet where it fits the shape. */
-static int loop_unet(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
-{
-    sdm_engine *e = user;
+    sdm_engine *e = engine;
 
     return call_f32(e, unet_for(e, args[0]), args, 3, out, "UNet", err);
 }
 
-int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
-                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
-                       sdm_step_noise_fn noise_fn, void *noise_user, volatile sig_atomic_t *stop,
-                       sdm_tensor **out, sdm_error *err)
-{
-    return sdm_denoiser_run(e->denoiser, s, x, cond, uncond, g, noise_fn, noise_user, stop, out, err);
-}
-
-int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int latent_h, int latent_w, int guided,
-                      sdm_error *err)
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err)
 {
     int n = guided ? 2 * batch : batch, rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
@@ -531,7 +495,6 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
 
     if (e->dev.type == SDM_DEVICE_CPU)
         return 0;
-    sdm_denoiser_release(e->denoiser);
     st = sdm_tensor_zeros(SDM_F32, xs, 4, e->dev, &x);
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, es, 3, e->dev, &emb);
@@ -540,13 +503,13 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
     if (!st)
         st = sdm_tensor_narrow(x, 0, batch < SDM_DECODE_CHUNK ? batch : SDM_DECODE_CHUNK, &zs);
     if (st) {
-        sdm_engine_torch_error(err, st, "warm-up");
+        sdm_torch_error(err, st, "warm-up");
         goto end;
     }
     /* TorchScript profiles its first runs of a shape and then settles on an
-     * optimized graph: that is the one to capture. The text encoder's first
-     * runs too would otherwise fall into the render loop (its prompts are
-     * encoded there, once each). */
+     * optimized graph: that is the one a capture must record. The text
+     * encoder's first runs too would otherwise fall into the render loop
+     * (its prompts are encoded there, once each). */
     for (int i = 0; i < 2; i++) {
         if (encode_text(e, "", &out, err))
             goto end;
@@ -560,12 +523,6 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
             goto end;
         sdm_tensor_free(&rgb);
-    }
-    if (sdm_denoiser_graphs(e->denoiser) && s) {
-        int64_t ls[4] = { batch, e->bundle.latent_channels, latent_h, latent_w };
-        int64_t ts3[3] = { batch, e->bundle.token_length, e->bundle.hidden_size };
-        if (sdm_denoiser_capture(e->denoiser, s, ls, ts3, guided, err))
-            goto end;
     }
     rc = 0;
 end:
@@ -586,14 +543,14 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
 
     st = sdm_tensor_axpby(1.0 / e->bundle.scaling_factor, latents, 0, NULL, &z);
     if (st) {
-        sdm_engine_torch_error(err, st, "VAE decode");
+        sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
     if (call_f32(e, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
         goto end;
     st = sdm_tensor_to_rgb8(img, rgb);
     if (st) {
-        sdm_engine_torch_error(err, st, "VAE decode");
+        sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
     rc = 0;
@@ -622,7 +579,7 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
         int64_t first = (int64_t)i * SDM_DECODE_CHUNK, len = B - first < SDM_DECODE_CHUNK ? B - first : SDM_DECODE_CHUNK;
         st = sdm_tensor_narrow(latents, first, len, &part);
         if (st) {
-            sdm_engine_torch_error(err, st, "VAE decode");
+            sdm_torch_error(err, st, "VAE decode");
             goto end;
         }
         if (decode_chunk(e, part, &parts[i], err))
@@ -631,7 +588,7 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
     }
     st = sdm_tensor_cat(parts, n, rgb);
     if (st) {
-        sdm_engine_torch_error(err, st, "VAE decode");
+        sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
     rc = 0;
@@ -654,7 +611,6 @@ void sdm_engine_free(sdm_engine **pe)
         sdm_tensor_free(&e->embeds[i].emb);
     }
     free(e->embeds);
-    sdm_denoiser_free(&e->denoiser);
     sdm_module_free(&e->text_encoder);
     sdm_module_free(&e->unet);
     sdm_module_free(&e->unet_aoti);

@@ -1,14 +1,13 @@
-/* The loaded model: bundle description, tokenizer and the three modules on
- * one device, with the text embeddings of the prompts seen so far. The
- * stages the render loop calls: embed, denoise, decode. */
+/* The loaded model: bundle description, tokenizer and the three modules
+ * (with the bundle's AOTInductor builds where they load) on one device,
+ * and the text embeddings of the prompts seen so far. What the render asks
+ * of it: embeddings, the UNet call its denoiser makes, the warm-up, the
+ * decode. The sampling loop itself is the denoiser's (denoiser.h). */
 #ifndef SDM_ENGINE_H
 #define SDM_ENGINE_H
 
-#include <signal.h>
-
 #include "bundle.h"
-#include "denoiser.h"
-#include "sampler.h"
+#include "error.h"
 #include "tokenizer.h"
 #include "torch_api.h"
 
@@ -17,20 +16,16 @@ typedef struct sdm_engine sdm_engine;
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err);
 const sdm_bundle *sdm_engine_bundle(const sdm_engine *e);
 sdm_device sdm_engine_device(const sdm_engine *e);
+/* What the modules compute in (model.yaml's dtype). */
+sdm_dtype sdm_engine_dtype(const sdm_engine *e);
 const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
-/* The unet module (tests call its analytic `target` method). */
-sdm_module *sdm_engine_unet(sdm_engine *e);
-
-/* Captures the whole sampling loop of the warm-up's batch shape as one
- * CUDA graph and replays it for every batch of that shape (CUDA builds
- * with CUDA graphs; other shapes run step by step). */
-void sdm_engine_set_graphs(sdm_engine *e, int on);
 
 /* The bundle's AOTInductor builds (files.unet_aoti, files.vae_decoder_aoti),
  * off by default: on=1 loads each (CUDA only, builds that have
  * AOTInductor) and checks it against its TorchScript module on one input;
  * where that fails, a warning and TorchScript serves every call. Each runs
- * the calls of the shapes it was compiled for. on=0 frees them. */
+ * the calls of the shapes it was compiled for. on=0 frees them: release a
+ * loop captured with the package first (sdm_denoiser_release). */
 void sdm_engine_set_aoti(sdm_engine *e, int on);
 /* 1 where a UNet call on n latents of latent_h×latent_w runs the
  * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */
@@ -42,25 +37,19 @@ int sdm_engine_has_aoti(const sdm_engine *e);
  * A prompt longer than the token length is cut, with one warning. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
 
-/* One batch of B frames through the whole sampler loop (sdm_denoiser_run).
- *   x      [B,C,h,w] initial noise (float32, already · init_sigma)
- *   cond   [B,L,H], uncond [B,L,H] (NULL when no frame is guided)
- *   g      B guidance scales (≤ 1: conditional only, as diffusers does)
- *   noise  per-step noise source for samplers that need it (NULL otherwise)
- *   stop   polled between steps (not inside a replayed graph); non-zero
- *          abandons the batch (returns 1)
- * On success *out is the final latent [B,C,h,w] float32. */
-int sdm_engine_denoise(sdm_engine *e, const sdm_schedule *s, const sdm_tensor *x,
-                       const sdm_tensor *cond, const sdm_tensor *uncond, const double *g,
-                       sdm_step_noise_fn noise, void *noise_user, volatile sig_atomic_t *stop,
-                       sdm_tensor **out, sdm_error *err);
+/* One UNet call, as a denoiser makes it (sdm_unet_fn in denoiser.h, with
+ * the engine as user): args x [n,C,h,w] float32, t [n] float32, emb
+ * [n,L,H]; *out [n,C,h,w] float32. Runs the AOTInductor UNet where it was
+ * compiled for the shape, else TorchScript. */
+int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
 
-/* Runs the UNet and VAE a few times at the batch shape the render will
- * use, so TorchScript's profiling runs and cuDNN's first calls are not paid
- * by the first frames, then (graphs on) captures the sampling loop of
- * schedule s at that shape. CUDA only; a no-op on the CPU. */
-int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int latent_h, int latent_w, int guided,
-                      sdm_error *err);
+/* Runs the text encoder, then the UNet and VAE a few times at the batch
+ * shape the render will use (`batch` latents of latent_h×latent_w, twice as
+ * many UNet inputs where guided), so TorchScript's profiling runs and
+ * cuDNN's first calls are not paid by the first frames, and a capture of
+ * the sampling loop (sdm_denoiser_capture, next) records the optimized
+ * graph. CUDA only; a no-op on the CPU. */
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err);
 
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device, decoded
  * SDM_DECODE_CHUNK frames per VAE call (its activations at full image size
@@ -70,8 +59,5 @@ int sdm_engine_warmup(sdm_engine *e, const sdm_schedule *s, int batch, int laten
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
 
 void sdm_engine_free(sdm_engine **e);
-
-/* A torch failure as an sdm_error, with a hint on out-of-memory. */
-int sdm_engine_torch_error(sdm_error *err, sdm_torch_status st, const char *what);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "plan.h"
+#include "plan_frame.h"
 #include "recipe.h"
 
 /* One mix: input a alone (b == a, t == 0, how LERP), or a and b mixed with

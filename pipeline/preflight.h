@@ -11,7 +11,7 @@
 #include "bundle.h"
 #include "outputs.h"
 #include "plan.h"
-#include "render.h"
+#include "render_params.h"
 #include "sink.h"
 
 typedef struct {

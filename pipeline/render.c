@@ -7,24 +7,16 @@
 #include <unistd.h>
 
 #include "condition.h"
+#include "denoiser.h"
 #include "engine.h"
+#include "frame_cache.h"
 #include "outputs.h"
 #include "preflight.h"
+#include "render_hooks.h"
 #include "sampler.h"
 #include "sink.h"
+#include "torch_error.h"
 #include "version.h"
-
-sdm_render_params sdm_render_default_params(void)
-{
-    sdm_render_params p;
-
-    memset(&p, 0, sizeof p);
-    p.write_outputs = 1;
-    p.cuda_graphs = 1;
-    p.keep_rgb_mb = SDM_KEEP_RGB_MB;
-    p.aoti = 1;
-    return p;
-}
 
 static double now_s(void)
 {
@@ -33,110 +25,244 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Automatic batch: several frames per UNet call where memory allows; of
- * those, the most that the bundle's AOTInductor UNet was compiled for. */
-static int auto_batch(const sdm_engine *e, int width, int height, int vae_scale, int guided)
-{
-    size_t free_b = 0, total_b = 0;
-    double per_frame;
-
-    if (sdm_engine_device(e).type == SDM_DEVICE_CPU)
-        return 4;
-    if (sdm_cuda_mem_info(sdm_engine_device(e), &free_b, &total_b))
-        return 1;
-    /* SD 1.5 at 512² in fp16 takes about 1.2 GB per guided frame at peak
-     * (UNet activations and VAE decode); scale with the pixel count. */
-    per_frame = 1.2e9 * ((double)width * height) / (512.0 * 512.0);
-    int b = (int)((double)free_b * 0.7 / per_frame);
-    b = b < 1 ? 1 : b > 16 ? 16 : b;
-    for (int n = b; n >= 1; n--) {
-        if (sdm_engine_uses_aoti(e, guided ? 2 * n : n, height / vae_scale, width / vae_scale))
-            return n;
-    }
-    return b;
-}
-
-static void progress_line(int shown, int total, int rendered, int n_renders, double t0, int done)
-{
-    double el = now_s() - t0, per = rendered ? el / rendered : 0, eta = per * (n_renders - rendered);
-    fprintf(stderr, "\rsdmorph: frame %d/%d (rendered %d/%d) %.2f s/frame, ETA %d:%02d%s", shown, total,
-            rendered, n_renders, per, (int)eta / 60, (int)eta % 60, done ? "\n" : "  ");
-    fflush(stderr);
-}
-
-/* Out of device memory: half as many frames per call, down to one, said
- * once; the batch that fits is kept. 0 if the caller may try again. */
-static int halve_batch(int *B, sdm_render_stats *stats, sdm_error *err)
-{
-    if (!err->out_of_memory || *B == 1)
-        return -1;
-    if (!stats->batch_halved)
-        sdm_warn("out of device memory at %d frames per call; continuing with fewer (%s)", *B, err->msg);
-    stats->batch_halved++;
-    memset(err, 0, sizeof *err);
-    *B /= 2;
-    return 0;
-}
-
-/* A render shown again later (pingpong's way back, a repeated keyframe):
- * its frame on the host while they fit the budget, else its final latent,
- * a twelfth of the size, decoded again when it is shown. */
-typedef struct {
-    uint8_t *rgb;
-    sdm_tensor *latent;     /* [1,C,h,w] */
-} kept_frame;
-
-typedef struct {
-    sdm_engine *engine;
-    sdm_conditioner *cond;
-    sdm_schedule sched;
-    sdm_sink *sink;
-    sdm_plan plan;
-    sdm_preflight pf;       /* the plan (moved to plan), the outputs, model.yaml */
-    sdm_fileset *files;     /* the outputs and their sidecars, committed together */
-    kept_frame *kept;       /* renders shown again later */
-    size_t kept_rgb_bytes, keep_rgb_budget;
-    int *remaining;         /* appearances still to show, per render */
-    int *rendered;          /* render done */
-} render_state;
-
 /* A batch whose work is queued on the device: its frames arrive in host
  * memory while the next batch is being queued behind it. */
 typedef struct {
     int first, nb;
     sdm_download *frames;
-    sdm_tensor *latents;    /* [nb,C,h,w]: what kept frames are made from */
+    sdm_tensor *latents;    /* [nb,C,h,w]: what frames kept as latents are made from */
 } batch_flight;
 
-static void kept_clear(render_state *S, int r, size_t frame_bytes)
+/* One render, from prepare to finish. */
+typedef struct {
+    const sdm_recipe *r;
+    const sdm_render_params *p;
+    sdm_render_stats *stats;
+    sdm_preflight pf;           /* what was checked before the model loads: outputs, size */
+    sdm_fileset *files;         /* the outputs and their sidecars, committed together */
+    sdm_plan plan;
+    sdm_engine *engine;
+    sdm_denoiser *denoiser;     /* the sampling loop, on the engine's UNet */
+    sdm_schedule sched;
+    sdm_conditioner *cond;
+    sdm_sink *sink;
+    sdm_frame_cache *cache;     /* renders shown again later */
+    int *rendered;              /* per render: done */
+    int width, height, latent_h, latent_w;
+    size_t frame_bytes;
+    int guided;                 /* some frame of the plan is guided */
+    int batch;                  /* frames per call; halved on out of memory */
+    int shown;                  /* output frames shown so far */
+    int interrupted;
+    double t0;                  /* when the current phase began: loading, then the loop */
+    batch_flight flight, next;  /* the batch landing, and the one queued behind it */
+} render_state;
+
+/* Automatic batch: several frames per UNet call where memory allows; of
+ * those, the most that the bundle's AOTInductor UNet was compiled for. */
+static int auto_batch(const render_state *S)
 {
-    if (S->kept[r].rgb)
-        S->kept_rgb_bytes -= frame_bytes;
-    free(S->kept[r].rgb);
-    sdm_tensor_free(&S->kept[r].latent);
-    memset(&S->kept[r], 0, sizeof S->kept[r]);
+    sdm_device dev = sdm_engine_device(S->engine);
+    size_t free_b = 0, total_b = 0;
+    double per_frame;
+
+    if (dev.type == SDM_DEVICE_CPU)
+        return 4;
+    if (sdm_cuda_mem_info(dev, &free_b, &total_b))
+        return 1;
+    /* SD 1.5 at 512² in fp16 takes about 1.2 GB per guided frame at peak
+     * (UNet activations and VAE decode); scale with the pixel count. */
+    per_frame = 1.2e9 * ((double)S->width * S->height) / (512.0 * 512.0);
+    int b = (int)((double)free_b * 0.7 / per_frame);
+    b = b < 1 ? 1 : b > 16 ? 16 : b;
+    for (int n = b; n >= 1; n--) {
+        if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w))
+            return n;
+    }
+    return b;
 }
 
-/* Output frame *shown is rgb: to the sink and the callback. */
-static int show_frame(render_state *S, const sdm_render_params *p, const uint8_t *rgb, size_t frame_bytes,
-                      int *shown, int width, int height, sdm_error *err)
+static void progress_line(const render_state *S, int done)
 {
-    int r = S->plan.sequence[*shown];
+    int rendered = S->stats->frames_rendered, n_renders = S->plan.n_renders;
+    double el = now_s() - S->t0, per = rendered ? el / rendered : 0, eta = per * (n_renders - rendered);
 
-    if (S->sink && sdm_sink_push(S->sink, rgb, err))
+    fprintf(stderr, "\rsdmorph: frame %d/%d (rendered %d/%d) %.2f s/frame, ETA %d:%02d%s", S->shown,
+            S->plan.n_sequence, rendered, n_renders, per, (int)eta / 60, (int)eta % 60, done ? "\n" : "  ");
+    fflush(stderr);
+}
+
+/* Out of device memory: half as many frames per call, down to one, said
+ * once; the batch that fits is kept. 0 if the caller may try again. */
+static int halve_batch(render_state *S, sdm_error *err)
+{
+    if (!err->out_of_memory || S->batch == 1)
         return -1;
-    if (p->on_frame && p->on_frame(p->user, *shown, rgb, width, height))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
-    (*shown)++;
-    if (--S->remaining[r] == 0)
-        kept_clear(S, r, frame_bytes);
+    if (!S->stats->batch_halved)
+        sdm_warn("out of device memory at %d frames per call; continuing with fewer (%s)", S->batch, err->msg);
+    S->stats->batch_halved++;
+    memset(err, 0, sizeof *err);
+    S->batch /= 2;
     return 0;
 }
 
-/* Shows the run of output frames from *shown whose renders are kept as
+/* ---- prepare: refuse what can be refused, load, warm up ------------------ */
+
+/* Everything that can be refused is refused before the model loads
+ * (preflight.h), and the outputs' temporary files are made. */
+static int refuse_early(render_state *S, sdm_error *err)
+{
+    if (sdm_preflight_run(S->r, S->p, &S->pf, err))
+        return -1;
+    S->plan = S->pf.plan;
+    memset(&S->pf.plan, 0, sizeof S->pf.plan);
+    S->width = S->pf.width;
+    S->height = S->pf.height;
+    if (S->p->write_outputs && sdm_outputs_open(&S->pf.outs, &S->files, err))
+        return -1;
+    return 0;
+}
+
+/* The model, the render's denoiser on its UNet, the frame size (the
+ * bundle's unless the recipe says), the schedule and the conditioner. */
+static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error *err)
+{
+    const sdm_recipe *r = S->r;
+    const sdm_render_params *p = S->p;
+    const sdm_bundle *b;
+    sdm_denoiser_params dp;
+    sdm_sampler_params sp;
+
+    sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
+    if (sdm_engine_open(p->model_dir, p->device, &S->engine, err))
+        return -1;
+    sdm_engine_set_aoti(S->engine, p->aoti);
+    dp.dev = sdm_engine_device(S->engine);
+    dp.dtype = sdm_engine_dtype(S->engine);
+    dp.unet = sdm_engine_unet_call;
+    dp.unet_user = S->engine;
+    if (hooks && hooks->wrap_unet)
+        hooks->wrap_unet(hooks->user, &dp.unet, &dp.unet_user);
+    if (sdm_denoiser_new(&dp, &S->denoiser, err))
+        return -1;
+    sdm_denoiser_set_graphs(S->denoiser, p->cuda_graphs);
+    b = sdm_engine_bundle(S->engine);
+    S->latent_w = S->width / b->vae_scale;
+    S->latent_h = S->height / b->vae_scale;
+    sp.kind = r->sampler;
+    sp.steps = r->steps;
+    sp.eta = r->eta;
+    sp.karras = r->karras;
+    if (sdm_schedule_make(b, &sp, &S->sched, err))
+        return -1;
+    return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);
+}
+
+/* Frames per call, and what the loop keeps per render. */
+static int plan_batches(render_state *S, sdm_error *err)
+{
+    const sdm_render_params *p = S->p;
+    const sdm_plan *pl = &S->plan;
+    size_t budget = (size_t)(p->keep_rgb_mb > 0 ? p->keep_rgb_mb : 0) << 20;
+
+    for (int i = 0; i < pl->n_renders; i++)
+        S->guided |= sdm_guided(pl->renders[i].guidance);
+    S->batch = p->batch > 0 ? p->batch : S->r->batch > 0 ? S->r->batch : auto_batch(S);
+    if (S->batch > pl->n_renders)
+        S->batch = pl->n_renders;
+    S->frame_bytes = (size_t)S->width * S->height * 3;
+    if (sdm_frame_cache_new(pl->sequence, pl->n_sequence, pl->n_renders, S->frame_bytes, budget, &S->cache, err))
+        return -1;
+    S->rendered = calloc(pl->n_renders, sizeof *S->rendered);
+    if (!S->rendered)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+/* The outputs, which record the sdmorph version, the recipe and the model. */
+static int open_sink(render_state *S, sdm_error *err)
+{
+    const sdm_recipe *r = S->r;
+    const sdm_render_params *p = S->p;
+    sdm_sink_params kp;
+    char hash[32], bundle_hash[32], comment[1024];
+
+    if (!p->write_outputs)
+        return 0;
+    sdm_file_fingerprint(r->path, hash, sizeof hash);
+    sdm_bundle_fingerprint(sdm_engine_bundle(S->engine), bundle_hash, sizeof bundle_hash);
+    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
+             r->path ? r->path : "-", hash, p->model_dir, bundle_hash);
+    kp = sdm_preflight_sink_params(r, &S->pf);
+    kp.comment = comment;
+    kp.files = S->files;
+    /* room for two batches: a batch is handed over while the encoder
+     * still works on the last one, so the GPU does not wait on it */
+    kp.queue_frames = 2 * S->batch > kp.queue_frames ? (2 * S->batch > 1024 ? 1024 : 2 * S->batch) : kp.queue_frames;
+    return sdm_sink_open(S->pf.outs.videos, S->pf.outs.n_videos, S->pf.outs.sheet, &kp, &S->sink, err);
+}
+
+/* The engine's warm-up at the batch shape, then (graphs on) the capture of
+ * the sampling loop at it, which must record the warmed-up UNet. */
+static int warm_up_once(render_state *S, sdm_error *err)
+{
+    const sdm_bundle *b = sdm_engine_bundle(S->engine);
+    int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
+    int64_t ts[3] = { S->batch, b->token_length, b->hidden_size };
+
+    /* a loop captured at a larger batch holds memory this one needs */
+    sdm_denoiser_release(S->denoiser);
+    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, err))
+        return -1;
+    if (!sdm_denoiser_graphs(S->denoiser))
+        return 0;
+    return sdm_denoiser_capture(S->denoiser, &S->sched, ls, ts, S->guided, err);
+}
+
+/* The warm-up runs the batch shape: where it does not fit, halve it. */
+static int warm_up(render_state *S, sdm_error *err)
+{
+    int n;
+
+    while (!(S->p->stop && *S->p->stop) && warm_up_once(S, err))
+        if (halve_batch(S, err))
+            return -1;
+    n = S->guided ? 2 * S->batch : S->batch;    /* UNet inputs per call */
+    if (sdm_engine_has_aoti(S->engine) && !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w))
+        sdm_info("%d frames per call at %dx%d%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
+                 S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "");
+    return 0;
+}
+
+static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_error *err)
+{
+    if (refuse_early(S, err) || load_model(S, hooks, err) || plan_batches(S, err) || open_sink(S, err) ||
+        warm_up(S, err))
+        return -1;
+    S->stats->load_seconds = now_s() - S->t0;
+    return 0;
+}
+
+/* ---- the loop: batches launched, landed and shown in display order -------- */
+
+/* Output frame S->shown is rgb: to the sink and the callback. */
+static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_render_params *p = S->p;
+    int r = S->plan.sequence[S->shown];
+
+    if (S->sink && sdm_sink_push(S->sink, rgb, err))
+        return -1;
+    if (p->on_frame && p->on_frame(p->user, S->shown, rgb, S->width, S->height))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
+    S->shown++;
+    sdm_frame_cache_shown(S->cache, r);
+    return 0;
+}
+
+/* Shows the run of output frames from S->shown whose renders are kept as
  * latents (up to the VAE's chunk), decoding them together. */
-static int show_latent_run(render_state *S, const sdm_render_params *p, size_t frame_bytes, int *shown,
-                           int width, int height, sdm_error *err)
+static int show_latent_run(render_state *S, sdm_error *err)
 {
     const sdm_plan *pl = &S->plan;
     sdm_tensor *parts[SDM_DECODE_CHUNK], *lat = NULL, *rgb = NULL;
@@ -146,15 +272,15 @@ static int show_latent_run(render_state *S, const sdm_render_params *p, size_t f
     sdm_torch_status st;
     int n = 0, rc = -1;
 
-    while (n < SDM_DECODE_CHUNK && *shown + n < pl->n_sequence) {
-        const kept_frame *k = &S->kept[pl->sequence[*shown + n]];
-        if (!S->rendered[pl->sequence[*shown + n]] || k->rgb || !k->latent)
+    while (n < SDM_DECODE_CHUNK && S->shown + n < pl->n_sequence) {
+        int r = pl->sequence[S->shown + n];
+        if (!S->rendered[r] || sdm_frame_cache_rgb(S->cache, r) || !sdm_frame_cache_latent(S->cache, r))
             break;
-        parts[n++] = k->latent;
+        parts[n++] = sdm_frame_cache_latent(S->cache, r);
     }
     st = sdm_tensor_cat(parts, n, &lat);
     if (st) {
-        sdm_engine_torch_error(err, st, "decoding a kept frame");
+        sdm_torch_error(err, st, "decoding a kept frame");
         goto end;
     }
     if (sdm_engine_decode(S->engine, lat, &rgb, err))
@@ -162,12 +288,12 @@ static int show_latent_run(render_state *S, const sdm_render_params *p, size_t f
     st = sdm_download_start(rgb, SDM_U8, &dl);
     if (!st)
         st = sdm_download_wait(dl, &data, &bytes);
-    if (st || bytes != frame_bytes * n) {
-        sdm_engine_torch_error(err, st ? st : SDM_TORCH_ERROR, "decoding a kept frame");
+    if (st || bytes != S->frame_bytes * n) {
+        sdm_torch_error(err, st ? st : SDM_TORCH_ERROR, "decoding a kept frame");
         goto end;
     }
     for (int i = 0; i < n; i++)
-        if (show_frame(S, p, (const uint8_t *)data + (size_t)i * frame_bytes, frame_bytes, shown, width, height, err))
+        if (show_frame(S, (const uint8_t *)data + (size_t)i * S->frame_bytes, err))
             goto end;
     rc = 0;
 end:
@@ -178,164 +304,175 @@ end:
 }
 
 /* Shows every frame whose render is done, in display order, then keeps
- * what this batch made and is still to be shown. */
-static int emit_ready(render_state *S, const sdm_render_params *p, const batch_flight *f, const uint8_t *batch_rgb,
-                      size_t frame_bytes, int *shown, int width, int height, sdm_error *err)
+ * what batch f made (its frames batch_rgb) and is still to be shown. */
+static int emit_ready(render_state *S, const batch_flight *f, const uint8_t *batch_rgb, sdm_error *err)
 {
     const sdm_plan *pl = &S->plan;
 
-    while (*shown < pl->n_sequence && S->rendered[pl->sequence[*shown]]) {
-        int r = pl->sequence[*shown], in_batch = r >= f->first && r < f->first + f->nb;
-        const kept_frame *k = &S->kept[r];
+    while (S->shown < pl->n_sequence && S->rendered[pl->sequence[S->shown]]) {
+        int r = pl->sequence[S->shown], in_batch = r >= f->first && r < f->first + f->nb;
+        const uint8_t *kept = sdm_frame_cache_rgb(S->cache, r);
+        const sdm_tensor *lat = sdm_frame_cache_latent(S->cache, r);
         int rc;
 
-        if (in_batch && !k->rgb && !k->latent)
-            rc = show_frame(S, p, batch_rgb + (size_t)(r - f->first) * frame_bytes, frame_bytes, shown,
-                            width, height, err);
-        else if (k->rgb)
-            rc = show_frame(S, p, k->rgb, frame_bytes, shown, width, height, err);
-        else if (k->latent)
-            rc = show_latent_run(S, p, frame_bytes, shown, width, height, err);
+        if (in_batch && !kept && !lat)
+            rc = show_frame(S, batch_rgb + (size_t)(r - f->first) * S->frame_bytes, err);
+        else if (kept)
+            rc = show_frame(S, kept, err);
+        else if (lat)
+            rc = show_latent_run(S, err);
         else
             rc = sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: frame %d lost", r);
         if (rc)
             return -1;
     }
-    for (int j = 0; j < f->nb; j++) {
-        int r = f->first + j;
-        kept_frame *k = &S->kept[r];
-        if (S->remaining[r] == 0 || k->rgb || k->latent)
-            continue;
-        if (S->kept_rgb_bytes + frame_bytes <= S->keep_rgb_budget) {
-            k->rgb = malloc(frame_bytes);
-            if (!k->rgb)
-                return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            memcpy(k->rgb, batch_rgb + (size_t)j * frame_bytes, frame_bytes);
-            S->kept_rgb_bytes += frame_bytes;
-        } else {
-            sdm_torch_status st = sdm_tensor_narrow(f->latents, j, 1, &k->latent);
-            if (st)
-                return sdm_engine_torch_error(err, st, "keeping a frame");
-        }
-    }
+    for (int j = 0; j < f->nb; j++)
+        if (sdm_frame_cache_keep(S->cache, f->first + j, batch_rgb + (size_t)j * S->frame_bytes, f->latents, j, err))
+            return -1;
     return 0;
 }
 
-/* Per-step noise of a batch: each frame's own stream, joined. */
+/* One batch's inputs, joined from its frames' conditioning; the user of
+ * its per-step noise. */
 typedef struct {
     sdm_conditioner *cond;
-    const sdm_frame_cond *fc;
     int nb;
-} batch_noise;
+    sdm_frame_cond *fc;         /* per frame */
+    double *guidance;           /* per frame, as planned */
+    sdm_tensor *noise;          /* [nb,C,h,w] initial noise */
+    sdm_tensor *text;           /* [nb,L,H] */
+    sdm_tensor *negative;       /* [nb,L,H], NULL where no frame is guided */
+} batch_inputs;
 
+static void batch_inputs_clear(batch_inputs *bi)
+{
+    for (int j = 0; bi->fc && j < bi->nb; j++)
+        sdm_frame_cond_clear(&bi->fc[j]);
+    free(bi->fc);
+    free(bi->guidance);
+    sdm_tensor_free(&bi->noise);
+    sdm_tensor_free(&bi->text);
+    sdm_tensor_free(&bi->negative);
+    memset(bi, 0, sizeof *bi);
+}
+
+/* Conditions renders [first, first+nb) and joins them into one batch. */
+static int batch_inputs_make(render_state *S, int first, int nb, batch_inputs *bi, sdm_error *err)
+{
+    sdm_tensor **xs = calloc(nb, sizeof *xs), **cs = calloc(nb, sizeof *cs), **us = calloc(nb, sizeof *us);
+    sdm_torch_status st;
+    int guided = 0, rc = -1;
+
+    memset(bi, 0, sizeof *bi);
+    bi->cond = S->cond;
+    bi->nb = nb;
+    bi->fc = calloc(nb, sizeof *bi->fc);
+    bi->guidance = calloc(nb, sizeof *bi->guidance);
+    if (!xs || !cs || !us || !bi->fc || !bi->guidance) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int j = 0; j < nb; j++) {
+        if (sdm_conditioner_frame(S->cond, &S->plan.renders[first + j], &bi->fc[j], err))
+            goto end;
+        xs[j] = bi->fc[j].noise;
+        cs[j] = bi->fc[j].cond;
+        us[j] = bi->fc[j].uncond;
+        bi->guidance[j] = bi->fc[j].guidance;
+        guided |= sdm_guided(bi->guidance[j]);
+    }
+    st = sdm_tensor_cat(xs, nb, &bi->noise);
+    if (!st)
+        st = sdm_tensor_cat(cs, nb, &bi->text);
+    if (!st && guided)
+        st = sdm_tensor_cat(us, nb, &bi->negative);
+    if (st) {
+        sdm_torch_error(err, st, "batching");
+        goto end;
+    }
+    rc = 0;
+end:
+    free(xs);
+    free(cs);
+    free(us);
+    return rc;
+}
+
+/* Per-step noise of a batch: each frame's own stream, joined. */
 static int batch_step_noise(void *user, int step, sdm_tensor **out, sdm_error *err)
 {
-    batch_noise *bn = user;
-    sdm_tensor **parts = calloc(bn->nb, sizeof *parts);
+    batch_inputs *bi = user;
+    sdm_tensor **parts = calloc(bi->nb, sizeof *parts);
     sdm_torch_status st = SDM_TORCH_OK;
     int rc = -1;
 
     if (!parts)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    for (int j = 0; j < bn->nb; j++)
-        if (sdm_conditioner_step_noise(bn->cond, &bn->fc[j], step, &parts[j], err))
+    for (int j = 0; j < bi->nb; j++)
+        if (sdm_conditioner_step_noise(bi->cond, &bi->fc[j], step, &parts[j], err))
             goto end;
-    st = sdm_tensor_cat(parts, bn->nb, out);
+    st = sdm_tensor_cat(parts, bi->nb, out);
     if (st) {
-        sdm_engine_torch_error(err, st, "sampling noise");
+        sdm_torch_error(err, st, "sampling noise");
         goto end;
     }
     rc = 0;
 end:
-    for (int j = 0; j < bn->nb; j++)
+    for (int j = 0; j < bi->nb; j++)
         sdm_tensor_free(&parts[j]);
     free(parts);
     return rc;
 }
 
-/* Conditions, samples and decodes renders [first, first+nb) and starts
- * copying the frames to the host; on the GPU all of it is only queued. */
-static int batch_launch(render_state *S, const sdm_render_params *p, int first, int nb, batch_flight *f,
-                        sdm_error *err)
+/* Conditions, samples and decodes renders [first, first+nb) into S->next
+ * and starts copying the frames to the host; on the GPU all of it is only
+ * queued. 1: stopped. */
+static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
 {
-    sdm_frame_cond *fc = calloc(nb, sizeof *fc);
-    sdm_tensor **xs = calloc(nb, sizeof *xs), **cs = calloc(nb, sizeof *cs), **us = calloc(nb, sizeof *us);
-    sdm_tensor *x = NULL, *x0 = NULL, *c = NULL, *u = NULL, *lat = NULL, *rgb = NULL;
-    double *g = calloc(nb, sizeof *g);
-    int guided = 0, rc = -1, d;
+    batch_inputs bi;
+    sdm_batch b;
+    sdm_tensor *lat = NULL, *rgb = NULL;
     sdm_torch_status st;
+    int rc = -1;
 
-    if (!fc || !xs || !cs || !us || !g) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    memset(&b, 0, sizeof b);
+    if (batch_inputs_make(S, first, nb, &bi, err))
         goto end;
-    }
-    for (int j = 0; j < nb; j++) {
-        if (sdm_conditioner_frame(S->cond, &S->plan.renders[first + j], &fc[j], err))
-            goto end;
-        xs[j] = fc[j].noise;
-        cs[j] = fc[j].cond;
-        us[j] = fc[j].uncond;
-        g[j] = fc[j].guidance > 1.0 ? fc[j].guidance : 1.0;
-        guided |= fc[j].guidance > 1.0;
-    }
-    st = sdm_tensor_cat(xs, nb, &x0);
-    if (!st)
-        st = sdm_tensor_axpby(S->sched.init_sigma, x0, 0, NULL, &x);
-    if (!st)
-        st = sdm_tensor_cat(cs, nb, &c);
-    if (!st && guided)
-        st = sdm_tensor_cat(us, nb, &u);
-    if (st) {
-        sdm_engine_torch_error(err, st, "batching");
-        goto end;
-    }
-    if (p->simulate_oom_above > 0 && nb > p->simulate_oom_above) {
-        err->out_of_memory = 1;
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of device memory during UNet (simulated above %d frames per call); "
-                      "lower --batch (or width/height) and try again", p->simulate_oom_above);
-        goto end;
-    }
-    {
-        batch_noise bn = { S->cond, fc, nb };
-        d = sdm_engine_denoise(S->engine, &S->sched, x, c, u, g, batch_step_noise, &bn, p->stop, &lat, err);
-    }
-    if (d) {
-        rc = d;
-        goto end;
-    }
+    b.latents = bi.noise;
+    b.cond.cond = bi.text;
+    b.cond.uncond = bi.negative;
+    b.guidance = bi.guidance;
+    b.noise = batch_step_noise;
+    b.noise_user = &bi;
+    b.first_step = 0;
+    b.stop = S->p->stop;
+    rc = sdm_denoiser_run(S->denoiser, &S->sched, &b, &lat, err);
+    if (rc)
+        goto end;       /* 1: stopped */
+    rc = -1;
     if (sdm_engine_decode(S->engine, lat, &rgb, err))
         goto end;
-    st = sdm_download_start(rgb, SDM_U8, &f->frames);
+    st = sdm_download_start(rgb, SDM_U8, &S->next.frames);
     if (st) {
-        sdm_engine_torch_error(err, st, "copying frames to the host");
+        sdm_torch_error(err, st, "copying frames to the host");
         goto end;
     }
-    f->first = first;
-    f->nb = nb;
-    f->latents = lat;
+    S->next.first = first;
+    S->next.nb = nb;
+    S->next.latents = lat;
     lat = NULL;
     rc = 0;
 end:
-    for (int j = 0; fc && j < nb; j++)
-        sdm_frame_cond_clear(&fc[j]);
-    free(fc);
-    free(xs);
-    free(cs);
-    free(us);
-    free(g);
-    sdm_tensor_free(&x0);
-    sdm_tensor_free(&x);
-    sdm_tensor_free(&c);
-    sdm_tensor_free(&u);
+    batch_inputs_clear(&bi);
     sdm_tensor_free(&lat);
     sdm_tensor_free(&rgb);
     return rc;
 }
 
-/* Waits for a batch's frames and shows every frame that is now ready. */
-static int batch_land(render_state *S, const sdm_render_params *p, batch_flight *f, size_t frame_bytes,
-                      int *shown, int width, int height, sdm_render_stats *stats, sdm_error *err)
+/* Waits for the batch in flight and shows every frame that is now ready. */
+static int batch_land(render_state *S, sdm_error *err)
 {
+    batch_flight *f = &S->flight;
     const void *data = NULL;
     size_t bytes = 0;
     sdm_torch_status st;
@@ -343,18 +480,18 @@ static int batch_land(render_state *S, const sdm_render_params *p, batch_flight 
 
     st = sdm_download_wait(f->frames, &data, &bytes);
     if (st) {
-        sdm_engine_torch_error(err, st, "rendering");
+        sdm_torch_error(err, st, "rendering");
         goto end;
     }
-    if (bytes != frame_bytes * f->nb) {
+    if (bytes != S->frame_bytes * f->nb) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: %zu bytes of frames, expected %zu", bytes,
-                      frame_bytes * f->nb);
+                      S->frame_bytes * f->nb);
         goto end;
     }
     for (int j = 0; j < f->nb; j++)
         S->rendered[f->first + j] = 1;
-    stats->frames_rendered += f->nb;
-    if (emit_ready(S, p, f, data, frame_bytes, shown, width, height, err))
+    S->stats->frames_rendered += f->nb;
+    if (emit_ready(S, f, data, err))
         goto end;
     rc = 0;
 end:
@@ -363,156 +500,110 @@ end:
     return rc;
 }
 
-int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats *stats, sdm_error *err)
+/* Batch i+1 is queued before batch i's frames are waited for, so the GPU
+ * goes on while the host shows and encodes them. */
+static int render_loop(render_state *S, sdm_error *err)
 {
-    render_state S;
-    batch_flight flight, next;
-    sdm_render_stats dummy;
-    const sdm_bundle *b;
-    sdm_sampler_params sp;
-    sdm_sink_params kp;
-    char hash[32], bundle_hash[32], comment[1024];
-    int width, height, B, guided = 0, shown = 0, rc = -1, interrupted = 0;
-    size_t frame_bytes = 0;
-    double t0 = now_s();
+    const sdm_render_params *p = S->p;
+    int n = S->plan.n_renders;
 
-    memset(&S, 0, sizeof S);
-    memset(&flight, 0, sizeof flight);
-    memset(&next, 0, sizeof next);
-    if (!stats)
-        stats = &dummy;
-    memset(stats, 0, sizeof *stats);
-
-    /* Everything that can be refused is refused before the model loads
-     * (preflight.h), and the outputs' temporary files are made. */
-    if (sdm_preflight_run(r, p, &S.pf, err))
-        goto end;
-    S.plan = S.pf.plan;
-    memset(&S.pf.plan, 0, sizeof S.pf.plan);
-    if (p->write_outputs && sdm_outputs_open(&S.pf.outs, &S.files, err))
-        goto end;
-
-    sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
-    if (sdm_engine_open(p->model_dir, p->device, &S.engine, err))
-        goto end;
-    sdm_engine_set_graphs(S.engine, p->cuda_graphs);
-    sdm_engine_set_aoti(S.engine, p->aoti);
-    b = sdm_engine_bundle(S.engine);
-    width = S.pf.width;
-    height = S.pf.height;
-    sp.kind = r->sampler;
-    sp.steps = r->steps;
-    sp.eta = r->eta;
-    sp.karras = r->karras;
-    if (sdm_schedule_make(b, &sp, &S.sched, err))
-        goto end;
-    if (sdm_conditioner_new(S.engine, r, height / b->vae_scale, width / b->vae_scale, &S.cond, err))
-        goto end;
-
-    for (int i = 0; i < S.plan.n_renders; i++)
-        guided |= S.plan.renders[i].guidance > 1.0;
-    B = p->batch > 0 ? p->batch : r->batch > 0 ? r->batch : auto_batch(S.engine, width, height, b->vae_scale, guided);
-    if (B > S.plan.n_renders)
-        B = S.plan.n_renders;
-    frame_bytes = (size_t)width * height * 3;
-    S.kept = calloc(S.plan.n_renders, sizeof *S.kept);
-    S.keep_rgb_budget = (size_t)(p->keep_rgb_mb > 0 ? p->keep_rgb_mb : 0) << 20;
-    S.remaining = calloc(S.plan.n_renders, sizeof *S.remaining);
-    S.rendered = calloc(S.plan.n_renders, sizeof *S.rendered);
-    if (!S.kept || !S.remaining || !S.rendered) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    for (int i = 0; i < S.plan.n_sequence; i++)
-        S.remaining[S.plan.sequence[i]]++;
-
-    sdm_file_fingerprint(r->path, hash, sizeof hash);
-    sdm_bundle_fingerprint(b, bundle_hash, sizeof bundle_hash);
-    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
-             r->path ? r->path : "-", hash, p->model_dir, bundle_hash);
-    if (p->write_outputs) {
-        kp = sdm_preflight_sink_params(r, &S.pf);
-        kp.comment = comment;
-        kp.files = S.files;
-        /* room for two batches: a batch is handed over while the encoder
-         * still works on the last one, so the GPU does not wait on it */
-        kp.queue_frames = 2 * B > kp.queue_frames ? (2 * B > 1024 ? 1024 : 2 * B) : kp.queue_frames;
-        if (sdm_sink_open(S.pf.outs.videos, S.pf.outs.n_videos, S.pf.outs.sheet, &kp, &S.sink, err))
-            goto end;
-    }
-
-    /* the warm-up runs the batch shape: where it does not fit, halve it */
-    while (!(p->stop && *p->stop) && sdm_engine_warmup(S.engine, &S.sched, B, height / b->vae_scale, width / b->vae_scale, guided, err))
-        if (halve_batch(&B, stats, err))
-            goto end;
-    if (sdm_engine_has_aoti(S.engine) &&
-        !sdm_engine_uses_aoti(S.engine, guided ? 2 * B : B, height / b->vae_scale, width / b->vae_scale))
-        sdm_info("%d frames per call at %dx%d%s: not a shape the AOTInductor UNet takes; it runs on TorchScript", B,
-                 width, height, guided ? " (guided: twice as many UNet inputs)" : "");
-    stats->load_seconds = now_s() - t0;
-    t0 = now_s();
-    /* Batch i+1 is queued before batch i's frames are waited for, so the
-     * GPU goes on while the host shows and encodes them. */
-    for (int first = 0; first < S.plan.n_renders; first += B) {
-        int nb = S.plan.n_renders - first < B ? S.plan.n_renders - first : B;
-        int d;
+    S->t0 = now_s();
+    for (int first = 0; first < n; first += S->batch) {
+        int nb = n - first < S->batch ? n - first : S->batch, d;
         if (p->stop && *p->stop) {
-            interrupted = 1;
+            S->interrupted = 1;
             break;
         }
-        d = batch_launch(&S, p, first, nb, &next, err);
+        d = batch_launch(S, first, nb, err);
         if (d == 1) {
-            interrupted = 1;
+            S->interrupted = 1;
             break;
         }
-        if (d < 0 && halve_batch(&B, stats, err))
-            goto end;
+        if (d < 0 && halve_batch(S, err))
+            return -1;
         if (d < 0) {
-            first -= B;     /* cancels the loop's += B: the same frames again */
+            first -= S->batch;      /* cancels the loop's += batch: the same frames again */
             continue;
         }
-        if (flight.frames && batch_land(&S, p, &flight, frame_bytes, &shown, width, height, stats, err))
-            goto end;
-        flight = next;
-        memset(&next, 0, sizeof next);
+        if (S->flight.frames && batch_land(S, err))
+            return -1;
+        S->flight = S->next;
+        memset(&S->next, 0, sizeof S->next);
         if (p->progress)
-            progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 0);
+            progress_line(S, 0);
     }
     /* the last batch (or, when interrupted, the one already on its way) */
-    if (flight.frames && batch_land(&S, p, &flight, frame_bytes, &shown, width, height, stats, err))
-        goto end;
+    if (S->flight.frames && batch_land(S, err))
+        return -1;
     if (p->progress)
-        progress_line(shown, S.plan.n_sequence, stats->frames_rendered, S.plan.n_renders, t0, 1);
+        progress_line(S, 1);
+    return 0;
+}
+
+/* ---- finish: close the outputs, commit them with their sidecars, fill the stats */
+
+static int render_finish(render_state *S, sdm_error *err)
+{
+    sdm_render_stats *stats = S->stats;
 
     /* interrupted before the first frame: nothing to keep, nothing written */
-    if (S.sink && !(interrupted && shown == 0) &&
-        (sdm_sink_finish(S.sink, interrupted, err) ||
-         sdm_outputs_commit(&S.pf.outs, S.files, r, &S.plan, interrupted, err)))
-        goto end;
-    stats->frames_shown = shown;
-    stats->interrupted = interrupted;
-    stats->width = width;
-    stats->height = height;
-    stats->batch = B;
-    stats->seconds = now_s() - t0;
+    if (S->sink && !(S->interrupted && S->shown == 0) &&
+        (sdm_sink_finish(S->sink, S->interrupted, err) ||
+         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan, S->interrupted, err)))
+        return -1;
+    stats->frames_shown = S->shown;
+    stats->interrupted = S->interrupted;
+    stats->width = S->width;
+    stats->height = S->height;
+    stats->batch = S->batch;
+    stats->seconds = now_s() - S->t0;
     stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
-    rc = interrupted;
-end:
-    sdm_download_free(&flight.frames);
-    sdm_download_free(&next.frames);
-    sdm_tensor_free(&flight.latents);
-    sdm_tensor_free(&next.latents);
-    sdm_sink_free(&S.sink);
-    sdm_fileset_free(&S.files);
-    for (int i = 0; S.kept && i < S.plan.n_renders; i++)
-        kept_clear(&S, i, frame_bytes);
-    free(S.kept);
-    free(S.remaining);
-    free(S.rendered);
-    sdm_conditioner_free(&S.cond);
-    sdm_schedule_free(&S.sched);
-    sdm_plan_free(&S.plan);
-    sdm_engine_free(&S.engine);
-    sdm_preflight_free(&S.pf);
+    return S->interrupted;
+}
+
+static void render_state_clear(render_state *S)
+{
+    sdm_download_free(&S->flight.frames);
+    sdm_download_free(&S->next.frames);
+    sdm_tensor_free(&S->flight.latents);
+    sdm_tensor_free(&S->next.latents);
+    sdm_sink_free(&S->sink);
+    sdm_fileset_free(&S->files);
+    sdm_frame_cache_free(&S->cache);
+    free(S->rendered);
+    sdm_conditioner_free(&S->cond);
+    sdm_schedule_free(&S->sched);
+    sdm_plan_free(&S->plan);
+    /* a captured loop holds the engine's UNet buffers: it goes first */
+    sdm_denoiser_free(&S->denoiser);
+    sdm_engine_free(&S->engine);
+    sdm_preflight_free(&S->pf);
+}
+
+int sdm_render_hooked(const sdm_recipe *r, const sdm_render_params *p, const sdm_render_hooks *hooks,
+                      sdm_render_stats *stats, sdm_error *err)
+{
+    render_state S;
+    sdm_render_stats unused;
+    int rc;
+
+    memset(&S, 0, sizeof S);
+    S.r = r;
+    S.p = p;
+    S.stats = stats ? stats : &unused;
+    memset(S.stats, 0, sizeof *S.stats);
+    S.t0 = now_s();
+
+    rc = render_prepare(&S, hooks, err);
+    if (!rc)
+        rc = render_loop(&S, err);
+    if (!rc)
+        rc = render_finish(&S, err);
+    render_state_clear(&S);
     return rc;
+}
+
+int sdm_render(const sdm_recipe *r, const sdm_render_params *p, sdm_render_stats *stats, sdm_error *err)
+{
+    return sdm_render_hooked(r, p, NULL, stats, err);
 }

@@ -139,8 +139,7 @@ std::string oom_message(const std::string &ctx, const std::string &m)
     }
     if (at != std::string::npos)
         s = s.substr(0, at - 1);
-    return ctx + ": out of memory; lower the batch size (frames per model call) or the image size ("
-           + s + ")";
+    return ctx + ": out of memory (" + s + ")";
 }
 
 /* Rethrows the exception being handled as op_error/oom_error with ctx in
@@ -159,7 +158,7 @@ std::string oom_message(const std::string &ctx, const std::string &m)
             throw oom_error(oom_message(ctx, m));
         throw op_error(ctx + ": " + cause_first(m));
     } catch (const std::bad_alloc &) {
-        throw oom_error(ctx + ": out of host memory; lower the batch size or the image size");
+        throw oom_error(ctx + ": out of host memory");
     } catch (const std::exception &e) {
         std::string m = e.what();
         if (looks_like_oom(m))

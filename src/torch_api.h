@@ -1,7 +1,9 @@
 /* The thin C API over libtorch. C types only; opaque handles; every C++
  * exception is caught at the boundary and comes back as a status plus a
  * message (sdm_torch_last_error, per thread). Nothing of the pipeline's
- * logic lives behind it: just load/call modules and a few tensor ops. */
+ * logic lives behind it: just load/call modules and a few tensor ops. Its
+ * messages say what failed and why; what to do about it is the caller's
+ * to say (torch_error.h). */
 #ifndef SDM_TORCH_API_H
 #define SDM_TORCH_API_H
 
@@ -18,7 +20,7 @@ typedef struct sdm_tensor sdm_tensor;
 typedef enum {
     SDM_TORCH_OK = 0,
     SDM_TORCH_ERROR,        /* any other failure; see sdm_torch_last_error() */
-    SDM_TORCH_OOM,          /* out of (device) memory: lower batch or size */
+    SDM_TORCH_OOM,          /* out of (device or host) memory */
     SDM_TORCH_STATUS_COUNT
 } sdm_torch_status;
 

@@ -9,7 +9,9 @@
 #include "engine.h"
 #include "probe.h"
 #include "render.h"
+#include "render_hooks.h"
 #include "sampler.h"
+#include "torch_error.h"
 #include "analytic.h"
 #include "test.h"
 
@@ -42,7 +44,7 @@ static void guided_target(const float *x0c, const float *x0u, double g, size_t n
         out[i] = g > 1 ? (float)(x0u[i] + g * ((double)x0c[i] - x0u[i])) : x0c[i];
 }
 
-static void test_ddim_closed_form(sdm_engine *e)
+static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *unet)
 {
     const sdm_bundle *b = sdm_engine_bundle(e);
     const int h = 8, w = 8, step_counts[] = { 1, 2, 10, 50 };
@@ -55,8 +57,8 @@ static void test_ddim_closed_form(sdm_engine *e)
     CHECK(sdm_engine_embed(e, "a rainy city street at night, neon", &ec, NULL) == 0);
     CHECK(sdm_engine_embed(e, "", &eu, NULL) == 0);
     CHECK(sdm_tensor_randn(1234, shape, 4, cpu, &xT) == SDM_TORCH_OK);
-    x0c_t = target(e, ec, h, w);
-    x0u_t = target(e, eu, h, w);
+    x0c_t = target(unet, ec, h, w);
+    x0u_t = target(unet, eu, h, w);
     float *x0c = host_f32(x0c_t), *x0u = host_f32(x0u_t), *xTh = host_f32(xT), *x0 = malloc(n * sizeof *x0);
     double *want = malloc(n * sizeof *want);
 
@@ -69,7 +71,7 @@ static void test_ddim_closed_form(sdm_engine *e)
             double g = guidances[gi], maxd = 0;
 
             CHECK(sdm_schedule_make(b, &sp, &s, &err) == 0);
-            CHECK(sdm_engine_denoise(e, &s, xT, ec, g > 1 ? eu : NULL, &g, NULL, NULL, NULL, &out, &err) == 0);
+            CHECK(denoise(d, &s, xT, ec, g > 1 ? eu : NULL, g, NULL, NULL, &out, &err) == 0);
             if (!out) {
                 fprintf(stderr, "denoise: %s\n", err.msg);
                 sdm_schedule_free(&s);
@@ -129,12 +131,48 @@ static void capture_free(capture *c)
     memset(c, 0, sizeof *c);
 }
 
-static int render_opts(const char *yaml, const char *frames, const char *output, int batch, int oom_above,
-                       capture *c, sdm_render_stats *stats)
+/* A UNet that runs out of memory on calls of more than max_inputs inputs
+ * (a guided frame is two): a real out-of-memory status, from an
+ * allocation no machine can grant, as a GPU gives one. */
+typedef struct {
+    sdm_unet_fn real;
+    void *real_user;
+    int64_t max_inputs;
+    int failed;             /* calls that ran out of memory */
+} oom_unet;
+
+static int oom_unet_call(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
+{
+    oom_unet *o = user;
+    const int64_t huge[2] = { 1LL << 30, 1LL << 30 };
+    sdm_tensor *t = NULL;
+    sdm_torch_status st;
+
+    if (sdm_tensor_dim(args[0], 0) <= o->max_inputs)
+        return o->real(o->real_user, args, out, err);
+    o->failed++;
+    st = sdm_tensor_zeros(SDM_F32, huge, 2, sdm_tensor_device(args[0]), &t);
+    sdm_tensor_free(&t);
+    return sdm_torch_error(err, st, "UNet");
+}
+
+static void oom_wrap(void *user, sdm_unet_fn *fn, void **fn_user)
+{
+    oom_unet *o = user;
+
+    o->real = *fn;
+    o->real_user = *fn_user;
+    *fn = oom_unet_call;
+    *fn_user = o;
+}
+
+static int render_opts(const char *yaml, const char *frames, const char *output, int batch, oom_unet *oom,
+                       capture *c, sdm_render_stats *stats, sdm_error *err_out)
 {
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_render_params p = sdm_render_default_params();
+    sdm_render_hooks hooks = { oom_wrap, oom };
     int rc;
 
     if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
@@ -150,10 +188,11 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
     p.on_frame = capture_frame;
     p.user = c;
     p.batch = batch;
-    p.simulate_oom_above = oom_above;
-    rc = sdm_render(r, &p, stats, &err);
+    rc = sdm_render_hooked(r, &p, oom ? &hooks : NULL, stats, &err);
     if (rc)
         fprintf(stderr, "render: %s\n", err.msg);
+    if (err_out)
+        *err_out = err;
     sdm_recipe_free(&r);
     return rc;
 }
@@ -161,7 +200,7 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
 static int render_string(const char *yaml, const char *frames, const char *output, capture *c,
                          sdm_render_stats *stats)
 {
-    return render_opts(yaml, frames, output, 0, 0, c, stats);
+    return render_opts(yaml, frames, output, 0, NULL, c, stats, NULL);
 }
 
 static double max_abs_u8(const uint8_t *a, const uint8_t *b, size_t n, double *mean)
@@ -182,7 +221,7 @@ static const char *morph_yaml =
     "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
 
 /* Frame k of a morph is decode(final latent of x0* for lerp(e_a, e_b, t_k)). */
-static void test_morph_frames(sdm_engine *e)
+static void test_morph_frames(sdm_engine *e, sdm_module *unet)
 {
     capture c = { 0 };
     sdm_render_stats st;
@@ -203,7 +242,7 @@ static void test_morph_frames(sdm_engine *e)
     float *xTh = host_f32(xT), *x0 = malloc(n * sizeof *x0), *lat = malloc(n * sizeof *lat);
     double *want = malloc(n * sizeof *want);
     float *x0u;
-    sdm_tensor *x0u_t = target(e, eu, h, w);
+    sdm_tensor *x0u_t = target(unet, eu, h, w);
     x0u = host_f32(x0u_t);
 
     for (int k = 0; k < c.n && k < 5; k++) {
@@ -218,7 +257,7 @@ static void test_morph_frames(sdm_engine *e)
             sdm_tensor_clone(eb, &mix);
         else
             sdm_tensor_axpby(1.0 - t, ea, t, eb, &mix);
-        x0c_t = target(e, mix, h, w);
+        x0c_t = target(unet, mix, h, w);
         float *x0c = host_f32(x0c_t);
         guided_target(x0c, x0u, 7.5, n, x0);
         ddim_closed_form(b, 10, x0, xTh, n, want);
@@ -600,19 +639,22 @@ static void test_determinism(void)
     }
 }
 
-/* Out of memory mid-render: the batch halves (said once) and the render
- * goes on, with the frames it would have made anyway. */
+/* Out of memory mid-render (a real out-of-memory status from the UNet
+ * call): the batch halves (said once) and the render goes on, with the
+ * frames it would have made anyway. */
 static void test_oom_fallback(void)
 {
     capture big = { 0 }, one = { 0 };
     sdm_render_stats st;
+    oom_unet oom = { NULL, NULL, 4, 0 };    /* two guided frames fit */
     size_t bytes = 64 * 64 * 3;
     double worst = 0;
 
-    CHECK(render_opts(morph_yaml, NULL, NULL, 8, 2, &big, &st) == 0);
+    CHECK(render_opts(morph_yaml, NULL, NULL, 8, &oom, &big, &st, NULL) == 0);
     CHECK_INT(st.batch, 2);
     CHECK_INT(st.batch_halved, 1);      /* 8 is cut to the 5 frames there are, then 5 → 2 */
-    CHECK(render_opts(morph_yaml, NULL, NULL, 1, 0, &one, &st) == 0);
+    CHECK_INT(oom.failed, 1);
+    CHECK(render_opts(morph_yaml, NULL, NULL, 1, NULL, &one, &st, NULL) == 0);
     CHECK_INT(big.n, 5);
     CHECK_INT(one.n, 5);
     for (int k = 0; k < big.n && k < one.n; k++)
@@ -621,6 +663,34 @@ static void test_oom_fallback(void)
     CHECK(worst <= 1);
     capture_free(&big);
     capture_free(&one);
+}
+
+/* Out of memory even at one frame per call: the render fails with what
+ * happened and the advice, said once (torch_api and the pipeline both
+ * gave it once, so it was read twice). */
+static void test_oom_at_one_frame(void)
+{
+    capture c = { 0 };
+    sdm_render_stats st;
+    sdm_error err = { 0 };
+    oom_unet oom = { NULL, NULL, 0, 0 };
+    const char *lower;
+    int n_lower = 0;
+
+    CHECK_INT(render_opts(morph_yaml, NULL, NULL, 4, &oom, &c, &st, &err), -1);
+    CHECK_INT(err.code, SDM_EXIT_RUNTIME);
+    CHECK_INT(err.out_of_memory, 1);
+    CHECK_INT(st.batch_halved, 2);      /* 4 → 2 → 1, which fails too */
+    CHECK_INT(oom.failed, 3);
+    CHECK_INT(c.n, 0);
+    CHECK_CONTAINS(err.msg, "out of device memory during UNet");
+    CHECK_CONTAINS(err.msg, "out of memory (");     /* torch_api's facts */
+    for (lower = strstr(err.msg, "lower"); lower; lower = strstr(lower + 1, "lower"))
+        n_lower++;
+    CHECK_INT(n_lower, 1);
+    CHECK_CONTAINS(err.msg, "lower --batch (or width/height)");
+    printf("oom at one frame: %s\n", err.msg);
+    capture_free(&c);
 }
 
 /* The output records the sdmorph version, the recipe and the bundle. */
@@ -675,7 +745,7 @@ static void test_interrupt_pipelined(void)
     stopper s = { { 0 }, 1, 0 };
     int rc;
 
-    CHECK(render_opts(yaml, NULL, NULL, 2, 0, &full, &st) == 0);
+    CHECK(render_opts(yaml, NULL, NULL, 2, NULL, &full, &st, NULL) == 0);
     CHECK_INT(full.n, 10);
     if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err))
         goto end;
@@ -748,11 +818,18 @@ static void test_keep_as_latents(void)
 int main(void)
 {
     sdm_engine *e = analytic_engine(model_dir, sizeof model_dir);
+    sdm_denoiser *d = NULL;
+    sdm_module *unet = NULL;
 
     if (!e)
         return test_report();
-    test_ddim_closed_form(e);
-    test_morph_frames(e);
+    d = engine_denoiser(e);
+    unet = analytic_unet(e);
+    CHECK(d && unet);
+    if (d && unet) {
+        test_ddim_closed_form(e, d, unet);
+        test_morph_frames(e, unet);
+    }
     test_mp4_roundtrip();
     test_walk_frame_alone();
     test_ancestral_seed_morph();
@@ -760,9 +837,12 @@ int main(void)
     test_reuse_render();
     test_determinism();
     test_oom_fallback();
+    test_oom_at_one_frame();
     test_interrupt_pipelined();
     test_keep_as_latents();
     test_metadata();
+    sdm_module_free(&unet);
+    sdm_denoiser_free(&d);
     sdm_engine_free(&e);
     return test_report();
 }

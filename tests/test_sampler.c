@@ -381,29 +381,28 @@ static int step_noise_fn(void *user, int step, sdm_tensor **noise, sdm_error *er
     return 0;
 }
 
-/* Initial noise randn(seed)·init_sigma, denoised with schedule s (its first
- * n_steps steps); the final latent as host floats. */
-static float *run_engine(sdm_engine *e, const sdm_schedule *s, uint64_t seed, const int64_t *shape,
+/* Initial noise randn(seed) (the denoiser scales it by init_sigma),
+ * denoised with schedule s (its first n_steps steps); the final latent as
+ * host floats. */
+static float *run_engine(sdm_denoiser *d, const sdm_schedule *s, uint64_t seed, const int64_t *shape,
                          const sdm_tensor *cond, const sdm_tensor *uncond, double g)
 {
-    sdm_tensor *z = NULL, *x = NULL, *lat = NULL;
+    sdm_tensor *z = NULL, *lat = NULL;
     step_noise sn = { seed, { shape[0], shape[1], shape[2], shape[3] } };
     sdm_error err = { 0 };
     float *v = NULL;
 
-    if (sdm_tensor_randn(seed, shape, 4, cpu, &z) || sdm_tensor_axpby(s->init_sigma, z, 0, NULL, &x)) {
+    if (sdm_tensor_randn(seed, shape, 4, cpu, &z)) {
         fprintf(stderr, "noise: %s\n", sdm_torch_last_error());
         goto end;
     }
-    if (sdm_engine_denoise(e, s, x, cond, g > 1 ? uncond : NULL, &g, s->uses_noise ? step_noise_fn : NULL, &sn,
-                           NULL, &lat, &err)) {
+    if (denoise(d, s, z, cond, g > 1 ? uncond : NULL, g, s->uses_noise ? step_noise_fn : NULL, &sn, &lat, &err)) {
         fprintf(stderr, "denoise: %s\n", err.msg);
         goto end;
     }
     v = host_f32(lat);
 end:
     sdm_tensor_free(&z);
-    sdm_tensor_free(&x);
     sdm_tensor_free(&lat);
     return v;
 }
@@ -413,6 +412,8 @@ static void engine_closed_forms(const char *dir)
     enum { H = 8, W = 8, N = 4 * H * W };
     const int64_t shape[4] = { 1, 4, H, W };
     sdm_engine *e = NULL;
+    sdm_denoiser *d = NULL;
+    sdm_module *unet = NULL;
     const sdm_tensor *ec = NULL, *eu = NULL;
     sdm_tensor *x0c_t = NULL, *x0u_t = NULL, *z_t = NULL;
     float *x0c = NULL, *x0u = NULL, *z = NULL;
@@ -428,12 +429,15 @@ static void engine_closed_forms(const char *dir)
         return;
     }
     b = sdm_engine_bundle(e);
+    d = engine_denoiser(e);
+    unet = analytic_unet(e);
+    CHECK(d && unet);
     CHECK_INT(sdm_engine_embed(e, "a red fox in the snow", &ec, &err), 0);
     CHECK_INT(sdm_engine_embed(e, "", &eu, &err), 0);
-    if (!ec || !eu)
+    if (!ec || !eu || !d)
         goto end;
-    x0c_t = target(e, ec, H, W);
-    x0u_t = target(e, eu, H, W);
+    x0c_t = target(unet, ec, H, W);
+    x0u_t = target(unet, eu, H, W);
     if (!x0c_t || !x0u_t || sdm_tensor_randn(seed, shape, 4, cpu, &z_t))
         goto end;
     x0c = host_f32(x0c_t);
@@ -453,7 +457,7 @@ static void engine_closed_forms(const char *dir)
                         CHECK(0);
                         continue;
                     }
-                    out = run_engine(e, &s, seed, shape, ec, eu, g);
+                    out = run_engine(d, &s, seed, shape, ec, eu, g);
                     CHECK(out != NULL);
                     for (int j = 0; out && j < N; j++) {
                         double x0s = g > 1 ? x0u[j] + g * ((double)x0c[j] - x0u[j]) : x0c[j];
@@ -481,6 +485,8 @@ end:
     sdm_tensor_free(&x0c_t);
     sdm_tensor_free(&x0u_t);
     sdm_tensor_free(&z_t);
+    sdm_module_free(&unet);
+    sdm_denoiser_free(&d);
     sdm_engine_free(&e);
 }
 
@@ -514,7 +520,8 @@ static void test_engine_closed_forms(void)
 typedef struct {
     char name[32];
     sdm_engine *e;
-    sdm_module *text;
+    sdm_denoiser *d;
+    sdm_module *text, *unet;
     int missing;
 } fixture_bundle;
 
@@ -552,6 +559,11 @@ static fixture_bundle *fixture_bundle_get(fixture_bundle *fb, int n, const char 
                 fprintf(stderr, "%s: %s%s\n", dir, err.msg, err.msg[0] ? "" : sdm_torch_last_error());
                 CHECK(0);
                 fb[i].missing = 1;
+            } else {
+                fb[i].unet = analytic_unet(fb[i].e);
+                fb[i].d = engine_denoiser(fb[i].e);
+                fb[i].missing = !fb[i].unet || !fb[i].d;
+                CHECK(!fb[i].missing);
             }
         }
         if (!strcmp(fb[i].name, name))
@@ -644,7 +656,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
             CHECK(0);
             continue;
         }
-        out = run_engine(fb->e, &part, seed, shape, cond, uncond, g);
+        out = run_engine(fb->d, &part, seed, shape, cond, uncond, g);
         d = out ? latent_diff(jget(cp, "latent"), out, n) : INFINITY;
         if (d > 1e-4 || getenv("SDM_TEST_VERBOSE"))
             fprintf(stderr, "%s: after %d steps off diffusers by %g\n", what, part.n_steps, d);
@@ -697,7 +709,7 @@ static void test_fixtures(void)
         if (!strcmp(b->name, "analytic") && !ran) {
             /* the bundle must be the one the fixture was made with */
             sdm_tensor *emb = fixture_embed(b, jget(doc, "prompts"), "a");
-            sdm_tensor *x0 = emb ? target(b->e, emb, (int)shape[2], (int)shape[3]) : NULL;
+            sdm_tensor *x0 = emb ? target(b->unet, emb, (int)shape[2], (int)shape[3]) : NULL;
             float *v = x0 ? host_f32(x0) : NULL;
             double d = v ? latent_diff(jget(doc, "target_a"), v, (size_t)sdm_tensor_numel(x0)) : INFINITY;
             if (d > 1e-5)
@@ -717,6 +729,8 @@ static void test_fixtures(void)
 end:
     for (int i = 0; i < 4; i++) {
         sdm_module_free(&fb[i].text);
+        sdm_module_free(&fb[i].unet);
+        sdm_denoiser_free(&fb[i].d);
         sdm_engine_free(&fb[i].e);
     }
     json_object_put(doc);

@@ -3,6 +3,7 @@
  * call errors, and the analytic bundle's exact answers (eps identity). */
 #include "test.h"
 #include "torch_api.h"
+#include "torch_error.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -28,6 +29,24 @@ static int get_f32(const sdm_tensor *t, float *dst, size_t n)
         return -1;
     }
     return 0;
+}
+
+/* A real out-of-memory failure on the CPU: 2^62 bytes, more than any
+ * address space, so it fails even where the kernel overcommits (a merely
+ * huge size would be granted and then filled, and the OOM killer would end
+ * the test). */
+static sdm_torch_status host_oom(sdm_tensor **t)
+{
+    const int64_t huge[2] = { 1LL << 30, 1LL << 30 };
+    return sdm_tensor_zeros(SDM_F32, huge, 2, CPU, t);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
 }
 
 /* --- names ---------------------------------------------------------------- */
@@ -584,17 +603,15 @@ static void test_errors(void)
         CHECK_INT(sdm_cuda_mem_info(CPU, &fr, &to), SDM_TORCH_ERROR);
     }
 
-    /* running out of memory is its own status, and says what to do */
+    /* running out of memory is its own status; the message says what
+     * happened and leaves the advice to the pipeline (torch_error.h) */
     {
-        /* 2^62 bytes: more than any address space, so it fails even where
-         * the kernel overcommits (a merely huge size would be granted and
-         * then filled, and the OOM killer would end the test) */
-        const int64_t huge[2] = { 1LL << 30, 1LL << 30 };
         sdm_tensor *t = NULL;
-        CHECK_INT(sdm_tensor_zeros(SDM_F32, huge, 2, CPU, &t), SDM_TORCH_OOM);
+        CHECK_INT(host_oom(&t), SDM_TORCH_OOM);
         CHECK(t == NULL);
-        CHECK_CONTAINS(sdm_torch_last_error(), "out of memory");
-        CHECK_CONTAINS(sdm_torch_last_error(), "lower the batch size");
+        CHECK_CONTAINS(sdm_torch_last_error(), "zeros: out of memory (");
+        CHECK(strstr(sdm_torch_last_error(), "lower") == NULL);
+        printf("CPU OOM message: %s\n", sdm_torch_last_error());
     }
 
     /* the message is per thread */
@@ -957,12 +974,15 @@ static void test_cuda(void)
     sdm_tensor_free(&g);
     sdm_tensor_free(&c);
 
-    /* out of device memory: its own status, and what to do */
+    /* out of device memory: its own status, and what happened (what was
+     * asked, what the GPU has), without advice */
     {
         const int64_t huge[2] = { 1LL << 20, 1LL << 20 };   /* 4 TiB of float32 */
         CHECK_INT(sdm_tensor_zeros(SDM_F32, huge, 2, cuda, &g), SDM_TORCH_OOM);
         CHECK(g == NULL);
-        CHECK_CONTAINS(sdm_torch_last_error(), "lower the batch size");
+        CHECK_CONTAINS(sdm_torch_last_error(), "zeros: out of memory (");
+        CHECK_CONTAINS(sdm_torch_last_error(), "Tried to allocate");
+        CHECK(strstr(sdm_torch_last_error(), "lower") == NULL);
         printf("CUDA OOM message: %s\n", sdm_torch_last_error());
     }
     test_rgb8(cuda);   /* and the device works on after it */
@@ -976,6 +996,40 @@ static void test_cuda(void)
     }
 }
 
+/* torch_error: the status as an sdm_error. Out of memory is flagged for
+ * the batch halving and carries the advice exactly once, after the facts. */
+static void test_torch_error(void)
+{
+    sdm_tensor *t = NULL;
+    sdm_torch_status st = host_oom(&t);
+    sdm_error err = { 0 }, first = { 0 }, other = { 0 };
+    const int64_t bad[1] = { 2 };
+
+    CHECK_INT(st, SDM_TORCH_OOM);
+    CHECK_INT(sdm_torch_error(&err, st, "UNet"), -1);
+    CHECK_INT(err.code, SDM_EXIT_RUNTIME);
+    CHECK_INT(err.out_of_memory, 1);
+    CHECK_CONTAINS(err.msg, "out of device memory during UNet; lower --batch (or width/height) and try again (");
+    CHECK_CONTAINS(err.msg, "zeros: out of memory (");
+    CHECK_INT(count_of(err.msg, "lower"), 1);
+    printf("pipeline OOM message: %s\n", err.msg);
+
+    /* the first error wins, out_of_memory included */
+    sdm_error_set(&first, SDM_EXIT_RUNTIME, "earlier");
+    sdm_torch_error(&first, st, "UNet");
+    CHECK_STR(first.msg, "earlier");
+    CHECK_INT(first.out_of_memory, 0);
+
+    /* any other failure: what was being done, and torch_api's message */
+    st = sdm_tensor_zeros(SDM_F32, bad, 1, (sdm_device){ SDM_DEVICE_CUDA, 64 }, &t);
+    CHECK_INT(st, SDM_TORCH_ERROR);
+    sdm_torch_error(&other, st, "VAE decode");
+    CHECK_INT(other.out_of_memory, 0);
+    CHECK_CONTAINS(other.msg, "VAE decode failed: ");
+    CHECK_CONTAINS(other.msg, sdm_torch_last_error());
+    CHECK(strstr(other.msg, "lower") == NULL);
+}
+
 int main(void)
 {
     sdm_torch_set_threads(2);
@@ -987,6 +1041,7 @@ int main(void)
     test_cat_narrow_cfg();
     test_rgb8(CPU);
     test_errors();
+    test_torch_error();
     test_analytic();
     test_download(CPU);
     test_graphs(CPU);
