@@ -15,7 +15,10 @@ BUILD    ?= build
 BIN      ?= sdmorph
 CFLAGS   ?= -O2 -g
 CXXFLAGS ?= -O2 -g
-WARN      = -Wall -Wextra -Wno-unused-parameter
+# WERROR=1 (CI) turns every warning into an error.
+WARN_ALL  = -Wall -Wextra -Wshadow -Wformat=2 $(if $(filter 1,$(WERROR)),-Werror)
+WARN      = $(WARN_ALL) -Wmissing-prototypes
+CXXWARN   = $(WARN_ALL) -Wmissing-declarations
 CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
@@ -125,7 +128,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(WARN) -c -o $@ $<
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(CXXWARN) -c -o $@ $<
 
 $(LIBA): $(LIBOBJ)
 	@rm -f $@

@@ -379,6 +379,8 @@ typedef struct {
 static int keep_image(void *user, int index, const uint8_t *rgb, int w, int h)
 {
     image *im = user;
+
+    (void)index;
     free(im->rgb);
     im->rgb = malloc((size_t)w * h * 3);
     memcpy(im->rgb, rgb, (size_t)w * h * 3);

@@ -406,7 +406,7 @@ static double largest_jump(const capture *c)
  * same per-step noise path), while euler_a must give x0*: seed-independent. */
 static void test_ancestral_seed_morph(void)
 {
-    const char *fmt =
+    const char *const fmt =
         "width: 64\nheight: 64\nsteps: 12\nguidance: 4\nsampler: %s\neta: %g\nframes: 8\n"
         "keyframes:\n  - {prompt: a lighthouse in a storm, seed: %d}\n  - {prompt: a lighthouse in a storm, seed: %d}\n";
     char yaml[512];
@@ -556,7 +556,7 @@ next:
  * second A is another picture, rendered. */
 static void test_reuse_render(void)
 {
-    const char *fmt =
+    const char *const fmt =
         "width: 64\nheight: 64\nsteps: 6\nguidance: 5\nseed: 3\nsampler: ddim\neta: 1\nframes: 3\nloop: cycle\n"
         "keyframes:\n  - a lighthouse in a storm\n  - a dense forest in the rain\n"
         "  - {prompt: a lighthouse in a storm%s}\n";

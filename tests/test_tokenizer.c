@@ -376,7 +376,7 @@ static int run_tokenize(char *out, size_t out_len, char *errs, size_t err_len, i
     return rc;
 }
 
-static const char *MODEL_YAML =
+static const char *const MODEL_YAML =
     "format: 1\nfamily: sd1\nprediction: epsilon\ndtype: float32\nlatent_channels: 4\nvae_scale: 8\n"
     "scaling_factor: 0.18215\nwidth: 512\nheight: 512\n"
     "text:\n  token_length: 77\n  hidden_size: 768\n  bos_id: 49406\n  eos_id: %d\n  pad_id: %d\n"

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "prompt.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int same(const sdm_prompt_runs *a, const sdm_prompt_runs *b)
 {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "plan.h"
 #include "recipe.h"
 
@@ -21,6 +22,8 @@ static FILE *devnull;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    (void)argc;
+    (void)argv;
     devnull = fopen("/dev/null", "w");
     sdm_log_set_level(SDM_LOG_COUNT);   /* the planner's warnings would flood the log */
     return 0;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz.h"
 #include "tokenizer.h"
 
 /* Merges, highest priority first; each left+right is added to the vocabulary. */
@@ -84,6 +85,8 @@ static sdm_tokenizer *load(const char *vocab, const char *merges, int token_leng
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    (void)argc;
+    (void)argv;
     char dir[] = "/tmp/sdm-fuzz-tok-XXXXXX", vocab[64], merges[64];
     FILE *f;
 
