@@ -380,9 +380,15 @@ fail:
     d->use_graphs = 0;
 }
 
+/* The captured loop runs batch `in` where everything but the batch size is
+ * the captured one and the batch is no larger: a smaller batch (the last
+ * one, one cut short by --frames or the de-duplication) fills the first
+ * rows of the static buffers, and the rest are computed and dropped. That
+ * costs a full batch's device time, far less than a loop run step by step
+ * at a shape no module was warmed up or compiled for. */
 static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_inputs *in)
 {
-    if (!lg->graph || lg->B != sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
+    if (!lg->graph || lg->B < sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
         lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) ||
         lg->in.first_step != in->first_step || lg->schedule != schedule_fingerprint(s))
         return 0;
@@ -392,25 +398,38 @@ static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_
     return 1;
 }
 
+/* in's B frames into the first B rows of the graph's static inputs. The
+ * embeddings of a guided loop are [negatives; prompts], each lg->B rows. */
+static sdm_torch_status loop_fill(loop_graph *lg, const step_inputs *in)
+{
+    int64_t B = sdm_tensor_dim(in->x, 0);
+    sdm_torch_status st;
+
+    st = sdm_tensor_copy_rows_(lg->in.x, 0, in->x, 0, B);
+    if (!st)
+        st = sdm_tensor_copy_rows_(lg->in.emb, 0, in->emb, 0, B);
+    if (!st && in->g)
+        st = sdm_tensor_copy_rows_(lg->in.emb, lg->B, in->emb, B, B);
+    if (!st && in->g)
+        st = sdm_tensor_copy_rows_(lg->in.g, 0, in->g, 0, B);
+    for (int i = 0; i < in->n_steps && !st; i++)
+        if (in->noise[i])
+            st = sdm_tensor_copy_rows_(lg->in.noise[i], 0, in->noise[i], 0, B);
+    return st;
+}
+
 /* New values into the graph's static inputs, one replay, and a copy of
- * its output (the next replay overwrites it). */
+ * its output's first B rows (the next replay overwrites it). */
 static int loop_replay(sdm_denoiser *d, const step_inputs *in, sdm_tensor **out, sdm_error *err)
 {
     loop_graph *lg = &d->graph;
     sdm_torch_status st;
 
-    st = sdm_tensor_copy_(lg->in.x, in->x);
-    if (!st)
-        st = sdm_tensor_copy_(lg->in.emb, in->emb);
-    if (!st && in->g)
-        st = sdm_tensor_copy_(lg->in.g, in->g);
-    for (int i = 0; i < in->n_steps && !st; i++)
-        if (in->noise[i])
-            st = sdm_tensor_copy_(lg->in.noise[i], in->noise[i]);
+    st = loop_fill(lg, in);
     if (!st)
         st = sdm_graph_replay(lg->graph);
     if (!st)
-        st = sdm_tensor_clone(lg->out, out);
+        st = sdm_tensor_narrow(lg->out, 0, sdm_tensor_dim(in->x, 0), out);
     if (st)
         return sdm_torch_error(err, st, "sampling (CUDA graph)");
     return 0;
@@ -427,8 +446,8 @@ int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b,
     if (d->use_graphs && loop_matches(&d->graph, s, &in)) {
         rc = loop_replay(d, &in, out, err);
     } else {
-        /* another shape (the last, smaller batch): its activations need the
-         * memory the captured loop holds */
+        /* another shape (larger, or another size or schedule): its
+         * activations need the memory the captured loop holds */
         loop_graph_clear(&d->graph);
         rc = timesteps_make(d, s, &in, err);
         if (!rc)

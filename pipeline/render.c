@@ -158,6 +158,17 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);
 }
 
+/* A render of fewer frames than the batch (--frames, a short recipe) keeps
+ * the batch where the captured loop runs the AOTInductor UNet: the
+ * denoiser fills part of the batch (denoiser.c, loop_matches), which costs
+ * a full call, far less than TorchScript's first calls at a new shape. */
+static int pads_small_renders(const render_state *S)
+{
+    int n = S->guided ? 2 * S->batch : S->batch;
+
+    return sdm_denoiser_graphs(S->denoiser) && sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w);
+}
+
 /* Frames per call, and what the loop keeps per render. */
 static int plan_batches(render_state *S, sdm_error *err)
 {
@@ -168,7 +179,7 @@ static int plan_batches(render_state *S, sdm_error *err)
     for (int i = 0; i < pl->n_renders; i++)
         S->guided |= sdm_guided(pl->renders[i].guidance);
     S->batch = p->batch > 0 ? p->batch : S->r->batch > 0 ? S->r->batch : auto_batch(S);
-    if (S->batch > pl->n_renders)
+    if (S->batch > pl->n_renders && !pads_small_renders(S))
         S->batch = pl->n_renders;
     S->frame_bytes = (size_t)S->width * S->height * 3;
     if (sdm_frame_cache_new(pl->sequence, pl->n_sequence, pl->n_renders, S->frame_bytes, budget, &S->cache, err))

@@ -1033,6 +1033,23 @@ sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src)
     });
 }
 
+sdm_torch_status sdm_tensor_copy_rows_(sdm_tensor *dst, int64_t dst_row, const sdm_tensor *src, int64_t src_row,
+                                       int64_t n)
+{
+    return guarded("copy rows", [&] {
+        if (!dst)
+            throw op_error("copy rows: dst is NULL");
+        const at::Tensor &x = arg(src, "copy rows", "src");
+        at::Tensor &y = dst->t;
+        if (x.dim() < 1 || x.dim() != y.dim() || !x.sizes().slice(1).equals(y.sizes().slice(1)))
+            throw op_error("copy rows: shapes differ past the rows: " + shape_str(y) + " and " + shape_str(x));
+        if (n < 0 || src_row < 0 || dst_row < 0 || src_row > x.size(0) - n || dst_row > y.size(0) - n)
+            throw op_error("copy rows: " + std::to_string(n) + " rows from " + std::to_string(src_row) + " of "
+                           + shape_str(x) + " to " + std::to_string(dst_row) + " of " + shape_str(y));
+        y.narrow(0, dst_row, n).copy_(x.narrow(0, src_row, n), /*non_blocking=*/true);
+    });
+}
+
 int sdm_graphs_available(void)
 {
 #ifdef SDM_HAVE_CUDA_GRAPHS

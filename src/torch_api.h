@@ -166,6 +166,10 @@ sdm_torch_status sdm_graph_replay(sdm_graph *g);
 void sdm_graph_free(sdm_graph **g);   /* also ends a capture left open */
 /* dst ← src in place (same shape; converts dtype), asynchronously on the device. */
 sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src);
+/* Rows [dst_row, dst_row + n) of dst ← rows [src_row, src_row + n) of src,
+ * in place (other dimensions equal): fills part of a static buffer. */
+sdm_torch_status sdm_tensor_copy_rows_(sdm_tensor *dst, int64_t dst_row, const sdm_tensor *src, int64_t src_row,
+                                       int64_t n);
 
 /* --- downloads ----------------------------------------------------------------
  * A device-to-host copy that does not wait: the GPU can go on with the next

@@ -452,6 +452,22 @@ static void test_cat_narrow_cfg(void)
     CHECK_INT(sdm_tensor_narrow(c, -1, 1, &n), SDM_TORCH_ERROR);
     CHECK_INT(sdm_tensor_cat(both, 0, &n), SDM_TORCH_ERROR);
 
+    /* copy_rows_: b's row into c's row 1, the rest of c untouched; rows
+     * out of range or other widths are refused */
+    CHECK_INT(sdm_tensor_copy_rows_(c, 1, b, 0, 1), SDM_TORCH_OK);
+    CHECK(get_f32(c, r, 6) == 0 && r[0] == 1 && r[1] == 2 && r[2] == 5 && r[3] == 6 && r[4] == 5 && r[5] == 6);
+    CHECK_INT(sdm_tensor_copy_rows_(c, 0, a, 1, 2), SDM_TORCH_ERROR);
+    CHECK_CONTAINS(sdm_torch_last_error(), "2 rows from 1");
+    CHECK_INT(sdm_tensor_copy_rows_(c, 2, a, 0, 2), SDM_TORCH_ERROR);
+    {
+        const int64_t s13[2] = { 1, 3 };
+        const float wv[3] = { 0, 0, 0 };
+        sdm_tensor *wide = make_f32(wv, s13, 2, CPU);
+        CHECK_INT(sdm_tensor_copy_rows_(c, 0, wide, 0, 1), SDM_TORCH_ERROR);
+        CHECK_CONTAINS(sdm_torch_last_error(), "shapes differ past the rows");
+        sdm_tensor_free(&wide);
+    }
+
     /* cfg on [u0, u1, c0, c1] rows of 2: out[i] = u[i] + g[i](c[i] - u[i]) */
     {
         const float gv[8] = { 0, 1, 2, 3, 10, 11, 12, 13 };
