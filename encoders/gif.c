@@ -50,11 +50,25 @@
 #include <libavutil/opt.h>
 
 #include "ffutil.h"
+#include "workpool.h"
 
 /* paletteuse's options for each sdm_gif_dither. */
 static const char *const dither_opts[SDM_GIF_DITHER_COUNT] = {
     "bayer:bayer_scale=2", "sierra2_4a", "floyd_steinberg", "none"
 };
+
+/* One filter graph: [in] (RGB24 frames), optionally [pal] (a palette), [out]. */
+typedef struct {
+    AVFilterGraph *graph;
+    AVFilterContext *src, *pal_src, *sink;
+} gif_graph;
+
+/* One frame in flight: its RGB24 copy in, its PAL8 picture out. */
+typedef struct {
+    int64_t index;
+    AVFrame *rgb, *pal8;
+    sdm_error err;
+} gif_job;
 
 typedef struct {
     char *target;
@@ -63,26 +77,32 @@ typedef struct {
     sdm_gif_dither dither;
     AVRational rate;
 
-    AVFilterGraph *graph;
-    AVFilterContext *src, *pal_src, *sink;
+    /* Each worker quantizes whole frames in a graph of its own; jobs come
+     * back in order and are encoded on the GIF's own thread. */
+    sdm_workpool *pool;
+    gif_graph *graphs;          /* one per worker */
+    int n_graphs;
+    gif_job *jobs;              /* the pool's depth; job k%n_jobs is frame k's */
+    int n_jobs;
+    int64_t submitted;
 
-    char *spool_path;       /* palette per stream: the frames, raw RGB24 */
+    gif_graph stats;            /* palette per stream: palettegen=stats_mode=full */
+    AVFrame *stats_in;
+    char *spool_path;           /* palette per stream: the frames, raw RGB24 */
     FILE *spool;
     int64_t spooled;
 
     AVFormatContext *oc;
     AVCodecContext *enc;
     AVStream *st;
-    AVFrame *in, *filt;
     AVPacket *pkt;
-    int64_t next_pts;       /* frames given to the graph */
-    int64_t encoded;        /* frames given to the encoder */
+    int64_t encoded;            /* frames given to the encoder */
 } gif_ctx;
 
-static void free_graph(gif_ctx *g)
+static void free_graph(gif_graph *q)
 {
-    avfilter_graph_free(&g->graph);
-    g->src = g->pal_src = g->sink = NULL;
+    avfilter_graph_free(&q->graph);
+    q->src = q->pal_src = q->sink = NULL;
 }
 
 static void gif_free(void **pctx)
@@ -91,7 +111,17 @@ static void gif_free(void **pctx)
 
     if (!g)
         return;
-    free_graph(g);
+    sdm_workpool_free(&g->pool);        /* first: its workers use the graphs and jobs */
+    for (int i = 0; g->graphs && i < g->n_graphs; i++)
+        free_graph(&g->graphs[i]);
+    for (int i = 0; g->jobs && i < g->n_jobs; i++) {
+        av_frame_free(&g->jobs[i].rgb);
+        av_frame_free(&g->jobs[i].pal8);
+    }
+    av_free(g->graphs);
+    av_free(g->jobs);
+    free_graph(&g->stats);
+    av_frame_free(&g->stats_in);
     if (g->spool)
         fclose(g->spool);
     if (g->spool_path)
@@ -100,15 +130,13 @@ static void gif_free(void **pctx)
         avio_closep(&g->oc->pb);
     avformat_free_context(g->oc);
     avcodec_free_context(&g->enc);
-    av_frame_free(&g->in);
-    av_frame_free(&g->filt);
     av_packet_free(&g->pkt);
     av_free(g->spool_path);
     av_free(g->target);
     av_freep(pctx);
 }
 
-static int make_source(gif_ctx *g, AVFilterContext **src, const char *name, int w, int h,
+static int make_source(const gif_ctx *g, gif_graph *q, AVFilterContext **src, const char *name, int w, int h,
                        int pix_fmt, sdm_error *err)
 {
     char args[256];
@@ -116,64 +144,71 @@ static int make_source(gif_ctx *g, AVFilterContext **src, const char *name, int 
 
     snprintf(args, sizeof args, "video_size=%dx%d:pix_fmt=%d:time_base=%d/%d:pixel_aspect=1/1",
              w, h, pix_fmt, g->rate.den, g->rate.num);
-    ret = avfilter_graph_create_filter(src, avfilter_get_by_name("buffer"), name, args, NULL, g->graph);
+    ret = avfilter_graph_create_filter(src, avfilter_get_by_name("buffer"), name, args, NULL, q->graph);
     if (ret < 0)
         return sdm_ff_error(err, ret, "%s: cannot create the filter graph's source", g->target);
     return 0;
 }
 
-/* Builds g->graph from desc, whose inputs are labelled [in] (the frames) and,
- * when palette is not NULL, [pal] (a palette frame), and whose output is
- * [out]. pal8 != 0 makes the output PAL8. */
-static int build_graph(gif_ctx *g, const char *desc, const AVFrame *palette, int pal8, sdm_error *err)
+/* Builds q from desc, whose inputs are labelled [in] (the frames) and, when
+ * palette is not NULL, [pal] (a palette frame, given to it and ended here),
+ * and whose output is [out]. pal8 != 0 makes the output PAL8. */
+static int build_graph(const gif_ctx *g, gif_graph *q, const char *desc, const AVFrame *palette, int pal8,
+                       sdm_error *err)
 {
     static const enum AVPixelFormat pal8_only[] = { AV_PIX_FMT_PAL8, AV_PIX_FMT_NONE };
     AVFilterInOut *outputs = NULL, *inputs = NULL, *pal_out = NULL;
     int ret = -1, averr;
 
-    free_graph(g);
-    g->graph = avfilter_graph_alloc();
+    free_graph(q);
+    q->graph = avfilter_graph_alloc();
     outputs = avfilter_inout_alloc();
     inputs = avfilter_inout_alloc();
     if (palette)
         pal_out = avfilter_inout_alloc();
-    if (!g->graph || !outputs || !inputs || (palette && !pal_out)) {
+    if (!q->graph || !outputs || !inputs || (palette && !pal_out)) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    /* palettegen and paletteuse are single-threaded; one thread for the graph. */
-    g->graph->nb_threads = 1;
-    if (make_source(g, &g->src, "in", g->width, g->height, AV_PIX_FMT_RGB24, err) < 0)
+    /* palettegen and paletteuse are single-threaded; the workers are the parallelism. */
+    q->graph->nb_threads = 1;
+    if (make_source(g, q, &q->src, "in", g->width, g->height, AV_PIX_FMT_RGB24, err) < 0)
         goto end;
-    if (palette && make_source(g, &g->pal_src, "pal", palette->width, palette->height, palette->format, err) < 0)
+    if (palette && make_source(g, q, &q->pal_src, "pal", palette->width, palette->height, palette->format, err) < 0)
         goto end;
-    averr = avfilter_graph_create_filter(&g->sink, avfilter_get_by_name("buffersink"), "out", NULL, NULL, g->graph);
+    averr = avfilter_graph_create_filter(&q->sink, avfilter_get_by_name("buffersink"), "out", NULL, NULL, q->graph);
     if (averr >= 0 && pal8)
-        averr = av_opt_set_int_list(g->sink, "pix_fmts", pal8_only, AV_PIX_FMT_NONE, AV_OPT_SEARCH_CHILDREN);
+        averr = av_opt_set_int_list(q->sink, "pix_fmts", pal8_only, AV_PIX_FMT_NONE, AV_OPT_SEARCH_CHILDREN);
     if (averr < 0) {
         sdm_ff_error(err, averr, "%s: cannot create the filter graph's sink", g->target);
         goto end;
     }
 
     outputs->name = av_strdup("in");
-    outputs->filter_ctx = g->src;
+    outputs->filter_ctx = q->src;
     outputs->pad_idx = 0;
     outputs->next = pal_out;
     if (pal_out) {
         pal_out->name = av_strdup("pal");
-        pal_out->filter_ctx = g->pal_src;
+        pal_out->filter_ctx = q->pal_src;
         pal_out->pad_idx = 0;
         pal_out->next = NULL;
     }
     pal_out = NULL;     /* owned by outputs now */
     inputs->name = av_strdup("out");
-    inputs->filter_ctx = g->sink;
+    inputs->filter_ctx = q->sink;
     inputs->pad_idx = 0;
     inputs->next = NULL;
 
-    averr = avfilter_graph_parse_ptr(g->graph, desc, &inputs, &outputs, NULL);
+    averr = avfilter_graph_parse_ptr(q->graph, desc, &inputs, &outputs, NULL);
     if (averr >= 0)
-        averr = avfilter_graph_config(g->graph, NULL);
+        averr = avfilter_graph_config(q->graph, NULL);
+    if (averr >= 0 && palette) {
+        /* the palette is the graph's for good: every frame after is mapped with it */
+        averr = av_buffersrc_add_frame_flags(q->pal_src, (AVFrame *)palette, AV_BUFFERSRC_FLAG_KEEP_REF);
+        if (averr >= 0)
+            averr = av_buffersrc_add_frame_flags(q->pal_src, NULL, 0);
+    }
     if (averr < 0) {
         sdm_ff_error(err, averr, "%s: cannot set up the GIF filter graph '%s'", g->target, desc);
         goto end;
@@ -273,6 +308,76 @@ static int gif_check(const char *target, const sdm_sink_params *p, sdm_error *er
     return 0;
 }
 
+/* A worker's job: one RGB24 frame through the worker's graph to PAL8. Each
+ * graph gives a frame's picture as soon as it has the frame (palettegen's
+ * single mode and paletteuse keep nothing of earlier frames that changes a
+ * later one: the same bytes whichever worker, or how many, ran it). */
+static int quantize(void *ctx, int worker, void *job)
+{
+    gif_ctx *g = ctx;
+    gif_graph *q = &g->graphs[worker];
+    gif_job *j = job;
+    int ret;
+
+    j->rgb->pts = j->index;
+    ret = av_buffersrc_add_frame_flags(q->src, j->rgb, AV_BUFFERSRC_FLAG_KEEP_REF);
+    if (ret >= 0)
+        ret = av_buffersink_get_frame(q->sink, j->pal8);
+    if (ret == AVERROR(EAGAIN))
+        return sdm_error_set(&j->err, SDM_EXIT_RUNTIME, "%s: the GIF filter graph held frame %lld back",
+                             g->target, (long long)j->index);
+    if (ret < 0)
+        return sdm_ff_error(&j->err, ret, "%s: GIF filter graph failed", g->target);
+    return 0;
+}
+
+static int alloc_rgb(AVFrame **f, int w, int h)
+{
+    *f = av_frame_alloc();
+    if (!*f)
+        return -1;
+    (*f)->format = AV_PIX_FMT_RGB24;
+    (*f)->width = w;
+    (*f)->height = h;
+    return av_frame_get_buffer(*f, 0) < 0 ? -1 : 0;
+}
+
+/* The workers, their graphs (the per-frame palette's, else built for the
+ * second pass) and their jobs. Error diffusion with one palette for the
+ * stream maps only what changed since the previous frame (diff_mode), so
+ * each frame depends on the one before: one worker then. */
+static int open_workers(gif_ctx *g, const sdm_sink_params *p, const char *per_frame_desc, sdm_error *err)
+{
+    int serial = g->palette == SDM_GIF_PALETTE_STREAM &&
+                 g->dither != SDM_GIF_DITHER_BAYER && g->dither != SDM_GIF_DITHER_NONE;
+
+    g->n_graphs = serial ? 1 : sdm_workpool_threads(p->threads);
+    g->n_jobs = 2 * g->n_graphs;
+    g->graphs = av_calloc((size_t)g->n_graphs, sizeof *g->graphs);
+    g->jobs = av_calloc((size_t)g->n_jobs, sizeof *g->jobs);
+    if (!g->graphs || !g->jobs)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < g->n_jobs; i++)
+        if (alloc_rgb(&g->jobs[i].rgb, g->width, g->height) < 0 || !(g->jobs[i].pal8 = av_frame_alloc()))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; per_frame_desc && i < g->n_graphs; i++)
+        if (build_graph(g, &g->graphs[i], per_frame_desc, NULL, 1, err) < 0)
+            return -1;
+    return sdm_workpool_open(g->n_graphs, g->n_jobs, quantize, g, &g->pool, err);
+}
+
+static int open_spool(gif_ctx *g, const char *tmp_path, sdm_error *err)
+{
+    g->spool_path = av_asprintf("%s.spool", tmp_path);
+    if (!g->spool_path)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    g->spool = fopen(g->spool_path, "w+b");
+    if (!g->spool)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot create %s (frame spool %s): %s",
+                             g->target, g->spool_path, strerror(errno));
+    return 0;
+}
+
 /* Called after gif_check() passed. */
 static int gif_open(void **out, const char *tmp_path, const char *target,
                     const sdm_sink_params *p, sdm_error *err)
@@ -282,7 +387,7 @@ static int gif_open(void **out, const char *tmp_path, const char *target,
     int ret = -1;
 
     g = av_mallocz(sizeof *g);
-    if (!g || !(g->target = av_strdup(target))) {
+    if (!g || !(g->target = av_strdup(target)) || !(g->pkt = av_packet_alloc())) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -291,42 +396,22 @@ static int gif_open(void **out, const char *tmp_path, const char *target,
     g->palette = p->gif_palette;
     g->dither = p->gif_dither;
     g->rate = av_d2q(p->fps, 1001000);
-    g->in = av_frame_alloc();
-    g->filt = av_frame_alloc();
-    g->pkt = av_packet_alloc();
-    if (!g->in || !g->filt || !g->pkt) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    g->in->format = AV_PIX_FMT_RGB24;
-    g->in->width = p->width;
-    g->in->height = p->height;
-    if (av_frame_get_buffer(g->in, 0) < 0) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
 
     stats_scale(g, shrink, sizeof shrink);
     if (g->palette == SDM_GIF_PALETTE_FRAME) {
         snprintf(desc, sizeof desc, "[in]split[a][b];[a]%spalettegen=stats_mode=single:reserve_transparent=0[p];"
                  "[b][p]paletteuse=new=1:dither=%s[out]", shrink, dither_opts[g->dither]);
-        if (build_graph(g, desc, NULL, 1, err) < 0)
+        if (open_workers(g, p, desc, err) < 0)
             goto end;
     } else {
         snprintf(desc, sizeof desc, "[in]%spalettegen=stats_mode=full[out]", shrink);
-        if (build_graph(g, desc, NULL, 0, err) < 0)
-            goto end;
-        g->spool_path = av_asprintf("%s.spool", tmp_path);
-        if (!g->spool_path) {
+        if (alloc_rgb(&g->stats_in, g->width, g->height) < 0) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
             goto end;
         }
-        g->spool = fopen(g->spool_path, "w+b");
-        if (!g->spool) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot create %s (frame spool %s): %s",
-                          target, g->spool_path, strerror(errno));
+        if (build_graph(g, &g->stats, desc, NULL, 0, err) < 0 || open_workers(g, p, NULL, err) < 0 ||
+            open_spool(g, tmp_path, err) < 0)
             goto end;
-        }
     }
     if (open_muxer(g, tmp_path, err) < 0)
         goto end;
@@ -361,75 +446,122 @@ static int encode(gif_ctx *g, const AVFrame *frame, sdm_error *err)
     }
 }
 
-/* Takes every frame the graph has ready; encodes them when encode_out. */
-static int drain_graph(gif_ctx *g, int encode_out, sdm_error *err)
-{
-    for (;;) {
-        int ret = av_buffersink_get_frame(g->sink, g->filt);
-        if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
-            return 0;
-        if (ret < 0)
-            return sdm_ff_error(err, ret, "%s: GIF filter graph failed", g->target);
-        if (encode_out) {
-            g->filt->pict_type = AV_PICTURE_TYPE_NONE;
-            ret = encode(g, g->filt, err);
-            g->encoded++;
-        }
-        av_frame_unref(g->filt);
-        if (ret < 0)
-            return -1;
-    }
-}
-
-/* Gives one RGB24 frame (NULL: end of stream) to the graph's [in]. */
-static int feed(gif_ctx *g, const uint8_t *rgb, sdm_error *err)
+/* A finished job (rc: its result) to the encoder. */
+static int encode_job(gif_ctx *g, gif_job *j, int rc, sdm_error *err)
 {
     int ret;
 
-    if (!rgb) {
-        ret = av_buffersrc_add_frame_flags(g->src, NULL, 0);
+    if (rc < 0) {
+        ret = sdm_error_set(err, j->err.code, "%s", j->err.msg);
     } else {
-        /* The graph may still hold our last frame: get a buffer of our own. */
-        ret = av_frame_make_writable(g->in);
-        if (ret < 0)
-            return sdm_ff_error(err, ret, "%s: frame buffer", g->target);
-        av_image_copy_plane(g->in->data[0], g->in->linesize[0], rgb, 3 * g->width, 3 * g->width, g->height);
-        g->in->pts = g->next_pts++;
-        ret = av_buffersrc_add_frame_flags(g->src, g->in, AV_BUFFERSRC_FLAG_KEEP_REF);
+        j->pal8->pict_type = AV_PICTURE_TYPE_NONE;
+        ret = encode(g, j->pal8, err);
+        g->encoded++;
+    }
+    av_frame_unref(j->pal8);
+    return ret;
+}
+
+/* Encodes the jobs that have finished, oldest first; with `all`, waits for
+ * every job in flight, else stops at the first one still running. */
+static int collect(gif_ctx *g, int all, sdm_error *err)
+{
+    gif_job *j;
+    int rc;
+
+    while ((j = all ? sdm_workpool_take(g->pool, &rc) : sdm_workpool_poll(g->pool, &rc)))
+        if (encode_job(g, j, rc, err) < 0)
+            return -1;
+    return 0;
+}
+
+/* The job for the next frame, once the pool has room for it: while every
+ * job is in flight, waits for the oldest and encodes it (the back-pressure
+ * that keeps memory bounded). */
+static gif_job *next_job(gif_ctx *g, sdm_error *err)
+{
+    gif_job *j = &g->jobs[g->submitted % g->n_jobs], *old;
+    int rc, ret;
+
+    if (sdm_workpool_in_flight(g->pool) == g->n_jobs) {
+        old = sdm_workpool_take(g->pool, &rc);
+        if (encode_job(g, old, rc, err) < 0)
+            return NULL;
+    }
+    /* A graph may still hold this job's last frame: get a buffer of our own. */
+    ret = av_frame_make_writable(j->rgb);
+    if (ret < 0) {
+        sdm_ff_error(err, ret, "%s: frame buffer", g->target);
+        return NULL;
+    }
+    j->index = g->submitted;
+    return j;
+}
+
+static int submit(gif_ctx *g, gif_job *j, sdm_error *err)
+{
+    if (sdm_workpool_submit(g->pool, j) < 0)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the GIF worker pool is full", g->target);
+    g->submitted++;
+    return collect(g, 0, err);
+}
+
+/* Palette per stream, first pass: the frame to palettegen (which only
+ * counts colours until the end) and to the spool. */
+static int gather(gif_ctx *g, const uint8_t *rgb, sdm_error *err)
+{
+    size_t n = (size_t)g->width * g->height * 3;
+    int ret = av_frame_make_writable(g->stats_in);
+
+    if (ret >= 0) {
+        av_image_copy_plane(g->stats_in->data[0], g->stats_in->linesize[0], rgb, 3 * g->width, 3 * g->width,
+                            g->height);
+        g->stats_in->pts = g->spooled;
+        ret = av_buffersrc_add_frame_flags(g->stats.src, g->stats_in, AV_BUFFERSRC_FLAG_KEEP_REF);
     }
     if (ret < 0)
         return sdm_ff_error(err, ret, "%s: GIF filter graph failed", g->target);
+    if (fwrite(rgb, 1, n, g->spool) != n)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s",
+                             g->target, g->spool_path, strerror(errno));
+    g->spooled++;
     return 0;
 }
 
 static int gif_write(void *ctx, const uint8_t *rgb, sdm_error *err)
 {
     gif_ctx *g = ctx;
-    size_t n = (size_t)g->width * g->height * 3;
+    gif_job *j;
 
-    if (feed(g, rgb, err) < 0)
+    if (g->palette == SDM_GIF_PALETTE_STREAM)
+        return gather(g, rgb, err);
+    j = next_job(g, err);
+    if (!j)
         return -1;
-    if (g->palette == SDM_GIF_PALETTE_FRAME)
-        return drain_graph(g, 1, err);
-    /* palettegen holds no frame back; it only counts colours until the end. */
-    if (fwrite(rgb, 1, n, g->spool) != n)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s",
-                             g->target, g->spool_path, strerror(errno));
-    g->spooled++;
-    return drain_graph(g, 0, err);
+    av_image_copy_plane(j->rgb->data[0], j->rgb->linesize[0], rgb, 3 * g->width, 3 * g->width, g->height);
+    return submit(g, j, err);
 }
 
-/* Palette per stream, at the end: take the palette, then run the spooled
- * frames through paletteuse with it. */
+/* The next spooled frame into f. */
+static int read_frame(gif_ctx *g, AVFrame *f)
+{
+    size_t row = (size_t)g->width * 3;
+
+    for (int y = 0; y < g->height; y++)
+        if (fread(f->data[0] + (size_t)y * f->linesize[0], 1, row, g->spool) != row)
+            return -1;
+    return 0;
+}
+
+/* Palette per stream, at the end: take the palette, give it to every
+ * worker's paletteuse, then send the spooled frames through them. */
 static int second_pass(gif_ctx *g, sdm_error *err)
 {
     AVFrame *palette = av_frame_alloc();
-    uint8_t *rgb = av_malloc((size_t)g->width * g->height * 3);
-    size_t n = (size_t)g->width * g->height * 3;
     char desc[256];
     int ret = -1, averr;
 
-    if (!palette || !rgb) {
+    if (!palette) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
@@ -438,39 +570,35 @@ static int second_pass(gif_ctx *g, sdm_error *err)
                       g->target, g->spool_path, strerror(errno));
         goto end;
     }
-    if (feed(g, NULL, err) < 0)
-        goto end;
-    averr = av_buffersink_get_frame(g->sink, palette);
+    averr = av_buffersrc_add_frame_flags(g->stats.src, NULL, 0);
+    if (averr >= 0)
+        averr = av_buffersink_get_frame(g->stats.sink, palette);
     if (averr < 0) {
         sdm_ff_error(err, averr, "%s: palettegen gave no palette", g->target);
         goto end;
     }
-    snprintf(desc, sizeof desc, "[in][pal]paletteuse=dither=%s:diff_mode=rectangle[out]", dither_opts[g->dither]);
-    if (build_graph(g, desc, palette, 1, err) < 0)
-        goto end;
     palette->pts = 0;
-    averr = av_buffersrc_add_frame_flags(g->pal_src, palette, 0);
-    if (averr >= 0)
-        averr = av_buffersrc_add_frame_flags(g->pal_src, NULL, 0);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: GIF filter graph failed", g->target);
-        goto end;
-    }
+    snprintf(desc, sizeof desc, "[in][pal]paletteuse=dither=%s%s[out]", dither_opts[g->dither],
+             g->n_graphs == 1 ? ":diff_mode=rectangle" : "");
+    for (int i = 0; i < g->n_graphs; i++)
+        if (build_graph(g, &g->graphs[i], desc, palette, 1, err) < 0)
+            goto end;
     rewind(g->spool);
-    g->next_pts = 0;
     for (int64_t k = 0; k < g->spooled; k++) {
-        if (fread(rgb, 1, n, g->spool) != n) {
+        gif_job *j = next_job(g, err);
+        if (!j)
+            goto end;
+        if (read_frame(g, j->rgb) < 0) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: cannot read back frame %lld from %s",
                           g->target, (long long)k, g->spool_path);
             goto end;
         }
-        if (feed(g, rgb, err) < 0 || drain_graph(g, 1, err) < 0)
+        if (submit(g, j, err) < 0)
             goto end;
     }
     ret = 0;
 end:
     av_frame_free(&palette);
-    av_free(rgb);
     return ret;
 }
 
@@ -481,7 +609,7 @@ static int gif_finish(void *ctx, sdm_error *err)
 
     if (g->palette == SDM_GIF_PALETTE_STREAM && second_pass(g, err) < 0)
         return -1;
-    if (feed(g, NULL, err) < 0 || drain_graph(g, 1, err) < 0 || encode(g, NULL, err) < 0)
+    if (collect(g, 1, err) < 0 || encode(g, NULL, err) < 0)
         return -1;
     /* The muxer gives the last frame the previous frame's delay; at rates
      * that are not a whole number of 1/100 s the delays alternate (24 fps:

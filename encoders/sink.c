@@ -85,6 +85,7 @@ sdm_sink_params sdm_sink_default_params(void)
         .total_frames = 0,
         .gif_palette = SDM_GIF_PALETTE_FRAME,
         .gif_dither = SDM_GIF_DITHER_BAYER,
+        .threads = 0,
     };
     return p;
 }
@@ -196,6 +197,8 @@ static int check_params(const sdm_sink_params *p, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "frame rate %g is out of range (0, 1000]", p->fps);
     if (p->queue_frames < 1 || p->queue_frames > 1024)
         return sdm_error_set(err, SDM_EXIT_USAGE, "queue_frames %d is out of range 1..1024", p->queue_frames);
+    if (p->threads < 0 || p->threads > 64)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "threads %d is out of range 0..64", p->threads);
     if (p->total_frames < 0)
         return sdm_error_set(err, SDM_EXIT_USAGE, "total_frames %d is negative", p->total_frames);
     if (p->gif_palette < 0 || p->gif_palette >= SDM_GIF_PALETTE_COUNT ||

@@ -52,6 +52,9 @@ typedef struct {
     int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
     sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_FRAME */
     sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_BAYER */
+    int threads;            /* workers for the GIF's palettes and dithering, frames in
+                             * flight on all of them (0: one per CPU, at most 8; 1: on
+                             * the GIF's own thread). The bytes written do not depend on it */
     sdm_fileset *files;     /* the set the files join (targets already in it keep their
                              * temporary file); the caller commits it. NULL: the sink
                              * makes its own and commits it in finish */
