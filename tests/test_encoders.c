@@ -340,6 +340,55 @@ static void test_gif(void)
     }
 }
 
+/* Spreading the GIF's frames over workers changes no byte: one thread (all
+ * on the GIF's own), three, and more workers than frames, for a palette per
+ * frame and per stream, ordered dither and error diffusion. */
+static void test_gif_threads(void)
+{
+    static const struct { sdm_gif_palette pal; sdm_gif_dither dither; int frames; } cases[] = {
+        { SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_BAYER, 23 },
+        { SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_SIERRA2_4A, 9 },
+        { SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_BAYER, 23 },
+        { SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_FLOYD_STEINBERG, 9 },
+        { SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_NONE, 3 },
+    };
+    static const int threads[] = { 1, 3, 8 };
+
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        uint8_t *first = NULL;
+        long first_size = 0;
+        for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+            const char *out = in_dir("threads.gif");
+            sdm_sink_params p = sdm_sink_default_params();
+            sdm_error err = { 0 };
+            uint8_t *bytes;
+            long size;
+
+            p.width = 200;
+            p.height = 150;
+            p.gif_palette = cases[c].pal;
+            p.gif_dither = cases[c].dither;
+            p.threads = threads[t];
+            CHECK_INT(write_frames(&out, 1, NULL, &p, cases[c].frames, 0, &err), 0);
+            bytes = slurp(out, &size);
+            CHECK(bytes != NULL && size > 1000);
+            if (!first) {
+                first = bytes;
+                first_size = size;
+                continue;
+            }
+            CHECK(bytes && size == first_size && memcmp(bytes, first, (size_t)size) == 0);
+            if (!bytes || size != first_size || memcmp(bytes, first, (size_t)size) != 0)
+                fprintf(stderr, "  %s palette, %s dither: %d threads wrote other bytes than 1\n",
+                        sdm_gif_palette_name(cases[c].pal), sdm_gif_dither_name(cases[c].dither), threads[t]);
+            free(bytes);
+        }
+        free(first);
+    }
+    CHECK_INT(count_files(".tmp-"), 0);
+    CHECK_INT(count_files(".spool"), 0);
+}
+
 /* Flat frames whose colour encodes their index: (k & 255, k >> 8 * 16 + 7, 77). */
 static void flat_frame(int k, int w, int h, uint8_t *rgb)
 {
@@ -916,6 +965,7 @@ int main(void)
     test_names();
     test_mp4();
     test_gif();
+    test_gif_threads();
     test_sheet();
     test_several_outputs();
     test_partial();
