@@ -18,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "enum_table.h"
 #include "ffutil.h"
 #include "format.h"
 #include "paths.h"
@@ -59,19 +58,6 @@ struct sdm_sink {
     int ok;                             /* finish() succeeded */
 };
 
-static const sdm_enum_entry gif_palette_entries[] = {
-    { "frame", SDM_GIF_PALETTE_FRAME }, { "stream", SDM_GIF_PALETTE_STREAM }
-};
-static const sdm_enum_entry gif_dither_entries[] = {
-    { "bayer", SDM_GIF_DITHER_BAYER }, { "sierra2_4a", SDM_GIF_DITHER_SIERRA2_4A },
-    { "floyd_steinberg", SDM_GIF_DITHER_FLOYD_STEINBERG }, { "none", SDM_GIF_DITHER_NONE }
-};
-static const sdm_enum_table gif_palette_names = SDM_ENUM_TABLE(gif_palette_entries);
-static const sdm_enum_table gif_dither_names = SDM_ENUM_TABLE(gif_dither_entries);
-
-SDM_ENUM_FUNCTIONS(sdm_gif_palette, gif_palette_names)     /* sdm_gif_palette_name, sdm_gif_palette_from_str */
-SDM_ENUM_FUNCTIONS(sdm_gif_dither, gif_dither_names)       /* sdm_gif_dither_name, sdm_gif_dither_from_str */
-
 sdm_sink_params sdm_sink_default_params(void)
 {
     sdm_sink_params p = {
@@ -83,8 +69,8 @@ sdm_sink_params sdm_sink_default_params(void)
         .queue_frames = 8,
         .comment = NULL,
         .total_frames = 0,
-        .gif_palette = SDM_GIF_PALETTE_FRAME,
-        .gif_dither = SDM_GIF_DITHER_BAYER,
+        .gif_palette = SDM_GIF_PALETTE_DEFAULT,
+        .gif_dither = SDM_GIF_DITHER_DEFAULT,
         .threads = 0,
     };
     return p;

@@ -16,30 +16,11 @@
 
 #include "error.h"
 #include "fileset.h"
+#include "gif_options.h"   /* sdm_gif_palette, sdm_gif_dither */
 #include "output_name.h"    /* which names the sink writes: sdm_output_check */
 
 
 typedef struct sdm_sink sdm_sink;
-
-/* GIF quality settings (see encoders/gif.c for what each costs). */
-typedef enum {
-    SDM_GIF_PALETTE_FRAME,  /* a palette per frame: one pass, memory of a few frames (default) */
-    SDM_GIF_PALETTE_STREAM, /* one palette for the whole GIF: frames spooled to a file beside it */
-    SDM_GIF_PALETTE_COUNT
-} sdm_gif_palette;
-
-typedef enum {
-    SDM_GIF_DITHER_BAYER,       /* ordered: stable from frame to frame (default) */
-    SDM_GIF_DITHER_SIERRA2_4A,  /* error diffusion: finer, but its noise crawls between frames */
-    SDM_GIF_DITHER_FLOYD_STEINBERG,
-    SDM_GIF_DITHER_NONE,
-    SDM_GIF_DITHER_COUNT
-} sdm_gif_dither;
-
-const char *sdm_gif_palette_name(sdm_gif_palette v);
-int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out);   /* 0, or -1 if unknown */
-const char *sdm_gif_dither_name(sdm_gif_dither v);
-int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out);     /* 0, or -1 if unknown */
 
 typedef struct {
     int width, height;      /* of every frame (512x512); MP4 needs them even */
@@ -50,8 +31,8 @@ typedef struct {
     const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version): MP4
                              * "comment", PNG text chunk; FFmpeg's GIF muxer has none. May be NULL */
     int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
-    sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_FRAME */
-    sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_BAYER */
+    sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_DEFAULT */
+    sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_DEFAULT */
     int threads;            /* workers for the GIF's palettes and dithering, frames in
                              * flight on all of them (0: one per CPU, at most 8; 1: on
                              * the GIF's own thread). The bytes written do not depend on it */

@@ -13,6 +13,8 @@ sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflig
     kp.height = pf->height;
     kp.fps = r->fps;
     kp.total_frames = pf->plan.n_sequence;
+    kp.gif_palette = r->gif_palette;
+    kp.gif_dither = r->gif_dither;
     return kp;
 }
 

@@ -405,6 +405,8 @@ static const key_spec recipe_keys[] = {
     { "batch", h_int, R(batch), 0, 1024, NULL, 0 },
     { "output", h_outputs, 0, 0, 0, NULL, 0 },
     { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0 },
+    { "gif_palette", h_enum, R(gif_palette), 0, 0, &sdm_gif_palette_names, 0 },
+    { "gif_dither", h_enum, R(gif_dither), 0, 0, &sdm_gif_dither_names, 0 },
     { "loop", h_enum, R(loop), 0, 0, &loop_names, 0 },
     { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, K_DEFAULTS },
     { "interp", h_enum, KF(interp), 0, 0, &interp_names, K_DEFAULTS },
@@ -840,6 +842,8 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
     r->fps = 12;
     r->sampler = SDM_SAMPLER_DDIM;
     r->loop = SDM_LOOP_NONE;
+    r->gif_palette = SDM_GIF_PALETTE_DEFAULT;
+    r->gif_dither = SDM_GIF_DITHER_DEFAULT;
     L.def.frames = 16;
     L.def.interp = SDM_INTERP_LERP;
     L.def.ease = SDM_EASE_LINEAR;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "gif_options.h"
 
 typedef enum { SDM_INTERP_LERP, SDM_INTERP_SLERP, SDM_INTERP_COUNT } sdm_interp;
 typedef enum { SDM_EASE_LINEAR, SDM_EASE_SMOOTHSTEP, SDM_EASE_COSINE, SDM_EASE_COUNT } sdm_ease;
@@ -70,6 +71,8 @@ typedef struct {
     char **outputs;         /* output files; format by extension */
     int n_outputs;
     char *contact_sheet;    /* PNG grid of frames, NULL if none */
+    sdm_gif_palette gif_palette;    /* a GIF's colours: one palette or one per frame */
+    sdm_gif_dither gif_dither;
     sdm_loop loop;
     sdm_keyframe *keyframes;    /* for a walk: one, made from the walk's prompt,
                                    negative, seed and guidance (plan frames

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "output_name.h"
+#include "preflight.h"
 #include "recipe.h"
 #include "test.h"
 
@@ -86,6 +87,8 @@ static void test_defaults(void)
     CHECK(r->model == NULL);
     CHECK(r->contact_sheet == NULL);
     CHECK_INT(r->loop, SDM_LOOP_NONE);
+    CHECK_INT(r->gif_palette, SDM_GIF_PALETTE_STREAM);
+    CHECK_INT(r->gif_dither, SDM_GIF_DITHER_BAYER);
     CHECK_INT(r->n_outputs, 1);
     CHECK_STR(r->outputs[0], "out/t.mp4");
     CHECK(r->walk == NULL);
@@ -180,6 +183,32 @@ static void test_inheritance(void)
     CHECK_INT(r->keyframes[2].mark.col, 5);
     /* cycle: (1+1)+3 + (1+1)+7 + (1+2)+7 */
     CHECK_INT(sdm_recipe_shown_frames(r), 24);
+    sdm_recipe_free(&r);
+}
+
+/* The GIF's settings are read and handed to the sink as written. */
+static void test_gif_keys(void)
+{
+    sdm_preflight pf = { .width = 64, .height = 64 };
+    sdm_sink_params kp;
+    sdm_error err;
+    sdm_recipe *r = load("gif_palette: frame\ngif_dither: sierra2_4a\nkeyframes: [a]\noutput: x.gif\n", &err);
+
+    CHECK(r != NULL);
+    if (!r)
+        return;
+    CHECK_INT(r->gif_palette, SDM_GIF_PALETTE_FRAME);
+    CHECK_INT(r->gif_dither, SDM_GIF_DITHER_SIERRA2_4A);
+    kp = sdm_preflight_sink_params(r, &pf);
+    CHECK_INT(kp.gif_palette, SDM_GIF_PALETTE_FRAME);
+    CHECK_INT(kp.gif_dither, SDM_GIF_DITHER_SIERRA2_4A);
+    sdm_recipe_free(&r);
+    r = load("gif_palette: stream\ngif_dither: none\nkeyframes: [a]\n", &err);
+    CHECK(r != NULL);
+    if (!r)
+        return;
+    CHECK_INT(r->gif_palette, SDM_GIF_PALETTE_STREAM);
+    CHECK_INT(r->gif_dither, SDM_GIF_DITHER_NONE);
     sdm_recipe_free(&r);
 }
 
@@ -354,6 +383,9 @@ static const bad_case bad[] = {
     { "keyframes:\n", "t.yaml:1:11:", "expected a list of keyframes, found nothing" },
     { "loop: cycle\nkeyframes: [a]\n", "t.yaml:1:7:", "cycle needs at least 2 keyframes" },
     { "loop: backwards\nkeyframes: [a]\n", "t.yaml:1:7:", "expected none, pingpong or cycle" },
+    { "keyframes: [a]\ngif_palette: global\n", "t.yaml:2:14:", "'gif_palette': expected stream or frame, not 'global'" },
+    { "keyframes: [a]\ngif_dither: [bayer]\n", "t.yaml:2:13:",
+      "'gif_dither': expected bayer, sierra2_4a, floyd_steinberg or none" },
     { "walk: {prompt: a}\nloop: cycle\n", "t.yaml:2:7:", "set 'closed: true'" },
     { "frames: 100000\nloop: pingpong\nkeyframes: [a, b, c, d, e, f, g]\n", "t.yaml:3:12:",
       "the recipe shows 1200000 frames; expected at most 1000000" },
@@ -517,6 +549,7 @@ int main(void)
     test_output_names();
     test_defaults();
     test_inheritance();
+    test_gif_keys();
     test_walk();
     test_values();
     test_bad();
