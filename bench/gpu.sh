@@ -10,6 +10,9 @@
 #                              halves and goes on; a frame too large: a message, exit 1, no crash
 #   bench/gpu.sh cl_export     a channels_last TorchScript bundle beside the fp16 one (variant cl-graphs)
 #   bench/gpu.sh bench         16-frame 512x512 50-step DDIM morph: our variants vs diffusers
+#                              eager and diffusers + torch.compile
+#   bench/gpu.sh recipe        the real recipe (bench/recipes/pingpong3.yaml) to .rgb, .mp4,
+#                              .mp4 + .gif, + sheet: render-loop s/frame; full batches alone
 #   bench/gpu.sh memory        a 300-frame render: do host RSS and GPU memory stay flat?
 #   bench/gpu.sh fp16_spread   diffusers fp16 vs fp32, with its own noise and with ours
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
@@ -25,7 +28,9 @@ mkdir -p "$OUT" "$W"
 PY=${PYTHON:-python3}
 SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench memory fp16_spread"
+# Inductor's caches for the torch.compile reference, kept between runs in the work dir
+INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread"
@@ -377,6 +382,15 @@ bench() {
     echo "--- diffusers"
     sampled diffusers-b8 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 --batch 8 --steps 50 ||
         echo "diffusers batch 8: FAILED"
+    # the reference a Python user would pick: torch.compile on the UNet and
+    # the VAE decoder, warm, same frames and batch (SDM_BENCH_COMPILE=0: not run)
+    if [ "${SDM_BENCH_COMPILE:-1}" = 1 ]; then
+        echo "--- diffusers + torch.compile (mode ${SDM_COMPILE_MODE:-default}; Inductor cache $INDUCTOR_CACHE)"
+        sampled diffusers-compile-b8 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 16 \
+            --batch 8 --steps 50 --compile --compile-mode "${SDM_COMPILE_MODE:-default}" --cache-dir "$INDUCTOR_CACHE" ||
+            echo "diffusers + torch.compile batch 8: FAILED"
+        runs="$runs diffusers-compile-b8"
+    fi
     # SDM_BENCH_B1=0: no batch-1 baseline (a call short of time)
     if [ "${SDM_BENCH_B1:-1}" = 1 ]; then
         sampled diffusers-b1 $PY bench/sd15_reference.py bench --weights "$W/sd15-diffusers" --frames 4 --batch 1 \
@@ -475,26 +489,36 @@ def run(name):
 runs = [run(n) for n in names]
 ref = {r["name"]: r["spf"] for r in runs if r["name"].startswith("diffusers")}
 d8, d1 = ref.get("diffusers-b8", nan), ref.get("diffusers-b1", nan)
+dc8 = ref.get("diffusers-compile-b8", nan)
 repeats = any(re.search(r"-r([2-9]|\d\d+)$", n) for n in names)
 print(f"* GPU: {gpu}")
-print("* 16-frame 512x512 50-step DDIM morph, CFG 7.5, fp16; ratios: diffusers' s/frame over ours (>1: ours faster)")
-print(f"* {'variant':<16} {'batch':>6} {'s/frame':>8} {'vs diff b8':>10} {'vs diff b1':>10} {'MFU':>6} "
-      f"{'GPU busy':>8} {'peak MiB':>8} {'loading s':>9}")
+print("* 16-frame 512x512 50-step DDIM morph, CFG 7.5, fp16; ratios: diffusers' s/frame over ours (>1: ours faster); "
+      "'vs compiled': diffusers with torch.compile on the UNet and VAE decoder, batch 8, warm")
+print(f"* {'variant':<18} {'batch':>6} {'s/frame':>8} {'vs diff b8':>10} {'vs compiled':>11} {'vs diff b1':>10} "
+      f"{'MFU':>6} {'GPU busy':>8} {'peak MiB':>8} {'loading s':>9}")
 for r in runs:
     n = r["name"]
-    m = re.fullmatch(r"ours-(.+)-b(\d+)-r(\d+)", n) or re.fullmatch(r"(diffusers)-b(\d+)", n)
+    m = re.fullmatch(r"ours-(.+)-b(\d+)-r(\d+)", n) or re.fullmatch(r"(diffusers(?:-compile)?)-b(\d+)", n)
     label, b = m[1], m[2]
-    if repeats and label != "diffusers":
+    if repeats and not label.startswith("diffusers"):
         label += f" #{m[3]}"
     batch = b if r["batch"] in (None, int(b)) else f"{b}>{r['batch']}"
     if r["rc"] != 0 or math.isnan(r["spf"]):
-        print(f"* {label:<16} {batch:>6}   FAILED (exit {r['rc']}; see {w}/{n}.log)")
+        print(f"* {label:<18} {batch:>6}   FAILED (exit {r['rc']}; see {w}/{n}.log)")
         continue
     mfu = 82.9 / r["spf"] / 989
-    ratio = lambda d: f"{d / r['spf']:9.2f}x" if not math.isnan(d) else f"{'-':>10}"
+    ratio = lambda d, width=10: f"{d / r['spf']:{width - 1}.2f}x" if not math.isnan(d) else f"{'-':>{width}}"
     busy = f"{r['busy']:7.1f}%" if not math.isnan(r["busy"]) else f"{'-':>8}"
-    print(f"* {label:<16} {batch:>6} {r['spf']:8.4f} {ratio(d8)} {ratio(d1)} {100 * mfu:5.1f}% "
+    print(f"* {label:<18} {batch:>6} {r['spf']:8.4f} {ratio(d8)} {ratio(dc8, 11)} {ratio(d1)} {100 * mfu:5.1f}% "
           f"{busy} {r['peak']:8.0f} {r['load']:9.1f}")
+# the must-show: sdmorph's defaults at batch 8 against both references
+for want in ("aoti-graphs", "graphs"):
+    mine = [r for r in runs if re.fullmatch(rf"ours-{want}-b8-r\d+", r["name"]) and not math.isnan(r["spf"])]
+    if mine:
+        best = min(r["spf"] for r in mine)
+        print(f"* sdmorph {want} batch 8, {best:.4f} s/frame: {d8 / best:.2f}x diffusers eager, "
+              f"{dc8 / best:.2f}x diffusers + torch.compile (same run)")
+        break
 print("* MFU: 82.9 TFLOP per frame over s/frame, against 989 TFLOP/s dense fp16. GPU busy: mean NVML "
       "utilization.gpu (a kernel was running) sampled every 50 ms over the timed loop; peak: max memory.used, "
       "whole device, whole run.")
@@ -503,6 +527,107 @@ for r in runs:
         print(f"* note, {r['name']}: {note[:200]}")
     if r["rc"] == 0 and r["n_busy"] < 5:
         print(f"* note, {r['name']}: only {r['n_busy']} utilization samples in the timed loop")
+PY
+}
+
+# The real recipe (bench/recipes/pingpong3.yaml: 3 prompts pingpong, 120
+# frames shown, 61 rendered, DPM++ 2M Karras 25 steps, 512x512) rendered
+# to each output set in one run, fp16, batch 8: the render loop's s/frame
+# (sdmorph's last line: from the first batch to the outputs committed, so
+# encoders still finishing count) against .rgb alone, and against the
+# full-batch rate (output frames 0-55: the 7 full batches, no tail). Then
+# the GIFs' sizes and PSNR against the .rgb frames.
+recipe_runs="rgb mp4 mp4_gif mp4_gif_sheet mp4_gif_frame full_batches"
+recipe() {
+    local name v b=${SDM_RECIPE_BATCH:-8} runs=""
+    local -a out
+    echo "GPU: $(gpu_name)"
+    for v in ${SDM_RECIPE_RUNS:-$recipe_runs}; do
+        name="recipe-$v"
+        rm -f "$W/$name".*
+        cp bench/recipes/pingpong3.yaml "$W/$name.yaml"
+        case $v in
+        rgb) out=(-o "$W/$name.rgb") ;;
+        mp4) out=(-o "$W/$name.mp4") ;;
+        mp4_gif) out=(-o "$W/$name.mp4" -o "$W/$name.gif") ;;
+        # the contact sheet is a recipe key (-o replaces it): outputs in the recipe
+        mp4_gif_sheet)
+            printf 'output: [%s, %s]\ncontact_sheet: %s\n' "$W/$name.mp4" "$W/$name.gif" "$W/$name.png" >> "$W/$name.yaml"
+            out=() ;;
+        mp4_gif_frame)
+            printf 'gif_palette: frame\n' >> "$W/$name.yaml"
+            out=(-o "$W/$name.mp4" -o "$W/$name.gif") ;;
+        full_batches) out=(-o "$W/$name.rgb" --frames "0-$((7 * b - 1))") ;;
+        *)
+            echo "recipe: unknown run '$v' (runs: $recipe_runs)"
+            return 2 ;;
+        esac
+        echo "--- recipe, $v"
+        sampled "$name" "$SDMORPH" render "$W/$name.yaml" --model "$W/sd15-fp16" --device cuda --batch "$b" \
+            -q "${out[@]}" || echo "recipe $v: FAILED"
+        runs="$runs $name"
+    done
+    # shellcheck disable=SC2086 # run names
+    $PY - "$W" "$(gpu_name)" $runs <<'PY'
+import math, os, re, sys
+
+w, gpu, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
+                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+WHAT = {"rgb": ".rgb alone", "mp4": ".mp4", "mp4_gif": ".mp4 + .gif", "mp4_gif_sheet": ".mp4 + .gif + sheet",
+        "mp4_gif_frame": ".mp4 + .gif (palette per frame)", "full_batches": ".rgb, frames 0-55 (full batches)"}
+res = {}
+for n in names:
+    try:
+        text = open(f"{w}/{n}.log", errors="replace").read()
+    except OSError:
+        continue
+    m = None
+    for m in FINAL.finditer(text):
+        pass
+    if m:
+        res[n[len("recipe-"):]] = dict(shown=int(m[1]), rendered=int(m[2]), loop=float(m[7]) * int(m[2]),
+                                      load=float(m[6]), spf=float(m[7]), batch=int(m[8]))
+rgb, full = res.get("rgb", {}).get("spf", math.nan), res.get("full_batches", {}).get("spf", math.nan)
+print(f"* GPU: {gpu}")
+print("* recipe pingpong3: 120 frames shown, 61 rendered, DPM++ 2M Karras 25 steps, 512x512, fp16; render loop "
+      "s per rendered frame (outputs finished and committed included)")
+print(f"* {'outputs':<34} {'shown':>5} {'rendered':>8} {'batch':>5} {'loop s':>7} {'s/frame':>8} {'vs .rgb':>8} "
+      f"{'vs full':>8} {'loading s':>9}")
+for n in names:
+    v = n[len("recipe-"):]
+    r = res.get(v)
+    if not r:
+        print(f"* {WHAT.get(v, v):<34} FAILED (see {w}/{n}.log)")
+        continue
+    print(f"* {WHAT.get(v, v):<34} {r['shown']:>5} {r['rendered']:>8} {r['batch']:>5} {r['loop']:7.2f} "
+          f"{r['spf']:8.4f} {r['spf'] / rgb:7.3f}x {r['spf'] / full:7.3f}x {r['load']:9.1f}")
+print("* vs .rgb / vs full: s/frame over .rgb alone's and over the full batches' (1.10 = 10% slower)")
+
+# the GIFs against the frames they were made from
+src = f"{w}/recipe-rgb.rgb"
+try:
+    import numpy as np
+    from PIL import Image, ImageSequence
+except ImportError as e:
+    print(f"* note: GIF sizes and PSNR not measured ({e})")
+    src = None
+if src and os.path.exists(src):
+    frames = np.fromfile(src, dtype=np.uint8).reshape(-1, 512, 512, 3)
+    for n in names:
+        gif = f"{w}/{n}.gif"
+        if not os.path.exists(gif):
+            continue
+        ps = []
+        with Image.open(gif) as im:
+            for k, fr in enumerate(ImageSequence.Iterator(im)):
+                a = np.asarray(fr.convert("RGB"), dtype=np.float64)
+                if k >= len(frames):
+                    break
+                mse = ((a - frames[k]) ** 2).mean()
+                ps.append(99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse))
+        print(f"* gif {WHAT.get(n[len('recipe-'):], n)}: {os.path.getsize(gif) / 1e6:.2f} MB for {len(ps)} frames "
+              f"(of {len(frames)}), PSNR against the frames mean {np.mean(ps):.2f} dB, min {np.min(ps):.2f} dB")
 PY
 }
 
