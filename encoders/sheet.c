@@ -21,6 +21,7 @@
 #include <libavutil/crc.h>
 #include <libavutil/intreadwrite.h>
 #include <libavutil/mem.h>
+#include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
 #include "ffutil.h"
@@ -269,6 +270,13 @@ static int sheet_finish(void *ctx, sdm_error *err)
     enc->height = rows * (c->th + GAP) + GAP;
     enc->pix_fmt = AV_PIX_FMT_RGB24;
     enc->time_base = (AVRational){ 1, 1 };
+    /* The sheet is written after the last frame, while the render waits:
+     * zlib's fastest level on rows predicted from their left neighbour is 3
+     * times faster than FFmpeg's default (level 6, no prediction) and the
+     * file a quarter smaller (a 4094x4094 sheet: 0.75 s and 25.7 MB against
+     * 2.25 s and 33.2 MB). */
+    enc->compression_level = 1;
+    av_opt_set(enc->priv_data, "pred", "sub", 0);
     averr = avcodec_open2(enc, codec, NULL);
     if (averr < 0) {
         sdm_ff_error(err, averr, "%s: cannot open the PNG encoder", c->target);

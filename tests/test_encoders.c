@@ -602,7 +602,9 @@ static void test_several_outputs(void)
     p.total_frames = 24;
     rgb = malloc(128 * 96 * 3);
     CHECK_INT(sdm_sink_open(outs, 2, sheet, &p, &s, &err), 0);
-    CHECK_INT(count_files(".tmp-"), 3);
+    /* the three files, and the GIF's frame spool (one palette for the stream: the default) */
+    CHECK_INT(count_files(".tmp-"), 4);
+    CHECK_INT(count_files(".spool"), 1);
     for (int k = 0; s && k < 24; k++) {
         make_frame(k, 128, 96, rgb);
         CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
