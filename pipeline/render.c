@@ -219,11 +219,11 @@ static int warm_up_once(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
-    int64_t ts[3] = { S->batch, b->token_length, b->hidden_size };
+    int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), b->hidden_size };
 
     /* a loop captured at a larger batch holds memory this one needs */
     sdm_denoiser_release(S->denoiser);
-    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, err))
+    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, (int)ts[1], err))
         return -1;
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
@@ -560,7 +560,8 @@ static int render_finish(render_state *S, sdm_error *err)
     /* interrupted before the first frame: nothing to keep, nothing written */
     if (S->sink && !(S->interrupted && S->shown == 0) &&
         (sdm_sink_finish(S->sink, S->interrupted, err) ||
-         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan, S->interrupted, err)))
+         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan,
+                            S->cond ? sdm_conditioner_texts_json(S->cond) : NULL, S->interrupted, err)))
         return -1;
     stats->frames_shown = S->shown;
     stats->interrupted = S->interrupted;
