@@ -145,15 +145,21 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
 
 # The analytic test bundle is made here, by the machine's own torch; never committed.
-$(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
+ANALYTIC_PY = pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py \
+              pipeline/export/safetensors_io.py
+$(ANALYTIC)/model.yaml: $(ANALYTIC_PY)
 	@test -n "$(PYTHON)" || { echo "no python3 with torch found: apt-get install python3-torch" >&2; exit 1; }
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)
 
 # The v-prediction twin, for the samplers' v tests.
-$(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
+$(ANALYTIC)-v/model.yaml: $(ANALYTIC_PY)
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
-test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
+# The older bundle kind (text encoder on token ids), for the tests that it still renders.
+$(ANALYTIC)-ids/model.yaml: $(ANALYTIC_PY)
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-ids --text-input ids
+
+test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
