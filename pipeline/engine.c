@@ -194,9 +194,10 @@ static int aoti_fits(const sdm_module *m, const sdm_aoti_build *a, int n, int h,
     return m && h == a->latent_h && w == a->latent_w && n >= a->min_batch && n <= a->max_batch;
 }
 
-int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w, int tokens)
 {
-    return aoti_fits(e->unet_aoti, &e->bundle.unet_aoti, n, latent_h, latent_w);
+    /* compiled for one prompt chunk: longer prompts run on TorchScript */
+    return tokens == e->bundle.token_length && aoti_fits(e->unet_aoti, &e->bundle.unet_aoti, n, latent_h, latent_w);
 }
 
 int sdm_engine_has_aoti(const sdm_engine *e)
@@ -204,12 +205,13 @@ int sdm_engine_has_aoti(const sdm_engine *e)
     return e->unet_aoti != NULL;
 }
 
-/* The UNet for a call on latents x [n,C,h,w]: the AOTInductor one where it
- * was compiled for that shape (it checks no shapes itself), else TorchScript. */
-static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x)
+/* The UNet for a call on latents x [n,C,h,w] and text emb [n,L,H]: the
+ * AOTInductor one where it was compiled for that shape (it checks no shapes
+ * itself), else TorchScript. */
+static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x, const sdm_tensor *emb)
 {
-    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3))
-               ? e->unet_aoti : e->unet;
+    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3),
+                                (int)sdm_tensor_dim(emb, 1)) ? e->unet_aoti : e->unet;
 }
 
 /* The VAE decoder for latents z [n,C,h,w], likewise. */
@@ -423,7 +425,7 @@ int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out
 {
     sdm_engine *e = engine;
 
-    return call_f32(e, unet_for(e, args[0]), args, 3, out, "UNet", err);
+    return call_f32(e, unet_for(e, args[0], args[2]), args, 3, out, "UNet", err);
 }
 
 int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err)
@@ -459,7 +461,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
     }
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, unet_for(e, x), args, 3, &out, "UNet", err))
+        if (call_f32(e, unet_for(e, x, emb), args, 3, &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))

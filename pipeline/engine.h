@@ -28,9 +28,10 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
  * the calls of the shapes it was compiled for. on=0 frees them: release a
  * loop captured with the package first (sdm_denoiser_release). */
 void sdm_engine_set_aoti(sdm_engine *e, int on);
-/* 1 where a UNet call on n latents of latent_h×latent_w runs the
- * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */
-int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w);
+/* 1 where a UNet call on n latents of latent_h×latent_w, with text
+ * embeddings of `tokens` rows, runs the AOTInductor UNet: the shape it was
+ * compiled for (aoti: in model.yaml; one prompt chunk, token_length rows). */
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w, int tokens);
 /* 1 where the AOTInductor UNet is loaded (and passed its check). */
 int sdm_engine_has_aoti(const sdm_engine *e);
 

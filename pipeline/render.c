@@ -76,7 +76,8 @@ static int auto_batch(const render_state *S)
     int b = (int)((double)free_b * 0.7 / per_frame);
     b = b < 1 ? 1 : b > 16 ? 16 : b;
     for (int n = b; n >= 1; n--) {
-        if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w))
+        if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w,
+                                 sdm_conditioner_tokens(S->cond)))
             return n;
     }
     return b;
@@ -239,9 +240,12 @@ static int warm_up(render_state *S, sdm_error *err)
         if (halve_batch(S, err))
             return -1;
     n = S->guided ? 2 * S->batch : S->batch;    /* UNet inputs per call */
-    if (sdm_engine_has_aoti(S->engine) && !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w))
-        sdm_info("%d frames per call at %dx%d%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
-                 S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "");
+    if (sdm_engine_has_aoti(S->engine) &&
+        !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond)))
+        sdm_info("%d frames per call at %dx%d%s%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
+                 S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "",
+                 sdm_conditioner_tokens(S->cond) > sdm_engine_bundle(S->engine)->token_length ?
+                 " with prompts of several chunks" : "");
     return 0;
 }
 
