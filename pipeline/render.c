@@ -167,7 +167,8 @@ static int pads_small_renders(const render_state *S)
 {
     int n = S->guided ? 2 * S->batch : S->batch;
 
-    return sdm_denoiser_graphs(S->denoiser) && sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w);
+    return sdm_denoiser_graphs(S->denoiser) &&
+           sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond));
 }
 
 /* Frames per call, and what the loop keeps per render. */
