@@ -79,22 +79,28 @@ has_aoti() { grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16/model.yaml" 2> /de
 
 model_of() { [ "$1" = float32 ] && echo "$W/sd15-fp32" || echo "$W/sd15-fp16"; }
 
-# Ours: one frame, seed 1234, 20 steps, guidance 7.5 -> $W/NAME.rgb
-parity_render() {   # dtype sampler karras name [sdmorph flags...]
-    local dt=$1 sampler=$2 karras=$3 name=$4
-    shift 4
-    cat > "$W/$name.yaml" <<YAML
+# One 512x512 frame, seed 1234, 20 steps, guidance 7.5: the recipe $W/NAME.yaml
+frame_recipe() {   # name sampler karras prompt [extra recipe lines]
+    cat > "$W/$1.yaml" <<YAML
 width: 512
 height: 512
 steps: 20
 guidance: 7.5
 seed: 1234
-sampler: $sampler
-karras: $karras
+sampler: $2
+karras: $3
 negative: "blurry, low quality"
+${5:-}
 keyframes:
-  - "a rainy city street at night, neon signs, cinematic"
+  - "$4"
 YAML
+}
+
+# Ours: one frame -> $W/NAME.rgb
+parity_render() {   # dtype sampler karras name [sdmorph flags...]
+    local dt=$1 sampler=$2 karras=$3 name=$4
+    shift 4
+    frame_recipe "$name" "$sampler" "$karras" "a rainy city street at night, neon signs, cinematic"
     rm -f "$W/$name.rgb"
     "$SDMORPH" render "$W/$name.yaml" --model "$(model_of "$dt")" --device cuda -o "$W/$name.rgb" -q "$@"
 }
@@ -642,21 +648,9 @@ PY
 # 512x512 frame, DDIM, 20 steps, seed 1234) against diffusers on the same
 # noise (bench/models_parity.py reference), >= 99.9% of values within 1/255.
 mp_render() {   # name model prompt [extra recipe lines]
-    local name=$1 model=$2 prompt=$3 extra=${4:-}
-    cat > "$W/$name.yaml" <<YAML
-width: 512
-height: 512
-steps: 20
-guidance: 7.5
-seed: 1234
-sampler: ddim
-negative: "blurry, low quality"
-$extra
-keyframes:
-  - "$prompt"
-YAML
-    rm -f "$W/$name.rgb"
-    "$SDMORPH" render "$W/$name.yaml" --model "$model" --device cuda -o "$W/$name.rgb" -q
+    frame_recipe "$1" ddim false "$3" "${4:-}"
+    rm -f "$W/$1.rgb"
+    "$SDMORPH" render "$W/$1.yaml" --model "$2" --device cuda -o "$W/$1.rgb" -q
 }
 
 mp_reference() {   # name prompt [models_parity.py flags...]

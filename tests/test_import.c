@@ -180,21 +180,26 @@ static void test_comfyui(void)
     CHECK_CONTAINS(err.msg, "not a JSON object");
 }
 
+static void write_png(const char *path, buf *b)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (f) {
+        fwrite(b->d, 1, b->n, f);
+        fclose(f);
+    }
+    free(b->d);
+}
+
 /* The command: a recipe out that check takes; bad files exit 2. */
 static void test_command(void)
 {
-    char path[300], recipe[300], out[8192], *text;
+    char path[300], recipe[300], out[8192];
     buf b = png("iTXt", "parameters\0\1\0\0\0", 15, A1111, 1);
-    FILE *f;
 
     snprintf(path, sizeof path, "%s/a.png", tmpdir);
     snprintf(recipe, sizeof recipe, "%s/a.yaml", tmpdir);
-    f = fopen(path, "wb");
-    if (f) {
-        fwrite(b.d, 1, b.n, f);
-        fclose(f);
-    }
-    free(b.d);
+    write_png(path, &b);
     {
         char *argv[] = { "sdmorph", "import", path, NULL };
         CHECK_INT(run(argv, out, sizeof out, NULL), 0);
@@ -207,20 +212,13 @@ static void test_command(void)
         char *argv[] = { "sdmorph", "check", recipe, NULL };
         CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     }
-    text = slurp_file(recipe, NULL);
-    free(text);
     {
         char *argv[] = { "sdmorph", "import", recipe, NULL };
         CHECK_INT(run(argv, out, sizeof out, NULL), 2);
         CHECK_CONTAINS(out, "not a PNG");
     }
     b = png("tEXt", "Software\0", 9, "something", 0);
-    f = fopen(path, "wb");
-    if (f) {
-        fwrite(b.d, 1, b.n, f);
-        fclose(f);
-    }
-    free(b.d);
+    write_png(path, &b);
     {
         char *argv[] = { "sdmorph", "import", path, NULL };
         CHECK_INT(run(argv, out, sizeof out, NULL), 2);
