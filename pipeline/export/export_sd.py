@@ -132,7 +132,11 @@ class TextEncoderLayers(torch.nn.Module):
             return t.reshape(B, L, self.heads, d).transpose(1, 2)
 
         q, k, v = split(attn.q_proj(h)), split(attn.k_proj(h)), split(attn.v_proj(h))
-        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+            o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:   # torch 1.13: the same, written out
+            mask = torch.full((L, L), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1)
+            o = torch.softmax(q @ k.transpose(-1, -2) * d ** -0.5 + mask, dim=-1) @ v
         return attn.out_proj(o.transpose(1, 2).reshape(B, L, H))
 
     def forward(self, x):
