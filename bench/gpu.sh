@@ -676,7 +676,8 @@ models_parity() {
     mkdir -p "$W/mp-embeddings"
     $PY bench/models_parity.py make-embedding --weights "$d" --out "$W/mp-embeddings/grimtoken.safetensors" \
         --vectors 2 --seed 7 &&
-        mp_render mp-ti "$W/sd15-fp32" "a castle in grimtoken style, fog" "embeddings: $(realpath "$W/mp-embeddings")" &&
+        mp_render mp-ti "$W/sd15-fp32" "a castle in grimtoken style, fog" \
+            "embeddings: $(realpath "$W/mp-embeddings")" &&
         mp_reference mp-ti "a castle in grimtoken style, fog" --embedding "$W/mp-embeddings/grimtoken.safetensors" \
             --token grimtoken &&
         compare_images "$W/mp-ti.rgb" "$W/mp-ti.npy" 1 0.999 "textual inversion vs load_textual_inversion" || rc=1
@@ -691,7 +692,8 @@ models_parity() {
             [ $? = 3 ] || rc=1
             continue
         }
-        compare_images "$W/mp-lora-$s.rgb" "$W/mp-lora-$s.npy" 1 0.999 "LoRA ($s) vs load_lora_weights+fuse_lora" || rc=1
+        compare_images "$W/mp-lora-$s.rgb" "$W/mp-lora-$s.npy" 1 0.999 \
+            "LoRA ($s) vs load_lora_weights+fuse_lora" || rc=1
     done
 
     # the same weights as one original-layout file, exported: the folder's frames
@@ -711,7 +713,7 @@ print(f"* single-file vs folder export: max {d.max()}/255, {100 * (d <= 1).mean(
 sys.exit(0 if a.size == b.size and d.max() <= 1 else 1)
 PY
     else
-        echo "* single-file vs folder: SKIPPED ($conv missing: copy scripts/convert_diffusers_to_original_stable_diffusion.py there from the diffusers snapshot)"
+        echo "* single-file vs folder: SKIPPED ($conv missing: copy it there from the diffusers snapshot's scripts/)"
     fi
     return $rc
 }

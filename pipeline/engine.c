@@ -68,7 +68,8 @@ static int check_modules(sdm_engine *e, sdm_error *err)
     char got[96];
     int rc = -1;
 
-    if (sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) || sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
+    if (sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) ||
+        sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
         sdm_torch_error(err, SDM_TORCH_ERROR, "checking the model");
         goto end;
     }
