@@ -6,7 +6,8 @@
 #                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
 #   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
 #                     vocabulary loader, the prompt syntax, the safetensors
-#                     reader, FUZZ_SECONDS (60) each; fails on a crash
+#                     reader, the PNG text and image-settings readers of
+#                     `import`, FUZZ_SECONDS (60) each; fails on a crash
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
@@ -24,7 +25,7 @@ CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
-  libyaml-dev libutf8proc-dev libjson-c-dev clang libclang-rt-14-dev
+  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev
 
 ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1
@@ -37,11 +38,11 @@ PKGCONF = pkg-config
 ifneq ($(MEDIA_PREFIX),)
 PKGCONF = PKG_CONFIG_PATH=$(abspath $(MEDIA_PREFIX))/lib/pkgconfig pkg-config --static
 endif
-PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c
+PKGS = libavformat libavcodec libavfilter libswscale libavutil yaml-0.1 libutf8proc json-c zlib
 ifndef SKIP_CHECKS
 PKG_MISSING := $(strip $(foreach p,$(PKGS),$(if $(shell $(PKGCONF) --exists $(p) && echo y),,$(p))))
 ifneq ($(PKG_MISSING),)
-$(error missing libraries (pkg-config): $(PKG_MISSING). On Debian: apt-get install libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev libyaml-dev libutf8proc-dev libjson-c-dev pkg-config)
+$(error missing libraries (pkg-config): $(PKG_MISSING). On Debian: apt-get install libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev pkg-config)
 endif
 CPPFLAGS += $(shell $(PKGCONF) --cflags $(PKGS))
 LIBS     += $(shell $(PKGCONF) --libs $(PKGS))
@@ -145,15 +146,21 @@ $(BUILD)/bench/%: bench/%.c $(LIBA)
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
 
 # The analytic test bundle is made here, by the machine's own torch; never committed.
-$(ANALYTIC)/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
+ANALYTIC_PY = pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py \
+              pipeline/export/safetensors_io.py
+$(ANALYTIC)/model.yaml: $(ANALYTIC_PY)
 	@test -n "$(PYTHON)" || { echo "no python3 with torch found: apt-get install python3-torch" >&2; exit 1; }
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)
 
 # The v-prediction twin, for the samplers' v tests.
-$(ANALYTIC)-v/model.yaml: pipeline/export/analytic.py pipeline/export/clip_vocab.py pipeline/export/bundle_yaml.py
+$(ANALYTIC)-v/model.yaml: $(ANALYTIC_PY)
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-v --prediction v_prediction
 
-test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(TESTS)
+# The older bundle kind (text encoder on token ids), for the tests that it still renders.
+$(ANALYTIC)-ids/model.yaml: $(ANALYTIC_PY)
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-ids --text-input ids
+
+test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
@@ -185,11 +192,11 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/safetensors.c \
-            src/error.c src/fileset.c src/paths.c pipeline/plan.c pipeline/inputs.c
+FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
+            src/png_text.c src/image_params.c src/error.c src/fileset.c src/paths.c pipeline/plan.c pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.
-FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c) -lpthread -lm
+FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c zlib) -lpthread -lm
 FUZZERS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 PY3      ?= $(or $(PYTHON),python3)
 
@@ -233,7 +240,12 @@ fuzz-safetensors: $(FUZZ_DIR)/fuzz_safetensors
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/safetensors -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/safetensors.dict
 
-fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
+fuzz-import: $(FUZZ_DIR)/fuzz_import
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/import --file tests/fuzz/corpus/import/* > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/import -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/import.dict
+
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)

@@ -15,6 +15,11 @@
 #                              .mp4 + .gif, + sheet: render-loop s/frame; full batches alone
 #   bench/gpu.sh memory        a 300-frame render: do host RSS and GPU memory stay flat?
 #   bench/gpu.sh fp16_spread   diffusers fp16 vs fp32, with its own noise and with ours
+#   bench/gpu.sh models_parity float32, ours vs diffusers: clip skip 2, a textual-inversion
+#                              embedding, a random LoRA in kohya's and diffusers' layouts
+#                              (needs peft), a single-file checkpoint vs the folder (needs
+#                              diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py
+#                              in $SDM_DIFFUSERS_SCRIPTS, default .deps/py)
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
@@ -30,7 +35,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread"
@@ -79,22 +84,28 @@ has_aoti() { grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16/model.yaml" 2> /de
 
 model_of() { [ "$1" = float32 ] && echo "$W/sd15-fp32" || echo "$W/sd15-fp16"; }
 
-# Ours: one frame, seed 1234, 20 steps, guidance 7.5 -> $W/NAME.rgb
-parity_render() {   # dtype sampler karras name [sdmorph flags...]
-    local dt=$1 sampler=$2 karras=$3 name=$4
-    shift 4
-    cat > "$W/$name.yaml" <<YAML
+# One 512x512 frame, seed 1234, 20 steps, guidance 7.5: the recipe $W/NAME.yaml
+frame_recipe() {   # name sampler karras prompt [extra recipe lines]
+    cat > "$W/$1.yaml" <<YAML
 width: 512
 height: 512
 steps: 20
 guidance: 7.5
 seed: 1234
-sampler: $sampler
-karras: $karras
+sampler: $2
+karras: $3
 negative: "blurry, low quality"
+${5:-}
 keyframes:
-  - "a rainy city street at night, neon signs, cinematic"
+  - "$4"
 YAML
+}
+
+# Ours: one frame -> $W/NAME.rgb
+parity_render() {   # dtype sampler karras name [sdmorph flags...]
+    local dt=$1 sampler=$2 karras=$3 name=$4
+    shift 4
+    frame_recipe "$name" "$sampler" "$karras" "a rainy city street at night, neon signs, cinematic"
     rm -f "$W/$name.rgb"
     "$SDMORPH" render "$W/$name.yaml" --model "$(model_of "$dt")" --device cuda -o "$W/$name.rgb" -q "$@"
 }
@@ -756,6 +767,80 @@ for name, a, b in [("diffusers fp32, its own noise vs our noise", own32, ref32),
     d = np.abs(a - b)
     print(f"* {name}: mean {d.mean():.3f}/255, max {d.max()}, within 4/255: {100 * (d <= 4).mean():.2f}%")
 PY
+}
+
+# Issue 19's must-shows, float32 on the random SD 1.5 weights: ours (one
+# 512x512 frame, DDIM, 20 steps, seed 1234) against diffusers on the same
+# noise (bench/models_parity.py reference), >= 99.9% of values within 1/255.
+mp_render() {   # name model prompt [extra recipe lines]
+    frame_recipe "$1" ddim false "$3" "${4:-}"
+    rm -f "$W/$1.rgb"
+    "$SDMORPH" render "$W/$1.yaml" --model "$2" --device cuda -o "$W/$1.rgb" -q
+}
+
+mp_reference() {   # name prompt [models_parity.py flags...]
+    local name=$1 prompt=$2
+    shift 2
+    rm -f "$W/$name.npy"
+    $PY bench/models_parity.py reference --weights "$W/sd15-diffusers" --out "$W/$name.npy" --prompt "$prompt" \
+        --negative "blurry, low quality" --seed 1234 --steps 20 "$@"
+}
+
+models_parity() {
+    local rc=0 d="$W/sd15-diffusers" p="a rainy city street at night, neon signs, cinematic" s
+    local conv=${SDM_DIFFUSERS_SCRIPTS:-.deps/py}/convert_diffusers_to_original_stable_diffusion.py
+    [ -f "$W/sd15-fp32/model.yaml" ] && [ -d "$d" ] || { echo "models_parity: run setup first"; return 1; }
+    grep -q '^  layers:' "$W/sd15-fp32/model.yaml" ||
+        { echo "models_parity: $W/sd15-fp32 is from an older export_sd.py; remove it and run setup"; return 1; }
+
+    # clip skip 2 (A1111's) = diffusers' clip_skip=1
+    mp_render mp-clipskip "$W/sd15-fp32" "$p" "clip_skip: 2" && mp_reference mp-clipskip "$p" --clip-skip 2 &&
+        compare_images "$W/mp-clipskip.rgb" "$W/mp-clipskip.npy" 1 0.999 "clip skip 2 vs diffusers clip_skip=1" || rc=1
+
+    # a 2-vector textual-inversion embedding, used by its file name
+    mkdir -p "$W/mp-embeddings"
+    $PY bench/models_parity.py make-embedding --weights "$d" --out "$W/mp-embeddings/grimtoken.safetensors" \
+        --vectors 2 --seed 7 &&
+        mp_render mp-ti "$W/sd15-fp32" "a castle in grimtoken style, fog" \
+            "embeddings: $(realpath "$W/mp-embeddings")" &&
+        mp_reference mp-ti "a castle in grimtoken style, fog" --embedding "$W/mp-embeddings/grimtoken.safetensors" \
+            --token grimtoken &&
+        compare_images "$W/mp-ti.rgb" "$W/mp-ti.npy" 1 0.999 "textual inversion vs load_textual_inversion" || rc=1
+
+    # a random LoRA in each layout, fused at export at scale 0.8
+    for s in kohya diffusers; do
+        $PY bench/models_parity.py make-lora --weights "$d" --layout "$s" --out "$W/mp-lora-$s.safetensors" --seed 11 &&
+            $PY pipeline/export/export_sd.py --checkpoint "$d" --lora "$W/mp-lora-$s.safetensors:0.8" \
+                --out "$W/sd15-fp32-lora-$s" --dtype float32 2>&1 | grep -E '^export_sd' &&
+            mp_render "mp-lora-$s" "$W/sd15-fp32-lora-$s" "$p" || { rc=1; continue; }
+        mp_reference "mp-lora-$s" "$p" --lora "$W/mp-lora-$s.safetensors" --lora-scale 0.8 || {
+            [ $? = 3 ] || rc=1
+            continue
+        }
+        compare_images "$W/mp-lora-$s.rgb" "$W/mp-lora-$s.npy" 1 0.999 \
+            "LoRA ($s) vs load_lora_weights+fuse_lora" || rc=1
+    done
+
+    # the same weights as one original-layout file, exported: the folder's frames
+    if [ -f "$conv" ]; then
+        rm -f "$W/sd15-single.safetensors"
+        $PY "$conv" --model_path "$d" --checkpoint_path "$W/sd15-single.safetensors" --use_safetensors &&
+            $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-single.safetensors" \
+                --tokenizer "${SDM_CLIP:-../shared/clip}" --out "$W/sd15-single-fp32" --dtype float32 2>&1 |
+            grep -E '^export_sd' &&
+            mp_render mp-single "$W/sd15-single-fp32" "$p" && mp_render mp-folder "$W/sd15-fp32" "$p" &&
+            $PY - "$W/mp-single.rgb" "$W/mp-folder.rgb" <<'PY' || rc=1
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], dtype=np.uint8).astype(int)
+b = np.fromfile(sys.argv[2], dtype=np.uint8).astype(int)
+d = np.abs(a - b)
+print(f"* single-file vs folder export: max {d.max()}/255, {100 * (d <= 1).mean():.3f}% within 1/255")
+sys.exit(0 if a.size == b.size and d.max() <= 1 else 1)
+PY
+    else
+        echo "* single-file vs folder: SKIPPED ($conv missing: copy it there from the diffusers snapshot's scripts/)"
+    fi
+    return $rc
 }
 
 # Runs each step as its own process (a failure does not stop the next one),

@@ -1,27 +1,40 @@
-/* sdmorph tokenize: the ids a prompt becomes, and with --tokens the
- * vocabulary pieces, so a user can see where the model stops reading. */
+/* sdmorph tokenize: the chunks of ids a prompt becomes (A1111's 75-token
+ * chunks, prompt_chunks.h) with their weights, and with --tokens the
+ * vocabulary pieces, so a user can see how the model reads a prompt. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bundle.h"
 #include "commands.h"
+#include "embeddings.h"
 #include "model_dir.h"
 #include "options.h"
+#include "prompt_chunks.h"
+#include "recipe.h"
 #include "tokenizer.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sdmorph tokenize [--model DIR] [--tokens] [--] TEXT...\n"
-            "  --model DIR   model bundle whose vocab.json/merges.txt to use (default:\n"
-            "                $SDMORPH_MODEL, else the built-in build/models/analytic)\n"
-            "  --tokens      one line per token: position, id, vocabulary piece\n"
-            "  TEXT          the prompt (several arguments are joined by spaces; - reads stdin);\n"
-            "                at most 1 MiB of text, no NUL byte\n"
-            "Prints the token_length ids the text encoder reads: bos, the prompt's tokens,\n"
-            "eos, padding. Warns on stderr when the prompt is cut or is not valid UTF-8\n"
-            "(invalid bytes are read as U+FFFD).\n"
+            "usage: sdmorph tokenize [--model DIR] [--tokens] [--weighting a1111|none]\n"
+            "                        [--embeddings DIR] [--] TEXT...\n"
+            "  --model DIR        model bundle whose vocab.json/merges.txt to use (default:\n"
+            "                     $SDMORPH_MODEL, else the built-in build/models/analytic)\n"
+            "  --tokens           one line per token: position, id, vocabulary piece, weight\n"
+            "  --weighting W      a1111 (default): (word:1.3), (word), [word], BREAK as A1111\n"
+            "                     reads them; none: the text as it is\n"
+            "  --embeddings DIR   textual-inversion embeddings (*.safetensors) prompts may name\n"
+            "                     (default: the bundle's embeddings/ folder, if any)\n"
+            "  TEXT               the prompt (several arguments are joined by spaces; - reads\n"
+            "                     stdin); at most 1 MiB of text, no NUL byte\n"
+            "Prints one line per chunk: the token_length ids the text encoder reads (bos, up to\n"
+            "75 of the prompt's tokens, eos, padding); a prompt longer than 75 tokens makes\n"
+            "several chunks, encoded apart and joined (A1111's way). Where a weight is not 1,\n"
+            "each chunk's line is followed by \"weights:\" and its token_length weights.\n"
+            "Warns on stderr when the prompt is not valid UTF-8 (invalid bytes are read as\n"
+            "U+FFFD).\n"
             "Exit status: 0 done, 1 the bundle could not be loaded, 2 bad usage.\n");
 }
 
@@ -88,31 +101,91 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
-/* up to max bytes of s for a message, not cutting a UTF-8 sequence */
-static int excerpt_len(const char *s, int max)
+/* --embeddings DIR, else the bundle's embeddings/ folder where it has one. */
+static int load_embeddings(const char *dir, const sdm_bundle *b, const sdm_tokenizer *tok, sdm_embeddings *out,
+                           sdm_error *err)
 {
-    int n = (int)strnlen(s, (size_t)max + 1);
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
+    char own[1100];
+    struct stat st;
+
+    if (!dir) {
+        snprintf(own, sizeof own, "%s/embeddings", b->dir);
+        if (stat(own, &st) || !S_ISDIR(st.st_mode))
+            return 0;
+        dir = own;
+    }
+    return sdm_embeddings_load(dir, tok, b->hidden_size, out, err);
+}
+
+static void print_ids(const sdm_prompt_chunks *c, int k)
+{
+    const int64_t *ids = c->ids + (size_t)k * c->length;
+    const float *w = c->weights + (size_t)k * c->length;
+
+    for (int i = 0; i < c->length; i++)
+        printf("%s%lld", i ? " " : "", (long long)ids[i]);
+    printf("\n");
+    if (!c->weighted)
+        return;
+    printf("weights:");
+    for (int i = 0; i < c->length; i++)
+        printf(" %.9g", w[i]);
+    printf("\n");
+}
+
+/* The embedding whose vectors hold row `row` (and which of them). */
+static const sdm_prompt_embedding *embedding_of(const sdm_embeddings *e, int row, int *j)
+{
+    for (int i = 0; i < e->n; i++)
+        if (row >= e->list[i].first_row && row < e->list[i].first_row + e->list[i].n_vectors) {
+            *j = row - e->list[i].first_row;
+            return &e->list[i];
+        }
+    return NULL;
+}
+
+static void print_tokens(const sdm_tokenizer *tok, const sdm_prompt_chunks *c, const sdm_embeddings *e, int k)
+{
+    const int64_t *ids = c->ids + (size_t)k * c->length;
+    const float *w = c->weights + (size_t)k * c->length;
+    const int *vec = c->vec + (size_t)k * c->length;
+    int end = 1;
+
+    while (end < c->length - 1 && !(ids[end] == sdm_tokenizer_eos_id(tok) && vec[end] < 0))
+        end++;
+    if (c->n_chunks > 1)
+        printf("chunk %d of %d\n", k + 1, c->n_chunks);
+    for (int i = 0; i <= end; i++) {
+        int j = 0;
+        const sdm_prompt_embedding *pe = vec[i] >= 0 ? embedding_of(e, vec[i], &j) : NULL;
+        const char *p = sdm_tokenizer_piece(tok, ids[i]);
+        if (pe)
+            printf("%3d %6s  %s (embedding, vector %d of %d)", i, "-", pe->name, j + 1, pe->n_vectors);
+        else
+            printf("%3d %6lld  %s", i, (long long)ids[i], p ? p : "?");
+        if (w[i] != 1.0f)
+            printf("  x%.9g", w[i]);
+        printf("\n");
+    }
+    if (end + 1 < c->length)
+        printf("%3d-%d %lld  (padding)\n", end + 1, c->length - 1, (long long)ids[end + 1]);
 }
 
 int sdm_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL;
-    int show_tokens = 0, after_dashes = 0, n_parts = 0, rc = SDM_EXIT_USAGE, L, end;
+    int show_tokens = 0, after_dashes = 0, n_parts = 0, rc = SDM_EXIT_USAGE;
     char **parts = NULL;    /* the arguments that make TEXT */
     char model_dir[1024];
     char *text = NULL;
     sdm_bundle bundle;
     sdm_tokenizer_params tp = sdm_tokenizer_default_params();
     sdm_tokenizer *tok = NULL;
-    sdm_tokenize_info info;
     sdm_error err = { 0 };
-    int64_t *ids = NULL;
+    const char *embeddings = NULL, *weighting_name = NULL;
+    sdm_weighting weighting = SDM_WEIGHTING_A1111;
+    sdm_embeddings embs = { 0 };
+    sdm_prompt_chunks chunks = { 0 };
 
     parts = calloc((size_t)argc, sizeof *parts);
     if (!parts) {
@@ -122,8 +195,12 @@ int sdm_cmd_tokenize(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         int value = after_dashes ? 0 : sdm_option_value(argc, argv, &i, "--model", &model);
 
+        if (!value && !after_dashes)
+            value = sdm_option_value(argc, argv, &i, "--embeddings", &embeddings);
+        if (!value && !after_dashes)
+            value = sdm_option_value(argc, argv, &i, "--weighting", &weighting_name);
         if (value < 0) {
-            fprintf(stderr, "sdmorph tokenize: --model needs a directory\n");
+            fprintf(stderr, "sdmorph tokenize: %s needs a value\n", argv[i]);
             goto end;
         } else if (value > 0) {
             continue;
@@ -143,6 +220,10 @@ int sdm_cmd_tokenize(int argc, char **argv)
             usage(stderr);
             goto end;
         }
+    }
+    if (weighting_name && sdm_weighting_from_str(weighting_name, &weighting)) {
+        fprintf(stderr, "sdmorph tokenize: --weighting must be a1111 or none, not '%s'\n", weighting_name);
+        goto end;
     }
     if (n_parts == 0) {
         fprintf(stderr, "sdmorph tokenize: no TEXT given\n");
@@ -189,35 +270,20 @@ int sdm_cmd_tokenize(int argc, char **argv)
     if (sdm_tokenizer_load(bundle.vocab, bundle.merges, tp, &tok, &err))
         goto fail;
 
-    L = sdm_tokenizer_token_length(tok);
-    ids = malloc(sizeof *ids * (size_t)L);
-    if (!ids) {
-        fprintf(stderr, "sdmorph tokenize: out of memory\n");
-        goto end;
-    }
-    sdm_tokenizer_encode(tok, text, ids, &info);
-    if (info.invalid_utf8)
-        sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", info.invalid_utf8,
-                 info.invalid_utf8 == 1 ? "" : "s", info.invalid_utf8 == 1 ? "is" : "are");
-    if (info.n_dropped > 0) {
-        const char *cut = text + info.dropped_at;
-        int n = excerpt_len(cut, 120);
-        sdm_warn("the prompt is %d tokens, the model reads %d (%d with bos and eos): %d dropped, from \"%.*s%s\"",
-                 info.n_tokens, L - 2, L, info.n_dropped, n, cut, cut[n] ? "..." : "");
-    }
-
-    end = info.n_tokens - info.n_dropped + 1;     /* where eos is */
-    if (show_tokens) {
-        for (int i = 0; i <= end; i++) {
-            const char *p = sdm_tokenizer_piece(tok, ids[i]);
-            printf("%3d %6lld  %s\n", i, (long long)ids[i], p ? p : "?");
-        }
-        if (end + 1 < L)
-            printf("%3d-%d %lld  (padding)\n", end + 1, L - 1, (long long)ids[end + 1]);
-    } else {
-        for (int i = 0; i < L; i++)
-            printf("%s%lld", i ? " " : "", (long long)ids[i]);
-        printf("\n");
+    if (load_embeddings(embeddings, &bundle, tok, &embs, &err) ||
+        sdm_prompt_chunks_make(tok, text, weighting == SDM_WEIGHTING_A1111, embs.list, embs.n, &chunks, &err))
+        goto fail;
+    if (chunks.invalid_utf8)
+        sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", chunks.invalid_utf8,
+                 chunks.invalid_utf8 == 1 ? "" : "s", chunks.invalid_utf8 == 1 ? "is" : "are");
+    if (chunks.n_chunks > 1)
+        sdm_info("the prompt is %d tokens: %d chunks of up to %d, each encoded apart and joined", chunks.n_tokens,
+                 chunks.n_chunks, chunks.length - 2);
+    for (int k = 0; k < chunks.n_chunks; k++) {
+        if (show_tokens)
+            print_tokens(tok, &chunks, &embs, k);
+        else
+            print_ids(&chunks, k);
     }
     rc = SDM_EXIT_OK;
     goto end;
@@ -225,8 +291,9 @@ fail:
     fprintf(stderr, "sdmorph tokenize: %s\n", err.msg);
     rc = SDM_EXIT_RUNTIME;
 end:
+    sdm_prompt_chunks_clear(&chunks);
+    sdm_embeddings_free(&embs);
     sdm_tokenizer_free(&tok);
-    free(ids);
     free(text);
     free(parts);
     return rc;

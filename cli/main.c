@@ -14,7 +14,8 @@ static void usage(FILE *f)
             "                      render a recipe to its outputs (MP4, GIF, PNG sheet)\n"
             "  check RECIPE        validate a recipe and print its frame plan (no model needed)\n"
             "  tokenize [--model DIR] [--tokens] TEXT\n"
-            "                      print the token ids a prompt becomes\n"
+            "                      print the token ids (chunks, weights) a prompt becomes\n"
+            "  import IMAGE.png    print a recipe from the settings A1111/ComfyUI stored in an image\n"
             "\n"
             "Run `sdmorph COMMAND --help` for a command's options.\n");
 }
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
         return sdm_cmd_check(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize"))
         return sdm_cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import"))
+        return sdm_cmd_import(argc - 1, argv + 1);
     fprintf(stderr, "sdmorph: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return SDM_EXIT_USAGE;

@@ -3,6 +3,7 @@
 #include "hash.h"
 #include "inputs.h"
 #include "sampler.h"
+#include "texts_json.h"
 #include "torch_error.h"
 
 #include <stdlib.h>
@@ -17,6 +18,8 @@ struct sdm_conditioner {
     sdm_engine *engine;
     const sdm_recipe *recipe;
     sdm_text_ids ids;       /* which keyframes' texts are the same */
+    int n_chunks;           /* every text is padded to this many chunks, so any two mix */
+    char *texts_json;       /* the texts' chunks and weights, for the sidecar */
     int64_t noise_shape[4];
     noise_entry *noises;
     int n_noises;
@@ -38,6 +41,37 @@ static int torch_fail(sdm_error *err, sdm_torch_status st)
     return sdm_torch_error(err, st, "conditioning");
 }
 
+/* The recipe's embeddings folder replaces the bundle's. */
+static int recipe_embeddings(sdm_engine *e, const sdm_recipe *r, sdm_error *err)
+{
+    char dir[4096];
+
+    if (!r->embeddings)
+        return 0;
+    if (sdm_recipe_embeddings_dir(r, dir, sizeof dir))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': the path is too long", r->path);
+    return sdm_text_encoder_use_embeddings(sdm_engine_text(e), dir, err);
+}
+
+/* The most chunks any of the recipe's texts makes. */
+static int count_chunks(sdm_conditioner *c, sdm_error *err)
+{
+    const sdm_recipe *r = c->recipe;
+    int parse = r->weighting == SDM_WEIGHTING_A1111;
+
+    c->n_chunks = 1;
+    for (int k = 0; k < 2 * r->n_keyframes; k++) {
+        const sdm_keyframe *kf = &r->keyframes[k / 2];
+        const char *text = k % 2 ? sdm_recipe_negative(r, kf->negative) : kf->prompt ? kf->prompt : "";
+        sdm_prompt_chunks ch;
+        if (sdm_text_encoder_chunks(sdm_engine_text(c->engine), text, parse, &ch, err))
+            return -1;
+        c->n_chunks = ch.n_chunks > c->n_chunks ? ch.n_chunks : c->n_chunks;
+        sdm_prompt_chunks_clear(&ch);
+    }
+    return 0;
+}
+
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
                         sdm_conditioner **out, sdm_error *err)
 {
@@ -46,6 +80,10 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
     *out = NULL;
     if (!c)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    if (recipe_embeddings(e, r, err)) {
+        free(c);
+        return -1;
+    }
     c->engine = e;
     c->recipe = r;
     c->noise_shape[0] = 1;
@@ -57,8 +95,33 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
         sdm_conditioner_free(&c);
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     }
+    if (count_chunks(c, err) || sdm_texts_json(sdm_engine_text(e), r, &c->ids, &c->texts_json, err)) {
+        sdm_conditioner_free(&c);
+        return -1;
+    }
     *out = c;
     return 0;
+}
+
+int sdm_conditioner_tokens(const sdm_conditioner *c)
+{
+    return c->n_chunks * sdm_engine_bundle(c->engine)->token_length;
+}
+
+const char *sdm_conditioner_texts_json(const sdm_conditioner *c)
+{
+    return c->texts_json;
+}
+
+/* The embedding of keyframe k's prompt (negative: its negative), as the recipe reads it. */
+static int text_embedding(sdm_conditioner *c, int k, int negative, const sdm_tensor **out, sdm_error *err)
+{
+    const sdm_recipe *r = c->recipe;
+    const sdm_keyframe *kf = &r->keyframes[k];
+    const sdm_text_opts o = { r->weighting == SDM_WEIGHTING_A1111, kf->clip_skip, c->n_chunks };
+
+    return sdm_engine_embed_opts(c->engine, negative ? sdm_recipe_negative(r, kf->negative) : kf->prompt, &o, out,
+                                 err);
 }
 
 /* Initial noise of a seed, as torch.randn with a CPU generator; cached. */
@@ -171,7 +234,6 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
 {
     const sdm_recipe *r = c->recipe;
     const sdm_frame_inputs in = sdm_frame_inputs_of(r, &c->ids, f);
-    const sdm_keyframe *k = r->keyframes;
     const sdm_tensor *ea, *eb, *na, *nb, *sa, *sb;
     sdm_error *e = err;
 
@@ -180,10 +242,8 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     out->seed_a = in.noise.a;
     out->seed_b = in.noise.b;
     out->seed_t = in.noise.t;
-    if (sdm_engine_embed(c->engine, k[in.text.a].prompt, &ea, e) ||
-        sdm_engine_embed(c->engine, k[in.text.b].prompt, &eb, e) ||
-        sdm_engine_embed(c->engine, sdm_recipe_negative(r, k[in.negative.a].negative), &na, e) ||
-        sdm_engine_embed(c->engine, sdm_recipe_negative(r, k[in.negative.b].negative), &nb, e) ||
+    if (text_embedding(c, (int)in.text.a, 0, &ea, e) || text_embedding(c, (int)in.text.b, 0, &eb, e) ||
+        text_embedding(c, (int)in.negative.a, 1, &na, e) || text_embedding(c, (int)in.negative.b, 1, &nb, e) ||
         seed_noise(c, in.noise.a, &sa, e) || seed_noise(c, in.noise.b, &sb, e))
         goto fail;
     if (in.walk_k >= 0 ? walk_frame(c, ea, in.walk_k, &out->cond, e) : mix(ea, eb, &in.text, 1, &out->cond, e))
@@ -236,6 +296,7 @@ void sdm_conditioner_free(sdm_conditioner **pc)
         sdm_tensor_free(&c->noises[i].noise);
     free(c->noises);
     sdm_text_ids_free(&c->ids);
+    free(c->texts_json);
     sdm_tensor_free(&c->walk_y);
     sdm_tensor_free(&c->walk_end);
     free(c);

@@ -21,6 +21,12 @@ typedef struct {
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
                         sdm_conditioner **out, sdm_error *err);
+/* Token rows of every text embedding of the render: each text is padded
+ * with empty-prompt chunks to the most any of the recipe's texts needs
+ * (A1111 pads a batch so), so any two mix and the UNet sees one shape. */
+int sdm_conditioner_tokens(const sdm_conditioner *c);
+/* The texts' chunks and weights as a JSON value, for the sidecar. */
+const char *sdm_conditioner_texts_json(const sdm_conditioner *c);
 int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
                           sdm_error *err);
 void sdm_frame_cond_clear(sdm_frame_cond *fc);

@@ -3,23 +3,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "torch_error.h"
-
-typedef struct {
-    char *prompt;
-    sdm_tensor *emb;
-} embed_entry;
 
 struct sdm_engine {
     sdm_bundle bundle;
     sdm_device dev;
     sdm_dtype dtype;                /* what the modules compute in */
     sdm_tokenizer *tok;
-    sdm_module *text_encoder, *unet, *vae;
+    sdm_text_encoder *text;
+    sdm_module *unet, *vae;
     sdm_module *unet_aoti, *vae_aoti;   /* the bundle's AOTInductor builds, where loaded */
-    embed_entry *embeds;
-    int n_embeds, cap_embeds;
 };
 
 static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
@@ -66,33 +61,20 @@ static int module_misfit(const sdm_bundle *b, sdm_error *err)
 static int check_modules(sdm_engine *e, sdm_error *err)
 {
     const sdm_bundle *b = &e->bundle;
-    int64_t ids_shape[2] = { 1, b->token_length }, x_shape[4] = { 1, b->latent_channels, 8, 8 }, t_shape[1] = { 1 };
-    int64_t *ids = calloc(b->token_length, sizeof *ids);
+    int64_t x_shape[4] = { 1, b->latent_channels, 8, 8 }, t_shape[1] = { 1 };
+    const sdm_text_opts o = { 0, 1, 1 };
     float t = 1.0f;
-    sdm_tensor *t_ids = NULL, *emb = NULL, *x = NULL, *tt = NULL, *eps = NULL, *img = NULL;
+    sdm_tensor *emb = NULL, *x = NULL, *tt = NULL, *eps = NULL, *img = NULL;
     char got[96];
     int rc = -1;
 
-    if (!ids) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    for (int i = 0; i < b->token_length; i++)
-        ids[i] = i == 0 ? b->bos_id : b->eos_id;
-    if (sdm_tensor_from_host(ids, SDM_I64, ids_shape, 2, e->dev, &t_ids) ||
-        sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) || sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
+    if (sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) ||
+        sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
         sdm_torch_error(err, SDM_TORCH_ERROR, "checking the model");
         goto end;
     }
-    if (call_f32(e, e->text_encoder, &t_ids, 1, &emb, b->text_encoder, err)) {
+    if (sdm_text_encoder_run(e->text, "", &o, &emb, err)) {
         module_misfit(b, err);
-        goto end;
-    }
-    if (sdm_tensor_ndim(emb) != 3 || sdm_tensor_dim(emb, 1) != b->token_length ||
-        sdm_tensor_dim(emb, 2) != b->hidden_size) {
-        shape_str(emb, got, sizeof got);
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for one prompt, but %s/model.yaml says [1,%d,%d] "
-                      "(token_length, hidden_size)", b->text_encoder, got, b->dir, b->token_length, b->hidden_size);
         goto end;
     }
     {
@@ -123,14 +105,24 @@ static int check_modules(sdm_engine *e, sdm_error *err)
     }
     rc = 0;
 end:
-    free(ids);
-    sdm_tensor_free(&t_ids);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&x);
     sdm_tensor_free(&tt);
     sdm_tensor_free(&eps);
     sdm_tensor_free(&img);
     return rc;
+}
+
+/* The bundle's embeddings/ folder, where it has one and its encoder takes them. */
+static int bundle_embeddings(sdm_engine *e, sdm_error *err)
+{
+    char dir[1100];
+    struct stat st;
+
+    snprintf(dir, sizeof dir, "%s/embeddings", e->bundle.dir);
+    if (!e->bundle.text_layers || stat(dir, &st) || !S_ISDIR(st.st_mode))
+        return 0;
+    return sdm_text_encoder_use_embeddings(e->text, dir, err);
 }
 
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
@@ -163,7 +155,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
     tp.pad_id = e->bundle.pad_id;
     if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
         goto end;
-    if (load_module(e->bundle.text_encoder, dev, &e->text_encoder, err) ||
+    if (sdm_text_encoder_open(&e->bundle, e->tok, dev, e->dtype, &e->text, err) || bundle_embeddings(e, err) ||
         load_module(e->bundle.unet, dev, &e->unet, err) ||
         load_module(e->bundle.vae_decoder, dev, &e->vae, err))
         goto end;
@@ -203,9 +195,10 @@ static int aoti_fits(const sdm_module *m, const sdm_aoti_build *a, int n, int h,
     return m && h == a->latent_h && w == a->latent_w && n >= a->min_batch && n <= a->max_batch;
 }
 
-int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w)
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w, int tokens)
 {
-    return aoti_fits(e->unet_aoti, &e->bundle.unet_aoti, n, latent_h, latent_w);
+    /* compiled for one prompt chunk: longer prompts run on TorchScript */
+    return tokens == e->bundle.token_length && aoti_fits(e->unet_aoti, &e->bundle.unet_aoti, n, latent_h, latent_w);
 }
 
 int sdm_engine_has_aoti(const sdm_engine *e)
@@ -213,12 +206,13 @@ int sdm_engine_has_aoti(const sdm_engine *e)
     return e->unet_aoti != NULL;
 }
 
-/* The UNet for a call on latents x [n,C,h,w]: the AOTInductor one where it
- * was compiled for that shape (it checks no shapes itself), else TorchScript. */
-static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x)
+/* The UNet for a call on latents x [n,C,h,w] and text emb [n,L,H]: the
+ * AOTInductor one where it was compiled for that shape (it checks no shapes
+ * itself), else TorchScript. */
+static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x, const sdm_tensor *emb)
 {
-    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3))
-               ? e->unet_aoti : e->unet;
+    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3),
+                                (int)sdm_tensor_dim(emb, 1)) ? e->unet_aoti : e->unet;
 }
 
 /* The VAE decoder for latents z [n,C,h,w], likewise. */
@@ -410,86 +404,37 @@ end:
     return rc;
 }
 
-/* One run of the text encoder on a prompt: a new [1,L,H] tensor. */
-static int encode_text(sdm_engine *e, const char *prompt, sdm_tensor **out, sdm_error *err)
+int sdm_engine_embed_opts(sdm_engine *e, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                          sdm_error *err)
 {
-    int L = e->bundle.token_length, rc = -1;
-    int64_t *ids = malloc(sizeof *ids * L), shape[2] = { 1, L };
-    sdm_tensor *t_ids = NULL;
-    sdm_tokenize_info info;
-    sdm_torch_status st;
-
-    if (!ids) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    sdm_tokenizer_encode(e->tok, prompt, ids, &info);
-    if (info.n_dropped > 0)
-        sdm_warn("prompt \"%.60s%s\" is %d tokens, the model reads %d: dropped %d from \"%.60s\"", prompt,
-                 strlen(prompt) > 60 ? "..." : "", info.n_tokens, L - 2, info.n_dropped,
-                 info.dropped_at >= 0 ? prompt + info.dropped_at : "");
-    st = sdm_tensor_from_host(ids, SDM_I64, shape, 2, e->dev, &t_ids);
-    if (st) {
-        sdm_torch_error(err, st, "text encoding");
-        goto end;
-    }
-    rc = call_f32(e, e->text_encoder, &t_ids, 1, out, "text encoder", err);
-end:
-    free(ids);
-    sdm_tensor_free(&t_ids);
-    return rc;
+    return sdm_text_encoder_embed(e->text, prompt, o, out, err);
 }
 
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err)
 {
-    sdm_tensor *emb = NULL;
-    int rc = -1;
+    const sdm_text_opts o = { 1, 1, 1 };
 
-    for (int i = 0; i < e->n_embeds; i++) {
-        if (!strcmp(e->embeds[i].prompt, prompt)) {
-            *out = e->embeds[i].emb;
-            return 0;
-        }
-    }
-    if (encode_text(e, prompt, &emb, err))
-        goto end;
-    if (e->n_embeds == e->cap_embeds) {
-        int cap = e->cap_embeds ? 2 * e->cap_embeds : 8;
-        embed_entry *n = realloc(e->embeds, sizeof *n * cap);
-        if (!n) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            goto end;
-        }
-        e->embeds = n;
-        e->cap_embeds = cap;
-    }
-    e->embeds[e->n_embeds].prompt = strdup(prompt);
-    if (!e->embeds[e->n_embeds].prompt) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    e->embeds[e->n_embeds].emb = emb;
-    *out = emb;
-    emb = NULL;
-    e->n_embeds++;
-    rc = 0;
-end:
-    sdm_tensor_free(&emb);
-    return rc;
+    return sdm_text_encoder_embed(e->text, prompt, &o, out, err);
+}
+
+sdm_text_encoder *sdm_engine_text(sdm_engine *e)
+{
+    return e->text;
 }
 
 int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
 {
     sdm_engine *e = engine;
 
-    return call_f32(e, unet_for(e, args[0]), args, 3, out, "UNet", err);
+    return call_f32(e, unet_for(e, args[0], args[2]), args, 3, out, "UNet", err);
 }
 
-int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err)
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err)
 {
     int n = guided ? 2 * batch : batch, rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
-    int64_t es[3] = { n, e->bundle.token_length, e->bundle.hidden_size }, ts[1] = { n };
+    int64_t es[3] = { n, tokens, e->bundle.hidden_size }, ts[1] = { n };
+    const sdm_text_opts o = { 0, 1, 1 };
     sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *out = NULL, *zs = NULL, *rgb = NULL;
     sdm_torch_status st;
 
@@ -511,13 +456,13 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
      * encoder's first runs too would otherwise fall into the render loop
      * (its prompts are encoded there, once each). */
     for (int i = 0; i < 2; i++) {
-        if (encode_text(e, "", &out, err))
+        if (sdm_text_encoder_run(e->text, "", &o, &out, err))
             goto end;
         sdm_tensor_free(&out);
     }
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, unet_for(e, x), args, 3, &out, "UNet", err))
+        if (call_f32(e, unet_for(e, x, emb), args, 3, &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
@@ -606,12 +551,7 @@ void sdm_engine_free(sdm_engine **pe)
 
     if (!e)
         return;
-    for (int i = 0; i < e->n_embeds; i++) {
-        free(e->embeds[i].prompt);
-        sdm_tensor_free(&e->embeds[i].emb);
-    }
-    free(e->embeds);
-    sdm_module_free(&e->text_encoder);
+    sdm_text_encoder_free(&e->text);
     sdm_module_free(&e->unet);
     sdm_module_free(&e->unet_aoti);
     sdm_module_free(&e->vae_aoti);

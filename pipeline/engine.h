@@ -8,6 +8,7 @@
 
 #include "bundle.h"
 #include "error.h"
+#include "text_encoder.h"
 #include "tokenizer.h"
 #include "torch_api.h"
 
@@ -27,15 +28,22 @@ const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e);
  * the calls of the shapes it was compiled for. on=0 frees them: release a
  * loop captured with the package first (sdm_denoiser_release). */
 void sdm_engine_set_aoti(sdm_engine *e, int on);
-/* 1 where a UNet call on n latents of latent_h×latent_w runs the
- * AOTInductor UNet: the shape it was compiled for (aoti: in model.yaml). */
-int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w);
+/* 1 where a UNet call on n latents of latent_h×latent_w, with text
+ * embeddings of `tokens` rows, runs the AOTInductor UNet: the shape it was
+ * compiled for (aoti: in model.yaml; one prompt chunk, token_length rows). */
+int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w, int tokens);
 /* 1 where the AOTInductor UNet is loaded (and passed its check). */
 int sdm_engine_has_aoti(const sdm_engine *e);
 
-/* Text embedding [1,L,H] (float32) of a prompt; cached, owned by the engine.
- * A prompt longer than the token length is cut, with one warning. */
+/* Text embedding [1, chunks·token_length, H] (float32) of a prompt, as
+ * text_encoder.h makes it; cached, owned by the engine. */
+int sdm_engine_embed_opts(sdm_engine *e, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                          sdm_error *err);
+/* The same with the recipe's defaults: A1111 weighting, the last layer, the
+ * chunks the prompt needs. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
+/* The text encoder: chunks, layers, embeddings (text_encoder.h). */
+sdm_text_encoder *sdm_engine_text(sdm_engine *e);
 
 /* One UNet call, as a denoiser makes it (sdm_unet_fn in denoiser.h, with
  * the engine as user): args x [n,C,h,w] float32, t [n] float32, emb
@@ -45,11 +53,11 @@ int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out
 
 /* Runs the text encoder, then the UNet and VAE a few times at the batch
  * shape the render will use (`batch` latents of latent_h×latent_w, twice as
- * many UNet inputs where guided), so TorchScript's profiling runs and
+ * many UNet inputs where guided; text embeddings of `tokens` rows), so TorchScript's profiling runs and
  * cuDNN's first calls are not paid by the first frames, and a capture of
  * the sampling loop (sdm_denoiser_capture, next) records the optimized
  * graph. CUDA only; a no-op on the CPU. */
-int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, sdm_error *err);
+int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err);
 
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device, decoded
  * SDM_DECODE_CHUNK frames per VAE call (its activations at full image size

@@ -21,14 +21,20 @@ sdm_mix sdm_mix_of(uint64_t a, uint64_t b, double t, sdm_interp how)
     return m;
 }
 
-static int same_string(const void *items, int a, int b)
+/* A text as the encoder reads it: the words and the layer they are read at. */
+typedef struct {
+    const char *text;
+    int clip_skip;
+} text_key;
+
+static int same_text(const void *items, int a, int b)
 {
-    const char *const *s = items;
-    return !strcmp(s[a], s[b]);
+    const text_key *k = items;
+    return k[a].clip_skip == k[b].clip_skip && !strcmp(k[a].text, k[b].text);
 }
 
-/* ids[k]: the first k' with texts[k'] equal to texts[k]. */
-static int intern(const char **texts, int n, int *ids)
+/* ids[k]: the first k' with keys[k'] equal to keys[k]. */
+static int intern(const text_key *keys, int n, int *ids)
 {
     sdm_index t = { 0 };
     int rc = -1;
@@ -36,7 +42,8 @@ static int intern(const char **texts, int n, int *ids)
     if (sdm_index_init(&t, (size_t)n))
         goto end;
     for (int k = 0; k < n; k++)
-        ids[k] = sdm_index_intern(&t, sdm_hash_string(texts[k]), k, same_string, texts);
+        ids[k] = sdm_index_intern(&t, sdm_hash_string(keys[k].text) ^ (uint64_t)keys[k].clip_skip, k, same_text,
+                                  keys);
     rc = 0;
 end:
     sdm_index_free(&t);
@@ -46,16 +53,18 @@ end:
 int sdm_text_ids_make(const sdm_recipe *r, sdm_text_ids *out)
 {
     int n = r->n_keyframes, rc = -1;
-    const char **prompts = malloc((size_t)n * sizeof *prompts);
-    const char **negatives = malloc((size_t)n * sizeof *negatives);
+    text_key *prompts = malloc((size_t)n * sizeof *prompts);
+    text_key *negatives = malloc((size_t)n * sizeof *negatives);
 
     out->prompt = malloc((size_t)n * sizeof *out->prompt);
     out->negative = malloc((size_t)n * sizeof *out->negative);
     if (!prompts || !negatives || !out->prompt || !out->negative)
         goto end;
     for (int k = 0; k < n; k++) {
-        prompts[k] = r->keyframes[k].prompt ? r->keyframes[k].prompt : "";
-        negatives[k] = sdm_recipe_negative(r, r->keyframes[k].negative);
+        const sdm_keyframe *kf = &r->keyframes[k];
+        prompts[k].text = kf->prompt ? kf->prompt : "";
+        negatives[k].text = sdm_recipe_negative(r, kf->negative);
+        prompts[k].clip_skip = negatives[k].clip_skip = kf->clip_skip;
     }
     if (intern(prompts, n, out->prompt) || intern(negatives, n, out->negative))
         goto end;

@@ -25,7 +25,8 @@ typedef struct {
 sdm_mix sdm_mix_of(uint64_t a, uint64_t b, double t, sdm_interp how);
 
 /* A keyframe's text id: the index of the first keyframe with the same
- * prompt (negative), so keyframes[id].prompt is the text itself. */
+ * prompt (negative) read at the same clip_skip, so keyframes[id].prompt
+ * and keyframes[id].clip_skip are the text itself. */
 typedef struct {
     int *prompt, *negative;     /* [n_keyframes] */
 } sdm_text_ids;

@@ -198,7 +198,7 @@ int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err)
 }
 
 int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                               sdm_error *err)
+                               const char *texts, sdm_error *err)
 {
     for (int i = 0; i < o->n; i++) {
         int k = sdm_fileset_find(fs, o->files[i].path);
@@ -207,7 +207,7 @@ int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_
         if (k < 0)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sidecar %s is not in the file set",
                                  o->files[i].path);
-        if (sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, err))
+        if (sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, texts, err))
             return -1;
     }
     return 0;
@@ -221,11 +221,11 @@ void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs)
 }
 
 int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                       int partial, sdm_error *err)
+                       const char *texts, int partial, sdm_error *err)
 {
     if (partial)
         sdm_outputs_skip_sidecars(o, fs);
-    else if (sdm_outputs_write_sidecars(o, fs, r, plan, err))
+    else if (sdm_outputs_write_sidecars(o, fs, r, plan, texts, err))
         return -1;
     return sdm_fileset_commit(fs, partial, err);
 }

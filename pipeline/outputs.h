@@ -55,15 +55,16 @@ void sdm_outputs_free(sdm_outputs *o);
 /* Starts the file set of every output: their temporary files are made now,
  * so a folder that cannot be written fails here, before the model loads. */
 int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err);
-/* Writes every sidecar's temporary file (the plan as JSON, sidecar.h). */
+/* Writes every sidecar's temporary file (the plan as JSON, sidecar.h;
+ * texts: the prompts' chunks and weights, or NULL). */
 int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                               sdm_error *err);
+                               const char *texts, sdm_error *err);
 /* Leaves the sidecars out of the commit (an interrupted render: they would
  * describe frames the .partial files lack). */
 void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs);
 /* Once the sink finished: writes the sidecars (none with partial != 0) and
  * commits the whole set, onto the .partial names with partial != 0. */
 int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                       int partial, sdm_error *err);
+                       const char *texts, int partial, sdm_error *err);
 
 #endif

@@ -491,6 +491,11 @@ static void json_key_string(FILE *f, const char *key, const char *value, const c
 
 int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
 {
+    return sdm_plan_write_json_texts(p, r, NULL, f);
+}
+
+int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f)
+{
     if (!p || !r || !f)
         return -1;
     fprintf(f, "{\n  \"format\": \"sdmorph-plan\", \"version\": 1,\n  ");
@@ -505,15 +510,17 @@ int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
     fprintf(f, "  \"fps\": %.17g, \"loop\": \"%s\", \"frames_shown\": %d, \"frames_rendered\": %d,\n  ", p->fps,
             sdm_loop_name(r->loop), p->n_sequence, p->n_renders);
     json_key_string(f, "negative", r->negative, ",\n");
+    fprintf(f, "  \"weighting\": \"%s\",\n", sdm_weighting_name(r->weighting));
     fprintf(f, "  \"keyframes\": [");
     for (int i = 0; i < r->n_keyframes; i++) {
         const sdm_keyframe *k = &r->keyframes[i];
         fprintf(f, "%s\n    {", i ? "," : "");
         json_key_string(f, "prompt", k->prompt, ", ");
         json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
-        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"hold\": %d, \"frames\": %d, "
-                "\"interp\": \"%s\", \"ease\": \"%s\", \"line\": %d, \"col\": %d}", k->seed, k->guidance, k->hold,
-                k->frames, sdm_interp_name(k->interp), sdm_ease_name(k->ease), k->mark.line, k->mark.col);
+        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"clip_skip\": %d, \"hold\": %d, \"frames\": %d, "
+                "\"interp\": \"%s\", \"ease\": \"%s\", \"line\": %d, \"col\": %d}", k->seed, k->guidance,
+                k->clip_skip > 1 ? k->clip_skip : 1, k->hold, k->frames, sdm_interp_name(k->interp),
+                sdm_ease_name(k->ease), k->mark.line, k->mark.col);
     }
     fprintf(f, "\n  ],\n");
     if (r->walk) {
@@ -525,6 +532,8 @@ int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
                 "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n", w->seed, w->guidance, w->frames,
                 w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
     }
+    if (texts)
+        fprintf(f, "  \"texts\": %s,\n", texts);
     fprintf(f, "  \"frames\": [");
     for (int i = 0; i < p->n_sequence; i++) {
         const sdm_plan_frame *fr = shown_frame(p, i);

@@ -40,6 +40,9 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);
  * frame per line; frames with the same render show the same picture. The
  * sidecar next to a render and `sdmorph check --json`. 0, or -1 on a write error. */
 int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f);
+/* The same with "texts": texts (a JSON value: the prompts' chunks and
+ * weights, texts_json.h) where it is not NULL. */
+int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f);
 void sdm_plan_free(sdm_plan *p);
 
 /* Easing curves on [0,1], exact at both ends. */

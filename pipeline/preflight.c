@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "sampler.h"
 
@@ -56,6 +57,35 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
     return 0;
 }
 
+/* clip_skip and embeddings against the text encoder: the layers it gives
+ * (an older bundle gives its last only, and takes no embeddings). */
+static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
+{
+    static const char reexport[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later)";
+    int layers = b->text_layers ? b->text_layers : 1;
+    char dir[4096];
+    struct stat st;
+
+    for (int i = 0; i < r->n_keyframes; i++) {
+        const sdm_keyframe *k = &r->keyframes[i];
+        if (k->clip_skip <= layers)
+            continue;
+        if (b->text_layers)
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s:%d:%d: clip_skip %d: the text encoder of %s has %d layers",
+                                 r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, layers);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s:%d:%d: clip_skip %d: the text encoder of %s gives its last "
+                             "layer only; %s", r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
+    }
+    if (!r->embeddings)
+        return 0;
+    if (!b->text_layers)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': the text encoder of %s takes token ids, not "
+                             "embeddings; %s", r->path, b->dir, reexport);
+    if (sdm_recipe_embeddings_dir(r, dir, sizeof dir) || stat(dir, &st) || !S_ISDIR(st.st_mode))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", r->path, r->embeddings);
+    return 0;
+}
+
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
     sdm_input inputs[16];
@@ -77,7 +107,7 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     q.n_inputs = render_inputs(r, pf, inputs, (int)(sizeof inputs / sizeof *inputs));
     if (p->write_outputs && sdm_outputs_make(r, &q, &pf->outs, err))
         return -1;
-    if (pf->has_bundle && model_limits(r, pf, err))
+    if (pf->has_bundle && (model_limits(r, pf, err) || text_limits(r, &pf->bundle, err)))
         return -1;
     kp = sdm_preflight_sink_params(r, pf);
     if (p->write_outputs && sdm_sink_check(pf->outs.videos, pf->outs.n_videos, pf->outs.sheet, &kp, err))

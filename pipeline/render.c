@@ -76,7 +76,8 @@ static int auto_batch(const render_state *S)
     int b = (int)((double)free_b * 0.7 / per_frame);
     b = b < 1 ? 1 : b > 16 ? 16 : b;
     for (int n = b; n >= 1; n--) {
-        if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w))
+        if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w,
+                                 sdm_conditioner_tokens(S->cond)))
             return n;
     }
     return b;
@@ -166,7 +167,8 @@ static int pads_small_renders(const render_state *S)
 {
     int n = S->guided ? 2 * S->batch : S->batch;
 
-    return sdm_denoiser_graphs(S->denoiser) && sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w);
+    return sdm_denoiser_graphs(S->denoiser) &&
+           sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond));
 }
 
 /* Frames per call, and what the loop keeps per render. */
@@ -219,11 +221,11 @@ static int warm_up_once(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
-    int64_t ts[3] = { S->batch, b->token_length, b->hidden_size };
+    int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), b->hidden_size };
 
     /* a loop captured at a larger batch holds memory this one needs */
     sdm_denoiser_release(S->denoiser);
-    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, err))
+    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, (int)ts[1], err))
         return -1;
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
@@ -239,9 +241,12 @@ static int warm_up(render_state *S, sdm_error *err)
         if (halve_batch(S, err))
             return -1;
     n = S->guided ? 2 * S->batch : S->batch;    /* UNet inputs per call */
-    if (sdm_engine_has_aoti(S->engine) && !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w))
-        sdm_info("%d frames per call at %dx%d%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
-                 S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "");
+    if (sdm_engine_has_aoti(S->engine) &&
+        !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond)))
+        sdm_info("%d frames per call at %dx%d%s%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
+                 S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "",
+                 sdm_conditioner_tokens(S->cond) > sdm_engine_bundle(S->engine)->token_length ?
+                 " with prompts of several chunks" : "");
     return 0;
 }
 
@@ -560,7 +565,8 @@ static int render_finish(render_state *S, sdm_error *err)
     /* interrupted before the first frame: nothing to keep, nothing written */
     if (S->sink && !(S->interrupted && S->shown == 0) &&
         (sdm_sink_finish(S->sink, S->interrupted, err) ||
-         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan, S->interrupted, err)))
+         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan,
+                            S->cond ? sdm_conditioner_texts_json(S->cond) : NULL, S->interrupted, err)))
         return -1;
     stats->frames_shown = S->shown;
     stats->interrupted = S->interrupted;

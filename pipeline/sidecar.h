@@ -9,8 +9,9 @@
 #include "recipe.h"
 
 /* Writes the sidecar into path (a temporary file of the render's file
- * set); messages name target, where it goes. */
+ * set); messages name target, where it goes. texts: the prompts' chunks
+ * and weights as JSON (NULL: none). */
 int sdm_sidecar_write(const char *path, const char *target, const sdm_recipe *r, const sdm_plan *p,
-                      sdm_error *err);
+                      const char *texts, sdm_error *err);
 
 #endif

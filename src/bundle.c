@@ -57,6 +57,7 @@ static const field fields[] = {
     { "text.bos_id", F_INT, OFF(bos_id), 1 },
     { "text.eos_id", F_INT, OFF(eos_id), 1 },
     { "text.pad_id", F_INT, OFF(pad_id), 1 },
+    { "text.layers", F_INT, OFF(text_layers), 0 },
     { "schedule.train_steps", F_INT, OFF(train_steps), 1 },
     { "schedule.beta_start", F_DOUBLE, OFF(beta_start), 1 },
     { "schedule.beta_end", F_DOUBLE, OFF(beta_end), 1 },
@@ -68,6 +69,7 @@ static const field fields[] = {
     { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
     { "files.vocab", F_FILE, OFF(vocab), 1 },
     { "files.merges", F_FILE, OFF(merges), 1 },
+    { "files.token_embedding", F_FILE, OFF(token_embedding), 0 },
     /* optional: AOTInductor builds and the shapes they were compiled for */
     { "files.unet_aoti", F_FILE, OFF(unet_aoti.path), 0 },
     { "aoti.latent_height", F_INT, OFF(unet_aoti.latent_h), 0 },
@@ -369,7 +371,7 @@ static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
     const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti.path,
-                            b->vae_aoti.path };
+                            b->vae_aoti.path, b->token_embedding };
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -381,6 +383,9 @@ static int check_values(loader *L)
                              "vae_scale %d, token_length %d, hidden_size %d, scaling_factor %g, width %d, height %d)",
                              L->file, b->latent_channels, b->vae_scale, b->token_length, b->hidden_size,
                              b->scaling_factor, b->width, b->height);
+    if (b->text_layers < 0 || b->text_layers > 1000 || !b->text_layers != !b->token_embedding[0])
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: text.layers (1 to 1000) and files.token_embedding go "
+                             "together (an encoder that takes token embeddings)", L->file);
     if (check_schedule(L))
         return -1;
     if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) || check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
@@ -563,7 +568,8 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti.path, b->vae_aoti.path };
+    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti.path, b->vae_aoti.path,
+                              b->token_embedding };
     char yaml[1100];
     uint64_t h = SDM_FNV1A64_OFFSET;
 

@@ -53,6 +53,9 @@ typedef struct {
     int token_length;           /* 77 */
     int hidden_size;            /* text embedding width: 768 for SD 1.x */
     int bos_id, eos_id, pad_id;
+    int text_layers;            /* text.layers: the encoder takes token embeddings and
+                                   gives every layer (clip skip, embeddings); 0: an older
+                                   bundle, ids in, last layer out */
     /* training noise schedule */
     int train_steps;            /* 1000 */
     double beta_start, beta_end;
@@ -62,6 +65,7 @@ typedef struct {
     char dtype[16];             /* "float32" / "float16": what the .pt files hold */
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
+    char token_embedding[1280];     /* files.token_embedding, with text.layers; else "" */
     /* Optional: the UNet and the VAE decoder compiled by AOTInductor
      * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
     sdm_aoti_build unet_aoti, vae_aoti;

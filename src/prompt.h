@@ -3,7 +3,7 @@
  * weight each, exactly as stable-diffusion-webui's parse_prompt_attention
  * does (unbalanced brackets included: an unclosed "(" still weighs all
  * that follows it, an unopened ")" is text). The runs then become chunks
- * of token ids for the text encoder (sdm_prompt_chunks, in A1111's way of
+ * of token ids for the text encoder (prompt_chunks.h, in A1111's way of
  * cutting long prompts). Pure C; no model needed. */
 #ifndef SDM_PROMPT_H
 #define SDM_PROMPT_H

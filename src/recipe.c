@@ -7,6 +7,7 @@
 
 #include "enum_table.h"
 #include "output_name.h"
+#include "prompt.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define MAX_RECIPE_BYTES (4u << 20)
@@ -41,11 +43,14 @@ static const sdm_enum_table interp_names = SDM_ENUM_TABLE(interp_entries);
 static const sdm_enum_table ease_names = SDM_ENUM_TABLE(ease_entries);
 static const sdm_enum_table loop_names = SDM_ENUM_TABLE(loop_entries);
 static const sdm_enum_table sampler_names = SDM_ENUM_TABLE(sampler_entries);
+static const sdm_enum_entry weighting_entries[] = { { "a1111", SDM_WEIGHTING_A1111 }, { "none", SDM_WEIGHTING_NONE } };
+static const sdm_enum_table weighting_names = SDM_ENUM_TABLE(weighting_entries);
 
 SDM_ENUM_FUNCTIONS(sdm_interp, interp_names)     /* sdm_interp_name, sdm_interp_from_str */
 SDM_ENUM_FUNCTIONS(sdm_ease, ease_names)         /* sdm_ease_name, sdm_ease_from_str */
 SDM_ENUM_FUNCTIONS(sdm_loop, loop_names)         /* sdm_loop_name, sdm_loop_from_str */
 SDM_ENUM_FUNCTIONS(sdm_sampler, sampler_names)   /* sdm_sampler_name, sdm_sampler_from_str */
+SDM_ENUM_FUNCTIONS(sdm_weighting, weighting_names)   /* sdm_weighting_name, sdm_weighting_from_str */
 
 /* --- the loader's state and its errors ------------------------------------ */
 
@@ -389,6 +394,8 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
 #define KF(m) offsetof(sdm_keyframe, m)
 #define W(m) offsetof(sdm_walk, m)
 #define FRAMES_MAX 100000
+/* More than any CLIP has layers; the model's own count is checked by preflight. */
+#define SDM_MAX_CLIP_SKIP 48
 
 static const key_spec recipe_keys[] = {
     { "model", h_string, R(model), 0, 0, NULL, K_NOTNULL },
@@ -398,6 +405,9 @@ static const key_spec recipe_keys[] = {
     { "guidance", h_double, R(guidance), 0, 100, NULL, 0 },
     { "negative", h_string, R(negative), 0, 0, NULL, 0 },
     { "seed", h_u64, R(seed), 0, 0, NULL, 0 },
+    { "weighting", h_enum, R(weighting), 0, 0, &weighting_names, 0 },
+    { "embeddings", h_string, R(embeddings), 0, 0, NULL, K_NOTNULL },
+    { "clip_skip", h_int, KF(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, K_DEFAULTS },
     { "fps", h_double, R(fps), SDM_MIN_FPS, 240, NULL, 0 },
     { "sampler", h_enum, R(sampler), 0, 0, &sampler_names, 0 },
     { "eta", h_double, R(eta), 0, 1, NULL, 0 },
@@ -421,6 +431,7 @@ static const key_spec keyframe_keys[] = {
     { "negative", h_string, KF(negative), 0, 0, NULL, 0 },
     { "seed", h_u64, KF(seed), 0, 0, NULL, 0 },
     { "guidance", h_double, KF(guidance), 0, 100, NULL, 0 },
+    { "clip_skip", h_int, KF(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, 0 },
     { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, 0 },
     { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0 },
     { "interp", h_enum, KF(interp), 0, 0, &interp_names, 0 },
@@ -432,6 +443,7 @@ static const key_spec walk_keys[] = {
     { "negative", h_string, W(negative), 0, 0, NULL, 0 },
     { "seed", h_u64, W(seed), 0, 0, NULL, 0 },
     { "guidance", h_double, W(guidance), 0, 100, NULL, 0 },
+    { "clip_skip", h_int, W(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, 0 },
     { "frames", h_int, W(frames), 1, FRAMES_MAX, NULL, 0 },
     { "sigma", h_double, W(sigma), 0, 10, NULL, 0 },
     { "anchor", h_double, W(anchor), 0, 1, NULL, 0 },
@@ -634,6 +646,7 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     w->seed = r->seed;
     w->guidance = r->guidance;
     w->frames = L->def.frames;
+    w->clip_skip = L->def.clip_skip;
     w->sigma = 0.02;
     w->anchor = 0.5;
     w->mark.line = (int)v->start_mark.line + 1;
@@ -651,6 +664,7 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     kf = &r->keyframes[0];
     kf->seed = w->seed;
     kf->guidance = w->guidance;
+    kf->clip_skip = w->clip_skip;
     kf->frames = w->frames;
     kf->mark = w->mark;
     kf->prompt = strdup(w->prompt);
@@ -684,6 +698,21 @@ int64_t sdm_recipe_shown_frames(const sdm_recipe *r)
     return fwd;
 }
 
+int sdm_recipe_embeddings_dir(const sdm_recipe *r, char *buf, size_t len)
+{
+    const char *slash = r->path ? strrchr(r->path, '/') : NULL;
+    struct stat st;
+    int n;
+
+    if (!r->embeddings)
+        return -1;
+    if (r->embeddings[0] == '/' || !slash || !stat(r->embeddings, &st))
+        n = snprintf(buf, len, "%s", r->embeddings);
+    else
+        n = snprintf(buf, len, "%.*s/%s", (int)(slash - r->path), r->path, r->embeddings);
+    return n >= 0 && (size_t)n < len ? 0 : -1;
+}
+
 const char *sdm_recipe_negative(const sdm_recipe *r, const char *own)
 {
     if (own)
@@ -703,6 +732,43 @@ static int check_sampler(loader *L, seen_pair *seen)
                        sdm_sampler_name(r->sampler), r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
     if (r->eta > 0 && r->sampler != SDM_SAMPLER_DDIM)
         return fail_at(L, eta, "'eta': applies to the ddim sampler only, not %s", sdm_sampler_name(r->sampler));
+    return 0;
+}
+
+/* A1111's syntax can fail (a weight that is not a number): say so now,
+ * where the keyframe is, not when the model has loaded. */
+static int check_prompt(loader *L, const sdm_mark *m, const char *what, int k, const char *text)
+{
+    sdm_prompt_runs runs = { 0 };
+    sdm_error e = { 0 };
+    yaml_mark_t ym = { 0, 0, 0 };
+
+    if (!text || !sdm_prompt_parse(text, &runs, &e)) {
+        sdm_prompt_runs_clear(&runs);
+        return 0;
+    }
+    ym.line = m ? (size_t)(m->line - 1) : 0;
+    ym.column = m ? (size_t)(m->col - 1) : 0;
+    if (k >= 0)
+        return fail_mark(L, ym, "keyframe %d: '%s': %s (or set 'weighting: none')", k, what, e.msg);
+    return fail_mark(L, ym, "'%s': %s (or set 'weighting: none')", what, e.msg);
+}
+
+static int check_prompts(loader *L)
+{
+    const sdm_recipe *r = L->r;
+
+    if (r->weighting != SDM_WEIGHTING_A1111)
+        return 0;
+    if (check_prompt(L, NULL, "negative", -1, r->negative))
+        return -1;
+    for (int i = 0; i < r->n_keyframes; i++) {
+        const sdm_keyframe *kf = &r->keyframes[i];
+        int k = r->walk ? -1 : i;
+        if (check_prompt(L, &kf->mark, "prompt", k, kf->prompt) || check_prompt(L, &kf->mark, "negative", k,
+                                                                              kf->negative))
+            return -1;
+    }
     return 0;
 }
 
@@ -726,7 +792,7 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
                        "(for a walk that returns to its start, set 'closed: true' in walk)");
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
         return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
-    if (check_sampler(L, seen))
+    if (check_sampler(L, seen) || check_prompts(L))
         return -1;
     shown = sdm_recipe_shown_frames(r);
     if (shown > SDM_MAX_SHOWN_FRAMES)
@@ -845,6 +911,7 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
     r->gif_palette = SDM_GIF_PALETTE_DEFAULT;
     r->gif_dither = SDM_GIF_DITHER_DEFAULT;
     L.def.frames = 16;
+    L.def.clip_skip = 1;
     L.def.interp = SDM_INTERP_LERP;
     L.def.ease = SDM_EASE_LINEAR;
 
@@ -974,6 +1041,7 @@ void sdm_recipe_free(sdm_recipe **pr)
     free(r->path);
     free(r->model);
     free(r->negative);
+    free(r->embeddings);
     free(r->contact_sheet);
     free(r);
     *pr = NULL;

@@ -5,6 +5,7 @@
 #define SDM_RECIPE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -13,6 +14,8 @@
 typedef enum { SDM_INTERP_LERP, SDM_INTERP_SLERP, SDM_INTERP_COUNT } sdm_interp;
 typedef enum { SDM_EASE_LINEAR, SDM_EASE_SMOOTHSTEP, SDM_EASE_COSINE, SDM_EASE_COUNT } sdm_ease;
 typedef enum { SDM_LOOP_NONE, SDM_LOOP_PINGPONG, SDM_LOOP_CYCLE, SDM_LOOP_COUNT } sdm_loop;
+/* How prompts are read: A1111's (word:1.3) syntax and BREAK, or as they are. */
+typedef enum { SDM_WEIGHTING_A1111, SDM_WEIGHTING_NONE, SDM_WEIGHTING_COUNT } sdm_weighting;
 typedef enum { SDM_SAMPLER_DDIM, SDM_SAMPLER_EULER, SDM_SAMPLER_EULER_A, SDM_SAMPLER_DPMPP_2M,
                SDM_SAMPLER_COUNT } sdm_sampler;
 
@@ -22,6 +25,8 @@ const char *sdm_ease_name(sdm_ease v);
 int sdm_ease_from_str(const char *s, sdm_ease *out);
 const char *sdm_loop_name(sdm_loop v);
 int sdm_loop_from_str(const char *s, sdm_loop *out);
+const char *sdm_weighting_name(sdm_weighting v);
+int sdm_weighting_from_str(const char *s, sdm_weighting *out);
 const char *sdm_sampler_name(sdm_sampler v);
 int sdm_sampler_from_str(const char *s, sdm_sampler *out);
 
@@ -34,6 +39,7 @@ typedef struct {
     char *negative;         /* NULL: the recipe's negative ("" if none) */
     uint64_t seed;
     double guidance;
+    int clip_skip;          /* 1: the text encoder's last layer; 2: the one before (A1111's) */
     int hold;               /* extra frames this keyframe stays (not re-rendered) */
     /* the transition from this keyframe to the next */
     int frames;             /* frames of the transition, its start included */
@@ -47,6 +53,7 @@ typedef struct {
     char *negative;
     uint64_t seed;          /* initial noise, fixed along the walk */
     double guidance;
+    int clip_skip;
     int frames;
     double sigma;           /* std of each step's embedding noise (0.02) */
     double anchor;          /* pull back toward y[0] (0.5) */
@@ -63,6 +70,8 @@ typedef struct {
     double guidance;
     char *negative;
     uint64_t seed;
+    sdm_weighting weighting;
+    char *embeddings;       /* textual-inversion folder as written; NULL: the bundle's */
     double fps;
     sdm_sampler sampler;
     double eta;             /* DDIM's eta (0: deterministic) */
@@ -94,6 +103,11 @@ void sdm_recipe_free(sdm_recipe **r);
  * refuses more, the planner plans no more. */
 int64_t sdm_recipe_shown_frames(const sdm_recipe *r);
 #define SDM_MAX_SHOWN_FRAMES 1000000
+
+/* The recipe's embeddings folder: as written where that exists or is
+ * absolute, else beside the recipe; NULL where the recipe names none.
+ * 0, or -1 if it does not fit len. */
+int sdm_recipe_embeddings_dir(const sdm_recipe *r, char *buf, size_t len);
 
 /* The negative prompt a keyframe or the walk reads: its own, else the
  * recipe's, else "". */

@@ -534,6 +534,8 @@ typedef struct {
     const sdm_tokenizer *tok;
     int64_t *ids;       /* the caller's row; tokens go to ids[1..keep] */
     int keep;           /* tokens that fit between bos and eos */
+    int grow;           /* ids is ours: it grows instead of dropping */
+    int oom;
     int n;              /* tokens made so far */
     int dropped_at;
     cp_buf text, nfc, norm;
@@ -571,8 +573,24 @@ static void cp_free(cp_buf *b)
     free(b->off);
 }
 
+/* A growing row doubles; where memory fails, the rest is dropped (e->oom). */
+static void grow_ids(encoder *e)
+{
+    int cap = e->keep ? 2 * e->keep : 64;
+    int64_t *ids = cap < (1 << 28) ? realloc(e->ids, sizeof *ids * ((size_t)cap + 1)) : NULL;
+
+    if (!ids) {
+        e->oom = 1;
+        return;
+    }
+    e->ids = ids;
+    e->keep = cap;
+}
+
 static void emit(encoder *e, int id, int off)
 {
+    if (e->grow && e->n == e->keep && !e->oom)
+        grow_ids(e);
     if (e->n < e->keep)
         e->ids[1 + e->n] = id;
     else if (e->n == e->keep)
@@ -1013,6 +1031,51 @@ static int encode_text(encoder *e, const char *text, int *n_invalid)
     return encode_segment(e, seg, e->text.n);
 }
 
+static void encoder_free(encoder *e)
+{
+    cp_free(&e->text);
+    cp_free(&e->nfc);
+    cp_free(&e->norm);
+    free(e->scratch);
+    free(e->bytes);
+    free(e->byte_off);
+    free(e->sym);
+    free(e->heap);
+}
+
+int sdm_tokenizer_tokens(const sdm_tokenizer *tok, const char *text, int64_t **ids, int *n, int *invalid_utf8)
+{
+    encoder e;
+    int n_invalid = 0, rc = -1;
+
+    *ids = NULL;
+    *n = 0;
+    memset(&e, 0, sizeof e);
+    e.tok = tok;
+    e.grow = 1;
+    e.dropped_at = -1;
+    if (encode_text(&e, text, &n_invalid) || e.oom)
+        goto end;
+    /* the row was laid out as bos, tokens: the caller gets the tokens */
+    if (e.ids)
+        memmove(e.ids, e.ids + 1, sizeof *e.ids * (size_t)e.n);
+    *ids = e.ids;
+    *n = e.n;
+    e.ids = NULL;
+    if (invalid_utf8)
+        *invalid_utf8 = n_invalid;
+    rc = 0;
+end:
+    free(e.ids);
+    encoder_free(&e);
+    return rc;
+}
+
+int sdm_tokenizer_find(const sdm_tokenizer *tok, const char *piece)
+{
+    return vocab_find(tok, piece, strlen(piece));
+}
+
 void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *ids, sdm_tokenize_info *info)
 {
     encoder e;
@@ -1041,12 +1104,5 @@ void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *i
         info->invalid_utf8 = n_invalid;
         info->dropped_at = e.n > kept ? e.dropped_at : -1;
     }
-    cp_free(&e.text);
-    cp_free(&e.nfc);
-    cp_free(&e.norm);
-    free(e.scratch);
-    free(e.bytes);
-    free(e.byte_off);
-    free(e.sym);
-    free(e.heap);
+    encoder_free(&e);
 }

@@ -39,6 +39,12 @@ int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt,
  * The tokenizer is only read: threads may encode with one at once. */
 void sdm_tokenizer_encode(const sdm_tokenizer *tok, const char *text, int64_t *ids,
                           sdm_tokenize_info *info);
+/* All the tokens of a text, bos/eos not added and nothing cut (A1111
+ * tokenizes each piece of a prompt so, then chunks them): *ids is
+ * malloc'd (NULL for none), *n its length. -1 only out of memory. */
+int sdm_tokenizer_tokens(const sdm_tokenizer *tok, const char *text, int64_t **ids, int *n, int *invalid_utf8);
+/* The id of a vocabulary entry (",</w>"), -1 if there is none. */
+int sdm_tokenizer_find(const sdm_tokenizer *tok, const char *piece);
 /* The vocabulary entry of an id ("city</w>"), NULL if out of range. */
 const char *sdm_tokenizer_piece(const sdm_tokenizer *tok, int64_t id);
 int sdm_tokenizer_token_length(const sdm_tokenizer *tok);

@@ -10,7 +10,12 @@ torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
 - LoRAs in kohya's and diffusers' layouts fuse into the layers they name
   as W + scale * alpha / rank * up @ down, linear and convolutional; a
   LoRA for layers the model lacks, or with tensors that are not LoRA, is
-  refused.
+  refused;
+- export_sd.py's text encoder on token embeddings (TextEncoderLayers), over
+  a CLIP-shaped stand-in, traces and gives every layer after the final
+  norm as plain causal attention computes them;
+- embedding_to_safetensors.py converts A1111's .pt and diffusers' .bin
+  embeddings into one "emb_params" tensor, and refuses a pickle with code.
 """
 import os
 import subprocess
@@ -179,11 +184,104 @@ def check_lora(tmp):
            lora.parse_arg("c:/x.pt") == ("c:/x.pt", 1.0) and lora.parse_arg("d.pt") == ("d.pt", 1.0))
 
 
+class _Attn(torch.nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = [torch.nn.Linear(h, h) for _ in range(4)]
+
+
+class _Mlp(torch.nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(h, 4 * h), torch.nn.Linear(4 * h, h)
+
+    def forward(self, x):
+        x = self.fc1(x)
+        return self.fc2(x * torch.sigmoid(1.702 * x))   # CLIP's quick_gelu
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.self_attn, self.mlp = _Attn(h), _Mlp(h)
+        self.layer_norm1, self.layer_norm2 = torch.nn.LayerNorm(h), torch.nn.LayerNorm(h)
+
+
+def _clip_stand_in(h, length, heads, layers):
+    """The submodules of transformers' CLIPTextModel that TextEncoderLayers reads."""
+    import types
+    tm = torch.nn.Module()
+    tm.embeddings = torch.nn.Module()
+    tm.embeddings.position_embedding = torch.nn.Embedding(length, h)
+    tm.encoder = torch.nn.Module()
+    tm.encoder.layers = torch.nn.ModuleList([_Layer(h) for _ in range(layers)])
+    tm.final_layer_norm = torch.nn.LayerNorm(h)
+    return types.SimpleNamespace(text_model=tm, config=types.SimpleNamespace(num_attention_heads=heads))
+
+
+def check_text_layers():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("export_sd", os.path.join(EXPORT, "export_sd.py"))
+    export_sd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_sd)
+    torch.manual_seed(5)
+    h, length, heads, layers = 16, 77, 2, 3
+    clip = _clip_stand_in(h, length, heads, layers)
+    tm = clip.text_model
+    x = torch.randn(1, length, h)
+    with torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(export_sd.TextEncoderLayers(clip).eval(), (x,)).eval())
+        got = traced(x)
+        # plain causal attention, written apart
+        hs, outs, d = x + tm.embeddings.position_embedding.weight, [], h // heads
+        causal = torch.ones(length, length, dtype=torch.bool).triu(1)
+        for ly in tm.encoder.layers:
+            a = ly.layer_norm1(hs)
+            q, k, v = [p(a).reshape(1, length, heads, d).transpose(1, 2)
+                       for p in (ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj)]
+            w = ((q @ k.transpose(-1, -2)) / d ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
+            hs = hs + ly.self_attn.out_proj((w @ v).transpose(1, 2).reshape(1, length, h))
+            hs = hs + ly.mlp(ly.layer_norm2(hs))
+            outs.append(tm.final_layer_norm(hs))
+        err = (got - torch.stack(outs)).abs().max().item()
+    report("text_layers_shape", tuple(got.shape) == (layers, 1, length, h), str(tuple(got.shape)))
+    report("text_layers_values", err < 1e-5, f"max error {err:g}")
+
+
+def check_embedding_conversion(tmp):
+    conv = os.path.join(EXPORT, "embedding_to_safetensors.py")
+    a1111, diffusers = torch.randn(3, 8), torch.randn(8)
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": a1111}, "name": "grim", "step": 10},
+               os.path.join(tmp, "grim.pt"))
+    torch.save({"<fox>": diffusers}, os.path.join(tmp, "fox.bin"))
+    out = os.path.join(tmp, "emb")
+    r = subprocess.run([sys.executable, conv, os.path.join(tmp, "grim.pt"), os.path.join(tmp, "fox.bin"), "--out",
+                        out], capture_output=True, text=True)
+    report("embedding_convert_runs", r.returncode == 0, r.stderr[-300:])
+    import embedding_to_safetensors as converter
+    for name, want in (("grim", a1111), ("fox", diffusers.reshape(1, 8))):
+        path = os.path.join(out, name + ".safetensors")
+        try:
+            got = converter.read_safetensors(path)
+            ok = list(got) == ["emb_params"] and torch.equal(got["emb_params"], want)
+            report(f"embedding_convert_{name}", ok, f"{ {k: tuple(v.shape) for k, v in got.items()} }")
+        except Exception as e:      # noqa: BLE001 (a failed check, said)
+            report(f"embedding_convert_{name}", False, str(e))
+    marker = os.path.join(tmp, "marker-emb")
+    torch.save({"string_to_param": {"*": torch.zeros(1, 8)}, "x": WritesAFile(marker)}, os.path.join(tmp, "evil.pt"))
+    r = subprocess.run([sys.executable, conv, os.path.join(tmp, "evil.pt"), "--out", out], capture_output=True,
+                       text=True)
+    report("embedding_pickle_refused", r.returncode == 1 and "nothing in it was run" in r.stderr and
+           not os.path.exists(marker), f"exit {r.returncode}: {r.stderr[-300:]}")
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         check_pickle(tmp)
         check_plain_ckpt(tmp)
         check_lora(tmp)
+        check_text_layers()
+        check_embedding_conversion(tmp)
 
 
 if __name__ == "__main__":

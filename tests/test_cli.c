@@ -140,7 +140,8 @@ static void copy_file(const char *from, const char *to, long limit)
 
 static void make_bundle(const char *dir, const char *yaml_from, const char *yaml_to)
 {
-    const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt" };
+    const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt",
+                                   "token_embedding.safetensors" };
     char from[512], to[512];
     FILE *f;
     char text[4096];
@@ -175,7 +176,7 @@ static void test_bad_bundles(void)
         const char *name, *from, *to, *says, *and_says;
     } edits[] = {
         /* model.yaml disagrees with the text encoder */
-        { "hidden", "hidden_size: 32", "hidden_size: 768", "text_encoder.pt gives [1,77,32]", "[1,77,768]" },
+        { "hidden", "hidden_size: 32", "hidden_size: 768", "token_embedding.safetensors", "[vocabulary, 768]" },
         /* a UNet whose channels do not match model.yaml */
         { "channels", "latent_channels: 4", "latent_channels: 3", "unet.pt", "channels" },
         /* an enum value model.yaml does not know: the message lists the known ones */

@@ -44,6 +44,18 @@ static void test_text_ids(void)
     sdm_text_ids_free(&ids);
     CHECK(ids.prompt == NULL);
     sdm_recipe_free(&r);
+    {
+        /* the same words at another clip skip are another text, negative too */
+        static const char skips[] = "keyframes:\n  - a\n  - {prompt: a, clip_skip: 2}\n  - a\n";
+        CHECK_INT(sdm_recipe_load_string("skip.yaml", skips, sizeof skips - 1, &r, &err), 0);
+        if (!r)
+            return;
+        CHECK_INT(sdm_text_ids_make(r, &ids), 0);
+        CHECK(ids.prompt[0] == 0 && ids.prompt[1] == 1 && ids.prompt[2] == 0);
+        CHECK(ids.negative[0] == 0 && ids.negative[1] == 1 && ids.negative[2] == 0);
+        sdm_text_ids_free(&ids);
+        sdm_recipe_free(&r);
+    }
 }
 
 /* One output frame's conditioning on the host: cond, uncond, noise and two
@@ -129,9 +141,10 @@ static void generate(uint64_t *state, char *text, size_t size)
     n = 2 + (int)(next(state) % 4);
     for (int i = 0; i < n; i++) {
         len += snprintf(text + len, size - (size_t)len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, "
-                        "interp: %s, seed: %d, guidance: %d%s}\n", (int)(next(state) % 2), 1 + (int)(next(state) % 3),
-                        (int)(next(state) % 4 == 0), eases[next(state) % 3], interps[next(state) % 2],
-                        (int)(next(state) % 2), 5 + (int)(next(state) % 4 == 0),
+                        "interp: %s, seed: %d, guidance: %d, clip_skip: %d%s}\n", (int)(next(state) % 2),
+                        1 + (int)(next(state) % 3), (int)(next(state) % 4 == 0), eases[next(state) % 3],
+                        interps[next(state) % 2], (int)(next(state) % 2), 5 + (int)(next(state) % 4 == 0),
+                        1 + (int)(next(state) % 4 == 0),
                         next(state) % 3 ? "" : next(state) % 2 ? ", negative: x" : ", negative: z");
     }
 }

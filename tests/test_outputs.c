@@ -101,7 +101,8 @@ static void copy(const char *from, const char *to)
 /* A copy of the analytic bundle in tmp/NAME, model.yaml with `from` replaced by `to`. */
 static char *bundle_copy(const char *name, const char *from, const char *to)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt" };
+    static const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt",
+                                   "token_embedding.safetensors" };
     char *dir = at("%s", name), src[PATH_MAX + 32], dst[PATH_MAX + 32];
     long n;
     char *yaml, *hit;

@@ -395,6 +395,14 @@ static const bad_case bad[] = {
     { "keyframes: [\"ab\xe6\x9d\"]\n", "t.yaml:1:16:", "invalid trailing UTF-8 octet" },
     { "keyframes: [\"\xc0\xaf\"]\n", "t.yaml:1:14:", "not valid UTF-8" },
     { "keyframes: [\"a\x01\"]\n", "t.yaml:1:15:", "not valid UTF-8 text (control characters are not allowed" },
+    /* prompts: A1111's syntax, clip skip, weighting */
+    { "keyframes:\n  - a\n  - prompt: b (c:1.2.3)\n", "t.yaml:3:5:", "keyframe 1: 'prompt': " },
+    { "negative: \"(x:1.2.3)\"\nkeyframes: [a]\n", "t.yaml:1:1:", "'negative': " },
+    { "walk:\n  prompt: \"(a:..)\"\n", "t.yaml:2:3:", "'prompt': " },
+    { "clip_skip: 0\nkeyframes: [a]\n", "t.yaml:1:12:", "'clip_skip'" },
+    { "keyframes:\n  - prompt: a\n    clip_skip: 49\n", "t.yaml:3:16:", "'clip_skip'" },
+    { "weighting: a1112\nkeyframes: [a]\n", "t.yaml:1:12:", "expected a1111 or none" },
+    { "embeddings:\nkeyframes: [a]\n", "t.yaml:1:12:", "'embeddings'" },
 };
 
 static void test_bad(void)
@@ -543,6 +551,39 @@ static void test_mutations(void)
     CHECK_INT(bad_msgs, 0);
 }
 
+/* weighting, clip_skip (recipe default, keyframe, walk) and embeddings */
+static void test_prompt_keys(void)
+{
+    sdm_error err;
+    sdm_recipe *r = load("keyframes:\n  - a (city:1.2)\n", &err);
+    char dir[256];
+
+    CHECK(r && r->weighting == SDM_WEIGHTING_A1111 && r->keyframes[0].clip_skip == 1 && !r->embeddings);
+    CHECK(r && sdm_recipe_embeddings_dir(r, dir, sizeof dir) == -1);
+    sdm_recipe_free(&r);
+    r = load("clip_skip: 2\nweighting: none\nembeddings: emb\nkeyframes:\n  - a (city:1.2.3)\n"
+             "  - prompt: b\n    clip_skip: 1\n", &err);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(r->weighting, SDM_WEIGHTING_NONE);
+        CHECK_INT(r->keyframes[0].clip_skip, 2);
+        CHECK_INT(r->keyframes[1].clip_skip, 1);
+        CHECK_STR(r->embeddings, "emb");
+        free(r->path);
+        r->path = strdup("recipes/x.yaml");
+        CHECK(r->path && sdm_recipe_embeddings_dir(r, dir, sizeof dir) == 0);
+        CHECK_STR(dir, "recipes/emb");
+        CHECK(sdm_recipe_embeddings_dir(r, dir, 8) == -1);
+    }
+    sdm_recipe_free(&r);
+    r = load("clip_skip: 3\nwalk:\n  prompt: a\n", &err);
+    CHECK(r && r->walk->clip_skip == 3 && r->keyframes[0].clip_skip == 3);
+    sdm_recipe_free(&r);
+    r = load("walk:\n  prompt: a\n  clip_skip: 2\n", &err);
+    CHECK(r && r->keyframes[0].clip_skip == 2);
+    sdm_recipe_free(&r);
+}
+
 int main(void)
 {
     test_enums();
@@ -552,6 +593,7 @@ int main(void)
     test_gif_keys();
     test_walk();
     test_values();
+    test_prompt_keys();
     test_bad();
     test_deep_and_huge();
     test_mutations();

@@ -585,7 +585,7 @@ static sdm_tensor *fixture_embed(fixture_bundle *fb, json_object *prompts, const
     for (int64_t i = 0; i < shape[1]; i++)
         v[i] = json_object_get_int64(json_object_array_get_idx(ids, (size_t)i));
     if (!sdm_tensor_from_host(v, SDM_I64, shape, 2, cpu, &t))
-        sdm_module_call(fb->text, NULL, &t, 1, &emb);
+        sdm_module_call(fb->text, "from_ids", &t, 1, &emb);
     sdm_tensor_free(&t);
     return emb;
 }

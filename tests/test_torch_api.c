@@ -749,7 +749,7 @@ static void test_analytic(void)
         const int64_t s[2] = { B, L };
         CHECK_INT(sdm_tensor_from_host(idv, SDM_I64, s, 2, CPU, &ids), SDM_TORCH_OK);
     }
-    CHECK_INT(sdm_module_call(te, NULL, &ids, 1, &emb), SDM_TORCH_OK);
+    CHECK_INT(sdm_module_call(te, "from_ids", &ids, 1, &emb), SDM_TORCH_OK);
     if (!emb)
         goto end;
     CHECK_INT(sdm_tensor_ndim(emb), 3);

@@ -3,8 +3,12 @@
 
     analytic.py --out DIR [--prediction epsilon|v_prediction] [--width 256 --height 256]
 
-- text encoder: a fixed embedding table plus position embeddings,
-  out = table[ids] + pos;
+- text encoder: as export_sd.py's, it takes token embeddings (the table is
+  token_embedding.safetensors, looked up by sdmorph) and gives every
+  layer's output: layer k of LAYERS is x + pos + (LAYERS-1-k)*delta, so the
+  last is x + pos (= table[ids] + pos) and clip skip s adds (s-1)*delta
+  exactly; from_ids(ids) is the last layer from ids, for tests.
+  --text-input ids makes the older kind (ids in, last layer out);
 - UNet: a perfect denoiser toward x0 = target(emb, h, w), a colour field
   that depends smoothly on the mean token embedding (exported as a method,
   with alpha_bar(t) and alphas_cumprod() for checks);
@@ -27,9 +31,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_yaml  # noqa: E402
 import clip_vocab  # noqa: E402
+import safetensors_io  # noqa: E402
 
 SEED = 20240531
 HIDDEN = 32
+LAYERS = 3              # text encoder layers (clip skip 1..3)
 TOKENS = clip_vocab.TOKEN_LENGTH
 LATENT = 4
 GRID = 4                # the target is a GRID x GRID field, upsampled
@@ -69,6 +75,33 @@ def schedule():
 
 
 class TextEncoder(torch.nn.Module):
+    """inputs_embeds [B,L,H] -> [LAYERS,B,L,H]."""
+
+    def __init__(self, table, pos, delta):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.register_buffer("pos", pos)
+        self.register_buffer("delta", delta)
+        self.layers = LAYERS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x + self.pos[: x.shape[1]].unsqueeze(0)
+        outs = [h + float(self.layers - 1 - k) * self.delta for k in range(self.layers - 1)]
+        outs.append(h)
+        return torch.stack(outs)
+
+    @torch.jit.export
+    def from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table) + self.pos[: ids.shape[1]].unsqueeze(0)
+
+    @torch.jit.export
+    def layer_delta(self) -> torch.Tensor:
+        return self.delta.clone()
+
+
+class IdsTextEncoder(torch.nn.Module):
+    """The older kind: ids [B,L] -> last layer [B,L,H]."""
+
     def __init__(self, table, pos):
         super().__init__()
         self.register_buffer("table", table)
@@ -178,7 +211,9 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
         table[i] = (table[i].double() * 0.05).float()
     pos = torch.randn(TOKENS, HIDDEN, generator=g)
     w = projection(g)
-    text = TextEncoder(table, pos)
+    # drawn last: the table, pos and W are the same as before layers existed
+    delta = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(SEED + 1)) * 0.5
+    text = TextEncoder(table, pos, delta)
     unet = UNet(w, centre(table, pos, w, empty_ids), schedule(), v_prediction)
     weight = torch.tensor([[v * SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
     vae = VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
@@ -191,6 +226,8 @@ def main():
     ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="epsilon")
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--height", type=int, default=256)
+    ap.add_argument("--text-input", choices=["embeds", "ids"], default="embeds",
+                    help="ids: the older bundle kind, whose text encoder takes token ids (no clip skip, no embeddings)")
     args = ap.parse_args()
     for v in (args.width, args.height):
         if v <= 0 or v % VAE_SCALE:
@@ -203,6 +240,12 @@ def main():
     empty_ids = clip_vocab.encode("", vocab, merges)
     text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
 
+    text_fields = dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos)
+    if args.text_input == "ids":
+        text = IdsTextEncoder(text.table, text.pos)
+    else:
+        safetensors_io.write(os.path.join(args.out, "token_embedding.safetensors"), {"weight": text.table})
+        text_fields["layers"] = LAYERS
     for name, mod in (("text_encoder", text), ("unet", unet), ("vae_decoder", vae)):
         torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
 
@@ -211,7 +254,7 @@ def main():
         "sdmorph model bundle\nThe analytic test model (pipeline/export/analytic.py): synthetic, exact.",
         family="analytic", prediction=args.prediction, dtype="float32", latent_channels=LATENT,
         vae_scale=VAE_SCALE, scaling_factor=SCALING, width=args.width, height=args.height,
-        text=dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos),
+        text=text_fields,
         schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
                       beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False),
         source=dict(exporter="analytic.py", checkpoint="the analytic test model (synthetic)")))

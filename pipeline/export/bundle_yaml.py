@@ -14,7 +14,8 @@ def _value(v):
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
                text, schedule, aoti=None, aoti_vae=None, source=None):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,
-    eos_id, pad_id; schedule: the scheduler's keys, in order; aoti (an
+    eos_id, pad_id, and layers where the text encoder takes token embeddings
+    and gives every layer (token_embedding.safetensors beside it); schedule: the scheduler's keys, in order; aoti (an
     AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
     vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch;
     source: what the bundle was exported from (exporter, checkpoint,
@@ -24,13 +25,16 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
            ("latent_channels", latent_channels), ("vae_scale", vae_scale), ("scaling_factor", scaling_factor),
            ("width", width), ("height", height))
     lines += [f"{k}: {_value(v)}" for k, v in top]
-    for section, keys in (("text", ("token_length", "hidden_size", "bos_id", "eos_id", "pad_id")),
-                          ("schedule", tuple(schedule))):
+    text_keys = ("token_length", "hidden_size", "bos_id", "eos_id", "pad_id") + (("layers",) if "layers" in text else ())
+    for section, keys in (("text", text_keys), ("schedule", tuple(schedule))):
         values = text if section == "text" else schedule
         lines.append(f"{section}:")
         lines += [f"  {k}: {_value(values[k])}" for k in keys]
     files = [("text_encoder", "text_encoder.pt"), ("unet", "unet.pt"), ("vae_decoder", "vae_decoder.pt"),
              ("vocab", "vocab.json"), ("merges", "merges.txt")]
+    if "layers" in text:
+        # the encoder takes token embeddings: sdmorph looks them up in this table
+        files.insert(1, ("token_embedding", "token_embedding.safetensors"))
     builds = [(section, key, name, shapes) for section, key, name, shapes in
               (("aoti", "unet_aoti", "unet.pt2", aoti), ("aoti_vae", "vae_decoder_aoti", "vae_decoder.pt2", aoti_vae))
               if shapes]

@@ -13,7 +13,11 @@
 Needs torch, diffusers and transformers (a hub id also needs internet the
 first time). The bundle holds the text encoder, UNet and VAE decoder traced
 to TorchScript and frozen, the tokenizer files, and model.yaml filled from
-the checkpoint's configs. Each traced module is run against its eager
+the checkpoint's configs. The text encoder takes token embeddings and gives
+every layer (after the final norm); its token table is
+token_embedding.safetensors, which sdmorph reads: so textual-inversion
+embeddings load at render time and clip_skip picks a layer (bundles from
+export_sd.py 2 and before take ids and give the last layer only). Each traced module is run against its eager
 original on one input; a bundle that differs is not written.
 
 A single-file checkpoint (SD 1.x or 2.x, as model sites serve them) is
@@ -75,9 +79,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_yaml  # noqa: E402
 import checkpoint as ckpt  # noqa: E402
 import lora as lora_mod  # noqa: E402
+import safetensors_io  # noqa: E402
 
 # Recorded in model.yaml (source.exporter): what made a bundle.
-EXPORTER = "export_sd.py 2"
+EXPORTER = "export_sd.py 3"
 SINGLE_FILE_EXT = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -87,7 +92,7 @@ def die(msg):
 
 
 class TextEncoder(torch.nn.Module):
-    """ids [B,L] int64 -> last hidden state [B,L,H], as diffusers' pipelines use it."""
+    """ids [B,L] int64 -> last hidden state [B,L,H], as diffusers' pipelines use it (the reference)."""
 
     def __init__(self, clip):
         super().__init__()
@@ -95,6 +100,68 @@ class TextEncoder(torch.nn.Module):
 
     def forward(self, ids):
         return self.clip(ids, return_dict=False)[0]
+
+
+class TextEncoderLayers(torch.nn.Module):
+    """inputs_embeds [B,L,H] -> every layer's hidden state after the final
+    layer norm, [layers,B,L,H]. sdmorph looks the token embeddings up itself
+    (token_embedding.safetensors), so textual-inversion vectors can take a
+    token's place, and picks layer layers-clip_skip: A1111's clip skip s is
+    the hidden state s-1 layers before the last, then the final norm
+    (diffusers' clip_skip=s-1). Layer `layers` is diffusers' last_hidden_state.
+
+    CLIP's pre-norm layers are written out here over transformers' own
+    submodules (layer_norm1/2, self_attn's q/k/v/out_proj, mlp), whose names
+    its checkpoints fix; the causal attention is torch's SDPA. So the export
+    does not depend on how a transformers version collects hidden states;
+    check_text_layers compares the result with transformers' on ids."""
+
+    def __init__(self, clip):
+        super().__init__()
+        tm = clip.text_model
+        self.pos = torch.nn.Parameter(tm.embeddings.position_embedding.weight.detach().clone(), requires_grad=False)
+        self.layers = tm.encoder.layers
+        self.norm = tm.final_layer_norm
+        self.heads = clip.config.num_attention_heads
+
+    def attention(self, attn, h):
+        B, L, H = h.shape
+        d = H // self.heads
+
+        def split(t):
+            return t.reshape(B, L, self.heads, d).transpose(1, 2)
+
+        q, k, v = split(attn.q_proj(h)), split(attn.k_proj(h)), split(attn.v_proj(h))
+        if hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+            o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:   # torch 1.13: the same, written out
+            mask = torch.full((L, L), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1)
+            o = torch.softmax(q @ k.transpose(-1, -2) * d ** -0.5 + mask, dim=-1) @ v
+        return attn.out_proj(o.transpose(1, 2).reshape(B, L, H))
+
+    def forward(self, x):
+        h = x + self.pos[: x.shape[1]].unsqueeze(0).to(x.dtype)
+        outs = []
+        for layer in self.layers:
+            h = h + self.attention(layer.self_attn, layer.layer_norm1(h))
+            h = h + layer.mlp(layer.layer_norm2(h))
+            outs.append(self.norm(h))
+        return torch.stack(outs)
+
+
+def check_text_layers(text, layers_ts, ids, tol):
+    """The exported encoder on looked-up embeddings against transformers' own
+    on ids: the last layer and clip skip 2 (hidden_states[-2], then the norm)."""
+    with torch.no_grad():
+        out = text(ids, output_hidden_states=True, return_dict=True)
+        want_last = out.last_hidden_state.float()
+        want_skip2 = text.text_model.final_layer_norm(out.hidden_states[-2]).float()
+        got = layers_ts(text.text_model.embeddings.token_embedding(ids)).float()
+    for name, g, w in (("last layer", got[-1], want_last), ("clip skip 2", got[-2], want_skip2)):
+        err = (g - w).abs().max().item()
+        print(f"export_sd: text_encoder {name}: vs transformers on ids max |diff| {err:.3g}", file=sys.stderr)
+        if not (err <= tol * max(w.abs().max().item(), 1.0)):
+            die(f"text_encoder: {name} differs from transformers' (max |diff| {err:.3g}); bundle not written")
 
 
 class UNet(torch.nn.Module):
@@ -716,7 +783,11 @@ def main():
     t = torch.tensor([981.0, 21.0]).to(device)
     tol = 2e-2 if dtype == torch.float16 else 1e-3
 
-    text_ts = trace_checked("text_encoder", TextEncoder(text), (ids,), tol)
+    with torch.no_grad():
+        token_embeds = text.text_model.embeddings.token_embedding(ids).detach()
+    text_ts = trace_checked("text_encoder", TextEncoderLayers(text), (token_embeds,), tol)
+    check_text_layers(text, text_ts, ids, tol)
+    n_layers = text_cfg.num_hidden_layers
     with torch.no_grad():
         emb = TextEncoder(text)(ids).detach()
         z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, dtype)
@@ -735,6 +806,8 @@ def main():
 
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
     torch.jit.save(text_ts, os.path.join(tmp, "text_encoder.pt"))
+    safetensors_io.write(os.path.join(tmp, "token_embedding.safetensors"),
+                         {"weight": text.text_model.embeddings.token_embedding.weight.detach()})
     torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
     torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
     for f in ("vocab.json", "merges.txt"):
@@ -748,7 +821,7 @@ def main():
         family=family, prediction=prediction, dtype=dtype_name, latent_channels=C, vae_scale=vae_scale,
         scaling_factor=vae_cfg.scaling_factor, width=w * vae_scale, height=h * vae_scale,
         text=dict(token_length=L, hidden_size=text_cfg.hidden_size, bos_id=vocab["<|startoftext|>"],
-                  eos_id=vocab["<|endoftext|>"], pad_id=vocab[pad_token]),
+                  eos_id=vocab["<|endoftext|>"], pad_id=vocab[pad_token], layers=n_layers),
         schedule=dict(train_steps=sched.get("num_train_timesteps", 1000), beta_start=sched.get("beta_start", 0.0001),
                       beta_end=sched.get("beta_end", 0.02), beta_schedule=sched.get("beta_schedule", "linear"),
                       steps_offset=sched.get("steps_offset", 0),

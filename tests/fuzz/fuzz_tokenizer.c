@@ -5,7 +5,13 @@
  * byte 0x01 is, after it, the prompt for an 8-id tokenizer padded with id 0
  * (truncation on almost every input). Checks the header's
  * promises: bos first, the text's tokens (cut so eos stays), eos, padding;
- * every id in the vocabulary; the info counts agree with the ids.
+ * every id in the vocabulary; the info counts agree with the ids. The same
+ * text is then cut into A1111's chunks (prompt_chunks.h, with its weight
+ * syntax and an embedding named "city" of 3 vectors): every chunk framed by
+ * bos and eos, its places' ids in the vocabulary or an embedding's row,
+ * weights finite, the token count within the chunks' room; the raw token
+ * list (sdm_tokenizer_tokens) agrees with the ids the encoder keeps; a
+ * refusal (a bad weight, too many chunks) is a usage error with a message.
  * Built by `make fuzz` with -fsanitize=fuzzer,address,undefined. */
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +20,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
+#include "prompt_chunks.h"
 #include "tokenizer.h"
 
 /* Merges, highest priority first; each left+right is added to the vocabulary. */
@@ -115,6 +122,51 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+static void check_chunks(const sdm_tokenizer *tok, const char *text, const int64_t *ids, int kept)
+{
+    int64_t city_ids[4], *all = NULL;
+    int n_city = 0, n_all = 0, L = sdm_tokenizer_token_length(tok);
+    sdm_prompt_embedding emb = { "city", city_ids, 0, 3, 0 };
+    sdm_prompt_chunks c;
+    sdm_error err = { 0 };
+
+    if (sdm_tokenizer_tokens(tok, "city", &all, &n_city, NULL) || n_city < 1 || n_city > 4)
+        abort();
+    memcpy(city_ids, all, sizeof *all * (size_t)n_city);
+    emb.n_name_ids = n_city;
+    free(all);
+    all = NULL;
+    if (sdm_tokenizer_tokens(tok, text, &all, &n_all, NULL))
+        abort();
+    for (int i = 0; i < kept; i++)
+        if (i >= n_all || all[i] != ids[1 + i])
+            abort();
+    free(all);
+    for (int parse = 0; parse < 2; parse++) {
+        if (sdm_prompt_chunks_make(tok, text, parse, L > 5 ? &emb : NULL, L > 5, &c, &err)) {
+            if (err.code != SDM_EXIT_USAGE || !err.msg[0])
+                abort();
+            memset(&err, 0, sizeof err);
+            continue;
+        }
+        if (c.n_chunks < 1 || c.n_chunks > SDM_MAX_CHUNKS || c.length != L || c.n_tokens < 0 ||
+            c.n_tokens > c.n_chunks * (L - 2))
+            abort();
+        for (int k = 0; k < c.n_chunks; k++) {
+            const int64_t *ci = c.ids + (size_t)k * L;
+            if (ci[0] != sdm_tokenizer_bos_id(tok))
+                abort();
+            for (int i = 0; i < L; i++) {
+                float w = c.weights[(size_t)k * L + i];
+                int v = c.vec[(size_t)k * L + i];
+                if (!(w == w) || (v < 0 && !sdm_tokenizer_piece(tok, ci[i])) || v >= 3)
+                    abort();
+            }
+        }
+        sdm_prompt_chunks_clear(&c);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const sdm_tokenizer *tok;
@@ -167,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sdm_tokenizer_encode(tok, text, again, NULL);
     if (memcmp(ids, again, (size_t)L * sizeof ids[0]))
         abort();
+    check_chunks(tok, text, ids, kept);
     free(text);
     return 0;
 }
