@@ -153,6 +153,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     sp.steps = r->steps;
     sp.eta = r->eta;
     sp.karras = r->karras;
+    sp.spacing = (sdm_spacing)r->timestep_spacing;
     if (sdm_schedule_make(b, &sp, &S->sched, err))
         return -1;
     return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);

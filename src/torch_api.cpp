@@ -60,6 +60,10 @@ struct sdm_tensor {
     at::Tensor t;
 };
 
+struct sdm_generator {
+    at::Generator gen;
+};
+
 struct sdm_graph {
 #ifdef SDM_HAVE_CUDA_GRAPHS
     at::cuda::CUDAGraph graph;
@@ -779,6 +783,39 @@ sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
         at::Tensor t = at::randn(sizes, gen, at::TensorOptions().dtype(at::kFloat));
         *out = wrap(to_device(t, d));
     });
+}
+
+sdm_torch_status sdm_generator_new(uint64_t seed, sdm_generator **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("generator", [&] {
+        need_out(out, "sdm_generator_new");
+        *out = new sdm_generator{ at::make_generator<at::CPUGeneratorImpl>(seed) };
+    });
+}
+
+sdm_torch_status sdm_generator_randn(sdm_generator *g, const int64_t *shape, int ndim, sdm_device dev,
+                                     sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("randn", [&] {
+        need_out(out, "sdm_generator_randn");
+        if (!g)
+            throw op_error("sdm_generator_randn: no generator");
+        std::vector<int64_t> sizes = shape_vec(shape, ndim, "sdm_generator_randn");
+        at::Tensor t = at::randn(sizes, g->gen, at::TensorOptions().dtype(at::kFloat));
+        *out = wrap(to_device(t, torch_device(dev)));
+    });
+}
+
+void sdm_generator_free(sdm_generator **g)
+{
+    if (!g || !*g)
+        return;
+    delete *g;
+    *g = NULL;
 }
 
 sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out)
