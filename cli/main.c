@@ -15,6 +15,8 @@ static void usage(FILE *f)
             "  check RECIPE        validate a recipe and print its frame plan (no model needed)\n"
             "  tokenize [--model DIR] [--tokens] TEXT\n"
             "                      print the token ids a prompt becomes\n"
+            "  samplers [--model DIR]\n"
+            "                      list the samplers, their aliases and what each needs\n"
             "\n"
             "Run `sdmorph COMMAND --help` for a command's options.\n");
 }
@@ -35,6 +37,8 @@ int main(int argc, char **argv)
         return sdm_cmd_check(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize"))
         return sdm_cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "samplers"))
+        return sdm_cmd_samplers(argc - 1, argv + 1);
     fprintf(stderr, "sdmorph: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return SDM_EXIT_USAGE;

@@ -46,10 +46,10 @@ static const sdm_enum_entry sampler_entries[] = {
     { "Euler a", SDM_SAMPLER_EULER_A }, { "DPM++ 2M", SDM_SAMPLER_DPMPP_2M },
     { "DPM++ 2M Karras", SDM_SAMPLER_DPMPP_2M | KARRAS }, { "DPM++ 2M SDE", SDM_SAMPLER_DPMPP_2M_SDE },
     { "DPM++ 2M SDE Karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "LMS Karras", SDM_SAMPLER_LMS | KARRAS },
-    { "PLMS", SDM_SAMPLER_PNDM }, { "UniPC", SDM_SAMPLER_UNIPC }, { "Euler Karras", SDM_SAMPLER_EULER | KARRAS },
+    { "PLMS", SDM_SAMPLER_PNDM }, { "Euler Karras", SDM_SAMPLER_EULER | KARRAS },
     /* ComfyUI */
     { "euler_ancestral", SDM_SAMPLER_EULER_A }, { "dpmpp_2m_sde_gpu", SDM_SAMPLER_DPMPP_2M_SDE },
-    { "uni_pc", SDM_SAMPLER_UNIPC }, { "uni_pc_bh2", SDM_SAMPLER_UNIPC }, { "plms", SDM_SAMPLER_PNDM },
+    { "uni_pc", SDM_SAMPLER_UNIPC }, { "uni_pc_bh2", SDM_SAMPLER_UNIPC },
     /* diffusers' scheduler classes */
     { "DDIMScheduler", SDM_SAMPLER_DDIM }, { "EulerDiscreteScheduler", SDM_SAMPLER_EULER },
     { "EulerAncestralDiscreteScheduler", SDM_SAMPLER_EULER_A },

@@ -64,7 +64,7 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 
     for (size_t si = 0; si < sizeof step_counts / sizeof *step_counts; si++) {
         for (size_t gi = 0; gi < 2; gi++) {
-            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0 };
+            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0, SDM_SPACING_DEFAULT };
             sdm_schedule s;
             sdm_error err = { 0 };
             sdm_tensor *out = NULL;
