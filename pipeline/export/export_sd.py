@@ -268,7 +268,9 @@ def load_components(args, tmp):
         unet = UNet2DConditionModel(**json.load(open(os.path.join(cfg, "unet_config.json"))))
         vae = AutoencoderKL(**json.load(open(os.path.join(cfg, "vae_config.json"))))
         text = CLIPTextModel(CLIPTextConfig(**json.load(open(os.path.join(cfg, "text_encoder_config.json")))))
-        sched = json.load(open(os.path.join(cfg, "scheduler_config.json")))
+        # a config without its class is SD 1.5's: PNDM with skip_prk_steps, as that checkpoint ships it
+        sched = dict({"_class_name": "PNDMScheduler", "skip_prk_steps": True},
+                     **json.load(open(os.path.join(cfg, "scheduler_config.json"))))
         tok_dir = args.tokenizer
         if not tok_dir:
             die("--random-weights needs --tokenizer DIR with CLIP's vocab.json and merges.txt")
