@@ -37,6 +37,7 @@ struct sdm_denoiser {
     sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once */
     sdm_unet_fn unet;
     void *unet_user;
+    double rescale;         /* guidance_rescale */
     int use_graphs;
     loop_graph graph;
 };
@@ -54,6 +55,7 @@ int sdm_denoiser_new(const sdm_denoiser_params *p, sdm_denoiser **out, sdm_error
     d->dtype = p->dtype;
     d->unet = p->unet;
     d->unet_user = p->unet_user;
+    d->rescale = p->guidance_rescale;
     *out = d;
     return 0;
 }
@@ -260,7 +262,7 @@ static int predict(sdm_denoiser *d, const sdm_step *k, const sdm_tensor *t, cons
     if (d->unet(d->unet_user, args, &res, err))
         goto end;
     if (guided) {
-        st = sdm_tensor_cfg(res, in->g, pred);
+        st = d->rescale > 0 ? sdm_tensor_cfg_rescale(res, in->g, d->rescale, pred) : sdm_tensor_cfg(res, in->g, pred);
         if (st) {
             sdm_torch_error(err, st, "sampling");
             goto end;

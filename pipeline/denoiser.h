@@ -64,6 +64,7 @@ typedef struct {
     sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once a batch */
     sdm_unet_fn unet;
     void *unet_user;
+    double guidance_rescale;    /* diffusers' guidance_rescale of guided batches: 0 (none) .. 1 */
 } sdm_denoiser_params;
 
 typedef struct sdm_denoiser sdm_denoiser;

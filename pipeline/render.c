@@ -141,6 +141,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     dp.dtype = sdm_engine_dtype(S->engine);
     dp.unet = sdm_engine_unet_call;
     dp.unet_user = S->engine;
+    dp.guidance_rescale = r->guidance_rescale;
     if (hooks && hooks->wrap_unet)
         hooks->wrap_unet(hooks->user, &dp.unet, &dp.unet_user);
     if (sdm_denoiser_new(&dp, &S->denoiser, err))

@@ -494,6 +494,7 @@ static const key_spec recipe_keys[] = {
     { "eta", h_double, R(eta), 0, 1, NULL, 0 },
     { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
     { "timestep_spacing", h_spacing, R(timestep_spacing), 0, 0, NULL, 0 },
+    { "guidance_rescale", h_double, R(guidance_rescale), 0, 1, NULL, 0 },
     { "batch", h_int, R(batch), 0, 1024, NULL, 0 },
     { "output", h_outputs, 0, 0, 0, NULL, 0 },
     { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0 },

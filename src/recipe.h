@@ -77,6 +77,7 @@ typedef struct {
     double eta;             /* DDIM's eta (0: deterministic) */
     bool karras;            /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */
     int timestep_spacing;   /* sdm_spacing (bundle.h); 0: the model's */
+    double guidance_rescale;    /* diffusers' guidance_rescale: 0 (none) .. 1 */
     int batch;              /* frames per UNet call; 0: automatic */
     char **outputs;         /* output files; format by extension */
     int n_outputs;

@@ -153,6 +153,10 @@ sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t l
  * batch, so the step loop copies nothing from the host);
  * out[i] = u[i] + g[i]·(c[i] − u[i]), per frame. */
 sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm_tensor **out);
+/* The same, then diffusers' guidance_rescale (rescale_noise_cfg): per frame
+ * r = out·std(c)/std(out) (std over all but dim 0, unbiased), and
+ * out = phi·r + (1 − phi)·out. */
+sdm_torch_status sdm_tensor_cfg_rescale(const sdm_tensor *both, const sdm_tensor *g, double phi, sdm_tensor **out);
 /* [B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 on the same device:
  * round((x/2+0.5).clamp(0,1)*255), the way diffusers makes PIL images. */
 sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);

@@ -84,6 +84,8 @@ static const limit_row rows[] = {
     { "sampler: pndm at most 999 steps", "sampler: pndm\nsteps: 1000\n", NULL, "t.mp4", { 0 }, 2 },
     { "sampler: lcm at most 50 steps", "sampler: lcm\nsteps: 51\n", NULL, "t.mp4", { 0 }, 2 },
     { "timestep_spacing", "timestep_spacing: trailing\nsampler: euler\n", NULL, "t.mp4", { 0 }, 0 },
+    { "guidance_rescale", "guidance_rescale: 1\n", NULL, "t.mp4", { 0 }, 0 },
+    { "guidance_rescale", "guidance_rescale: 1.01\n", NULL, "t.mp4", { 0 }, 2 },
     { "batch", "batch: -1\n", NULL, "t.mp4", { 0 }, 2 },
     { "batch", "batch: 1024\n", NULL, "t.mp4", { 0 }, 0 },
     { "batch", "batch: 1025\n", NULL, "t.mp4", { 0 }, 2 },

@@ -729,6 +729,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
     json_object *ts = jget(c, "timesteps"), *sig = jget(c, "sigmas"), *lats = jget(c, "latents");
     json_object *prompts = jget(doc, "prompts");
     sdm_tensor *cond = NULL, *uncond = NULL;
+    sdm_denoiser *den = fb->d, *own = NULL;
     sdm_schedule s = { 0 };
     sdm_error err = { 0 };
     uint64_t seed = strtoull(jstr(c, "seed"), NULL, 10);
@@ -768,6 +769,12 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
         CHECK_NEAR(s.steps[i].sigma, json_object_get_double(json_object_array_get_idx(sig, (size_t)i)),
                    5e-5 * s.steps[i].sigma);
 
+    if (jnum(c, "guidance_rescale") > 0) {
+        sdm_denoiser_params dp = { cpu, sdm_engine_dtype(fb->e), sdm_engine_unet_call, fb->e,
+                                   jnum(c, "guidance_rescale") };
+        CHECK_INT(sdm_denoiser_new(&dp, &own, &err), 0);
+        den = own;
+    }
     cond = fixture_embed(fb, prompts, jstr(c, "prompt"));
     uncond = fixture_embed(fb, prompts, jstr(c, "negative"));
     CHECK(cond && uncond);
@@ -782,7 +789,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
             CHECK(0);
             continue;
         }
-        out = run_engine(fb->d, &part, seed, shape, cond, uncond, g);
+        out = den ? run_engine(den, &part, seed, shape, cond, uncond, g) : NULL;
         d = out ? latent_diff(jget(cp, "latent"), out, n) : INFINITY;
         if (d > 1e-4 || getenv("SDM_TEST_VERBOSE"))
             fprintf(stderr, "%s: after %d steps off diffusers by %g\n", what, part.n_steps, d);
@@ -791,6 +798,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
         free(out);
     }
     *overall = fmax(*overall, worst);
+    sdm_denoiser_free(&own);
     sdm_tensor_free(&cond);
     sdm_tensor_free(&uncond);
     sdm_schedule_free(&s);
