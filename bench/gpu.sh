@@ -94,6 +94,7 @@ guidance: 7.5
 seed: 1234
 sampler: $sampler
 karras: $karras
+eta: ${PARITY_ETA:-0}
 negative: "blurry, low quality"
 keyframes:
   - "a rainy city street at night, neon signs, cinematic"
@@ -895,21 +896,8 @@ PY
 # its own generator (no latents=): same prompt, negative, seed, steps, guidance.
 sampler_one() {   # sampler karras eta label
     local sampler=$1 karras=$2 eta=$3 label=$4 flags=()
-    cat > "$W/$label.yaml" <<YAML
-width: 512
-height: 512
-steps: 20
-guidance: 7.5
-seed: 1234
-sampler: $sampler
-karras: $karras
-eta: $eta
-negative: "blurry, low quality"
-keyframes:
-  - "a rainy city street at night, neon signs, cinematic"
-YAML
-    rm -f "$W/$label.rgb" "$W/$label.npy"
-    "$SDMORPH" render "$W/$label.yaml" --model "$W/sd15-fp32" --device cuda -o "$W/$label.rgb" -q || return 1
+    rm -f "$W/$label.npy"
+    PARITY_ETA=$eta parity_render float32 "$sampler" "$karras" "$label" || return 1
     [ "$karras" = true ] && flags+=(--karras)
     $PY bench/sd15_reference.py plain --weights "$W/sd15-diffusers" --out "$W/$label.npy" --steps 20 --seed 1234 \
         --sampler "$sampler" --eta "$eta" "${flags[@]}" || return 1

@@ -505,6 +505,15 @@ static int multistep_sigmas(const tables *T, int n)
     return 0;
 }
 
+/* The multistep solvers' sigmas, their start from randn itself. */
+static int multistep_begin(const tables *T, sdm_schedule *s, sdm_error *err)
+{
+    if (multistep_sigmas(T, T->p->steps))
+        return T->spacing == SDM_SPACING_TRAILING ? bad_spacing(T, err) : past_schedule(T, err);
+    s->init_sigma = 1.0;
+    return 0;
+}
+
 /* DPM-Solver++(2M) on x = alpha·x0 + sig·eps with alpha = 1/sqrt(σ²+1),
  * sig = σ·alpha, lambda = −log σ. From σs to σt, with D0 = x0 now, D1 the
  * previous step's (σ_prev, kept in slot 0):
@@ -518,9 +527,8 @@ static int make_dpmpp_2m(const tables *T, int sde, sdm_schedule *s, sdm_error *e
     int n = T->p->steps;
     double *sig = T->step_sig;
 
-    if (multistep_sigmas(T, n))
-        return T->spacing == SDM_SPACING_TRAILING ? bad_spacing(T, err) : past_schedule(T, err);
-    s->init_sigma = 1.0;
+    if (multistep_begin(T, s, err))
+        return -1;
     for (int i = 0; i < n; i++) {
         sdm_step *st = &s->steps[i];
         double from = sig[i], to = sig[i + 1];
@@ -618,9 +626,8 @@ static int make_unipc(const tables *T, sdm_schedule *s, sdm_error *err)
     int n = T->p->steps, last_order = 1;
     double *sig = T->step_sig;
 
-    if (multistep_sigmas(T, n))
-        return T->spacing == SDM_SPACING_TRAILING ? bad_spacing(T, err) : past_schedule(T, err);
-    s->init_sigma = 1.0;
+    if (multistep_begin(T, s, err))
+        return -1;
     for (int i = 0; i < n; i++) {
         sdm_step *st = &s->steps[i];
         vp_point p = vp_of(sig[i]);
@@ -813,19 +820,26 @@ static int build(const tables *T, sdm_schedule *out, sdm_error *err)
     }
 }
 
-/* The request with auto and the default spacing resolved from the bundle. */
-static sdm_sampler_params resolve(const sdm_bundle *b, const sdm_sampler_params *p)
+/* The request with auto and the default spacing resolved from the bundle;
+ * -1 where auto meets a scheduler class sdmorph does not have. */
+static int resolve(const sdm_bundle *b, const sdm_sampler_params *p, sdm_sampler_params *out, sdm_error *err)
 {
     sdm_sampler_params r = *p;
+    sdm_sampler named;
 
     if (r.kind == SDM_SAMPLER_AUTO) {
         int karras;
+        if (b->scheduler[0] && (sdm_sampler_from_str(b->scheduler, &named) || named == SDM_SAMPLER_AUTO))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "the model's scheduler, %s (%s/model.yaml), is not one "
+                                 "sdmorph has: name a sampler in the recipe (`sdmorph samplers` lists them)",
+                                 b->scheduler, b->dir);
         r.kind = sdm_sampler_auto(b, &karras);
         r.karras = r.karras || karras;
     }
     if (r.spacing == SDM_SPACING_DEFAULT)
         r.spacing = b->timestep_spacing != SDM_SPACING_DEFAULT ? b->timestep_spacing : default_spacing(r.kind);
-    return r;
+    *out = r;
+    return 0;
 }
 
 static void summarize(sdm_schedule *s)
@@ -838,11 +852,14 @@ static void summarize(sdm_schedule *s)
 
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *req, sdm_schedule *out, sdm_error *err)
 {
-    sdm_sampler_params p = resolve(b, req);
-    tables T = { b, &p, p.spacing, b->train_steps, NULL, NULL, NULL, NULL, NULL };
+    sdm_sampler_params p = *req;
+    tables T = { b, &p, SDM_SPACING_DEFAULT, b->train_steps, NULL, NULL, NULL, NULL, NULL };
     int rc = -1;
 
     memset(out, 0, sizeof *out);
+    if (resolve(b, req, &p, err))
+        goto end;
+    T.spacing = p.spacing;
     out->kind = p.kind;
     out->karras = p.karras;
     out->spacing = p.spacing;

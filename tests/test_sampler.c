@@ -295,6 +295,11 @@ static void test_new_tables(void)
     CHECK_INT(s.karras, 1);
     CHECK_INT(s.uses_noise, 1);
     sdm_schedule_free(&s);
+    snprintf(b.scheduler, sizeof b.scheduler, "DDPMScheduler");
+    CHECK(make(&b, SDM_SAMPLER_AUTO, 10, 0, 0.0, &s, &err) != 0);
+    CHECK_CONTAINS(err.msg, "the model's scheduler, DDPMScheduler (sd/model.yaml), is not one sdmorph has");
+    CHECK_INT(make(&b, SDM_SAMPLER_EULER, 10, 0, 0.0, &s, &err), 0);     /* a named sampler still works */
+    sdm_schedule_free(&s);
     snprintf(b.scheduler, sizeof b.scheduler, "PNDMScheduler");
     b.skip_prk_steps = 0;
     CHECK(make(&b, SDM_SAMPLER_AUTO, 10, 0, 0.0, &s, &err) != 0);
