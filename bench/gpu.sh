@@ -892,16 +892,30 @@ PY
     echo "* sampler_parity: $yaml and $json told the checkpoint's scheduler (PNDMScheduler, skip_prk_steps)"
 }
 
-# One sampler, float32: `sdmorph render` against diffusers' plain call with
-# its own generator (no latents=): same prompt, negative, seed, steps, guidance.
-sampler_one() {   # sampler karras eta label
-    local sampler=$1 karras=$2 eta=$3 label=$4 flags=()
-    rm -f "$W/$label.npy"
-    PARITY_ETA=$eta parity_render float32 "$sampler" "$karras" "$label" || return 1
-    [ "$karras" = true ] && flags+=(--karras)
-    $PY bench/sd15_reference.py plain --weights "$W/sd15-diffusers" --out "$W/$label.npy" --steps 20 --seed 1234 \
-        --sampler "$sampler" --eta "$eta" "${flags[@]}" || return 1
-    compare_images "$W/$label.rgb" "$W/$label.npy" 1 0.999 "$label vs diffusers' plain call"
+# The runs of sampler_parity: sampler[-karras][-etaE] (sd15_reference.py's names).
+SAMPLER_RUNS="auto ddim ddim-eta1 euler euler-karras euler_a dpmpp_2m dpmpp_2m-karras dpmpp_2m_sde \
+dpmpp_2m_sde-karras pndm lms lms-karras heun unipc lcm"
+
+# Every run, float32: `sdmorph render` against diffusers' plain call with its
+# own generator (no latents=), one pipeline for all: same prompt, negative,
+# seed, steps, guidance.
+sampler_runs() {
+    local rc=0 run sampler karras eta
+    for run in $SAMPLER_RUNS; do
+        sampler=${run%%-*} karras=false eta=0
+        case "$run" in *-karras*) karras=true ;; esac
+        case "$run" in *-eta*) eta=${run##*-eta} ;; esac
+        rm -f "$W/sampler-$run.npy"
+        PARITY_ETA=$eta parity_render float32 "$sampler" "$karras" "sampler-$run" || rc=1
+    done
+    $PY bench/sd15_reference.py plain --weights "$W/sd15-diffusers" --out-dir "$W" --steps 20 --seed 1234 \
+        --runs "$(echo $SAMPLER_RUNS | tr ' ' ',')" || return 1
+    for run in $SAMPLER_RUNS; do
+        [ -f "$W/sampler-$run.rgb" ] && [ -f "$W/sampler-$run.npy" ] || { echo "* sampler-$run: missing"; rc=1; continue; }
+        compare_images "$W/sampler-$run.rgb" "$W/sampler-$run.npy" 1 0.999 "sampler-$run vs diffusers' plain call" ||
+            rc=1
+    done
+    return $rc
 }
 
 # A 16-frame euler_a seed morph (seeds 1234 -> 99, one prompt): the largest
@@ -934,16 +948,10 @@ PY
 }
 
 sampler_parity() {
-    local rc=0 row
+    local rc=0
     [ -f "$W/sd15-fp32/model.yaml" ] || { echo "* sampler_parity: no $W/sd15-fp32 (run setup)"; return 1; }
     scheduler_fix || return 1
-    for row in "auto false 0" "ddim false 0" "ddim false 1" "euler false 0" "euler true 0" "euler_a false 0" \
-        "dpmpp_2m false 0" "dpmpp_2m true 0" "dpmpp_2m_sde false 0" "dpmpp_2m_sde true 0" "pndm false 0" \
-        "lms false 0" "lms true 0" "heun false 0" "unipc false 0" "lcm false 0"; do
-        set -- $row
-        sampler_one "$1" "$2" "$3" "sampler-$1$([ "$2" = true ] && echo -karras)$([ "$3" != 0 ] && echo "-eta$3")" ||
-            rc=1
-    done
+    sampler_runs || rc=1
     seed_morph_steadiness || rc=1
     return $rc
 }
