@@ -192,7 +192,7 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
+FUZZ_SRC  = src/recipe.c src/spacing.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
             src/png_text.c src/image_params.c src/error.c src/fileset.c src/paths.c pipeline/plan.c pipeline/inputs.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.

@@ -20,6 +20,9 @@
 #                              (needs peft), a single-file checkpoint vs the folder (needs
 #                              diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py
 #                              in $SDM_DIFFUSERS_SCRIPTS, default .deps/py)
+#   bench/gpu.sh sampler_parity  every sampler (auto, ddim eta 1, euler_a, dpmpp_2m_sde...) vs a plain
+#                              float32 diffusers call with generator=torch.Generator().manual_seed(1234)
+#                              and no latents=; a 16-frame euler_a seed morph's adjacent-frame changes
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
@@ -35,7 +38,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread"
@@ -94,6 +97,7 @@ guidance: 7.5
 seed: 1234
 sampler: $2
 karras: $3
+eta: ${PARITY_ETA:-0}
 negative: "blurry, low quality"
 ${5:-}
 keyframes:
@@ -204,6 +208,7 @@ height: 512
 steps: 20
 guidance: 7.5
 seed: 1234
+sampler: ddim
 frames: 7
 negative: "blurry, low quality"
 keyframes:
@@ -240,6 +245,7 @@ height: 512
 steps: 50
 guidance: 7.5
 seed: 1234
+sampler: ddim
 negative: "blurry, low quality"
 frames: 15
 keyframes:
@@ -948,6 +954,91 @@ aoti_use() {
     mv "$W/sd15-fp16" "$W/sd15-fp16-ts"
     mv "$W/sd15-fp16-aoti" "$W/sd15-fp16"
     echo "* aoti: $W/sd15-fp16 now has unet.pt2 (waited $waited s; TorchScript-only bundle kept in $W/sd15-fp16-ts)"
+}
+
+# A bundle exported before model.yaml recorded the scheduler (and its
+# diffusers copy, saved as DDIM): both told SD 1.5's own, PNDM with
+# skip_prk_steps, so `auto` means the same on both sides.
+scheduler_fix() {
+    local yaml="$W/sd15-fp32/model.yaml" json="$W/sd15-diffusers/scheduler/scheduler_config.json"
+    grep -q '^  scheduler:' "$yaml" && grep -q PNDMScheduler "$json" && return 0
+    $PY - "$yaml" "$json" <<'PY'
+import json, sys
+yaml, path = sys.argv[1], sys.argv[2]
+lines = open(yaml).read().splitlines(True)
+if not any(l.startswith("  scheduler:") for l in lines):
+    at = next(i for i, l in enumerate(lines) if l.startswith("schedule:")) + 1
+    lines[at:at] = ["  scheduler: PNDMScheduler\n", "  skip_prk_steps: true\n"]
+    open(yaml, "w").write("".join(lines))
+cfg = json.load(open(path))
+cfg.update(_class_name="PNDMScheduler", skip_prk_steps=True)
+json.dump(cfg, open(path, "w"), indent=1)
+PY
+    echo "* sampler_parity: $yaml and $json told the checkpoint's scheduler (PNDMScheduler, skip_prk_steps)"
+}
+
+# The runs of sampler_parity: sampler[-karras][-etaE] (sd15_reference.py's names).
+SAMPLER_RUNS="auto ddim ddim-eta1 euler euler-karras euler_a dpmpp_2m dpmpp_2m-karras dpmpp_2m_sde \
+dpmpp_2m_sde-karras pndm lms lms-karras heun unipc lcm"
+
+# Every run, float32: `sdmorph render` against diffusers' plain call with its
+# own generator (no latents=), one pipeline for all: same prompt, negative,
+# seed, steps, guidance.
+sampler_runs() {
+    local rc=0 run sampler karras eta
+    for run in $SAMPLER_RUNS; do
+        sampler=${run%%-*} karras=false eta=0
+        case "$run" in *-karras*) karras=true ;; esac
+        case "$run" in *-eta*) eta=${run##*-eta} ;; esac
+        rm -f "$W/sampler-$run.npy"
+        PARITY_ETA=$eta parity_render float32 "$sampler" "$karras" "sampler-$run" || rc=1
+    done
+    $PY bench/sd15_reference.py plain --weights "$W/sd15-diffusers" --out-dir "$W" --steps 20 --seed 1234 \
+        --runs "$(echo $SAMPLER_RUNS | tr ' ' ',')" || return 1
+    for run in $SAMPLER_RUNS; do
+        [ -f "$W/sampler-$run.rgb" ] && [ -f "$W/sampler-$run.npy" ] || { echo "* sampler-$run: missing"; rc=1; continue; }
+        compare_images "$W/sampler-$run.rgb" "$W/sampler-$run.npy" 1 0.999 "sampler-$run vs diffusers' plain call" ||
+            rc=1
+    done
+    return $rc
+}
+
+# A 16-frame euler_a seed morph (seeds 1234 -> 99, one prompt): the largest
+# change between adjacent frames against the median one.
+seed_morph_steadiness() {
+    cat > "$W/seedmorph.yaml" <<YAML
+width: 512
+height: 512
+steps: 20
+guidance: 7.5
+sampler: euler_a
+frames: 15
+interp: slerp
+negative: "blurry, low quality"
+keyframes:
+  - {prompt: "a rainy city street at night, neon signs, cinematic", seed: 1234}
+  - {prompt: "a rainy city street at night, neon signs, cinematic", seed: 99}
+YAML
+    rm -f "$W/seedmorph.rgb"
+    "$SDMORPH" render "$W/seedmorph.yaml" --model "$W/sd15-fp32" --device cuda -o "$W/seedmorph.rgb" -q || return 1
+    $PY - "$W/seedmorph.rgb" <<'PY'
+import sys, numpy as np
+f = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(-1, 512 * 512 * 3).astype(np.float64)
+d = np.abs(np.diff(f, axis=0)).mean(axis=1)
+med, big = np.median(d), d.max()
+print(f"* euler_a seed morph, {len(f)} frames: adjacent-frame change largest {big:.2f}/255 "
+      f"(frames {d.argmax()}-{d.argmax() + 1}), median {med:.2f}/255, ratio {big / med:.2f} (need <= 2)")
+sys.exit(0 if big <= 2 * med else 1)
+PY
+}
+
+sampler_parity() {
+    local rc=0
+    [ -f "$W/sd15-fp32/model.yaml" ] || { echo "* sampler_parity: no $W/sd15-fp32 (run setup)"; return 1; }
+    scheduler_fix || return 1
+    sampler_runs || rc=1
+    seed_morph_steadiness || rc=1
+    return $rc
 }
 
 summary() {   # steps

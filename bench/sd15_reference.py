@@ -4,6 +4,8 @@ on the same weights sdmorph's bundle was exported from.
 
     sd15_reference.py parity --weights DIR --out ref.npy --seed 1234 --steps 20
         [--sampler ddim|dpmpp_2m_karras] [--dtype float32|float16] [--diffusers-noise]
+    sd15_reference.py plain --weights DIR --out-dir DIR --seed 1234 --steps 20 --runs auto,ddim-eta1,...
+        (a run: auto|ddim|euler|euler_a|dpmpp_2m|dpmpp_2m_sde|pndm|lms|heun|unipc|lcm [-karras] [-etaE])
     sd15_reference.py bench --weights DIR --frames 16 --batch 8 --steps 50
         [--compile [--compile-mode MODE] [--cache-dir DIR]]
 
@@ -12,6 +14,11 @@ is drawn as sdmorph draws it: float32 from a CPU generator seeded with --seed,
 then cast to the pipeline's dtype, and passed as latents=. --diffusers-noise
 lets the pipeline draw it instead (randn_tensor with a CPU generator), which
 for float16 draws float16 on the CPU: other numbers than the float32 draw.
+plain is diffusers' own call, float32, once per run on one pipeline: the
+checkpoint's scheduler (auto) or another built with from_config of its
+config as users do, and
+generator=torch.Generator().manual_seed(seed) with no latents=, so the
+initial latents and every step's noise come from diffusers' own stream.
 bench times a 16-frame morph (prompt embeddings interpolated, seed fixed),
 in batches, and prints seconds per frame, peak GPU memory, the loading time
 and the timed window (epoch seconds, for sampling the GPU's busy fraction).
@@ -52,6 +59,51 @@ def pipeline(weights, dtype, sampler):
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to("cuda")
+
+
+# sdmorph's sampler names: diffusers' class and the config keys they set
+SCHEDULERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "pndm": ("PNDMScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+}
+
+
+def parse_run(label):
+    """sampler[-karras][-etaE], as bench/gpu.sh names its runs."""
+    parts = label.split("-")
+    eta = next((float(p[3:]) for p in parts[1:] if p.startswith("eta")), 0.0)
+    return parts[0], "karras" in parts[1:], eta
+
+
+def plain(a):
+    """One pipeline, each run's image: a run's scheduler is the checkpoint's
+    own (auto) or another from_config(its config), as users switch them."""
+    import json
+
+    import diffusers
+
+    pipe = pipeline(a.weights, torch.float32, "ddim")
+    own = json.load(open(f"{a.weights}/scheduler/scheduler_config.json"))
+    own_sched = getattr(diffusers, own["_class_name"]).from_config(own)
+    for label in a.runs.split(","):
+        sampler, karras, eta = parse_run(label)
+        pipe.scheduler = own_sched
+        if sampler != "auto":
+            name, extra = SCHEDULERS[sampler]
+            extra = dict(extra, **({"use_karras_sigmas": True} if karras else {}))
+            pipe.scheduler = getattr(diffusers, name).from_config(own_sched.config, **extra)
+        print(f"* diffusers {label}: {type(pipe.scheduler).__name__}, its own noise (CPU generator, seed {a.seed})")
+        img = pipe(PROMPT_A, negative_prompt=NEGATIVE, num_inference_steps=a.steps, guidance_scale=7.5,
+                   generator=torch.Generator().manual_seed(a.seed), eta=eta, output_type="np").images[0]
+        np.save(f"{a.out_dir}/sampler-{label}.npy", (img * 255).round().astype(np.uint8))
 
 
 def seed_noise(seed, dtype, shape):
@@ -139,12 +191,15 @@ def bench(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["parity", "bench"])
+    ap.add_argument("mode", choices=["parity", "plain", "bench"])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", default="ddim", choices=["ddim", "dpmpp_2m_karras"])
+    ap.add_argument("--runs", default="auto", help="plain: the runs, comma-separated; each writes "
+                    "OUT_DIR/sampler-RUN.npy")
+    ap.add_argument("--out-dir", default=".", help="plain: where the images go")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--diffusers-noise", action="store_true",
                     help="let the pipeline draw the initial noise (in --dtype) instead of sdmorph's float32 draw")
@@ -157,6 +212,8 @@ def main():
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    if a.mode == "plain":
+        return plain(a)
     return parity(a) if a.mode == "parity" else bench(a)
 
 

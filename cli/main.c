@@ -16,6 +16,8 @@ static void usage(FILE *f)
             "  tokenize [--model DIR] [--tokens] TEXT\n"
             "                      print the token ids (chunks, weights) a prompt becomes\n"
             "  import IMAGE.png    print a recipe from the settings A1111/ComfyUI stored in an image\n"
+            "  samplers [--model DIR]\n"
+            "                      list the samplers, their aliases and what each needs\n"
             "\n"
             "Run `sdmorph COMMAND --help` for a command's options.\n");
 }
@@ -38,6 +40,8 @@ int main(int argc, char **argv)
         return sdm_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "import"))
         return sdm_cmd_import(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "samplers"))
+        return sdm_cmd_samplers(argc - 1, argv + 1);
     fprintf(stderr, "sdmorph: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return SDM_EXIT_USAGE;

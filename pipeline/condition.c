@@ -2,7 +2,6 @@
 
 #include "hash.h"
 #include "inputs.h"
-#include "sampler.h"
 #include "texts_json.h"
 #include "torch_error.h"
 
@@ -256,18 +255,44 @@ fail:
     return -1;
 }
 
-int sdm_conditioner_step_noise(sdm_conditioner *c, const sdm_frame_cond *fc, int step, sdm_tensor **out,
+/* Draw `draw` after the initial latent of generator g (of `seed`), made or
+ * restarted as needed; the draws in between are skipped. */
+static sdm_torch_status stream_draw(sdm_conditioner *c, uint64_t seed, sdm_generator **g, int *drawn, int draw,
+                                    sdm_tensor **out)
+{
+    sdm_device cpu = { SDM_DEVICE_CPU, 0 };
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    if (*g && *drawn > draw)
+        sdm_generator_free(g);
+    if (!*g) {
+        st = sdm_generator_new(seed, g);
+        *drawn = -1;    /* the initial latent comes first */
+    }
+    while (!st && *drawn < draw) {
+        sdm_tensor *skip = NULL;
+        st = sdm_generator_randn(*g, c->noise_shape, 4, cpu, &skip);
+        sdm_tensor_free(&skip);
+        ++*drawn;
+    }
+    if (!st)
+        st = sdm_generator_randn(*g, c->noise_shape, 4, sdm_engine_device(c->engine), out);
+    if (!st)
+        ++*drawn;
+    return st;
+}
+
+int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out,
                                sdm_error *err)
 {
     const sdm_mix m = sdm_mix_of(fc->seed_a, fc->seed_b, fc->seed_t, SDM_INTERP_SLERP);
-    sdm_device dev = sdm_engine_device(c->engine);
     sdm_tensor *a = NULL, *b = NULL;
     sdm_torch_status st;
     int rc;
 
-    st = sdm_tensor_randn(sdm_step_noise_seed(m.a, step), c->noise_shape, 4, dev, &a);
+    st = stream_draw(c, m.a, &fc->gen[0], &fc->drawn[0], draw, &a);
     if (!st && m.t > 0)
-        st = sdm_tensor_randn(sdm_step_noise_seed(m.b, step), c->noise_shape, 4, dev, &b);
+        st = stream_draw(c, m.b, &fc->gen[1], &fc->drawn[1], draw, &b);
     if (st) {
         rc = torch_fail(err, st);
         goto end;
@@ -284,6 +309,8 @@ void sdm_frame_cond_clear(sdm_frame_cond *fc)
     sdm_tensor_free(&fc->cond);
     sdm_tensor_free(&fc->uncond);
     sdm_tensor_free(&fc->noise);
+    sdm_generator_free(&fc->gen[0]);
+    sdm_generator_free(&fc->gen[1]);
 }
 
 void sdm_conditioner_free(sdm_conditioner **pc)

@@ -17,6 +17,8 @@ typedef struct {
     double guidance;
     uint64_t seed_a, seed_b;    /* the seeds mixed, for per-step noise, as inputs.h */
     double seed_t;              /* puts them: seed_b == seed_a, seed_t == 0 for one alone */
+    sdm_generator *gen[2];      /* the seeds' streams, for per-step noise: made on first use */
+    int drawn[2];               /* draws each has given after the initial latent */
 } sdm_frame_cond;
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
@@ -31,9 +33,12 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
                           sdm_error *err);
 void sdm_frame_cond_clear(sdm_frame_cond *fc);
 
-/* Ancestral samplers' noise for one frame at one step: the seeds' per-step
- * streams, slerped like the initial noise. */
-int sdm_conditioner_step_noise(sdm_conditioner *c, const sdm_frame_cond *fc, int step, sdm_tensor **out,
+/* The noise samplers add, for one frame: draw `draw` (from 0) after the
+ * initial latent of each seed's one CPU generator, as diffusers draws a
+ * generator's stream (the latents first, then each step's noise), slerped
+ * between the two seeds like the initial noise. Cheapest asked in
+ * increasing order; any order gives the same values. */
+int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out,
                                sdm_error *err);
 void sdm_conditioner_free(sdm_conditioner **c);
 

@@ -37,6 +37,7 @@ struct sdm_denoiser {
     sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once */
     sdm_unet_fn unet;
     void *unet_user;
+    double rescale;         /* guidance_rescale */
     int use_graphs;
     loop_graph graph;
 };
@@ -54,6 +55,7 @@ int sdm_denoiser_new(const sdm_denoiser_params *p, sdm_denoiser **out, sdm_error
     d->dtype = p->dtype;
     d->unet = p->unet;
     d->unet_user = p->unet_user;
+    d->rescale = p->guidance_rescale;
     *out = d;
     return 0;
 }
@@ -167,6 +169,13 @@ static sdm_torch_status inputs_tensors(sdm_denoiser *d, const sdm_schedule *s, c
     return st;
 }
 
+/* Whether evaluation k adds fresh noise (one that draws but adds none, the
+ * last of euler_a, needs none). */
+static int adds_noise(const sdm_step *k)
+{
+    return k->noise_draw >= 0 && k->next.noise != 0;
+}
+
 /* Puts one batch's inputs on the device: the tensors above and every
  * step's noise (drawn on the host with torch's CPU generator, like the
  * initial noise). The timesteps come apart, from timesteps_make: a
@@ -192,14 +201,14 @@ static int inputs_make(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *
         goto end;
     }
     for (int i = b->first_step; s->uses_noise && i < s->n_steps; i++) {
-        if (s->steps[i].cnoise == 0)
+        if (!adds_noise(&s->steps[i]))
             continue;
         if (!b->noise) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sampler %s needs per-step noise",
                           sdm_sampler_name(s->kind));
             goto end;
         }
-        if (b->noise(b->noise_user, i, &in->noise[i], err))
+        if (b->noise(b->noise_user, s->steps[i].noise_draw, &in->noise[i], err))
             goto end;
     }
     rc = 0;
@@ -253,7 +262,7 @@ static int predict(sdm_denoiser *d, const sdm_step *k, const sdm_tensor *t, cons
     if (d->unet(d->unet_user, args, &res, err))
         goto end;
     if (guided) {
-        st = sdm_tensor_cfg(res, in->g, pred);
+        st = d->rescale > 0 ? sdm_tensor_cfg_rescale(res, in->g, d->rescale, pred) : sdm_tensor_cfg(res, in->g, pred);
         if (st) {
             sdm_torch_error(err, st, "sampling");
             goto end;
@@ -270,30 +279,60 @@ end:
     return rc;
 }
 
-/* The sampler's update of step k, in place, from the model's prediction:
- *     x0   = x0_x·x + x0_out·pred                  (multistep samplers: kept in *x0_prev)
- *     x   ← cx·x + cout·pred + cprev·x0_prev + cnoise·noise
- * (sampler.h). The sampler math of the loop is all here. */
-static sdm_torch_status step_update(const sdm_schedule *s, const sdm_step *k, const sdm_tensor *pred,
-                                    const sdm_tensor *noise, sdm_tensor *cur, sdm_tensor **x0_prev)
+/* l·(x, out, slots) as a new tensor (sampler.h): its x and out terms in one
+ * axpby, then the slots'; a pure slot copy starts from the slot. */
+static sdm_torch_status lin_eval(const sdm_lin *l, const sdm_tensor *cur, const sdm_tensor *pred,
+                                 sdm_tensor *const *slots, sdm_tensor **out)
 {
-    sdm_tensor *x0 = NULL;
+    sdm_torch_status st = SDM_TORCH_OK;
+    int j = 0;
+
+    if (l->x != 0 || l->out != 0) {
+        st = sdm_tensor_axpby(l->x, cur, l->out, pred, out);
+    } else {
+        while (j < SDM_SLOTS && (l->slot[j] == 0 || !slots[j]))
+            j++;
+        if (j == SDM_SLOTS)
+            return sdm_tensor_axpby(0, cur, 0, NULL, out);
+        st = sdm_tensor_axpby(l->slot[j], slots[j], 0, NULL, out);
+        j++;
+    }
+    for (; !st && j < SDM_SLOTS; j++)
+        if (l->slot[j] != 0 && slots[j])
+            st = sdm_tensor_axpby_(l->slot[j], slots[j], 1.0, *out);
+    return st;
+}
+
+/* The sampler's update of evaluation k, in place, from the model's
+ * prediction: the slots it saves (from the values before it), then
+ *     x   ← next.x·x + next.out·pred + Σ next.slot[j]·slot[j] + next.noise·noise
+ * (sampler.h). The sampler math of the loop is all here. */
+static sdm_torch_status step_update(const sdm_step *k, const sdm_tensor *pred, const sdm_tensor *noise,
+                                    sdm_tensor *cur, sdm_tensor **slots)
+{
+    sdm_tensor *fresh[SDM_SLOTS] = { 0 };
     sdm_torch_status st = SDM_TORCH_OK;
 
-    if (s->uses_prev)
-        st = sdm_tensor_axpby(k->x0_x, cur, k->x0_out, pred, &x0);
+    for (int j = 0; j < SDM_SLOTS && !st; j++)
+        if (k->saves & (1u << j))
+            st = lin_eval(&k->save[j], cur, pred, slots, &fresh[j]);
     if (!st)
-        st = sdm_tensor_axpby_(k->cout, pred, k->cx, cur);
-    if (!st && s->uses_prev && *x0_prev && k->cprev != 0)
-        st = sdm_tensor_axpby_(k->cprev, *x0_prev, 1.0, cur);
-    if (!st && noise)
-        st = sdm_tensor_axpby_(k->cnoise, noise, 1.0, cur);
-    if (!st && x0) {
-        sdm_tensor_free(x0_prev);
-        *x0_prev = x0;
-        x0 = NULL;
+        st = sdm_tensor_axpby_(k->next.out, pred, k->next.x, cur);
+    for (int j = 0; j < SDM_SLOTS && !st; j++)
+        if (k->next.slot[j] != 0 && slots[j])
+            st = sdm_tensor_axpby_(k->next.slot[j], slots[j], 1.0, cur);
+    if (!st && noise && k->next.noise != 0)
+        st = sdm_tensor_axpby_(k->next.noise, noise, 1.0, cur);
+    for (int j = 0; j < SDM_SLOTS; j++) {
+        if (!fresh[j])
+            continue;
+        if (!st) {
+            sdm_tensor_free(&slots[j]);
+            slots[j] = fresh[j];
+        } else {
+            sdm_tensor_free(&fresh[j]);
+        }
     }
-    sdm_tensor_free(&x0);
     return st;
 }
 
@@ -303,7 +342,7 @@ static sdm_torch_status step_update(const sdm_schedule *s, const sdm_step *k, co
 static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *in,
                      volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
 {
-    sdm_tensor *cur = NULL, *pred = NULL, *x0_prev = NULL;
+    sdm_tensor *cur = NULL, *pred = NULL, *slots[SDM_SLOTS] = { 0 };
     sdm_torch_status st;
     int rc = -1;
 
@@ -320,7 +359,7 @@ static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *
         }
         if (predict(d, &s->steps[i], in->t[i], in, cur, &pred, err))
             goto end;
-        st = step_update(s, &s->steps[i], pred, in->noise[i], cur, &x0_prev);
+        st = step_update(&s->steps[i], pred, in->noise[i], cur, slots);
         if (st) {
             sdm_torch_error(err, st, "sampling");
             goto end;
@@ -333,7 +372,8 @@ static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *
 end:
     sdm_tensor_free(&cur);
     sdm_tensor_free(&pred);
-    sdm_tensor_free(&x0_prev);
+    for (int j = 0; j < SDM_SLOTS; j++)
+        sdm_tensor_free(&slots[j]);
     return rc;
 }
 

@@ -19,8 +19,10 @@
 /* One UNet call. args: x [n,C,h,w] float32, t [n] float32, emb [n,L,H] in
  * the model's dtype; *out: [n,C,h,w] float32 (eps, or v). */
 typedef int (*sdm_unet_fn)(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
-/* Per-step noise [B,C,h,w] for samplers that add it; step counts from 0. */
-typedef int (*sdm_step_noise_fn)(void *user, int step, sdm_tensor **noise, sdm_error *err);
+/* Per-step noise [B,C,h,w] for samplers that add it: `draw` counts the
+ * draws of each frame's generator after its initial latent, from 0 (an
+ * evaluation's noise_draw, sampler.h); asked in increasing order. */
+typedef int (*sdm_step_noise_fn)(void *user, int draw, sdm_tensor **noise, sdm_error *err);
 
 /* The guidance rule (diffusers'): a frame with scale g > 1 is guided, its
  * prediction u + g·(c − u) from the UNet run on the negative prompt too;
@@ -62,6 +64,7 @@ typedef struct {
     sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once a batch */
     sdm_unet_fn unet;
     void *unet_user;
+    double guidance_rescale;    /* diffusers' guidance_rescale of guided batches: 0 (none) .. 1 */
 } sdm_denoiser_params;
 
 typedef struct sdm_denoiser sdm_denoiser;

@@ -44,7 +44,7 @@ static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, 
 static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error *err)
 {
     const sdm_bundle *b = &pf->bundle;
-    sdm_sampler_params sp = { r->sampler, r->steps, r->eta, r->karras };
+    sdm_sampler_params sp = { r->sampler, r->steps, r->eta, r->karras, (sdm_spacing)r->timestep_spacing };
     sdm_schedule s;
     sdm_error e = { 0 };
 

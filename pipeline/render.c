@@ -142,6 +142,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     dp.dtype = sdm_engine_dtype(S->engine);
     dp.unet = sdm_engine_unet_call;
     dp.unet_user = S->engine;
+    dp.guidance_rescale = r->guidance_rescale;
     if (hooks && hooks->wrap_unet)
         hooks->wrap_unet(hooks->user, &dp.unet, &dp.unet_user);
     if (sdm_denoiser_new(&dp, &S->denoiser, err))
@@ -154,6 +155,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     sp.steps = r->steps;
     sp.eta = r->eta;
     sp.karras = r->karras;
+    sp.spacing = (sdm_spacing)r->timestep_spacing;
     if (sdm_schedule_make(b, &sp, &S->sched, err))
         return -1;
     return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);

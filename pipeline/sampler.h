@@ -1,31 +1,40 @@
-/* Samplers as per-step coefficients computed on the host in double. Every
- * supported sampler's step is linear in the current latent x, the model's
- * output, the previous step's denoised estimate and fresh noise:
+/* Samplers as per-evaluation coefficients computed on the host in double.
+ * Every supported sampler is linear in the current latent x, the model's
+ * output, a few tensors it keeps between evaluations (slots: earlier
+ * outputs, denoised estimates, derivatives, samples) and fresh noise:
  *
- *     unet input      = c_in · x                     (at timestep t)
- *     denoised x0     = x0_x · x + x0_out · out
- *     x_next          = cx · x + cout · out + cprev · x0_prev + cnoise · noise
+ *     unet input    = c_in · x                              (at timestep t)
+ *     slot[k]      ← save[k] · (x, out, slot, noise)        (where saves has bit k)
+ *     x            ← next · (x, out, slot, noise)
  *
- * so the device does a few fused axpby's per step and never syncs.
+ * (both from the values before the evaluation), so the device does a few
+ * fused axpby's per UNet call and never syncs. A schedule is a list of UNet
+ * evaluations: one per step for most samplers, 2·steps − 1 for heun,
+ * steps + 1 for pndm.
  *
  * Each sampler follows the diffusers scheduler of the same name, loaded
- * from an SD scheduler config (no timestep_spacing key, so each class's
- * default spacing), step for step:
- *   ddim      DDIMScheduler: "leading" spacing + steps_offset, final alpha
- *             1 or alphas_cumprod[0] (set_alpha_to_one), eta.
- *   euler     EulerDiscreteScheduler: "linspace" spacing, sigmas linearly
- *             interpolated at fractional timesteps, final sigma 0; karras:
- *             Karras sigmas (rho 7) with timesteps from log-sigma
- *             interpolation (left fractional).
- *   euler_a   EulerAncestralDiscreteScheduler: "linspace", sigma_up/down,
- *             fresh noise each step (none on the last). No Karras sigmas.
- *   dpmpp_2m  DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint,
- *             lower_order_final, final sigma 0): first and last steps first
- *             order; "linspace" spacing with rounded integer timesteps;
- *             karras: Karras sigmas, timesteps rounded.
- * x is in each scheduler's own scaling: sigma samplers (euler, euler_a) work
- * on x = x0 + sigma·eps and start from randn · init_sigma; ddim and
- * dpmpp_2m on sqrt(a)·x0 + sqrt(1−a)·eps and start from randn. */
+ * from the checkpoint's scheduler config (model.yaml's schedule: section;
+ * no timestep_spacing key: each class's default spacing), step for step:
+ *   ddim          DDIMScheduler: "leading" + steps_offset, final alpha 1 or
+ *                 alphas_cumprod[0] (set_alpha_to_one), eta.
+ *   euler         EulerDiscreteScheduler: "linspace", sigmas linearly
+ *                 interpolated at fractional timesteps, final sigma 0;
+ *                 karras: Karras sigmas (rho 7), timesteps from log-sigma
+ *                 interpolation.
+ *   euler_a       EulerAncestralDiscreteScheduler: sigma_up/down, fresh noise
+ *                 each step. No Karras sigmas.
+ *   dpmpp_2m      DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint,
+ *                 lower_order_final, final sigma 0); karras as diffusers.
+ *   dpmpp_2m_sde  the same with algorithm_type sde-dpmsolver++ (noise each step).
+ *   pndm          PNDMScheduler with skip_prk_steps (PLMS; SD 1.x's own).
+ *   lms           LMSDiscreteScheduler, order 4 (coefficients integrated exactly).
+ *   heun          HeunDiscreteScheduler: two UNet calls a step but the last.
+ *   unipc         UniPCMultistepScheduler: bh2, order 2, predict_x0, corrector on.
+ *   lcm           LCMScheduler: original_inference_steps, timestep_scaling;
+ *                 noise each step but the last.
+ * x is in each scheduler's own scaling: sigma samplers (euler, euler_a, lms,
+ * heun) work on x = x0 + sigma·eps and start from randn · init_sigma; the
+ * others on sqrt(a)·x0 + sqrt(1−a)·eps and start from randn. */
 #ifndef SDM_SAMPLER_H
 #define SDM_SAMPLER_H
 
@@ -34,48 +43,56 @@
 #include "bundle.h"
 #include "recipe.h"
 
+#define SDM_SLOTS 4
+
+/* A linear combination of what an evaluation sees. */
+typedef struct {
+    double x, out, slot[SDM_SLOTS], noise;
+} sdm_lin;
+
 typedef struct {
     double t;               /* timestep given to the UNet (may be fractional) */
-    double sigma;           /* noise level of x at this step, sqrt((1−ᾱ)/ᾱ) */
+    double sigma;           /* noise level of x at this evaluation, sqrt((1−ᾱ)/ᾱ) */
     double c_in;
-    double x0_x, x0_out;
-    double cx, cout, cprev, cnoise;
+    double x0_x, x0_out;    /* the denoised estimate: x0 = x0_x·x + x0_out·out */
+    sdm_lin next;           /* the new x */
+    sdm_lin save[SDM_SLOTS];
+    unsigned saves;         /* bit k: slot k takes save[k] */
+    int noise_draw;         /* ≥ 0: this evaluation's noise is the frame generator's draw
+                               noise_draw + 1 (draw 0 is the initial latent); -1: none */
 } sdm_step;
 
 typedef struct {
-    sdm_sampler kind;
-    int n_steps;
+    sdm_sampler kind;       /* never auto: resolved from the bundle */
+    int karras;             /* as resolved */
+    sdm_spacing spacing;    /* as resolved (never SDM_SPACING_DEFAULT) */
+    int n_steps;            /* UNet evaluations */
+    int sampler_steps;      /* the steps asked for */
     sdm_step *steps;
     double init_sigma;      /* initial noise is randn · init_sigma */
-    int uses_noise;         /* ancestral/eta>0: per-step noise needed */
-    int uses_prev;          /* multistep: x0_prev needed */
+    int uses_noise;         /* some evaluation adds noise */
+    int uses_prev;          /* some evaluation keeps slots */
 } sdm_schedule;
 
 typedef struct {
-    sdm_sampler kind;
+    sdm_sampler kind;       /* SDM_SAMPLER_AUTO: the bundle's scheduler */
     int steps;
     double eta;             /* ddim only: 0 deterministic .. 1 DDPM-like */
-    int karras;             /* euler, dpmpp_2m: Karras sigmas */
+    int karras;             /* Karras sigmas (samplers that have them) */
+    sdm_spacing spacing;    /* SDM_SPACING_DEFAULT: the bundle's, else the class's */
 } sdm_sampler_params;
 
-/* ddim, 50 steps, eta 0, no Karras sigmas. */
+/* auto, 50 steps, eta 0, no Karras sigmas, the default spacing. */
 sdm_sampler_params sdm_sampler_default_params(void);
+
+/* What kind (and Karras sigmas) `auto` means for bundle b: its scheduler
+ * (model.yaml's schedule.scheduler), ddim where it names none. */
+sdm_sampler sdm_sampler_auto(const sdm_bundle *b, int *karras);
 
 /* Builds the coefficient table; bad parameters (steps out of range, eta or
  * karras for a sampler without them) are SDM_EXIT_USAGE errors. */
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out,
                       sdm_error *err);
 void sdm_schedule_free(sdm_schedule *s);
-
-/* The seed of step `step`'s noise (0-based sampler step) for a frame whose
- * initial noise has seed `seed`: each step's noise is
- * sdm_tensor_randn(sdm_step_noise_seed(seed, step), [1,C,h,w]), so a frame
- * is reproducible alone and a seed morph can slerp it like the initial
- * noise. The mix (splitmix64's finalizer, twice: sdm_mix64 in hash.h):
- *     fmix(z) = z ^= z >> 30, z *= 0xbf58476d1ce4e5b9,
- *               z ^= z >> 27, z *= 0x94d049bb133111eb, z ^ (z >> 31)
- *     seed'   = fmix(fmix(seed ^ 0x5d4e0a1f3c2b1d07) + 0x9e3779b97f4a7c15·(step + 1))
- * all mod 2^64; tests/fixtures/make_sampler_fixtures.py computes the same. */
-uint64_t sdm_step_noise_seed(uint64_t seed, int step);
 
 #endif

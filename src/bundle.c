@@ -32,7 +32,7 @@ SDM_ENUM_FUNCTIONS(sdm_prediction, prediction_names)       /* sdm_prediction_nam
 SDM_ENUM_FUNCTIONS(sdm_beta_schedule, beta_names)          /* sdm_beta_schedule_name, sdm_beta_schedule_from_str */
 
 /* F_NAME: text of up to 255 bytes; F_SHA: up to 64 */
-typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_PRED, F_BETAS, F_FILE, F_NAME, F_SHA } field_type;
+typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_STR32, F_PRED, F_BETAS, F_SPACING, F_FILE, F_NAME, F_SHA } field_type;
 
 typedef struct {
     const char *path;       /* "text.hidden_size" */
@@ -64,6 +64,13 @@ static const field fields[] = {
     { "schedule.beta_schedule", F_BETAS, OFF(beta_schedule), 1 },
     { "schedule.steps_offset", F_INT, OFF(steps_offset), 0 },
     { "schedule.set_alpha_to_one", F_BOOL, OFF(set_alpha_to_one), 0 },
+    { "schedule.scheduler", F_NAME, OFF(scheduler), 0 },
+    { "schedule.timestep_spacing", F_SPACING, OFF(timestep_spacing), 0 },
+    { "schedule.use_karras_sigmas", F_BOOL, OFF(use_karras_sigmas), 0 },
+    { "schedule.algorithm_type", F_STR32, OFF(algorithm_type), 0 },
+    { "schedule.skip_prk_steps", F_BOOL, OFF(skip_prk_steps), 0 },
+    { "schedule.original_inference_steps", F_INT, OFF(original_inference_steps), 0 },
+    { "schedule.timestep_scaling", F_DOUBLE, OFF(timestep_scaling), 0 },
     { "files.text_encoder", F_FILE, OFF(text_encoder), 1 },
     { "files.unet", F_FILE, OFF(unet), 1 },
     { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
@@ -149,7 +156,8 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
             return fail_at(L, n, "'%s' must be true or false, not '%s'", f->path, v);
         break;
     case F_STR16:
-        if (strlen(v) >= 16)
+    case F_STR32:
+        if (strlen(v) >= (f->type == F_STR16 ? 16u : 32u))
             return fail_at(L, n, "'%s' is too long: '%s'", f->path, v);
         strcpy((char *)dst, v);
         break;
@@ -160,8 +168,10 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
         strcpy((char *)dst, v);
         break;
     case F_PRED:
-    case F_BETAS: {
-        const sdm_enum_table *t = f->type == F_PRED ? &prediction_names : &beta_names;
+    case F_BETAS:
+    case F_SPACING: {
+        const sdm_enum_table *t = f->type == F_PRED ? &prediction_names : f->type == F_BETAS ? &beta_names
+                                                                                             : sdm_spacing_table();
         const char *key = strrchr(f->path, '.') ? strrchr(f->path, '.') + 1 : f->path;
         char names[128], what[192];
         int x;
@@ -409,6 +419,9 @@ int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err)
     memset(out, 0, sizeof *out);
     memset(&L, 0, sizeof L);
     out->steps_offset = 1;
+    out->skip_prk_steps = 1;
+    out->original_inference_steps = 50;
+    out->timestep_scaling = 10.0;
     L.file = file;
     L.b = out;
     L.err = err;

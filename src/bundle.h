@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "error.h"
+#include "spacing.h"
 
 typedef enum { SDM_PRED_EPSILON, SDM_PRED_V, SDM_PRED_COUNT } sdm_prediction;
 const char *sdm_prediction_name(sdm_prediction p);
@@ -62,6 +63,14 @@ typedef struct {
     sdm_beta_schedule beta_schedule;
     int steps_offset;           /* 1 for SD */
     int set_alpha_to_one;       /* DDIM's final alpha: 1, or alphas_cumprod[0] */
+    /* the checkpoint's scheduler config, for `sampler: auto` and the samplers' keys */
+    char scheduler[256];        /* its class, "PNDMScheduler"; "": none recorded (auto is ddim) */
+    sdm_spacing timestep_spacing;   /* DEFAULT where the config has none */
+    int use_karras_sigmas;
+    char algorithm_type[32];    /* DPMSolverMultistepScheduler's: "sde-dpmsolver++" is dpmpp_2m_sde */
+    int skip_prk_steps;         /* PNDM: 1 (PLMS only, as SD ships it) */
+    int original_inference_steps;   /* LCM: 50 */
+    double timestep_scaling;    /* LCM: 10 */
     char dtype[16];             /* "float32" / "float16": what the .pt files hold */
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];

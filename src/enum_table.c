@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* Entry i is an alias when an earlier entry has its value. */
 static int is_alias(const sdm_enum_table *t, int i)
@@ -24,6 +25,17 @@ int sdm_enum_parse(const sdm_enum_table *t, const char *s, int *out)
 {
     for (int i = 0; s && i < t->n; i++) {
         if (!strcmp(s, t->entries[i].name)) {
+            *out = t->entries[i].value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int sdm_enum_parse_nocase(const sdm_enum_table *t, const char *s, int *out)
+{
+    for (int i = 0; s && i < t->n; i++) {
+        if (!strcasecmp(s, t->entries[i].name)) {
             *out = t->entries[i].value;
             return 0;
         }

@@ -30,6 +30,8 @@ const char *sdm_enum_name(const sdm_enum_table *t, int v);
 /* 0 with *out set if s is one of the names or aliases (exactly), else -1
  * (NULL s too). */
 int sdm_enum_parse(const sdm_enum_table *t, const char *s, int *out);
+/* The same, ignoring ASCII case. */
+int sdm_enum_parse_nocase(const sdm_enum_table *t, const char *s, int *out);
 /* "a, b or c": every value's name, aliases left out, for messages. */
 void sdm_enum_list(const sdm_enum_table *t, char *buf, size_t len);
 

@@ -8,6 +8,7 @@
 #include "enum_table.h"
 #include "output_name.h"
 #include "prompt.h"
+#include "spacing.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,9 +36,33 @@ static const sdm_enum_entry ease_entries[] = {
 static const sdm_enum_entry loop_entries[] = {
     { "none", SDM_LOOP_NONE }, { "pingpong", SDM_LOOP_PINGPONG }, { "cycle", SDM_LOOP_CYCLE }
 };
+/* Names first, then the aliases users type: A1111's, ComfyUI's and
+ * diffusers' class names. KARRAS marks a name that asks for Karras sigmas. */
+#define KARRAS 0x100
 static const sdm_enum_entry sampler_entries[] = {
     { "ddim", SDM_SAMPLER_DDIM }, { "euler", SDM_SAMPLER_EULER }, { "euler_a", SDM_SAMPLER_EULER_A },
-    { "dpmpp_2m", SDM_SAMPLER_DPMPP_2M }
+    { "dpmpp_2m", SDM_SAMPLER_DPMPP_2M }, { "dpmpp_2m_sde", SDM_SAMPLER_DPMPP_2M_SDE }, { "pndm", SDM_SAMPLER_PNDM },
+    { "lms", SDM_SAMPLER_LMS }, { "heun", SDM_SAMPLER_HEUN }, { "unipc", SDM_SAMPLER_UNIPC },
+    { "lcm", SDM_SAMPLER_LCM }, { "auto", SDM_SAMPLER_AUTO },
+    /* A1111 */
+    { "Euler a", SDM_SAMPLER_EULER_A }, { "DPM++ 2M", SDM_SAMPLER_DPMPP_2M },
+    { "DPM++ 2M Karras", SDM_SAMPLER_DPMPP_2M | KARRAS }, { "DPM++ 2M SDE", SDM_SAMPLER_DPMPP_2M_SDE },
+    { "DPM++ 2M SDE Karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "LMS Karras", SDM_SAMPLER_LMS | KARRAS },
+    { "PLMS", SDM_SAMPLER_PNDM }, { "Euler Karras", SDM_SAMPLER_EULER | KARRAS },
+    /* ComfyUI */
+    { "euler_ancestral", SDM_SAMPLER_EULER_A }, { "dpmpp_2m_sde_gpu", SDM_SAMPLER_DPMPP_2M_SDE },
+    { "uni_pc", SDM_SAMPLER_UNIPC }, { "uni_pc_bh2", SDM_SAMPLER_UNIPC },
+    /* diffusers' scheduler classes */
+    { "DDIMScheduler", SDM_SAMPLER_DDIM }, { "EulerDiscreteScheduler", SDM_SAMPLER_EULER },
+    { "EulerAncestralDiscreteScheduler", SDM_SAMPLER_EULER_A },
+    { "DPMSolverMultistepScheduler", SDM_SAMPLER_DPMPP_2M }, { "PNDMScheduler", SDM_SAMPLER_PNDM },
+    { "LMSDiscreteScheduler", SDM_SAMPLER_LMS }, { "HeunDiscreteScheduler", SDM_SAMPLER_HEUN },
+    { "UniPCMultistepScheduler", SDM_SAMPLER_UNIPC }, { "LCMScheduler", SDM_SAMPLER_LCM },
+    /* other spellings */
+    { "euler_ancestral_discrete", SDM_SAMPLER_EULER_A }, { "dpm++_2m", SDM_SAMPLER_DPMPP_2M },
+    { "dpm++_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS }, { "dpmpp_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS },
+    { "dpmpp_2m_sde_karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "lms_karras", SDM_SAMPLER_LMS | KARRAS },
+    { "euler_karras", SDM_SAMPLER_EULER | KARRAS },
 };
 static const sdm_enum_table interp_names = SDM_ENUM_TABLE(interp_entries);
 static const sdm_enum_table ease_names = SDM_ENUM_TABLE(ease_entries);
@@ -49,7 +74,43 @@ static const sdm_enum_table weighting_names = SDM_ENUM_TABLE(weighting_entries);
 SDM_ENUM_FUNCTIONS(sdm_interp, interp_names)     /* sdm_interp_name, sdm_interp_from_str */
 SDM_ENUM_FUNCTIONS(sdm_ease, ease_names)         /* sdm_ease_name, sdm_ease_from_str */
 SDM_ENUM_FUNCTIONS(sdm_loop, loop_names)         /* sdm_loop_name, sdm_loop_from_str */
-SDM_ENUM_FUNCTIONS(sdm_sampler, sampler_names)   /* sdm_sampler_name, sdm_sampler_from_str */
+const char *sdm_sampler_name(sdm_sampler v)
+{
+    return sdm_enum_name(&sampler_names, (int)v);
+}
+
+int sdm_sampler_parse(const char *s, sdm_sampler *out, bool *karras)
+{
+    int v;
+
+    if (sdm_enum_parse_nocase(&sampler_names, s, &v))
+        return -1;
+    *out = (sdm_sampler)(v & ~KARRAS);
+    if (karras)
+        *karras = (v & KARRAS) != 0;
+    return 0;
+}
+
+int sdm_sampler_from_str(const char *s, sdm_sampler *out)
+{
+    return sdm_sampler_parse(s, out, NULL);
+}
+
+bool sdm_sampler_has_karras(sdm_sampler s)
+{
+    return s == SDM_SAMPLER_EULER || s == SDM_SAMPLER_DPMPP_2M || s == SDM_SAMPLER_DPMPP_2M_SDE ||
+           s == SDM_SAMPLER_LMS || s == SDM_SAMPLER_HEUN || s == SDM_SAMPLER_UNIPC || s == SDM_SAMPLER_AUTO;
+}
+
+const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras)
+{
+    if (i < 0 || i >= sampler_names.n)
+        return NULL;
+    *kind = (sdm_sampler)(sampler_names.entries[i].value & ~KARRAS);
+    *karras = (sampler_names.entries[i].value & KARRAS) != 0;
+    return sampler_names.entries[i].name;
+}
+
 SDM_ENUM_FUNCTIONS(sdm_weighting, weighting_names)   /* sdm_weighting_name, sdm_weighting_from_str */
 
 /* --- the loader's state and its errors ------------------------------------ */
@@ -59,6 +120,7 @@ typedef struct {
     yaml_document_t *doc;
     sdm_recipe *r;
     sdm_keyframe def;           /* recipe-level defaults of keyframe keys */
+    bool karras_by_name;        /* the sampler's name asks for Karras sigmas */
     sdm_error *err;
 } loader;
 
@@ -328,6 +390,36 @@ static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     return 0;
 }
 
+/* A sampler's name or alias; a name that says Karras sets karras_by_name. */
+static int h_sampler(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    const char *expected = "a sampler (auto, ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_sde, pndm, lms, heun, unipc or "
+                           "lcm; `sdmorph samplers` lists them and their aliases)";
+    char buf[64];
+    bool karras = false;
+
+    if (scalar_or_fail(L, v, k, expected))
+        return -1;
+    if (sdm_sampler_parse((const char *)v->data.scalar.value, (sdm_sampler *)dst, &karras))
+        return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
+    L->karras_by_name = karras;
+    return 0;
+}
+
+static int h_spacing(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    char buf[64];
+    sdm_spacing s;
+
+    if (scalar_or_fail(L, v, k, "leading, trailing or linspace"))
+        return -1;
+    if (sdm_spacing_from_str((const char *)v->data.scalar.value, &s))
+        return fail_at(L, v, "'%s': expected leading, trailing or linspace, not '%s'", k->key,
+                       quote(v, buf, sizeof buf));
+    *(int *)dst = (int)s;
+    return 0;
+}
+
 /* Which names are formats is output_name.c's to say; the recipe adds where. */
 static int check_output_path(loader *L, yaml_node_t *v, const char *key, const char *path, int sheet)
 {
@@ -409,9 +501,11 @@ static const key_spec recipe_keys[] = {
     { "embeddings", h_string, R(embeddings), 0, 0, NULL, K_NOTNULL },
     { "clip_skip", h_int, KF(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, K_DEFAULTS },
     { "fps", h_double, R(fps), SDM_MIN_FPS, 240, NULL, 0 },
-    { "sampler", h_enum, R(sampler), 0, 0, &sampler_names, 0 },
+    { "sampler", h_sampler, R(sampler), 0, 0, NULL, 0 },
     { "eta", h_double, R(eta), 0, 1, NULL, 0 },
     { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
+    { "timestep_spacing", h_spacing, R(timestep_spacing), 0, 0, NULL, 0 },
+    { "guidance_rescale", h_double, R(guidance_rescale), 0, 1, NULL, 0 },
     { "batch", h_int, R(batch), 0, 1024, NULL, 0 },
     { "output", h_outputs, 0, 0, 0, NULL, 0 },
     { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0 },
@@ -723,14 +817,16 @@ const char *sdm_recipe_negative(const sdm_recipe *r, const char *own)
 /* The sampler's own options, as the samplers take them (sampler.h). */
 static int check_sampler(loader *L, seen_pair *seen)
 {
-    const sdm_recipe *r = L->r;
+    sdm_recipe *r = L->r;
     yaml_node_t *karras = seen_key(recipe_keys, COUNT(recipe_keys), seen, "karras");
     yaml_node_t *eta = seen_key(recipe_keys, COUNT(recipe_keys), seen, "eta");
 
-    if (r->karras && r->sampler != SDM_SAMPLER_EULER && r->sampler != SDM_SAMPLER_DPMPP_2M)
-        return fail_at(L, karras, "'karras': Karras sigmas apply to the euler and dpmpp_2m samplers, not %s%s",
-                       sdm_sampler_name(r->sampler), r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
-    if (r->eta > 0 && r->sampler != SDM_SAMPLER_DDIM)
+    r->karras = r->karras || L->karras_by_name;
+    if (r->karras && karras && !sdm_sampler_has_karras(r->sampler))
+        return fail_at(L, karras, "'karras': Karras sigmas apply to the euler, dpmpp_2m, dpmpp_2m_sde, lms, heun and "
+                       "unipc samplers, not %s%s", sdm_sampler_name(r->sampler),
+                       r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
+    if (r->eta > 0 && r->sampler != SDM_SAMPLER_DDIM && r->sampler != SDM_SAMPLER_AUTO)
         return fail_at(L, eta, "'eta': applies to the ddim sampler only, not %s", sdm_sampler_name(r->sampler));
     return 0;
 }
@@ -906,7 +1002,7 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
     r->steps = 30;
     r->guidance = 7.5;
     r->fps = 12;
-    r->sampler = SDM_SAMPLER_DDIM;
+    r->sampler = SDM_SAMPLER_AUTO;
     r->loop = SDM_LOOP_NONE;
     r->gif_palette = SDM_GIF_PALETTE_DEFAULT;
     r->gif_dither = SDM_GIF_DITHER_DEFAULT;

@@ -17,7 +17,8 @@ typedef enum { SDM_LOOP_NONE, SDM_LOOP_PINGPONG, SDM_LOOP_CYCLE, SDM_LOOP_COUNT 
 /* How prompts are read: A1111's (word:1.3) syntax and BREAK, or as they are. */
 typedef enum { SDM_WEIGHTING_A1111, SDM_WEIGHTING_NONE, SDM_WEIGHTING_COUNT } sdm_weighting;
 typedef enum { SDM_SAMPLER_DDIM, SDM_SAMPLER_EULER, SDM_SAMPLER_EULER_A, SDM_SAMPLER_DPMPP_2M,
-               SDM_SAMPLER_COUNT } sdm_sampler;
+               SDM_SAMPLER_DPMPP_2M_SDE, SDM_SAMPLER_PNDM, SDM_SAMPLER_LMS, SDM_SAMPLER_HEUN, SDM_SAMPLER_UNIPC,
+               SDM_SAMPLER_LCM, SDM_SAMPLER_AUTO, SDM_SAMPLER_COUNT } sdm_sampler;
 
 const char *sdm_interp_name(sdm_interp v);
 int sdm_interp_from_str(const char *s, sdm_interp *out);      /* 0 on success */
@@ -28,7 +29,15 @@ int sdm_loop_from_str(const char *s, sdm_loop *out);
 const char *sdm_weighting_name(sdm_weighting v);
 int sdm_weighting_from_str(const char *s, sdm_weighting *out);
 const char *sdm_sampler_name(sdm_sampler v);
+/* A sampler's name or any alias (case does not matter): "Euler a",
+ * euler_ancestral, "DPM++ 2M Karras", uni_pc, diffusers' class names...
+ * *karras (may be NULL) is set where the name asks for Karras sigmas. */
+int sdm_sampler_parse(const char *s, sdm_sampler *out, bool *karras);
 int sdm_sampler_from_str(const char *s, sdm_sampler *out);
+/* Whether a sampler takes Karras sigmas (auto: maybe; the model decides). */
+bool sdm_sampler_has_karras(sdm_sampler s);
+/* Entry i of the alias table (0..), for `sdmorph samplers`: NULL past the end. */
+const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras);
 
 typedef struct {
     int line, col;          /* of the keyframe's mapping, 1-based */
@@ -75,7 +84,9 @@ typedef struct {
     double fps;
     sdm_sampler sampler;
     double eta;             /* DDIM's eta (0: deterministic) */
-    bool karras;            /* Karras sigmas for sigma-based samplers */
+    bool karras;            /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */
+    int timestep_spacing;   /* sdm_spacing (bundle.h); 0: the model's */
+    double guidance_rescale;    /* diffusers' guidance_rescale: 0 (none) .. 1 */
     int batch;              /* frames per UNet call; 0: automatic */
     char **outputs;         /* output files; format by extension */
     int n_outputs;

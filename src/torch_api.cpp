@@ -60,6 +60,10 @@ struct sdm_tensor {
     at::Tensor t;
 };
 
+struct sdm_generator {
+    at::Generator gen;
+};
+
 struct sdm_graph {
 #ifdef SDM_HAVE_CUDA_GRAPHS
     at::cuda::CUDAGraph graph;
@@ -781,6 +785,39 @@ sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
     });
 }
 
+sdm_torch_status sdm_generator_new(uint64_t seed, sdm_generator **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("generator", [&] {
+        need_out(out, "sdm_generator_new");
+        *out = new sdm_generator{ at::make_generator<at::CPUGeneratorImpl>(seed) };
+    });
+}
+
+sdm_torch_status sdm_generator_randn(sdm_generator *g, const int64_t *shape, int ndim, sdm_device dev,
+                                     sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("randn", [&] {
+        need_out(out, "sdm_generator_randn");
+        if (!g)
+            throw op_error("sdm_generator_randn: no generator");
+        std::vector<int64_t> sizes = shape_vec(shape, ndim, "sdm_generator_randn");
+        at::Tensor t = at::randn(sizes, g->gen, at::TensorOptions().dtype(at::kFloat));
+        *out = wrap(to_device(t, torch_device(dev)));
+    });
+}
+
+void sdm_generator_free(sdm_generator **g)
+{
+    if (!g || !*g)
+        return;
+    delete *g;
+    *g = NULL;
+}
+
 sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out)
 {
     if (out)
@@ -949,27 +986,48 @@ sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t l
     });
 }
 
+/* u + g·(c − u) of a guided batch [2B,...] (sdm_tensor_cfg); *cond: c. */
+static at::Tensor cfg_of(const at::Tensor &x, const at::Tensor &gs, at::Tensor *cond)
+{
+    if (gs.dim() != 1 || gs.size(0) < 1)
+        throw op_error("cfg: guidance scales must be [B], got " + shape_str(gs));
+    int64_t batch = gs.size(0);
+    if (x.dim() < 1 || x.size(0) != 2 * batch)
+        throw op_error("cfg: expects a guided batch of " + std::to_string(2 * batch) + " rows, got " + shape_str(x));
+    if (gs.device() != x.device())
+        throw op_error("cfg: guidance scales and batch are on different devices");
+    std::vector<int64_t> gshape(x.dim(), 1);
+    gshape[0] = batch;
+    at::Tensor gt = gs.to(x.scalar_type()).view(gshape);
+    at::Tensor u = x.narrow(0, 0, batch), c = x.narrow(0, batch, batch);
+    if (cond)
+        *cond = c;
+    return u + gt * (c - u);
+}
+
 sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
     return guarded("cfg", [&] {
         need_out(out, "sdm_tensor_cfg");
-        const at::Tensor &x = arg(both, "cfg", "both");
-        const at::Tensor &gs = arg(g, "cfg", "g");
-        if (gs.dim() != 1 || gs.size(0) < 1)
-            throw op_error("cfg: guidance scales must be [B], got " + shape_str(gs));
-        int64_t batch = gs.size(0);
-        if (x.dim() < 1 || x.size(0) != 2 * batch)
-            throw op_error("cfg: expects a guided batch of " + std::to_string(2 * batch)
-                           + " rows, got " + shape_str(x));
-        if (gs.device() != x.device())
-            throw op_error("cfg: guidance scales and batch are on different devices");
-        std::vector<int64_t> gshape(x.dim(), 1);
-        gshape[0] = batch;
-        at::Tensor gt = gs.to(x.scalar_type()).view(gshape);
-        at::Tensor u = x.narrow(0, 0, batch), c = x.narrow(0, batch, batch);
-        *out = wrap(u + gt * (c - u));
+        *out = wrap(cfg_of(arg(both, "cfg", "both"), arg(g, "cfg", "g"), nullptr));
+    });
+}
+
+sdm_torch_status sdm_tensor_cfg_rescale(const sdm_tensor *both, const sdm_tensor *g, double phi, sdm_tensor **out)
+{
+    if (out)
+        *out = NULL;
+    return guarded("cfg", [&] {
+        need_out(out, "sdm_tensor_cfg_rescale");
+        at::Tensor c;
+        at::Tensor x = cfg_of(arg(both, "cfg", "both"), arg(g, "cfg", "g"), &c);
+        std::vector<int64_t> dims;
+        for (int64_t d = 1; d < x.dim(); d++)
+            dims.push_back(d);
+        at::Tensor r = x * (c.std(dims, true, true) / x.std(dims, true, true));
+        *out = wrap(phi * r + (1.0 - phi) * x);
     });
 }
 

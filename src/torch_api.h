@@ -108,6 +108,15 @@ sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndi
  * 32 bits of the seed key the generator: s and s + 2^32 give the same noise. */
 sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
                                   sdm_device dev, sdm_tensor **out);
+/* A CPU generator: torch.Generator().manual_seed(seed). Each
+ * sdm_generator_randn is the next torch.randn(shape, generator=g) of its
+ * stream, float32, moved to dev: diffusers' initial latents and then its
+ * schedulers' per-step noise come from one such stream. */
+typedef struct sdm_generator sdm_generator;
+sdm_torch_status sdm_generator_new(uint64_t seed, sdm_generator **out);
+sdm_torch_status sdm_generator_randn(sdm_generator *g, const int64_t *shape, int ndim, sdm_device dev,
+                                     sdm_tensor **out);
+void sdm_generator_free(sdm_generator **g);
 sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out);
 /* New tensor of the same values on another device and/or dtype. */
 sdm_torch_status sdm_tensor_to(const sdm_tensor *t, sdm_device dev, sdm_dtype dtype, sdm_tensor **out);
@@ -144,6 +153,10 @@ sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t l
  * batch, so the step loop copies nothing from the host);
  * out[i] = u[i] + g[i]·(c[i] − u[i]), per frame. */
 sdm_torch_status sdm_tensor_cfg(const sdm_tensor *both, const sdm_tensor *g, sdm_tensor **out);
+/* The same, then diffusers' guidance_rescale (rescale_noise_cfg): per frame
+ * r = out·std(c)/std(out) (std over all but dim 0, unbiased), and
+ * out = phi·r + (1 − phi)·out. */
+sdm_torch_status sdm_tensor_cfg_rescale(const sdm_tensor *both, const sdm_tensor *g, double phi, sdm_tensor **out);
 /* [B,3,H,W] in [-1,1] -> [B,H,W,3] uint8 on the same device:
  * round((x/2+0.5).clamp(0,1)*255), the way diffusers makes PIL images. */
 sdm_torch_status sdm_tensor_to_rgb8(const sdm_tensor *t, sdm_tensor **out);

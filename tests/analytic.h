@@ -67,7 +67,7 @@ static inline sdm_tensor *target(sdm_module *unet, const sdm_tensor *emb, int h,
 /* A denoiser on the engine's UNet, as the render makes one. */
 static inline sdm_denoiser *engine_denoiser(sdm_engine *e)
 {
-    sdm_denoiser_params p = { sdm_engine_device(e), sdm_engine_dtype(e), sdm_engine_unet_call, e };
+    sdm_denoiser_params p = { sdm_engine_device(e), sdm_engine_dtype(e), sdm_engine_unet_call, e, 0.0 };
     sdm_denoiser *d = NULL;
     sdm_error err = { 0 };
     if (sdm_denoiser_new(&p, &d, &err))

@@ -16,6 +16,8 @@ torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
   norm as plain causal attention computes them;
 - embedding_to_safetensors.py converts A1111's .pt and diffusers' .bin
   embeddings into one "emb_params" tensor, and refuses a pickle with code.
+- model.yaml's schedule: section records the checkpoint's scheduler class
+  and the config keys the samplers read (an unknown spacing left out).
 """
 import os
 import subprocess
@@ -27,6 +29,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPORT = os.path.join(HERE, "..", "pipeline", "export")
 sys.path.insert(0, EXPORT)
+import bundle_yaml  # noqa: E402
 import checkpoint  # noqa: E402
 import lora  # noqa: E402
 
@@ -273,9 +276,27 @@ def check_embedding_conversion(tmp):
                        text=True)
     report("embedding_pickle_refused", r.returncode == 1 and "nothing in it was run" in r.stderr and
            not os.path.exists(marker), f"exit {r.returncode}: {r.stderr[-300:]}")
+def check_scheduler_fields():
+    sd15 = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "skip_prk_steps": True, "steps_offset": 1,
+            "timestep_spacing": "leading", "trained_betas": None}
+    got = bundle_yaml.scheduler_fields(sd15)
+    want = {"scheduler": "PNDMScheduler", "timestep_spacing": "leading", "skip_prk_steps": True}
+    report("scheduler fields (SD 1.5)", got == want, f"{got} != {want}")
+    dpm = {"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++",
+           "use_karras_sigmas": True, "timestep_spacing": "even"}
+    got = bundle_yaml.scheduler_fields(dpm)
+    want = {"scheduler": "DPMSolverMultistepScheduler", "use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"}
+    report("scheduler fields (DPM++ SDE Karras, unknown spacing left out)", got == want, f"{got} != {want}")
+    text = bundle_yaml.model_yaml("t", family="sd1", prediction="epsilon", dtype="float32", latent_channels=4,
+                                  vae_scale=8, scaling_factor=0.18215, width=512, height=512,
+                                  text=dict(token_length=77, hidden_size=768, bos_id=1, eos_id=2, pad_id=2),
+                                  schedule=dict(train_steps=1000, **bundle_yaml.scheduler_fields(sd15)))
+    report("scheduler in model.yaml", "  scheduler: PNDMScheduler\n  timestep_spacing: leading\n" in text and
+           "  skip_prk_steps: true\n" in text, text)
 
 
 def main():
+    check_scheduler_fields()
     with tempfile.TemporaryDirectory() as tmp:
         check_pickle(tmp)
         check_plain_ckpt(tmp)

@@ -82,6 +82,24 @@ static void test_default_model(void)
     }
 }
 
+/* sdmorph samplers: every sampler with its aliases, and auto for a model. */
+static void test_samplers(void)
+{
+    char out[16384];
+    char *argv[] = { "sdmorph", "samplers", "--model", "build/models/analytic", NULL };
+    char *bad[] = { "sdmorph", "samplers", "--bogus", NULL };
+
+    CHECK_INT(run_in(".", argv, out, sizeof out, NULL), 0);
+    CHECK_CONTAINS(out, "dpmpp_2m_sde\n  diffusers: DPMSolverMultistepScheduler (sde-dpmsolver++)");
+    CHECK_CONTAINS(out, "\"DPM++ 2M Karras\" (karras)");
+    CHECK_CONTAINS(out, "\"euler_ancestral\"");
+    CHECK_CONTAINS(out, "\"uni_pc\"");
+    CHECK_CONTAINS(out, "2 UNet calls a step");
+    CHECK_CONTAINS(out, "auto for build/models/analytic: ddim (its scheduler: DDIMScheduler)");
+    CHECK_INT(run_in(".", bad, out, sizeof out, NULL), 2);
+    CHECK_CONTAINS(out, "unknown argument '--bogus'");
+}
+
 static void test_bad_recipes(void)
 {
     char path[256], out[8192], want[300];
@@ -437,6 +455,7 @@ int main(void)
     test_bad_recipes();
     test_default_model();
     if (stat("build/models/analytic/model.yaml", &st) == 0 || getenv("SDMORPH_MODEL")) {
+        test_samplers();
         test_bad_bundles();
         test_aoti_bundles();
         test_flat_memory();

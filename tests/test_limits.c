@@ -15,7 +15,8 @@
 
 static char tmp[] = "/tmp/sdm-limits-XXXXXX";
 static char row_dir[PATH_MAX];      /* tmp/rowN: each row's recipe and outputs */
-static char model[PATH_MAX], vae16[PATH_MAX + 16], bad_betas[PATH_MAX + 16];
+static char model[PATH_MAX], vae16[PATH_MAX + 16], bad_betas[PATH_MAX + 16], ddpm[PATH_MAX + 16],
+    bad_spacing[PATH_MAX + 16];
 
 typedef struct {
     const char *what;       /* the limit, for the table */
@@ -74,11 +75,18 @@ static const limit_row rows[] = {
     { "eta", "eta: 1\n", NULL, "t.mp4", { 0 }, 0 },
     { "eta", "eta: 1.01\n", NULL, "t.mp4", { 0 }, 2 },
     { "eta, ddim only", "eta: 0.5\nsampler: euler\n", NULL, "t.mp4", { 0 }, 2 },
-    { "karras, euler and dpmpp_2m only", "karras: true\n", NULL, "t.mp4", { 0 }, 2 },
-    { "karras, euler and dpmpp_2m only", "karras: true\nsampler: euler\n", NULL, "t.mp4", { 0 }, 0 },
-    { "karras, euler and dpmpp_2m only", "karras: true\nsampler: euler_a\n", NULL, "t.mp4", { 0 }, 2 },
-    { "karras, euler and dpmpp_2m only", "karras: true\nsampler: dpmpp_2m\n", NULL, "t.mp4", { 0 }, 0 },
-    { "sampler", "sampler: plms\n", NULL, "t.mp4", { 0 }, 2 },
+    { "karras: samplers that take it", "karras: true\n", NULL, "t.mp4", { 0 }, 2 },
+    { "karras: samplers that take it", "karras: true\nsampler: euler\n", NULL, "t.mp4", { 0 }, 0 },
+    { "karras: samplers that take it", "karras: true\nsampler: euler_a\n", NULL, "t.mp4", { 0 }, 2 },
+    { "karras: samplers that take it", "karras: true\nsampler: dpmpp_2m\n", NULL, "t.mp4", { 0 }, 0 },
+    { "sampler", "sampler: euler_b\n", NULL, "t.mp4", { 0 }, 2 },
+    { "sampler", "sampler: DPM++ 2M SDE Karras\n", NULL, "t.mp4", { 0 }, 0 },
+    { "sampler: pndm at most 999 steps", "sampler: pndm\nsteps: 999\n", NULL, "t.mp4", { 0 }, 0 },
+    { "sampler: pndm at most 999 steps", "sampler: pndm\nsteps: 1000\n", NULL, "t.mp4", { 0 }, 2 },
+    { "sampler: lcm at most 50 steps", "sampler: lcm\nsteps: 51\n", NULL, "t.mp4", { 0 }, 2 },
+    { "timestep_spacing", "timestep_spacing: trailing\nsampler: euler\n", NULL, "t.mp4", { 0 }, 0 },
+    { "guidance_rescale", "guidance_rescale: 1\n", NULL, "t.mp4", { 0 }, 0 },
+    { "guidance_rescale", "guidance_rescale: 1.01\n", NULL, "t.mp4", { 0 }, 2 },
     { "batch", "batch: -1\n", NULL, "t.mp4", { 0 }, 2 },
     { "batch", "batch: 1024\n", NULL, "t.mp4", { 0 }, 0 },
     { "batch", "batch: 1025\n", NULL, "t.mp4", { 0 }, 2 },
@@ -117,6 +125,9 @@ static const limit_row rows[] = {
     { "output name: 254 bytes (its sidecar 255)", "", NULL, "@name254", { 0 }, 0 },
     { "output name: 254 bytes (its sidecar 255)", "", NULL, "@name255", { 0 }, 2 },
     { "model.yaml: beta_start below beta_end", "model: @bad_betas\n", NULL, "t.mp4", { 0 }, 1 },
+    { "model.yaml: timestep_spacing", "model: @bad_spacing\n", NULL, "t.mp4", { 0 }, 1 },
+    { "auto: a scheduler sdmorph has", "model: @ddpm\n", NULL, "t.mp4", { 0 }, 2 },
+    { "auto: a scheduler sdmorph has", "model: @ddpm\nsampler: euler\n", NULL, "t.mp4", { 0 }, 0 },
     { "model: found", "model: /nonexistent/model\n", NULL, "t.mp4", { 0 }, 1 },
     { "model: found (--model)", "", NULL, "t.mp4", { "--model", "/nonexistent/model" }, 1 },
 };
@@ -203,15 +214,20 @@ static void row_recipe(const limit_row *row, const char *list, char *text, size_
     static const char *const defaults[] = { "width: 64\n", "height: 64\n", "steps: 2\n", "frames: 2\n" };
     const char *keys = row->keys;
 
-    /* @tmp, @vae16, @bad_betas: the row's folder, the bundles made for the table */
+    /* @tmp, @vae16, ...: the row's folder, the bundles made for the table */
+    const struct {
+        const char *token, *with;
+    } subst[] = { { "@tmp", row_dir }, { "@vae16", vae16 }, { "@bad_betas", bad_betas }, { "@ddpm", ddpm },
+                  { "@bad_spacing", bad_spacing } };
+
     text[0] = '\0';
     for (const char *k = keys; *k;) {
-        const char *with = !strncmp(k, "@tmp", 4) ? row_dir : !strncmp(k, "@vae16", 6) ? vae16
-                         : !strncmp(k, "@bad_betas", 10) ? bad_betas : NULL;
-        size_t n = strlen(text);
-        if (with) {
-            snprintf(text + n, len - n, "%s", with);
-            k += with == row_dir ? 4 : with == vae16 ? 6 : 10;
+        size_t n = strlen(text), i = 0;
+        while (i < sizeof subst / sizeof *subst && strncmp(k, subst[i].token, strlen(subst[i].token)))
+            i++;
+        if (i < sizeof subst / sizeof *subst) {
+            snprintf(text + n, len - n, "%s", subst[i].with);
+            k += strlen(subst[i].token);
         } else {
             snprintf(text + n, len - n, "%c", *k++);
         }
@@ -342,6 +358,10 @@ int main(void)
     bundle(vae16, "vae_scale: 8", "vae_scale: 16");
     snprintf(bad_betas, sizeof bad_betas, "%s/betas", tmp);
     bundle(bad_betas, "beta_start: 0.00085", "beta_start: 0.5");
+    snprintf(ddpm, sizeof ddpm, "%s/ddpm", tmp);
+    bundle(ddpm, "scheduler: DDIMScheduler", "scheduler: DDPMScheduler");
+    snprintf(bad_spacing, sizeof bad_spacing, "%s/spacing", tmp);
+    bundle(bad_spacing, "scheduler: DDIMScheduler", "scheduler: DDIMScheduler\n  timestep_spacing: even");
 
     printf("%-48s %-28s %5s %6s\n", "limit", "value", "check", "render");
     for (size_t i = 0; i < n; i++) {

@@ -806,7 +806,7 @@ static void test_print(void)
     CHECK(buf != NULL);
     if (!buf)
         return;
-    CHECK_CONTAINS(buf, "p.yaml: 9 frames shown, 5 rendered, 0.75 s at 12 fps, loop pingpong, 256x256, 20 steps, ddim\n");
+    CHECK_CONTAINS(buf, "p.yaml: 9 frames shown, 5 rendered, 0.75 s at 12 fps, loop pingpong, 256x256, 20 steps, auto\n");
     CHECK_CONTAINS(buf, "  0 (6:13): \"a city\"\n    seed 1, guidance 7.5; then 4 frames to 1, lerp, linear\n");
     CHECK_CONTAINS(buf, "  frame  render  keyframes   weight  seed  guidance\n");
     CHECK_CONTAINS(buf, "      2       2  0->1        0.5000  1->2  7.50\n");

@@ -7,6 +7,7 @@
 #include "output_name.h"
 #include "preflight.h"
 #include "recipe.h"
+#include "spacing.h"
 #include "test.h"
 
 static sdm_recipe *load(const char *text, sdm_error *err)
@@ -78,7 +79,7 @@ static void test_defaults(void)
     CHECK_STR(r->negative, "");
     CHECK(r->seed == 0);
     CHECK_NEAR(r->fps, 12, 0);
-    CHECK_INT(r->sampler, SDM_SAMPLER_DDIM);
+    CHECK_INT(r->sampler, SDM_SAMPLER_AUTO);
     CHECK_NEAR(r->eta, 0, 0);
     CHECK(!r->karras);
     CHECK_INT(r->batch, 0);
@@ -346,7 +347,10 @@ static const bad_case bad[] = {
     { "keyframes: [a]\noutput: out/a.avi\n", "t.yaml:2:9:", "unknown extension '.avi', use .mp4" },
     { "keyframes: [a]\noutput: [out/a.mp4, out/b.mov]\n", "t.yaml:2:21:", "unknown extension '.mov'" },
     { "keyframes: [a]\ncontact_sheet: sheet.jpg\n", "t.yaml:2:16:", "use .png" },
-    { "keyframes: [a]\nsampler: plms\n", "t.yaml:2:10:", "expected ddim, euler, euler_a or dpmpp_2m, not 'plms'" },
+    { "keyframes: [a]\nsampler: euler_b\n", "t.yaml:2:10:", "expected a sampler (auto, ddim, euler, euler_a, "
+      "dpmpp_2m, dpmpp_2m_sde, pndm, lms, heun, unipc or lcm; `sdmorph samplers` lists them and their aliases), "
+      "not 'euler_b'" },
+    { "keyframes: [a]\ntimestep_spacing: even\n", "t.yaml:2:19:", "expected leading, trailing or linspace, not 'even'" },
     { "keyframes:\n  - prompt: a\n    ease: bounce\n", "t.yaml:3:11:", "expected linear, smoothstep or cosine" },
     { "keyframes: [\"a\\0b\"]\n", "t.yaml:1:13:", "contains a NUL character" },
     /* out of range, negative counts, huge numbers */
@@ -365,8 +369,8 @@ static const bad_case bad[] = {
     { "fps: 0\nkeyframes: [a]\n", "t.yaml:1:6:", "expected a number in 0.001..240" },
     { "fps: 0.0009\nkeyframes: [a]\n", "t.yaml:1:6:", "'fps': 0.0009 is out of range" },
     /* sampler options the sampler does not take: refused here, not after the model loads */
-    { "keyframes: [a]\nkarras: true\n", "t.yaml:2:1:", "Karras sigmas apply to the euler and dpmpp_2m samplers, "
-      "not ddim" },
+    { "sampler: ddim\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:", "Karras sigmas apply to the euler, dpmpp_2m, "
+      "dpmpp_2m_sde, lms, heun and unipc samplers, not ddim" },
     { "sampler: euler_a\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:", "not euler_a (as in diffusers)" },
     { "sampler: euler\neta: 0.5\nkeyframes: [a]\n", "t.yaml:2:1:", "'eta': applies to the ddim sampler only, "
       "not euler" },
@@ -584,8 +588,31 @@ static void test_prompt_keys(void)
     sdm_recipe_free(&r);
 }
 
+/* Samplers by the names users type: an alias that says Karras asks for it. */
+static void test_sampler_aliases(void)
+{
+    sdm_error err = { 0 };
+    sdm_recipe *r = load("sampler: DPM++ 2M SDE Karras\ntimestep_spacing: trailing\nkeyframes: [a]\n", &err);
+
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(r->sampler, SDM_SAMPLER_DPMPP_2M_SDE);
+        CHECK(r->karras);
+        CHECK_INT(r->timestep_spacing, SDM_SPACING_TRAILING);
+        sdm_recipe_free(&r);
+    }
+    r = load("sampler: Euler a\nkeyframes: [a]\n", &err);
+    CHECK(r != NULL);
+    if (r) {
+        CHECK_INT(r->sampler, SDM_SAMPLER_EULER_A);
+        CHECK(!r->karras);
+        sdm_recipe_free(&r);
+    }
+}
+
 int main(void)
 {
+    test_sampler_aliases();
     test_enums();
     test_output_names();
     test_defaults();

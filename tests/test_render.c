@@ -64,7 +64,7 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 
     for (size_t si = 0; si < sizeof step_counts / sizeof *step_counts; si++) {
         for (size_t gi = 0; gi < 2; gi++) {
-            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0 };
+            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0, SDM_SPACING_DEFAULT };
             sdm_schedule s;
             sdm_error err = { 0 };
             sdm_tensor *out = NULL;
@@ -551,6 +551,62 @@ next:
     CHECK_INT(wrong, 0);
 }
 
+/* Per-step noise is diffusers' stream: one CPU generator per seed, the
+ * initial latent its first draw, step noise the draws after it (values from
+ * torch.Generator().manual_seed(5) and torch.randn([1,4,8,8]) three times),
+ * the same asked in any order; a seed morph's step noise is a slerp. */
+static void test_noise_stream(sdm_engine *e)
+{
+    const char *text = "seed: 5\nframes: 3\ninterp: slerp\nkeyframes:\n  - a\n  - {prompt: a, seed: 6}\n";
+    sdm_recipe *r = NULL;
+    sdm_plan p;
+    sdm_conditioner *cond = NULL;
+    sdm_frame_cond a = { 0 }, mid = { 0 };
+    sdm_tensor *n0 = NULL, *n1 = NULL, *again = NULL, *m1 = NULL;
+    sdm_error err = { 0 };
+    float *v0 = NULL, *v1 = NULL, *init = NULL;
+
+    memset(&p, 0, sizeof p);
+    if (sdm_recipe_load_string("noise.yaml", text, strlen(text), &r, &err) || sdm_plan_make(r, &p, &err) ||
+        sdm_conditioner_new(e, r, 8, 8, &cond, &err) || sdm_conditioner_frame(cond, &p.renders[0], &a, &err) ||
+        sdm_conditioner_frame(cond, &p.renders[1], &mid, &err)) {
+        fprintf(stderr, "noise stream: %s\n", err.msg);
+        CHECK(!"recipe, plan and conditioner");
+        goto end;
+    }
+    CHECK_INT(sdm_conditioner_step_noise(cond, &a, 0, &n0, &err), 0);
+    CHECK_INT(sdm_conditioner_step_noise(cond, &a, 1, &n1, &err), 0);
+    CHECK_INT(sdm_conditioner_step_noise(cond, &a, 0, &again, &err), 0);     /* restarts the stream */
+    CHECK_INT(sdm_conditioner_step_noise(cond, &mid, 1, &m1, &err), 0);
+    init = host_f32(a.noise);
+    v0 = n0 ? host_f32(n0) : NULL;
+    v1 = n1 ? host_f32(n1) : NULL;
+    CHECK(init && v0 && v1);
+    if (init && v0 && v1) {
+        CHECK_NEAR(init[0], 1.84233, 1e-5);
+        CHECK_NEAR(init[2], -1.711921, 1e-5);
+        CHECK_NEAR(v0[0], 0.1949381, 1e-6);
+        CHECK_NEAR(v0[1], 1.540764, 1e-6);
+        CHECK_NEAR(v1[254], -0.5283732, 1e-6);
+        CHECK_NEAR(v1[255], -1.149235, 1e-6);
+    }
+    CHECK(again && n0 && same_tensor(again, n0));
+    CHECK(m1 && n1 && !same_tensor(m1, n1));    /* between seeds 5 and 6 */
+end:
+    free(init);
+    free(v0);
+    free(v1);
+    sdm_tensor_free(&n0);
+    sdm_tensor_free(&n1);
+    sdm_tensor_free(&again);
+    sdm_tensor_free(&m1);
+    sdm_frame_cond_clear(&a);
+    sdm_frame_cond_clear(&mid);
+    sdm_conditioner_free(&cond);
+    sdm_plan_free(&p);
+    sdm_recipe_free(&r);
+}
+
 /* A, B, A cycling: the second A and the A -> A transition back to the start
  * are the first frame again, rendered once. Another seed or guidance on the
  * second A is another picture, rendered. */
@@ -834,6 +890,7 @@ int main(void)
     test_walk_frame_alone();
     test_ancestral_seed_morph();
     test_reuse_conditioning(e);
+    test_noise_stream(e);
     test_reuse_render();
     test_determinism();
     test_oom_fallback();

@@ -256,7 +256,8 @@ def main():
         vae_scale=VAE_SCALE, scaling_factor=SCALING, width=args.width, height=args.height,
         text=text_fields,
         schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
-                      beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False),
+                      beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
+                      scheduler="DDIMScheduler"),
         source=dict(exporter="analytic.py", checkpoint="the analytic test model (synthetic)")))
     print("analytic bundle (%s, %dx%d, torch %s) written to %s"
           % (args.prediction, args.width, args.height, torch.__version__, args.out))

@@ -11,6 +11,27 @@ def _value(v):
     return str(v)
 
 
+# A checkpoint's scheduler config keys that sdmorph's samplers read
+# (src/bundle.c): `sampler: auto` is its class, the rest its options.
+SCHEDULER_KEYS = ("timestep_spacing", "use_karras_sigmas", "algorithm_type", "skip_prk_steps",
+                  "original_inference_steps", "timestep_scaling")
+SPACINGS = ("leading", "trailing", "linspace")
+
+
+def scheduler_fields(sched):
+    """model.yaml's schedule: keys from a diffusers scheduler config (dict):
+    its class as `scheduler`, then the keys of SCHEDULER_KEYS it sets."""
+    out = {}
+    if sched.get("_class_name"):
+        out["scheduler"] = sched["_class_name"]
+    for k in SCHEDULER_KEYS:
+        v = sched.get(k)
+        if v is None or (k == "timestep_spacing" and v not in SPACINGS):
+            continue
+        out[k] = v
+    return out
+
+
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
                text, schedule, aoti=None, aoti_vae=None, source=None):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,

@@ -324,7 +324,7 @@ def load_components(args, tmp):
         # before diffusers is imported: a refused .ckpt needs nothing but torch
         pipe, cfg_dir, tok_dir, pad_token = load_single_file(args, tmp)
         unet, vae, text = pipe.unet, pipe.vae, pipe.text_encoder
-        sched = dict(pipe.scheduler.config)
+        sched = dict(pipe.scheduler.config, _class_name=type(pipe.scheduler).__name__)
         del pipe
     elif args.random_weights:
         from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -335,7 +335,9 @@ def load_components(args, tmp):
         unet = UNet2DConditionModel(**json.load(open(os.path.join(cfg, "unet_config.json"))))
         vae = AutoencoderKL(**json.load(open(os.path.join(cfg, "vae_config.json"))))
         text = CLIPTextModel(CLIPTextConfig(**json.load(open(os.path.join(cfg, "text_encoder_config.json")))))
-        sched = json.load(open(os.path.join(cfg, "scheduler_config.json")))
+        # a config without its class is SD 1.5's: PNDM with skip_prk_steps, as that checkpoint ships it
+        sched = dict({"_class_name": "PNDMScheduler", "skip_prk_steps": True},
+                     **json.load(open(os.path.join(cfg, "scheduler_config.json"))))
         tok_dir = args.tokenizer
         if not tok_dir:
             die("--random-weights needs --tokenizer DIR with CLIP's vocab.json and merges.txt")
@@ -396,7 +398,9 @@ def save_diffusers(out, unet, vae, text, sched, tok_dir):
     vae.save_pretrained(os.path.join(out, "vae"))
     text.save_pretrained(os.path.join(out, "text_encoder"))
     os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
-    json.dump(dict(sched, _class_name="DDIMScheduler"), open(os.path.join(out, "scheduler", "scheduler_config.json"), "w"), indent=1)
+    # the checkpoint's own scheduler class: diffusers' default pipeline is what `sampler: auto` renders
+    json.dump(dict(sched, _class_name=sched.get("_class_name", "PNDMScheduler")),
+              open(os.path.join(out, "scheduler", "scheduler_config.json"), "w"), indent=1)
     os.makedirs(os.path.join(out, "tokenizer"), exist_ok=True)
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(out, "tokenizer", f))
@@ -825,7 +829,8 @@ def main():
         schedule=dict(train_steps=sched.get("num_train_timesteps", 1000), beta_start=sched.get("beta_start", 0.0001),
                       beta_end=sched.get("beta_end", 0.02), beta_schedule=sched.get("beta_schedule", "linear"),
                       steps_offset=sched.get("steps_offset", 0),
-                      set_alpha_to_one=bool(sched.get("set_alpha_to_one", True))),
+                      set_alpha_to_one=bool(sched.get("set_alpha_to_one", True)),
+                      **bundle_yaml.scheduler_fields(sched)),
         source=source)
     bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields))
     # model.yaml last: it marks a bundle as complete
