@@ -160,7 +160,11 @@ $(ANALYTIC)-v/model.yaml: $(ANALYTIC_PY)
 $(ANALYTIC)-ids/model.yaml: $(ANALYTIC_PY)
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-ids --text-input ids
 
-test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(TESTS)
+# The step twin (a sharp step along morphs that cross its plane), for the retiming tests.
+$(ANALYTIC)-step/model.yaml: $(ANALYTIC_PY)
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-step --step 100
+
+test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(ANALYTIC)-step/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)

@@ -23,6 +23,8 @@
 #   bench/gpu.sh sampler_parity  every sampler (auto, ddim eta 1, euler_a, dpmpp_2m_sde...) vs a plain
 #                              float32 diffusers call with generator=torch.Generator().manual_seed(1234)
 #                              and no latents=; a 16-frame euler_a seed morph's adjacent-frame changes
+#   bench/gpu.sh retime        retime: even on SD 1.5 shapes: the probe's cost, the pace with and
+#                              without it, and the pace at the probe's steps against the full render's
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
@@ -38,10 +40,10 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
-STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread"
+STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
 STDBUF=$(command -v stdbuf > /dev/null && echo "stdbuf -oL" || true)
 export PYTHONUNBUFFERED=1
 
@@ -1039,6 +1041,51 @@ sampler_parity() {
     sampler_runs || rc=1
     seed_morph_steadiness || rc=1
     return $rc
+}
+
+retime_recipe() {   # steps retime
+    cat <<EOF
+width: 512
+height: 512
+steps: $1
+sampler: ddim
+seed: 42
+guidance: 7.5
+retime: $2
+keyframes:
+  - prompt: a rainy city street at night, neon signs
+    frames: 24
+  - prompt: a dense forest in the rain, moss, fog
+EOF
+}
+
+retime() {
+    local mode
+    for mode in none even; do
+        retime_recipe 30 "$mode" > "$W/retime-$mode.yaml"
+        rm -f "$W/retime-$mode.json"    # no kept curve: the probe runs
+        "$SDMORPH" render "$W/retime-$mode.yaml" --model "$W/sd15-fp16" --device cuda \
+            -o "$W/retime-$mode.mp4" -o "$W/retime-$mode.rgb" > "$W/retime-$mode.log" 2>&1
+        grep -E "frames \(|retime probe|transition 0->1" "$W/retime-$mode.log" || true
+    done
+    echo "* retime: $(grep -h 'retime probe' "$W/retime-even.log" | sed 's/^sdmorph: //')"
+    for mode in none even; do
+        echo "* retime $mode, 24 frames, 512x512, 30 steps: $(grep -h 'transition 0->1' "$W/retime-$mode.log" | sed 's/  */ /g')"
+    done
+    # do the probe's steps (30 -> 10) predict the full render's pace along the transition?
+    retime_recipe 10 none > "$W/retime-10.yaml"
+    "$SDMORPH" render "$W/retime-10.yaml" --model "$W/sd15-fp16" --device cuda -o "$W/retime-10.rgb" -q
+    "$SDMORPH" measure --raw 512x512 --each "$W/retime-none.rgb" > "$W/retime-each-30.txt"
+    "$SDMORPH" measure --raw 512x512 --each "$W/retime-10.rgb" > "$W/retime-each-10.txt"
+    $PY - "$W/retime-each-30.txt" "$W/retime-each-10.txt" <<'PY'
+import re, sys, numpy as np
+def pairs(p):
+    return np.array([float(l.split()[1]) for l in open(p) if re.match(r"^  [0-9]+-[0-9]+ ", l)])
+a, b = pairs(sys.argv[1]), pairs(sys.argv[2])
+ca, cb = np.cumsum(a) / a.sum(), np.cumsum(b) / b.sum()
+print(f"* retime: pace at 10 vs 30 steps over {a.size} pairs: Pearson r {np.corrcoef(a, b)[0, 1]:.3f}, "
+      f"largest cumulative-distance gap {np.abs(ca - cb).max():.3f} (0: the same frame placement)")
+PY
 }
 
 summary() {   # steps

@@ -34,8 +34,27 @@ static void usage(FILE *f)
             "1 the model cannot be read or an output folder cannot be written.\n");
 }
 
-static int print_plan(const char *path, const sdm_plan *plan, const sdm_recipe *r, int quiet, int json)
+/* Where the weights of `retime: even` transitions come from. */
+static void print_retime(const sdm_preflight *pf, const sdm_recipe *r)
 {
+    int wanted = sdm_retime_wanted(r), missing = sdm_retime_missing(&pf->retime);
+
+    if (!wanted)
+        return;
+    if (!missing)
+        printf("retime: even on %d transition%s: the weights above are placed by the probe kept in %s\n", wanted,
+               wanted > 1 ? "s" : "", pf->retime_sidecar);
+    else
+        printf("retime: even on %d transition%s, %d not probed yet with this model and size: the weights above are "
+               "%s; `render` probes first (at %d steps) and keeps the curves in its sidecar\n", wanted,
+               wanted > 1 ? "s" : "", missing, missing < wanted ? "partly the eased ones" : "the eased ones",
+               pf->retime.probe_steps ? pf->retime.probe_steps : sdm_retime_probe_steps(r->steps));
+}
+
+static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, int quiet, int json)
+{
+    const sdm_plan *plan = &pf->plan;
+
     if (json)
         sdm_plan_write_json(plan, r, stdout);
     else if (quiet)
@@ -43,6 +62,8 @@ static int print_plan(const char *path, const sdm_plan *plan, const sdm_recipe *
                plan->n_sequence / plan->fps, plan->fps);
     else
         sdm_plan_print(plan, r, stdout);
+    if (!json && !quiet)
+        print_retime(pf, r);
     return fflush(stdout) ? SDM_EXIT_RUNTIME : SDM_EXIT_OK;
 }
 
@@ -113,7 +134,7 @@ int sdm_cmd_check(int argc, char **argv)
     p.outputs = outputs;
     if (sdm_preflight_run(r, &p, &pf, &err))
         goto fail;
-    rc = print_plan(path, &pf.plan, r, quiet, json);
+    rc = print_plan(path, &pf, r, quiet, json);
     goto end;
 fail:
     fprintf(stderr, "sdmorph: %s\n", err.msg);

@@ -1,24 +1,15 @@
-/* sdmorph render: options, model lookup, signals; the work is sdm_render. */
+/* sdmorph render: options and model lookup; the run is run_render.h's. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bundle.h"
 #include "commands.h"
 #include "model_dir.h"
 #include "recipe.h"
 #include "render.h"
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
+#include "run_render.h"
 
 static void usage(FILE *f)
 {
@@ -58,15 +49,12 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 int sdm_cmd_render(int argc, char **argv)
 {
     sdm_render_params p = sdm_render_default_params();
-    sdm_render_stats stats;
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     const char *recipe = NULL, *model = NULL, *device = NULL;
     const char **outputs = calloc(argc, sizeof *outputs);
     char model_dir[4096];
-    static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
-    struct sigaction sa, old[3];
-    int rc = SDM_EXIT_USAGE, threads = 0, n_out = 0, quiet = 0, d;
+    int rc = SDM_EXIT_USAGE, threads = 0, n_out = 0, quiet = 0;
 
     if (!outputs)
         return SDM_EXIT_RUNTIME;
@@ -131,21 +119,9 @@ int sdm_cmd_render(int argc, char **argv)
         usage(stderr);
         goto end;
     }
-    if (device) {
-        if (sdm_device_from_str(device, &p.device)) {
-            fprintf(stderr, "sdmorph render: --device must be cpu, cuda or cuda:N, not '%s'\n", device);
-            goto end;
-        }
-        if (p.device.type == SDM_DEVICE_CUDA && p.device.index >= sdm_cuda_device_count()) {
-            fprintf(stderr, "sdmorph render: %s is not available (%d CUDA devices%s)\n", device,
-                    sdm_cuda_device_count(), sdm_cuda_device_count() ? "" : "; this libtorch has no CUDA or no GPU is visible");
-            rc = SDM_EXIT_RUNTIME;
-            goto end;
-        }
-    } else {
-        p.device.type = sdm_cuda_device_count() > 0 ? SDM_DEVICE_CUDA : SDM_DEVICE_CPU;
-        p.device.index = 0;
-    }
+    if ((rc = sdm_run_device("render", device, &p.device)) != SDM_EXIT_OK)
+        goto end;
+    rc = SDM_EXIT_USAGE;
     if (threads)
         sdm_torch_set_threads(threads);
 
@@ -161,38 +137,7 @@ int sdm_cmd_render(int argc, char **argv)
     p.model_dir = model_dir;
     p.outputs = outputs;
     p.n_outputs = n_out;
-    p.progress = !quiet && isatty(STDERR_FILENO);
-    p.stop = &stop_requested;
-
-    /* a closed terminal (SIGHUP) ends a render as Ctrl-C does: the frames
-     * done are kept in a .partial file, the temporary files removed */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++)
-        sigaction(signals[i], &sa, &old[i]);
-    d = sdm_render(r, &p, &stats, &err);
-    for (int i = 0; i < 3; i++)
-        sigaction(signals[i], &old[i], NULL);
-
-    if (d < 0) {
-        fprintf(stderr, "sdmorph: %s\n", err.msg);
-        rc = err.code ? err.code : SDM_EXIT_RUNTIME;
-        goto end;
-    }
-    if (d == 1) {
-        if (stats.frames_shown)
-            fprintf(stderr, "sdmorph: interrupted: kept the %d frames done in a .partial file beside each output\n",
-                    stats.frames_shown);
-        else
-            fprintf(stderr, "sdmorph: interrupted before the first frame: nothing written\n");
-        rc = 130;
-        goto end;
-    }
-    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
-            "%.4f s per rendered frame, batch %d\n", stats.frames_shown, stats.frames_rendered, stats.width,
-            stats.height, stats.seconds, stats.load_seconds, stats.seconds_per_render, stats.batch);
-    rc = SDM_EXIT_OK;
+    rc = sdm_run_render(r, &p, quiet);
 end:
     sdm_recipe_free(&r);
     free(outputs);

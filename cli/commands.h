@@ -7,5 +7,7 @@ int sdm_cmd_check(int argc, char **argv);
 int sdm_cmd_tokenize(int argc, char **argv);
 int sdm_cmd_import(int argc, char **argv);
 int sdm_cmd_samplers(int argc, char **argv);
+int sdm_cmd_measure(int argc, char **argv);
+int sdm_cmd_bridge(int argc, char **argv);
 
 #endif

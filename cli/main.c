@@ -13,6 +13,9 @@ static void usage(FILE *f)
             "  render RECIPE [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--batch N] [--frames LIST]\n"
             "                      render a recipe to its outputs (MP4, GIF, PNG sheet)\n"
             "  check RECIPE        validate a recipe and print its frame plan (no model needed)\n"
+            "  bridge A.yaml B.yaml [--frames N | --beats N] -o OUT\n"
+            "                      render the transition from A's first frame to B's first frame\n"
+            "  measure VIDEO...    print the pace of any MP4/GIF: adjacent-frame distances (SSIM)\n"
             "  tokenize [--model DIR] [--tokens] TEXT\n"
             "                      print the token ids (chunks, weights) a prompt becomes\n"
             "  import IMAGE.png    print a recipe from the settings A1111/ComfyUI stored in an image\n"
@@ -36,6 +39,10 @@ int main(int argc, char **argv)
         return sdm_cmd_render(argc - 1, argv + 1);
     if (!strcmp(argv[1], "check"))
         return sdm_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bridge"))
+        return sdm_cmd_bridge(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "measure"))
+        return sdm_cmd_measure(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize"))
         return sdm_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "import"))

@@ -39,6 +39,7 @@ typedef struct {
     sdm_plan *p;
     int cap;
     int overflow;
+    const double *const *weights;   /* per keyframe: its transition's weights, or NULL (sdm_plan_make_retimed) */
 } builder;
 
 static int add_render(builder *b, sdm_plan_frame f)
@@ -68,12 +69,20 @@ static sdm_plan_frame key_frame(const sdm_recipe *r, int i)
     return f;
 }
 
-static sdm_plan_frame transition_frame(const sdm_recipe *r, int a, int b, int j)
+sdm_plan_frame sdm_plan_transition_at(const sdm_recipe *r, int a, int b, double t)
 {
     const sdm_keyframe *ka = &r->keyframes[a], *kb = &r->keyframes[b];
-    double t = sdm_ease_apply(ka->ease, (double)j / ka->frames);
     sdm_plan_frame f = { a, b, t, ka->interp, t, ka->guidance + (kb->guidance - ka->guidance) * t, -1 };
     return f;
+}
+
+/* Frame j of the transition from a: at its eased weight, or at the weight
+ * a retiming gave it. */
+static sdm_plan_frame transition_frame(const builder *bd, const sdm_recipe *r, int a, int b, int j)
+{
+    const sdm_keyframe *ka = &r->keyframes[a];
+    double t = bd->weights && bd->weights[a] ? bd->weights[a][j] : sdm_ease_apply(ka->ease, (double)j / ka->frames);
+    return sdm_plan_transition_at(r, a, b, t);
 }
 
 static void plan_morph(builder *b, const sdm_recipe *r, int *first_run, int *last_run)
@@ -85,7 +94,7 @@ static void plan_morph(builder *b, const sdm_recipe *r, int *first_run, int *las
         int next = (i + 1) % n;
         show(b, add_render(b, key_frame(r, i)), 1 + r->keyframes[i].hold);
         for (int j = 1; j < r->keyframes[i].frames; j++)
-            show(b, add_render(b, transition_frame(r, i, next, j)), 1);
+            show(b, add_render(b, transition_frame(b, r, i, next, j)), 1);
     }
     /* without cycle the last keyframe closes the sequence; with it, the
      * first frame already is the last transition's end */
@@ -176,7 +185,12 @@ static int check_recipe(const sdm_recipe *r, int64_t *shown, sdm_error *err)
 
 int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err)
 {
-    builder b = { out, 0, 0 };
+    return sdm_plan_make_retimed(r, NULL, out, err);
+}
+
+int sdm_plan_make_retimed(const sdm_recipe *r, const double *const *weights, sdm_plan *out, sdm_error *err)
+{
+    builder b = { out, 0, 0, weights };
     int64_t shown = 0;
     int first_run, last_run, forward;
 
@@ -368,9 +382,12 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
                 k->prompt, k->seed, k->guidance);
         if (k->hold)
             fprintf(f, ", hold %d", k->hold);
+        if (has_next && r->bpm > 0)
+            fprintf(f, "; then %g beats", k->beats);
         if (has_next)
-            fprintf(f, "; then %d frames to %d, %s, %s", k->frames, (i + 1) % r->n_keyframes,
-                    sdm_interp_name(k->interp), sdm_ease_name(k->ease));
+            fprintf(f, "%s %d frames to %d, %s, %s%s", r->bpm > 0 ? "," : "; then", k->frames, (i + 1) % r->n_keyframes,
+                    sdm_interp_name(k->interp), sdm_ease_name(k->ease),
+                    k->retime == SDM_RETIME_EVEN ? ", retime even" : "");
         fputc('\n', f);
         if (k->negative)
             fprintf(f, "    negative \"%s\"\n", k->negative);
@@ -423,6 +440,8 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
     fprintf(f, "%s: %d frames shown, %d rendered, %.2f s at %g fps, loop %s, %s, %d steps, %s\n",
             r->path ? r->path : "recipe", p->n_sequence, p->n_renders, p->fps > 0 ? p->n_sequence / p->fps : 0.0,
             p->fps, sdm_loop_name(r->loop), size, r->steps, sdm_sampler_name(r->sampler));
+    if (r->bpm > 0)
+        fprintf(f, "at %g bpm: %d frames are %.6g beats\n", r->bpm, p->n_sequence, p->n_sequence * r->bpm / 60 / p->fps);
     print_keyframes(r, f);
     first_shown = malloc((size_t)(p->n_renders > 0 ? p->n_renders : 1) * sizeof *first_shown);
     if (!first_shown)
@@ -509,6 +528,8 @@ int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char
             sdm_sampler_name(r->sampler), r->eta, r->karras ? "true" : "false");
     fprintf(f, "  \"fps\": %.17g, \"loop\": \"%s\", \"frames_shown\": %d, \"frames_rendered\": %d,\n  ", p->fps,
             sdm_loop_name(r->loop), p->n_sequence, p->n_renders);
+    if (r->bpm > 0)
+        fprintf(f, "\"bpm\": %.17g, ", r->bpm);
     json_key_string(f, "negative", r->negative, ",\n");
     fprintf(f, "  \"weighting\": \"%s\",\n", sdm_weighting_name(r->weighting));
     fprintf(f, "  \"keyframes\": [");
@@ -517,10 +538,12 @@ int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char
         fprintf(f, "%s\n    {", i ? "," : "");
         json_key_string(f, "prompt", k->prompt, ", ");
         json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
+        if (r->bpm > 0)
+            fprintf(f, "\"beats\": %.17g, ", k->beats);
         fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"clip_skip\": %d, \"hold\": %d, \"frames\": %d, "
-                "\"interp\": \"%s\", \"ease\": \"%s\", \"line\": %d, \"col\": %d}", k->seed, k->guidance,
-                k->clip_skip > 1 ? k->clip_skip : 1, k->hold, k->frames, sdm_interp_name(k->interp),
-                sdm_ease_name(k->ease), k->mark.line, k->mark.col);
+                "\"interp\": \"%s\", \"ease\": \"%s\", \"retime\": \"%s\", \"line\": %d, \"col\": %d}", k->seed,
+                k->guidance, k->clip_skip > 1 ? k->clip_skip : 1, k->hold, k->frames, sdm_interp_name(k->interp),
+                sdm_ease_name(k->ease), sdm_retime_mode_name(k->retime), k->mark.line, k->mark.col);
     }
     fprintf(f, "\n  ],\n");
     if (r->walk) {
@@ -534,6 +557,10 @@ int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char
     }
     if (texts)
         fprintf(f, "  \"texts\": %s,\n", texts);
+    if (p->retime_json)
+        fprintf(f, "  \"retime\": %s,\n", p->retime_json);
+    if (p->pace_json)
+        fprintf(f, "  \"pace\": %s,\n", p->pace_json);
     fprintf(f, "  \"frames\": [");
     for (int i = 0; i < p->n_sequence; i++) {
         const sdm_plan_frame *fr = shown_frame(p, i);
@@ -558,5 +585,7 @@ void sdm_plan_free(sdm_plan *p)
     free(p->sequence);
     free(p->frame_index);
     free(p->shown);
+    free(p->retime_json);
+    free(p->pace_json);
     memset(p, 0, sizeof *p);
 }

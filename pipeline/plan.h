@@ -22,12 +22,23 @@ typedef struct {
     int *frame_index;           /* output frame i is frame frame_index[i] of the
                                    full plan (i until sdm_plan_select) */
     double fps;
+    char *retime_json;          /* the retiming's curves (retime.h), written as the JSON's
+                                   "retime" member; NULL: none */
+    char *pace_json;            /* the render's pace (pace.h), its "pace" member; NULL: none */
 } sdm_plan;
 
 /* Frames whose effective inputs are identical (a keyframe repeated, a
  * transition between keyframes that condition alike, a transition repeated)
  * become one render shown several times. */
 int sdm_plan_make(const sdm_recipe *r, sdm_plan *out, sdm_error *err);
+/* The same with the weights of some transitions given: weights[i], where
+ * not NULL, holds the r->keyframes[i].frames weights of the transition
+ * from keyframe i (weights[i][0] = 0), in place of its eased ones
+ * (retime.h). weights NULL: sdm_plan_make. */
+int sdm_plan_make_retimed(const sdm_recipe *r, const double *const *weights, sdm_plan *out, sdm_error *err);
+/* The frame of the transition from keyframe a to b at weight t: its
+ * guidance and seed weight follow t as a planned frame's do. */
+sdm_plan_frame sdm_plan_transition_at(const sdm_recipe *r, int a, int b, double t);
 /* Restricts the plan to the output frames listed in `spec` ("37", "0-9,20"),
  * for re-rendering chosen frames alone. */
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err);

@@ -1,6 +1,7 @@
 #include "preflight.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -86,6 +87,88 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
     return 0;
 }
 
+int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
+{
+    sdm_plan plan;
+
+    if (sdm_retime_place(&pf->retime, r, err) ||
+        sdm_plan_make_retimed(r, (const double *const *)pf->retime.weights, &plan, err))
+        return -1;
+    if (p->frames && sdm_plan_select(&plan, p->frames, err)) {
+        sdm_plan_free(&plan);
+        return -1;
+    }
+    if (sdm_retime_missing(&pf->retime) < sdm_retime_wanted(r) && !(plan.retime_json = sdm_retime_json(&pf->retime))) {
+        sdm_plan_free(&plan);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
+    sdm_plan_free(&pf->plan);
+    pf->plan = plan;
+    return 0;
+}
+
+/* The sidecar of the full render (without --frames) of these outputs, or
+ * with own_outputs of the recipe's own: where the retiming's curves are
+ * kept. *path NULL where there is none. */
+static int full_sidecar(const sdm_recipe *r, const sdm_outputs_request *q, int own_outputs, char **path,
+                        sdm_error *err)
+{
+    sdm_outputs_request full = *q;
+    sdm_outputs outs;
+    int rc = -1;
+
+    full.frames = NULL;
+    if (own_outputs)
+        full.n_outputs = 0;
+    memset(&outs, 0, sizeof outs);
+    if (sdm_outputs_make(r, &full, &outs, err))
+        goto end;
+    for (int i = 0; i < outs.n && !*path; i++)
+        if (outs.files[i].kind == SDM_OUT_SIDECAR && !(*path = strdup(outs.files[i].path))) {
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+            goto end;
+        }
+    rc = 0;
+end:
+    sdm_outputs_free(&outs);
+    return rc;
+}
+
+/* Transitions with `retime: even`, and their curves where the sidecar of
+ * the full render with this model at this size has them. */
+static int load_retime(const sdm_recipe *r, const sdm_render_params *p, const sdm_outputs_request *q,
+                       sdm_preflight *pf, sdm_error *err)
+{
+    char model[32];
+    int taken;
+
+    if (!sdm_retime_wanted(r))
+        return 0;
+    if (pf->has_bundle)
+        sdm_bundle_fingerprint(&pf->bundle, model, sizeof model);
+    if (sdm_retime_init(&pf->retime, r, pf->has_bundle ? model : NULL, pf->width, pf->height, err))
+        return -1;
+    if (!pf->has_bundle || !p->write_outputs)
+        return 0;
+    /* the render of these outputs, else (-o elsewhere) the recipe's own */
+    if (full_sidecar(r, q, 0, &pf->retime_sidecar, err))
+        return -1;
+    taken = sdm_retime_load(&pf->retime, pf->retime_sidecar);
+    if (sdm_retime_missing(&pf->retime) && q->n_outputs > 0) {
+        char *own = NULL;
+        if (full_sidecar(r, q, 1, &own, err))
+            return -1;
+        if (sdm_retime_load(&pf->retime, own)) {
+            taken = 1;
+            free(pf->retime_sidecar);
+            pf->retime_sidecar = own;
+            own = NULL;
+        }
+        free(own);
+    }
+    return taken ? sdm_preflight_replan(r, p, pf, err) : 0;
+}
+
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
     sdm_input inputs[16];
@@ -109,6 +192,8 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
         return -1;
     if (pf->has_bundle && (model_limits(r, pf, err) || text_limits(r, &pf->bundle, err)))
         return -1;
+    if (load_retime(r, p, &q, pf, err))
+        return -1;
     kp = sdm_preflight_sink_params(r, pf);
     if (p->write_outputs && sdm_sink_check(pf->outs.videos, pf->outs.n_videos, pf->outs.sheet, &kp, err))
         return -1;
@@ -119,4 +204,7 @@ void sdm_preflight_free(sdm_preflight *pf)
 {
     sdm_plan_free(&pf->plan);
     sdm_outputs_free(&pf->outs);
+    sdm_retime_free(&pf->retime);
+    free(pf->retime_sidecar);
+    pf->retime_sidecar = NULL;
 }

@@ -12,6 +12,7 @@
 #include "outputs.h"
 #include "plan.h"
 #include "render_params.h"
+#include "retime.h"
 #include "sink.h"
 
 typedef struct {
@@ -21,10 +22,15 @@ typedef struct {
     int has_bundle;         /* 0 without p->model_dir: the model's limits were not checked */
     int width, height;      /* of the frames; without a bundle the recipe's, else 512 */
     char model_yaml[1100];  /* the bundle's model.yaml, an input */
+    sdm_retime retime;      /* transitions to retime, and the curves their full render's sidecar kept */
+    char *retime_sidecar;   /* that sidecar (NULL: none), where the render writes the curves */
 } sdm_preflight;
 
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *out, sdm_error *err);
 void sdm_preflight_free(sdm_preflight *pf);
+/* pf->plan made again with the frames of every transition that has a curve
+ * in pf->retime placed by it (and --frames applied): after a probe. */
+int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err);
 
 /* The sink settings the render opens its outputs with, and checks them by. */
 sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflight *pf);

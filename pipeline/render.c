@@ -13,6 +13,7 @@
 #include "outputs.h"
 #include "preflight.h"
 #include "render_hooks.h"
+#include "retime.h"
 #include "sampler.h"
 #include "sink.h"
 #include "torch_error.h"
@@ -47,6 +48,7 @@ typedef struct {
     sdm_conditioner *cond;
     sdm_sink *sink;
     sdm_frame_cache *cache;     /* renders shown again later */
+    sdm_pace *pace;             /* the pace of the frames shown (pace.h); NULL with --frames */
     int *rendered;              /* per render: done */
     int width, height, latent_h, latent_w;
     size_t frame_bytes;
@@ -173,6 +175,19 @@ static int pads_small_renders(const render_state *S)
            sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond));
 }
 
+/* What the loop keeps per render of S->plan. */
+static int keep_frames(render_state *S, size_t budget, sdm_error *err)
+{
+    const sdm_plan *pl = &S->plan;
+
+    if (sdm_frame_cache_new(pl->sequence, pl->n_sequence, pl->n_renders, S->frame_bytes, budget, &S->cache, err))
+        return -1;
+    S->rendered = calloc(pl->n_renders > 0 ? pl->n_renders : 1, sizeof *S->rendered);
+    if (!S->rendered)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
 /* Frames per call, and what the loop keeps per render. */
 static int plan_batches(render_state *S, sdm_error *err)
 {
@@ -183,15 +198,11 @@ static int plan_batches(render_state *S, sdm_error *err)
     for (int i = 0; i < pl->n_renders; i++)
         S->guided |= sdm_guided(pl->renders[i].guidance);
     S->batch = p->batch > 0 ? p->batch : S->r->batch > 0 ? S->r->batch : auto_batch(S);
-    if (S->batch > pl->n_renders && !pads_small_renders(S))
+    /* a probe (retime.h) renders more frames than a short plan: it may batch them */
+    if (S->batch > pl->n_renders && !pads_small_renders(S) && !sdm_retime_missing(&S->pf.retime))
         S->batch = pl->n_renders;
     S->frame_bytes = (size_t)S->width * S->height * 3;
-    if (sdm_frame_cache_new(pl->sequence, pl->n_sequence, pl->n_renders, S->frame_bytes, budget, &S->cache, err))
-        return -1;
-    S->rendered = calloc(pl->n_renders, sizeof *S->rendered);
-    if (!S->rendered)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    return 0;
+    return keep_frames(S, budget, err);
 }
 
 /* The outputs, which record the sdmorph version, the recipe and the model. */
@@ -217,21 +228,28 @@ static int open_sink(render_state *S, sdm_error *err)
     return sdm_sink_open(S->pf.outs.videos, S->pf.outs.n_videos, S->pf.outs.sheet, &kp, &S->sink, err);
 }
 
-/* The engine's warm-up at the batch shape, then (graphs on) the capture of
- * the sampling loop at it, which must record the warmed-up UNet. */
-static int warm_up_once(render_state *S, sdm_error *err)
+/* Graphs on: the sampling loop captured at the batch shape. */
+static int capture_loop(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
     int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), b->hidden_size };
 
-    /* a loop captured at a larger batch holds memory this one needs */
-    sdm_denoiser_release(S->denoiser);
-    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, (int)ts[1], err))
-        return -1;
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
     return sdm_denoiser_capture(S->denoiser, &S->sched, ls, ts, S->guided, err);
+}
+
+/* The engine's warm-up at the batch shape, then (graphs on) the capture of
+ * the sampling loop at it, which must record the warmed-up UNet. */
+static int warm_up_once(render_state *S, sdm_error *err)
+{
+    /* a loop captured at a larger batch holds memory this one needs */
+    sdm_denoiser_release(S->denoiser);
+    if (sdm_engine_warmup(S->engine, S->batch, S->latent_h, S->latent_w, S->guided, sdm_conditioner_tokens(S->cond),
+                          err))
+        return -1;
+    return capture_loop(S, err);
 }
 
 /* The warm-up runs the batch shape: where it does not fit, halve it. */
@@ -252,16 +270,30 @@ static int warm_up(render_state *S, sdm_error *err)
     return 0;
 }
 
+static int render_retime(render_state *S, sdm_error *err);
+
 static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_error *err)
 {
     if (refuse_early(S, err) || load_model(S, hooks, err) || plan_batches(S, err) || open_sink(S, err) ||
         warm_up(S, err))
         return -1;
     S->stats->load_seconds = now_s() - S->t0;
-    return 0;
+    return render_retime(S, err);
 }
 
 /* ---- the loop: batches launched, landed and shown in display order -------- */
+
+/* The pace of a full render, measured frame by frame as shown (pace.h). */
+static int pace_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_plan_frame *f = &S->plan.shown[S->shown];
+
+    if (S->p->frames || (!S->pace && !(S->pace = sdm_pace_new(S->width, S->height))))
+        return 0;           /* --frames, or frames too small for SSIM: no pace */
+    if (sdm_pace_push(S->pace, rgb, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
 
 /* Output frame S->shown is rgb: to the sink and the callback. */
 static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
@@ -270,6 +302,8 @@ static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
     int r = S->plan.sequence[S->shown];
 
     if (S->sink && sdm_sink_push(S->sink, rgb, err))
+        return -1;
+    if (pace_frame(S, rgb, err))
         return -1;
     if (p->on_frame && p->on_frame(p->user, S->shown, rgb, S->width, S->height))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
@@ -442,15 +476,13 @@ end:
     return rc;
 }
 
-/* Conditions, samples and decodes renders [first, first+nb) into S->next
- * and starts copying the frames to the host; on the GPU all of it is only
- * queued. 1: stopped. */
-static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
+/* Conditions and samples renders [first, first+nb) of S->plan through
+ * schedule sched: their final latents. 1: stopped. */
+static int batch_sample(render_state *S, const sdm_schedule *sched, int first, int nb, sdm_tensor **lat,
+                        sdm_error *err)
 {
     batch_inputs bi;
     sdm_batch b;
-    sdm_tensor *lat = NULL, *rgb = NULL;
-    sdm_torch_status st;
     int rc = -1;
 
     memset(&b, 0, sizeof b);
@@ -464,7 +496,22 @@ static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
     b.noise_user = &bi;
     b.first_step = 0;
     b.stop = S->p->stop;
-    rc = sdm_denoiser_run(S->denoiser, &S->sched, &b, &lat, err);
+    rc = sdm_denoiser_run(S->denoiser, sched, &b, lat, err);
+end:
+    batch_inputs_clear(&bi);
+    return rc;
+}
+
+/* Conditions, samples and decodes renders [first, first+nb) into S->next
+ * and starts copying the frames to the host; on the GPU all of it is only
+ * queued. 1: stopped. */
+static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
+{
+    sdm_tensor *lat = NULL, *rgb = NULL;
+    sdm_torch_status st;
+    int rc;
+
+    rc = batch_sample(S, &S->sched, first, nb, &lat, err);
     if (rc)
         goto end;       /* 1: stopped */
     rc = -1;
@@ -481,7 +528,6 @@ static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
     lat = NULL;
     rc = 0;
 end:
-    batch_inputs_clear(&bi);
     sdm_tensor_free(&lat);
     sdm_tensor_free(&rgb);
     return rc;
@@ -558,12 +604,116 @@ static int render_loop(render_state *S, sdm_error *err)
     return 0;
 }
 
+/* ---- retime: the probe's rounds (retime.h) through the loop above -------- */
+
+/* One round of the probe: its frames sampled in batches as the render's
+ * are (batch_sample; halved on out of memory), their final latents to the
+ * probe. No decode: the probe measures latents (retime.h). 1: stopped. */
+static int probe_round(render_state *S, sdm_retime_probe *pr, int round, const sdm_schedule *sched, size_t latent_n,
+                       sdm_error *err)
+{
+    sdm_plan saved = S->plan;
+    sdm_tensor *lat = NULL;
+    sdm_torch_status st;
+    float *host = NULL;
+    int rc = -1;
+
+    if (sdm_retime_probe_plan(pr, round, &S->plan, err))
+        goto end;
+    host = malloc((size_t)(S->batch > 0 ? S->batch : 1) * latent_n * sizeof *host);
+    if (!host) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    for (int first = 0, nb; first < S->plan.n_renders; first += nb) {
+        nb = S->plan.n_renders - first < S->batch ? S->plan.n_renders - first : S->batch;
+        rc = batch_sample(S, sched, first, nb, &lat, err);
+        if (rc < 0 && !halve_batch(S, err)) {
+            nb = 0;                 /* the same frames again, fewer at a time */
+            continue;
+        }
+        if (rc)
+            goto end;               /* 1: stopped, or -1 */
+        rc = -1;
+        st = sdm_tensor_to_host(lat, SDM_F32, host, (size_t)nb * latent_n * sizeof *host);
+        if (st) {
+            sdm_torch_error(err, st, "probing");
+            goto end;
+        }
+        sdm_tensor_free(&lat);
+        if (sdm_retime_probe_latents(pr, first, nb, host, err))
+            goto end;
+    }
+    rc = sdm_retime_probe_end_round(pr, round, err);
+end:
+    sdm_tensor_free(&lat);
+    free(host);
+    sdm_plan_free(&S->plan);
+    S->plan = saved;
+    return rc;
+}
+
+/* Transitions with `retime: even` and no curve yet: probed, their frames
+ * placed, the plan made again (its frame keeping with it), the loop
+ * captured again for the render's own schedule. */
+static int render_retime(render_state *S, sdm_error *err)
+{
+    const sdm_recipe *r = S->r;
+    sdm_sampler_params sp = { r->sampler, sdm_retime_probe_steps(r->steps), r->eta, r->karras,
+                              (sdm_spacing)r->timestep_spacing };
+    sdm_schedule sched;
+    sdm_retime_probe *pr = NULL;
+    size_t latent_n = (size_t)sdm_engine_bundle(S->engine)->latent_channels * S->latent_h * S->latent_w;
+    double t0 = now_s();
+    int rc = -1, have_sched = 0;
+
+    if (!sdm_retime_missing(&S->pf.retime))
+        return 0;
+    if (sdm_schedule_make(sdm_engine_bundle(S->engine), &sp, &sched, err))
+        goto end;
+    have_sched = 1;
+    while (sdm_retime_missing(&S->pf.retime)) {
+        if (sdm_retime_probe_new(&S->pf.retime, r, latent_n, &pr, err))
+            goto end;
+        for (int round = 0; round < 2; round++)
+            if ((rc = probe_round(S, pr, round, &sched, latent_n, err)) != 0)
+                goto end;
+        rc = -1;
+        S->stats->probe_renders += sdm_retime_probe_renders(pr);
+        sdm_retime_probe_free(&pr);
+    }
+    S->stats->probe_steps = sp.steps;
+    S->stats->probe_seconds = now_s() - t0;
+    if (sdm_preflight_replan(r, S->p, &S->pf, err))
+        goto end;
+    sdm_plan_free(&S->plan);
+    S->plan = S->pf.plan;
+    memset(&S->pf.plan, 0, sizeof S->pf.plan);
+    sdm_frame_cache_free(&S->cache);
+    free(S->rendered);
+    S->rendered = NULL;
+    if (S->batch > S->plan.n_renders && !pads_small_renders(S))
+        S->batch = S->plan.n_renders;
+    if (keep_frames(S, (size_t)(S->p->keep_rgb_mb > 0 ? S->p->keep_rgb_mb : 0) << 20, err) || capture_loop(S, err))
+        goto end;
+    rc = 0;
+end:
+    sdm_retime_probe_free(&pr);
+    if (have_sched)
+        sdm_schedule_free(&sched);
+    return rc;
+}
+
 /* ---- finish: close the outputs, commit them with their sidecars, fill the stats */
 
 static int render_finish(render_state *S, sdm_error *err)
 {
     sdm_render_stats *stats = S->stats;
 
+    if (S->pace && !S->interrupted) {
+        if (sdm_pace_report_make(S->pace, &stats->pace) || !(S->plan.pace_json = sdm_pace_json(&stats->pace)))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
     /* interrupted before the first frame: nothing to keep, nothing written */
     if (S->sink && !(S->interrupted && S->shown == 0) &&
         (sdm_sink_finish(S->sink, S->interrupted, err) ||
@@ -590,6 +740,7 @@ static void render_state_clear(render_state *S)
     sdm_fileset_free(&S->files);
     sdm_frame_cache_free(&S->cache);
     free(S->rendered);
+    sdm_pace_free(&S->pace);
     sdm_conditioner_free(&S->cond);
     sdm_schedule_free(&S->sched);
     sdm_plan_free(&S->plan);

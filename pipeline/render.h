@@ -5,6 +5,7 @@
 #ifndef SDM_RENDER_H
 #define SDM_RENDER_H
 
+#include "pace.h"
 #include "plan.h"
 #include "recipe.h"
 #include "render_params.h"
@@ -15,6 +16,9 @@ typedef struct {
     double seconds, seconds_per_render;     /* the render loop itself */
     int width, height, batch;       /* batch: frames per call at the end */
     int batch_halved;               /* times out of memory halved the batch */
+    int probe_renders, probe_steps; /* the retiming's probe (retime.h): frames and their steps */
+    double probe_seconds;           /* its time, between loading and the loop */
+    sdm_pace_report pace;           /* of the frames shown (all of them: not with --frames) */
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */

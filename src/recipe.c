@@ -64,12 +64,14 @@ static const sdm_enum_entry sampler_entries[] = {
     { "dpmpp_2m_sde_karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "lms_karras", SDM_SAMPLER_LMS | KARRAS },
     { "euler_karras", SDM_SAMPLER_EULER | KARRAS },
 };
+static const sdm_enum_entry retime_entries[] = { { "none", SDM_RETIME_NONE }, { "even", SDM_RETIME_EVEN } };
 static const sdm_enum_table interp_names = SDM_ENUM_TABLE(interp_entries);
 static const sdm_enum_table ease_names = SDM_ENUM_TABLE(ease_entries);
 static const sdm_enum_table loop_names = SDM_ENUM_TABLE(loop_entries);
 static const sdm_enum_table sampler_names = SDM_ENUM_TABLE(sampler_entries);
 static const sdm_enum_entry weighting_entries[] = { { "a1111", SDM_WEIGHTING_A1111 }, { "none", SDM_WEIGHTING_NONE } };
 static const sdm_enum_table weighting_names = SDM_ENUM_TABLE(weighting_entries);
+static const sdm_enum_table retime_names = SDM_ENUM_TABLE(retime_entries);
 
 SDM_ENUM_FUNCTIONS(sdm_interp, interp_names)     /* sdm_interp_name, sdm_interp_from_str */
 SDM_ENUM_FUNCTIONS(sdm_ease, ease_names)         /* sdm_ease_name, sdm_ease_from_str */
@@ -112,6 +114,7 @@ const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras)
 }
 
 SDM_ENUM_FUNCTIONS(sdm_weighting, weighting_names)   /* sdm_weighting_name, sdm_weighting_from_str */
+SDM_ENUM_FUNCTIONS(sdm_retime_mode, retime_names) /* sdm_retime_mode_name, sdm_retime_mode_from_str */
 
 /* --- the loader's state and its errors ------------------------------------ */
 
@@ -488,6 +491,7 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k);
 #define FRAMES_MAX 100000
 /* More than any CLIP has layers; the model's own count is checked by preflight. */
 #define SDM_MAX_CLIP_SKIP 48
+#define BEATS_MAX 100000
 
 static const key_spec recipe_keys[] = {
     { "model", h_string, R(model), 0, 0, NULL, K_NOTNULL },
@@ -501,6 +505,7 @@ static const key_spec recipe_keys[] = {
     { "embeddings", h_string, R(embeddings), 0, 0, NULL, K_NOTNULL },
     { "clip_skip", h_int, KF(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, K_DEFAULTS },
     { "fps", h_double, R(fps), SDM_MIN_FPS, 240, NULL, 0 },
+    { "bpm", h_double, R(bpm), 1, 1000, NULL, 0 },
     { "sampler", h_sampler, R(sampler), 0, 0, NULL, 0 },
     { "eta", h_double, R(eta), 0, 1, NULL, 0 },
     { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
@@ -516,6 +521,8 @@ static const key_spec recipe_keys[] = {
     { "interp", h_enum, KF(interp), 0, 0, &interp_names, K_DEFAULTS },
     { "ease", h_enum, KF(ease), 0, 0, &ease_names, K_DEFAULTS },
     { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, K_DEFAULTS },
+    { "retime", h_enum, KF(retime), 0, 0, &retime_names, K_DEFAULTS },
+    { "beats", h_double, KF(beats), 0, BEATS_MAX, NULL, K_DEFAULTS | K_LO_OPEN },
     { "keyframes", h_keyframes, 0, 0, 0, NULL, K_LATE },
     { "walk", h_walk, 0, 0, 0, NULL, K_LATE },
 };
@@ -530,6 +537,8 @@ static const key_spec keyframe_keys[] = {
     { "frames", h_int, KF(frames), 1, FRAMES_MAX, NULL, 0 },
     { "interp", h_enum, KF(interp), 0, 0, &interp_names, 0 },
     { "ease", h_enum, KF(ease), 0, 0, &ease_names, 0 },
+    { "retime", h_enum, KF(retime), 0, 0, &retime_names, 0 },
+    { "beats", h_double, KF(beats), 0, BEATS_MAX, NULL, K_LO_OPEN },
 };
 
 static const key_spec walk_keys[] = {
@@ -672,6 +681,20 @@ static yaml_node_t *seen_key(const key_spec *t, size_t n, const seen_pair *seen,
     return NULL;
 }
 
+/* With bpm a transition is given in beats, without it in frames: the other
+ * key is refused where it is written. */
+static int check_timing(loader *L, const key_spec *t, size_t n, const seen_pair *seen)
+{
+    yaml_node_t *frames = seen_key(t, n, seen, "frames"), *beats = seen_key(t, n, seen, "beats");
+
+    if (L->r->bpm > 0 && frames)
+        return fail_at(L, frames, "'frames': with 'bpm' a transition is given in beats; write 'beats:' instead");
+    if (!(L->r->bpm > 0) && beats)
+        return fail_at(L, beats, "'beats' needs 'bpm' (beats per minute) at the top of the recipe; "
+                       "or give the transition in 'frames'");
+    return 0;
+}
+
 static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
     sdm_recipe *r = L->r;
@@ -716,7 +739,8 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
         if (e->type != YAML_MAPPING_NODE)
             return fail_at(L, e, "keyframe %d: expected a prompt or a mapping with 'prompt', found %s",
                            r->n_keyframes - 1, node_kind(e));
-        if (parse_mapping(L, e, "keyframe", keyframe_keys, COUNT(keyframe_keys), kf, seen))
+        if (parse_mapping(L, e, "keyframe", keyframe_keys, COUNT(keyframe_keys), kf, seen) ||
+            check_timing(L, keyframe_keys, COUNT(keyframe_keys), seen))
             return -1;
     }
     return 0;
@@ -869,6 +893,38 @@ static int check_prompts(loader *L)
 }
 
 /* Checks across keys, once everything is read. */
+/* Beats to whole frames with the rounding carried over: keyframe i starts
+ * at frame round(B_i * fps * 60 / bpm), B_i the beats before it, so no
+ * keyframe is more than half a frame off its beat however many there are,
+ * and a loop of B beats is round(B * fps * 60 / bpm) frames. A keyframe's
+ * hold is part of its beats. */
+static int beats_to_frames(loader *L)
+{
+    sdm_recipe *r = L->r;
+    double per_beat = r->fps * 60.0 / r->bpm, at = 0;
+    int segments = r->loop == SDM_LOOP_CYCLE ? r->n_keyframes : r->n_keyframes - 1;
+
+    if (!(r->bpm > 0) || r->walk) {
+        for (int i = 0; i < r->n_keyframes; i++)
+            r->keyframes[i].beats = 0;
+        return 0;
+    }
+    for (int i = 0; i < segments; i++) {
+        sdm_keyframe *k = &r->keyframes[i];
+        double start = floor(at * per_beat + 0.5), end = floor((at + k->beats) * per_beat + 0.5);
+        double frames = end - start - k->hold;
+        yaml_mark_t m = { 0, (size_t)k->mark.line - 1, (size_t)k->mark.col - 1 };
+
+        if (!(frames >= 1 && frames <= FRAMES_MAX))     /* NaN too */
+            return fail_mark(L, m, "keyframe %d: %g beats at %g bpm and %g fps are %.0f frames%s; expected "
+                             "1..%d for the transition", i, k->beats, r->bpm, r->fps, end - start,
+                             k->hold ? " with its hold" : "", FRAMES_MAX);
+        k->frames = (int)frames;
+        at += k->beats;
+    }
+    return 0;
+}
+
 static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
 {
     sdm_recipe *r = L->r;
@@ -888,7 +944,8 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
                        "(for a walk that returns to its start, set 'closed: true' in walk)");
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
         return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
-    if (check_sampler(L, seen) || check_prompts(L))
+    if (check_sampler(L, seen) || check_prompts(L) ||
+        check_timing(L, recipe_keys, COUNT(recipe_keys), seen) || beats_to_frames(L))
         return -1;
     shown = sdm_recipe_shown_frames(r);
     if (shown > SDM_MAX_SHOWN_FRAMES)
@@ -1008,6 +1065,7 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
     r->gif_dither = SDM_GIF_DITHER_DEFAULT;
     L.def.frames = 16;
     L.def.clip_skip = 1;
+    L.def.beats = 4;
     L.def.interp = SDM_INTERP_LERP;
     L.def.ease = SDM_EASE_LINEAR;
 

@@ -16,6 +16,7 @@ typedef enum { SDM_EASE_LINEAR, SDM_EASE_SMOOTHSTEP, SDM_EASE_COSINE, SDM_EASE_C
 typedef enum { SDM_LOOP_NONE, SDM_LOOP_PINGPONG, SDM_LOOP_CYCLE, SDM_LOOP_COUNT } sdm_loop;
 /* How prompts are read: A1111's (word:1.3) syntax and BREAK, or as they are. */
 typedef enum { SDM_WEIGHTING_A1111, SDM_WEIGHTING_NONE, SDM_WEIGHTING_COUNT } sdm_weighting;
+typedef enum { SDM_RETIME_NONE, SDM_RETIME_EVEN, SDM_RETIME_COUNT } sdm_retime_mode;
 typedef enum { SDM_SAMPLER_DDIM, SDM_SAMPLER_EULER, SDM_SAMPLER_EULER_A, SDM_SAMPLER_DPMPP_2M,
                SDM_SAMPLER_DPMPP_2M_SDE, SDM_SAMPLER_PNDM, SDM_SAMPLER_LMS, SDM_SAMPLER_HEUN, SDM_SAMPLER_UNIPC,
                SDM_SAMPLER_LCM, SDM_SAMPLER_AUTO, SDM_SAMPLER_COUNT } sdm_sampler;
@@ -38,6 +39,8 @@ int sdm_sampler_from_str(const char *s, sdm_sampler *out);
 bool sdm_sampler_has_karras(sdm_sampler s);
 /* Entry i of the alias table (0..), for `sdmorph samplers`: NULL past the end. */
 const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras);
+const char *sdm_retime_mode_name(sdm_retime_mode v);
+int sdm_retime_mode_from_str(const char *s, sdm_retime_mode *out);
 
 typedef struct {
     int line, col;          /* of the keyframe's mapping, 1-based */
@@ -51,9 +54,12 @@ typedef struct {
     int clip_skip;          /* 1: the text encoder's last layer; 2: the one before (A1111's) */
     int hold;               /* extra frames this keyframe stays (not re-rendered) */
     /* the transition from this keyframe to the next */
-    int frames;             /* frames of the transition, its start included */
+    int frames;             /* frames of the transition, its start included (with bpm: from beats) */
+    double beats;           /* with the recipe's bpm: beats from this keyframe to the next, its
+                               hold included; 0 without bpm */
     sdm_interp interp;
     sdm_ease ease;
+    sdm_retime_mode retime; /* even: weights moved so the picture changes evenly (retime.h) */
     sdm_mark mark;
 } sdm_keyframe;
 
@@ -82,6 +88,7 @@ typedef struct {
     sdm_weighting weighting;
     char *embeddings;       /* textual-inversion folder as written; NULL: the bundle's */
     double fps;
+    double bpm;             /* beats per minute (1..1000); 0: transitions in frames, not beats */
     sdm_sampler sampler;
     double eta;             /* DDIM's eta (0: deterministic) */
     bool karras;            /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */

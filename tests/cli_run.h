@@ -48,6 +48,16 @@ static inline char *slurp_file(const char *path, long *size)
     return buf;
 }
 
+/* A raw RGB24 output (.rgb): its bytes, *n whole frames of frame_bytes. */
+static inline unsigned char *slurp_frames(const char *path, size_t frame_bytes, long *n)
+{
+    long size;
+    unsigned char *b = (unsigned char *)slurp_file(path, &size);
+
+    *n = b ? size / (long)frame_bytes : 0;
+    return b;
+}
+
 static inline int file_exists(const char *path)
 {
     struct stat st;

@@ -565,6 +565,23 @@ static void test_messages(void)
     }
 }
 
+/* Whether process pid has a handler for SIGINT (its SigCgt mask). */
+static int catches_sigint(pid_t pid)
+{
+    char path[64], line[256];
+    unsigned long long mask = 0;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "SigCgt: %llx", &mask) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (mask >> (SIGINT - 1)) & 1;
+}
+
 /* Ctrl-C before the first frame: exit 130, as README says, nothing written. */
 static void test_interrupt_early(void)
 {
@@ -584,7 +601,10 @@ static void test_interrupt_early(void)
         execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "4", (char *)NULL);
         _exit(127);
     }
-    sleep_s(2);
+    /* once sdmorph catches SIGINT (loading libtorch alone can take over 2 s
+     * on a busy machine), and long before its first frame at 999 steps */
+    for (int i = 0; i < 300 && !catches_sigint(pid); i++)
+        sleep_s(0.1);
     kill(pid, SIGINT);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));

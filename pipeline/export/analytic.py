@@ -2,6 +2,7 @@
 """Makes the analytic test bundle: a tiny model whose answers are known.
 
     analytic.py --out DIR [--prediction epsilon|v_prediction] [--width 256 --height 256]
+                [--step SHARPNESS]
 
 - text encoder: as export_sd.py's, it takes token embeddings (the table is
   token_embedding.safetensors, looked up by sdmorph) and gives every
@@ -16,6 +17,18 @@
 
 Every deterministic sampler then has a closed-form result, CFG is linear
 in x0, and a morph frame is exactly decode(target(mix(e_a, e_b, t))).
+
+--step K (K > 0) adds a sharp step along every morph that crosses a fixed
+plane of embedding space: with S the sum of the token embeddings, S0 the
+empty prompt's, d a fixed unit direction and P a fixed pattern of +-STEP_AMP,
+
+    s = (S - S0) . d,  gate = sigmoid(K s),  x0 = tanh(m W + b + gate P)
+
+so the picture is a smooth function of the weight except near s = 0, where
+it jumps within a weight range of about 8 / (K |s_b - s_a|). For a lerp
+morph s is linear in the weight t: the step sits at t = s_a / (s_a - s_b)
+exactly (`step_position(emb)` returns s). The step's tensors come from a
+generator of their own, so every other weight is that of the plain bundle.
 Weights come from a fixed seed: every machine makes the same bundle. Works
 with torch 1.13 (Debian's python3-torch) and 2.x.
 """
@@ -47,6 +60,8 @@ W_SCALE = 3.0           # a token moves each pre-tanh value by about 0.2-0.3
 GRADIENT = 0.6          # of the colour level, across the field
 DETAIL = 0.25
 AMP = 1.0
+STEP_SEED = SEED + 1    # the step's direction and pattern (--step)
+STEP_AMP = 1.5          # pre-tanh offset the step adds, per value
 
 # Latent channel -> RGB: each channel a colour direction (warm, green-teal,
 # blue-violet, brightness), so random fields come out as soft colour mixes.
@@ -112,10 +127,15 @@ class IdsTextEncoder(torch.nn.Module):
 
 
 class UNet(torch.nn.Module):
-    def __init__(self, w, b, alphas_cumprod, v_prediction: bool):
+    def __init__(self, w, b, alphas_cumprod, v_prediction: bool, step):
         super().__init__()
         self.register_buffer("w", w)
         self.register_buffer("b", b)
+        # step: (sharpness K, direction d [H], offset S0.d, pattern P [4*G*G]); K = 0: none
+        self.step_k = float(step[0])
+        self.register_buffer("step_dir", step[1])
+        self.step_c = float(step[2])
+        self.register_buffer("step_pattern", step[3])
         self.register_buffer("ac", torch.tensor(alphas_cumprod, dtype=torch.float64))
         log_sigmas = [math.log(math.sqrt((1 - a) / a)) for a in alphas_cumprod]
         self.register_buffer("log_sigmas", torch.tensor(log_sigmas, dtype=torch.float64))
@@ -128,9 +148,19 @@ class UNet(torch.nn.Module):
     def target(self, emb: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """x0 = G(emb): [B,L,H] -> [B,4,h,w], float32."""
         m = emb.to(self.w.dtype).mean(dim=1)
-        z = torch.tanh(m @ self.w + self.b) * self.amp
+        pre = m @ self.w + self.b
+        if self.step_k > 0:
+            gate = torch.sigmoid(self.step_k * self.step_position(emb))
+            pre = pre + gate.unsqueeze(1) * self.step_pattern
+        z = torch.tanh(pre) * self.amp
         z = z.reshape(-1, self.channels, self.grid, self.grid)
         return F.interpolate(z, size=[h, w], mode="bilinear", align_corners=False)
+
+    @torch.jit.export
+    def step_position(self, emb: torch.Tensor) -> torch.Tensor:
+        """s = (S - S0) . d per batch item [B], float32: the step is at s = 0."""
+        total = emb.to(self.w.dtype).sum(dim=1)
+        return (total * self.step_dir).sum(dim=1) - self.step_c
 
     @torch.jit.export
     def alphas_cumprod(self) -> torch.Tensor:
@@ -202,7 +232,21 @@ def centre(table, pos, w, empty_ids):
     return torch.tensor([-math.fsum(m[j] * wl[j][k] for j in range(HIDDEN)) for k in range(len(wl[0]))])
 
 
-def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
+def step_tensors(table, pos, empty_ids, sharpness):
+    """The step of --step: a unit direction and a +-STEP_AMP pattern from
+    a generator of their own, and S0.d in exactly rounded sums."""
+    g = torch.Generator().manual_seed(STEP_SEED)
+    d = torch.randn(HIDDEN, generator=g).double()
+    d = (d / math.sqrt(math.fsum(v * v for v in d.tolist()))).float()
+    sign = torch.randn(LATENT * GRID * GRID, generator=g)
+    pattern = torch.where(sign >= 0, torch.tensor(STEP_AMP), torch.tensor(-STEP_AMP))
+    t, p, dl = table.tolist(), pos.tolist(), d.tolist()
+    s0 = [math.fsum(t[tok][j] + p[i][j] for i, tok in enumerate(empty_ids)) for j in range(HIDDEN)]
+    c = math.fsum(s0[j] * dl[j] for j in range(HIDDEN))
+    return sharpness, d, c, pattern
+
+
+def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction, step=0.0):
     g = torch.Generator().manual_seed(SEED)
     table = torch.randn(vocab_size, HIDDEN, generator=g)
     # bos/eos (and pad = eos) fill most of the 77 rows: kept small, so the
@@ -214,7 +258,8 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
     # drawn last: the table, pos and W are the same as before layers existed
     delta = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(SEED + 1)) * 0.5
     text = TextEncoder(table, pos, delta)
-    unet = UNet(w, centre(table, pos, w, empty_ids), schedule(), v_prediction)
+    unet = UNet(w, centre(table, pos, w, empty_ids), schedule(), v_prediction,
+                step_tensors(table, pos, empty_ids, step))
     weight = torch.tensor([[v * SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
     vae = VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
     return text, unet, vae
@@ -228,7 +273,11 @@ def main():
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--text-input", choices=["embeds", "ids"], default="embeds",
                     help="ids: the older bundle kind, whose text encoder takes token ids (no clip skip, no embeddings)")
+    ap.add_argument("--step", type=float, default=0.0, metavar="K",
+                    help="sharpness of a step along morphs that cross s = 0 (0: none; see above)")
     args = ap.parse_args()
+    if not (args.step >= 0 and math.isfinite(args.step)):
+        ap.error("--step must be a finite number >= 0")
     for v in (args.width, args.height):
         if v <= 0 or v % VAE_SCALE:
             ap.error("width and height must be positive multiples of %d" % VAE_SCALE)
@@ -238,7 +287,7 @@ def main():
     vocab, merges = clip_vocab.write_files(args.out)
     bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
     empty_ids = clip_vocab.encode("", vocab, merges)
-    text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
+    text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction", args.step)
 
     text_fields = dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos)
     if args.text_input == "ids":
@@ -251,7 +300,8 @@ def main():
 
     # model.yaml last: the Makefile's target, so a half-written bundle is remade.
     bundle_yaml.write_model_yaml(args.out, bundle_yaml.model_yaml(
-        "sdmorph model bundle\nThe analytic test model (pipeline/export/analytic.py): synthetic, exact.",
+        "sdmorph model bundle\nThe analytic test model (pipeline/export/analytic.py): synthetic, exact."
+        + ("\nWith a step along morphs (--step %g)." % args.step if args.step > 0 else ""),
         family="analytic", prediction=args.prediction, dtype="float32", latent_channels=LATENT,
         vae_scale=VAE_SCALE, scaling_factor=SCALING, width=args.width, height=args.height,
         text=text_fields,
@@ -259,8 +309,9 @@ def main():
                       beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
                       scheduler="DDIMScheduler"),
         source=dict(exporter="analytic.py", checkpoint="the analytic test model (synthetic)")))
-    print("analytic bundle (%s, %dx%d, torch %s) written to %s"
-          % (args.prediction, args.width, args.height, torch.__version__, args.out))
+    print("analytic bundle (%s, %dx%d%s, torch %s) written to %s"
+          % (args.prediction, args.width, args.height, ", step %g" % args.step if args.step > 0 else "",
+             torch.__version__, args.out))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+#include "run_render.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+int sdm_run_device(const char *cmd, const char *device, sdm_device *out)
+{
+    if (!device) {
+        out->type = sdm_cuda_device_count() > 0 ? SDM_DEVICE_CUDA : SDM_DEVICE_CPU;
+        out->index = 0;
+        return SDM_EXIT_OK;
+    }
+    if (sdm_device_from_str(device, out)) {
+        fprintf(stderr, "sdmorph %s: --device must be cpu, cuda or cuda:N, not '%s'\n", cmd, device);
+        return SDM_EXIT_USAGE;
+    }
+    if (out->type == SDM_DEVICE_CUDA && out->index >= sdm_cuda_device_count()) {
+        fprintf(stderr, "sdmorph %s: %s is not available (%d CUDA devices%s)\n", cmd, device, sdm_cuda_device_count(),
+                sdm_cuda_device_count() ? "" : "; this libtorch has no CUDA or no GPU is visible");
+        return SDM_EXIT_RUNTIME;
+    }
+    return SDM_EXIT_OK;
+}
+
+static void print_report(const sdm_render_stats *stats, int quiet)
+{
+    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
+            "%.4f s per rendered frame, batch %d\n", stats->frames_shown, stats->frames_rendered, stats->width,
+            stats->height, stats->seconds, stats->load_seconds, stats->seconds_per_render, stats->batch);
+    if (stats->probe_renders)
+        fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
+                stats->probe_renders, stats->probe_steps, stats->probe_seconds,
+                stats->seconds > 0 ? 100 * stats->probe_seconds / stats->seconds : 0.0, stats->seconds);
+    if (stats->pace.frames && !quiet)
+        sdm_pace_print(&stats->pace, stderr);
+}
+
+int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, int quiet)
+{
+    static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction sa, old[3];
+    sdm_render_stats stats;
+    sdm_error err = { 0 };
+    int d, rc = SDM_EXIT_OK;
+
+    memset(&stats, 0, sizeof stats);
+    p->progress = !quiet && isatty(STDERR_FILENO);
+    p->stop = &stop_requested;
+    /* a closed terminal (SIGHUP) ends a render as Ctrl-C does: the frames
+     * done are kept in a .partial file, the temporary files removed */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &sa, &old[i]);
+    d = sdm_render(r, p, &stats, &err);
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &old[i], NULL);
+
+    if (d < 0) {
+        fprintf(stderr, "sdmorph: %s\n", err.msg);
+        rc = err.code ? err.code : SDM_EXIT_RUNTIME;
+    } else if (d == 1) {
+        if (stats.frames_shown)
+            fprintf(stderr, "sdmorph: interrupted: kept the %d frames done in a .partial file beside each output\n",
+                    stats.frames_shown);
+        else
+            fprintf(stderr, "sdmorph: interrupted before the first frame: nothing written\n");
+        rc = 130;
+    } else {
+        print_report(&stats, quiet);
+    }
+    return rc;
+}
