@@ -187,7 +187,7 @@ static double step_weight(void)
              "d='%s'; v=json.load(open(d+'/vocab.json')); "
              "m=[tuple(l.split()) for l in open(d+'/merges.txt').read().splitlines()[1:] if l]; "
              "te=torch.jit.load(d+'/text_encoder.pt'); u=torch.jit.load(d+'/unet.pt'); "
-             "s=[u.step_position(te(torch.tensor([clip_vocab.encode(p,v,m)]))).item() for p in ('%s','%s')]; "
+             "s=[u.step_position(te.from_ids(torch.tensor([clip_vocab.encode(p,v,m)]))).item() for p in ('%s','%s')]; "
              "print(repr(s[0]/(s[0]-s[1])))\" 2>/dev/null", py, step_model, A_PROMPT, B_PROMPT);
     p = popen(cmd, "r");
     if (!p)
