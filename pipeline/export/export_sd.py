@@ -102,6 +102,16 @@ class TextEncoder(torch.nn.Module):
         return self.clip(ids, return_dict=False)[0]
 
 
+def clip_text_model(clip):
+    """The module holding CLIP's embeddings, layers and final norm: transformers
+    4.x wraps it as CLIPTextModel.text_model; later versions may not."""
+    tm = getattr(clip, "text_model", clip)
+    if not hasattr(tm, "embeddings") or not hasattr(tm, "final_layer_norm"):
+        raise SystemExit("export_sd: this transformers' CLIPTextModel has no embeddings/final_layer_norm "
+                         "where sdmorph's export looks for them")
+    return tm
+
+
 class TextEncoderLayers(torch.nn.Module):
     """inputs_embeds [B,L,H] -> every layer's hidden state after the final
     layer norm, [layers,B,L,H]. sdmorph looks the token embeddings up itself
@@ -118,7 +128,7 @@ class TextEncoderLayers(torch.nn.Module):
 
     def __init__(self, clip):
         super().__init__()
-        tm = clip.text_model
+        tm = clip_text_model(clip)
         self.pos = torch.nn.Parameter(tm.embeddings.position_embedding.weight.detach().clone(), requires_grad=False)
         self.layers = tm.encoder.layers
         self.norm = tm.final_layer_norm
@@ -155,8 +165,8 @@ def check_text_layers(text, layers_ts, ids, tol):
     with torch.no_grad():
         out = text(ids, output_hidden_states=True, return_dict=True)
         want_last = out.last_hidden_state.float()
-        want_skip2 = text.text_model.final_layer_norm(out.hidden_states[-2]).float()
-        got = layers_ts(text.text_model.embeddings.token_embedding(ids)).float()
+        want_skip2 = clip_text_model(text).final_layer_norm(out.hidden_states[-2]).float()
+        got = layers_ts(clip_text_model(text).embeddings.token_embedding(ids)).float()
     for name, g, w in (("last layer", got[-1], want_last), ("clip skip 2", got[-2], want_skip2)):
         err = (g - w).abs().max().item()
         print(f"export_sd: text_encoder {name}: vs transformers on ids max |diff| {err:.3g}", file=sys.stderr)
@@ -788,7 +798,7 @@ def main():
     tol = 2e-2 if dtype == torch.float16 else 1e-3
 
     with torch.no_grad():
-        token_embeds = text.text_model.embeddings.token_embedding(ids).detach()
+        token_embeds = clip_text_model(text).embeddings.token_embedding(ids).detach()
     text_ts = trace_checked("text_encoder", TextEncoderLayers(text), (token_embeds,), tol)
     check_text_layers(text, text_ts, ids, tol)
     n_layers = text_cfg.num_hidden_layers
@@ -811,7 +821,7 @@ def main():
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
     torch.jit.save(text_ts, os.path.join(tmp, "text_encoder.pt"))
     safetensors_io.write(os.path.join(tmp, "token_embedding.safetensors"),
-                         {"weight": text.text_model.embeddings.token_embedding.weight.detach()})
+                         {"weight": clip_text_model(text).embeddings.token_embedding.weight.detach()})
     torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
     torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
     for f in ("vocab.json", "merges.txt"):
