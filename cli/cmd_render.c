@@ -32,6 +32,10 @@ static void usage(FILE *f)
             "  --batch N            frames per UNet call (default: from free GPU memory)\n"
             "  --frames LIST        render only these output frames, e.g. 37 or 0-9,20\n"
             "                       (written to NAME.frames-LIST.mp4 and .png unless -o is given)\n"
+            "  --shard I/N          render only the I-th of N equal chunks of the distinct frames into a\n"
+            "                       segment, NAME.shard-I-of-N.rgb (raw frames) and .json (manifest), or\n"
+            "                       -o FILE.rgb; `sdmorph join` makes the outputs from all N. auto: the\n"
+            "                       Slurm array task or Kubernetes Indexed Job (JOB_COMPLETION_INDEX/_COUNT)\n"
             "  --threads N          CPU threads for libtorch\n"
             "  --no-cuda-graphs     run the sampling loop step by step instead of replaying it as one\n"
             "                       CUDA graph per batch shape (the default on CUDA where the build has them)\n"
@@ -74,7 +78,7 @@ int sdm_cmd_render(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") ||
                     !strcmp(a, "--device") || !strcmp(a, "--batch") || !strcmp(a, "--frames") ||
-                    !strcmp(a, "--threads");
+                    !strcmp(a, "--threads") || !strcmp(a, "--shard");
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             rc = SDM_EXIT_OK;
@@ -92,6 +96,11 @@ int sdm_cmd_render(int argc, char **argv)
             device = v;
         } else if (!strcmp(a, "--frames")) {
             p.frames = v;
+        } else if (!strcmp(a, "--shard")) {
+            if (sdm_shard_parse(v, &p.shard, &err)) {
+                fprintf(stderr, "sdmorph render: %s\n", err.msg);
+                goto end;
+            }
         } else if (!strcmp(a, "--batch")) {
             if (parse_int(v, 1, 1024, &p.batch)) {
                 fprintf(stderr, "sdmorph render: --batch must be 1..1024, not '%s'\n", v);

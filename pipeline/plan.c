@@ -349,6 +349,50 @@ end:
     return rc;
 }
 
+int sdm_plan_keep_renders(sdm_plan *p, int first, int end, sdm_error *err)
+{
+    int n = end - first, *seq = NULL, *index = NULL;
+    sdm_plan_frame *renders = NULL, *shown = NULL;
+
+    if (first < 0 || end > p->n_renders || n < 1)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "renders %d-%d: the plan has %d", first, end - 1, p->n_renders);
+    seq = malloc((size_t)n * sizeof *seq);
+    index = malloc((size_t)n * sizeof *index);
+    renders = malloc((size_t)n * sizeof *renders);
+    shown = malloc((size_t)n * sizeof *shown);
+    if (!seq || !index || !renders || !shown) {
+        free(seq);
+        free(index);
+        free(renders);
+        free(shown);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
+    for (int i = 0; i < n; i++)
+        index[i] = -1;
+    /* renders are in order of first appearance: one pass finds each first showing */
+    for (int i = 0; i < p->n_sequence; i++) {
+        int k = p->sequence[i] - first;
+        if (k < 0 || k >= n || index[k] >= 0)
+            continue;
+        index[k] = p->frame_index[i];
+        shown[k] = p->shown ? p->shown[i] : p->renders[p->sequence[i]];
+    }
+    for (int k = 0; k < n; k++) {
+        seq[k] = k;
+        renders[k] = p->renders[first + k];
+    }
+    free(p->renders);
+    free(p->sequence);
+    free(p->frame_index);
+    free(p->shown);
+    p->renders = renders;
+    p->sequence = seq;
+    p->frame_index = index;
+    p->shown = shown;
+    p->n_renders = p->n_sequence = n;
+    return 0;
+}
+
 static void print_keyframes(const sdm_recipe *r, FILE *f)
 {
     if (r->walk) {
