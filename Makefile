@@ -25,7 +25,8 @@ CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
-  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev
+  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev \
+  slurm-wlm munge
 
 ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1
