@@ -1,6 +1,7 @@
 #include "segment.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,35 +130,66 @@ static int read_fields(json_object *m, const char *path, sdm_segment_info *o, sd
     return 0;
 }
 
+int sdm_segment_parse(const char *text, size_t len, const char *path, sdm_segment_info *out, sdm_error *err)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *m = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (!tok)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    if (len > (size_t)INT32_MAX)
+        len = INT32_MAX;
+    m = json_tokener_parse_ex(tok, text, (int)len);
+    if (!m || json_tokener_get_error(tok) != json_tokener_success) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: not JSON (%s)", path,
+                      json_tokener_error_desc(json_tokener_get_error(tok)));
+        goto end;
+    }
+    if (!json_object_is_type(m, json_type_object)) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "%s is not a segment of `sdmorph render --shard`", path);
+        goto end;
+    }
+    rc = read_fields(m, path, out, err);
+end:
+    json_object_put(m);
+    json_tokener_free(tok);
+    return rc;
+}
+
 int sdm_segment_read(const char *path, sdm_segment_info *out, sdm_error *err)
 {
-    char manifest[SDM_SEGMENT_PATH_MAX];
+    char manifest[SDM_SEGMENT_PATH_MAX], *text = NULL;
     const char *ext = sdm_path_ext(path);
-    json_object *m = NULL;
+    FILE *f = NULL;
+    long n = -1;
     int rc = -1;
 
     memset(out, 0, sizeof *out);
     if (ext && !strcmp(ext, ".rgb") ? sdm_path_with_ext(path, "json", manifest, sizeof manifest)
                                     : snprintf(manifest, sizeof manifest, "%s", path) >= (int)sizeof manifest)
         return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: path too long", path);
-    m = json_object_from_file(manifest);
-    if (!m) {
-        FILE *f = fopen(manifest, "rb");
-        if (!f)
-            sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: %s", manifest, strerror(errno));
-        else
-            sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: not JSON (%s)", manifest, json_util_get_last_err());
-        if (f)
-            fclose(f);
+    f = fopen(manifest, "rb");
+    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: %s", manifest, strerror(errno));
         goto end;
     }
-    if (!json_object_is_type(m, json_type_object)) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s is not a segment of `sdmorph render --shard`", manifest);
+    if (n > SDM_SEGMENT_MANIFEST_MAX) {
+        sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: %ld bytes, more than a manifest's %d", manifest, n,
+                      SDM_SEGMENT_MANIFEST_MAX);
         goto end;
     }
-    rc = read_fields(m, manifest, out, err);
+    text = malloc((size_t)n + 1);
+    if (!text || fread(text, 1, (size_t)n, f) != (size_t)n) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "segment %s: cannot read it", manifest);
+        goto end;
+    }
+    rc = sdm_segment_parse(text, (size_t)n, manifest, out, err);
 end:
-    json_object_put(m);
+    if (f)
+        fclose(f);
+    free(text);
     return rc;
 }
 

@@ -9,10 +9,14 @@
 #ifndef SDM_SEGMENT_H
 #define SDM_SEGMENT_H
 
+#include <stddef.h>
+
 #include "plan.h"
 #include "recipe.h"
 
 #define SDM_SEGMENT_PATH_MAX 4096
+/* A manifest's size at most: its sidecar is some 400 bytes a render. */
+#define SDM_SEGMENT_MANIFEST_MAX (256 << 20)
 
 typedef struct {
     int index, count;           /* shard I of N */
@@ -35,5 +39,10 @@ int sdm_segment_write(const char *path, const char *target, const sdm_segment_in
 /* Reads a manifest (or, given NAME.rgb, the NAME.json beside it); errors
  * name the file and the field. */
 int sdm_segment_read(const char *path, sdm_segment_info *out, sdm_error *err);
+/* A manifest's text (len bytes) as read from path (which names the frames
+ * file's folder and the messages). */
+int sdm_segment_parse(const char *text, size_t len, const char *path, sdm_segment_info *out, sdm_error *err);
+/* Frees what a read allocated (the texts). */
+void sdm_segment_clear(sdm_segment_info *s);
 
 #endif
