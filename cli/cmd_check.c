@@ -119,6 +119,9 @@ int sdm_cmd_check(int argc, char **argv)
     p.outputs = outputs;
     if (sdm_preflight_run(r, &p, &pf, &err))
         goto fail;
+    if (p.shard.count && !json)
+        printf("shard %d/%d: renders %d-%d of %d, into %s\n", p.shard.index, p.shard.count, pf.outs.segment.first,
+               pf.outs.segment.first + pf.outs.segment.n - 1, pf.outs.segment.n_total, pf.segment);
     rc = print_plan(path, &pf.plan, r, quiet, json);
     goto end;
 fail:
