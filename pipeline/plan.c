@@ -289,6 +289,22 @@ syntax:
                          "not '%s'", spec);
 }
 
+/* The plan's frames replaced by a selection of them (its arrays taken). */
+static void plan_replace(sdm_plan *p, sdm_plan_frame *renders, int n_renders, int *seq, int *index,
+                         sdm_plan_frame *shown, int n_seq)
+{
+    free(p->renders);
+    free(p->sequence);
+    free(p->frame_index);
+    free(p->shown);
+    p->renders = renders;
+    p->sequence = seq;
+    p->frame_index = index;
+    p->shown = shown;
+    p->n_renders = n_renders;
+    p->n_sequence = n_seq;
+}
+
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
 {
     unsigned char *mask = NULL;
@@ -326,16 +342,7 @@ int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
         shown[n_seq] = p->shown ? p->shown[i] : p->renders[old];
         index[n_seq++] = p->frame_index[i];
     }
-    free(p->renders);
-    free(p->sequence);
-    free(p->frame_index);
-    free(p->shown);
-    p->renders = renders;
-    p->sequence = seq;
-    p->frame_index = index;
-    p->shown = shown;
-    p->n_renders = n_renders;
-    p->n_sequence = n_seq;
+    plan_replace(p, renders, n_renders, seq, index, shown, n_seq);
     renders = shown = NULL;
     seq = index = NULL;
     rc = 0;
@@ -381,15 +388,7 @@ int sdm_plan_keep_renders(sdm_plan *p, int first, int end, sdm_error *err)
         seq[k] = k;
         renders[k] = p->renders[first + k];
     }
-    free(p->renders);
-    free(p->sequence);
-    free(p->frame_index);
-    free(p->shown);
-    p->renders = renders;
-    p->sequence = seq;
-    p->frame_index = index;
-    p->shown = shown;
-    p->n_renders = p->n_sequence = n;
+    plan_replace(p, renders, n, seq, index, shown, n);
     return 0;
 }
 
