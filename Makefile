@@ -25,7 +25,8 @@ CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
-  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev
+  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev \
+  slurm-wlm munge
 
 ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1
@@ -197,7 +198,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
 FUZZ_SRC  = src/recipe.c src/spacing.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
-            src/png_text.c src/image_params.c src/error.c src/fileset.c src/paths.c pipeline/plan.c pipeline/inputs.c
+            src/png_text.c src/image_params.c src/error.c src/fileset.c src/paths.c src/shard.c pipeline/plan.c pipeline/inputs.c \
+            pipeline/segment.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
 # What those modules parse with.
 FUZZ_LIBS = $(shell $(PKGCONF) --libs yaml-0.1 libutf8proc json-c zlib) -lpthread -lm
@@ -239,6 +241,12 @@ fuzz-prompt: $(FUZZ_DIR)/fuzz_prompt
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/prompt -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/prompt.dict
 
+fuzz-segment: $(FUZZ_DIR)/fuzz_segment
+	@mkdir -p $(FUZZ_DIR)/seeds/segment
+	@cp tests/fuzz/corpus/segment/* $(FUZZ_DIR)/seeds/segment/
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/segment -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/segment.dict
+
 fuzz-safetensors: $(FUZZ_DIR)/fuzz_safetensors
 	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/safetensors --file tests/fuzz/corpus/safetensors/* > /dev/null
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/safetensors -max_len=$(FUZZ_MAX_LEN) \
@@ -249,7 +257,7 @@ fuzz-import: $(FUZZ_DIR)/fuzz_import
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/import -max_len=$(FUZZ_MAX_LEN) \
 	  -dict=tests/fuzz/import.dict
 
-fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import
+fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
@@ -261,5 +269,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors
+.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

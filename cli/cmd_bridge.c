@@ -156,7 +156,7 @@ int sdm_cmd_bridge(int argc, char **argv)
     p.model_dir = model_dir;
     p.outputs = a.outputs;
     p.n_outputs = a.n_outputs;
-    rc = sdm_run_render(bridge, &p, a.quiet);
+    rc = sdm_run_render(bridge, &p, NULL, 0, a.quiet);
 end:
     sdm_recipe_free(&bridge);
     sdm_recipe_free(&ra);

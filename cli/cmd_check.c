@@ -15,7 +15,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: sdmorph check RECIPE [-o FILE]... [--model DIR | --no-model] [--frames LIST] [--quiet | --json]\n"
+            "usage: sdmorph check RECIPE [-o FILE]... [--model DIR | --no-model] [--frames LIST] [--shard I/N]\n"
+            "                    [--quiet | --json]\n"
             "\n"
             "Validates RECIPE as `sdmorph render` would with the same options, and prints\n"
             "its frame plan: frames shown and rendered, duration, and for every output\n"
@@ -27,6 +28,7 @@ static void usage(FILE *f)
             "  --model DIR        the model bundle (default: as `render` finds it)\n"
             "  --no-model         do not read the model: its limits are not checked\n"
             "  --frames LIST      only these output frames, e.g. 37 or 0-9,20\n"
+            "  --shard I/N|auto   only the renders of shard I of N (`render --shard`) and its segment\n"
             "  -q, --quiet        print the summary line only\n"
             "      --json         print the plan as JSON (the format of a render's sidecar)\n"
             "\n"
@@ -83,7 +85,8 @@ int sdm_cmd_check(int argc, char **argv)
         return SDM_EXIT_RUNTIME;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames");
+        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames") ||
+                    !strcmp(a, "--shard");
 
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "sdmorph check: %s needs a value\n", a);
@@ -107,6 +110,9 @@ int sdm_cmd_check(int argc, char **argv)
             p.frames = argv[++i];
         } else if (!strncmp(a, "--frames=", 9)) {
             p.frames = a + 9;
+        } else if (!strcmp(a, "--shard")) {
+            if (sdm_shard_parse(argv[++i], &p.shard, &err))
+                goto fail;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "sdmorph check: unknown option '%s'\n", a);
             usage(stderr);
@@ -134,6 +140,9 @@ int sdm_cmd_check(int argc, char **argv)
     p.outputs = outputs;
     if (sdm_preflight_run(r, &p, &pf, &err))
         goto fail;
+    if (p.shard.count && !json)
+        printf("shard %d/%d: renders %d-%d of %d, into %s\n", p.shard.index, p.shard.count, pf.outs.segment.first,
+               pf.outs.segment.first + pf.outs.segment.n - 1, pf.outs.segment.n_total, pf.segment);
     rc = print_plan(path, &pf, r, quiet, json);
     goto end;
 fail:

@@ -9,5 +9,7 @@ int sdm_cmd_import(int argc, char **argv);
 int sdm_cmd_samplers(int argc, char **argv);
 int sdm_cmd_measure(int argc, char **argv);
 int sdm_cmd_bridge(int argc, char **argv);
+int sdm_cmd_join(int argc, char **argv);
+int sdm_cmd_slurm(int argc, char **argv);
 
 #endif

@@ -12,6 +12,12 @@ static void usage(FILE *f)
             "\n"
             "  render RECIPE [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--batch N] [--frames LIST]\n"
             "                      render a recipe to its outputs (MP4, GIF, PNG sheet)\n"
+            "  render RECIPE --shard I/N|auto\n"
+            "                      render one shard's frames into a segment (a cluster's array task)\n"
+            "  join RECIPE SEGMENT...\n"
+            "                      write the outputs from every shard's segment (no model, no GPU)\n"
+            "  slurm RECIPE --shards N [--submit]\n"
+            "                      write (and submit) a Slurm array job of N shards and its join job\n"
             "  check RECIPE        validate a recipe and print its frame plan (no model needed)\n"
             "  bridge A.yaml B.yaml [--frames N | --beats N] -o OUT\n"
             "                      render the transition from A's first frame to B's first frame\n"
@@ -43,6 +49,10 @@ int main(int argc, char **argv)
         return sdm_cmd_bridge(argc - 1, argv + 1);
     if (!strcmp(argv[1], "measure"))
         return sdm_cmd_measure(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "join"))
+        return sdm_cmd_join(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "slurm"))
+        return sdm_cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(argv[1], "tokenize"))
         return sdm_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(argv[1], "import"))

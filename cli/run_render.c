@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "devices.h"
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
@@ -45,7 +47,7 @@ static void print_report(const sdm_render_stats *stats, int quiet)
         sdm_pace_print(&stats->pace, stderr);
 }
 
-int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, int quiet)
+int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, const sdm_device *devs, int n_devs, int quiet)
 {
     static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
     struct sigaction sa, old[3];
@@ -63,7 +65,7 @@ int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, int quiet)
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < 3; i++)
         sigaction(signals[i], &sa, &old[i]);
-    d = sdm_render(r, p, &stats, &err);
+    d = n_devs > 1 ? sdm_render_devices(r, p, devs, n_devs, &stats, &err) : sdm_render(r, p, &stats, &err);
     for (int i = 0; i < 3; i++)
         sigaction(signals[i], &old[i], NULL);
 

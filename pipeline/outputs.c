@@ -10,6 +10,7 @@
 
 #include "paths.h"
 #include "sidecar.h"
+#include "version.h"
 
 /* out/x.mp4 with --frames 0-9,20 → out/x.frames-0-9_20.mp4: the whole list,
  * so two selections never share a file (a name past the system's limit is
@@ -180,6 +181,13 @@ void sdm_outputs_free(sdm_outputs *o)
     memset(o, 0, sizeof *o);
 }
 
+void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp,
+                         const char *model_dir, const char *model_fp)
+{
+    snprintf(buf, len, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
+             recipe_path ? recipe_path : "-", recipe_fp, model_dir, model_fp);
+}
+
 int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err)
 {
     sdm_fileset *fs = NULL;
@@ -207,7 +215,9 @@ int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_
         if (k < 0)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sidecar %s is not in the file set",
                                  o->files[i].path);
-        if (sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, texts, err))
+        if (o->has_segment ? sdm_segment_write(sdm_fileset_temp(fs, k), o->files[i].path, &o->segment, r, plan,
+                                               texts, err)
+                           : sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, texts, err))
             return -1;
     }
     return 0;

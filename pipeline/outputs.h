@@ -18,6 +18,7 @@
 #include "fileset.h"
 #include "plan.h"
 #include "recipe.h"
+#include "segment.h"
 
 typedef enum { SDM_OUT_VIDEO, SDM_OUT_SHEET, SDM_OUT_SIDECAR } sdm_out_kind;
 
@@ -33,6 +34,8 @@ typedef struct {
     int n, n_videos;
     const char **videos;    /* the n_videos paths (for sdm_sink_open) */
     const char *sheet;      /* the contact sheet's path, NULL if none */
+    int has_segment;        /* a shard: the one video is a segment's frames, its sidecar the manifest */
+    sdm_segment_info segment;
 } sdm_outputs;
 
 /* A file the render reads, and what it is, for messages ("the recipe"). */
@@ -52,11 +55,17 @@ typedef struct {
 int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outputs *out, sdm_error *err);
 void sdm_outputs_free(sdm_outputs *o);
 
+/* What every output records of its making (MP4 comment, PNG text): the same
+ * for a render and for the join of its shards, so their files are equal. */
+void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp,
+                         const char *model_dir, const char *model_fp);
+
 /* Starts the file set of every output: their temporary files are made now,
  * so a folder that cannot be written fails here, before the model loads. */
 int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err);
 /* Writes every sidecar's temporary file (the plan as JSON, sidecar.h;
- * texts: the prompts' chunks and weights, or NULL). */
+ * texts: the prompts' chunks and weights, or NULL); a segment's manifest
+ * instead (segment.h), which keeps the texts for the join. */
 int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
                                const char *texts, sdm_error *err);
 /* Leaves the sidecars out of the commit (an interrupted render: they would

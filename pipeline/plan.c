@@ -303,6 +303,22 @@ syntax:
                          "not '%s'", spec);
 }
 
+/* The plan's frames replaced by a selection of them (its arrays taken). */
+static void plan_replace(sdm_plan *p, sdm_plan_frame *renders, int n_renders, int *seq, int *index,
+                         sdm_plan_frame *shown, int n_seq)
+{
+    free(p->renders);
+    free(p->sequence);
+    free(p->frame_index);
+    free(p->shown);
+    p->renders = renders;
+    p->sequence = seq;
+    p->frame_index = index;
+    p->shown = shown;
+    p->n_renders = n_renders;
+    p->n_sequence = n_seq;
+}
+
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
 {
     unsigned char *mask = NULL;
@@ -340,16 +356,7 @@ int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err)
         shown[n_seq] = p->shown ? p->shown[i] : p->renders[old];
         index[n_seq++] = p->frame_index[i];
     }
-    free(p->renders);
-    free(p->sequence);
-    free(p->frame_index);
-    free(p->shown);
-    p->renders = renders;
-    p->sequence = seq;
-    p->frame_index = index;
-    p->shown = shown;
-    p->n_renders = n_renders;
-    p->n_sequence = n_seq;
+    plan_replace(p, renders, n_renders, seq, index, shown, n_seq);
     renders = shown = NULL;
     seq = index = NULL;
     rc = 0;
@@ -361,6 +368,42 @@ end:
     free(renders);
     free(shown);
     return rc;
+}
+
+int sdm_plan_keep_renders(sdm_plan *p, int first, int end, sdm_error *err)
+{
+    int n = end - first, *seq = NULL, *index = NULL;
+    sdm_plan_frame *renders = NULL, *shown = NULL;
+
+    if (first < 0 || end > p->n_renders || n < 1)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "renders %d-%d: the plan has %d", first, end - 1, p->n_renders);
+    seq = malloc((size_t)n * sizeof *seq);
+    index = malloc((size_t)n * sizeof *index);
+    renders = malloc((size_t)n * sizeof *renders);
+    shown = malloc((size_t)n * sizeof *shown);
+    if (!seq || !index || !renders || !shown) {
+        free(seq);
+        free(index);
+        free(renders);
+        free(shown);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
+    for (int i = 0; i < n; i++)
+        index[i] = -1;
+    /* renders are in order of first appearance: one pass finds each first showing */
+    for (int i = 0; i < p->n_sequence; i++) {
+        int k = p->sequence[i] - first;
+        if (k < 0 || k >= n || index[k] >= 0)
+            continue;
+        index[k] = p->frame_index[i];
+        shown[k] = p->shown ? p->shown[i] : p->renders[p->sequence[i]];
+    }
+    for (int k = 0; k < n; k++) {
+        seq[k] = k;
+        renders[k] = p->renders[first + k];
+    }
+    plan_replace(p, renders, n, seq, index, shown, n);
+    return 0;
 }
 
 static void print_keyframes(const sdm_recipe *r, FILE *f)

@@ -42,6 +42,10 @@ sdm_plan_frame sdm_plan_transition_at(const sdm_recipe *r, int a, int b, double 
 /* Restricts the plan to the output frames listed in `spec` ("37", "0-9,20"),
  * for re-rendering chosen frames alone. */
 int sdm_plan_select(sdm_plan *p, const char *spec, sdm_error *err);
+/* Restricts the plan to renders [first, end), each shown once in render
+ * order (a shard's segment, shard.h): frame_index[i] and shown[i] are those
+ * of the first output frame that shows render first+i. */
+int sdm_plan_keep_renders(sdm_plan *p, int first, int end, sdm_error *err);
 /* Writes the human-readable plan (`sdmorph check`); a frame that shows an
  * earlier frame's render is marked (hold), (again) or (same as frame N). */
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "paths.h"
 #include "sampler.h"
 
 sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflight *pf)
@@ -169,6 +170,70 @@ static int load_retime(const sdm_recipe *r, const sdm_render_params *p, const sd
     return taken ? sdm_preflight_replan(r, p, pf, err) : 0;
 }
 
+/* The segment's frames file: -o's, else beside the recipe's first output,
+ * out/x.mp4 → out/x.shard-2-of-3.rgb. */
+static int segment_path(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
+{
+    const char *name = p->n_outputs > 0 ? p->outputs[0] : r->n_outputs > 0 ? r->outputs[0] : r->contact_sheet;
+    const char *base, *ext;
+    char tail[64];
+
+    if (p->n_outputs > 1 || (p->n_outputs == 1 && (!(ext = sdm_path_ext(name)) || strcmp(ext, ".rgb"))))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard writes one segment: -o names its frames file, "
+                             "NAME.rgb (its manifest goes to NAME.json)");
+    if (p->n_outputs == 1) {
+        snprintf(pf->segment, sizeof pf->segment, "%s", name);
+        return 0;
+    }
+    if (!name)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: no output to name the segment after; give -o NAME.rgb",
+                             r->path);
+    base = sdm_path_base(name);
+    ext = sdm_path_ext(name);
+    snprintf(tail, sizeof tail, ".shard-%d-of-%d.rgb", p->shard.index, p->shard.count);
+    if (snprintf(pf->segment, sizeof pf->segment, "%.*s%s", (int)((ext ? ext : base + strlen(base)) - name), name,
+                 tail) >= (int)sizeof pf->segment)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': no room for the shard in its name", name);
+    return 0;
+}
+
+/* --shard I/N: the plan keeps the shard's renders, the segment is the output. */
+static int shard_plan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
+{
+    sdm_segment_info *s = &pf->outs.segment;
+    int first, end;
+
+    if (p->frames)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard and --frames cannot be given together");
+    if (p->shard.count > pf->plan.n_renders)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard %d/%d: %s has only %d distinct renders; use at most "
+                             "%d shards", p->shard.index, p->shard.count, r->path, pf->plan.n_renders,
+                             pf->plan.n_renders);
+    sdm_shard_range(&p->shard, pf->plan.n_renders, &first, &end);
+    s->index = p->shard.index;
+    s->count = p->shard.count;
+    s->first = first;
+    s->n = end - first;
+    s->n_total = pf->plan.n_renders;
+    if (sdm_plan_keep_renders(&pf->plan, first, end, err))
+        return -1;
+    return segment_path(r, p, pf, err);
+}
+
+/* What the manifest records; the outputs are made by now. */
+static void segment_info(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf)
+{
+    sdm_segment_info *s = &pf->outs.segment;
+
+    pf->outs.has_segment = 1;
+    s->width = pf->width;
+    s->height = pf->height;
+    sdm_file_fingerprint(r->path, s->recipe_fp, sizeof s->recipe_fp);
+    if (pf->has_bundle)
+        sdm_bundle_fingerprint(&pf->bundle, s->model_fp, sizeof s->model_fp);
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", p->model_dir ? p->model_dir : "");
+}
+
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
     sdm_input inputs[16];
@@ -180,6 +245,8 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
         return -1;
     if (p->frames && sdm_plan_select(&pf->plan, p->frames, err))
         return -1;
+    if (p->shard.count && shard_plan(r, p, pf, err))
+        return -1;
     if (p->model_dir) {
         if (sdm_bundle_load(p->model_dir, &pf->bundle, err))
             return -1;
@@ -188,8 +255,19 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     pf->width = r->width ? r->width : pf->has_bundle ? pf->bundle.width : 512;
     pf->height = r->height ? r->height : pf->has_bundle ? pf->bundle.height : 512;
     q.n_inputs = render_inputs(r, pf, inputs, (int)(sizeof inputs / sizeof *inputs));
-    if (p->write_outputs && sdm_outputs_make(r, &q, &pf->outs, err))
+    if (p->shard.count) {
+        const char *seg = pf->segment;
+        sdm_segment_info info = pf->outs.segment;
+        q.outputs = &seg;
+        q.n_outputs = 1;
+        q.frames = NULL;
+        if (p->write_outputs && sdm_outputs_make(r, &q, &pf->outs, err))
+            return -1;
+        pf->outs.segment = info;
+        segment_info(r, p, pf);
+    } else if (p->write_outputs && sdm_outputs_make(r, &q, &pf->outs, err)) {
         return -1;
+    }
     if (pf->has_bundle && (model_limits(r, pf, err) || text_limits(r, &pf->bundle, err)))
         return -1;
     if (load_retime(r, p, &q, pf, err))

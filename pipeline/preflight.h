@@ -4,7 +4,8 @@
  * model.yaml alone, no module loaded: the image size against its VAE scale,
  * the steps and sampler against its training schedule. `sdmorph check`
  * runs exactly this; `sdmorph render` runs it first, so the two agree on
- * every limit. */
+ * every limit. With --shard, the plan is the shard's renders and the one
+ * output its segment (segment.h). */
 #ifndef SDM_PREFLIGHT_H
 #define SDM_PREFLIGHT_H
 
@@ -24,6 +25,7 @@ typedef struct {
     char model_yaml[1100];  /* the bundle's model.yaml, an input */
     sdm_retime retime;      /* transitions to retime, and the curves their full render's sidecar kept */
     char *retime_sidecar;   /* that sidecar (NULL: none), where the render writes the curves */
+    char segment[SDM_SEGMENT_PATH_MAX];     /* --shard: the segment's frames (.rgb) */
 } sdm_preflight;
 
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *out, sdm_error *err);

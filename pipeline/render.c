@@ -17,7 +17,6 @@
 #include "sampler.h"
 #include "sink.h"
 #include "torch_error.h"
-#include "version.h"
 
 static double now_s(void)
 {
@@ -217,8 +216,7 @@ static int open_sink(render_state *S, sdm_error *err)
         return 0;
     sdm_file_fingerprint(r->path, hash, sizeof hash);
     sdm_bundle_fingerprint(sdm_engine_bundle(S->engine), bundle_hash, sizeof bundle_hash);
-    snprintf(comment, sizeof comment, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
-             r->path ? r->path : "-", hash, p->model_dir, bundle_hash);
+    sdm_outputs_comment(comment, sizeof comment, r->path, hash, p->model_dir, bundle_hash);
     kp = sdm_preflight_sink_params(r, &S->pf);
     kp.comment = comment;
     kp.files = S->files;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "shard.h"
 #include "torch_api.h"
 
 /* Called with every shown frame, in display order (tests capture frames). */
@@ -18,6 +19,8 @@ typedef struct {
     sdm_device device;
     int batch;                      /* frames per UNet call; 0: automatic */
     const char *frames;             /* --frames LIST, NULL for all */
+    sdm_shard shard;                /* --shard I/N: only its renders, into a segment (segment.h);
+                                       outputs[0], if given, names the segment's .rgb */
     const char *const *outputs;     /* replaces the recipe's outputs when n_outputs > 0 */
     int n_outputs;
     int write_outputs;              /* 0: no files (tests with on_frame) */

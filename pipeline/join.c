@@ -1,0 +1,249 @@
+#include "join.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "outputs.h"
+#include "plan.h"
+#include "segment.h"
+#include "sink.h"
+
+typedef struct {
+    const sdm_recipe *r;
+    const sdm_join_params *jp;
+    sdm_plan plan;
+    sdm_segment_info *segs;
+    int *fds;                   /* each segment's frames, open */
+    int *owner;                 /* per render: the segment that holds it, -1 none, -2 several */
+    sdm_outputs outs;
+    sdm_fileset *files;
+    sdm_sink *sink;
+    uint8_t *frame;
+    size_t frame_bytes;
+} join_state;
+
+/* "0-3, 8, 12-15" of the indices i < n where flag[i], within len (cut with "..."). */
+static void ranges(const unsigned char *flag, int n, char *buf, size_t len)
+{
+    size_t at = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        if (!flag[i])
+            continue;
+        while (j + 1 < n && flag[j + 1])
+            j++;
+        if (at + 32 >= len) {
+            snprintf(buf + at, len - at, "...");
+            return;
+        }
+        at += (size_t)snprintf(buf + at, len - at, j > i ? "%s%d-%d" : "%s%d", at ? ", " : "", i, j);
+        i = j;
+    }
+}
+
+/* The renders flagged, and the output frames that show them, for a message. */
+static int coverage_error(join_state *S, const unsigned char *bad, const char *what, sdm_error *err)
+{
+    unsigned char *frames = calloc((size_t)S->plan.n_sequence, 1);
+    char rs[200], fs[200];
+
+    if (!frames)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < S->plan.n_sequence; i++)
+        frames[i] = bad[S->plan.sequence[i]];
+    ranges(bad, S->plan.n_renders, rs, sizeof rs);
+    ranges(frames, S->plan.n_sequence, fs, sizeof fs);
+    free(frames);
+    return sdm_error_set(err, SDM_EXIT_USAGE, "%s: renders %s of %d (output frames %s) %s", S->r->path, rs,
+                         S->plan.n_renders, fs, what);
+}
+
+/* Every render in exactly one segment; else the message names the renders
+ * and frames missing or held twice. */
+static int check_coverage(join_state *S, sdm_error *err)
+{
+    int n = S->plan.n_renders, missing = 0, twice = 0, rc;
+    unsigned char *bad = calloc((size_t)n, 1);
+
+    if (!bad)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < n; i++)
+        S->owner[i] = -1;
+    for (int k = 0; k < S->jp->n_segments; k++)
+        for (int i = S->segs[k].first; i < S->segs[k].first + S->segs[k].n; i++)
+            S->owner[i] = S->owner[i] == -1 ? k : -2;
+    for (int i = 0; i < n; i++) {
+        bad[i] = S->owner[i] == -2;
+        twice |= bad[i];
+    }
+    if (twice) {
+        rc = coverage_error(S, bad, "are in more than one segment; give each shard once", err);
+        goto end;
+    }
+    for (int i = 0; i < n; i++) {
+        bad[i] = S->owner[i] == -1;
+        missing |= bad[i];
+    }
+    rc = missing ? coverage_error(S, bad, "are in no segment given; render their shard and join again", err) : 0;
+end:
+    free(bad);
+    return rc;
+}
+
+/* Segment k against the recipe and segment 0, and its frames file opened. */
+static int check_segment(join_state *S, int k, const char *recipe_fp, sdm_error *err)
+{
+    const sdm_segment_info *s = &S->segs[k], *s0 = &S->segs[0];
+    const char *path = S->jp->segments[k];
+    struct stat st;
+
+    if (strcmp(s->recipe_fp, recipe_fp))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s was rendered from another recipe than %s (fingerprint "
+                             "%s, this one %s)", path, S->r->path, s->recipe_fp, recipe_fp);
+    if (strcmp(s->model_fp, s0->model_fp))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segments %s and %s were rendered by different models (fingerprints "
+                             "%s and %s)", S->jp->segments[0], path, s0->model_fp, s->model_fp);
+    if (s->width != s0->width || s->height != s0->height)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segments %s and %s differ in frame size (%dx%d, %dx%d)",
+                             S->jp->segments[0], path, s0->width, s0->height, s->width, s->height);
+    if (s->n_total != S->plan.n_renders)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s is of a plan with %d renders; %s has %d", path,
+                             s->n_total, S->r->path, S->plan.n_renders);
+    S->fds[k] = open(s->frames, O_RDONLY | O_CLOEXEC);
+    if (S->fds[k] < 0)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: its frames %s: %s", path, s->frames, strerror(errno));
+    if (fstat(S->fds[k], &st) || st.st_size != (off_t)((size_t)s->n * S->frame_bytes))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: %s holds %lld bytes, not the %d frames of %dx%d its "
+                             "manifest says", path, s->frames, (long long)st.st_size, s->n, s->width, s->height);
+    return 0;
+}
+
+static int read_segments(join_state *S, sdm_error *err)
+{
+    int n = S->jp->n_segments;
+    char recipe_fp[24];
+
+    if (n < 1)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "join: no segment given");
+    S->segs = calloc((size_t)n, sizeof *S->segs);
+    S->fds = malloc((size_t)n * sizeof *S->fds);
+    S->owner = malloc((size_t)S->plan.n_renders * sizeof *S->owner);
+    if (!S->segs || !S->fds || !S->owner)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int k = 0; k < n; k++)
+        S->fds[k] = -1;
+    sdm_file_fingerprint(S->r->path, recipe_fp, sizeof recipe_fp);
+    for (int k = 0; k < n; k++) {
+        if (sdm_segment_read(S->jp->segments[k], &S->segs[k], err))
+            return -1;
+        S->frame_bytes = (size_t)S->segs[0].width * S->segs[0].height * 3;
+        if (check_segment(S, k, recipe_fp, err))
+            return -1;
+    }
+    return check_coverage(S, err);
+}
+
+/* The recipe's outputs (or -o's), refused as a render refuses them; the
+ * segments are inputs no output may replace. */
+static int open_outputs(join_state *S, sdm_error *err)
+{
+    const sdm_segment_info *s0 = &S->segs[0];
+    int n = S->jp->n_segments;
+    sdm_input *in = calloc(2 * (size_t)n + 1, sizeof *in);
+    sdm_outputs_request q = { S->jp->outputs, S->jp->n_outputs, NULL, in, 0 };
+    sdm_sink_params kp = sdm_sink_default_params();
+    char comment[1024];
+    int rc = -1;
+
+    if (!in)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    in[q.n_inputs++] = (sdm_input){ S->r->path, "the recipe" };
+    for (int k = 0; k < n; k++) {
+        in[q.n_inputs++] = (sdm_input){ S->jp->segments[k], "a segment" };
+        in[q.n_inputs++] = (sdm_input){ S->segs[k].frames, "a segment's frames" };
+    }
+    if (sdm_outputs_make(S->r, &q, &S->outs, err) || sdm_outputs_open(&S->outs, &S->files, err))
+        goto end;
+    sdm_outputs_comment(comment, sizeof comment, S->r->path, s0->recipe_fp, s0->model_dir, s0->model_fp);
+    kp.width = s0->width;
+    kp.height = s0->height;
+    kp.fps = S->r->fps;
+    kp.total_frames = S->plan.n_sequence;
+    kp.comment = comment;
+    kp.files = S->files;
+    rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
+end:
+    free(in);
+    return rc;
+}
+
+/* Every output frame, read from the segment that holds its render. */
+static int write_frames(join_state *S, sdm_error *err)
+{
+    S->frame = malloc(S->frame_bytes);
+    if (!S->frame)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    for (int i = 0; i < S->plan.n_sequence; i++) {
+        int r = S->plan.sequence[i], k = S->owner[r];
+        off_t at = (off_t)((size_t)(r - S->segs[k].first) * S->frame_bytes);
+        ssize_t got = pread(S->fds[k], S->frame, S->frame_bytes, at);
+        if (got != (ssize_t)S->frame_bytes)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "reading %s: %s", S->segs[k].frames,
+                                 got < 0 ? strerror(errno) : "the file is shorter than its manifest says");
+        if (sdm_sink_push(S->sink, S->frame, err))
+            return -1;
+    }
+    return 0;
+}
+
+static void join_state_clear(join_state *S)
+{
+    sdm_sink_free(&S->sink);
+    sdm_fileset_free(&S->files);
+    sdm_outputs_free(&S->outs);
+    for (int k = 0; S->fds && k < S->jp->n_segments; k++)
+        if (S->fds[k] >= 0)
+            close(S->fds[k]);
+    free(S->fds);
+    for (int k = 0; S->segs && k < S->jp->n_segments; k++)
+        sdm_segment_clear(&S->segs[k]);
+    free(S->segs);
+    free(S->owner);
+    free(S->frame);
+    sdm_plan_free(&S->plan);
+}
+
+int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *stats, sdm_error *err)
+{
+    join_state S;
+    struct timespec t0, t1;
+    int rc = -1;
+
+    memset(&S, 0, sizeof S);
+    S.r = r;
+    S.jp = jp;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) ||
+        write_frames(&S, err) || sdm_sink_finish(S.sink, 0, err) ||
+        sdm_outputs_commit(&S.outs, S.files, r, &S.plan, S.segs[0].texts, 0, err))
+        goto end;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (stats) {
+        stats->frames_shown = S.plan.n_sequence;
+        stats->renders = S.plan.n_renders;
+        stats->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    }
+    rc = 0;
+end:
+    join_state_clear(&S);
+    return rc;
+}
