@@ -218,6 +218,7 @@ static int open_sink(render_state *S, sdm_error *err)
     sdm_bundle_fingerprint(sdm_engine_bundle(S->engine), bundle_hash, sizeof bundle_hash);
     sdm_outputs_comment(comment, sizeof comment, r->path, hash, p->model_dir, bundle_hash);
     kp = sdm_preflight_sink_params(r, &S->pf);
+    kp.total_frames = S->plan.n_sequence;     /* the plan is the render's now, not preflight's */
     kp.comment = comment;
     kp.files = S->files;
     /* room for two batches: a batch is handed over while the encoder
