@@ -22,7 +22,7 @@ typedef struct sdm_error {
  * Returns -1 so callers can write `return sdm_error_set(...)`. */
 int sdm_error_set(sdm_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int sdm_error_setv(sdm_error *err, int code, const char *fmt, va_list ap);
+int sdm_error_setv(sdm_error *err, int code, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* Log lines go to stderr unless a callback is installed (tests capture them). */
 typedef enum { SDM_LOG_DEBUG, SDM_LOG_INFO, SDM_LOG_WARN, SDM_LOG_ERROR, SDM_LOG_COUNT } sdm_log_level;

@@ -299,7 +299,7 @@ static void test_loops_and_seeds(void)
     CHECK_INT(render_step("cycle", "loop: cycle\n", "even", out, sizeof out), 0);
     side = sidecar("cycle");
     {
-        json_object *rt, *list, *pace, *seam;
+        json_object *rt = NULL, *list = NULL, *pace = NULL, *seam = NULL;
         CHECK(json_object_object_get_ex(side, "retime", &rt) && json_object_object_get_ex(rt, "transitions", &list) &&
               json_object_array_length(list) == 2);
         CHECK(json_object_object_get_ex(side, "pace", &pace) && json_object_object_get_ex(pace, "seam", &seam));
