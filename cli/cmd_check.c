@@ -8,6 +8,7 @@
 #include "bundle.h"
 #include "commands.h"
 #include "error.h"
+#include "overrides.h"
 #include "plan.h"
 #include "preflight.h"
 #include "recipe.h"
@@ -27,6 +28,8 @@ static void usage(FILE *f)
             "  --model DIR        the model bundle (default: as `render` finds it)\n"
             "  --no-model         do not read the model: its limits are not checked\n"
             "  --frames LIST      only these output frames, e.g. 37 or 0-9,20\n"
+            "  --steps N, --size WxH, --seed N, --sampler NAME, --set KEY=VALUE\n"
+            "                     the recipe as `render` with these options reads it\n"
             "  -q, --quiet        print the summary line only\n"
             "      --json         print the plan as JSON (the format of a render's sidecar)\n"
             "\n"
@@ -34,10 +37,14 @@ static void usage(FILE *f)
             "1 the model cannot be read or an output folder cannot be written.\n");
 }
 
-static int print_plan(const char *path, const sdm_plan *plan, const sdm_recipe *r, int quiet, int json)
+static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, const char *model, int quiet,
+                      int json)
 {
+    const sdm_plan *plan = &pf->plan;
+    sdm_plan_json_extra x = { model, pf->width, pf->height, NULL, NULL };
+
     if (json)
-        sdm_plan_write_json(plan, r, stdout);
+        sdm_plan_write_json_with(plan, r, &x, stdout);
     else if (quiet)
         printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan->n_sequence, plan->n_renders,
                plan->n_sequence / plan->fps, plan->fps);
@@ -50,19 +57,29 @@ int sdm_cmd_check(int argc, char **argv)
 {
     const char *path = NULL, *model = NULL;
     const char **outputs = calloc((size_t)argc, sizeof *outputs);
-    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE;
+    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE, k;
+    sdm_overrides ov;
     sdm_render_params p = sdm_render_default_params();
     sdm_recipe *r = NULL;
     sdm_preflight pf;
     sdm_error err = { 0 };
+    int takes;
     char model_dir[4096];
 
     memset(&pf, 0, sizeof pf);
-    if (!outputs)
-        return SDM_EXIT_RUNTIME;
+    if (sdm_overrides_init(&ov, argc) || !outputs) {
+        rc = SDM_EXIT_RUNTIME;
+        goto end;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames");
+
+        k = sdm_overrides_take(&ov, argc, argv, &i, "sdmorph check");
+        if (k < 0)
+            goto end;
+        if (k > 0)
+            continue;
+        takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames");
 
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "sdmorph check: %s needs a value\n", a);
@@ -103,9 +120,9 @@ int sdm_cmd_check(int argc, char **argv)
         usage(stderr);
         goto end;
     }
-    if (sdm_recipe_load(path, &r, &err))
+    if (sdm_recipe_load_with(path, ov.items, ov.n, &r, &err))
         goto fail;
-    if (!no_model && sdm_bundle_dir_for(model, r->model, r->path, model_dir, sizeof model_dir)) {
+    if (!no_model && sdm_bundle_dir_for(model, r->model, model_dir, sizeof model_dir)) {
         sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
         goto fail;
     }
@@ -113,7 +130,7 @@ int sdm_cmd_check(int argc, char **argv)
     p.outputs = outputs;
     if (sdm_preflight_run(r, &p, &pf, &err))
         goto fail;
-    rc = print_plan(path, &pf.plan, r, quiet, json);
+    rc = print_plan(path, &pf, r, p.model_dir, quiet, json);
     goto end;
 fail:
     fprintf(stderr, "sdmorph: %s\n", err.msg);
@@ -121,6 +138,7 @@ fail:
 end:
     sdm_preflight_free(&pf);
     sdm_recipe_free(&r);
+    sdm_overrides_free(&ov);
     free(outputs);
     return rc;
 }
