@@ -6,5 +6,6 @@ int sdm_cmd_render(int argc, char **argv);
 int sdm_cmd_check(int argc, char **argv);
 int sdm_cmd_tokenize(int argc, char **argv);
 int sdm_cmd_import(int argc, char **argv);
+int sdm_cmd_info(int argc, char **argv);
 
 #endif
