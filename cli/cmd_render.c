@@ -241,7 +241,7 @@ fail:
     return -1;
 }
 
-static void report_job(const render_cmd *C, const job *j)
+static void report_job(const job *j)
 {
     const sdm_render_stats *s = &j->stats;
     size_t used = 0;
@@ -280,7 +280,7 @@ static int run_job(render_cmd *C, job *j, sdm_engine *engine)
         snprintf(j->msg, sizeof j->msg, "interrupted");
         return j->rc = 130;
     }
-    report_job(C, j);
+    report_job(j);
     return j->rc = SDM_EXIT_OK;
 }
 
