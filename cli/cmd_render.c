@@ -300,6 +300,8 @@ static int run_group(render_cmd *C, int first)
                 fail_job(&C->jobs[k], err.code, err.msg);
         return 0;
     }
+    if (engine)
+        sdm_engine_set_aoti(engine, C->p.aoti);
     for (int k = first; k < C->n_jobs && rc != 130; k++) {
         job *j = &C->jobs[k];
         if (j->rc >= 0 || strcmp(j->model_dir, C->jobs[first].model_dir))

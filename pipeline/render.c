@@ -154,7 +154,8 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     S->own_engine = !p->engine;
     if (S->own_engine && sdm_engine_open(p->model_dir, p->device, &S->engine, err))
         return -1;
-    sdm_engine_set_aoti(S->engine, p->aoti);
+    if (S->own_engine)
+        sdm_engine_set_aoti(S->engine, p->aoti);
     dp.dev = sdm_engine_device(S->engine);
     dp.dtype = sdm_engine_dtype(S->engine);
     dp.unet = sdm_engine_unet_call;

@@ -23,8 +23,9 @@ typedef enum { SDM_PROGRESS_NONE, SDM_PROGRESS_TERMINAL, SDM_PROGRESS_LOG } sdm_
 
 typedef struct {
     const char *model_dir;          /* bundle directory */
-    struct sdm_engine *engine;      /* already open on model_dir and device, lent for this render
-                                       (several recipes, one model load); NULL: the render opens its own */
+    struct sdm_engine *engine;      /* already open on model_dir and device (and its AOTInductor
+                                       builds set as `aoti` says), lent for this render: several
+                                       recipes, one model load; NULL: the render opens its own */
     sdm_device device;
     int batch;                      /* frames per UNet call; 0: automatic */
     const char *frames;             /* --frames LIST, NULL for all */
