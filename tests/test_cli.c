@@ -378,22 +378,6 @@ static void test_flat_memory(void)
 }
 
 /* Ctrl-C mid-render: a playable partial file, the earlier good file untouched. */
-/* Waits up to `seconds` for `what` in the file log; 1 when it came. */
-static int wait_for_log(const char *log, const char *what, int seconds)
-{
-    struct timespec ts = { 0, 20 * 1000 * 1000 };
-
-    for (int i = 0; i < seconds * 50; i++) {
-        char *text = slurp_file(log, NULL);
-        int seen = text && strstr(text, what);
-        free(text);
-        if (seen)
-            return 1;
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
 static void test_interrupt(void)
 {
     char path[256], target[256], partial[256], yaml[512], log[300];
@@ -422,7 +406,7 @@ static void test_interrupt(void)
     }
     /* interrupt once the first frames are shown (the log's progress line
      * says so), however long loading takes (ASan) */
-    CHECK(wait_for_log(log, "sdmorph: frame 2/", 300));
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));
     kill(pid, SIGINT);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));

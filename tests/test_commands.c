@@ -54,29 +54,7 @@ static int sdm(char *out, size_t len, ...)
 /* Runs argv[0] (a path) with stdout and stderr into out; its exit status. */
 static int run_exec(char *const argv[], char *out, size_t len)
 {
-    int fds[2], status = 0;
-    size_t got = 0;
-    ssize_t k;
-    pid_t pid;
-
-    if (pipe(fds))
-        return -1;
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    while ((k = read(fds[0], out + got, got + 1 < len ? len - got - 1 : 0)) > 0)
-        got += (size_t)k;
-    out[got] = '\0';
-    close(fds[0]);
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return run_program(argv[0], argv, NULL, 0, out, len, NULL);
 }
 
 /* The JSON document printed last on stdout (stderr's lines come first). */
@@ -417,20 +395,9 @@ static void test_install(void)
 
 int main(void)
 {
-    char path[PATH_MAX];
 
-    snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
-    if (getenv("SDMORPH_MODEL"))
-        snprintf(path, sizeof path, "%s", getenv("SDMORPH_MODEL"));
-    if (!file_exists(test_sdmorph()) || !realpath(path, model)) {
-        SKIP("./sdmorph or the analytic bundle not built (run make first)");
+    if (cli_test_setup(model, tmp))
         return test_report();
-    }
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("SDMORPH_MODEL", model, 1);
     test_version_info();
     test_paths();
     test_stills();

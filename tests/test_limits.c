@@ -335,22 +335,11 @@ static void run_one(size_t i, int *rc_c, int *rc_r, char *out, size_t len)
 
 int main(void)
 {
-    char path[PATH_MAX];
     size_t n = sizeof rows / sizeof *rows;
     int agree = 0;
 
-    snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
-    if (getenv("SDMORPH_MODEL"))
-        snprintf(path, sizeof path, "%s", getenv("SDMORPH_MODEL"));
-    if (!file_exists(test_sdmorph()) || !realpath(path, model)) {
-        SKIP("./sdmorph or the analytic bundle not built (run make first)");
+    if (cli_test_setup(model, tmp))
         return test_report();
-    }
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("SDMORPH_MODEL", model, 1);
     snprintf(vae16, sizeof vae16, "%s/vae16", tmp);
     bundle(vae16, "vae_scale: 8", "vae_scale: 16");
     snprintf(bad_betas, sizeof bad_betas, "%s/betas", tmp);
