@@ -594,7 +594,6 @@ static void test_interrupt_early(void)
 
 int main(void)
 {
-
     if (cli_test_setup(model, tmp))
         return test_report();
     test_outputs_never_inputs();
