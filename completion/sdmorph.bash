@@ -27,7 +27,7 @@ _sdmorph()
             COMPREPLY=($(compgen -W "ddim euler euler_a dpmpp_2m" -- "$cur")); return ;;
         --set)
             COMPREPLY=($(compgen -S = -W "model width height steps guidance negative seed fps sampler eta karras
-                batch output contact_sheet loop frames interp ease hold" -- "$cur"))
+                batch output contact_sheet gif_palette gif_dither loop frames interp ease hold" -- "$cur"))
             compopt -o nospace 2>/dev/null
             return ;;
         --batch|--frames|--threads|--steps|--size|--seed|--progress-every)
