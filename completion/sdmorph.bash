@@ -13,7 +13,7 @@ _sdmorph()
     cmd=${COMP_WORDS[1]}
 
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "render check info tokenize --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "render check info tokenize import --help --version" -- "$cur"))
         return
     fi
     case $prev in
@@ -27,7 +27,7 @@ _sdmorph()
             COMPREPLY=($(compgen -W "ddim euler euler_a dpmpp_2m" -- "$cur")); return ;;
         --set)
             COMPREPLY=($(compgen -S = -W "model width height steps guidance negative seed fps sampler eta karras
-                batch output contact_sheet gif_palette gif_dither loop frames interp ease hold" -- "$cur"))
+                batch output contact_sheet gif_palette gif_dither weighting clip_skip embeddings loop frames interp ease hold" -- "$cur"))
             compopt -o nospace 2>/dev/null
             return ;;
         --batch|--frames|--threads|--steps|--size|--seed|--progress-every)
@@ -51,7 +51,10 @@ _sdmorph()
             COMPREPLY=($(compgen -W "--help" -- "$cur") $(compgen -d -- "$cur"))
             return ;;
         tokenize)
-            COMPREPLY=($(compgen -W "--model --tokens --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--model --tokens --weighting --embeddings --help" -- "$cur"))
+            return ;;
+        import)
+            COMPREPLY=($(compgen -W "--help" -- "$cur") $(compgen -f -X '!*.png' -- "$cur") $(compgen -d -- "$cur"))
             return ;;
         *)
             return ;;
