@@ -400,7 +400,8 @@ static int summary(const render_cmd *C)
         fprintf(stderr, "sdmorph: %d recipes: %d rendered, %d failed\n", C->n_jobs, C->n_jobs - failed, failed);
         for (int i = 0; i < C->n_jobs; i++) {
             const job *j = &C->jobs[i];
-            fprintf(stderr, "  %-11s %s%s%s\n", j->rc == 0 ? "ok" : j->rc == 130 ? "interrupted" : "FAILED", j->path, j->msg[0] && j->rc != 130 ? "  " : "",
+            fprintf(stderr, "  %-11s %s%s%s\n", j->rc == 0 ? "ok" : j->rc == 130 ? "interrupted" : "FAILED", j->path,
+                    j->msg[0] && j->rc != 130 ? "  " : "",
                     j->rc != 130 ? j->msg : "");
         }
     }

@@ -13,7 +13,8 @@ _sdmorph()
     cmd=${COMP_WORDS[1]}
 
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "render check bridge measure join slurm info tokenize import samplers --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "render check bridge measure join slurm info tokenize import samplers
+            --help --version" -- "$cur"))
         return
     fi
     case $prev in
@@ -32,8 +33,8 @@ _sdmorph()
             return ;;
         --set)
             COMPREPLY=($(compgen -S = -W "model width height steps guidance negative seed fps sampler eta karras
-                guidance_rescale timestep_spacing batch output contact_sheet gif_palette gif_dither weighting clip_skip embeddings
-                loop frames interp ease hold bpm beats retime" -- "$cur"))
+                guidance_rescale timestep_spacing batch output contact_sheet gif_palette gif_dither weighting
+                clip_skip embeddings loop frames interp ease hold bpm beats retime" -- "$cur"))
             compopt -o nospace 2>/dev/null
             return ;;
         --batch|--frames|--threads|--steps|--size|--seed|--progress-every|--beats|--shards|--raw|--partition|\
@@ -76,8 +77,8 @@ _sdmorph()
                 return
             fi ;;
         measure)
-            COMPREPLY=($(compgen -W "--raw --each --json --help" -- "$cur") $(compgen -f -X '!*.@(mp4|gif|rgb)' -- "$cur")
-                $(compgen -d -- "$cur"))
+            COMPREPLY=($(compgen -W "--raw --each --json --help" -- "$cur")
+                $(compgen -f -X '!*.@(mp4|gif|rgb)' -- "$cur") $(compgen -d -- "$cur"))
             return ;;
         samplers)
             COMPREPLY=($(compgen -W "--model --help" -- "$cur"))

@@ -11,6 +11,7 @@
 
 #include "bundle.h"
 #include "outputs.h"
+#include "pace.h"
 #include "plan.h"
 #include "png.h"
 #include "segment.h"
@@ -29,6 +30,7 @@ typedef struct {
     uint8_t *frame;
     size_t frame_bytes;
     char comment[1024];         /* what every output records, as a render's */
+    sdm_pace *pace;             /* measured as a render measures it: the same sidecar */
 } join_state;
 
 /* "0-3, 8, 12-15" of the indices i < n where flag[i], within len (cut with "..."). */
@@ -179,9 +181,13 @@ static int open_outputs(join_state *S, sdm_error *err)
     kp.height = s0->height;
     kp.fps = S->r->fps;
     kp.total_frames = S->plan.n_sequence;
+    kp.gif_palette = S->r->gif_palette;
+    kp.gif_dither = S->r->gif_dither;
     kp.comment = S->comment;
     kp.files = S->files;
-    rc = !S->outs.n_videos && !S->outs.sheet ? 0 : sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
+    rc = 0;                     /* stills alone need no sink */
+    if (S->outs.n_videos || S->outs.sheet)
+        rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
 end:
     free(in);
     return rc;
@@ -203,6 +209,18 @@ static int write_stills(join_state *S, int i, const uint8_t *rgb, sdm_error *err
     return 0;
 }
 
+/* Output frame i's part of the pace, as the render's pace_frame does it. */
+static int pace_frame(join_state *S, int i, sdm_error *err)
+{
+    const sdm_plan_frame *f = &S->plan.shown[i];
+
+    if (!S->pace && !(S->pace = sdm_pace_new(S->segs[0].width, S->segs[0].height)))
+        return 0;           /* frames too small for SSIM: no pace, as in a render */
+    if (sdm_pace_push(S->pace, S->frame, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
 /* Every output frame, read from the segment that holds its render. */
 static int write_frames(join_state *S, sdm_error *err)
 {
@@ -216,9 +234,22 @@ static int write_frames(join_state *S, sdm_error *err)
         if (got != (ssize_t)S->frame_bytes)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "reading %s: %s", S->segs[k].frames,
                                  got < 0 ? strerror(errno) : "the file is shorter than its manifest says");
-        if ((S->sink && sdm_sink_push(S->sink, S->frame, err)) || write_stills(S, i, S->frame, err))
+        if ((S->sink && sdm_sink_push(S->sink, S->frame, err)) || pace_frame(S, i, err) ||
+            write_stills(S, i, S->frame, err))
             return -1;
     }
+    return 0;
+}
+
+/* The pace into the plan, where the sidecar reads it. */
+static int pace_report(join_state *S, sdm_error *err)
+{
+    sdm_pace_report rep;
+
+    if (!S->pace)
+        return 0;
+    if (sdm_pace_report_make(S->pace, &rep) || !(S->plan.pace_json = sdm_pace_json(&rep)))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     return 0;
 }
 
@@ -236,6 +267,7 @@ static void join_state_clear(join_state *S)
     free(S->segs);
     free(S->owner);
     free(S->frame);
+    sdm_pace_free(&S->pace);
     sdm_plan_free(&S->plan);
 }
 
@@ -265,7 +297,8 @@ int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *sta
     S.jp = jp;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) ||
-        write_frames(&S, err) || (S.sink && sdm_sink_finish(S.sink, 0, err)) || commit(&S, err))
+        write_frames(&S, err) || (S.sink && sdm_sink_finish(S.sink, 0, err)) || pace_report(&S, err) ||
+        commit(&S, err))
         goto end;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (stats) {

@@ -239,6 +239,7 @@ static int open_sink(render_state *S, sdm_error *err)
     if (!S->pf.outs.n_videos && !S->pf.outs.sheet)
         return 0;
     kp = sdm_preflight_sink_params(r, &S->pf);
+    kp.total_frames = S->plan.n_sequence;     /* the plan is the render's now, not preflight's */
     kp.comment = S->comment;
     kp.files = S->files;
     /* room for two batches: a batch is handed over while the encoder

@@ -70,12 +70,15 @@ static void write_recipe(const char *path, const char *name, const char *body)
 static void shards_equal_single(const char *recipe, const char *name, int n)
 {
     static const char *const exts[] = { "mp4", "gif", "png", "json" };
-    char single[PATH_MAX], joined[PATH_MAX], a[PATH_MAX], b[PATH_MAX], spec[16];
+    char single[PATH_MAX], joined[PATH_MAX], a[PATH_MAX], b[PATH_MAX], spec[16], png_single[PATH_MAX],
+        png_joined[PATH_MAX];
     char *argv[64];
     int k = 0;
 
     snprintf(single, sizeof single, "%s/%s.single.rgb", dir, name);
     snprintf(joined, sizeof joined, "%s/%s.joined.rgb", dir, name);
+    snprintf(png_single, sizeof png_single, "%s/%s.single.png", dir, name);   /* stills: one PNG a frame */
+    snprintf(png_joined, sizeof png_joined, "%s/%s.joined.png", dir, name);
     char *r1[] = { "sdmorph", "render", (char *)recipe, "--model", model, "-q", NULL };
     CHECK_INT(sdm(r1), 0);
     for (int i = 0; i < 4; i++) {      /* keep the single render's outputs apart */
@@ -83,7 +86,7 @@ static void shards_equal_single(const char *recipe, const char *name, int n)
         snprintf(b, sizeof b, "%s/single-%s.%s", dir, name, exts[i]);
         CHECK_INT(rename(a, b), 0);
     }
-    char *r2[] = { "sdmorph", "render", (char *)recipe, "--model", model, "-q", "-o", single, NULL };
+    char *r2[] = { "sdmorph", "render", (char *)recipe, "--model", model, "-q", "-o", single, "-o", png_single, NULL };
     CHECK_INT(sdm(r2), 0);
     argv[k++] = "sdmorph";
     argv[k++] = "join";
@@ -105,9 +108,16 @@ static void shards_equal_single(const char *recipe, const char *name, int n)
     }
     argv[k++] = "-o";
     argv[k++] = joined;
+    argv[k++] = "-o";
+    argv[k++] = png_joined;
     argv[k] = NULL;
     CHECK_INT(sdm(argv), 0);
     CHECK(same_file(single, joined));
+    for (int i = 0; i < 3; i++) {       /* the join writes stills as the render does */
+        snprintf(a, sizeof a, "%s/%s.single-%d.png", dir, name, i);
+        snprintf(b, sizeof b, "%s/%s.joined-%d.png", dir, name, i);
+        CHECK(same_file(a, b));
+    }
     for (int i = 3; i < 3 + n; i++)
         free(argv[i]);
 }
