@@ -8,6 +8,8 @@
 #                     vocabulary loader, the prompt syntax, the safetensors
 #                     reader, the PNG text and image-settings readers of
 #                     `import`, FUZZ_SECONDS (60) each; fails on a crash
+#   make install      installs the binary, its man page and bash completion
+#                     under PREFIX (/usr/local), staged under DESTDIR
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 CC       ?= cc
@@ -28,7 +30,7 @@ DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev \
   slurm-wlm munge
 
-ifeq ($(filter-out deps clean,$(or $(MAKECMDGOALS),all)),)
+ifeq ($(filter-out deps clean uninstall,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1
 endif
 
@@ -174,6 +176,22 @@ bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
 demo: all
 	./sdmorph render recipes/demo.yaml -o out/demo.mp4
 
+# The built-in analytic model is not installed: an installed sdmorph needs
+# --model, a recipe's model: or $SDMORPH_MODEL.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
+	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/sdmorph
+	install -m 644 sdmorph.1 $(DESTDIR)$(MANDIR)/man1/sdmorph.1
+	install -m 644 completion/sdmorph.bash $(DESTDIR)$(COMPLETIONDIR)/sdmorph
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sdmorph $(DESTDIR)$(MANDIR)/man1/sdmorph.1 $(DESTDIR)$(COMPLETIONDIR)/sdmorph
+
 # --- sanitizers and fuzzing (clang) ----------------------------------------
 SAN_CC    ?= clang
 SAN_CXX   ?= clang++
@@ -269,5 +287,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
+.PHONY: all test bench demo install uninstall clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

@@ -102,8 +102,8 @@ static int same_model(const bridge_args *a, const sdm_recipe *ra, const sdm_reci
 {
     char other[PATH_MAX], ca[PATH_MAX], cb[PATH_MAX];
 
-    if (sdm_bundle_dir_for(a->model, ra->model, ra->path, dir, len) ||
-        sdm_bundle_dir_for(a->model, rb->model, rb->path, other, sizeof other)) {
+    if (sdm_bundle_dir_for(a->model, ra->model, dir, len) ||
+        sdm_bundle_dir_for(a->model, rb->model, other, sizeof other)) {
         fprintf(stderr, "sdmorph bridge: the model's path is too long\n");
         return SDM_EXIT_USAGE;
     }

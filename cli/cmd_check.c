@@ -8,6 +8,7 @@
 #include "bundle.h"
 #include "commands.h"
 #include "error.h"
+#include "overrides.h"
 #include "plan.h"
 #include "preflight.h"
 #include "recipe.h"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
             "  --no-model         do not read the model: its limits are not checked\n"
             "  --frames LIST      only these output frames, e.g. 37 or 0-9,20\n"
             "  --shard I/N|auto   only the renders of shard I of N (`render --shard`) and its segment\n"
+            "  --steps N, --size WxH, --seed N, --sampler NAME, --set KEY=VALUE\n"
+            "                     the recipe as `render` with these options reads it\n"
             "  -q, --quiet        print the summary line only\n"
             "      --json         print the plan as JSON (the format of a render's sidecar)\n"
             "\n"
@@ -53,12 +56,14 @@ static void print_retime(const sdm_preflight *pf, const sdm_recipe *r)
                pf->retime.probe_steps ? pf->retime.probe_steps : sdm_retime_probe_steps(r->steps));
 }
 
-static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, int quiet, int json)
+static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, const char *model, int quiet,
+                      int json)
 {
     const sdm_plan *plan = &pf->plan;
+    sdm_plan_json_extra x = { model, pf->width, pf->height, NULL, NULL };
 
     if (json)
-        sdm_plan_write_json(plan, r, stdout);
+        sdm_plan_write_json_with(plan, r, &x, stdout);
     else if (quiet)
         printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan->n_sequence, plan->n_renders,
                plan->n_sequence / plan->fps, plan->fps);
@@ -73,20 +78,30 @@ int sdm_cmd_check(int argc, char **argv)
 {
     const char *path = NULL, *model = NULL;
     const char **outputs = calloc((size_t)argc, sizeof *outputs);
-    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE;
+    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE, k;
+    sdm_overrides ov;
     sdm_render_params p = sdm_render_default_params();
     sdm_recipe *r = NULL;
     sdm_preflight pf;
     sdm_error err = { 0 };
+    int takes;
     char model_dir[4096];
 
     memset(&pf, 0, sizeof pf);
-    if (!outputs)
-        return SDM_EXIT_RUNTIME;
+    if (sdm_overrides_init(&ov, argc) || !outputs) {
+        rc = SDM_EXIT_RUNTIME;
+        goto end;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames") ||
-                    !strcmp(a, "--shard");
+
+        k = sdm_overrides_take(&ov, argc, argv, &i, "sdmorph check");
+        if (k < 0)
+            goto end;
+        if (k > 0)
+            continue;
+        takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames") ||
+                !strcmp(a, "--shard");
 
         if (takes && i + 1 >= argc) {
             fprintf(stderr, "sdmorph check: %s needs a value\n", a);
@@ -130,9 +145,9 @@ int sdm_cmd_check(int argc, char **argv)
         usage(stderr);
         goto end;
     }
-    if (sdm_recipe_load(path, &r, &err))
+    if (sdm_recipe_load_with(path, ov.items, ov.n, &r, &err))
         goto fail;
-    if (!no_model && sdm_bundle_dir_for(model, r->model, r->path, model_dir, sizeof model_dir)) {
+    if (!no_model && sdm_bundle_dir_for(model, r->model, model_dir, sizeof model_dir)) {
         sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
         goto fail;
     }
@@ -143,7 +158,7 @@ int sdm_cmd_check(int argc, char **argv)
     if (p.shard.count && !json)
         printf("shard %d/%d: renders %d-%d of %d, into %s\n", p.shard.index, p.shard.count, pf.outs.segment.first,
                pf.outs.segment.first + pf.outs.segment.n - 1, pf.outs.segment.n_total, pf.segment);
-    rc = print_plan(path, &pf, r, quiet, json);
+    rc = print_plan(path, &pf, r, p.model_dir, quiet, json);
     goto end;
 fail:
     fprintf(stderr, "sdmorph: %s\n", err.msg);
@@ -151,6 +166,7 @@ fail:
 end:
     sdm_preflight_free(&pf);
     sdm_recipe_free(&r);
+    sdm_overrides_free(&ov);
     free(outputs);
     return rc;
 }

@@ -184,7 +184,7 @@ static int resolve(const slurm_options *o, const sdm_recipe *r, char paths[4][PA
 {
     char model[PATH_MAX];
 
-    if (sdm_bundle_dir_for(o->model, r->model, r->path, model, sizeof model))
+    if (sdm_bundle_dir_for(o->model, r->model, model, sizeof model))
         return sdm_error_set(err, SDM_EXIT_USAGE, "the model's path is too long");
     if (!realpath("/proc/self/exe", paths[0]))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot find this executable: %s", strerror(errno));

@@ -9,7 +9,6 @@
 #include "bundle.h"
 #include "commands.h"
 #include "embeddings.h"
-#include "model_dir.h"
 #include "options.h"
 #include "prompt_chunks.h"
 #include "recipe.h"
@@ -257,10 +256,10 @@ int sdm_cmd_tokenize(int argc, char **argv)
         goto end;
     }
 
-    if (model)
-        snprintf(model_dir, sizeof model_dir, "%s", model);
-    else
-        sdm_default_model(model_dir, sizeof model_dir);
+    if (sdm_bundle_dir_for(model, NULL, model_dir, sizeof model_dir)) {
+        sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
+        goto fail;
+    }
     if (sdm_bundle_load(model_dir, &bundle, &err))
         goto fail;
     tp.token_length = bundle.token_length;

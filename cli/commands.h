@@ -11,5 +11,6 @@ int sdm_cmd_measure(int argc, char **argv);
 int sdm_cmd_bridge(int argc, char **argv);
 int sdm_cmd_join(int argc, char **argv);
 int sdm_cmd_slurm(int argc, char **argv);
+int sdm_cmd_info(int argc, char **argv);
 
 #endif

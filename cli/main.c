@@ -4,14 +4,17 @@
 
 #include "commands.h"
 #include "error.h"
+#include "version.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
+            "sdmorph %s\n"
             "usage: sdmorph COMMAND [options]\n"
             "\n"
-            "  render RECIPE [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--batch N] [--frames LIST]\n"
-            "                      render a recipe to its outputs (MP4, GIF, PNG sheet)\n"
+            "  render RECIPE... [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--devices LIST] [--batch N]\n"
+            "         [--frames LIST] [--steps N] [--size WxH] [--seed N] [--sampler NAME] [--set KEY=VALUE] [--json]\n"
+            "                      render recipes to their outputs (MP4, GIF, PNG sheet and stills)\n"
             "  render RECIPE --shard I/N|auto\n"
             "                      render one shard's frames into a segment (a cluster's array task)\n"
             "  join RECIPE SEGMENT...\n"
@@ -22,13 +25,17 @@ static void usage(FILE *f)
             "  bridge A.yaml B.yaml [--frames N | --beats N] -o OUT\n"
             "                      render the transition from A's first frame to B's first frame\n"
             "  measure VIDEO...    print the pace of any MP4/GIF: adjacent-frame distances (SSIM)\n"
+            "  info [MODEL]        what a model bundle holds: sizes, dtype, schedule, packages, fingerprint\n"
             "  tokenize [--model DIR] [--tokens] TEXT\n"
             "                      print the token ids (chunks, weights) a prompt becomes\n"
             "  import IMAGE.png    print a recipe from the settings A1111/ComfyUI stored in an image\n"
             "  samplers [--model DIR]\n"
             "                      list the samplers, their aliases and what each needs\n"
             "\n"
-            "Run `sdmorph COMMAND --help` for a command's options.\n");
+            "  --version           print the version\n"
+            "\n"
+            "Run `sdmorph COMMAND --help` for a command's options; `man sdmorph` for all of them.\n",
+            SDM_VERSION);
 }
 
 int main(int argc, char **argv)
@@ -41,6 +48,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return SDM_EXIT_OK;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("sdmorph %s\n", SDM_VERSION);
+        return SDM_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "info"))
+        return sdm_cmd_info(argc - 1, argv + 1);
     if (!strcmp(argv[1], "render"))
         return sdm_cmd_render(argc - 1, argv + 1);
     if (!strcmp(argv[1], "check"))

@@ -1,6 +1,5 @@
 #include "run_render.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +7,9 @@
 #include "devices.h"
 
 static volatile sig_atomic_t stop_requested;
+static struct sigaction old_actions[3];
+static int catching;                /* how deep sdm_run_catch_signals calls nest */
+static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_signal(int sig)
 {
@@ -34,7 +36,35 @@ int sdm_run_device(const char *cmd, const char *device, sdm_device *out)
     return SDM_EXIT_OK;
 }
 
-static void print_report(const sdm_render_stats *stats, int quiet)
+/* a closed terminal (SIGHUP) ends a render as Ctrl-C does: the frames done
+ * are kept in a .partial file, the temporary files removed */
+void sdm_run_catch_signals(void)
+{
+    struct sigaction sa;
+
+    if (catching++)
+        return;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &sa, &old_actions[i]);
+}
+
+void sdm_run_release_signals(void)
+{
+    if (catching <= 0 || --catching)
+        return;
+    for (int i = 0; i < 3; i++)
+        sigaction(signals[i], &old_actions[i], NULL);
+}
+
+volatile sig_atomic_t *sdm_run_stop_flag(void)
+{
+    return &stop_requested;
+}
+
+void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
 {
     fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
             "%.4f s per rendered frame, batch %d\n", stats->frames_shown, stats->frames_rendered, stats->width,
@@ -47,28 +77,27 @@ static void print_report(const sdm_render_stats *stats, int quiet)
         sdm_pace_print(&stats->pace, stderr);
 }
 
+int sdm_run_render_stats(const sdm_recipe *r, sdm_render_params *p, const sdm_device *devs, int n_devs,
+                         sdm_render_stats *stats, sdm_error *err)
+{
+    int d;
+
+    memset(stats, 0, sizeof *stats);
+    p->stop = &stop_requested;
+    sdm_run_catch_signals();
+    d = n_devs > 1 ? sdm_render_devices(r, p, devs, n_devs, stats, err) : sdm_render(r, p, stats, err);
+    sdm_run_release_signals();
+    return d;
+}
+
 int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, const sdm_device *devs, int n_devs, int quiet)
 {
-    static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
-    struct sigaction sa, old[3];
     sdm_render_stats stats;
     sdm_error err = { 0 };
     int d, rc = SDM_EXIT_OK;
 
-    memset(&stats, 0, sizeof stats);
-    p->progress = !quiet && isatty(STDERR_FILENO);
-    p->stop = &stop_requested;
-    /* a closed terminal (SIGHUP) ends a render as Ctrl-C does: the frames
-     * done are kept in a .partial file, the temporary files removed */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    for (int i = 0; i < 3; i++)
-        sigaction(signals[i], &sa, &old[i]);
-    d = n_devs > 1 ? sdm_render_devices(r, p, devs, n_devs, &stats, &err) : sdm_render(r, p, &stats, &err);
-    for (int i = 0; i < 3; i++)
-        sigaction(signals[i], &old[i], NULL);
-
+    p->progress = quiet ? SDM_PROGRESS_NONE : isatty(STDERR_FILENO) ? SDM_PROGRESS_TERMINAL : SDM_PROGRESS_LOG;
+    d = sdm_run_render_stats(r, p, devs, n_devs, &stats, &err);
     if (d < 0) {
         fprintf(stderr, "sdmorph: %s\n", err.msg);
         rc = err.code ? err.code : SDM_EXIT_RUNTIME;
@@ -80,7 +109,7 @@ int sdm_run_render(const sdm_recipe *r, sdm_render_params *p, const sdm_device *
             fprintf(stderr, "sdmorph: interrupted before the first frame: nothing written\n");
         rc = 130;
     } else {
-        print_report(&stats, quiet);
+        sdm_run_print_report(&stats, quiet);
     }
     return rc;
 }

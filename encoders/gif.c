@@ -85,7 +85,9 @@ typedef struct {
     int width, height;
     sdm_gif_palette palette;
     sdm_gif_dither dither;
-    AVRational rate;
+    AVRational rate;            /* of the GIF's frames: the render's fps times repeat */
+    int repeat;                 /* GIF frames per frame: a frame longer than a GIF delay holds is
+                                   written as several of equal delay, so the GIF lasts as the MP4 */
 
     /* Each worker quantizes whole frames in a graph of its own; jobs come
      * back in order and are encoded on the GIF's own thread. */
@@ -304,15 +306,13 @@ static void stats_scale(const gif_ctx *g, char *buf, size_t size)
 }
 
 /* A GIF frame's delay is 1..65535 hundredths of a second, and browsers play
- * delays under 2/100 s as 1/10 s (faster GIFs crawl): 0.0015259 to 50 fps. */
+ * delays under 2/100 s as 1/10 s (faster GIFs crawl): at most 50 fps. A
+ * frame longer than 655.35 s is written as several (gif_open). */
 static int gif_check(const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     if (p->fps > 50)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: GIF frame delays are in 1/100 s and browsers slow down "
                              "anything faster than 50 fps; got %g fps", target, p->fps);
-    if (100.0 / p->fps > 65535)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: a GIF shows a frame for at most 655.35 s (fps at least "
-                             "0.0015259); got %g fps", target, p->fps);
     if (!avcodec_find_encoder(AV_CODEC_ID_GIF))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the gif encoder", target);
     return 0;
@@ -405,7 +405,9 @@ static int gif_open(void **out, const char *tmp_path, const char *target,
     g->height = p->height;
     g->palette = p->gif_palette;
     g->dither = p->gif_dither;
-    g->rate = av_d2q(p->fps, 1001000);
+    g->repeat = (int)ceil(100.0 / p->fps / 65535);
+    g->repeat = g->repeat < 1 ? 1 : g->repeat;
+    g->rate = av_d2q(p->fps * g->repeat, 1001000);
 
     stats_scale(g, shrink, sizeof shrink);
     if (g->palette == SDM_GIF_PALETTE_FRAME) {
@@ -465,8 +467,11 @@ static int encode_job(gif_ctx *g, gif_job *j, int rc, sdm_error *err)
         ret = sdm_error_set(err, j->err.code, "%s", j->err.msg);
     } else {
         j->pal8->pict_type = AV_PICTURE_TYPE_NONE;
-        ret = encode(g, j->pal8, err);
-        g->encoded++;
+        ret = 0;
+        for (int r = 0; r < g->repeat && ret >= 0; r++) {
+            j->pal8->pts = g->encoded++;
+            ret = encode(g, j->pal8, err);
+        }
     }
     av_frame_unref(j->pal8);
     return ret;

@@ -21,10 +21,10 @@
 #include <libavutil/crc.h>
 #include <libavutil/intreadwrite.h>
 #include <libavutil/mem.h>
-#include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
 #include "ffutil.h"
+#include "png.h"
 
 #define MAX_SIDE 4096
 #define MAX_CELLS 1024
@@ -186,112 +186,31 @@ static void draw_label(uint8_t *img, int linesize, int x0, int y0, int xmax, int
     }
 }
 
-static int is_ascii(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return 0;
-    return 1;
-}
-
-/* The PNG as encoded, with a "Comment" text chunk after IHDR (signature 8 +
- * IHDR 25 bytes): tEXt for ASCII, which every reader shows; else iTXt,
- * the chunk for UTF-8. */
-static int write_png(sheet_ctx *c, const AVPacket *pkt, sdm_error *err)
-{
-    const AVCRC *crc = av_crc_get_table(AV_CRC_32_IEEE_LE);
-    static const char key[] = "Comment";
-    uint8_t *chunk = NULL;
-    int ret = -1, averr;
-
-    if (pkt->size < 33 || memcmp(pkt->data + 12, "IHDR", 4) != 0) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the PNG encoder gave no IHDR", c->target);
-        goto end;
-    }
-    avio_write(c->pb, pkt->data, 33);
-    if (c->comment) {
-        int utf8 = !is_ascii(c->comment);
-        size_t text_len = strlen(c->comment);
-        /* keyword NUL [iTXt: compression flag, method, language NUL, translated keyword NUL] text */
-        size_t head = sizeof key + (utf8 ? 4 : 0), data_len = head + text_len;
-        chunk = av_mallocz(4 + data_len);
-        if (!chunk) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-            goto end;
-        }
-        memcpy(chunk, utf8 ? "iTXt" : "tEXt", 4);
-        memcpy(chunk + 4, key, sizeof key);
-        memcpy(chunk + 4 + head, c->comment, text_len);
-        avio_wb32(c->pb, (uint32_t)data_len);
-        avio_write(c->pb, chunk, (int)(4 + data_len));
-        avio_wb32(c->pb, ~av_crc(crc, 0xFFFFFFFF, chunk, 4 + data_len));
-    }
-    avio_write(c->pb, pkt->data + 33, pkt->size - 33);
-    avio_flush(c->pb);
-    if (c->pb->error < 0) {
-        sdm_ff_error(err, c->pb->error, "%s: write failed", c->target);
-        goto end;
-    }
-    averr = avio_closep(&c->pb);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: write failed", c->target);
-        goto end;
-    }
-    ret = 0;
-end:
-    av_free(chunk);
-    return ret;
-}
-
 static int sheet_finish(void *ctx, sdm_error *err)
 {
     sheet_ctx *c = ctx;
-    const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
-    AVCodecContext *enc = NULL;
     AVFrame *frame = NULL;
-    AVPacket *pkt = NULL;
     int cols, rows, k, ret = -1, averr;
     size_t size = (size_t)c->tw * c->th * 3;
 
-    if (!codec) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the png encoder", c->target);
-        goto end;
-    }
     cols = (int)ceil(sqrt(c->kept));
     rows = (c->kept + cols - 1) / cols;
-    enc = avcodec_alloc_context3(codec);
     frame = av_frame_alloc();
-    pkt = av_packet_alloc();
-    if (!enc || !frame || !pkt) {
+    if (!frame) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    enc->width = cols * (c->tw + GAP) + GAP;
-    enc->height = rows * (c->th + GAP) + GAP;
-    enc->pix_fmt = AV_PIX_FMT_RGB24;
-    enc->time_base = (AVRational){ 1, 1 };
-    /* The sheet is written after the last frame, while the render waits:
-     * zlib's fastest level on rows predicted from their left neighbour is 3
-     * times faster than FFmpeg's default (level 6, no prediction) and the
-     * file a quarter smaller (a 4094x4094 sheet: 0.75 s and 25.7 MB against
-     * 2.25 s and 33.2 MB). */
-    enc->compression_level = 1;
-    av_opt_set(enc->priv_data, "pred", "sub", 0);
-    averr = avcodec_open2(enc, codec, NULL);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: cannot open the PNG encoder", c->target);
-        goto end;
-    }
     frame->format = AV_PIX_FMT_RGB24;
-    frame->width = enc->width;
-    frame->height = enc->height;
+    frame->width = cols * (c->tw + GAP) + GAP;
+    frame->height = rows * (c->th + GAP) + GAP;
     averr = av_frame_get_buffer(frame, 0);
     if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: out of memory for a %dx%d sheet", c->target, enc->width, enc->height);
+        sdm_ff_error(err, averr, "%s: out of memory for a %dx%d sheet", c->target, frame->width, frame->height);
         goto end;
     }
 
-    fill(frame->data[0], frame->linesize[0], 0, 0, enc->width, enc->height, enc->width, enc->height, BACKGROUND);
+    fill(frame->data[0], frame->linesize[0], 0, 0, frame->width, frame->height, frame->width, frame->height,
+         BACKGROUND);
     /* Digits about a 16th of the cell wide, at least one pixel a dot. */
     k = c->tw / 64 > 1 ? c->tw / 64 : 1;
     if (k > 6)
@@ -308,31 +227,24 @@ static int sheet_finish(void *ctx, sdm_error *err)
     av_freep(&c->thumbs);
     c->kept = 0;
 
-    averr = avcodec_send_frame(enc, frame);
-    if (averr >= 0)
-        averr = avcodec_send_frame(enc, NULL);
-    if (averr >= 0)
-        averr = avcodec_receive_packet(enc, pkt);
+    if (sdm_png_encode(frame->data[0], frame->linesize[0], frame->width, frame->height, c->comment, c->pb,
+                       c->target, err) < 0)
+        goto end;
+    averr = avio_closep(&c->pb);
     if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: PNG encoding failed", c->target);
+        sdm_ff_error(err, averr, "%s: write failed", c->target);
         goto end;
     }
-    if (write_png(c, pkt, err) < 0)
-        goto end;
     ret = 0;
 end:
-    av_packet_free(&pkt);
     av_frame_free(&frame);
-    avcodec_free_context(&enc);
     return ret;
 }
 
 static int sheet_check(const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     (void)p;
-    if (!avcodec_find_encoder(AV_CODEC_ID_PNG))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the png encoder", target);
-    return 0;
+    return sdm_png_check(target, err);
 }
 
 const sdm_format sdm_format_sheet = {

@@ -199,6 +199,9 @@ static int check_one(const char *target, int sheet, const sdm_sink_params *p, sd
 
     if (sdm_sink_check_path(target, sheet, err) < 0)
         return -1;
+    if (!fmt)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': a still, which the render writes, not the sink",
+                             target);
     return fmt->check ? fmt->check(target, p, err) : 0;
 }
 

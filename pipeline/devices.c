@@ -98,6 +98,8 @@ static int set_up_jobs(const sdm_recipe *r, const sdm_render_params *p, const sd
         j->r = r;
         j->p = *p;
         j->p.device = devs[i];
+        j->p.engine = NULL;         /* each thread opens its own on its device */
+        j->p.on_written = NULL;
         j->p.shard.index = i + 1;
         j->p.shard.count = n;
         j->p.progress = 0;

@@ -13,6 +13,7 @@
 #include "outputs.h"
 #include "pace.h"
 #include "plan.h"
+#include "png.h"
 #include "segment.h"
 #include "sink.h"
 
@@ -28,6 +29,7 @@ typedef struct {
     sdm_sink *sink;
     uint8_t *frame;
     size_t frame_bytes;
+    char comment[1024];         /* what every output records, as a render's */
     sdm_pace *pace;             /* measured as a render measures it: the same sidecar */
 } join_state;
 
@@ -161,9 +163,8 @@ static int open_outputs(join_state *S, sdm_error *err)
     const sdm_segment_info *s0 = &S->segs[0];
     int n = S->jp->n_segments;
     sdm_input *in = calloc(2 * (size_t)n + 1, sizeof *in);
-    sdm_outputs_request q = { S->jp->outputs, S->jp->n_outputs, NULL, in, 0 };
+    sdm_outputs_request q = { S->jp->outputs, S->jp->n_outputs, NULL, in, 0, &S->plan };
     sdm_sink_params kp = sdm_sink_default_params();
-    char comment[1024];
     int rc = -1;
 
     if (!in)
@@ -175,19 +176,37 @@ static int open_outputs(join_state *S, sdm_error *err)
     }
     if (sdm_outputs_make(S->r, &q, &S->outs, err) || sdm_outputs_open(&S->outs, &S->files, err))
         goto end;
-    sdm_outputs_comment(comment, sizeof comment, S->r->path, s0->recipe_fp, s0->model_dir, s0->model_fp);
+    sdm_outputs_comment(S->comment, sizeof S->comment, S->r->path, s0->recipe_fp, s0->model_dir, s0->model_fp);
     kp.width = s0->width;
     kp.height = s0->height;
     kp.fps = S->r->fps;
     kp.total_frames = S->plan.n_sequence;
     kp.gif_palette = S->r->gif_palette;
     kp.gif_dither = S->r->gif_dither;
-    kp.comment = comment;
+    kp.comment = S->comment;
     kp.files = S->files;
-    rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
+    rc = 0;                     /* stills alone need no sink */
+    if (S->outs.n_videos || S->outs.sheet)
+        rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
 end:
     free(in);
     return rc;
+}
+
+/* The stills of output frame i (rgb), into their temporary files. */
+static int write_stills(join_state *S, int i, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_outputs *o = &S->outs;
+
+    for (int k = o->first_still; k < o->first_still + o->n_stills; k++) {
+        int at = o->files[k].frame == i ? sdm_fileset_find(S->files, o->files[k].path) : -2;
+        if (at == -1)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", o->files[k].path);
+        if (at >= 0 && sdm_png_write(sdm_fileset_temp(S->files, at), rgb, S->segs[0].width, S->segs[0].height,
+                                     S->comment, o->files[k].path, err))
+            return -1;
+    }
+    return 0;
 }
 
 /* Output frame i's part of the pace, as the render's pace_frame does it. */
@@ -215,7 +234,8 @@ static int write_frames(join_state *S, sdm_error *err)
         if (got != (ssize_t)S->frame_bytes)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "reading %s: %s", S->segs[k].frames,
                                  got < 0 ? strerror(errno) : "the file is shorter than its manifest says");
-        if (sdm_sink_push(S->sink, S->frame, err) || pace_frame(S, i, err))
+        if ((S->sink && sdm_sink_push(S->sink, S->frame, err)) || pace_frame(S, i, err) ||
+            write_stills(S, i, S->frame, err))
             return -1;
     }
     return 0;
@@ -251,6 +271,21 @@ static void join_state_clear(join_state *S)
     sdm_plan_free(&S->plan);
 }
 
+/* The outputs with their sidecars, which record what the shards' renders used. */
+static int commit(join_state *S, sdm_error *err)
+{
+    const sdm_segment_info *s0 = &S->segs[0];
+    sdm_sidecar_used used;
+
+    memset(&used, 0, sizeof used);
+    used.model_dir = s0->model_dir;
+    used.fingerprint = s0->model_fp;
+    used.width = s0->width;
+    used.height = s0->height;
+    used.texts = s0->texts;
+    return sdm_outputs_commit(&S->outs, S->files, S->r, &S->plan, &used, 0, err);
+}
+
 int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *stats, sdm_error *err)
 {
     join_state S;
@@ -262,8 +297,8 @@ int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *sta
     S.jp = jp;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) ||
-        write_frames(&S, err) || sdm_sink_finish(S.sink, 0, err) || pace_report(&S, err) ||
-        sdm_outputs_commit(&S.outs, S.files, r, &S.plan, S.segs[0].texts, 0, err))
+        write_frames(&S, err) || (S.sink && sdm_sink_finish(S.sink, 0, err)) || pace_report(&S, err) ||
+        commit(&S, err))
         goto end;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (stats) {

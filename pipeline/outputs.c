@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "output_name.h"
 #include "paths.h"
 #include "sidecar.h"
 #include "version.h"
@@ -58,11 +59,12 @@ static int add_file(sdm_outputs *o, const char *path, sdm_out_kind kind, int of,
     return 0;
 }
 
-/* The output itself may not be a folder; its folder must be there and writable. */
+/* The output itself may not be a folder; its folder must be there and
+ * writable, or be made (sdm_outputs_open) in the nearest one that is. */
 static int check_place(const sdm_out_file *f, sdm_error *err)
 {
     const char *base = sdm_path_base(f->path);
-    char dir[SDM_PATH_MAX], shown[256];
+    char dir[SDM_PATH_MAX], shown[256], *slash;
     struct stat st;
 
     sdm_path_excerpt(f->path, shown, sizeof shown);
@@ -72,12 +74,45 @@ static int check_place(const sdm_out_file *f, sdm_error *err)
         strcpy(dir, "./");
     else
         snprintf(dir, sizeof dir, "%.*s", (int)(base - f->path), f->path);
+    /* a folder not there yet: the nearest one that is */
+    while (stat(dir, &st) < 0 && errno == ENOENT) {
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            dir[--n] = '\0';
+        slash = strrchr(dir, '/');
+        if (!slash || slash == dir) {
+            strcpy(dir, slash ? "/" : ".");
+            break;
+        }
+        slash[1] = '\0';
+    }
     if (stat(dir, &st) < 0)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: folder %s: %s", shown, dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: %s is not a folder", shown, dir);
     if (access(dir, W_OK | X_OK) < 0)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot write %s: folder %s: %s", shown, dir, strerror(errno));
+    return 0;
+}
+
+/* Makes the folders of path that are not there (mkdir -p of its folder). */
+static int make_folders(const char *path, sdm_error *err)
+{
+    char dir[SDM_PATH_MAX];
+    const char *base = sdm_path_base(path);
+
+    if (base == path || (size_t)(base - path) >= sizeof dir)
+        return 0;
+    snprintf(dir, sizeof dir, "%.*s", (int)(base - path), path);
+    for (char *c = dir + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot make folder %s for %s: %s", dir, path,
+                                 strerror(errno));
+        *c = '/';
+    }
     return 0;
 }
 
@@ -127,29 +162,132 @@ static int check_clash(const sdm_outputs *o, int i, const sdm_outputs_request *q
     return 0;
 }
 
+static int is_still(const char *name)
+{
+    return sdm_output_kind_of(name, 0) == SDM_OUTPUT_STILL;
+}
+
+/* The name a requested output gets: the -o names are the user's own; the
+ * recipe's get the frames said. */
+static int requested_name(const sdm_outputs_request *q, const char *name, char *buf, size_t len, const char **out,
+                          sdm_error *err)
+{
+    *out = name;
+    if (!q->frames || q->n_outputs > 0)
+        return 0;
+    if (frames_name(name, q->frames, buf, len))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': no room for the frames in its name", name);
+    *out = buf;
+    return 0;
+}
+
+/* A still's name for frame `number`: its one %d (%04d: width, zero-padded)
+ * replaced, else with several frames "-NUMBER" before its extension. */
+static int still_name(const char *name, int number, int several, char *out, size_t len, sdm_error *err)
+{
+    const char *ext = sdm_path_ext(name), *c = name;
+    size_t n = 0;
+    int done = 0;
+
+    if (!strchr(name, '%') && !several)
+        return snprintf(out, len, "%s", name) >= (int)len ? -1 : 0;
+    if (!strchr(name, '%'))
+        return snprintf(out, len, "%.*s-%d%s", ext ? (int)(ext - name) : INT_MAX, name, number, ext ? ext : "") >=
+               (int)len ? -1 : 0;
+    while (*c && n + 32 < len) {
+        char *end;
+        long width;
+        if (*c != '%') {
+            out[n++] = *c++;
+            continue;
+        }
+        if (c[1] == '%') {
+            out[n++] = '%';
+            c += 2;
+            continue;
+        }
+        width = strtol(c + 1, &end, 10);
+        if (done || *end != 'd' || width < 0 || width > 9 || c[1] == '-' || c[1] == '+' || c[1] == ' ')
+            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': a still's name takes one %%d for the frame "
+                                 "number (e.g. pick-%%04d.png)", name);
+        if (c[1] == '0')
+            n += (size_t)sprintf(out + n, "%0*d", (int)width, number);
+        else
+            n += (size_t)sprintf(out + n, "%*d", (int)width, number);
+        c = end + 1;
+        done = 1;
+    }
+    out[n] = '\0';
+    return *c ? -1 : 0;
+}
+
+/* The stills: one per frame shown for each .png name. */
+static int add_stills(sdm_outputs *o, const sdm_outputs_request *q, const char *const *names, int n, sdm_error *err)
+{
+    int shown = q->plan ? q->plan->n_sequence : 1;
+    char buf[SDM_PATH_MAX], still[SDM_PATH_MAX];
+    const char *name;
+
+    o->first_still = o->n;
+    for (int i = 0; i < n; i++) {
+        if (!is_still(names[i]))
+            continue;
+        if (requested_name(q, names[i], buf, sizeof buf, &name, err))
+            return -1;
+        for (int k = 0; k < shown; k++) {
+            int number = q->plan ? q->plan->frame_index[k] : 0;
+            if (still_name(name, number, shown > 1, still, sizeof still, err))
+                return err->code ? -1 : sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': its name is too long", name);
+            if (add_file(o, still, SDM_OUT_STILL, -1, err))
+                return -1;
+            o->files[o->n - 1].frame = k;
+        }
+    }
+    o->n_stills = o->n - o->first_still;
+    return 0;
+}
+
+/* The videos, then the contact sheet, then the stills. */
+static int add_requested(sdm_outputs *o, const sdm_outputs_request *q, const char *const *names, int n,
+                         const char *sheet, sdm_error *err)
+{
+    char buf[SDM_PATH_MAX];
+    const char *name;
+
+    for (int i = 0; i <= n; i++) {
+        const char *asked = i < n ? names[i] : sheet;
+        if (!asked || (i < n && is_still(asked)))
+            continue;
+        if (requested_name(q, asked, buf, sizeof buf, &name, err) ||
+            add_file(o, name, i < n ? SDM_OUT_VIDEO : SDM_OUT_SHEET, -1, err))
+            return -1;
+        if (i < n)
+            o->videos[o->n_videos++] = o->files[o->n - 1].path;
+        else
+            o->sheet = o->files[o->n - 1].path;
+    }
+    return add_stills(o, q, names, n, err);
+}
+
 int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outputs *o, sdm_error *err)
 {
     const char *const *names = q->n_outputs > 0 ? q->outputs : (const char *const *)r->outputs;
-    int n = q->n_outputs > 0 ? q->n_outputs : r->n_outputs, n_videos;
+    int n = q->n_outputs > 0 ? q->n_outputs : r->n_outputs, n_stills = 0;
     const char *sheet = q->n_outputs > 0 ? NULL : r->contact_sheet;
-    char buf[SDM_PATH_MAX], side[SDM_PATH_MAX];
+    char side[SDM_PATH_MAX];
 
     memset(o, 0, sizeof *o);
-    o->files = calloc(2 * (size_t)n + 2, sizeof *o->files);
+    for (int i = 0; i < n; i++)
+        n_stills += is_still(names[i]) ? (q->plan ? q->plan->n_sequence : 1) : 0;
+    if (n_stills > SDM_MAX_STILLS)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%d PNG stills; at most %d in one render (pick frames with "
+                             "--frames)", n_stills, SDM_MAX_STILLS);
+    o->files = calloc(2 * ((size_t)n + (size_t)n_stills) + 2, sizeof *o->files);
     o->videos = calloc((size_t)n + 1, sizeof *o->videos);
     if (!o->files || !o->videos)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    for (int i = 0; i <= n; i++) {
-        const char *name = i < n ? names[i] : sheet;
-        if (!name)
-            continue;
-        /* the -o names are the user's own; the recipe's get the frames said */
-        if (q->frames && q->n_outputs == 0 && frames_name(name, q->frames, buf, sizeof buf))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': no room for the frames in its name", name);
-        if (add_file(o, q->frames && q->n_outputs == 0 ? buf : name, i < n ? SDM_OUT_VIDEO : SDM_OUT_SHEET, -1, err))
-            return -1;
-    }
-    n_videos = o->n - (sheet ? 1 : 0);
+    if (add_requested(o, q, names, n, sheet, err))
+        return -1;
     for (int i = 0, m = o->n; i < m; i++) {
         sdm_error e = { 0 };
         char shown[256];
@@ -163,10 +301,6 @@ int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outp
         if (sdm_fileset_check_target(o->files[i].path, err) || check_place(&o->files[i], err) ||
             check_clash(o, i, q, err))
             return -1;
-    for (int i = 0; i < n_videos; i++)
-        o->videos[i] = o->files[i].path;
-    o->n_videos = n_videos;
-    o->sheet = sheet ? o->files[n_videos].path : NULL;
     return 0;
 }
 
@@ -196,7 +330,7 @@ int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err)
     if (sdm_fileset_new(&fs, err))
         return -1;
     for (int i = 0; i < o->n; i++) {
-        if (sdm_fileset_add(fs, o->files[i].path, err) < 0) {
+        if (make_folders(o->files[i].path, err) || sdm_fileset_add(fs, o->files[i].path, err) < 0) {
             sdm_fileset_free(&fs);
             return -1;
         }
@@ -206,7 +340,7 @@ int sdm_outputs_open(const sdm_outputs *o, sdm_fileset **out, sdm_error *err)
 }
 
 int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                               const char *texts, sdm_error *err)
+                               const sdm_sidecar_used *used, sdm_error *err)
 {
     for (int i = 0; i < o->n; i++) {
         int k = sdm_fileset_find(fs, o->files[i].path);
@@ -216,8 +350,8 @@ int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sidecar %s is not in the file set",
                                  o->files[i].path);
         if (o->has_segment ? sdm_segment_write(sdm_fileset_temp(fs, k), o->files[i].path, &o->segment, r, plan,
-                                               texts, err)
-                           : sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, texts, err))
+                                               used ? used->texts : NULL, err)
+                           : sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, used, err))
             return -1;
     }
     return 0;
@@ -231,11 +365,11 @@ void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs)
 }
 
 int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
-                       const char *texts, int partial, sdm_error *err)
+                       const sdm_sidecar_used *used, int partial, sdm_error *err)
 {
     if (partial)
         sdm_outputs_skip_sidecars(o, fs);
-    else if (sdm_outputs_write_sidecars(o, fs, r, plan, texts, err))
+    else if (sdm_outputs_write_sidecars(o, fs, r, plan, used, err))
         return -1;
     return sdm_fileset_commit(fs, partial, err);
 }

@@ -551,20 +551,16 @@ static void json_key_string(FILE *f, const char *key, const char *value, const c
     fputs(after, f);
 }
 
-int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
+/* The recipe's settings, as the render uses them where x says. */
+static void json_settings(const sdm_plan *p, const sdm_recipe *r, const sdm_plan_json_extra *x, FILE *f)
 {
-    return sdm_plan_write_json_texts(p, r, NULL, f);
-}
+    int w = x && x->width ? x->width : r->width, h = x && x->height ? x->height : r->height;
 
-int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f)
-{
-    if (!p || !r || !f)
-        return -1;
     fprintf(f, "{\n  \"format\": \"sdmorph-plan\", \"version\": 1,\n  ");
     json_key_string(f, "recipe", r->path, ",\n  ");
-    json_key_string(f, "model", r->model, ",\n");
-    if (r->width && r->height)
-        fprintf(f, "  \"width\": %d, \"height\": %d,", r->width, r->height);
+    json_key_string(f, "model", x && x->model ? x->model : r->model, ",\n");
+    if (w && h)
+        fprintf(f, "  \"width\": %d, \"height\": %d,", w, h);
     else
         fprintf(f, "  \"width\": null, \"height\": null,");
     fprintf(f, " \"steps\": %d, \"sampler\": \"%s\", \"eta\": %.17g, \"karras\": %s,\n", r->steps,
@@ -575,6 +571,33 @@ int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char
         fprintf(f, "\"bpm\": %.17g, ", r->bpm);
     json_key_string(f, "negative", r->negative, ",\n");
     fprintf(f, "  \"weighting\": \"%s\",\n", sdm_weighting_name(r->weighting));
+    fprintf(f, "  \"overrides\": [");
+    for (int i = 0; i < r->n_overrides; i++) {
+        fputs(i ? ", " : "", f);
+        json_string(f, r->overrides[i]);
+    }
+    fprintf(f, "],\n");
+    if (x && x->render)
+        fprintf(f, "  \"render\": %s,\n", x->render);
+}
+
+int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f)
+{
+    return sdm_plan_write_json_with(p, r, NULL, f);
+}
+
+int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f)
+{
+    sdm_plan_json_extra x = { NULL, 0, 0, NULL, texts };
+
+    return sdm_plan_write_json_with(p, r, &x, f);
+}
+
+int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_plan_json_extra *x, FILE *f)
+{
+    if (!p || !r || !f)
+        return -1;
+    json_settings(p, r, x, f);
     fprintf(f, "  \"keyframes\": [");
     for (int i = 0; i < r->n_keyframes; i++) {
         const sdm_keyframe *k = &r->keyframes[i];
@@ -598,8 +621,8 @@ int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char
                 "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n", w->seed, w->guidance, w->frames,
                 w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
     }
-    if (texts)
-        fprintf(f, "  \"texts\": %s,\n", texts);
+    if (x && x->texts)
+        fprintf(f, "  \"texts\": %s,\n", x->texts);
     if (p->retime_json)
         fprintf(f, "  \"retime\": %s,\n", p->retime_json);
     if (p->pace_json)

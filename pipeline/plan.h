@@ -58,6 +58,16 @@ int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f);
 /* The same with "texts": texts (a JSON value: the prompts' chunks and
  * weights, texts_json.h) where it is not NULL. */
 int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f);
+/* What a render (or check, with the model read) knows beyond the recipe. */
+typedef struct {
+    const char *model;      /* the bundle used; NULL: the recipe's model */
+    int width, height;      /* the frame size used; 0: the recipe's */
+    const char *render;     /* a JSON object written as "render": ..., or NULL */
+    const char *texts;      /* a JSON value written as "texts": ... (the prompts' chunks and
+                               weights, texts_json.h), or NULL */
+} sdm_plan_json_extra;
+/* sdm_plan_write_json with x's values in place of the recipe's (x may be NULL). */
+int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_plan_json_extra *x, FILE *f);
 void sdm_plan_free(sdm_plan *p);
 
 /* Easing curves on [0,1], exact at both ends. */

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "paths.h"
+#include "png.h"
 #include "sampler.h"
 
 sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflight *pf)
@@ -237,7 +238,7 @@ static void segment_info(const sdm_recipe *r, const sdm_render_params *p, sdm_pr
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
     sdm_input inputs[16];
-    sdm_outputs_request q = { p->outputs, p->n_outputs, p->frames, inputs, 0 };
+    sdm_outputs_request q = { p->outputs, p->n_outputs, p->frames, inputs, 0, NULL };
     sdm_sink_params kp;
 
     memset(pf, 0, sizeof *pf);
@@ -255,6 +256,7 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     pf->width = r->width ? r->width : pf->has_bundle ? pf->bundle.width : 512;
     pf->height = r->height ? r->height : pf->has_bundle ? pf->bundle.height : 512;
     q.n_inputs = render_inputs(r, pf, inputs, (int)(sizeof inputs / sizeof *inputs));
+    q.plan = &pf->plan;
     if (p->shard.count) {
         const char *seg = pf->segment;
         sdm_segment_info info = pf->outs.segment;
@@ -273,7 +275,10 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     if (load_retime(r, p, &q, pf, err))
         return -1;
     kp = sdm_preflight_sink_params(r, pf);
-    if (p->write_outputs && sdm_sink_check(pf->outs.videos, pf->outs.n_videos, pf->outs.sheet, &kp, err))
+    if (p->write_outputs && (pf->outs.n_videos || pf->outs.sheet) &&
+        sdm_sink_check(pf->outs.videos, pf->outs.n_videos, pf->outs.sheet, &kp, err))
+        return -1;
+    if (p->write_outputs && pf->outs.n_stills && sdm_png_check(pf->outs.files[pf->outs.first_still].path, err))
         return -1;
     return 0;
 }

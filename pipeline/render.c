@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "frame_cache.h"
 #include "outputs.h"
+#include "png.h"
 #include "preflight.h"
 #include "render_hooks.h"
 #include "retime.h"
@@ -56,7 +57,11 @@ typedef struct {
     int shown;                  /* output frames shown so far */
     int interrupted;
     double t0;                  /* when the current phase began: loading, then the loop */
+    double last_report;         /* when the last progress line was written */
     batch_flight flight, next;  /* the batch landing, and the one queued behind it */
+    int own_engine;             /* opened here (not lent by p->engine): freed here */
+    char fingerprint[32];       /* the bundle's */
+    char comment[1024];         /* stored in every output: version, recipe, model */
 } render_state;
 
 /* Automatic batch: several frames per UNet call where memory allows; of
@@ -84,13 +89,23 @@ static int auto_batch(const render_state *S)
     return b;
 }
 
-static void progress_line(const render_state *S, int done)
+/* On a terminal, one line rewritten after every batch; in a log, a line
+ * every progress_every seconds and one at the end. */
+static void progress_line(render_state *S, int done)
 {
     int rendered = S->stats->frames_rendered, n_renders = S->plan.n_renders;
-    double el = now_s() - S->t0, per = rendered ? el / rendered : 0, eta = per * (n_renders - rendered);
+    double t = now_s(), el = t - S->t0, per = rendered ? el / rendered : 0, eta = per * (n_renders - rendered);
 
-    fprintf(stderr, "\rsdmorph: frame %d/%d (rendered %d/%d) %.2f s/frame, ETA %d:%02d%s", S->shown,
-            S->plan.n_sequence, rendered, n_renders, per, (int)eta / 60, (int)eta % 60, done ? "\n" : "  ");
+    if (S->p->progress == SDM_PROGRESS_TERMINAL) {
+        fprintf(stderr, "\rsdmorph: frame %d/%d (rendered %d/%d) %.2f s/frame, ETA %d:%02d%s", S->shown,
+                S->plan.n_sequence, rendered, n_renders, per, (int)eta / 60, (int)eta % 60, done ? "\n" : "  ");
+    } else {
+        if (!done && t - S->last_report < S->p->progress_every)
+            return;
+        fprintf(stderr, "sdmorph: frame %d/%d (rendered %d/%d), %.2f frames/s, ETA %d:%02d\n", S->shown,
+                S->plan.n_sequence, rendered, n_renders, el > 0 ? rendered / el : 0.0, (int)eta / 60, (int)eta % 60);
+    }
+    S->last_report = t;
     fflush(stderr);
 }
 
@@ -136,9 +151,12 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     sdm_sampler_params sp;
 
     sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
-    if (sdm_engine_open(p->model_dir, p->device, &S->engine, err))
+    S->engine = p->engine;
+    S->own_engine = !p->engine;
+    if (S->own_engine && sdm_engine_open(p->model_dir, p->device, &S->engine, err))
         return -1;
-    sdm_engine_set_aoti(S->engine, p->aoti);
+    if (S->own_engine)
+        sdm_engine_set_aoti(S->engine, p->aoti);
     dp.dev = sdm_engine_device(S->engine);
     dp.dtype = sdm_engine_dtype(S->engine);
     dp.unet = sdm_engine_unet_call;
@@ -204,22 +222,25 @@ static int plan_batches(render_state *S, sdm_error *err)
     return keep_frames(S, budget, err);
 }
 
-/* The outputs, which record the sdmorph version, the recipe and the model. */
+/* The outputs, which record the sdmorph version, the recipe and the model;
+ * a sink for the videos and the sheet (stills are written as shown). */
 static int open_sink(render_state *S, sdm_error *err)
 {
     const sdm_recipe *r = S->r;
     const sdm_render_params *p = S->p;
     sdm_sink_params kp;
-    char hash[32], bundle_hash[32], comment[1024];
+    char hash[32];
 
+    sdm_bundle_fingerprint(sdm_engine_bundle(S->engine), S->fingerprint, sizeof S->fingerprint);
     if (!p->write_outputs)
         return 0;
     sdm_file_fingerprint(r->path, hash, sizeof hash);
-    sdm_bundle_fingerprint(sdm_engine_bundle(S->engine), bundle_hash, sizeof bundle_hash);
-    sdm_outputs_comment(comment, sizeof comment, r->path, hash, p->model_dir, bundle_hash);
+    sdm_outputs_comment(S->comment, sizeof S->comment, r->path, hash, p->model_dir, S->fingerprint);
+    if (!S->pf.outs.n_videos && !S->pf.outs.sheet)
+        return 0;
     kp = sdm_preflight_sink_params(r, &S->pf);
     kp.total_frames = S->plan.n_sequence;     /* the plan is the render's now, not preflight's */
-    kp.comment = comment;
+    kp.comment = S->comment;
     kp.files = S->files;
     /* room for two batches: a batch is handed over while the encoder
      * still works on the last one, so the GPU does not wait on it */
@@ -294,7 +315,24 @@ static int pace_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
     return 0;
 }
 
-/* Output frame S->shown is rgb: to the sink and the callback. */
+/* The stills of output frame S->shown, into their temporary files. */
+static int write_stills(render_state *S, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_outputs *o = &S->pf.outs;
+
+    for (int i = o->first_still; S->files && i < o->first_still + o->n_stills; i++) {
+        const sdm_out_file *f = &o->files[i];
+        int k = f->frame == S->shown ? sdm_fileset_find(S->files, f->path) : -2;
+        if (k == -1)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", f->path);
+        if (k >= 0 && sdm_png_write(sdm_fileset_temp(S->files, k), rgb, S->width, S->height, S->comment, f->path,
+                                    err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Output frame S->shown is rgb: to the sink, the stills and the callback. */
 static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
 {
     const sdm_render_params *p = S->p;
@@ -302,7 +340,7 @@ static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
 
     if (S->sink && sdm_sink_push(S->sink, rgb, err))
         return -1;
-    if (pace_frame(S, rgb, err))
+    if (pace_frame(S, rgb, err) || write_stills(S, rgb, err))
         return -1;
     if (p->on_frame && p->on_frame(p->user, S->shown, rgb, S->width, S->height))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
@@ -705,6 +743,40 @@ end:
 
 /* ---- finish: close the outputs, commit them with their sidecars, fill the stats */
 
+/* Closes the outputs and commits them with their sidecars, which record
+ * what was used; an interrupted render's stills not reached are left out. */
+static int commit_outputs(render_state *S, sdm_error *err)
+{
+    const sdm_outputs *o = &S->pf.outs;
+    const sdm_bundle *b = sdm_engine_bundle(S->engine);
+    char device[32];
+    sdm_sidecar_used used;
+
+    if (S->sink && sdm_sink_finish(S->sink, S->interrupted, err))
+        return -1;
+    for (int i = o->first_still; i < o->first_still + o->n_stills; i++)
+        if (o->files[i].frame >= S->shown)
+            sdm_fileset_skip(S->files, sdm_fileset_find(S->files, o->files[i].path));
+    sdm_device_name(sdm_engine_device(S->engine), device, sizeof device);
+    memset(&used, 0, sizeof used);
+    used.model_dir = S->p->model_dir;
+    used.fingerprint = S->fingerprint;
+    used.device = device;
+    used.dtype = b->dtype;
+    used.width = S->width;
+    used.height = S->height;
+    used.batch = S->batch;
+    used.load_seconds = S->stats->load_seconds;
+    used.seconds = S->stats->seconds;
+    used.texts = S->cond ? sdm_conditioner_texts_json(S->cond) : NULL;
+    if (sdm_outputs_commit(o, S->files, S->r, &S->plan, &used, S->interrupted, err))
+        return -1;
+    for (int i = 0; S->p->on_written && i < sdm_fileset_count(S->files); i++)
+        if (sdm_fileset_written(S->files, i))
+            S->p->on_written(S->p->user, sdm_fileset_written(S->files, i));
+    return 0;
+}
+
 static int render_finish(render_state *S, sdm_error *err)
 {
     sdm_render_stats *stats = S->stats;
@@ -713,12 +785,6 @@ static int render_finish(render_state *S, sdm_error *err)
         if (sdm_pace_report_make(S->pace, &stats->pace) || !(S->plan.pace_json = sdm_pace_json(&stats->pace)))
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     }
-    /* interrupted before the first frame: nothing to keep, nothing written */
-    if (S->sink && !(S->interrupted && S->shown == 0) &&
-        (sdm_sink_finish(S->sink, S->interrupted, err) ||
-         sdm_outputs_commit(&S->pf.outs, S->files, S->r, &S->plan,
-                            S->cond ? sdm_conditioner_texts_json(S->cond) : NULL, S->interrupted, err)))
-        return -1;
     stats->frames_shown = S->shown;
     stats->interrupted = S->interrupted;
     stats->width = S->width;
@@ -726,6 +792,9 @@ static int render_finish(render_state *S, sdm_error *err)
     stats->batch = S->batch;
     stats->seconds = now_s() - S->t0;
     stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
+    /* interrupted before the first frame: nothing to keep, nothing written */
+    if (S->files && !(S->interrupted && S->shown == 0) && commit_outputs(S, err))
+        return -1;
     return S->interrupted;
 }
 
@@ -745,7 +814,9 @@ static void render_state_clear(render_state *S)
     sdm_plan_free(&S->plan);
     /* a captured loop holds the engine's UNet buffers: it goes first */
     sdm_denoiser_free(&S->denoiser);
-    sdm_engine_free(&S->engine);
+    if (S->own_engine)
+        sdm_engine_free(&S->engine);
+    S->engine = NULL;
     sdm_preflight_free(&S->pf);
 }
 
@@ -762,6 +833,7 @@ int sdm_render_hooked(const sdm_recipe *r, const sdm_render_params *p, const sdm
     S.stats = stats ? stats : &unused;
     memset(S.stats, 0, sizeof *S.stats);
     S.t0 = now_s();
+    S.last_report = S.t0;
 
     rc = render_prepare(&S, hooks, err);
     if (!rc)

@@ -13,9 +13,20 @@
 
 /* Called with every shown frame, in display order (tests capture frames). */
 typedef int (*sdm_frame_fn)(void *user, int index, const uint8_t *rgb, int width, int height);
+/* Called with each file a render put in place (outputs, sidecars, .partial files). */
+typedef void (*sdm_written_fn)(void *user, const char *path);
+
+struct sdm_engine;
+
+/* The progress report on stderr: none, one line rewritten in place (a
+ * terminal), or a line every progress_every seconds (a log). */
+typedef enum { SDM_PROGRESS_NONE, SDM_PROGRESS_TERMINAL, SDM_PROGRESS_LOG } sdm_progress;
 
 typedef struct {
     const char *model_dir;          /* bundle directory */
+    struct sdm_engine *engine;      /* already open on model_dir and device (and its AOTInductor
+                                       builds set as `aoti` says), lent for this render: several
+                                       recipes, one model load; NULL: the render opens its own */
     sdm_device device;
     int batch;                      /* frames per UNet call; 0: automatic */
     const char *frames;             /* --frames LIST, NULL for all */
@@ -24,13 +35,15 @@ typedef struct {
     const char *const *outputs;     /* replaces the recipe's outputs when n_outputs > 0 */
     int n_outputs;
     int write_outputs;              /* 0: no files (tests with on_frame) */
-    int progress;                   /* progress line on stderr */
+    sdm_progress progress;          /* progress on stderr */
+    double progress_every;          /* seconds between SDM_PROGRESS_LOG lines */
     int cuda_graphs;                /* replay the sampling loop as a CUDA graph where the build has them (default) */
     int cudnn_benchmark;            /* fastest convolutions by timing; not bit-reproducible */
     int aoti;                       /* the bundle's AOTInductor UNet where it fits (default 1) */
     volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
-    void *user;
+    sdm_written_fn on_written;
+    void *user;                     /* of on_frame and on_written */
     int keep_rgb_mb;                /* frames shown again later are kept as images up to this
                                        many MiB, beyond it as latents (decoded again) */
 } sdm_render_params;
@@ -48,6 +61,7 @@ static inline sdm_render_params sdm_render_default_params(void)
     p.cuda_graphs = 1;
     p.keep_rgb_mb = SDM_KEEP_RGB_MB;
     p.aoti = 1;
+    p.progress_every = 5;
     return p;
 }
 

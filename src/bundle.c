@@ -490,36 +490,46 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* The built-in bundle lives beside the executable: build/models/analytic. */
-static int builtin_model(char *buf, size_t len)
+#define BUILTIN_MODEL "build/models/analytic"
+
+/* DIR/build/models/analytic for the executable's DIR; 0, or -1 if unknown. */
+static int beside_executable(char *buf, size_t len)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     char *slash;
 
     if (n <= 0)
-        return snprintf(buf, len, "build/models/analytic") >= (int)len ? -1 : 0;
+        return -1;
     exe[n] = '\0';
     slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    if (snprintf(buf, len, "%s/build/models/analytic", exe) >= (int)len)
-        return snprintf(buf, len, "build/models/analytic") >= (int)len ? -1 : 0;
+    if (!slash)
+        return -1;
+    *slash = '\0';
+    return snprintf(buf, len, "%s/" BUILTIN_MODEL, exe) < (int)len ? 0 : -1;
+}
+
+/* The built-in bundle: beside the executable, else in the working
+ * directory (the first that is a folder; beside the executable when
+ * neither is, so a message names where it was looked for). */
+static int builtin_model(char *buf, size_t len)
+{
+    if (beside_executable(buf, len) == 0 && is_dir(buf))
+        return 0;
+    if (is_dir(BUILTIN_MODEL) || beside_executable(buf, len))
+        return snprintf(buf, len, BUILTIN_MODEL) >= (int)len ? -1 : 0;
     return 0;
 }
 
-int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *recipe_path, char *buf, size_t len)
+int sdm_bundle_dir_for(const char *opt, const char *recipe_model, char *buf, size_t len)
 {
     const char *env = getenv("SDMORPH_MODEL");
-    const char *slash = recipe_path ? strrchr(recipe_path, '/') : NULL;
     int n;
 
     if (opt)
         n = snprintf(buf, len, "%s", opt);
-    else if (recipe_model && (recipe_model[0] == '/' || is_dir(recipe_model) || !slash))
-        n = snprintf(buf, len, "%s", recipe_model);
     else if (recipe_model)
-        n = snprintf(buf, len, "%.*s/%s", (int)(slash - recipe_path), recipe_path, recipe_model);
+        n = snprintf(buf, len, "%s", recipe_model);
     else if (env && *env)
         n = snprintf(buf, len, "%s", env);
     else

@@ -88,12 +88,12 @@ int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
 /* The training schedule's alphas_cumprod (train_steps values), in double. */
 int sdm_alphas_cumprod(const sdm_bundle *b, double *out);
 
-/* The bundle a render uses: `opt` (--model) if given, else the recipe's
- * model (a relative one tried from the working directory, then from the
- * recipe's folder), else $SDMORPH_MODEL, else the built-in analytic model
- * beside the executable (build/models/analytic). recipe_model and
- * recipe_path may be NULL. 0, or -1 if the path does not fit len. */
-int sdm_bundle_dir_for(const char *opt, const char *recipe_model, const char *recipe_path, char *buf, size_t len);
+/* The bundle a command uses: `opt` (--model) if given, else the recipe's
+ * model (the recipe loader has made a relative one relative to the
+ * recipe's folder), else $SDMORPH_MODEL, else the built-in analytic model:
+ * build/models/analytic beside the executable, else in the working
+ * directory. recipe_model may be NULL. 0, or -1 if the path does not fit len. */
+int sdm_bundle_dir_for(const char *opt, const char *recipe_model, char *buf, size_t len);
 /* The source: section for people, one "  key: value" line each (nothing
  * where the bundle records none), e.g. for `sdmorph info`. */
 void sdm_bundle_print_source(const sdm_bundle *b, FILE *f);

@@ -15,6 +15,7 @@ static const struct {
     { ".mp4", SDM_OUTPUT_MP4, 0, NULL },
     { ".gif", SDM_OUTPUT_GIF, 0, NULL },
     { ".rgb", SDM_OUTPUT_RAW, 0, "raw frames" },
+    { ".png", SDM_OUTPUT_STILL, 0, "stills" },
     { ".png", SDM_OUTPUT_SHEET, 1, NULL },
 };
 

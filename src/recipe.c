@@ -125,7 +125,14 @@ typedef struct {
     sdm_keyframe def;           /* recipe-level defaults of keyframe keys */
     bool karras_by_name;        /* the sampler's name asks for Karras sigmas */
     sdm_error *err;
+    const sdm_recipe_override *ov;  /* the command line's changes */
+    int n_ov;
 } loader;
+
+/* The nodes an override puts into the document carry this mark index plus
+ * the override's number (libyaml's own are byte offsets, far below), so a
+ * message about them names the option, not a place in the file. */
+#define OVERRIDE_MARK ((size_t)-1 - 4096)
 
 static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...)
@@ -136,6 +143,8 @@ static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
+    if (m.index >= OVERRIDE_MARK && m.index - OVERRIDE_MARK < (size_t)L->n_ov)
+        return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s: %s", L->ov[m.index - OVERRIDE_MARK].option, what);
     return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s:%lu:%lu: %s", L->name, (unsigned long)m.line + 1,
                          (unsigned long)m.column + 1, what);
 }
@@ -1022,7 +1031,189 @@ end:
     return rc;
 }
 
-int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out, sdm_error *err)
+/* --- the command line's overrides ------------------------------------------ */
+
+#define MAX_OVERRIDE_BYTES 65536
+
+int sdm_recipe_is_key(const char *key)
+{
+    for (size_t i = 0; i < COUNT(recipe_keys); i++)
+        if (!strcmp(recipe_keys[i].key, key))
+            return 1;
+    return 0;
+}
+
+static void mark_override(yaml_document_t *doc, int node, int k)
+{
+    yaml_node_t *n = yaml_document_get_node(doc, node);
+
+    n->start_mark.index = n->end_mark.index = OVERRIDE_MARK + (size_t)k;
+    n->start_mark.line = n->start_mark.column = 0;
+}
+
+/* Copies node `from` of src into dst, marked as override k; its index in
+ * dst, or 0 when out of memory. Depth is bounded by precheck. */
+static int copy_node(yaml_document_t *dst, yaml_document_t *src, yaml_node_t *from, int k)
+{
+    int to = 0;
+
+    if (from->type == YAML_SCALAR_NODE) {
+        to = yaml_document_add_scalar(dst, NULL, from->data.scalar.value, (int)from->data.scalar.length,
+                                      from->data.scalar.style);
+    } else if (from->type == YAML_SEQUENCE_NODE) {
+        to = yaml_document_add_sequence(dst, NULL, YAML_FLOW_SEQUENCE_STYLE);
+        for (yaml_node_item_t *it = from->data.sequence.items.start; to && it < from->data.sequence.items.top; it++) {
+            int c = copy_node(dst, src, yaml_document_get_node(src, *it), k);
+            if (!c || !yaml_document_append_sequence_item(dst, to, c))
+                return 0;
+        }
+    } else if (from->type == YAML_MAPPING_NODE) {
+        to = yaml_document_add_mapping(dst, NULL, YAML_FLOW_MAPPING_STYLE);
+        for (yaml_node_pair_t *p = from->data.mapping.pairs.start; to && p < from->data.mapping.pairs.top; p++) {
+            int ck = copy_node(dst, src, yaml_document_get_node(src, p->key), k);
+            int cv = ck ? copy_node(dst, src, yaml_document_get_node(src, p->value), k) : 0;
+            if (!cv || !yaml_document_append_mapping_pair(dst, to, ck, cv))
+                return 0;
+        }
+    }
+    if (to)
+        mark_override(dst, to, k);
+    return to;
+}
+
+/* Reads override k's value as YAML and puts it in place of its key's value
+ * in the recipe's root mapping (or adds the key). */
+static int apply_override(loader *L, int k)
+{
+    const sdm_recipe_override *o = &L->ov[k];
+    size_t len = strlen(o->value);
+    yaml_parser_t parser;
+    yaml_document_t val;
+    yaml_node_t *root, *v;
+    int have_parser = 0, have_doc = 0, key, node, rc = -1;
+    const char *name = L->name;
+
+    L->name = o->option;        /* a message about the value's YAML names the option */
+    if (!sdm_recipe_is_key(o->key)) {
+        yaml_mark_t m = { OVERRIDE_MARK + (size_t)k, 0, 0 };
+        char list[512] = "";
+        for (size_t i = 0; i < COUNT(recipe_keys); i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", recipe_keys[i].key);
+        fail_mark(L, m, "unknown recipe key '%s'; expected one of: %s", o->key, list);
+        goto end;
+    }
+    if (len > MAX_OVERRIDE_BYTES) {
+        sdm_error_set(L->err, SDM_EXIT_USAGE, "%s: the value is more than %d bytes", o->option, MAX_OVERRIDE_BYTES);
+        goto end;
+    }
+    if (precheck(L, (const unsigned char *)o->value, len))
+        goto end;
+    if (!yaml_parser_initialize(&parser)) {
+        sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)o->value, len);
+    if (!yaml_parser_load(&parser, &val)) {
+        fail_parser(L, &parser, (const unsigned char *)o->value, len);
+        goto end;
+    }
+    have_doc = 1;
+    v = yaml_document_get_root_node(&val);
+    key = yaml_document_add_scalar(L->doc, NULL, (yaml_char_t *)o->key, -1, YAML_PLAIN_SCALAR_STYLE);
+    node = !key ? 0 : v ? copy_node(L->doc, &val, v, k)
+                        : yaml_document_add_scalar(L->doc, NULL, (yaml_char_t *)"", 0, YAML_PLAIN_SCALAR_STYLE);
+    if (!node) {
+        sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    mark_override(L->doc, key, k);
+    mark_override(L->doc, node, k);
+    root = yaml_document_get_root_node(L->doc);
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(L->doc, p->key);
+        if (kn && kn->type == YAML_SCALAR_NODE && !strcmp((const char *)kn->data.scalar.value, o->key)) {
+            p->value = node;
+            rc = 0;
+            goto end;
+        }
+    }
+    if (!yaml_document_append_mapping_pair(L->doc, (int)(root - L->doc->nodes.start) + 1, key, node)) {
+        sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    rc = 0;
+end:
+    if (have_doc)
+        yaml_document_delete(&val);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    L->name = name;
+    return rc;
+}
+
+/* The overrides as "key=value", for the sidecar. */
+static int keep_overrides(loader *L)
+{
+    sdm_recipe *r = L->r;
+
+    if (!L->n_ov)
+        return 0;
+    r->overrides = calloc((size_t)L->n_ov, sizeof *r->overrides);
+    if (!r->overrides)
+        return -1;
+    for (int k = 0; k < L->n_ov; k++) {
+        size_t n = strlen(L->ov[k].key) + strlen(L->ov[k].value) + 2;
+        r->overrides[k] = malloc(n);
+        if (!r->overrides[k])
+            return -1;
+        snprintf(r->overrides[k], n, "%s=%s", L->ov[k].key, L->ov[k].value);
+        r->n_overrides++;
+    }
+    return 0;
+}
+
+/* --- paths relative to the recipe ------------------------------------------ */
+
+static int overridden(const loader *L, const char *key)
+{
+    for (int k = 0; k < L->n_ov; k++)
+        if (!strcmp(L->ov[k].key, key))
+            return 1;
+    return 0;
+}
+
+/* A relative path in the file is relative to the file's folder. */
+static int beside_recipe(const loader *L, const char *key, char **path)
+{
+    const char *slash = strrchr(L->name, '/');
+    size_t dir = slash ? (size_t)(slash - L->name) + 1 : 0, n;
+    char *joined;
+
+    if (!*path || !dir || (*path)[0] == '/' || overridden(L, key))
+        return 0;
+    n = dir + strlen(*path) + 1;
+    joined = malloc(n);
+    if (!joined)
+        return -1;
+    snprintf(joined, n, "%.*s%s", (int)dir, L->name, *path);
+    free(*path);
+    *path = joined;
+    return 0;
+}
+
+static int resolve_paths(loader *L)
+{
+    sdm_recipe *r = L->r;
+
+    for (int i = 0; i < r->n_outputs; i++)
+        if (beside_recipe(L, "output", &r->outputs[i]))
+            return -1;
+    return beside_recipe(L, "contact_sheet", &r->contact_sheet) || beside_recipe(L, "model", &r->model) ? -1 : 0;
+}
+
+int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov,
+                                int n_ov, sdm_recipe **out, sdm_error *err)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -1039,6 +1230,8 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
     L.name = name;
     L.doc = &doc;
     L.err = err;
+    L.ov = ov;
+    L.n_ov = n_ov;
     if (!text) {
         sdm_error_set(err, SDM_EXIT_USAGE, "%s: no recipe text", name);
         goto end;
@@ -1092,10 +1285,18 @@ int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_r
         fail_at(&L, root, "expected the recipe's keys (a mapping) at the top level, found %s", node_kind(root));
         goto end;
     }
+    for (int k = 0; k < n_ov; k++)
+        if (apply_override(&L, k))
+            goto end;
+    root = yaml_document_get_root_node(&doc);
     if (parse_mapping(&L, root, "recipe", recipe_keys, COUNT(recipe_keys), r, seen))
         goto end;
     if (check_recipe(&L, root, seen))
         goto end;
+    if (resolve_paths(&L) || keep_overrides(&L)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
     if (!r->outputs && default_output(r, name)) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
@@ -1120,7 +1321,18 @@ end:
     return rc;
 }
 
+int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out, sdm_error *err)
+{
+    return sdm_recipe_load_string_with(name, text, len, NULL, 0, out, err);
+}
+
 int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err)
+{
+    return sdm_recipe_load_with(path, NULL, 0, out, err);
+}
+
+int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out,
+                         sdm_error *err)
 {
     FILE *f = NULL;
     char *text = NULL;
@@ -1164,7 +1376,7 @@ int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err)
         sdm_error_set(err, SDM_EXIT_USAGE, "cannot read recipe %s: %s", path, strerror(errno));
         goto end;
     }
-    rc = sdm_recipe_load_string(path, text, len, out, err);
+    rc = sdm_recipe_load_string_with(path, text, len, ov, n_ov, out, err);
 end:
     if (f)
         fclose(f);
@@ -1192,6 +1404,9 @@ void sdm_recipe_free(sdm_recipe **pr)
     for (int i = 0; i < r->n_outputs; i++)
         free(r->outputs[i]);
     free(r->outputs);
+    for (int i = 0; i < r->n_overrides; i++)
+        free(r->overrides[i]);
+    free(r->overrides);
     free(r->path);
     free(r->model);
     free(r->negative);

@@ -106,7 +106,21 @@ typedef struct {
                                    point at it as key 0) */
     int n_keyframes;
     sdm_walk *walk;         /* NULL unless the recipe is a variation walk */
+    char **overrides;       /* the command line's changes, "key=value" each, in order */
+    int n_overrides;
 } sdm_recipe;
+
+/* A change to a top-level key made on the command line (--steps 8, --set
+ * key=value): `value` is YAML, read and checked as the recipe's own value
+ * would be; errors name `option`, as the user wrote it. */
+typedef struct {
+    const char *option;     /* "--steps 8" */
+    const char *key;        /* "steps" */
+    const char *value;      /* "8" */
+} sdm_recipe_override;
+
+/* Whether key is a top-level recipe key. */
+int sdm_recipe_is_key(const char *key);
 
 /* Parses a recipe file. Errors (code SDM_EXIT_USAGE) read
  * "FILE:LINE:COL: what was wrong; what was expected". */
@@ -114,6 +128,15 @@ int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err);
 /* Same, from memory (name is used in messages). */
 int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out,
                            sdm_error *err);
+/* sdm_recipe_load with the command line's changes: each replaces (or adds)
+ * its key before the recipe is checked, so what is refused is refused as
+ * it would be in the file. Relative `output`, `contact_sheet` and `model`
+ * paths in the file are made relative to the recipe's folder; those of an
+ * override stay relative to the working directory. */
+int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out,
+                         sdm_error *err);
+int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov,
+                                int n_ov, sdm_recipe **out, sdm_error *err);
 void sdm_recipe_free(sdm_recipe **r);
 
 /* Output frames the recipe shows (holds and loops included); the planner's

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -78,12 +80,12 @@ static inline int count_entries(const char *dir, const char *what)
     return n;
 }
 
-/* Runs ./sdmorph with args (argv[0] included); captures stdout and stderr
- * together into out; returns the exit status (or 128+signal); *maxrss_kb
- * gets the child's peak RSS. A non-NULL `input` is its stdin, `input_len`
- * bytes (written from a child, so any size works). */
-static inline int run_input(char *const argv[], const char *input, size_t input_len, char *out, size_t outlen,
-                            long *maxrss_kb)
+/* Runs the program `path` with args (argv[0] included); captures stdout
+ * and stderr together into out; returns the exit status (or 128+signal);
+ * *maxrss_kb gets the child's peak RSS. A non-NULL `input` is its stdin,
+ * `input_len` bytes (written from a child, so any size works). */
+static inline int run_program(const char *path, char *const argv[], const char *input, size_t input_len, char *out,
+                              size_t outlen, long *maxrss_kb)
 {
     int fds[2], in[2] = { -1, -1 }, status = 0;
     struct rusage ru;
@@ -103,7 +105,7 @@ static inline int run_input(char *const argv[], const char *input, size_t input_
             dup2(in[0], 0);
             close(in[1]);
         }
-        execv(test_sdmorph(), argv);
+        execv(path, argv);
         _exit(127);
     }
     close(fds[1]);
@@ -141,9 +143,81 @@ static inline int run_input(char *const argv[], const char *input, size_t input_
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* ./sdmorph, as run_program runs it. */
+static inline int run_input(char *const argv[], const char *input, size_t input_len, char *out, size_t outlen,
+                            long *maxrss_kb)
+{
+    return run_program(test_sdmorph(), argv, input, input_len, out, outlen, maxrss_kb);
+}
+
 static inline int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
 {
     return run_input(argv, NULL, 0, out, outlen, maxrss_kb);
+}
+
+/* Waits up to `seconds` for `what` in the file path; 1 when it came. */
+static inline int wait_for_text(const char *path, const char *what, int seconds)
+{
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+    for (int i = 0; i < seconds * 50; i++) {
+        char *text = slurp_file(path, NULL);
+        int seen = text && strstr(text, what);
+        free(text);
+        if (seen)
+            return 1;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* Waits up to `seconds` until process pid catches signal sig (its handler
+ * is installed: /proc/PID/status, SigCgt); 1 when it does. Loading
+ * libtorch before main() can take seconds on a busy machine. */
+static inline int wait_catches(pid_t pid, int sig, int seconds)
+{
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    char path[64], text[4096], *line;
+    unsigned long long mask;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    for (int i = 0; i < seconds * 100; i++) {
+        int fd = open(path, O_RDONLY);      /* a /proc file says its size is 0: read it */
+        ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        text[n > 0 ? n : 0] = '\0';
+        line = strstr(text, "\nSigCgt:");
+        mask = line ? strtoull(line + 8, NULL, 16) : 0;
+        if (mask & (1ull << (sig - 1)))
+            return 1;
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* The commands' tests start here: ./sdmorph and the analytic bundle built
+ * (model gets its real path, and $SDMORPH_MODEL is set to it), and a
+ * fresh folder from the template tmp. 0, or -1 after saying why not
+ * (a skip, or an error). */
+static inline int cli_test_setup(char *model, char *tmp)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
+    if (getenv("SDMORPH_MODEL"))
+        snprintf(path, sizeof path, "%s", getenv("SDMORPH_MODEL"));
+    if (!file_exists(test_sdmorph()) || !realpath(path, model)) {
+        SKIP("./sdmorph or the analytic bundle not built (run make first)");
+        return -1;
+    }
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        test_failed++;
+        return -1;
+    }
+    setenv("SDMORPH_MODEL", model, 1);
+    return 0;
 }
 
 #endif

@@ -398,7 +398,7 @@ static void test_flat_memory(void)
 /* Ctrl-C mid-render: a playable partial file, the earlier good file untouched. */
 static void test_interrupt(void)
 {
-    char path[256], target[256], partial[256], yaml[512];
+    char path[256], target[256], partial[256], yaml[512], log[300];
     const char *good = "an earlier good render";
     int status = 0, fd;
     pid_t pid;
@@ -413,18 +413,18 @@ static void test_interrupt(void)
              "width: 128\nheight: 128\nsteps: 30\nframes: 2000\nkeyframes:\n  - a city\n  - a forest\n");
     write_file(path, yaml);
     write_file(target, good);
+    snprintf(log, sizeof log, "%s/long.log", tmpdir);
     pid = fork();
     if (pid == 0) {
-        char log[300];
-        snprintf(log, sizeof log, "%s/long.log", tmpdir);
         int fd2 = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd2, 2);
-        execl(test_sdmorph(), "sdmorph", "render", path, "-o", target, "--device", "cpu", "--batch", "2", (char *)NULL);
+        execl(test_sdmorph(), "sdmorph", "render", path, "-o", target, "--device", "cpu", "--batch", "2",
+              "--progress-every", "0", (char *)NULL);
         _exit(127);
     }
-    /* let it render a few batches, then interrupt */
-    struct timespec ts = { 4, 0 };
-    nanosleep(&ts, NULL);
+    /* interrupt once the first frames are shown (the log's progress line
+     * says so), however long loading takes (ASan) */
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));
     kill(pid, SIGINT);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));

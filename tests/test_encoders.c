@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "png.h"
 #include "probe.h"
 #include "sink.h"
 #include "test.h"
@@ -162,7 +163,7 @@ static void test_check_path(void)
     CHECK_INT(sdm_output_check("out/a", 0, &err), -1);
     CHECK_CONTAINS(err.msg, "no extension");
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_output_check("out/a.png", 0, &err), -1);
+    CHECK_INT(sdm_output_check("out/a.png", 0, &err), 0);      /* a still */
     memset(&err, 0, sizeof err);
     CHECK_INT(sdm_output_check("out/sheet.mp4", 1, &err), -1);
     CHECK_CONTAINS(err.msg, "use .png");
@@ -171,7 +172,8 @@ static void test_check_path(void)
     /* the messages list the table's extensions */
     memset(&err, 0, sizeof err);
     sdm_output_check("out/a.avi", 0, &err);
-    CHECK_STR(err.msg, "output 'out/a.avi': unknown extension '.avi', use .mp4, .gif or .rgb (raw frames)");
+    CHECK_STR(err.msg, "output 'out/a.avi': unknown extension '.avi', use .mp4, .gif, .rgb (raw frames) or .png "
+              "(stills)");
     memset(&err, 0, sizeof err);
     sdm_output_check("s", 1, &err);
     CHECK_STR(err.msg, "contact sheet 's': no extension, use .png");
@@ -181,7 +183,7 @@ static void test_check_path(void)
     CHECK_INT(sdm_output_kind_of("b.gif", 0), SDM_OUTPUT_GIF);
     CHECK_INT(sdm_output_kind_of("b.x.rgb", 0), SDM_OUTPUT_RAW);
     CHECK_INT(sdm_output_kind_of("b.png", 1), SDM_OUTPUT_SHEET);
-    CHECK_INT(sdm_output_kind_of("b.png", 0), -1);
+    CHECK_INT(sdm_output_kind_of("b.png", 0), SDM_OUTPUT_STILL);
     CHECK_INT(sdm_output_kind_of("b.mp4", 1), -1);
     CHECK_INT(sdm_output_kind_of("a.mp4/b", 0), -1);
     CHECK_INT(sdm_output_kind_of(NULL, 0), -1);
@@ -467,6 +469,31 @@ static int label_reads(const image *im, int x0, int y0, int number)
                     return 0;
             }
     return 1;
+}
+
+/* A still: the exact pixels (PNG is lossless) and the comment; a path
+ * that cannot be made fails with its name. */
+static void test_still(void)
+{
+    const char *out = in_dir("still.png");
+    uint8_t rgb[40 * 24 * 3];
+    sdm_probe_info info;
+    sdm_error err = { 0 };
+    image im = { 0 };
+
+    for (size_t i = 0; i < sizeof rgb; i++)
+        rgb[i] = (uint8_t)(i * 7 + i / 120);
+    CHECK_INT(sdm_png_write(out, rgb, 40, 24, "sdmorph test still", "pick.png", &err), 0);
+    CHECK_INT(sdm_probe_file(out, keep_image, &im, 0, &info, &err), 0);
+    CHECK_STR(info.codec, "png");
+    CHECK_INT(info.width, 40);
+    CHECK_INT(info.height, 24);
+    CHECK_STR(info.comment, "sdmorph test still");
+    CHECK(im.rgb && !memcmp(im.rgb, rgb, sizeof rgb));
+    free(im.rgb);
+    memset(&err, 0, sizeof err);
+    CHECK_INT(sdm_png_write(in_dir("no/such/folder/x.png"), rgb, 40, 24, NULL, "x.png", &err), -1);
+    CHECK_CONTAINS(err.msg, "cannot create x.png");
 }
 
 static void test_sheet(void)
@@ -969,6 +996,7 @@ int main(void)
     test_gif();
     test_gif_threads();
     test_sheet();
+    test_still();
     test_several_outputs();
     test_partial();
     test_unwritable();

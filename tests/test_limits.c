@@ -65,9 +65,9 @@ static const limit_row rows[] = {
     { "fps", "fps: 0.001\n", NULL, "t.mp4", { 0 }, 0 },
     { "fps", "fps: 240\n", NULL, "t.mp4", { 0 }, 0 },
     { "fps", "fps: 240.1\n", NULL, "t.mp4", { 0 }, 2 },
-    { "fps of a GIF: a frame at most 655.35 s", "fps: 0.001\n", NULL, "t.gif", { 0 }, 2 },
-    { "fps of a GIF: a frame at most 655.35 s", "fps: 0.0015259\n", NULL, "t.gif", { 0 }, 2 },
-    { "fps of a GIF: a frame at most 655.35 s", "fps: 0.001526\n", NULL, "t.gif", { 0 }, 0 },
+    { "fps of a GIF: as low as an MP4's", "fps: 0.0009\n", NULL, "t.gif", { 0 }, 2 },
+    { "fps of a GIF: as low as an MP4's", "fps: 0.001\n", NULL, "t.gif", { 0 }, 0 },
+    { "fps of a GIF: as low as an MP4's", "fps: 0.0015259\n", NULL, "t.gif", { 0 }, 0 },
     { "fps of a GIF: at most 50", "fps: 50\n", NULL, "t.gif", { 0 }, 0 },
     { "fps of a GIF: at most 50", "fps: 50.01\n", NULL, "t.gif", { 0 }, 2 },
     { "fps of an MP4 above 50", "fps: 60\n", NULL, "t.mp4", { 0 }, 0 },
@@ -118,7 +118,16 @@ static const limit_row rows[] = {
     { "contact sheet format", "contact_sheet: @tmp/s.jpg\n", NULL, "@recipe1", { 0 }, 2 },
     { "contact sheet format", "contact_sheet: @tmp/s.png\n", NULL, "@recipe1", { 0 }, 0 },
     { "output: not a folder", "", NULL, "@dir", { 0 }, 2 },
-    { "output: its folder exists", "", NULL, "@missing", { 0 }, 1 },
+    { "steps (--steps)", "", NULL, "t.mp4", { "--steps", "0" }, 2 },
+    { "steps (--steps)", "", NULL, "t.mp4", { "--steps", "1" }, 0 },
+    { "size (--size)", "", NULL, "t.mp4", { "--size", "64x56" }, 2 },
+    { "size (--size)", "", NULL, "t.mp4", { "--size", "64x72" }, 0 },
+    { "fps (--set)", "", NULL, "t.mp4", { "--set", "fps=0.0009" }, 2 },
+    { "fps (--set)", "", NULL, "t.mp4", { "--set", "fps=0.001" }, 0 },
+    { "stills: at most 100", "frames: 99\n", NULL, "s.png", { 0 }, 0 },
+    { "stills: at most 100", "frames: 100\n", NULL, "s.png", { 0 }, 2 },
+    { "output: a missing folder is made", "", NULL, "@missing", { 0 }, 0 },
+    { "output: its folder is a folder", "", NULL, "@underfile", { 0 }, 1 },
     { "output: one file once", "", NULL, "@twice", { 0 }, 2 },
     { "output path: 4072 bytes (its sidecar 4073)", "", NULL, "@path4072", { 0 }, 0 },
     { "output path: 4072 bytes (its sidecar 4073)", "", NULL, "@path4073", { 0 }, 2 },
@@ -173,7 +182,9 @@ static int row_outputs(const limit_row *row, char **o, char *list, size_t list_l
     if (!strcmp(row->out, "@dir"))
         o[n++] = dup_at("dir.mp4");
     else if (!strcmp(row->out, "@missing"))
-        o[n++] = dup_at("nofolder/t.mp4");
+        o[n++] = dup_at("nofolder/deeper/t.mp4");
+    else if (!strcmp(row->out, "@underfile"))
+        o[n++] = dup_at("afile/t.mp4");
     else if (!strcmp(row->out, "@twice")) {
         o[n++] = dup_at("t.mp4");
         o[n++] = dup_at("./t.mp4");
@@ -325,6 +336,8 @@ static void run_one(size_t i, int *rc_c, int *rc_r, char *out, size_t len)
     mkdir(row_dir, 0755);
     snprintf(recipe, sizeof recipe, "%s/dir.mp4", row_dir);
     mkdir(recipe, 0755);
+    snprintf(recipe, sizeof recipe, "%s/afile", row_dir);
+    write_file(recipe, "a file, not a folder");
     snprintf(recipe, sizeof recipe, "%s/limit.yaml", row_dir);
     n_out = row_outputs(row, o, list, sizeof list);
     row_recipe(row, list, text, sizeof text);
@@ -338,22 +351,11 @@ static void run_one(size_t i, int *rc_c, int *rc_r, char *out, size_t len)
 
 int main(void)
 {
-    char path[PATH_MAX];
     size_t n = sizeof rows / sizeof *rows;
     int agree = 0;
 
-    snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
-    if (getenv("SDMORPH_MODEL"))
-        snprintf(path, sizeof path, "%s", getenv("SDMORPH_MODEL"));
-    if (!file_exists(test_sdmorph()) || !realpath(path, model)) {
-        SKIP("./sdmorph or the analytic bundle not built (run make first)");
+    if (cli_test_setup(model, tmp))
         return test_report();
-    }
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("SDMORPH_MODEL", model, 1);
     snprintf(vae16, sizeof vae16, "%s/vae16", tmp);
     bundle(vae16, "vae_scale: 8", "vae_scale: 16");
     snprintf(bad_betas, sizeof bad_betas, "%s/betas", tmp);

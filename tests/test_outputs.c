@@ -380,16 +380,11 @@ static pid_t start_long(const char *dir, const char *log)
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
-        execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "2", (char *)NULL);
+        execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "2", "--progress-every", "0",
+              (char *)NULL);
         _exit(127);
     }
     return pid;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts = { (time_t)s, (long)((s - (time_t)s) * 1e9) };
-    nanosleep(&ts, NULL);
 }
 
 /* A closed terminal (SIGHUP) ends a render as Ctrl-C does: exit 130, the
@@ -404,7 +399,7 @@ static void test_sighup(void)
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
-    sleep_s(3);
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));    /* frames shown: a partial file to keep */
     kill(pid, SIGHUP);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));
@@ -427,7 +422,7 @@ static void test_stale_temps(void)
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
-    sleep_s(3);
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));    /* its temporary files are made */
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     left = count_entries(dir, ".tmp-");
@@ -565,23 +560,6 @@ static void test_messages(void)
     }
 }
 
-/* Whether process pid has a handler for SIGINT (its SigCgt mask). */
-static int catches_sigint(pid_t pid)
-{
-    char path[64], line[256];
-    unsigned long long mask = 0;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "SigCgt: %llx", &mask) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return (mask >> (SIGINT - 1)) & 1;
-}
-
 /* Ctrl-C before the first frame: exit 130, as README says, nothing written. */
 static void test_interrupt_early(void)
 {
@@ -601,10 +579,8 @@ static void test_interrupt_early(void)
         execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "4", (char *)NULL);
         _exit(127);
     }
-    /* once sdmorph catches SIGINT (loading libtorch alone can take over 2 s
-     * on a busy machine), and long before its first frame at 999 steps */
-    for (int i = 0; i < 300 && !catches_sigint(pid); i++)
-        sleep_s(0.1);
+    /* once it catches SIGINT (libtorch loads first), long before a frame */
+    CHECK(wait_catches(pid, SIGINT, 300));
     kill(pid, SIGINT);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));
@@ -618,20 +594,8 @@ static void test_interrupt_early(void)
 
 int main(void)
 {
-    char path[PATH_MAX];
-
-    snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
-    if (getenv("SDMORPH_MODEL"))
-        snprintf(path, sizeof path, "%s", getenv("SDMORPH_MODEL"));
-    if (!file_exists(test_sdmorph()) || !realpath(path, model)) {
-        SKIP("./sdmorph or the analytic bundle not built (run make first)");
+    if (cli_test_setup(model, tmp))
         return test_report();
-    }
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("SDMORPH_MODEL", model, 1);
     test_outputs_never_inputs();
     test_frames_keep_full_render();
     test_disk_full_before_sidecar();

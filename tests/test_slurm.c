@@ -58,13 +58,13 @@ static int write_demo(const char *recipe)
 {
     char *text = slurp_file("recipes/demo.yaml", NULL), *at, buf[16384], dest[4200];
 
-    at = text ? strstr(text, "output: out/demo.mp4") : NULL;
+    at = text ? strstr(text, "output: ../out/demo.mp4") : NULL;
     if (!at) {
         free(text);
         return -1;
     }
     snprintf(dest, sizeof dest, "output: %s/demo.mp4", dir);
-    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - text), text, dest, at + strlen("output: out/demo.mp4"));
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - text), text, dest, at + strlen("output: ../out/demo.mp4"));
     write_file(recipe, buf);
     free(text);
     return 0;

@@ -77,6 +77,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *sel = select_spec(data, size, spec, sizeof spec);
 
     memset(&plan, 0, sizeof plan);
+    /* "\x01KEY=VALUE\n" first: the rest is the recipe, changed as `--set KEY=VALUE` would */
+    if (size > 1 && data[0] == 1 && memchr(data, '\n', size) && memchr(data, '=', size)) {
+        const char *nl = memchr(data, '\n', size), *eq = memchr(data, '=', (size_t)(nl - (const char *)data));
+        if (eq) {
+            size_t kl = (size_t)(eq - (const char *)data) - 1, vl = (size_t)(nl - eq) - 1;
+            char *key = strndup((const char *)data + 1, kl), *val = strndup(eq + 1, vl);
+            sdm_recipe_override ov = { "--set", key, val };
+            if (key && val && strlen(key) == kl && strlen(val) == vl &&
+                sdm_recipe_load_string_with("fuzz.yaml", nl + 1, size - (size_t)(nl + 1 - (const char *)data), &ov, 1,
+                                            &r, &err) && (r || !err.code || !err.msg[0]))
+                abort();
+            sdm_recipe_free(&r);
+            free(key);
+            free(val);
+            return 0;
+        }
+    }
     if (sdm_recipe_load_string("fuzz.yaml", (const char *)data, size, &r, &err)) {
         /* a failure always says why */
         if (r || !err.code || !err.msg[0])

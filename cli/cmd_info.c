@@ -1,0 +1,88 @@
+/* sdmorph info MODEL: what a bundle's model.yaml says, read as a render
+ * reads it (every file it names checked), and its fingerprint; no module
+ * loaded. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bundle.h"
+#include "commands.h"
+#include "error.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sdmorph info [MODEL]\n"
+            "\n"
+            "Prints what the model bundle MODEL (a folder with model.yaml; default: as `render`\n"
+            "finds it) holds: family, dtype, image and latent sizes, prediction type and noise\n"
+            "schedule, its files and AOTInductor packages with the shapes they take, its\n"
+            "fingerprint (the one every output records) and where it came from.\n"
+            "Exit status: 0, 1 the bundle cannot be read, 2 bad usage.\n");
+}
+
+static void print_aoti(const char *what, const sdm_aoti_build *a)
+{
+    if (!a->path[0]) {
+        printf("  %-15s none\n", what);
+        return;
+    }
+    printf("  %-15s %s\n  %-15s latents %dx%d, batch %d..%d\n", what, a->path, "", a->latent_h, a->latent_w,
+           a->min_batch, a->max_batch);
+}
+
+static void print_bundle(const sdm_bundle *b)
+{
+    char fp[32];
+
+    sdm_bundle_fingerprint(b, fp, sizeof fp);
+    printf("model %s\n", b->dir);
+    printf("  family:         %s\n  dtype:          %s\n", b->family, b->dtype);
+    printf("  image size:     %dx%d (default), multiples of %d\n", b->width, b->height, b->vae_scale);
+    printf("  latents:        %d channels, 1/%d of the image, scaling factor %g\n", b->latent_channels,
+           b->vae_scale, b->scaling_factor);
+    printf("  text:           %d tokens, %d wide (bos %d, eos %d, pad %d)\n", b->token_length, b->hidden_size,
+           b->bos_id, b->eos_id, b->pad_id);
+    printf("  prediction:     %s\n", sdm_prediction_name(b->prediction));
+    printf("  noise schedule: %d training steps, %s betas %g..%g, steps offset %d, DDIM final alpha %s\n",
+           b->train_steps, sdm_beta_schedule_name(b->beta_schedule), b->beta_start, b->beta_end, b->steps_offset,
+           b->set_alpha_to_one ? "1" : "alphas_cumprod[0]");
+    printf("  text encoder:   %s\n  unet:           %s\n  vae decoder:    %s\n", b->text_encoder, b->unet,
+           b->vae_decoder);
+    print_aoti("unet (aoti):", &b->unet_aoti);
+    print_aoti("vae (aoti):", &b->vae_aoti);
+    printf("  fingerprint:    %s\n", fp);
+    printf("source:%s\n", b->source.exporter[0] || b->source.checkpoint[0] || b->source.n_loras ? "" : " not recorded");
+    sdm_bundle_print_source(b, stdout);
+}
+
+int sdm_cmd_info(int argc, char **argv)
+{
+    const char *model = NULL;
+    char dir[4096];
+    sdm_bundle b;
+    sdm_error err = { 0 };
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return SDM_EXIT_OK;
+        }
+        if ((argv[i][0] == '-' && argv[i][1]) || model) {
+            fprintf(stderr, "sdmorph info: %s '%s'\n", model ? "one model at a time, not also" : "unknown option",
+                    argv[i]);
+            usage(stderr);
+            return SDM_EXIT_USAGE;
+        }
+        model = argv[i];
+    }
+    if (sdm_bundle_dir_for(model, NULL, dir, sizeof dir)) {
+        fprintf(stderr, "sdmorph info: the model's path is too long\n");
+        return SDM_EXIT_USAGE;
+    }
+    if (sdm_bundle_load(dir, &b, &err)) {
+        fprintf(stderr, "sdmorph: %s\n", err.msg);
+        return SDM_EXIT_RUNTIME;
+    }
+    print_bundle(&b);
+    return fflush(stdout) ? SDM_EXIT_RUNTIME : SDM_EXIT_OK;
+}
