@@ -8,6 +8,8 @@
 #                     vocabulary loader, the prompt syntax, the safetensors
 #                     reader, the PNG text and image-settings readers of
 #                     `import`, FUZZ_SECONDS (60) each; fails on a crash
+#   make format       rewrites the C sources in .clang-format's style;
+#                     make format-check (CI) fails on a file it would change
 #   make install      installs the binary, its man page and bash completion
 #                     under PREFIX (/usr/local), staged under DESTDIR
 #   TORCH_DIR=/path   use that libtorch instead of the one found
@@ -27,7 +29,7 @@ CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
-  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev \
+  libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev clang-format \
   slurm-wlm munge
 
 ifeq ($(filter-out deps clean uninstall,$(or $(MAKECMDGOALS),all)),)
@@ -276,6 +278,17 @@ fuzz-import: $(FUZZ_DIR)/fuzz_import
 	  -dict=tests/fuzz/import.dict
 
 fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
+
+# The C sources in the style of .clang-format: `make format` rewrites them,
+# `make format-check` (CI) fails on any file clang-format would change.
+FORMAT_FILES = $(wildcard src/*.c src/*.h src/*.cpp pipeline/*.c pipeline/*.h encoders/*.c encoders/*.h \
+  cli/*.c cli/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h bench/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
+	@echo "format: $(words $(FORMAT_FILES)) files as .clang-format has them"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)

@@ -100,8 +100,8 @@ static void make_scene(int s, uint8_t *rgb)
 
 typedef struct {
     uint8_t *scene[3];
-    float *detail;          /* fine texture, 2W x H, slid across as the morph goes */
-    int shown;              /* frames of the pingpong */
+    float *detail; /* fine texture, 2W x H, slid across as the morph goes */
+    int shown; /* frames of the pingpong */
 } morph;
 
 static int morph_init(morph *m, int shown)
@@ -135,7 +135,7 @@ static void morph_free(morph *m)
  * one frame to the next. */
 static void morph_frame(const morph *m, int k, uint8_t *rgb)
 {
-    int half = m->shown / 2 + 1;    /* rendered frames: 120 shown -> 61 */
+    int half = m->shown / 2 + 1; /* rendered frames: 120 shown -> 61 */
     double pos = k < half ? k : m->shown - k, u = 2.0 * pos / (half - 1), t;
     int s = u >= 1 ? 1 : 0, shift = (int)(u * 40);
 
@@ -248,8 +248,10 @@ static int throughput(const char *dir, uint8_t *const *frames, int n_frames, int
     snprintf(mp4, sizeof mp4, "%s/b.mp4", dir);
     snprintf(gif, sizeof gif, "%s/b.gif", dir);
     snprintf(png, sizeof png, "%s/b.png", dir);
-    printf("throughput: frames/s through the sink, bayer dither; GIF worker threads 1 or the default %d; "
-           "x264 picks its own threads\n", auto_threads);
+    printf(
+        "throughput: frames/s through the sink, bayer dither; GIF worker threads 1 or the default %d; "
+        "x264 picks its own threads\n",
+        auto_threads);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bench_case *c = &cases[i];
         int threads = c->threads ? c->threads : auto_threads;
@@ -264,8 +266,8 @@ static int throughput(const char *dir, uint8_t *const *frames, int n_frames, int
             return -1;
         if (i == 0)
             raw_fps = n / t;
-        printf("  %-46s %7.1f frames/s = %5.2fx the GPU's rate = %5.3fx .rgb's  (finish %.2f of %.2f s)\n",
-               name, n / t, n / t / TARGET_FPS, raw_fps > 0 ? n / t / raw_fps : 0.0, finish, t);
+        printf("  %-46s %7.1f frames/s = %5.2fx the GPU's rate = %5.3fx .rgb's  (finish %.2f of %.2f s)\n", name, n / t,
+               n / t / TARGET_FPS, raw_fps > 0 ? n / t / raw_fps : 0.0, finish, t);
     }
     /* The render loop's view: frames arrive at the GPU's rate; how long did push() hold the renderer? */
     if (!only || strstr("paced", only)) {
@@ -345,8 +347,8 @@ static int gif_size(const char *dir, const morph *m, sdm_gif_palette pal, sdm_gi
     if (sdm_probe_file(path, psnr_frame, &a, 0, &info, &err) < 0)
         goto end;
     printf("  %-7s %-16s %6.2f MB (%4.0f KB/frame), PSNR mean %5.2f dB, min %5.2f dB; %d frames, %.1f s\n",
-           sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), size / 1e6, size / 1e3 / m->shown,
-           a.sum / a.n, a.min, a.n, t);
+           sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), size / 1e6, size / 1e3 / m->shown, a.sum / a.n,
+           a.min, a.n, t);
     ret = 0;
 end:
     if (ret < 0)
@@ -384,8 +386,10 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     rss0 = ru.ru_maxrss;
     cpu_name(cpu, sizeof cpu);
-    printf("encoders, %dx%d, %d frames, on %s (%ld cores); the GPU's rate: %.2f frames/s (a pingpong's two "
-           "shown frames per rendered one at 0.12 s)\n", W, H, n, cpu, sysconf(_SC_NPROCESSORS_ONLN), TARGET_FPS);
+    printf(
+        "encoders, %dx%d, %d frames, on %s (%ld cores); the GPU's rate: %.2f frames/s (a pingpong's two "
+        "shown frames per rendered one at 0.12 s)\n",
+        W, H, n, cpu, sysconf(_SC_NPROCESSORS_ONLN), TARGET_FPS);
     if (throughput(dir, frames, N_FRAMES, n, only) < 0)
         goto end;
     if (!only || strstr("size", only)) {

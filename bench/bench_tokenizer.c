@@ -28,15 +28,25 @@ static double now(void)
 }
 
 static const char *const subjects[] = {
-    "a rainy city street at night", "a technopriest in a cathedral of machines", "an abandoned gas station",
-    "a misty forest with ancient trees", "portrait of an old fisherman", "a castle on a cliff above the sea",
-    "a café in Paris", "a dragon 🐉 over snowy mountains", "a bowl of ramen", "a cyberpunk marketplace",
-    "a lighthouse in a storm", "an astronaut riding a horse", "the surface of Mars, 4k",
+    "a rainy city street at night",
+    "a technopriest in a cathedral of machines",
+    "an abandoned gas station",
+    "a misty forest with ancient trees",
+    "portrait of an old fisherman",
+    "a castle on a cliff above the sea",
+    "a café in Paris",
+    "a dragon 🐉 over snowy mountains",
+    "a bowl of ramen",
+    "a cyberpunk marketplace",
+    "a lighthouse in a storm",
+    "an astronaut riding a horse",
+    "the surface of Mars, 4k",
 };
 static const char *const styles[] = {
-    "oil painting", "digital art", "trending on artstation", "cinematic lighting", "by Greg Rutkowski",
-    "35mm photo", "(masterpiece:1.2)", "ultra-detailed, 8k", "watercolor", "isometric, low poly",
-    "volumetric fog", "golden hour", "don't crop",
+    "oil painting",      "digital art",         "trending on artstation", "cinematic lighting",
+    "by Greg Rutkowski", "35mm photo",          "(masterpiece:1.2)",      "ultra-detailed, 8k",
+    "watercolor",        "isometric, low poly", "volumetric fog",         "golden hour",
+    "don't crop",
 };
 
 /* The least work a tokenizer can do: split on spaces, lowercase ASCII. */
@@ -60,7 +70,7 @@ static long baseline_split(char **prompts, int n)
             buf[k++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
         }
         buf[k] = '\0';
-        words += buf[0] == '\x01';  /* keep the lowercasing from being optimized away */
+        words += buf[0] == '\x01'; /* keep the lowercasing from being optimized away */
     }
     return words;
 }

@@ -108,8 +108,10 @@ static int same_model(const bridge_args *a, const sdm_recipe *ra, const sdm_reci
         return SDM_EXIT_USAGE;
     }
     if (strcmp(realpath(dir, ca) ? ca : dir, realpath(other, cb) ? cb : other)) {
-        fprintf(stderr, "sdmorph bridge: %s renders with the model %s and %s with %s; a bridge needs one model "
-                "(give both the same 'model:', or --model DIR)\n", ra->path, dir, rb->path, other);
+        fprintf(stderr,
+                "sdmorph bridge: %s renders with the model %s and %s with %s; a bridge needs one model "
+                "(give both the same 'model:', or --model DIR)\n",
+                ra->path, dir, rb->path, other);
         return SDM_EXIT_USAGE;
     }
     return SDM_EXIT_OK;

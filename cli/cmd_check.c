@@ -50,10 +50,11 @@ static void print_retime(const sdm_preflight *pf, const sdm_recipe *r)
         printf("retime: even on %d transition%s: the weights above are placed by the probe kept in %s\n", wanted,
                wanted > 1 ? "s" : "", pf->retime_sidecar);
     else
-        printf("retime: even on %d transition%s, %d not probed yet with this model and size: the weights above are "
-               "%s; `render` probes first (at %d steps) and keeps the curves in its sidecar\n", wanted,
-               wanted > 1 ? "s" : "", missing, missing < wanted ? "partly the eased ones" : "the eased ones",
-               pf->retime.probe_steps ? pf->retime.probe_steps : sdm_retime_probe_steps(r->steps));
+        printf(
+            "retime: even on %d transition%s, %d not probed yet with this model and size: the weights above are "
+            "%s; `render` probes first (at %d steps) and keeps the curves in its sidecar\n",
+            wanted, wanted > 1 ? "s" : "", missing, missing < wanted ? "partly the eased ones" : "the eased ones",
+            pf->retime.probe_steps ? pf->retime.probe_steps : sdm_retime_probe_steps(r->steps));
 }
 
 static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, const char *model, int quiet,

@@ -34,8 +34,7 @@ int sdm_cmd_import(int argc, char **argv)
             return SDM_EXIT_OK;
         }
         if (path || (argv[i][0] == '-' && argv[i][1])) {
-            fprintf(stderr, "sdmorph import: %s '%s'\n", path ? "one image only, not also" : "unknown option",
-                    argv[i]);
+            fprintf(stderr, "sdmorph import: %s '%s'\n", path ? "one image only, not also" : "unknown option", argv[i]);
             usage(stderr);
             return SDM_EXIT_USAGE;
         }
@@ -55,8 +54,10 @@ int sdm_cmd_import(int argc, char **argv)
         if (sdm_png_text_file(path, "prompt", &text, &err))
             goto fail;
         if (!text) {
-            fprintf(stderr, "sdmorph import: %s: no settings in it (no \"parameters\" or \"prompt\" text, as A1111 "
-                    "and ComfyUI write)\n", path);
+            fprintf(stderr,
+                    "sdmorph import: %s: no settings in it (no \"parameters\" or \"prompt\" text, as A1111 "
+                    "and ComfyUI write)\n",
+                    path);
             goto end;
         }
         if (sdm_image_params_comfyui(text, &p, &err))

@@ -38,8 +38,8 @@ static void print_bundle(const sdm_bundle *b)
     printf("model %s\n", b->dir);
     printf("  family:         %s\n  dtype:          %s\n", b->family, b->dtype);
     printf("  image size:     %dx%d (default), multiples of %d\n", b->width, b->height, b->vae_scale);
-    printf("  latents:        %d channels, 1/%d of the image, scaling factor %g\n", b->latent_channels,
-           b->vae_scale, b->scaling_factor);
+    printf("  latents:        %d channels, 1/%d of the image, scaling factor %g\n", b->latent_channels, b->vae_scale,
+           b->scaling_factor);
     printf("  text:           %d tokens, %d wide (bos %d, eos %d, pad %d)\n", b->token_length, b->hidden_size,
            b->bos_id, b->eos_id, b->pad_id);
     printf("  prediction:     %s\n", sdm_prediction_name(b->prediction));

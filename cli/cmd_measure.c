@@ -33,7 +33,7 @@ static void usage(FILE *f)
 typedef struct {
     sdm_pace *pace;
     int each, width, height;
-    uint8_t *prev;          /* --each: the frame before */
+    uint8_t *prev; /* --each: the frame before */
     sdm_ssim *ssim;
 } measure;
 
@@ -156,10 +156,9 @@ int sdm_cmd_measure(int argc, char **argv)
             n++;
         }
     }
-    if (raw && (sscanf(raw, "%dx%d", &w, &h) != 2 || w < SDM_SSIM_WINDOW || h < SDM_SSIM_WINDOW || w > 16384 ||
-                h > 16384)) {
-        fprintf(stderr, "sdmorph measure: --raw wants WIDTHxHEIGHT, each %d..16384, not '%s'\n", SDM_SSIM_WINDOW,
-                raw);
+    if (raw &&
+        (sscanf(raw, "%dx%d", &w, &h) != 2 || w < SDM_SSIM_WINDOW || h < SDM_SSIM_WINDOW || w > 16384 || h > 16384)) {
+        fprintf(stderr, "sdmorph measure: --raw wants WIDTHxHEIGHT, each %d..16384, not '%s'\n", SDM_SSIM_WINDOW, raw);
         return SDM_EXIT_USAGE;
     }
     if (!n) {

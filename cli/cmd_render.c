@@ -89,7 +89,8 @@ static int parse_devices(const char *list, sdm_device *devs)
 
     if (!strcmp(list, "all")) {
         if (cuda < 1) {
-            fprintf(stderr, "sdmorph render: --devices all: no CUDA device (this libtorch has no CUDA or no GPU is "
+            fprintf(stderr,
+                    "sdmorph render: --devices all: no CUDA device (this libtorch has no CUDA or no GPU is "
                     "visible)\n");
             return -1;
         }
@@ -121,10 +122,10 @@ typedef struct {
     const char *path;
     sdm_recipe *r;
     char model_dir[4096];
-    int rc;                 /* exit status; -1 while not rendered */
-    char msg[2048];         /* why it failed */
+    int rc; /* exit status; -1 while not rendered */
+    char msg[2048]; /* why it failed */
     sdm_render_stats stats;
-    char **files;           /* written */
+    char **files; /* written */
     int n_files;
 } job;
 
@@ -132,7 +133,7 @@ typedef struct {
     sdm_render_params p;
     const char *model, *device, *devices;
     sdm_device devs[SDM_MAX_DEVICES];
-    int n_devs;             /* --devices: more than one renders each recipe on them all */
+    int n_devs; /* --devices: more than one renders each recipe on them all */
     int threads, quiet, json;
     sdm_overrides ov;
     job *jobs;
@@ -162,8 +163,8 @@ static void fail_job(job *j, int code, const char *msg)
  * (said), 2 --help. */
 static int take_option(render_cmd *C, int argc, char **argv, int *i)
 {
-    static const char *const valued[] = { "-o", "--output", "--model", "--device", "--batch", "--frames",
-                                          "--threads", "--progress-every", "--shard", "--devices" };
+    static const char *const valued[] = { "-o",       "--output",  "--model",          "--device", "--batch",
+                                          "--frames", "--threads", "--progress-every", "--shard",  "--devices" };
     const char *a = argv[*i], *v = NULL;
     sdm_error err = { 0 };
     int k = sdm_overrides_take(&C->ov, argc, argv, i, "sdmorph render");
@@ -360,8 +361,10 @@ static void print_json(const render_cmd *C)
         const sdm_render_stats *s = &j->stats;
         json_object *o = json_object_new_object(), *files = json_object_new_array();
         json_object_object_add(o, "recipe", json_object_new_string(j->path));
-        json_object_object_add(o, "status", json_object_new_string(j->rc == 0 ? "ok" : j->rc == 130 ? "interrupted"
-                                                                   : "failed"));
+        json_object_object_add(o, "status",
+                               json_object_new_string(j->rc == 0     ? "ok"
+                                                      : j->rc == 130 ? "interrupted"
+                                                                     : "failed"));
         json_object_object_add(o, "exit", json_object_new_int(j->rc));
         if (j->msg[0])
             json_object_object_add(o, "error", json_object_new_string(j->msg));
@@ -400,9 +403,11 @@ static int summary(const render_cmd *C)
         fprintf(stderr, "sdmorph: %d recipes: %d rendered, %d failed\n", C->n_jobs, C->n_jobs - failed, failed);
         for (int i = 0; i < C->n_jobs; i++) {
             const job *j = &C->jobs[i];
-            fprintf(stderr, "  %-11s %s%s%s\n", j->rc == 0 ? "ok" : j->rc == 130 ? "interrupted" : "FAILED", j->path,
-                    j->msg[0] && j->rc != 130 ? "  " : "",
-                    j->rc != 130 ? j->msg : "");
+            fprintf(stderr, "  %-11s %s%s%s\n",
+                    j->rc == 0     ? "ok"
+                    : j->rc == 130 ? "interrupted"
+                                   : "FAILED",
+                    j->path, j->msg[0] && j->rc != 130 ? "  " : "", j->rc != 130 ? j->msg : "");
         }
     }
     if (C->json)

@@ -13,7 +13,7 @@
 
 /* What a user needs to know of each sampler; the order of sdm_sampler. */
 static const struct {
-    const char *scheduler;  /* diffusers' class */
+    const char *scheduler; /* diffusers' class */
     const char *options;
     const char *notes;
 } about[SDM_SAMPLER_COUNT] = {
@@ -27,7 +27,8 @@ static const struct {
     [SDM_SAMPLER_LMS] = { "LMSDiscreteScheduler", "karras", "1 UNet call a step" },
     [SDM_SAMPLER_HEUN] = { "HeunDiscreteScheduler", "karras", "2 UNet calls a step (the last: 1)" },
     [SDM_SAMPLER_UNIPC] = { "UniPCMultistepScheduler (bh2, order 2)", "karras", "1 UNet call a step" },
-    [SDM_SAMPLER_LCM] = { "LCMScheduler", "", "for LCM-LoRA (fused at export) or LCM weights run with plain "
+    [SDM_SAMPLER_LCM] = { "LCMScheduler", "",
+                          "for LCM-LoRA (fused at export) or LCM weights run with plain "
                           "guidance: 2..8 steps, guidance 1..2, at most original_inference_steps (50); noise each "
                           "step but the last. Checkpoints that take guidance as an embedding "
                           "(time_cond_proj_dim) are not supported" },

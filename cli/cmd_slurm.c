@@ -64,7 +64,7 @@ static int parse_count(const char *opt, const char *v, int hi, int *out)
 static int parse_options(int argc, char **argv, slurm_options *o)
 {
     static const char *const valued[] = { "--shards", "--partition", "--gpus-per-task", "--cpus-per-task",
-                                          "--time", "--sbatch", "--model", "--device" };
+                                          "--time",   "--sbatch",    "--model",         "--device" };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         int k = -1, got = 0;
@@ -229,13 +229,15 @@ int sdm_cmd_slurm(int argc, char **argv)
         sdm_error_set(&err, SDM_EXIT_USAGE, "%s: no room for the scripts' names", stem);
         goto fail;
     }
-    j = (sdm_slurm_job){ paths[0], paths[1], paths[2], paths[3], "sdmorph", stem, o.shards, o.partition, o.gpus,
-                         o.cpus, o.time, o.extra, o.n_extra, o.device, (const char *const *)names };
+    j = (sdm_slurm_job){ paths[0], paths[1], paths[2],    paths[3], "sdmorph",
+                         stem,     o.shards, o.partition, o.gpus,   o.cpus,
+                         o.time,   o.extra,  o.n_extra,   o.device, (const char *const *)names };
     if (write_scripts(&j, array, join, &err))
         goto fail;
     printf("%s\n%s\n", array, join);
     if (o.submit) {
-        if (sbatch(array, NULL, array_id, sizeof array_id, &err) || sbatch(join, array_id, join_id, sizeof join_id, &err))
+        if (sbatch(array, NULL, array_id, sizeof array_id, &err) ||
+            sbatch(join, array_id, join_id, sizeof join_id, &err))
             goto fail;
         printf("array job %s (%d tasks), join job %s (after the array succeeds)\n", array_id, o.shards, join_id);
     }

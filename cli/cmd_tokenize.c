@@ -174,7 +174,7 @@ int sdm_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL;
     int show_tokens = 0, after_dashes = 0, n_parts = 0, rc = SDM_EXIT_USAGE;
-    char **parts = NULL;    /* the arguments that make TEXT */
+    char **parts = NULL; /* the arguments that make TEXT */
     char model_dir[1024];
     char *text = NULL;
     sdm_bundle bundle;
@@ -245,7 +245,8 @@ int sdm_cmd_tokenize(int argc, char **argv)
     } else {
         text = join_args(n_parts, parts);
         if (text && strlen(text) > MAX_TEXT_BYTES) {
-            fprintf(stderr, "sdmorph tokenize: TEXT is more than 1 MiB (1048576 bytes), the most a prompt "
+            fprintf(stderr,
+                    "sdmorph tokenize: TEXT is more than 1 MiB (1048576 bytes), the most a prompt "
                     "may be\n");
             rc = SDM_EXIT_USAGE;
             goto end;

@@ -9,7 +9,7 @@
 typedef struct {
     sdm_recipe_override *items;
     int n;
-    char **owned;           /* the strings made here */
+    char **owned; /* the strings made here */
     int n_owned, cap;
 } sdm_overrides;
 

@@ -8,7 +8,7 @@
 
 static volatile sig_atomic_t stop_requested;
 static struct sigaction old_actions[3];
-static int catching;                /* how deep sdm_run_catch_signals calls nest */
+static int catching; /* how deep sdm_run_catch_signals calls nest */
 static const int signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_signal(int sig)
@@ -66,9 +66,11 @@ volatile sig_atomic_t *sdm_run_stop_flag(void)
 
 void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
 {
-    fprintf(stderr, "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
-            "%.4f s per rendered frame, batch %d\n", stats->frames_shown, stats->frames_rendered, stats->width,
-            stats->height, stats->seconds, stats->load_seconds, stats->seconds_per_render, stats->batch);
+    fprintf(stderr,
+            "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
+            "%.4f s per rendered frame, batch %d\n",
+            stats->frames_shown, stats->frames_rendered, stats->width, stats->height, stats->seconds,
+            stats->load_seconds, stats->seconds_per_render, stats->batch);
     if (stats->probe_renders)
         fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
                 stats->probe_renders, stats->probe_steps, stats->probe_seconds,

@@ -36,9 +36,10 @@ static void put_quoted(FILE *f, const char *s)
 
 static void header(FILE *f, const sdm_slurm_job *j, const char *name, const char *log)
 {
-    fprintf(f, "#!/bin/sh\n# Written by `sdmorph slurm`; submit with sbatch (see README: one GPU, a host, a cluster).\n");
-    fprintf(f, "#SBATCH --job-name=%s\n#SBATCH --ntasks=1\n#SBATCH --chdir=%s\n#SBATCH --output=%s\n", name,
-            j->workdir, log);
+    fprintf(f,
+            "#!/bin/sh\n# Written by `sdmorph slurm`; submit with sbatch (see README: one GPU, a host, a cluster).\n");
+    fprintf(f, "#SBATCH --job-name=%s\n#SBATCH --ntasks=1\n#SBATCH --chdir=%s\n#SBATCH --output=%s\n", name, j->workdir,
+            log);
     if (j->partition)
         fprintf(f, "#SBATCH --partition=%s\n", j->partition);
     if (j->time)

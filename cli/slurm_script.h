@@ -9,21 +9,21 @@
 #include <stdio.h>
 
 typedef struct {
-    const char *sdmorph;        /* the executable, absolute */
-    const char *recipe;         /* absolute */
-    const char *model;          /* absolute bundle directory */
-    const char *workdir;        /* where the jobs run (the recipe's outputs are relative to it) */
-    const char *name;           /* job name */
-    const char *log_stem;       /* logs: STEM.shard-%a.log, STEM.join.log */
+    const char *sdmorph; /* the executable, absolute */
+    const char *recipe; /* absolute */
+    const char *model; /* absolute bundle directory */
+    const char *workdir; /* where the jobs run (the recipe's outputs are relative to it) */
+    const char *name; /* job name */
+    const char *log_stem; /* logs: STEM.shard-%a.log, STEM.join.log */
     int shards;
-    const char *partition;      /* NULL: the cluster's default */
-    int gpus_per_task;          /* 0: none asked for */
-    int cpus_per_task;          /* 0: the cluster's default */
-    const char *time;           /* --time, NULL: the partition's default */
-    const char *const *extra;   /* more #SBATCH lines' options, e.g. "--account=x" */
+    const char *partition; /* NULL: the cluster's default */
+    int gpus_per_task; /* 0: none asked for */
+    int cpus_per_task; /* 0: the cluster's default */
+    const char *time; /* --time, NULL: the partition's default */
+    const char *const *extra; /* more #SBATCH lines' options, e.g. "--account=x" */
     int n_extra;
-    const char *device;         /* render --device, NULL: render's default */
-    const char *const *segments;    /* the N manifests, in shard order */
+    const char *device; /* render --device, NULL: render's default */
+    const char *const *segments; /* the N manifests, in shard order */
 } sdm_slurm_job;
 
 /* 0, or -1 on a write error. */

@@ -11,7 +11,6 @@ void sdm_ff_log_init(void);
 
 /* Sets err to the formatted text followed by ": " and FFmpeg's message for
  * averr (an AVERROR code). Returns -1. */
-int sdm_ff_error(sdm_error *err, int averr, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int sdm_ff_error(sdm_error *err, int averr, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -17,15 +17,14 @@
 #include "sink.h"
 
 typedef struct sdm_format {
-    const char *name;       /* "mp4", "gif", "png contact sheet" */
+    const char *name; /* "mp4", "gif", "png contact sheet" */
     /* The format's own limits (frame size, rate, encoder options, the
      * encoder being in this FFmpeg); NULL if it has none. */
-    int  (*check)(const char *target, const sdm_sink_params *p, sdm_error *err);
-    int  (*open)(void **ctx, const char *tmp_path, const char *target,
-                 const sdm_sink_params *p, sdm_error *err);
-    int  (*write)(void *ctx, const uint8_t *rgb, sdm_error *err);
+    int (*check)(const char *target, const sdm_sink_params *p, sdm_error *err);
+    int (*open)(void **ctx, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err);
+    int (*write)(void *ctx, const uint8_t *rgb, sdm_error *err);
     /* Flushes the encoder and completes the file; the file is closed after. */
-    int  (*finish)(void *ctx, sdm_error *err);
+    int (*finish)(void *ctx, sdm_error *err);
     /* NULL-safe; closes the file if still open (it is then incomplete). */
     void (*free)(void **ctx);
 } sdm_format;

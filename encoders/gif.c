@@ -63,9 +63,8 @@
 #include "workpool.h"
 
 /* paletteuse's options for each sdm_gif_dither. */
-static const char *const dither_opts[SDM_GIF_DITHER_COUNT] = {
-    "bayer:bayer_scale=2", "sierra2_4a", "floyd_steinberg", "none"
-};
+static const char *const dither_opts[SDM_GIF_DITHER_COUNT] = { "bayer:bayer_scale=2", "sierra2_4a", "floyd_steinberg",
+                                                               "none" };
 
 /* One filter graph: [in] (RGB24 frames), optionally [pal] (a palette), [out]. */
 typedef struct {
@@ -85,22 +84,22 @@ typedef struct {
     int width, height;
     sdm_gif_palette palette;
     sdm_gif_dither dither;
-    AVRational rate;            /* of the GIF's frames: the render's fps times repeat */
-    int repeat;                 /* GIF frames per frame: a frame longer than a GIF delay holds is
+    AVRational rate; /* of the GIF's frames: the render's fps times repeat */
+    int repeat; /* GIF frames per frame: a frame longer than a GIF delay holds is
                                    written as several of equal delay, so the GIF lasts as the MP4 */
 
     /* Each worker quantizes whole frames in a graph of its own; jobs come
      * back in order and are encoded on the GIF's own thread. */
     sdm_workpool *pool;
-    gif_graph *graphs;          /* one per worker */
+    gif_graph *graphs; /* one per worker */
     int n_graphs;
-    gif_job *jobs;              /* the pool's depth; job k%n_jobs is frame k's */
+    gif_job *jobs; /* the pool's depth; job k%n_jobs is frame k's */
     int n_jobs;
     int64_t submitted;
 
-    gif_graph stats;            /* palette per stream: palettegen=stats_mode=full */
+    gif_graph stats; /* palette per stream: palettegen=stats_mode=full */
     AVFrame *stats_in;
-    char *spool_path;           /* palette per stream: the frames, raw RGB24 */
+    char *spool_path; /* palette per stream: the frames, raw RGB24 */
     FILE *spool;
     int64_t spooled;
 
@@ -108,7 +107,7 @@ typedef struct {
     AVCodecContext *enc;
     AVStream *st;
     AVPacket *pkt;
-    int64_t encoded;            /* frames given to the encoder */
+    int64_t encoded; /* frames given to the encoder */
 } gif_ctx;
 
 static void free_graph(gif_graph *q)
@@ -123,7 +122,7 @@ static void gif_free(void **pctx)
 
     if (!g)
         return;
-    sdm_workpool_free(&g->pool);        /* first: its workers use the graphs and jobs */
+    sdm_workpool_free(&g->pool); /* first: its workers use the graphs and jobs */
     for (int i = 0; g->graphs && i < g->n_graphs; i++)
         free_graph(&g->graphs[i]);
     for (int i = 0; g->jobs && i < g->n_jobs; i++) {
@@ -154,8 +153,8 @@ static int make_source(const gif_ctx *g, gif_graph *q, AVFilterContext **src, co
     char args[256];
     int ret;
 
-    snprintf(args, sizeof args, "video_size=%dx%d:pix_fmt=%d:time_base=%d/%d:pixel_aspect=1/1",
-             w, h, pix_fmt, g->rate.den, g->rate.num);
+    snprintf(args, sizeof args, "video_size=%dx%d:pix_fmt=%d:time_base=%d/%d:pixel_aspect=1/1", w, h, pix_fmt,
+             g->rate.den, g->rate.num);
     ret = avfilter_graph_create_filter(src, avfilter_get_by_name("buffer"), name, args, NULL, q->graph);
     if (ret < 0)
         return sdm_ff_error(err, ret, "%s: cannot create the filter graph's source", g->target);
@@ -206,7 +205,7 @@ static int build_graph(const gif_ctx *g, gif_graph *q, const char *desc, const A
         pal_out->pad_idx = 0;
         pal_out->next = NULL;
     }
-    pal_out = NULL;     /* owned by outputs now */
+    pal_out = NULL; /* owned by outputs now */
     inputs->name = av_strdup("out");
     inputs->filter_ctx = q->sink;
     inputs->pad_idx = 0;
@@ -273,7 +272,7 @@ static int open_muxer(gif_ctx *g, const char *tmp_path, sdm_error *err)
         sdm_ff_error(err, averr, "cannot create %s (temporary file %s)", g->target, tmp_path);
         goto end;
     }
-    av_dict_set(&opts, "loop", "0", 0);     /* NETSCAPE2.0 loop count 0: forever */
+    av_dict_set(&opts, "loop", "0", 0); /* NETSCAPE2.0 loop count 0: forever */
     averr = avformat_write_header(g->oc, &opts);
     if (averr < 0) {
         sdm_ff_error(err, averr, "%s: cannot write the header", g->target);
@@ -311,8 +310,10 @@ static void stats_scale(const gif_ctx *g, char *buf, size_t size)
 static int gif_check(const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     if (p->fps > 50)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: GIF frame delays are in 1/100 s and browsers slow down "
-                             "anything faster than 50 fps; got %g fps", target, p->fps);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: GIF frame delays are in 1/100 s and browsers slow down "
+                             "anything faster than 50 fps; got %g fps",
+                             target, p->fps);
     if (!avcodec_find_encoder(AV_CODEC_ID_GIF))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the gif encoder", target);
     return 0;
@@ -334,8 +335,8 @@ static int quantize(void *ctx, int worker, void *job)
     if (ret >= 0)
         ret = av_buffersink_get_frame(q->sink, j->pal8);
     if (ret == AVERROR(EAGAIN))
-        return sdm_error_set(&j->err, SDM_EXIT_RUNTIME, "%s: the GIF filter graph held frame %lld back",
-                             g->target, (long long)j->index);
+        return sdm_error_set(&j->err, SDM_EXIT_RUNTIME, "%s: the GIF filter graph held frame %lld back", g->target,
+                             (long long)j->index);
     if (ret < 0)
         return sdm_ff_error(&j->err, ret, "%s: GIF filter graph failed", g->target);
     return 0;
@@ -358,8 +359,8 @@ static int alloc_rgb(AVFrame **f, int w, int h)
  * each frame depends on the one before: one worker then. */
 static int open_workers(gif_ctx *g, const sdm_sink_params *p, const char *per_frame_desc, sdm_error *err)
 {
-    int serial = g->palette == SDM_GIF_PALETTE_STREAM &&
-                 g->dither != SDM_GIF_DITHER_BAYER && g->dither != SDM_GIF_DITHER_NONE;
+    int serial =
+        g->palette == SDM_GIF_PALETTE_STREAM && g->dither != SDM_GIF_DITHER_BAYER && g->dither != SDM_GIF_DITHER_NONE;
 
     g->n_graphs = serial ? 1 : sdm_workpool_threads(p->threads);
     g->n_jobs = 2 * g->n_graphs;
@@ -383,14 +384,13 @@ static int open_spool(gif_ctx *g, const char *tmp_path, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     g->spool = fopen(g->spool_path, "w+b");
     if (!g->spool)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot create %s (frame spool %s): %s",
-                             g->target, g->spool_path, strerror(errno));
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot create %s (frame spool %s): %s", g->target, g->spool_path,
+                             strerror(errno));
     return 0;
 }
 
 /* Called after gif_check() passed. */
-static int gif_open(void **out, const char *tmp_path, const char *target,
-                    const sdm_sink_params *p, sdm_error *err)
+static int gif_open(void **out, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     gif_ctx *g = NULL;
     char desc[256], shrink[64];
@@ -411,8 +411,10 @@ static int gif_open(void **out, const char *tmp_path, const char *target,
 
     stats_scale(g, shrink, sizeof shrink);
     if (g->palette == SDM_GIF_PALETTE_FRAME) {
-        snprintf(desc, sizeof desc, "[in]split[a][b];[a]%spalettegen=stats_mode=single:reserve_transparent=0[p];"
-                 "[b][p]paletteuse=new=1:dither=%s[out]", shrink, dither_opts[g->dither]);
+        snprintf(desc, sizeof desc,
+                 "[in]split[a][b];[a]%spalettegen=stats_mode=single:reserve_transparent=0[p];"
+                 "[b][p]paletteuse=new=1:dither=%s[out]",
+                 shrink, dither_opts[g->dither]);
         if (open_workers(g, p, desc, err) < 0)
             goto end;
     } else {
@@ -529,16 +531,15 @@ static int gather(gif_ctx *g, const uint8_t *rgb, sdm_error *err)
     int ret = av_frame_make_writable(g->stats_in);
 
     if (ret >= 0) {
-        av_image_copy_plane(g->stats_in->data[0], g->stats_in->linesize[0], rgb, 3 * g->width, 3 * g->width,
-                            g->height);
+        av_image_copy_plane(g->stats_in->data[0], g->stats_in->linesize[0], rgb, 3 * g->width, 3 * g->width, g->height);
         g->stats_in->pts = g->spooled;
         ret = av_buffersrc_add_frame_flags(g->stats.src, g->stats_in, AV_BUFFERSRC_FLAG_KEEP_REF);
     }
     if (ret < 0)
         return sdm_ff_error(err, ret, "%s: GIF filter graph failed", g->target);
     if (fwrite(rgb, 1, n, g->spool) != n)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s",
-                             g->target, g->spool_path, strerror(errno));
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s", g->target, g->spool_path,
+                             strerror(errno));
     g->spooled++;
     return 0;
 }
@@ -581,8 +582,8 @@ static int second_pass(gif_ctx *g, sdm_error *err)
         goto end;
     }
     if (fflush(g->spool) != 0 || ferror(g->spool)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s",
-                      g->target, g->spool_path, strerror(errno));
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: write failed (frame spool %s): %s", g->target, g->spool_path,
+                      strerror(errno));
         goto end;
     }
     averr = av_buffersrc_add_frame_flags(g->stats.src, NULL, 0);
@@ -604,8 +605,8 @@ static int second_pass(gif_ctx *g, sdm_error *err)
         if (!j)
             goto end;
         if (read_frame(g, j->rgb) < 0) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: cannot read back frame %lld from %s",
-                          g->target, (long long)k, g->spool_path);
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: cannot read back frame %lld from %s", g->target, (long long)k,
+                          g->spool_path);
             goto end;
         }
         if (submit(g, j, err) < 0)

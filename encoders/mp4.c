@@ -28,10 +28,8 @@ typedef struct {
     int width, height;
 } mp4_ctx;
 
-static const char *const x264_presets[] = {
-    "ultrafast", "superfast", "veryfast", "faster", "fast",
-    "medium", "slow", "slower", "veryslow", "placebo", NULL
-};
+static const char *const x264_presets[] = { "ultrafast", "superfast", "veryfast", "faster",  "fast", "medium",
+                                            "slow",      "slower",    "veryslow", "placebo", NULL };
 
 static int preset_known(const char *preset)
 {
@@ -67,8 +65,7 @@ static struct SwsContext *rgb_to_yuv(int w, int h)
     const int *yuv_table = sws_getCoefficients(SWS_CS_ITU709);
 
     sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUV420P,
-                         SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP,
-                         NULL, NULL, NULL);
+                         SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, NULL, NULL, NULL);
     if (sws)
         sws_setColorspaceDetails(sws, rgb_table, 1, yuv_table, 0, 0, 1 << 16, 1 << 16);
     return sws;
@@ -85,14 +82,12 @@ static int mp4_check(const char *target, const sdm_sink_params *p, sdm_error *er
     if (p->crf < 0 || p->crf > 51)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: crf %d is outside 0..51", target, p->crf);
     if (!avcodec_find_encoder_by_name("libx264"))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the libx264 encoder",
-                             target);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: this FFmpeg was built without the libx264 encoder", target);
     return 0;
 }
 
 /* Called after mp4_check() passed. */
-static int mp4_open(void **out, const char *tmp_path, const char *target,
-                    const sdm_sink_params *p, sdm_error *err)
+static int mp4_open(void **out, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     mp4_ctx *m = NULL;
     AVDictionary *opts = NULL;

@@ -28,8 +28,7 @@ static int is_ascii(const char *s)
 /* The PNG as encoded, with a "Comment" text chunk after IHDR (signature 8 +
  * IHDR 25 bytes): tEXt for ASCII, which every reader shows; else iTXt,
  * the chunk for UTF-8. */
-static int write_packet(AVIOContext *pb, const AVPacket *pkt, const char *comment, const char *target,
-                        sdm_error *err)
+static int write_packet(AVIOContext *pb, const AVPacket *pkt, const char *comment, const char *target, sdm_error *err)
 {
     const AVCRC *crc = av_crc_get_table(AV_CRC_32_IEEE_LE);
     static const char key[] = "Comment";
@@ -70,8 +69,8 @@ end:
     return ret;
 }
 
-int sdm_png_encode(const uint8_t *rgb, int linesize, int width, int height, const char *comment,
-                   AVIOContext *pb, const char *target, sdm_error *err)
+int sdm_png_encode(const uint8_t *rgb, int linesize, int width, int height, const char *comment, AVIOContext *pb,
+                   const char *target, sdm_error *err)
 {
     const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
     AVCodecContext *enc = NULL;
@@ -127,8 +126,8 @@ end:
     return ret;
 }
 
-int sdm_png_write(const char *path, const uint8_t *rgb, int width, int height, const char *comment,
-                  const char *target, sdm_error *err)
+int sdm_png_write(const char *path, const uint8_t *rgb, int width, int height, const char *comment, const char *target,
+                  sdm_error *err)
 {
     AVIOContext *pb = NULL;
     int averr = avio_open(&pb, path, AVIO_FLAG_WRITE), ret;

@@ -81,7 +81,7 @@ static int gif_loop_count(const char *path)
     for (;;) {
         int c = fgetc(f), label, n;
         if (c != 0x21)
-            break;              /* an image, the trailer or garbage: no loop extension before it */
+            break; /* an image, the trailer or garbage: no loop extension before it */
         label = fgetc(f);
         if (label == 0xff) {
             n = fgetc(f);
@@ -141,8 +141,8 @@ static int take_frame(frame_sink *fs, const AVFrame *frame, sdm_error *err)
     sdm_probe_info *info = fs->info;
 
     if (frame->width != info->width || frame->height != info->height)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame %d is %dx%d, the stream %dx%d",
-                             info->frames, frame->width, frame->height, info->width, info->height);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame %d is %dx%d, the stream %dx%d", info->frames, frame->width,
+                             frame->height, info->width, info->height);
     if (info->frames == 0) {
         /* PNG keeps its text chunks with the frame, not the container. */
         AVDictionaryEntry *comment = av_dict_get(frame->metadata, "comment", NULL, 0);
@@ -151,9 +151,9 @@ static int take_frame(frame_sink *fs, const AVFrame *frame, sdm_error *err)
         snprintf(info->pix_fmt, sizeof info->pix_fmt, "%s", desc ? desc->name : "?");
         snprintf(info->color_space, sizeof info->color_space, "%s", av_color_space_name(frame->colorspace));
     }
-    fs->sws = sws_getCachedContext(fs->sws, frame->width, frame->height, frame->format,
-                                   frame->width, frame->height, AV_PIX_FMT_RGB24,
-                                   SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+    fs->sws =
+        sws_getCachedContext(fs->sws, frame->width, frame->height, frame->format, frame->width, frame->height,
+                             AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
     if (!fs->sws)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot convert %s to RGB", desc ? desc->name : "?");
     if (desc && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL))) {
@@ -161,8 +161,7 @@ static int take_frame(frame_sink *fs, const AVFrame *frame, sdm_error *err)
         sws_setColorspaceDetails(fs->sws, sws_getCoefficients(cs), frame->color_range == AVCOL_RANGE_JPEG,
                                  sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
     }
-    sws_scale(fs->sws, (const uint8_t *const *)frame->data, frame->linesize, 0, frame->height,
-              dst, dst_linesize);
+    sws_scale(fs->sws, (const uint8_t *const *)frame->data, frame->linesize, 0, frame->height, dst, dst_linesize);
     if (fs->seen) {
         int c = count_colors(fs->rgb, frame->width * frame->height, fs->seen);
         if (c > info->max_colors)
@@ -194,8 +193,8 @@ static int decode(AVCodecContext *dec, const AVPacket *pkt, AVFrame *frame, fram
     }
 }
 
-int sdm_probe_file(const char *path, sdm_probe_frame_fn on_frame, void *user, int colors,
-                   sdm_probe_info *info, sdm_error *err)
+int sdm_probe_file(const char *path, sdm_probe_frame_fn on_frame, void *user, int colors, sdm_probe_info *info,
+                   sdm_error *err)
 {
     AVFormatContext *fmt = NULL;
     AVCodecContext *dec = NULL;

@@ -13,8 +13,7 @@ typedef struct {
     size_t frame_bytes;
 } raw_ctx;
 
-static int raw_open(void **ctx, const char *tmp_path, const char *target, const sdm_sink_params *p,
-                    sdm_error *err)
+static int raw_open(void **ctx, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     raw_ctx *c = calloc(1, sizeof *c);
 

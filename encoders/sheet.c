@@ -34,15 +34,15 @@
 
 typedef struct {
     char *target, *tmp, *comment;
-    AVIOContext *pb;            /* opened at once, so a bad path fails before rendering */
-    int width, height;          /* of the frames */
-    int tw, th;                 /* of a thumbnail */
+    AVIOContext *pb; /* opened at once, so a bad path fails before rendering */
+    int width, height; /* of the frames */
+    int tw, th; /* of a thumbnail */
     struct SwsContext *sws;
-    uint8_t *thumbs;            /* cap thumbnails, tw*th*3 each */
-    int64_t index[MAX_CELLS];   /* frame index of each kept thumbnail */
-    int cap;                    /* MAX_CELLS, or total_frames if fewer */
+    uint8_t *thumbs; /* cap thumbnails, tw*th*3 each */
+    int64_t index[MAX_CELLS]; /* frame index of each kept thumbnail */
+    int cap; /* MAX_CELLS, or total_frames if fewer */
     int kept;
-    int64_t stride;             /* keep frames whose index is a multiple */
+    int64_t stride; /* keep frames whose index is a multiple */
     int64_t seen;
 } sheet_ctx;
 
@@ -61,8 +61,7 @@ static void sheet_free(void **pctx)
     av_freep(pctx);
 }
 
-static int sheet_open(void **out, const char *tmp_path, const char *target,
-                      const sdm_sink_params *p, sdm_error *err)
+static int sheet_open(void **out, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     sheet_ctx *c = NULL;
     double scale;
@@ -89,7 +88,9 @@ static int sheet_open(void **out, const char *tmp_path, const char *target,
     c->tw = (int)fmax(1, floor(p->width * scale));
     c->th = (int)fmax(1, floor(p->height * scale));
     /* At least 2, so dropping every other thumbnail frees a cell. */
-    c->cap = p->total_frames > 1 && p->total_frames < MAX_CELLS ? p->total_frames : p->total_frames == 1 ? 2 : MAX_CELLS;
+    c->cap = p->total_frames > 1 && p->total_frames < MAX_CELLS ? p->total_frames
+             : p->total_frames == 1                             ? 2
+                                                                : MAX_CELLS;
     c->thumbs = av_malloc((size_t)c->cap * c->tw * c->th * 3);
     c->sws = sws_getContext(p->width, p->height, AV_PIX_FMT_RGB24, c->tw, c->th, AV_PIX_FMT_RGB24,
                             SWS_AREA | SWS_ACCURATE_RND, NULL, NULL, NULL);
@@ -227,8 +228,8 @@ static int sheet_finish(void *ctx, sdm_error *err)
     av_freep(&c->thumbs);
     c->kept = 0;
 
-    if (sdm_png_encode(frame->data[0], frame->linesize[0], frame->width, frame->height, c->comment, c->pb,
-                       c->target, err) < 0)
+    if (sdm_png_encode(frame->data[0], frame->linesize[0], frame->width, frame->height, c->comment, c->pb, c->target,
+                       err) < 0)
         goto end;
     averr = avio_closep(&c->pb);
     if (averr < 0) {

@@ -22,40 +22,40 @@
 #include "format.h"
 #include "paths.h"
 
-#define MAX_FILES (SDM_MAX_OUTPUTS + 1)     /* the outputs and a contact sheet */
+#define MAX_FILES (SDM_MAX_OUTPUTS + 1) /* the outputs and a contact sheet */
 
 typedef struct {
     sdm_sink *sink;
     const sdm_format *fmt;
     void *ctx;
-    const char *target;     /* what the user asked for (the file set's copy) */
-    const char *tmp;        /* what we write */
-    int file;               /* its index in the file set */
+    const char *target; /* what the user asked for (the file set's copy) */
+    const char *tmp; /* what we write */
+    int file; /* its index in the file set */
     pthread_t thread;
     int started;
-    int64_t read;           /* frames this output has consumed (under lock) */
-    sdm_error err;          /* this thread's own error */
+    int64_t read; /* frames this output has consumed (under lock) */
+    sdm_error err; /* this thread's own error */
 } sink_output;
 
 struct sdm_sink {
     sdm_sink_params p;
-    char *preset, *comment;             /* copies p points into */
+    char *preset, *comment; /* copies p points into */
     sink_output out[MAX_FILES];
     int n_out;
-    sdm_fileset *files;                 /* p.files, or own_files */
+    sdm_fileset *files; /* p.files, or own_files */
     sdm_fileset *own_files;
 
     pthread_mutex_t lock;
-    pthread_cond_t more;                /* a frame was queued, or closing/aborting */
-    pthread_cond_t space;               /* a slot was freed, or an output failed */
+    pthread_cond_t more; /* a frame was queued, or closing/aborting */
+    pthread_cond_t space; /* a slot was freed, or an output failed */
     uint8_t *slots;
     size_t frame_size;
     int cap;
-    int64_t written;                    /* frames queued so far */
+    int64_t written; /* frames queued so far */
     int closing, aborting, failed;
-    sdm_error err;                      /* the first output failure */
-    int finished;                       /* finish() ran (successfully or not) */
-    int ok;                             /* finish() succeeded */
+    sdm_error err; /* the first output failure */
+    int finished; /* finish() ran (successfully or not) */
+    int ok; /* finish() succeeded */
 };
 
 sdm_sink_params sdm_sink_default_params(void)
@@ -187,8 +187,8 @@ static int check_params(const sdm_sink_params *p, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "threads %d is out of range 0..64", p->threads);
     if (p->total_frames < 0)
         return sdm_error_set(err, SDM_EXIT_USAGE, "total_frames %d is negative", p->total_frames);
-    if (p->gif_palette < 0 || p->gif_palette >= SDM_GIF_PALETTE_COUNT ||
-        p->gif_dither < 0 || p->gif_dither >= SDM_GIF_DITHER_COUNT)
+    if (p->gif_palette < 0 || p->gif_palette >= SDM_GIF_PALETTE_COUNT || p->gif_dither < 0 ||
+        p->gif_dither >= SDM_GIF_DITHER_COUNT)
         return sdm_error_set(err, SDM_EXIT_USAGE, "unknown GIF palette or dither setting");
     return 0;
 }
@@ -205,8 +205,8 @@ static int check_one(const char *target, int sheet, const sdm_sink_params *p, sd
     return fmt->check ? fmt->check(target, p, err) : 0;
 }
 
-int sdm_sink_check(const char *const *outputs, int n_outputs, const char *contact_sheet,
-                   const sdm_sink_params *p, sdm_error *err)
+int sdm_sink_check(const char *const *outputs, int n_outputs, const char *contact_sheet, const sdm_sink_params *p,
+                   sdm_error *err)
 {
     if (check_params(p, err) < 0)
         return -1;
@@ -279,8 +279,8 @@ end:
     return ret;
 }
 
-int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
-                  const sdm_sink_params *p, sdm_sink **out, sdm_error *err)
+int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet, const sdm_sink_params *p,
+                  sdm_sink **out, sdm_error *err)
 {
     sdm_sink *s = NULL;
     int ret = -1;

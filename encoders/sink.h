@@ -16,27 +16,27 @@
 
 #include "error.h"
 #include "fileset.h"
-#include "gif_options.h"   /* sdm_gif_palette, sdm_gif_dither */
-#include "output_name.h"    /* which names the sink writes: sdm_output_check */
+#include "gif_options.h" /* sdm_gif_palette, sdm_gif_dither */
+#include "output_name.h" /* which names the sink writes: sdm_output_check */
 
 
 typedef struct sdm_sink sdm_sink;
 
 typedef struct {
-    int width, height;      /* of every frame (512x512); MP4 needs them even */
-    double fps;             /* (24); GIF at most 50 */
-    int crf;                /* H.264 quality (18) */
-    const char *preset;     /* x264 preset ("medium") */
-    int queue_frames;       /* frames the queue holds before push blocks (8) */
-    const char *comment;    /* stored in the files' metadata (recipe/bundle hash, version): MP4
+    int width, height; /* of every frame (512x512); MP4 needs them even */
+    double fps; /* (24); GIF at most 50 */
+    int crf; /* H.264 quality (18) */
+    const char *preset; /* x264 preset ("medium") */
+    int queue_frames; /* frames the queue holds before push blocks (8) */
+    const char *comment; /* stored in the files' metadata (recipe/bundle hash, version): MP4
                              * "comment", PNG text chunk; FFmpeg's GIF muxer has none. May be NULL */
-    int total_frames;       /* frames that will be pushed (contact sheet layout); 0 if unknown */
-    sdm_gif_palette gif_palette;    /* SDM_GIF_PALETTE_DEFAULT */
-    sdm_gif_dither gif_dither;      /* SDM_GIF_DITHER_DEFAULT */
-    int threads;            /* workers for the GIF's palettes and dithering, frames in
+    int total_frames; /* frames that will be pushed (contact sheet layout); 0 if unknown */
+    sdm_gif_palette gif_palette; /* SDM_GIF_PALETTE_DEFAULT */
+    sdm_gif_dither gif_dither; /* SDM_GIF_DITHER_DEFAULT */
+    int threads; /* workers for the GIF's palettes and dithering, frames in
                              * flight on all of them (0: one per CPU, at most 8; 1: on
                              * the GIF's own thread). The bytes written do not depend on it */
-    sdm_fileset *files;     /* the set the files join (targets already in it keep their
+    sdm_fileset *files; /* the set the files join (targets already in it keep their
                              * temporary file); the caller commits it. NULL: the sink
                              * makes its own and commits it in finish */
 } sdm_sink_params;
@@ -51,14 +51,14 @@ int sdm_sink_check_path(const char *path, int sheet, sdm_error *err);
  * touching a file: the number of outputs, their names and formats, each
  * format's limits (GIF: 0.0015259 to 50 fps; MP4: an even size). Runs
  * before any model loads (`sdmorph check` too). */
-int sdm_sink_check(const char *const *outputs, int n_outputs, const char *contact_sheet,
-                   const sdm_sink_params *p, sdm_error *err);
+int sdm_sink_check(const char *const *outputs, int n_outputs, const char *contact_sheet, const sdm_sink_params *p,
+                   sdm_error *err);
 
 /* Checks (as sdm_sink_check) and opens every output (temporary files beside
  * the targets), so a bad path or setting fails here, before rendering.
  * contact_sheet may be NULL; n_outputs may be 0 if it is not. */
-int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet,
-                  const sdm_sink_params *p, sdm_sink **out, sdm_error *err);
+int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact_sheet, const sdm_sink_params *p,
+                  sdm_sink **out, sdm_error *err);
 /* Queues one frame (width*height*3 bytes, RGB24, copied). Blocks while the
  * queue is full. Fails if an encoder failed (disk full...): the error says why. */
 int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err);

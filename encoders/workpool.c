@@ -29,14 +29,14 @@ struct sdm_workpool {
     void *ctx;
     pool_entry *ring;
     int depth;
-    int64_t head, tail;         /* next to take, next to submit (the caller's) */
-    int64_t next_run;           /* next queued entry a worker starts (under lock) */
+    int64_t head, tail; /* next to take, next to submit (the caller's) */
+    int64_t next_run; /* next queued entry a worker starts (under lock) */
     pool_worker *workers;
-    int n_workers, started;     /* threads asked for; started (0 when run inline) */
+    int n_workers, started; /* threads asked for; started (0 when run inline) */
     int stopping;
     pthread_mutex_t lock;
-    pthread_cond_t work;        /* an entry was queued, or stopping */
-    pthread_cond_t done;        /* an entry finished */
+    pthread_cond_t work; /* an entry was queued, or stopping */
+    pthread_cond_t done; /* an entry finished */
 };
 
 static void *worker_main(void *arg)
@@ -124,7 +124,7 @@ int sdm_workpool_submit(sdm_workpool *p, void *job)
     if (p->tail - p->head >= p->depth)
         return -1;
     e = &p->ring[p->tail % p->depth];
-    if (p->started == 0) {      /* one thread: run it here */
+    if (p->started == 0) { /* one thread: run it here */
         *e = (pool_entry){ job, JOB_DONE, p->fn(p->ctx, 0, job) };
         p->tail++;
         return 0;

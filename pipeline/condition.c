@@ -16,9 +16,9 @@ typedef struct {
 struct sdm_conditioner {
     sdm_engine *engine;
     const sdm_recipe *recipe;
-    sdm_text_ids ids;       /* which keyframes' texts are the same */
-    int n_chunks;           /* every text is padded to this many chunks, so any two mix */
-    char *texts_json;       /* the texts' chunks and weights, for the sidecar */
+    sdm_text_ids ids; /* which keyframes' texts are the same */
+    int n_chunks; /* every text is padded to this many chunks, so any two mix */
+    char *texts_json; /* the texts' chunks and weights, for the sidecar */
     int64_t noise_shape[4];
     noise_entry *noises;
     int n_noises;
@@ -71,8 +71,8 @@ static int count_chunks(sdm_conditioner *c, sdm_error *err)
     return 0;
 }
 
-int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
-                        sdm_conditioner **out, sdm_error *err)
+int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w, sdm_conditioner **out,
+                        sdm_error *err)
 {
     sdm_conditioner *c = calloc(1, sizeof *c);
 
@@ -119,8 +119,7 @@ static int text_embedding(sdm_conditioner *c, int k, int negative, const sdm_ten
     const sdm_keyframe *kf = &r->keyframes[k];
     const sdm_text_opts o = { r->weighting == SDM_WEIGHTING_A1111, kf->clip_skip, c->n_chunks };
 
-    return sdm_engine_embed_opts(c->engine, negative ? sdm_recipe_negative(r, kf->negative) : kf->prompt, &o, out,
-                                 err);
+    return sdm_engine_embed_opts(c->engine, negative ? sdm_recipe_negative(r, kf->negative) : kf->prompt, &o, out, err);
 }
 
 /* Initial noise of a seed, as torch.randn with a CPU generator; cached. */
@@ -168,8 +167,7 @@ static int mix(const sdm_tensor *a, const sdm_tensor *b, const sdm_mix *m, int p
 /* y[k] of the walk, k ≥ 0: y[k] = a·y0 + (1−a)·(y[k−1] + n_k). Continues
  * from the last step computed when it can, else starts again from y0; the
  * same operations in the same order either way, so the bits agree. */
-static int walk_embedding(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out,
-                          sdm_error *err)
+static int walk_embedding(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out, sdm_error *err)
 {
     const sdm_walk *w = c->recipe->walk;
     int64_t shape[3] = { 1, sdm_tensor_dim(y0, 1), sdm_tensor_dim(y0, 2) };
@@ -228,8 +226,7 @@ static int walk_frame(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tenso
 
 /* Everything is read from the frame's canonical inputs, never from the
  * plan frame itself: frames the planner merged are computed alike. */
-int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
-                          sdm_error *err)
+int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out, sdm_error *err)
 {
     const sdm_recipe *r = c->recipe;
     const sdm_frame_inputs in = sdm_frame_inputs_of(r, &c->ids, f);
@@ -267,7 +264,7 @@ static sdm_torch_status stream_draw(sdm_conditioner *c, uint64_t seed, sdm_gener
         sdm_generator_free(g);
     if (!*g) {
         st = sdm_generator_new(seed, g);
-        *drawn = -1;    /* the initial latent comes first */
+        *drawn = -1; /* the initial latent comes first */
     }
     while (!st && *drawn < draw) {
         sdm_tensor *skip = NULL;
@@ -282,8 +279,7 @@ static sdm_torch_status stream_draw(sdm_conditioner *c, uint64_t seed, sdm_gener
     return st;
 }
 
-int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out,
-                               sdm_error *err)
+int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out, sdm_error *err)
 {
     const sdm_mix m = sdm_mix_of(fc->seed_a, fc->seed_b, fc->seed_t, SDM_INTERP_SLERP);
     sdm_tensor *a = NULL, *b = NULL;

@@ -11,26 +11,25 @@
 typedef struct sdm_conditioner sdm_conditioner;
 
 typedef struct {
-    sdm_tensor *cond;       /* [1,L,H] */
-    sdm_tensor *uncond;     /* [1,L,H] */
-    sdm_tensor *noise;      /* [1,C,h,w], float32, before init_sigma */
+    sdm_tensor *cond; /* [1,L,H] */
+    sdm_tensor *uncond; /* [1,L,H] */
+    sdm_tensor *noise; /* [1,C,h,w], float32, before init_sigma */
     double guidance;
-    uint64_t seed_a, seed_b;    /* the seeds mixed, for per-step noise, as inputs.h */
-    double seed_t;              /* puts them: seed_b == seed_a, seed_t == 0 for one alone */
-    sdm_generator *gen[2];      /* the seeds' streams, for per-step noise: made on first use */
-    int drawn[2];               /* draws each has given after the initial latent */
+    uint64_t seed_a, seed_b; /* the seeds mixed, for per-step noise, as inputs.h */
+    double seed_t; /* puts them: seed_b == seed_a, seed_t == 0 for one alone */
+    sdm_generator *gen[2]; /* the seeds' streams, for per-step noise: made on first use */
+    int drawn[2]; /* draws each has given after the initial latent */
 } sdm_frame_cond;
 
-int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w,
-                        sdm_conditioner **out, sdm_error *err);
+int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w, sdm_conditioner **out,
+                        sdm_error *err);
 /* Token rows of every text embedding of the render: each text is padded
  * with empty-prompt chunks to the most any of the recipe's texts needs
  * (A1111 pads a batch so), so any two mix and the UNet sees one shape. */
 int sdm_conditioner_tokens(const sdm_conditioner *c);
 /* The texts' chunks and weights as a JSON value, for the sidecar. */
 const char *sdm_conditioner_texts_json(const sdm_conditioner *c);
-int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out,
-                          sdm_error *err);
+int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out, sdm_error *err);
 void sdm_frame_cond_clear(sdm_frame_cond *fc);
 
 /* The noise samplers add, for one frame: draw `draw` (from 0) after the
@@ -38,8 +37,7 @@ void sdm_frame_cond_clear(sdm_frame_cond *fc);
  * generator's stream (the latents first, then each step's noise), slerped
  * between the two seeds like the initial noise. Cheapest asked in
  * increasing order; any order gives the same values. */
-int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out,
-                               sdm_error *err);
+int sdm_conditioner_step_noise(sdm_conditioner *c, sdm_frame_cond *fc, int draw, sdm_tensor **out, sdm_error *err);
 void sdm_conditioner_free(sdm_conditioner **c);
 
 /* The seed of walk step k's embedding noise: a fixed mix of (noise_seed, k),

@@ -13,31 +13,31 @@
 /* What the step loop reads, all on the device before it starts, so the
  * loop itself copies nothing from the host (and can be captured). */
 typedef struct {
-    sdm_tensor *x;          /* [B,C,h,w] float32 starting latent */
-    sdm_tensor *emb;        /* [n,L,H] in the model's dtype; uncond first when guided */
-    sdm_tensor *g;          /* [B] guidance scales (guided only) */
-    sdm_tensor **t;         /* per step: [n] timesteps */
-    sdm_tensor **noise;     /* per step: [B,C,h,w] or NULL where none is added */
+    sdm_tensor *x; /* [B,C,h,w] float32 starting latent */
+    sdm_tensor *emb; /* [n,L,H] in the model's dtype; uncond first when guided */
+    sdm_tensor *g; /* [B] guidance scales (guided only) */
+    sdm_tensor **t; /* per step: [n] timesteps */
+    sdm_tensor **noise; /* per step: [B,C,h,w] or NULL where none is added */
     int n_steps;
-    int first_step;         /* the loop runs steps [first_step, n_steps) */
+    int first_step; /* the loop runs steps [first_step, n_steps) */
 } step_inputs;
 
 /* The whole sampling loop of one batch shape, captured as a CUDA graph:
  * its inputs are static buffers, refilled before every replay. */
 typedef struct {
     int B, h, w, guided;
-    uint64_t schedule;      /* fingerprint of the schedule it was captured with */
+    uint64_t schedule; /* fingerprint of the schedule it was captured with */
     step_inputs in;
     sdm_graph *graph;
-    sdm_tensor *out;        /* static: every replay overwrites it */
+    sdm_tensor *out; /* static: every replay overwrites it */
 } loop_graph;
 
 struct sdm_denoiser {
     sdm_device dev;
-    sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once */
+    sdm_dtype dtype; /* the UNet's: embeddings are cast to it once */
     sdm_unet_fn unet;
     void *unet_user;
-    double rescale;         /* guidance_rescale */
+    double rescale; /* guidance_rescale */
     int use_graphs;
     loop_graph graph;
 };
@@ -118,7 +118,8 @@ static int batch_check(const sdm_schedule *s, const sdm_batch *b, sdm_error *err
     int B;
 
     if (!b->latents || sdm_tensor_ndim(b->latents) != 4 || !c->cond || !b->guidance)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: a batch needs [B,C,h,w] latents, embeddings and "
+        return sdm_error_set(err, SDM_EXIT_RUNTIME,
+                             "internal: a batch needs [B,C,h,w] latents, embeddings and "
                              "guidance");
     B = (int)sdm_tensor_dim(b->latents, 0);
     if (sdm_tensor_dim(c->cond, 0) != B || (c->uncond && sdm_tensor_dim(c->uncond, 0) != B))
@@ -127,7 +128,8 @@ static int batch_check(const sdm_schedule *s, const sdm_batch *b, sdm_error *err
     if (batch_guided(b, B) && !c->uncond)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: a guided batch needs the negative prompts' embeddings");
     if (c->pooled || c->uncond_pooled || c->time_ids)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: pooled embeddings and time ids (SDXL) are not "
+        return sdm_error_set(err, SDM_EXIT_RUNTIME,
+                             "internal: pooled embeddings and time ids (SDXL) are not "
                              "supported yet");
     if (b->first_step < 0 || b->first_step >= s->n_steps)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: first step %d of a %d-step schedule", b->first_step,
@@ -307,8 +309,8 @@ static sdm_torch_status lin_eval(const sdm_lin *l, const sdm_tensor *cur, const 
  * prediction: the slots it saves (from the values before it), then
  *     x   ← next.x·x + next.out·pred + Σ next.slot[j]·slot[j] + next.noise·noise
  * (sampler.h). The sampler math of the loop is all here. */
-static sdm_torch_status step_update(const sdm_step *k, const sdm_tensor *pred, const sdm_tensor *noise,
-                                    sdm_tensor *cur, sdm_tensor **slots)
+static sdm_torch_status step_update(const sdm_step *k, const sdm_tensor *pred, const sdm_tensor *noise, sdm_tensor *cur,
+                                    sdm_tensor **slots)
 {
     sdm_tensor *fresh[SDM_SLOTS] = { 0 };
     sdm_torch_status st = SDM_TORCH_OK;
@@ -339,8 +341,8 @@ static sdm_torch_status step_update(const sdm_step *k, const sdm_tensor *pred, c
 /* The sampler loop over inputs already on the device. It only enqueues
  * device work (no host copies, no syncs), so it can run under a capture;
  * `stop` (NULL when captured) is polled between steps. */
-static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *in,
-                     volatile sig_atomic_t *stop, sdm_tensor **out, sdm_error *err)
+static int run_steps(sdm_denoiser *d, const sdm_schedule *s, const step_inputs *in, volatile sig_atomic_t *stop,
+                     sdm_tensor **out, sdm_error *err)
 {
     sdm_tensor *cur = NULL, *pred = NULL, *slots[SDM_SLOTS] = { 0 };
     sdm_torch_status st;
@@ -398,9 +400,10 @@ static void loop_capture(sdm_denoiser *d, const sdm_schedule *s, step_inputs *in
         /* the captured loop has a memory pool of its own: it may not fit
          * where the steps one by one do */
         if (cerr.out_of_memory)
-            sdm_warn("CUDA graphs off: the captured sampling loop at %d frames per call does not fit in free "
-                     "device memory; going on step by step (a smaller --batch keeps graphs on)",
-                     (int)sdm_tensor_dim(lg->in.x, 0));
+            sdm_warn(
+                "CUDA graphs off: the captured sampling loop at %d frames per call does not fit in free "
+                "device memory; going on step by step (a smaller --batch keeps graphs on)",
+                (int)sdm_tensor_dim(lg->in.x, 0));
         else
             sdm_warn("CUDA graphs off, the sampling loop could not be captured: %s", cerr.msg);
         goto fail;
@@ -429,8 +432,8 @@ fail:
 static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_inputs *in)
 {
     if (!lg->graph || lg->B < sdm_tensor_dim(in->x, 0) || lg->h != sdm_tensor_dim(in->x, 2) ||
-        lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) ||
-        lg->in.first_step != in->first_step || lg->schedule != schedule_fingerprint(s))
+        lg->w != sdm_tensor_dim(in->x, 3) || lg->guided != (in->g != NULL) || lg->in.first_step != in->first_step ||
+        lg->schedule != schedule_fingerprint(s))
         return 0;
     for (int i = 0; i < s->n_steps; i++)
         if ((lg->in.noise[i] != NULL) != (in->noise[i] != NULL))

@@ -36,35 +36,35 @@ static inline int sdm_guided(double g)
 /* What a batch is conditioned on. The SDXL fields are for its UNet's
  * extra inputs; until that lands they must be NULL (refused otherwise). */
 typedef struct {
-    const sdm_tensor *cond;             /* [B,L,H] text embeddings, float32 */
-    const sdm_tensor *uncond;           /* [B,L,H] negative prompts'; read only where a frame is guided
+    const sdm_tensor *cond; /* [B,L,H] text embeddings, float32 */
+    const sdm_tensor *uncond; /* [B,L,H] negative prompts'; read only where a frame is guided
                                            (NULL allowed where none is) */
-    const sdm_tensor *pooled;           /* SDXL: [B,P] pooled text embedding; NULL */
-    const sdm_tensor *uncond_pooled;    /* SDXL: the negative prompts' [B,P]; NULL */
-    const sdm_tensor *time_ids;         /* SDXL: [B,6] size and crop conditioning; NULL */
+    const sdm_tensor *pooled; /* SDXL: [B,P] pooled text embedding; NULL */
+    const sdm_tensor *uncond_pooled; /* SDXL: the negative prompts' [B,P]; NULL */
+    const sdm_tensor *time_ids; /* SDXL: [B,6] size and crop conditioning; NULL */
 } sdm_conditioning;
 
 /* One batch of B frames, everything sdm_denoiser_run reads. */
 typedef struct {
-    const sdm_tensor *latents;  /* [B,C,h,w] float32: the initial noise, as drawn (the
+    const sdm_tensor *latents; /* [B,C,h,w] float32: the initial noise, as drawn (the
                                    denoiser scales it by the schedule's init_sigma) */
     sdm_conditioning cond;
-    const double *guidance;     /* B scales, one per frame (sdm_guided) */
-    sdm_step_noise_fn noise;    /* per-step noise, for samplers that add it (NULL otherwise) */
+    const double *guidance; /* B scales, one per frame (sdm_guided) */
+    sdm_step_noise_fn noise; /* per-step noise, for samplers that add it (NULL otherwise) */
     void *noise_user;
-    int first_step;             /* the loop runs steps [first_step, n_steps): 0 starts from noise.
+    int first_step; /* the loop runs steps [first_step, n_steps): 0 starts from noise.
                                    Later, image-to-image starts at a later step from latents
                                    already noised to it, which are then taken as they are */
-    volatile sig_atomic_t *stop;    /* polled between steps (not inside a replayed graph);
+    volatile sig_atomic_t *stop; /* polled between steps (not inside a replayed graph);
                                        non-zero abandons the batch; may be NULL */
 } sdm_batch;
 
 typedef struct {
     sdm_device dev;
-    sdm_dtype dtype;        /* the UNet's: embeddings are cast to it once a batch */
+    sdm_dtype dtype; /* the UNet's: embeddings are cast to it once a batch */
     sdm_unet_fn unet;
     void *unet_user;
-    double guidance_rescale;    /* diffusers' guidance_rescale of guided batches: 0 (none) .. 1 */
+    double guidance_rescale; /* diffusers' guidance_rescale of guided batches: 0 (none) .. 1 */
 } sdm_denoiser_params;
 
 typedef struct sdm_denoiser sdm_denoiser;

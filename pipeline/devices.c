@@ -15,7 +15,7 @@
 typedef struct {
     const sdm_recipe *r;
     sdm_render_params p;
-    const char *segment;        /* the .rgb */
+    const char *segment; /* the .rgb */
     char manifest[SDM_PATH_MAX];
     sdm_render_stats stats;
     sdm_error err;
@@ -89,8 +89,8 @@ static int run_shards(device_job *jobs, int n, sdm_error *err)
     return rc;
 }
 
-static int set_up_jobs(const sdm_recipe *r, const sdm_render_params *p, const sdm_device *devs, int n,
-                       const char *dir, device_job *jobs, sdm_error *err)
+static int set_up_jobs(const sdm_recipe *r, const sdm_render_params *p, const sdm_device *devs, int n, const char *dir,
+                       device_job *jobs, sdm_error *err)
 {
     for (int i = 0; i < n; i++) {
         char rgb[SDM_PATH_MAX];
@@ -98,7 +98,7 @@ static int set_up_jobs(const sdm_recipe *r, const sdm_render_params *p, const sd
         j->r = r;
         j->p = *p;
         j->p.device = devs[i];
-        j->p.engine = NULL;         /* each thread opens its own on its device */
+        j->p.engine = NULL; /* each thread opens its own on its device */
         j->p.on_written = NULL;
         j->p.shard.index = i + 1;
         j->p.shard.count = n;

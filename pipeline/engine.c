@@ -10,19 +10,18 @@
 struct sdm_engine {
     sdm_bundle bundle;
     sdm_device dev;
-    sdm_dtype dtype;                /* what the modules compute in */
+    sdm_dtype dtype; /* what the modules compute in */
     sdm_tokenizer *tok;
     sdm_text_encoder *text;
     sdm_module *unet, *vae;
-    sdm_module *unet_aoti, *vae_aoti;   /* the bundle's AOTInductor builds, where loaded */
+    sdm_module *unet_aoti, *vae_aoti; /* the bundle's AOTInductor builds, where loaded */
 };
 
 static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
 {
     sdm_torch_status st = sdm_module_load(path, dev, m);
     if (st)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", path,
-                             sdm_torch_last_error());
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", path, sdm_torch_last_error());
     return 0;
 }
 
@@ -52,9 +51,10 @@ static int module_misfit(const sdm_bundle *b, sdm_error *err)
     if (nl)
         *nl = '\0';
     n = strlen(err->msg);
-    snprintf(err->msg + n, sizeof err->msg - n, " -- does it fit %s/model.yaml (latent_channels %d, "
-             "token_length %d, hidden_size %d, vae_scale %d)?", b->dir, b->latent_channels, b->token_length,
-             b->hidden_size, b->vae_scale);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             " -- does it fit %s/model.yaml (latent_channels %d, "
+             "token_length %d, hidden_size %d, vae_scale %d)?",
+             b->dir, b->latent_channels, b->token_length, b->hidden_size, b->vae_scale);
     return -1;
 }
 
@@ -87,8 +87,10 @@ static int check_modules(sdm_engine *e, sdm_error *err)
     if (sdm_tensor_ndim(eps) != 4 || sdm_tensor_dim(eps, 0) != 1 || sdm_tensor_dim(eps, 1) != b->latent_channels ||
         sdm_tensor_dim(eps, 2) != 8 || sdm_tensor_dim(eps, 3) != 8) {
         shape_str(eps, got, sizeof got);
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for a [1,%d,8,8] latent; it must give the same shape "
-                      "(latent_channels in %s/model.yaml)", b->unet, got, b->latent_channels, b->dir);
+        sdm_error_set(err, SDM_EXIT_RUNTIME,
+                      "%s gives %s for a [1,%d,8,8] latent; it must give the same shape "
+                      "(latent_channels in %s/model.yaml)",
+                      b->unet, got, b->latent_channels, b->dir);
         goto end;
     }
     if (call_f32(e, e->vae, &x, 1, &img, b->vae_decoder, err)) {
@@ -98,9 +100,11 @@ static int check_modules(sdm_engine *e, sdm_error *err)
     if (sdm_tensor_ndim(img) != 4 || sdm_tensor_dim(img, 1) != 3 || sdm_tensor_dim(img, 2) != 8 * b->vae_scale ||
         sdm_tensor_dim(img, 3) != 8 * b->vae_scale) {
         shape_str(img, got, sizeof got);
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %s for a [1,%d,8,8] latent; expected [1,3,%d,%d] "
-                      "(vae_scale %d in %s/model.yaml)", b->vae_decoder, got, b->latent_channels, 8 * b->vae_scale,
-                      8 * b->vae_scale, b->vae_scale, b->dir);
+        sdm_error_set(err, SDM_EXIT_RUNTIME,
+                      "%s gives %s for a [1,%d,8,8] latent; expected [1,3,%d,%d] "
+                      "(vae_scale %d in %s/model.yaml)",
+                      b->vae_decoder, got, b->latent_channels, 8 * b->vae_scale, 8 * b->vae_scale, b->vae_scale,
+                      b->dir);
         goto end;
     }
     rc = 0;
@@ -140,8 +144,8 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
     if (sdm_bundle_load(model_dir, &e->bundle, err))
         goto end;
     if (sdm_dtype_from_str(e->bundle.dtype, &e->dtype)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s/model.yaml: dtype '%s' is not float32 or float16",
-                      model_dir, e->bundle.dtype);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s/model.yaml: dtype '%s' is not float32 or float16", model_dir,
+                      e->bundle.dtype);
         goto end;
     }
     if (e->dtype == SDM_F16 && dev.type == SDM_DEVICE_CPU) {
@@ -156,8 +160,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
     if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
         goto end;
     if (sdm_text_encoder_open(&e->bundle, e->tok, dev, e->dtype, &e->text, err) || bundle_embeddings(e, err) ||
-        load_module(e->bundle.unet, dev, &e->unet, err) ||
-        load_module(e->bundle.vae_decoder, dev, &e->vae, err))
+        load_module(e->bundle.unet, dev, &e->unet, err) || load_module(e->bundle.vae_decoder, dev, &e->vae, err))
         goto end;
     if (check_modules(e, err))
         goto end;
@@ -212,14 +215,18 @@ int sdm_engine_has_aoti(const sdm_engine *e)
 static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x, const sdm_tensor *emb)
 {
     return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3),
-                                (int)sdm_tensor_dim(emb, 1)) ? e->unet_aoti : e->unet;
+                                (int)sdm_tensor_dim(emb, 1))
+               ? e->unet_aoti
+               : e->unet;
 }
 
 /* The VAE decoder for latents z [n,C,h,w], likewise. */
 static sdm_module *vae_for(sdm_engine *e, const sdm_tensor *z)
 {
     return aoti_fits(e->vae_aoti, &e->bundle.vae_aoti, (int)sdm_tensor_dim(z, 0), (int)sdm_tensor_dim(z, 2),
-                     (int)sdm_tensor_dim(z, 3)) ? e->vae_aoti : e->vae;
+                     (int)sdm_tensor_dim(z, 3))
+               ? e->vae_aoti
+               : e->vae;
 }
 
 /* A package and its TorchScript module on the same seeded inputs: a
@@ -254,8 +261,10 @@ static int aoti_agree(sdm_engine *e, sdm_module *ts, const char *ts_path, sdm_mo
         goto end;
     }
     if (!(diff <= tol * (scale > 1 ? scale : 1))) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s differs from %s by up to %.3g (outputs up to %.3g): made from "
-                      "other weights? Export it again with export_sd.py --aoti", pkg_path, ts_path, diff, scale);
+        sdm_error_set(err, SDM_EXIT_RUNTIME,
+                      "%s differs from %s by up to %.3g (outputs up to %.3g): made from "
+                      "other weights? Export it again with export_sd.py --aoti",
+                      pkg_path, ts_path, diff, scale);
         goto end;
     }
     rc = 0;
@@ -356,8 +365,10 @@ void sdm_engine_set_aoti(sdm_engine *e, int on)
     }
     if (!sdm_aoti_available()) {
         if (b->unet_aoti.path[0] || b->vae_aoti.path[0])
-            sdm_warn("%s: this build cannot load AOTInductor packages (torch >= 2.6 with CUDA): the TorchScript "
-                     "modules are used", b->unet_aoti.path[0] ? b->unet_aoti.path : b->vae_aoti.path);
+            sdm_warn(
+                "%s: this build cannot load AOTInductor packages (torch >= 2.6 with CUDA): the TorchScript "
+                "modules are used",
+                b->unet_aoti.path[0] ? b->unet_aoti.path : b->vae_aoti.path);
         return;
     }
     aoti_load(e, "UNet", &b->unet_aoti, &e->unet_aoti, unet_probe);
@@ -521,7 +532,8 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
         goto end;
     }
     for (int i = 0; i < n; i++) {
-        int64_t first = (int64_t)i * SDM_DECODE_CHUNK, len = B - first < SDM_DECODE_CHUNK ? B - first : SDM_DECODE_CHUNK;
+        int64_t first = (int64_t)i * SDM_DECODE_CHUNK,
+                len = B - first < SDM_DECODE_CHUNK ? B - first : SDM_DECODE_CHUNK;
         st = sdm_tensor_narrow(latents, first, len, &part);
         if (st) {
             sdm_torch_error(err, st, "VAE decode");

@@ -7,12 +7,12 @@
 
 typedef struct {
     uint8_t *rgb;
-    sdm_tensor *latent;     /* [1,C,h,w] */
-    int remaining;          /* showings still to come */
+    sdm_tensor *latent; /* [1,C,h,w] */
+    int remaining; /* showings still to come */
 } kept_frame;
 
 struct sdm_frame_cache {
-    kept_frame *kept;       /* per render */
+    kept_frame *kept; /* per render */
     int n_renders;
     size_t frame_bytes, rgb_bytes, rgb_budget;
 };

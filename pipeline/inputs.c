@@ -42,8 +42,7 @@ static int intern(const text_key *keys, int n, int *ids)
     if (sdm_index_init(&t, (size_t)n))
         goto end;
     for (int k = 0; k < n; k++)
-        ids[k] = sdm_index_intern(&t, sdm_hash_string(keys[k].text) ^ (uint64_t)keys[k].clip_skip, k, same_text,
-                                  keys);
+        ids[k] = sdm_index_intern(&t, sdm_hash_string(keys[k].text) ^ (uint64_t)keys[k].clip_skip, k, same_text, keys);
     rc = 0;
 end:
     sdm_index_free(&t);
@@ -102,8 +101,8 @@ static int same_mix(const sdm_mix *x, const sdm_mix *y)
 
 int sdm_frame_inputs_equal(const sdm_frame_inputs *x, const sdm_frame_inputs *y)
 {
-    return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) &&
-           same_mix(&x->noise, &y->noise) && x->guidance == y->guidance && x->walk_k == y->walk_k;
+    return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) && same_mix(&x->noise, &y->noise) &&
+           x->guidance == y->guidance && x->walk_k == y->walk_k;
 }
 
 static uint64_t hash_mix(uint64_t h, const sdm_mix *m)

@@ -28,7 +28,7 @@ sdm_mix sdm_mix_of(uint64_t a, uint64_t b, double t, sdm_interp how);
  * prompt (negative) read at the same clip_skip, so keyframes[id].prompt
  * and keyframes[id].clip_skip are the text itself. */
 typedef struct {
-    int *prompt, *negative;     /* [n_keyframes] */
+    int *prompt, *negative; /* [n_keyframes] */
 } sdm_text_ids;
 
 /* 0, or -1 out of memory (then free it anyway). */
@@ -36,10 +36,10 @@ int sdm_text_ids_make(const sdm_recipe *r, sdm_text_ids *out);
 void sdm_text_ids_free(sdm_text_ids *ids);
 
 typedef struct {
-    sdm_mix text, negative;     /* of text ids */
-    sdm_mix noise;              /* of seeds: the initial noise and every step's */
+    sdm_mix text, negative; /* of text ids */
+    sdm_mix noise; /* of seeds: the initial noise and every step's */
     double guidance;
-    int walk_k;                 /* -1, or the walk frame: its text mix is the
+    int walk_k; /* -1, or the walk frame: its text mix is the
                                    walk's start, drifted k steps */
 } sdm_frame_inputs;
 

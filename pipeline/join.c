@@ -22,15 +22,15 @@ typedef struct {
     const sdm_join_params *jp;
     sdm_plan plan;
     sdm_segment_info *segs;
-    int *fds;                   /* each segment's frames, open */
-    int *owner;                 /* per render: the segment that holds it, -1 none, -2 several */
+    int *fds; /* each segment's frames, open */
+    int *owner; /* per render: the segment that holds it, -1 none, -2 several */
     sdm_outputs outs;
     sdm_fileset *files;
     sdm_sink *sink;
     uint8_t *frame;
     size_t frame_bytes;
-    char comment[1024];         /* what every output records, as a render's */
-    sdm_pace *pace;             /* measured as a render measures it: the same sidecar */
+    char comment[1024]; /* what every output records, as a render's */
+    sdm_pace *pace; /* measured as a render measures it: the same sidecar */
 } join_state;
 
 /* "0-3, 8, 12-15" of the indices i < n where flag[i], within len (cut with "..."). */
@@ -111,11 +111,15 @@ static int check_segment(join_state *S, int k, const char *recipe_fp, sdm_error 
     struct stat st;
 
     if (strcmp(s->recipe_fp, recipe_fp))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s was rendered from another recipe than %s (fingerprint "
-                             "%s, this one %s)", path, S->r->path, s->recipe_fp, recipe_fp);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "segment %s was rendered from another recipe than %s (fingerprint "
+                             "%s, this one %s)",
+                             path, S->r->path, s->recipe_fp, recipe_fp);
     if (strcmp(s->model_fp, s0->model_fp))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "segments %s and %s were rendered by different models (fingerprints "
-                             "%s and %s)", S->jp->segments[0], path, s0->model_fp, s->model_fp);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "segments %s and %s were rendered by different models (fingerprints "
+                             "%s and %s)",
+                             S->jp->segments[0], path, s0->model_fp, s->model_fp);
     if (s->width != s0->width || s->height != s0->height)
         return sdm_error_set(err, SDM_EXIT_USAGE, "segments %s and %s differ in frame size (%dx%d, %dx%d)",
                              S->jp->segments[0], path, s0->width, s0->height, s->width, s->height);
@@ -126,8 +130,10 @@ static int check_segment(join_state *S, int k, const char *recipe_fp, sdm_error 
     if (S->fds[k] < 0)
         return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: its frames %s: %s", path, s->frames, strerror(errno));
     if (fstat(S->fds[k], &st) || st.st_size != (off_t)((size_t)s->n * S->frame_bytes))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: %s holds %lld bytes, not the %d frames of %dx%d its "
-                             "manifest says", path, s->frames, (long long)st.st_size, s->n, s->width, s->height);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "segment %s: %s holds %lld bytes, not the %d frames of %dx%d its "
+                             "manifest says",
+                             path, s->frames, (long long)st.st_size, s->n, s->width, s->height);
     return 0;
 }
 
@@ -185,7 +191,7 @@ static int open_outputs(join_state *S, sdm_error *err)
     kp.gif_dither = S->r->gif_dither;
     kp.comment = S->comment;
     kp.files = S->files;
-    rc = 0;                     /* stills alone need no sink */
+    rc = 0; /* stills alone need no sink */
     if (S->outs.n_videos || S->outs.sheet)
         rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
 end:
@@ -215,7 +221,7 @@ static int pace_frame(join_state *S, int i, sdm_error *err)
     const sdm_plan_frame *f = &S->plan.shown[i];
 
     if (!S->pace && !(S->pace = sdm_pace_new(S->segs[0].width, S->segs[0].height)))
-        return 0;           /* frames too small for SSIM: no pace, as in a render */
+        return 0; /* frames too small for SSIM: no pace, as in a render */
     if (sdm_pace_push(S->pace, S->frame, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     return 0;
@@ -296,9 +302,8 @@ int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *sta
     S.r = r;
     S.jp = jp;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) ||
-        write_frames(&S, err) || (S.sink && sdm_sink_finish(S.sink, 0, err)) || pace_report(&S, err) ||
-        commit(&S, err))
+    if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) || write_frames(&S, err) ||
+        (S.sink && sdm_sink_finish(S.sink, 0, err)) || pace_report(&S, err) || commit(&S, err))
         goto end;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (stats) {

@@ -11,9 +11,9 @@
 #include "recipe.h"
 
 typedef struct {
-    const char *const *segments;    /* manifests (NAME.json), or their NAME.rgb */
+    const char *const *segments; /* manifests (NAME.json), or their NAME.rgb */
     int n_segments;
-    const char *const *outputs;     /* -o: instead of the recipe's outputs and sheet */
+    const char *const *outputs; /* -o: instead of the recipe's outputs and sheet */
     int n_outputs;
 } sdm_join_params;
 

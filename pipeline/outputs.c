@@ -109,8 +109,7 @@ static int make_folders(const char *path, sdm_error *err)
             continue;
         *c = '\0';
         if (mkdir(dir, 0777) < 0 && errno != EEXIST)
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot make folder %s for %s: %s", dir, path,
-                                 strerror(errno));
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot make folder %s for %s: %s", dir, path, strerror(errno));
         *c = '/';
     }
     return 0;
@@ -142,12 +141,16 @@ static int check_clash(const sdm_outputs *o, int i, const sdm_outputs_request *q
     for (int k = 0; k < q->n_inputs; k++) {
         sdm_path_excerpt(q->inputs[k].path, other, sizeof other);
         if (input_is(&q->inputs[k], f->norm))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "%s '%s'%s would overwrite %s %s, which this render reads; "
-                                 "name the output otherwise", f->kind == SDM_OUT_SIDECAR ? "the sidecar" : "output",
-                                 shown, owner, q->inputs[k].what, other);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "%s '%s'%s would overwrite %s %s, which this render reads; "
+                                 "name the output otherwise",
+                                 f->kind == SDM_OUT_SIDECAR ? "the sidecar" : "output", shown, owner, q->inputs[k].what,
+                                 other);
         if (has_partial && input_is(&q->inputs[k], pnorm))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': an interrupted render would write %s, which is "
-                                 "%s; name the output otherwise", shown, partial, q->inputs[k].what);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "output '%s': an interrupted render would write %s, which is "
+                                 "%s; name the output otherwise",
+                                 shown, partial, q->inputs[k].what);
     }
     for (int j = 0; j < o->n; j++) {
         if (j == i)
@@ -156,8 +159,10 @@ static int check_clash(const sdm_outputs *o, int i, const sdm_outputs_request *q
         if (j < i && !strcmp(o->files[j].norm, f->norm))
             return sdm_error_set(err, SDM_EXIT_USAGE, "outputs '%s' and '%s' are the same file", other, shown);
         if (has_partial && !strcmp(o->files[j].norm, pnorm))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s' is where an interrupted render of '%s' goes "
-                                 "(%s); name it otherwise", other, shown, partial);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "output '%s' is where an interrupted render of '%s' goes "
+                                 "(%s); name it otherwise",
+                                 other, shown, partial);
     }
     return 0;
 }
@@ -193,7 +198,9 @@ static int still_name(const char *name, int number, int several, char *out, size
         return snprintf(out, len, "%s", name) >= (int)len ? -1 : 0;
     if (!strchr(name, '%'))
         return snprintf(out, len, "%.*s-%d%s", ext ? (int)(ext - name) : INT_MAX, name, number, ext ? ext : "") >=
-               (int)len ? -1 : 0;
+                       (int)len
+                   ? -1
+                   : 0;
     while (*c && n + 32 < len) {
         char *end;
         long width;
@@ -208,8 +215,10 @@ static int still_name(const char *name, int number, int several, char *out, size
         }
         width = strtol(c + 1, &end, 10);
         if (done || *end != 'd' || width < 0 || width > 9 || c[1] == '-' || c[1] == '+' || c[1] == ' ')
-            return sdm_error_set(err, SDM_EXIT_USAGE, "output '%s': a still's name takes one %%d for the frame "
-                                 "number (e.g. pick-%%04d.png)", name);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "output '%s': a still's name takes one %%d for the frame "
+                                 "number (e.g. pick-%%04d.png)",
+                                 name);
         if (c[1] == '0')
             n += (size_t)sprintf(out + n, "%0*d", (int)width, number);
         else
@@ -280,8 +289,10 @@ int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outp
     for (int i = 0; i < n; i++)
         n_stills += is_still(names[i]) ? (q->plan ? q->plan->n_sequence : 1) : 0;
     if (n_stills > SDM_MAX_STILLS)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%d PNG stills; at most %d in one render (pick frames with "
-                             "--frames)", n_stills, SDM_MAX_STILLS);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%d PNG stills; at most %d in one render (pick frames with "
+                             "--frames)",
+                             n_stills, SDM_MAX_STILLS);
     o->files = calloc(2 * ((size_t)n + (size_t)n_stills) + 2, sizeof *o->files);
     o->videos = calloc((size_t)n + 1, sizeof *o->videos);
     if (!o->files || !o->videos)
@@ -315,8 +326,8 @@ void sdm_outputs_free(sdm_outputs *o)
     memset(o, 0, sizeof *o);
 }
 
-void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp,
-                         const char *model_dir, const char *model_fp)
+void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp, const char *model_dir,
+                         const char *model_fp)
 {
     snprintf(buf, len, "sdmorph %s; recipe %s (fnv1a %s); model %s (fingerprint %s)", SDM_VERSION,
              recipe_path ? recipe_path : "-", recipe_fp, model_dir, model_fp);

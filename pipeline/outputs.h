@@ -32,21 +32,21 @@ typedef enum { SDM_OUT_VIDEO, SDM_OUT_SHEET, SDM_OUT_STILL, SDM_OUT_SIDECAR } sd
 #define SDM_MAX_STILLS 100
 
 typedef struct {
-    char *path;             /* where it is written */
-    char *norm;             /* its normal form, for comparisons */
+    char *path; /* where it is written */
+    char *norm; /* its normal form, for comparisons */
     sdm_out_kind kind;
-    int of;                 /* a sidecar: the file (index) it was first made for */
-    int frame;              /* a still: the output frame (of the plan as selected) it shows */
+    int of; /* a sidecar: the file (index) it was first made for */
+    int frame; /* a still: the output frame (of the plan as selected) it shows */
 } sdm_out_file;
 
 typedef struct {
-    sdm_out_file *files;    /* the videos, then the sheet, then the sidecars */
+    sdm_out_file *files; /* the videos, then the sheet, then the sidecars */
     int n, n_videos;
-    const char **videos;    /* the n_videos paths (for sdm_sink_open) */
-    const char *sheet;      /* the contact sheet's path, NULL if none */
-    int has_segment;        /* a shard: the one video is a segment's frames, its sidecar the manifest */
+    const char **videos; /* the n_videos paths (for sdm_sink_open) */
+    const char *sheet; /* the contact sheet's path, NULL if none */
+    int has_segment; /* a shard: the one video is a segment's frames, its sidecar the manifest */
     sdm_segment_info segment;
-    int first_still, n_stills;  /* files[first_still ...] are the stills */
+    int first_still, n_stills; /* files[first_still ...] are the stills */
 } sdm_outputs;
 
 /* A file the render reads, and what it is, for messages ("the recipe"). */
@@ -56,12 +56,12 @@ typedef struct {
 } sdm_input;
 
 typedef struct {
-    const char *const *outputs;     /* -o: instead of the recipe's outputs and its contact sheet */
+    const char *const *outputs; /* -o: instead of the recipe's outputs and its contact sheet */
     int n_outputs;
-    const char *frames;             /* --frames LIST, NULL for all */
-    const sdm_input *inputs;        /* the files the render reads */
+    const char *frames; /* --frames LIST, NULL for all */
+    const sdm_input *inputs; /* the files the render reads */
     int n_inputs;
-    const sdm_plan *plan;           /* the frames shown (stills are named after them) */
+    const sdm_plan *plan; /* the frames shown (stills are named after them) */
 } sdm_outputs_request;
 
 int sdm_outputs_make(const sdm_recipe *r, const sdm_outputs_request *q, sdm_outputs *out, sdm_error *err);
@@ -69,8 +69,8 @@ void sdm_outputs_free(sdm_outputs *o);
 
 /* What every output records of its making (MP4 comment, PNG text): the same
  * for a render and for the join of its shards, so their files are equal. */
-void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp,
-                         const char *model_dir, const char *model_fp);
+void sdm_outputs_comment(char *buf, size_t len, const char *recipe_path, const char *recipe_fp, const char *model_dir,
+                         const char *model_fp);
 
 /* Starts the file set of every output: their temporary files are made now,
  * so a folder that cannot be written fails here, before the model loads. */

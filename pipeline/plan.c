@@ -19,7 +19,7 @@
 
 double sdm_ease_apply(sdm_ease e, double x)
 {
-    if (!(x > 0))           /* NaN too */
+    if (!(x > 0)) /* NaN too */
         return 0;
     if (x >= 1)
         return 1;
@@ -39,7 +39,7 @@ typedef struct {
     sdm_plan *p;
     int cap;
     int overflow;
-    const double *const *weights;   /* per keyframe: its transition's weights, or NULL (sdm_plan_make_retimed) */
+    const double *const *weights; /* per keyframe: its transition's weights, or NULL (sdm_plan_make_retimed) */
 } builder;
 
 static int add_render(builder *b, sdm_plan_frame f)
@@ -143,7 +143,7 @@ static int merge_identical(sdm_plan *p, const sdm_recipe *r)
         first = sdm_index_intern(&t, sdm_frame_inputs_hash(&in[i]), i, same_inputs, in);
         if (first == i) {
             remap[i] = n;
-            p->renders[n++] = f;    /* n <= i: nothing unread is overwritten */
+            p->renders[n++] = f; /* n <= i: nothing unread is overwritten */
         } else {
             remap[i] = remap[first];
         }
@@ -172,14 +172,16 @@ static int check_recipe(const sdm_recipe *r, int64_t *shown, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: loop: cycle needs at least 2 keyframes", name);
     for (int i = 0; i < r->n_keyframes; i++)
         if (r->keyframes[i].frames < 1 || r->keyframes[i].hold < 0)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: keyframe %d: frames must be >= 1 and hold >= 0 "
-                                 "(got %d and %d)", name, i, r->keyframes[i].frames, r->keyframes[i].hold);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "%s: keyframe %d: frames must be >= 1 and hold >= 0 "
+                                 "(got %d and %d)",
+                                 name, i, r->keyframes[i].frames, r->keyframes[i].hold);
     if (!(r->fps > 0))
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: fps must be above 0", name);
     *shown = sdm_recipe_shown_frames(r);
     if (*shown < 1 || *shown > SDM_MAX_SHOWN_FRAMES)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe shows %" PRId64 " frames; expected 1..%d",
-                             name, *shown, SDM_MAX_SHOWN_FRAMES);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe shows %" PRId64 " frames; expected 1..%d", name,
+                             *shown, SDM_MAX_SHOWN_FRAMES);
     return 0;
 }
 
@@ -250,7 +252,8 @@ static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_err
     const char *s = spec;
 
     if (!spec || !*spec)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: expected frame numbers like '37' or '0-9,20', "
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "--frames: expected frame numbers like '37' or '0-9,20', "
                              "got nothing");
     for (;;) {
         long lo, hi;
@@ -281,12 +284,14 @@ static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_err
         if (lo >= n || hi >= n) {
             const char *at = lo >= n ? lo_at : hi_at;
             size_t digits = strspn(at, "0123456789");
-            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: frame %.*s%s is out of range; this plan shows "
-                                 "frames 0..%d", (int)(digits > 40 ? 40 : digits), at, digits > 40 ? "..." : "", n - 1);
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "--frames: frame %.*s%s is out of range; this plan shows "
+                                 "frames 0..%d",
+                                 (int)(digits > 40 ? 40 : digits), at, digits > 40 ? "..." : "", n - 1);
         }
         if (hi < lo)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: the range %ld-%ld is backwards; write %ld-%ld",
-                                 lo, hi, hi, lo);
+            return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: the range %ld-%ld is backwards; write %ld-%ld", lo, hi,
+                                 hi, lo);
         for (long i = lo; i <= hi; i++)
             mask[i] = 1;
         while (*s == ' ')
@@ -299,8 +304,10 @@ static int parse_selection(const char *spec, int n, unsigned char *mask, sdm_err
     }
     return 0;
 syntax:
-    return sdm_error_set(err, SDM_EXIT_USAGE, "--frames: expected frame numbers like '37' or '0-9,20', "
-                         "not '%s'", spec);
+    return sdm_error_set(err, SDM_EXIT_USAGE,
+                         "--frames: expected frame numbers like '37' or '0-9,20', "
+                         "not '%s'",
+                         spec);
 }
 
 /* The plan's frames replaced by a selection of them (its arrays taken). */
@@ -410,9 +417,12 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
 {
     if (r->walk) {
         const sdm_walk *w = r->walk;
-        fprintf(f, "walk (%d:%d): \"%s\"\n  seed %" PRIu64 ", guidance %g, %d frames, sigma %g, anchor %g, "
-                "noise_seed %" PRIu64 "%s\n", w->mark.line, w->mark.col, w->prompt, w->seed, w->guidance,
-                w->frames, w->sigma, w->anchor, w->noise_seed, w->closed ? ", closed" : "");
+        fprintf(f,
+                "walk (%d:%d): \"%s\"\n  seed %" PRIu64
+                ", guidance %g, %d frames, sigma %g, anchor %g, "
+                "noise_seed %" PRIu64 "%s\n",
+                w->mark.line, w->mark.col, w->prompt, w->seed, w->guidance, w->frames, w->sigma, w->anchor,
+                w->noise_seed, w->closed ? ", closed" : "");
         if (w->negative)
             fprintf(f, "  negative \"%s\"\n", w->negative);
         return;
@@ -421,8 +431,8 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
     for (int i = 0; i < r->n_keyframes; i++) {
         const sdm_keyframe *k = &r->keyframes[i];
         int has_next = i + 1 < r->n_keyframes || r->loop == SDM_LOOP_CYCLE;
-        fprintf(f, "  %d (%d:%d): \"%s\"\n    seed %" PRIu64 ", guidance %g", i, k->mark.line, k->mark.col,
-                k->prompt, k->seed, k->guidance);
+        fprintf(f, "  %d (%d:%d): \"%s\"\n    seed %" PRIu64 ", guidance %g", i, k->mark.line, k->mark.col, k->prompt,
+                k->seed, k->guidance);
         if (k->hold)
             fprintf(f, ", hold %d", k->hold);
         if (has_next && r->bpm > 0)
@@ -451,8 +461,7 @@ static int same_place(const sdm_plan_frame *a, const sdm_plan_frame *b)
     return a->key_a == b->key_a && a->key_b == b->key_b && a->t == b->t && a->walk_k == b->walk_k;
 }
 
-static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *keys, size_t nk, char *seeds,
-                          size_t ns)
+static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *keys, size_t nk, char *seeds, size_t ns)
 {
     const sdm_plan_frame *fr = shown_frame(p, i);
     const sdm_keyframe *ka = &r->keyframes[fr->key_a], *kb = &r->keyframes[fr->key_b];
@@ -484,7 +493,8 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
             r->path ? r->path : "recipe", p->n_sequence, p->n_renders, p->fps > 0 ? p->n_sequence / p->fps : 0.0,
             p->fps, sdm_loop_name(r->loop), size, r->steps, sdm_sampler_name(r->sampler));
     if (r->bpm > 0)
-        fprintf(f, "at %g bpm: %d frames are %.6g beats\n", r->bpm, p->n_sequence, p->n_sequence * r->bpm / 60 / p->fps);
+        fprintf(f, "at %g bpm: %d frames are %.6g beats\n", r->bpm, p->n_sequence,
+                p->n_sequence * r->bpm / 60 / p->fps);
     print_keyframes(r, f);
     first_shown = malloc((size_t)(p->n_renders > 0 ? p->n_renders : 1) * sizeof *first_shown);
     if (!first_shown)
@@ -606,10 +616,13 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
         json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
         if (r->bpm > 0)
             fprintf(f, "\"beats\": %.17g, ", k->beats);
-        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"clip_skip\": %d, \"hold\": %d, \"frames\": %d, "
-                "\"interp\": \"%s\", \"ease\": \"%s\", \"retime\": \"%s\", \"line\": %d, \"col\": %d}", k->seed,
-                k->guidance, k->clip_skip > 1 ? k->clip_skip : 1, k->hold, k->frames, sdm_interp_name(k->interp),
-                sdm_ease_name(k->ease), sdm_retime_mode_name(k->retime), k->mark.line, k->mark.col);
+        fprintf(f,
+                "\"seed\": %" PRIu64
+                ", \"guidance\": %.17g, \"clip_skip\": %d, \"hold\": %d, \"frames\": %d, "
+                "\"interp\": \"%s\", \"ease\": \"%s\", \"retime\": \"%s\", \"line\": %d, \"col\": %d}",
+                k->seed, k->guidance, k->clip_skip > 1 ? k->clip_skip : 1, k->hold, k->frames,
+                sdm_interp_name(k->interp), sdm_ease_name(k->ease), sdm_retime_mode_name(k->retime), k->mark.line,
+                k->mark.col);
     }
     fprintf(f, "\n  ],\n");
     if (r->walk) {
@@ -617,9 +630,11 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
         fprintf(f, "  \"walk\": {");
         json_key_string(f, "prompt", w->prompt, ", ");
         json_key_string(f, "negative", w->negative ? w->negative : r->negative, ", ");
-        fprintf(f, "\"seed\": %" PRIu64 ", \"guidance\": %.17g, \"frames\": %d, \"sigma\": %.17g, "
-                "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n", w->seed, w->guidance, w->frames,
-                w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
+        fprintf(f,
+                "\"seed\": %" PRIu64
+                ", \"guidance\": %.17g, \"frames\": %d, \"sigma\": %.17g, "
+                "\"anchor\": %.17g, \"noise_seed\": %" PRIu64 ", \"closed\": %s},\n",
+                w->seed, w->guidance, w->frames, w->sigma, w->anchor, w->noise_seed, w->closed ? "true" : "false");
     }
     if (x && x->texts)
         fprintf(f, "  \"texts\": %s,\n", x->texts);
@@ -630,9 +645,12 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
     fprintf(f, "  \"frames\": [");
     for (int i = 0; i < p->n_sequence; i++) {
         const sdm_plan_frame *fr = shown_frame(p, i);
-        fprintf(f, "%s\n    {\"frame\": %d, \"render\": %d, \"key_a\": %d, \"key_b\": %d, \"t\": %.17g, "
-                "\"seed_a\": %" PRIu64 ", \"seed_b\": %" PRIu64 ", \"seed_t\": %.17g, \"guidance\": %.17g, "
-                "\"interp\": \"%s\"", i ? "," : "", p->frame_index[i], p->sequence[i], fr->key_a, fr->key_b, fr->t,
+        fprintf(f,
+                "%s\n    {\"frame\": %d, \"render\": %d, \"key_a\": %d, \"key_b\": %d, \"t\": %.17g, "
+                "\"seed_a\": %" PRIu64 ", \"seed_b\": %" PRIu64
+                ", \"seed_t\": %.17g, \"guidance\": %.17g, "
+                "\"interp\": \"%s\"",
+                i ? "," : "", p->frame_index[i], p->sequence[i], fr->key_a, fr->key_b, fr->t,
                 r->keyframes[fr->key_a].seed, r->keyframes[fr->key_b].seed, fr->seed_t, fr->guidance,
                 sdm_interp_name(fr->interp));
         if (fr->walk_k >= 0)

@@ -10,21 +10,21 @@
 #include "recipe.h"
 
 typedef struct {
-    sdm_plan_frame *renders;    /* distinct frames, in render order: no two
+    sdm_plan_frame *renders; /* distinct frames, in render order: no two
                                    have the same effective inputs */
     int n_renders;
-    int *sequence;              /* output frame i shows renders[sequence[i]];
+    int *sequence; /* output frame i shows renders[sequence[i]];
                                    renders are in order of first appearance */
     int n_sequence;
-    sdm_plan_frame *shown;      /* output frame i as the recipe places it; it
+    sdm_plan_frame *shown; /* output frame i as the recipe places it; it
                                    may differ from renders[sequence[i]] in
                                    keyframes and weight, never in the picture */
-    int *frame_index;           /* output frame i is frame frame_index[i] of the
+    int *frame_index; /* output frame i is frame frame_index[i] of the
                                    full plan (i until sdm_plan_select) */
     double fps;
-    char *retime_json;          /* the retiming's curves (retime.h), written as the JSON's
+    char *retime_json; /* the retiming's curves (retime.h), written as the JSON's
                                    "retime" member; NULL: none */
-    char *pace_json;            /* the render's pace (pace.h), its "pace" member; NULL: none */
+    char *pace_json; /* the render's pace (pace.h), its "pace" member; NULL: none */
 } sdm_plan;
 
 /* Frames whose effective inputs are identical (a keyframe repeated, a
@@ -60,10 +60,10 @@ int sdm_plan_write_json(const sdm_plan *p, const sdm_recipe *r, FILE *f);
 int sdm_plan_write_json_texts(const sdm_plan *p, const sdm_recipe *r, const char *texts, FILE *f);
 /* What a render (or check, with the model read) knows beyond the recipe. */
 typedef struct {
-    const char *model;      /* the bundle used; NULL: the recipe's model */
-    int width, height;      /* the frame size used; 0: the recipe's */
-    const char *render;     /* a JSON object written as "render": ..., or NULL */
-    const char *texts;      /* a JSON value written as "texts": ... (the prompts' chunks and
+    const char *model; /* the bundle used; NULL: the recipe's model */
+    int width, height; /* the frame size used; 0: the recipe's */
+    const char *render; /* a JSON object written as "render": ..., or NULL */
+    const char *texts; /* a JSON value written as "texts": ... (the prompts' chunks and
                                weights, texts_json.h), or NULL */
 } sdm_plan_json_extra;
 /* sdm_plan_write_json with x's values in place of the recipe's (x may be NULL). */

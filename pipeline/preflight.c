@@ -26,8 +26,8 @@ sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflig
 static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, int max)
 {
     const sdm_bundle *b = &pf->bundle;
-    const char *files[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti.path,
-                            b->vae_aoti.path };
+    const char *files[] = { b->text_encoder, b->unet,           b->vae_decoder,  b->vocab,
+                            b->merges,       b->unet_aoti.path, b->vae_aoti.path };
     int n = 0;
 
     if (r->path)
@@ -52,8 +52,10 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
     sdm_error e = { 0 };
 
     if (pf->width % b->vae_scale || pf->height % b->vae_scale)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: width and height must be multiples of %d for this model "
-                             "(%dx%d)", r->path, b->vae_scale, pf->width, pf->height);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: width and height must be multiples of %d for this model "
+                             "(%dx%d)",
+                             r->path, b->vae_scale, pf->width, pf->height);
     if (sdm_schedule_make(b, &sp, &s, &e))
         return sdm_error_set(err, e.code, "%s: %s (model %s)", r->path, e.msg, b->dir);
     sdm_schedule_free(&s);
@@ -76,14 +78,18 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
         if (b->text_layers)
             return sdm_error_set(err, SDM_EXIT_USAGE, "%s:%d:%d: clip_skip %d: the text encoder of %s has %d layers",
                                  r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, layers);
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s:%d:%d: clip_skip %d: the text encoder of %s gives its last "
-                             "layer only; %s", r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s:%d:%d: clip_skip %d: the text encoder of %s gives its last "
+                             "layer only; %s",
+                             r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
     }
     if (!r->embeddings)
         return 0;
     if (!b->text_layers)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': the text encoder of %s takes token ids, not "
-                             "embeddings; %s", r->path, b->dir, reexport);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: 'embeddings': the text encoder of %s takes token ids, not "
+                             "embeddings; %s",
+                             r->path, b->dir, reexport);
     if (sdm_recipe_embeddings_dir(r, dir, sizeof dir) || stat(dir, &st) || !S_ISDIR(st.st_mode))
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", r->path, r->embeddings);
     return 0;
@@ -112,8 +118,7 @@ int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_pr
 /* The sidecar of the full render (without --frames) of these outputs, or
  * with own_outputs of the recipe's own: where the retiming's curves are
  * kept. *path NULL where there is none. */
-static int full_sidecar(const sdm_recipe *r, const sdm_outputs_request *q, int own_outputs, char **path,
-                        sdm_error *err)
+static int full_sidecar(const sdm_recipe *r, const sdm_outputs_request *q, int own_outputs, char **path, sdm_error *err)
 {
     sdm_outputs_request full = *q;
     sdm_outputs outs;
@@ -138,8 +143,8 @@ end:
 
 /* Transitions with `retime: even`, and their curves where the sidecar of
  * the full render with this model at this size has them. */
-static int load_retime(const sdm_recipe *r, const sdm_render_params *p, const sdm_outputs_request *q,
-                       sdm_preflight *pf, sdm_error *err)
+static int load_retime(const sdm_recipe *r, const sdm_render_params *p, const sdm_outputs_request *q, sdm_preflight *pf,
+                       sdm_error *err)
 {
     char model[32];
     int taken;
@@ -180,15 +185,15 @@ static int segment_path(const sdm_recipe *r, const sdm_render_params *p, sdm_pre
     char tail[64];
 
     if (p->n_outputs > 1 || (p->n_outputs == 1 && (!(ext = sdm_path_ext(name)) || strcmp(ext, ".rgb"))))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard writes one segment: -o names its frames file, "
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "--shard writes one segment: -o names its frames file, "
                              "NAME.rgb (its manifest goes to NAME.json)");
     if (p->n_outputs == 1) {
         snprintf(pf->segment, sizeof pf->segment, "%s", name);
         return 0;
     }
     if (!name)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: no output to name the segment after; give -o NAME.rgb",
-                             r->path);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: no output to name the segment after; give -o NAME.rgb", r->path);
     base = sdm_path_base(name);
     ext = sdm_path_ext(name);
     snprintf(tail, sizeof tail, ".shard-%d-of-%d.rgb", p->shard.index, p->shard.count);
@@ -207,9 +212,10 @@ static int shard_plan(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     if (p->frames)
         return sdm_error_set(err, SDM_EXIT_USAGE, "--shard and --frames cannot be given together");
     if (p->shard.count > pf->plan.n_renders)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard %d/%d: %s has only %d distinct renders; use at most "
-                             "%d shards", p->shard.index, p->shard.count, r->path, pf->plan.n_renders,
-                             pf->plan.n_renders);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "--shard %d/%d: %s has only %d distinct renders; use at most "
+                             "%d shards",
+                             p->shard.index, p->shard.count, r->path, pf->plan.n_renders, pf->plan.n_renders);
     sdm_shard_range(&p->shard, pf->plan.n_renders, &first, &end);
     s->index = p->shard.index;
     s->count = p->shard.count;

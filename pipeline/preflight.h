@@ -17,15 +17,15 @@
 #include "sink.h"
 
 typedef struct {
-    sdm_plan plan;          /* with --frames applied */
-    sdm_outputs outs;       /* what the render writes (when p->write_outputs) */
-    sdm_bundle bundle;      /* model.yaml of p->model_dir */
-    int has_bundle;         /* 0 without p->model_dir: the model's limits were not checked */
-    int width, height;      /* of the frames; without a bundle the recipe's, else 512 */
-    char model_yaml[1100];  /* the bundle's model.yaml, an input */
-    sdm_retime retime;      /* transitions to retime, and the curves their full render's sidecar kept */
-    char *retime_sidecar;   /* that sidecar (NULL: none), where the render writes the curves */
-    char segment[SDM_SEGMENT_PATH_MAX];     /* --shard: the segment's frames (.rgb) */
+    sdm_plan plan; /* with --frames applied */
+    sdm_outputs outs; /* what the render writes (when p->write_outputs) */
+    sdm_bundle bundle; /* model.yaml of p->model_dir */
+    int has_bundle; /* 0 without p->model_dir: the model's limits were not checked */
+    int width, height; /* of the frames; without a bundle the recipe's, else 512 */
+    char model_yaml[1100]; /* the bundle's model.yaml, an input */
+    sdm_retime retime; /* transitions to retime, and the curves their full render's sidecar kept */
+    char *retime_sidecar; /* that sidecar (NULL: none), where the render writes the curves */
+    char segment[SDM_SEGMENT_PATH_MAX]; /* --shard: the segment's frames (.rgb) */
 } sdm_preflight;
 
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *out, sdm_error *err);

@@ -31,7 +31,7 @@ static double now_s(void)
 typedef struct {
     int first, nb;
     sdm_download *frames;
-    sdm_tensor *latents;    /* [nb,C,h,w]: what frames kept as latents are made from */
+    sdm_tensor *latents; /* [nb,C,h,w]: what frames kept as latents are made from */
 } batch_flight;
 
 /* One render, from prepare to finish. */
@@ -39,29 +39,29 @@ typedef struct {
     const sdm_recipe *r;
     const sdm_render_params *p;
     sdm_render_stats *stats;
-    sdm_preflight pf;           /* what was checked before the model loads: outputs, size */
-    sdm_fileset *files;         /* the outputs and their sidecars, committed together */
+    sdm_preflight pf; /* what was checked before the model loads: outputs, size */
+    sdm_fileset *files; /* the outputs and their sidecars, committed together */
     sdm_plan plan;
     sdm_engine *engine;
-    sdm_denoiser *denoiser;     /* the sampling loop, on the engine's UNet */
+    sdm_denoiser *denoiser; /* the sampling loop, on the engine's UNet */
     sdm_schedule sched;
     sdm_conditioner *cond;
     sdm_sink *sink;
-    sdm_frame_cache *cache;     /* renders shown again later */
-    sdm_pace *pace;             /* the pace of the frames shown (pace.h); NULL with --frames */
-    int *rendered;              /* per render: done */
+    sdm_frame_cache *cache; /* renders shown again later */
+    sdm_pace *pace; /* the pace of the frames shown (pace.h); NULL with --frames */
+    int *rendered; /* per render: done */
     int width, height, latent_h, latent_w;
     size_t frame_bytes;
-    int guided;                 /* some frame of the plan is guided */
-    int batch;                  /* frames per call; halved on out of memory */
-    int shown;                  /* output frames shown so far */
+    int guided; /* some frame of the plan is guided */
+    int batch; /* frames per call; halved on out of memory */
+    int shown; /* output frames shown so far */
     int interrupted;
-    double t0;                  /* when the current phase began: loading, then the loop */
-    double last_report;         /* when the last progress line was written */
-    batch_flight flight, next;  /* the batch landing, and the one queued behind it */
-    int own_engine;             /* opened here (not lent by p->engine): freed here */
-    char fingerprint[32];       /* the bundle's */
-    char comment[1024];         /* stored in every output: version, recipe, model */
+    double t0; /* when the current phase began: loading, then the loop */
+    double last_report; /* when the last progress line was written */
+    batch_flight flight, next; /* the batch landing, and the one queued behind it */
+    int own_engine; /* opened here (not lent by p->engine): freed here */
+    char fingerprint[32]; /* the bundle's */
+    char comment[1024]; /* stored in every output: version, recipe, model */
 } render_state;
 
 /* Automatic batch: several frames per UNet call where memory allows; of
@@ -239,7 +239,7 @@ static int open_sink(render_state *S, sdm_error *err)
     if (!S->pf.outs.n_videos && !S->pf.outs.sheet)
         return 0;
     kp = sdm_preflight_sink_params(r, &S->pf);
-    kp.total_frames = S->plan.n_sequence;     /* the plan is the render's now, not preflight's */
+    kp.total_frames = S->plan.n_sequence; /* the plan is the render's now, not preflight's */
     kp.comment = S->comment;
     kp.files = S->files;
     /* room for two batches: a batch is handed over while the encoder
@@ -280,13 +280,14 @@ static int warm_up(render_state *S, sdm_error *err)
     while (!(S->p->stop && *S->p->stop) && warm_up_once(S, err))
         if (halve_batch(S, err))
             return -1;
-    n = S->guided ? 2 * S->batch : S->batch;    /* UNet inputs per call */
+    n = S->guided ? 2 * S->batch : S->batch; /* UNet inputs per call */
     if (sdm_engine_has_aoti(S->engine) &&
         !sdm_engine_uses_aoti(S->engine, n, S->latent_h, S->latent_w, sdm_conditioner_tokens(S->cond)))
         sdm_info("%d frames per call at %dx%d%s%s: not a shape the AOTInductor UNet takes; it runs on TorchScript",
                  S->batch, S->width, S->height, S->guided ? " (guided: twice as many UNet inputs)" : "",
-                 sdm_conditioner_tokens(S->cond) > sdm_engine_bundle(S->engine)->token_length ?
-                 " with prompts of several chunks" : "");
+                 sdm_conditioner_tokens(S->cond) > sdm_engine_bundle(S->engine)->token_length
+                     ? " with prompts of several chunks"
+                     : "");
     return 0;
 }
 
@@ -309,7 +310,7 @@ static int pace_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
     const sdm_plan_frame *f = &S->plan.shown[S->shown];
 
     if (S->p->frames || (!S->pace && !(S->pace = sdm_pace_new(S->width, S->height))))
-        return 0;           /* --frames, or frames too small for SSIM: no pace */
+        return 0; /* --frames, or frames too small for SSIM: no pace */
     if (sdm_pace_push(S->pace, rgb, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     return 0;
@@ -325,8 +326,7 @@ static int write_stills(render_state *S, const uint8_t *rgb, sdm_error *err)
         int k = f->frame == S->shown ? sdm_fileset_find(S->files, f->path) : -2;
         if (k == -1)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", f->path);
-        if (k >= 0 && sdm_png_write(sdm_fileset_temp(S->files, k), rgb, S->width, S->height, S->comment, f->path,
-                                    err))
+        if (k >= 0 && sdm_png_write(sdm_fileset_temp(S->files, k), rgb, S->width, S->height, S->comment, f->path, err))
             return -1;
     }
     return 0;
@@ -426,11 +426,11 @@ static int emit_ready(render_state *S, const batch_flight *f, const uint8_t *bat
 typedef struct {
     sdm_conditioner *cond;
     int nb;
-    sdm_frame_cond *fc;         /* per frame */
-    double *guidance;           /* per frame, as planned */
-    sdm_tensor *noise;          /* [nb,C,h,w] initial noise */
-    sdm_tensor *text;           /* [nb,L,H] */
-    sdm_tensor *negative;       /* [nb,L,H], NULL where no frame is guided */
+    sdm_frame_cond *fc; /* per frame */
+    double *guidance; /* per frame, as planned */
+    sdm_tensor *noise; /* [nb,C,h,w] initial noise */
+    sdm_tensor *text; /* [nb,L,H] */
+    sdm_tensor *negative; /* [nb,L,H], NULL where no frame is guided */
 } batch_inputs;
 
 static void batch_inputs_clear(batch_inputs *bi)
@@ -515,8 +515,7 @@ end:
 
 /* Conditions and samples renders [first, first+nb) of S->plan through
  * schedule sched: their final latents. 1: stopped. */
-static int batch_sample(render_state *S, const sdm_schedule *sched, int first, int nb, sdm_tensor **lat,
-                        sdm_error *err)
+static int batch_sample(render_state *S, const sdm_schedule *sched, int first, int nb, sdm_tensor **lat, sdm_error *err)
 {
     batch_inputs bi;
     sdm_batch b;
@@ -550,7 +549,7 @@ static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
 
     rc = batch_sample(S, &S->sched, first, nb, &lat, err);
     if (rc)
-        goto end;       /* 1: stopped */
+        goto end; /* 1: stopped */
     rc = -1;
     if (sdm_engine_decode(S->engine, lat, &rgb, err))
         goto end;
@@ -623,7 +622,7 @@ static int render_loop(render_state *S, sdm_error *err)
         if (d < 0 && halve_batch(S, err))
             return -1;
         if (d < 0) {
-            first -= S->batch;      /* cancels the loop's += batch: the same frames again */
+            first -= S->batch; /* cancels the loop's += batch: the same frames again */
             continue;
         }
         if (S->flight.frames && batch_land(S, err))
@@ -666,11 +665,11 @@ static int probe_round(render_state *S, sdm_retime_probe *pr, int round, const s
         nb = S->plan.n_renders - first < S->batch ? S->plan.n_renders - first : S->batch;
         rc = batch_sample(S, sched, first, nb, &lat, err);
         if (rc < 0 && !halve_batch(S, err)) {
-            nb = 0;                 /* the same frames again, fewer at a time */
+            nb = 0; /* the same frames again, fewer at a time */
             continue;
         }
         if (rc)
-            goto end;               /* 1: stopped, or -1 */
+            goto end; /* 1: stopped, or -1 */
         rc = -1;
         st = sdm_tensor_to_host(lat, SDM_F32, host, (size_t)nb * latent_n * sizeof *host);
         if (st) {

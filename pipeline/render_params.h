@@ -23,28 +23,28 @@ struct sdm_engine;
 typedef enum { SDM_PROGRESS_NONE, SDM_PROGRESS_TERMINAL, SDM_PROGRESS_LOG } sdm_progress;
 
 typedef struct {
-    const char *model_dir;          /* bundle directory */
-    struct sdm_engine *engine;      /* already open on model_dir and device (and its AOTInductor
+    const char *model_dir; /* bundle directory */
+    struct sdm_engine *engine; /* already open on model_dir and device (and its AOTInductor
                                        builds set as `aoti` says), lent for this render: several
                                        recipes, one model load; NULL: the render opens its own */
     sdm_device device;
-    int batch;                      /* frames per UNet call; 0: automatic */
-    const char *frames;             /* --frames LIST, NULL for all */
-    sdm_shard shard;                /* --shard I/N: only its renders, into a segment (segment.h);
+    int batch; /* frames per UNet call; 0: automatic */
+    const char *frames; /* --frames LIST, NULL for all */
+    sdm_shard shard; /* --shard I/N: only its renders, into a segment (segment.h);
                                        outputs[0], if given, names the segment's .rgb */
-    const char *const *outputs;     /* replaces the recipe's outputs when n_outputs > 0 */
+    const char *const *outputs; /* replaces the recipe's outputs when n_outputs > 0 */
     int n_outputs;
-    int write_outputs;              /* 0: no files (tests with on_frame) */
-    sdm_progress progress;          /* progress on stderr */
-    double progress_every;          /* seconds between SDM_PROGRESS_LOG lines */
-    int cuda_graphs;                /* replay the sampling loop as a CUDA graph where the build has them (default) */
-    int cudnn_benchmark;            /* fastest convolutions by timing; not bit-reproducible */
-    int aoti;                       /* the bundle's AOTInductor UNet where it fits (default 1) */
-    volatile sig_atomic_t *stop;    /* set from a signal handler: finish a partial file */
+    int write_outputs; /* 0: no files (tests with on_frame) */
+    sdm_progress progress; /* progress on stderr */
+    double progress_every; /* seconds between SDM_PROGRESS_LOG lines */
+    int cuda_graphs; /* replay the sampling loop as a CUDA graph where the build has them (default) */
+    int cudnn_benchmark; /* fastest convolutions by timing; not bit-reproducible */
+    int aoti; /* the bundle's AOTInductor UNet where it fits (default 1) */
+    volatile sig_atomic_t *stop; /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     sdm_written_fn on_written;
-    void *user;                     /* of on_frame and on_written */
-    int keep_rgb_mb;                /* frames shown again later are kept as images up to this
+    void *user; /* of on_frame and on_written */
+    int keep_rgb_mb; /* frames shown again later are kept as images up to this
                                        many MiB, beyond it as latents (decoded again) */
 } sdm_render_params;
 

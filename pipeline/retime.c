@@ -54,8 +54,7 @@ static uint64_t transition_key(const sdm_recipe *r, int i, const char *model, in
     return h ? h : 1;
 }
 
-int sdm_retime_init(sdm_retime *rt, const sdm_recipe *r, const char *model, int width, int height,
-                    sdm_error *err)
+int sdm_retime_init(sdm_retime *rt, const sdm_recipe *r, const char *model, int width, int height, sdm_error *err)
 {
     int n = r->n_keyframes;
 
@@ -239,7 +238,7 @@ void sdm_retime_weights_of(const sdm_retime_curve *c, sdm_ease ease, int frames,
             continue;
         }
         y *= total;
-        while (k + 2 < c->n && c->d[k + 1] < y)     /* y rises with j: the search goes on from k */
+        while (k + 2 < c->n && c->d[k + 1] < y) /* y rises with j: the search goes on from k */
             k++;
         span = c->d[k + 1] - c->d[k];
         w[j] = c->t[k] + (span > 0 ? (y - c->d[k]) / span : 0) * (c->t[k + 1] - c->t[k]);
@@ -281,20 +280,20 @@ void sdm_retime_free(sdm_retime *rt)
 /* --- the probe ------------------------------------------------------------ */
 
 typedef struct {
-    int k;                                      /* the curve's keyframe */
-    int n;                                      /* points so far, sorted by t */
+    int k; /* the curve's keyframe */
+    int n; /* points so far, sorted by t */
     double t[SDM_RETIME_MAX_POINTS], d[SDM_RETIME_MAX_POINTS];
-    float *lat[SDM_RETIME_MAX_POINTS];          /* each point's final latent, once rendered */
-    int fresh[SDM_RETIME_MAX_POINTS];           /* added this round */
+    float *lat[SDM_RETIME_MAX_POINTS]; /* each point's final latent, once rendered */
+    int fresh[SDM_RETIME_MAX_POINTS]; /* added this round */
 } probe_transition;
 
 struct sdm_retime_probe {
     sdm_retime *rt;
     const sdm_recipe *r;
-    size_t latent_n;            /* floats per latent */
+    size_t latent_n; /* floats per latent */
     probe_transition *tr;
     int n_tr;
-    int *slot_tr, *slot_pt;     /* output frame i of the round's plan: transition, point */
+    int *slot_tr, *slot_pt; /* output frame i of the round's plan: transition, point */
     int n_slots, renders;
 };
 
@@ -308,8 +307,7 @@ static int round_points(int frames)
     return m < 2 ? 2 : m > (SDM_RETIME_MAX_POINTS - 1) / 2 ? (SDM_RETIME_MAX_POINTS - 1) / 2 : m;
 }
 
-int sdm_retime_probe_new(sdm_retime *rt, const sdm_recipe *r, size_t latent_n, sdm_retime_probe **out,
-                         sdm_error *err)
+int sdm_retime_probe_new(sdm_retime *rt, const sdm_recipe *r, size_t latent_n, sdm_retime_probe **out, sdm_error *err)
 {
     sdm_retime_probe *pr = calloc(1, sizeof *pr);
     size_t used = 0;
@@ -453,8 +451,7 @@ static int measure_transition(sdm_retime_probe *pr, probe_transition *p, int las
     p->d[0] = 0;
     for (int k = 1; k < p->n; k++) {
         if (!p->lat[k - 1] || !p->lat[k])
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: probe frame %d of transition %d missing", k,
-                                 p->k);
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: probe frame %d of transition %d missing", k, p->k);
         p->d[k] = p->d[k - 1] + sdm_latent_distance(p->lat[k - 1], p->lat[k], pr->latent_n);
     }
     if (!last)

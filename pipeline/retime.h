@@ -31,16 +31,16 @@
 #define SDM_RETIME_MAX_POINTS 65
 
 typedef struct {
-    int from, to;           /* keyframes */
-    uint64_t key;           /* what its pictures depend on (sdm_retime_init) */
-    int n;                  /* probe points; 0: not probed */
-    double *t, *d;          /* weights 0 = t[0] < ... < t[n-1] = 1; d[k]: distance run up to t[k], d[0] = 0 */
+    int from, to; /* keyframes */
+    uint64_t key; /* what its pictures depend on (sdm_retime_init) */
+    int n; /* probe points; 0: not probed */
+    double *t, *d; /* weights 0 = t[0] < ... < t[n-1] = 1; d[k]: distance run up to t[k], d[0] = 0 */
 } sdm_retime_curve;
 
 typedef struct {
     int n_keyframes;
-    sdm_retime_curve *curves;   /* per keyframe: the transition from it (wanted where key != 0) */
-    double **weights;           /* per keyframe: its transition's frame weights where placed, else NULL */
+    sdm_retime_curve *curves; /* per keyframe: the transition from it (wanted where key != 0) */
+    double **weights; /* per keyframe: its transition's frame weights where placed, else NULL */
     int probe_steps;
 } sdm_retime;
 
@@ -53,8 +53,7 @@ int sdm_retime_probe_steps(int steps);
 
 /* Curves for every wanted transition, none probed. model: the bundle's
  * fingerprint (NULL where unknown: then no curve is ever loaded). */
-int sdm_retime_init(sdm_retime *rt, const sdm_recipe *r, const char *model, int width, int height,
-                    sdm_error *err);
+int sdm_retime_init(sdm_retime *rt, const sdm_recipe *r, const char *model, int width, int height, sdm_error *err);
 /* Wanted transitions without a curve. */
 int sdm_retime_missing(const sdm_retime *rt);
 /* Reads the curves of a sidecar whose keys match; a missing or unreadable
@@ -79,8 +78,7 @@ typedef struct sdm_retime_probe sdm_retime_probe;
 #define SDM_RETIME_PROBE_BYTES ((size_t)64 << 20)
 
 /* latent_n: floats in one frame's final latent. */
-int sdm_retime_probe_new(sdm_retime *rt, const sdm_recipe *r, size_t latent_n, sdm_retime_probe **out,
-                         sdm_error *err);
+int sdm_retime_probe_new(sdm_retime *rt, const sdm_recipe *r, size_t latent_n, sdm_retime_probe **out, sdm_error *err);
 /* The frames of round `round` (0 or 1) as a plan (output frame i is render
  * i); n_renders 0: nothing to render. */
 int sdm_retime_probe_plan(sdm_retime_probe *pr, int round, sdm_plan *out, sdm_error *err);

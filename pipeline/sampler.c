@@ -66,8 +66,8 @@ static void save(sdm_step *st, int k, sdm_lin v)
 }
 
 /* x0 and eps as linear functions of (x, out) for x = alpha·x0 + sig·eps. */
-static void predict(sdm_prediction pred, double alpha, double sig, double *x0_x, double *x0_out,
-                    double *e_x, double *e_out)
+static void predict(sdm_prediction pred, double alpha, double sig, double *x0_x, double *x0_out, double *e_x,
+                    double *e_out)
 {
     if (pred == SDM_PRED_V) {
         *x0_x = alpha;
@@ -221,7 +221,7 @@ static int multistep_t(const tables *T, int n, double *ts)
     case SDM_SPACING_TRAILING:
         return trailing_t(T->n_train, n, ts);
     default: {
-        double step = (double)(T->n_train - 1) / n;     /* linspace(0, n_train−1, n+1), rounded */
+        double step = (double)(T->n_train - 1) / n; /* linspace(0, n_train−1, n+1), rounded */
         for (int i = 0; i < n; i++) {
             int j = n - i;
             ts[i] = j == n ? T->n_train - 1 : rint(j * step);
@@ -238,7 +238,7 @@ static int discrete_t(const tables *T, int n, double *ts)
 
     switch (T->spacing) {
     case SDM_SPACING_LINSPACE: {
-        double step = n > 1 ? (double)(T->n_train - 1) / (n - 1) : 0.0;    /* np.linspace in double, rounded */
+        double step = n > 1 ? (double)(T->n_train - 1) / (n - 1) : 0.0; /* np.linspace in double, rounded */
         for (int i = 0; i < n; i++) {
             int j = n - 1 - i;
             ts[i] = j == n - 1 && n > 1 ? T->n_train - 1 : rint(j * step);
@@ -256,8 +256,10 @@ static int discrete_t(const tables *T, int n, double *ts)
 
 static int bad_spacing(const tables *T, sdm_error *err)
 {
-    return sdm_error_set(err, SDM_EXIT_USAGE, "%s: %d steps do not divide the %d training steps evenly with "
-                         "\"trailing\" spacing", sdm_sampler_name(T->p->kind), T->p->steps, T->n_train);
+    return sdm_error_set(err, SDM_EXIT_USAGE,
+                         "%s: %d steps do not divide the %d training steps evenly with "
+                         "\"trailing\" spacing",
+                         sdm_sampler_name(T->p->kind), T->p->steps, T->n_train);
 }
 
 /* ---- DDIM ------------------------------------------------------------------- */
@@ -275,10 +277,11 @@ static int ddim_max_steps(int n_train, int offset)
 
 static int past_schedule(const tables *T, sdm_error *err)
 {
-    return sdm_error_set(err, SDM_EXIT_USAGE, "%s takes at most %d steps with this model's %d training steps "
-                         "(steps_offset %d); got %d", sdm_sampler_name(T->p->kind),
-                         ddim_max_steps(T->n_train, T->b->steps_offset), T->n_train, T->b->steps_offset,
-                         T->p->steps);
+    return sdm_error_set(err, SDM_EXIT_USAGE,
+                         "%s takes at most %d steps with this model's %d training steps "
+                         "(steps_offset %d); got %d",
+                         sdm_sampler_name(T->p->kind), ddim_max_steps(T->n_train, T->b->steps_offset), T->n_train,
+                         T->b->steps_offset, T->p->steps);
 }
 
 /* DDIM with diffusers' defaults for SD: "leading" spacing plus steps_offset,
@@ -412,7 +415,7 @@ static int make_heun(const tables *T, sdm_schedule *s, sdm_error *err)
         save(st, 1, X);
         st = &s->steps[e++];
         x0 = ve_x0(pred, sig[i + 1], st);
-        d = lin_add(1 / sig[i + 1], &X, -1 / sig[i + 1], &x0);     /* (x − x0)/σ_next */
+        d = lin_add(1 / sig[i + 1], &X, -1 / sig[i + 1], &x0); /* (x − x0)/σ_next */
         prev = lin_slot(0, 1);
         d = lin_add(0.5, &d, 0.5, &prev);
         st->t = T->step_t[i + 1];
@@ -605,7 +608,7 @@ static sdm_lin unipc_predict(const double *sig, int i, int order, const sdm_lin 
     sdm_lin out;
 
     if (sig[i + 1] == 0)
-        return *m_i;    /* h is infinite: x0 itself */
+        return *m_i; /* h is infinite: x0 itself */
     h = t.lambda - s0.lambda;
     phi1 = expm1(-h);
     B = phi1;
@@ -670,12 +673,14 @@ static sdm_lin pndm_prev(const tables *T, int t, int tp, const sdm_lin *sample, 
  * Adams–Bashforth over the last four outputs (slots 0..2, newest first). */
 static int make_pndm(const tables *T, sdm_schedule *s, sdm_error *err)
 {
-    static const double ab[4][4] = { { 1 }, { 1.5, -0.5 }, { 23 / 12.0, -16 / 12.0, 5 / 12.0 },
-                                     { 55 / 24.0, -59 / 24.0, 37 / 24.0, -9 / 24.0 } };
+    static const double ab[4][4] = {
+        { 1 }, { 1.5, -0.5 }, { 23 / 12.0, -16 / 12.0, 5 / 12.0 }, { 55 / 24.0, -59 / 24.0, 37 / 24.0, -9 / 24.0 }
+    };
     int n = T->p->steps, ratio = T->n_train / n, n_ets = 0, ne = n > 1 ? n + 1 : 1;
 
     if (!T->b->skip_prk_steps)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "pndm: this model's scheduler config has skip_prk_steps false "
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "pndm: this model's scheduler config has skip_prk_steps false "
                              "(Runge-Kutta warm-up steps), which sdmorph does not run; pick another sampler");
     if (discrete_t(T, n, T->step_t))
         return bad_spacing(T, err);
@@ -733,8 +738,10 @@ static int make_lcm(const tables *T, sdm_schedule *s, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "lcm: original_inference_steps %d is outside 1..%d", orig,
                              T->n_train);
     if (n > orig)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "lcm takes at most %d steps with this model "
-                             "(original_inference_steps); got %d", orig, n);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "lcm takes at most %d steps with this model "
+                             "(original_inference_steps); got %d",
+                             orig, n);
     k = T->n_train / orig;
     s->init_sigma = 1.0;
     for (int i = 0; i < n; i++) {
@@ -766,7 +773,7 @@ static int make_lcm(const tables *T, sdm_schedule *s, sdm_error *err)
 static sdm_spacing default_spacing(sdm_sampler k)
 {
     return k == SDM_SAMPLER_DDIM || k == SDM_SAMPLER_PNDM || k == SDM_SAMPLER_LCM ? SDM_SPACING_LEADING
-                                                                                   : SDM_SPACING_LINSPACE;
+                                                                                  : SDM_SPACING_LINSPACE;
 }
 
 /* The request against the sampler: what it refuses. */
@@ -784,9 +791,10 @@ static int check_params(const sdm_bundle *b, const sdm_sampler_params *p, sdm_er
         return sdm_error_set(err, SDM_EXIT_USAGE, "eta applies to the ddim sampler only, not %s",
                              sdm_sampler_name(p->kind));
     if (p->karras && !sdm_sampler_has_karras(p->kind))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "karras sigmas apply to euler, dpmpp_2m, dpmpp_2m_sde, lms, heun "
-                             "and unipc, not %s%s", sdm_sampler_name(p->kind),
-                             p->kind == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "karras sigmas apply to euler, dpmpp_2m, dpmpp_2m_sde, lms, heun "
+                             "and unipc, not %s%s",
+                             sdm_sampler_name(p->kind), p->kind == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
     if (p->spacing < 0 || p->spacing >= SDM_SPACING_COUNT)
         return sdm_error_set(err, SDM_EXIT_USAGE, "unknown timestep spacing %d", (int)p->spacing);
     return 0;
@@ -830,7 +838,8 @@ static int resolve(const sdm_bundle *b, const sdm_sampler_params *p, sdm_sampler
     if (r.kind == SDM_SAMPLER_AUTO) {
         int karras;
         if (b->scheduler[0] && (sdm_sampler_from_str(b->scheduler, &named) || named == SDM_SAMPLER_AUTO))
-            return sdm_error_set(err, SDM_EXIT_USAGE, "the model's scheduler, %s (%s/model.yaml), is not one "
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "the model's scheduler, %s (%s/model.yaml), is not one "
                                  "sdmorph has: name a sampler in the recipe (`sdmorph samplers` lists them)",
                                  b->scheduler, b->dir);
         r.kind = sdm_sampler_auto(b, &karras);

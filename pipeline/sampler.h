@@ -51,35 +51,35 @@ typedef struct {
 } sdm_lin;
 
 typedef struct {
-    double t;               /* timestep given to the UNet (may be fractional) */
-    double sigma;           /* noise level of x at this evaluation, sqrt((1−ᾱ)/ᾱ) */
+    double t; /* timestep given to the UNet (may be fractional) */
+    double sigma; /* noise level of x at this evaluation, sqrt((1−ᾱ)/ᾱ) */
     double c_in;
-    double x0_x, x0_out;    /* the denoised estimate: x0 = x0_x·x + x0_out·out */
-    sdm_lin next;           /* the new x */
+    double x0_x, x0_out; /* the denoised estimate: x0 = x0_x·x + x0_out·out */
+    sdm_lin next; /* the new x */
     sdm_lin save[SDM_SLOTS];
-    unsigned saves;         /* bit k: slot k takes save[k] */
-    int noise_draw;         /* ≥ 0: this evaluation's noise is the frame generator's draw
+    unsigned saves; /* bit k: slot k takes save[k] */
+    int noise_draw; /* ≥ 0: this evaluation's noise is the frame generator's draw
                                noise_draw + 1 (draw 0 is the initial latent); -1: none */
 } sdm_step;
 
 typedef struct {
-    sdm_sampler kind;       /* never auto: resolved from the bundle */
-    int karras;             /* as resolved */
-    sdm_spacing spacing;    /* as resolved (never SDM_SPACING_DEFAULT) */
-    int n_steps;            /* UNet evaluations */
-    int sampler_steps;      /* the steps asked for */
+    sdm_sampler kind; /* never auto: resolved from the bundle */
+    int karras; /* as resolved */
+    sdm_spacing spacing; /* as resolved (never SDM_SPACING_DEFAULT) */
+    int n_steps; /* UNet evaluations */
+    int sampler_steps; /* the steps asked for */
     sdm_step *steps;
-    double init_sigma;      /* initial noise is randn · init_sigma */
-    int uses_noise;         /* some evaluation adds noise */
-    int uses_prev;          /* some evaluation keeps slots */
+    double init_sigma; /* initial noise is randn · init_sigma */
+    int uses_noise; /* some evaluation adds noise */
+    int uses_prev; /* some evaluation keeps slots */
 } sdm_schedule;
 
 typedef struct {
-    sdm_sampler kind;       /* SDM_SAMPLER_AUTO: the bundle's scheduler */
+    sdm_sampler kind; /* SDM_SAMPLER_AUTO: the bundle's scheduler */
     int steps;
-    double eta;             /* ddim only: 0 deterministic .. 1 DDPM-like */
-    int karras;             /* Karras sigmas (samplers that have them) */
-    sdm_spacing spacing;    /* SDM_SPACING_DEFAULT: the bundle's, else the class's */
+    double eta; /* ddim only: 0 deterministic .. 1 DDPM-like */
+    int karras; /* Karras sigmas (samplers that have them) */
+    sdm_spacing spacing; /* SDM_SPACING_DEFAULT: the bundle's, else the class's */
 } sdm_sampler_params;
 
 /* auto, 50 steps, eta 0, no Karras sigmas, the default spacing. */
@@ -91,8 +91,7 @@ sdm_sampler sdm_sampler_auto(const sdm_bundle *b, int *karras);
 
 /* Builds the coefficient table; bad parameters (steps out of range, eta or
  * karras for a sampler without them) are SDM_EXIT_USAGE errors. */
-int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out,
-                      sdm_error *err);
+int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out, sdm_error *err);
 void sdm_schedule_free(sdm_schedule *s);
 
 #endif

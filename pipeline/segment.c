@@ -79,8 +79,8 @@ static int get_int(json_object *m, const char *key, int lo, int hi, int *out, co
         return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: no whole number '%s'", path, key);
     x = json_object_get_int64(v);
     if (x < lo || x > hi)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: '%s' is %lld, not in %d..%d", path, key,
-                             (long long)x, lo, hi);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: '%s' is %lld, not in %d..%d", path, key, (long long)x,
+                             lo, hi);
     *out = (int)x;
     return 0;
 }

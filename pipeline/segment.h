@@ -19,15 +19,15 @@
 #define SDM_SEGMENT_MANIFEST_MAX (256 << 20)
 
 typedef struct {
-    int index, count;           /* shard I of N */
-    int first, n;               /* renders [first, first+n) ... */
-    int n_total;                /* ... of the recipe's n_total */
+    int index, count; /* shard I of N */
+    int first, n; /* renders [first, first+n) ... */
+    int n_total; /* ... of the recipe's n_total */
     int width, height;
-    char recipe_fp[24];         /* sdm_file_fingerprint of the recipe */
-    char model_fp[24];          /* sdm_bundle_fingerprint of the model */
-    char model_dir[SDM_SEGMENT_PATH_MAX];   /* as the render named it (the outputs' comment) */
-    char frames[SDM_SEGMENT_PATH_MAX];      /* the .rgb, as read: beside the manifest */
-    char *texts;                /* as read: the render's texts JSON (NULL: none); sdm_segment_clear */
+    char recipe_fp[24]; /* sdm_file_fingerprint of the recipe */
+    char model_fp[24]; /* sdm_bundle_fingerprint of the model */
+    char model_dir[SDM_SEGMENT_PATH_MAX]; /* as the render named it (the outputs' comment) */
+    char frames[SDM_SEGMENT_PATH_MAX]; /* the .rgb, as read: beside the manifest */
+    char *texts; /* as read: the render's texts JSON (NULL: none); sdm_segment_clear */
 } sdm_segment_info;
 
 /* Writes the manifest into path (a temporary file of the set); target is

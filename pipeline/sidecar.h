@@ -14,12 +14,12 @@
 /* What the render used, beyond the recipe (its overrides applied). */
 typedef struct {
     const char *model_dir;
-    const char *fingerprint;    /* sdm_bundle_fingerprint */
-    const char *device;         /* "cpu", "cuda:0" */
-    const char *dtype;          /* what the modules compute in */
-    int width, height, batch;   /* batch: frames per call at the end */
+    const char *fingerprint; /* sdm_bundle_fingerprint */
+    const char *device; /* "cpu", "cuda:0" */
+    const char *dtype; /* what the modules compute in */
+    int width, height, batch; /* batch: frames per call at the end */
     double load_seconds, seconds;
-    const char *texts;          /* the prompts' chunks and weights as JSON (texts_json.h), or NULL */
+    const char *texts; /* the prompts' chunks and weights as JSON (texts_json.h), or NULL */
 } sdm_sidecar_used;
 
 /* Writes the sidecar into path (a temporary file of the render's file

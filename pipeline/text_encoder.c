@@ -19,8 +19,8 @@ struct sdm_text_encoder {
     sdm_device dev;
     sdm_dtype dtype;
     sdm_module *module;
-    int layers;             /* 0: the module takes ids and gives its last layer */
-    float *table;           /* [vocab, H]: the token table (layers > 0) */
+    int layers; /* 0: the module takes ids and gives its last layer */
+    float *table; /* [vocab, H]: the token table (layers > 0) */
     int64_t vocab;
     sdm_embeddings embs;
     cache_entry *cache;
@@ -32,8 +32,9 @@ static int no_memory(sdm_error *err)
     return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
 }
 
-static const char REEXPORT[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later), "
-                               "whose text encoder takes token embeddings";
+static const char REEXPORT[] =
+    "export the bundle again with pipeline/export/export_sd.py (version 3 or later), "
+    "whose text encoder takes token embeddings";
 
 /* token_embedding.safetensors: one [vocab, H] tensor, kept on the host. */
 static int load_table(sdm_text_encoder *te, sdm_error *err)
@@ -46,8 +47,8 @@ static int load_table(sdm_text_encoder *te, sdm_error *err)
     if (sdm_safetensors_open(b->token_embedding, &st, err))
         goto end;
     t = sdm_safetensors_count(st) == 1 ? sdm_safetensors_tensor(st, 0) : NULL;
-    if (!t || t->ndim != 2 || t->shape[1] != b->hidden_size || t->shape[0] <= b->bos_id ||
-        t->shape[0] <= b->eos_id || t->shape[0] <= b->pad_id) {
+    if (!t || t->ndim != 2 || t->shape[1] != b->hidden_size || t->shape[0] <= b->bos_id || t->shape[0] <= b->eos_id ||
+        t->shape[0] <= b->pad_id) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: expected one [vocabulary, %d] tensor (hidden_size in %s/model.yaml)",
                       b->token_embedding, b->hidden_size, b->dir);
         goto end;
@@ -86,8 +87,9 @@ static int chunk_input(sdm_text_encoder *te, const int64_t *ids, const int *vec,
         goto end;
     }
     for (int i = 0; i < L; i++) {
-        const float *row = vec[i] >= 0 ? te->embs.rows + (size_t)vec[i] * H
-                           : ids[i] >= 0 && ids[i] < te->vocab ? te->table + (size_t)ids[i] * H : NULL;
+        const float *row = vec[i] >= 0                         ? te->embs.rows + (size_t)vec[i] * H
+                           : ids[i] >= 0 && ids[i] < te->vocab ? te->table + (size_t)ids[i] * H
+                                                               : NULL;
         if (!row) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "token id %lld is outside %s", (long long)ids[i],
                           te->bundle->token_embedding);
@@ -129,10 +131,11 @@ static int encode_chunk(sdm_text_encoder *te, const int64_t *ids, const int *vec
     if (te->layers)
         st = sdm_tensor_narrow(res, te->layers - clip_skip, 1, &layer);
     if (!st && sdm_tensor_numel(layer ? layer : res) != (int64_t)n) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s gives %lld values for a prompt; %s/model.yaml says %d layers of "
-                      "[%d,%d] (text.layers, token_length, hidden_size)", b->text_encoder,
-                      (long long)sdm_tensor_numel(res), b->dir, te->layers ? te->layers : 1, b->token_length,
-                      b->hidden_size);
+        sdm_error_set(err, SDM_EXIT_RUNTIME,
+                      "%s gives %lld values for a prompt; %s/model.yaml says %d layers of "
+                      "[%d,%d] (text.layers, token_length, hidden_size)",
+                      b->text_encoder, (long long)sdm_tensor_numel(res), b->dir, te->layers ? te->layers : 1,
+                      b->token_length, b->hidden_size);
         goto end;
     }
     if (!st)
@@ -179,8 +182,8 @@ static int chunk_weighted(const sdm_prompt_chunks *c, int k)
     return 0;
 }
 
-int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int parse_weights,
-                            sdm_prompt_chunks *out, sdm_error *err)
+int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int parse_weights, sdm_prompt_chunks *out,
+                            sdm_error *err)
 {
     return sdm_prompt_chunks_make(te->tok, prompt, parse_weights, te->embs.list, te->embs.n, out, err);
 }
@@ -238,12 +241,13 @@ end:
 
 static int same_opts(const sdm_text_opts *a, const sdm_text_opts *b)
 {
-    return a->parse_weights == b->parse_weights && (a->clip_skip > 1 ? a->clip_skip : 1) ==
-           (b->clip_skip > 1 ? b->clip_skip : 1) && a->min_chunks == b->min_chunks;
+    return a->parse_weights == b->parse_weights &&
+           (a->clip_skip > 1 ? a->clip_skip : 1) == (b->clip_skip > 1 ? b->clip_skip : 1) &&
+           a->min_chunks == b->min_chunks;
 }
 
-int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o,
-                           const sdm_tensor **out, sdm_error *err)
+int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                           sdm_error *err)
 {
     sdm_tensor *emb = NULL;
     cache_entry *ce;
@@ -294,8 +298,7 @@ int sdm_text_encoder_open(const sdm_bundle *b, const sdm_tokenizer *tok, sdm_dev
     te->dtype = dtype;
     te->layers = b->text_layers;
     if (sdm_module_load(b->text_encoder, dev, &te->module)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", b->text_encoder,
-                      sdm_torch_last_error());
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", b->text_encoder, sdm_torch_last_error());
         goto end;
     }
     if (te->layers && load_table(te, err))
@@ -321,8 +324,10 @@ int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_e
     sdm_embeddings e;
 
     if (!te->layers)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "embeddings (%s): the text encoder of %s takes token ids, not "
-                             "embeddings; %s", dir, te->bundle->dir, REEXPORT);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "embeddings (%s): the text encoder of %s takes token ids, not "
+                             "embeddings; %s",
+                             dir, te->bundle->dir, REEXPORT);
     if (sdm_embeddings_load(dir, te->tok, te->bundle->hidden_size, &e, err))
         return -1;
     sdm_embeddings_free(&te->embs);

@@ -25,9 +25,9 @@
 typedef struct sdm_text_encoder sdm_text_encoder;
 
 typedef struct {
-    int parse_weights;      /* A1111's (word:1.3) syntax and BREAK; 0: text as it is */
-    int clip_skip;          /* 1: the last layer (0 reads as 1) */
-    int min_chunks;         /* pad with empty-prompt chunks up to this many */
+    int parse_weights; /* A1111's (word:1.3) syntax and BREAK; 0: text as it is */
+    int clip_skip; /* 1: the last layer (0 reads as 1) */
+    int min_chunks; /* pad with empty-prompt chunks up to this many */
 } sdm_text_opts;
 
 /* Loads the module (and the token table) and probes it on the empty prompt. */
@@ -42,14 +42,14 @@ int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_e
 const sdm_embeddings *sdm_text_encoder_embeddings(const sdm_text_encoder *te);
 
 /* The chunks a prompt becomes (with the loaded embeddings). */
-int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int parse_weights,
-                            sdm_prompt_chunks *out, sdm_error *err);
+int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int parse_weights, sdm_prompt_chunks *out,
+                            sdm_error *err);
 /* A new [1, chunks·token_length, H] float32 tensor: the prompt encoded. */
 int sdm_text_encoder_run(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
                          sdm_error *err);
 /* The same, cached: owned by the encoder. */
-int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o,
-                           const sdm_tensor **out, sdm_error *err);
+int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                           sdm_error *err);
 void sdm_text_encoder_free(sdm_text_encoder **te);
 
 #endif

@@ -10,8 +10,7 @@ static json_object *chunks_json(const sdm_prompt_chunks *c)
     json_object *list = json_object_new_array();
 
     for (int k = 0; list && k < c->n_chunks; k++) {
-        json_object *chunk = json_object_new_object(), *ids = json_object_new_array(),
-                    *w = json_object_new_array();
+        json_object *chunk = json_object_new_object(), *ids = json_object_new_array(), *w = json_object_new_array();
         for (int i = 0; ids && w && i < c->length; i++) {
             size_t at = (size_t)k * c->length + i;
             json_object_array_add(ids, json_object_new_int64(c->ids[at]));
@@ -47,8 +46,7 @@ static int add_text(json_object *list, const sdm_text_encoder *te, const sdm_rec
     return 0;
 }
 
-int sdm_texts_json(const sdm_text_encoder *te, const sdm_recipe *r, const sdm_text_ids *ids, char **out,
-                   sdm_error *err)
+int sdm_texts_json(const sdm_text_encoder *te, const sdm_recipe *r, const sdm_text_ids *ids, char **out, sdm_error *err)
 {
     json_object *list = json_object_new_array();
     int rc = -1;

@@ -19,8 +19,10 @@ static int same_settings(const sdm_recipe *a, const sdm_recipe *b, sdm_error *er
         what = "sampler (sampler, eta, karras)";
     if (!what)
         return 0;
-    return sdm_error_set(err, SDM_EXIT_USAGE, "bridge: %s and %s differ in %s; a bridge renders both first frames "
-                         "with one model, size and sampler, so the two recipes must agree", a->path, b->path, what);
+    return sdm_error_set(err, SDM_EXIT_USAGE,
+                         "bridge: %s and %s differ in %s; a bridge renders both first frames "
+                         "with one model, size and sampler, so the two recipes must agree",
+                         a->path, b->path, what);
 }
 
 /* A copy of keyframe k of r as a bridge's end: its own strings, the
@@ -34,22 +36,23 @@ static int copy_end(const sdm_recipe *r, const sdm_keyframe *k, sdm_keyframe *ou
     return out->prompt && out->negative ? 0 : -1;
 }
 
-static int bridge_frames(const sdm_recipe *a, const sdm_recipe *b, int frames, double beats, int *out,
-                         sdm_error *err)
+static int bridge_frames(const sdm_recipe *a, const sdm_recipe *b, int frames, double beats, int *out, sdm_error *err)
 {
     double bpm = a->bpm > 0 ? a->bpm : b->bpm, f;
 
     if (!(beats > 0)) {
         f = frames;
     } else if (!(bpm > 0)) {
-        return sdm_error_set(err, SDM_EXIT_USAGE, "bridge: --beats needs a bpm; neither %s nor %s has 'bpm:' "
-                             "(give --frames instead)", a->path, b->path);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "bridge: --beats needs a bpm; neither %s nor %s has 'bpm:' "
+                             "(give --frames instead)",
+                             a->path, b->path);
     } else {
         f = floor(beats * a->fps * 60.0 / bpm + 0.5);
     }
     if (!(f >= 1 && f <= BRIDGE_FRAMES_MAX))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "bridge: the transition would be %.0f frames; expected 1..%d",
-                             f, BRIDGE_FRAMES_MAX);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "bridge: the transition would be %.0f frames; expected 1..%d", f,
+                             BRIDGE_FRAMES_MAX);
     *out = (int)f;
     return 0;
 }
@@ -62,8 +65,10 @@ int sdm_bridge_recipe(const sdm_recipe *a, const sdm_recipe *b, int frames, doub
 
     *out = NULL;
     if (a->walk || b->walk) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "bridge: %s is a walk; a bridge joins the first keyframes of two "
-                      "keyframe recipes", a->walk ? a->path : b->path);
+        sdm_error_set(err, SDM_EXIT_USAGE,
+                      "bridge: %s is a walk; a bridge joins the first keyframes of two "
+                      "keyframe recipes",
+                      a->walk ? a->path : b->path);
         goto end;
     }
     if (same_settings(a, b, err) || bridge_frames(a, b, frames, beats, &n, err))

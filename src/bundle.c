@@ -19,23 +19,34 @@
 #include <unistd.h>
 #include <yaml.h>
 
-static const sdm_enum_entry prediction_entries[] = {
-    { "epsilon", SDM_PRED_EPSILON }, { "v_prediction", SDM_PRED_V }, { "v", SDM_PRED_V }
-};
-static const sdm_enum_entry beta_entries[] = {
-    { "scaled_linear", SDM_BETAS_SCALED_LINEAR }, { "linear", SDM_BETAS_LINEAR }
-};
+static const sdm_enum_entry prediction_entries[] = { { "epsilon", SDM_PRED_EPSILON },
+                                                     { "v_prediction", SDM_PRED_V },
+                                                     { "v", SDM_PRED_V } };
+static const sdm_enum_entry beta_entries[] = { { "scaled_linear", SDM_BETAS_SCALED_LINEAR },
+                                               { "linear", SDM_BETAS_LINEAR } };
 static const sdm_enum_table prediction_names = SDM_ENUM_TABLE(prediction_entries);
 static const sdm_enum_table beta_names = SDM_ENUM_TABLE(beta_entries);
 
-SDM_ENUM_FUNCTIONS(sdm_prediction, prediction_names)       /* sdm_prediction_name, sdm_prediction_from_str */
-SDM_ENUM_FUNCTIONS(sdm_beta_schedule, beta_names)          /* sdm_beta_schedule_name, sdm_beta_schedule_from_str */
+SDM_ENUM_FUNCTIONS(sdm_prediction, prediction_names) /* sdm_prediction_name, sdm_prediction_from_str */
+SDM_ENUM_FUNCTIONS(sdm_beta_schedule, beta_names) /* sdm_beta_schedule_name, sdm_beta_schedule_from_str */
 
 /* F_NAME: text of up to 255 bytes; F_SHA: up to 64 */
-typedef enum { F_INT, F_DOUBLE, F_BOOL, F_STR16, F_STR32, F_PRED, F_BETAS, F_SPACING, F_FILE, F_NAME, F_SHA } field_type;
+typedef enum {
+    F_INT,
+    F_DOUBLE,
+    F_BOOL,
+    F_STR16,
+    F_STR32,
+    F_PRED,
+    F_BETAS,
+    F_SPACING,
+    F_FILE,
+    F_NAME,
+    F_SHA
+} field_type;
 
 typedef struct {
-    const char *path;       /* "text.hidden_size" */
+    const char *path; /* "text.hidden_size" */
     field_type type;
     size_t offset;
     int required;
@@ -113,9 +124,8 @@ static int fail_at(loader *L, const yaml_node_t *n, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", L->file,
-                         (unsigned long)n->start_mark.line + 1, (unsigned long)n->start_mark.column + 1,
-                         what);
+    return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", L->file, (unsigned long)n->start_mark.line + 1,
+                         (unsigned long)n->start_mark.column + 1, what);
 }
 
 static int set_field(loader *L, const field *f, const yaml_node_t *n)
@@ -170,8 +180,9 @@ static int set_field(loader *L, const field *f, const yaml_node_t *n)
     case F_PRED:
     case F_BETAS:
     case F_SPACING: {
-        const sdm_enum_table *t = f->type == F_PRED ? &prediction_names : f->type == F_BETAS ? &beta_names
-                                                                                             : sdm_spacing_table();
+        const sdm_enum_table *t = f->type == F_PRED    ? &prediction_names
+                                  : f->type == F_BETAS ? &beta_names
+                                                       : sdm_spacing_table();
         const char *key = strrchr(f->path, '.') ? strrchr(f->path, '.') + 1 : f->path;
         char names[128], what[192];
         int x;
@@ -288,8 +299,8 @@ static int walk_mapping(loader *L, yaml_document_t *doc, const yaml_node_t *map,
                 break;
         if (i == N_FIELDS) {
             /* Newer bundles may carry more; say so, don't refuse. */
-            sdm_warn("%s:%lu:%lu: unknown key '%s' ignored", L->file,
-                     (unsigned long)k->start_mark.line + 1, (unsigned long)k->start_mark.column + 1, path);
+            sdm_warn("%s:%lu:%lu: unknown key '%s' ignored", L->file, (unsigned long)k->start_mark.line + 1,
+                     (unsigned long)k->start_mark.column + 1, path);
             continue;
         }
         if (L->seen[i])
@@ -322,8 +333,10 @@ static int check_aoti(loader *L, const char *file_key, const char *section, sdm_
         snprintf(key, sizeof key, "%s.%s", section, names[i]);
         any |= seen(L, key);
         if (a->path[0] && strcmp(key, min_key) && !seen(L, key))
-            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: files.%s needs '%s' (the shapes it was "
-                                 "compiled for)", L->file, file_key, key);
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                                 "%s: files.%s needs '%s' (the shapes it was "
+                                 "compiled for)",
+                                 L->file, file_key, key);
     }
     if (!a->path[0]) {
         if (any)
@@ -355,15 +368,20 @@ static int check_schedule(loader *L)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.train_steps' is %d; expected 2..%d", L->file,
                              b->train_steps, MAX_TRAIN_STEPS);
     if (!(b->beta_start > 0 && b->beta_start < 1))
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' is %g; expected a number above "
-                             "0 and below 1 (SD: 0.00085)", L->file, b->beta_start);
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: 'schedule.beta_start' is %g; expected a number above "
+                             "0 and below 1 (SD: 0.00085)",
+                             L->file, b->beta_start);
     if (!(b->beta_end > 0 && b->beta_end < 1))
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_end' is %g; expected a number above 0 "
-                             "and below 1 (SD: 0.012)", L->file, b->beta_end);
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: 'schedule.beta_end' is %g; expected a number above 0 "
+                             "and below 1 (SD: 0.012)",
+                             L->file, b->beta_end);
     if (b->beta_start > b->beta_end)
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' (%g) is above "
-                             "'schedule.beta_end' (%g); the noise grows along a schedule", L->file, b->beta_start,
-                             b->beta_end);
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: 'schedule.beta_start' (%g) is above "
+                             "'schedule.beta_end' (%g); the noise grows along a schedule",
+                             L->file, b->beta_start, b->beta_end);
     ac = malloc(sizeof *ac * (size_t)b->train_steps);
     if (!ac)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
@@ -371,17 +389,19 @@ static int check_schedule(loader *L)
     last = ac[b->train_steps - 1];
     free(ac);
     if (!(last >= MIN_LAST_ALPHA))
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: 'schedule.beta_start' %g and 'schedule.beta_end' %g "
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: 'schedule.beta_start' %g and 'schedule.beta_end' %g "
                              "over %d steps leave no signal (alphas_cumprod %.3g at the end, expected at least %g; "
-                             "SD: 0.0047)", L->file, b->beta_start, b->beta_end, b->train_steps, last, MIN_LAST_ALPHA);
+                             "SD: 0.0047)",
+                             L->file, b->beta_start, b->beta_end, b->train_steps, last, MIN_LAST_ALPHA);
     return 0;
 }
 
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder, b->unet, b->vae_decoder, b->vocab, b->merges, b->unet_aoti.path,
-                            b->vae_aoti.path, b->token_embedding };
+    const char *paths[] = { b->text_encoder, b->unet,           b->vae_decoder,   b->vocab,
+                            b->merges,       b->unet_aoti.path, b->vae_aoti.path, b->token_embedding };
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -389,21 +409,24 @@ static int check_values(loader *L)
             return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: missing key '%s'", L->file, fields[i].path);
     if (b->latent_channels < 1 || b->vae_scale < 1 || b->token_length < 2 || b->hidden_size < 1 ||
         b->scaling_factor <= 0 || b->width < 8 || b->height < 8)
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: sizes out of range (latent_channels %d, "
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: sizes out of range (latent_channels %d, "
                              "vae_scale %d, token_length %d, hidden_size %d, scaling_factor %g, width %d, height %d)",
                              L->file, b->latent_channels, b->vae_scale, b->token_length, b->hidden_size,
                              b->scaling_factor, b->width, b->height);
     if (b->text_layers < 0 || b->text_layers > 1000 || !b->text_layers != !b->token_embedding[0])
-        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: text.layers (1 to 1000) and files.token_embedding go "
-                             "together (an encoder that takes token embeddings)", L->file);
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: text.layers (1 to 1000) and files.token_embedding go "
+                             "together (an encoder that takes token embeddings)",
+                             L->file);
     if (check_schedule(L))
         return -1;
-    if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) || check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
+    if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) ||
+        check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
         return -1;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (paths[i][0] && (stat(paths[i], &st) || !S_ISREG(st.st_mode)))
-            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "model file missing: %s (named in %s)",
-                                 paths[i], L->file);
+            return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "model file missing: %s (named in %s)", paths[i], L->file);
     return 0;
 }
 
@@ -442,8 +465,7 @@ int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err)
     have_parser = 1;
     yaml_parser_set_input_file(&parser, f);
     if (!yaml_parser_load(&parser, &doc)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", file,
-                      (unsigned long)parser.problem_mark.line + 1,
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%lu:%lu: %s", file, (unsigned long)parser.problem_mark.line + 1,
                       (unsigned long)parser.problem_mark.column + 1,
                       parser.problem ? parser.problem : "not valid YAML");
         goto end;
@@ -591,8 +613,8 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder, b->unet, b->vae_decoder, b->unet_aoti.path, b->vae_aoti.path,
-                              b->token_embedding };
+    const char *modules[] = { b->text_encoder,   b->unet,          b->vae_decoder,
+                              b->unet_aoti.path, b->vae_aoti.path, b->token_embedding };
     char yaml[1100];
     uint64_t h = SDM_FNV1A64_OFFSET;
 

@@ -36,45 +36,45 @@ typedef struct {
 } sdm_bundle_lora;
 
 typedef struct {
-    char exporter[256];                 /* "export_sd.py 2" */
+    char exporter[256]; /* "export_sd.py 2" */
     char checkpoint[256], checkpoint_sha256[65];
-    char vae[256], vae_sha256[65];      /* a VAE that replaced the checkpoint's */
-    sdm_bundle_lora loras[SDM_BUNDLE_MAX_LORAS];   /* fused into the weights, in order */
+    char vae[256], vae_sha256[65]; /* a VAE that replaced the checkpoint's */
+    sdm_bundle_lora loras[SDM_BUNDLE_MAX_LORAS]; /* fused into the weights, in order */
     int n_loras;
 } sdm_bundle_source;
 
 typedef struct {
     char dir[1024];
-    char family[16];            /* "sd1", "sd2", "analytic" */
+    char family[16]; /* "sd1", "sd2", "analytic" */
     sdm_prediction prediction;
-    int latent_channels;        /* 4 */
-    int vae_scale;              /* pixels per latent cell: 8 */
-    double scaling_factor;      /* VAE latent scaling: 0.18215 */
-    int width, height;          /* default image size */
-    int token_length;           /* 77 */
-    int hidden_size;            /* text embedding width: 768 for SD 1.x */
+    int latent_channels; /* 4 */
+    int vae_scale; /* pixels per latent cell: 8 */
+    double scaling_factor; /* VAE latent scaling: 0.18215 */
+    int width, height; /* default image size */
+    int token_length; /* 77 */
+    int hidden_size; /* text embedding width: 768 for SD 1.x */
     int bos_id, eos_id, pad_id;
-    int text_layers;            /* text.layers: the encoder takes token embeddings and
+    int text_layers; /* text.layers: the encoder takes token embeddings and
                                    gives every layer (clip skip, embeddings); 0: an older
                                    bundle, ids in, last layer out */
     /* training noise schedule */
-    int train_steps;            /* 1000 */
+    int train_steps; /* 1000 */
     double beta_start, beta_end;
     sdm_beta_schedule beta_schedule;
-    int steps_offset;           /* 1 for SD */
-    int set_alpha_to_one;       /* DDIM's final alpha: 1, or alphas_cumprod[0] */
+    int steps_offset; /* 1 for SD */
+    int set_alpha_to_one; /* DDIM's final alpha: 1, or alphas_cumprod[0] */
     /* the checkpoint's scheduler config, for `sampler: auto` and the samplers' keys */
-    char scheduler[256];        /* its class, "PNDMScheduler"; "": none recorded (auto is ddim) */
-    sdm_spacing timestep_spacing;   /* DEFAULT where the config has none */
+    char scheduler[256]; /* its class, "PNDMScheduler"; "": none recorded (auto is ddim) */
+    sdm_spacing timestep_spacing; /* DEFAULT where the config has none */
     int use_karras_sigmas;
-    char algorithm_type[32];    /* DPMSolverMultistepScheduler's: "sde-dpmsolver++" is dpmpp_2m_sde */
-    int skip_prk_steps;         /* PNDM: 1 (PLMS only, as SD ships it) */
-    int original_inference_steps;   /* LCM: 50 */
-    double timestep_scaling;    /* LCM: 10 */
-    char dtype[16];             /* "float32" / "float16": what the .pt files hold */
+    char algorithm_type[32]; /* DPMSolverMultistepScheduler's: "sde-dpmsolver++" is dpmpp_2m_sde */
+    int skip_prk_steps; /* PNDM: 1 (PLMS only, as SD ships it) */
+    int original_inference_steps; /* LCM: 50 */
+    double timestep_scaling; /* LCM: 10 */
+    char dtype[16]; /* "float32" / "float16": what the .pt files hold */
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
-    char token_embedding[1280];     /* files.token_embedding, with text.layers; else "" */
+    char token_embedding[1280]; /* files.token_embedding, with text.layers; else "" */
     /* Optional: the UNet and the VAE decoder compiled by AOTInductor
      * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
     sdm_aoti_build unet_aoti, vae_aoti;

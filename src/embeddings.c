@@ -29,8 +29,8 @@ static int rows_of(const sdm_st_tensor *t, int hidden, int room, const char *pat
     int64_t n = t->ndim == 1 ? 1 : t->ndim == 2 ? t->shape[0] : -1, w = t->shape[t->ndim > 0 ? t->ndim - 1 : 0];
 
     if (n < 1 || t->ndim < 1 || w != hidden)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: tensor '%s' is not [vectors, %d] (the model's text width)",
-                             path, t->name, hidden);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: tensor '%s' is not [vectors, %d] (the model's text width)", path,
+                             t->name, hidden);
     if (n > room)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: %lld vectors; a prompt chunk holds %d", path, (long long)n,
                              room);
@@ -56,8 +56,10 @@ int sdm_embeddings_add_file(sdm_embeddings *e, const char *path, const char *nam
         goto end;
     t = vectors_of(st);
     if (!t) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "%s: %d tensors and none called emb_params; an embedding file holds "
-                      "one", path, sdm_safetensors_count(st));
+        sdm_error_set(err, SDM_EXIT_USAGE,
+                      "%s: %d tensors and none called emb_params; an embedding file holds "
+                      "one",
+                      path, sdm_safetensors_count(st));
         goto end;
     }
     if (rows_of(t, e->hidden, sdm_tokenizer_token_length(tok) - 2, path, &rows, err))

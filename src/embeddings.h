@@ -17,10 +17,10 @@
 
 typedef struct {
     int n;
-    sdm_prompt_embedding *list;     /* for the chunker: names, their tokens, rows */
-    int hidden;                     /* H */
+    sdm_prompt_embedding *list; /* for the chunker: names, their tokens, rows */
+    int hidden; /* H */
     int n_rows;
-    float *rows;                    /* [n_rows, H]: every embedding's vectors */
+    float *rows; /* [n_rows, H]: every embedding's vectors */
 } sdm_embeddings;
 
 /* Reads dir's *.safetensors (in name order). Every file must hold one

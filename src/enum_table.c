@@ -57,7 +57,10 @@ void sdm_enum_list(const sdm_enum_table *t, char *buf, size_t len)
         if (is_alias(t, i))
             continue;
         k++;
-        used += (size_t)snprintf(buf + used, len - used, "%s%s", k == 1 ? "" : k == names ? " or " : ", ",
+        used += (size_t)snprintf(buf + used, len - used, "%s%s",
+                                 k == 1       ? ""
+                                 : k == names ? " or "
+                                              : ", ",
                                  t->entries[i].name);
     }
 }

@@ -20,10 +20,13 @@ typedef struct {
 typedef struct {
     const sdm_enum_entry *entries;
     int n;
-    const char *unknown;    /* the name of a value without one: "?" */
+    const char *unknown; /* the name of a value without one: "?" */
 } sdm_enum_table;
 
-#define SDM_ENUM_TABLE(entries) { (entries), (int)(sizeof(entries) / sizeof((entries)[0])), "?" }
+#define SDM_ENUM_TABLE(entries)                                       \
+    {                                                                 \
+        (entries), (int)(sizeof(entries) / sizeof((entries)[0])), "?" \
+    }
 
 /* The name of v, or t->unknown. */
 const char *sdm_enum_name(const sdm_enum_table *t, int v);
@@ -39,18 +42,18 @@ void sdm_enum_list(const sdm_enum_table *t, char *buf, size_t len);
  *     const char *TYPE_name(TYPE v);
  *     int TYPE_from_str(const char *s, TYPE *out);    0, or -1 if unknown
  * (each use names the two functions in a comment, for grep). */
-#define SDM_ENUM_FUNCTIONS(type, table)                 \
-    const char *type##_name(type v)                     \
-    {                                                   \
-        return sdm_enum_name(&(table), (int)v);         \
-    }                                                   \
-    int type##_from_str(const char *s, type *out)       \
-    {                                                   \
-        int v;                                          \
-        if (sdm_enum_parse(&(table), s, &v))            \
-            return -1;                                  \
-        *out = (type)v;                                 \
-        return 0;                                       \
+#define SDM_ENUM_FUNCTIONS(type, table)           \
+    const char *type##_name(type v)               \
+    {                                             \
+        return sdm_enum_name(&(table), (int)v);   \
+    }                                             \
+    int type##_from_str(const char *s, type *out) \
+    {                                             \
+        int v;                                    \
+        if (sdm_enum_parse(&(table), s, &v))      \
+            return -1;                            \
+        *out = (type)v;                           \
+        return 0;                                 \
     }
 
 #ifdef __cplusplus

@@ -8,20 +8,19 @@
 
 enum {
     SDM_EXIT_OK = 0,
-    SDM_EXIT_RUNTIME = 1,   /* model, device, disk: the run failed */
-    SDM_EXIT_USAGE = 2,     /* bad command line or bad recipe */
+    SDM_EXIT_RUNTIME = 1, /* model, device, disk: the run failed */
+    SDM_EXIT_USAGE = 2, /* bad command line or bad recipe */
 };
 
 typedef struct sdm_error {
-    int code;               /* SDM_EXIT_*; 0 while nothing went wrong */
-    int out_of_memory;      /* the device ran out of memory: a smaller batch may fit */
+    int code; /* SDM_EXIT_*; 0 while nothing went wrong */
+    int out_of_memory; /* the device ran out of memory: a smaller batch may fit */
     char msg[2048];
 } sdm_error;
 
 /* Sets the error (the first one wins: later calls do not overwrite it).
  * Returns -1 so callers can write `return sdm_error_set(...)`. */
-int sdm_error_set(sdm_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int sdm_error_set(sdm_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int sdm_error_setv(sdm_error *err, int code, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* Log lines go to stderr unless a callback is installed (tests capture them). */

@@ -22,8 +22,8 @@ typedef enum { OLD_NONE, OLD_LINKED, OLD_TO_MOVE, OLD_MOVED } old_state;
 
 typedef struct {
     char *target, *temp, *backup, *dst;
-    char *written;          /* after a commit */
-    int fd;                 /* the temporary file, locked: its owner is alive */
+    char *written; /* after a commit */
+    int fd; /* the temporary file, locked: its owner is alive */
     int skip, renamed;
     old_state old;
 } set_file;
@@ -84,7 +84,7 @@ static int unlocked(const char *path)
 static int is_stale(const char *path, long pid, int is_tmp)
 {
     if (pid == (long)getpid())
-        return is_tmp && unlocked(path);    /* an earlier process had our pid */
+        return is_tmp && unlocked(path); /* an earlier process had our pid */
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
         return 0;
     return !is_tmp || unlocked(path);
@@ -146,17 +146,22 @@ int sdm_fileset_check_target(const char *target, sdm_error *err)
     if (!*sdm_path_base(target))
         return sdm_error_set(err, SDM_EXIT_USAGE, "'%s' names a folder, not a file", shown);
     if (strlen(sdm_path_base(target)) > SDM_NAME_MAX)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the file name is %zu bytes long; the system allows at most "
-                             "%d", shown, strlen(sdm_path_base(target)), SDM_NAME_MAX);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "'%s': the file name is %zu bytes long; the system allows at most "
+                             "%d",
+                             shown, strlen(sdm_path_base(target)), SDM_NAME_MAX);
     if (strlen(target) >= SDM_PATH_MAX || split_target(target, dir, sizeof dir, head, sizeof head))
         return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is %zu bytes long; the system allows at most %d",
                              shown, strlen(target), SDM_PATH_MAX - 1);
     /* the longest name made beside it: HEAD.tmp-PID.spool */
     if (strlen(dir) + strlen(head) + TAIL_RESERVE >= SDM_PATH_MAX || sdm_partial_path(target, partial, sizeof partial))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the path is %zu bytes long; at most %ld for this name, to "
-                             "leave room for its temporary files' names in the system's %d", shown, strlen(target),
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "'%s': the path is %zu bytes long; at most %ld for this name, to "
+                             "leave room for its temporary files' names in the system's %d",
+                             shown, strlen(target),
                              (long)(SDM_PATH_MAX - 1 - TAIL_RESERVE) - (long)strlen(head) +
-                                 (long)strlen(sdm_path_base(target)), SDM_PATH_MAX - 1);
+                                 (long)strlen(sdm_path_base(target)),
+                             SDM_PATH_MAX - 1);
     return 0;
 }
 
@@ -377,8 +382,7 @@ end:
     if (rc) {
         roll_back(fs, left, sizeof left);
         if (*left && strlen(err->msg) + 64 < sizeof err->msg)
-            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
-                     "; could not put back %s", left);
+            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), "; could not put back %s", left);
         else if (strlen(err->msg) + 64 < sizeof err->msg)
             strcat(err->msg, "; the earlier files are as they were");
         for (int i = 0; i < fs->n; i++)

@@ -15,8 +15,8 @@
 struct sdm_ssim {
     int w, h;
     double window[SDM_SSIM_WINDOW];
-    double *luma_a, *luma_b;        /* w*h, for sdm_ssim_rgb */
-    double *rows[MOMENTS];          /* h * (w - window + 1): the moments filtered along rows */
+    double *luma_a, *luma_b; /* w*h, for sdm_ssim_rgb */
+    double *rows[MOMENTS]; /* h * (w - window + 1): the moments filtered along rows */
 };
 
 void sdm_luma_bt601(const uint8_t *rgb, size_t n_pixels, double *y)
@@ -102,8 +102,7 @@ double sdm_ssim_luma(sdm_ssim *s, const double *x, const double *y)
             vx = m[2] - m[0] * m[0];
             vy = m[3] - m[1] * m[1];
             cov = m[4] - m[0] * m[1];
-            total += ((2 * m[0] * m[1] + c1) * (2 * cov + c2)) /
-                     ((m[0] * m[0] + m[1] * m[1] + c1) * (vx + vy + c2));
+            total += ((2 * m[0] * m[1] + c1) * (2 * cov + c2)) / ((m[0] * m[0] + m[1] * m[1] + c1) * (vx + vy + c2));
         }
     }
     return total / ((double)cols * out_rows);

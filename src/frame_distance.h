@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SDM_SSIM_WINDOW 11          /* pixels; frames must be at least this wide and high */
+#define SDM_SSIM_WINDOW 11 /* pixels; frames must be at least this wide and high */
 #define SDM_SSIM_SIGMA 1.5
 
 /* Y = 0.299 R + 0.587 G + 0.114 B of n RGB24 pixels, in 0..255 (full range). */
@@ -43,9 +43,9 @@ double sdm_ssim_distance(double ssim);
 double sdm_latent_distance(const float *a, const float *b, size_t n);
 
 typedef struct {
-    int n;                  /* distances summarised */
+    int n; /* distances summarised */
     double largest, median; /* 0 when n is 0; median of an even count: mean of the middle two */
-    int largest_at;         /* index of the (first) largest, -1 when n is 0 */
+    int largest_at; /* index of the (first) largest, -1 when n is 0 */
 } sdm_distance_summary;
 
 /* 0, or -1 out of memory. */

@@ -8,13 +8,13 @@
 typedef enum {
     SDM_GIF_PALETTE_STREAM, /* one palette for the whole GIF, unchanged pixels transparent:
                              * frames spooled to a file beside it (default) */
-    SDM_GIF_PALETTE_FRAME,  /* a palette per frame: one pass, memory of a few frames */
+    SDM_GIF_PALETTE_FRAME, /* a palette per frame: one pass, memory of a few frames */
     SDM_GIF_PALETTE_COUNT
 } sdm_gif_palette;
 
 typedef enum {
-    SDM_GIF_DITHER_BAYER,       /* ordered: stable from frame to frame (default) */
-    SDM_GIF_DITHER_SIERRA2_4A,  /* error diffusion: finer, but its noise crawls between frames */
+    SDM_GIF_DITHER_BAYER, /* ordered: stable from frame to frame (default) */
+    SDM_GIF_DITHER_SIERRA2_4A, /* error diffusion: finer, but its noise crawls between frames */
     SDM_GIF_DITHER_FLOYD_STEINBERG,
     SDM_GIF_DITHER_NONE,
     SDM_GIF_DITHER_COUNT
@@ -27,8 +27,8 @@ typedef enum {
 extern const sdm_enum_table sdm_gif_palette_names, sdm_gif_dither_names;
 
 const char *sdm_gif_palette_name(sdm_gif_palette v);
-int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out);   /* 0, or -1 if unknown */
+int sdm_gif_palette_from_str(const char *s, sdm_gif_palette *out); /* 0, or -1 if unknown */
 const char *sdm_gif_dither_name(sdm_gif_dither v);
-int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out);     /* 0, or -1 if unknown */
+int sdm_gif_dither_from_str(const char *s, sdm_gif_dither *out); /* 0, or -1 if unknown */
 
 #endif

@@ -34,7 +34,7 @@ uint64_t sdm_hash_double(uint64_t h, double d)
     uint64_t bits;
 
     if (d == 0)
-        d = 0;      /* -0 == 0: equal values, equal hashes */
+        d = 0; /* -0 == 0: equal values, equal hashes */
     memcpy(&bits, &d, sizeof bits);
     return sdm_hash_combine(h, bits);
 }

@@ -37,7 +37,7 @@ uint64_t sdm_hash_string(const char *s);
 typedef int (*sdm_same_fn)(const void *items, int a, int b);
 
 typedef struct {
-    int *slot;              /* item index, -1 when empty */
+    int *slot; /* item index, -1 when empty */
     uint64_t *hash;
     size_t mask;
 } sdm_index;

@@ -269,7 +269,8 @@ static void comfy_settings(json_object *graph, json_object *ks, sdm_image_params
         out->width = json_object_get_int(get(lat, "width"));
         out->height = json_object_get_int(get(lat, "height"));
     }
-    json_object_object_foreach(graph, id, node) {
+    json_object_object_foreach(graph, id, node)
+    {
         json_object *layer = get(get(node, "inputs"), "stop_at_clip_layer");
         (void)id;
         if (is_class(node, "CLIPSetLastLayer") && json_object_is_type(layer, json_type_int))
@@ -289,7 +290,8 @@ int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error 
         sdm_error_set(err, SDM_EXIT_USAGE, "ComfyUI's prompt is not a JSON object");
         goto end;
     }
-    json_object_object_foreach(graph, id, node) {
+    json_object_object_foreach(graph, id, node)
+    {
         (void)id;
         if (is_class(node, "KSampler") || is_class(node, "KSamplerAdvanced")) {
             ks = node;
@@ -306,7 +308,8 @@ int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error 
         rc = node_text(linked(graph, get(get(ks, "inputs"), "negative")), &out->negative);
     if (rc) {
         if (rc > 0)
-            sdm_error_set(err, SDM_EXIT_USAGE, "the ComfyUI sampler's prompts are not CLIPTextEncode nodes with "
+            sdm_error_set(err, SDM_EXIT_USAGE,
+                          "the ComfyUI sampler's prompts are not CLIPTextEncode nodes with "
                           "their text written in; only such a graph is read");
         else
             no_memory(err);
@@ -347,10 +350,19 @@ static void yaml_string(FILE *f, const char *s)
  * NULL where we have none like it. */
 static const char *our_sampler(const sdm_image_params *p, int *karras)
 {
-    static const struct { const char *theirs, *ours; int karras; } map[] = {
-        { "DDIM", "ddim", 0 }, { "Euler", "euler", 0 }, { "Euler a", "euler_a", 0 }, { "DPM++ 2M", "dpmpp_2m", 0 },
-        { "DPM++ 2M Karras", "dpmpp_2m", 1 }, { "ddim", "ddim", 0 }, { "euler", "euler", 0 },
-        { "euler_ancestral", "euler_a", 0 }, { "dpmpp_2m", "dpmpp_2m", 0 },
+    static const struct {
+        const char *theirs, *ours;
+        int karras;
+    } map[] = {
+        { "DDIM", "ddim", 0 },
+        { "Euler", "euler", 0 },
+        { "Euler a", "euler_a", 0 },
+        { "DPM++ 2M", "dpmpp_2m", 0 },
+        { "DPM++ 2M Karras", "dpmpp_2m", 1 },
+        { "ddim", "ddim", 0 },
+        { "euler", "euler", 0 },
+        { "euler_ancestral", "euler_a", 0 },
+        { "dpmpp_2m", "dpmpp_2m", 0 },
     };
 
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {

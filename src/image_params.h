@@ -14,16 +14,16 @@
 #include "error.h"
 
 typedef struct {
-    char *prompt, *negative;    /* NULL where not given */
-    char sampler[64];           /* the tool's name ("DPM++ 2M Karras", "euler_ancestral"), "" if none */
-    char scheduler[32];         /* ComfyUI's, or A1111's "Schedule type" */
-    int steps;                  /* 0: not given */
-    double cfg;                 /* -1: not given */
+    char *prompt, *negative; /* NULL where not given */
+    char sampler[64]; /* the tool's name ("DPM++ 2M Karras", "euler_ancestral"), "" if none */
+    char scheduler[32]; /* ComfyUI's, or A1111's "Schedule type" */
+    int steps; /* 0: not given */
+    double cfg; /* -1: not given */
     uint64_t seed;
     int has_seed;
-    int width, height;          /* 0: not given */
-    int clip_skip;              /* 0: not given */
-    const char *tool;           /* "A1111", "ComfyUI" */
+    int width, height; /* 0: not given */
+    int clip_skip; /* 0: not given */
+    const char *tool; /* "A1111", "ComfyUI" */
 } sdm_image_params;
 
 /* A1111's parameters text; never fails but out of memory. */

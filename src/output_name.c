@@ -9,13 +9,11 @@
 static const struct {
     const char *ext;
     sdm_output_kind kind;
-    int sheet;              /* only as the contact sheet */
-    const char *note;       /* said after it in messages, or NULL */
+    int sheet; /* only as the contact sheet */
+    const char *note; /* said after it in messages, or NULL */
 } extensions[] = {
-    { ".mp4", SDM_OUTPUT_MP4, 0, NULL },
-    { ".gif", SDM_OUTPUT_GIF, 0, NULL },
-    { ".rgb", SDM_OUTPUT_RAW, 0, "raw frames" },
-    { ".png", SDM_OUTPUT_STILL, 0, "stills" },
+    { ".mp4", SDM_OUTPUT_MP4, 0, NULL },         { ".gif", SDM_OUTPUT_GIF, 0, NULL },
+    { ".rgb", SDM_OUTPUT_RAW, 0, "raw frames" }, { ".png", SDM_OUTPUT_STILL, 0, "stills" },
     { ".png", SDM_OUTPUT_SHEET, 1, NULL },
 };
 
@@ -33,7 +31,10 @@ static void list_extensions(int sheet, char *buf, size_t len)
         if (extensions[i].sheet != sheet)
             continue;
         k++;
-        used += (size_t)snprintf(buf + used, len - used, "%s%s%s%s%s", k == 1 ? "" : k == n ? " or " : ", ",
+        used += (size_t)snprintf(buf + used, len - used, "%s%s%s%s%s",
+                                 k == 1   ? ""
+                                 : k == n ? " or "
+                                          : ", ",
                                  extensions[i].ext, extensions[i].note ? " (" : "",
                                  extensions[i].note ? extensions[i].note : "", extensions[i].note ? ")" : "");
     }

@@ -12,9 +12,9 @@
 typedef enum {
     SDM_OUTPUT_MP4,
     SDM_OUTPUT_GIF,
-    SDM_OUTPUT_RAW,         /* raw RGB24 frames */
-    SDM_OUTPUT_SHEET,       /* the PNG contact sheet */
-    SDM_OUTPUT_STILL,       /* a PNG of one frame (the render writes those, not the sink) */
+    SDM_OUTPUT_RAW, /* raw RGB24 frames */
+    SDM_OUTPUT_SHEET, /* the PNG contact sheet */
+    SDM_OUTPUT_STILL, /* a PNG of one frame (the render writes those, not the sink) */
     SDM_OUTPUT_COUNT
 } sdm_output_kind;
 

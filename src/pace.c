@@ -15,7 +15,7 @@ struct sdm_pace {
     size_t frame_bytes;
     uint8_t *first, *prev;
     int frames, prev_from, prev_to;
-    double first_pair, last_pair;   /* (first, second) and the latest pair, holds included */
+    double first_pair, last_pair; /* (first, second) and the latest pair, holds included */
     segment *seg;
     int n_seg, cap_seg;
     double *all;
@@ -79,10 +79,10 @@ int sdm_pace_push(sdm_pace *p, const uint8_t *rgb, int from, int to)
         memcpy(p->first, rgb, p->frame_bytes);
     } else if (memcmp(p->prev, rgb, p->frame_bytes)) {
         d = sdm_ssim_distance(sdm_ssim_rgb(p->ssim, p->prev, rgb));
-        if (from == to && p->prev_from != p->prev_to) {     /* onto a keyframe: the transition into it */
+        if (from == to && p->prev_from != p->prev_to) { /* onto a keyframe: the transition into it */
             from = p->prev_from;
             to = p->prev_to;
-        } else if (from == to && from != p->prev_from) {    /* keyframe to keyframe */
+        } else if (from == to && from != p->prev_from) { /* keyframe to keyframe */
             from = p->prev_from;
         }
         s = segment_of(p, from, to);
@@ -148,8 +148,8 @@ void sdm_pace_free(sdm_pace **pp)
 
 static void print_line(FILE *f, const char *what, const sdm_distance_summary *s)
 {
-    fprintf(f, "  %-16s %5d pairs  largest %.4f  median %.4f  largest/median %.2f\n", what, s->n, s->largest,
-            s->median, sdm_distance_unevenness(s));
+    fprintf(f, "  %-16s %5d pairs  largest %.4f  median %.4f  largest/median %.2f\n", what, s->n, s->largest, s->median,
+            sdm_distance_unevenness(s));
 }
 
 void sdm_pace_print(const sdm_pace_report *r, FILE *f)
@@ -200,8 +200,8 @@ char *sdm_pace_json(const sdm_pace_report *r)
         return NULL;
     bad |= put(&s, &len, &cap, "{\"metric\": \"ssim\", \"frames\": %d, \"transitions\": [", r->frames);
     for (int i = 0; i < r->n_segments && !bad; i++) {
-        bad |= put(&s, &len, &cap, "%s{\"from\": %d, \"to\": %d, ", i ? ", " : "", r->segments[i].from,
-                   r->segments[i].to);
+        bad |=
+            put(&s, &len, &cap, "%s{\"from\": %d, \"to\": %d, ", i ? ", " : "", r->segments[i].from, r->segments[i].to);
         bad |= put_summary(&s, &len, &cap, &r->segments[i].s);
     }
     bad |= put(&s, &len, &cap, "],\n    \"all\": {");

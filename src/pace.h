@@ -20,7 +20,7 @@
 #include "frame_distance.h"
 
 typedef struct {
-    int from, to;               /* keyframes; -1 -1: frames without keyframes (a video, a walk) */
+    int from, to; /* keyframes; -1 -1: frames without keyframes (a video, a walk) */
     sdm_distance_summary s;
 } sdm_pace_segment;
 
@@ -28,12 +28,12 @@ typedef struct {
 #define SDM_PACE_MAX_SEGMENTS 64
 
 typedef struct {
-    int frames;                 /* frames measured */
-    sdm_pace_segment segments[SDM_PACE_MAX_SEGMENTS];   /* per transition, in order of first appearance */
+    int frames; /* frames measured */
+    sdm_pace_segment segments[SDM_PACE_MAX_SEGMENTS]; /* per transition, in order of first appearance */
     int n_segments;
-    int segments_left_out;      /* transitions past SDM_PACE_MAX_SEGMENTS */
-    sdm_distance_summary all;   /* every pair */
-    sdm_distance_summary seam;  /* the three pairs around the seam (n = 0 under 3 frames) */
+    int segments_left_out; /* transitions past SDM_PACE_MAX_SEGMENTS */
+    sdm_distance_summary all; /* every pair */
+    sdm_distance_summary seam; /* the three pairs around the seam (n = 0 under 3 frames) */
 } sdm_pace_report;
 
 typedef struct sdm_pace sdm_pace;

@@ -65,9 +65,9 @@ int sdm_name_fit(const char *head, size_t reserve, char *out, size_t len)
     room = SDM_NAME_MAX - reserve;
     if (n <= room)
         return snprintf(out, len, "%s", head) >= (int)len ? -1 : 0;
-    keep = utf8_floor(head, room - 9);      /* room for "~" and 8 hex digits */
-    return snprintf(out, len, "%.*s~%08llx", (int)keep, head, sdm_hash_string(head) & 0xffffffffull) >= (int)len
-               ? -1 : 0;
+    keep = utf8_floor(head, room - 9); /* room for "~" and 8 hex digits */
+    return snprintf(out, len, "%.*s~%08llx", (int)keep, head, sdm_hash_string(head) & 0xffffffffull) >= (int)len ? -1
+                                                                                                                 : 0;
 }
 
 /* Moves the last component of dir (with the slashes after it) to the front
@@ -130,8 +130,10 @@ int sdm_path_normalize(const char *path, char *out, size_t len, sdm_error *err)
     if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
         return sdm_error_set(err, SDM_EXIT_USAGE, "'%s' names a folder, not a file", shown);
     if (strlen(base) > SDM_NAME_MAX)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "'%s': the file name is %zu bytes long; the system allows at "
-                             "most %d", shown, strlen(base), SDM_NAME_MAX);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "'%s': the file name is %zu bytes long; the system allows at "
+                             "most %d",
+                             shown, strlen(base), SDM_NAME_MAX);
     if (dlen)
         snprintf(dir, sizeof dir, "%.*s", (int)dlen, path);
     else

@@ -155,8 +155,8 @@ int sdm_png_text(const char *name, const uint8_t *data, size_t len, const char *
         memcpy(type, data + at + 4, 4);
         type[4] = '\0';
         if (n > len - at - 12)
-            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: chunk %s at byte %zu runs past the end of the file",
-                                 name, type, at);
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: chunk %s at byte %zu runs past the end of the file", name,
+                                 type, at);
         if (!strcmp(type, "IEND"))
             break;
         if (!strcmp(type, "tEXt") || !strcmp(type, "zTXt") || !strcmp(type, "iTXt")) {

@@ -19,7 +19,7 @@
 
 typedef struct {
     char *text;
-    double weight;          /* a BREAK marker has weight -1 */
+    double weight; /* a BREAK marker has weight -1 */
 } sdm_prompt_run;
 
 typedef struct {

@@ -10,7 +10,7 @@
 
 /* The chunk being filled: at most `room` places (75). */
 typedef struct {
-    int64_t ids[MAX_ROOM];     /* room <= MAX_ROOM, checked */
+    int64_t ids[MAX_ROOM]; /* room <= MAX_ROOM, checked */
     float weights[MAX_ROOM];
     int vec[MAX_ROOM];
     int len;
@@ -66,8 +66,10 @@ static int close_chunk(chunker *k, int is_last, sdm_error *err)
     int *v;
 
     if (c->n_chunks >= SDM_MAX_CHUNKS)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "the prompt is more than %d chunks of %d tokens; a prompt that "
-                             "long is a mistake", SDM_MAX_CHUNKS, k->room);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "the prompt is more than %d chunks of %d tokens; a prompt that "
+                             "long is a mistake",
+                             SDM_MAX_CHUNKS, k->room);
     if (reserve_chunk(c, &k->cap))
         return no_memory(err);
     c->n_tokens += is_last ? k->cur.len : k->room;
@@ -100,8 +102,8 @@ static void place(open_chunk *o, int64_t id, float w, int vec)
 }
 
 /* The embedding whose name's tokens start at tokens[at] (the longest). */
-static const sdm_prompt_embedding *embedding_at(const int64_t *tokens, int n, int at,
-                                                const sdm_prompt_embedding *embs, int n_embs)
+static const sdm_prompt_embedding *embedding_at(const int64_t *tokens, int n, int at, const sdm_prompt_embedding *embs,
+                                                int n_embs)
 {
     const sdm_prompt_embedding *best = NULL;
 

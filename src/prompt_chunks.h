@@ -34,15 +34,15 @@ typedef struct {
 
 typedef struct {
     int n_chunks;
-    int length;             /* ids per chunk: token_length (77) */
-    int64_t *ids;           /* [n_chunks * length]; 0 where a vector goes */
-    float *weights;         /* [n_chunks * length] */
-    int *vec;               /* [n_chunks * length]: -1, or the row of the
+    int length; /* ids per chunk: token_length (77) */
+    int64_t *ids; /* [n_chunks * length]; 0 where a vector goes */
+    float *weights; /* [n_chunks * length] */
+    int *vec; /* [n_chunks * length]: -1, or the row of the
                                embeddings' table whose vector goes here */
-    int n_tokens;           /* A1111's token count: places used, last
+    int n_tokens; /* A1111's token count: places used, last
                                chunk's padding not counted */
-    int invalid_utf8;       /* bytes read as U+FFFD */
-    int weighted;           /* 1 where some weight is not 1 */
+    int invalid_utf8; /* bytes read as U+FFFD */
+    int weighted; /* 1 where some weight is not 1 */
 } sdm_prompt_chunks;
 
 /* Parses text (parse_weights: A1111's syntax; 0: the text as it is, weight

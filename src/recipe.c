@@ -22,7 +22,7 @@
 #include <yaml.h>
 
 #define MAX_RECIPE_BYTES (4u << 20)
-#define MAX_DEPTH 64            /* a recipe needs 4; deeper is a mistake or an attack */
+#define MAX_DEPTH 64 /* a recipe needs 4; deeper is a mistake or an attack */
 #define MAX_EVENTS 2000000
 /* An MP4 holds frames up to 1000 s long: its timestamps overflow below that. */
 #define SDM_MIN_FPS 0.001
@@ -30,38 +30,58 @@
 /* --- enum names ----------------------------------------------------------- */
 
 static const sdm_enum_entry interp_entries[] = { { "lerp", SDM_INTERP_LERP }, { "slerp", SDM_INTERP_SLERP } };
-static const sdm_enum_entry ease_entries[] = {
-    { "linear", SDM_EASE_LINEAR }, { "smoothstep", SDM_EASE_SMOOTHSTEP }, { "cosine", SDM_EASE_COSINE }
-};
-static const sdm_enum_entry loop_entries[] = {
-    { "none", SDM_LOOP_NONE }, { "pingpong", SDM_LOOP_PINGPONG }, { "cycle", SDM_LOOP_CYCLE }
-};
+static const sdm_enum_entry ease_entries[] = { { "linear", SDM_EASE_LINEAR },
+                                               { "smoothstep", SDM_EASE_SMOOTHSTEP },
+                                               { "cosine", SDM_EASE_COSINE } };
+static const sdm_enum_entry loop_entries[] = { { "none", SDM_LOOP_NONE },
+                                               { "pingpong", SDM_LOOP_PINGPONG },
+                                               { "cycle", SDM_LOOP_CYCLE } };
 /* Names first, then the aliases users type: A1111's, ComfyUI's and
  * diffusers' class names. KARRAS marks a name that asks for Karras sigmas. */
 #define KARRAS 0x100
 static const sdm_enum_entry sampler_entries[] = {
-    { "ddim", SDM_SAMPLER_DDIM }, { "euler", SDM_SAMPLER_EULER }, { "euler_a", SDM_SAMPLER_EULER_A },
-    { "dpmpp_2m", SDM_SAMPLER_DPMPP_2M }, { "dpmpp_2m_sde", SDM_SAMPLER_DPMPP_2M_SDE }, { "pndm", SDM_SAMPLER_PNDM },
-    { "lms", SDM_SAMPLER_LMS }, { "heun", SDM_SAMPLER_HEUN }, { "unipc", SDM_SAMPLER_UNIPC },
-    { "lcm", SDM_SAMPLER_LCM }, { "auto", SDM_SAMPLER_AUTO },
+    { "ddim", SDM_SAMPLER_DDIM },
+    { "euler", SDM_SAMPLER_EULER },
+    { "euler_a", SDM_SAMPLER_EULER_A },
+    { "dpmpp_2m", SDM_SAMPLER_DPMPP_2M },
+    { "dpmpp_2m_sde", SDM_SAMPLER_DPMPP_2M_SDE },
+    { "pndm", SDM_SAMPLER_PNDM },
+    { "lms", SDM_SAMPLER_LMS },
+    { "heun", SDM_SAMPLER_HEUN },
+    { "unipc", SDM_SAMPLER_UNIPC },
+    { "lcm", SDM_SAMPLER_LCM },
+    { "auto", SDM_SAMPLER_AUTO },
     /* A1111 */
-    { "Euler a", SDM_SAMPLER_EULER_A }, { "DPM++ 2M", SDM_SAMPLER_DPMPP_2M },
-    { "DPM++ 2M Karras", SDM_SAMPLER_DPMPP_2M | KARRAS }, { "DPM++ 2M SDE", SDM_SAMPLER_DPMPP_2M_SDE },
-    { "DPM++ 2M SDE Karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "LMS Karras", SDM_SAMPLER_LMS | KARRAS },
-    { "PLMS", SDM_SAMPLER_PNDM }, { "Euler Karras", SDM_SAMPLER_EULER | KARRAS },
+    { "Euler a", SDM_SAMPLER_EULER_A },
+    { "DPM++ 2M", SDM_SAMPLER_DPMPP_2M },
+    { "DPM++ 2M Karras", SDM_SAMPLER_DPMPP_2M | KARRAS },
+    { "DPM++ 2M SDE", SDM_SAMPLER_DPMPP_2M_SDE },
+    { "DPM++ 2M SDE Karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS },
+    { "LMS Karras", SDM_SAMPLER_LMS | KARRAS },
+    { "PLMS", SDM_SAMPLER_PNDM },
+    { "Euler Karras", SDM_SAMPLER_EULER | KARRAS },
     /* ComfyUI */
-    { "euler_ancestral", SDM_SAMPLER_EULER_A }, { "dpmpp_2m_sde_gpu", SDM_SAMPLER_DPMPP_2M_SDE },
-    { "uni_pc", SDM_SAMPLER_UNIPC }, { "uni_pc_bh2", SDM_SAMPLER_UNIPC },
+    { "euler_ancestral", SDM_SAMPLER_EULER_A },
+    { "dpmpp_2m_sde_gpu", SDM_SAMPLER_DPMPP_2M_SDE },
+    { "uni_pc", SDM_SAMPLER_UNIPC },
+    { "uni_pc_bh2", SDM_SAMPLER_UNIPC },
     /* diffusers' scheduler classes */
-    { "DDIMScheduler", SDM_SAMPLER_DDIM }, { "EulerDiscreteScheduler", SDM_SAMPLER_EULER },
+    { "DDIMScheduler", SDM_SAMPLER_DDIM },
+    { "EulerDiscreteScheduler", SDM_SAMPLER_EULER },
     { "EulerAncestralDiscreteScheduler", SDM_SAMPLER_EULER_A },
-    { "DPMSolverMultistepScheduler", SDM_SAMPLER_DPMPP_2M }, { "PNDMScheduler", SDM_SAMPLER_PNDM },
-    { "LMSDiscreteScheduler", SDM_SAMPLER_LMS }, { "HeunDiscreteScheduler", SDM_SAMPLER_HEUN },
-    { "UniPCMultistepScheduler", SDM_SAMPLER_UNIPC }, { "LCMScheduler", SDM_SAMPLER_LCM },
+    { "DPMSolverMultistepScheduler", SDM_SAMPLER_DPMPP_2M },
+    { "PNDMScheduler", SDM_SAMPLER_PNDM },
+    { "LMSDiscreteScheduler", SDM_SAMPLER_LMS },
+    { "HeunDiscreteScheduler", SDM_SAMPLER_HEUN },
+    { "UniPCMultistepScheduler", SDM_SAMPLER_UNIPC },
+    { "LCMScheduler", SDM_SAMPLER_LCM },
     /* other spellings */
-    { "euler_ancestral_discrete", SDM_SAMPLER_EULER_A }, { "dpm++_2m", SDM_SAMPLER_DPMPP_2M },
-    { "dpm++_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS }, { "dpmpp_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS },
-    { "dpmpp_2m_sde_karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS }, { "lms_karras", SDM_SAMPLER_LMS | KARRAS },
+    { "euler_ancestral_discrete", SDM_SAMPLER_EULER_A },
+    { "dpm++_2m", SDM_SAMPLER_DPMPP_2M },
+    { "dpm++_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS },
+    { "dpmpp_2m_karras", SDM_SAMPLER_DPMPP_2M | KARRAS },
+    { "dpmpp_2m_sde_karras", SDM_SAMPLER_DPMPP_2M_SDE | KARRAS },
+    { "lms_karras", SDM_SAMPLER_LMS | KARRAS },
     { "euler_karras", SDM_SAMPLER_EULER | KARRAS },
 };
 static const sdm_enum_entry retime_entries[] = { { "none", SDM_RETIME_NONE }, { "even", SDM_RETIME_EVEN } };
@@ -73,9 +93,9 @@ static const sdm_enum_entry weighting_entries[] = { { "a1111", SDM_WEIGHTING_A11
 static const sdm_enum_table weighting_names = SDM_ENUM_TABLE(weighting_entries);
 static const sdm_enum_table retime_names = SDM_ENUM_TABLE(retime_entries);
 
-SDM_ENUM_FUNCTIONS(sdm_interp, interp_names)     /* sdm_interp_name, sdm_interp_from_str */
-SDM_ENUM_FUNCTIONS(sdm_ease, ease_names)         /* sdm_ease_name, sdm_ease_from_str */
-SDM_ENUM_FUNCTIONS(sdm_loop, loop_names)         /* sdm_loop_name, sdm_loop_from_str */
+SDM_ENUM_FUNCTIONS(sdm_interp, interp_names) /* sdm_interp_name, sdm_interp_from_str */
+SDM_ENUM_FUNCTIONS(sdm_ease, ease_names) /* sdm_ease_name, sdm_ease_from_str */
+SDM_ENUM_FUNCTIONS(sdm_loop, loop_names) /* sdm_loop_name, sdm_loop_from_str */
 const char *sdm_sampler_name(sdm_sampler v)
 {
     return sdm_enum_name(&sampler_names, (int)v);
@@ -113,19 +133,19 @@ const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras)
     return sampler_names.entries[i].name;
 }
 
-SDM_ENUM_FUNCTIONS(sdm_weighting, weighting_names)   /* sdm_weighting_name, sdm_weighting_from_str */
+SDM_ENUM_FUNCTIONS(sdm_weighting, weighting_names) /* sdm_weighting_name, sdm_weighting_from_str */
 SDM_ENUM_FUNCTIONS(sdm_retime_mode, retime_names) /* sdm_retime_mode_name, sdm_retime_mode_from_str */
 
 /* --- the loader's state and its errors ------------------------------------ */
 
 typedef struct {
-    const char *name;           /* for messages */
+    const char *name; /* for messages */
     yaml_document_t *doc;
     sdm_recipe *r;
-    sdm_keyframe def;           /* recipe-level defaults of keyframe keys */
-    bool karras_by_name;        /* the sampler's name asks for Karras sigmas */
+    sdm_keyframe def; /* recipe-level defaults of keyframe keys */
+    bool karras_by_name; /* the sampler's name asks for Karras sigmas */
     sdm_error *err;
-    const sdm_recipe_override *ov;  /* the command line's changes */
+    const sdm_recipe_override *ov; /* the command line's changes */
     int n_ov;
 } loader;
 
@@ -154,10 +174,14 @@ static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...)
 static const char *node_kind(const yaml_node_t *n)
 {
     switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    case YAML_SCALAR_NODE: return "a single value";
-    default: return "nothing";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_SCALAR_NODE:
+        return "a single value";
+    default:
+        return "nothing";
     }
 }
 
@@ -224,8 +248,8 @@ static int fail_parser(loader *L, const yaml_parser_t *p, const unsigned char *t
             return fail_mark(L, mark_of_offset(text, len, offset),
                              "not valid UTF-8 text (%s 0x%02x); recipes must be UTF-8", problem,
                              (unsigned)p->problem_value & 0xffu);
-        return fail_mark(L, mark_of_offset(text, len, offset),
-                         "not valid UTF-8 text (%s); recipes must be UTF-8", problem);
+        return fail_mark(L, mark_of_offset(text, len, offset), "not valid UTF-8 text (%s); recipes must be UTF-8",
+                         problem);
     default:
         if (p->context)
             return fail_mark(L, p->problem_mark, "invalid YAML: %s (%s at %lu:%lu)", problem, p->context,
@@ -238,11 +262,11 @@ static int fail_parser(loader *L, const yaml_parser_t *p, const unsigned char *t
 
 enum {
     K_REQUIRED = 1 << 0,
-    K_LATE = 1 << 1,        /* handled after the other keys of its mapping (needs their values) */
-    K_DEFAULTS = 1 << 2,    /* recipe level: stored in the keyframe defaults */
+    K_LATE = 1 << 1, /* handled after the other keys of its mapping (needs their values) */
+    K_DEFAULTS = 1 << 2, /* recipe level: stored in the keyframe defaults */
     K_MULT8 = 1 << 3,
-    K_LO_OPEN = 1 << 4,     /* range excludes lo */
-    K_NOTNULL = 1 << 5,     /* a string that must be given (empty quotes allowed) */
+    K_LO_OPEN = 1 << 4, /* range excludes lo */
+    K_NOTNULL = 1 << 5, /* a string that must be given (empty quotes allowed) */
 };
 
 typedef struct key_spec key_spec;
@@ -253,7 +277,7 @@ struct key_spec {
     key_fn fn;
     size_t offset;
     double lo, hi;
-    const sdm_enum_table *names;    /* enums */
+    const sdm_enum_table *names; /* enums */
     unsigned flags;
 };
 
@@ -332,8 +356,7 @@ static int h_u64(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     s = (const char *)v->data.scalar.value;
     if (*s < '0' || *s > '9') {
         if (*s == '-' && s[1] >= '0' && s[1] <= '9')
-            return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf),
-                           expected);
+            return fail_at(L, v, "'%s': %s is out of range; expected %s", k->key, quote(v, buf, sizeof buf), expected);
         return fail_at(L, v, "'%s': expected %s, not '%s'", k->key, expected, quote(v, buf, sizeof buf));
     }
     errno = 0;
@@ -405,8 +428,9 @@ static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 /* A sampler's name or alias; a name that says Karras sets karras_by_name. */
 static int h_sampler(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
-    const char *expected = "a sampler (auto, ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_sde, pndm, lms, heun, unipc or "
-                           "lcm; `sdmorph samplers` lists them and their aliases)";
+    const char *expected =
+        "a sampler (auto, ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_sde, pndm, lms, heun, unipc or "
+        "lcm; `sdmorph samplers` lists them and their aliases)";
     char buf[64];
     bool karras = false;
 
@@ -461,7 +485,9 @@ static int h_outputs(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     }
     if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start)
         return fail_at(L, v, "'%s': expected a file name or a list of file names, found %s", k->key,
-                       v->type == YAML_SEQUENCE_NODE ? "an empty list" : is_null(v) ? "nothing" : node_kind(v));
+                       v->type == YAML_SEQUENCE_NODE ? "an empty list"
+                       : is_null(v)                  ? "nothing"
+                                                     : node_kind(v));
     n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n > SDM_MAX_OUTPUTS)
         return fail_at(L, v, "'%s': %d outputs; expected at most %d", k->key, n, SDM_MAX_OUTPUTS);
@@ -624,8 +650,7 @@ static int fail_unknown(loader *L, yaml_node_t *key, const char *what, const key
             continue;
         for (size_t i = 0; i < tables[ti].n; i++)
             if (!strcmp(name, tables[ti].keys[i].key))
-                return fail_at(L, key, "unknown key '%s' in %s; '%s' belongs in %s", buf, what, name,
-                               tables[ti].what);
+                return fail_at(L, key, "unknown key '%s' in %s; '%s' belongs in %s", buf, what, name, tables[ti].what);
     }
     for (size_t i = 0; i < n; i++) {
         strncat(list, t[i].key, sizeof list - strlen(list) - 1);
@@ -637,8 +662,8 @@ static int fail_unknown(loader *L, yaml_node_t *key, const char *what, const key
 
 /* Reads one mapping through its table: every key checked first, then the
  * handlers run, K_LATE ones last. seen[] gets each key's nodes. */
-static int parse_mapping(loader *L, yaml_node_t *map, const char *what, const key_spec *t, size_t n,
-                         void *base, seen_pair *seen)
+static int parse_mapping(loader *L, yaml_node_t *map, const char *what, const key_spec *t, size_t n, void *base,
+                         seen_pair *seen)
 {
     yaml_node_pair_t *p;
 
@@ -699,7 +724,8 @@ static int check_timing(loader *L, const key_spec *t, size_t n, const seen_pair 
     if (L->r->bpm > 0 && frames)
         return fail_at(L, frames, "'frames': with 'bpm' a transition is given in beats; write 'beats:' instead");
     if (!(L->r->bpm > 0) && beats)
-        return fail_at(L, beats, "'beats' needs 'bpm' (beats per minute) at the top of the recipe; "
+        return fail_at(L, beats,
+                       "'beats' needs 'bpm' (beats per minute) at the top of the recipe; "
                        "or give the transition in 'frames'");
     return 0;
 }
@@ -710,7 +736,7 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     yaml_node_item_t *it;
     size_t n;
 
-    (void)dst;      /* the table's signature: these write L->r */
+    (void)dst; /* the table's signature: these write L->r */
     (void)k;
     if (v->type != YAML_SEQUENCE_NODE)
         return fail_at(L, v, "'keyframes': expected a list of keyframes, found %s",
@@ -762,7 +788,7 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     sdm_walk *w;
     sdm_keyframe *kf;
 
-    (void)dst;      /* the table's signature: these write L->r */
+    (void)dst; /* the table's signature: these write L->r */
     (void)k;
     if (r->keyframes)
         return fail_at(L, v, "'walk' and 'keyframes' given together; a recipe has exactly one of them");
@@ -856,9 +882,10 @@ static int check_sampler(loader *L, seen_pair *seen)
 
     r->karras = r->karras || L->karras_by_name;
     if (r->karras && karras && !sdm_sampler_has_karras(r->sampler))
-        return fail_at(L, karras, "'karras': Karras sigmas apply to the euler, dpmpp_2m, dpmpp_2m_sde, lms, heun and "
-                       "unipc samplers, not %s%s", sdm_sampler_name(r->sampler),
-                       r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
+        return fail_at(L, karras,
+                       "'karras': Karras sigmas apply to the euler, dpmpp_2m, dpmpp_2m_sde, lms, heun and "
+                       "unipc samplers, not %s%s",
+                       sdm_sampler_name(r->sampler), r->sampler == SDM_SAMPLER_EULER_A ? " (as in diffusers)" : "");
     if (r->eta > 0 && r->sampler != SDM_SAMPLER_DDIM && r->sampler != SDM_SAMPLER_AUTO)
         return fail_at(L, eta, "'eta': applies to the ddim sampler only, not %s", sdm_sampler_name(r->sampler));
     return 0;
@@ -894,8 +921,8 @@ static int check_prompts(loader *L)
     for (int i = 0; i < r->n_keyframes; i++) {
         const sdm_keyframe *kf = &r->keyframes[i];
         int k = r->walk ? -1 : i;
-        if (check_prompt(L, &kf->mark, "prompt", k, kf->prompt) || check_prompt(L, &kf->mark, "negative", k,
-                                                                              kf->negative))
+        if (check_prompt(L, &kf->mark, "prompt", k, kf->prompt) ||
+            check_prompt(L, &kf->mark, "negative", k, kf->negative))
             return -1;
     }
     return 0;
@@ -924,10 +951,11 @@ static int beats_to_frames(loader *L)
         double frames = end - start - k->hold;
         yaml_mark_t m = { 0, (size_t)k->mark.line - 1, (size_t)k->mark.col - 1 };
 
-        if (!(frames >= 1 && frames <= FRAMES_MAX))     /* NaN too */
-            return fail_mark(L, m, "keyframe %d: %g beats at %g bpm and %g fps are %.0f frames%s; expected "
-                             "1..%d for the transition", i, k->beats, r->bpm, r->fps, end - start,
-                             k->hold ? " with its hold" : "", FRAMES_MAX);
+        if (!(frames >= 1 && frames <= FRAMES_MAX)) /* NaN too */
+            return fail_mark(L, m,
+                             "keyframe %d: %g beats at %g bpm and %g fps are %.0f frames%s; expected "
+                             "1..%d for the transition",
+                             i, k->beats, r->bpm, r->fps, end - start, k->hold ? " with its hold" : "", FRAMES_MAX);
         k->frames = (int)frames;
         at += k->beats;
     }
@@ -949,12 +977,13 @@ static int check_recipe(loader *L, yaml_node_t *root, seen_pair *seen)
     if (!r->keyframes)
         return fail_at(L, root, "the recipe has neither 'keyframes' (a list) nor 'walk' (a mapping); expected one");
     if (r->walk && r->loop == SDM_LOOP_CYCLE)
-        return fail_at(L, loop, "'loop': cycle does not apply to a walk; expected none or pingpong "
+        return fail_at(L, loop,
+                       "'loop': cycle does not apply to a walk; expected none or pingpong "
                        "(for a walk that returns to its start, set 'closed: true' in walk)");
     if (!r->walk && r->loop == SDM_LOOP_CYCLE && r->n_keyframes < 2)
         return fail_at(L, loop, "'loop': cycle needs at least 2 keyframes; this recipe has 1");
-    if (check_sampler(L, seen) || check_prompts(L) ||
-        check_timing(L, recipe_keys, COUNT(recipe_keys), seen) || beats_to_frames(L))
+    if (check_sampler(L, seen) || check_prompts(L) || check_timing(L, recipe_keys, COUNT(recipe_keys), seen) ||
+        beats_to_frames(L))
         return -1;
     shown = sdm_recipe_shown_frames(r);
     if (shown > SDM_MAX_SHOWN_FRAMES)
@@ -1093,7 +1122,7 @@ static int apply_override(loader *L, int k)
     int have_parser = 0, have_doc = 0, key, node, rc = -1;
     const char *name = L->name;
 
-    L->name = o->option;        /* a message about the value's YAML names the option */
+    L->name = o->option; /* a message about the value's YAML names the option */
     if (!sdm_recipe_is_key(o->key)) {
         yaml_mark_t m = { OVERRIDE_MARK + (size_t)k, 0, 0 };
         char list[512] = "";
@@ -1121,8 +1150,9 @@ static int apply_override(loader *L, int k)
     have_doc = 1;
     v = yaml_document_get_root_node(&val);
     key = yaml_document_add_scalar(L->doc, NULL, (yaml_char_t *)o->key, -1, YAML_PLAIN_SCALAR_STYLE);
-    node = !key ? 0 : v ? copy_node(L->doc, &val, v, k)
-                        : yaml_document_add_scalar(L->doc, NULL, (yaml_char_t *)"", 0, YAML_PLAIN_SCALAR_STYLE);
+    node = !key ? 0
+           : v  ? copy_node(L->doc, &val, v, k)
+                : yaml_document_add_scalar(L->doc, NULL, (yaml_char_t *)"", 0, YAML_PLAIN_SCALAR_STYLE);
     if (!node) {
         sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
@@ -1212,8 +1242,8 @@ static int resolve_paths(loader *L)
     return beside_recipe(L, "contact_sheet", &r->contact_sheet) || beside_recipe(L, "model", &r->model) ? -1 : 0;
 }
 
-int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov,
-                                int n_ov, sdm_recipe **out, sdm_error *err)
+int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov, int n_ov,
+                                sdm_recipe **out, sdm_error *err)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -1331,8 +1361,7 @@ int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err)
     return sdm_recipe_load_with(path, NULL, 0, out, err);
 }
 
-int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out,
-                         sdm_error *err)
+int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out, sdm_error *err)
 {
     FILE *f = NULL;
     char *text = NULL;
@@ -1355,8 +1384,7 @@ int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_
         if (len == cap) {
             char *grown;
             if (cap > MAX_RECIPE_BYTES) {
-                sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe is larger than %u bytes", path,
-                              MAX_RECIPE_BYTES);
+                sdm_error_set(err, SDM_EXIT_USAGE, "%s: the recipe is larger than %u bytes", path, MAX_RECIPE_BYTES);
                 goto end;
             }
             cap = cap ? cap * 2 : 65536;

@@ -17,12 +17,23 @@ typedef enum { SDM_LOOP_NONE, SDM_LOOP_PINGPONG, SDM_LOOP_CYCLE, SDM_LOOP_COUNT 
 /* How prompts are read: A1111's (word:1.3) syntax and BREAK, or as they are. */
 typedef enum { SDM_WEIGHTING_A1111, SDM_WEIGHTING_NONE, SDM_WEIGHTING_COUNT } sdm_weighting;
 typedef enum { SDM_RETIME_NONE, SDM_RETIME_EVEN, SDM_RETIME_COUNT } sdm_retime_mode;
-typedef enum { SDM_SAMPLER_DDIM, SDM_SAMPLER_EULER, SDM_SAMPLER_EULER_A, SDM_SAMPLER_DPMPP_2M,
-               SDM_SAMPLER_DPMPP_2M_SDE, SDM_SAMPLER_PNDM, SDM_SAMPLER_LMS, SDM_SAMPLER_HEUN, SDM_SAMPLER_UNIPC,
-               SDM_SAMPLER_LCM, SDM_SAMPLER_AUTO, SDM_SAMPLER_COUNT } sdm_sampler;
+typedef enum {
+    SDM_SAMPLER_DDIM,
+    SDM_SAMPLER_EULER,
+    SDM_SAMPLER_EULER_A,
+    SDM_SAMPLER_DPMPP_2M,
+    SDM_SAMPLER_DPMPP_2M_SDE,
+    SDM_SAMPLER_PNDM,
+    SDM_SAMPLER_LMS,
+    SDM_SAMPLER_HEUN,
+    SDM_SAMPLER_UNIPC,
+    SDM_SAMPLER_LCM,
+    SDM_SAMPLER_AUTO,
+    SDM_SAMPLER_COUNT
+} sdm_sampler;
 
 const char *sdm_interp_name(sdm_interp v);
-int sdm_interp_from_str(const char *s, sdm_interp *out);      /* 0 on success */
+int sdm_interp_from_str(const char *s, sdm_interp *out); /* 0 on success */
 const char *sdm_ease_name(sdm_ease v);
 int sdm_ease_from_str(const char *s, sdm_ease *out);
 const char *sdm_loop_name(sdm_loop v);
@@ -43,19 +54,19 @@ const char *sdm_retime_mode_name(sdm_retime_mode v);
 int sdm_retime_mode_from_str(const char *s, sdm_retime_mode *out);
 
 typedef struct {
-    int line, col;          /* of the keyframe's mapping, 1-based */
+    int line, col; /* of the keyframe's mapping, 1-based */
 } sdm_mark;
 
 typedef struct {
     char *prompt;
-    char *negative;         /* NULL: the recipe's negative ("" if none) */
+    char *negative; /* NULL: the recipe's negative ("" if none) */
     uint64_t seed;
     double guidance;
-    int clip_skip;          /* 1: the text encoder's last layer; 2: the one before (A1111's) */
-    int hold;               /* extra frames this keyframe stays (not re-rendered) */
+    int clip_skip; /* 1: the text encoder's last layer; 2: the one before (A1111's) */
+    int hold; /* extra frames this keyframe stays (not re-rendered) */
     /* the transition from this keyframe to the next */
-    int frames;             /* frames of the transition, its start included (with bpm: from beats) */
-    double beats;           /* with the recipe's bpm: beats from this keyframe to the next, its
+    int frames; /* frames of the transition, its start included (with bpm: from beats) */
+    double beats; /* with the recipe's bpm: beats from this keyframe to the next, its
                                hold included; 0 without bpm */
     sdm_interp interp;
     sdm_ease ease;
@@ -66,47 +77,47 @@ typedef struct {
 typedef struct {
     char *prompt;
     char *negative;
-    uint64_t seed;          /* initial noise, fixed along the walk */
+    uint64_t seed; /* initial noise, fixed along the walk */
     double guidance;
     int clip_skip;
     int frames;
-    double sigma;           /* std of each step's embedding noise (0.02) */
-    double anchor;          /* pull back toward y[0] (0.5) */
-    uint64_t noise_seed;    /* keys the per-frame noise stream */
-    bool closed;            /* returns to its start seamlessly */
+    double sigma; /* std of each step's embedding noise (0.02) */
+    double anchor; /* pull back toward y[0] (0.5) */
+    uint64_t noise_seed; /* keys the per-frame noise stream */
+    bool closed; /* returns to its start seamlessly */
     sdm_mark mark;
 } sdm_walk;
 
 typedef struct {
-    char *path;             /* the recipe file, for messages */
-    char *model;            /* bundle directory; NULL: the CLI decides */
-    int width, height;      /* 0: the bundle's default */
+    char *path; /* the recipe file, for messages */
+    char *model; /* bundle directory; NULL: the CLI decides */
+    int width, height; /* 0: the bundle's default */
     int steps;
     double guidance;
     char *negative;
     uint64_t seed;
     sdm_weighting weighting;
-    char *embeddings;       /* textual-inversion folder as written; NULL: the bundle's */
+    char *embeddings; /* textual-inversion folder as written; NULL: the bundle's */
     double fps;
-    double bpm;             /* beats per minute (1..1000); 0: transitions in frames, not beats */
+    double bpm; /* beats per minute (1..1000); 0: transitions in frames, not beats */
     sdm_sampler sampler;
-    double eta;             /* DDIM's eta (0: deterministic) */
-    bool karras;            /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */
-    int timestep_spacing;   /* sdm_spacing (bundle.h); 0: the model's */
-    double guidance_rescale;    /* diffusers' guidance_rescale: 0 (none) .. 1 */
-    int batch;              /* frames per UNet call; 0: automatic */
-    char **outputs;         /* output files; format by extension */
+    double eta; /* DDIM's eta (0: deterministic) */
+    bool karras; /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */
+    int timestep_spacing; /* sdm_spacing (bundle.h); 0: the model's */
+    double guidance_rescale; /* diffusers' guidance_rescale: 0 (none) .. 1 */
+    int batch; /* frames per UNet call; 0: automatic */
+    char **outputs; /* output files; format by extension */
     int n_outputs;
-    char *contact_sheet;    /* PNG grid of frames, NULL if none */
-    sdm_gif_palette gif_palette;    /* a GIF's colours: one palette or one per frame */
+    char *contact_sheet; /* PNG grid of frames, NULL if none */
+    sdm_gif_palette gif_palette; /* a GIF's colours: one palette or one per frame */
     sdm_gif_dither gif_dither;
     sdm_loop loop;
-    sdm_keyframe *keyframes;    /* for a walk: one, made from the walk's prompt,
+    sdm_keyframe *keyframes; /* for a walk: one, made from the walk's prompt,
                                    negative, seed and guidance (plan frames
                                    point at it as key 0) */
     int n_keyframes;
-    sdm_walk *walk;         /* NULL unless the recipe is a variation walk */
-    char **overrides;       /* the command line's changes, "key=value" each, in order */
+    sdm_walk *walk; /* NULL unless the recipe is a variation walk */
+    char **overrides; /* the command line's changes, "key=value" each, in order */
     int n_overrides;
 } sdm_recipe;
 
@@ -114,9 +125,9 @@ typedef struct {
  * key=value): `value` is YAML, read and checked as the recipe's own value
  * would be; errors name `option`, as the user wrote it. */
 typedef struct {
-    const char *option;     /* "--steps 8" */
-    const char *key;        /* "steps" */
-    const char *value;      /* "8" */
+    const char *option; /* "--steps 8" */
+    const char *key; /* "steps" */
+    const char *value; /* "8" */
 } sdm_recipe_override;
 
 /* Whether key is a top-level recipe key. */
@@ -126,17 +137,15 @@ int sdm_recipe_is_key(const char *key);
  * "FILE:LINE:COL: what was wrong; what was expected". */
 int sdm_recipe_load(const char *path, sdm_recipe **out, sdm_error *err);
 /* Same, from memory (name is used in messages). */
-int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out,
-                           sdm_error *err);
+int sdm_recipe_load_string(const char *name, const char *text, size_t len, sdm_recipe **out, sdm_error *err);
 /* sdm_recipe_load with the command line's changes: each replaces (or adds)
  * its key before the recipe is checked, so what is refused is refused as
  * it would be in the file. Relative `output`, `contact_sheet` and `model`
  * paths in the file are made relative to the recipe's folder; those of an
  * override stay relative to the working directory. */
-int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out,
-                         sdm_error *err);
-int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov,
-                                int n_ov, sdm_recipe **out, sdm_error *err);
+int sdm_recipe_load_with(const char *path, const sdm_recipe_override *ov, int n_ov, sdm_recipe **out, sdm_error *err);
+int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov, int n_ov,
+                                sdm_recipe **out, sdm_error *err);
 void sdm_recipe_free(sdm_recipe **r);
 
 /* Output frames the recipe shows (holds and loops included); the planner's

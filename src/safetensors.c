@@ -22,12 +22,12 @@ static const char *const dtype_names[SDM_ST_DTYPE_COUNT] = {
 static const unsigned char dtype_sizes[SDM_ST_DTYPE_COUNT] = { 1, 1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4, 8, 8, 8 };
 
 struct sdm_safetensors {
-    char *name;                 /* for messages */
-    int fd;                     /* -1 for memory */
+    char *name; /* for messages */
+    int fd; /* -1 for memory */
     const unsigned char *mem;
     uint64_t data_start, data_len;
-    json_object *header;        /* owns the tensor names */
-    json_object *metadata;      /* inside header; NULL if none */
+    json_object *header; /* owns the tensor names */
+    json_object *metadata; /* inside header; NULL if none */
     sdm_st_tensor *tensors;
     int n;
 };
@@ -71,8 +71,10 @@ static int read_at(const sdm_safetensors *st, uint64_t off, void *buf, size_t n,
         if (got < 0)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot read %s: %s", st->name, strerror(errno));
         if (got == 0)
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s ends before its header says it does (was it cut "
-                                 "short while open?)", st->name);
+            return sdm_error_set(err, SDM_EXIT_RUNTIME,
+                                 "%s ends before its header says it does (was it cut "
+                                 "short while open?)",
+                                 st->name);
         done += (size_t)got;
     }
     return 0;
@@ -187,9 +189,8 @@ static int check_layout(sdm_safetensors *st, sdm_error *err)
     for (int i = 0; i < st->n; i++) {
         const sdm_st_tensor *t = &st->tensors[i];
         if (t->offset != at) {
-            snprintf(what, sizeof what, "starts at byte %llu of the data, where %s",
-                     (unsigned long long)t->offset, t->offset < at ? "the tensor before it has not ended"
-                                                                    : "nothing has ended (a gap)");
+            snprintf(what, sizeof what, "starts at byte %llu of the data, where %s", (unsigned long long)t->offset,
+                     t->offset < at ? "the tensor before it has not ended" : "nothing has ended (a gap)");
             return bad(st, err, t->name, what);
         }
         at += t->nbytes;
@@ -206,7 +207,8 @@ static int check_metadata(sdm_safetensors *st, json_object *meta, sdm_error *err
 {
     if (!json_object_is_type(meta, json_type_object))
         return bad(st, err, NULL, "\"__metadata__\" is not an object");
-    json_object_object_foreach(meta, key, val) {
+    json_object_object_foreach(meta, key, val)
+    {
         (void)key;
         if (!json_object_is_type(val, json_type_string))
             return bad(st, err, NULL, "a \"__metadata__\" value is not a string");
@@ -225,7 +227,8 @@ static int parse_tensors(sdm_safetensors *st, sdm_error *err)
     st->tensors = calloc((size_t)(cap ? cap : 1), sizeof *st->tensors);
     if (!st->tensors)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory reading %s", st->name);
-    json_object_object_foreach(st->header, key, val) {
+    json_object_object_foreach(st->header, key, val)
+    {
         if (!strcmp(key, "__metadata__")) {
             if (check_metadata(st, val, err))
                 return -1;
@@ -284,8 +287,8 @@ static int parse_header(sdm_safetensors *st, const char *text, size_t len, sdm_e
         if (e == json_tokener_continue)
             snprintf(what, sizeof what, "its JSON header ends before its JSON does");
         else
-            snprintf(what, sizeof what, "its JSON header does not parse (%s at byte %zu)",
-                     json_tokener_error_desc(e), json_tokener_get_parse_end(tok));
+            snprintf(what, sizeof what, "its JSON header does not parse (%s at byte %zu)", json_tokener_error_desc(e),
+                     json_tokener_get_parse_end(tok));
         bad(st, err, NULL, what);
         goto end;
     }
@@ -377,8 +380,7 @@ end:
     return rc;
 }
 
-int sdm_safetensors_open_memory(const char *name, const void *data, size_t len, sdm_safetensors **out,
-                                sdm_error *err)
+int sdm_safetensors_open_memory(const char *name, const void *data, size_t len, sdm_safetensors **out, sdm_error *err)
 {
     sdm_safetensors *st = new_st(name);
     static const unsigned char empty[1];
@@ -436,7 +438,7 @@ static float half_to_float(uint16_t h)
     } else if (exp) {
         bits = sign | (exp + 112) << 23 | man << 13;
     } else {
-        f = (float)man * 0x1p-24f;  /* zero or subnormal: exact in float */
+        f = (float)man * 0x1p-24f; /* zero or subnormal: exact in float */
         return sign ? -f : f;
     }
     memcpy(&f, &bits, sizeof f);
@@ -463,7 +465,7 @@ static void convert(sdm_st_dtype d, const unsigned char *b, size_t n, float *out
             u32 = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             memcpy(&out[i], &u32, sizeof u32);
             break;
-        default:    /* F64 */
+        default: /* F64 */
             u64 = le64(p);
             memcpy(&f64, &u64, sizeof f64);
             out[i] = (float)f64;
@@ -472,8 +474,7 @@ static void convert(sdm_st_dtype d, const unsigned char *b, size_t n, float *out
     }
 }
 
-int sdm_safetensors_read_f32(const sdm_safetensors *st, const sdm_st_tensor *t, float *out, uint64_t n,
-                             sdm_error *err)
+int sdm_safetensors_read_f32(const sdm_safetensors *st, const sdm_st_tensor *t, float *out, uint64_t n, sdm_error *err)
 {
     enum { CHUNK = 65536 };
     unsigned char *buf = NULL;
@@ -482,8 +483,10 @@ int sdm_safetensors_read_f32(const sdm_safetensors *st, const sdm_st_tensor *t, 
     int rc = -1;
 
     if (t->dtype != SDM_ST_F32 && t->dtype != SDM_ST_F16 && t->dtype != SDM_ST_BF16 && t->dtype != SDM_ST_F64)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: tensor \"%.80s\" is %s; only F32, F16, BF16 and F64 are "
-                             "read", st->name, t->name, dtype_names[t->dtype]);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: tensor \"%.80s\" is %s; only F32, F16, BF16 and F64 are "
+                             "read",
+                             st->name, t->name, dtype_names[t->dtype]);
     if (n != t->numel)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: tensor \"%.80s\" has %llu elements, not %llu", st->name,
                              t->name, (unsigned long long)t->numel, (unsigned long long)n);

@@ -20,12 +20,26 @@
 #define SDM_ST_MAX_DIMS 8
 
 typedef enum {
-    SDM_ST_BOOL, SDM_ST_U8, SDM_ST_I8, SDM_ST_F8_E5M2, SDM_ST_F8_E4M3, SDM_ST_I16, SDM_ST_U16, SDM_ST_F16,
-    SDM_ST_BF16, SDM_ST_I32, SDM_ST_U32, SDM_ST_F32, SDM_ST_F64, SDM_ST_I64, SDM_ST_U64, SDM_ST_DTYPE_COUNT
+    SDM_ST_BOOL,
+    SDM_ST_U8,
+    SDM_ST_I8,
+    SDM_ST_F8_E5M2,
+    SDM_ST_F8_E4M3,
+    SDM_ST_I16,
+    SDM_ST_U16,
+    SDM_ST_F16,
+    SDM_ST_BF16,
+    SDM_ST_I32,
+    SDM_ST_U32,
+    SDM_ST_F32,
+    SDM_ST_F64,
+    SDM_ST_I64,
+    SDM_ST_U64,
+    SDM_ST_DTYPE_COUNT
 } sdm_st_dtype;
 
 const char *sdm_st_dtype_name(sdm_st_dtype d);
-int sdm_st_dtype_from_str(const char *s, sdm_st_dtype *out);   /* 0 on success */
+int sdm_st_dtype_from_str(const char *s, sdm_st_dtype *out); /* 0 on success */
 size_t sdm_st_dtype_size(sdm_st_dtype d);
 
 typedef struct {
@@ -34,7 +48,7 @@ typedef struct {
     int ndim;
     int64_t shape[SDM_ST_MAX_DIMS];
     uint64_t numel;
-    uint64_t offset, nbytes;    /* within the data section */
+    uint64_t offset, nbytes; /* within the data section */
 } sdm_st_tensor;
 
 typedef struct sdm_safetensors sdm_safetensors;
@@ -45,8 +59,7 @@ typedef struct sdm_safetensors sdm_safetensors;
 int sdm_safetensors_open(const char *path, sdm_safetensors **out, sdm_error *err);
 /* The same over bytes in memory (kept by the caller while it is open);
  * name is used in messages. */
-int sdm_safetensors_open_memory(const char *name, const void *data, size_t len, sdm_safetensors **out,
-                                sdm_error *err);
+int sdm_safetensors_open_memory(const char *name, const void *data, size_t len, sdm_safetensors **out, sdm_error *err);
 
 int sdm_safetensors_count(const sdm_safetensors *st);
 /* Tensors in the order of their data. */
@@ -57,8 +70,7 @@ const char *sdm_safetensors_metadata(const sdm_safetensors *st, const char *key)
 
 /* The tensor's elements as float, into out (numel of them, n must be
  * that). F32, F16, BF16 and F64 only; other dtypes are an error naming it. */
-int sdm_safetensors_read_f32(const sdm_safetensors *st, const sdm_st_tensor *t, float *out, uint64_t n,
-                             sdm_error *err);
+int sdm_safetensors_read_f32(const sdm_safetensors *st, const sdm_st_tensor *t, float *out, uint64_t n, sdm_error *err);
 
 void sdm_safetensors_free(sdm_safetensors **st);
 

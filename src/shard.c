@@ -41,8 +41,10 @@ static int from_slurm(sdm_shard *out, sdm_error *err)
         env_long("SLURM_ARRAY_TASK_COUNT", 1, SDM_MAX_SHARDS, &count, err))
         return -1;
     if (id < min || (id - min) % step || (id - min) / step >= count)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard auto: SLURM_ARRAY_TASK_ID %ld is not one of the %ld "
-                             "tasks from %ld in steps of %ld", id, count, min, step);
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "--shard auto: SLURM_ARRAY_TASK_ID %ld is not one of the %ld "
+                             "tasks from %ld in steps of %ld",
+                             id, count, min, step);
     out->index = (int)((id - min) / step) + 1;
     out->count = (int)count;
     return 0;
@@ -72,17 +74,16 @@ int sdm_shard_parse(const char *spec, sdm_shard *out, sdm_error *err)
             return from_slurm(out, err);
         if (getenv("JOB_COMPLETION_INDEX"))
             return from_kubernetes(out, err);
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard auto: neither SLURM_ARRAY_TASK_ID (a Slurm array "
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "--shard auto: neither SLURM_ARRAY_TASK_ID (a Slurm array "
                              "task) nor JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set");
     }
     if (!slash || (size_t)(slash - spec) >= sizeof head)
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard must be I/N (e.g. 2/3) or auto, not '%s'",
-                             spec ? spec : "");
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard must be I/N (e.g. 2/3) or auto, not '%s'", spec ? spec : "");
     memcpy(head, spec, (size_t)(slash - spec));
     head[slash - spec] = '\0';
     if (parse_long(slash + 1, 1, SDM_MAX_SHARDS, &n) || parse_long(head, 1, n, &i))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard %s: I/N wants 1 <= I <= N <= %d", spec,
-                             SDM_MAX_SHARDS);
+        return sdm_error_set(err, SDM_EXIT_USAGE, "--shard %s: I/N wants 1 <= I <= N <= %d", spec, SDM_MAX_SHARDS);
     out->index = (int)i;
     out->count = (int)n;
     return 0;

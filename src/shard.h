@@ -11,8 +11,8 @@
 #define SDM_MAX_SHARDS 100000
 
 typedef struct {
-    int index;      /* 1..count */
-    int count;      /* 0: not sharded */
+    int index; /* 1..count */
+    int count; /* 0: not sharded */
 } sdm_shard;
 
 /* "I/N" (1 <= I <= N), or "auto": the scheduler's task, from

@@ -7,8 +7,13 @@
 #include "enum_table.h"
 
 /* DEFAULT: the scheduler class's own. */
-typedef enum { SDM_SPACING_DEFAULT, SDM_SPACING_LEADING, SDM_SPACING_TRAILING, SDM_SPACING_LINSPACE,
-               SDM_SPACING_COUNT } sdm_spacing;
+typedef enum {
+    SDM_SPACING_DEFAULT,
+    SDM_SPACING_LEADING,
+    SDM_SPACING_TRAILING,
+    SDM_SPACING_LINSPACE,
+    SDM_SPACING_COUNT
+} sdm_spacing;
 
 const char *sdm_spacing_name(sdm_spacing s);
 int sdm_spacing_from_str(const char *s, sdm_spacing *out);

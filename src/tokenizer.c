@@ -38,20 +38,20 @@ static const char END_OF_WORD[] = "</w>";
 
 typedef struct {
     uint32_t hash;
-    int32_t id;         /* -1: empty */
+    int32_t id; /* -1: empty */
 } vocab_slot;
 
 typedef struct {
-    uint64_t key;       /* left id << 32 | right id; UINT64_MAX: empty */
+    uint64_t key; /* left id << 32 | right id; UINT64_MAX: empty */
     int32_t rank;
-    int32_t id;         /* the merged token */
+    int32_t id; /* the merged token */
 } merge_slot;
 
 struct sdm_tokenizer {
     sdm_tokenizer_params params;
     int bos, eos, pad, unk;
-    int n_ids;                  /* largest id + 1 */
-    char **piece;               /* by id; NULL where vocab.json has no such id */
+    int n_ids; /* largest id + 1 */
+    char **piece; /* by id; NULL where vocab.json has no such id */
     int *piece_len;
     char *arena;
     vocab_slot *vocab;
@@ -59,8 +59,8 @@ struct sdm_tokenizer {
     merge_slot *merges;
     uint32_t merge_mask;
     int n_merges;
-    int32_t byte_sym[256];      /* symbol id of a byte inside a word */
-    int32_t byte_sym_end[256];  /* ... and at a word's end ("</w>" appended) */
+    int32_t byte_sym[256]; /* symbol id of a byte inside a word */
+    int32_t byte_sym_end[256]; /* ... and at a word's end ("</w>" appended) */
 };
 
 /* ------------------------------------------------------------------ */
@@ -96,8 +96,7 @@ static int vocab_find(const sdm_tokenizer *tok, const char *s, size_t n)
         const vocab_slot *slot = &tok->vocab[i];
         if (slot->id < 0)
             return -1;
-        if (slot->hash == h && (size_t)tok->piece_len[slot->id] == n &&
-            memcmp(tok->piece[slot->id], s, n) == 0)
+        if (slot->hash == h && (size_t)tok->piece_len[slot->id] == n && memcmp(tok->piece[slot->id], s, n) == 0)
             return slot->id;
     }
 }
@@ -240,7 +239,8 @@ static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: expected a JSON object of token -> id", path);
         goto end;
     }
-    json_object_object_foreach(root, key0, val0) {
+    json_object_object_foreach(root, key0, val0)
+    {
         int64_t id;
         if (!json_object_is_type(val0, json_type_int)) {
             sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the id of \"%.80s\" is not an integer", path, key0);
@@ -277,7 +277,8 @@ static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
     }
     for (uint32_t i = 0; i <= tok->vocab_mask; i++)
         tok->vocab[i].id = -1;
-    json_object_object_foreach(root, key, val) {
+    json_object_object_foreach(root, key, val)
+    {
         int id = (int)json_object_get_int64(val);
         size_t n = strlen(key);
         if (tok->piece[id]) {
@@ -370,8 +371,8 @@ static int load_merges(sdm_tokenizer *tok, const char *path, sdm_error *err)
         memcpy(joined + ln, right, rn);
         id = vocab_find(tok, joined, ln + rn);
         if (id < 0) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d: the merged token \"%.*s\" is not in the vocabulary",
-                          path, line_no, (int)(ln + rn > 80 ? 80 : ln + rn), joined);
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d: the merged token \"%.*s\" is not in the vocabulary", path,
+                          line_no, (int)(ln + rn > 80 ? 80 : ln + rn), joined);
             goto end;
         }
         merge_insert(tok, a, b, rank++, id);
@@ -423,8 +424,8 @@ sdm_tokenizer_params sdm_tokenizer_default_params(void)
     return p;
 }
 
-int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt, sdm_tokenizer_params params,
-                       sdm_tokenizer **out, sdm_error *err)
+int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt, sdm_tokenizer_params params, sdm_tokenizer **out,
+                       sdm_error *err)
 {
     sdm_tokenizer *tok = NULL;
     int rc = -1;
@@ -455,11 +456,11 @@ int sdm_tokenizer_load(const char *vocab_json, const char *merges_txt, sdm_token
     }
     if ((params.bos_id >= 0 && params.bos_id != tok->bos) || (params.eos_id >= 0 && params.eos_id != tok->eos)) {
         sdm_error_set(err, SDM_EXIT_RUNTIME,
-                      "%s has %s = %d and %s = %d, but the model expects bos_id %d and eos_id %d", vocab_json,
-                      BOS_TEXT, tok->bos, EOS_TEXT, tok->eos, params.bos_id, params.eos_id);
+                      "%s has %s = %d and %s = %d, but the model expects bos_id %d and eos_id %d", vocab_json, BOS_TEXT,
+                      tok->bos, EOS_TEXT, tok->eos, params.bos_id, params.eos_id);
         goto end;
     }
-    tok->unk = tok->eos;    /* CLIP's unknown token is <|endoftext|> */
+    tok->unk = tok->eos; /* CLIP's unknown token is <|endoftext|> */
     tok->pad = params.pad_id >= 0 ? params.pad_id : tok->eos;
     if (tok->pad >= tok->n_ids || !tok->piece[tok->pad]) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the pad id %d is not in the vocabulary", vocab_json, tok->pad);
@@ -532,19 +533,19 @@ typedef struct {
 
 typedef struct {
     const sdm_tokenizer *tok;
-    int64_t *ids;       /* the caller's row; tokens go to ids[1..keep] */
-    int keep;           /* tokens that fit between bos and eos */
-    int grow;           /* ids is ours: it grows instead of dropping */
+    int64_t *ids; /* the caller's row; tokens go to ids[1..keep] */
+    int keep; /* tokens that fit between bos and eos */
+    int grow; /* ids is ours: it grows instead of dropping */
     int oom;
-    int n;              /* tokens made so far */
+    int n; /* tokens made so far */
     int dropped_at;
     cp_buf text, nfc, norm;
-    int32_t *scratch;   /* NFC of one chunk */
+    int32_t *scratch; /* NFC of one chunk */
     size_t scratch_cap;
-    uint8_t *bytes;     /* one piece: its UTF-8 bytes, */
-    int *byte_off;      /* where each came from, */
-    symbol *sym;        /* its symbols */
-    uint64_t *heap;     /* its pending merges */
+    uint8_t *bytes; /* one piece: its UTF-8 bytes, */
+    int *byte_off; /* where each came from, */
+    symbol *sym; /* its symbols */
+    uint64_t *heap; /* its pending merges */
     size_t piece_cap;
 } encoder;
 
@@ -612,7 +613,7 @@ static int reserve_piece(encoder *e, size_t n)
     e->bytes = malloc(cap);
     e->byte_off = malloc(sizeof *e->byte_off * cap);
     e->sym = malloc(sizeof *e->sym * cap);
-    e->heap = malloc(sizeof *e->heap * 3 * cap);   /* n-1 pairs, then at most 2 per merge */
+    e->heap = malloc(sizeof *e->heap * 3 * cap); /* n-1 pairs, then at most 2 per merge */
     e->piece_cap = (e->bytes && e->byte_off && e->sym && e->heap) ? cap : 0;
     return e->piece_cap ? 0 : -1;
 }
@@ -654,7 +655,7 @@ static int decode_utf8(encoder *e, const char *text, int *n_invalid)
             if (b0 == 0xe0)
                 lo = 0xa0;
             if (b0 == 0xed)
-                hi = 0x9f;  /* no surrogates */
+                hi = 0x9f; /* no surrogates */
         } else if (b0 >= 0xf0 && b0 <= 0xf4) {
             need = 3;
             cp = b0 & 0x07;

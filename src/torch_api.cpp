@@ -52,7 +52,7 @@ struct sdm_module {
 #ifdef SDM_HAVE_AOTI
     std::unique_ptr<torch::inductor::AOTIModelPackageLoader> aoti;
 #endif
-    c10::Device device = c10::kCPU;     /* where the package runs */
+    c10::Device device = c10::kCPU; /* where the package runs */
     sdm_dtype aoti_dtype = SDM_F32;
 };
 
@@ -67,25 +67,30 @@ struct sdm_generator {
 struct sdm_graph {
 #ifdef SDM_HAVE_CUDA_GRAPHS
     at::cuda::CUDAGraph graph;
-    std::optional<c10::cuda::CUDAStreamGuard> guard;    /* the capture stream, while capturing */
+    std::optional<c10::cuda::CUDAStreamGuard> guard; /* the capture stream, while capturing */
 #endif
     bool captured = false;
 };
 
 struct sdm_download {
-    at::Tensor host;                    /* pinned where the source is on CUDA */
-    std::optional<c10::Event> event;    /* the copy is done when this is */
+    at::Tensor host; /* pinned where the source is on CUDA */
+    std::optional<c10::Event> event; /* the copy is done when this is */
 };
 
-namespace {
+namespace
+{
 
 /* An error whose message is complete (it already names what failed). */
 struct op_error : std::runtime_error {
-    explicit op_error(const std::string &m) : std::runtime_error(m) {}
+    explicit op_error(const std::string &m) : std::runtime_error(m)
+    {
+    }
 };
 /* The same, for running out of memory. */
 struct oom_error : op_error {
-    explicit oom_error(const std::string &m) : op_error(m) {}
+    explicit oom_error(const std::string &m) : op_error(m)
+    {
+    }
 };
 
 thread_local char last_error[4096];
@@ -125,8 +130,7 @@ std::string cause_first(const std::string &m)
 
 bool looks_like_oom(const std::string &m)
 {
-    return m.find("out of memory") != std::string::npos ||
-           m.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
+    return m.find("out of memory") != std::string::npos || m.find("CUBLAS_STATUS_ALLOC_FAILED") != std::string::npos ||
            m.find("can't allocate memory") != std::string::npos;
 }
 
@@ -173,8 +177,7 @@ std::string oom_message(const std::string &ctx, const std::string &m)
     }
 }
 
-template <class F>
-sdm_torch_status guarded(const char *op, F &&body) noexcept
+template <class F> sdm_torch_status guarded(const char *op, F &&body) noexcept
 {
     try {
         try {
@@ -199,12 +202,18 @@ sdm_torch_status guarded(const char *op, F &&body) noexcept
 at::ScalarType scalar_type(sdm_dtype d)
 {
     switch (d) {
-    case SDM_F32: return at::kFloat;
-    case SDM_F16: return at::kHalf;
-    case SDM_I64: return at::kLong;
-    case SDM_U8:  return at::kByte;
-    case SDM_F64: return at::kDouble;
-    default: break;
+    case SDM_F32:
+        return at::kFloat;
+    case SDM_F16:
+        return at::kHalf;
+    case SDM_I64:
+        return at::kLong;
+    case SDM_U8:
+        return at::kByte;
+    case SDM_F64:
+        return at::kDouble;
+    default:
+        break;
     }
     throw op_error("unknown dtype " + std::to_string((int)d));
 }
@@ -212,12 +221,18 @@ at::ScalarType scalar_type(sdm_dtype d)
 sdm_dtype from_scalar_type(at::ScalarType s)
 {
     switch (s) {
-    case at::kFloat:  return SDM_F32;
-    case at::kHalf:   return SDM_F16;
-    case at::kLong:   return SDM_I64;
-    case at::kByte:   return SDM_U8;
-    case at::kDouble: return SDM_F64;
-    default: return SDM_DTYPE_COUNT;
+    case at::kFloat:
+        return SDM_F32;
+    case at::kHalf:
+        return SDM_F16;
+    case at::kLong:
+        return SDM_I64;
+    case at::kByte:
+        return SDM_U8;
+    case at::kDouble:
+        return SDM_F64;
+    default:
+        return SDM_DTYPE_COUNT;
     }
 }
 
@@ -246,12 +261,13 @@ c10::Device torch_device(sdm_device d)
     if (d.type != SDM_DEVICE_CUDA)
         throw op_error("unknown device type " + std::to_string((int)d.type));
     if (!torch::cuda::is_available())
-        throw op_error(device_str(d) + " requested, but CUDA is not available "
+        throw op_error(device_str(d) +
+                       " requested, but CUDA is not available "
                        "(libtorch built without CUDA, or no GPU visible)");
     int n = (int)torch::cuda::device_count();
     if (d.index < 0 || d.index >= n)
-        throw op_error(device_str(d) + " requested, but there " + (n == 1 ? "is " : "are ")
-                       + std::to_string(n) + " CUDA device" + (n == 1 ? "" : "s"));
+        throw op_error(device_str(d) + " requested, but there " + (n == 1 ? "is " : "are ") + std::to_string(n) +
+                       " CUDA device" + (n == 1 ? "" : "s"));
     return c10::Device(c10::kCUDA, (c10::DeviceIndex)d.index);
 }
 
@@ -265,8 +281,8 @@ std::string shape_str(const at::Tensor &t)
 std::vector<int64_t> shape_vec(const int64_t *shape, int ndim, const char *op)
 {
     if (ndim < 0 || ndim > SDM_MAX_DIMS)
-        throw op_error(std::string(op) + ": ndim " + std::to_string(ndim) + " is outside 0.."
-                       + std::to_string(SDM_MAX_DIMS));
+        throw op_error(std::string(op) + ": ndim " + std::to_string(ndim) + " is outside 0.." +
+                       std::to_string(SDM_MAX_DIMS));
     if (ndim > 0 && !shape)
         throw op_error(std::string(op) + ": shape is NULL");
     std::vector<int64_t> v(shape, shape + ndim);
@@ -297,7 +313,7 @@ void same_shape(const at::Tensor &a, const at::Tensor &b, const char *op)
 
 sdm_tensor *wrap(at::Tensor t)
 {
-    return new sdm_tensor{std::move(t)};
+    return new sdm_tensor{ std::move(t) };
 }
 
 } // namespace
@@ -306,14 +322,14 @@ sdm_tensor *wrap(at::Tensor t)
 
 static const sdm_enum_entry dtype_entries[] = {
     { "float32", SDM_F32 }, { "float16", SDM_F16 }, { "int64", SDM_I64 }, { "uint8", SDM_U8 },
-    { "float64", SDM_F64 }, { "fp32", SDM_F32 }, { "fp16", SDM_F16 }, { "fp64", SDM_F64 },
+    { "float64", SDM_F64 }, { "fp32", SDM_F32 },    { "fp16", SDM_F16 },  { "fp64", SDM_F64 },
 };
 static const sdm_enum_table dtype_names = { dtype_entries, (int)(sizeof dtype_entries / sizeof *dtype_entries),
                                             "unknown" };
 static const sdm_enum_entry device_type_entries[] = { { "cpu", SDM_DEVICE_CPU }, { "cuda", SDM_DEVICE_CUDA } };
 static const sdm_enum_table device_type_names = SDM_ENUM_TABLE(device_type_entries);
 
-SDM_ENUM_FUNCTIONS(sdm_dtype, dtype_names)     /* sdm_dtype_name, sdm_dtype_from_str */
+SDM_ENUM_FUNCTIONS(sdm_dtype, dtype_names) /* sdm_dtype_name, sdm_dtype_from_str */
 
 /* "cpu", "cuda" or "cuda:N": a type name, and an index for CUDA only. */
 int sdm_device_from_str(const char *s, sdm_device *out)
@@ -371,9 +387,10 @@ int sdm_cuda_device_count(void)
 }
 
 #ifdef SDM_HAVE_CUDA
-namespace {
+namespace
+{
 
-typedef int (*cuda_mem_get_info_fn)(size_t *free_b, size_t *total_b);   /* cudaMemGetInfo */
+typedef int (*cuda_mem_get_info_fn)(size_t *free_b, size_t *total_b); /* cudaMemGetInfo */
 typedef int (*cu_init_fn)(unsigned flags);
 typedef int (*cu_device_get_fn)(int *dev, int ordinal);
 typedef int (*cu_device_get_name_fn)(char *name, int len, int dev);
@@ -400,8 +417,7 @@ bool cuda_name(int index, char *buf, size_t len)
     auto get = (cu_device_get_fn)dlsym(lib, "cuDeviceGet");
     auto name = (cu_device_get_name_fn)dlsym(lib, "cuDeviceGetName");
     int dev = 0;
-    bool ok = init && get && name && init(0) == 0 && get(&dev, index) == 0
-              && name(buf, (int)len, dev) == 0;
+    bool ok = init && get && name && init(0) == 0 && get(&dev, index) == 0 && name(buf, (int)len, dev) == 0;
     dlclose(lib);
     return ok;
 }
@@ -487,7 +503,8 @@ void sdm_torch_set_tf32(int on)
 
 /* --- modules -------------------------------------------------------------- */
 
-namespace {
+namespace
+{
 
 bool is_package_path(const char *path)
 {
@@ -505,7 +522,8 @@ void load_package(sdm_module &m, const std::string &ctx, c10::Device d)
 {
     using torch::inductor::AOTIModelPackageLoader;
     std::unordered_map<std::string, std::string> meta;
-    const std::string unreadable = ctx + ": not a readable AOTInductor package (truncated, or made by another "
+    const std::string unreadable = ctx +
+                                   ": not a readable AOTInductor package (truncated, or made by another "
                                    "torch?): ";
     try {
         meta = AOTIModelPackageLoader::load_metadata_from_package(m.path, "model");
@@ -549,7 +567,8 @@ c10::IValue module_forward(sdm_module *m, std::vector<c10::IValue> in, const std
     args.reserve(in.size());
     for (size_t i = 0; i < in.size(); i++) {
         if (!in[i].isTensor())
-            throw op_error(ctx + ": argument " + std::to_string(i) + " is not a tensor (an AOTInductor package "
+            throw op_error(ctx + ": argument " + std::to_string(i) +
+                           " is not a tensor (an AOTInductor package "
                            "takes tensors only)");
         args.push_back(in[i].toTensor().to(m->device).contiguous());
     }
@@ -612,8 +631,8 @@ sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **
             if (looks_like_oom(e.what_without_backtrace()))
                 rethrow_in(ctx);
             /* Truncated or foreign files fail deep in the zip reader. */
-            throw op_error(ctx + ": not a readable TorchScript file (truncated or corrupt?): "
-                           + first_line(e.what_without_backtrace()));
+            throw op_error(ctx + ": not a readable TorchScript file (truncated or corrupt?): " +
+                           first_line(e.what_without_backtrace()));
         } catch (...) {
             rethrow_in(ctx);
         }
@@ -636,8 +655,8 @@ int sdm_module_has_method(const sdm_module *m, const char *method)
     }
 }
 
-sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
-                                      const sdm_arg *args, int nargs, sdm_tensor **out)
+sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method, const sdm_arg *args, int nargs,
+                                      sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -687,8 +706,8 @@ sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
     });
 }
 
-sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
-                                 sdm_tensor *const *args, int nargs, sdm_tensor **out)
+sdm_torch_status sdm_module_call(sdm_module *m, const char *method, sdm_tensor *const *args, int nargs,
+                                 sdm_tensor **out)
 {
     std::vector<sdm_arg> a;
     if (out)
@@ -735,8 +754,8 @@ void sdm_module_free(sdm_module **m)
 
 /* --- tensors -------------------------------------------------------------- */
 
-sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape,
-                                      int ndim, sdm_device dev, sdm_tensor **out)
+sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape, int ndim, sdm_device dev,
+                                      sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -755,8 +774,7 @@ sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const i
     });
 }
 
-sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim,
-                                  sdm_device dev, sdm_tensor **out)
+sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim, sdm_device dev, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -768,8 +786,7 @@ sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndi
     });
 }
 
-sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
-                                  sdm_device dev, sdm_tensor **out)
+sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim, sdm_device dev, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -795,8 +812,7 @@ sdm_torch_status sdm_generator_new(uint64_t seed, sdm_generator **out)
     });
 }
 
-sdm_torch_status sdm_generator_randn(sdm_generator *g, const int64_t *shape, int ndim, sdm_device dev,
-                                     sdm_tensor **out)
+sdm_torch_status sdm_generator_randn(sdm_generator *g, const int64_t *shape, int ndim, sdm_device dev, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -877,8 +893,8 @@ sdm_torch_status sdm_tensor_to_host(const sdm_tensor *t, sdm_dtype dtype, void *
         at::ScalarType st = scalar_type(dtype);
         size_t need = (size_t)x.numel() * c10::elementSize(st);
         if (bytes != need)
-            throw op_error("tensor to host: a " + shape_str(x) + " " + sdm_dtype_name(dtype) + " tensor is "
-                           + std::to_string(need) + " bytes, the buffer " + std::to_string(bytes));
+            throw op_error("tensor to host: a " + shape_str(x) + " " + sdm_dtype_name(dtype) + " tensor is " +
+                           std::to_string(need) + " bytes, the buffer " + std::to_string(bytes));
         if (need == 0)
             return;
         if (!dst)
@@ -888,8 +904,7 @@ sdm_torch_status sdm_tensor_to_host(const sdm_tensor *t, sdm_dtype dtype, void *
     });
 }
 
-sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y,
-                                  sdm_tensor **out)
+sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -922,8 +937,7 @@ sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_
     });
 }
 
-sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t,
-                                  int per_row, sdm_tensor **out)
+sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t, int per_row, sdm_tensor **out)
 {
     if (out)
         *out = NULL;
@@ -980,8 +994,8 @@ sdm_torch_status sdm_tensor_narrow(const sdm_tensor *t, int64_t start, int64_t l
         if (x.dim() < 1)
             throw op_error("narrow: a scalar has no rows");
         if (start < 0 || len < 0 || start > x.size(0) - len)
-            throw op_error("narrow: rows [" + std::to_string(start) + ", " + std::to_string(start + len)
-                           + ") are outside a tensor of " + std::to_string(x.size(0)) + " rows");
+            throw op_error("narrow: rows [" + std::to_string(start) + ", " + std::to_string(start + len) +
+                           ") are outside a tensor of " + std::to_string(x.size(0)) + " rows");
         *out = wrap(x.narrow(0, start, len).clone(at::MemoryFormat::Contiguous));
     });
 }
@@ -1102,8 +1116,8 @@ sdm_torch_status sdm_tensor_copy_rows_(sdm_tensor *dst, int64_t dst_row, const s
         if (x.dim() < 1 || x.dim() != y.dim() || !x.sizes().slice(1).equals(y.sizes().slice(1)))
             throw op_error("copy rows: shapes differ past the rows: " + shape_str(y) + " and " + shape_str(x));
         if (n < 0 || src_row < 0 || dst_row < 0 || src_row > x.size(0) - n || dst_row > y.size(0) - n)
-            throw op_error("copy rows: " + std::to_string(n) + " rows from " + std::to_string(src_row) + " of "
-                           + shape_str(x) + " to " + std::to_string(dst_row) + " of " + shape_str(y));
+            throw op_error("copy rows: " + std::to_string(n) + " rows from " + std::to_string(src_row) + " of " +
+                           shape_str(x) + " to " + std::to_string(dst_row) + " of " + shape_str(y));
         y.narrow(0, dst_row, n).copy_(x.narrow(0, src_row, n), /*non_blocking=*/true);
     });
 }
@@ -1203,7 +1217,8 @@ void sdm_graph_free(sdm_graph **g)
 
 /* --- downloads -------------------------------------------------------------- */
 
-namespace {
+namespace
+{
 
 void wait_event(const c10::Event &ev)
 {

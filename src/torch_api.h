@@ -19,8 +19,8 @@ typedef struct sdm_tensor sdm_tensor;
 
 typedef enum {
     SDM_TORCH_OK = 0,
-    SDM_TORCH_ERROR,        /* any other failure; see sdm_torch_last_error() */
-    SDM_TORCH_OOM,          /* out of (device or host) memory */
+    SDM_TORCH_ERROR, /* any other failure; see sdm_torch_last_error() */
+    SDM_TORCH_OOM, /* out of (device or host) memory */
     SDM_TORCH_STATUS_COUNT
 } sdm_torch_status;
 
@@ -32,12 +32,15 @@ const char *sdm_dtype_name(sdm_dtype d);
 int sdm_dtype_from_str(const char *s, sdm_dtype *out);
 
 typedef enum { SDM_DEVICE_CPU, SDM_DEVICE_CUDA, SDM_DEVICE_TYPE_COUNT } sdm_device_type;
-typedef struct { sdm_device_type type; int index; } sdm_device;
+typedef struct {
+    sdm_device_type type;
+    int index;
+} sdm_device;
 
 /* "cpu", "cuda", "cuda:N"; 0 on success. */
 int sdm_device_from_str(const char *s, sdm_device *out);
 void sdm_device_name(sdm_device d, char *buf, size_t len);
-int sdm_cuda_device_count(void);          /* 0 where libtorch has no CUDA */
+int sdm_cuda_device_count(void); /* 0 where libtorch has no CUDA */
 /* Free and total memory of a CUDA device in bytes; SDM_TORCH_ERROR on CPU. */
 sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b);
 /* Name of the GPU ("NVIDIA H100 80GB HBM3") or "cpu". */
@@ -69,8 +72,8 @@ sdm_torch_status sdm_module_load(const char *path, sdm_device dev, sdm_module **
 int sdm_aoti_available(void);
 int sdm_module_has_method(const sdm_module *m, const char *method);
 /* Calls m.method(args...) -> one tensor. method NULL means "forward". */
-sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
-                                 sdm_tensor *const *args, int nargs, sdm_tensor **out);
+sdm_torch_status sdm_module_call(sdm_module *m, const char *method, sdm_tensor *const *args, int nargs,
+                                 sdm_tensor **out);
 
 /* Arguments of other types, for methods such as the analytic bundle's
  * target(emb, h: int, w: int):
@@ -79,15 +82,27 @@ sdm_torch_status sdm_module_call(sdm_module *m, const char *method,
 typedef enum { SDM_ARG_TENSOR, SDM_ARG_INT, SDM_ARG_DOUBLE, SDM_ARG_KIND_COUNT } sdm_arg_kind;
 typedef struct {
     sdm_arg_kind kind;
-    const sdm_tensor *tensor;   /* SDM_ARG_TENSOR */
-    int64_t i;                  /* SDM_ARG_INT */
-    double d;                   /* SDM_ARG_DOUBLE */
+    const sdm_tensor *tensor; /* SDM_ARG_TENSOR */
+    int64_t i; /* SDM_ARG_INT */
+    double d; /* SDM_ARG_DOUBLE */
 } sdm_arg;
-static inline sdm_arg sdm_arg_tensor(const sdm_tensor *t) { sdm_arg a = { SDM_ARG_TENSOR, t, 0, 0.0 }; return a; }
-static inline sdm_arg sdm_arg_int(int64_t i) { sdm_arg a = { SDM_ARG_INT, NULL, i, 0.0 }; return a; }
-static inline sdm_arg sdm_arg_double(double d) { sdm_arg a = { SDM_ARG_DOUBLE, NULL, 0, d }; return a; }
-sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method,
-                                      const sdm_arg *args, int nargs, sdm_tensor **out);
+static inline sdm_arg sdm_arg_tensor(const sdm_tensor *t)
+{
+    sdm_arg a = { SDM_ARG_TENSOR, t, 0, 0.0 };
+    return a;
+}
+static inline sdm_arg sdm_arg_int(int64_t i)
+{
+    sdm_arg a = { SDM_ARG_INT, NULL, i, 0.0 };
+    return a;
+}
+static inline sdm_arg sdm_arg_double(double d)
+{
+    sdm_arg a = { SDM_ARG_DOUBLE, NULL, 0, d };
+    return a;
+}
+sdm_torch_status sdm_module_call_args(sdm_module *m, const char *method, const sdm_arg *args, int nargs,
+                                      sdm_tensor **out);
 /* dtype of the module's first float32/float16 parameter or buffer (SDM_F32
  * if none); float64 buffers (schedule tables) are not counted. For an
  * AOTInductor package: SDM_F16 if any of its constants is float16. */
@@ -99,15 +114,13 @@ void sdm_module_free(sdm_module **m);
 
 /* Copies host memory (contiguous, row-major) into a new tensor on dev.
  * ndim 0 makes a scalar (shape may then be NULL). */
-sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape,
-                                      int ndim, sdm_device dev, sdm_tensor **out);
-sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim,
-                                  sdm_device dev, sdm_tensor **out);
+sdm_torch_status sdm_tensor_from_host(const void *data, sdm_dtype dtype, const int64_t *shape, int ndim, sdm_device dev,
+                                      sdm_tensor **out);
+sdm_torch_status sdm_tensor_zeros(sdm_dtype dtype, const int64_t *shape, int ndim, sdm_device dev, sdm_tensor **out);
 /* Exactly torch.randn(shape, generator=torch.Generator().manual_seed(seed)),
  * float32, made on the CPU and then moved to dev. Like torch, only the low
  * 32 bits of the seed key the generator: s and s + 2^32 give the same noise. */
-sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim,
-                                  sdm_device dev, sdm_tensor **out);
+sdm_torch_status sdm_tensor_randn(uint64_t seed, const int64_t *shape, int ndim, sdm_device dev, sdm_tensor **out);
 /* A CPU generator: torch.Generator().manual_seed(seed). Each
  * sdm_generator_randn is the next torch.randn(shape, generator=g) of its
  * stream, float32, moved to dev: diffusers' initial latents and then its
@@ -122,9 +135,9 @@ sdm_torch_status sdm_tensor_clone(const sdm_tensor *t, sdm_tensor **out);
 sdm_torch_status sdm_tensor_to(const sdm_tensor *t, sdm_device dev, sdm_dtype dtype, sdm_tensor **out);
 
 int sdm_tensor_ndim(const sdm_tensor *t);
-int64_t sdm_tensor_dim(const sdm_tensor *t, int i);   /* negative i counts from the end; -1 if out of range */
+int64_t sdm_tensor_dim(const sdm_tensor *t, int i); /* negative i counts from the end; -1 if out of range */
 int64_t sdm_tensor_numel(const sdm_tensor *t);
-sdm_dtype sdm_tensor_dtype(const sdm_tensor *t);   /* SDM_DTYPE_COUNT: another type */
+sdm_dtype sdm_tensor_dtype(const sdm_tensor *t); /* SDM_DTYPE_COUNT: another type */
 sdm_device sdm_tensor_device(const sdm_tensor *t);
 
 /* Copies all elements (converted to dtype, contiguous) to host memory of
@@ -132,8 +145,7 @@ sdm_device sdm_tensor_device(const sdm_tensor *t);
 sdm_torch_status sdm_tensor_to_host(const sdm_tensor *t, sdm_dtype dtype, void *dst, size_t bytes);
 
 /* out = a*x + b*y (same shape; y may be NULL for out = a*x). */
-sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y,
-                                  sdm_tensor **out);
+sdm_torch_status sdm_tensor_axpby(double a, const sdm_tensor *x, double b, const sdm_tensor *y, sdm_tensor **out);
 /* In place: y = a*x + b*y. */
 sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_tensor *y);
 /* Spherical interpolation of the rows of the last dimension (per token row
@@ -142,8 +154,7 @@ sdm_torch_status sdm_tensor_axpby_(double a, const sdm_tensor *x, double b, sdm_
  * slerp: cos θ = <a/|a|, b/|b|>; |cos θ| > 0.9995 (or a zero row) gives
  * (1−t)a + t·b, else (sin((1−t)θ)·a + sin(tθ)·b) / sin θ. Computed in
  * float64, returned in a's dtype. */
-sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t,
-                                  int per_row, sdm_tensor **out);
+sdm_torch_status sdm_tensor_slerp(const sdm_tensor *a, const sdm_tensor *b, double t, int per_row, sdm_tensor **out);
 /* Concatenates along dim 0. */
 sdm_torch_status sdm_tensor_cat(sdm_tensor *const *ts, int n, sdm_tensor **out);
 /* Rows [start, start+len) of dim 0 (a copy). */
@@ -172,11 +183,11 @@ void sdm_tensor_free(sdm_tensor **t);
  * values into them (sdm_tensor_copy_) before a replay. Between begin and end
  * only device work is allowed: no host copies, no syncs. */
 typedef struct sdm_graph sdm_graph;
-int sdm_graphs_available(void);     /* 0 where this build has no CUDA graphs */
+int sdm_graphs_available(void); /* 0 where this build has no CUDA graphs */
 sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out);
 sdm_torch_status sdm_capture_end(sdm_graph *g);
 sdm_torch_status sdm_graph_replay(sdm_graph *g);
-void sdm_graph_free(sdm_graph **g);   /* also ends a capture left open */
+void sdm_graph_free(sdm_graph **g); /* also ends a capture left open */
 /* dst ← src in place (same shape; converts dtype), asynchronously on the device. */
 sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src);
 /* Rows [dst_row, dst_row + n) of dst ← rows [src_row, src_row + n) of src,

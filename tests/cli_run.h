@@ -131,7 +131,7 @@ static inline int run_program(const char *path, char *const argv[], const char *
         if (n <= 0)
             break;
         if (room)
-            got += (size_t)n;     /* past the buffer: read on, so the child never blocks */
+            got += (size_t)n; /* past the buffer: read on, so the child never blocks */
     }
     out[got] = '\0';
     close(fds[0]);
@@ -182,7 +182,7 @@ static inline int wait_catches(pid_t pid, int sig, int seconds)
 
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     for (int i = 0; i < seconds * 100; i++) {
-        int fd = open(path, O_RDONLY);      /* a /proc file says its size is 0: read it */
+        int fd = open(path, O_RDONLY); /* a /proc file says its size is 0: read it */
         ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
         if (fd >= 0)
             close(fd);

@@ -26,8 +26,10 @@ static int keyframe_frames(const sdm_plan *p, int *at, int max)
 static void test_90_bpm_loop(void)
 {
     sdm_error err;
-    sdm_recipe *r = load("bpm: 90\nfps: 12\nloop: cycle\nkeyframes:\n  - prompt: a\n    beats: 10\n"
-                         "  - prompt: b\n    beats: 11\n  - prompt: c\n    beats: 11\n", &err);
+    sdm_recipe *r = load(
+        "bpm: 90\nfps: 12\nloop: cycle\nkeyframes:\n  - prompt: a\n    beats: 10\n"
+        "  - prompt: b\n    beats: 11\n  - prompt: c\n    beats: 11\n",
+        &err);
     sdm_plan p;
     int at[8], n;
 
@@ -38,12 +40,12 @@ static void test_90_bpm_loop(void)
     }
     CHECK(sdm_plan_make(r, &p, &err) == 0);
     CHECK_INT(p.n_sequence, 256);
-    CHECK_NEAR(p.n_sequence / p.fps * r->bpm / 60, 32, 1e-12);       /* exactly 32 beats */
+    CHECK_NEAR(p.n_sequence / p.fps * r->bpm / 60, 32, 1e-12); /* exactly 32 beats */
     n = keyframe_frames(&p, at, 8);
     CHECK_INT(n, 3);
-    CHECK_INT(at[0], 0);        /* beat 0 */
-    CHECK_INT(at[1], 80);       /* beat 10 */
-    CHECK_INT(at[2], 168);      /* beat 21; beat 32 is frame 256, the loop's frame 0 */
+    CHECK_INT(at[0], 0); /* beat 0 */
+    CHECK_INT(at[1], 80); /* beat 10 */
+    CHECK_INT(at[2], 168); /* beat 21; beat 32 is frame 256, the loop's frame 0 */
     sdm_plan_free(&p);
     sdm_recipe_free(&r);
 }
@@ -66,7 +68,7 @@ static void test_no_drift(void)
     if (!r)
         return;
     CHECK(sdm_plan_make(r, &p, &err) == 0);
-    CHECK_INT(p.n_sequence, 288);               /* 40 beats * 7.2 */
+    CHECK_INT(p.n_sequence, 288); /* 40 beats * 7.2 */
     n = keyframe_frames(&p, at, 64);
     CHECK_INT(n, 40);
     for (int i = 0; i < n; i++)
@@ -80,27 +82,31 @@ static void test_no_drift(void)
 static void test_hold_and_pingpong(void)
 {
     sdm_error err;
-    sdm_recipe *r = load("bpm: 120\nfps: 8\nloop: pingpong\nkeyframes:\n  - prompt: a\n    beats: 4\n    hold: 3\n"
-                         "  - prompt: b\n    beats: 2\n  - c\n", &err);
+    sdm_recipe *r = load(
+        "bpm: 120\nfps: 8\nloop: pingpong\nkeyframes:\n  - prompt: a\n    beats: 4\n    hold: 3\n"
+        "  - prompt: b\n    beats: 2\n  - c\n",
+        &err);
     sdm_plan p;
     int at[8];
 
     CHECK(r != NULL);
     if (!r)
         return;
-    CHECK_INT(r->keyframes[0].frames, 13);      /* 4 beats = 16 frames, 3 of them the hold */
+    CHECK_INT(r->keyframes[0].frames, 13); /* 4 beats = 16 frames, 3 of them the hold */
     CHECK_INT(r->keyframes[1].frames, 8);
     CHECK(sdm_plan_make(r, &p, &err) == 0);
-    CHECK_INT(keyframe_frames(&p, at, 8), 4);          /* a, b, c, b on the way back; a starts the repeat */
-    CHECK(at[1] == 16 && at[2] == 24 && at[3] == 32);  /* beats 4, 6 and 8 */
-    CHECK_INT(p.n_sequence, 48 - 3);            /* 12 beats, less the hold not repeated at the seam */
+    CHECK_INT(keyframe_frames(&p, at, 8), 4); /* a, b, c, b on the way back; a starts the repeat */
+    CHECK(at[1] == 16 && at[2] == 24 && at[3] == 32); /* beats 4, 6 and 8 */
+    CHECK_INT(p.n_sequence, 48 - 3); /* 12 beats, less the hold not repeated at the seam */
     sdm_plan_free(&p);
     sdm_recipe_free(&r);
 }
 
 static void test_refusals(void)
 {
-    static const struct { const char *text, *msg; } cases[] = {
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
         { "keyframes:\n  - prompt: a\n    beats: 3\n  - b\n", "beats.yaml:3:5: 'beats' needs 'bpm'" },
         { "beats: 3\nkeyframes:\n  - a\n  - b\n", "beats.yaml:1:1: 'beats' needs 'bpm'" },
         { "bpm: 120\nkeyframes:\n  - prompt: a\n    frames: 3\n  - b\n", "beats.yaml:4:5: 'frames': with 'bpm'" },

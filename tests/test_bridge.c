@@ -22,12 +22,22 @@ static uint8_t *frames_of(const char *name, long *n)
 static void test_bridge_examples(void)
 {
     char a_out[PATH_MAX + 64], b_out[PATH_MAX + 64], br_out[PATH_MAX + 64], out[16384];
-    char *first_a[] = { "sdmorph", "render", "recipes/face-morph.yaml", "--frames", "0", "-o", a_out, "--device",
-                        "cpu", "-q", NULL };
-    char *first_b[] = { "sdmorph", "render", "recipes/pingpong.yaml", "--frames", "0", "-o", b_out, "--device",
-                        "cpu", "-q", NULL };
-    char *bridge[] = { "sdmorph", "bridge", "recipes/face-morph.yaml", "recipes/pingpong.yaml", "--frames", "4",
-                       "-o", br_out, "--device", "cpu", "-q", NULL };
+    char *first_a[] = { "sdmorph", "render", "recipes/face-morph.yaml", "--frames", "0", "-o", a_out, "--device", "cpu",
+                        "-q",      NULL };
+    char *first_b[] = { "sdmorph", "render", "recipes/pingpong.yaml", "--frames", "0", "-o", b_out, "--device", "cpu",
+                        "-q",      NULL };
+    char *bridge[] = { "sdmorph",
+                       "bridge",
+                       "recipes/face-morph.yaml",
+                       "recipes/pingpong.yaml",
+                       "--frames",
+                       "4",
+                       "-o",
+                       br_out,
+                       "--device",
+                       "cpu",
+                       "-q",
+                       NULL };
     uint8_t *a, *b, *br;
     long na, nb, nbr;
 
@@ -67,9 +77,13 @@ static void test_beats_and_refusals(const char *model)
         { "sdmorph", "bridge", "A", "B", NULL },
         { "sdmorph", "bridge", "A", "OTHER", "-o", NULL },
     };
-    static const char *const messages[] = { "differ in size (width, height)", "differ in sampler", "is a walk",
-                                            "--beats needs a bpm", "--frames and --beats together",
-                                            "at least one -o OUT", "a bridge needs one model" };
+    static const char *const messages[] = { "differ in size (width, height)",
+                                            "differ in sampler",
+                                            "is a walk",
+                                            "--beats needs a bpm",
+                                            "--frames and --beats together",
+                                            "at least one -o OUT",
+                                            "a bridge needs one model" };
     long n;
     uint8_t *f;
 
@@ -77,8 +91,10 @@ static void test_beats_and_refusals(const char *model)
     snprintf(b, sizeof b, "%s/b.yaml", tmp);
     snprintf(other, sizeof other, "%s/other.yaml", tmp);
     snprintf(o, sizeof o, "%s/beats.rgb", tmp);
-    snprintf(text, sizeof text, "model: %s\nwidth: 64\nheight: 64\nsteps: 4\nbpm: 120\nfps: 12\nkeyframes:\n"
-             "  - a quiet lake\n  - a storm\n", model);
+    snprintf(text, sizeof text,
+             "model: %s\nwidth: 64\nheight: 64\nsteps: 4\nbpm: 120\nfps: 12\nkeyframes:\n"
+             "  - a quiet lake\n  - a storm\n",
+             model);
     write_file(a, text);
     snprintf(text, sizeof text, "model: %s\nwidth: 64\nheight: 64\nsteps: 4\nkeyframes:\n  - a forest\n", model);
     write_file(b, text);
@@ -86,7 +102,7 @@ static void test_beats_and_refusals(const char *model)
     write_file(other, text);
     CHECK_INT(run(beats, out, sizeof out, NULL), 0);
     f = (uint8_t *)slurp_file(o, &n);
-    CHECK_INT(n, 13L * 64 * 64 * 3);            /* 2 beats at 120 bpm and 12 fps: 12 frames, then B's first */
+    CHECK_INT(n, 13L * 64 * 64 * 3); /* 2 beats at 120 bpm and 12 fps: 12 frames, then B's first */
     free(f);
     for (size_t i = 0; i < sizeof refusals / sizeof *refusals; i++) {
         char *argv[12];

@@ -75,7 +75,7 @@ static void test_default_model(void)
     rc = run_in(tmpdir, argv, out, sizeof out, NULL);
     if (stat(builtin, &st) == 0) {
         CHECK_INT(rc, 0);
-        CHECK(strncmp(out, "912 ", 4) == 0);       /* the analytic bundle's bos, then the prompt's ids */
+        CHECK(strncmp(out, "912 ", 4) == 0); /* the analytic bundle's bos, then the prompt's ids */
     } else {
         CHECK_INT(rc, 1);
         CHECK_CONTAINS(out, builtin);
@@ -117,7 +117,7 @@ static void test_bad_recipes(void)
     CHECK_INT(run(a2, out, sizeof out, NULL), 2);
     snprintf(want, sizeof want, "%s:2:1:", path);
     CHECK_CONTAINS(out, want);
-    CHECK_CONTAINS(out, "guidance");        /* did you mean */
+    CHECK_CONTAINS(out, "guidance"); /* did you mean */
 
     char *a3[] = { "sdmorph", "render", NULL };
     CHECK_INT(run(a3, out, sizeof out, NULL), 2);
@@ -158,8 +158,8 @@ static void copy_file(const char *from, const char *to, long limit)
 
 static void make_bundle(const char *dir, const char *yaml_from, const char *yaml_to)
 {
-    const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt",
-                                   "token_embedding.safetensors" };
+    const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
+                            "vocab.json",      "merges.txt", "token_embedding.safetensors" };
     char from[512], to[512];
     FILE *f;
     char text[4096];
@@ -253,7 +253,7 @@ static void test_bad_bundles(void)
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, file);
 
-    CHECK(stat(target, &st) != 0);      /* nothing was rendered, nothing written */
+    CHECK(stat(target, &st) != 0); /* nothing was rendered, nothing written */
     printf("bad bundles: last message: %s", out);
 }
 
@@ -342,7 +342,7 @@ static void test_aoti_bundles(void)
     write_file(file, "not a package either");
     CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     CHECK(stat(target, &st) == 0 && st.st_size > 0);
-    CHECK(strstr(out, ".pt2") == NULL);     /* not a word about them */
+    CHECK(strstr(out, ".pt2") == NULL); /* not a word about them */
 }
 
 static long render_rss(int frames)
@@ -352,8 +352,8 @@ static long render_rss(int frames)
 
     snprintf(path, sizeof path, "%s/rss%d.yaml", tmpdir, frames);
     snprintf(mp4, sizeof mp4, "%s/rss%d.mp4", tmpdir, frames);
-    snprintf(yaml, sizeof yaml,
-             "width: 192\nheight: 192\nsteps: 2\nframes: %d\nkeyframes:\n  - a city\n  - a forest\n", frames - 1);
+    snprintf(yaml, sizeof yaml, "width: 192\nheight: 192\nsteps: 2\nframes: %d\nkeyframes:\n  - a city\n  - a forest\n",
+             frames - 1);
     write_file(path, yaml);
     char *argv[] = { "sdmorph", "render", path, "-o", mp4, "-q", "--device", "cpu", NULL };
     if (run(argv, out, sizeof out, &rss) != 0) {

@@ -105,7 +105,7 @@ static void test_version_info(void)
     CHECK_CONTAINS(out, "prediction:     epsilon");
     CHECK_CONTAINS(out, "1000 training steps, scaled_linear");
     CHECK_CONTAINS(out, "unet (aoti):    none");
-    CHECK_CONTAINS(out, "checkpoint: the analytic test model");     /* the source: section */
+    CHECK_CONTAINS(out, "checkpoint: the analytic test model"); /* the source: section */
     CHECK(sdm_bundle_load(model, &b, &err) == 0);
     sdm_bundle_fingerprint(&b, fp, sizeof fp);
     CHECK_CONTAINS(out, fp);
@@ -121,7 +121,8 @@ static void test_paths(void)
     char out[16384];
 
     mkdir(at("scenes"), 0755);
-    write_file(at("scenes/a.yaml"), SMALL "frames: 2\noutput: renders/deep/a.mp4\ncontact_sheet: renders/a.png\n"
+    write_file(at("scenes/a.yaml"), SMALL
+               "frames: 2\noutput: renders/deep/a.mp4\ncontact_sheet: renders/a.png\n"
                "keyframes: [a, b]\n");
     CHECK_INT(sdm(out, sizeof out, "check", "-q", at("scenes/a.yaml"), NULL), 0);
     CHECK(!file_exists(at("scenes/renders")));
@@ -155,7 +156,9 @@ static void test_stills(void)
     long n;
     char *before, *after;
 
-    write_file(at("st.yaml"), "width: 96\nheight: 64\nsteps: 2\nframes: 4\noutput: st.mp4\ncontact_sheet: st.png\nkeyframes: [a, b]\n");
+    write_file(
+        at("st.yaml"),
+        "width: 96\nheight: 64\nsteps: 2\nframes: 4\noutput: st.mp4\ncontact_sheet: st.png\nkeyframes: [a, b]\n");
     CHECK_INT(sdm(out, sizeof out, "render", at("st.yaml"), "-q", "--device", "cpu", NULL), 0);
     before = slurp_file(at("st.mp4"), &n);
     CHECK_INT(sdm(out, sizeof out, "render", at("st.yaml"), "-q", "--frames", "2", "-o", at("pick.png"), NULL), 0);
@@ -164,21 +167,22 @@ static void test_stills(void)
     CHECK_INT(h, 64);
     CHECK(file_exists(at("pick.json")));
     after = slurp_file(at("st.mp4"), NULL);
-    CHECK(before && after && !memcmp(before, after, (size_t)n));      /* the recipe's video untouched */
+    CHECK(before && after && !memcmp(before, after, (size_t)n)); /* the recipe's video untouched */
     free(before);
     free(after);
     CHECK(!file_exists(at("st.frames-2.mp4")));
 
     /* one per frame: a %03d name, and a plain name numbered */
-    CHECK_INT(sdm(out, sizeof out, "render", at("st.yaml"), "-q", "--frames", "1-2", "-o", at("%s", "seq/f%03d.png"), NULL),
-              0);
+    CHECK_INT(
+        sdm(out, sizeof out, "render", at("st.yaml"), "-q", "--frames", "1-2", "-o", at("%s", "seq/f%03d.png"), NULL),
+        0);
     CHECK(png_size(at("seq/f001.png"), &w, &h) == 0);
     CHECK(png_size(at("seq/f002.png"), &w, &h) == 0);
     CHECK(!file_exists(at("seq/f000.png")));
     CHECK_INT(sdm(out, sizeof out, "render", at("st.yaml"), "-q", "-o", at("all.png"), NULL), 0);
     for (int i = 0; i < 5; i++)
         CHECK(png_size(at("all-%d.png", i), &w, &h) == 0);
-    CHECK_INT(count_entries(tmp, "all-"), 10);      /* 5 stills, 5 sidecars */
+    CHECK_INT(count_entries(tmp, "all-"), 10); /* 5 stills, 5 sidecars */
 
     /* a bad % is refused by check and render alike */
     CHECK_INT(sdm(out, sizeof out, "check", at("st.yaml"), "-o", at("%s", "bad%s.png"), NULL), 2);
@@ -204,8 +208,9 @@ static void test_overrides_sidecar(void)
     json_object *s, *r, *ov;
 
     write_file(at("ov.yaml"), "steps: 2\nframes: 2\noutput: ov.mp4\nkeyframes: [a, b]\n");
-    CHECK_INT(sdm(out, sizeof out, "render", at("ov.yaml"), "-q", "--device", "cpu", "--steps", "3", "--size",
-                  "64x72", "--seed", "9", "--sampler", "euler", "--set", "negative=blur", NULL), 0);
+    CHECK_INT(sdm(out, sizeof out, "render", at("ov.yaml"), "-q", "--device", "cpu", "--steps", "3", "--size", "64x72",
+                  "--seed", "9", "--sampler", "euler", "--set", "negative=blur", NULL),
+              0);
     s = sidecar(at("ov.json"));
     CHECK(s != NULL);
     CHECK_INT(json_object_get_int(get(s, "steps")), 3);
@@ -228,7 +233,8 @@ static void test_overrides_sidecar(void)
     CHECK_INT(json_object_get_int(get(r, "steps")), 3);
     CHECK(json_object_get_int(get(r, "batch")) >= 1);
     CHECK(json_object_get_double(get(r, "seconds")) > 0);
-    json_object_object_foreach(r, key, val) {
+    json_object_object_foreach(r, key, val)
+    {
         if (!val)
             fprintf(stderr, "render.%s is null\n", key);
         CHECK(val != NULL);
@@ -236,7 +242,7 @@ static void test_overrides_sidecar(void)
     json_object_put(s);
 
     /* errors name the option; check says the same as render */
-    const char *bad[][2] = { { "--steps", "0" }, { "--size", "64x60" }, { "--sampler", "dpm_fast" },
+    const char *bad[][2] = { { "--steps", "0" },        { "--size", "64x60" },       { "--sampler", "dpm_fast" },
                              { "--set", "guidence=3" }, { "--set", "keyframes=[]" }, { "--seed", "-1" } };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char want[64], check_out[16384];
@@ -254,7 +260,7 @@ static void test_overrides_sidecar(void)
     CHECK_INT(sdm(out, sizeof out, "check", "--json", at("ov.yaml"), "--set", "steps=4", NULL), 0);
     s = json_after(out);
     CHECK_INT(json_object_get_int(get(s, "steps")), 4);
-    CHECK_INT(json_object_get_int(get(s, "width")), 256);       /* the model's, not null */
+    CHECK_INT(json_object_get_int(get(s, "width")), 256); /* the model's, not null */
     json_object_put(s);
 }
 
@@ -269,7 +275,8 @@ static void test_several(void)
     write_file(at("r2.yaml"), SMALL "frames: 2\noutput: r2.gif\nkeyframes: [c, d]\n");
     write_file(at("r3.yaml"), SMALL "frames: 2\nguidence: 3\noutput: r3.mp4\nkeyframes: [e, f]\n");
     CHECK_INT(sdm(out, sizeof out, "render", at("r1.yaml"), at("r3.yaml"), at("r2.yaml"), "--device", "cpu", "-q",
-                  "--json", NULL), 2);
+                  "--json", NULL),
+              2);
     CHECK(file_exists(at("r1.mp4")));
     CHECK(file_exists(at("r2.gif")));
     CHECK(!file_exists(at("r3.mp4")));
@@ -294,8 +301,7 @@ static void test_several(void)
     }
     json_object_put(j);
     /* the two good ones share one model load: the second loads nothing */
-    CHECK_INT(sdm(out, sizeof out, "render", at("r1.yaml"), at("r2.yaml"), "--device", "cpu", "-q", "--json", NULL),
-              0);
+    CHECK_INT(sdm(out, sizeof out, "render", at("r1.yaml"), at("r2.yaml"), "--device", "cpu", "-q", "--json", NULL), 0);
     j = json_after(out);
     list = get(j, "recipes");
     CHECK(json_object_get_double(get(json_object_array_get_idx(list, 1), "load_seconds")) <
@@ -310,13 +316,14 @@ static void test_progress_log(void)
     int lines = 0;
 
     write_file(at("pg.yaml"), SMALL "frames: 8\noutput: pg.mp4\nkeyframes: [a, b]\n");
-    CHECK_INT(sdm(out, sizeof out, "render", at("pg.yaml"), "--device", "cpu", "--batch", "2", "--progress-every",
-                  "0", NULL), 0);
+    CHECK_INT(
+        sdm(out, sizeof out, "render", at("pg.yaml"), "--device", "cpu", "--batch", "2", "--progress-every", "0", NULL),
+        0);
     while ((c = strstr(c, "sdmorph: frame "))) {
         lines++;
         c++;
     }
-    CHECK(lines >= 5);          /* a line per batch of 2 (9 frames), and the last */
+    CHECK(lines >= 5); /* a line per batch of 2 (9 frames), and the last */
     CHECK(strchr(out, '\r') == NULL);
     CHECK_CONTAINS(out, "frame 9/9 (rendered 9/9)");
     CHECK_CONTAINS(out, "frames/s, ETA 0:00\n");
@@ -358,7 +365,8 @@ static void test_completion(void)
     snprintf(script, sizeof script,
              "source %s/completion/sdmorph.bash; cd %s/comp; c() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); "
              "COMPREPLY=(); _sdmorph; echo \"${COMPREPLY[*]}\"; }; c sdmorph re; c sdmorph render --sa; "
-             "c sdmorph render o; c sdmorph render a --sampler eu; c sdmorph check --js", cwd, tmp);
+             "c sdmorph render o; c sdmorph render a --sampler eu; c sdmorph check --js",
+             cwd, tmp);
     CHECK_INT(run_exec(argv, out, sizeof out), 0);
     CHECK_STR(out, "render\n--sampler\none.yaml\neuler euler_a\n--json\n");
 }

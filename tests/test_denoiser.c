@@ -20,7 +20,7 @@ typedef struct {
     sdm_denoiser *d;
     sdm_module *unet;
     const sdm_tensor *cond, *uncond;
-    sdm_tensor *x0c, *x0u;      /* the UNet's exact targets [1,4,H,W] */
+    sdm_tensor *x0c, *x0u; /* the UNet's exact targets [1,4,H,W] */
 } fixture;
 
 static int schedule(const fixture *f, sdm_sampler kind, int steps, sdm_schedule *s)

@@ -51,8 +51,8 @@ static void make_frame(int k, int w, int h, uint8_t *rgb)
     }
 }
 
-static int write_frames(const char *const *outs, int n_outs, const char *sheet,
-                        const sdm_sink_params *p, int n, int partial, sdm_error *err)
+static int write_frames(const char *const *outs, int n_outs, const char *sheet, const sdm_sink_params *p, int n,
+                        int partial, sdm_error *err)
 {
     sdm_sink *s = NULL;
     uint8_t *rgb = malloc((size_t)p->width * p->height * 3);
@@ -163,7 +163,7 @@ static void test_check_path(void)
     CHECK_INT(sdm_output_check("out/a", 0, &err), -1);
     CHECK_CONTAINS(err.msg, "no extension");
     memset(&err, 0, sizeof err);
-    CHECK_INT(sdm_output_check("out/a.png", 0, &err), 0);      /* a still */
+    CHECK_INT(sdm_output_check("out/a.png", 0, &err), 0); /* a still */
     memset(&err, 0, sizeof err);
     CHECK_INT(sdm_output_check("out/sheet.mp4", 1, &err), -1);
     CHECK_CONTAINS(err.msg, "use .png");
@@ -172,7 +172,8 @@ static void test_check_path(void)
     /* the messages list the table's extensions */
     memset(&err, 0, sizeof err);
     sdm_output_check("out/a.avi", 0, &err);
-    CHECK_STR(err.msg, "output 'out/a.avi': unknown extension '.avi', use .mp4, .gif, .rgb (raw frames) or .png "
+    CHECK_STR(err.msg,
+              "output 'out/a.avi': unknown extension '.avi', use .mp4, .gif, .rgb (raw frames) or .png "
               "(stills)");
     memset(&err, 0, sizeof err);
     sdm_output_check("s", 1, &err);
@@ -254,8 +255,8 @@ static void test_mp4(void)
     CHECK_STR(info.comment, p.comment);
     CHECK_INT(a.n, 48);
     CHECK(a.min_psnr >= 35.0);
-    printf("mp4 256x192 crf %d: min PSNR %.2f dB, mean %.2f dB, %ld bytes\n", p.crf, a.min_psnr,
-           a.sum_psnr / a.n, file_size(out));
+    printf("mp4 256x192 crf %d: min PSNR %.2f dB, mean %.2f dB, %ld bytes\n", p.crf, a.min_psnr, a.sum_psnr / a.n,
+           file_size(out));
     CHECK_INT(count_files(".tmp-"), 0);
 
     /* A fractional rate keeps its exact value: 30000/1001. */
@@ -271,8 +272,8 @@ static void test_mp4(void)
 }
 
 /* One GIF with the given settings; checks it and returns its mean PSNR. */
-static double check_gif_size(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n,
-                             int w, int h)
+static double check_gif_size(const char *name, sdm_gif_palette pal, sdm_gif_dither dither, double fps, int n, int w,
+                             int h)
 {
     const char *out = in_dir(name);
     sdm_sink_params p = sdm_sink_default_params();
@@ -302,9 +303,9 @@ static double check_gif_size(const char *name, sdm_gif_palette pal, sdm_gif_dith
     CHECK(info.max_colors <= 256);
     CHECK(a.min_psnr >= 25.0);
     CHECK_INT(info.moov_before_mdat, -1);
-    printf("gif %dx%d %s palette, %s dither: min PSNR %.2f dB, mean %.2f dB, %d colours max, %ld bytes\n",
-           w, h, sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), a.min_psnr,
-           a.n ? a.sum_psnr / a.n : 0, info.max_colors, file_size(out));
+    printf("gif %dx%d %s palette, %s dither: min PSNR %.2f dB, mean %.2f dB, %d colours max, %ld bytes\n", w, h,
+           sdm_gif_palette_name(pal), sdm_gif_dither_name(dither), a.min_psnr, a.n ? a.sum_psnr / a.n : 0,
+           info.max_colors, file_size(out));
     CHECK_INT(count_files(".tmp-"), 0);
     return a.n ? a.sum_psnr / a.n : 0;
 }
@@ -347,7 +348,11 @@ static void test_gif(void)
  * frame and per stream, ordered dither and error diffusion. */
 static void test_gif_threads(void)
 {
-    static const struct { sdm_gif_palette pal; sdm_gif_dither dither; int frames; } cases[] = {
+    static const struct {
+        sdm_gif_palette pal;
+        sdm_gif_dither dither;
+        int frames;
+    } cases[] = {
         { SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_BAYER, 23 },
         { SDM_GIF_PALETTE_FRAME, SDM_GIF_DITHER_SIERRA2_4A, 9 },
         { SDM_GIF_PALETTE_STREAM, SDM_GIF_DITHER_BAYER, 23 },
@@ -447,11 +452,10 @@ static const uint8_t *pixel(const image *im, int x, int y)
 
 /* The 3x5 glyphs as drawn: '#' is a white dot on the black label box. */
 static const char *const glyph_rows[10][5] = {
-    { "###", "#.#", "#.#", "#.#", "###" }, { ".#.", "##.", ".#.", ".#.", "###" },
-    { "###", "..#", "###", "#..", "###" }, { "###", "..#", ".##", "..#", "###" },
-    { "#.#", "#.#", "###", "..#", "..#" }, { "###", "#..", "###", "..#", "###" },
-    { "###", "#..", "###", "#.#", "###" }, { "###", "..#", ".#.", ".#.", ".#." },
-    { "###", "#.#", "###", "#.#", "###" }, { "###", "#.#", "###", "..#", "###" },
+    { "###", "#.#", "#.#", "#.#", "###" }, { ".#.", "##.", ".#.", ".#.", "###" }, { "###", "..#", "###", "#..", "###" },
+    { "###", "..#", ".##", "..#", "###" }, { "#.#", "#.#", "###", "..#", "..#" }, { "###", "#..", "###", "..#", "###" },
+    { "###", "#..", "###", "#.#", "###" }, { "###", "..#", ".#.", ".#.", ".#." }, { "###", "#.#", "###", "#.#", "###" },
+    { "###", "#.#", "###", "..#", "###" },
 };
 
 /* Checks that the label at (x0, y0), one pixel a dot, reads `number`. */
@@ -540,7 +544,7 @@ static void test_sheet(void)
         CHECK(label_reads(&im, x0, y0, k));
     }
     CHECK(worst >= 45);
-    CHECK(!label_reads(&im, 2 + 66, 2, 7));     /* the check can fail */
+    CHECK(!label_reads(&im, 2 + 66, 2, 7)); /* the check can fail */
     free(ref);
 
     /* 100 frames of 512x384: thumbnails shrink so the sheet stays <= 4096 px. */
@@ -803,7 +807,7 @@ static void full_disk(sdm_gif_palette palette, const char *const *outs, int n_ou
         int rc = 3;
 
         close(fds[0]);
-        alarm(120);                         /* a hang fails the test instead of blocking it */
+        alarm(120); /* a hang fails the test instead of blocking it */
         signal(SIGXFSZ, SIG_IGN);
         setrlimit(RLIMIT_FSIZE, &rl);
         if (sdm_sink_open(outs, n_outs, NULL, &p, &s, &err) == 0) {
@@ -811,7 +815,7 @@ static void full_disk(sdm_gif_palette palette, const char *const *outs, int n_ou
             for (int k = 0; k < 40 && !failed; k++) {
                 for (int i = 0; i < 256 * 256 * 3; i++) {
                     x = x * 1664525u + 1013904223u;
-                    rgb[i] = (uint8_t)(x >> 24);    /* noise: incompressible */
+                    rgb[i] = (uint8_t)(x >> 24); /* noise: incompressible */
                 }
                 failed = sdm_sink_push(s, rgb, &err) < 0;
             }
@@ -960,7 +964,7 @@ static void test_bad_settings(void)
     CHECK(s == NULL);
     CHECK_INT(count_files(".tmp-"), 0);
     CHECK(file_size(out) < 0);
-    sdm_sink_free(&s);              /* NULL-safe */
+    sdm_sink_free(&s); /* NULL-safe */
 }
 
 static void remove_dir(void)

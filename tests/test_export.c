@@ -55,11 +55,13 @@ static void test_source(void)
     sdm_error err = { 0 };
     FILE *f;
 
-    make_bundle("with-source", "source:\n  exporter: \"export_sd.py 2\"\n"
+    make_bundle("with-source",
+                "source:\n  exporter: \"export_sd.py 2\"\n"
                 "  checkpoint: \"dream: #8.safetensors\"\n  checkpoint_sha256: \"0123abcd\"\n"
                 "  vae: \"ft-mse.vae.pt\"\n  vae_sha256: \"feed\"\n"
                 "  loras:\n    - file: \"ink.safetensors\"\n      scale: 0.8\n      sha256: \"aa\"\n"
-                "    - file: \"fog.safetensors\"\n      scale: -1.5\n      sha256: \"bb\"\n", dir, sizeof dir);
+                "    - file: \"fog.safetensors\"\n      scale: -1.5\n      sha256: \"bb\"\n",
+                dir, sizeof dir);
     CHECK_INT(sdm_bundle_load(dir, &b, &err), 0);
     if (err.code)
         fprintf(stderr, "%s\n", err.msg);
@@ -76,11 +78,12 @@ static void test_source(void)
         sdm_bundle_print_source(&b, f);
         fclose(f);
     }
-    CHECK_STR(printed, "  exported by: export_sd.py 2\n"
-                       "  checkpoint: dream: #8.safetensors  sha256 0123abcd\n"
-                       "  vae: ft-mse.vae.pt  sha256 feed\n"
-                       "  lora: ink.safetensors at scale 0.8  sha256 aa\n"
-                       "  lora: fog.safetensors at scale -1.5  sha256 bb\n");
+    CHECK_STR(printed,
+              "  exported by: export_sd.py 2\n"
+              "  checkpoint: dream: #8.safetensors  sha256 0123abcd\n"
+              "  vae: ft-mse.vae.pt  sha256 feed\n"
+              "  lora: ink.safetensors at scale 0.8  sha256 aa\n"
+              "  lora: fog.safetensors at scale -1.5  sha256 bb\n");
 
     /* older bundles have none: nothing is printed */
     make_bundle("no-source", "", dir, sizeof dir);

@@ -7,7 +7,7 @@
 
 static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
 
-enum { FRAME = 2 * 2 * 3 };     /* a 2x2 RGB frame */
+enum { FRAME = 2 * 2 * 3 }; /* a 2x2 RGB frame */
 
 /* [n,4,1,1] latents whose row j holds j everywhere. */
 static sdm_tensor *row_latents(int n)
@@ -105,7 +105,7 @@ static void test_budget(void)
     CHECK_INT(sdm_frame_cache_remaining(c, 2), 0);
 end:
     CHECK_INT(err.code, 0);
-    sdm_frame_cache_free(&c);   /* still holds renders 1 and 3 */
+    sdm_frame_cache_free(&c); /* still holds renders 1 and 3 */
     CHECK(c == NULL);
     sdm_tensor_free(&lat);
 }
@@ -137,7 +137,7 @@ static void test_latents_only(void)
     CHECK(sdm_frame_cache_latent(c, 1) == NULL);
 end:
     sdm_frame_cache_free(&c);
-    sdm_frame_cache_free(&c);   /* a second free is harmless */
+    sdm_frame_cache_free(&c); /* a second free is harmless */
     sdm_tensor_free(&lat);
 }
 

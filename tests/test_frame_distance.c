@@ -70,7 +70,7 @@ static void test_ssim_by_hand(void)
     CHECK(fabs(sdm_ssim_rgb(s, a, b)) < 0.2);
     sdm_ssim_free(&s);
     CHECK(s == NULL);
-    sdm_ssim_free(&s);          /* NULL-safe */
+    sdm_ssim_free(&s); /* NULL-safe */
     /* too small for one window */
     CHECK(sdm_ssim_new(10, 64) == NULL);
     CHECK(sdm_ssim_new(64, 10) == NULL);
@@ -102,7 +102,7 @@ static void test_distance_linear(void)
         d[k - 1] = sdm_ssim_distance(sdm_ssim_luma(s, y0, y1));
     }
     CHECK(d[0] > 0);
-    CHECK_NEAR(d[1] / d[0], 2.0, 0.02);     /* (1 - SSIM would give 4 and 9) */
+    CHECK_NEAR(d[1] / d[0], 2.0, 0.02); /* (1 - SSIM would give 4 and 9) */
     CHECK_NEAR(d[2] / d[0], 3.0, 0.05);
     sdm_ssim_free(&s);
 }
@@ -165,8 +165,9 @@ static int numpy_reference(int w, int h, const uint8_t *a, const uint8_t *b, dou
 static int have_numpy(void)
 {
     return access("/usr/bin/python3", X_OK) == 0 &&
-           system("/usr/bin/python3 -c 'import numpy; numpy.lib.stride_tricks.sliding_window_view' "
-                  ">/dev/null 2>&1") == 0;
+           system(
+               "/usr/bin/python3 -c 'import numpy; numpy.lib.stride_tricks.sliding_window_view' "
+               ">/dev/null 2>&1") == 0;
 }
 
 static void test_ssim_numpy(void)
@@ -183,9 +184,9 @@ static void test_ssim_numpy(void)
         sdm_ssim *s = sdm_ssim_new(W, H);
         noise_rgb(a, sizeof a, 11);
         if (c == 0) {
-            noise_rgb(b, sizeof b, 12);             /* unrelated */
+            noise_rgb(b, sizeof b, 12); /* unrelated */
         } else {
-            memcpy(b, a, sizeof b);                 /* a smooth ramp added, then a few changed pixels */
+            memcpy(b, a, sizeof b); /* a smooth ramp added, then a few changed pixels */
             for (size_t i = 0; i < sizeof b; i++)
                 b[i] = (uint8_t)(b[i] / 2 + (i / 3) % W * 3 + (c == 2 && i % 97 == 0 ? 40 : 0));
         }

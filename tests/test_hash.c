@@ -36,7 +36,7 @@ static void test_file_fingerprint(void)
     fputs("hello\n", f);
     fclose(f);
     sdm_file_fingerprint(path, hex, sizeof hex);
-    CHECK_STR(hex, "a9bc80cca21f28b3");     /* FNV-1a 64 of "hello\n" */
+    CHECK_STR(hex, "a9bc80cca21f28b3"); /* FNV-1a 64 of "hello\n" */
     unlink(path);
     sdm_file_fingerprint(path, hex, sizeof hex);
     CHECK_STR(hex, "0000000000000000");
@@ -96,7 +96,7 @@ static void test_enum_table(void)
     char list[64];
     int v = -7;
 
-    CHECK_STR(sdm_enum_name(&colours, GREEN), "green");     /* the first entry, never the alias */
+    CHECK_STR(sdm_enum_name(&colours, GREEN), "green"); /* the first entry, never the alias */
     CHECK_STR(sdm_enum_name(&colours, 4), "?");
     CHECK_STR(sdm_enum_name(&one, BLUE), "none");
     CHECK_INT(sdm_enum_parse(&colours, "verde", &v), 0);
@@ -104,15 +104,15 @@ static void test_enum_table(void)
     CHECK_INT(sdm_enum_parse(&colours, "blue", &v), 0);
     CHECK_INT(v, BLUE);
     v = -7;
-    CHECK_INT(sdm_enum_parse(&colours, "Blue", &v), -1);    /* exact: names are case-sensitive */
+    CHECK_INT(sdm_enum_parse(&colours, "Blue", &v), -1); /* exact: names are case-sensitive */
     CHECK_INT(sdm_enum_parse(&colours, NULL, &v), -1);
     CHECK_INT(sdm_enum_parse(&colours, "", &v), -1);
-    CHECK_INT(v, -7);                                        /* untouched on failure */
+    CHECK_INT(v, -7); /* untouched on failure */
     sdm_enum_list(&colours, list, sizeof list);
     CHECK_STR(list, "red, green or blue");
     sdm_enum_list(&one, list, sizeof list);
     CHECK_STR(list, "red");
-    sdm_enum_list(&colours, list, 6);                       /* cut, still a string */
+    sdm_enum_list(&colours, list, 6); /* cut, still a string */
     CHECK_STR(list, "red, ");
 }
 

@@ -61,9 +61,10 @@ static buf png(const char *type, const void *head, size_t hn, const char *text, 
     return b;
 }
 
-static const char A1111[] = "a castle on a hill, (fog:1.3)\n  more words  \nNegative prompt: blurry, lowres\n"
-                            "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3405691582, "
-                            "Size: 512x768, Model hash: abc, Lora hashes: \"grim: 1a2b, fog: 3c4d\", Clip skip: 2";
+static const char A1111[] =
+    "a castle on a hill, (fog:1.3)\n  more words  \nNegative prompt: blurry, lowres\n"
+    "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3405691582, "
+    "Size: 512x768, Model hash: abc, Lora hashes: \"grim: 1a2b, fog: 3c4d\", Clip skip: 2";
 
 static void test_chunks(void)
 {
@@ -146,7 +147,8 @@ static const char COMFY[] =
     "\"sampler_name\": \"euler_ancestral\", \"scheduler\": \"normal\", \"positive\": [\"6\", 0], "
     "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}},"
     "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 768, \"height\": 512, \"batch_size\": 1}},"
-    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a \\\"grim\\\" tower\", \"clip\": [\"4\", 1]}},"
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"a \\\"grim\\\" tower\", \"clip\": [\"4\", "
+    "1]}},"
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", \"clip\": [\"4\", 1]}},"
     "\"8\": {\"class_type\": \"CLIPSetLastLayer\", \"inputs\": {\"stop_at_clip_layer\": -2}}}";
 
@@ -172,8 +174,8 @@ static void test_comfyui(void)
     CHECK_CONTAINS(out, "    clip_skip: 2\n");
     sdm_image_params_clear(&p);
     /* two samplers: not simple */
-    CHECK(sdm_image_params_comfyui("{\"1\": {\"class_type\": \"KSampler\"}, \"2\": {\"class_type\": \"KSampler\"}}",
-                                   &p, &err) != 0);
+    CHECK(sdm_image_params_comfyui("{\"1\": {\"class_type\": \"KSampler\"}, \"2\": {\"class_type\": \"KSampler\"}}", &p,
+                                   &err) != 0);
     CHECK_CONTAINS(err.msg, "2 sampler nodes");
     memset(&err, 0, sizeof err);
     CHECK(sdm_image_params_comfyui("[1, 2", &p, &err) != 0);

@@ -13,14 +13,14 @@
 
 static void test_mix_of(void)
 {
-    sdm_mix m = sdm_mix_of(3, 3, 0.5, SDM_INTERP_SLERP);       /* the same input: alone */
+    sdm_mix m = sdm_mix_of(3, 3, 0.5, SDM_INTERP_SLERP); /* the same input: alone */
 
     CHECK(m.a == 3 && m.b == 3 && m.t == 0 && m.how == SDM_INTERP_LERP);
     m = sdm_mix_of(3, 4, 0.0, SDM_INTERP_SLERP);
     CHECK(m.a == 3 && m.b == 3 && m.t == 0 && m.how == SDM_INTERP_LERP);
     m = sdm_mix_of(3, 4, -0.0, SDM_INTERP_SLERP);
     CHECK(m.a == 3 && m.b == 3 && m.t == 0);
-    m = sdm_mix_of(3, 4, 1.0, SDM_INTERP_SLERP);                /* b alone */
+    m = sdm_mix_of(3, 4, 1.0, SDM_INTERP_SLERP); /* b alone */
     CHECK(m.a == 4 && m.b == 4 && m.t == 0 && m.how == SDM_INTERP_LERP);
     m = sdm_mix_of(3, 4, 0.25, SDM_INTERP_SLERP);
     CHECK(m.a == 3 && m.b == 4 && m.t == 0.25 && m.how == SDM_INTERP_SLERP);
@@ -29,8 +29,9 @@ static void test_mix_of(void)
 /* Text ids: the first keyframe with the same prompt (negative as read). */
 static void test_text_ids(void)
 {
-    static const char text[] = "negative: n\nkeyframes:\n  - {prompt: a, negative: n}\n  - {prompt: b}\n"
-                               "  - {prompt: a, negative: m}\n  - {prompt: b, negative: m}\n";
+    static const char text[] =
+        "negative: n\nkeyframes:\n  - {prompt: a, negative: n}\n  - {prompt: b}\n"
+        "  - {prompt: a, negative: m}\n  - {prompt: b, negative: m}\n";
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_text_ids ids = { 0 };
@@ -140,12 +141,15 @@ static void generate(uint64_t *state, char *text, size_t size)
     len += snprintf(text + len, size - (size_t)len, "keyframes:\n");
     n = 2 + (int)(next(state) % 4);
     for (int i = 0; i < n; i++) {
-        len += snprintf(text + len, size - (size_t)len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, "
-                        "interp: %s, seed: %d, guidance: %d, clip_skip: %d%s}\n", (int)(next(state) % 2),
-                        1 + (int)(next(state) % 3), (int)(next(state) % 4 == 0), eases[next(state) % 3],
-                        interps[next(state) % 2], (int)(next(state) % 2), 5 + (int)(next(state) % 4 == 0),
-                        1 + (int)(next(state) % 4 == 0),
-                        next(state) % 3 ? "" : next(state) % 2 ? ", negative: x" : ", negative: z");
+        len += snprintf(text + len, size - (size_t)len,
+                        "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, "
+                        "interp: %s, seed: %d, guidance: %d, clip_skip: %d%s}\n",
+                        (int)(next(state) % 2), 1 + (int)(next(state) % 3), (int)(next(state) % 4 == 0),
+                        eases[next(state) % 3], interps[next(state) % 2], (int)(next(state) % 2),
+                        5 + (int)(next(state) % 4 == 0), 1 + (int)(next(state) % 4 == 0),
+                        next(state) % 3   ? ""
+                        : next(state) % 2 ? ", negative: x"
+                                          : ", negative: z");
     }
 }
 
@@ -196,11 +200,11 @@ static void test_key_agreement(sdm_engine *e)
                 /* a transition and its way back at mirrored weights can come out alike */
                 alike_unmerged += !equal && same;
                 if (equal != (p.sequence[i] == p.sequence[j]) || (equal && !same))
-                    fprintf(stderr, "frames %d and %d: equal inputs %d, same render %d, same conditioning %d in\n%s",
-                            i, j, equal, p.sequence[i] == p.sequence[j], same, text);
+                    fprintf(stderr, "frames %d and %d: equal inputs %d, same render %d, same conditioning %d in\n%s", i,
+                            j, equal, p.sequence[i] == p.sequence[j], same, text);
             }
         }
-next:
+    next:
         for (int i = 0; c && i < p.n_sequence; i++)
             free(c[i].v);
         free(c);
@@ -210,10 +214,12 @@ next:
         sdm_plan_free(&p);
         sdm_recipe_free(&r);
     }
-    printf("key agreement: %d plans, %d pairs of frames with equal inputs; %d pairs with other inputs "
-           "came out alike (mirrored weights)\n", plans, equal_pairs, alike_unmerged);
+    printf(
+        "key agreement: %d plans, %d pairs of frames with equal inputs; %d pairs with other inputs "
+        "came out alike (mirrored weights)\n",
+        plans, equal_pairs, alike_unmerged);
     CHECK_INT(plans, 60);
-    CHECK(equal_pairs > 100);       /* the generator makes many: the checks below are not vacuous */
+    CHECK(equal_pairs > 100); /* the generator makes many: the checks below are not vacuous */
     CHECK_INT(planner_wrong, 0);
     CHECK_INT(conditioner_wrong, 0);
 }

@@ -14,23 +14,24 @@
 #include "test.h"
 
 static char tmp[] = "/tmp/sdm-limits-XXXXXX";
-static char row_dir[PATH_MAX];      /* tmp/rowN: each row's recipe and outputs */
+static char row_dir[PATH_MAX]; /* tmp/rowN: each row's recipe and outputs */
 static char model[PATH_MAX], vae16[PATH_MAX + 16], bad_betas[PATH_MAX + 16], ddpm[PATH_MAX + 16],
     bad_spacing[PATH_MAX + 16];
 
 typedef struct {
-    const char *what;       /* the limit, for the table */
-    const char *keys;       /* recipe keys; width 64, height 64, steps 2, frames 2 unless given */
-    const char *body;       /* keyframes or walk; NULL: two keyframes */
-    const char *out;        /* the output in the row's folder, or @special (below); given in
+    const char *what; /* the limit, for the table */
+    const char *keys; /* recipe keys; width 64, height 64, steps 2, frames 2 unless given */
+    const char *body; /* keyframes or walk; NULL: two keyframes */
+    const char *out; /* the output in the row's folder, or @special (below); given in
                                the recipe's output: list, except @16 and @17 (-o) */
-    const char *args[4];    /* more options for both commands */
-    int want;               /* exit status of both */
+    const char *args[4]; /* more options for both commands */
+    int want; /* exit status of both */
 } limit_row;
 
 #define ONE "--frames", "0"
-#define ELEVEN "keyframes:\n  - prompt: k0\n    frames: 99999\n  - k1\n  - k2\n  - k3\n  - k4\n  - k5\n  - k6\n" \
-               "  - k7\n  - k8\n  - k9\n  - k10\n"
+#define ELEVEN                                                                                        \
+    "keyframes:\n  - prompt: k0\n    frames: 99999\n  - k1\n  - k2\n  - k3\n  - k4\n  - k5\n  - k6\n" \
+    "  - k7\n  - k8\n  - k9\n  - k10\n"
 
 static const limit_row rows[] = {
     { "width", "width: 56\n", NULL, "t.mp4", { 0 }, 2 },
@@ -228,7 +229,10 @@ static void row_recipe(const limit_row *row, const char *list, char *text, size_
     /* @tmp, @vae16, ...: the row's folder, the bundles made for the table */
     const struct {
         const char *token, *with;
-    } subst[] = { { "@tmp", row_dir }, { "@vae16", vae16 }, { "@bad_betas", bad_betas }, { "@ddpm", ddpm },
+    } subst[] = { { "@tmp", row_dir },
+                  { "@vae16", vae16 },
+                  { "@bad_betas", bad_betas },
+                  { "@ddpm", ddpm },
                   { "@bad_spacing", bad_spacing } };
 
     text[0] = '\0';
@@ -298,8 +302,8 @@ static int run_row(const limit_row *row, const char *recipe, char **o, int n_out
 /* A bundle: the analytic one's files, model.yaml with `from` replaced by `to`. */
 static void bundle(char *dir, const char *from, const char *to)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt",
-                                   "token_embedding.safetensors" };
+    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
     char src[PATH_MAX + 32], dst[PATH_MAX + 32];
     long n;
     char *yaml, *hit;

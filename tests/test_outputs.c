@@ -101,8 +101,8 @@ static void copy(const char *from, const char *to)
 /* A copy of the analytic bundle in tmp/NAME, model.yaml with `from` replaced by `to`. */
 static char *bundle_copy(const char *name, const char *from, const char *to)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt", "vae_decoder.pt", "vocab.json", "merges.txt",
-                                   "token_embedding.safetensors" };
+    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
     char *dir = at("%s", name), src[PATH_MAX + 32], dst[PATH_MAX + 32];
     long n;
     char *yaml, *hit;
@@ -147,8 +147,10 @@ static void test_outputs_never_inputs(void)
     char out[8192], recipe_json[PATH_MAX + 256], *recipe = at("forest.json"), *gif = at("scene.gif"), *m;
     char text[PATH_MAX + 256];
 
-    snprintf(recipe_json, sizeof recipe_json, "{\"width\": 64, \"height\": 64, \"steps\": 2, \"frames\": 2, "
-             "\"output\": \"%s\", \"keyframes\": [\"a city\", \"a forest\"]}\n", at("forest.mp4"));
+    snprintf(recipe_json, sizeof recipe_json,
+             "{\"width\": 64, \"height\": 64, \"steps\": 2, \"frames\": 2, "
+             "\"output\": \"%s\", \"keyframes\": [\"a city\", \"a forest\"]}\n",
+             at("forest.mp4"));
     write_file(recipe, recipe_json);
     CHECK_INT(sdm(out, sizeof out, "check", "-q", recipe, NULL), 2);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 2);
@@ -176,8 +178,8 @@ static void test_outputs_never_inputs(void)
     /* -o MODEL/vocab.mp4: its sidecar would be the model's vocab.json */
     m = bundle_copy("vocab-model", NULL, NULL);
     write_file(at("plain.yaml"), SMALL "frames: 2\nkeyframes: [a, b]\n");
-    CHECK_INT(render(out, sizeof out, "render", at("plain.yaml"), "--model", m, "-o", at("vocab-model/vocab.mp4"),
-                     NULL), 2);
+    CHECK_INT(
+        render(out, sizeof out, "render", at("plain.yaml"), "--model", m, "-o", at("vocab-model/vocab.mp4"), NULL), 2);
     CHECK_CONTAINS(out, "the model file");
     {
         char a[PATH_MAX + 32], b[PATH_MAX + 32];
@@ -193,8 +195,8 @@ static void test_frames_keep_full_render(void)
 {
     char out[8192], text[2048], *recipe = at("sheet.yaml");
 
-    snprintf(text, sizeof text, SMALL "frames: 6\noutput: %s\ncontact_sheet: %s\nkeyframes: [a, b]\n",
-             at("sheet.mp4"), at("sheet.png"));
+    snprintf(text, sizeof text, SMALL "frames: 6\noutput: %s\ncontact_sheet: %s\nkeyframes: [a, b]\n", at("sheet.mp4"),
+             at("sheet.png"));
     write_file(recipe, text);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 0);
     copy(at("sheet.png"), at("sheet-before.png"));
@@ -234,7 +236,7 @@ static void test_disk_full_before_sidecar(void)
         long nv = 0, ns = 0;
         free(slurp_file(at("full/d.mp4"), &nv));
         free(slurp_file(at("full/d.json"), &ns));
-        CHECK(nv > 0 && nv < 60 * 1024 && ns > 60 * 1024);     /* the premise: the video fits, the sidecar not */
+        CHECK(nv > 0 && nv < 60 * 1024 && ns > 60 * 1024); /* the premise: the video fits, the sidecar not */
     }
     snprintf(text, sizeof text, SMALL "frames: 601\noutput: %s\nkeyframes: [a, b]\n", at("full/d.mp4"));
     write_file(recipe, text);
@@ -242,7 +244,7 @@ static void test_disk_full_before_sidecar(void)
     getrlimit(RLIMIT_FSIZE, &old);
     small = old;
     small.rlim_cur = 60 * 1024;
-    signal(SIGXFSZ, SIG_IGN);       /* ignored across exec: writes past the limit fail with EFBIG */
+    signal(SIGXFSZ, SIG_IGN); /* ignored across exec: writes past the limit fail with EFBIG */
     setrlimit(RLIMIT_FSIZE, &small);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 1);
     setrlimit(RLIMIT_FSIZE, &old);
@@ -285,14 +287,14 @@ static void test_frames_names_distinct(void)
 {
     char out[8192], text[1024], a[400] = "", b[400], *recipe = at("sel.yaml");
 
-    for (int k = 0; k <= 30; k++)      /* 82 characters */
+    for (int k = 0; k <= 30; k++) /* 82 characters */
         snprintf(a + strlen(a), sizeof a - strlen(a), "%s%d", k ? "," : "", k);
     snprintf(b, sizeof b, "%s,31", a);
     snprintf(text, sizeof text, SMALL "frames: 50\noutput: %s\nkeyframes: [a, b]\n", at("sel.mp4"));
     write_file(recipe, text);
     CHECK_INT(render(out, sizeof out, "render", recipe, "--frames", a, NULL), 0);
     CHECK_INT(render(out, sizeof out, "render", recipe, "--frames", b, NULL), 0);
-    CHECK_INT(count_entries(tmp, "sel.frames-"), 4);     /* two videos, two sidecars */
+    CHECK_INT(count_entries(tmp, "sel.frames-"), 4); /* two videos, two sidecars */
     {
         char name[PATH_MAX];
         snprintf(name, sizeof name, "sel.frames-%s.mp4", b);
@@ -372,8 +374,10 @@ static pid_t start_long(const char *dir, const char *log)
     pid_t pid;
 
     snprintf(recipe, sizeof recipe, "%s/long.yaml", dir);
-    snprintf(text, sizeof text, "width: 128\nheight: 128\nsteps: 30\nframes: 4000\noutput: %s/long.mp4\n"
-             "contact_sheet: %s/long.png\nkeyframes: [a city, a forest]\n", dir, dir);
+    snprintf(text, sizeof text,
+             "width: 128\nheight: 128\nsteps: 30\nframes: 4000\noutput: %s/long.mp4\n"
+             "contact_sheet: %s/long.png\nkeyframes: [a city, a forest]\n",
+             dir, dir);
     write_file(recipe, text);
     fflush(NULL);
     pid = fork();
@@ -399,7 +403,7 @@ static void test_sighup(void)
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
-    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));    /* frames shown: a partial file to keep */
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300)); /* frames shown: a partial file to keep */
     kill(pid, SIGHUP);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status));
@@ -422,18 +426,21 @@ static void test_stale_temps(void)
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
-    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));    /* its temporary files are made */
+    CHECK(wait_for_text(log, "sdmorph: frame 2/", 300)); /* its temporary files are made */
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     left = count_entries(dir, ".tmp-");
-    CHECK(left >= 2);       /* the premise: the video's and the sheet's (and the sidecar's) */
+    CHECK(left >= 2); /* the premise: the video's and the sheet's (and the sidecar's) */
     snprintf(other, sizeof other, "%s/.other.mp4.tmp-%ld", dir, (long)pid);
     snprintf(live, sizeof live, "%s/.long.mp4.tmp-%ld", dir, (long)getpid());
     write_file(other, "another output's");
     write_file(live, "a live process's");
 
-    snprintf(text, sizeof text, SMALL "frames: 2\noutput: %s/long.mp4\ncontact_sheet: %s/long.png\n"
-             "keyframes: [a, b]\n", dir, dir);
+    snprintf(text, sizeof text,
+             SMALL
+             "frames: 2\noutput: %s/long.mp4\ncontact_sheet: %s/long.png\n"
+             "keyframes: [a, b]\n",
+             dir, dir);
     write_file(at("kill/short.yaml"), text);
     CHECK_INT(render(out, sizeof out, "render", at("kill/short.yaml"), NULL), 0);
     CHECK_CONTAINS(out, "which is gone");
@@ -452,8 +459,7 @@ static void test_sidecar_each_folder(void)
     mkdir(at("sc1"), 0755);
     mkdir(at("sc2"), 0755);
     write_file(at("two.yaml"), SMALL "frames: 2\nkeyframes: [a, b]\n");
-    CHECK_INT(render(out, sizeof out, "render", at("two.yaml"), "-o", at("sc1/a.mp4"), "-o", at("sc2/b.gif"), NULL),
-              0);
+    CHECK_INT(render(out, sizeof out, "render", at("two.yaml"), "-o", at("sc1/a.mp4"), "-o", at("sc2/b.gif"), NULL), 0);
     CHECK(file_exists(at("sc1/a.json")));
     CHECK(file_exists(at("sc2/b.json")));
     CHECK(same_file(at("sc1/a.json"), at("sc2/b.json")));
@@ -522,8 +528,9 @@ static void test_bad_betas(void)
     }
     /* linear 0.1 .. 0.9 over 1000 steps: no signal is left at the end */
     {
-        char *m = bundle_copy("betas-nosignal", "beta_start: 0.00085\n  beta_end: 0.012\n  beta_schedule: scaled_linear",
-                              "beta_start: 0.1\n  beta_end: 0.9\n  beta_schedule: linear");
+        char *m =
+            bundle_copy("betas-nosignal", "beta_start: 0.00085\n  beta_end: 0.012\n  beta_schedule: scaled_linear",
+                        "beta_start: 0.1\n  beta_end: 0.9\n  beta_schedule: linear");
         CHECK_INT(render(out, sizeof out, "render", at("betas.yaml"), "--model", m, "-o", at("b.mp4"), NULL), 1);
         CHECK_CONTAINS(out, "leave no signal");
     }

@@ -42,8 +42,9 @@ static double pair(int a, int b)
 static void test_segments(void)
 {
     /* keyframe 0 (held once), 0->1 at levels 10, 20, keyframe 1, back 20, 10, keyframe 0 */
-    struct { int level, from, to; } seq[] = { { 0, 0, 0 }, { 0, 0, 0 }, { 10, 0, 1 }, { 20, 0, 1 }, { 40, 1, 1 },
-                                              { 20, 0, 1 }, { 10, 0, 1 } };
+    struct {
+        int level, from, to;
+    } seq[] = { { 0, 0, 0 }, { 0, 0, 0 }, { 10, 0, 1 }, { 20, 0, 1 }, { 40, 1, 1 }, { 20, 0, 1 }, { 10, 0, 1 } };
     sdm_pace *p = sdm_pace_new(W, H);
     sdm_pace_report r;
     uint8_t f[W * H * 3];
@@ -58,7 +59,7 @@ static void test_segments(void)
     }
     CHECK(sdm_pace_report_make(p, &r) == 0);
     CHECK_INT(r.frames, 7);
-    CHECK_INT(r.n_segments, 1);                 /* every moving pair is 0->1's, the hold none */
+    CHECK_INT(r.n_segments, 1); /* every moving pair is 0->1's, the hold none */
     CHECK(r.n_segments == 1 && r.segments[0].from == 0 && r.segments[0].to == 1);
     CHECK_INT(r.all.n, 5);
     {
@@ -144,9 +145,11 @@ static void test_measure(const char *model)
     json_object *side, *pace, *all, *seam, *x;
 
     snprintf(recipe, sizeof recipe, "%s/loop.yaml", tmp);
-    snprintf(text, sizeof text, "model: %s\nwidth: 128\nheight: 128\nsteps: 8\nguidance: 1\nloop: pingpong\n"
+    snprintf(text, sizeof text,
+             "model: %s\nwidth: 128\nheight: 128\nsteps: 8\nguidance: 1\nloop: pingpong\n"
              "output: [%s/loop.rgb, %s/loop.mp4, %s/loop.gif]\nkeyframes:\n  - prompt: a rainy city\n    frames: 12\n"
-             "  - a forest at night\n", model, tmp, tmp, tmp);
+             "  - a forest at night\n",
+             model, tmp, tmp, tmp);
     write_file(recipe, text);
     CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     snprintf(path, sizeof path, "%s/loop.json", tmp);
@@ -168,11 +171,12 @@ static void test_measure(const char *model)
     CHECK(measure_json(path, NULL, mp4) == 0);
     snprintf(path, sizeof path, "%s/loop.gif", tmp);
     CHECK(measure_json(path, NULL, gif) == 0);
-    printf("pace (all largest, median; seam largest, median):\n"
-           "  render's report  %.6f %.6f  %.6f %.6f\n  measure raw      %.6f %.6f  %.6f %.6f\n"
-           "  measure mp4      %.6f %.6f  %.6f %.6f\n  measure gif      %.6f %.6f  %.6f %.6f\n",
-           rep[0], rep[1], rep[2], rep[3], raw[0], raw[1], raw[2], raw[3], mp4[0], mp4[1], mp4[2], mp4[3],
-           gif[0], gif[1], gif[2], gif[3]);
+    printf(
+        "pace (all largest, median; seam largest, median):\n"
+        "  render's report  %.6f %.6f  %.6f %.6f\n  measure raw      %.6f %.6f  %.6f %.6f\n"
+        "  measure mp4      %.6f %.6f  %.6f %.6f\n  measure gif      %.6f %.6f  %.6f %.6f\n",
+        rep[0], rep[1], rep[2], rep[3], raw[0], raw[1], raw[2], raw[3], mp4[0], mp4[1], mp4[2], mp4[3], gif[0], gif[1],
+        gif[2], gif[3]);
     /* the same frames: the same numbers, to the last bit */
     for (int i = 0; i < 4; i++)
         CHECK(raw[i] == rep[i]);

@@ -62,7 +62,7 @@ static void test_ease(void)
         CHECK_NEAR(sdm_ease_apply((sdm_ease)e, 0.5), 0.5, 1e-15);
         for (int i = 0; i <= 1000; i++) {
             double x = i / 1000.0, y = sdm_ease_apply((sdm_ease)e, x);
-            if (!(y > prev) || y < 0 || y > 1) {     /* strictly increasing, in [0,1] */
+            if (!(y > prev) || y < 0 || y > 1) { /* strictly increasing, in [0,1] */
                 CHECK(y > prev && y >= 0 && y <= 1);
                 break;
             }
@@ -88,15 +88,15 @@ static void test_ease(void)
 typedef struct {
     const char *text;
     int shown, rendered;
-    const char *sequence;   /* renders, comma-separated; NULL: not checked */
+    const char *sequence; /* renders, comma-separated; NULL: not checked */
 } count_case;
 
 static const count_case counts[] = {
     { "frames: 4\nkeyframes: [a, b, c]\n", 9, 9, "0,1,2,3,4,5,6,7,8" },
     { "frames: 4\nkeyframes: [a, {prompt: b, hold: 2}, c]\n", 11, 9, "0,1,2,3,4,4,4,5,6,7,8" },
     { "frames: 4\nloop: pingpong\nkeyframes: [a, b, c]\n", 16, 9, "0,1,2,3,4,5,6,7,8,7,6,5,4,3,2,1" },
-    { "frames: 3\nloop: pingpong\nkeyframes: [{prompt: a, hold: 1}, {prompt: b, hold: 1}, {prompt: c, hold: 2}]\n",
-      17, 7, "0,0,1,2,3,3,4,5,6,6,6,5,4,3,3,2,1" },
+    { "frames: 3\nloop: pingpong\nkeyframes: [{prompt: a, hold: 1}, {prompt: b, hold: 1}, {prompt: c, hold: 2}]\n", 17,
+      7, "0,0,1,2,3,3,4,5,6,6,6,5,4,3,3,2,1" },
     { "frames: 4\nloop: cycle\nkeyframes: [a, b, c]\n", 12, 12, "0,1,2,3,4,5,6,7,8,9,10,11" },
     { "frames: 2\nloop: cycle\nkeyframes: [{prompt: a, hold: 2}, b]\n", 6, 4, "0,0,0,1,2,3" },
     { "keyframes: [a]\n", 1, 1, "0" },
@@ -152,7 +152,8 @@ static void test_transition_values(void)
     if (plan_of("keyframes:\n"
                 "  - {prompt: a, seed: 1, guidance: 5, frames: 4, interp: slerp}\n"
                 "  - {prompt: b, seed: 2, guidance: 9, frames: 5, ease: smoothstep}\n"
-                "  - {prompt: c, seed: 2, guidance: 9}\n", &r, &p))
+                "  - {prompt: c, seed: 2, guidance: 9}\n",
+                &r, &p))
         return;
     CHECK_INT(p.n_renders, 10);
     CHECK_INT(p.renders[0].key_a, 0);
@@ -170,7 +171,7 @@ static void test_transition_values(void)
         CHECK_INT(f->interp, SDM_INTERP_SLERP);
         CHECK_INT(f->walk_k, -1);
     }
-    CHECK_INT(p.renders[4].key_a, 1);       /* b itself, once */
+    CHECK_INT(p.renders[4].key_a, 1); /* b itself, once */
     CHECK_INT(p.renders[4].key_b, 1);
     CHECK(p.renders[4].t == 0.0);
     CHECK(p.renders[4].guidance == 9.0);
@@ -188,7 +189,7 @@ static void test_transition_values(void)
     CHECK_NEAR(p.fps, 12, 0);
     sdm_plan_free(&p);
     CHECK(p.renders == NULL && p.n_sequence == 0);
-    sdm_plan_free(&p);  /* twice is fine */
+    sdm_plan_free(&p); /* twice is fine */
     sdm_recipe_free(&r);
 }
 
@@ -231,8 +232,8 @@ static void test_invariants(void)
             state = state * 6364136223846793005ull + 1442695040888963407ull;
             frames[i] = 1 + (int)((state >> 33) % 6);
             holds[i] = (int)((state >> 45) % 5 == 0 ? (state >> 50) % 3 : 0);
-            len += sprintf(text + len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, seed: %d}\n", i,
-                           frames[i], holds[i], eases[(state >> 55) % 3], (int)((state >> 58) % 3));
+            len += sprintf(text + len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, seed: %d}\n", i, frames[i],
+                           holds[i], eases[(state >> 55) % 3], (int)((state >> 58) % 3));
         }
         if (plan_of(text, &r, &p)) {
             CHECK(!"plan");
@@ -271,7 +272,7 @@ static void test_invariants(void)
             for (int k = 0; k < n; k++)
                 expected_repeats += (k == 0 || k == n - 1 ? 1 : 2) * holds[k];
         } else {
-            expected_repeats = holds[0] + 1;    /* a still: it repeats itself */
+            expected_repeats = holds[0] + 1; /* a still: it repeats itself */
         }
         {
             int repeats = 0, cyclic = loop != 0;
@@ -402,8 +403,7 @@ static const count_case reuse[] = {
     /* a different prompt whose negative only differs still differs */
     { "frames: 2\nkeyframes: [a, {prompt: a, negative: x}]\n", 3, 3, "0,1,2" },
     /* holds and pingpong on top of merged renders */
-    { "frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, c]\n", 14, 6,
-      "0,1,2,2,3,0,4,5,4,0,3,2,2,1" },
+    { "frames: 2\nloop: pingpong\nkeyframes: [a, {prompt: b, hold: 1}, a, c]\n", 14, 6, "0,1,2,2,3,0,4,5,4,0,3,2,2,1" },
 };
 
 static void test_reuse(void)
@@ -442,7 +442,7 @@ static void test_reuse_places(void)
     CHECK_INT(p.shown[4].key_b, 2);
     CHECK_INT(p.shown[0].key_a, 0);
     CHECK_INT(p.renders[0].key_a, 0);
-    CHECK_INT(p.renders[4].key_a, 2);       /* A -> C, the first render after the merged A */
+    CHECK_INT(p.renders[4].key_a, 2); /* A -> C, the first render after the merged A */
     CHECK_INT(p.renders[4].key_b, 3);
     CHECK(p.renders[4].t == 0.5);
     for (int i = 0; i < p.n_sequence; i++)
@@ -463,7 +463,7 @@ static void test_reuse_places(void)
     CHECK_INT(one.n_renders, 3);
     CHECK_INT(one.frame_index[0], 3);
     CHECK_INT(one.frame_index[2], 5);
-    CHECK_INT(one.renders[one.sequence[1]].key_a, 0);   /* frame 4 renders keyframe 0's inputs */
+    CHECK_INT(one.renders[one.sequence[1]].key_a, 0); /* frame 4 renders keyframe 0's inputs */
     CHECK_INT(one.shown[1].key_a, 2);
     CHECK_INT(one.renders[one.sequence[2]].key_a, 2);
     CHECK_INT(one.renders[one.sequence[2]].key_b, 3);
@@ -495,8 +495,9 @@ static const char *neg_of(const sdm_recipe *r, int k)
 static inputs inputs_of(const sdm_recipe *r, const sdm_plan_frame *f)
 {
     const sdm_keyframe *a = &r->keyframes[f->key_a], *b = &r->keyframes[f->key_b];
-    inputs in = { a->prompt, a->prompt, neg_of(r, f->key_a), neg_of(r, f->key_a), a->seed, a->seed,
-                  0, 0, 0, f->guidance, 0, 0 };
+    inputs in = {
+        a->prompt, a->prompt, neg_of(r, f->key_a), neg_of(r, f->key_a), a->seed, a->seed, 0, 0, 0, f->guidance, 0, 0
+    };
 
     if (strcmp(a->prompt, b->prompt) && f->t > 0) {
         in.text_b = b->prompt;
@@ -525,9 +526,9 @@ static inputs inputs_of(const sdm_recipe *r, const sdm_plan_frame *f)
 static int same_inputs(const inputs *x, const inputs *y)
 {
     return !strcmp(x->text_a, y->text_a) && !strcmp(x->text_b, y->text_b) && !strcmp(x->neg_a, y->neg_a) &&
-           !strcmp(x->neg_b, y->neg_b) && x->seed_a == y->seed_a && x->seed_b == y->seed_b &&
-           x->text_t == y->text_t && x->neg_t == y->neg_t && x->seed_t == y->seed_t &&
-           x->guidance == y->guidance && x->text_how == y->text_how && x->neg_how == y->neg_how;
+           !strcmp(x->neg_b, y->neg_b) && x->seed_a == y->seed_a && x->seed_b == y->seed_b && x->text_t == y->text_t &&
+           x->neg_t == y->neg_t && x->seed_t == y->seed_t && x->guidance == y->guidance && x->text_how == y->text_how &&
+           x->neg_how == y->neg_how;
 }
 
 /* Over many generated recipes drawn from few prompts, seeds, guidances and
@@ -554,10 +555,12 @@ static void test_reuse_exact(void)
         len = sprintf(text, "loop: %s\nnegative: %s\nkeyframes:\n", loops[loop], (state >> 50) % 2 ? "x" : "y");
         for (int i = 0; i < n; i++) {
             state = state * 6364136223846793005ull + 1442695040888963407ull;
-            len += sprintf(text + len, "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, interp: %s, seed: %d, "
-                           "guidance: %d", (int)((state >> 33) % 2), 1 + (int)((state >> 36) % 4),
-                           (int)((state >> 40) % 4 == 0), eases[(state >> 43) % 3], interps[(state >> 46) % 2],
-                           (int)((state >> 48) % 2), 5 + (int)((state >> 50) % 4 == 0));
+            len += sprintf(text + len,
+                           "  - {prompt: p%d, frames: %d, hold: %d, ease: %s, interp: %s, seed: %d, "
+                           "guidance: %d",
+                           (int)((state >> 33) % 2), 1 + (int)((state >> 36) % 4), (int)((state >> 40) % 4 == 0),
+                           eases[(state >> 43) % 3], interps[(state >> 46) % 2], (int)((state >> 48) % 2),
+                           5 + (int)((state >> 50) % 4 == 0));
             if ((state >> 53) % 3 == 0)
                 len += sprintf(text + len, ", negative: %s", (state >> 56) % 2 ? "x" : "z");
             len += sprintf(text + len, "}\n");
@@ -705,7 +708,7 @@ static void test_select(void)
         CHECK_INT(sdm_plan_select(&p, bad[i].spec, &err), -1);
         CHECK_INT(err.code, SDM_EXIT_USAGE);
         CHECK_CONTAINS(err.msg, bad[i].says);
-        CHECK_INT(p.n_sequence, full.n_sequence);   /* unchanged on error */
+        CHECK_INT(p.n_sequence, full.n_sequence); /* unchanged on error */
         sdm_plan_free(&p);
     }
     memset(&err, 0, sizeof err);
@@ -800,13 +803,16 @@ end:
 
 static void test_print(void)
 {
-    char *buf = plan_text("width: 256\nheight: 256\nsteps: 20\nframes: 4\nloop: pingpong\n"
-                          "keyframes: [{prompt: a city, seed: 1}, {prompt: a forest, seed: 2, hold: 1}]\n", NULL, 0);
+    char *buf = plan_text(
+        "width: 256\nheight: 256\nsteps: 20\nframes: 4\nloop: pingpong\n"
+        "keyframes: [{prompt: a city, seed: 1}, {prompt: a forest, seed: 2, hold: 1}]\n",
+        NULL, 0);
 
     CHECK(buf != NULL);
     if (!buf)
         return;
-    CHECK_CONTAINS(buf, "p.yaml: 9 frames shown, 5 rendered, 0.75 s at 12 fps, loop pingpong, 256x256, 20 steps, auto\n");
+    CHECK_CONTAINS(buf,
+                   "p.yaml: 9 frames shown, 5 rendered, 0.75 s at 12 fps, loop pingpong, 256x256, 20 steps, auto\n");
     CHECK_CONTAINS(buf, "  0 (6:13): \"a city\"\n    seed 1, guidance 7.5; then 4 frames to 1, lerp, linear\n");
     CHECK_CONTAINS(buf, "  frame  render  keyframes   weight  seed  guidance\n");
     CHECK_CONTAINS(buf, "      2       2  0->1        0.5000  1->2  7.50\n");
@@ -857,9 +863,11 @@ static json_object *member(json_object *o, const char *key)
 /* The sidecar JSON: valid, exact, and strings escaped. */
 static void test_json(void)
 {
-    char *buf = plan_text("seed: 18446744073709551615\nframes: 3\nloop: pingpong\nsteps: 20\n"
-                          "keyframes:\n  - prompt: \"say \\\"hi\\\"\\\\ \\n caf\xc3\xa9\\t\\x01\"\n"
-                          "    guidance: 5\n  - {prompt: b, seed: 3, guidance: 6}\n", "1-3", 1);
+    char *buf = plan_text(
+        "seed: 18446744073709551615\nframes: 3\nloop: pingpong\nsteps: 20\n"
+        "keyframes:\n  - prompt: \"say \\\"hi\\\"\\\\ \\n caf\xc3\xa9\\t\\x01\"\n"
+        "    guidance: 5\n  - {prompt: b, seed: 3, guidance: 6}\n",
+        "1-3", 1);
     json_object *root, *frames, *fr, *keys;
 
     CHECK(buf != NULL);
@@ -884,7 +892,7 @@ static void test_json(void)
     CHECK(json_object_get_uint64(member(json_object_array_get_idx(keys, 0), "seed")) == UINT64_MAX);
     frames = member(root, "frames");
     CHECK_INT(json_object_array_length(frames), 3);
-    fr = json_object_array_get_idx(frames, 1);      /* frame 2: t = 2/3 */
+    fr = json_object_array_get_idx(frames, 1); /* frame 2: t = 2/3 */
     CHECK_INT(json_object_get_int(member(fr, "frame")), 2);
     CHECK_INT(json_object_get_int(member(fr, "key_a")), 0);
     CHECK_INT(json_object_get_int(member(fr, "key_b")), 1);
@@ -893,7 +901,7 @@ static void test_json(void)
     CHECK(json_object_get_uint64(member(fr, "seed_b")) == 3);
     CHECK_NEAR(json_object_get_double(member(fr, "guidance")), 5 + 2.0 / 3.0, 1e-15);
     CHECK(!json_object_object_get_ex(fr, "walk_k", NULL));
-    fr = json_object_array_get_idx(frames, 2);      /* frame 3: keyframe b */
+    fr = json_object_array_get_idx(frames, 2); /* frame 3: keyframe b */
     CHECK_INT(json_object_get_int(member(fr, "frame")), 3);
     CHECK_INT(json_object_get_int(member(fr, "key_a")), 1);
     json_object_put(root);
@@ -969,7 +977,7 @@ static void test_examples(void)
             CHECK_INT(r->steps, 20);
             CHECK(r->model == NULL);
             CHECK(p.n_sequence >= 40 && p.n_sequence <= 60);
-            CHECK_STR(r->outputs[0], "recipes/../out/demo.mp4");    /* the repository's out/, from any folder */
+            CHECK_STR(r->outputs[0], "recipes/../out/demo.mp4"); /* the repository's out/, from any folder */
         }
         sdm_plan_free(&p);
         sdm_recipe_free(&r);

@@ -75,8 +75,8 @@ static void test_fixture(void)
         sdm_prompt_runs_clear(&runs);
         n_cases++;
     }
-    printf("prompt syntax: %d prompts parsed as A1111 does (%d BREAK markers, %d refused weights)\n", n_cases,
-           n_breaks, n_errors);
+    printf("prompt syntax: %d prompts parsed as A1111 does (%d BREAK markers, %d refused weights)\n", n_cases, n_breaks,
+           n_errors);
     CHECK(n_cases >= 30);
     CHECK(n_breaks > 0 && n_errors > 0);
     json_object_put(doc);

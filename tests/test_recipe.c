@@ -107,7 +107,7 @@ static void test_defaults(void)
     CHECK_INT(sdm_recipe_shown_frames(r), 17);
     sdm_recipe_free(&r);
     CHECK(r == NULL);
-    sdm_recipe_free(&r);    /* NULL-safe */
+    sdm_recipe_free(&r); /* NULL-safe */
     sdm_recipe_free(NULL);
 }
 
@@ -216,8 +216,10 @@ static void test_gif_keys(void)
 static void test_walk(void)
 {
     sdm_error err;
-    sdm_recipe *r = load("seed: 42\nguidance: 6\nframes: 30\nloop: pingpong\n"
-                         "walk:\n  prompt: a technopriest\n  sigma: 0.05\n  closed: true\n", &err);
+    sdm_recipe *r = load(
+        "seed: 42\nguidance: 6\nframes: 30\nloop: pingpong\n"
+        "walk:\n  prompt: a technopriest\n  sigma: 0.05\n  closed: true\n",
+        &err);
 
     CHECK(r != NULL);
     if (!r) {
@@ -263,7 +265,7 @@ static void test_values(void)
 
     /* Quoted numbers and anchors are fine; an empty quoted prompt is a prompt. */
     r = load("steps: \"25\"\nx_base: &p a city\nkeyframes: [*p, \"\"]\n", &err);
-    CHECK(r == NULL);   /* x_base is not a key */
+    CHECK(r == NULL); /* x_base is not a key */
     CHECK_CONTAINS(err.msg, "t.yaml:2:1: unknown key 'x_base'");
     r = load("steps: \"25\"\nkeyframes: [&p a city, *p, \"\"]\nguidance: 0\n", &err);
     CHECK(r != NULL);
@@ -322,14 +324,14 @@ static const bad_case bad[] = {
     { "just words\n", "t.yaml:1:1:", "found a single value" },
     { "steps: 3\n", "t.yaml:1:1:", "neither 'keyframes'" },
     /* unknown and duplicate keys */
-    { "keyframes:\n  - prompt: a\n    guidence: 3\n", "t.yaml:3:5:",
-      "unknown key 'guidence' in keyframe; did you mean 'guidance'?" },
+    { "keyframes:\n  - prompt: a\n    guidence: 3\n",
+      "t.yaml:3:5:", "unknown key 'guidence' in keyframe; did you mean 'guidance'?" },
     { "stepz: 3\nkeyframes: [a]\n", "t.yaml:1:1:", "unknown key 'stepz' in recipe; did you mean 'steps'?" },
     { "keyframes: [a]\ncolour: red\n", "t.yaml:2:1:", "unknown key 'colour' in recipe; expected one of: model," },
     { "walk:\n  prompt: a\n  sigm: 0.1\n", "t.yaml:3:3:", "did you mean 'sigma'?" },
     { "keyframes:\n  - prompt: a\n    anchor: 0.1\n", "t.yaml:3:5:", "'anchor' belongs in walk" },
-    { "keyframes:\n  - prompt: a\n    seed: 1\n    seed: 2\n", "t.yaml:4:5:",
-      "duplicate key 'seed' in keyframe (first given at 3:5)" },
+    { "keyframes:\n  - prompt: a\n    seed: 1\n    seed: 2\n",
+      "t.yaml:4:5:", "duplicate key 'seed' in keyframe (first given at 3:5)" },
     { "keyframes: [a]\n[x]: 1\n", "t.yaml:2:1:", "expected a key name in recipe, found a list" },
     /* wrong types */
     { "steps: thirty\nkeyframes: [a]\n", "t.yaml:1:8:", "'steps': expected an integer in 1..1000, not 'thirty'" },
@@ -339,7 +341,8 @@ static const bad_case bad[] = {
     { "keyframes:\n  - prompt:\n", "t.yaml:2:12:", "'prompt': expected a string, found nothing" },
     { "keyframes: a city\n", "t.yaml:1:12:", "'keyframes': expected a list of keyframes, found a single value" },
     { "keyframes:\n  - [a, b]\n", "t.yaml:2:5:", "keyframe 0: expected a prompt or a mapping" },
-    { "keyframes:\n  - a\n  -\n", "t.yaml:3:4:", "keyframe 1: expected a prompt or a mapping with 'prompt', found nothing" },
+    { "keyframes:\n  - a\n  -\n",
+      "t.yaml:3:4:", "keyframe 1: expected a prompt or a mapping with 'prompt', found nothing" },
     { "keyframes: [a]\nkarras: maybe\n", "t.yaml:2:9:", "'karras': expected true or false, not 'maybe'" },
     { "keyframes: [a]\nwalk: [a]\n", "t.yaml:2:7:", "'walk' and 'keyframes' given together" },
     { "walk: a technopriest\n", "t.yaml:1:7:", "expected the walk's keys (a mapping), found a single value" },
@@ -347,19 +350,23 @@ static const bad_case bad[] = {
     { "keyframes: [a]\noutput: out/a.avi\n", "t.yaml:2:9:", "unknown extension '.avi', use .mp4" },
     { "keyframes: [a]\noutput: [out/a.mp4, out/b.mov]\n", "t.yaml:2:21:", "unknown extension '.mov'" },
     { "keyframes: [a]\ncontact_sheet: sheet.jpg\n", "t.yaml:2:16:", "use .png" },
-    { "keyframes: [a]\nsampler: euler_b\n", "t.yaml:2:10:", "expected a sampler (auto, ddim, euler, euler_a, "
+    { "keyframes: [a]\nsampler: euler_b\n", "t.yaml:2:10:",
+      "expected a sampler (auto, ddim, euler, euler_a, "
       "dpmpp_2m, dpmpp_2m_sde, pndm, lms, heun, unipc or lcm; `sdmorph samplers` lists them and their aliases), "
       "not 'euler_b'" },
-    { "keyframes: [a]\ntimestep_spacing: even\n", "t.yaml:2:19:", "expected leading, trailing or linspace, not 'even'" },
+    { "keyframes: [a]\ntimestep_spacing: even\n",
+      "t.yaml:2:19:", "expected leading, trailing or linspace, not 'even'" },
     { "keyframes:\n  - prompt: a\n    ease: bounce\n", "t.yaml:3:11:", "expected linear, smoothstep or cosine" },
     { "keyframes: [\"a\\0b\"]\n", "t.yaml:1:13:", "contains a NUL character" },
     /* out of range, negative counts, huge numbers */
-    { "keyframes:\n  - prompt: a\n    frames: -3\n", "t.yaml:3:13:", "'frames': -3 is out of range; expected an integer in 1..100000" },
+    { "keyframes:\n  - prompt: a\n    frames: -3\n",
+      "t.yaml:3:13:", "'frames': -3 is out of range; expected an integer in 1..100000" },
     { "keyframes:\n  - prompt: a\n    frames: 0\n", "t.yaml:3:13:", "out of range" },
     { "keyframes:\n  - prompt: a\n    hold: -1\n", "t.yaml:3:11:", "'hold': -1 is out of range" },
     { "steps: 0\nkeyframes: [a]\n", "t.yaml:1:8:", "out of range; expected an integer in 1..1000" },
     { "steps: 99999999999999999999999999\nkeyframes: [a]\n", "t.yaml:1:8:", "out of range" },
-    { "seed: -1\nkeyframes: [a]\n", "t.yaml:1:7:", "'seed': -1 is out of range; expected an integer in 0..18446744073709551615" },
+    { "seed: -1\nkeyframes: [a]\n",
+      "t.yaml:1:7:", "'seed': -1 is out of range; expected an integer in 0..18446744073709551615" },
     { "seed: 18446744073709551616\nkeyframes: [a]\n", "t.yaml:1:7:", "out of range" },
     { "seed: 0x10\nkeyframes: [a]\n", "t.yaml:1:7:", "expected an integer in 0..18446744073709551615, not '0x10'" },
     { "guidance: 1e999\nkeyframes: [a]\n", "t.yaml:1:11:", "out of range" },
@@ -369,10 +376,12 @@ static const bad_case bad[] = {
     { "fps: 0\nkeyframes: [a]\n", "t.yaml:1:6:", "expected a number in 0.001..240" },
     { "fps: 0.0009\nkeyframes: [a]\n", "t.yaml:1:6:", "'fps': 0.0009 is out of range" },
     /* sampler options the sampler does not take: refused here, not after the model loads */
-    { "sampler: ddim\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:", "Karras sigmas apply to the euler, dpmpp_2m, "
+    { "sampler: ddim\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:",
+      "Karras sigmas apply to the euler, dpmpp_2m, "
       "dpmpp_2m_sde, lms, heun and unipc samplers, not ddim" },
     { "sampler: euler_a\nkarras: true\nkeyframes: [a]\n", "t.yaml:2:1:", "not euler_a (as in diffusers)" },
-    { "sampler: euler\neta: 0.5\nkeyframes: [a]\n", "t.yaml:2:1:", "'eta': applies to the ddim sampler only, "
+    { "sampler: euler\neta: 0.5\nkeyframes: [a]\n", "t.yaml:2:1:",
+      "'eta': applies to the ddim sampler only, "
       "not euler" },
     { "fps: 241\nkeyframes: [a]\n", "t.yaml:1:6:", "out of range" },
     { "eta: 1.5\nkeyframes: [a]\n", "t.yaml:1:6:", "out of range" },
@@ -387,12 +396,13 @@ static const bad_case bad[] = {
     { "keyframes:\n", "t.yaml:1:11:", "expected a list of keyframes, found nothing" },
     { "loop: cycle\nkeyframes: [a]\n", "t.yaml:1:7:", "cycle needs at least 2 keyframes" },
     { "loop: backwards\nkeyframes: [a]\n", "t.yaml:1:7:", "expected none, pingpong or cycle" },
-    { "keyframes: [a]\ngif_palette: global\n", "t.yaml:2:14:", "'gif_palette': expected stream or frame, not 'global'" },
-    { "keyframes: [a]\ngif_dither: [bayer]\n", "t.yaml:2:13:",
-      "'gif_dither': expected bayer, sierra2_4a, floyd_steinberg or none" },
+    { "keyframes: [a]\ngif_palette: global\n",
+      "t.yaml:2:14:", "'gif_palette': expected stream or frame, not 'global'" },
+    { "keyframes: [a]\ngif_dither: [bayer]\n",
+      "t.yaml:2:13:", "'gif_dither': expected bayer, sierra2_4a, floyd_steinberg or none" },
     { "walk: {prompt: a}\nloop: cycle\n", "t.yaml:2:7:", "set 'closed: true'" },
-    { "frames: 100000\nloop: pingpong\nkeyframes: [a, b, c, d, e, f, g]\n", "t.yaml:3:12:",
-      "the recipe shows 1200000 frames; expected at most 1000000" },
+    { "frames: 100000\nloop: pingpong\nkeyframes: [a, b, c, d, e, f, g]\n",
+      "t.yaml:3:12:", "the recipe shows 1200000 frames; expected at most 1000000" },
     /* bytes that are not UTF-8 text */
     { "keyframes: [\"caf\xe9\"]\n", "t.yaml:1:17:", "not valid UTF-8" },
     { "keyframes:\n  - prompt: \"ok\"\n  - prompt: \"\xff\xfe\"\n", "t.yaml:3:14:", "not valid UTF-8" },
@@ -419,8 +429,8 @@ static void test_bad(void)
         CHECK_INT(err.code, SDM_EXIT_USAGE);
         if (strncmp(err.msg, bad[i].where, strlen(bad[i].where))) {
             test_failed++;
-            fprintf(stderr, "%s:%d: case %zu: message \"%s\" does not start with \"%s\"\n", __FILE__, __LINE__,
-                    i, err.msg, bad[i].where);
+            fprintf(stderr, "%s:%d: case %zu: message \"%s\" does not start with \"%s\"\n", __FILE__, __LINE__, i,
+                    err.msg, bad[i].where);
         } else {
             test_passed++;
         }
@@ -534,7 +544,9 @@ static void test_mutations(void)
         for (int e = 0; e < edits; e++) {
             state ^= state << 13, state ^= state >> 7, state ^= state << 17;
             /* bytes from YAML's syntax and beyond ASCII */
-            buf[(state >> 8) % len] = "[]{}:-,#&*!|>'\"%@` \n\t\x80\xc3\xff" "0a"[(state >> 32) % 26];
+            buf[(state >> 8) % len] =
+                "[]{}:-,#&*!|>'\"%@` \n\t\x80\xc3\xff"
+                "0a"[(state >> 32) % 26];
         }
         memset(&err, 0, sizeof err);
         if (sdm_recipe_load_string("t.yaml", buf, len, &r, &err)) {
@@ -565,8 +577,10 @@ static void test_prompt_keys(void)
     CHECK(r && r->weighting == SDM_WEIGHTING_A1111 && r->keyframes[0].clip_skip == 1 && !r->embeddings);
     CHECK(r && sdm_recipe_embeddings_dir(r, dir, sizeof dir) == -1);
     sdm_recipe_free(&r);
-    r = load("clip_skip: 2\nweighting: none\nembeddings: emb\nkeyframes:\n  - a (city:1.2.3)\n"
-             "  - prompt: b\n    clip_skip: 1\n", &err);
+    r = load(
+        "clip_skip: 2\nweighting: none\nembeddings: emb\nkeyframes:\n  - a (city:1.2.3)\n"
+        "  - prompt: b\n    clip_skip: 1\n",
+        &err);
     CHECK(r != NULL);
     if (r) {
         CHECK_INT(r->weighting, SDM_WEIGHTING_NONE);

@@ -23,8 +23,7 @@ static char model_dir[512];
 /* DDIM (eta 0) on a perfect denoiser toward x0*: every step predicts x0*
  * exactly, so the final latent is sqrt(a_f)·x0* + sqrt(1−a_f)·eps0 with
  * eps0 = (x_T − sqrt(a_T)·x0*)/sqrt(1−a_T). */
-static void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n,
-                             double *out)
+static void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n, double *out)
 {
     double *ac = malloc(sizeof *ac * b->train_steps);
     sdm_alphas_cumprod(b, ac);
@@ -138,7 +137,7 @@ typedef struct {
     sdm_unet_fn real;
     void *real_user;
     int64_t max_inputs;
-    int failed;             /* calls that ran out of memory */
+    int failed; /* calls that ran out of memory */
 } oom_unet;
 
 static int oom_unet_call(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
@@ -166,8 +165,8 @@ static void oom_wrap(void *user, sdm_unet_fn *fn, void **fn_user)
     *fn_user = o;
 }
 
-static int render_opts(const char *yaml, const char *frames, const char *output, int batch, oom_unet *oom,
-                       capture *c, sdm_render_stats *stats, sdm_error *err_out)
+static int render_opts(const char *yaml, const char *frames, const char *output, int batch, oom_unet *oom, capture *c,
+                       sdm_render_stats *stats, sdm_error *err_out)
 {
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
@@ -197,8 +196,7 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
     return rc;
 }
 
-static int render_string(const char *yaml, const char *frames, const char *output, capture *c,
-                         sdm_render_stats *stats)
+static int render_string(const char *yaml, const char *frames, const char *output, capture *c, sdm_render_stats *stats)
 {
     return render_opts(yaml, frames, output, 0, NULL, c, stats, NULL);
 }
@@ -233,7 +231,7 @@ static void test_morph_frames(sdm_engine *e, sdm_module *unet)
     sdm_tensor *xT = NULL;
 
     CHECK(render_string(morph_yaml, NULL, NULL, &c, &st) == 0);
-    CHECK_INT(c.n, 5);      /* 4 transition frames + the last keyframe */
+    CHECK_INT(c.n, 5); /* 4 transition frames + the last keyframe */
     CHECK_INT(st.frames_rendered, 5);
     sdm_engine_embed(e, "a rainy city street at night, neon", &ea, NULL);
     sdm_engine_embed(e, "a dense forest in the rain", &eb, NULL);
@@ -342,7 +340,7 @@ static void test_mp4_roundtrip(void)
     /* pingpong over 3 keyframes, 6 frames a transition: 13 there, 11 back */
     CHECK_INT(c.n, 24);
     CHECK_INT(st.frames_rendered, 13);
-    for (int i = 1; i < c.n; i++)       /* the way back reuses the way there */
+    for (int i = 1; i < c.n; i++) /* the way back reuses the way there */
         CHECK(memcmp(c.frames[i], c.frames[c.n - i], (size_t)128 * 96 * 3) == 0);
     CHECK(sdm_probe_file(path, psnr_frame, &pc, 0, &info, &err) == 0);
     CHECK_STR(info.codec, "h264");
@@ -355,7 +353,7 @@ static void test_mp4_roundtrip(void)
     printf("mp4: %d frames, min PSNR %.1f dB\n", info.frames, pc.min_psnr);
     CHECK(pc.min_psnr >= 35);
     snprintf(path, sizeof path, "%s/morph.json", dir);
-    CHECK(access(path, R_OK) == 0);     /* the sidecar */
+    CHECK(access(path, R_OK) == 0); /* the sidecar */
     capture_free(&c);
 }
 
@@ -381,7 +379,7 @@ static void test_walk_frame_alone(void)
     if (all.n == 8) {
         max_abs_u8(all.frames[0], all.frames[1], bytes, &mean);
         printf("walk: mean |frame 0 - frame 1| = %.2f/255\n", mean);
-        CHECK(mean > 0.05);     /* the walk moves */
+        CHECK(mean > 0.05); /* the walk moves */
     }
     capture_free(&all);
     capture_free(&one);
@@ -408,7 +406,8 @@ static void test_ancestral_seed_morph(void)
 {
     const char *const fmt =
         "width: 64\nheight: 64\nsteps: 12\nguidance: 4\nsampler: %s\neta: %g\nframes: 8\n"
-        "keyframes:\n  - {prompt: a lighthouse in a storm, seed: %d}\n  - {prompt: a lighthouse in a storm, seed: %d}\n";
+        "keyframes:\n  - {prompt: a lighthouse in a storm, seed: %d}\n  - {prompt: a lighthouse in a storm, seed: "
+        "%d}\n";
     char yaml[512];
     capture a = { 0 }, b = { 0 }, c = { 0 }, ddim = { 0 };
     sdm_render_stats st;
@@ -445,8 +444,10 @@ static void test_ancestral_seed_morph(void)
     snprintf(yaml, sizeof yaml, fmt, "ddim", 0.0, 1, 2);
     CHECK(render_string(yaml, NULL, NULL, &ddim, &st) == 0);
     double ja = largest_jump(&a), jd = largest_jump(&ddim);
-    printf("seed morph, largest jump between adjacent frames: ancestral (ddim eta 1) %.2f/255, ddim %.2f/255 "
-           "(ratio %.2f)\n", ja, jd, jd > 0 ? ja / jd : 0.0);
+    printf(
+        "seed morph, largest jump between adjacent frames: ancestral (ddim eta 1) %.2f/255, ddim %.2f/255 "
+        "(ratio %.2f)\n",
+        ja, jd, jd > 0 ? ja / jd : 0.0);
     CHECK_INT(a.n, 9);
     CHECK(jd > 0);
     CHECK(ja <= 2 * jd);
@@ -486,13 +487,16 @@ static void test_reuse_conditioning(sdm_engine *e)
           "  - {prompt: a lighthouse in a storm, seed: 1}\n"
           "  - {prompt: a dense forest, seed: 2, negative: dark, guidance: 9}\n"
           "  - {prompt: a lighthouse in a storm, seed: 1, negative: blurry}\n"
-          "  - {prompt: a lighthouse in a storm, seed: 1, ease: cosine, interp: lerp}\n", 12, 6 },
+          "  - {prompt: a lighthouse in a storm, seed: 1, ease: cosine, interp: lerp}\n",
+          12, 6 },
         /* a transition given twice */
         { "frames: 4\nease: smoothstep\nkeyframes:\n  - {prompt: a castle, seed: 5}\n  - {prompt: a cave, seed: 6}\n"
-          "  - {prompt: a castle, seed: 5}\n  - {prompt: a cave, seed: 6}\n", 13, 8 },
+          "  - {prompt: a castle, seed: 5}\n  - {prompt: a cave, seed: 6}\n",
+          13, 8 },
         /* near misses, none merged: another seed, guidance, negative */
         { "frames: 2\nkeyframes:\n  - {prompt: a castle, seed: 1}\n  - {prompt: a castle, seed: 2}\n"
-          "  - {prompt: a castle, seed: 1, guidance: 9}\n  - {prompt: a castle, seed: 1, negative: fog}\n", 7, 7 },
+          "  - {prompt: a castle, seed: 1, guidance: 9}\n  - {prompt: a castle, seed: 1, negative: fog}\n",
+          7, 7 },
     };
     int pairs = 0, wrong = 0;
 
@@ -517,7 +521,7 @@ static void test_reuse_conditioning(sdm_engine *e)
             int same;
 
             if (own->key_a == ren->key_a && own->key_b == ren->key_b && own->t == ren->t)
-                continue;       /* the render itself (or a hold of it) */
+                continue; /* the render itself (or a hold of it) */
             pairs++;
             if (sdm_conditioner_frame(cond, own, &a, &err) || sdm_conditioner_frame(cond, ren, &b, &err)) {
                 fprintf(stderr, "reuse: %s\n", err.msg);
@@ -541,13 +545,13 @@ static void test_reuse_conditioning(sdm_engine *e)
             sdm_frame_cond_clear(&a);
             sdm_frame_cond_clear(&b);
         }
-next:
+    next:
         sdm_conditioner_free(&cond);
         sdm_plan_free(&p);
         sdm_recipe_free(&r);
     }
     printf("reuse: %d merged frames, conditioning identical to their render's in %d\n", pairs, pairs - wrong);
-    CHECK_INT(pairs, 6 + 5);    /* 6-11 of the cycle; 8-12 of the repeated transition */
+    CHECK_INT(pairs, 6 + 5); /* 6-11 of the cycle; 8-12 of the repeated transition */
     CHECK_INT(wrong, 0);
 }
 
@@ -576,7 +580,7 @@ static void test_noise_stream(sdm_engine *e)
     }
     CHECK_INT(sdm_conditioner_step_noise(cond, &a, 0, &n0, &err), 0);
     CHECK_INT(sdm_conditioner_step_noise(cond, &a, 1, &n1, &err), 0);
-    CHECK_INT(sdm_conditioner_step_noise(cond, &a, 0, &again, &err), 0);     /* restarts the stream */
+    CHECK_INT(sdm_conditioner_step_noise(cond, &a, 0, &again, &err), 0); /* restarts the stream */
     CHECK_INT(sdm_conditioner_step_noise(cond, &mid, 1, &m1, &err), 0);
     init = host_f32(a.noise);
     v0 = n0 ? host_f32(n0) : NULL;
@@ -591,7 +595,7 @@ static void test_noise_stream(sdm_engine *e)
         CHECK_NEAR(v1[255], -1.149235, 1e-6);
     }
     CHECK(again && n0 && same_tensor(again, n0));
-    CHECK(m1 && n1 && !same_tensor(m1, n1));    /* between seeds 5 and 6 */
+    CHECK(m1 && n1 && !same_tensor(m1, n1)); /* between seeds 5 and 6 */
 end:
     free(init);
     free(v0);
@@ -640,7 +644,7 @@ static void test_reuse_render(void)
             for (int k = 6; k < 9; k++)
                 CHECK(memcmp(c.frames[k], c.frames[0], bytes) == 0);
             max_abs_u8(c.frames[0], c.frames[3], bytes, &mean);
-            CHECK(mean > 10);       /* A and B differ: the check above means something */
+            CHECK(mean > 10); /* A and B differ: the check above means something */
             max_abs_u8(c.frames[0], c.frames[5], bytes, &mean);
             CHECK(mean > 0.5);
             printf("reuse: A, B, A cycle: %d frames shown, %d rendered\n", st.frames_shown, st.frames_rendered);
@@ -702,13 +706,13 @@ static void test_oom_fallback(void)
 {
     capture big = { 0 }, one = { 0 };
     sdm_render_stats st;
-    oom_unet oom = { NULL, NULL, 4, 0 };    /* two guided frames fit */
+    oom_unet oom = { NULL, NULL, 4, 0 }; /* two guided frames fit */
     size_t bytes = 64 * 64 * 3;
     double worst = 0;
 
     CHECK(render_opts(morph_yaml, NULL, NULL, 8, &oom, &big, &st, NULL) == 0);
     CHECK_INT(st.batch, 2);
-    CHECK_INT(st.batch_halved, 1);      /* 8 is cut to the 5 frames there are, then 5 → 2 */
+    CHECK_INT(st.batch_halved, 1); /* 8 is cut to the 5 frames there are, then 5 → 2 */
     CHECK_INT(oom.failed, 1);
     CHECK(render_opts(morph_yaml, NULL, NULL, 1, NULL, &one, &st, NULL) == 0);
     CHECK_INT(big.n, 5);
@@ -736,11 +740,11 @@ static void test_oom_at_one_frame(void)
     CHECK_INT(render_opts(morph_yaml, NULL, NULL, 4, &oom, &c, &st, &err), -1);
     CHECK_INT(err.code, SDM_EXIT_RUNTIME);
     CHECK_INT(err.out_of_memory, 1);
-    CHECK_INT(st.batch_halved, 2);      /* 4 → 2 → 1, which fails too */
+    CHECK_INT(st.batch_halved, 2); /* 4 → 2 → 1, which fails too */
     CHECK_INT(oom.failed, 3);
     CHECK_INT(c.n, 0);
     CHECK_CONTAINS(err.msg, "out of device memory during UNet");
-    CHECK_CONTAINS(err.msg, "out of memory (");     /* torch_api's facts */
+    CHECK_CONTAINS(err.msg, "out of memory ("); /* torch_api's facts */
     for (lower = strstr(err.msg, "lower"); lower; lower = strstr(lower + 1, "lower"))
         n_lower++;
     CHECK_INT(n_lower, 1);
@@ -791,8 +795,9 @@ static int capture_then_stop(void *user, int index, const uint8_t *rgb, int widt
  * (its work is done or under way) and nothing after it, in order. */
 static void test_interrupt_pipelined(void)
 {
-    const char *yaml = "width: 64\nheight: 64\nsteps: 4\nseed: 3\nframes: 9\n"
-                       "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
+    const char *yaml =
+        "width: 64\nheight: 64\nsteps: 4\nseed: 3\nframes: 9\n"
+        "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_render_params p = sdm_render_default_params();
@@ -815,7 +820,7 @@ static void test_interrupt_pipelined(void)
     rc = sdm_render(r, &p, &st, &err);
     CHECK_INT(rc, 1);
     CHECK_INT(st.interrupted, 1);
-    CHECK_INT(st.frames_rendered, 4);   /* batch 0, and batch 1 already queued */
+    CHECK_INT(st.frames_rendered, 4); /* batch 0, and batch 1 already queued */
     CHECK_INT(s.c.n, 4);
     for (int i = 0; i < s.c.n && i < full.n; i++)
         CHECK(memcmp(s.c.frames[i], full.frames[i], 64 * 64 * 3) == 0);
@@ -829,9 +834,10 @@ end:
  * as latents decoded again: the same pictures either way. */
 static void test_keep_as_latents(void)
 {
-    const char *yaml = "width: 64\nheight: 64\nsteps: 4\nseed: 5\nframes: 7\nloop: pingpong\n"
-                       "keyframes:\n  - a rainy city street at night, neon\n  - {prompt: a dense forest, hold: 2}\n"
-                       "  - a lighthouse on a cliff\n";
+    const char *yaml =
+        "width: 64\nheight: 64\nsteps: 4\nseed: 5\nframes: 7\nloop: pingpong\n"
+        "keyframes:\n  - a rainy city street at night, neon\n  - {prompt: a dense forest, hold: 2}\n"
+        "  - a lighthouse on a cliff\n";
     capture c[2] = { { 0 }, { 0 } };
     sdm_render_stats st[2];
     sdm_recipe *r = NULL;

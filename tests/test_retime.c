@@ -18,10 +18,10 @@
 
 static char tmp[] = "/tmp/sdm_retime_XXXXXX";
 static char step_model[PATH_MAX];
-#define SIDE 256                        /* the bundle's frames */
+#define SIDE 256 /* the bundle's frames */
 #define FRAME_BYTES ((size_t)SIDE * SIDE * 3)
-#define A_PROMPT "a blue lake"          /* step_position -0.61 */
-#define B_PROMPT "a red lighthouse"     /* step_position +0.78: the step is inside the morph */
+#define A_PROMPT "a blue lake" /* step_position -0.61 */
+#define B_PROMPT "a red lighthouse" /* step_position +0.78: the step is inside the morph */
 
 /* --- the arithmetic -------------------------------------------------------- */
 
@@ -97,13 +97,15 @@ static void test_sidecar_curves(void)
     sdm_retime_free(&back);
     /* malformed curves are not taken: t not from 0, falling d, too short */
     {
-        const char *bad[] = { "[0.1, 0.5, 1], \"d\": [0, 1, 2]", "[0, 0.5, 1], \"d\": [0, 2, 1]",
-                              "[0], \"d\": [0]", "[0, 0.5, 0.4, 1], \"d\": [0, 1, 2, 3]" };
+        const char *bad[] = { "[0.1, 0.5, 1], \"d\": [0, 1, 2]", "[0, 0.5, 1], \"d\": [0, 2, 1]", "[0], \"d\": [0]",
+                              "[0, 0.5, 0.4, 1], \"d\": [0, 1, 2, 3]" };
         char key[32];
         snprintf(key, sizeof key, "%016llx", (unsigned long long)rt.curves[0].key);
         for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-            snprintf(doc, sizeof doc, "{\"retime\": {\"transitions\": [{\"from\": 0, \"to\": 1, \"key\": \"%s\", "
-                     "\"t\": %s}]}}", key, bad[i]);
+            snprintf(doc, sizeof doc,
+                     "{\"retime\": {\"transitions\": [{\"from\": 0, \"to\": 1, \"key\": \"%s\", "
+                     "\"t\": %s}]}}",
+                     key, bad[i]);
             write_file(path, doc);
             CHECK(sdm_retime_init(&back, r, "model", 64, 64, &err) == 0);
             CHECK_INT(sdm_retime_load(&back, path), 0);
@@ -127,8 +129,10 @@ static int render_step(const char *name, const char *extra, const char *retime, 
     snprintf(recipe, sizeof recipe, "%s/%s.yaml", tmp, name);
     snprintf(text, sizeof text,
              "model: %s\nsteps: 12\nguidance: 1\nseed: 7\nfps: 12\nretime: %s\n%s"
-             "output: [%s/%s.rgb, %s/%s.mp4]\nkeyframes:\n  - prompt: " A_PROMPT "\n    frames: 24\n"
-             "  - prompt: " B_PROMPT "\n", step_model, retime, extra, tmp, name, tmp, name);
+             "output: [%s/%s.rgb, %s/%s.mp4]\nkeyframes:\n  - prompt: " A_PROMPT
+             "\n    frames: 24\n"
+             "  - prompt: " B_PROMPT "\n",
+             step_model, retime, extra, tmp, name, tmp, name);
     write_file(recipe, text);
     return run(argv, out, outlen, NULL);
 }
@@ -183,12 +187,14 @@ static double step_weight(void)
     const char *py = getenv("SDM_PYTHON") ? getenv("SDM_PYTHON") : "/usr/bin/python3";
     FILE *p;
 
-    snprintf(cmd, sizeof cmd, "%s -c \"import sys,json,torch; sys.path.insert(0,'pipeline/export'); import clip_vocab; "
+    snprintf(cmd, sizeof cmd,
+             "%s -c \"import sys,json,torch; sys.path.insert(0,'pipeline/export'); import clip_vocab; "
              "d='%s'; v=json.load(open(d+'/vocab.json')); "
              "m=[tuple(l.split()) for l in open(d+'/merges.txt').read().splitlines()[1:] if l]; "
              "te=torch.jit.load(d+'/text_encoder.pt'); u=torch.jit.load(d+'/unet.pt'); "
              "s=[u.step_position(te.from_ids(torch.tensor([clip_vocab.encode(p,v,m)]))).item() for p in ('%s','%s')]; "
-             "print(repr(s[0]/(s[0]-s[1])))\" 2>/dev/null", py, step_model, A_PROMPT, B_PROMPT);
+             "print(repr(s[0]/(s[0]-s[1])))\" 2>/dev/null",
+             py, step_model, A_PROMPT, B_PROMPT);
     p = popen(cmd, "r");
     if (!p)
         return NAN;
@@ -213,9 +219,9 @@ static void test_even_pace(void)
     at = strstr(out, "retime probe: ");
     if (at && (at = strstr(at, " s, ")))
         probe = atof(at + 4);
-    printf("retime probe cost (CPU, analytic-step 256x256, 24 frames, 12 steps): %s", strstr(out, "retime probe") ?
-           strstr(out, "retime probe") : "(none)\n");
-    CHECK(probe >= 0 && probe <= 35);           /* percent of the render's time */
+    printf("retime probe cost (CPU, analytic-step 256x256, 24 frames, 12 steps): %s",
+           strstr(out, "retime probe") ? strstr(out, "retime probe") : "(none)\n");
+    CHECK(probe >= 0 && probe <= 35); /* percent of the render's time */
     none = sidecar("none");
     even = sidecar("even");
     un = unevenness(none);
@@ -258,8 +264,8 @@ static void test_check_and_frames(void)
 {
     char recipe[PATH_MAX + 64], frame_out[PATH_MAX + 64], out[16384], want[32];
     char *check_argv[] = { "sdmorph", "check", recipe, NULL };
-    char *frames_argv[] = { "sdmorph", "render", recipe, "--device", "cpu", "-q", "--frames", "10",
-                            "-o", frame_out, NULL };
+    char *frames_argv[] = { "sdmorph",  "render", recipe, "--device", "cpu", "-q",
+                            "--frames", "10",     "-o",   frame_out,  NULL };
     json_object *even = sidecar("even");
     uint8_t *all = NULL, *one = NULL;
     long n, size;
@@ -270,9 +276,9 @@ static void test_check_and_frames(void)
     CHECK_CONTAINS(out, "placed by the probe kept in");
     snprintf(want, sizeof want, " 0->1        %.4f", frame_t(even, 10, "t"));
     CHECK_CONTAINS(out, want);
-    CHECK(fabs(frame_t(even, 10, "t") - 10 / 24.0) > 0.01);    /* really moved */
+    CHECK(fabs(frame_t(even, 10, "t") - 10 / 24.0) > 0.01); /* really moved */
     CHECK_INT(run(frames_argv, out, sizeof out, NULL), 0);
-    CHECK(strstr(out, "retime probe") == NULL);                /* the kept curve, no probe */
+    CHECK(strstr(out, "retime probe") == NULL); /* the kept curve, no probe */
     all = raw_frames("even", &n);
     one = (uint8_t *)slurp_file(frame_out, &size);
     CHECK_INT(size, (long)FRAME_BYTES);
@@ -308,7 +314,7 @@ static void test_loops_and_seeds(void)
         CHECK(unevenness(side) <= 1.5);
         CHECK(get_double(seam, "largest", NULL) / get_double(seam, "median", NULL) <= 1.5);
     }
-    CHECK(fabs(frame_t(side, 24 + 10, "t") - 10 / 16.0) > 0.01);     /* the way back (16 frames) moved too */
+    CHECK(fabs(frame_t(side, 24 + 10, "t") - 10 / 16.0) > 0.01); /* the way back (16 frames) moved too */
     json_object_put(side);
 
     CHECK_INT(render_step("pingpong", "loop: pingpong\n", "even", out, sizeof out), 0);
@@ -327,9 +333,12 @@ static void test_loops_and_seeds(void)
         char recipe[PATH_MAX + 64], text[3 * PATH_MAX];
         char *argv[] = { "sdmorph", "render", recipe, "--device", "cpu", "-q", NULL };
         snprintf(recipe, sizeof recipe, "%s/seeds.yaml", tmp);
-        snprintf(text, sizeof text, "model: %s\nsteps: 12\nguidance: 1\nretime: even\noutput: %s/seeds.rgb\n"
-                 "keyframes:\n  - prompt: " A_PROMPT "\n    seed: 7\n    frames: 24\n  - prompt: " B_PROMPT "\n"
-                 "    seed: 8\n", step_model, tmp);
+        snprintf(text, sizeof text,
+                 "model: %s\nsteps: 12\nguidance: 1\nretime: even\noutput: %s/seeds.rgb\n"
+                 "keyframes:\n  - prompt: " A_PROMPT "\n    seed: 7\n    frames: 24\n  - prompt: " B_PROMPT
+                 "\n"
+                 "    seed: 8\n",
+                 step_model, tmp);
         write_file(recipe, text);
         CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     }

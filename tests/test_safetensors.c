@@ -52,12 +52,13 @@ static void le16(unsigned char *p, unsigned v)
 static void test_good(void)
 {
     /* F32 [2,3] at 0..24, F16 [6] at 24..36, BF16 [2] at 36..40, F64 [] at 40..48, U8 [0] at 48..48 */
-    const char *header = "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"hand-built\"},"
-                         "\"b\":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[24,36]},"
-                         "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-                         "\"c\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[36,40]},"
-                         "\"empty\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[48,48]},"
-                         "\"d\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[40,48]}}    ";
+    const char *header =
+        "{\"__metadata__\":{\"format\":\"pt\",\"note\":\"hand-built\"},"
+        "\"b\":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[24,36]},"
+        "\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+        "\"c\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[36,40]},"
+        "\"empty\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[48,48]},"
+        "\"d\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[40,48]}}    ";
     unsigned char data[48];
     float a[6] = { 1.5f, -2.25f, 0.0f, 3.0e-39f, 1e30f, -0.0f }, got[6];
     double d = 2.0 / 3.0;
@@ -67,14 +68,14 @@ static void test_good(void)
     size_t n;
 
     memcpy(data, a, sizeof a);
-    le16(data + 24, 0x3c00);    /* 1 */
-    le16(data + 26, 0xc000);    /* -2 */
-    le16(data + 28, 0x7bff);    /* 65504, the largest */
-    le16(data + 30, 0x0001);    /* 2^-24, the smallest subnormal */
-    le16(data + 32, 0xfc00);    /* -inf */
-    le16(data + 34, 0x7e00);    /* nan */
-    le16(data + 36, 0x3f80);    /* bf16 1 */
-    le16(data + 38, 0xc049);    /* bf16 -3.140625 */
+    le16(data + 24, 0x3c00); /* 1 */
+    le16(data + 26, 0xc000); /* -2 */
+    le16(data + 28, 0x7bff); /* 65504, the largest */
+    le16(data + 30, 0x0001); /* 2^-24, the smallest subnormal */
+    le16(data + 32, 0xfc00); /* -inf */
+    le16(data + 34, 0x7e00); /* nan */
+    le16(data + 36, 0x3f80); /* bf16 1 */
+    le16(data + 38, 0xc049); /* bf16 -3.140625 */
     memcpy(data + 40, &d, sizeof d);
     n = build(header, OWN, data, sizeof data);
     CHECK_INT(sdm_safetensors_open_memory("good.safetensors", file, n, &st, &err), 0);
@@ -205,9 +206,9 @@ static void test_hostile(void)
     expect_bad(" {}", OWN, 0, "does not start with '{'");
     expect_bad("{\"a\":1", OWN, 0, "its JSON header ends before its JSON does");
     expect_bad("{\"a\":}", OWN, 0, "its JSON header does not parse");
-    expect_bad("{'a':1}", OWN, 0, "its JSON header does not parse (a single quote");          /* strict JSON only */
+    expect_bad("{'a':1}", OWN, 0, "its JSON header does not parse (a single quote"); /* strict JSON only */
     expect_bad("{\"a\":1,}", OWN, 0, "its JSON header does not parse");
-    expect_bad("{\"\xff\":1}", OWN, 0, "its JSON header does not parse");     /* not UTF-8 */
+    expect_bad("{\"\xff\":1}", OWN, 0, "its JSON header does not parse"); /* not UTF-8 */
     expect_bad("{\"a\":\"x\ny\"}", OWN, 0, "a control character in a string");
     expect_bad("{} x", OWN, 0, "its JSON header does not parse");
     expect_bad("{}\n\t\r x", OWN, 0, "its JSON header does not parse (unexpected character at byte 6)");
@@ -253,15 +254,18 @@ static void test_hostile(void)
     expect_bad("{\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", OWN, 4,
                "data_offsets hold 4 bytes, its dtype and shape 8");
     /* the layout of the data */
-    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-               "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", OWN, 12,
-               "tensor \"b\": starts at byte 4 of the data, where the tensor before it has not ended");
-    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", OWN, 12,
-               "tensor \"b\": starts at byte 8 of the data, where nothing has ended (a gap)");
-    expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", OWN, 8,
-               "tensor \"b\": starts at byte 0 of the data, where the tensor before it has not ended");
+    expect_bad(
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+        OWN, 12, "tensor \"b\": starts at byte 4 of the data, where the tensor before it has not ended");
+    expect_bad(
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+        OWN, 12, "tensor \"b\": starts at byte 8 of the data, where nothing has ended (a gap)");
+    expect_bad(
+        "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+        "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+        OWN, 8, "tensor \"b\": starts at byte 0 of the data, where the tensor before it has not ended");
     expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", OWN, 8,
                "its tensors end at byte 4 of the data, the file at byte 8");
     expect_bad("{}", OWN, 1, "its tensors end at byte 0 of the data, the file at byte 1");

@@ -82,7 +82,7 @@ static void test_ddim_table(void)
 static void test_euler_table(void)
 {
     static const double sig10[10] = { 14.6146412293, 7.8398828728, 4.6091741339, 2.9183071154, 1.9501614706,
-                                      1.3449277834, 0.9323579668, 0.624976918, 0.3686577454, 0.0291671582 };
+                                      1.3449277834,  0.9323579668, 0.624976918,  0.3686577454, 0.0291671582 };
     sdm_bundle b = sd_bundle(SDM_PRED_EPSILON), bv = sd_bundle(SDM_PRED_V);
     sdm_schedule s;
     sdm_error err;
@@ -125,13 +125,20 @@ static void test_euler_table(void)
 
 static void test_karras_tables(void)
 {
-    static const double ek10[10] = { 14.6146412293, 9.102928134, 5.4783919864, 3.168603073, 1.7494170493,
-                                     0.914072265, 0.4469182094, 0.2013982998, 0.0819102383, 0.0291671582 };
-    static const double et10[10] = { 999.0, 916.2839069875822, 815.0446806540714, 687.1527460744257,
-                                     523.1980846596061, 327.14598869932246, 145.9380686057837,
-                                     40.85643285535896, 6.732296793259858, 0.0 };
+    static const double ek10[10] = { 14.6146412293, 9.102928134,  5.4783919864, 3.168603073,  1.7494170493,
+                                     0.914072265,   0.4469182094, 0.2013982998, 0.0819102383, 0.0291671582 };
+    static const double et10[10] = { 999.0,
+                                     916.2839069875822,
+                                     815.0446806540714,
+                                     687.1527460744257,
+                                     523.1980846596061,
+                                     327.14598869932246,
+                                     145.9380686057837,
+                                     40.85643285535896,
+                                     6.732296793259858,
+                                     0.0 };
     static const int dt25[25] = { 999, 970, 938, 905, 868, 829, 786, 739, 687, 630, 568, 500, 427,
-                                  352, 278, 207, 146, 96, 59, 34, 18, 9, 4, 1, 0 };
+                                  352, 278, 207, 146, 96,  59,  34,  18,  9,   4,   1,   0 };
     sdm_bundle b = sd_bundle(SDM_PRED_EPSILON);
     sdm_schedule s;
     sdm_error err;
@@ -209,10 +216,10 @@ static void test_euler_a_table(void)
 
     CHECK_INT(make(&b, SDM_SAMPLER_EULER_A, 10, 0, 0.0, &s, &err), 0);
     CHECK_INT(s.uses_noise, 1);
-    CHECK_NEAR(s.steps[0].next.noise, 6.616377074728944, 1e-9);       /* sigma_up */
-    CHECK_NEAR(s.steps[0].next.out, -10.409011922733422, 1e-9);        /* sigma_down − sigma */
+    CHECK_NEAR(s.steps[0].next.noise, 6.616377074728944, 1e-9); /* sigma_up */
+    CHECK_NEAR(s.steps[0].next.out, -10.409011922733422, 1e-9); /* sigma_down − sigma */
     CHECK_NEAR(s.steps[0].c_in, 0.0682649142171675, 1e-12);
-    CHECK_NEAR(s.steps[9].next.noise, 0, 0);                            /* none on the last step */
+    CHECK_NEAR(s.steps[9].next.noise, 0, 0); /* none on the last step */
     CHECK_NEAR(s.init_sigma, 14.6146412293, 1e-9);
     sdm_schedule_free(&s);
 }
@@ -273,7 +280,7 @@ static void test_new_tables(void)
         CHECK_NEAR(s.steps[i].t, lcm4[i], 0);
     CHECK_INT(s.steps[0].noise_draw, 0);
     CHECK_INT(s.steps[2].noise_draw, 2);
-    CHECK_INT(s.steps[3].noise_draw, -1);      /* the last step adds none */
+    CHECK_INT(s.steps[3].noise_draw, -1); /* the last step adds none */
     sdm_schedule_free(&s);
     CHECK_INT(make(&b, SDM_SAMPLER_LMS, 4, 0, 0.0, &s, &err), 0);
     /* order 1 first: Euler's step; the coefficients of a step sum to the sigma gap */
@@ -298,7 +305,7 @@ static void test_new_tables(void)
     snprintf(b.scheduler, sizeof b.scheduler, "DDPMScheduler");
     CHECK(make(&b, SDM_SAMPLER_AUTO, 10, 0, 0.0, &s, &err) != 0);
     CHECK_CONTAINS(err.msg, "the model's scheduler, DDPMScheduler (sd/model.yaml), is not one sdmorph has");
-    CHECK_INT(make(&b, SDM_SAMPLER_EULER, 10, 0, 0.0, &s, &err), 0);     /* a named sampler still works */
+    CHECK_INT(make(&b, SDM_SAMPLER_EULER, 10, 0, 0.0, &s, &err), 0); /* a named sampler still works */
     sdm_schedule_free(&s);
     snprintf(b.scheduler, sizeof b.scheduler, "PNDMScheduler");
     b.skip_prk_steps = 0;
@@ -362,8 +369,8 @@ static double model_out(sdm_prediction pred, double ab, double u, double x0)
 
 /* Runs a schedule on scalar latents: element j starts at xT[j], its
  * conditional/unconditional targets are x0c[j], x0u[j]. */
-static void host_sample(const sdm_bundle *b, const sdm_schedule *s, double g, const double *x0c,
-                        const double *x0u, const double *xT, int n, double *out)
+static void host_sample(const sdm_bundle *b, const sdm_schedule *s, double g, const double *x0c, const double *x0u,
+                        const double *xT, int n, double *out)
 {
     double *ac = malloc(sizeof *ac * b->train_steps), *ls = malloc(sizeof *ls * b->train_steps);
     sdm_alphas_cumprod(b, ac);
@@ -376,7 +383,7 @@ static void host_sample(const sdm_bundle *b, const sdm_schedule *s, double g, co
             double ab = alpha_bar(ac, ls, b->train_steps, (float)k->t), u = k->c_in * x;
             double oc = model_out(b->prediction, ab, u, x0c[j]), ou = model_out(b->prediction, ab, u, x0u[j]);
             double o = g > 1 ? ou + g * (oc - ou) : oc, fresh[SDM_SLOTS];
-            double noise = sin(12.9898 * (i + 1) + 78.233 * j);    /* any noise */
+            double noise = sin(12.9898 * (i + 1) + 78.233 * j); /* any noise */
             double nx = k->next.x * x + k->next.out * o + k->next.noise * noise;
             for (int q = 0; q < SDM_SLOTS; q++) {
                 const sdm_lin *l = &k->save[q];
@@ -464,7 +471,8 @@ static void test_host_closed_forms(void)
                         host_sample(&b, &s, g, x0c, x0u, xT, N, out);
                         for (int j = 0; j < N; j++) {
                             double x0s = g > 1 ? x0u[j] + g * (x0c[j] - x0u[j]) : x0c[j];
-                            worst = fmax(worst, fabs(out[j] - closed_form(&b, (sdm_sampler)kind, s.sampler_steps, x0s, xT[j])));
+                            worst = fmax(
+                                worst, fabs(out[j] - closed_form(&b, (sdm_sampler)kind, s.sampler_steps, x0s, xT[j])));
                         }
                         if (worst > closed_tolerance(kind, 1e-9))
                             fprintf(stderr, "host %s %s karras=%d steps=%d g=%g: off by %g\n",
@@ -635,8 +643,9 @@ static void test_engine_closed_forms(void)
         engine_closed_forms(dir);
     snprintf(dir, sizeof dir, "%s/models/analytic-v", test_build_dir());
     if (!have_bundle(dir))
-        SKIP("engine closed forms (v_prediction): no build/models/analytic-v (python3 pipeline/export/analytic.py "
-             "--out build/models/analytic-v --prediction v_prediction)");
+        SKIP(
+            "engine closed forms (v_prediction): no build/models/analytic-v (python3 pipeline/export/analytic.py "
+            "--out build/models/analytic-v --prediction v_prediction)");
     else
         engine_closed_forms(dir);
 }
@@ -727,8 +736,7 @@ static double latent_diff(json_object *arr, const float *v, size_t n)
     return worst;
 }
 
-static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, const int64_t *shape,
-                         double *overall)
+static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, const int64_t *shape, double *overall)
 {
     sdm_sampler_params p = sdm_sampler_default_params();
     json_object *ts = jget(c, "timesteps"), *sig = jget(c, "sigmas"), *lats = jget(c, "latents");
@@ -744,8 +752,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
 
     snprintf(what, sizeof what, "%s %s%s %s eta=%g seed=%s steps=%d g=%g", fb->name, jstr(c, "sampler"),
              json_object_get_boolean(jget(c, "karras")) ? " karras" : "", jstr(c, "spacing"), jnum(c, "eta"),
-             jstr(c, "seed"),
-             (int)jnum(c, "steps"), g);
+             jstr(c, "seed"), (int)jnum(c, "steps"), g);
     if (sdm_sampler_from_str(jstr(c, "sampler"), &p.kind)) {
         fprintf(stderr, "%s: unknown sampler\n", what);
         CHECK(0);
@@ -823,8 +830,9 @@ static void test_fixtures(void)
     if (!path || !*path)
         path = "tests/fixtures/samplers.json";
     if (stat(path, &st)) {
-        SKIP("sampler parity with diffusers: tests/fixtures/samplers.json is absent "
-             "(make it with tests/fixtures/make_sampler_fixtures.py)");
+        SKIP(
+            "sampler parity with diffusers: tests/fixtures/samplers.json is absent "
+            "(make it with tests/fixtures/make_sampler_fixtures.py)");
         return;
     }
     doc = json_object_from_file(path);
@@ -852,8 +860,10 @@ static void test_fixtures(void)
             float *v = x0 ? host_f32(x0) : NULL;
             double d = v ? latent_diff(jget(doc, "target_a"), v, (size_t)sdm_tensor_numel(x0)) : INFINITY;
             if (d > 1e-5)
-                fprintf(stderr, "%s: the analytic bundle's target differs from the fixture's by %g: "
-                                "remake one of them\n", path, d);
+                fprintf(stderr,
+                        "%s: the analytic bundle's target differs from the fixture's by %g: "
+                        "remake one of them\n",
+                        path, d);
             CHECK(d <= 1e-5);
             free(v);
             sdm_tensor_free(&x0);

@@ -61,8 +61,10 @@ static void write_recipe(const char *path, const char *name, const char *body)
 {
     char text[4096];
 
-    snprintf(text, sizeof text, "width: 64\nheight: 64\nsteps: 6\nseed: 7\nfps: 12\nguidance: 1\n"
-             "output: [%s/%s.mp4, %s/%s.gif]\ncontact_sheet: %s/%s.png\n%s", dir, name, dir, name, dir, name, body);
+    snprintf(text, sizeof text,
+             "width: 64\nheight: 64\nsteps: 6\nseed: 7\nfps: 12\nguidance: 1\n"
+             "output: [%s/%s.mp4, %s/%s.gif]\ncontact_sheet: %s/%s.png\n%s",
+             dir, name, dir, name, dir, name, body);
     write_file(path, text);
 }
 
@@ -77,11 +79,11 @@ static void shards_equal_single(const char *recipe, const char *name, int n)
 
     snprintf(single, sizeof single, "%s/%s.single.rgb", dir, name);
     snprintf(joined, sizeof joined, "%s/%s.joined.rgb", dir, name);
-    snprintf(png_single, sizeof png_single, "%s/%s.single.png", dir, name);   /* stills: one PNG a frame */
+    snprintf(png_single, sizeof png_single, "%s/%s.single.png", dir, name); /* stills: one PNG a frame */
     snprintf(png_joined, sizeof png_joined, "%s/%s.joined.png", dir, name);
     char *r1[] = { "sdmorph", "render", (char *)recipe, "--model", model, "-q", NULL };
     CHECK_INT(sdm(r1), 0);
-    for (int i = 0; i < 4; i++) {      /* keep the single render's outputs apart */
+    for (int i = 0; i < 4; i++) { /* keep the single render's outputs apart */
         snprintf(a, sizeof a, "%s/%s.%s", dir, name, exts[i]);
         snprintf(b, sizeof b, "%s/single-%s.%s", dir, name, exts[i]);
         CHECK_INT(rename(a, b), 0);
@@ -113,7 +115,7 @@ static void shards_equal_single(const char *recipe, const char *name, int n)
     argv[k] = NULL;
     CHECK_INT(sdm(argv), 0);
     CHECK(same_file(single, joined));
-    for (int i = 0; i < 3; i++) {       /* the join writes stills as the render does */
+    for (int i = 0; i < 3; i++) { /* the join writes stills as the render does */
         snprintf(a, sizeof a, "%s/%s.single-%d.png", dir, name, i);
         snprintf(b, sizeof b, "%s/%s.joined-%d.png", dir, name, i);
         CHECK(same_file(a, b));
@@ -136,15 +138,16 @@ static void test_devices(void)
     char *one[] = { "sdmorph", "render", recipe, "--model", model, "-q", "-o", a, NULL };
     CHECK_INT(sdm(one), 0);
     before = count_entries(dir, "");
-    char *two[] = { "sdmorph", "render", recipe, "--model", model, "-q", "--devices", "cpu,cpu", "-o", b, "-o", sb,
-                    NULL };
+    char *two[] = {
+        "sdmorph", "render", recipe, "--model", model, "-q", "--devices", "cpu,cpu", "-o", b, "-o", sb, NULL
+    };
     CHECK_INT(sdm(two), 0);
     CHECK(same_file(sa, sb));
     /* the frames are equal; the MP4's bytes were seen to differ now and then (x264's frame
      * threads with the engines' thread pools in one process?): said, not failed */
     if (!same_file(a, b))
         printf("note: --devices cpu,cpu: equal frames, but its MP4's bytes differ from one engine's\n");
-    CHECK_INT(count_entries(dir, ""), before + 3);      /* two.mp4, two.rgb, their sidecar */
+    CHECK_INT(count_entries(dir, ""), before + 3); /* two.mp4, two.rgb, their sidecar */
     CHECK_INT(count_entries(dir, "sdmorph-devices"), 0);
     char *bad[] = { "sdmorph", "render", recipe, "--model", model, "--devices", "cpu,gpu", NULL };
     CHECK_INT(sdm(bad), 2);
@@ -158,12 +161,13 @@ static void test_shards_equal_single(void)
     char recipe[PATH_MAX];
 
     snprintf(recipe, sizeof recipe, "%s/loop.yaml", dir);
-    write_recipe(recipe, "loop", "loop: pingpong\nframes: 5\nkeyframes:\n  - a city street in the rain\n"
+    write_recipe(recipe, "loop",
+                 "loop: pingpong\nframes: 5\nkeyframes:\n  - a city street in the rain\n"
                  "  - prompt: a forest path in the mist\n    hold: 3\n  - a quiet harbour at dawn\n");
     shards_equal_single(recipe, "loop", 3);
     snprintf(recipe, sizeof recipe, "%s/walk.yaml", dir);
     write_recipe(recipe, "walk", "walk:\n  prompt: a lighthouse\n  seed: 3\n  frames: 11\n  sigma: 0.02\n");
-    shards_equal_single(recipe, "walk", 3);    /* 3, 4, 4 renders: not the batches of one render */
+    shards_equal_single(recipe, "walk", 3); /* 3, 4, 4 renders: not the batches of one render */
 }
 
 /* Shards 1 and 3 of 3 alone, or 2 given twice: join names the renders and frames. */
@@ -183,7 +187,8 @@ static void test_join_refuses(void)
     CHECK_CONTAINS(out, "more than one segment");
     /* a segment of a recipe edited since */
     snprintf(other, sizeof other, "%s/loop2.yaml", dir);
-    write_recipe(other, "loop", "loop: pingpong\nframes: 5\nkeyframes:\n  - a city street in the rain\n"
+    write_recipe(other, "loop",
+                 "loop: pingpong\nframes: 5\nkeyframes:\n  - a city street in the rain\n"
                  "  - prompt: a forest path in the mist\n    hold: 4\n  - a quiet harbour at dawn\n");
     char *edited[] = { "sdmorph", "join", other, s[0], s[1], s[2], NULL };
     CHECK_INT(sdm(edited), 2);
@@ -267,12 +272,12 @@ static void test_plan_keep_renders(void)
         return;
     CHECK_INT(sdm_plan_make(r, &p, &err), 0);
     int n = p.n_renders, shown = p.n_sequence;
-    CHECK(shown > n);   /* pingpong and a hold show renders again */
+    CHECK(shown > n); /* pingpong and a hold show renders again */
     CHECK_INT(sdm_plan_keep_renders(&p, 2, 5, &err), 0);
     CHECK_INT(p.n_renders, 3);
     CHECK_INT(p.n_sequence, 3);
     CHECK_INT(p.sequence[2], 2);
-    CHECK_INT(p.frame_index[0], 2);     /* render 2 is first shown as frame 2 */
+    CHECK_INT(p.frame_index[0], 2); /* render 2 is first shown as frame 2 */
     CHECK(sdm_plan_keep_renders(&p, 0, 4, &err) < 0);
     sdm_plan_free(&p);
     sdm_recipe_free(&r);
@@ -284,8 +289,10 @@ static void test_slurm_scripts(void)
     char *text;
 
     snprintf(recipe, sizeof recipe, "%s/loop.yaml", dir);
-    char *argv[] = { "sdmorph", "slurm", recipe, "--shards", "3", "--partition", "gpu", "--gpus-per-task", "1",
-                     "--time", "1:00:00", "--sbatch=--account=art", "--model", model, NULL };
+    char *argv[] = { "sdmorph", "slurm",       recipe,    "--shards",
+                     "3",       "--partition", "gpu",     "--gpus-per-task",
+                     "1",       "--time",      "1:00:00", "--sbatch=--account=art",
+                     "--model", model,         NULL };
     CHECK_INT(sdm(argv), 0);
     snprintf(path, sizeof path, "%s/loop.array.sbatch", dir);
     text = slurp_file(path, NULL);

@@ -85,8 +85,7 @@ static void wait_job(const char *id, double limit, char *state, size_t len)
         if (s) {
             s += 9;
             s[strcspn(s, " \n")] = '\0';
-            if (strcmp(s, "PENDING") && strcmp(s, "RUNNING") && strcmp(s, "CONFIGURING") &&
-                strcmp(s, "COMPLETING")) {
+            if (strcmp(s, "PENDING") && strcmp(s, "RUNNING") && strcmp(s, "CONFIGURING") && strcmp(s, "COMPLETING")) {
                 snprintf(state, len, "%s", s);
                 return;
             }
@@ -148,8 +147,9 @@ int main(void)
     int up;
 
     if (!have("slurmctld") || !have("slurmd") || !have("munged") || !have("sbatch") || !have("scontrol")) {
-        SKIP("Slurm test: slurmctld, slurmd, munged, sbatch or scontrol missing (apt-get install slurm-wlm munge, "
-             "or make deps)");
+        SKIP(
+            "Slurm test: slurmctld, slurmd, munged, sbatch or scontrol missing (apt-get install slurm-wlm munge, "
+            "or make deps)");
         return test_report();
     }
     if (geteuid() != 0) {

@@ -165,8 +165,10 @@ static void write_embedding(const char *path, const float *v, int n, int H)
     char header[256];
     uint64_t len;
     FILE *f = fopen(path, "wb");
-    int hl = snprintf(header, sizeof header, "{\"emb_params\":{\"dtype\":\"F32\",\"shape\":[%d,%d],"
-                      "\"data_offsets\":[0,%d]}}", n, H, n * H * 4);
+    int hl = snprintf(header, sizeof header,
+                      "{\"emb_params\":{\"dtype\":\"F32\",\"shape\":[%d,%d],"
+                      "\"data_offsets\":[0,%d]}}",
+                      n, H, n * H * 4);
 
     while (hl % 8)
         header[hl++] = ' ';
@@ -374,8 +376,10 @@ static void test_render(void)
     snprintf(recipe, sizeof recipe, "%s/long.yaml", tmpdir);
     snprintf(out, sizeof out, "%s/long.mp4", tmpdir);
     snprintf(side, sizeof side, "%s/long.json", tmpdir);
-    snprintf(yaml, 4096, "width: 64\nheight: 64\nsteps: 2\nclip_skip: 2\nkeyframes:\n  - prompt: %s\n    frames: 3\n"
-             "  - prompt: a city, (fog:1.5)\n    clip_skip: 1\n", text);
+    snprintf(yaml, 4096,
+             "width: 64\nheight: 64\nsteps: 2\nclip_skip: 2\nkeyframes:\n  - prompt: %s\n    frames: 3\n"
+             "  - prompt: a city, (fog:1.5)\n    clip_skip: 1\n",
+             text);
     write_file(recipe, yaml);
     {
         char *argv[] = { "sdmorph", "render", recipe, "-o", out, "-q", "--device", "cpu", NULL };
@@ -383,7 +387,7 @@ static void test_render(void)
     }
     doc = json_object_from_file(side);
     texts = doc ? jkey(doc, "texts") : NULL;
-    CHECK(texts && json_object_array_length(texts) == 4);     /* two prompts, the negative at two clip skips */
+    CHECK(texts && json_object_array_length(texts) == 4); /* two prompts, the negative at two clip skips */
     if (texts && json_object_array_length(texts) == 4) {
         json_object *t0 = json_object_array_get_idx(texts, 0), *t2 = json_object_array_get_idx(texts, 2);
         json_object *w = jkey(json_object_array_get_idx(jkey(t2, "chunks"), 0), "weights");

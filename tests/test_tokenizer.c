@@ -19,7 +19,7 @@ static char tmpdir[] = "/tmp/sdm_tok_XXXXXX";
 
 static const char *write_tmp(const char *name, const char *text)
 {
-    static char path[64][256];   /* enough for every file this test writes */
+    static char path[64][256]; /* enough for every file this test writes */
     static int slot;
     char *p = path[slot++ % 64];
     FILE *f;
@@ -132,10 +132,10 @@ static void test_edges(const sdm_tokenizer *tok)
     sdm_tokenizer_encode(tok, "caf\xe9 au lait", row, &info);
     CHECK_INT(info.invalid_utf8, 1);
     CHECK(same_ids(tok, "caf\xe9 au lait", "caf\xef\xbf\xbd au lait"));
-    sdm_tokenizer_encode(tok, "abc\xe2\x82", row, &info);   /* cut 3-byte sequence: one */
+    sdm_tokenizer_encode(tok, "abc\xe2\x82", row, &info); /* cut 3-byte sequence: one */
     CHECK_INT(info.invalid_utf8, 2);
     CHECK(same_ids(tok, "abc\xe2\x82", "abc\xef\xbf\xbd"));
-    sdm_tokenizer_encode(tok, "\xed\xa0\x80", row, &info);  /* a surrogate: three */
+    sdm_tokenizer_encode(tok, "\xed\xa0\x80", row, &info); /* a surrogate: three */
     CHECK_INT(info.invalid_utf8, 3);
     CHECK(same_ids(tok, "\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"));
     CHECK(same_ids(tok, "\xc0\xaf x \xff", "\xef\xbf\xbd\xef\xbf\xbd x \xef\xbf\xbd"));
@@ -151,8 +151,8 @@ static void test_edges(const sdm_tokenizer *tok)
     /* normalization: NFC, white space runs, case */
     CHECK(same_ids(tok, "cafe\xcc\x81", "caf\xc3\xa9"));
     CHECK(same_ids(tok, "  A\tPHOTO \xc2\xa0\xe3\x80\x80 of\n\na Cat  ", "a photo of a cat"));
-    CHECK(!same_ids(tok, "na\xc3\xafve", "naive"));     /* accents stay */
-    CHECK(same_ids(tok, "\xc4\xb0stanbul", "i \xcc\x87 stanbul"));   /* U+0130 lowercases to i U+0307 */
+    CHECK(!same_ids(tok, "na\xc3\xafve", "naive")); /* accents stay */
+    CHECK(same_ids(tok, "\xc4\xb0stanbul", "i \xcc\x87 stanbul")); /* U+0130 lowercases to i U+0307 */
     /* pre-tokenization: contractions, digits one by one, punctuation runs */
     CHECK(same_ids(tok, "'sun", "'s un"));
     CHECK(same_ids(tok, "2024", "2 0 2 4"));
@@ -166,7 +166,7 @@ static void test_edges(const sdm_tokenizer *tok)
     sdm_tokenizer_encode(tok, "a<|endoftext|>b", row, &info);
     CHECK_INT(row[1], 320);
     CHECK_INT(row[2], 49407);
-    CHECK_INT(row[3], 321);     /* b</w> */
+    CHECK_INT(row[3], 321); /* b</w> */
     CHECK_INT(row[4], 49407);
     CHECK_INT(info.n_tokens, 3);
     CHECK(same_ids(tok, "<|EndOfText|>", "<| endoftext |>"));
@@ -205,9 +205,9 @@ static void test_edges(const sdm_tokenizer *tok)
     n = encode_row(tok, big, row, &info);
     CHECK_INT(n, L);
     CHECK_INT(row[1], 320);
-    CHECK_INT(info.n_tokens, 100 * 1024 / 18 * 6 + 5);   /* 6 a repeat; the tail "a photo of a cat" 5 */
+    CHECK_INT(info.n_tokens, 100 * 1024 / 18 * 6 + 5); /* 6 a repeat; the tail "a photo of a cat" 5 */
     CHECK_INT(info.n_dropped, info.n_tokens - 75);
-    CHECK_INT(info.dropped_at, 12 * 18 + 11);              /* 75 = 12 repeats + "a photo of" */
+    CHECK_INT(info.dropped_at, 12 * 18 + 11); /* 75 = 12 repeats + "a photo of" */
     /* one 100 kB word: BPE of a long word without quadratic rescans */
     memset(big, 'q', 100 * 1024);
     n = encode_row(tok, big, row, &info);
@@ -268,8 +268,8 @@ static void test_tiny(void)
     int64_t row[77];
 
     /* "b c</w>" outranks "a b": abc -> a, bc</w> */
-    CHECK_INT(sdm_tokenizer_load(vocab, write_tmp("m1.txt", "#version: 0.2\nb c</w>\na b\nab c</w>\n"), p, &tok,
-                                 &err), 0);
+    CHECK_INT(sdm_tokenizer_load(vocab, write_tmp("m1.txt", "#version: 0.2\nb c</w>\na b\nab c</w>\n"), p, &tok, &err),
+              0);
     if (tok) {
         sdm_tokenizer_encode(tok, "abc", row, NULL);
         CHECK_INT(row[1], 2);
@@ -425,7 +425,7 @@ static void test_command(void)
             int n = 0;
             for (char *p = out; *p; p++)
                 n += *p == ' ';
-            CHECK_INT(n, 76);   /* 77 ids */
+            CHECK_INT(n, 76); /* 77 ids */
         }
         CHECK_STR(errs, "");
     }
@@ -456,7 +456,7 @@ static void test_command(void)
         CHECK_INT(lines, 6);
         CHECK(strncmp(out, "49406 2368 267 ", 15) == 0);
         line = strchr(out, '\n');
-        CHECK(line && strncmp(line + 1, "49406 267 1929 267 2368 ", 24) == 0);   /* ", dog , cat" */
+        CHECK(line && strncmp(line + 1, "49406 267 1929 267 2368 ", 24) == 0); /* ", dog , cat" */
         line = line ? strchr(line + 1, '\n') : NULL;
         CHECK(line && strncmp(line + 1, "49406 2368 267 ", 15) == 0);
     }
@@ -471,7 +471,7 @@ static void test_command(void)
         char *argv[] = { "tokenize", "--model", dir, "--", "--tokens", NULL };
         rc = run_tokenize(out, sizeof out, errs, sizeof errs, 5, argv);
         CHECK_INT(rc, 0);
-        CHECK(strncmp(out, "49406 2432 23562 49407 ", 23) == 0);   /* "--", "tokens" */
+        CHECK(strncmp(out, "49406 2432 23562 49407 ", 23) == 0); /* "--", "tokens" */
     }
     /* usage errors: 2 */
     {

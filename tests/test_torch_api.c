@@ -104,14 +104,18 @@ static const struct {
     float v[6];
     double sum;
 } noise_ref[] = {
-    { 0ULL, { -1.12583983f, -1.1523602f, -0.250578582f, -0.433878809f, -2.72042727f, -1.07820797f },
+    { 0ULL,
+      { -1.12583983f, -1.1523602f, -0.250578582f, -0.433878809f, -2.72042727f, -1.07820797f },
       -124.112699899124 },
-    { 1234ULL, { -0.111718565f, -0.496590108f, 0.163073704f, -0.88168776f, 1.44485486f, 1.57986307f },
+    { 1234ULL,
+      { -0.111718565f, -0.496590108f, 0.163073704f, -0.88168776f, 1.44485486f, 1.57986307f },
       -6.569933727238 },
     /* torch keys its generator on the low 32 bits: this is seed 5's noise */
-    { 4294967301ULL, { 1.84232986f, 0.518887162f, -1.71192133f, -1.7013793f, -0.320362657f, -1.05295312f },
+    { 4294967301ULL,
+      { 1.84232986f, 0.518887162f, -1.71192133f, -1.7013793f, -0.320362657f, -1.05295312f },
       -150.724754103874 },
-    { 18446744073709551615ULL, { -2.66429758f, -1.0910486f, 0.451447427f, 0.228360698f, -1.6264751f, -1.45788515f },
+    { 18446744073709551615ULL,
+      { -2.66429758f, -1.0910486f, 0.451447427f, 0.228360698f, -1.6264751f, -1.45788515f },
       175.206447753962 },
 };
 
@@ -132,8 +136,8 @@ static void test_randn(void)
             double sum = 0;
             for (int i = 0; i < 6; i++) {
                 if (buf[idx[i]] != noise_ref[k].v[i]) {
-                    fprintf(stderr, "seed %llu [%d]: %.9g != %.9g\n", (unsigned long long)noise_ref[k].seed,
-                            idx[i], buf[idx[i]], noise_ref[k].v[i]);
+                    fprintf(stderr, "seed %llu [%d]: %.9g != %.9g\n", (unsigned long long)noise_ref[k].seed, idx[i],
+                            buf[idx[i]], noise_ref[k].v[i]);
                     test_failed++;
                 } else {
                     test_passed++;
@@ -281,7 +285,7 @@ static void test_host(void)
     sdm_tensor_free(&h);
     sdm_tensor_free(&z);
     sdm_tensor_free(&s);
-    sdm_tensor_free(&s);   /* NULL-safe, twice */
+    sdm_tensor_free(&s); /* NULL-safe, twice */
     sdm_tensor_free(NULL);
 }
 
@@ -512,18 +516,18 @@ static void test_rgb8(sdm_device dev)
     CHECK_INT(sdm_tensor_dim(o, 3), 3);
     if (o && sdm_tensor_to_host(o, SDM_U8, px, sizeof px) == SDM_TORCH_OK) {
         /* pixel w: (R, G, B) = (v[w], v[4+w], v[8+w]) */
-        CHECK_INT(px[0], 0);      /* -1 */
-        CHECK_INT(px[3], 255);    /* 1 */
-        CHECK_INT(px[6], 128);    /* 0: 127.5 rounds half to even, as torch and numpy do */
-        CHECK_INT(px[9], 255);    /* 2 clamps */
-        CHECK_INT(px[1], 0);      /* -3 clamps */
-        CHECK_INT(px[4], 191);    /* 0.5: 191.25 */
-        CHECK_INT(px[7], 64);     /* -0.5: 63.75 */
-        CHECK_INT(px[10], 254);   /* 0.99: 253.7 */
-        CHECK_INT(px[2], 128);    /* 1e-3: 127.63 */
-        CHECK_INT(px[5], 127);    /* -1e-3: 127.37 */
-        CHECK_INT(px[8], 128);    /* 1/255: 128.0 */
-        CHECK_INT(px[11], 1);     /* -0.996: 0.51 */
+        CHECK_INT(px[0], 0); /* -1 */
+        CHECK_INT(px[3], 255); /* 1 */
+        CHECK_INT(px[6], 128); /* 0: 127.5 rounds half to even, as torch and numpy do */
+        CHECK_INT(px[9], 255); /* 2 clamps */
+        CHECK_INT(px[1], 0); /* -3 clamps */
+        CHECK_INT(px[4], 191); /* 0.5: 191.25 */
+        CHECK_INT(px[7], 64); /* -0.5: 63.75 */
+        CHECK_INT(px[10], 254); /* 0.99: 253.7 */
+        CHECK_INT(px[2], 128); /* 1e-3: 127.63 */
+        CHECK_INT(px[5], 127); /* -1e-3: 127.37 */
+        CHECK_INT(px[8], 128); /* 1/255: 128.0 */
+        CHECK_INT(px[11], 1); /* -0.996: 0.51 */
     }
     sdm_tensor_free(&o);
     sdm_tensor_free(&t);
@@ -597,8 +601,9 @@ static void test_errors(void)
         if (sdm_aoti_available())
             CHECK_CONTAINS(sdm_torch_last_error(), "not a readable AOTInductor package");
         else
-            CHECK_CONTAINS(sdm_torch_last_error(), "an AOTInductor package; this build's libtorch has none "
-                                                   "(torch >= 2.6 with CUDA needed)");
+            CHECK_CONTAINS(sdm_torch_last_error(),
+                           "an AOTInductor package; this build's libtorch has none "
+                           "(torch >= 2.6 with CUDA needed)");
         remove(path);
     } else {
         SKIP("cannot write to the build directory");
@@ -730,7 +735,7 @@ static void test_analytic(void)
         fprintf(stderr, "load: %s\n", sdm_torch_last_error());
         goto end;
     }
-    CHECK_INT(sdm_module_dtype(un), SDM_F32);   /* its float64 schedule is not counted */
+    CHECK_INT(sdm_module_dtype(un), SDM_F32); /* its float64 schedule is not counted */
     CHECK(sdm_module_has_method(un, "target"));
     CHECK(sdm_module_has_method(un, NULL));
     CHECK(!sdm_module_has_method(un, "no_such_method"));
@@ -778,8 +783,8 @@ static void test_analytic(void)
             mx = fmax(mx, fabs(x0v[i]));
             diff = fmax(diff, fabs(x0v[i] - x0v[4 * LAT * LAT + i]));
         }
-        CHECK(mx > 0.05 && mx < 1.0);      /* tanh · 1: a field of order ±1 */
-        CHECK(diff > 0.05);                /* prompts differ, targets differ */
+        CHECK(mx > 0.05 && mx < 1.0); /* tanh · 1: a field of order ±1 */
+        CHECK(diff > 0.05); /* prompts differ, targets differ */
     }
 
     /* the schedule the module holds is the one the bundle declares */
@@ -791,7 +796,7 @@ static void test_analytic(void)
         double worst = 0;
         for (int i = 0; i < 1000; i++)
             worst = fmax(worst, fabs(acv[i] - host[i]));
-        CHECK_NEAR(worst, 0.0, 1e-15);   /* same formula as the exporter */
+        CHECK_NEAR(worst, 0.0, 1e-15); /* same formula as the exporter */
         CHECK_NEAR(acv[0], 0.99915, 1e-15);
         CHECK_NEAR(acv[999], 0.004660098513077241, 1e-15);
     }
@@ -856,7 +861,7 @@ static void test_analytic(void)
         char cut[600];
         static char data[16384];
         snprintf(cut, sizeof cut, "%s/test_torch_api_truncated.pt", test_build_dir());
-        f = fopen(path, "rb");   /* vae_decoder.pt */
+        f = fopen(path, "rb"); /* vae_decoder.pt */
         size_t n = f ? fread(data, 1, sizeof data, f) : 0;
         if (f)
             fclose(f);
@@ -993,7 +998,7 @@ static void test_cuda(void)
     /* out of device memory: its own status, and what happened (what was
      * asked, what the GPU has), without advice */
     {
-        const int64_t huge[2] = { 1LL << 20, 1LL << 20 };   /* 4 TiB of float32 */
+        const int64_t huge[2] = { 1LL << 20, 1LL << 20 }; /* 4 TiB of float32 */
         CHECK_INT(sdm_tensor_zeros(SDM_F32, huge, 2, cuda, &g), SDM_TORCH_OOM);
         CHECK(g == NULL);
         CHECK_CONTAINS(sdm_torch_last_error(), "zeros: out of memory (");
@@ -1001,7 +1006,7 @@ static void test_cuda(void)
         CHECK(strstr(sdm_torch_last_error(), "lower") == NULL);
         printf("CUDA OOM message: %s\n", sdm_torch_last_error());
     }
-    test_rgb8(cuda);   /* and the device works on after it */
+    test_rgb8(cuda); /* and the device works on after it */
     test_download(cuda);
     test_graphs(cuda);
     /* a device that does not exist */

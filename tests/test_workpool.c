@@ -60,7 +60,7 @@ static void run_pool(int threads, int depth)
         job *j;
         jobs[i] = (job){ i, -1, 0 };
         if (sdm_workpool_in_flight(p) == depth) {
-            CHECK_INT(sdm_workpool_submit(p, &jobs[i]), -1);     /* full: refused */
+            CHECK_INT(sdm_workpool_submit(p, &jobs[i]), -1); /* full: refused */
             j = sdm_workpool_take(p, &rc);
             order_ok &= j == &jobs[next_out++] && j->ran;
             rc_ok &= rc == (j->index == 13 ? -1 : 0);
@@ -87,10 +87,10 @@ static void run_pool(int threads, int depth)
     CHECK(sdm_workpool_take(p, &rc) == NULL);
     CHECK(st.most_running <= threads);
     if (threads == 1) {
-        CHECK_INT(st.ran_elsewhere, 0);     /* inline, on this thread */
+        CHECK_INT(st.ran_elsewhere, 0); /* inline, on this thread */
     } else {
         CHECK_INT(st.ran_elsewhere, 1);
-        CHECK(st.most_running > 1);         /* they did run side by side */
+        CHECK(st.most_running > 1); /* they did run side by side */
     }
     printf("pool: %d threads, depth %d: %d jobs in order, at most %d at once\n", threads, depth, N, st.most_running);
     sdm_workpool_free(&p);
@@ -123,6 +123,6 @@ int main(void)
         sdm_workpool_free(&p);
         CHECK(p == NULL);
     }
-    sdm_workpool_free(&p);      /* NULL-safe */
+    sdm_workpool_free(&p); /* NULL-safe */
     return test_report();
 }

@@ -25,7 +25,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     devnull = fopen("/dev/null", "w");
-    sdm_log_set_level(SDM_LOG_COUNT);   /* the planner's warnings would flood the log */
+    sdm_log_set_level(SDM_LOG_COUNT); /* the planner's warnings would flood the log */
     return 0;
 }
 
@@ -86,7 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sdm_recipe_override ov = { "--set", key, val };
             if (key && val && strlen(key) == kl && strlen(val) == vl &&
                 sdm_recipe_load_string_with("fuzz.yaml", nl + 1, size - (size_t)(nl + 1 - (const char *)data), &ov, 1,
-                                            &r, &err) && (r || !err.code || !err.msg[0]))
+                                            &r, &err) &&
+                (r || !err.code || !err.msg[0]))
                 abort();
             sdm_recipe_free(&r);
             free(key);

@@ -25,10 +25,10 @@
 
 /* Merges, highest priority first; each left+right is added to the vocabulary. */
 static const char *const MERGES[][2] = {
-    { "t", "h" }, { "th", "e</w>" }, { "i", "n" }, { "in", "g</w>" }, { "a", "n" }, { "an", "d</w>" },
-    { "o", "r" }, { "e", "r</w>" }, { "c", "i" }, { "ci", "t" }, { "cit", "y</w>" }, { "f", "or" },
-    { "for", "e" }, { "fore", "s" }, { "fores", "t</w>" }, { "o", "f</w>" }, { "Ã", "©</w>" },
-    { "!", "!</w>" }, { "1", "2" }, { "12", "3</w>" },
+    { "t", "h" },       { "th", "e</w>" }, { "i", "n" },     { "in", "g</w>" }, { "a", "n" },
+    { "an", "d</w>" },  { "o", "r" },      { "e", "r</w>" }, { "c", "i" },      { "ci", "t" },
+    { "cit", "y</w>" }, { "f", "or" },     { "for", "e" },   { "fore", "s" },   { "fores", "t</w>" },
+    { "o", "f</w>" },   { "Ã", "©</w>" },  { "!", "!</w>" }, { "1", "2" },      { "12", "3</w>" },
 };
 
 static sdm_tokenizer *toks[2];
@@ -188,7 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size)
         memcpy(text, data, size);
     text[size] = '\0';
-    len = strlen(text);     /* the prompt ends at the first NUL */
+    len = strlen(text); /* the prompt ends at the first NUL */
     L = sdm_tokenizer_token_length(tok);
     bos = sdm_tokenizer_bos_id(tok);
     eos = sdm_tokenizer_eos_id(tok);

@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t vocab_len = nul ? (size_t)(nul - data) : size;
     char vocab_path[64], merges_path[64];
     int vfd = memfile("vocab.json", data, vocab_len, vocab_path, sizeof vocab_path);
-    int mfd = memfile("merges.txt", nul ? nul + 1 : data, nul ? size - vocab_len - 1 : 0, merges_path,
-                      sizeof merges_path);
+    int mfd =
+        memfile("merges.txt", nul ? nul + 1 : data, nul ? size - vocab_len - 1 : 0, merges_path, sizeof merges_path);
     sdm_tokenizer_params p = sdm_tokenizer_default_params();
     sdm_tokenizer *tok = NULL;
     sdm_error err = { 0 };
