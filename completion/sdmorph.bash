@@ -33,7 +33,7 @@ _sdmorph()
             return ;;
         --set)
             COMPREPLY=($(compgen -S = -W "model width height steps guidance negative seed fps sampler eta karras
-                guidance_rescale timestep_spacing batch output contact_sheet gif_palette gif_dither weighting
+                guidance_rescale original_size crops_coords_top_left target_size timestep_spacing batch output contact_sheet gif_palette gif_dither weighting
                 clip_skip embeddings loop frames interp ease hold bpm beats retime" -- "$cur"))
             compopt -o nospace 2>/dev/null
             return ;;

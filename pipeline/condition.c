@@ -13,9 +13,15 @@ typedef struct {
     sdm_tensor *noise;
 } noise_entry;
 
+/* A text's conditioning: its embedding and, for SDXL, its pooled embedding. */
+#define PARTS 2
+
 struct sdm_conditioner {
     sdm_engine *engine;
     const sdm_recipe *recipe;
+    int parts; /* 1, or 2 with SDXL's pooled embedding */
+    sdm_tensor *zeros[PARTS]; /* an empty negative prompt's, where the bundle forces zeros */
+    sdm_tensor *time_ids; /* SDXL: [1,6] */
     sdm_text_ids ids; /* which keyframes' texts are the same */
     int n_chunks; /* every text is padded to this many chunks, so any two mix */
     char *texts_json; /* the texts' chunks and weights, for the sidecar */
@@ -25,14 +31,29 @@ struct sdm_conditioner {
     /* walk state: y[k] of the last step computed, so a sequential walk costs
      * one step per frame; y[frames] for closed walks */
     int walk_k;
-    sdm_tensor *walk_y;
-    sdm_tensor *walk_end;
+    sdm_tensor *walk_y[PARTS];
+    sdm_tensor *walk_end[PARTS];
 };
 
 uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k)
 {
     /* splitmix64 of the pair: well mixed, stable across platforms */
     return sdm_mix64(noise_seed ^ (SDM_GOLDEN_GAMMA * (uint64_t)(k + 1)));
+}
+
+uint64_t sdm_walk_pooled_noise_seed(uint64_t noise_seed, int k)
+{
+    return sdm_walk_noise_seed(sdm_mix64(noise_seed ^ 0x706f6f6c6564ULL), k); /* "pooled" */
+}
+
+void sdm_time_ids(const sdm_recipe *r, int width, int height, float out[6])
+{
+    out[0] = (float)(r->original_size[0] ? r->original_size[0] : height);
+    out[1] = (float)(r->original_size[1] ? r->original_size[1] : width);
+    out[2] = (float)r->crops_coords_top_left[0];
+    out[3] = (float)r->crops_coords_top_left[1];
+    out[4] = (float)(r->target_size[0] ? r->target_size[0] : height);
+    out[5] = (float)(r->target_size[1] ? r->target_size[1] : width);
 }
 
 static int torch_fail(sdm_error *err, sdm_torch_status st)
@@ -71,6 +92,19 @@ static int count_chunks(sdm_conditioner *c, sdm_error *err)
     return 0;
 }
 
+/* The recipe's time ids for frames of latent_h×latent_w, on the device. */
+static int xl_time_ids(sdm_conditioner *c, int latent_h, int latent_w, sdm_error *err)
+{
+    int scale = sdm_engine_bundle(c->engine)->vae_scale;
+    int64_t shape[2] = { 1, SDM_TIME_IDS };
+    float v[SDM_TIME_IDS];
+    sdm_torch_status st;
+
+    sdm_time_ids(c->recipe, latent_w * scale, latent_h * scale, v);
+    st = sdm_tensor_from_host(v, SDM_F32, shape, 2, sdm_engine_device(c->engine), &c->time_ids);
+    return st ? torch_fail(err, st) : 0;
+}
+
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w, sdm_conditioner **out,
                         sdm_error *err)
 {
@@ -90,6 +124,11 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
     c->noise_shape[2] = latent_h;
     c->noise_shape[3] = latent_w;
     c->walk_k = -1;
+    c->parts = sdm_bundle_is_xl(sdm_engine_bundle(e)) ? 2 : 1;
+    if (c->parts > 1 && xl_time_ids(c, latent_h, latent_w, err)) {
+        sdm_conditioner_free(&c);
+        return -1;
+    }
     if (sdm_text_ids_make(r, &c->ids)) {
         sdm_conditioner_free(&c);
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -112,14 +151,40 @@ const char *sdm_conditioner_texts_json(const sdm_conditioner *c)
     return c->texts_json;
 }
 
-/* The embedding of keyframe k's prompt (negative: its negative), as the recipe reads it. */
+/* An empty negative prompt's conditioning where the bundle forces zeros
+ * (SDXL): zeros of the shapes of a text's, made once. */
+static int forced_zeros(sdm_conditioner *c, const sdm_tensor *const *like, const sdm_tensor **out, sdm_error *err)
+{
+    for (int p = 0; p < c->parts; p++) {
+        int64_t shape[3];
+        int nd = sdm_tensor_ndim(like[p]);
+        sdm_torch_status st = SDM_TORCH_OK;
+        for (int i = 0; i < nd && i < 3; i++)
+            shape[i] = sdm_tensor_dim(like[p], i);
+        if (!c->zeros[p])
+            st = sdm_tensor_zeros(SDM_F32, shape, nd, sdm_engine_device(c->engine), &c->zeros[p]);
+        if (st)
+            return torch_fail(err, st);
+        out[p] = c->zeros[p];
+    }
+    return 0;
+}
+
+/* The conditioning of keyframe k's prompt (negative: its negative), as the
+ * recipe reads it: out[0] the embedding, out[1] the pooled one (SDXL). */
 static int text_embedding(sdm_conditioner *c, int k, int negative, const sdm_tensor **out, sdm_error *err)
 {
     const sdm_recipe *r = c->recipe;
     const sdm_keyframe *kf = &r->keyframes[k];
     const sdm_text_opts o = { r->weighting == SDM_WEIGHTING_A1111, kf->clip_skip, c->n_chunks };
+    const char *text = negative ? sdm_recipe_negative(r, kf->negative) : kf->prompt;
 
-    return sdm_engine_embed_opts(c->engine, negative ? sdm_recipe_negative(r, kf->negative) : kf->prompt, &o, out, err);
+    out[1] = NULL;
+    if (sdm_engine_embed_pooled(c->engine, text, &o, &out[0], &out[1], err))
+        return -1;
+    if (negative && !*text && sdm_engine_bundle(c->engine)->force_zeros_for_empty_prompt)
+        return forced_zeros(c, out, out, err);
+    return 0;
 }
 
 /* Initial noise of a seed, as torch.randn with a CPU generator; cached. */
@@ -164,63 +229,93 @@ static int mix(const sdm_tensor *a, const sdm_tensor *b, const sdm_mix *m, int p
     return st ? torch_fail(err, st) : 0;
 }
 
-/* y[k] of the walk, k ≥ 0: y[k] = a·y0 + (1−a)·(y[k−1] + n_k). Continues
- * from the last step computed when it can, else starts again from y0; the
- * same operations in the same order either way, so the bits agree. */
-static int walk_embedding(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out, sdm_error *err)
+/* Walk step j's noise for part p (the embedding, SDXL's pooled one), of y's shape. */
+static sdm_torch_status walk_noise(sdm_conditioner *c, int p, int j, const sdm_tensor *y, sdm_tensor **out)
+{
+    uint64_t seed = c->recipe->walk->noise_seed;
+    int64_t shape[3];
+    int nd = sdm_tensor_ndim(y);
+
+    for (int i = 0; i < nd && i < 3; i++)
+        shape[i] = sdm_tensor_dim(y, i);
+    seed = p ? sdm_walk_pooled_noise_seed(seed, j) : sdm_walk_noise_seed(seed, j);
+    return sdm_tensor_randn(seed, shape, nd, sdm_engine_device(c->engine), out);
+}
+
+/* y[k] of the walk, k ≥ 0, for every part: y[k] = a·y0 + (1−a)·(y[k−1] + σ·n_k),
+ * each part with noise of its own. Continues from the last step computed
+ * when it can, else starts again from y0; the same operations in the same
+ * order either way, so the bits agree. */
+static int walk_embedding(sdm_conditioner *c, const sdm_tensor *const *y0, int k, sdm_tensor **out, sdm_error *err)
 {
     const sdm_walk *w = c->recipe->walk;
-    int64_t shape[3] = { 1, sdm_tensor_dim(y0, 1), sdm_tensor_dim(y0, 2) };
     sdm_torch_status st = SDM_TORCH_OK;
 
     if (c->walk_k < 0 || c->walk_k > k) {
-        sdm_tensor_free(&c->walk_y);
-        st = sdm_tensor_clone(y0, &c->walk_y);
+        for (int p = 0; p < c->parts && !st; p++) {
+            sdm_tensor_free(&c->walk_y[p]);
+            st = sdm_tensor_clone(y0[p], &c->walk_y[p]);
+        }
         if (st)
             return torch_fail(err, st);
         c->walk_k = 0;
     }
     while (c->walk_k < k) {
-        sdm_tensor *n = NULL;
         int j = c->walk_k + 1;
-        st = sdm_tensor_randn(sdm_walk_noise_seed(w->noise_seed, j), shape, 3, sdm_engine_device(c->engine), &n);
-        /* y = (1−a)·y + (1−a)·σ·n, then + a·y0 */
-        if (!st)
-            st = sdm_tensor_axpby_((1 - w->anchor) * w->sigma, n, 1 - w->anchor, c->walk_y);
-        if (!st)
-            st = sdm_tensor_axpby_(w->anchor, y0, 1.0, c->walk_y);
-        sdm_tensor_free(&n);
+        for (int p = 0; p < c->parts && !st; p++) {
+            sdm_tensor *n = NULL;
+            st = walk_noise(c, p, j, y0[p], &n);
+            /* y = (1−a)·y + (1−a)·σ·n, then + a·y0 */
+            if (!st)
+                st = sdm_tensor_axpby_((1 - w->anchor) * w->sigma, n, 1 - w->anchor, c->walk_y[p]);
+            if (!st)
+                st = sdm_tensor_axpby_(w->anchor, y0[p], 1.0, c->walk_y[p]);
+            sdm_tensor_free(&n);
+        }
         if (st)
             return torch_fail(err, st);
         c->walk_k = j;
     }
-    st = sdm_tensor_clone(c->walk_y, out);
+    for (int p = 0; p < c->parts && !st; p++)
+        st = sdm_tensor_clone(c->walk_y[p], &out[p]);
     return st ? torch_fail(err, st) : 0;
 }
 
 /* A closed walk bends the drift back: y'[k] = y[k] − (k/N)·(y[N] − y[0]),
  * so the step from frame N−1 to frame 0 is like any other. */
-static int walk_frame(sdm_conditioner *c, const sdm_tensor *y0, int k, sdm_tensor **out, sdm_error *err)
+static int walk_frame(sdm_conditioner *c, const sdm_tensor *const *y0, int k, sdm_tensor **out, sdm_error *err)
 {
     const sdm_walk *w = c->recipe->walk;
-    sdm_torch_status st;
+    sdm_torch_status st = SDM_TORCH_OK;
     int N = w->frames;
 
-    if (w->closed && !c->walk_end) {
-        if (walk_embedding(c, y0, N, &c->walk_end, err))
+    if (w->closed && !c->walk_end[0]) {
+        if (walk_embedding(c, y0, N, c->walk_end, err))
             return -1;
         /* walk_end becomes y[N] − y[0] */
-        st = sdm_tensor_axpby_(-1.0, y0, 1.0, c->walk_end);
+        for (int p = 0; p < c->parts && !st; p++)
+            st = sdm_tensor_axpby_(-1.0, y0[p], 1.0, c->walk_end[p]);
         if (st)
             return torch_fail(err, st);
     }
     if (walk_embedding(c, y0, k, out, err))
         return -1;
-    if (w->closed && k > 0) {
-        st = sdm_tensor_axpby_(-(double)k / N, c->walk_end, 1.0, *out);
-        if (st)
-            return torch_fail(err, st);
-    }
+    for (int p = 0; w->closed && k > 0 && p < c->parts && !st; p++)
+        st = sdm_tensor_axpby_(-(double)k / N, c->walk_end[p], 1.0, out[p]);
+    return st ? torch_fail(err, st) : 0;
+}
+
+/* The text parts of a frame: the walk's step, or the keyframes' mix, of
+ * every part with the same weight (slerp per token row; the pooled
+ * embedding is one row). */
+static int frame_texts(sdm_conditioner *c, const sdm_frame_inputs *in, const sdm_tensor *const *ea,
+                       const sdm_tensor *const *eb, sdm_tensor **out, sdm_error *err)
+{
+    if (in->walk_k >= 0)
+        return walk_frame(c, ea, in->walk_k, out, err);
+    for (int p = 0; p < c->parts; p++)
+        if (mix(ea[p], eb[p], &in->text, 1, &out[p], err))
+            return -1;
     return 0;
 }
 
@@ -230,7 +325,8 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
 {
     const sdm_recipe *r = c->recipe;
     const sdm_frame_inputs in = sdm_frame_inputs_of(r, &c->ids, f);
-    const sdm_tensor *ea, *eb, *na, *nb, *sa, *sb;
+    const sdm_tensor *ea[PARTS], *eb[PARTS], *na[PARTS], *nb[PARTS], *sa, *sb;
+    sdm_tensor *texts[PARTS] = { NULL }, *negs[PARTS] = { NULL };
     sdm_error *e = err;
 
     memset(out, 0, sizeof *out);
@@ -238,16 +334,30 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     out->seed_a = in.noise.a;
     out->seed_b = in.noise.b;
     out->seed_t = in.noise.t;
-    if (text_embedding(c, (int)in.text.a, 0, &ea, e) || text_embedding(c, (int)in.text.b, 0, &eb, e) ||
-        text_embedding(c, (int)in.negative.a, 1, &na, e) || text_embedding(c, (int)in.negative.b, 1, &nb, e) ||
+    if (text_embedding(c, (int)in.text.a, 0, ea, e) || text_embedding(c, (int)in.text.b, 0, eb, e) ||
+        text_embedding(c, (int)in.negative.a, 1, na, e) || text_embedding(c, (int)in.negative.b, 1, nb, e) ||
         seed_noise(c, in.noise.a, &sa, e) || seed_noise(c, in.noise.b, &sb, e))
         goto fail;
-    if (in.walk_k >= 0 ? walk_frame(c, ea, in.walk_k, &out->cond, e) : mix(ea, eb, &in.text, 1, &out->cond, e))
+    if (frame_texts(c, &in, ea, eb, texts, e))
         goto fail;
-    if (mix(na, nb, &in.negative, 1, &out->uncond, e) || mix(sa, sb, &in.noise, 0, &out->noise, e))
+    for (int p = 0; p < c->parts; p++)
+        if (mix(na[p], nb[p], &in.negative, 1, &negs[p], e))
+            goto fail;
+    out->cond = texts[0];
+    out->pooled = texts[1];
+    out->uncond = negs[0];
+    out->uncond_pooled = negs[1];
+    texts[0] = texts[1] = negs[0] = negs[1] = NULL;
+    if (mix(sa, sb, &in.noise, 0, &out->noise, e))
+        goto fail;
+    if (c->time_ids && mix(c->time_ids, NULL, &(sdm_mix){ 0 }, 0, &out->time_ids, e))
         goto fail;
     return 0;
 fail:
+    for (int p = 0; p < PARTS; p++) {
+        sdm_tensor_free(&texts[p]);
+        sdm_tensor_free(&negs[p]);
+    }
     sdm_frame_cond_clear(out);
     return -1;
 }
@@ -304,6 +414,9 @@ void sdm_frame_cond_clear(sdm_frame_cond *fc)
 {
     sdm_tensor_free(&fc->cond);
     sdm_tensor_free(&fc->uncond);
+    sdm_tensor_free(&fc->pooled);
+    sdm_tensor_free(&fc->uncond_pooled);
+    sdm_tensor_free(&fc->time_ids);
     sdm_tensor_free(&fc->noise);
     sdm_generator_free(&fc->gen[0]);
     sdm_generator_free(&fc->gen[1]);
@@ -320,8 +433,12 @@ void sdm_conditioner_free(sdm_conditioner **pc)
     free(c->noises);
     sdm_text_ids_free(&c->ids);
     free(c->texts_json);
-    sdm_tensor_free(&c->walk_y);
-    sdm_tensor_free(&c->walk_end);
+    for (int p = 0; p < PARTS; p++) {
+        sdm_tensor_free(&c->walk_y[p]);
+        sdm_tensor_free(&c->walk_end[p]);
+        sdm_tensor_free(&c->zeros[p]);
+    }
+    sdm_tensor_free(&c->time_ids);
     free(c);
     *pc = NULL;
 }

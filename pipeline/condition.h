@@ -1,6 +1,9 @@
 /* Per-frame conditioning: the text embeddings (conditional and negative)
  * and the initial noise of one planned frame, from the keyframes it mixes
- * or the walk step it is. Everything is a pure function of the recipe and
+ * or the walk step it is. For SDXL a text's conditioning is the pair
+ * (embedding, pooled embedding), both mixed with the same weight and both
+ * walked, plus the time ids from the recipe's size; an empty negative
+ * prompt is zeros (the bundle's force_zeros_for_empty_prompt). Everything is a pure function of the recipe and
  * the frame, so any frame can be rendered alone and comes out the same. */
 #ifndef SDM_CONDITION_H
 #define SDM_CONDITION_H
@@ -13,6 +16,9 @@ typedef struct sdm_conditioner sdm_conditioner;
 typedef struct {
     sdm_tensor *cond; /* [1,L,H] */
     sdm_tensor *uncond; /* [1,L,H] */
+    sdm_tensor *pooled; /* SDXL: [1,P], mixed and walked as cond; else NULL */
+    sdm_tensor *uncond_pooled; /* SDXL: [1,P]; else NULL */
+    sdm_tensor *time_ids; /* SDXL: [1,6] size and crop conditioning; else NULL */
     sdm_tensor *noise; /* [1,C,h,w], float32, before init_sigma */
     double guidance;
     uint64_t seed_a, seed_b; /* the seeds mixed, for per-step noise, as inputs.h */
@@ -43,5 +49,12 @@ void sdm_conditioner_free(sdm_conditioner **c);
 /* The seed of walk step k's embedding noise: a fixed mix of (noise_seed, k),
  * so each step has its own stream and frame k can be recomputed alone. */
 uint64_t sdm_walk_noise_seed(uint64_t noise_seed, int k);
+/* The seed of walk step k's noise for SDXL's pooled embedding: a stream of
+ * its own, as sdm_walk_noise_seed's of a salted noise_seed. */
+uint64_t sdm_walk_pooled_noise_seed(uint64_t noise_seed, int k);
+/* SDXL's time ids of a recipe for a frame of width×height: original size,
+ * crop corner, target size, each (height, width); diffusers' defaults
+ * (the frame's size, no crop) where the recipe does not say. */
+void sdm_time_ids(const sdm_recipe *r, int width, int height, float out[6]);
 
 #endif

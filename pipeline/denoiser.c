@@ -15,6 +15,8 @@
 typedef struct {
     sdm_tensor *x; /* [B,C,h,w] float32 starting latent */
     sdm_tensor *emb; /* [n,L,H] in the model's dtype; uncond first when guided */
+    sdm_tensor *pooled; /* SDXL: [n,P] likewise; NULL */
+    sdm_tensor *time_ids; /* SDXL: [n,6] likewise; NULL */
     sdm_tensor *g; /* [B] guidance scales (guided only) */
     sdm_tensor **t; /* per step: [n] timesteps */
     sdm_tensor **noise; /* per step: [B,C,h,w] or NULL where none is added */
@@ -38,6 +40,7 @@ struct sdm_denoiser {
     sdm_unet_fn unet;
     void *unet_user;
     double rescale; /* guidance_rescale */
+    int pooled_size; /* SDXL's P: the UNet's added inputs; 0: none */
     int use_graphs;
     loop_graph graph;
 };
@@ -56,6 +59,7 @@ int sdm_denoiser_new(const sdm_denoiser_params *p, sdm_denoiser **out, sdm_error
     d->unet = p->unet;
     d->unet_user = p->unet_user;
     d->rescale = p->guidance_rescale;
+    d->pooled_size = p->pooled_size;
     *out = d;
     return 0;
 }
@@ -76,6 +80,8 @@ static void step_inputs_clear(step_inputs *in)
 {
     sdm_tensor_free(&in->x);
     sdm_tensor_free(&in->emb);
+    sdm_tensor_free(&in->pooled);
+    sdm_tensor_free(&in->time_ids);
     sdm_tensor_free(&in->g);
     for (int i = 0; i < in->n_steps; i++) {
         if (in->t)
@@ -111,8 +117,30 @@ static int batch_guided(const sdm_batch *b, int B)
     return 0;
 }
 
+/* SDXL's added inputs: all there (pooled [B,P], time ids [B,6], the
+ * negative prompts' pooled where guided) where the UNet takes them, and
+ * none where it does not. */
+static int added_check(const sdm_denoiser *d, const sdm_batch *b, int B, int guided, sdm_error *err)
+{
+    const sdm_conditioning *c = &b->cond;
+
+    if (!d->pooled_size) {
+        if (c->pooled || c->uncond_pooled || c->time_ids)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: pooled embeddings and time ids for a UNet "
+                                                        "that takes none");
+        return 0;
+    }
+    if (!c->pooled || !c->time_ids || (guided && !c->uncond_pooled))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: an SDXL batch needs pooled embeddings and time ids");
+    if (sdm_tensor_dim(c->pooled, 0) != B || sdm_tensor_dim(c->pooled, 1) != d->pooled_size ||
+        sdm_tensor_dim(c->time_ids, 0) != B || sdm_tensor_dim(c->time_ids, 1) != 6 ||
+        (guided && sdm_tensor_dim(c->uncond_pooled, 0) != B))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: pooled embeddings or time ids of the wrong shape");
+    return 0;
+}
+
 /* What the loop cannot run: refused before anything goes on the device. */
-static int batch_check(const sdm_schedule *s, const sdm_batch *b, sdm_error *err)
+static int batch_check(const sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, sdm_error *err)
 {
     const sdm_conditioning *c = &b->cond;
     int B;
@@ -127,22 +155,43 @@ static int batch_check(const sdm_schedule *s, const sdm_batch *b, sdm_error *err
                              (long long)sdm_tensor_dim(c->cond, 0));
     if (batch_guided(b, B) && !c->uncond)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: a guided batch needs the negative prompts' embeddings");
-    if (c->pooled || c->uncond_pooled || c->time_ids)
-        return sdm_error_set(err, SDM_EXIT_RUNTIME,
-                             "internal: pooled embeddings and time ids (SDXL) are not "
-                             "supported yet");
+    if (added_check(d, b, B, batch_guided(b, B), err))
+        return -1;
     if (b->first_step < 0 || b->first_step >= s->n_steps)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: first step %d of a %d-step schedule", b->first_step,
                              s->n_steps);
     return 0;
 }
 
+/* One UNet input of the loop from the batch's conditional and negative
+ * tensors: [uncond; cond] where guided, else cond, in the model's dtype. */
+static sdm_torch_status paired(const sdm_denoiser *d, const sdm_tensor *cond, const sdm_tensor *uncond, int guided,
+                               sdm_tensor **out)
+{
+    sdm_torch_status st;
+
+    if (guided) {
+        sdm_tensor *pair[2] = { (sdm_tensor *)uncond, (sdm_tensor *)cond };
+        st = sdm_tensor_cat(pair, 2, out);
+    } else {
+        st = sdm_tensor_clone(cond, out);
+    }
+    if (!st && d->dtype != SDM_F32) {
+        sdm_tensor *cast = NULL;
+        st = sdm_tensor_to(*out, d->dev, d->dtype, &cast);
+        sdm_tensor_free(out);
+        *out = cast;
+    }
+    return st;
+}
+
 /* The starting latent, guidance scales [B] (guided only: every frame at
- * g > 1 or else 1) and embeddings (negative prompts first where guided) in
- * the model's dtype, on the device. */
+ * g > 1 or else 1) and the UNet's conditioning (negative prompts first
+ * where guided) in the model's dtype, on the device. */
 static sdm_torch_status inputs_tensors(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, int guided,
                                        float *buf, step_inputs *in)
 {
+    const sdm_conditioning *c = &b->cond;
     int B = (int)sdm_tensor_dim(b->latents, 0);
     int64_t gshape[1] = { B };
     sdm_torch_status st = SDM_TORCH_OK;
@@ -156,18 +205,12 @@ static sdm_torch_status inputs_tensors(sdm_denoiser *d, const sdm_schedule *s, c
         st = sdm_tensor_axpby(s->init_sigma, b->latents, 0, NULL, &in->x);
     else if (!st)
         st = sdm_tensor_clone(b->latents, &in->x);
-    if (!st && guided) {
-        sdm_tensor *pair[2] = { (sdm_tensor *)b->cond.uncond, (sdm_tensor *)b->cond.cond };
-        st = sdm_tensor_cat(pair, 2, &in->emb);
-    } else if (!st) {
-        st = sdm_tensor_clone(b->cond.cond, &in->emb);
-    }
-    if (!st && d->dtype != SDM_F32) {
-        sdm_tensor *cast = NULL;
-        st = sdm_tensor_to(in->emb, d->dev, d->dtype, &cast);
-        sdm_tensor_free(&in->emb);
-        in->emb = cast;
-    }
+    if (!st)
+        st = paired(d, c->cond, c->uncond, guided, &in->emb);
+    if (!st && c->pooled)
+        st = paired(d, c->pooled, c->uncond_pooled, guided, &in->pooled);
+    if (!st && c->time_ids)
+        st = paired(d, c->time_ids, c->time_ids, guided, &in->time_ids);
     return st;
 }
 
@@ -246,7 +289,7 @@ static int predict(sdm_denoiser *d, const sdm_step *k, const sdm_tensor *t, cons
                    const sdm_tensor *cur, sdm_tensor **pred, sdm_error *err)
 {
     int guided = in->g != NULL, rc = -1;
-    sdm_tensor *xin = NULL, *xin2 = NULL, *res = NULL, *args[3];
+    sdm_tensor *xin = NULL, *xin2 = NULL, *res = NULL, *args[5];
     sdm_torch_status st;
 
     st = sdm_tensor_axpby(k->c_in, cur, 0, NULL, &xin);
@@ -261,6 +304,8 @@ static int predict(sdm_denoiser *d, const sdm_step *k, const sdm_tensor *t, cons
     args[0] = guided ? xin2 : xin;
     args[1] = (sdm_tensor *)t;
     args[2] = in->emb;
+    args[3] = in->pooled;
+    args[4] = in->time_ids;
     if (d->unet(d->unet_user, args, &res, err))
         goto end;
     if (guided) {
@@ -441,8 +486,22 @@ static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_
     return 1;
 }
 
-/* in's B frames into the first B rows of the graph's static inputs. The
- * embeddings of a guided loop are [negatives; prompts], each lg->B rows. */
+/* A conditioning input's B frames into the first B rows of the graph's
+ * static one; a guided loop's are [negatives; prompts], each lg->B rows. */
+static sdm_torch_status fill_paired(const loop_graph *lg, sdm_tensor *dst, const sdm_tensor *src, int64_t B,
+                                    int guided)
+{
+    sdm_torch_status st = SDM_TORCH_OK;
+
+    if (!src)
+        return st;
+    st = sdm_tensor_copy_rows_(dst, 0, src, 0, B);
+    if (!st && guided)
+        st = sdm_tensor_copy_rows_(dst, lg->B, src, B, B);
+    return st;
+}
+
+/* in's B frames into the first B rows of the graph's static inputs. */
 static sdm_torch_status loop_fill(loop_graph *lg, const step_inputs *in)
 {
     int64_t B = sdm_tensor_dim(in->x, 0);
@@ -450,9 +509,11 @@ static sdm_torch_status loop_fill(loop_graph *lg, const step_inputs *in)
 
     st = sdm_tensor_copy_rows_(lg->in.x, 0, in->x, 0, B);
     if (!st)
-        st = sdm_tensor_copy_rows_(lg->in.emb, 0, in->emb, 0, B);
-    if (!st && in->g)
-        st = sdm_tensor_copy_rows_(lg->in.emb, lg->B, in->emb, B, B);
+        st = fill_paired(lg, lg->in.emb, in->emb, B, in->g != NULL);
+    if (!st)
+        st = fill_paired(lg, lg->in.pooled, in->pooled, B, in->g != NULL);
+    if (!st)
+        st = fill_paired(lg, lg->in.time_ids, in->time_ids, B, in->g != NULL);
     if (!st && in->g)
         st = sdm_tensor_copy_rows_(lg->in.g, 0, in->g, 0, B);
     for (int i = 0; i < in->n_steps && !st; i++)
@@ -484,7 +545,7 @@ int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b,
     int rc;
 
     *out = NULL;
-    if (batch_check(s, b, err) || inputs_make(d, s, b, &in, err))
+    if (batch_check(d, s, b, err) || inputs_make(d, s, b, &in, err))
         return -1;
     if (d->use_graphs && loop_matches(&d->graph, s, &in)) {
         rc = loop_replay(d, &in, out, err);
@@ -521,8 +582,9 @@ int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t l
                          int guided, sdm_error *err)
 {
     int batch = (int)latent[0];
+    int64_t ps[2] = { batch, d->pooled_size }, ts[2] = { batch, 6 };
     double *g = malloc(sizeof *g * batch);
-    sdm_tensor *x = NULL, *emb = NULL;
+    sdm_tensor *x = NULL, *emb = NULL, *pooled = NULL, *tids = NULL;
     sdm_batch b;
     step_inputs in;
     sdm_torch_status st;
@@ -539,6 +601,10 @@ int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t l
     st = sdm_tensor_zeros(SDM_F32, latent, 4, d->dev, &x);
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, text, 3, d->dev, &emb);
+    if (!st && d->pooled_size)
+        st = sdm_tensor_zeros(SDM_F32, ps, 2, d->dev, &pooled);
+    if (!st && d->pooled_size)
+        st = sdm_tensor_zeros(SDM_F32, ts, 2, d->dev, &tids);
     if (st) {
         sdm_torch_error(err, st, "warm-up");
         goto end;
@@ -546,6 +612,9 @@ int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t l
     b.latents = x;
     b.cond.cond = emb;
     b.cond.uncond = guided ? emb : NULL;
+    b.cond.pooled = pooled;
+    b.cond.uncond_pooled = guided ? pooled : NULL;
+    b.cond.time_ids = tids;
     b.guidance = g;
     b.noise = zero_noise;
     b.noise_user = x;
@@ -565,6 +634,8 @@ end:
     step_inputs_clear(&in);
     sdm_tensor_free(&x);
     sdm_tensor_free(&emb);
+    sdm_tensor_free(&pooled);
+    sdm_tensor_free(&tids);
     return rc;
 }
 

@@ -17,7 +17,9 @@
 #include "torch_api.h"
 
 /* One UNet call. args: x [n,C,h,w] float32, t [n] float32, emb [n,L,H] in
- * the model's dtype; *out: [n,C,h,w] float32 (eps, or v). */
+ * the model's dtype, and where the UNet takes them (SDXL; NULL otherwise)
+ * pooled [n,P] and time ids [n,6] in the model's dtype; *out: [n,C,h,w]
+ * float32 (eps, or v). */
 typedef int (*sdm_unet_fn)(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
 /* Per-step noise [B,C,h,w] for samplers that add it: `draw` counts the
  * draws of each frame's generator after its initial latent, from 0 (an
@@ -33,15 +35,16 @@ static inline int sdm_guided(double g)
     return g > 1.0;
 }
 
-/* What a batch is conditioned on. The SDXL fields are for its UNet's
- * extra inputs; until that lands they must be NULL (refused otherwise). */
+/* What a batch is conditioned on. The SDXL fields are its UNet's added
+ * inputs: given exactly where the denoiser's pooled_size is not 0. */
 typedef struct {
     const sdm_tensor *cond; /* [B,L,H] text embeddings, float32 */
     const sdm_tensor *uncond; /* [B,L,H] negative prompts'; read only where a frame is guided
                                            (NULL allowed where none is) */
     const sdm_tensor *pooled; /* SDXL: [B,P] pooled text embedding; NULL */
     const sdm_tensor *uncond_pooled; /* SDXL: the negative prompts' [B,P]; NULL */
-    const sdm_tensor *time_ids; /* SDXL: [B,6] size and crop conditioning; NULL */
+    const sdm_tensor *time_ids; /* SDXL: [B,6] size and crop conditioning (the
+                                           negative prompts' are the same); NULL */
 } sdm_conditioning;
 
 /* One batch of B frames, everything sdm_denoiser_run reads. */
@@ -65,6 +68,7 @@ typedef struct {
     sdm_unet_fn unet;
     void *unet_user;
     double guidance_rescale; /* diffusers' guidance_rescale of guided batches: 0 (none) .. 1 */
+    int pooled_size; /* SDXL: P, the UNet takes pooled [n,P] and time ids [n,6] too; 0: it does not */
 } sdm_denoiser_params;
 
 typedef struct sdm_denoiser sdm_denoiser;
@@ -85,7 +89,8 @@ int sdm_denoiser_graphs(const sdm_denoiser *d);
 int sdm_denoiser_run(sdm_denoiser *d, const sdm_schedule *s, const sdm_batch *b, sdm_tensor **out, sdm_error *err);
 
 /* Captures the loop of schedule s (from step 0) for latents of shape
- * `latent` [B,C,h,w] and text embeddings `text` [B,L,H], guided or not.
+ * `latent` [B,C,h,w] and text embeddings `text` [B,L,H] (and, with
+ * pooled_size, pooled embeddings and time ids), guided or not.
  * Call after the UNet has run at this shape a few times (TorchScript
  * profiles its first runs: sdm_engine_warmup). A capture that fails turns
  * graphs off with a warning and returns 0: rendering goes on step by step.

@@ -7,10 +7,14 @@
 
 #include "torch_error.h"
 
+/* The most inputs a module takes: SDXL's UNet, with pooled and time ids. */
+#define MODULE_MAX_ARGS 5
+
 struct sdm_engine {
     sdm_bundle bundle;
     sdm_device dev;
     sdm_dtype dtype; /* what the modules compute in */
+    sdm_dtype vae_dtype; /* the VAE decoder's: float32 where SDXL's overflows in float16 */
     sdm_tokenizer *tok;
     sdm_text_encoder *text;
     sdm_module *unet, *vae;
@@ -39,6 +43,33 @@ static void shape_str(const sdm_tensor *t, char *buf, size_t len)
  * not after hours of rendering. */
 static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
                     const char *what, sdm_error *err);
+static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs,
+                   sdm_tensor **out, const char *what, sdm_error *err);
+
+/* SDXL's added UNet inputs for n latents: pooled embeddings [n,P] (zeros)
+ * and time ids [n,6] (a square image of 8 latent cells, no crop); NULL
+ * for other bundles. */
+static sdm_torch_status xl_inputs(const sdm_engine *e, int64_t n, sdm_tensor **pooled, sdm_tensor **time_ids)
+{
+    const sdm_bundle *b = &e->bundle;
+    int64_t ps[2] = { n, b->text2.pooled_size }, ts[2] = { n, SDM_TIME_IDS };
+    float *v;
+    sdm_torch_status st;
+
+    *pooled = *time_ids = NULL;
+    if (!sdm_bundle_is_xl(b))
+        return SDM_TORCH_OK;
+    v = malloc(sizeof *v * (size_t)n * SDM_TIME_IDS);
+    if (!v)
+        return SDM_TORCH_OOM;
+    for (int64_t i = 0; i < n * SDM_TIME_IDS; i++)
+        v[i] = i % 3 == 2 ? 0.0f : (float)(8 * b->vae_scale);
+    st = sdm_tensor_zeros(SDM_F32, ps, 2, e->dev, pooled);
+    if (!st)
+        st = sdm_tensor_from_host(v, SDM_F32, ts, 2, e->dev, time_ids);
+    free(v);
+    return st;
+}
 
 /* A module that would not run on the probe input: the first line of
  * libtorch's message (the rest is a TorchScript traceback), and what the
@@ -64,12 +95,12 @@ static int check_modules(sdm_engine *e, sdm_error *err)
     int64_t x_shape[4] = { 1, b->latent_channels, 8, 8 }, t_shape[1] = { 1 };
     const sdm_text_opts o = { 0, 1, 1 };
     float t = 1.0f;
-    sdm_tensor *emb = NULL, *x = NULL, *tt = NULL, *eps = NULL, *img = NULL;
+    sdm_tensor *emb = NULL, *x = NULL, *tt = NULL, *eps = NULL, *img = NULL, *pooled = NULL, *tids = NULL;
     char got[96];
     int rc = -1;
 
     if (sdm_tensor_zeros(SDM_F32, x_shape, 4, e->dev, &x) ||
-        sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt)) {
+        sdm_tensor_from_host(&t, SDM_F32, t_shape, 1, e->dev, &tt) || xl_inputs(e, 1, &pooled, &tids)) {
         sdm_torch_error(err, SDM_TORCH_ERROR, "checking the model");
         goto end;
     }
@@ -78,8 +109,8 @@ static int check_modules(sdm_engine *e, sdm_error *err)
         goto end;
     }
     {
-        sdm_tensor *args[3] = { x, tt, emb };
-        if (call_f32(e, e->unet, args, 3, &eps, b->unet, err)) {
+        sdm_tensor *args[5] = { x, tt, emb, pooled, tids };
+        if (call_f32(e, e->unet, args, pooled ? 5 : 3, &eps, b->unet, err)) {
             module_misfit(b, err);
             goto end;
         }
@@ -93,7 +124,7 @@ static int check_modules(sdm_engine *e, sdm_error *err)
                       b->unet, got, b->latent_channels, b->dir);
         goto end;
     }
-    if (call_f32(e, e->vae, &x, 1, &img, b->vae_decoder, err)) {
+    if (call_as(e, e->vae_dtype, e->vae, &x, 1, &img, b->vae_decoder, err)) {
         module_misfit(b, err);
         goto end;
     }
@@ -114,6 +145,8 @@ end:
     sdm_tensor_free(&tt);
     sdm_tensor_free(&eps);
     sdm_tensor_free(&img);
+    sdm_tensor_free(&pooled);
+    sdm_tensor_free(&tids);
     return rc;
 }
 
@@ -148,6 +181,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
                       e->bundle.dtype);
         goto end;
     }
+    sdm_dtype_from_str(e->bundle.vae_dtype, &e->vae_dtype); /* checked by the bundle's loader */
     if (e->dtype == SDM_F16 && dev.type == SDM_DEVICE_CPU) {
         sdm_error_set(err, SDM_EXIT_RUNTIME,
                       "%s holds float16 modules, which need a CUDA device; export with --dtype float32 for the CPU",
@@ -180,6 +214,11 @@ const sdm_bundle *sdm_engine_bundle(const sdm_engine *e)
 sdm_device sdm_engine_device(const sdm_engine *e)
 {
     return e->dev;
+}
+
+int sdm_engine_unet_args(const sdm_engine *e)
+{
+    return sdm_bundle_is_xl(&e->bundle) ? 5 : 3;
 }
 
 const sdm_tokenizer *sdm_engine_tokenizer(const sdm_engine *e)
@@ -233,15 +272,16 @@ static sdm_module *vae_for(sdm_engine *e, const sdm_tensor *z)
  * package compiled from other weights (a stale .pt2) or for other shapes
  * than model.yaml says fails here. want[4] is the output's shape. Loose
  * bounds: the export checked precision. */
-static int aoti_agree(sdm_engine *e, sdm_module *ts, const char *ts_path, sdm_module *pkg, const char *pkg_path,
-                      sdm_tensor *const *args, int nargs, const int64_t want[4], sdm_error *err)
+static int aoti_agree(sdm_engine *e, sdm_dtype dtype, sdm_module *ts, const char *ts_path, sdm_module *pkg,
+                      const char *pkg_path, sdm_tensor *const *args, int nargs, const int64_t want[4], sdm_error *err)
 {
     sdm_tensor *ref = NULL, *got = NULL;
     double diff = 0, scale = 0, tol = e->dtype == SDM_F32 ? 1e-2 : 5e-2;
     sdm_torch_status st;
     int rc = -1, shape_ok;
 
-    if (call_f32(e, ts, args, nargs, &ref, ts_path, err) || call_f32(e, pkg, args, nargs, &got, pkg_path, err))
+    if (call_as(e, dtype, ts, args, nargs, &ref, ts_path, err) ||
+        call_as(e, dtype, pkg, args, nargs, &got, pkg_path, err))
         goto end;
     shape_ok = sdm_tensor_ndim(got) == 4;
     for (int i = 0; shape_ok && i < 4; i++)
@@ -287,9 +327,9 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
     const sdm_aoti_build *a = &b->unet_aoti;
     int n = probe_batch(a), rc = -1;
     int64_t xs[4] = { n, b->latent_channels, a->latent_h, a->latent_w };
-    int64_t es[3] = { n, b->token_length, b->hidden_size }, ts[1] = { n };
+    int64_t es[3] = { n, b->token_length, sdm_bundle_context_size(b) }, ts[1] = { n };
     float *tv = malloc(sizeof *tv * n);
-    sdm_tensor *x = NULL, *emb = NULL, *t = NULL;
+    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *pooled = NULL, *tids = NULL;
     sdm_torch_status st;
 
     if (!tv) {
@@ -303,19 +343,23 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
         st = sdm_tensor_randn(2, es, 3, e->dev, &emb);
     if (!st)
         st = sdm_tensor_from_host(tv, SDM_F32, ts, 1, e->dev, &t);
+    if (!st)
+        st = xl_inputs(e, n, &pooled, &tids);
     if (st) {
         sdm_torch_error(err, st, "checking the AOTInductor UNet");
         goto end;
     }
     {
-        sdm_tensor *args[3] = { x, t, emb };
-        rc = aoti_agree(e, e->unet, b->unet, e->unet_aoti, a->path, args, 3, xs, err);
+        sdm_tensor *args[5] = { x, t, emb, pooled, tids };
+        rc = aoti_agree(e, e->dtype, e->unet, b->unet, e->unet_aoti, a->path, args, pooled ? 5 : 3, xs, err);
     }
 end:
     free(tv);
     sdm_tensor_free(&x);
     sdm_tensor_free(&emb);
     sdm_tensor_free(&t);
+    sdm_tensor_free(&pooled);
+    sdm_tensor_free(&tids);
     return rc;
 }
 
@@ -331,7 +375,7 @@ static int vae_probe(sdm_engine *e, sdm_error *err)
 
     if (st)
         return sdm_torch_error(err, st, "checking the AOTInductor VAE decoder");
-    rc = aoti_agree(e, e->vae, b->vae_decoder, e->vae_aoti, a->path, &z, 1, want, err);
+    rc = aoti_agree(e, e->vae_dtype, e->vae, b->vae_decoder, e->vae_aoti, a->path, &z, 1, want, err);
     sdm_tensor_free(&z);
     return rc;
 }
@@ -375,22 +419,28 @@ void sdm_engine_set_aoti(sdm_engine *e, int on)
     aoti_load(e, "VAE decoder", &b->vae_aoti, &e->vae_aoti, vae_probe);
 }
 
-/* Runs a module on one input, casting to its dtype and the result back to float32. */
 static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
                     const char *what, sdm_error *err)
 {
-    sdm_tensor *cast[4] = { NULL }, *res = NULL;
+    return call_as(e, e->dtype, m, args, nargs, out, what, err);
+}
+
+/* Runs a module on one input, casting to dtype (the module's) and the result back to float32. */
+static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs,
+                   sdm_tensor **out, const char *what, sdm_error *err)
+{
+    sdm_tensor *cast[MODULE_MAX_ARGS] = { NULL }, *res = NULL;
     sdm_torch_status st = SDM_TORCH_OK;
     int rc = -1;
 
     /* Activations go to the model's dtype; timesteps ([B]) stay float32,
      * as the modules were traced with them (fp16 would round t > 2048). */
     for (int i = 0; i < nargs && !st; i++) {
-        if (sdm_tensor_dtype(args[i]) == SDM_F32 && e->dtype != SDM_F32 && sdm_tensor_ndim(args[i]) > 1)
-            st = sdm_tensor_to(args[i], e->dev, e->dtype, &cast[i]);
+        if (sdm_tensor_dtype(args[i]) == SDM_F32 && dtype != SDM_F32 && sdm_tensor_ndim(args[i]) > 1)
+            st = sdm_tensor_to(args[i], e->dev, dtype, &cast[i]);
     }
     if (!st) {
-        sdm_tensor *use[4];
+        sdm_tensor *use[MODULE_MAX_ARGS];
         for (int i = 0; i < nargs; i++)
             use[i] = cast[i] ? cast[i] : args[i];
         st = sdm_module_call(m, NULL, use, nargs, &res);
@@ -409,7 +459,7 @@ static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int n
     res = NULL;
     rc = 0;
 end:
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MODULE_MAX_ARGS; i++)
         sdm_tensor_free(&cast[i]);
     sdm_tensor_free(&res);
     return rc;
@@ -419,6 +469,12 @@ int sdm_engine_embed_opts(sdm_engine *e, const char *prompt, const sdm_text_opts
                           sdm_error *err)
 {
     return sdm_text_encoder_embed(e->text, prompt, o, out, err);
+}
+
+int sdm_engine_embed_pooled(sdm_engine *e, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                            const sdm_tensor **pooled, sdm_error *err)
+{
+    return sdm_text_encoder_embed_pooled(e->text, prompt, o, out, pooled, err);
 }
 
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err)
@@ -437,16 +493,16 @@ int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out
 {
     sdm_engine *e = engine;
 
-    return call_f32(e, unet_for(e, args[0], args[2]), args, 3, out, "UNet", err);
+    return call_f32(e, unet_for(e, args[0], args[2]), args, sdm_engine_unet_args(e), out, "UNet", err);
 }
 
 int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err)
 {
     int n = guided ? 2 * batch : batch, rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
-    int64_t es[3] = { n, tokens, e->bundle.hidden_size }, ts[1] = { n };
+    int64_t es[3] = { n, tokens, sdm_bundle_context_size(&e->bundle) }, ts[1] = { n };
     const sdm_text_opts o = { 0, 1, 1 };
-    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *out = NULL, *zs = NULL, *rgb = NULL;
+    sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *out = NULL, *zs = NULL, *rgb = NULL, *pooled = NULL, *tids = NULL;
     sdm_torch_status st;
 
     if (e->dev.type == SDM_DEVICE_CPU)
@@ -458,6 +514,8 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
     if (!st)
         st = sdm_tensor_narrow(x, 0, batch < SDM_DECODE_CHUNK ? batch : SDM_DECODE_CHUNK, &zs);
+    if (!st)
+        st = xl_inputs(e, n, &pooled, &tids);
     if (st) {
         sdm_torch_error(err, st, "warm-up");
         goto end;
@@ -472,8 +530,8 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         sdm_tensor_free(&out);
     }
     for (int i = 0; i < 3; i++) {
-        sdm_tensor *args[3] = { x, t, emb };
-        if (call_f32(e, unet_for(e, x, emb), args, 3, &out, "UNet", err))
+        sdm_tensor *args[5] = { x, t, emb, pooled, tids };
+        if (call_f32(e, unet_for(e, x, emb), args, sdm_engine_unet_args(e), &out, "UNet", err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))
@@ -488,6 +546,8 @@ end:
     sdm_tensor_free(&out);
     sdm_tensor_free(&zs);
     sdm_tensor_free(&rgb);
+    sdm_tensor_free(&pooled);
+    sdm_tensor_free(&tids);
     return rc;
 }
 
@@ -502,7 +562,7 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
         sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
-    if (call_f32(e, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
+    if (call_as(e, e->vae_dtype, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
         goto end;
     st = sdm_tensor_to_rgb8(img, rgb);
     if (st) {

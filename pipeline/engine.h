@@ -39,6 +39,10 @@ int sdm_engine_has_aoti(const sdm_engine *e);
  * text_encoder.h makes it; cached, owned by the engine. */
 int sdm_engine_embed_opts(sdm_engine *e, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
                           sdm_error *err);
+/* The same, and where the bundle has one (SDXL) the pooled embedding
+ * [1, P] (float32; NULL otherwise). */
+int sdm_engine_embed_pooled(sdm_engine *e, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                            const sdm_tensor **pooled, sdm_error *err);
 /* The same with the recipe's defaults: A1111 weighting, the last layer, the
  * chunks the prompt needs. */
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
@@ -47,8 +51,11 @@ sdm_text_encoder *sdm_engine_text(sdm_engine *e);
 
 /* One UNet call, as a denoiser makes it (sdm_unet_fn in denoiser.h, with
  * the engine as user): args x [n,C,h,w] float32, t [n] float32, emb
- * [n,L,H]; *out [n,C,h,w] float32. Runs the AOTInductor UNet where it was
- * compiled for the shape, else TorchScript. */
+ * [n,L,H], and for SDXL pooled [n,P] and time ids [n,6]; *out [n,C,h,w]
+ * float32. Runs the AOTInductor UNet where it was compiled for the shape,
+ * else TorchScript. */
+/* The UNet's inputs: 3, or 5 for SDXL (sdm_engine_unet_call). */
+int sdm_engine_unet_args(const sdm_engine *e);
 int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
 
 /* Runs the text encoder, then the UNet and VAE a few times at the batch

@@ -1,5 +1,6 @@
 #include "render.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     dp.unet = sdm_engine_unet_call;
     dp.unet_user = S->engine;
     dp.guidance_rescale = r->guidance_rescale;
+    dp.pooled_size = sdm_engine_bundle(S->engine)->text2.pooled_size;
     if (hooks && hooks->wrap_unet)
         hooks->wrap_unet(hooks->user, &dp.unet, &dp.unet_user);
     if (sdm_denoiser_new(&dp, &S->denoiser, err))
@@ -253,7 +255,7 @@ static int capture_loop(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
-    int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), b->hidden_size };
+    int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), sdm_bundle_context_size(b) };
 
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
@@ -431,6 +433,7 @@ typedef struct {
     sdm_tensor *noise; /* [nb,C,h,w] initial noise */
     sdm_tensor *text; /* [nb,L,H] */
     sdm_tensor *negative; /* [nb,L,H], NULL where no frame is guided */
+    sdm_tensor *pooled, *negative_pooled, *time_ids; /* SDXL: [nb,P], [nb,P], [nb,6]; else NULL */
 } batch_inputs;
 
 static void batch_inputs_clear(batch_inputs *bi)
@@ -442,13 +445,28 @@ static void batch_inputs_clear(batch_inputs *bi)
     sdm_tensor_free(&bi->noise);
     sdm_tensor_free(&bi->text);
     sdm_tensor_free(&bi->negative);
+    sdm_tensor_free(&bi->pooled);
+    sdm_tensor_free(&bi->negative_pooled);
+    sdm_tensor_free(&bi->time_ids);
     memset(bi, 0, sizeof *bi);
+}
+
+/* One field of the batch's frames' conditioning, joined on the batch axis
+ * (field: the byte offset of a tensor in sdm_frame_cond); NULL stays NULL. */
+static sdm_torch_status join_field(const batch_inputs *bi, size_t field, sdm_tensor **parts, sdm_tensor **out)
+{
+    for (int j = 0; j < bi->nb; j++) {
+        parts[j] = *(sdm_tensor **)((char *)&bi->fc[j] + field);
+        if (!parts[j])
+            return SDM_TORCH_OK;
+    }
+    return sdm_tensor_cat(parts, bi->nb, out);
 }
 
 /* Conditions renders [first, first+nb) and joins them into one batch. */
 static int batch_inputs_make(render_state *S, int first, int nb, batch_inputs *bi, sdm_error *err)
 {
-    sdm_tensor **xs = calloc(nb, sizeof *xs), **cs = calloc(nb, sizeof *cs), **us = calloc(nb, sizeof *us);
+    sdm_tensor **parts = calloc(nb, sizeof *parts);
     sdm_torch_status st;
     int guided = 0, rc = -1;
 
@@ -457,33 +475,34 @@ static int batch_inputs_make(render_state *S, int first, int nb, batch_inputs *b
     bi->nb = nb;
     bi->fc = calloc(nb, sizeof *bi->fc);
     bi->guidance = calloc(nb, sizeof *bi->guidance);
-    if (!xs || !cs || !us || !bi->fc || !bi->guidance) {
+    if (!parts || !bi->fc || !bi->guidance) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
     for (int j = 0; j < nb; j++) {
         if (sdm_conditioner_frame(S->cond, &S->plan.renders[first + j], &bi->fc[j], err))
             goto end;
-        xs[j] = bi->fc[j].noise;
-        cs[j] = bi->fc[j].cond;
-        us[j] = bi->fc[j].uncond;
         bi->guidance[j] = bi->fc[j].guidance;
         guided |= sdm_guided(bi->guidance[j]);
     }
-    st = sdm_tensor_cat(xs, nb, &bi->noise);
+    st = join_field(bi, offsetof(sdm_frame_cond, noise), parts, &bi->noise);
     if (!st)
-        st = sdm_tensor_cat(cs, nb, &bi->text);
+        st = join_field(bi, offsetof(sdm_frame_cond, cond), parts, &bi->text);
+    if (!st)
+        st = join_field(bi, offsetof(sdm_frame_cond, pooled), parts, &bi->pooled);
+    if (!st)
+        st = join_field(bi, offsetof(sdm_frame_cond, time_ids), parts, &bi->time_ids);
     if (!st && guided)
-        st = sdm_tensor_cat(us, nb, &bi->negative);
+        st = join_field(bi, offsetof(sdm_frame_cond, uncond), parts, &bi->negative);
+    if (!st && guided)
+        st = join_field(bi, offsetof(sdm_frame_cond, uncond_pooled), parts, &bi->negative_pooled);
     if (st) {
         sdm_torch_error(err, st, "batching");
         goto end;
     }
     rc = 0;
 end:
-    free(xs);
-    free(cs);
-    free(us);
+    free(parts);
     return rc;
 }
 
@@ -527,6 +546,9 @@ static int batch_sample(render_state *S, const sdm_schedule *sched, int first, i
     b.latents = bi.noise;
     b.cond.cond = bi.text;
     b.cond.uncond = bi.negative;
+    b.cond.pooled = bi.pooled;
+    b.cond.uncond_pooled = bi.negative_pooled;
+    b.cond.time_ids = bi.time_ids;
     b.guidance = bi.guidance;
     b.noise = batch_step_noise;
     b.noise_user = &bi;

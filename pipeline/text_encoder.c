@@ -10,18 +10,32 @@
 typedef struct {
     char *prompt;
     sdm_text_opts opts;
-    sdm_tensor *emb;
+    sdm_tensor *emb, *pooled;
 } cache_entry;
+
+/* One text encoder of the bundle: SD has one, SDXL two, whose hidden
+ * states are joined on the feature axis. */
+typedef struct {
+    const char *path, *table_path;
+    sdm_module *module;
+    int hidden; /* H of this encoder */
+    int layers; /* 0: the module takes ids and gives its last layer */
+    int pad_id; /* the second pads with its own id after the end of text */
+    int pooled; /* its output has one more layer, the projected states: the
+                   pooled embedding is that layer's row at the end of text */
+    float *table; /* [vocab, H]: the token table (layers > 0) */
+    int64_t vocab;
+} tower;
 
 struct sdm_text_encoder {
     const sdm_bundle *bundle;
     const sdm_tokenizer *tok;
     sdm_device dev;
     sdm_dtype dtype;
-    sdm_module *module;
-    int layers; /* 0: the module takes ids and gives its last layer */
-    float *table; /* [vocab, H]: the token table (layers > 0) */
-    int64_t vocab;
+    tower towers[2];
+    int n_towers;
+    int width; /* the joined embedding's: the towers' H summed */
+    int layers; /* the first tower's (clip skip counts over it) */
     sdm_embeddings embs;
     cache_entry *cache;
     int n_cache, cap_cache;
@@ -37,29 +51,28 @@ static const char REEXPORT[] =
     "whose text encoder takes token embeddings";
 
 /* token_embedding.safetensors: one [vocab, H] tensor, kept on the host. */
-static int load_table(sdm_text_encoder *te, sdm_error *err)
+static int load_table(const sdm_bundle *b, tower *tw, sdm_error *err)
 {
-    const sdm_bundle *b = te->bundle;
     sdm_safetensors *st = NULL;
     const sdm_st_tensor *t;
     int rc = -1;
 
-    if (sdm_safetensors_open(b->token_embedding, &st, err))
+    if (sdm_safetensors_open(tw->table_path, &st, err))
         goto end;
     t = sdm_safetensors_count(st) == 1 ? sdm_safetensors_tensor(st, 0) : NULL;
-    if (!t || t->ndim != 2 || t->shape[1] != b->hidden_size || t->shape[0] <= b->bos_id || t->shape[0] <= b->eos_id ||
-        t->shape[0] <= b->pad_id) {
+    if (!t || t->ndim != 2 || t->shape[1] != tw->hidden || t->shape[0] <= b->bos_id || t->shape[0] <= b->eos_id ||
+        t->shape[0] <= tw->pad_id) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: expected one [vocabulary, %d] tensor (hidden_size in %s/model.yaml)",
-                      b->token_embedding, b->hidden_size, b->dir);
+                      tw->table_path, tw->hidden, b->dir);
         goto end;
     }
-    te->vocab = t->shape[0];
-    te->table = malloc(sizeof *te->table * t->numel);
-    if (!te->table) {
+    tw->vocab = t->shape[0];
+    tw->table = malloc(sizeof *tw->table * t->numel);
+    if (!tw->table) {
         no_memory(err);
         goto end;
     }
-    if (sdm_safetensors_read_f32(st, t, te->table, t->numel, err))
+    if (sdm_safetensors_read_f32(st, t, tw->table, t->numel, err))
         goto end;
     rc = 0;
 end:
@@ -69,15 +82,16 @@ end:
 
 /* The input of one chunk: ids [1,L] (old bundles) or its token embeddings
  * [1,L,H] in the model's dtype, with the embeddings' vectors in their places. */
-static int chunk_input(sdm_text_encoder *te, const int64_t *ids, const int *vec, sdm_tensor **out, sdm_error *err)
+static int chunk_input(sdm_text_encoder *te, const tower *tw, const int64_t *ids, const int *vec, sdm_tensor **out,
+                       sdm_error *err)
 {
-    int L = te->bundle->token_length, H = te->bundle->hidden_size, rc = -1;
+    int L = te->bundle->token_length, H = tw->hidden, rc = -1;
     int64_t ids_shape[2] = { 1, L }, shape[3] = { 1, L, H };
     float *x = NULL;
     sdm_tensor *f = NULL;
     sdm_torch_status st;
 
-    if (!te->layers) {
+    if (!tw->layers) {
         st = sdm_tensor_from_host(ids, SDM_I64, ids_shape, 2, te->dev, out);
         return st ? sdm_torch_error(err, st, "text encoding") : 0;
     }
@@ -88,11 +102,10 @@ static int chunk_input(sdm_text_encoder *te, const int64_t *ids, const int *vec,
     }
     for (int i = 0; i < L; i++) {
         const float *row = vec[i] >= 0                         ? te->embs.rows + (size_t)vec[i] * H
-                           : ids[i] >= 0 && ids[i] < te->vocab ? te->table + (size_t)ids[i] * H
+                           : ids[i] >= 0 && ids[i] < tw->vocab ? tw->table + (size_t)ids[i] * H
                                                                : NULL;
         if (!row) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "token id %lld is outside %s", (long long)ids[i],
-                          te->bundle->token_embedding);
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "token id %lld is outside %s", (long long)ids[i], tw->table_path);
             goto end;
         }
         memcpy(x + (size_t)i * H, row, sizeof *x * H);
@@ -111,35 +124,72 @@ end:
     return rc;
 }
 
-/* One chunk through the module: its [L,H] hidden state at clip_skip into dst. */
-static int encode_chunk(sdm_text_encoder *te, const int64_t *ids, const int *vec, int clip_skip, float *dst,
-                        sdm_error *err)
+/* The layer a clip skip reads: the last (or, penultimate, the one before),
+ * and clip_skip-1 before that. */
+static int skip_layer(const sdm_text_encoder *te, const tower *tw, int clip_skip)
+{
+    return tw->layers - clip_skip - te->bundle->text_penultimate;
+}
+
+/* The pooled embedding of a chunk's output: the projected layer's row at
+ * the first end of text (CLIP's pooling: the eos position). */
+static sdm_torch_status chunk_pooled(const sdm_text_encoder *te, const tower *tw, const int64_t *ids,
+                                     const sdm_tensor *res, float *pooled)
+{
+    int L = te->bundle->token_length, eos = L - 1, P = te->bundle->text2.pooled_size;
+    float *all = malloc(sizeof *all * (size_t)L * tw->hidden);
+    sdm_tensor *proj = NULL;
+    sdm_torch_status st;
+
+    if (!all)
+        return SDM_TORCH_OOM;
+    for (int i = 1; i < L; i++)
+        if (ids[i] == te->bundle->eos_id) {
+            eos = i;
+            break;
+        }
+    st = sdm_tensor_narrow(res, tw->layers, 1, &proj);
+    if (!st)
+        st = sdm_tensor_to_host(proj, SDM_F32, all, sizeof *all * (size_t)L * tw->hidden);
+    if (!st)
+        memcpy(pooled, all + (size_t)eos * tw->hidden, sizeof *pooled * P);
+    sdm_tensor_free(&proj);
+    free(all);
+    return st;
+}
+
+/* One chunk through one tower: its [L,H] hidden state at clip_skip into
+ * dst, and where the tower pools and pooled is not NULL, its pooled embedding. */
+static int encode_chunk(sdm_text_encoder *te, const tower *tw, const int64_t *ids, const int *vec, int clip_skip,
+                        float *dst, float *pooled, sdm_error *err)
 {
     const sdm_bundle *b = te->bundle;
-    size_t n = (size_t)b->token_length * b->hidden_size;
+    size_t n = (size_t)b->token_length * tw->hidden;
     sdm_tensor *in = NULL, *res = NULL, *layer = NULL;
     sdm_torch_status st;
     int rc = -1;
 
-    if (chunk_input(te, ids, vec, &in, err))
+    if (chunk_input(te, tw, ids, vec, &in, err))
         goto end;
-    st = sdm_module_call(te->module, NULL, &in, 1, &res);
+    st = sdm_module_call(tw->module, NULL, &in, 1, &res);
     if (st) {
-        sdm_torch_error(err, st, b->text_encoder);
+        sdm_torch_error(err, st, tw->path);
         goto end;
     }
-    if (te->layers)
-        st = sdm_tensor_narrow(res, te->layers - clip_skip, 1, &layer);
+    if (tw->layers)
+        st = sdm_tensor_narrow(res, skip_layer(te, tw, clip_skip), 1, &layer);
     if (!st && sdm_tensor_numel(layer ? layer : res) != (int64_t)n) {
         sdm_error_set(err, SDM_EXIT_RUNTIME,
                       "%s gives %lld values for a prompt; %s/model.yaml says %d layers of "
                       "[%d,%d] (text.layers, token_length, hidden_size)",
-                      b->text_encoder, (long long)sdm_tensor_numel(res), b->dir, te->layers ? te->layers : 1,
-                      b->token_length, b->hidden_size);
+                      tw->path, (long long)sdm_tensor_numel(res), b->dir, tw->layers ? tw->layers + tw->pooled : 1,
+                      b->token_length, tw->hidden);
         goto end;
     }
     if (!st)
         st = sdm_tensor_to_host(layer ? layer : res, SDM_F32, dst, sizeof *dst * n);
+    if (!st && tw->pooled && pooled)
+        st = chunk_pooled(te, tw, ids, res, pooled);
     if (st) {
         sdm_torch_error(err, st, "text encoding");
         goto end;
@@ -188,46 +238,114 @@ int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int 
     return sdm_prompt_chunks_make(te->tok, prompt, parse_weights, te->embs.list, te->embs.n, out, err);
 }
 
-int sdm_text_encoder_run(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
-                         sdm_error *err)
+/* The ids tower t reads for a chunk: the first's; a later one pads with
+ * its own id after the end of text (SDXL's second tokenizer pads with "!"). */
+static const int64_t *tower_ids(const sdm_text_encoder *te, const tower *tw, const int64_t *ids, int64_t *buf)
+{
+    int L = te->bundle->token_length, after_eos = 0;
+
+    if (tw == &te->towers[0])
+        return ids;
+    for (int i = 0; i < L; i++) {
+        buf[i] = after_eos ? tw->pad_id : ids[i];
+        after_eos |= i > 0 && ids[i] == te->bundle->eos_id;
+    }
+    return buf;
+}
+
+/* Chunk k through every tower, each weighted as A1111 weights one encoder's
+ * output, into its rows of z [.., width] (the towers side by side); the
+ * pooled embedding from the first chunk. part: room for [L, H] of any tower. */
+static int encode_chunk_towers(sdm_text_encoder *te, const sdm_prompt_chunks *c, int k, int skip, float *z,
+                               float *part, int64_t *ids_buf, float *pooled, sdm_error *err)
+{
+    int L = te->bundle->token_length, W = te->width, off = 0;
+
+    for (int t = 0; t < te->n_towers; t++) {
+        const tower *tw = &te->towers[t];
+        const int64_t *ids = tower_ids(te, tw, c->ids + (size_t)k * L, ids_buf);
+        if (encode_chunk(te, tw, ids, c->vec + (size_t)k * L, skip, part, k == 0 ? pooled : NULL, err))
+            return -1;
+        if (chunk_weighted(c, k))
+            apply_weights(part, c->weights + (size_t)k * L, L, tw->hidden);
+        for (int i = 0; i < L; i++)
+            memcpy(z + ((size_t)k * L + i) * W + off, part + (size_t)i * tw->hidden, sizeof *z * tw->hidden);
+        off += tw->hidden;
+    }
+    return 0;
+}
+
+static int skip_refused(const sdm_text_encoder *te, int skip, sdm_error *err)
 {
     const sdm_bundle *b = te->bundle;
-    int L = b->token_length, H = b->hidden_size, skip = o->clip_skip > 0 ? o->clip_skip : 1, rc = -1;
+    int most = te->layers ? te->layers - b->text_penultimate : 1;
+
+    if (skip <= most)
+        return 0;
+    if (te->layers)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s has %d layers%s", skip, b->dir,
+                             most, b->text_penultimate ? " before its last" : "");
+    return sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s gives its last layer only; %s", skip,
+                         b->dir, REEXPORT);
+}
+
+/* The prompt's chunks through the towers: z [chunks·L, width], pooled [P]. */
+static int encode_prompt(sdm_text_encoder *te, const sdm_prompt_chunks *c, int skip, float *z, float *pooled,
+                         sdm_error *err)
+{
+    int L = te->bundle->token_length, H = 0, rc = -1;
+    float *part;
+    int64_t *ids_buf;
+
+    for (int t = 0; t < te->n_towers; t++)
+        H = te->towers[t].hidden > H ? te->towers[t].hidden : H;
+    part = malloc(sizeof *part * (size_t)L * H);
+    ids_buf = malloc(sizeof *ids_buf * (size_t)L);
+    if (!part || !ids_buf) {
+        no_memory(err);
+        goto end;
+    }
+    for (int k = 0; k < c->n_chunks; k++)
+        if (encode_chunk_towers(te, c, k, skip, z, part, ids_buf, pooled, err))
+            goto end;
+    rc = 0;
+end:
+    free(part);
+    free(ids_buf);
+    return rc;
+}
+
+int sdm_text_encoder_run_pooled(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
+                                sdm_tensor **pooled, sdm_error *err)
+{
+    const sdm_bundle *b = te->bundle;
+    int L = b->token_length, skip = o->clip_skip > 0 ? o->clip_skip : 1, P = b->text2.pooled_size, rc = -1;
     sdm_prompt_chunks c = { 0 };
-    float *z = NULL;
-    int64_t shape[3] = { 1, 0, H };
+    float *z = NULL, *pool = NULL;
+    int64_t shape[3] = { 1, 0, te->width }, pshape[2] = { 1, P };
     sdm_torch_status st;
 
     *out = NULL;
-    if (skip > (te->layers ? te->layers : 1)) {
-        if (te->layers)
-            sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s has %d layers", skip, b->dir,
-                          te->layers);
-        else
-            sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s gives its last layer only; %s",
-                          skip, b->dir, REEXPORT);
-        goto end;
-    }
-    if (sdm_text_encoder_chunks(te, prompt, o->parse_weights, &c, err))
+    if (pooled)
+        *pooled = NULL;
+    if (skip_refused(te, skip, err) || sdm_text_encoder_chunks(te, prompt, o->parse_weights, &c, err))
         goto end;
     if (sdm_prompt_chunks_pad(&c, te->tok, o->min_chunks)) {
         no_memory(err);
         goto end;
     }
-    z = malloc(sizeof *z * (size_t)c.n_chunks * L * H);
-    if (!z) {
+    z = malloc(sizeof *z * (size_t)c.n_chunks * L * te->width);
+    pool = malloc(sizeof *pool * (size_t)(P > 0 ? P : 1));
+    if (!z || !pool) {
         no_memory(err);
         goto end;
     }
-    for (int k = 0; k < c.n_chunks; k++) {
-        float *zk = z + (size_t)k * L * H;
-        if (encode_chunk(te, c.ids + (size_t)k * L, c.vec + (size_t)k * L, skip, zk, err))
-            goto end;
-        if (chunk_weighted(&c, k))
-            apply_weights(zk, c.weights + (size_t)k * L, L, H);
-    }
+    if (encode_prompt(te, &c, skip, z, P > 0 ? pool : NULL, err))
+        goto end;
     shape[1] = (int64_t)c.n_chunks * L;
     st = sdm_tensor_from_host(z, SDM_F32, shape, 3, te->dev, out);
+    if (!st && pooled && P > 0)
+        st = sdm_tensor_from_host(pool, SDM_F32, pshape, 2, te->dev, pooled);
     if (st) {
         sdm_torch_error(err, st, "text encoding");
         goto end;
@@ -235,8 +353,15 @@ int sdm_text_encoder_run(sdm_text_encoder *te, const char *prompt, const sdm_tex
     rc = 0;
 end:
     free(z);
+    free(pool);
     sdm_prompt_chunks_clear(&c);
     return rc;
+}
+
+int sdm_text_encoder_run(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
+                         sdm_error *err)
+{
+    return sdm_text_encoder_run_pooled(te, prompt, o, out, NULL, err);
 }
 
 static int same_opts(const sdm_text_opts *a, const sdm_text_opts *b)
@@ -246,15 +371,17 @@ static int same_opts(const sdm_text_opts *a, const sdm_text_opts *b)
            a->min_chunks == b->min_chunks;
 }
 
-int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
-                           sdm_error *err)
+int sdm_text_encoder_embed_pooled(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o,
+                                  const sdm_tensor **out, const sdm_tensor **pooled, sdm_error *err)
 {
-    sdm_tensor *emb = NULL;
+    sdm_tensor *emb = NULL, *pool = NULL;
     cache_entry *ce;
 
     for (int i = 0; i < te->n_cache; i++) {
         if (same_opts(&te->cache[i].opts, o) && !strcmp(te->cache[i].prompt, prompt)) {
             *out = te->cache[i].emb;
+            if (pooled)
+                *pooled = te->cache[i].pooled;
             return 0;
         }
     }
@@ -266,18 +393,48 @@ int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_t
         te->cache = ce;
         te->cap_cache = cap;
     }
-    if (sdm_text_encoder_run(te, prompt, o, &emb, err))
+    if (sdm_text_encoder_run_pooled(te, prompt, o, &emb, &pool, err))
         return -1;
     ce = &te->cache[te->n_cache];
     ce->prompt = strdup(prompt);
     if (!ce->prompt) {
         sdm_tensor_free(&emb);
+        sdm_tensor_free(&pool);
         return no_memory(err);
     }
     ce->opts = *o;
     ce->emb = emb;
+    ce->pooled = pool;
     te->n_cache++;
     *out = emb;
+    if (pooled)
+        *pooled = pool;
+    return 0;
+}
+
+int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
+                           sdm_error *err)
+{
+    return sdm_text_encoder_embed_pooled(te, prompt, o, out, NULL, err);
+}
+
+/* Tower t's module (and token table) as model.yaml names them. */
+static int tower_open(sdm_text_encoder *te, int t, sdm_error *err)
+{
+    const sdm_bundle *b = te->bundle;
+    tower *tw = &te->towers[t];
+
+    tw->path = t ? b->text2.text_encoder : b->text_encoder;
+    tw->table_path = t ? b->text2.token_embedding : b->token_embedding;
+    tw->hidden = t ? b->text2.hidden_size : b->hidden_size;
+    tw->layers = t ? b->text2.layers : b->text_layers;
+    tw->pad_id = t ? b->text2.pad_id : b->pad_id;
+    tw->pooled = t && b->text2.pooled_size > 0;
+    te->width += tw->hidden;
+    if (sdm_module_load(tw->path, te->dev, &tw->module))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", tw->path, sdm_torch_last_error());
+    if (tw->layers && load_table(b, tw, err))
+        return -1;
     return 0;
 }
 
@@ -297,12 +454,10 @@ int sdm_text_encoder_open(const sdm_bundle *b, const sdm_tokenizer *tok, sdm_dev
     te->dev = dev;
     te->dtype = dtype;
     te->layers = b->text_layers;
-    if (sdm_module_load(b->text_encoder, dev, &te->module)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", b->text_encoder, sdm_torch_last_error());
-        goto end;
-    }
-    if (te->layers && load_table(te, err))
-        goto end;
+    te->n_towers = sdm_bundle_is_xl(b) ? 2 : 1;
+    for (int t = 0; t < te->n_towers; t++)
+        if (tower_open(te, t, err))
+            goto end;
     if (sdm_text_encoder_run(te, "", &o, &probe, err))
         goto end;
     rc = 0;
@@ -316,7 +471,7 @@ end:
 
 int sdm_text_encoder_layers(const sdm_text_encoder *te)
 {
-    return te->layers ? te->layers : 1;
+    return te->layers ? te->layers - te->bundle->text_penultimate : 1;
 }
 
 int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_error *err)
@@ -328,6 +483,11 @@ int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_e
                              "embeddings (%s): the text encoder of %s takes token ids, not "
                              "embeddings; %s",
                              dir, te->bundle->dir, REEXPORT);
+    if (te->n_towers > 1)
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "embeddings (%s): textual-inversion embeddings for a model with two text "
+                             "encoders (SDXL) are not supported yet",
+                             dir);
     if (sdm_embeddings_load(dir, te->tok, te->bundle->hidden_size, &e, err))
         return -1;
     sdm_embeddings_free(&te->embs);
@@ -336,6 +496,7 @@ int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_e
     for (int i = 0; i < te->n_cache; i++) {
         free(te->cache[i].prompt);
         sdm_tensor_free(&te->cache[i].emb);
+        sdm_tensor_free(&te->cache[i].pooled);
     }
     te->n_cache = 0;
     return 0;
@@ -355,11 +516,14 @@ void sdm_text_encoder_free(sdm_text_encoder **pte)
     for (int i = 0; i < te->n_cache; i++) {
         free(te->cache[i].prompt);
         sdm_tensor_free(&te->cache[i].emb);
+        sdm_tensor_free(&te->cache[i].pooled);
     }
     free(te->cache);
-    free(te->table);
+    for (int t = 0; t < 2; t++) {
+        free(te->towers[t].table);
+        sdm_module_free(&te->towers[t].module);
+    }
     sdm_embeddings_free(&te->embs);
-    sdm_module_free(&te->module);
     free(te);
     *pte = NULL;
 }

@@ -12,7 +12,14 @@
  * clip_skip-1 layers before the last, then the final norm) and
  * textual-inversion embeddings (rows from embedding files in place of
  * tokens) work. Older bundles take ids and give the last layer only: they
- * take neither, and say how to export again. */
+ * take neither, and say how to export again.
+ *
+ * SDXL bundles (text_2: in model.yaml) have a second encoder: each chunk
+ * goes through both (the second reads the same tokens, padded with its own
+ * pad id), their hidden states side by side [L, H1+H2]; and the second's
+ * projected output at the first chunk's end of text is the pooled
+ * embedding [1, P]. Both read the hidden state before the last layer
+ * (text.penultimate), as diffusers' SDXL pipeline does. */
 #ifndef SDM_TEXT_ENCODER_H
 #define SDM_TEXT_ENCODER_H
 
@@ -44,10 +51,17 @@ const sdm_embeddings *sdm_text_encoder_embeddings(const sdm_text_encoder *te);
 /* The chunks a prompt becomes (with the loaded embeddings). */
 int sdm_text_encoder_chunks(const sdm_text_encoder *te, const char *prompt, int parse_weights, sdm_prompt_chunks *out,
                             sdm_error *err);
-/* A new [1, chunks·token_length, H] float32 tensor: the prompt encoded. */
+/* A new [1, chunks·token_length, W] float32 tensor: the prompt encoded
+ * (W: hidden_size, or both encoders' for SDXL). */
 int sdm_text_encoder_run(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
                          sdm_error *err);
+/* The same, and the pooled embedding [1, P] (float32) where the bundle has
+ * one (SDXL); *pooled NULL where not. pooled may be NULL. */
+int sdm_text_encoder_run_pooled(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
+                                sdm_tensor **pooled, sdm_error *err);
 /* The same, cached: owned by the encoder. */
+int sdm_text_encoder_embed_pooled(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o,
+                                  const sdm_tensor **out, const sdm_tensor **pooled, sdm_error *err);
 int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
                            sdm_error *err);
 void sdm_text_encoder_free(sdm_text_encoder **te);

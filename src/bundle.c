@@ -69,6 +69,13 @@ static const field fields[] = {
     { "text.eos_id", F_INT, OFF(eos_id), 1 },
     { "text.pad_id", F_INT, OFF(pad_id), 1 },
     { "text.layers", F_INT, OFF(text_layers), 0 },
+    { "text.penultimate", F_BOOL, OFF(text_penultimate), 0 },
+    { "text_2.hidden_size", F_INT, OFF(text2.hidden_size), 0 },
+    { "text_2.pad_id", F_INT, OFF(text2.pad_id), 0 },
+    { "text_2.layers", F_INT, OFF(text2.layers), 0 },
+    { "text_2.pooled_size", F_INT, OFF(text2.pooled_size), 0 },
+    { "force_zeros_for_empty_prompt", F_BOOL, OFF(force_zeros_for_empty_prompt), 0 },
+    { "vae_dtype", F_STR16, OFF(vae_dtype), 0 },
     { "schedule.train_steps", F_INT, OFF(train_steps), 1 },
     { "schedule.beta_start", F_DOUBLE, OFF(beta_start), 1 },
     { "schedule.beta_end", F_DOUBLE, OFF(beta_end), 1 },
@@ -88,6 +95,8 @@ static const field fields[] = {
     { "files.vocab", F_FILE, OFF(vocab), 1 },
     { "files.merges", F_FILE, OFF(merges), 1 },
     { "files.token_embedding", F_FILE, OFF(token_embedding), 0 },
+    { "files.text_encoder_2", F_FILE, OFF(text2.text_encoder), 0 },
+    { "files.token_embedding_2", F_FILE, OFF(text2.token_embedding), 0 },
     /* optional: AOTInductor builds and the shapes they were compiled for */
     { "files.unet_aoti", F_FILE, OFF(unet_aoti.path), 0 },
     { "aoti.latent_height", F_INT, OFF(unet_aoti.latent_h), 0 },
@@ -397,11 +406,38 @@ static int check_schedule(loader *L)
     return 0;
 }
 
+/* The second text encoder's keys come together, with token embeddings
+ * (export_sd.py 4 on); vae_dtype is float32 or float16. */
+static int check_text2(loader *L)
+{
+    sdm_bundle *b = L->b;
+    const sdm_bundle_text2 *t = &b->text2;
+    int any = t->hidden_size || t->layers || t->pooled_size || t->text_encoder[0] || t->token_embedding[0];
+
+    if (!b->vae_dtype[0])
+        snprintf(b->vae_dtype, sizeof b->vae_dtype, "%s", b->dtype);
+    if (strcmp(b->vae_dtype, "float32") && strcmp(b->vae_dtype, "float16"))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: vae_dtype '%s' is not float32 or float16", L->file,
+                             b->vae_dtype);
+    if (!any)
+        return 0;
+    if (t->hidden_size < 1 || t->layers < 1 || t->layers > 1000 || t->pooled_size < 1 || t->pooled_size > t->hidden_size ||
+        !t->text_encoder[0] || !t->token_embedding[0] || !b->text_layers)
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
+                             "%s: a second text encoder needs text_2.hidden_size, text_2.layers, "
+                             "text_2.pooled_size (at most hidden_size), files.text_encoder_2 and "
+                             "files.token_embedding_2, and the first encoder's text.layers",
+                             L->file);
+    return 0;
+}
+
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder, b->unet,           b->vae_decoder,   b->vocab,
-                            b->merges,       b->unet_aoti.path, b->vae_aoti.path, b->token_embedding };
+    const char *paths[] = { b->text_encoder,    b->unet,          b->vae_decoder,
+                            b->vocab,           b->merges,        b->unet_aoti.path,
+                            b->vae_aoti.path,   b->token_embedding, b->text2.text_encoder,
+                            b->text2.token_embedding };
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -419,7 +455,7 @@ static int check_values(loader *L)
                              "%s: text.layers (1 to 1000) and files.token_embedding go "
                              "together (an encoder that takes token embeddings)",
                              L->file);
-    if (check_schedule(L))
+    if (check_schedule(L) || check_text2(L))
         return -1;
     if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) ||
         check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
@@ -486,6 +522,16 @@ end:
     if (f)
         fclose(f);
     return rc;
+}
+
+int sdm_bundle_is_xl(const sdm_bundle *b)
+{
+    return b->text2.hidden_size > 0;
+}
+
+int sdm_bundle_context_size(const sdm_bundle *b)
+{
+    return b->hidden_size + b->text2.hidden_size;
 }
 
 int sdm_alphas_cumprod(const sdm_bundle *b, double *out)
@@ -613,8 +659,8 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder,   b->unet,          b->vae_decoder,
-                              b->unet_aoti.path, b->vae_aoti.path, b->token_embedding };
+    const char *modules[] = { b->text_encoder,    b->unet,          b->vae_decoder,          b->unet_aoti.path,
+                              b->vae_aoti.path,   b->token_embedding, b->text2.text_encoder, b->text2.token_embedding };
     char yaml[1100];
     uint64_t h = SDM_FNV1A64_OFFSET;
 

@@ -43,9 +43,21 @@ typedef struct {
     int n_loras;
 } sdm_bundle_source;
 
+/* SDXL's second text encoder (model.yaml's text_2: and files.*_2): the
+ * same tokens as the first (bos, eos, token_length), padded with its own
+ * pad id; its hidden states are concatenated to the first's on the feature
+ * axis, and it gives the pooled embedding too. hidden_size 0: none. */
+typedef struct {
+    int hidden_size; /* 1280 */
+    int pad_id; /* 0 ("!") */
+    int layers; /* 32 */
+    int pooled_size; /* the projected pooled embedding: 1280 */
+    char text_encoder[1280], token_embedding[1280];
+} sdm_bundle_text2;
+
 typedef struct {
     char dir[1024];
-    char family[16]; /* "sd1", "sd2", "analytic" */
+    char family[16]; /* "sd1", "sd2", "sdxl", "analytic", "analytic-sdxl" */
     sdm_prediction prediction;
     int latent_channels; /* 4 */
     int vae_scale; /* pixels per latent cell: 8 */
@@ -57,6 +69,14 @@ typedef struct {
     int text_layers; /* text.layers: the encoder takes token embeddings and
                                    gives every layer (clip skip, embeddings); 0: an older
                                    bundle, ids in, last layer out */
+    int text_penultimate; /* text.penultimate: clip_skip 1 is the hidden state
+                             before the last layer, as SDXL reads it (the
+                             encoders then give their layers without the final norm) */
+    /* SDXL (text_2.hidden_size > 0): a second encoder, a pooled embedding
+     * and six time ids, which the UNet takes after the text embedding */
+    sdm_bundle_text2 text2;
+    int force_zeros_for_empty_prompt; /* an empty negative prompt is zeros, not "" encoded */
+    char vae_dtype[16]; /* what the VAE decoder computes in: dtype unless model.yaml's vae_dtype says */
     /* training noise schedule */
     int train_steps; /* 1000 */
     double beta_start, beta_end;
@@ -84,6 +104,15 @@ typedef struct {
 /* Reads dir/model.yaml; every file it names must exist. Errors name the path
  * (and line:col for yaml), and for a value out of range, model.yaml and the key. */
 int sdm_bundle_load(const char *dir, sdm_bundle *out, sdm_error *err);
+
+/* 1 where the bundle is SDXL-shaped: a second text encoder, pooled
+ * embedding and time ids (sdm_bundle_text2). */
+int sdm_bundle_is_xl(const sdm_bundle *b);
+/* The width of the text embedding the UNet takes: hidden_size, plus the
+ * second encoder's where there is one. */
+int sdm_bundle_context_size(const sdm_bundle *b);
+/* The number of SDXL time ids: 6 (original size, crop corner, target size). */
+#define SDM_TIME_IDS 6
 
 /* The training schedule's alphas_cumprod (train_steps values), in double. */
 int sdm_alphas_cumprod(const sdm_bundle *b, double *out);

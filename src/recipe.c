@@ -508,6 +508,27 @@ static int h_outputs(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     return 0;
 }
 
+/* [height, width] (diffusers' order), each an integer in lo..hi: SDXL's
+ * size and crop conditioning. Marks the recipe as asking for it. */
+static int h_pair(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    yaml_node_item_t *it;
+    int *pair = dst, i = 0;
+    key_spec one = *k;
+
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top - v->data.sequence.items.start != 2)
+        return fail_at(L, v, "'%s': expected [height, width], two integers in %.0f..%.0f, found %s", k->key, k->lo,
+                       k->hi, is_null(v) ? "nothing" : node_kind(v));
+    one.flags &= ~(unsigned)K_MULT8;
+    for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++, i++) {
+        yaml_node_t *e = yaml_document_get_node(L->doc, *it);
+        if (!e || h_int(L, e, &pair[i], &one))
+            return e ? -1 : fail_at(L, v, "'%s': expected [height, width]%s", k->key, "");
+    }
+    L->r->size_conditioning = true;
+    return 0;
+}
+
 static int h_sheet(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
     if (is_null(v))
@@ -546,6 +567,9 @@ static const key_spec recipe_keys[] = {
     { "karras", h_bool, R(karras), 0, 0, NULL, 0 },
     { "timestep_spacing", h_spacing, R(timestep_spacing), 0, 0, NULL, 0 },
     { "guidance_rescale", h_double, R(guidance_rescale), 0, 1, NULL, 0 },
+    { "original_size", h_pair, R(original_size), 1, 16384, NULL, 0 },
+    { "crops_coords_top_left", h_pair, R(crops_coords_top_left), 0, 16384, NULL, 0 },
+    { "target_size", h_pair, R(target_size), 1, 16384, NULL, 0 },
     { "batch", h_int, R(batch), 0, 1024, NULL, 0 },
     { "output", h_outputs, 0, 0, 0, NULL, 0 },
     { "contact_sheet", h_sheet, R(contact_sheet), 0, 0, NULL, 0 },

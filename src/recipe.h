@@ -105,6 +105,10 @@ typedef struct {
     bool karras; /* Karras sigmas for sigma-based samplers (the key, or the sampler's name) */
     int timestep_spacing; /* sdm_spacing (bundle.h); 0: the model's */
     double guidance_rescale; /* diffusers' guidance_rescale: 0 (none) .. 1 */
+    /* SDXL's size conditioning, [height, width] each (diffusers' order):
+     * 0 sizes are the frame's; the crop corner defaults to [0, 0] */
+    int original_size[2], crops_coords_top_left[2], target_size[2];
+    bool size_conditioning; /* one of the three was given */
     int batch; /* frames per UNet call; 0: automatic */
     char **outputs; /* output files; format by extension */
     int n_outputs;

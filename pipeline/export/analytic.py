@@ -18,6 +18,15 @@
 Every deterministic sampler then has a closed-form result, CFG is linear
 in x0, and a morph frame is exactly decode(target(mix(e_a, e_b, t))).
 
+--xl makes the SDXL-shaped twin: a second text encoder (HIDDEN_2 wide,
+padding with "!"), whose extra output layer is the running mean of its last
+layer's rows times a projection, so the pooled embedding (that layer's row
+at the end of text) follows the words; both encoders read the layer before
+the last (text.penultimate); the UNet takes (x, t, emb [B,L,HIDDEN+HIDDEN_2],
+pooled [B,HIDDEN_2], time_ids [B,6]) and its target adds pooled @ Wp and
+time_ids/1024 @ Wt before the tanh: target(emb, pooled, time_ids, h, w).
+The VAE scaling factor is SDXL's, and an empty negative prompt is zeros.
+
 --step K (K > 0) adds a sharp step along every morph that crosses a fixed
 plane of embedding space: with S the sum of the token embeddings, S0 the
 empty prompt's, d a fixed unit direction and P a fixed pattern of +-STEP_AMP,
@@ -62,6 +71,11 @@ DETAIL = 0.25
 AMP = 1.0
 STEP_SEED = SEED + 1    # the step's direction and pattern (--step)
 STEP_AMP = 1.5          # pre-tanh offset the step adds, per value
+HIDDEN_2 = 24           # --xl: the second encoder's width (= its pooled width)
+XL_SEED = SEED + 2      # --xl: the second encoder's and the added terms' weights
+XL_SCALING = 0.13025
+POOLED_SCALE = 1.5      # a prompt's pooled embedding moves each pre-tanh value by about 0.2
+TIME_SCALE = 0.5        # time ids / 1024 through Wt
 
 # Latent channel -> RGB: each channel a colour direction (warm, green-teal,
 # blue-violet, brightness), so random fields come out as soft colour mixes.
@@ -112,6 +126,28 @@ class TextEncoder(torch.nn.Module):
     @torch.jit.export
     def layer_delta(self) -> torch.Tensor:
         return self.delta.clone()
+
+
+class PooledTextEncoder(torch.nn.Module):
+    """--xl's second encoder: inputs_embeds [B,L,H2] -> [LAYERS+1,B,L,H2];
+    the extra layer is cumsum(last)/position @ proj: row i is the mean of
+    rows 0..i projected, so the row at the end of text pools the prompt."""
+
+    def __init__(self, table, pos, delta, proj):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.register_buffer("pos", pos)
+        self.register_buffer("delta", delta)
+        self.register_buffer("proj", proj)
+        self.layers = LAYERS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x + self.pos[: x.shape[1]].unsqueeze(0)
+        outs = [h + float(self.layers - 1 - k) * self.delta for k in range(self.layers - 1)]
+        outs.append(h)
+        count = torch.arange(1, h.shape[1] + 1, dtype=h.dtype, device=h.device).reshape(1, -1, 1)
+        outs.append((h.cumsum(dim=1) / count) @ self.proj)
+        return torch.stack(outs)
 
 
 class IdsTextEncoder(torch.nn.Module):
@@ -182,6 +218,36 @@ class UNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         x0 = self.target(emb, x.shape[2], x.shape[3]).to(torch.float64)
+        ab = self.alpha_bar(t).reshape(-1, 1, 1, 1)
+        a, s = ab.sqrt(), (1.0 - ab).sqrt()
+        eps = (x.to(torch.float64) - a * x0) / s
+        if self.v_prediction:
+            return (a * eps - s * x0).to(x.dtype)
+        return eps.to(x.dtype)
+
+
+class UNetXL(UNet):
+    """The perfect denoiser of --xl: its target also reads the pooled
+    embedding and the time ids."""
+
+    def __init__(self, w, b, alphas_cumprod, v_prediction: bool, step, wp, wt):
+        super().__init__(w, b, alphas_cumprod, v_prediction, step)
+        self.register_buffer("wp", wp)
+        self.register_buffer("wt", wt)
+
+    @torch.jit.export
+    def target_xl(self, emb: torch.Tensor, pooled: torch.Tensor, time_ids: torch.Tensor, h: int,
+                  w: int) -> torch.Tensor:
+        """x0 = G(emb, pooled, time_ids): -> [B,4,h,w], float32."""
+        m = emb.to(self.w.dtype).mean(dim=1)
+        pre = m @ self.w + self.b + pooled.to(self.w.dtype) @ self.wp + (time_ids.to(self.w.dtype) / 1024.0) @ self.wt
+        z = torch.tanh(pre) * self.amp
+        z = z.reshape(-1, self.channels, self.grid, self.grid)
+        return F.interpolate(z, size=[h, w], mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, pooled: torch.Tensor,
+                time_ids: torch.Tensor) -> torch.Tensor:
+        x0 = self.target_xl(emb, pooled, time_ids, x.shape[2], x.shape[3]).to(torch.float64)
         ab = self.alpha_bar(t).reshape(-1, 1, 1, 1)
         a, s = ab.sqrt(), (1.0 - ab).sqrt()
         eps = (x.to(torch.float64) - a * x0) / s
@@ -265,6 +331,57 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction, step=0.0):
     return text, unet, vae
 
 
+def make_xl_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
+    """--xl: the first encoder and the VAE as the plain bundle's (VAE with
+    SDXL's scaling), a second encoder, and the UNet over both."""
+    text, unet, _ = make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction)
+    g = torch.Generator().manual_seed(XL_SEED)
+    table2 = torch.randn(vocab_size, HIDDEN_2, generator=g)
+    for i in (bos_id, eos_id):
+        table2[i] = (table2[i].double() * 0.05).float()
+    pos2 = torch.randn(TOKENS, HIDDEN_2, generator=g) * 0.5
+    delta2 = torch.randn(HIDDEN_2, generator=g) * 0.5
+    proj = torch.randn(HIDDEN_2, HIDDEN_2, generator=g) / math.sqrt(HIDDEN_2)
+    text2 = PooledTextEncoder(table2, pos2, delta2, proj)
+    # W over both encoders' rows: the first's as the plain bundle's, the second's drawn here
+    w2 = torch.randn(HIDDEN_2, LATENT * GRID * GRID, generator=g) * W_SCALE * 0.5
+    w = torch.cat([unet.w, w2])
+    wp = torch.randn(HIDDEN_2, LATENT * GRID * GRID, generator=g) * POOLED_SCALE / math.sqrt(HIDDEN_2)
+    wt = torch.randn(6, LATENT * GRID * GRID, generator=g) * TIME_SCALE
+    with torch.no_grad():
+        empty = torch.tensor([empty_ids])
+        e1 = text(F.embedding(empty, text.table))[LAYERS - 2]
+        e2 = text2(F.embedding(empty, table2))[LAYERS - 2]
+        b = -(torch.cat([e1, e2], dim=2).mean(dim=1) @ w).reshape(-1)
+    unet_xl = UNetXL(w, b, schedule(), v_prediction, (0.0, unet.step_dir, 0.0, unet.step_pattern), wp, wt)
+    weight = torch.tensor([[v * XL_SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
+    return text, text2, unet_xl, VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
+
+
+def write_xl(args, vocab, merges):
+    """The --xl bundle's modules and model.yaml."""
+    bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
+    empty_ids = clip_vocab.encode("", vocab, merges)
+    text, text2, unet, vae = make_xl_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
+    safetensors_io.write(os.path.join(args.out, "token_embedding.safetensors"), {"weight": text.table})
+    safetensors_io.write(os.path.join(args.out, "token_embedding_2.safetensors"), {"weight": text2.table})
+    for name, mod in (("text_encoder", text), ("text_encoder_2", text2), ("unet", unet), ("vae_decoder", vae)):
+        torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
+    bundle_yaml.write_model_yaml(args.out, bundle_yaml.model_yaml(
+        "sdmorph model bundle\nThe analytic SDXL-shaped test model (pipeline/export/analytic.py --xl): "
+        "synthetic, exact.",
+        family="analytic-sdxl", prediction=args.prediction, dtype="float32", latent_channels=LATENT,
+        vae_scale=VAE_SCALE, scaling_factor=XL_SCALING, width=args.width, height=args.height,
+        text=dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos, layers=LAYERS,
+                  penultimate=True),
+        text_2=dict(hidden_size=HIDDEN_2, pad_id=vocab["!"], layers=LAYERS, pooled_size=HIDDEN_2),
+        force_zeros_for_empty_prompt=True,
+        schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
+                      beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
+                      scheduler="EulerDiscreteScheduler", timestep_spacing="leading"),
+        source=dict(exporter="analytic.py", checkpoint="the analytic SDXL-shaped test model (synthetic)")))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="bundle directory to write")
@@ -273,6 +390,7 @@ def main():
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--text-input", choices=["embeds", "ids"], default="embeds",
                     help="ids: the older bundle kind, whose text encoder takes token ids (no clip skip, no embeddings)")
+    ap.add_argument("--xl", action="store_true", help="the SDXL-shaped twin (see above)")
     ap.add_argument("--step", type=float, default=0.0, metavar="K",
                     help="sharpness of a step along morphs that cross s = 0 (0: none; see above)")
     args = ap.parse_args()
@@ -285,6 +403,11 @@ def main():
     torch.manual_seed(SEED)
     os.makedirs(args.out, exist_ok=True)
     vocab, merges = clip_vocab.write_files(args.out)
+    if args.xl:
+        write_xl(args, vocab, merges)
+        print("analytic SDXL-shaped bundle (%s, %dx%d, torch %s) written to %s"
+              % (args.prediction, args.width, args.height, torch.__version__, args.out))
+        return
     bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
     empty_ids = clip_vocab.encode("", vocab, merges)
     text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction", args.step)

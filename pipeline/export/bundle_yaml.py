@@ -33,22 +33,36 @@ def scheduler_fields(sched):
 
 
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
-               text, schedule, aoti=None, aoti_vae=None, source=None):
+               text, schedule, aoti=None, aoti_vae=None, source=None, text_2=None, force_zeros_for_empty_prompt=None,
+               vae_dtype=None):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,
     eos_id, pad_id, and layers where the text encoder takes token embeddings
     and gives every layer (token_embedding.safetensors beside it); schedule: the scheduler's keys, in order; aoti (an
     AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
     vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch;
     source: what the bundle was exported from (exporter, checkpoint,
-    checkpoint_sha256, vae, vae_sha256, loras: [{file, scale, sha256}])."""
+    checkpoint_sha256, vae, vae_sha256, loras: [{file, scale, sha256}]).
+    SDXL: text's penultimate (both encoders read the layer before the
+    last); text_2: the second encoder's hidden_size, pad_id, layers,
+    pooled_size (text_encoder_2.pt and token_embedding_2.safetensors);
+    force_zeros_for_empty_prompt; vae_dtype where the VAE decoder computes
+    in another dtype than the rest (float32: SDXL's overflows in float16)."""
     lines = ["# " + line if line else "#" for line in comment.splitlines()]
     top = (("format", 1), ("family", family), ("prediction", prediction), ("dtype", dtype),
            ("latent_channels", latent_channels), ("vae_scale", vae_scale), ("scaling_factor", scaling_factor),
            ("width", width), ("height", height))
     lines += [f"{k}: {_value(v)}" for k, v in top]
-    text_keys = ("token_length", "hidden_size", "bos_id", "eos_id", "pad_id") + (("layers",) if "layers" in text else ())
-    for section, keys in (("text", text_keys), ("schedule", tuple(schedule))):
-        values = text if section == "text" else schedule
+    if vae_dtype:
+        lines.append(f"vae_dtype: {vae_dtype}")
+    if force_zeros_for_empty_prompt is not None:
+        lines.append(f"force_zeros_for_empty_prompt: {_value(bool(force_zeros_for_empty_prompt))}")
+    text_keys = ("token_length", "hidden_size", "bos_id", "eos_id", "pad_id") + \
+        tuple(k for k in ("layers", "penultimate") if k in text)
+    sections = [("text", text_keys, text)]
+    if text_2:
+        sections.append(("text_2", ("hidden_size", "pad_id", "layers", "pooled_size"), text_2))
+    sections.append(("schedule", tuple(schedule), schedule))
+    for section, keys, values in sections:
         lines.append(f"{section}:")
         lines += [f"  {k}: {_value(values[k])}" for k in keys]
     files = [("text_encoder", "text_encoder.pt"), ("unet", "unet.pt"), ("vae_decoder", "vae_decoder.pt"),
@@ -56,6 +70,8 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
     if "layers" in text:
         # the encoder takes token embeddings: sdmorph looks them up in this table
         files.insert(1, ("token_embedding", "token_embedding.safetensors"))
+    if text_2:
+        files[2:2] = [("text_encoder_2", "text_encoder_2.pt"), ("token_embedding_2", "token_embedding_2.safetensors")]
     builds = [(section, key, name, shapes) for section, key, name, shapes in
               (("aoti", "unet_aoti", "unet.pt2", aoti), ("aoti_vae", "vae_decoder_aoti", "vae_decoder.pt2", aoti_vae))
               if shapes]
