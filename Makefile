@@ -169,7 +169,12 @@ $(ANALYTIC)-ids/model.yaml: $(ANALYTIC_PY)
 $(ANALYTIC)-step/model.yaml: $(ANALYTIC_PY)
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-step --step 100
 
-test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(ANALYTIC)-step/model.yaml $(TESTS)
+# The SDXL-shaped twin (two text encoders, pooled embedding, time ids), for the SDXL tests.
+$(ANALYTIC)-xl/model.yaml: $(ANALYTIC_PY)
+	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-xl --xl
+
+test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(ANALYTIC)-step/model.yaml \
+      $(ANALYTIC)-xl/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
 bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)

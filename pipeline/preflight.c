@@ -68,7 +68,7 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
 static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
 {
     static const char reexport[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later)";
-    int layers = b->text_layers ? b->text_layers : 1;
+    int layers = b->text_layers ? b->text_layers - b->text_penultimate : 1;
     char dir[4096];
     struct stat st;
 
@@ -84,8 +84,18 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
                              "layer only; %s",
                              r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
     }
+    if (r->size_conditioning && !sdm_bundle_is_xl(b))
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: original_size, crops_coords_top_left and target_size are SDXL's size "
+                             "conditioning; the model %s (family %s) takes none",
+                             r->path, b->dir, b->family);
     if (!r->embeddings)
         return 0;
+    if (sdm_bundle_is_xl(b))
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: 'embeddings': textual-inversion embeddings for a model with two text encoders "
+                             "(SDXL, %s) are not supported yet",
+                             r->path, b->dir);
     if (!b->text_layers)
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: 'embeddings': the text encoder of %s takes token ids, not "

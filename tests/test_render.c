@@ -20,29 +20,6 @@ static char model_dir[512];
 
 /* ---- small host-side helpers ------------------------------------------- */
 
-/* DDIM (eta 0) on a perfect denoiser toward x0*: every step predicts x0*
- * exactly, so the final latent is sqrt(a_f)·x0* + sqrt(1−a_f)·eps0 with
- * eps0 = (x_T − sqrt(a_T)·x0*)/sqrt(1−a_T). */
-static void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n, double *out)
-{
-    double *ac = malloc(sizeof *ac * b->train_steps);
-    sdm_alphas_cumprod(b, ac);
-    int tT = (steps - 1) * (b->train_steps / steps) + b->steps_offset;
-    double aT = ac[tT], af = b->set_alpha_to_one ? 1.0 : ac[0];
-    for (size_t i = 0; i < n; i++) {
-        double eps = (xT[i] - sqrt(aT) * x0[i]) / sqrt(1 - aT);
-        out[i] = sqrt(af) * x0[i] + sqrt(1 - af) * eps;
-    }
-    free(ac);
-}
-
-/* x0* = x0u + g·(x0c − x0u), or x0c when g ≤ 1 (conditional only). */
-static void guided_target(const float *x0c, const float *x0u, double g, size_t n, float *out)
-{
-    for (size_t i = 0; i < n; i++)
-        out[i] = g > 1 ? (float)(x0u[i] + g * ((double)x0c[i] - x0u[i])) : x0c[i];
-}
-
 static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *unet)
 {
     const sdm_bundle *b = sdm_engine_bundle(e);
@@ -99,36 +76,6 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 }
 
 /* ---- rendering recipes in process --------------------------------------- */
-
-typedef struct {
-    uint8_t **frames;
-    int n, cap, width, height;
-} capture;
-
-static int capture_frame(void *user, int index, const uint8_t *rgb, int width, int height)
-{
-    capture *c = user;
-    size_t bytes = (size_t)width * height * 3;
-    if (index != c->n)
-        return -1;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 16;
-        c->frames = realloc(c->frames, sizeof *c->frames * c->cap);
-    }
-    c->frames[c->n] = malloc(bytes);
-    memcpy(c->frames[c->n++], rgb, bytes);
-    c->width = width;
-    c->height = height;
-    return 0;
-}
-
-static void capture_free(capture *c)
-{
-    for (int i = 0; i < c->n; i++)
-        free(c->frames[i]);
-    free(c->frames);
-    memset(c, 0, sizeof *c);
-}
 
 /* A UNet that runs out of memory on calls of more than max_inputs inputs
  * (a guided frame is two): a real out-of-memory status, from an
@@ -199,19 +146,6 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
 static int render_string(const char *yaml, const char *frames, const char *output, capture *c, sdm_render_stats *stats)
 {
     return render_opts(yaml, frames, output, 0, NULL, c, stats, NULL);
-}
-
-static double max_abs_u8(const uint8_t *a, const uint8_t *b, size_t n, double *mean)
-{
-    double m = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        m = fmax(m, d);
-        s += d;
-    }
-    if (mean)
-        *mean = s / n;
-    return m;
 }
 
 static const char *morph_yaml =

@@ -133,13 +133,30 @@ class PooledTextEncoder(torch.nn.Module):
     the extra layer is cumsum(last)/position @ proj: row i is the mean of
     rows 0..i projected, so the row at the end of text pools the prompt."""
 
-    def __init__(self, table, pos, delta, proj):
+    def __init__(self, table, pos, delta, proj, eos_id: int):
         super().__init__()
         self.register_buffer("table", table)
         self.register_buffer("pos", pos)
         self.register_buffer("delta", delta)
         self.register_buffer("proj", proj)
         self.layers = LAYERS
+        self.eos_id = eos_id
+
+    @torch.jit.export
+    def penultimate_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The layer before the last from ids [B,L]: [B,L,H2], for tests."""
+        return F.embedding(ids, self.table) + self.pos[: ids.shape[1]].unsqueeze(0) + self.delta
+
+    @torch.jit.export
+    def pooled_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding from ids [B,L] (the first eos after bos): [B,H2], for tests."""
+        h = F.embedding(ids, self.table) + self.pos[: ids.shape[1]].unsqueeze(0)
+        out = []
+        for i in range(ids.shape[0]):
+            hits = (ids[i, 1:] == self.eos_id).nonzero()
+            eos = int(hits[0, 0]) + 1 if hits.shape[0] > 0 else ids.shape[1] - 1
+            out.append(h[i, : eos + 1].mean(dim=0) @ self.proj)
+        return torch.stack(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x + self.pos[: x.shape[1]].unsqueeze(0)
@@ -342,7 +359,7 @@ def make_xl_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
     pos2 = torch.randn(TOKENS, HIDDEN_2, generator=g) * 0.5
     delta2 = torch.randn(HIDDEN_2, generator=g) * 0.5
     proj = torch.randn(HIDDEN_2, HIDDEN_2, generator=g) / math.sqrt(HIDDEN_2)
-    text2 = PooledTextEncoder(table2, pos2, delta2, proj)
+    text2 = PooledTextEncoder(table2, pos2, delta2, proj, eos_id)
     # W over both encoders' rows: the first's as the plain bundle's, the second's drawn here
     w2 = torch.randn(HIDDEN_2, LATENT * GRID * GRID, generator=g) * W_SCALE * 0.5
     w = torch.cat([unet.w, w2])

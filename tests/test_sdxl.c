@@ -1,0 +1,387 @@
+/* SDXL's conditioning on the analytic SDXL-shaped bundle (analytic.py
+ * --xl), in process: both text encoders and the pooled embedding against
+ * the modules' own answers from ids, and a morph and a walk rendered end to
+ * end against closed forms. Frame k is decode(DDIM's final latent toward
+ * x0* = u + g·(c − u)), c = target_xl(embedding, pooled, time ids) of the
+ * frame's mix or walk step, u the same for the zeros an empty negative
+ * prompt is; the time ids come from the recipe's size keys. */
+#include <stdint.h>
+#include <string.h>
+
+#include "condition.h"
+#include "engine.h"
+#include "preflight.h"
+#include "render.h"
+#include "sampler.h"
+#include "analytic.h"
+#include "test.h"
+
+static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
+static char xl_dir[512];
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static sdm_recipe *recipe_of(const char *yaml)
+{
+    sdm_recipe *r = NULL;
+    sdm_error err = { 0 };
+
+    if (sdm_recipe_load_string("xl.yaml", yaml, strlen(yaml), &r, &err))
+        fprintf(stderr, "recipe: %s\n", err.msg);
+    return r;
+}
+
+/* Renders a recipe on model `dir` in process, its frames into c. */
+static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
+{
+    sdm_recipe *r = recipe_of(yaml);
+    sdm_render_params p = sdm_render_default_params();
+    sdm_error err = { 0 };
+    int rc = -1;
+
+    if (!r)
+        return -1;
+    p.model_dir = dir;
+    p.device = cpu;
+    p.on_frame = capture_frame;
+    p.user = c;
+    p.batch = batch;
+    rc = sdm_render(r, &p, NULL, &err);
+    if (rc)
+        fprintf(stderr, "render: %s\n", err.msg);
+    sdm_recipe_free(&r);
+    return rc;
+}
+
+/* target_xl of the analytic UNet on [1,..] tensors, h×w latents. */
+static sdm_tensor *target_xl(sdm_module *unet, const sdm_tensor *emb, const sdm_tensor *pooled,
+                             const sdm_tensor *tids, int h, int w)
+{
+    sdm_arg a[5] = { sdm_arg_tensor(emb), sdm_arg_tensor(pooled), sdm_arg_tensor(tids), sdm_arg_int(h),
+                     sdm_arg_int(w) };
+    sdm_tensor *x0 = NULL;
+
+    if (sdm_module_call_args(unet, "target_xl", a, 5, &x0))
+        fprintf(stderr, "target_xl: %s\n", sdm_torch_last_error());
+    return x0;
+}
+
+static sdm_tensor *time_ids_of(const float v[6])
+{
+    int64_t shape[2] = { 1, 6 };
+    sdm_tensor *t = NULL;
+
+    sdm_tensor_from_host(v, SDM_F32, shape, 2, cpu, &t);
+    return t;
+}
+
+/* The frame a guided DDIM render of `steps` steps from seed's noise gives
+ * for conditional (emb, pooled), negative zeros and time ids: decoded, as
+ * bytes [8h·8w·3] (h, w latent cells). */
+static uint8_t *closed_form_frame(sdm_engine *e, sdm_module *unet, const sdm_tensor *emb, const sdm_tensor *pooled,
+                                  const sdm_tensor *tids, double g, int steps, uint64_t seed, int h, int w)
+{
+    const sdm_bundle *b = sdm_engine_bundle(e);
+    int64_t shape[4] = { 1, b->latent_channels, h, w };
+    size_t n = (size_t)b->latent_channels * h * w, bytes = (size_t)h * w * 64 * 3;
+    sdm_tensor *xT = NULL, *ze = NULL, *zp = NULL, *x0c = NULL, *x0u = NULL, *lat = NULL, *rgb = NULL;
+    float *x0 = malloc(n * sizeof *x0), *latf = malloc(n * sizeof *latf), *c = NULL, *u = NULL, *xTh = NULL;
+    double *want = malloc(n * sizeof *want);
+    uint8_t *img = malloc(bytes);
+    sdm_error err = { 0 };
+
+    sdm_tensor_randn(seed, shape, 4, cpu, &xT);
+    sdm_tensor_axpby(0, emb, 0, NULL, &ze);
+    sdm_tensor_axpby(0, pooled, 0, NULL, &zp);
+    x0c = target_xl(unet, emb, pooled, tids, h, w);
+    x0u = target_xl(unet, ze, zp, tids, h, w);
+    c = host_f32(x0c);
+    u = host_f32(x0u);
+    xTh = host_f32(xT);
+    if (c && u && xTh && x0 && latf && want && img) {
+        guided_target(c, u, g, n, x0);
+        ddim_closed_form(b, steps, x0, xTh, n, want);
+        for (size_t i = 0; i < n; i++)
+            latf[i] = (float)want[i];
+        sdm_tensor_from_host(latf, SDM_F32, shape, 4, cpu, &lat);
+        if (sdm_engine_decode(e, lat, &rgb, &err) || sdm_tensor_to_host(rgb, SDM_U8, img, bytes)) {
+            free(img);
+            img = NULL;
+        }
+    }
+    free(x0);
+    free(latf);
+    free(want);
+    free(c);
+    free(u);
+    free(xTh);
+    sdm_tensor_free(&xT);
+    sdm_tensor_free(&ze);
+    sdm_tensor_free(&zp);
+    sdm_tensor_free(&x0c);
+    sdm_tensor_free(&x0u);
+    sdm_tensor_free(&lat);
+    sdm_tensor_free(&rgb);
+    return img;
+}
+
+/* ---- the text side -------------------------------------------------------- */
+
+/* emb = [encoder 1's layer before the last | encoder 2's], the second on
+ * the ids padded with "!" after the end of text; pooled = the second's
+ * pooled output. */
+static void test_text_encoders(sdm_engine *e)
+{
+    const char *prompt = "a rainy city street at night, neon";
+    const sdm_bundle *b = sdm_engine_bundle(e);
+    const sdm_text_opts o = { 1, 1, 1 };
+    int L = b->token_length, H1 = b->hidden_size, H2 = b->text2.hidden_size, W = H1 + H2, after = 0;
+    int64_t *ids = malloc(sizeof *ids * L), *ids2 = malloc(sizeof *ids2 * L), shape[2] = { 1, L };
+    const sdm_tensor *emb = NULL, *pooled = NULL;
+    sdm_tensor *ti = NULL, *ti2 = NULL, *last = NULL, *delta = NULL, *want2 = NULL, *wantp = NULL;
+    sdm_module *m1 = NULL, *m2 = NULL;
+    double d1 = 0, d2 = 0, dp = 0;
+    int checked = 0;
+
+    sdm_tokenizer_encode(sdm_engine_tokenizer(e), prompt, ids, NULL);
+    for (int i = 0; i < L; i++) {
+        ids2[i] = after ? b->text2.pad_id : ids[i];
+        after |= i > 0 && ids[i] == b->eos_id;
+    }
+    CHECK_INT((int)b->text2.pad_id, 0);
+    CHECK(sdm_engine_embed_pooled(e, prompt, &o, &emb, &pooled, NULL) == 0);
+    CHECK(emb && pooled);
+    CHECK(sdm_module_load(b->text_encoder, cpu, &m1) == SDM_TORCH_OK);
+    CHECK(sdm_module_load(b->text2.text_encoder, cpu, &m2) == SDM_TORCH_OK);
+    if (!emb || !pooled || !m1 || !m2)
+        goto end;
+    CHECK_INT((int)sdm_tensor_dim(emb, 2), W);
+    CHECK_INT((int)sdm_tensor_dim(pooled, 1), b->text2.pooled_size);
+    sdm_tensor_from_host(ids, SDM_I64, shape, 2, cpu, &ti);
+    sdm_tensor_from_host(ids2, SDM_I64, shape, 2, cpu, &ti2);
+    sdm_module_call(m1, "from_ids", &ti, 1, &last);
+    sdm_module_call(m1, "layer_delta", NULL, 0, &delta);
+    sdm_module_call(m2, "penultimate_from_ids", &ti2, 1, &want2);
+    sdm_module_call(m2, "pooled_from_ids", &ti2, 1, &wantp);
+    if (last && delta && want2 && wantp) {
+        /* encoder 1's layer before the last is its last plus one delta (analytic.py) */
+        float *g = host_f32(emb), *w1 = host_f32(last), *dl = host_f32(delta), *w2 = host_f32(want2);
+        float *gp = host_f32(pooled), *wp = host_f32(wantp);
+        for (int i = 0; g && w1 && dl && w2 && i < L; i++) {
+            for (int j = 0; j < H1; j++)
+                d1 = fmax(d1, fabs(g[i * W + j] - (w1[i * H1 + j] + dl[j])));
+            for (int j = 0; j < H2; j++)
+                d2 = fmax(d2, fabs(g[i * W + H1 + j] - w2[i * H2 + j]));
+        }
+        checked = g && w1 && dl && w2 && gp && wp;
+        for (int j = 0; gp && wp && j < b->text2.pooled_size; j++)
+            dp = fmax(dp, fabs(gp[j] - wp[j]));
+        free(g);
+        free(w1);
+        free(dl);
+        free(w2);
+        free(gp);
+        free(wp);
+    }
+    printf("text: max |emb - encoder 1| %.2e, |emb - encoder 2| %.2e, |pooled - encoder 2's| %.2e\n", d1, d2, dp);
+    CHECK(checked && d1 <= 1e-5 && d2 <= 1e-5 && dp <= 1e-5);
+end:
+    free(ids);
+    free(ids2);
+    sdm_tensor_free(&ti);
+    sdm_tensor_free(&ti2);
+    sdm_tensor_free(&last);
+    sdm_tensor_free(&delta);
+    sdm_tensor_free(&want2);
+    sdm_tensor_free(&wantp);
+    sdm_module_free(&m1);
+    sdm_module_free(&m2);
+}
+
+/* ---- a morph and a walk, end to end ---------------------------------------- */
+
+static const char *morph_yaml = "width: 64\nheight: 64\nsteps: 10\nguidance: 7.5\nseed: 7\nframes: 4\n"
+                                "sampler: ddim\noriginal_size: [512, 384]\ncrops_coords_top_left: [16, 8]\n"
+                                "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
+
+/* Frame k of the morph: both the embedding and the pooled embedding lerped
+ * with t = k/4, the recipe's time ids, the negative zeros. */
+static void test_morph(sdm_engine *e, sdm_module *unet)
+{
+    const sdm_text_opts o = { 1, 1, 1 };
+    const float tv[6] = { 512, 384, 16, 8, 64, 64 };
+    const sdm_tensor *ea, *eb, *pa, *pb;
+    sdm_tensor *tids = time_ids_of(tv);
+    capture c = { 0 }, c1 = { 0 };
+    size_t bytes = 64 * 64 * 3;
+
+    CHECK(render_xl(xl_dir, morph_yaml, 0, &c) == 0);
+    CHECK_INT(c.n, 5);
+    CHECK(sdm_engine_embed_pooled(e, "a rainy city street at night, neon", &o, &ea, &pa, NULL) == 0);
+    CHECK(sdm_engine_embed_pooled(e, "a dense forest in the rain", &o, &eb, &pb, NULL) == 0);
+    for (int k = 0; k < c.n && k < 5; k++) {
+        double t = k / 4.0, maxd, mean;
+        sdm_tensor *me = NULL, *mp = NULL;
+        uint8_t *want;
+        sdm_tensor_axpby(1.0 - t, ea, t, eb, &me);
+        sdm_tensor_axpby(1.0 - t, pa, t, pb, &mp);
+        want = closed_form_frame(e, unet, me, mp, tids, 7.5, 10, 7, 8, 8);
+        CHECK(want != NULL);
+        if (want) {
+            maxd = max_abs_u8(want, c.frames[k], bytes, &mean);
+            printf("xl morph frame %d (t=%.2f): max |frame - decode(closed form)| = %.0f/255\n", k, t, maxd);
+            CHECK(maxd <= 1);
+        }
+        free(want);
+        sdm_tensor_free(&me);
+        sdm_tensor_free(&mp);
+    }
+    /* batched (three frames per UNet call, the last batch short) as one at a time */
+    CHECK(render_xl(xl_dir, morph_yaml, 3, &c1) == 0);
+    CHECK_INT(c1.n, c.n);
+    for (int k = 0; k < c.n && k < c1.n; k++)
+        CHECK(memcmp(c.frames[k], c1.frames[k], bytes) == 0);
+    capture_free(&c);
+    capture_free(&c1);
+    sdm_tensor_free(&tids);
+}
+
+static const char *walk_yaml = "width: 64\nheight: 64\nsteps: 6\nguidance: 6\nsampler: ddim\n"
+                               "walk:\n  prompt: a technopriest in a red robe, portrait\n  seed: 11\n  frames: 4\n"
+                               "  sigma: 0.5\n  noise_seed: 5\n";
+
+/* Frame k of the walk: y[k] = a·y0 + (1−a)·(y[k−1] + σ·n_k) for the
+ * embedding and the pooled embedding alike, each with its own noise. */
+static void test_walk(sdm_engine *e, sdm_module *unet)
+{
+    const sdm_text_opts o = { 1, 1, 1 };
+    const float tv[6] = { 64, 64, 0, 0, 64, 64 };
+    const double a = 0.5, sigma = 0.5;
+    const sdm_tensor *y0[2];
+    sdm_tensor *y[2] = { NULL }, *tids = time_ids_of(tv);
+    capture c = { 0 };
+    size_t bytes = 64 * 64 * 3;
+
+    CHECK(render_xl(xl_dir, walk_yaml, 0, &c) == 0);
+    CHECK_INT(c.n, 4);
+    CHECK(sdm_engine_embed_pooled(e, "a technopriest in a red robe, portrait", &o, &y0[0], &y0[1], NULL) == 0);
+    sdm_tensor_clone(y0[0], &y[0]);
+    sdm_tensor_clone(y0[1], &y[1]);
+    for (int k = 0; k < c.n && k < 4; k++) {
+        double maxd, mean;
+        uint8_t *want;
+        for (int p = 0; k > 0 && p < 2; p++) {
+            int64_t shape[3] = { 1, sdm_tensor_dim(y0[p], 1), p ? 0 : sdm_tensor_dim(y0[p], 2) };
+            sdm_tensor *n = NULL;
+            sdm_tensor_randn(p ? sdm_walk_pooled_noise_seed(5, k) : sdm_walk_noise_seed(5, k), shape, p ? 2 : 3, cpu,
+                             &n);
+            sdm_tensor_axpby_((1 - a) * sigma, n, 1 - a, y[p]);
+            sdm_tensor_axpby_(a, y0[p], 1.0, y[p]);
+            sdm_tensor_free(&n);
+        }
+        want = closed_form_frame(e, unet, y[0], y[1], tids, 6.0, 6, 11, 8, 8);
+        CHECK(want != NULL);
+        if (want) {
+            maxd = max_abs_u8(want, c.frames[k], bytes, &mean);
+            printf("xl walk frame %d: max |frame - decode(closed form)| = %.0f/255\n", k, maxd);
+            CHECK(maxd <= 1);
+        }
+        free(want);
+    }
+    if (c.n == 4) {
+        double mean;
+        max_abs_u8(c.frames[0], c.frames[1], bytes, &mean);
+        CHECK(mean > 0.05); /* the walk moves */
+    }
+    capture_free(&c);
+    sdm_tensor_free(&y[0]);
+    sdm_tensor_free(&y[1]);
+    sdm_tensor_free(&tids);
+}
+
+/* ---- size conditioning and refusals ----------------------------------------- */
+
+static void test_time_ids(void)
+{
+    sdm_recipe *r = recipe_of("width: 1024\nheight: 768\nkeyframes:\n  - a\n");
+    sdm_recipe *r2 = recipe_of("original_size: [2048, 1536]\ncrops_coords_top_left: [0, 64]\n"
+                               "target_size: [768, 1024]\nkeyframes:\n  - a\n");
+    float v[6];
+    capture c0 = { 0 }, c1 = { 0 };
+    double mean = 0;
+
+    CHECK(r && r2);
+    if (r && r2) {
+        sdm_time_ids(r, 1024, 768, v);
+        CHECK(v[0] == 768 && v[1] == 1024 && v[2] == 0 && v[3] == 0 && v[4] == 768 && v[5] == 1024);
+        sdm_time_ids(r2, 1024, 768, v);
+        CHECK(v[0] == 2048 && v[1] == 1536 && v[2] == 0 && v[3] == 64 && v[4] == 768 && v[5] == 1024);
+        CHECK(r2->size_conditioning && !r->size_conditioning);
+    }
+    /* the time ids reach the UNet: another original size, another picture */
+    CHECK(render_xl(xl_dir, "width: 64\nheight: 64\nsteps: 4\nkeyframes:\n  - a red house\n", 0, &c0) == 0);
+    CHECK(render_xl(xl_dir, "width: 64\nheight: 64\nsteps: 4\noriginal_size: [4096, 64]\nkeyframes:\n  - a red house\n",
+                    0, &c1) == 0);
+    if (c0.n == 1 && c1.n == 1)
+        max_abs_u8(c0.frames[0], c1.frames[0], 64 * 64 * 3, &mean);
+    printf("time ids: mean |default - original_size [4096, 64]| = %.2f/255\n", mean);
+    CHECK(mean > 1);
+    capture_free(&c0);
+    capture_free(&c1);
+    sdm_recipe_free(&r);
+    sdm_recipe_free(&r2);
+}
+
+/* What check refuses before a model loads: size conditioning for a model
+ * without it, embeddings for two encoders, clip_skip past the layers. */
+static void test_refusals(void)
+{
+    static const struct {
+        const char *model, *yaml, *says;
+    } cases[] = {
+        { "analytic", "original_size: [1024, 1024]\nkeyframes:\n  - a\n", "SDXL's size conditioning" },
+        { "analytic-xl", "embeddings: .\nkeyframes:\n  - a\n", "two text encoders" },
+        { "analytic-xl", "clip_skip: 3\nkeyframes:\n  - a\n", "clip_skip 3" },
+    };
+    char dir[600];
+
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sdm_recipe *r = recipe_of(cases[i].yaml);
+        sdm_render_params p = sdm_render_default_params();
+        sdm_preflight pf;
+        sdm_error err = { 0 };
+        snprintf(dir, sizeof dir, "%s/models/%s", test_build_dir(), cases[i].model);
+        p.model_dir = dir;
+        p.device = cpu;
+        CHECK(r != NULL);
+        if (!r)
+            continue;
+        CHECK(sdm_preflight_run(r, &p, &pf, &err) != 0);
+        CHECK_CONTAINS(err.msg, cases[i].says);
+        sdm_preflight_free(&pf);
+        sdm_recipe_free(&r);
+    }
+}
+
+int main(void)
+{
+    sdm_engine *e = analytic_engine_named("analytic-xl", xl_dir, sizeof xl_dir);
+    sdm_module *unet = NULL;
+
+    if (!e)
+        return test_report();
+    unet = analytic_unet(e);
+    CHECK(unet != NULL);
+    CHECK(sdm_bundle_is_xl(sdm_engine_bundle(e)));
+    CHECK_INT(sdm_bundle_context_size(sdm_engine_bundle(e)), 56);
+    test_text_encoders(e);
+    if (unet) {
+        test_morph(e, unet);
+        test_walk(e, unet);
+    }
+    test_time_ids();
+    test_refusals();
+    sdm_module_free(&unet);
+    sdm_engine_free(&e);
+    return test_report();
+}
