@@ -74,16 +74,32 @@ def check_plain_ckpt(tmp):
         checkpoint.detect_family(sd, path)
         report("ckpt_not_sd", False, "a file without a UNet was taken for SD")
     except checkpoint.CheckpointError as e:
-        report("ckpt_not_sd", "does not hold a Stable Diffusion 1.x/2.x UNet" in str(e), str(e))
+        report("ckpt_not_sd", "does not hold a Stable Diffusion 1.x/2.x or SDXL UNet" in str(e), str(e))
     for name, sd, want in (("sd1", {checkpoint.KEY_V1: torch.zeros(1)}, "sd1"),
                            ("sd2", {checkpoint.KEY_V1: torch.zeros(1), checkpoint.KEY_V2: torch.zeros(4, 1024)},
                             "sd2")):
         report(f"family_{name}", checkpoint.detect_family(sd, "x") == want)
-    try:
-        checkpoint.detect_family({checkpoint.KEY_XL: torch.zeros(1)}, "xl.safetensors")
-        report("family_sdxl_refused", False, "accepted")
-    except checkpoint.CheckpointError as e:
-        report("family_sdxl_refused", "SDXL" in str(e), str(e))
+    report("family_sdxl", checkpoint.detect_family({checkpoint.KEY_XL: torch.zeros(1)}, "xl.safetensors") == "sdxl")
+    # the configs from_single_file reads for SDXL: both encoders, both tokenizers, the second padding with "!"
+    import json
+    tok = os.path.join(tmp, "tok")
+    os.makedirs(tok, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        with open(os.path.join(tok, name), "w") as f:
+            f.write("{}" if name.endswith("json") else "#version: 0.2\n")
+    cfg = checkpoint.write_config_dir(os.path.join(tmp, "xlcfg"), "sdxl", tok, image_size=768)
+
+    def read(name):
+        with open(os.path.join(cfg, name)) as f:
+            return json.load(f)
+    index, unet = read("model_index.json"), read("unet/config.json")
+    ok = (index["_class_name"] == "StableDiffusionXLPipeline" and index["force_zeros_for_empty_prompt"] and
+          unet["addition_embed_type"] == "text_time" and unet["sample_size"] == 96 and
+          read("text_encoder_2/config.json")["hidden_size"] == 1280 and
+          read("tokenizer_2/special_tokens_map.json")["pad_token"] == "!" and
+          read("vae/config.json")["scaling_factor"] == 0.13025 and
+          os.path.isfile(os.path.join(cfg, "tokenizer_2", "merges.txt")))
+    report("sdxl_config_dir", ok, json.dumps(index))
 
 
 class Attn(torch.nn.Module):
@@ -249,6 +265,28 @@ def check_text_layers():
         err = (got - torch.stack(outs)).abs().max().item()
     report("text_layers_shape", tuple(got.shape) == (layers, 1, length, h), str(tuple(got.shape)))
     report("text_layers_values", err < 1e-5, f"max error {err:g}")
+    # SDXL's: the layers without the final norm, and one more, the final norm of the last projected
+    proj = torch.nn.Linear(h, h, bias=False)
+    with torch.no_grad():
+        xl = torch.jit.freeze(torch.jit.trace(export_sd.TextEncoderLayers(clip, raw=True, projection=proj).eval(),
+                                              (x,)).eval())
+        got = xl(x)
+        hs = x + tm.embeddings.position_embedding.weight
+        want = []
+        for ly in tm.encoder.layers:
+            a = ly.layer_norm1(hs)
+            q, k, v = [p(a).reshape(1, length, heads, d).transpose(1, 2)
+                       for p in (ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj)]
+            w = ((q @ k.transpose(-1, -2)) / d ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
+            hs = hs + ly.self_attn.out_proj((w @ v).transpose(1, 2).reshape(1, length, h))
+            hs = hs + ly.mlp(ly.layer_norm2(hs))
+            want.append(hs)
+        want.append(proj(tm.final_layer_norm(hs)))
+        err = (got - torch.stack(want)).abs().max().item()
+    report("text_layers_xl_shape", tuple(got.shape) == (layers + 1, 1, length, h), str(tuple(got.shape)))
+    report("text_layers_xl_values", err < 1e-5, f"max error {err:g}")
+    ids = torch.tensor([[5, 7, 9, 2, 0, 0], [5, 2, 0, 0, 0, 0]])
+    report("first_eos", export_sd.first_eos(ids, 2).tolist() == [3, 1], str(export_sd.first_eos(ids, 2)))
 
 
 def check_embedding_conversion(tmp):

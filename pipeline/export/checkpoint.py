@@ -93,17 +93,17 @@ def load_state_dict(path):
 
 
 def detect_family(sd, path):
-    """'sd1' or 'sd2' from the keys (diffusers' tests); other models are refused by name."""
-    if KEY_XL in sd:
-        raise CheckpointError(f"{path} is an SDXL checkpoint; SDXL bundles are not made yet")
+    """'sd1', 'sd2' or 'sdxl' from the keys (diffusers' tests); other models are refused by name."""
     if KEY_IN in sd and sd[KEY_IN].shape[1] != 4:
         raise CheckpointError(f"{path} is an inpainting (or other {sd[KEY_IN].shape[1]}-channel) checkpoint; "
                               "only text-to-image SD 1.x and 2.x are exported")
+    if KEY_XL in sd:
+        return "sdxl"
     if KEY_V2 in sd and sd[KEY_V2].shape[-1] == 1024:
         return "sd2"
     if KEY_V1 in sd:
         return "sd1"
-    raise CheckpointError(f"{path} does not hold a Stable Diffusion 1.x/2.x UNet (no {KEY_V1})")
+    raise CheckpointError(f"{path} does not hold a Stable Diffusion 1.x/2.x or SDXL UNet (no {KEY_V1})")
 
 
 # The published diffusers configs of SD 1.5 (../shared/reference/sd15) and
@@ -141,8 +141,44 @@ SD2 = {
 }
 
 
+# SDXL 1.0 base (../shared/reference/sdxl): three levels, transformer depth
+# 1/2/10, cross-attention 2048, added conditioning of the pooled embedding
+# and six time ids; two text encoders (CLIP ViT-L, OpenCLIP ViT-bigG with
+# projection), the second tokenizer padding with "!"; Euler, leading spacing.
+SDXL = {
+    "unet": {"_class_name": "UNet2DConditionModel", "sample_size": 128, "in_channels": 4, "out_channels": 4,
+             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+             "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+             "block_out_channels": [320, 640, 1280], "layers_per_block": 2, "cross_attention_dim": 2048,
+             "attention_head_dim": [5, 10, 20], "transformer_layers_per_block": [1, 2, 10],
+             "use_linear_projection": True, "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+             "projection_class_embeddings_input_dim": 2816, "norm_num_groups": 32},
+    "vae": dict(SD1["vae"], sample_size=1024, scaling_factor=0.13025, force_upcast=True),
+    "text_encoder": dict(SD1["text_encoder"], eos_token_id=2, bos_token_id=0),
+    "text_encoder_2": {"architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model",
+                       "vocab_size": 49408, "hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+                       "num_attention_heads": 20, "max_position_embeddings": 77, "hidden_act": "gelu",
+                       "projection_dim": 1280, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
+    "scheduler": {"_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+                  "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
+                  "set_alpha_to_one": False, "steps_offset": 1, "timestep_spacing": "leading",
+                  "interpolation_type": "linear", "use_karras_sigmas": False},
+    "pad_token": "<|endoftext|>",
+    "pad_token_2": "!",
+}
+
+
+def _tokenizer_files(pad):
+    return {"special_tokens_map.json": {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                                        "unk_token": "<|endoftext|>", "pad_token": pad},
+            "tokenizer_config.json": {"model_max_length": 77, "bos_token": "<|startoftext|>",
+                                      "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": pad}}
+
+
 def write_config_dir(out, family, tokenizer_dir, prediction=None, image_size=None):
     """A diffusers-layout folder of configs (no weights) for from_single_file(config=out)."""
+    if family == "sdxl":
+        return _write_xl_config_dir(out, tokenizer_dir, prediction, image_size)
     cfg = json.loads(json.dumps(SD1 if family == "sd1" else SD2))
     if prediction:
         cfg["scheduler"]["prediction_type"] = prediction
@@ -189,3 +225,35 @@ def find_tokenizer(explicit, config_dir):
         pass
     raise CheckpointError("no CLIP tokenizer files: give --tokenizer DIR (a folder with CLIP's vocab.json and "
                           "merges.txt, e.g. a diffusers checkpoint's tokenizer/)")
+
+
+def _write_xl_config_dir(out, tokenizer_dir, prediction=None, image_size=None):
+    cfg = json.loads(json.dumps(SDXL))
+    if prediction:
+        cfg["scheduler"]["prediction_type"] = prediction
+    if image_size:
+        cfg["unet"]["sample_size"] = image_size // 8
+        cfg["vae"]["sample_size"] = image_size
+    index = {"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": True,
+             "scheduler": ["diffusers", "EulerDiscreteScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    files = {"model_index.json": index, "unet/config.json": cfg["unet"], "vae/config.json": cfg["vae"],
+             "text_encoder/config.json": cfg["text_encoder"], "text_encoder_2/config.json": cfg["text_encoder_2"],
+             "scheduler/scheduler_config.json": cfg["scheduler"]}
+    for sub, pad in (("tokenizer", cfg["pad_token"]), ("tokenizer_2", cfg["pad_token_2"])):
+        for name, doc in _tokenizer_files(pad).items():
+            files[f"{sub}/{name}"] = doc
+    for name, doc in files.items():
+        os.makedirs(os.path.dirname(os.path.join(out, name)) or out, exist_ok=True)
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(doc, f, indent=1)
+    for sub in ("tokenizer", "tokenizer_2"):
+        for name in ("vocab.json", "merges.txt"):
+            src = os.path.join(tokenizer_dir, name)
+            if not os.path.isfile(src):
+                raise CheckpointError(f"tokenizer file missing: {src}")
+            with open(src, "rb") as a, open(os.path.join(out, sub, name), "wb") as b:
+                b.write(a.read())
+    return out

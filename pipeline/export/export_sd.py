@@ -79,6 +79,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_yaml  # noqa: E402
 import checkpoint as ckpt  # noqa: E402
 import lora as lora_mod  # noqa: E402
+import random_weights  # noqa: E402
 import safetensors_io  # noqa: E402
 
 # Recorded in model.yaml (source.exporter): what made a bundle.
@@ -124,15 +125,25 @@ class TextEncoderLayers(torch.nn.Module):
     submodules (layer_norm1/2, self_attn's q/k/v/out_proj, mlp), whose names
     its checkpoints fix; the causal attention is torch's SDPA. So the export
     does not depend on how a transformers version collects hidden states;
-    check_text_layers compares the result with transformers' on ids."""
+    check_text_layers compares the result with transformers' on ids.
 
-    def __init__(self, clip):
+    SDXL (raw=True): every layer's hidden state as it is, without the final
+    norm (SDXL reads the layer before the last so); with projection (the
+    second encoder's text_projection), one more layer follows: the final
+    norm of the last layer, projected, at every position, whose row at the
+    end of text is CLIP's pooled, projected output (text_embeds).
+    [layers(+1),B,L,H]; the projection must keep the width (ViT-bigG's
+    1280 -> 1280)."""
+
+    def __init__(self, clip, raw=False, projection=None):
         super().__init__()
         tm = clip_text_model(clip)
         self.pos = torch.nn.Parameter(tm.embeddings.position_embedding.weight.detach().clone(), requires_grad=False)
         self.layers = tm.encoder.layers
         self.norm = tm.final_layer_norm
         self.heads = clip.config.num_attention_heads
+        self.raw = raw
+        self.projection = projection
 
     def attention(self, attn, h):
         B, L, H = h.shape
@@ -155,19 +166,36 @@ class TextEncoderLayers(torch.nn.Module):
         for layer in self.layers:
             h = h + self.attention(layer.self_attn, layer.layer_norm1(h))
             h = h + layer.mlp(layer.layer_norm2(h))
-            outs.append(self.norm(h))
+            outs.append(h if self.raw else self.norm(h))
+        if self.projection is not None:
+            outs.append(self.projection(self.norm(h)))
         return torch.stack(outs)
 
 
-def check_text_layers(text, layers_ts, ids, tol):
+def first_eos(ids, eos_id):
+    """Per row of ids [B,L], the position of the first end of text (CLIP pools there)."""
+    hit = (ids == eos_id).int()
+    return hit.argmax(dim=-1)
+
+
+def check_text_layers(text, layers_ts, ids, tol, xl=False, eos_id=None):
     """The exported encoder on looked-up embeddings against transformers' own
-    on ids: the last layer and clip skip 2 (hidden_states[-2], then the norm)."""
+    on ids: the last layer and clip skip 2 (hidden_states[-2], then the norm);
+    SDXL's (xl): the raw layer before the last, and the second encoder's
+    pooled, projected output at the end of text."""
     with torch.no_grad():
         out = text(ids, output_hidden_states=True, return_dict=True)
-        want_last = out.last_hidden_state.float()
-        want_skip2 = clip_text_model(text).final_layer_norm(out.hidden_states[-2]).float()
         got = layers_ts(clip_text_model(text).embeddings.token_embedding(ids)).float()
-    for name, g, w in (("last layer", got[-1], want_last), ("clip skip 2", got[-2], want_skip2)):
+    n = len(out.hidden_states) - 1
+    if xl:
+        cases = [("penultimate layer", got[n - 2], out.hidden_states[-2].float())]
+        if hasattr(out, "text_embeds"):
+            rows = torch.arange(ids.shape[0], device=ids.device)
+            cases.append(("pooled", got[n][rows, first_eos(ids, eos_id)], out.text_embeds.float()))
+    else:
+        cases = [("last layer", got[-1], out.last_hidden_state.float()),
+                 ("clip skip 2", got[-2], clip_text_model(text).final_layer_norm(out.hidden_states[-2]).float())]
+    for name, g, w in cases:
         err = (g - w).abs().max().item()
         print(f"export_sd: text_encoder {name}: vs transformers on ids max |diff| {err:.3g}", file=sys.stderr)
         if not (err <= tol * max(w.abs().max().item(), 1.0)):
@@ -190,6 +218,24 @@ class UNet(torch.nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         out = self.unet(x, t, encoder_hidden_states=emb, return_dict=False)[0]
         return out.contiguous() if self.channels_last else out
+
+
+class UNetXL(UNet):
+    """SDXL's: (x, t, emb [B,L,2048], pooled [B,1280], time_ids [B,6]) -> eps
+    or v, the added conditioning passed as diffusers' pipeline passes it."""
+
+    def forward(self, x, t, emb, pooled, time_ids):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.unet(x, t, encoder_hidden_states=emb, added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids},
+                        return_dict=False)[0]
+        return out.contiguous() if self.channels_last else out
+
+
+def unet_module(unet, channels_last=False):
+    """The UNet's wrapper: SDXL's takes the added conditioning too."""
+    xl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+    return (UNetXL if xl else UNet)(unet, channels_last)
 
 
 class VAEDecoder(torch.nn.Module):
@@ -279,12 +325,21 @@ def load_single_file(args, tmp):
 
     print(f"export_sd: {path}: {family}; converting with diffusers' from_single_file (configs: {cfg})",
           file=sys.stderr)
-    pipe = StableDiffusionPipeline.from_single_file(src, config=cfg, local_files_only=True, safety_checker=None,
-                                                    feature_extractor=None, requires_safety_checker=False,
-                                                    torch_dtype=torch.float32)
+    if family == "sdxl":
+        from diffusers import StableDiffusionXLPipeline
+
+        pipe = StableDiffusionXLPipeline.from_single_file(src, config=cfg, local_files_only=True,
+                                                          torch_dtype=torch.float32)
+    else:
+        pipe = StableDiffusionPipeline.from_single_file(src, config=cfg, local_files_only=True, safety_checker=None,
+                                                        feature_extractor=None, requires_safety_checker=False,
+                                                        torch_dtype=torch.float32)
     if src != path:
         os.remove(src)
-    return pipe, cfg, tok_dir, read_pad_token(os.path.join(cfg, "tokenizer"))
+    pads = [read_pad_token(os.path.join(cfg, "tokenizer"))]
+    if family == "sdxl":
+        pads.append(read_pad_token(os.path.join(cfg, "tokenizer_2")))
+    return pipe, cfg, tok_dir, pads
 
 
 def load_vae_file(path, cfg_dir):
@@ -328,53 +383,67 @@ def source_record(args, loras):
     return rec
 
 
+def load_folder(src):
+    """A diffusers checkpoint folder or hub id: (unet, vae, texts, sched,
+    tok_dir, pads); texts and pads have a second entry for SDXL."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
+    texts = [CLIPTextModel.from_pretrained(src, subfolder="text_encoder")]
+    xl = getattr(unet.config, "addition_embed_type", None) == "text_time"
+    if xl:
+        from transformers import CLIPTextModelWithProjection
+
+        texts.append(CLIPTextModelWithProjection.from_pretrained(src, subfolder="text_encoder_2"))
+    tok_dirs = ["tokenizer", "tokenizer_2"][:len(texts)]
+    if os.path.isdir(src):
+        sched = json.load(open(os.path.join(src, "scheduler", "scheduler_config.json")))
+        dirs = [os.path.join(src, d) for d in tok_dirs]
+    else:
+        from huggingface_hub import hf_hub_download
+        sched = json.load(open(hf_hub_download(src, "scheduler/scheduler_config.json")))
+        dirs = []
+        for d in tok_dirs:
+            dirs.append(os.path.dirname(hf_hub_download(src, f"{d}/vocab.json")))
+            hf_hub_download(src, f"{d}/merges.txt")
+            try:
+                hf_hub_download(src, f"{d}/special_tokens_map.json")
+            except Exception:
+                pass
+    return unet, vae, texts, sched, dirs[0], [read_pad_token(d) for d in dirs]
+
+
 def load_components(args, tmp):
-    cfg_dir = None
+    """(unet, vae, texts, sched, tok_dir, pads, force_zeros): SD's one text
+    encoder and pad token, SDXL's two each; force_zeros: an empty negative
+    prompt is zeros (model_index.json's; None where not said)."""
+    cfg_dir, force_zeros = None, None
     if args.checkpoint and args.checkpoint.endswith(SINGLE_FILE_EXT):
         # before diffusers is imported: a refused .ckpt needs nothing but torch
-        pipe, cfg_dir, tok_dir, pad_token = load_single_file(args, tmp)
-        unet, vae, text = pipe.unet, pipe.vae, pipe.text_encoder
+        pipe, cfg_dir, tok_dir, pads = load_single_file(args, tmp)
+        unet, vae = pipe.unet, pipe.vae
+        texts = [pipe.text_encoder] + ([pipe.text_encoder_2] if getattr(pipe, "text_encoder_2", None) else [])
         sched = dict(pipe.scheduler.config, _class_name=type(pipe.scheduler).__name__)
+        force_zeros = random_weights.force_zeros_for_empty_prompt(cfg_dir)
         del pipe
     elif args.random_weights:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        cfg = args.random_weights
-        torch.manual_seed(args.seed)
-        unet = UNet2DConditionModel(**json.load(open(os.path.join(cfg, "unet_config.json"))))
-        vae = AutoencoderKL(**json.load(open(os.path.join(cfg, "vae_config.json"))))
-        text = CLIPTextModel(CLIPTextConfig(**json.load(open(os.path.join(cfg, "text_encoder_config.json")))))
-        # a config without its class is SD 1.5's: PNDM with skip_prk_steps, as that checkpoint ships it
-        sched = dict({"_class_name": "PNDMScheduler", "skip_prk_steps": True},
-                     **json.load(open(os.path.join(cfg, "scheduler_config.json"))))
+        unet, vae, texts, sched = random_weights.build(args.random_weights, args.seed, args.device_name)
+        if args.image_size:
+            unet.register_to_config(sample_size=args.image_size // 8)
+        force_zeros = random_weights.force_zeros_for_empty_prompt(args.random_weights)
         tok_dir = args.tokenizer
         if not tok_dir:
             die("--random-weights needs --tokenizer DIR with CLIP's vocab.json and merges.txt")
-        pad_token = "<|endoftext|>"
+        # SDXL's second tokenizer pads with "!"
+        pads = ["<|endoftext|>", "!"][:len(texts)]
         if args.save_diffusers:
-            save_diffusers(args.save_diffusers, unet, vae, text, sched, tok_dir)
+            save_diffusers(args.save_diffusers, unet, vae, texts, sched, tok_dir, pads, force_zeros)
     else:
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextModel
-
-        src = args.checkpoint
-        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet")
-        vae = AutoencoderKL.from_pretrained(src, subfolder="vae")
-        text = CLIPTextModel.from_pretrained(src, subfolder="text_encoder")
-        if os.path.isdir(src):
-            sched = json.load(open(os.path.join(src, "scheduler", "scheduler_config.json")))
-            tok_dir = os.path.join(src, "tokenizer")
-        else:
-            from huggingface_hub import hf_hub_download
-            sched = json.load(open(hf_hub_download(src, "scheduler/scheduler_config.json")))
-            tok_dir = os.path.dirname(hf_hub_download(src, "tokenizer/vocab.json"))
-            hf_hub_download(src, "tokenizer/merges.txt")
-            try:
-                hf_hub_download(src, "tokenizer/special_tokens_map.json")
-            except Exception:
-                pass
-        pad_token = read_pad_token(tok_dir)
+        unet, vae, texts, sched, tok_dir, pads = load_folder(args.checkpoint)
+        if os.path.isdir(args.checkpoint):
+            force_zeros = random_weights.force_zeros_for_empty_prompt(args.checkpoint)
     for f in ("vocab.json", "merges.txt"):
         if not os.path.isfile(os.path.join(tok_dir, f)):
             die(f"tokenizer file missing: {os.path.join(tok_dir, f)}")
@@ -382,15 +451,18 @@ def load_components(args, tmp):
         if cfg_dir is None and args.checkpoint and os.path.isdir(args.checkpoint):
             cfg_dir = args.checkpoint
         if cfg_dir is None:
-            cfg_dir = args.config or ckpt.write_config_dir(os.path.join(tmp, "config"), "sd1", tok_dir)
+            family = "sdxl" if len(texts) > 1 else "sd1"
+            cfg_dir = args.config or ckpt.write_config_dir(os.path.join(tmp, "config"), family, tok_dir)
         vae = load_vae_file(args.vae, cfg_dir)
     for path, scale in args.loras:
+        if len(texts) > 1:
+            die("--lora: LoRAs for SDXL bundles are not fused yet")
         try:
-            n = lora_mod.fuse(path, scale, unet, text)
+            n = lora_mod.fuse(path, scale, unet, texts[0])
         except ckpt.CheckpointError as e:
             die(str(e))
         print(f"export_sd: LoRA {path} fused at scale {scale:g} ({n} layers)", file=sys.stderr)
-    return unet.eval(), vae.eval(), text.eval(), sched, tok_dir, pad_token
+    return unet.eval(), vae.eval(), [t.eval() for t in texts], sched, tok_dir, pads, force_zeros
 
 
 def read_pad_token(tok_dir):
@@ -402,18 +474,26 @@ def read_pad_token(tok_dir):
     return "<|endoftext|>"
 
 
-def save_diffusers(out, unet, vae, text, sched, tok_dir):
+def save_diffusers(out, unet, vae, texts, sched, tok_dir, pads, force_zeros=None):
     os.makedirs(out, exist_ok=True)
     unet.save_pretrained(os.path.join(out, "unet"))
     vae.save_pretrained(os.path.join(out, "vae"))
-    text.save_pretrained(os.path.join(out, "text_encoder"))
+    for i, text in enumerate(texts):
+        text.save_pretrained(os.path.join(out, "text_encoder_2" if i else "text_encoder"))
     os.makedirs(os.path.join(out, "scheduler"), exist_ok=True)
     # the checkpoint's own scheduler class: diffusers' default pipeline is what `sampler: auto` renders
     json.dump(dict(sched, _class_name=sched.get("_class_name", "PNDMScheduler")),
               open(os.path.join(out, "scheduler", "scheduler_config.json"), "w"), indent=1)
-    os.makedirs(os.path.join(out, "tokenizer"), exist_ok=True)
-    for f in ("vocab.json", "merges.txt"):
-        shutil.copy(os.path.join(tok_dir, f), os.path.join(out, "tokenizer", f))
+    for i, pad in enumerate(pads):
+        tdir = os.path.join(out, "tokenizer_2" if i else "tokenizer")
+        os.makedirs(tdir, exist_ok=True)
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copy(os.path.join(tok_dir, f), os.path.join(tdir, f))
+        if i:
+            json.dump({"pad_token": pad}, open(os.path.join(tdir, "special_tokens_map.json"), "w"))
+    if len(texts) > 1:
+        json.dump({"_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": bool(force_zeros)},
+                  open(os.path.join(out, "model_index.json"), "w"), indent=1)
 
 
 def trace_checked(name, module, inputs, tol, reference=None):
@@ -642,32 +722,36 @@ def aoti_compile_checked(name, module, make_inputs, path, batches, tol, tmp, aut
 DECODE_CHUNK = 8
 
 
-def add_aoti(args, unet, vae, x, t, emb, h, w, fields, tol):
+def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
     """Compiles unet.pt2 and vae_decoder.pt2 beside the written bundle, then
     names them in model.yaml. A UNet that fails ends the export (status 1;
     the TorchScript bundle stays as written); a VAE decoder that fails is
-    left out with a warning."""
+    left out with a warning. unet_in: the UNet's check inputs (x, t, emb,
+    and SDXL's pooled and time ids), whose rows the packages' checks reuse;
+    z: the VAE decoder's (its dtype)."""
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
+    x, t = unet_in[0], unet_in[1]
     C = x.shape[1]
 
     def unet_inputs(b, g):
+        rows = torch.arange(b, device=x.device) % unet_in[2].shape[0]
         return (torch.randn(b, C, h, w, generator=g).to(x.device, x.dtype),
                 torch.linspace(981.0, 1.0, b).to(t.device, t.dtype),
-                emb[torch.arange(b, device=emb.device) % emb.shape[0]].contiguous())
+                *(c[rows].contiguous() for c in unet_in[2:]))
 
     def vae_inputs(b, g):
-        return (torch.randn(b, C, h, w, generator=g).to(x.device, x.dtype),)
+        return (torch.randn(b, C, h, w, generator=g).to(z.device, z.dtype),)
 
     # the decoder's images: four 8-bit levels in fp16 (its group norms at
     # 512x512 add up more rounding than the UNet's), tol in fp32
-    vae_tol = 8 / 255 if x.dtype == torch.float16 else tol
+    vae_tol = 8 / 255 if z.dtype == torch.float16 else tol
     frames = args.aoti_frames
     unet_batches = (2 * frames, 2 * frames) if frames else (1, args.aoti_max_batch)
     vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
     shapes, unchecked = {}, []
     try:
         for key, name, module, make_inputs, batches, tolerance in (
-                ("aoti", "unet.pt2", UNet(unet), unet_inputs, unet_batches, tol),
+                ("aoti", "unet.pt2", unet_module(unet), unet_inputs, unet_batches, tol),
                 ("aoti_vae", "vae_decoder.pt2", VAEDecoder(vae), vae_inputs, vae_batches, vae_tol)):
             try:
                 lo, hi, checked = aoti_compile_checked(name, module, make_inputs, os.path.join(tmp, name), batches,
@@ -711,6 +795,10 @@ def main():
     ap.add_argument("--image-size", type=int, metavar="PX",
                     help="single files: the default image size (default: 512 for SD 1.x, 768 for 2.x)")
     ap.add_argument("--vae", metavar="FILE", help="replace the VAE with this file's (A1111-style or diffusers)")
+    ap.add_argument("--vae-dtype", choices=["float16", "float32"], default=None,
+                    help="what the VAE decoder computes in (default: the bundle's dtype; SDXL's float32 where its "
+                    "config says force_upcast, as it overflows in float16: an fp16-fixed VAE, --vae FILE, "
+                    "may take float16)")
     ap.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
                     help="fuse a LoRA (kohya's or diffusers' format) at SCALE (default 1); repeatable")
     ap.add_argument("--save-diffusers", metavar="DIR", help="with --random-weights: also save the weights for diffusers")
@@ -758,10 +846,11 @@ def main():
     # float32 bundles are checked, and later compared, in true float32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    args.device_name = str(device)
     os.makedirs(args.out, exist_ok=True)
     load_tmp = tempfile.mkdtemp(dir=args.out, prefix=".load-")
     try:
-        unet, vae, text, sched, tok_dir, pad_token = load_components(args, load_tmp)
+        unet, vae, texts, sched, tok_dir, pads, force_zeros = load_components(args, load_tmp)
         source = source_record(args, args.loras)
         # the tokenizer files may be in load_tmp: keep them
         for f in ("vocab.json", "merges.txt"):
@@ -771,11 +860,68 @@ def main():
         shutil.rmtree(load_tmp, ignore_errors=True)
         raise
     vocab = json.load(open(os.path.join(tok_dir, "vocab.json"), encoding="utf-8"))
-    for t in ("<|startoftext|>", "<|endoftext|>", pad_token):
+    for t in ("<|startoftext|>", "<|endoftext|>", *pads):
         if t not in vocab:
             die(f"{tok_dir}/vocab.json has no '{t}'")
+    export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp, vocab, pads, force_zeros, source)
 
-    unet_cfg, vae_cfg, text_cfg = unet.config, vae.config, text.config
+
+def token_ids(vocab, pads, L, device, g):
+    """Two prompts' ids as each text encoder reads them: bos, five words
+    (drawn from g), eos, then its own padding."""
+    ids = torch.full((2, L), vocab[pads[0]], dtype=torch.int64)
+    ids[:, 0] = vocab["<|startoftext|>"]
+    ids[:, 1:6] = torch.randint(0, 40000, (2, 5), generator=g)
+    ids[:, 6] = vocab["<|endoftext|>"]
+    out = [ids.to(device)]
+    for pad in pads[1:]:
+        other = ids.clone()
+        other[:, 7:] = vocab[pad]
+        out.append(other.to(device))
+    return out
+
+
+def export_texts(texts, ids, tol, eos_id):
+    """The text encoders traced and checked: [(name, traced, table)], and
+    the UNet's text inputs from transformers' own modules on ids: emb
+    (SD: the last layer; SDXL: both encoders' layer before the last, side
+    by side) and SDXL's pooled embedding (None for SD)."""
+    xl = len(texts) > 1
+    out = []
+    for i, (text, tid) in enumerate(zip(texts, ids)):
+        name = "text_encoder_2" if i else "text_encoder"
+        projection = getattr(text, "text_projection", None) if xl and i == 1 else None
+        if projection is not None and projection.out_features != projection.in_features:
+            die(f"{name}: its projection changes the width ({projection.in_features} -> {projection.out_features}); "
+                f"sdmorph's bundles take the pooled embedding at the encoder's width")
+        with torch.no_grad():
+            embeds = clip_text_model(text).embeddings.token_embedding(tid).detach()
+        traced = trace_checked(name, TextEncoderLayers(text, raw=xl, projection=projection), (embeds,), tol)
+        check_text_layers(text, traced, tid, tol, xl=xl, eos_id=eos_id)
+        out.append((name, traced, clip_text_model(text).embeddings.token_embedding.weight.detach()))
+    with torch.no_grad():
+        if not xl:
+            return out, TextEncoder(texts[0])(ids[0]).detach(), None
+        runs = [text(tid, output_hidden_states=True, return_dict=True) for text, tid in zip(texts, ids)]
+        emb = torch.cat([r.hidden_states[-2] for r in runs], dim=-1).detach()
+        return out, emb, runs[1].text_embeds.detach()
+
+
+def vae_dtype_for(args, vae, xl, dtype):
+    """What the VAE decoder computes in: SDXL's decodes in float32 where its
+    config says force_upcast (it overflows in float16), unless --vae-dtype says."""
+    if args.vae_dtype:
+        return getattr(torch, args.vae_dtype)
+    if xl and dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        return torch.float32
+    return dtype
+
+
+def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp, vocab, pads, force_zeros, source):
+    """Traces, checks and writes the bundle (then --aoti's packages)."""
+    dtype = getattr(torch, dtype_name)
+    xl = len(texts) > 1
+    unet_cfg, vae_cfg, text_cfg = unet.config, vae.config, texts[0].config
     L = text_cfg.max_position_embeddings
     h = w = unet_cfg.sample_size
     C = unet_cfg.in_channels
@@ -785,63 +931,73 @@ def main():
         die(f"prediction_type '{prediction}' is not supported (epsilon or v_prediction)")
     if sched.get("beta_schedule", "linear") not in ("scaled_linear", "linear"):
         die(f"beta_schedule '{sched.get('beta_schedule')}' is not supported")
+    vae_dtype = vae_dtype_for(args, vae, xl, dtype)
 
-    unet, vae, text = unet.to(device, dtype), vae.to(device, dtype), text.to(device, dtype)
+    unet, vae = unet.to(device, dtype), vae.to(device, vae_dtype)
+    texts = [t.to(device, dtype) for t in texts]
     g = torch.Generator().manual_seed(0)
-    ids = torch.full((2, L), vocab[pad_token], dtype=torch.int64)
-    ids[:, 0] = vocab["<|startoftext|>"]
-    ids[:, 1:6] = torch.randint(0, 40000, (2, 5), generator=g)
-    ids[:, 6] = vocab["<|endoftext|>"]
-    ids = ids.to(device)
+    ids = token_ids(vocab, pads, L, device, g)
     x = torch.randn(2, C, h, w, generator=g).to(device, dtype)
     t = torch.tensor([981.0, 21.0]).to(device)
     tol = 2e-2 if dtype == torch.float16 else 1e-3
+    vae_tol = 2e-2 if vae_dtype == torch.float16 else 1e-3
 
+    text_ts, emb, pooled = export_texts(texts, ids, tol, vocab["<|endoftext|>"])
+    unet_in = (x, t, emb)
+    if xl:
+        # time ids: the default image's size, no crop, as diffusers makes them
+        tids = torch.tensor([[h * vae_scale, w * vae_scale, 0, 0, h * vae_scale, w * vae_scale]] * 2,
+                            dtype=dtype, device=device)
+        unet_in = (x, t, emb, pooled, tids)
     with torch.no_grad():
-        token_embeds = clip_text_model(text).embeddings.token_embedding(ids).detach()
-    text_ts = trace_checked("text_encoder", TextEncoderLayers(text), (token_embeds,), tol)
-    check_text_layers(text, text_ts, ids, tol)
-    n_layers = text_cfg.num_hidden_layers
-    with torch.no_grad():
-        emb = TextEncoder(text)(ids).detach()
-        z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, dtype)
+        z = (torch.randn(1, C, h, w, generator=g) / vae_cfg.scaling_factor).to(device, vae_dtype)
         # diffusers' own attention gives the reference outputs
-        ref_unet = UNet(unet)(x, t, emb)
+        ref_unet = unet_module(unet)(*unet_in)
         ref_vae = VAEDecoder(vae)(z)
     unet.set_attn_processor(StaticHeadsAttention())
     vae.set_attn_processor(StaticHeadsAttention())
     cl = args.channels_last
     if cl:
         unet, vae = unet.to(memory_format=torch.channels_last), vae.to(memory_format=torch.channels_last)
-    unet_ts = trace_checked("unet", UNet(unet, cl), (x, t, emb), tol, ref_unet)
-    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae, cl), (z,), tol, ref_vae)
+    unet_ts = trace_checked("unet", unet_module(unet, cl), unet_in, tol, ref_unet)
+    vae_ts = trace_checked("vae_decoder", VAEDecoder(vae, cl), (z,), vae_tol, ref_vae)
     if device.type == "cuda":
-        check_capturable("unet", unet_ts, (x, t, emb))
+        check_capturable("unet", unet_ts, unet_in)
 
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".export-")
-    torch.jit.save(text_ts, os.path.join(tmp, "text_encoder.pt"))
-    safetensors_io.write(os.path.join(tmp, "token_embedding.safetensors"),
-                         {"weight": clip_text_model(text).embeddings.token_embedding.weight.detach()})
+    for i, (name, traced, table) in enumerate(text_ts):
+        torch.jit.save(traced, os.path.join(tmp, name + ".pt"))
+        safetensors_io.write(os.path.join(tmp, "token_embedding_2.safetensors" if i else "token_embedding.safetensors"),
+                             {"weight": table})
     torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
     torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
     shutil.rmtree(load_tmp, ignore_errors=True)
-    family = "sd2" if text_cfg.hidden_size == 1024 else "sd1"
+    family = "sdxl" if xl else "sd2" if text_cfg.hidden_size == 1024 else "sd1"
     layout = " (UNet and VAE convolutions channels_last)" if cl else ""
+    text = dict(token_length=L, hidden_size=text_cfg.hidden_size, bos_id=vocab["<|startoftext|>"],
+                eos_id=vocab["<|endoftext|>"], pad_id=vocab[pads[0]], layers=text_cfg.num_hidden_layers)
+    extra = {}
+    if xl:
+        text["penultimate"] = True
+        extra = dict(text_2=dict(hidden_size=texts[1].config.hidden_size, pad_id=vocab[pads[1]],
+                                 layers=texts[1].config.num_hidden_layers, pooled_size=pooled.shape[-1]),
+                     force_zeros_for_empty_prompt=True if force_zeros is None else bool(force_zeros))
+    vae_dtype_name = str(vae_dtype).replace("torch.", "")
+    if vae_dtype_name != dtype_name:
+        extra["vae_dtype"] = vae_dtype_name
     fields = dict(
         comment=f"sdmorph model bundle, exported from "
                 f"{'random weights' if args.random_weights else args.checkpoint}{layout}",
         family=family, prediction=prediction, dtype=dtype_name, latent_channels=C, vae_scale=vae_scale,
-        scaling_factor=vae_cfg.scaling_factor, width=w * vae_scale, height=h * vae_scale,
-        text=dict(token_length=L, hidden_size=text_cfg.hidden_size, bos_id=vocab["<|startoftext|>"],
-                  eos_id=vocab["<|endoftext|>"], pad_id=vocab[pad_token], layers=n_layers),
+        scaling_factor=vae_cfg.scaling_factor, width=w * vae_scale, height=h * vae_scale, text=text,
         schedule=dict(train_steps=sched.get("num_train_timesteps", 1000), beta_start=sched.get("beta_start", 0.0001),
                       beta_end=sched.get("beta_end", 0.02), beta_schedule=sched.get("beta_schedule", "linear"),
                       steps_offset=sched.get("steps_offset", 0),
                       set_alpha_to_one=bool(sched.get("set_alpha_to_one", True)),
                       **bundle_yaml.scheduler_fields(sched)),
-        source=source)
+        source=source, **extra)
     bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields))
     # model.yaml last: it marks a bundle as complete
     for f in sorted(os.listdir(tmp), key=lambda f: f == "model.yaml"):
@@ -851,11 +1007,12 @@ def main():
     for stale in ("unet.pt2", "vae_decoder.pt2"):
         if os.path.exists(os.path.join(args.out, stale)):
             os.remove(os.path.join(args.out, stale))
-    print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name})", file=sys.stderr)
+    print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name}"
+          f"{', VAE decoder ' + vae_dtype_name if vae_dtype_name != dtype_name else ''})", file=sys.stderr)
     if args.aoti:
         del text_ts, unet_ts, vae_ts
         torch.cuda.empty_cache()
-        add_aoti(args, unet, vae, x, t, emb, h, w, fields, tol)
+        add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol)
 
 
 if __name__ == "__main__":
