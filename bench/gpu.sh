@@ -25,6 +25,16 @@
 #                              and no latents=; a 16-frame euler_a seed morph's adjacent-frame changes
 #   bench/gpu.sh retime        retime: even on SD 1.5 shapes: the probe's cost, the pace with and
 #                              without it, and the pace at the probe's steps against the full render's
+#   bench/gpu.sh sdxl_setup    build sdmorph; export random SDXL-shape bundles (float32 and float16 with
+#                              the float32 VAE decode), made on the GPU, the two exports side by side
+#   bench/gpu.sh sdxl_parity   a keyframe and a morph's midpoint (embedding and pooled lerped) vs diffusers'
+#                              StableDiffusionXLPipeline, same noise: fp32 (1/255) and fp16 (4/255)
+#   bench/gpu.sh sdxl_bench    16-frame SDXL morph, guided, fp16: sdmorph per batch vs diffusers eager
+#                              per batch and diffusers + torch.compile; s/frame, peak memory, ratios
+#                              (SDXL size, steps, frames, batches: SDM_SDXL_SIZE (1024), SDM_SDXL_STEPS
+#                              (30), SDM_SDXL_FRAMES (16), SDM_SDXL_BATCHES ("4 8"), SDM_SDXL_COMPILE (1);
+#                              configs SDM_SDXL (../shared/reference/sdxl), tokenizer SDM_CLIP)
+#   bench/gpu.sh sdxl          the three SDXL steps in one go
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
@@ -40,7 +50,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -61,7 +71,7 @@ build() {   # make arguments...
     make -j"$(nproc)" "$@" all     # sdmorph, the analytic bundle, and a line saying what is built in
 }
 
-setup() {
+build_sdmorph() {
     [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
     # the Makefile builds CUDA graphs in where it finds the CUDA runtime headers
     if build > "$W/make.log" 2>&1; then
@@ -75,6 +85,10 @@ setup() {
         echo "* build: FAILED (log $W/make.log)"
         return 1
     fi
+}
+
+setup() {
+    build_sdmorph || return 1
     [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
         --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 \
         ${SDM_EXPORT_ARGS:-}
@@ -867,6 +881,7 @@ all() {
     done
     case " $steps " in
     *" setup "*) ;;
+    *" sdxl"*) ;;  # the SDXL steps build and export what they need
     *) [ -x "$SDMORPH" ] && [ -f "$W/sd15-fp16/model.yaml" ] && [ -f "$W/sd15-fp32/model.yaml" ] ||
         steps="setup $steps" ;;
     esac
@@ -1086,6 +1101,203 @@ ca, cb = np.cumsum(a) / a.sum(), np.cumsum(b) / b.sum()
 print(f"* retime: pace at 10 vs 30 steps over {a.size} pairs: Pearson r {np.corrcoef(a, b)[0, 1]:.3f}, "
       f"largest cumulative-distance gap {np.abs(ca - cb).max():.3f} (0: the same frame placement)")
 PY
+}
+
+# ---- SDXL: random weights of the SDXL 1.0 shapes (../shared/reference/sdxl) --------------
+SDXL_SIZE=${SDM_SDXL_SIZE:-1024}
+SDXL_CFG=${SDM_SDXL:-../shared/reference/sdxl}
+SDXL_PROMPT_A="a rainy city street at night, neon signs, cinematic"
+SDXL_PROMPT_B="a dense forest in the rain, moss, cinematic"
+
+sdxl_model() { echo "$W/sdxl-$1-$SDXL_SIZE"; }   # float32 | float16
+
+sdxl_export() {   # dtype
+    local out
+    out=$(sdxl_model "$1")
+    if [ -f "$out/model.yaml" ]; then
+        echo "sdxl: $out already exported"
+        return 0
+    fi
+    $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+        --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" > "$W/sdxl-export-$1.log" 2>&1
+}
+
+# Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
+sdxl_setup() {
+    local t=$SECONDS rc=0 p32 p16 dt
+    [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ] || build_sdmorph || return 1
+    if [ "${SDM_SDXL_PARALLEL:-1}" = 1 ]; then
+        sdxl_export float32 &
+        p32=$!
+        sdxl_export float16 &
+        p16=$!
+        wait "$p32" || rc=1
+        wait "$p16" || rc=1
+    else
+        sdxl_export float32 || rc=1
+        sdxl_export float16 || rc=1
+    fi
+    for dt in float32 float16; do
+        [ -f "$W/sdxl-export-$dt.log" ] && tail -n 4 "$W/sdxl-export-$dt.log"
+    done
+    if [ "$rc" != 0 ]; then
+        echo "* sdxl bundles: export FAILED (logs $W/sdxl-export-*.log)"
+        return 1
+    fi
+    echo "* sdxl bundles: $(sdxl_model float32), $(sdxl_model float16) (${SDXL_SIZE}x$SDXL_SIZE; VAE decoder" \
+        "$(grep -o '^vae_dtype: .*' "$(sdxl_model float16)/model.yaml" || echo 'in the bundle dtype')), $((SECONDS - t)) s"
+}
+
+# The parity recipe: keyframe A, the midpoint (t = 0.5, lerp), keyframe B.
+sdxl_parity_recipe() {
+    cat > "$W/sdxl-parity.yaml" <<YAML
+width: $SDXL_SIZE
+height: $SDXL_SIZE
+steps: ${SDM_SDXL_PARITY_STEPS:-20}
+guidance: 7.5
+seed: 1234
+sampler: ddim
+interp: lerp
+negative: "blurry, low quality"
+frames: 2
+keyframes:
+  - "$SDXL_PROMPT_A"
+  - "$SDXL_PROMPT_B"
+YAML
+}
+
+sdxl_compare() {   # ours.rgb frame ref.npy tol_255 min_fraction label
+    $PY - "$SDXL_SIZE" "$@" <<'PY'
+import sys, numpy as np
+n = int(sys.argv[1])
+one = n * n * 3
+raw = np.fromfile(sys.argv[2], dtype=np.uint8)
+k = int(sys.argv[3])
+ours = raw[k * one:(k + 1) * one].reshape(n, n, 3)
+ref = np.load(sys.argv[4])
+d = np.abs(ours.astype(int) - ref.astype(int))
+tol, frac = int(sys.argv[5]), float(sys.argv[6])
+ok = (d <= tol).mean()
+print(f"* {sys.argv[7]}: {100 * ok:.3f}% of pixel values within {tol}/255 (need {100 * frac:.1f}%), "
+      f"max {d.max()}/255, mean {d.mean():.4f}/255")
+sys.exit(0 if ok >= frac else 1)
+PY
+}
+
+sdxl_parity() {
+    local rc=0 dt tol frac
+    sdxl_parity_recipe
+    for dt in float32 float16; do
+        rm -f "$W/sdxl-parity-$dt.rgb"
+        "$SDMORPH" render "$W/sdxl-parity.yaml" --model "$(sdxl_model $dt)" --device cuda --batch 1 --frames 0-1 \
+            -o "$W/sdxl-parity-$dt.rgb" -q || { echo "* sdxl parity $dt: sdmorph FAILED"; rc=1; }
+    done
+    $PY bench/sdxl_reference.py parity --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+        --out-dir "$W" --size "$SDXL_SIZE" --steps "${SDM_SDXL_PARITY_STEPS:-20}" || { echo "* sdxl reference FAILED"; return 1; }
+    for dt in float32 float16; do
+        [ "$dt" = float32 ] && tol=1 frac=0.999 || tol=4 frac=0.99
+        sdxl_compare "$W/sdxl-parity-$dt.rgb" 0 "$W/ref-$dt-key.npy" $tol $frac \
+            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE keyframe vs StableDiffusionXLPipeline" || rc=1
+        sdxl_compare "$W/sdxl-parity-$dt.rgb" 1 "$W/ref-$dt-mid.npy" $tol $frac \
+            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE morph midpoint (embedding and pooled lerped, t=0.5)" || rc=1
+    done
+    return $rc
+}
+
+sdxl_bench() {
+    local b name runs="" frames=${SDM_SDXL_FRAMES:-16} steps=${SDM_SDXL_STEPS:-30} batches=${SDM_SDXL_BATCHES:-4 8}
+    local cb
+    echo "GPU: $(gpu_name)"
+    cat > "$W/sdxl-bench.yaml" <<YAML
+width: $SDXL_SIZE
+height: $SDXL_SIZE
+steps: $steps
+guidance: 7.5
+seed: 1234
+sampler: ddim
+negative: "blurry, low quality"
+frames: $((frames - 1))
+keyframes:
+  - "$SDXL_PROMPT_A"
+  - "$SDXL_PROMPT_B"
+YAML
+    for b in $batches; do
+        name="sdxl-ours-b$b"
+        echo "--- sdmorph, batch $b"
+        rm -f "$W/$name.rgb"
+        sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$(sdxl_model float16)" --device cuda \
+            --batch "$b" -o "$W/$name.rgb" -q || echo "sdmorph batch $b: FAILED"
+        runs="$runs $name"
+    done
+    cb=0
+    [ "${SDM_SDXL_COMPILE:-1}" = 1 ] && cb=$(echo $batches | tr ' ' '\n' | sort -n | tail -n 1)
+    echo "--- diffusers eager (batches $batches)$([ "$cb" != 0 ] && echo ", then + torch.compile at batch $cb")"
+    sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+        --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" --batches "$(echo $batches | tr ' ' ',')" \
+        --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
+    sdxl_table "$(gpu_name)" "$frames" "$steps" $runs
+}
+
+# sdmorph's runs (s/frame from its last line, peak memory.used from
+# nvidia-smi) against the reference's lines (s/frame, torch's peak).
+sdxl_table() {   # gpu frames steps run...
+    $PY - "$W" "$SDXL_SIZE" "$@" <<'PY'
+import math, re, sys
+w, size, gpu, frames, steps, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
+FINAL = re.compile(r"sdmorph: \d+ frames \(\d+ rendered\) at \d+x\d+ in [0-9.]+ s \(\+([0-9.]+) s loading\), "
+                   r"([0-9.]+) s per rendered frame, batch (\d+)")
+REF = re.compile(r"diffusers (eager|compiled) batch (\d+): ([0-9.]+) s/frame, peak ([0-9.]+) GiB")
+def peak(name):
+    mem = []
+    try:
+        for line in open(f"{w}/{name}.smi", errors="replace"):
+            f = [x.strip() for x in line.split(",")]
+            if len(f) == 3:
+                try:
+                    mem.append(float(f[2]))
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return max(mem) / 1024 if mem else float("nan")
+ours, ref = [], {}
+for n in names:
+    try:
+        text = open(f"{w}/{n}.log", errors="replace").read()
+    except OSError:
+        text = ""
+    m = FINAL.search(text)
+    if m:
+        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1])))
+    else:
+        print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")
+try:
+    for line in open(f"{w}/sdxl-diffusers.log", errors="replace"):
+        m = REF.search(line)
+        if m:
+            ref[(m[1], int(m[2]))] = (float(m[3]), float(m[4]))
+except OSError:
+    pass
+print(f"* GPU: {gpu}")
+print(f"* SDXL {frames}-frame {size}x{size} {steps}-step DDIM morph, CFG 7.5, fp16 (VAE decode fp32), random weights")
+for b, spf, pk, load in ours:
+    print(f"* sdmorph batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (nvidia-smi, whole device), loading {load:.1f} s")
+for (kind, b), (spf, pk) in sorted(ref.items()):
+    print(f"* diffusers {kind} batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (torch allocated)")
+if ours:
+    best = min(ours, key=lambda r: r[1])
+    eager = min((v[0] for (k, _), v in ref.items() if k == "eager"), default=math.nan)
+    comp = min((v[0] for (k, _), v in ref.items() if k == "compiled"), default=math.nan)
+    print(f"* sdxl: sdmorph best (batch {best[0]}) {best[1]:.4f} s/frame: {eager / best[1]:.2f}x diffusers eager (best "
+          f"batch), {comp / best[1]:.2f}x diffusers + torch.compile (target >= 1.3x)")
+PY
+}
+
+sdxl() {
+    sdxl_setup && sdxl_parity
+    local rc=$?
+    sdxl_bench || rc=1
+    return $rc
 }
 
 summary() {   # steps

@@ -40,14 +40,25 @@ static void print_bundle(const sdm_bundle *b)
     printf("  image size:     %dx%d (default), multiples of %d\n", b->width, b->height, b->vae_scale);
     printf("  latents:        %d channels, 1/%d of the image, scaling factor %g\n", b->latent_channels, b->vae_scale,
            b->scaling_factor);
-    printf("  text:           %d tokens, %d wide (bos %d, eos %d, pad %d)\n", b->token_length, b->hidden_size,
-           b->bos_id, b->eos_id, b->pad_id);
+    printf("  text:           %d tokens, %d wide (bos %d, eos %d, pad %d)%s\n", b->token_length, b->hidden_size,
+           b->bos_id, b->eos_id, b->pad_id, b->text_penultimate ? ", the layer before the last" : "");
+    if (sdm_bundle_is_xl(b))
+        printf("  text 2:         %d wide (pad %d), pooled embedding %d wide; UNet context %d wide, 6 time ids\n"
+               "  empty negative: %s\n",
+               b->text2.hidden_size, b->text2.pad_id, b->text2.pooled_size, sdm_bundle_context_size(b),
+               b->force_zeros_for_empty_prompt ? "zeros (force_zeros_for_empty_prompt)" : "the empty prompt encoded");
+    printf("  vae decoder in: %s%s\n", b->vae_dtype,
+           strcmp(b->vae_dtype, b->dtype) ? " (not the bundle's dtype: SDXL's VAE overflows in float16)"
+           : !strcmp(b->vae_dtype, "float16") && sdm_bundle_is_xl(b) ? " (an fp16-fixed VAE)"
+                                                                     : "");
     printf("  prediction:     %s\n", sdm_prediction_name(b->prediction));
     printf("  noise schedule: %d training steps, %s betas %g..%g, steps offset %d, DDIM final alpha %s\n",
            b->train_steps, sdm_beta_schedule_name(b->beta_schedule), b->beta_start, b->beta_end, b->steps_offset,
            b->set_alpha_to_one ? "1" : "alphas_cumprod[0]");
-    printf("  text encoder:   %s\n  unet:           %s\n  vae decoder:    %s\n", b->text_encoder, b->unet,
-           b->vae_decoder);
+    printf("  text encoder:   %s\n", b->text_encoder);
+    if (sdm_bundle_is_xl(b))
+        printf("  text encoder 2: %s\n", b->text2.text_encoder);
+    printf("  unet:           %s\n  vae decoder:    %s\n", b->unet, b->vae_decoder);
     print_aoti("unet (aoti):", &b->unet_aoti);
     print_aoti("vae (aoti):", &b->vae_aoti);
     printf("  fingerprint:    %s\n", fp);

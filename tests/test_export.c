@@ -136,6 +136,41 @@ static void test_exporter(void)
     CHECK(ok >= 16);
 }
 
+/* SDXL's keys: the second encoder's come together, vae_dtype is read and
+ * defaults to the bundle's dtype. */
+static void test_xl_keys(void)
+{
+    static const char *xl = "text_2:\n  hidden_size: 1280\n  pad_id: 0\n  layers: 32\n  pooled_size: 1280\n"
+                            "force_zeros_for_empty_prompt: true\nvae_dtype: float32\n";
+    char dir[600], extra[1024];
+    sdm_bundle b;
+    sdm_error err = { 0 };
+
+    make_bundle("plain", "", dir, sizeof dir);
+    CHECK(sdm_bundle_load(dir, &b, &err) == 0);
+    CHECK_STR(b.vae_dtype, "float32");
+    CHECK(!sdm_bundle_is_xl(&b) && sdm_bundle_context_size(&b) == 768);
+    /* the second encoder without its files, or the first without layers: refused */
+    make_bundle("xl-no-files", xl, dir, sizeof dir);
+    CHECK(sdm_bundle_load(dir, &b, &err) != 0);
+    CHECK_CONTAINS(err.msg, "text_encoder_2");
+    /* files: goes last in BASE_YAML, so the extra file keys join it; text.layers is missing */
+    snprintf(extra, sizeof extra,
+             "  text_encoder_2: te2.pt\n  token_embedding_2: tok2.safetensors\n  token_embedding: tok.safetensors\n%s",
+             xl);
+    make_bundle("xl-no-layers", extra, dir, sizeof dir);
+    write_file(dir, "te2.pt", "");
+    write_file(dir, "tok2.safetensors", "");
+    write_file(dir, "tok.safetensors", "");
+    memset(&err, 0, sizeof err);
+    CHECK(sdm_bundle_load(dir, &b, &err) != 0);
+    CHECK_CONTAINS(err.msg, "text.layers");
+    make_bundle("bad-vae-dtype", "vae_dtype: int8\n", dir, sizeof dir);
+    memset(&err, 0, sizeof err);
+    CHECK(sdm_bundle_load(dir, &b, &err) != 0);
+    CHECK_CONTAINS(err.msg, "vae_dtype");
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) {
@@ -144,6 +179,7 @@ int main(void)
     }
     test_source();
     test_exporter();
+    test_xl_keys();
     {
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
