@@ -957,11 +957,19 @@ static void test_examples(void)
         sdm_recipe *r = NULL;
         sdm_plan p;
         sdm_error err;
+        char *was = getenv("SDMORPH_MODEL") ? strdup(getenv("SDMORPH_MODEL")) : NULL, xl[512];
 
         memset(&err, 0, sizeof err);
         memset(&p, 0, sizeof p);
         argv[2] = g.gl_pathv[i];
+        /* an SDXL example is checked against the SDXL-shaped analytic model */
+        snprintf(xl, sizeof xl, "%s/models/analytic-xl", test_build_dir());
+        if (strstr(g.gl_pathv[i], "sdxl"))
+            setenv("SDMORPH_MODEL", xl, 1);
         CHECK_INT(sdm_cmd_check(3, argv), SDM_EXIT_OK);
+        if (was)
+            setenv("SDMORPH_MODEL", was, 1);
+        free(was);
         CHECK_INT(sdm_recipe_load(g.gl_pathv[i], &r, &err), 0);
         if (!r) {
             fprintf(stderr, "%s\n", err.msg);

@@ -417,6 +417,12 @@ static const bad_case bad[] = {
     { "keyframes:\n  - prompt: a\n    clip_skip: 49\n", "t.yaml:3:16:", "'clip_skip'" },
     { "weighting: a1112\nkeyframes: [a]\n", "t.yaml:1:12:", "expected a1111 or none" },
     { "embeddings:\nkeyframes: [a]\n", "t.yaml:1:12:", "'embeddings'" },
+    /* SDXL's size conditioning: [height, width] */
+    { "original_size: 1024\nkeyframes: [a]\n", "t.yaml:1:16:", "'original_size': expected [height, width]" },
+    { "target_size: [1024]\nkeyframes: [a]\n", "t.yaml:1:14:", "'target_size': expected [height, width]" },
+    { "original_size: [0, 512]\nkeyframes: [a]\n", "t.yaml:1:17:", "'original_size': 0 is out of range" },
+    { "crops_coords_top_left: [8, -1]\nkeyframes: [a]\n", "t.yaml:1:28:", "'crops_coords_top_left'" },
+    { "original_size: [512, x]\nkeyframes: [a]\n", "t.yaml:1:22:", "expected an integer" },
 };
 
 static void test_bad(void)
