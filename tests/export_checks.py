@@ -17,7 +17,12 @@ torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
 - embedding_to_safetensors.py converts A1111's .pt and diffusers' .bin
   embeddings into one "emb_params" tensor, and refuses a pickle with code.
 - model.yaml's schedule: section records the checkpoint's scheduler class
-  and the config keys the samplers read (an unknown spacing left out).
+  and the config keys the samplers read (an unknown spacing left out);
+- export_sd.py's SDXL path end to end on tiny SDXL-shaped stand-ins of
+  transformers' CLIP and diffusers' UNet and VAE (tests/fixtures/hf_stand_in):
+  --random-weights writes both text encoders with their tables, model.yaml
+  says what SDXL needs, and (where $SDM_BIN is built) sdmorph renders a
+  morph with it and `info` names the second encoder.
 """
 import os
 import subprocess
@@ -333,6 +338,97 @@ def check_scheduler_fields():
            "  skip_prk_steps: true\n" in text, text)
 
 
+def xl_configs(cfg, vocab_size, eos_id):
+    """Tiny SDXL-shaped configs: two encoders (16 and 24 wide, the second
+    projecting 24 -> 24), cross-attention over both (40), added conditioning
+    of the pooled embedding and six time ids (30)."""
+    import json
+    os.makedirs(cfg, exist_ok=True)
+    text = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
+                max_position_embeddings=77, vocab_size=vocab_size, eos_token_id=eos_id)
+    docs = {"unet_config.json": dict(in_channels=4, sample_size=8, cross_attention_dim=40,
+                                     addition_embed_type="text_time", projection_class_embeddings_input_dim=30),
+            "vae_config.json": dict(block_out_channels=[8, 8, 8, 8], latent_channels=4, scaling_factor=0.13025,
+                                    force_upcast=True),
+            "text_encoder_config.json": text,
+            "text_encoder_2_config.json": dict(text, hidden_size=24, projection_dim=24, num_attention_heads=3),
+            "scheduler_config.json": dict(_class_name="EulerDiscreteScheduler", beta_start=0.00085, beta_end=0.012,
+                                          beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1,
+                                          set_alpha_to_one=False, prediction_type="epsilon",
+                                          timestep_spacing="leading"),
+            "model_index.json": dict(_class_name="StableDiffusionXLPipeline", force_zeros_for_empty_prompt=True)}
+    for name, doc in docs.items():
+        with open(os.path.join(cfg, name), "w") as f:
+            json.dump(doc, f)
+
+
+def export_stand_in(tmp, name, xl):
+    """export_sd.py --random-weights of tiny configs on the stand-ins: (exit
+    status, stderr, bundle folder, vocab)."""
+    import json
+
+    import clip_vocab
+    tok, cfg, out = (os.path.join(tmp, f"{name}-{d}") for d in ("tok", "cfg", "bundle"))
+    os.makedirs(tok, exist_ok=True)
+    vocab, _ = clip_vocab.write_files(tok)
+    # CLIP's table size: the exporter's check draws ids below 40000
+    xl_configs(cfg, 49408, vocab[clip_vocab.EOS])
+    if not xl:
+        for f in ("text_encoder_2_config.json", "model_index.json"):
+            os.remove(os.path.join(cfg, f))
+        with open(os.path.join(cfg, "unet_config.json"), "w") as f:
+            json.dump(dict(in_channels=4, sample_size=8, cross_attention_dim=16), f)
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "fixtures", "hf_stand_in"))
+    r = subprocess.run([sys.executable, os.path.join(EXPORT, "export_sd.py"), "--random-weights", cfg, "--tokenizer",
+                        tok, "--out", out, "--dtype", "float32", "--device", "cpu"], env=env, capture_output=True,
+                       text=True)
+    return r.returncode, r.stderr, out, vocab
+
+
+def check_sd_export(tmp):
+    """The SD path of the same exporter writes what it did: one encoder, the plain UNet."""
+    rc, err, out, _ = export_stand_in(tmp, "sd", False)
+    report("sd_export_runs", rc == 0, err[-2500:])
+    if rc:
+        return
+    yaml = open(os.path.join(out, "model.yaml")).read()
+    report("sd_export_model_yaml", "family: sd1" in yaml and "text_2" not in yaml and "penultimate" not in yaml and
+           "vae_dtype" not in yaml and "force_zeros" not in yaml and not
+           os.path.exists(os.path.join(out, "text_encoder_2.pt")), yaml)
+
+
+def check_sdxl_export(tmp):
+    rc, err, out, vocab = export_stand_in(tmp, "xl", True)
+    report("sdxl_export_runs", rc == 0, err[-2500:])
+    if rc:
+        return
+    yaml = open(os.path.join(out, "model.yaml")).read()
+    want = ["family: sdxl", "scaling_factor: 0.13025", "force_zeros_for_empty_prompt: true", "  penultimate: true",
+            "text_2:\n  hidden_size: 24\n  pad_id: %d\n  layers: 3\n  pooled_size: 24\n" % vocab["!"],
+            "  text_encoder_2: text_encoder_2.pt", "  token_embedding_2: token_embedding_2.safetensors",
+            'exporter: "export_sd.py 4"']
+    missing = [w for w in want if w not in yaml]
+    report("sdxl_export_model_yaml", not missing and "vae_dtype" not in yaml, f"missing {missing}:\n{yaml}")
+    report("sdxl_export_checked", "text_encoder_2 pooled: vs transformers" in err and
+           "text_encoder penultimate layer" in err, err[-800:])
+    sdmorph = os.environ.get("SDM_BIN")
+    if not sdmorph or not os.access(sdmorph, os.X_OK):
+        print("ok sdxl_export_render (skipped: no sdmorph built)")
+        return
+    recipe = os.path.join(tmp, "xl.yaml")
+    with open(recipe, "w") as f:
+        f.write("width: 64\nheight: 64\nsteps: 3\nguidance: 5\nframes: 2\nbatch: 2\noriginal_size: [512, 512]\n"
+                "keyframes:\n  - a rainy city street at night\n  - a dense forest in the rain\n")
+    rgb = os.path.join(tmp, "xl.rgb")
+    r = subprocess.run([sdmorph, "render", recipe, "--model", out, "--device", "cpu", "-o", rgb, "-q"],
+                       capture_output=True, text=True)
+    size = os.path.getsize(rgb) if os.path.exists(rgb) else -1
+    report("sdxl_export_render", r.returncode == 0 and size == 3 * 64 * 64 * 3, f"exit {r.returncode}, "
+           f"{size} bytes: {r.stderr[-500:]}")
+    r = subprocess.run([sdmorph, "info", out], capture_output=True, text=True)
+    report("sdxl_export_info", r.returncode == 0 and "text 2:         24 wide" in r.stdout, r.stdout + r.stderr)
+
+
 def main():
     check_scheduler_fields()
     with tempfile.TemporaryDirectory() as tmp:
@@ -341,6 +437,8 @@ def main():
         check_lora(tmp)
         check_text_layers()
         check_embedding_conversion(tmp)
+        check_sd_export(tmp)
+        check_sdxl_export(tmp)
 
 
 if __name__ == "__main__":

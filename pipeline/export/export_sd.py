@@ -34,10 +34,25 @@ is fused into the UNet and text encoder weights (pipeline/export/lora.py).
 model.yaml's source: section records the checkpoint, VAE and LoRAs with
 their SHA-256 and scales, and this exporter's version.
 
---random-weights builds the SD 1.5 shapes from their config files with
-seeded random weights (no download): for benchmarks and parity checks;
+--random-weights builds the SD 1.5 (or SDXL) shapes from their config files
+with seeded random weights (no download): for benchmarks and parity checks;
 --save-diffusers keeps those weights in diffusers' layout so the reference
-pipeline can load exactly the same model.
+pipeline can load exactly the same model (SDXL's are made on the export
+device, and bench/sdxl_reference.py makes the same ones again instead:
+pipeline/export/random_weights.py).
+
+SDXL (a folder or hub id whose UNet has SDXL's added conditioning, an SDXL
+single file, or --random-weights of SDXL's configs): both text encoders are
+written (text_encoder.pt, text_encoder_2.pt, each with its token table;
+they give their layers without the final norm, as SDXL reads the layer
+before the last, and the second one more layer, its projected output, whose
+row at the end of text is the pooled embedding); the UNet takes (x, t, emb
+[B,77,2048], pooled [B,1280], time_ids [B,6]). model.yaml says family: sdxl,
+text.penultimate, text_2 (the second encoder: width, pad id "!", layers,
+pooled width) and force_zeros_for_empty_prompt. SDXL's VAE overflows in
+float16: a float16 export keeps the VAE decoder in float32 (vae_dtype in
+model.yaml) where its config says force_upcast; --vae-dtype float16 with an
+fp16-fixed VAE (--vae FILE) decodes in float16. LoRAs for SDXL are refused.
 
 --aoti (torch >= 2.6, CUDA): once the TorchScript bundle is written, the
 same UNet is exported with torch.export (batch dynamic, 1..--aoti-max-batch,
@@ -83,7 +98,7 @@ import random_weights  # noqa: E402
 import safetensors_io  # noqa: E402
 
 # Recorded in model.yaml (source.exporter): what made a bundle.
-EXPORTER = "export_sd.py 3"
+EXPORTER = "export_sd.py 4"
 SINGLE_FILE_EXT = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -178,7 +193,7 @@ def first_eos(ids, eos_id):
     return hit.argmax(dim=-1)
 
 
-def check_text_layers(text, layers_ts, ids, tol, xl=False, eos_id=None):
+def check_text_layers(text, layers_ts, ids, tol, xl=False, eos_id=None, what="text_encoder"):
     """The exported encoder on looked-up embeddings against transformers' own
     on ids: the last layer and clip skip 2 (hidden_states[-2], then the norm);
     SDXL's (xl): the raw layer before the last, and the second encoder's
@@ -197,9 +212,9 @@ def check_text_layers(text, layers_ts, ids, tol, xl=False, eos_id=None):
                  ("clip skip 2", got[-2], clip_text_model(text).final_layer_norm(out.hidden_states[-2]).float())]
     for name, g, w in cases:
         err = (g - w).abs().max().item()
-        print(f"export_sd: text_encoder {name}: vs transformers on ids max |diff| {err:.3g}", file=sys.stderr)
+        print(f"export_sd: {what} {name}: vs transformers on ids max |diff| {err:.3g}", file=sys.stderr)
         if not (err <= tol * max(w.abs().max().item(), 1.0)):
-            die(f"text_encoder: {name} differs from transformers' (max |diff| {err:.3g}); bundle not written")
+            die(f"{what}: {name} differs from transformers' (max |diff| {err:.3g}); bundle not written")
 
 
 class UNet(torch.nn.Module):
@@ -785,7 +800,8 @@ def main():
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="diffusers checkpoint directory or hub id, or a single-file "
                      "checkpoint (.safetensors, .ckpt)")
-    src.add_argument("--random-weights", metavar="CONFIG_DIR", help="SD configs (unet/vae/text_encoder/scheduler_config.json)")
+    src.add_argument("--random-weights", metavar="CONFIG_DIR", help="SD configs (unet/vae/text_encoder/scheduler_config.json; "
+                     "SDXL's also text_encoder_2_config.json and model_index.json)")
     ap.add_argument("--tokenizer", help="directory with CLIP's vocab.json and merges.txt (random weights, "
                     "single files)")
     ap.add_argument("--config", metavar="DIR", help="single files: a diffusers checkpoint folder whose configs "
@@ -793,7 +809,8 @@ def main():
     ap.add_argument("--prediction", choices=["epsilon", "v_prediction"],
                     help="single files: the prediction type (default: epsilon for SD 1.x, v_prediction for 2.x)")
     ap.add_argument("--image-size", type=int, metavar="PX",
-                    help="single files: the default image size (default: 512 for SD 1.x, 768 for 2.x)")
+                    help="single files and random weights: the default image size (default: 512 for SD 1.x, "
+                    "768 for 2.x, 1024 for SDXL)")
     ap.add_argument("--vae", metavar="FILE", help="replace the VAE with this file's (A1111-style or diffusers)")
     ap.add_argument("--vae-dtype", choices=["float16", "float32"], default=None,
                     help="what the VAE decoder computes in (default: the bundle's dtype; SDXL's float32 where its "
@@ -897,7 +914,7 @@ def export_texts(texts, ids, tol, eos_id):
         with torch.no_grad():
             embeds = clip_text_model(text).embeddings.token_embedding(tid).detach()
         traced = trace_checked(name, TextEncoderLayers(text, raw=xl, projection=projection), (embeds,), tol)
-        check_text_layers(text, traced, tid, tol, xl=xl, eos_id=eos_id)
+        check_text_layers(text, traced, tid, tol, xl=xl, eos_id=eos_id, what=name)
         out.append((name, traced, clip_text_model(text).embeddings.token_embedding.weight.detach()))
     with torch.no_grad():
         if not xl:
