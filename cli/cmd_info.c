@@ -43,10 +43,11 @@ static void print_bundle(const sdm_bundle *b)
     printf("  text:           %d tokens, %d wide (bos %d, eos %d, pad %d)%s\n", b->token_length, b->hidden_size,
            b->bos_id, b->eos_id, b->pad_id, b->text_penultimate ? ", the layer before the last" : "");
     if (sdm_bundle_is_xl(b))
-        printf("  text 2:         %d wide (pad %d), pooled embedding %d wide; UNet context %d wide, 6 time ids\n"
-               "  empty negative: %s\n",
-               b->text2.hidden_size, b->text2.pad_id, b->text2.pooled_size, sdm_bundle_context_size(b),
-               b->force_zeros_for_empty_prompt ? "zeros (force_zeros_for_empty_prompt)" : "the empty prompt encoded");
+        printf(
+            "  text 2:         %d wide (pad %d), pooled embedding %d wide; UNet context %d wide, 6 time ids\n"
+            "  empty negative: %s\n",
+            b->text2.hidden_size, b->text2.pad_id, b->text2.pooled_size, sdm_bundle_context_size(b),
+            b->force_zeros_for_empty_prompt ? "zeros (force_zeros_for_empty_prompt)" : "the empty prompt encoded");
     printf("  vae decoder in: %s%s\n", b->vae_dtype,
            strcmp(b->vae_dtype, b->dtype) ? " (not the bundle's dtype: SDXL's VAE overflows in float16)"
            : !strcmp(b->vae_dtype, "float16") && sdm_bundle_is_xl(b) ? " (an fp16-fixed VAE)"

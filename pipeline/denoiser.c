@@ -126,8 +126,9 @@ static int added_check(const sdm_denoiser *d, const sdm_batch *b, int B, int gui
 
     if (!d->pooled_size) {
         if (c->pooled || c->uncond_pooled || c->time_ids)
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: pooled embeddings and time ids for a UNet "
-                                                        "that takes none");
+            return sdm_error_set(err, SDM_EXIT_RUNTIME,
+                                 "internal: pooled embeddings and time ids for a UNet "
+                                 "that takes none");
         return 0;
     }
     if (!c->pooled || !c->time_ids || (guided && !c->uncond_pooled))
@@ -488,8 +489,7 @@ static int loop_matches(const loop_graph *lg, const sdm_schedule *s, const step_
 
 /* A conditioning input's B frames into the first B rows of the graph's
  * static one; a guided loop's are [negatives; prompts], each lg->B rows. */
-static sdm_torch_status fill_paired(const loop_graph *lg, sdm_tensor *dst, const sdm_tensor *src, int64_t B,
-                                    int guided)
+static sdm_torch_status fill_paired(const loop_graph *lg, sdm_tensor *dst, const sdm_tensor *src, int64_t B, int guided)
 {
     sdm_torch_status st = SDM_TORCH_OK;
 

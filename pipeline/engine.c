@@ -43,8 +43,8 @@ static void shape_str(const sdm_tensor *t, char *buf, size_t len)
  * not after hours of rendering. */
 static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
                     const char *what, sdm_error *err);
-static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs,
-                   sdm_tensor **out, const char *what, sdm_error *err);
+static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
+                   const char *what, sdm_error *err);
 
 /* SDXL's added UNet inputs for n latents: pooled embeddings [n,P] (zeros)
  * and time ids [n,6] (a square image of 8 latent cells, no crop); NULL
@@ -426,8 +426,8 @@ static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int n
 }
 
 /* Runs a module on one input, casting to dtype (the module's) and the result back to float32. */
-static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs,
-                   sdm_tensor **out, const char *what, sdm_error *err)
+static int call_as(sdm_engine *e, sdm_dtype dtype, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,
+                   const char *what, sdm_error *err)
 {
     sdm_tensor *cast[MODULE_MAX_ARGS] = { NULL }, *res = NULL;
     sdm_torch_status st = SDM_TORCH_OK;

@@ -26,9 +26,16 @@ sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflig
 static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, int max)
 {
     const sdm_bundle *b = &pf->bundle;
-    const char *files[] = { b->text_encoder,    b->unet,           b->vae_decoder,         b->vocab,
-                            b->merges,          b->unet_aoti.path, b->vae_aoti.path,       b->token_embedding,
-                            b->text2.text_encoder, b->text2.token_embedding };
+    const char *files[] = { b->text_encoder,
+                            b->unet,
+                            b->vae_decoder,
+                            b->vocab,
+                            b->merges,
+                            b->unet_aoti.path,
+                            b->vae_aoti.path,
+                            b->token_embedding,
+                            b->text2.text_encoder,
+                            b->text2.token_embedding };
     int n = 0;
 
     if (r->path)

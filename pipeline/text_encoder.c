@@ -256,8 +256,8 @@ static const int64_t *tower_ids(const sdm_text_encoder *te, const tower *tw, con
 /* Chunk k through every tower, each weighted as A1111 weights one encoder's
  * output, into its rows of z [.., width] (the towers side by side); the
  * pooled embedding from the first chunk. part: room for [L, H] of any tower. */
-static int encode_chunk_towers(sdm_text_encoder *te, const sdm_prompt_chunks *c, int k, int skip, float *z,
-                               float *part, int64_t *ids_buf, float *pooled, sdm_error *err)
+static int encode_chunk_towers(sdm_text_encoder *te, const sdm_prompt_chunks *c, int k, int skip, float *z, float *part,
+                               int64_t *ids_buf, float *pooled, sdm_error *err)
 {
     int L = te->bundle->token_length, W = te->width, off = 0;
 
@@ -285,8 +285,8 @@ static int skip_refused(const sdm_text_encoder *te, int skip, sdm_error *err)
     if (te->layers)
         return sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s has %d layers%s", skip, b->dir,
                              most, b->text_penultimate ? " before its last" : "");
-    return sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s gives its last layer only; %s", skip,
-                         b->dir, REEXPORT);
+    return sdm_error_set(err, SDM_EXIT_USAGE, "clip_skip %d: the text encoder of %s gives its last layer only; %s",
+                         skip, b->dir, REEXPORT);
 }
 
 /* The prompt's chunks through the towers: z [chunks·L, width], pooled [P]. */

@@ -421,8 +421,8 @@ static int check_text2(loader *L)
                              b->vae_dtype);
     if (!any)
         return 0;
-    if (t->hidden_size < 1 || t->layers < 1 || t->layers > 1000 || t->pooled_size < 1 || t->pooled_size > t->hidden_size ||
-        !t->text_encoder[0] || !t->token_embedding[0] || !b->text_layers)
+    if (t->hidden_size < 1 || t->layers < 1 || t->layers > 1000 || t->pooled_size < 1 ||
+        t->pooled_size > t->hidden_size || !t->text_encoder[0] || !t->token_embedding[0] || !b->text_layers)
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME,
                              "%s: a second text encoder needs text_2.hidden_size, text_2.layers, "
                              "text_2.pooled_size (at most hidden_size), files.text_encoder_2 and "
@@ -434,9 +434,15 @@ static int check_text2(loader *L)
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder,    b->unet,          b->vae_decoder,
-                            b->vocab,           b->merges,        b->unet_aoti.path,
-                            b->vae_aoti.path,   b->token_embedding, b->text2.text_encoder,
+    const char *paths[] = { b->text_encoder,
+                            b->unet,
+                            b->vae_decoder,
+                            b->vocab,
+                            b->merges,
+                            b->unet_aoti.path,
+                            b->vae_aoti.path,
+                            b->token_embedding,
+                            b->text2.text_encoder,
                             b->text2.token_embedding };
     struct stat st;
 
@@ -659,8 +665,10 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;
     const char *whole[] = { NULL, b->vocab, b->merges };
-    const char *modules[] = { b->text_encoder,    b->unet,          b->vae_decoder,          b->unet_aoti.path,
-                              b->vae_aoti.path,   b->token_embedding, b->text2.text_encoder, b->text2.token_embedding };
+    const char *modules[] = { b->text_encoder,       b->unet,
+                              b->vae_decoder,        b->unet_aoti.path,
+                              b->vae_aoti.path,      b->token_embedding,
+                              b->text2.text_encoder, b->text2.token_embedding };
     char yaml[1100];
     uint64_t h = SDM_FNV1A64_OFFSET;
 

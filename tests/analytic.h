@@ -75,8 +75,9 @@ static inline sdm_tensor *target(sdm_module *unet, const sdm_tensor *emb, int h,
 /* A denoiser on the engine's UNet, as the render makes one. */
 static inline sdm_denoiser *engine_denoiser(sdm_engine *e)
 {
-    sdm_denoiser_params p = { sdm_engine_device(e), sdm_engine_dtype(e), sdm_engine_unet_call, e, 0.0,
-                              sdm_engine_bundle(e)->text2.pooled_size };
+    sdm_denoiser_params p = {
+        sdm_engine_device(e), sdm_engine_dtype(e), sdm_engine_unet_call, e, 0.0, sdm_engine_bundle(e)->text2.pooled_size
+    };
     sdm_denoiser *d = NULL;
     sdm_error err = { 0 };
     if (sdm_denoiser_new(&p, &d, &err))
@@ -113,7 +114,8 @@ static inline int denoise(sdm_denoiser *d, const sdm_schedule *s, const sdm_tens
 /* DDIM (eta 0) on a perfect denoiser toward x0*: every step predicts x0*
  * exactly, so the final latent is sqrt(a_f)·x0* + sqrt(1−a_f)·eps0 with
  * eps0 = (x_T − sqrt(a_T)·x0*)/sqrt(1−a_T). */
-static inline void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n, double *out)
+static inline void ddim_closed_form(const sdm_bundle *b, int steps, const float *x0, const float *xT, size_t n,
+                                    double *out)
 {
     double *ac = malloc(sizeof *ac * b->train_steps);
     sdm_alphas_cumprod(b, ac);

@@ -140,8 +140,9 @@ static void test_exporter(void)
  * defaults to the bundle's dtype. */
 static void test_xl_keys(void)
 {
-    static const char *xl = "text_2:\n  hidden_size: 1280\n  pad_id: 0\n  layers: 32\n  pooled_size: 1280\n"
-                            "force_zeros_for_empty_prompt: true\nvae_dtype: float32\n";
+    static const char *xl =
+        "text_2:\n  hidden_size: 1280\n  pad_id: 0\n  layers: 32\n  pooled_size: 1280\n"
+        "force_zeros_for_empty_prompt: true\nvae_dtype: float32\n";
     char dir[600], extra[1024];
     sdm_bundle b;
     sdm_error err = { 0 };

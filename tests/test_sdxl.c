@@ -54,8 +54,8 @@ static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
 }
 
 /* target_xl of the analytic UNet on [1,..] tensors, h×w latents. */
-static sdm_tensor *target_xl(sdm_module *unet, const sdm_tensor *emb, const sdm_tensor *pooled,
-                             const sdm_tensor *tids, int h, int w)
+static sdm_tensor *target_xl(sdm_module *unet, const sdm_tensor *emb, const sdm_tensor *pooled, const sdm_tensor *tids,
+                             int h, int w)
 {
     sdm_arg a[5] = { sdm_arg_tensor(emb), sdm_arg_tensor(pooled), sdm_arg_tensor(tids), sdm_arg_int(h),
                      sdm_arg_int(w) };
@@ -200,9 +200,10 @@ end:
 
 /* ---- a morph and a walk, end to end ---------------------------------------- */
 
-static const char *morph_yaml = "width: 64\nheight: 64\nsteps: 10\nguidance: 7.5\nseed: 7\nframes: 4\n"
-                                "sampler: ddim\noriginal_size: [512, 384]\ncrops_coords_top_left: [16, 8]\n"
-                                "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
+static const char *morph_yaml =
+    "width: 64\nheight: 64\nsteps: 10\nguidance: 7.5\nseed: 7\nframes: 4\n"
+    "sampler: ddim\noriginal_size: [512, 384]\ncrops_coords_top_left: [16, 8]\n"
+    "keyframes:\n  - a rainy city street at night, neon\n  - a dense forest in the rain\n";
 
 /* Frame k of the morph: both the embedding and the pooled embedding lerped
  * with t = k/4, the recipe's time ids, the negative zeros. */
@@ -246,9 +247,10 @@ static void test_morph(sdm_engine *e, sdm_module *unet)
     sdm_tensor_free(&tids);
 }
 
-static const char *walk_yaml = "width: 64\nheight: 64\nsteps: 6\nguidance: 6\nsampler: ddim\n"
-                               "walk:\n  prompt: a technopriest in a red robe, portrait\n  seed: 11\n  frames: 4\n"
-                               "  sigma: 0.5\n  noise_seed: 5\n";
+static const char *walk_yaml =
+    "width: 64\nheight: 64\nsteps: 6\nguidance: 6\nsampler: ddim\n"
+    "walk:\n  prompt: a technopriest in a red robe, portrait\n  seed: 11\n  frames: 4\n"
+    "  sigma: 0.5\n  noise_seed: 5\n";
 
 /* Frame k of the walk: y[k] = a·y0 + (1−a)·(y[k−1] + σ·n_k) for the
  * embedding and the pooled embedding alike, each with its own noise. */
@@ -304,8 +306,9 @@ static void test_walk(sdm_engine *e, sdm_module *unet)
  * to the whole render's, as for SD. */
 static void test_seed_morph_frames(void)
 {
-    const char *yaml = "width: 64\nheight: 64\nsteps: 5\nsampler: euler_a\nguidance: 4\nframes: 3\n"
-                       "keyframes:\n  - prompt: a red house\n    seed: 1\n  - prompt: a red house\n    seed: 2\n";
+    const char *yaml =
+        "width: 64\nheight: 64\nsteps: 5\nsampler: euler_a\nguidance: 4\nframes: 3\n"
+        "keyframes:\n  - prompt: a red house\n    seed: 1\n  - prompt: a red house\n    seed: 2\n";
     sdm_recipe *r = recipe_of(yaml);
     capture all = { 0 }, one = { 0 };
     sdm_render_params p = sdm_render_default_params();
@@ -335,8 +338,9 @@ static void test_seed_morph_frames(void)
 static void test_time_ids(void)
 {
     sdm_recipe *r = recipe_of("width: 1024\nheight: 768\nkeyframes:\n  - a\n");
-    sdm_recipe *r2 = recipe_of("original_size: [2048, 1536]\ncrops_coords_top_left: [0, 64]\n"
-                               "target_size: [768, 1024]\nkeyframes:\n  - a\n");
+    sdm_recipe *r2 = recipe_of(
+        "original_size: [2048, 1536]\ncrops_coords_top_left: [0, 64]\n"
+        "target_size: [768, 1024]\nkeyframes:\n  - a\n");
     float v[6];
     capture c0 = { 0 }, c1 = { 0 };
     double mean = 0;
