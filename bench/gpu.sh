@@ -33,7 +33,8 @@
 #                              per batch and diffusers + torch.compile; s/frame, peak memory, ratios
 #                              (SDXL size, steps, frames, batches: SDM_SDXL_SIZE (1024), SDM_SDXL_STEPS
 #                              (30), SDM_SDXL_FRAMES (16), SDM_SDXL_BATCHES ("4 8"), SDM_SDXL_COMPILE (1);
-#                              configs SDM_SDXL (../shared/reference/sdxl), tokenizer SDM_CLIP)
+#                              configs SDM_SDXL (../shared/reference/sdxl), tokenizer SDM_CLIP;
+#                              SDM_SDXL_AOTI=1: the float16 bundle with AOTInductor packages, minutes more)
 #   bench/gpu.sh sdxl          the three SDXL steps in one go
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
@@ -140,10 +141,12 @@ parity_reference() {   # dtype sampler npy [sd15_reference.py flags...]
         --steps 20 --seed 1234 --sampler "$ref_sampler" "$@"
 }
 
-compare_images() {   # ours.rgb ref.npy tol_255 min_fraction label
+compare_images() {   # ours.rgb ref.npy tol_255 min_fraction label [size [frame]]
     $PY - "$@" <<'PY'
 import sys, numpy as np
-ours = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(512, 512, 3)
+n = int(sys.argv[6]) if len(sys.argv) > 6 else 512
+k = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+ours = np.fromfile(sys.argv[1], dtype=np.uint8)[k * n * n * 3:(k + 1) * n * n * 3].reshape(n, n, 3)
 ref = np.load(sys.argv[2])
 d = np.abs(ours.astype(int) - ref.astype(int))
 tol, frac = int(sys.argv[3]), float(sys.argv[4])
@@ -1118,8 +1121,12 @@ sdxl_export() {   # dtype
         echo "sdxl: $out already exported"
         return 0
     fi
+    local -a aoti=()
+    # SDM_SDXL_AOTI=1: the float16 bundle also gets unet.pt2 and vae_decoder.pt2 for
+    # SDM_SDXL_AOTI_FRAMES (8) frames per call (minutes of compile: not in the default budget)
+    [ "$1" = float16 ] && [ "${SDM_SDXL_AOTI:-0}" = 1 ] && aoti=(--aoti --aoti-frames "${SDM_SDXL_AOTI_FRAMES:-8}")
     $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
-        --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" > "$W/sdxl-export-$1.log" 2>&1
+        --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" "${aoti[@]}" > "$W/sdxl-export-$1.log" 2>&1
 }
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
@@ -1166,24 +1173,6 @@ keyframes:
 YAML
 }
 
-sdxl_compare() {   # ours.rgb frame ref.npy tol_255 min_fraction label
-    $PY - "$SDXL_SIZE" "$@" <<'PY'
-import sys, numpy as np
-n = int(sys.argv[1])
-one = n * n * 3
-raw = np.fromfile(sys.argv[2], dtype=np.uint8)
-k = int(sys.argv[3])
-ours = raw[k * one:(k + 1) * one].reshape(n, n, 3)
-ref = np.load(sys.argv[4])
-d = np.abs(ours.astype(int) - ref.astype(int))
-tol, frac = int(sys.argv[5]), float(sys.argv[6])
-ok = (d <= tol).mean()
-print(f"* {sys.argv[7]}: {100 * ok:.3f}% of pixel values within {tol}/255 (need {100 * frac:.1f}%), "
-      f"max {d.max()}/255, mean {d.mean():.4f}/255")
-sys.exit(0 if ok >= frac else 1)
-PY
-}
-
 sdxl_parity() {
     local rc=0 dt tol frac
     sdxl_parity_recipe
@@ -1196,10 +1185,10 @@ sdxl_parity() {
         --out-dir "$W" --size "$SDXL_SIZE" --steps "${SDM_SDXL_PARITY_STEPS:-20}" || { echo "* sdxl reference FAILED"; return 1; }
     for dt in float32 float16; do
         [ "$dt" = float32 ] && tol=1 frac=0.999 || tol=4 frac=0.99
-        sdxl_compare "$W/sdxl-parity-$dt.rgb" 0 "$W/ref-$dt-key.npy" $tol $frac \
-            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE keyframe vs StableDiffusionXLPipeline" || rc=1
-        sdxl_compare "$W/sdxl-parity-$dt.rgb" 1 "$W/ref-$dt-mid.npy" $tol $frac \
-            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE morph midpoint (embedding and pooled lerped, t=0.5)" || rc=1
+        compare_images "$W/sdxl-parity-$dt.rgb" "$W/ref-$dt-key.npy" $tol $frac \
+            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE keyframe vs StableDiffusionXLPipeline" "$SDXL_SIZE" 0 || rc=1
+        compare_images "$W/sdxl-parity-$dt.rgb" "$W/ref-$dt-mid.npy" $tol $frac \
+            "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE morph midpoint (embedding and pooled lerped, t=0.5)" "$SDXL_SIZE" 1 || rc=1
     done
     return $rc
 }
@@ -1284,6 +1273,8 @@ for b, spf, pk, load in ours:
     print(f"* sdmorph batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (nvidia-smi, whole device), loading {load:.1f} s")
 for (kind, b), (spf, pk) in sorted(ref.items()):
     print(f"* diffusers {kind} batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (torch allocated)")
+if ref:
+    print(f"* diffusers' process, all its runs: peak {peak('sdxl-diffusers'):.1f} GiB (nvidia-smi, whole device)")
 if ours:
     best = min(ours, key=lambda r: r[1])
     eager = min((v[0] for (k, _), v in ref.items() if k == "eager"), default=math.nan)

@@ -26,17 +26,8 @@ sdm_sink_params sdm_preflight_sink_params(const sdm_recipe *r, const sdm_preflig
 static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, int max)
 {
     const sdm_bundle *b = &pf->bundle;
-    const char *files[] = { b->text_encoder,
-                            b->unet,
-                            b->vae_decoder,
-                            b->vocab,
-                            b->merges,
-                            b->unet_aoti.path,
-                            b->vae_aoti.path,
-                            b->token_embedding,
-                            b->text2.text_encoder,
-                            b->text2.token_embedding };
-    int n = 0;
+    const char *files[SDM_BUNDLE_MAX_FILES];
+    int n = 0, n_files = sdm_bundle_files(b, files);
 
     if (r->path)
         in[n++] = (sdm_input){ r->path, "the recipe" };
@@ -44,7 +35,7 @@ static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, 
         return n;
     snprintf(pf->model_yaml, sizeof pf->model_yaml, "%s/model.yaml", b->dir);
     in[n++] = (sdm_input){ pf->model_yaml, "the model's" };
-    for (size_t i = 0; i < sizeof files / sizeof *files && n < max; i++)
+    for (int i = 0; i < n_files && n < max; i++)
         if (files[i][0])
             in[n++] = (sdm_input){ files[i], "the model file" };
     return n;

@@ -434,16 +434,8 @@ static int check_text2(loader *L)
 static int check_values(loader *L)
 {
     sdm_bundle *b = L->b;
-    const char *paths[] = { b->text_encoder,
-                            b->unet,
-                            b->vae_decoder,
-                            b->vocab,
-                            b->merges,
-                            b->unet_aoti.path,
-                            b->vae_aoti.path,
-                            b->token_embedding,
-                            b->text2.text_encoder,
-                            b->text2.token_embedding };
+    const char *paths[SDM_BUNDLE_MAX_FILES];
+    int n_paths = sdm_bundle_files(b, paths);
     struct stat st;
 
     for (size_t i = 0; i < N_FIELDS; i++)
@@ -466,7 +458,7 @@ static int check_values(loader *L)
     if (check_aoti(L, "unet_aoti", "aoti", &b->unet_aoti) ||
         check_aoti(L, "vae_decoder_aoti", "aoti_vae", &b->vae_aoti))
         return -1;
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    for (int i = 0; i < n_paths; i++)
         if (paths[i][0] && (stat(paths[i], &st) || !S_ISREG(st.st_mode)))
             return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "model file missing: %s (named in %s)", paths[i], L->file);
     return 0;
@@ -528,6 +520,17 @@ end:
     if (f)
         fclose(f);
     return rc;
+}
+
+int sdm_bundle_files(const sdm_bundle *b, const char **out)
+{
+    const char *files[SDM_BUNDLE_MAX_FILES] = { b->text_encoder,         b->unet,           b->vae_decoder,
+                                                b->vocab,                b->merges,         b->unet_aoti.path,
+                                                b->vae_aoti.path,        b->token_embedding, b->text2.text_encoder,
+                                                b->text2.token_embedding };
+
+    memcpy(out, files, sizeof files);
+    return SDM_BUNDLE_MAX_FILES;
 }
 
 int sdm_bundle_is_xl(const sdm_bundle *b)

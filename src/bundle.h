@@ -114,6 +114,11 @@ int sdm_bundle_context_size(const sdm_bundle *b);
 /* The number of SDXL time ids: 6 (original size, crop corner, target size). */
 #define SDM_TIME_IDS 6
 
+/* Every file the bundle names ("" where it names none, at most
+ * SDM_BUNDLE_MAX_FILES): its modules, tables, tokenizer files, packages. */
+#define SDM_BUNDLE_MAX_FILES 10
+int sdm_bundle_files(const sdm_bundle *b, const char **out);
+
 /* The training schedule's alphas_cumprod (train_steps values), in double. */
 int sdm_alphas_cumprod(const sdm_bundle *b, double *out);
 

@@ -243,6 +243,23 @@ def _clip_stand_in(h, length, heads, layers):
     return types.SimpleNamespace(text_model=tm, config=types.SimpleNamespace(num_attention_heads=heads))
 
 
+def plain_layers(tm, x, heads):
+    """Every layer's output of a CLIP-shaped stand-in on inputs_embeds x
+    [1,L,H], plain causal attention written apart (no final norm)."""
+    _, length, h = x.shape
+    hs, outs, d = x + tm.embeddings.position_embedding.weight, [], h // heads
+    causal = torch.ones(length, length, dtype=torch.bool).triu(1)
+    for ly in tm.encoder.layers:
+        a = ly.layer_norm1(hs)
+        q, k, v = [p(a).reshape(1, length, heads, d).transpose(1, 2)
+                   for p in (ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj)]
+        w = ((q @ k.transpose(-1, -2)) / d ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
+        hs = hs + ly.self_attn.out_proj((w @ v).transpose(1, 2).reshape(1, length, h))
+        hs = hs + ly.mlp(ly.layer_norm2(hs))
+        outs.append(hs)
+    return outs
+
+
 def check_text_layers():
     import importlib.util
     spec = importlib.util.spec_from_file_location("export_sd", os.path.join(EXPORT, "export_sd.py"))
@@ -256,17 +273,7 @@ def check_text_layers():
     with torch.no_grad():
         traced = torch.jit.freeze(torch.jit.trace(export_sd.TextEncoderLayers(clip).eval(), (x,)).eval())
         got = traced(x)
-        # plain causal attention, written apart
-        hs, outs, d = x + tm.embeddings.position_embedding.weight, [], h // heads
-        causal = torch.ones(length, length, dtype=torch.bool).triu(1)
-        for ly in tm.encoder.layers:
-            a = ly.layer_norm1(hs)
-            q, k, v = [p(a).reshape(1, length, heads, d).transpose(1, 2)
-                       for p in (ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj)]
-            w = ((q @ k.transpose(-1, -2)) / d ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
-            hs = hs + ly.self_attn.out_proj((w @ v).transpose(1, 2).reshape(1, length, h))
-            hs = hs + ly.mlp(ly.layer_norm2(hs))
-            outs.append(tm.final_layer_norm(hs))
+        outs = [tm.final_layer_norm(hs) for hs in plain_layers(tm, x, heads)]
         err = (got - torch.stack(outs)).abs().max().item()
     report("text_layers_shape", tuple(got.shape) == (layers, 1, length, h), str(tuple(got.shape)))
     report("text_layers_values", err < 1e-5, f"max error {err:g}")
@@ -276,17 +283,8 @@ def check_text_layers():
         xl = torch.jit.freeze(torch.jit.trace(export_sd.TextEncoderLayers(clip, raw=True, projection=proj).eval(),
                                               (x,)).eval())
         got = xl(x)
-        hs = x + tm.embeddings.position_embedding.weight
-        want = []
-        for ly in tm.encoder.layers:
-            a = ly.layer_norm1(hs)
-            q, k, v = [p(a).reshape(1, length, heads, d).transpose(1, 2)
-                       for p in (ly.self_attn.q_proj, ly.self_attn.k_proj, ly.self_attn.v_proj)]
-            w = ((q @ k.transpose(-1, -2)) / d ** 0.5).masked_fill(causal, float("-inf")).softmax(-1)
-            hs = hs + ly.self_attn.out_proj((w @ v).transpose(1, 2).reshape(1, length, h))
-            hs = hs + ly.mlp(ly.layer_norm2(hs))
-            want.append(hs)
-        want.append(proj(tm.final_layer_norm(hs)))
+        want = plain_layers(tm, x, heads)
+        want.append(proj(tm.final_layer_norm(want[-1])))
         err = (got - torch.stack(want)).abs().max().item()
     report("text_layers_xl_shape", tuple(got.shape) == (layers + 1, 1, length, h), str(tuple(got.shape)))
     report("text_layers_xl_values", err < 1e-5, f"max error {err:g}")

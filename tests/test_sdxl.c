@@ -125,6 +125,24 @@ static uint8_t *closed_form_frame(sdm_engine *e, sdm_module *unet, const sdm_ten
     return img;
 }
 
+/* A rendered 64×64 frame against its closed form (closed_form_frame): at
+ * most 1/255 apart. */
+static void check_frame(sdm_engine *e, sdm_module *unet, const sdm_tensor *emb, const sdm_tensor *pooled,
+                        const sdm_tensor *tids, double g, int steps, uint64_t seed, const uint8_t *got,
+                        const char *what, int k)
+{
+    uint8_t *want = closed_form_frame(e, unet, emb, pooled, tids, g, steps, seed, 8, 8);
+    double maxd, mean;
+
+    CHECK(want != NULL);
+    if (!want)
+        return;
+    maxd = max_abs_u8(want, got, 64 * 64 * 3, &mean);
+    printf("xl %s frame %d: max |frame - decode(closed form)| = %.0f/255\n", what, k, maxd);
+    CHECK(maxd <= 1);
+    free(want);
+}
+
 /* ---- the text side -------------------------------------------------------- */
 
 /* emb = [encoder 1's layer before the last | encoder 2's], the second on
@@ -221,19 +239,11 @@ static void test_morph(sdm_engine *e, sdm_module *unet)
     CHECK(sdm_engine_embed_pooled(e, "a rainy city street at night, neon", &o, &ea, &pa, NULL) == 0);
     CHECK(sdm_engine_embed_pooled(e, "a dense forest in the rain", &o, &eb, &pb, NULL) == 0);
     for (int k = 0; k < c.n && k < 5; k++) {
-        double t = k / 4.0, maxd, mean;
+        double t = k / 4.0;
         sdm_tensor *me = NULL, *mp = NULL;
-        uint8_t *want;
         sdm_tensor_axpby(1.0 - t, ea, t, eb, &me);
         sdm_tensor_axpby(1.0 - t, pa, t, pb, &mp);
-        want = closed_form_frame(e, unet, me, mp, tids, 7.5, 10, 7, 8, 8);
-        CHECK(want != NULL);
-        if (want) {
-            maxd = max_abs_u8(want, c.frames[k], bytes, &mean);
-            printf("xl morph frame %d (t=%.2f): max |frame - decode(closed form)| = %.0f/255\n", k, t, maxd);
-            CHECK(maxd <= 1);
-        }
-        free(want);
+        check_frame(e, unet, me, mp, tids, 7.5, 10, 7, c.frames[k], "morph (t = k/4)", k);
         sdm_tensor_free(&me);
         sdm_tensor_free(&mp);
     }
@@ -270,8 +280,6 @@ static void test_walk(sdm_engine *e, sdm_module *unet)
     sdm_tensor_clone(y0[0], &y[0]);
     sdm_tensor_clone(y0[1], &y[1]);
     for (int k = 0; k < c.n && k < 4; k++) {
-        double maxd, mean;
-        uint8_t *want;
         for (int p = 0; k > 0 && p < 2; p++) {
             int64_t shape[3] = { 1, sdm_tensor_dim(y0[p], 1), p ? 0 : sdm_tensor_dim(y0[p], 2) };
             sdm_tensor *n = NULL;
@@ -281,14 +289,7 @@ static void test_walk(sdm_engine *e, sdm_module *unet)
             sdm_tensor_axpby_(a, y0[p], 1.0, y[p]);
             sdm_tensor_free(&n);
         }
-        want = closed_form_frame(e, unet, y[0], y[1], tids, 6.0, 6, 11, 8, 8);
-        CHECK(want != NULL);
-        if (want) {
-            maxd = max_abs_u8(want, c.frames[k], bytes, &mean);
-            printf("xl walk frame %d: max |frame - decode(closed form)| = %.0f/255\n", k, maxd);
-            CHECK(maxd <= 1);
-        }
-        free(want);
+        check_frame(e, unet, y[0], y[1], tids, 6.0, 6, 11, c.frames[k], "walk", k);
     }
     if (c.n == 4) {
         double mean;

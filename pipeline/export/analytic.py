@@ -233,14 +233,18 @@ class UNet(torch.nn.Module):
         ab = torch.where(frac == 0, self.ac[low], ab)
         return torch.where(frac == 1, self.ac[low + 1], ab)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        x0 = self.target(emb, x.shape[2], x.shape[3]).to(torch.float64)
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """The perfect prediction at x, t toward x0: eps (or v)."""
+        x0 = x0.to(torch.float64)
         ab = self.alpha_bar(t).reshape(-1, 1, 1, 1)
         a, s = ab.sqrt(), (1.0 - ab).sqrt()
         eps = (x.to(torch.float64) - a * x0) / s
         if self.v_prediction:
             return (a * eps - s * x0).to(x.dtype)
         return eps.to(x.dtype)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return self.denoise(x, t, self.target(emb, x.shape[2], x.shape[3]))
 
 
 class UNetXL(UNet):
@@ -264,13 +268,7 @@ class UNetXL(UNet):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, pooled: torch.Tensor,
                 time_ids: torch.Tensor) -> torch.Tensor:
-        x0 = self.target_xl(emb, pooled, time_ids, x.shape[2], x.shape[3]).to(torch.float64)
-        ab = self.alpha_bar(t).reshape(-1, 1, 1, 1)
-        a, s = ab.sqrt(), (1.0 - ab).sqrt()
-        eps = (x.to(torch.float64) - a * x0) / s
-        if self.v_prediction:
-            return (a * eps - s * x0).to(x.dtype)
-        return eps.to(x.dtype)
+        return self.denoise(x, t, self.target_xl(emb, pooled, time_ids, x.shape[2], x.shape[3]))
 
 
 class VaeDecoder(torch.nn.Module):
