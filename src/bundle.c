@@ -524,9 +524,15 @@ end:
 
 int sdm_bundle_files(const sdm_bundle *b, const char **out)
 {
-    const char *files[SDM_BUNDLE_MAX_FILES] = { b->text_encoder,         b->unet,           b->vae_decoder,
-                                                b->vocab,                b->merges,         b->unet_aoti.path,
-                                                b->vae_aoti.path,        b->token_embedding, b->text2.text_encoder,
+    const char *files[SDM_BUNDLE_MAX_FILES] = { b->text_encoder,
+                                                b->unet,
+                                                b->vae_decoder,
+                                                b->vocab,
+                                                b->merges,
+                                                b->unet_aoti.path,
+                                                b->vae_aoti.path,
+                                                b->token_embedding,
+                                                b->text2.text_encoder,
                                                 b->text2.token_embedding };
 
     memcpy(out, files, sizeof files);
