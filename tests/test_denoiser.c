@@ -206,10 +206,10 @@ static void test_refusals(const fixture *f)
     refused(f, &s, &b, "a guided batch needs the negative prompts' embeddings");
     b = bt;
     b.cond.pooled = f->cond;
-    refused(f, &s, &b, "(SDXL) are not supported yet");
+    refused(f, &s, &b, "pooled embeddings and time ids for a UNet that takes none");
     b = bt;
     b.cond.time_ids = f->cond;
-    refused(f, &s, &b, "(SDXL) are not supported yet");
+    refused(f, &s, &b, "pooled embeddings and time ids for a UNet that takes none");
     b = bt;
     b.first_step = 4;
     refused(f, &s, &b, "first step 4 of a 4-step schedule");

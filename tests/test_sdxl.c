@@ -399,6 +399,50 @@ static void test_refusals(void)
     }
 }
 
+/* The denoiser of an SDXL UNet refuses a batch without its added inputs,
+ * or with them of the wrong shape, before anything runs. */
+static void test_denoiser_refusals(sdm_engine *e)
+{
+    const sdm_text_opts o = { 1, 1, 1 };
+    const int64_t xs[4] = { 1, 4, 8, 8 }, ps[2] = { 1, 5 };
+    const float tv[6] = { 64, 64, 0, 0, 64, 64 };
+    sdm_denoiser *d = engine_denoiser(e);
+    sdm_sampler_params sp = { SDM_SAMPLER_DDIM, 2, 0.0, 0, SDM_SPACING_DEFAULT };
+    const sdm_tensor *emb = NULL, *pooled = NULL;
+    sdm_tensor *x = NULL, *bad = NULL, *tids = time_ids_of(tv), *out = NULL;
+    sdm_schedule s;
+    sdm_batch b = { 0 };
+    sdm_error e2 = { 0 };
+    double g = 1.0;
+
+    CHECK(d && sdm_schedule_make(sdm_engine_bundle(e), &sp, &s, &e2) == 0);
+    CHECK(sdm_engine_embed_pooled(e, "a", &o, &emb, &pooled, NULL) == 0);
+    sdm_tensor_randn(1, xs, 4, cpu, &x);
+    sdm_tensor_randn(1, ps, 2, cpu, &bad);
+    b.latents = x;
+    b.cond.cond = emb;
+    b.guidance = &g;
+    for (int i = 0; d && i < 3; i++) {
+        sdm_error err = { 0 };
+        b.cond.pooled = i == 0 ? NULL : i == 1 ? bad : pooled;
+        b.cond.time_ids = i == 2 ? NULL : tids;
+        CHECK_INT(sdm_denoiser_run(d, &s, &b, &out, &err), -1);
+        CHECK(out == NULL);
+        CHECK_CONTAINS(err.msg, i == 1 ? "wrong shape" : "needs pooled embeddings and time ids");
+    }
+    /* and runs it with them */
+    b.cond.pooled = pooled;
+    b.cond.time_ids = tids;
+    CHECK(d && sdm_denoiser_run(d, &s, &b, &out, &e2) == 0);
+    CHECK(out && sdm_tensor_dim(out, 0) == 1);
+    sdm_tensor_free(&out);
+    sdm_tensor_free(&x);
+    sdm_tensor_free(&bad);
+    sdm_tensor_free(&tids);
+    sdm_schedule_free(&s);
+    sdm_denoiser_free(&d);
+}
+
 int main(void)
 {
     sdm_engine *e = analytic_engine_named("analytic-xl", xl_dir, sizeof xl_dir);
@@ -416,6 +460,7 @@ int main(void)
         test_walk(e, unet);
     }
     test_seed_morph_frames();
+    test_denoiser_refusals(e);
     test_time_ids();
     test_refusals();
     sdm_module_free(&unet);
