@@ -89,11 +89,6 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
                              r->path, b->dir, b->family);
     if (!r->embeddings)
         return 0;
-    if (sdm_bundle_is_xl(b))
-        return sdm_error_set(err, SDM_EXIT_USAGE,
-                             "%s: 'embeddings': textual-inversion embeddings for a model with two text encoders "
-                             "(SDXL, %s) are not supported yet",
-                             r->path, b->dir);
     if (!b->text_layers)
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: 'embeddings': the text encoder of %s takes token ids, not "

@@ -86,6 +86,8 @@ static int chunk_input(sdm_text_encoder *te, const tower *tw, const int64_t *ids
                        sdm_error *err)
 {
     int L = te->bundle->token_length, H = tw->hidden, rc = -1;
+    /* textual-inversion vectors: the second encoder has its own */
+    const float *vectors = tw == &te->towers[0] ? te->embs.rows : te->embs.rows2;
     int64_t ids_shape[2] = { 1, L }, shape[3] = { 1, L, H };
     float *x = NULL;
     sdm_tensor *f = NULL;
@@ -101,7 +103,7 @@ static int chunk_input(sdm_text_encoder *te, const tower *tw, const int64_t *ids
         goto end;
     }
     for (int i = 0; i < L; i++) {
-        const float *row = vec[i] >= 0                         ? te->embs.rows + (size_t)vec[i] * H
+        const float *row = vec[i] >= 0                         ? vectors + (size_t)vec[i] * H
                            : ids[i] >= 0 && ids[i] < tw->vocab ? tw->table + (size_t)ids[i] * H
                                                                : NULL;
         if (!row) {
@@ -483,12 +485,7 @@ int sdm_text_encoder_use_embeddings(sdm_text_encoder *te, const char *dir, sdm_e
                              "embeddings (%s): the text encoder of %s takes token ids, not "
                              "embeddings; %s",
                              dir, te->bundle->dir, REEXPORT);
-    if (te->n_towers > 1)
-        return sdm_error_set(err, SDM_EXIT_USAGE,
-                             "embeddings (%s): textual-inversion embeddings for a model with two text "
-                             "encoders (SDXL) are not supported yet",
-                             dir);
-    if (sdm_embeddings_load(dir, te->tok, te->bundle->hidden_size, &e, err))
+    if (sdm_embeddings_load2(dir, te->tok, te->bundle->hidden_size, te->bundle->text2.hidden_size, &e, err))
         return -1;
     sdm_embeddings_free(&te->embs);
     te->embs = e;

@@ -19,7 +19,9 @@
  * pad id), their hidden states side by side [L, H1+H2]; and the second's
  * projected output at the first chunk's end of text is the pooled
  * embedding [1, P]. Both read the hidden state before the last layer
- * (text.penultimate), as diffusers' SDXL pipeline does. */
+ * (text.penultimate), as diffusers' SDXL pipeline does; an embedding's
+ * vectors go into each encoder's places from its own tensor (clip_l,
+ * clip_g: embeddings.h). */
 #ifndef SDM_TEXT_ENCODER_H
 #define SDM_TEXT_ENCODER_H
 

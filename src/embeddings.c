@@ -38,15 +38,54 @@ static int rows_of(const sdm_st_tensor *t, int hidden, int room, const char *pat
     return 0;
 }
 
+/* An SDXL embedding file's two tensors, one per encoder, of as many rows. */
+static int vectors_xl(const sdm_embeddings *e, const sdm_safetensors *st, const char *path, int room,
+                      const sdm_st_tensor **t, const sdm_st_tensor **t2, int *rows, sdm_error *err)
+{
+    int rows2 = 0;
+
+    *t = sdm_safetensors_find(st, "clip_l");
+    *t2 = sdm_safetensors_find(st, "clip_g");
+    if (!*t || !*t2)
+        return sdm_error_set(err, SDM_EXIT_USAGE,
+                             "%s: an embedding for a model with two text encoders (SDXL) holds 'clip_l' and "
+                             "'clip_g' tensors",
+                             path);
+    if (rows_of(*t, e->hidden, room, path, rows, err) || rows_of(*t2, e->hidden2, room, path, &rows2, err))
+        return -1;
+    if (rows2 != *rows)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'clip_l' has %d vectors and 'clip_g' %d", path, *rows, rows2);
+    return 0;
+}
+
+/* Room for `rows` more vectors (and the second encoder's), then t's (and t2's) read into it. */
+static int append_rows(sdm_embeddings *e, const sdm_safetensors *st, const sdm_st_tensor *t, const sdm_st_tensor *t2,
+                       int rows, sdm_error *err)
+{
+    float *all = realloc(e->rows, sizeof *all * (size_t)(e->n_rows + rows) * e->hidden);
+
+    if (!all)
+        return no_memory(err);
+    e->rows = all;
+    if (sdm_safetensors_read_f32(st, t, all + (size_t)e->n_rows * e->hidden, (uint64_t)rows * e->hidden, err))
+        return -1;
+    if (!t2)
+        return 0;
+    all = realloc(e->rows2, sizeof *all * (size_t)(e->n_rows + rows) * e->hidden2);
+    if (!all)
+        return no_memory(err);
+    e->rows2 = all;
+    return sdm_safetensors_read_f32(st, t2, all + (size_t)e->n_rows * e->hidden2, (uint64_t)rows * e->hidden2, err);
+}
+
 int sdm_embeddings_add_file(sdm_embeddings *e, const char *path, const char *name, const sdm_tokenizer *tok,
                             sdm_error *err)
 {
     sdm_safetensors *st = NULL;
-    const sdm_st_tensor *t;
+    const sdm_st_tensor *t, *t2 = NULL;
     sdm_prompt_embedding *list, *pe;
     int64_t *ids = NULL;
-    int rows = 0, n_ids = 0, rc = -1;
-    float *all;
+    int rows = 0, n_ids = 0, rc = -1, room = sdm_tokenizer_token_length(tok) - 2;
 
     if (e->n >= SDM_MAX_EMBEDDINGS) {
         sdm_error_set(err, SDM_EXIT_USAGE, "%s: more than %d embeddings", path, SDM_MAX_EMBEDDINGS);
@@ -54,16 +93,18 @@ int sdm_embeddings_add_file(sdm_embeddings *e, const char *path, const char *nam
     }
     if (sdm_safetensors_open(path, &st, err))
         goto end;
-    t = vectors_of(st);
-    if (!t) {
+    if (e->hidden2 > 0) {
+        if (vectors_xl(e, st, path, room, &t, &t2, &rows, err))
+            goto end;
+    } else if (!(t = vectors_of(st))) {
         sdm_error_set(err, SDM_EXIT_USAGE,
                       "%s: %d tensors and none called emb_params; an embedding file holds "
                       "one",
                       path, sdm_safetensors_count(st));
         goto end;
-    }
-    if (rows_of(t, e->hidden, sdm_tokenizer_token_length(tok) - 2, path, &rows, err))
+    } else if (rows_of(t, e->hidden, room, path, &rows, err)) {
         goto end;
+    }
     if (sdm_tokenizer_tokens(tok, name, &ids, &n_ids, NULL)) {
         no_memory(err);
         goto end;
@@ -73,15 +114,12 @@ int sdm_embeddings_add_file(sdm_embeddings *e, const char *path, const char *nam
         goto end;
     }
     list = realloc(e->list, sizeof *list * (size_t)(e->n + 1));
-    if (list)
-        e->list = list;
-    all = list ? realloc(e->rows, sizeof *all * (size_t)(e->n_rows + rows) * e->hidden) : NULL;
-    if (!all) {
+    if (!list) {
         no_memory(err);
         goto end;
     }
-    e->rows = all;
-    if (sdm_safetensors_read_f32(st, t, all + (size_t)e->n_rows * e->hidden, (uint64_t)rows * e->hidden, err))
+    e->list = list;
+    if (append_rows(e, st, t, t2, rows, err))
         goto end;
     pe = &e->list[e->n];
     pe->name = strdup(name);
@@ -143,11 +181,18 @@ static int list_dir(const char *dir, char ***names, int *n, sdm_error *err)
 
 int sdm_embeddings_load(const char *dir, const sdm_tokenizer *tok, int hidden, sdm_embeddings *out, sdm_error *err)
 {
+    return sdm_embeddings_load2(dir, tok, hidden, 0, out, err);
+}
+
+int sdm_embeddings_load2(const char *dir, const sdm_tokenizer *tok, int hidden, int hidden2, sdm_embeddings *out,
+                         sdm_error *err)
+{
     char **names = NULL, path[4096], name[256];
     int n = 0, rc = -1;
 
     memset(out, 0, sizeof *out);
     out->hidden = hidden;
+    out->hidden2 = hidden2;
     if (list_dir(dir, &names, &n, err))
         goto end;
     for (int i = 0; i < n; i++) {
@@ -179,5 +224,6 @@ void sdm_embeddings_free(sdm_embeddings *e)
     }
     free(e->list);
     free(e->rows);
+    free(e->rows2);
     memset(e, 0, sizeof *e);
 }

@@ -21,12 +21,19 @@ typedef struct {
     int hidden; /* H */
     int n_rows;
     float *rows; /* [n_rows, H]: every embedding's vectors */
+    int hidden2; /* SDXL: the second text encoder's H2; 0: one encoder */
+    float *rows2; /* SDXL: [n_rows, H2], the same vectors for the second encoder */
 } sdm_embeddings;
 
 /* Reads dir's *.safetensors (in name order). Every file must hold one
  * tensor of width hidden with at most token_length-2 vectors; errors name
  * the file. A missing folder is an error naming it. */
 int sdm_embeddings_load(const char *dir, const sdm_tokenizer *tok, int hidden, sdm_embeddings *out, sdm_error *err);
+/* The same for a model with two text encoders (SDXL, hidden2 > 0): every
+ * file holds a tensor per encoder, "clip_l" [n, hidden] and "clip_g" [n,
+ * hidden2], as A1111's SDXL embeddings do. */
+int sdm_embeddings_load2(const char *dir, const sdm_tokenizer *tok, int hidden, int hidden2, sdm_embeddings *out,
+                         sdm_error *err);
 /* One file's vectors into out (name: its file name without .safetensors). */
 int sdm_embeddings_add_file(sdm_embeddings *e, const char *path, const char *name, const sdm_tokenizer *tok,
                             sdm_error *err);

@@ -7,11 +7,13 @@
  * prompt is; the time ids come from the recipe's size keys. */
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "condition.h"
 #include "engine.h"
 #include "preflight.h"
 #include "render.h"
+#include "safetensors.h"
 #include "sampler.h"
 #include "analytic.h"
 #include "test.h"
@@ -376,7 +378,7 @@ static void test_refusals(void)
         const char *model, *yaml, *says;
     } cases[] = {
         { "analytic", "original_size: [1024, 1024]\nkeyframes:\n  - a\n", "SDXL's size conditioning" },
-        { "analytic-xl", "embeddings: .\nkeyframes:\n  - a\n", "two text encoders" },
+        { "analytic-xl", "embeddings: /nonexistent-embeddings\nkeyframes:\n  - a\n", "no folder" },
         { "analytic-xl", "clip_skip: 3\nkeyframes:\n  - a\n", "clip_skip 3" },
     };
     char dir[600];
@@ -443,6 +445,115 @@ static void test_denoiser_refusals(sdm_engine *e)
     sdm_denoiser_free(&d);
 }
 
+/* A .safetensors of float32 tensors [n, widths[i]] named names[i], their
+ * data one after the other. */
+static void write_tensors(const char *path, const char *const *names, const float *const *data, int count, int n,
+                          const int *widths)
+{
+    char header[512];
+    uint64_t len;
+    int hl = 1, off = 0;
+    FILE *f;
+
+    header[0] = '{';
+    for (int i = 0; i < count; i++, off += n * widths[i - 1] * 4)
+        hl += snprintf(header + hl, sizeof header - (size_t)hl,
+                       "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%d,%d]}", i ? "," : "",
+                       names[i], n, widths[i], off, off + n * widths[i] * 4);
+    header[hl++] = '}';
+    while (hl % 8)
+        header[hl++] = ' ';
+    len = (uint64_t)hl;
+    f = fopen(path, "wb");
+    if (!f)
+        return;
+    fwrite(&len, 8, 1, f);
+    fwrite(header, 1, (size_t)hl, f);
+    for (int i = 0; i < count; i++)
+        fwrite(data[i], sizeof(float), (size_t)n * widths[i], f);
+    fclose(f);
+}
+
+/* The rows of token ids a and b of a bundle's token table (path) into out [2, H]. */
+static int table_rows(const char *path, int a, int b, int H, float *out)
+{
+    sdm_safetensors *st = NULL;
+    sdm_error err = { 0 };
+    const sdm_st_tensor *t;
+    float *table = NULL;
+    int rc = -1;
+
+    if (sdm_safetensors_open(path, &st, &err))
+        return -1;
+    t = sdm_safetensors_tensor(st, 0);
+    table = malloc(sizeof *table * (size_t)t->numel);
+    if (table && !sdm_safetensors_read_f32(st, t, table, t->numel, &err)) {
+        memcpy(out, table + (size_t)a * H, sizeof *out * H);
+        memcpy(out + H, table + (size_t)b * H, sizeof *out * H);
+        rc = 0;
+    }
+    free(table);
+    sdm_safetensors_free(&st);
+    return rc;
+}
+
+/* Same embedding and pooled embedding for two prompts? */
+static int same_text(sdm_engine *e, const char *p, const char *q)
+{
+    const sdm_text_opts o = { 1, 1, 1 };
+    const sdm_tensor *ep, *eq, *pp, *pq;
+    float *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    int same = 0;
+
+    if (!sdm_engine_embed_pooled(e, p, &o, &ep, &pp, NULL) && !sdm_engine_embed_pooled(e, q, &o, &eq, &pq, NULL)) {
+        a = host_f32(ep);
+        b = host_f32(eq);
+        c = host_f32(pp);
+        d = host_f32(pq);
+        same = a && b && c && d && !memcmp(a, b, sizeof *a * (size_t)sdm_tensor_numel(ep)) &&
+               !memcmp(c, d, sizeof *c * (size_t)sdm_tensor_numel(pp));
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    return same;
+}
+
+/* Textual inversion with both encoders (A1111's SDXL files: clip_l and
+ * clip_g): an embedding whose vectors are the two tables' rows of "city"
+ * and "fog" reads as those words, in the embedding and the pooled one; a
+ * one-tensor (SD) file is refused, naming it. */
+static void test_embeddings(sdm_engine *e)
+{
+    const sdm_bundle *b = sdm_engine_bundle(e);
+    const sdm_tokenizer *tok = sdm_engine_tokenizer(e);
+    const char *xl_names[2] = { "clip_g", "clip_l" }, *sd_name[1] = { "emb_params" };
+    int H1 = b->hidden_size, H2 = b->text2.hidden_size, widths[2] = { H2, H1 };
+    int city = sdm_tokenizer_find(tok, "city</w>"), fog = sdm_tokenizer_find(tok, "fog</w>");
+    float l[2 * 64], g[2 * 64];
+    const float *data[2] = { g, l };
+    char dir[] = "/tmp/sdm_xl_emb_XXXXXX", path[256];
+    sdm_error err = { 0 };
+
+    CHECK(city >= 0 && fog >= 0 && H1 <= 64 && H2 <= 64 && mkdtemp(dir) != NULL);
+    CHECK(table_rows(b->token_embedding, city, fog, H1, l) == 0);
+    CHECK(table_rows(b->text2.token_embedding, city, fog, H2, g) == 0);
+    snprintf(path, sizeof path, "%s/grim.safetensors", dir);
+    write_tensors(path, xl_names, data, 2, 2, widths);
+    CHECK_INT(sdm_text_encoder_use_embeddings(sdm_engine_text(e), dir, &err), 0);
+    CHECK(!same_text(e, "a grim", "a city"));
+    CHECK(same_text(e, "a grim", "a city fog"));
+    remove(path);
+    snprintf(path, sizeof path, "%s/plain.safetensors", dir);
+    write_tensors(path, sd_name, &data[1], 1, 2, &widths[1]);
+    CHECK_INT(sdm_text_encoder_use_embeddings(sdm_engine_text(e), dir, &err), -1);
+    CHECK_CONTAINS(err.msg, "plain.safetensors");
+    CHECK_CONTAINS(err.msg, "'clip_l' and 'clip_g'");
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     sdm_engine *e = analytic_engine_named("analytic-xl", xl_dir, sizeof xl_dir);
@@ -463,6 +574,7 @@ int main(void)
     test_denoiser_refusals(e);
     test_time_ids();
     test_refusals();
+    test_embeddings(e); /* last: the engine then reads "grim" as its embedding */
     sdm_module_free(&unet);
     sdm_engine_free(&e);
     return test_report();
