@@ -771,6 +771,7 @@ static int commit_outputs(render_state *S, sdm_error *err)
     const sdm_outputs *o = &S->pf.outs;
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     char device[32];
+    float time_ids[SDM_TIME_IDS];
     sdm_sidecar_used used;
 
     if (S->sink && sdm_sink_finish(S->sink, S->interrupted, err))
@@ -790,6 +791,11 @@ static int commit_outputs(render_state *S, sdm_error *err)
     used.load_seconds = S->stats->load_seconds;
     used.seconds = S->stats->seconds;
     used.texts = S->cond ? sdm_conditioner_texts_json(S->cond) : NULL;
+    if (sdm_bundle_is_xl(b)) {
+        sdm_time_ids(S->r, S->width, S->height, time_ids);
+        used.time_ids = time_ids;
+        used.vae_dtype = b->vae_dtype;
+    }
     if (sdm_outputs_commit(o, S->files, S->r, &S->plan, &used, S->interrupted, err))
         return -1;
     for (int i = 0; S->p->on_written && i < sdm_fileset_count(S->files); i++)

@@ -24,6 +24,14 @@ static json_object *used_json(const sdm_recipe *r, const sdm_sidecar_used *u)
     json_object_object_add(o, "steps", json_object_new_int(r->steps));
     json_object_object_add(o, "sampler", json_object_new_string(sdm_sampler_name(r->sampler)));
     json_object_object_add(o, "batch", json_object_new_int(u->batch));
+    if (u->vae_dtype)
+        json_object_object_add(o, "vae_dtype", json_object_new_string(u->vae_dtype));
+    if (u->time_ids) {
+        json_object *ids = json_object_new_array();
+        for (int i = 0; ids && i < 6; i++)
+            json_object_array_add(ids, json_object_new_int((int)u->time_ids[i]));
+        json_object_object_add(o, "time_ids", ids);
+    }
     json_object_object_add(o, "load_seconds", json_object_new_double(u->load_seconds));
     json_object_object_add(o, "seconds", json_object_new_double(u->seconds));
     return o;

@@ -20,6 +20,8 @@ typedef struct {
     int width, height, batch; /* batch: frames per call at the end */
     double load_seconds, seconds;
     const char *texts; /* the prompts' chunks and weights as JSON (texts_json.h), or NULL */
+    const float *time_ids; /* SDXL's six size and crop numbers the UNet got; NULL: not SDXL */
+    const char *vae_dtype; /* what the VAE decoder computed in; NULL: dtype */
 } sdm_sidecar_used;
 
 /* Writes the sidecar into path (a temporary file of the render's file

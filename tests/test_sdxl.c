@@ -370,6 +370,42 @@ static void test_time_ids(void)
     sdm_recipe_free(&r2);
 }
 
+/* The sidecar records the time ids the UNet got and the VAE decoder's dtype. */
+static void test_sidecar(void)
+{
+    const char *yaml =
+        "width: 64\nheight: 64\nsteps: 2\noriginal_size: [512, 384]\ncrops_coords_top_left: [16, 8]\n"
+        "keyframes:\n  - a red house\n";
+    char dir[] = "/tmp/sdm_xl_side_XXXXXX", out[128], json[128], text[8192] = "";
+    const char *outs[1] = { out };
+    sdm_recipe *r = recipe_of(yaml);
+    sdm_render_params p = sdm_render_default_params();
+    sdm_error err = { 0 };
+    FILE *f;
+
+    CHECK(r && mkdtemp(dir) != NULL);
+    snprintf(out, sizeof out, "%s/x.png", dir);
+    snprintf(json, sizeof json, "%s/x.json", dir);
+    p.model_dir = xl_dir;
+    p.device = cpu;
+    p.write_outputs = 1;
+    p.outputs = outs;
+    p.n_outputs = 1;
+    CHECK(r && sdm_render(r, &p, NULL, &err) == 0);
+    f = fopen(json, "r");
+    CHECK(f != NULL);
+    if (f) {
+        text[fread(text, 1, sizeof text - 1, f)] = '\0';
+        fclose(f);
+    }
+    CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
+    CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    remove(json);
+    remove(out);
+    rmdir(dir);
+    sdm_recipe_free(&r);
+}
+
 /* What check refuses before a model loads: size conditioning for a model
  * without it, embeddings for two encoders, clip_skip past the layers. */
 static void test_refusals(void)
@@ -574,6 +610,7 @@ int main(void)
     test_denoiser_refusals(e);
     test_time_ids();
     test_refusals();
+    test_sidecar();
     test_embeddings(e); /* last: the engine then reads "grim" as its embedding */
     sdm_module_free(&unet);
     sdm_engine_free(&e);
