@@ -133,6 +133,13 @@ static int mp4_open(void **out, const char *tmp_path, const char *target, const 
     if (m->oc->oformat->flags & AVFMT_GLOBALHEADER)
         m->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     av_opt_set(m->enc->priv_data, "preset", p->preset, 0);
+    /* x264's MB-tree reads lookahead memory it never wrote unless the width
+     * is a multiple of 128 (its lowres rows in whole groups of four
+     * macroblocks): the bytes would follow what the heap held before (seen
+     * with MALLOC_PERTURB_ and with two engines in one process). Off there,
+     * so the same frames always give the same file. */
+    if (p->width % 128)
+        av_opt_set(m->enc->priv_data, "x264-params", "mbtree=0", 0);
     av_opt_set_double(m->enc->priv_data, "crf", p->crf, 0);
 
     averr = avcodec_open2(m->enc, codec, NULL);
