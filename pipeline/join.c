@@ -12,10 +12,22 @@
 #include "bundle.h"
 #include "outputs.h"
 #include "pace.h"
+#include "paths.h"
 #include "plan.h"
 #include "png.h"
+#include "retime.h"
 #include "segment.h"
 #include "sink.h"
+
+struct sdm_join_writer {
+    sdm_join_writer_params p;
+    sdm_fileset *files;
+    sdm_sink *sink;
+    size_t frame_bytes;
+    int shown; /* output frames pushed */
+    char comment[1024]; /* what every output records, as a render's */
+    sdm_pace *pace; /* measured as a render measures it: the same sidecar */
+};
 
 typedef struct {
     const sdm_recipe *r;
@@ -25,12 +37,9 @@ typedef struct {
     int *fds; /* each segment's frames, open */
     int *owner; /* per render: the segment that holds it, -1 none, -2 several */
     sdm_outputs outs;
-    sdm_fileset *files;
-    sdm_sink *sink;
+    sdm_join_writer *writer;
     uint8_t *frame;
     size_t frame_bytes;
-    char comment[1024]; /* what every output records, as a render's */
-    sdm_pace *pace; /* measured as a render measures it: the same sidecar */
 } join_state;
 
 /* "0-3, 8, 12-15" of the indices i < n where flag[i], within len (cut with "..."). */
@@ -137,28 +146,73 @@ static int check_segment(join_state *S, int k, const char *recipe_fp, sdm_error 
     return 0;
 }
 
-static int read_segments(join_state *S, sdm_error *err)
+/* Every manifest, read before the plan: a retimed plan needs their curves. */
+static int read_manifests(join_state *S, sdm_error *err)
 {
     int n = S->jp->n_segments;
-    char recipe_fp[24];
 
     if (n < 1)
         return sdm_error_set(err, SDM_EXIT_USAGE, "join: no segment given");
     S->segs = calloc((size_t)n, sizeof *S->segs);
     S->fds = malloc((size_t)n * sizeof *S->fds);
-    S->owner = malloc((size_t)S->plan.n_renders * sizeof *S->owner);
-    if (!S->segs || !S->fds || !S->owner)
+    if (!S->segs || !S->fds)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     for (int k = 0; k < n; k++)
         S->fds[k] = -1;
-    sdm_file_fingerprint(S->r->path, recipe_fp, sizeof recipe_fp);
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < n; k++)
         if (sdm_segment_read(S->jp->segments[k], &S->segs[k], err))
             return -1;
-        S->frame_bytes = (size_t)S->segs[0].width * S->segs[0].height * 3;
+    S->frame_bytes = (size_t)S->segs[0].width * S->segs[0].height * 3;
+    return 0;
+}
+
+/* The recipe's plan; with `retime: even`, its frames placed by the curves
+ * the shards' renders measured (kept in every manifest's sidecar), as the
+ * render placed them (preflight.h, sdm_preflight_replan). */
+static int make_plan(join_state *S, sdm_error *err)
+{
+    const sdm_segment_info *s0 = &S->segs[0];
+    char manifest[SDM_SEGMENT_PATH_MAX];
+    sdm_retime rt;
+    int rc = -1;
+
+    if (!sdm_retime_wanted(S->r))
+        return sdm_plan_make(S->r, &S->plan, err);
+    memset(&rt, 0, sizeof rt);
+    if (sdm_retime_init(&rt, S->r, s0->model_fp, s0->width, s0->height, err))
+        goto end;
+    if (sdm_path_with_ext(s0->frames, "json", manifest, sizeof manifest) || !sdm_retime_load(&rt, manifest) ||
+        sdm_retime_missing(&rt)) {
+        sdm_error_set(err, SDM_EXIT_USAGE,
+                      "%s: the recipe retimes its frames (retime: even), but segment %s holds no curve "
+                      "for %d of its transitions; render the shards again",
+                      S->r->path, S->jp->segments[0], sdm_retime_missing(&rt));
+        goto end;
+    }
+    if (sdm_retime_place(&rt, S->r, err) ||
+        sdm_plan_make_retimed(S->r, (const double *const *)rt.weights, &S->plan, err))
+        goto end;
+    if (!(S->plan.retime_json = sdm_retime_json(&rt))) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    rc = 0;
+end:
+    sdm_retime_free(&rt);
+    return rc;
+}
+
+static int check_segments(join_state *S, sdm_error *err)
+{
+    char recipe_fp[24];
+
+    S->owner = malloc((size_t)(S->plan.n_renders > 0 ? S->plan.n_renders : 1) * sizeof *S->owner);
+    if (!S->owner)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    sdm_file_fingerprint(S->r->path, recipe_fp, sizeof recipe_fp);
+    for (int k = 0; k < S->jp->n_segments; k++)
         if (check_segment(S, k, recipe_fp, err))
             return -1;
-    }
     return check_coverage(S, err);
 }
 
@@ -170,7 +224,8 @@ static int open_outputs(join_state *S, sdm_error *err)
     int n = S->jp->n_segments;
     sdm_input *in = calloc(2 * (size_t)n + 1, sizeof *in);
     sdm_outputs_request q = { S->jp->outputs, S->jp->n_outputs, NULL, in, 0, &S->plan };
-    sdm_sink_params kp = sdm_sink_default_params();
+    sdm_join_writer_params wp = { S->r, &S->plan, &S->outs, s0->width, s0->height, s0->recipe_fp, s0->model_dir,
+                                  s0->model_fp, NULL, NULL, NULL };
     int rc = -1;
 
     if (!in)
@@ -180,51 +235,10 @@ static int open_outputs(join_state *S, sdm_error *err)
         in[q.n_inputs++] = (sdm_input){ S->jp->segments[k], "a segment" };
         in[q.n_inputs++] = (sdm_input){ S->segs[k].frames, "a segment's frames" };
     }
-    if (sdm_outputs_make(S->r, &q, &S->outs, err) || sdm_outputs_open(&S->outs, &S->files, err))
-        goto end;
-    sdm_outputs_comment(S->comment, sizeof S->comment, S->r->path, s0->recipe_fp, s0->model_dir, s0->model_fp);
-    kp.width = s0->width;
-    kp.height = s0->height;
-    kp.fps = S->r->fps;
-    kp.total_frames = S->plan.n_sequence;
-    kp.gif_palette = S->r->gif_palette;
-    kp.gif_dither = S->r->gif_dither;
-    kp.comment = S->comment;
-    kp.files = S->files;
-    rc = 0; /* stills alone need no sink */
-    if (S->outs.n_videos || S->outs.sheet)
-        rc = sdm_sink_open(S->outs.videos, S->outs.n_videos, S->outs.sheet, &kp, &S->sink, err);
-end:
+    if (!sdm_outputs_make(S->r, &q, &S->outs, err) && !sdm_join_writer_open(&wp, &S->writer, err))
+        rc = 0;
     free(in);
     return rc;
-}
-
-/* The stills of output frame i (rgb), into their temporary files. */
-static int write_stills(join_state *S, int i, const uint8_t *rgb, sdm_error *err)
-{
-    const sdm_outputs *o = &S->outs;
-
-    for (int k = o->first_still; k < o->first_still + o->n_stills; k++) {
-        int at = o->files[k].frame == i ? sdm_fileset_find(S->files, o->files[k].path) : -2;
-        if (at == -1)
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", o->files[k].path);
-        if (at >= 0 && sdm_png_write(sdm_fileset_temp(S->files, at), rgb, S->segs[0].width, S->segs[0].height,
-                                     S->comment, o->files[k].path, err))
-            return -1;
-    }
-    return 0;
-}
-
-/* Output frame i's part of the pace, as the render's pace_frame does it. */
-static int pace_frame(join_state *S, int i, sdm_error *err)
-{
-    const sdm_plan_frame *f = &S->plan.shown[i];
-
-    if (!S->pace && !(S->pace = sdm_pace_new(S->segs[0].width, S->segs[0].height)))
-        return 0; /* frames too small for SSIM: no pace, as in a render */
-    if (sdm_pace_push(S->pace, S->frame, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    return 0;
 }
 
 /* Every output frame, read from the segment that holds its render. */
@@ -240,29 +254,15 @@ static int write_frames(join_state *S, sdm_error *err)
         if (got != (ssize_t)S->frame_bytes)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "reading %s: %s", S->segs[k].frames,
                                  got < 0 ? strerror(errno) : "the file is shorter than its manifest says");
-        if ((S->sink && sdm_sink_push(S->sink, S->frame, err)) || pace_frame(S, i, err) ||
-            write_stills(S, i, S->frame, err))
+        if (sdm_join_writer_push(S->writer, S->frame, err))
             return -1;
     }
     return 0;
 }
 
-/* The pace into the plan, where the sidecar reads it. */
-static int pace_report(join_state *S, sdm_error *err)
-{
-    sdm_pace_report rep;
-
-    if (!S->pace)
-        return 0;
-    if (sdm_pace_report_make(S->pace, &rep) || !(S->plan.pace_json = sdm_pace_json(&rep)))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    return 0;
-}
-
 static void join_state_clear(join_state *S)
 {
-    sdm_sink_free(&S->sink);
-    sdm_fileset_free(&S->files);
+    sdm_join_writer_free(&S->writer);
     sdm_outputs_free(&S->outs);
     for (int k = 0; S->fds && k < S->jp->n_segments; k++)
         if (S->fds[k] >= 0)
@@ -273,7 +273,6 @@ static void join_state_clear(join_state *S)
     free(S->segs);
     free(S->owner);
     free(S->frame);
-    sdm_pace_free(&S->pace);
     sdm_plan_free(&S->plan);
 }
 
@@ -289,7 +288,7 @@ static int commit(join_state *S, sdm_error *err)
     used.width = s0->width;
     used.height = s0->height;
     used.texts = s0->texts;
-    return sdm_outputs_commit(&S->outs, S->files, S->r, &S->plan, &used, 0, err);
+    return sdm_join_writer_finish(S->writer, &used, 0, err);
 }
 
 int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *stats, sdm_error *err)
@@ -302,8 +301,8 @@ int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *sta
     S.r = r;
     S.jp = jp;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (sdm_plan_make(r, &S.plan, err) || read_segments(&S, err) || open_outputs(&S, err) || write_frames(&S, err) ||
-        (S.sink && sdm_sink_finish(S.sink, 0, err)) || pace_report(&S, err) || commit(&S, err))
+    if (read_manifests(&S, err) || make_plan(&S, err) || check_segments(&S, err) || open_outputs(&S, err) ||
+        write_frames(&S, err) || commit(&S, err))
         goto end;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (stats) {
@@ -315,4 +314,121 @@ int sdm_join(const sdm_recipe *r, const sdm_join_params *jp, sdm_join_stats *sta
 end:
     join_state_clear(&S);
     return rc;
+}
+
+/* ---- the writer ---------------------------------------------------------- */
+
+int sdm_join_writer_open(const sdm_join_writer_params *wp, sdm_join_writer **out, sdm_error *err)
+{
+    sdm_join_writer *w = calloc(1, sizeof *w);
+    sdm_sink_params kp = sdm_sink_default_params();
+    const sdm_outputs *o = wp->outs;
+
+    *out = w;
+    if (!w)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    w->p = *wp;
+    w->frame_bytes = (size_t)wp->width * wp->height * 3;
+    if (sdm_outputs_open(o, &w->files, err))
+        return -1;
+    sdm_outputs_comment(w->comment, sizeof w->comment, wp->r->path, wp->recipe_fp, wp->model_dir, wp->model_fp);
+    kp.width = wp->width;
+    kp.height = wp->height;
+    kp.fps = wp->r->fps;
+    kp.total_frames = wp->plan->n_sequence;
+    kp.gif_palette = wp->r->gif_palette;
+    kp.gif_dither = wp->r->gif_dither;
+    kp.comment = w->comment;
+    kp.files = w->files;
+    if (!o->n_videos && !o->sheet)
+        return 0; /* stills alone need no sink */
+    return sdm_sink_open(o->videos, o->n_videos, o->sheet, &kp, &w->sink, err);
+}
+
+/* The stills of output frame w->shown (rgb), into their temporary files. */
+static int write_stills(sdm_join_writer *w, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_outputs *o = w->p.outs;
+
+    for (int k = o->first_still; k < o->first_still + o->n_stills; k++) {
+        int at = o->files[k].frame == w->shown ? sdm_fileset_find(w->files, o->files[k].path) : -2;
+        if (at == -1)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", o->files[k].path);
+        if (at >= 0 && sdm_png_write(sdm_fileset_temp(w->files, at), rgb, w->p.width, w->p.height, w->comment,
+                                     o->files[k].path, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Output frame w->shown's part of the pace, as the render's pace_frame does it. */
+static int pace_frame(sdm_join_writer *w, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_plan_frame *f = &w->p.plan->shown[w->shown];
+
+    if (!w->pace && !(w->pace = sdm_pace_new(w->p.width, w->p.height)))
+        return 0; /* frames too small for SSIM: no pace, as in a render */
+    if (sdm_pace_push(w->pace, rgb, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+int sdm_join_writer_push(sdm_join_writer *w, const uint8_t *rgb, sdm_error *err)
+{
+    if (w->shown >= w->p.plan->n_sequence)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: more frames than the plan shows");
+    if ((w->sink && sdm_sink_push(w->sink, rgb, err)) || pace_frame(w, rgb, err) || write_stills(w, rgb, err))
+        return -1;
+    if (w->p.on_frame && w->p.on_frame(w->p.user, w->shown, rgb, w->p.width, w->p.height))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
+    w->shown++;
+    return 0;
+}
+
+int sdm_join_writer_shown(const sdm_join_writer *w)
+{
+    return w ? w->shown : 0;
+}
+
+/* The pace into the plan, where the sidecar reads it (a whole render only). */
+static int pace_report(sdm_join_writer *w, sdm_error *err)
+{
+    sdm_pace_report rep;
+
+    if (!w->pace)
+        return 0;
+    free(w->p.plan->pace_json);
+    if (sdm_pace_report_make(w->pace, &rep) || !(w->p.plan->pace_json = sdm_pace_json(&rep)))
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
+int sdm_join_writer_finish(sdm_join_writer *w, const sdm_sidecar_used *used, int partial, sdm_error *err)
+{
+    const sdm_outputs *o = w->p.outs;
+
+    if (w->sink && sdm_sink_finish(w->sink, partial, err))
+        return -1;
+    if (!partial && pace_report(w, err))
+        return -1;
+    for (int i = o->first_still; i < o->first_still + o->n_stills; i++)
+        if (o->files[i].frame >= w->shown)
+            sdm_fileset_skip(w->files, sdm_fileset_find(w->files, o->files[i].path));
+    if (sdm_outputs_commit(o, w->files, w->p.r, w->p.plan, used, partial, err))
+        return -1;
+    for (int i = 0; w->p.on_written && i < sdm_fileset_count(w->files); i++)
+        if (sdm_fileset_written(w->files, i))
+            w->p.on_written(w->p.user, sdm_fileset_written(w->files, i));
+    return 0;
+}
+
+void sdm_join_writer_free(sdm_join_writer **w)
+{
+    if (!*w)
+        return;
+    sdm_sink_free(&(*w)->sink);
+    sdm_fileset_free(&(*w)->files);
+    sdm_pace_free(&(*w)->pace);
+    free(*w);
+    *w = NULL;
 }

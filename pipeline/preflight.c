@@ -110,6 +110,12 @@ int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_pr
         sdm_plan_free(&plan);
         return -1;
     }
+    /* --shard: the shard's renders again (the segment keeps their range) */
+    if (p->shard.count && sdm_plan_keep_renders(&plan, pf->outs.segment.first,
+                                                pf->outs.segment.first + pf->outs.segment.n, err)) {
+        sdm_plan_free(&plan);
+        return -1;
+    }
     if (sdm_retime_missing(&pf->retime) < sdm_retime_wanted(r) && !(plan.retime_json = sdm_retime_json(&pf->retime))) {
         sdm_plan_free(&plan);
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");

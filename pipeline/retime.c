@@ -158,10 +158,13 @@ static int take_curve(sdm_retime *rt, json_object *e)
 
 int sdm_retime_load(sdm_retime *rt, const char *sidecar)
 {
-    json_object *root = sidecar ? json_object_from_file(sidecar) : NULL, *retime, *list;
+    json_object *root = sidecar ? json_object_from_file(sidecar) : NULL, *top = root, *retime, *list;
     int taken = 0;
 
-    if (root && json_object_object_get_ex(root, "retime", &retime) &&
+    /* a shard's segment manifest (segment.h) holds its sidecar as a member */
+    if (root && !json_object_object_get_ex(root, "retime", NULL))
+        json_object_object_get_ex(root, "sidecar", &top);
+    if (top && json_object_object_get_ex(top, "retime", &retime) &&
         json_object_object_get_ex(retime, "transitions", &list) && json_object_is_type(list, json_type_array))
         for (size_t i = 0; i < json_object_array_length(list); i++)
             taken += take_curve(rt, json_object_array_get_idx(list, i));

@@ -168,6 +168,12 @@ static void test_shards_equal_single(void)
     snprintf(recipe, sizeof recipe, "%s/walk.yaml", dir);
     write_recipe(recipe, "walk", "walk:\n  prompt: a lighthouse\n  seed: 3\n  frames: 11\n  sigma: 0.02\n");
     shards_equal_single(recipe, "walk", 3); /* 3, 4, 4 renders: not the batches of one render */
+    /* retimed: each shard probes and keeps the curves in its manifest; join places the frames by them */
+    snprintf(recipe, sizeof recipe, "%s/even.yaml", dir);
+    write_recipe(recipe, "even",
+                 "retime: even\nframes: 7\nkeyframes:\n  - a city street in the rain\n"
+                 "  - a forest path in the mist\n  - a quiet harbour at dawn\n");
+    shards_equal_single(recipe, "even", 3);
 }
 
 /* Shards 1 and 3 of 3 alone, or 2 given twice: join names the renders and frames. */
