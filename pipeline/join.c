@@ -27,6 +27,8 @@ struct sdm_join_writer {
     int shown; /* output frames pushed */
     char comment[1024]; /* what every output records, as a render's */
     sdm_pace *pace; /* measured as a render measures it: the same sidecar */
+    sdm_pace_report report; /* the pace, once finished */
+    int has_report;
 };
 
 typedef struct {
@@ -224,8 +226,8 @@ static int open_outputs(join_state *S, sdm_error *err)
     int n = S->jp->n_segments;
     sdm_input *in = calloc(2 * (size_t)n + 1, sizeof *in);
     sdm_outputs_request q = { S->jp->outputs, S->jp->n_outputs, NULL, in, 0, &S->plan };
-    sdm_join_writer_params wp = { S->r, &S->plan, &S->outs, s0->width, s0->height, s0->recipe_fp, s0->model_dir,
-                                  s0->model_fp, NULL, NULL, NULL };
+    sdm_join_writer_params wp = { S->r,          &S->plan,     &S->outs, s0->width, s0->height, s0->recipe_fp,
+                                  s0->model_dir, s0->model_fp, NULL,     NULL,      NULL };
     int rc = -1;
 
     if (!in)
@@ -393,13 +395,20 @@ int sdm_join_writer_shown(const sdm_join_writer *w)
 /* The pace into the plan, where the sidecar reads it (a whole render only). */
 static int pace_report(sdm_join_writer *w, sdm_error *err)
 {
-    sdm_pace_report rep;
-
     if (!w->pace)
         return 0;
     free(w->p.plan->pace_json);
-    if (sdm_pace_report_make(w->pace, &rep) || !(w->p.plan->pace_json = sdm_pace_json(&rep)))
+    if (sdm_pace_report_make(w->pace, &w->report) || !(w->p.plan->pace_json = sdm_pace_json(&w->report)))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    w->has_report = 1;
+    return 0;
+}
+
+int sdm_join_writer_pace(const sdm_join_writer *w, sdm_pace_report *out)
+{
+    if (!w || !w->has_report)
+        return 1;
+    *out = w->report;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #define SDM_JOIN_H
 
 #include "outputs.h"
+#include "pace.h"
 #include "plan.h"
 #include "recipe.h"
 #include "render_params.h"
@@ -53,6 +54,8 @@ int sdm_join_writer_open(const sdm_join_writer_params *wp, sdm_join_writer **out
 int sdm_join_writer_push(sdm_join_writer *w, const uint8_t *rgb, sdm_error *err);
 /* Output frames pushed so far. */
 int sdm_join_writer_shown(const sdm_join_writer *w);
+/* The pace of the frames pushed, once finished (0), or 1 where none was measured. */
+int sdm_join_writer_pace(const sdm_join_writer *w, sdm_pace_report *out);
 /* Finishes the sink and commits every output with its sidecar (used: what
  * made the frames); partial != 0: the frames pushed, onto .partial names. */
 int sdm_join_writer_finish(sdm_join_writer *w, const sdm_sidecar_used *used, int partial, sdm_error *err);

@@ -111,8 +111,8 @@ int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_pr
         return -1;
     }
     /* --shard: the shard's renders again (the segment keeps their range) */
-    if (p->shard.count && sdm_plan_keep_renders(&plan, pf->outs.segment.first,
-                                                pf->outs.segment.first + pf->outs.segment.n, err)) {
+    if (p->shard.count &&
+        sdm_plan_keep_renders(&plan, pf->outs.segment.first, pf->outs.segment.first + pf->outs.segment.n, err)) {
         sdm_plan_free(&plan);
         return -1;
     }

@@ -60,6 +60,8 @@ typedef struct {
     double t0; /* when the current phase began: loading, then the loop */
     double last_report; /* when the last progress line was written */
     batch_flight flight, next; /* the batch landing, and the one queued behind it */
+    const sdm_batch_source *source; /* a scheduler's (render_hooks.h), or NULL */
+    int todo_first, todo_end; /* renders to do before asking for more */
     int own_engine; /* opened here (not lent by p->engine): freed here */
     char fingerprint[32]; /* the bundle's */
     char comment[1024]; /* stored in every output: version, recipe, model */
@@ -301,7 +303,11 @@ static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_er
         warm_up(S, err))
         return -1;
     S->stats->load_seconds = now_s() - S->t0;
-    return render_retime(S, err);
+    int rc = render_retime(S, err);
+    if (!rc && S->source &&
+        S->source->planned(S->source->user, &S->plan, S->cond ? sdm_conditioner_texts_json(S->cond) : NULL, err))
+        rc = -1;
+    return rc;
 }
 
 /* ---- the loop: batches launched, landed and shown in display order -------- */
@@ -613,7 +619,7 @@ static int batch_land(render_state *S, sdm_error *err)
     for (int j = 0; j < f->nb; j++)
         S->rendered[f->first + j] = 1;
     S->stats->frames_rendered += f->nb;
-    if (emit_ready(S, f, data, err))
+    if (S->source ? S->source->done(S->source->user, f->first, f->nb, data, err) : emit_ready(S, f, data, err))
         goto end;
     rc = 0;
 end:
@@ -622,16 +628,48 @@ end:
     return rc;
 }
 
+/* Renders left to do in S->todo_first..todo_end; else the next ones: all
+ * of the plan, or as many as a batch from the scheduler. 1: none left. */
+static int next_renders(render_state *S)
+{
+    int first, n;
+
+    if (S->todo_first < S->todo_end)
+        return 0;
+    if (!S->source) {
+        if (S->todo_end == S->plan.n_renders)
+            return 1;
+        S->todo_first = 0;
+        S->todo_end = S->plan.n_renders;
+        return 0;
+    }
+    if (S->source->next(S->source->user, S->batch, &first, &n))
+        return 1;
+    S->todo_first = first;
+    S->todo_end = first + n;
+    return 0;
+}
+
 /* Batch i+1 is queued before batch i's frames are waited for, so the GPU
  * goes on while the host shows and encodes them. */
 static int render_loop(render_state *S, sdm_error *err)
 {
     const sdm_render_params *p = S->p;
-    int n = S->plan.n_renders;
 
     S->t0 = now_s();
-    for (int first = 0; first < n; first += S->batch) {
-        int nb = n - first < S->batch ? n - first : S->batch, d;
+    for (;;) {
+        int first, nb, d;
+        if (next_renders(S)) {
+            /* none for now: a scheduler may have more (given back by a device
+             * that failed) once the batch in flight has landed */
+            if (!S->source || !S->flight.frames)
+                break;
+            if (batch_land(S, err))
+                return -1;
+            continue;
+        }
+        first = S->todo_first;
+        nb = S->todo_end - first < S->batch ? S->todo_end - first : S->batch;
         if (p->stop && *p->stop) {
             S->interrupted = 1;
             break;
@@ -643,10 +681,9 @@ static int render_loop(render_state *S, sdm_error *err)
         }
         if (d < 0 && halve_batch(S, err))
             return -1;
-        if (d < 0) {
-            first -= S->batch; /* cancels the loop's += batch: the same frames again */
-            continue;
-        }
+        if (d < 0)
+            continue; /* the same frames again, fewer at a time */
+        S->todo_first += nb;
         if (S->flight.frames && batch_land(S, err))
             return -1;
         S->flight = S->next;
@@ -861,6 +898,7 @@ int sdm_render_hooked(const sdm_recipe *r, const sdm_render_params *p, const sdm
     memset(S.stats, 0, sizeof *S.stats);
     S.t0 = now_s();
     S.last_report = S.t0;
+    S.source = hooks ? hooks->source : NULL;
 
     rc = render_prepare(&S, hooks, err);
     if (!rc)
