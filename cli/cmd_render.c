@@ -29,7 +29,7 @@ static void usage(FILE *f)
             "                       else the built-in synthetic analytic model)\n"
             "  --device DEV         cpu, cuda or cuda:N (default: cuda when available)\n"
             "  --devices LIST       several devices of this host, e.g. 0,1 (CUDA), all (every GPU) or cpu,cpu:\n"
-            "                       each renders an equal share on its own thread; the same frames as one\n"
+            "                       an engine each, taking batches as it frees up; the same files as one\n"
             "  --batch N            frames per UNet call (default: from free GPU memory)\n"
             "  --frames LIST        render only these output frames, e.g. 37 or 0-9,20\n"
             "                       (written to NAME.frames-LIST.mp4 and .png unless -o is given)\n"
