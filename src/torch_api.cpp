@@ -1150,7 +1150,13 @@ sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out)
          * may not fit captured. */
         c10::cuda::CUDACachingAllocator::emptyCache();
         g->guard.emplace(c10::cuda::getStreamFromPool(false, d.index()));
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+        /* --devices: other engines work on other threads meanwhile (their
+         * allocations, synchronizations); only this thread's may not */
+        g->graph.capture_begin({ 0, 0 }, cudaStreamCaptureModeThreadLocal);
+#else
         g->graph.capture_begin();
+#endif
         *out = g.release();
 #else
         (void)dev;
