@@ -36,6 +36,9 @@
 #                              configs SDM_SDXL (../shared/reference/sdxl), tokenizer SDM_CLIP;
 #                              SDM_SDXL_AOTI=1: the float16 bundle with AOTInductor packages, minutes more)
 #   bench/gpu.sh sdxl          the three SDXL steps in one go
+#   bench/gpu.sh multi_gpu     two GPUs or more (issue 21): a 64-frame 512x512 SD 1.5-shape morph on one
+#                              GPU and with --devices all in the same call: frames and MP4 identical?
+#                              the speed-up; then two shards on two GPUs at once + join: the same MP4?
 #   bench/gpu.sh all           the steps above ($SDM_GPU_STEPS), each logged to $OUT/STEP.log,
 #                              within $SDM_GPU_BUDGET seconds; $OUT/summary.txt at the end
 #
@@ -51,7 +54,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl multi_gpu"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1289,6 +1292,80 @@ sdxl() {
     local rc=$?
     sdxl_bench || rc=1
     return $rc
+}
+
+# --- multi_gpu: one host's GPUs in one render (--devices), and shards + join -----------------------
+
+multi_gpu_recipe() {
+    cat <<EOF
+width: 512
+height: 512
+steps: ${SDM_MG_STEPS:-25}
+sampler: ddim
+seed: 42
+guidance: 7.5
+keyframes:
+  - prompt: a rainy city street at night, neon signs
+    frames: 63
+  - prompt: a dense forest in the rain, moss, fog
+EOF
+}
+
+# The render loop's seconds and the loading's, from sdmorph's report line in log $1.
+mg_seconds() { sed -n 's/.* in \([0-9.]*\) s (+\([0-9.]*\) s loading).*/\1 \2/p' "$1" | tail -n 1; }
+
+mg_seconds_since() { echo "$1 ${EPOCHREALTIME/,/.}" | awk '{printf "%.2f", $2 - $1}'; }
+
+mg_run() {   # name sdmorph-flags...: renders to $W/mg-NAME.{mp4,rgb}; prints the wall seconds
+    local name=$1 t0=${EPOCHREALTIME/,/.}
+    shift
+    "$SDMORPH" render "$W/mg.yaml" --model "$W/sd15-fp16" "$@" -o "$W/mg-$name.mp4" -o "$W/mg-$name.rgb" \
+        > "$W/mg-$name.log" 2>&1 || { tail -n 20 "$W/mg-$name.log" >&2; return 1; }
+    mg_seconds_since "$t0"
+}
+
+mg_same() { cmp -s "$W/mg-$1.$3" "$W/mg-$2.$3" && echo "identical" || echo "DIFFER"; }
+
+mg_shards() {   # two shards at once, one per GPU, then the join (no GPU): prints the wall seconds
+    local t0=${EPOCHREALTIME/,/.} p1 rc=0
+    "$SDMORPH" render "$W/mg.yaml" --model "$W/sd15-fp16" --device cuda:0 --shard 1/2 -o "$W/mg-s1.rgb" -q \
+        > "$W/mg-s1.log" 2>&1 &
+    p1=$!
+    "$SDMORPH" render "$W/mg.yaml" --model "$W/sd15-fp16" --device cuda:1 --shard 2/2 -o "$W/mg-s2.rgb" -q \
+        > "$W/mg-s2.log" 2>&1 || rc=1
+    wait "$p1" || rc=1
+    [ $rc = 0 ] || { tail -n 20 "$W/mg-s1.log" "$W/mg-s2.log" >&2; return 1; }
+    "$SDMORPH" join "$W/mg.yaml" "$W/mg-s1.json" "$W/mg-s2.json" -o "$W/mg-join.mp4" -o "$W/mg-join.rgb" \
+        > "$W/mg-join.log" 2>&1 || { cat "$W/mg-join.log" >&2; return 1; }
+    mg_seconds_since "$t0"
+}
+
+multi_gpu() {
+    local n one all shards loop1 load1 loopn loadn verdict
+    n=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU' || true)
+    if [ "${n:-0}" -lt 2 ]; then
+        echo "* multi_gpu: needs two GPUs, this host has ${n:-0}"
+        return 1
+    fi
+    [ -f "$W/sd15-fp16/model.yaml" ] || SDM_GPU_FP32=0 setup
+    multi_gpu_recipe > "$W/mg.yaml"
+    rm -f "$W"/mg-*
+    one=$(mg_run one --device cuda:0) || return 1
+    all=$(mg_run all --devices all) || return 1
+    grep -hE "frames \(|per device|dropped|warning" "$W/mg-one.log" "$W/mg-all.log" || true
+    read -r loop1 load1 <<< "$(mg_seconds "$W/mg-one.log")"
+    read -r loopn loadn <<< "$(mg_seconds "$W/mg-all.log")"
+    echo "* multi_gpu: 64 frames 512x512 ${SDM_MG_STEPS:-25} steps DDIM, $(gpu_name) x$n: one GPU ${loop1} s" \
+        "(+${load1} s loading, ${one} s wall); --devices all ${loopn} s (+${loadn} s, ${all} s wall)"
+    awk -v a="$loop1" -v b="$loopn" -v c="$one" -v d="$all" \
+        'BEGIN { printf "* multi_gpu: speed-up %.2fx (render loop), %.2fx (wall, loading included)\n", a / b, c / d }'
+    echo "* multi_gpu: --devices all vs one GPU: frames $(mg_same one all rgb), MP4 $(mg_same one all mp4)"
+    grep -h "per device" "$W/mg-all.log" | sed 's/^sdmorph: /* multi_gpu: /' || true
+    shards=$(mg_shards) || return 1
+    echo "* multi_gpu: shard 1/2 on cuda:0 and 2/2 on cuda:1 at once, then join: ${shards} s wall;" \
+        "vs one GPU: frames $(mg_same one join rgb), MP4 $(mg_same one join mp4)"
+    verdict="$(mg_same one all rgb)$(mg_same one all mp4)$(mg_same one join rgb)$(mg_same one join mp4)"
+    [ "$verdict" = identicalidenticalidenticalidentical ]
 }
 
 summary() {   # steps
