@@ -118,7 +118,7 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_render_params p = sdm_render_default_params();
-    sdm_render_hooks hooks = { oom_wrap, oom };
+    sdm_render_hooks hooks = { oom_wrap, oom, NULL };
     int rc;
 
     if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
