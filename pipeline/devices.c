@@ -49,6 +49,8 @@ struct sched {
     char *texts; /* the prompts' texts JSON, for the sidecars */
     int failed; /* the render cannot finish (err): every engine stops */
     sdm_error err;
+    int rendered; /* renders done, of plan.n_renders */
+    struct timespec t0, last_report; /* the start; the last progress line */
 };
 
 static void device_label(const worker *w, char *buf, size_t len)
@@ -226,6 +228,30 @@ static int emit_ready(sched *s, sdm_error *err)
     return 0;
 }
 
+/* The render's progress as one device's render reports it (render.c): a
+ * line rewritten on a terminal, a line every progress_every seconds in a log. */
+static void progress_line(sched *s)
+{
+    struct timespec t;
+    double el, since, eta;
+
+    if (s->p->progress == SDM_PROGRESS_NONE)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    el = (double)(t.tv_sec - s->t0.tv_sec) + (t.tv_nsec - s->t0.tv_nsec) * 1e-9;
+    since = (double)(t.tv_sec - s->last_report.tv_sec) + (t.tv_nsec - s->last_report.tv_nsec) * 1e-9;
+    eta = s->rendered ? el / s->rendered * (s->plan.n_renders - s->rendered) : 0;
+    if (s->p->progress == SDM_PROGRESS_LOG && since < s->p->progress_every && s->rendered < s->plan.n_renders)
+        return;
+    fprintf(stderr,
+            s->p->progress == SDM_PROGRESS_TERMINAL ? "\rsdmorph: frame %d/%d (rendered %d/%d), ETA %d:%02d%s"
+                                                    : "sdmorph: frame %d/%d (rendered %d/%d), ETA %d:%02d%s",
+            sdm_join_writer_shown(s->writer), s->plan.n_sequence, s->rendered, s->plan.n_renders, (int)eta / 60,
+            (int)eta % 60, s->p->progress == SDM_PROGRESS_LOG || s->rendered == s->plan.n_renders ? "\n" : "  ");
+    fflush(stderr);
+    s->last_report = t;
+}
+
 static int on_done(void *user, int first, int n, const uint8_t *rgb, sdm_error *err)
 {
     worker *w = user;
@@ -252,11 +278,13 @@ static int on_done(void *user, int first, int n, const uint8_t *rgb, sdm_error *
     for (int i = first; i < first + n; i++)
         s->state[i] = DONE;
     w->renders += n;
+    s->rendered += n;
     if (emit_ready(s, &s->err)) {
         s->failed = 1;
         sdm_error_set(err, s->err.code, "%s", s->err.msg);
         goto end;
     }
+    progress_line(s);
     rc = 0;
 end:
     pthread_cond_broadcast(&s->changed);
@@ -473,6 +501,7 @@ int sdm_render_devices_hooked(const sdm_recipe *r, const sdm_render_params *p, c
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     memset(&s, 0, sizeof s);
+    s.t0 = s.last_report = t0;
     s.r = r;
     s.p = p;
     s.fd = -1;
