@@ -13,10 +13,11 @@
 
 #include "cli_run.h"
 #include "devices.h"
+#include "analytic.h"
 #include "render.h"
 #include "render_hooks.h"
-#include "torch_error.h"
 #include "test.h"
+#include "unet_faults.h"
 
 static char model_dir[PATH_MAX];
 static char dir[] = "/tmp/sdm-devices-XXXXXX";
@@ -26,96 +27,25 @@ static const char *loop_yaml =
     "loop: pingpong\nframes: 5\nkeyframes:\n  - a city street in the rain\n"
     "  - prompt: a forest path in the mist\n    hold: 3\n  - a quiet harbour at dawn\n";
 
-/* The frames a render shows, in order. */
-typedef struct {
-    uint8_t **frames;
-    int n, cap;
-    size_t bytes;
-} capture;
-
-static int capture_frame(void *user, int index, const uint8_t *rgb, int width, int height)
-{
-    capture *c = user;
-
-    if (index != c->n)
-        return -1;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 16;
-        c->frames = realloc(c->frames, sizeof *c->frames * c->cap);
-    }
-    c->bytes = (size_t)width * height * 3;
-    c->frames[c->n] = malloc(c->bytes);
-    memcpy(c->frames[c->n++], rgb, c->bytes);
-    return 0;
-}
-
-static void capture_free(capture *c)
-{
-    for (int i = 0; i < c->n; i++)
-        free(c->frames[i]);
-    free(c->frames);
-    memset(c, 0, sizeof *c);
-}
-
-/* The largest difference of a pixel between two captures (256: they differ in count). */
+/* The largest difference of a pixel between two captures (256: they differ in count or size). */
 static int worst_diff(const capture *a, const capture *b)
 {
+    size_t bytes = (size_t)a->width * a->height * 3;
     int worst = 0;
 
-    if (a->n != b->n || a->n == 0 || a->bytes != b->bytes)
+    if (a->n != b->n || a->n == 0 || a->width != b->width || a->height != b->height)
         return 256;
     for (int i = 0; i < a->n; i++)
-        for (size_t k = 0; k < a->bytes; k++) {
+        for (size_t k = 0; k < bytes; k++) {
             int d = abs((int)a->frames[i][k] - (int)b->frames[i][k]);
             worst = d > worst ? d : worst;
         }
     return worst;
 }
 
-/* A device's UNet: slower by sleep_us a call; out of memory on calls of
- * more than max_inputs inputs (0: none), and on every call after fail_after
- * calls (-1: never), from an allocation no machine can grant. */
-typedef struct {
-    sdm_unet_fn real;
-    void *real_user;
-    int64_t max_inputs;
-    int fail_after;
-    int sleep_us;
-    int calls, failed;
-} device_unet;
-
-static int device_unet_call(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
-{
-    device_unet *u = user;
-    const int64_t huge[2] = { 1LL << 30, 1LL << 30 };
-    sdm_tensor *t = NULL;
-    sdm_torch_status st;
-
-    u->calls++;
-    if (u->sleep_us)
-        usleep((useconds_t)u->sleep_us);
-    if ((!u->max_inputs || sdm_tensor_dim(args[0], 0) <= u->max_inputs) &&
-        (u->fail_after < 0 || u->calls <= u->fail_after))
-        return u->real(u->real_user, args, out, err);
-    u->failed++;
-    st = sdm_tensor_zeros(SDM_F32, huge, 2, sdm_tensor_device(args[0]), &t);
-    sdm_tensor_free(&t);
-    return sdm_torch_error(err, st, "UNet");
-}
-
-static void device_wrap(void *user, sdm_unet_fn *fn, void **fn_user)
-{
-    device_unet *u = user;
-
-    u->real = *fn;
-    u->real_user = *fn_user;
-    *fn = device_unet_call;
-    *fn_user = u;
-}
-
 /* The loop recipe on n CPU engines (n 0: sdm_render on one), batch frames
  * per call, its frames into c; units[i] wraps engine i's UNet. */
-static int render_on(int n, int batch, device_unet *units, capture *c, sdm_render_stats *st, sdm_error *err)
+static int render_on(int n, int batch, unet_faults *units, capture *c, sdm_render_stats *st, sdm_error *err)
 {
     static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
     sdm_device devs[4] = { cpu, cpu, cpu, cpu };
@@ -140,7 +70,7 @@ static int render_on(int n, int batch, device_unet *units, capture *c, sdm_rende
     p.on_frame = capture_frame;
     p.user = c;
     for (int i = 0; i < n; i++) {
-        hooks[i] = (sdm_render_hooks){ device_wrap, &units[i], NULL };
+        hooks[i] = (sdm_render_hooks){ unet_faults_wrap, &units[i], NULL };
         hp[i] = units ? &hooks[i] : NULL;
     }
     rc = n > 0 ? sdm_render_devices_hooked(r, &p, devs, hp, n, st, err) : sdm_render(r, &p, st, err);
@@ -169,9 +99,9 @@ static void test_same_frames(const capture *one)
  * it renders fewer frames, and the frames are the same. */
 static void test_slow_device(const capture *one)
 {
-    device_unet u[3] = { { NULL, NULL, 0, -1, 10000, 0, 0 },
-                         { NULL, NULL, 0, -1, 100000, 0, 0 },
-                         { NULL, NULL, 0, -1, 10000, 0, 0 } };
+    unet_faults u[3] = { { .max_inputs = -1, .sleep_us = 10000 },
+                         { .max_inputs = -1, .sleep_us = 100000 },
+                         { .max_inputs = -1, .sleep_us = 10000 } };
     capture c = { 0 };
     sdm_render_stats st;
     sdm_error err;
@@ -191,9 +121,9 @@ static void test_slow_device(const capture *one)
  * may change. */
 static void test_out_of_memory(const capture *one)
 {
-    device_unet u[3] = { { NULL, NULL, 1, -1, 30000, 0, 0 },
-                         { NULL, NULL, 0, 0, 0, 0, 0 },
-                         { NULL, NULL, 0, -1, 30000, 0, 0 } };
+    unet_faults u[3] = { { .max_inputs = 1, .sleep_us = 30000 },
+                         { .max_inputs = -1, .fail_from = 1 },
+                         { .max_inputs = -1, .sleep_us = 30000 } };
     capture c = { 0 };
     sdm_render_stats st;
     sdm_error err;
@@ -212,7 +142,7 @@ static void test_out_of_memory(const capture *one)
 /* Every device out of memory: the render fails, naming one. */
 static void test_all_fail(void)
 {
-    device_unet u[2] = { { NULL, NULL, 0, 0, 0, 0, 0 }, { NULL, NULL, 0, 0, 0, 0, 0 } };
+    unet_faults u[2] = { { .max_inputs = -1, .fail_from = 1 }, { .max_inputs = -1, .fail_from = 1 } };
     capture c = { 0 };
     sdm_render_stats st;
     sdm_error err;

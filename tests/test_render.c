@@ -12,6 +12,7 @@
 #include "render_hooks.h"
 #include "sampler.h"
 #include "torch_error.h"
+#include "unet_faults.h"
 #include "analytic.h"
 #include "test.h"
 
@@ -77,48 +78,13 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 
 /* ---- rendering recipes in process --------------------------------------- */
 
-/* A UNet that runs out of memory on calls of more than max_inputs inputs
- * (a guided frame is two): a real out-of-memory status, from an
- * allocation no machine can grant, as a GPU gives one. */
-typedef struct {
-    sdm_unet_fn real;
-    void *real_user;
-    int64_t max_inputs;
-    int failed; /* calls that ran out of memory */
-} oom_unet;
-
-static int oom_unet_call(void *user, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
-{
-    oom_unet *o = user;
-    const int64_t huge[2] = { 1LL << 30, 1LL << 30 };
-    sdm_tensor *t = NULL;
-    sdm_torch_status st;
-
-    if (sdm_tensor_dim(args[0], 0) <= o->max_inputs)
-        return o->real(o->real_user, args, out, err);
-    o->failed++;
-    st = sdm_tensor_zeros(SDM_F32, huge, 2, sdm_tensor_device(args[0]), &t);
-    sdm_tensor_free(&t);
-    return sdm_torch_error(err, st, "UNet");
-}
-
-static void oom_wrap(void *user, sdm_unet_fn *fn, void **fn_user)
-{
-    oom_unet *o = user;
-
-    o->real = *fn;
-    o->real_user = *fn_user;
-    *fn = oom_unet_call;
-    *fn_user = o;
-}
-
-static int render_opts(const char *yaml, const char *frames, const char *output, int batch, oom_unet *oom, capture *c,
-                       sdm_render_stats *stats, sdm_error *err_out)
+static int render_opts(const char *yaml, const char *frames, const char *output, int batch, unet_faults *oom,
+                       capture *c, sdm_render_stats *stats, sdm_error *err_out)
 {
     sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_render_params p = sdm_render_default_params();
-    sdm_render_hooks hooks = { oom_wrap, oom, NULL };
+    sdm_render_hooks hooks = { unet_faults_wrap, oom, NULL };
     int rc;
 
     if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
@@ -640,7 +606,7 @@ static void test_oom_fallback(void)
 {
     capture big = { 0 }, one = { 0 };
     sdm_render_stats st;
-    oom_unet oom = { NULL, NULL, 4, 0 }; /* two guided frames fit */
+    unet_faults oom = { .max_inputs = 4 }; /* two guided frames fit */
     size_t bytes = 64 * 64 * 3;
     double worst = 0;
 
@@ -667,7 +633,7 @@ static void test_oom_at_one_frame(void)
     capture c = { 0 };
     sdm_render_stats st;
     sdm_error err = { 0 };
-    oom_unet oom = { NULL, NULL, 0, 0 };
+    unet_faults oom = { .max_inputs = 0 };
     const char *lower;
     int n_lower = 0;
 
