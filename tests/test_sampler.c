@@ -783,7 +783,7 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
 
     if (jnum(c, "guidance_rescale") > 0) {
         sdm_denoiser_params dp = { cpu, sdm_engine_dtype(fb->e), sdm_engine_unet_call, fb->e,
-                                   jnum(c, "guidance_rescale") };
+                                   jnum(c, "guidance_rescale"), 0 };
         CHECK_INT(sdm_denoiser_new(&dp, &own, &err), 0);
         den = own;
     }
