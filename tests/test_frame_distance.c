@@ -198,6 +198,85 @@ static void test_ssim_numpy(void)
     }
 }
 
+/* SSIM one value at a time, in the reference's order (the window along the
+ * rows, then down the columns, one running sum over the map). */
+static double ssim_plain(const double *x, const double *y, int w, int h)
+{
+    const double c2 = (0.03 * 255) * (0.03 * 255);
+    int cols = w - SDM_SSIM_WINDOW + 1, rows = h - SDM_SSIM_WINDOW + 1;
+    double g[SDM_SSIM_WINDOW], sum = 0, total = 0;
+    double *f = malloc((size_t)5 * h * cols * sizeof *f);
+
+    for (int i = 0; i < SDM_SSIM_WINDOW; i++) {
+        double d = i - (SDM_SSIM_WINDOW - 1) / 2;
+        g[i] = exp(-d * d / (2 * SDM_SSIM_SIGMA * SDM_SSIM_SIGMA));
+        sum += g[i];
+    }
+    for (int i = 0; i < SDM_SSIM_WINDOW; i++)
+        g[i] /= sum;
+    for (int r = 0; r < h; r++)
+        for (int c = 0; c < cols; c++) {
+            double acc[5] = { 0 };
+            for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
+                double a = x[r * w + c + k], b = y[r * w + c + k];
+                acc[0] += g[k] * a;
+                acc[1] += g[k] * b;
+                acc[2] += g[k] * a * a;
+                acc[3] += g[k] * b * b;
+                acc[4] += g[k] * a * b;
+            }
+            for (int m = 0; m < 5; m++)
+                f[((size_t)m * h + r) * cols + c] = acc[m];
+        }
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            double m[5] = { 0 }, vx, vy, cov;
+            for (int k = 0; k < SDM_SSIM_WINDOW; k++)
+                for (int i = 0; i < 5; i++)
+                    m[i] += g[k] * f[((size_t)i * h + r + k) * cols + c];
+            vx = m[2] - m[0] * m[0];
+            vy = m[3] - m[1] * m[1];
+            cov = m[4] - m[0] * m[1];
+            total += ((2 * m[0] * m[1] + C1) * (2 * cov + c2)) / ((m[0] * m[0] + m[1] * m[1] + C1) * (vx + vy + c2));
+        }
+    free(f);
+    return total / ((double)cols * rows);
+}
+
+/* The SSIM's loops run two columns at a time: the same value, to the bit,
+ * as one at a time, at even and odd widths (a column left over). */
+static void test_ssim_exact(void)
+{
+    static const int sizes[][2] = { { 11, 11 }, { 12, 13 }, { 37, 29 }, { 64, 40 }, { 65, 17 } };
+
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int w = sizes[t][0], h = sizes[t][1];
+        size_t n = (size_t)w * h;
+        uint8_t *a = malloc(3 * n), *b = malloc(3 * n);
+        double *ya = malloc(n * sizeof *ya), *yb = malloc(n * sizeof *yb);
+        sdm_ssim *s = sdm_ssim_new(w, h);
+
+        noise_rgb(a, 3 * n, 21 + (uint32_t)t);
+        for (size_t i = 0; i < 3 * n; i++)
+            b[i] = (uint8_t)(a[i] / 2 + (i / 3) % w * 2 + (i % 31 == 0 ? 60 : 0));
+        sdm_luma_bt601(a, n, ya);
+        sdm_luma_bt601(b, n, yb);
+        CHECK(s != NULL);
+        if (s) {
+            double got = sdm_ssim_rgb(s, a, b), want = ssim_plain(ya, yb, w, h);
+            CHECK(got == want);
+            if (got != want)
+                fprintf(stderr, "  %dx%d: %.17g, one at a time %.17g\n", w, h, got, want);
+            CHECK(got < 0.99);
+        }
+        sdm_ssim_free(&s);
+        free(a);
+        free(b);
+        free(ya);
+        free(yb);
+    }
+}
+
 static void test_latent_distance(void)
 {
     const float a[4] = { 0, 0, 0, 0 }, b[4] = { 1, -1, 1, -1 }, c[2] = { 3, 4 }, z[2] = { 0, 0 };
@@ -239,6 +318,7 @@ int main(void)
     test_ssim_by_hand();
     test_distance_linear();
     test_ssim_numpy();
+    test_ssim_exact();
     test_latent_distance();
     test_summary();
     return test_report();
