@@ -1,6 +1,8 @@
 /* SSIM as Wang et al.'s reference code computes it, in double: the five
  * local moments (mean of x, of y, of x², y², xy) by a separable Gaussian
- * filter over the 'valid' positions, then the SSIM map and its mean. */
+ * filter over the 'valid' positions, then the SSIM map and its mean. The
+ * image goes through row by row: the moments along the last window's rows
+ * are all that is kept (a few hundred KB at 512x512, not tens of MB). */
 #include "frame_distance.h"
 
 #include <math.h>
@@ -15,8 +17,9 @@
 struct sdm_ssim {
     int w, h;
     double window[SDM_SSIM_WINDOW];
-    double *luma_a, *luma_b; /* w*h, for sdm_ssim_rgb */
-    double *rows[MOMENTS]; /* h * (w - window + 1): the moments filtered along rows */
+    double *luma_a, *luma_b; /* one row's, for sdm_ssim_rgb */
+    double *rows[MOMENTS]; /* window * (w - window + 1): the moments filtered along the last
+                            * window's rows; image row r is at r % window */
     double *column; /* MOMENTS * (w - window + 1): one output row's moments */
 };
 
@@ -29,7 +32,7 @@ void sdm_luma_bt601(const uint8_t *rgb, size_t n_pixels, double *y)
 sdm_ssim *sdm_ssim_new(int width, int height)
 {
     sdm_ssim *s;
-    size_t plane, cols;
+    size_t cols;
     double sum = 0;
     int ok = 1;
 
@@ -40,14 +43,13 @@ sdm_ssim *sdm_ssim_new(int width, int height)
         return NULL;
     s->w = width;
     s->h = height;
-    plane = (size_t)width * height;
     cols = (size_t)(width - SDM_SSIM_WINDOW + 1);
-    s->luma_a = malloc(plane * sizeof *s->luma_a);
-    s->luma_b = malloc(plane * sizeof *s->luma_b);
+    s->luma_a = malloc((size_t)width * sizeof *s->luma_a);
+    s->luma_b = malloc((size_t)width * sizeof *s->luma_b);
     s->column = malloc(MOMENTS * cols * sizeof *s->column);
     ok = s->luma_a && s->luma_b && s->column;
     for (int m = 0; m < MOMENTS; m++) {
-        s->rows[m] = malloc((size_t)height * cols * sizeof *s->rows[m]);
+        s->rows[m] = malloc(SDM_SSIM_WINDOW * cols * sizeof *s->rows[m]);
         ok = ok && s->rows[m];
     }
     if (!ok) {
@@ -70,42 +72,38 @@ sdm_ssim *sdm_ssim_new(int width, int height)
  * reference's order, so the values are the same as one at a time. */
 typedef double pair __attribute__((vector_size(2 * sizeof(double)), aligned(sizeof(double)), may_alias));
 
-/* Along each row: the window-weighted x, y, x², y², xy at every valid column. */
-static void filter_rows(sdm_ssim *s, const double *x, const double *y)
+/* Along image row r (x and y: its values): the window-weighted x, y, x², y²,
+ * xy at every valid column, into the ring. */
+static void filter_row(sdm_ssim *s, const double *xr, const double *yr, int r)
 {
-    int cols = s->w - SDM_SSIM_WINDOW + 1;
+    int cols = s->w - SDM_SSIM_WINDOW + 1, c = 0;
+    size_t o = (size_t)(r % SDM_SSIM_WINDOW) * cols;
 
-    for (int r = 0; r < s->h; r++) {
-        const double *xr = x + (size_t)r * s->w, *yr = y + (size_t)r * s->w;
-        size_t o = (size_t)r * cols;
-        int c = 0;
-        for (; c + 2 <= cols; c += 2) {
-            pair acc[MOMENTS] = { { 0, 0 } };
-            for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
-                pair g = { s->window[k], s->window[k] }, a = *(const pair *)(xr + c + k),
-                     b = *(const pair *)(yr + c + k);
-                acc[0] += g * a;
-                acc[1] += g * b;
-                acc[2] += g * a * a;
-                acc[3] += g * b * b;
-                acc[4] += g * a * b;
-            }
-            for (int m = 0; m < MOMENTS; m++)
-                *(pair *)(s->rows[m] + o + c) = acc[m];
+    for (; c + 2 <= cols; c += 2) {
+        pair acc[MOMENTS] = { { 0, 0 } };
+        for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
+            pair g = { s->window[k], s->window[k] }, a = *(const pair *)(xr + c + k), b = *(const pair *)(yr + c + k);
+            acc[0] += g * a;
+            acc[1] += g * b;
+            acc[2] += g * a * a;
+            acc[3] += g * b * b;
+            acc[4] += g * a * b;
         }
-        for (; c < cols; c++) {
-            double acc[MOMENTS] = { 0 };
-            for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
-                double g = s->window[k], a = xr[c + k], b = yr[c + k];
-                acc[0] += g * a;
-                acc[1] += g * b;
-                acc[2] += g * a * a;
-                acc[3] += g * b * b;
-                acc[4] += g * a * b;
-            }
-            for (int m = 0; m < MOMENTS; m++)
-                s->rows[m][o + c] = acc[m];
+        for (int m = 0; m < MOMENTS; m++)
+            *(pair *)(s->rows[m] + o + c) = acc[m];
+    }
+    for (; c < cols; c++) {
+        double acc[MOMENTS] = { 0 };
+        for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
+            double g = s->window[k], a = xr[c + k], b = yr[c + k];
+            acc[0] += g * a;
+            acc[1] += g * b;
+            acc[2] += g * a * a;
+            acc[3] += g * b * b;
+            acc[4] += g * a * b;
         }
+        for (int m = 0; m < MOMENTS; m++)
+            s->rows[m][o + c] = acc[m];
     }
 }
 
@@ -124,14 +122,14 @@ static void ssim_row(const sdm_ssim *s, int r, double *const m[MOMENTS], double 
             pair acc = { 0, 0 };
             for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
                 pair g = { s->window[k], s->window[k] };
-                acc += g * *(const pair *)(s->rows[i] + (size_t)(r + k) * cols + c);
+                acc += g * *(const pair *)(s->rows[i] + (size_t)((r + k) % SDM_SSIM_WINDOW) * cols + c);
             }
             *(pair *)(mi + c) = acc;
         }
         for (; c < cols; c++) {
             double acc = 0;
             for (int k = 0; k < SDM_SSIM_WINDOW; k++)
-                acc += s->window[k] * s->rows[i][(size_t)(r + k) * cols + c];
+                acc += s->window[k] * s->rows[i][(size_t)((r + k) % SDM_SSIM_WINDOW) * cols + c];
             mi[c] = acc;
         }
     }
@@ -141,26 +139,38 @@ static void ssim_row(const sdm_ssim *s, int r, double *const m[MOMENTS], double 
     }
 }
 
-double sdm_ssim_luma(sdm_ssim *s, const double *x, const double *y)
+/* The SSIM of two luma planes (x, y), or with rgb != 0 of two RGB24 frames
+ * (their luma row by row, as sdm_luma_bt601 gives it). */
+static double ssim_of(sdm_ssim *s, const void *x, const void *y, int rgb)
 {
     int cols = s->w - SDM_SSIM_WINDOW + 1, out_rows = s->h - SDM_SSIM_WINDOW + 1;
     double total = 0, *m[MOMENTS];
 
-    filter_rows(s, x, y);
     for (int i = 0; i < MOMENTS; i++)
         m[i] = s->column + (size_t)i * cols;
-    for (int r = 0; r < out_rows; r++)
-        ssim_row(s, r, m, &total);
+    for (int r = 0; r < s->h; r++) {
+        const double *xr = (const double *)x + (size_t)r * s->w, *yr = (const double *)y + (size_t)r * s->w;
+        if (rgb) {
+            sdm_luma_bt601((const uint8_t *)x + (size_t)r * s->w * 3, (size_t)s->w, s->luma_a);
+            sdm_luma_bt601((const uint8_t *)y + (size_t)r * s->w * 3, (size_t)s->w, s->luma_b);
+            xr = s->luma_a;
+            yr = s->luma_b;
+        }
+        filter_row(s, xr, yr, r);
+        if (r >= SDM_SSIM_WINDOW - 1)
+            ssim_row(s, r - (SDM_SSIM_WINDOW - 1), m, &total);
+    }
     return total / ((double)cols * out_rows);
+}
+
+double sdm_ssim_luma(sdm_ssim *s, const double *x, const double *y)
+{
+    return ssim_of(s, x, y, 0);
 }
 
 double sdm_ssim_rgb(sdm_ssim *s, const uint8_t *a, const uint8_t *b)
 {
-    size_t n = (size_t)s->w * s->h;
-
-    sdm_luma_bt601(a, n, s->luma_a);
-    sdm_luma_bt601(b, n, s->luma_b);
-    return sdm_ssim_luma(s, s->luma_a, s->luma_b);
+    return ssim_of(s, a, b, 1);
 }
 
 void sdm_ssim_free(sdm_ssim **ps)
