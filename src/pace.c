@@ -1,8 +1,18 @@
+/* The SSIMs run on a pool of workers (workpool.h), each pair of adjacent
+ * frames a job: push copies the frame into a ring and returns unless every
+ * job is in flight; results come back in push order, where the pairs are
+ * given to their transitions. The ring holds one frame more than the jobs
+ * in flight, so a frame a running job reads is never overwritten. */
 #include "pace.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "workpool.h"
+
+/* Workers at most: SSIM is cheap beside the encoders that share the cores. */
+#define PACE_MAX_THREADS 4
 
 typedef struct {
     int from, to;
@@ -10,31 +20,81 @@ typedef struct {
     int n, cap;
 } segment;
 
+/* Frame k in display order: its distance to frame k-1. */
+typedef struct {
+    int64_t k;
+    int from, to;
+    int moved; /* differs from frame k-1 */
+    double d;
+} pace_job;
+
 struct sdm_pace {
-    sdm_ssim *ssim;
     size_t frame_bytes;
-    uint8_t *first, *prev;
-    int frames, prev_from, prev_to;
+    sdm_workpool *pool;
+    sdm_ssim **ssim; /* one per worker */
+    int threads;
+    uint8_t *ring; /* n_ring frames: frame k at k % n_ring */
+    pace_job *jobs; /* the pool's depth: frame k's at k % n_jobs */
+    int n_ring, n_jobs;
+    int64_t pushed;
+    uint8_t *first;
+    int frames, prev_from, prev_to; /* of the frames whose results came back */
     double first_pair, last_pair; /* (first, second) and the latest pair, holds included */
+    int failed; /* out of memory */
     segment *seg;
     int n_seg, cap_seg;
     double *all;
     int n_all, cap_all;
 };
 
-sdm_pace *sdm_pace_new(int width, int height)
+static const uint8_t *ring_frame(const sdm_pace *p, int64_t k)
+{
+    return p->ring + (size_t)(k % p->n_ring) * p->frame_bytes;
+}
+
+static int measure_pair(void *ctx, int worker, void *job)
+{
+    sdm_pace *p = ctx;
+    pace_job *j = job;
+    const uint8_t *a, *b;
+
+    if (j->k == 0)
+        return 0;
+    a = ring_frame(p, j->k - 1);
+    b = ring_frame(p, j->k);
+    j->moved = memcmp(a, b, p->frame_bytes) != 0;
+    j->d = j->moved ? sdm_ssim_distance(sdm_ssim_rgb(p->ssim[worker], a, b)) : 0;
+    return 0;
+}
+
+sdm_pace *sdm_pace_new_threads(int width, int height, int threads)
 {
     sdm_pace *p = calloc(1, sizeof *p);
+    sdm_error ignored = { 0 };
+    int ok;
 
     if (!p)
         return NULL;
     p->frame_bytes = (size_t)width * height * 3;
-    p->ssim = sdm_ssim_new(width, height);
+    p->threads = threads > 0 ? threads : sdm_workpool_threads(0);
+    p->threads = p->threads > PACE_MAX_THREADS ? PACE_MAX_THREADS : p->threads;
+    p->n_jobs = 2 * p->threads;
+    p->n_ring = p->n_jobs + 1;
+    p->ssim = calloc((size_t)p->threads, sizeof *p->ssim);
+    p->jobs = calloc((size_t)p->n_jobs, sizeof *p->jobs);
+    p->ring = malloc((size_t)p->n_ring * p->frame_bytes);
     p->first = malloc(p->frame_bytes);
-    p->prev = malloc(p->frame_bytes);
-    if (!p->ssim || !p->first || !p->prev)
+    ok = p->ssim && p->jobs && p->ring && p->first;
+    for (int i = 0; ok && i < p->threads; i++)
+        ok = (p->ssim[i] = sdm_ssim_new(width, height)) != NULL;
+    if (!ok || sdm_workpool_open(p->threads, p->n_jobs, measure_pair, p, &p->pool, &ignored))
         sdm_pace_free(&p);
     return p;
+}
+
+sdm_pace *sdm_pace_new(int width, int height)
+{
+    return sdm_pace_new_threads(width, height, 0);
 }
 
 static int grow(double **d, int *n, int *cap, double v)
@@ -70,15 +130,13 @@ static segment *segment_of(sdm_pace *p, int from, int to)
     return &p->seg[p->n_seg++];
 }
 
-int sdm_pace_push(sdm_pace *p, const uint8_t *rgb, int from, int to)
+/* A measured frame, in display order: its pair to its transition. */
+static int take_result(sdm_pace *p, const pace_job *j)
 {
-    double d;
+    int from = j->from, to = j->to;
     segment *s;
 
-    if (p->frames == 0) {
-        memcpy(p->first, rgb, p->frame_bytes);
-    } else if (memcmp(p->prev, rgb, p->frame_bytes)) {
-        d = sdm_ssim_distance(sdm_ssim_rgb(p->ssim, p->prev, rgb));
+    if (p->frames > 0 && j->moved) {
         if (from == to && p->prev_from != p->prev_to) { /* onto a keyframe: the transition into it */
             from = p->prev_from;
             to = p->prev_to;
@@ -86,26 +144,61 @@ int sdm_pace_push(sdm_pace *p, const uint8_t *rgb, int from, int to)
             from = p->prev_from;
         }
         s = segment_of(p, from, to);
-        if (!s || grow(&s->d, &s->n, &s->cap, d) || grow(&p->all, &p->n_all, &p->cap_all, d))
+        if (!s || grow(&s->d, &s->n, &s->cap, j->d) || grow(&p->all, &p->n_all, &p->cap_all, j->d))
             return -1;
-        p->last_pair = d;
+        p->last_pair = j->d;
     } else {
         p->last_pair = 0;
     }
     if (p->frames == 1)
         p->first_pair = p->last_pair;
-    memcpy(p->prev, rgb, p->frame_bytes);
     p->prev_from = from;
     p->prev_to = to;
     p->frames++;
     return 0;
 }
 
-int sdm_pace_report_make(const sdm_pace *p, sdm_pace_report *out)
+/* Takes the oldest job in flight (waiting for it with wait != 0). 1 if one was taken. */
+static int collect_one(sdm_pace *p, int wait)
+{
+    int rc = 0;
+    pace_job *j = wait ? sdm_workpool_take(p->pool, &rc) : sdm_workpool_poll(p->pool, &rc);
+
+    if (!j)
+        return 0;
+    if (rc || take_result(p, j))
+        p->failed = 1;
+    return 1;
+}
+
+int sdm_pace_push(sdm_pace *p, const uint8_t *rgb, int from, int to)
+{
+    pace_job *j;
+
+    if (sdm_workpool_in_flight(p->pool) == p->n_jobs)
+        collect_one(p, 1);
+    while (collect_one(p, 0))
+        ;
+    if (p->failed)
+        return -1;
+    if (p->pushed == 0)
+        memcpy(p->first, rgb, p->frame_bytes);
+    memcpy(p->ring + (size_t)(p->pushed % p->n_ring) * p->frame_bytes, rgb, p->frame_bytes);
+    j = &p->jobs[p->pushed % p->n_jobs];
+    *j = (pace_job){ p->pushed, from, to, 0, 0 };
+    p->pushed++;
+    return sdm_workpool_submit(p->pool, j) ? -1 : 0;
+}
+
+int sdm_pace_report_make(sdm_pace *p, sdm_pace_report *out)
 {
     double seam[3];
 
     memset(out, 0, sizeof *out);
+    while (collect_one(p, 1))
+        ;
+    if (p->failed)
+        return -1;
     out->frames = p->frames;
     for (int i = 0; i < p->n_seg; i++) {
         if (out->n_segments == SDM_PACE_MAX_SEGMENTS) {
@@ -121,7 +214,7 @@ int sdm_pace_report_make(const sdm_pace *p, sdm_pace_report *out)
         return -1;
     if (p->frames >= 3) {
         seam[0] = p->last_pair;
-        seam[1] = sdm_ssim_distance(sdm_ssim_rgb(p->ssim, p->prev, p->first));
+        seam[1] = sdm_ssim_distance(sdm_ssim_rgb(p->ssim[0], ring_frame(p, p->pushed - 1), p->first));
         seam[2] = p->first_pair;
         if (sdm_distance_summarise(seam, 3, &out->seam))
             return -1;
@@ -135,13 +228,17 @@ void sdm_pace_free(sdm_pace **pp)
 
     if (!p)
         return;
+    sdm_workpool_free(&p->pool); /* first: its workers read the ring */
     for (int i = 0; i < p->n_seg; i++)
         free(p->seg[i].d);
     free(p->seg);
     free(p->all);
     free(p->first);
-    free(p->prev);
-    sdm_ssim_free(&p->ssim);
+    free(p->ring);
+    free(p->jobs);
+    for (int i = 0; p->ssim && i < p->threads; i++)
+        sdm_ssim_free(&p->ssim[i]);
+    free(p->ssim);
     free(p);
     *pp = NULL;
 }

@@ -38,14 +38,21 @@ typedef struct {
 
 typedef struct sdm_pace sdm_pace;
 
-/* NULL out of memory or for frames under SDM_SSIM_WINDOW pixels a side. */
+/* NULL out of memory or for frames under SDM_SSIM_WINDOW pixels a side.
+ * The distances are measured on worker threads (one per CPU, at most 4),
+ * off the caller's: push copies the frame and returns at once unless a
+ * few frames per worker are still waiting to be measured. */
 sdm_pace *sdm_pace_new(int width, int height);
-/* The next frame in display order (width x height RGB24): from == to is
- * keyframe `from` itself, from != to a frame of that transition, -1 -1 a
- * frame of no transition. 0, or -1 out of memory. */
+/* The same with `threads` workers (1: measured in push, on the caller's
+ * thread). The report does not depend on it. */
+sdm_pace *sdm_pace_new_threads(int width, int height, int threads);
+/* The next frame in display order (width x height RGB24, copied): from ==
+ * to is keyframe `from` itself, from != to a frame of that transition, -1
+ * -1 a frame of no transition. 0, or -1 out of memory. */
 int sdm_pace_push(sdm_pace *p, const uint8_t *rgb, int from, int to);
-/* The report of the frames so far. 0, or -1 out of memory. */
-int sdm_pace_report_make(const sdm_pace *p, sdm_pace_report *out);
+/* The report of the frames so far, once every one is measured. 0, or -1
+ * out of memory. Call from push's thread. */
+int sdm_pace_report_make(sdm_pace *p, sdm_pace_report *out);
 void sdm_pace_free(sdm_pace **p);
 
 /* For people: one line per transition, the whole and the seam. */

@@ -82,6 +82,75 @@ static void test_segments(void)
     CHECK(sdm_pace_new(SDM_SSIM_WINDOW - 1, 64) == NULL);
 }
 
+/* Frame k of a long sequence: levels that move by varying steps, a hold
+ * every seventh frame, a keyframe every tenth (transitions 0->1, 1->2, ...). */
+static void long_frame(int k, uint8_t *rgb, int *from, int *to)
+{
+    int level = k % 7 == 6 ? (k - 1) * 3 % 50 : k * 3 % 50;
+
+    frame(rgb, level + (k / 10) % 3);
+    *from = k / 10;
+    *to = k % 10 == 0 ? k / 10 : k / 10 + 1;
+}
+
+static int reports_equal(const sdm_pace_report *a, const sdm_pace_report *b)
+{
+    int same = a->frames == b->frames && a->n_segments == b->n_segments && a->all.n == b->all.n &&
+               a->all.largest == b->all.largest && a->all.median == b->all.median && a->seam.n == b->seam.n &&
+               a->seam.largest == b->seam.largest && a->seam.median == b->seam.median;
+
+    for (int i = 0; same && i < a->n_segments; i++)
+        same = a->segments[i].from == b->segments[i].from && a->segments[i].to == b->segments[i].to &&
+               a->segments[i].s.n == b->segments[i].s.n && a->segments[i].s.largest == b->segments[i].s.largest &&
+               a->segments[i].s.median == b->segments[i].s.median;
+    return same;
+}
+
+/* Measured on 1, 2 and 4 workers, with frames in flight: the same report to
+ * the bit, and the largest pair the one measured here directly. A report
+ * taken half way waits for the frames pushed so far; more frames may follow. */
+static void test_threads(void)
+{
+    enum { N = 45 };
+    static const int threads[] = { 1, 2, 4 };
+    sdm_pace_report r[3], half;
+    uint8_t f[W * H * 3], g[W * H * 3];
+    sdm_ssim *s = sdm_ssim_new(W, H);
+    double largest = 0;
+    int from, to;
+
+    for (int t = 0; t < 3; t++) {
+        sdm_pace *p = sdm_pace_new_threads(W, H, threads[t]);
+        CHECK(p != NULL);
+        if (!p)
+            return;
+        for (int k = 0; k < N; k++) {
+            long_frame(k, f, &from, &to);
+            CHECK(sdm_pace_push(p, f, from, to) == 0);
+            if (k == N / 2)
+                CHECK(sdm_pace_report_make(p, &half) == 0);
+        }
+        CHECK_INT(half.frames, N / 2 + 1);
+        CHECK(sdm_pace_report_make(p, &r[t]) == 0);
+        sdm_pace_free(&p);
+    }
+    for (int k = 1; k < N; k++) {
+        long_frame(k - 1, f, &from, &to);
+        long_frame(k, g, &from, &to);
+        if (memcmp(f, g, sizeof f)) {
+            double d = sdm_ssim_distance(sdm_ssim_rgb(s, f, g));
+            largest = d > largest ? d : largest;
+        }
+    }
+    sdm_ssim_free(&s);
+    CHECK_INT(r[0].frames, N);
+    CHECK_INT(r[0].n_segments, 5);
+    CHECK(r[0].all.n > 30 && r[0].all.n < N - 1); /* the holds left out */
+    CHECK(r[0].all.largest == largest);
+    CHECK(reports_equal(&r[0], &r[1]));
+    CHECK(reports_equal(&r[0], &r[2]));
+}
+
 /* measure's JSON report of a file: its "all" and "seam" largest/median. */
 static int measure_json(const char *file, const char *raw, double v[4])
 {
@@ -219,6 +288,7 @@ int main(void)
         return 1;
     }
     test_segments();
+    test_threads();
     snprintf(path, sizeof path, "%s/models/analytic", test_build_dir());
     if (!file_exists(test_sdmorph()) || !realpath(getenv("SDMORPH_MODEL") ? getenv("SDMORPH_MODEL") : path, model)) {
         SKIP("./sdmorph or the analytic bundle not built (run make first)");
