@@ -572,10 +572,14 @@ PY
 # The real recipe (bench/recipes/pingpong3.yaml: 3 prompts pingpong, 120
 # frames shown, 61 rendered, DPM++ 2M Karras 25 steps, 512x512) rendered
 # to each output set in one run, fp16, batch 8: the render loop's s/frame
-# (sdmorph's last line: from the first batch to the outputs committed, so
-# encoders still finishing count) against .rgb alone, and against the
-# full-batch rate (output frames 0-55: the 7 full batches, no tail). Then
-# the GIFs' sizes and PSNR against the .rgb frames.
+# (sdmorph's report: from the first batch to the last frame handed to the
+# outputs and the pace measured) and s/frame to the outputs committed (the
+# loop plus the encoders finishing after it: the GIF's second pass, x264's
+# lookahead), each against .rgb alone and against the full-batch rate
+# (output frames 0-55: the 7 full batches, no tail); then where the loop's
+# time went (sdmorph's "loop" line: launching batches, waiting for the
+# device, frames out of which the outputs' queue was full and the pace).
+# Then the GIFs' sizes and PSNR against the .rgb frames.
 recipe_runs="rgb mp4 mp4_gif mp4_gif_sheet mp4_gif_frame full_batches"
 recipe() {
     local name v b=${SDM_RECIPE_BATCH:-8} runs=""
@@ -615,24 +619,32 @@ FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in 
                    r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
 WHAT = {"rgb": ".rgb alone", "mp4": ".mp4", "mp4_gif": ".mp4 + .gif", "mp4_gif_sheet": ".mp4 + .gif + sheet",
         "mp4_gif_frame": ".mp4 + .gif (palette per frame)", "full_batches": ".rgb, frames 0-55 (full batches)"}
+TIMING = re.compile(r"sdmorph: loop ([0-9.]+) s: launching ([0-9.]+), waiting for the device ([0-9.]+), "
+                    r"frames out ([0-9.]+) \(outputs' queue full ([0-9.]+), pace ([0-9.]+)\); "
+                    r"outputs finished ([0-9.]+) s after it")
 res = {}
 for n in names:
     try:
         text = open(f"{w}/{n}.log", errors="replace").read()
     except OSError:
         continue
-    m = None
+    m = t = None
     for m in FINAL.finditer(text):
         pass
+    for t in TIMING.finditer(text):
+        pass
     if m:
-        res[n[len("recipe-"):]] = dict(shown=int(m[1]), rendered=int(m[2]), loop=float(m[7]) * int(m[2]),
-                                      load=float(m[6]), spf=float(m[7]), batch=int(m[8]))
+        r = res[n[len("recipe-"):]] = dict(shown=int(m[1]), rendered=int(m[2]), loop=float(m[7]) * int(m[2]),
+                                           load=float(m[6]), spf=float(m[7]), batch=int(m[8]))
+        r.update(zip(("loop", "launch", "wait", "out", "full", "pace", "finish"), map(float, t.groups())) if t else {})
+        r["spf_done"] = (r["loop"] + r.get("finish", math.nan)) / max(r["rendered"], 1)
 rgb, full = res.get("rgb", {}).get("spf", math.nan), res.get("full_batches", {}).get("spf", math.nan)
+rgb_done, full_done = (res.get(k, {}).get("spf_done", math.nan) for k in ("rgb", "full_batches"))
 print(f"* GPU: {gpu}")
-print("* recipe pingpong3: 120 frames shown, 61 rendered, DPM++ 2M Karras 25 steps, 512x512, fp16; render loop "
-      "s per rendered frame (outputs finished and committed included)")
+print("* recipe pingpong3: 120 frames shown, 61 rendered, DPM++ 2M Karras 25 steps, 512x512, fp16; s per rendered "
+      "frame: of the render loop, and to the outputs committed (loop + encoders finishing after it)")
 print(f"* {'outputs':<34} {'shown':>5} {'rendered':>8} {'batch':>5} {'loop s':>7} {'s/frame':>8} {'vs .rgb':>8} "
-      f"{'vs full':>8} {'loading s':>9}")
+      f"{'vs full':>8} {'done s/fr':>9} {'vs .rgb':>8} {'vs full':>8} {'loading s':>9}")
 for n in names:
     v = n[len("recipe-"):]
     r = res.get(v)
@@ -640,8 +652,20 @@ for n in names:
         print(f"* {WHAT.get(v, v):<34} FAILED (see {w}/{n}.log)")
         continue
     print(f"* {WHAT.get(v, v):<34} {r['shown']:>5} {r['rendered']:>8} {r['batch']:>5} {r['loop']:7.2f} "
-          f"{r['spf']:8.4f} {r['spf'] / rgb:7.3f}x {r['spf'] / full:7.3f}x {r['load']:9.1f}")
-print("* vs .rgb / vs full: s/frame over .rgb alone's and over the full batches' (1.10 = 10% slower)")
+          f"{r['spf']:8.4f} {r['spf'] / rgb:7.3f}x {r['spf'] / full:7.3f}x {r['spf_done']:9.4f} "
+          f"{r['spf_done'] / rgb_done:7.3f}x {r['spf_done'] / full_done:7.3f}x {r['load']:9.1f}")
+print("* vs .rgb / vs full: s/frame over .rgb alone's and over the full batches' (1.10 = 10% slower); "
+      "done: to the outputs committed")
+print(f"* {'where the loop went, s':<34} {'loop':>7} {'launch':>7} {'device':>7} {'out':>7} {'q full':>7} "
+      f"{'pace':>7} {'finish':>7}")
+for n in names:
+    r = res.get(n[len("recipe-"):])
+    if r and "launch" in r:
+        print(f"* {WHAT.get(n[len('recipe-'):], n):<34} {r['loop']:7.2f} {r['launch']:7.2f} {r['wait']:7.2f} "
+              f"{r['out']:7.2f} {r['full']:7.2f} {r['pace']:7.2f} {r['finish']:7.2f}")
+print("* launch: queueing batches (host); device: waiting for a batch's frames; out: frames to outputs, pace, "
+      "frame cache, of which q full: an encoder behind, pace: the pace's SSIM queue and report; finish: after "
+      "the loop, encoders finishing and files committed")
 
 # the GIFs against the frames they were made from
 src = f"{w}/recipe-rgb.rgb"

@@ -352,6 +352,20 @@ static int run_group(render_cmd *C, int first)
     return rc == 130 ? 130 : 0;
 }
 
+/* Where the render loop's seconds went (render.h). */
+static json_object *timing_json(const sdm_render_stats *s)
+{
+    json_object *t = json_object_new_object();
+
+    json_object_object_add(t, "launch", json_object_new_double(s->launch_seconds));
+    json_object_object_add(t, "device_wait", json_object_new_double(s->device_wait_seconds));
+    json_object_object_add(t, "frames_out", json_object_new_double(s->frames_out_seconds));
+    json_object_object_add(t, "outputs_blocked", json_object_new_double(s->outputs_blocked_seconds));
+    json_object_object_add(t, "pace", json_object_new_double(s->pace_seconds));
+    json_object_object_add(t, "finish", json_object_new_double(s->finish_seconds));
+    return t;
+}
+
 static void print_json(const render_cmd *C)
 {
     json_object *root = json_object_new_object(), *list = json_object_new_array();
@@ -377,6 +391,7 @@ static void print_json(const render_cmd *C)
         json_object_object_add(o, "seconds", json_object_new_double(s->seconds));
         json_object_object_add(o, "load_seconds", json_object_new_double(s->load_seconds));
         json_object_object_add(o, "seconds_per_render", json_object_new_double(s->seconds_per_render));
+        json_object_object_add(o, "timing", timing_json(s));
         for (int k = 0; k < j->n_files; k++)
             json_object_array_add(files, json_object_new_string(j->files[k]));
         json_object_object_add(o, "files", files);

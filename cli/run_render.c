@@ -71,6 +71,11 @@ void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
             "%.4f s per rendered frame, batch %d\n",
             stats->frames_shown, stats->frames_rendered, stats->width, stats->height, stats->seconds,
             stats->load_seconds, stats->seconds_per_render, stats->batch);
+    fprintf(stderr,
+            "sdmorph: loop %.2f s: launching %.2f, waiting for the device %.2f, frames out %.2f (outputs' queue "
+            "full %.2f, pace %.2f); outputs finished %.2f s after it\n",
+            stats->seconds, stats->launch_seconds, stats->device_wait_seconds, stats->frames_out_seconds,
+            stats->outputs_blocked_seconds, stats->pace_seconds, stats->finish_seconds);
     if (stats->probe_renders)
         fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
                 stats->probe_renders, stats->probe_steps, stats->probe_seconds,

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ffutil.h"
@@ -52,6 +53,7 @@ struct sdm_sink {
     size_t frame_size;
     int cap;
     int64_t written; /* frames queued so far */
+    double blocked; /* seconds push waited for a slot */
     int closing, aborting, failed;
     sdm_error err; /* the first output failure */
     int finished; /* finish() ran (successfully or not) */
@@ -331,6 +333,13 @@ end:
     return ret;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err)
 {
     uint8_t *slot;
@@ -338,8 +347,12 @@ int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err)
     if (!s || !rgb)
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "sdm_sink_push: no sink or no frame");
     pthread_mutex_lock(&s->lock);
-    while (!s->failed && !s->closing && s->written - slowest_read(s) >= s->cap)
-        pthread_cond_wait(&s->space, &s->lock);
+    if (!s->failed && !s->closing && s->written - slowest_read(s) >= s->cap) {
+        double t0 = now_s();
+        while (!s->failed && !s->closing && s->written - slowest_read(s) >= s->cap)
+            pthread_cond_wait(&s->space, &s->lock);
+        s->blocked += now_s() - t0;
+    }
     if (s->failed || s->closing) {
         if (s->failed)
             sdm_error_set(err, s->err.code, "%s", s->err.msg);
@@ -390,6 +403,11 @@ end:
     if (ret < 0)
         sdm_fileset_free(&s->own_files);
     return ret;
+}
+
+double sdm_sink_blocked_seconds(const sdm_sink *s)
+{
+    return s ? s->blocked : 0;
 }
 
 int sdm_sink_n_outputs(const sdm_sink *s)

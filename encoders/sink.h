@@ -62,6 +62,8 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
 /* Queues one frame (width*height*3 bytes, RGB24, copied). Blocks while the
  * queue is full. Fails if an encoder failed (disk full...): the error says why. */
 int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err);
+/* Seconds push() spent waiting for a free slot (an encoder behind) so far. */
+double sdm_sink_blocked_seconds(const sdm_sink *s);
 /* Drains the queue and finishes every file; with the sink's own file set,
  * commits it: renames every file onto its target, or with partial != 0
  * (interrupted render) onto a ".partial" name ("out/x.partial.mp4"), so it

@@ -316,12 +316,14 @@ static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_er
 static int pace_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
 {
     const sdm_plan_frame *f = &S->plan.shown[S->shown];
+    double t0 = now_s();
+    int rc;
 
     if (S->p->frames || (!S->pace && !(S->pace = sdm_pace_new(S->width, S->height))))
         return 0; /* --frames, or frames too small for SSIM: no pace */
-    if (sdm_pace_push(S->pace, rgb, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-    return 0;
+    rc = sdm_pace_push(S->pace, rgb, f->walk_k >= 0 ? -1 : f->key_a, f->walk_k >= 0 ? -1 : f->key_b);
+    S->stats->pace_seconds += now_s() - t0;
+    return rc ? sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory") : 0;
 }
 
 /* The stills of output frame S->shown, into their temporary files. */
@@ -604,9 +606,11 @@ static int batch_land(render_state *S, sdm_error *err)
     const void *data = NULL;
     size_t bytes = 0;
     sdm_torch_status st;
+    double t0 = now_s();
     int rc = -1;
 
     st = sdm_download_wait(f->frames, &data, &bytes);
+    S->stats->device_wait_seconds += now_s() - t0;
     if (st) {
         sdm_torch_error(err, st, "rendering");
         goto end;
@@ -619,8 +623,10 @@ static int batch_land(render_state *S, sdm_error *err)
     for (int j = 0; j < f->nb; j++)
         S->rendered[f->first + j] = 1;
     S->stats->frames_rendered += f->nb;
+    t0 = now_s();
     if (S->source ? S->source->done(S->source->user, f->first, f->nb, data, err) : emit_ready(S, f, data, err))
         goto end;
+    S->stats->frames_out_seconds += now_s() - t0;
     rc = 0;
 end:
     sdm_download_free(&f->frames);
@@ -659,6 +665,7 @@ static int render_loop(render_state *S, sdm_error *err)
     S->t0 = now_s();
     for (;;) {
         int first, nb, d;
+        double t;
         if (next_renders(S)) {
             /* none for now: a scheduler may have more (given back by a device
              * that failed) once the batch in flight has landed */
@@ -674,7 +681,9 @@ static int render_loop(render_state *S, sdm_error *err)
             S->interrupted = 1;
             break;
         }
+        t = now_s();
         d = batch_launch(S, first, nb, err);
+        S->stats->launch_seconds += now_s() - t;
         if (d == 1) {
             S->interrupted = 1;
             break;
@@ -844,11 +853,15 @@ static int commit_outputs(render_state *S, sdm_error *err)
 static int render_finish(render_state *S, sdm_error *err)
 {
     sdm_render_stats *stats = S->stats;
+    double t = now_s();
+    int rc;
 
     if (S->pace && !S->interrupted) {
         if (sdm_pace_report_make(S->pace, &stats->pace) || !(S->plan.pace_json = sdm_pace_json(&stats->pace)))
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     }
+    stats->pace_seconds += now_s() - t;
+    stats->outputs_blocked_seconds = sdm_sink_blocked_seconds(S->sink);
     stats->frames_shown = S->shown;
     stats->interrupted = S->interrupted;
     stats->width = S->width;
@@ -857,9 +870,10 @@ static int render_finish(render_state *S, sdm_error *err)
     stats->seconds = now_s() - S->t0;
     stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
     /* interrupted before the first frame: nothing to keep, nothing written */
-    if (S->files && !(S->interrupted && S->shown == 0) && commit_outputs(S, err))
-        return -1;
-    return S->interrupted;
+    t = now_s();
+    rc = S->files && !(S->interrupted && S->shown == 0) ? commit_outputs(S, err) : 0;
+    stats->finish_seconds = now_s() - t;
+    return rc ? -1 : S->interrupted;
 }
 
 static void render_state_clear(render_state *S)

@@ -19,6 +19,13 @@ typedef struct {
     int probe_renders, probe_steps; /* the retiming's probe (retime.h): frames and their steps */
     double probe_seconds; /* its time, between loading and the loop */
     sdm_pace_report pace; /* of the frames shown (all of them: not with --frames) */
+    /* Where the loop's seconds went, on the host's clock: */
+    double launch_seconds; /* queueing batches: conditioning, sampling, decode (the device runs behind) */
+    double device_wait_seconds; /* waiting for a batch's frames: the device still busy */
+    double frames_out_seconds; /* frames to the outputs, the pace, stills and the frame cache */
+    double outputs_blocked_seconds; /* of those: the outputs' queue full (an encoder behind) */
+    double pace_seconds; /* of those: frames to the pace (pace.h), and its report at the end */
+    double finish_seconds; /* after the loop: encoders finishing, sidecars, files renamed */
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */
