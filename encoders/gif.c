@@ -17,9 +17,9 @@
  * - palette per stream (default): palettegen=stats_mode=full must see every
  *   frame before it emits the palette, and paletteuse needs the frames
  *   again after it; holding them in memory would grow with the frame count.
- *   So the frames are fed to palettegen as they come (it keeps only a colour
- *   histogram: bounded by the number of distinct colours, a few MB for
- *   typical renders) and spooled raw to a file beside the output
+ *   So the frames are fed to palettegen as they come (it counts them at
+ *   once and keeps only a colour histogram: bounded by the number of
+ *   distinct colours, a few MB for typical renders) and spooled raw to a file beside the output
  *   (".NAME.tmp-PID.spool", width*height*3 bytes per frame: 768 KiB per
  *   512x512 frame, removed at the end); finish() then reads them back
  *   through the workers' paletteuse. With one palette the encoder writes
@@ -533,7 +533,11 @@ static int gather(gif_ctx *g, const uint8_t *rgb, sdm_error *err)
     if (ret >= 0) {
         av_image_copy_plane(g->stats_in->data[0], g->stats_in->linesize[0], rgb, 3 * g->width, 3 * g->width, g->height);
         g->stats_in->pts = g->spooled;
-        ret = av_buffersrc_add_frame_flags(g->stats.src, g->stats_in, AV_BUFFERSRC_FLAG_KEEP_REF);
+        /* PUSH: counted now. Without it the graph only queues the frame
+         * until the palette is asked for at the end: every frame of the
+         * render held in memory, and all the counting after the loop. */
+        ret = av_buffersrc_add_frame_flags(g->stats.src, g->stats_in,
+                                           AV_BUFFERSRC_FLAG_KEEP_REF | AV_BUFFERSRC_FLAG_PUSH);
     }
     if (ret < 0)
         return sdm_ff_error(err, ret, "%s: GIF filter graph failed", g->target);

@@ -343,6 +343,59 @@ static void test_gif(void)
     }
 }
 
+/* This process's resident memory, in KiB (-1 where /proc is not there). */
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* One palette for the stream counts the colours of each frame as it comes
+ * (palettegen keeps a histogram) and spools the frame to disk: memory does
+ * not grow with the frames pushed. 250 frames of 256x256 held anywhere
+ * would be 48 MiB. */
+static void test_gif_stream_memory(void)
+{
+    const char *out = in_dir("stream-memory.gif");
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_sink *s = NULL;
+    sdm_error err = { 0 };
+    uint8_t *rgb;
+    long at50 = -1, grown = -1;
+
+    p.width = p.height = 256;
+    p.gif_palette = SDM_GIF_PALETTE_STREAM;
+    rgb = malloc((size_t)p.width * p.height * 3);
+    if (!rgb || rss_kib() < 0) {
+        SKIP("no /proc/self/status");
+        free(rgb);
+        return;
+    }
+    CHECK_INT(sdm_sink_open(&out, 1, NULL, &p, &s, &err), 0);
+    for (int k = 0; s && k < 300; k++) {
+        make_frame(k, p.width, p.height, rgb);
+        CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
+        if (k == 50)
+            at50 = rss_kib();
+    }
+    grown = rss_kib() - at50;
+    CHECK(grown < 12 * 1024);
+    if (grown >= 12 * 1024)
+        fprintf(stderr, "  memory grew by %ld KiB over 250 frames\n", grown);
+    CHECK_INT(s ? sdm_sink_finish(s, 0, &err) : -1, 0);
+    sdm_sink_free(&s);
+    free(rgb);
+    CHECK_INT(count_files(".spool"), 0);
+}
+
 /* Spreading the GIF's frames over workers changes no byte: one thread (all
  * on the GIF's own), three, and more workers than frames, for a palette per
  * frame and per stream, ordered dither and error diffusion. */
@@ -999,6 +1052,7 @@ int main(void)
     test_mp4();
     test_gif();
     test_gif_threads();
+    test_gif_stream_memory();
     test_sheet();
     test_still();
     test_several_outputs();
