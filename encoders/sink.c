@@ -374,6 +374,16 @@ int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err)
     return 0;
 }
 
+void sdm_sink_close(sdm_sink *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->closing = 1;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->lock);
+}
+
 int sdm_sink_finish(sdm_sink *s, int partial, sdm_error *err)
 {
     int ret = -1;

@@ -64,6 +64,10 @@ int sdm_sink_open(const char *const *outputs, int n_outputs, const char *contact
 int sdm_sink_push(sdm_sink *s, const uint8_t *rgb, sdm_error *err);
 /* Seconds push() spent waiting for a free slot (an encoder behind) so far. */
 double sdm_sink_blocked_seconds(const sdm_sink *s);
+/* No more frames: the encoders go on to finish their files (the GIF's
+ * second pass, x264's lookahead) while the caller does other work; push
+ * fails from now on. finish() waits for them. */
+void sdm_sink_close(sdm_sink *s);
 /* Drains the queue and finishes every file; with the sink's own file set,
  * commits it: renames every file onto its target, or with partial != 0
  * (interrupted render) onto a ".partial" name ("out/x.partial.mp4"), so it

@@ -856,6 +856,7 @@ static int render_finish(render_state *S, sdm_error *err)
     double t = now_s();
     int rc;
 
+    sdm_sink_close(S->sink); /* the encoders finish while the pace is reported */
     if (S->pace && !S->interrupted) {
         if (sdm_pace_report_make(S->pace, &stats->pace) || !(S->plan.pace_json = sdm_pace_json(&stats->pace)))
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");

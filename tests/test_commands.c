@@ -299,6 +299,20 @@ static void test_several(void)
         CHECK_STR(json_object_get_string(json_object_array_get_idx(files, 0)), at("r1.mp4"));
         CHECK_STR(json_object_get_string(json_object_array_get_idx(files, 1)), at("r1.json"));
     }
+    /* timing: where the loop's seconds went, each part within the loop's */
+    {
+        json_object *r1 = json_object_array_get_idx(list, 0), *t = get(r1, "timing");
+        double loop = json_object_get_double(get(r1, "seconds")), parts = 0;
+        static const char *const keys[] = { "launch", "device_wait", "frames_out", "outputs_blocked", "pace" };
+        CHECK(t != NULL);
+        for (size_t k = 0; t && k < sizeof keys / sizeof *keys; k++) {
+            double v = json_object_get_double(get(t, keys[k]));
+            CHECK(v >= 0 && v <= loop + 1e-6);
+            parts += k < 3 ? v : 0;
+        }
+        CHECK(loop > 0 && parts <= loop + 1e-6 && parts > 0.5 * loop); /* launch + wait + out: most of the loop */
+        CHECK(t && json_object_get_double(get(t, "finish")) > 0);
+    }
     json_object_put(j);
     /* the two good ones share one model load: the second loads nothing */
     CHECK_INT(sdm(out, sizeof out, "render", at("r1.yaml"), at("r2.yaml"), "--device", "cpu", "-q", "--json", NULL), 0);
@@ -327,6 +341,8 @@ static void test_progress_log(void)
     CHECK(strchr(out, '\r') == NULL);
     CHECK_CONTAINS(out, "frame 9/9 (rendered 9/9)");
     CHECK_CONTAINS(out, "frames/s, ETA 0:00\n");
+    CHECK_CONTAINS(out, "sdmorph: loop ");
+    CHECK_CONTAINS(out, "s after it\n");
     CHECK_INT(sdm(out, sizeof out, "render", at("pg.yaml"), "--device", "cpu", "-q", NULL), 0);
     CHECK(strstr(out, "sdmorph: frame ") == NULL);
 }

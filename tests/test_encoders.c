@@ -396,6 +396,39 @@ static void test_gif_stream_memory(void)
     CHECK_INT(count_files(".spool"), 0);
 }
 
+/* close() lets the encoders finish while the caller works on: a push after
+ * it fails, finish() then completes the files with every frame pushed. */
+static void test_close_early(void)
+{
+    const char *outs[2] = { in_dir("closed.mp4"), in_dir("closed.gif") };
+    sdm_sink_params p = sdm_sink_default_params();
+    sdm_probe_info info;
+    sdm_sink *s = NULL;
+    sdm_error err = { 0 };
+    uint8_t *rgb;
+
+    p.width = 96;
+    p.height = 64;
+    rgb = malloc((size_t)p.width * p.height * 3);
+    CHECK_INT(sdm_sink_open(outs, 2, NULL, &p, &s, &err), 0);
+    for (int k = 0; s && rgb && k < 12; k++) {
+        make_frame(k, p.width, p.height, rgb);
+        CHECK_INT(sdm_sink_push(s, rgb, &err), 0);
+    }
+    sdm_sink_close(s);
+    CHECK_INT(s && rgb ? sdm_sink_push(s, rgb, &err) : 0, -1);
+    CHECK_CONTAINS(err.msg, "already finished");
+    memset(&err, 0, sizeof err);
+    CHECK_INT(s ? sdm_sink_finish(s, 0, &err) : -1, 0);
+    sdm_sink_free(&s);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(sdm_probe_file(outs[i], NULL, NULL, 0, &info, &err), 0);
+        CHECK_INT(info.frames, 12);
+    }
+    sdm_sink_close(NULL); /* NULL-safe */
+    free(rgb);
+}
+
 /* Spreading the GIF's frames over workers changes no byte: one thread (all
  * on the GIF's own), three, and more workers than frames, for a palette per
  * frame and per stream, ordered dither and error diffusion. */
@@ -1053,6 +1086,7 @@ int main(void)
     test_gif();
     test_gif_threads();
     test_gif_stream_memory();
+    test_close_early();
     test_sheet();
     test_still();
     test_several_outputs();
