@@ -13,6 +13,9 @@
 
 /* Workers at most: SSIM is cheap beside the encoders that share the cores. */
 #define PACE_MAX_THREADS 4
+/* Frames waiting to be measured at most (with workers): two batches of a
+ * render, so one landing never waits on the SSIMs of the one before. */
+#define PACE_QUEUE 16
 
 typedef struct {
     int from, to;
@@ -78,7 +81,7 @@ sdm_pace *sdm_pace_new_threads(int width, int height, int threads)
     p->frame_bytes = (size_t)width * height * 3;
     p->threads = threads > 0 ? threads : sdm_workpool_threads(0);
     p->threads = p->threads > PACE_MAX_THREADS ? PACE_MAX_THREADS : p->threads;
-    p->n_jobs = 2 * p->threads;
+    p->n_jobs = p->threads > 1 ? (2 * p->threads > PACE_QUEUE ? 2 * p->threads : PACE_QUEUE) : 2;
     p->n_ring = p->n_jobs + 1;
     p->ssim = calloc((size_t)p->threads, sizeof *p->ssim);
     p->jobs = calloc((size_t)p->n_jobs, sizeof *p->jobs);
