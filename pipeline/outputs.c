@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,10 @@
 
 #include "output_name.h"
 #include "paths.h"
+#include "png.h"
 #include "sidecar.h"
 #include "version.h"
+#include "workpool.h"
 
 /* out/x.mp4 with --frames 0-9,20 → out/x.frames-0-9_20.mp4: the whole list,
  * so two selections never share a file (a name past the system's limit is
@@ -383,4 +386,139 @@ int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *
     else if (sdm_outputs_write_sidecars(o, fs, r, plan, used, err))
         return -1;
     return sdm_fileset_commit(fs, partial, err);
+}
+
+/* ---- stills, written on workers ---------------------------------------------- */
+
+/* Workers at most, and stills waiting per worker. */
+#define STILL_THREADS 4
+#define STILL_DEPTH 2
+
+typedef struct {
+    const char *tmp, *target;
+    uint8_t *rgb;
+    sdm_error err;
+} still_job;
+
+struct sdm_stills {
+    const sdm_outputs *o;
+    sdm_fileset *fs;
+    int width, height;
+    char *comment;
+    sdm_workpool *pool;
+    still_job *jobs; /* the pool's depth: the n-th put's at n % depth */
+    int depth;
+    int64_t put;
+    sdm_error err; /* the first failure */
+    int failed;
+};
+
+static int write_still(void *ctx, int worker, void *job)
+{
+    sdm_stills *st = ctx;
+    still_job *j = job;
+
+    (void)worker;
+    return sdm_png_write(j->tmp, j->rgb, st->width, st->height, st->comment, j->target, &j->err);
+}
+
+/* The oldest still in flight, waited for; its failure kept. 0 if none. */
+static int still_take(sdm_stills *st)
+{
+    int rc = 0;
+    still_job *j = sdm_workpool_take(st->pool, &rc);
+
+    if (j && rc && !st->failed) {
+        st->failed = 1;
+        sdm_error_set(&st->err, j->err.code, "%s", j->err.msg);
+    }
+    return j != NULL;
+}
+
+int sdm_stills_open(const sdm_outputs *o, sdm_fileset *fs, int width, int height, const char *comment, sdm_stills **out,
+                    sdm_error *err)
+{
+    sdm_stills *st;
+    int threads = sdm_workpool_threads(0) > STILL_THREADS ? STILL_THREADS : sdm_workpool_threads(0), rc = -1;
+    sigset_t block, old;
+
+    *out = NULL;
+    if (!o->n_stills || !fs)
+        return 0;
+    st = calloc(1, sizeof *st);
+    if (!st)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    *st = (sdm_stills){ .o = o, .fs = fs, .width = width, .height = height, .depth = STILL_DEPTH * threads };
+    st->comment = strdup(comment ? comment : "");
+    st->jobs = calloc((size_t)st->depth, sizeof *st->jobs);
+    for (int i = 0; st->jobs && i < st->depth; i++)
+        if (!(st->jobs[i].rgb = malloc((size_t)width * height * 3)))
+            break;
+    if (!st->comment || !st->jobs || !st->jobs[st->depth - 1].rgb) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    /* the render's thread alone takes the signals (as the sink's encoders) */
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = sdm_workpool_open(threads, st->depth, write_still, st, &st->pool, err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+end:
+    if (rc)
+        sdm_stills_free(&st);
+    *out = st;
+    return rc;
+}
+
+int sdm_stills_put(sdm_stills *st, int shown, const uint8_t *rgb, sdm_error *err)
+{
+    const sdm_outputs *o = st ? st->o : NULL;
+
+    for (int i = o ? o->first_still : 0; o && i < o->first_still + o->n_stills; i++) {
+        int k = o->files[i].frame == shown ? sdm_fileset_find(st->fs, o->files[i].path) : -2;
+        still_job *j = &st->jobs[st->put % st->depth];
+        if (k == -1)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", o->files[i].path);
+        if (k < 0)
+            continue;
+        if (sdm_workpool_in_flight(st->pool) == st->depth)
+            still_take(st);
+        if (st->failed)
+            return sdm_error_set(err, st->err.code, "%s", st->err.msg);
+        memcpy(j->rgb, rgb, (size_t)st->width * st->height * 3);
+        j->tmp = sdm_fileset_temp(st->fs, k);
+        j->target = o->files[i].path;
+        memset(&j->err, 0, sizeof j->err);
+        if (sdm_workpool_submit(st->pool, j))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: the stills' queue is full");
+        st->put++;
+    }
+    return 0;
+}
+
+int sdm_stills_finish(sdm_stills *st, sdm_error *err)
+{
+    while (st && still_take(st))
+        ;
+    if (st && st->failed)
+        return sdm_error_set(err, st->err.code, "%s", st->err.msg);
+    return 0;
+}
+
+void sdm_stills_free(sdm_stills **pst)
+{
+    sdm_stills *st = pst ? *pst : NULL;
+
+    if (!st)
+        return;
+    sdm_workpool_free(&st->pool); /* first: its workers write from the jobs */
+    for (int i = 0; st->jobs && i < st->depth; i++)
+        free(st->jobs[i].rgb);
+    free(st->jobs);
+    free(st->comment);
+    free(st);
+    *pst = NULL;
 }

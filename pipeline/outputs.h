@@ -88,4 +88,19 @@ void sdm_outputs_skip_sidecars(const sdm_outputs *o, sdm_fileset *fs);
 int sdm_outputs_commit(const sdm_outputs *o, sdm_fileset *fs, const sdm_recipe *r, const sdm_plan *plan,
                        const sdm_sidecar_used *used, int partial, sdm_error *err);
 
+/* The stills of a render, each PNG encoded and written on worker threads
+ * (workpool.h; SIGINT, SIGTERM and SIGHUP blocked in them) into its
+ * temporary file, off the caller's thread: put() copies the frame and
+ * returns unless a few frames wait already. */
+typedef struct sdm_stills sdm_stills;
+
+/* *out NULL (and 0) where o has no stills. comment is copied. */
+int sdm_stills_open(const sdm_outputs *o, sdm_fileset *fs, int width, int height, const char *comment, sdm_stills **out,
+                    sdm_error *err);
+/* Output frame `shown` (of the plan as selected) is rgb: its stills. */
+int sdm_stills_put(sdm_stills *st, int shown, const uint8_t *rgb, sdm_error *err);
+/* Waits for every still put; the first failure. NULL-safe. */
+int sdm_stills_finish(sdm_stills *st, sdm_error *err);
+void sdm_stills_free(sdm_stills **st);
+
 #endif

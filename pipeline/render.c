@@ -12,7 +12,6 @@
 #include "engine.h"
 #include "frame_cache.h"
 #include "outputs.h"
-#include "png.h"
 #include "preflight.h"
 #include "render_hooks.h"
 #include "retime.h"
@@ -48,6 +47,7 @@ typedef struct {
     sdm_schedule sched;
     sdm_conditioner *cond;
     sdm_sink *sink;
+    sdm_stills *stills; /* the PNG stills, written on workers */
     sdm_frame_cache *cache; /* renders shown again later */
     sdm_pace *pace; /* the pace of the frames shown (pace.h); NULL with --frames */
     int *rendered; /* per render: done */
@@ -227,7 +227,7 @@ static int plan_batches(render_state *S, sdm_error *err)
 }
 
 /* The outputs, which record the sdmorph version, the recipe and the model;
- * a sink for the videos and the sheet (stills are written as shown). */
+ * a sink for the videos and the sheet; the stills' writers. */
 static int open_sink(render_state *S, sdm_error *err)
 {
     const sdm_recipe *r = S->r;
@@ -240,6 +240,8 @@ static int open_sink(render_state *S, sdm_error *err)
         return 0;
     sdm_file_fingerprint(r->path, hash, sizeof hash);
     sdm_outputs_comment(S->comment, sizeof S->comment, r->path, hash, p->model_dir, S->fingerprint);
+    if (sdm_stills_open(&S->pf.outs, S->files, S->width, S->height, S->comment, &S->stills, err))
+        return -1;
     if (!S->pf.outs.n_videos && !S->pf.outs.sheet)
         return 0;
     kp = sdm_preflight_sink_params(r, &S->pf);
@@ -326,22 +328,6 @@ static int pace_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
     return rc ? sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory") : 0;
 }
 
-/* The stills of output frame S->shown, into their temporary files. */
-static int write_stills(render_state *S, const uint8_t *rgb, sdm_error *err)
-{
-    const sdm_outputs *o = &S->pf.outs;
-
-    for (int i = o->first_still; S->files && i < o->first_still + o->n_stills; i++) {
-        const sdm_out_file *f = &o->files[i];
-        int k = f->frame == S->shown ? sdm_fileset_find(S->files, f->path) : -2;
-        if (k == -1)
-            return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: still %s is not in the file set", f->path);
-        if (k >= 0 && sdm_png_write(sdm_fileset_temp(S->files, k), rgb, S->width, S->height, S->comment, f->path, err))
-            return -1;
-    }
-    return 0;
-}
-
 /* Output frame S->shown is rgb: to the sink, the stills and the callback. */
 static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
 {
@@ -350,7 +336,7 @@ static int show_frame(render_state *S, const uint8_t *rgb, sdm_error *err)
 
     if (S->sink && sdm_sink_push(S->sink, rgb, err))
         return -1;
-    if (pace_frame(S, rgb, err) || write_stills(S, rgb, err))
+    if (pace_frame(S, rgb, err) || sdm_stills_put(S->stills, S->shown, rgb, err))
         return -1;
     if (p->on_frame && p->on_frame(p->user, S->shown, rgb, S->width, S->height))
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "frame callback failed");
@@ -870,6 +856,8 @@ static int render_finish(render_state *S, sdm_error *err)
     stats->batch = S->batch;
     stats->seconds = now_s() - S->t0;
     stats->seconds_per_render = stats->frames_rendered ? stats->seconds / stats->frames_rendered : 0;
+    if (sdm_stills_finish(S->stills, err))
+        return -1;
     /* interrupted before the first frame: nothing to keep, nothing written */
     t = now_s();
     rc = S->files && !(S->interrupted && S->shown == 0) ? commit_outputs(S, err) : 0;
@@ -884,6 +872,7 @@ static void render_state_clear(render_state *S)
     sdm_tensor_free(&S->flight.latents);
     sdm_tensor_free(&S->next.latents);
     sdm_sink_free(&S->sink);
+    sdm_stills_free(&S->stills); /* before the file set: its workers write in it */
     sdm_fileset_free(&S->files);
     sdm_frame_cache_free(&S->cache);
     free(S->rendered);

@@ -147,6 +147,20 @@ static void test_paths(void)
     CHECK_CONTAINS(out, "a part of the path is a file");
 }
 
+/* A decoded still against the frame it should be. */
+typedef struct {
+    const uint8_t *want;
+    int same;
+} still_pixels;
+
+static int same_pixels(void *user, int index, const uint8_t *rgb, int w, int h)
+{
+    still_pixels *sp = user;
+
+    sp->same = index == 0 && w == 96 && h == 64 && !memcmp(rgb, sp->want, (size_t)w * h * 3);
+    return 0;
+}
+
 /* -o pick.png with --frames: one still; the recipe's outputs untouched;
  * %d names and numbered names give one PNG per frame. */
 static void test_stills(void)
@@ -183,6 +197,20 @@ static void test_stills(void)
     for (int i = 0; i < 5; i++)
         CHECK(png_size(at("all-%d.png", i), &w, &h) == 0);
     CHECK_INT(count_entries(tmp, "all-"), 10); /* 5 stills, 5 sidecars */
+    /* the stills (written on worker threads) are the frames, to the pixel */
+    CHECK_INT(sdm(out, sizeof out, "render", at("st.yaml"), "-q", "-o", at("px.rgb"), "-o", at("px.png"), NULL), 0);
+    {
+        char *rgb = slurp_file(at("px.rgb"), &n);
+        CHECK(rgb && n == 5 * 96 * 64 * 3);
+        for (int i = 0; rgb && n == 5 * 96 * 64 * 3 && i < 5; i++) {
+            still_pixels sp = { (const uint8_t *)rgb + (size_t)i * 96 * 64 * 3, 0 };
+            sdm_probe_info info;
+            sdm_error err = { 0 };
+            CHECK_INT(sdm_probe_file(at("px-%d.png", i), same_pixels, &sp, 0, &info, &err), 0);
+            CHECK_INT(sp.same, 1);
+        }
+        free(rgb);
+    }
 
     /* a bad % is refused by check and render alike */
     CHECK_INT(sdm(out, sizeof out, "check", at("st.yaml"), "-o", at("%s", "bad%s.png"), NULL), 2);
