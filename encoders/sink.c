@@ -162,10 +162,8 @@ static int64_t slowest_read(const sdm_sink *s)
 static void stop_threads(sdm_sink *s, int abort)
 {
     pthread_mutex_lock(&s->lock);
-    if (abort)
-        s->aborting = 1;
-    else
-        s->closing = 1;
+    s->aborting |= abort;
+    s->closing |= !abort;
     pthread_cond_broadcast(&s->more);
     pthread_mutex_unlock(&s->lock);
     for (int i = 0; i < s->n_out; i++) {
@@ -379,7 +377,7 @@ void sdm_sink_close(sdm_sink *s)
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
-    s->closing = 1;
+    s->closing = 1; /* stop_threads(s, 0) without the join */
     pthread_cond_broadcast(&s->more);
     pthread_mutex_unlock(&s->lock);
 }

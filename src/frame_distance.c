@@ -72,6 +72,12 @@ sdm_ssim *sdm_ssim_new(int width, int height)
  * reference's order, so the values are the same as one at a time. */
 typedef double pair __attribute__((vector_size(2 * sizeof(double)), aligned(sizeof(double)), may_alias));
 
+/* One tap of the window (weight g) on x = a, y = b: the five moments, for
+ * two columns (pair) or one (double) alike. */
+#define ADD_MOMENTS(acc, g, a, b)                                                                            \
+    ((acc)[0] += (g) * (a), (acc)[1] += (g) * (b), (acc)[2] += (g) * (a) * (a), (acc)[3] += (g) * (b) * (b), \
+     (acc)[4] += (g) * (a) * (b))
+
 /* Along image row r (x and y: its values): the window-weighted x, y, x², y²,
  * xy at every valid column, into the ring. */
 static void filter_row(sdm_ssim *s, const double *xr, const double *yr, int r)
@@ -83,11 +89,7 @@ static void filter_row(sdm_ssim *s, const double *xr, const double *yr, int r)
         pair acc[MOMENTS] = { { 0, 0 } };
         for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
             pair g = { s->window[k], s->window[k] }, a = *(const pair *)(xr + c + k), b = *(const pair *)(yr + c + k);
-            acc[0] += g * a;
-            acc[1] += g * b;
-            acc[2] += g * a * a;
-            acc[3] += g * b * b;
-            acc[4] += g * a * b;
+            ADD_MOMENTS(acc, g, a, b);
         }
         for (int m = 0; m < MOMENTS; m++)
             *(pair *)(s->rows[m] + o + c) = acc[m];
@@ -96,11 +98,7 @@ static void filter_row(sdm_ssim *s, const double *xr, const double *yr, int r)
         double acc[MOMENTS] = { 0 };
         for (int k = 0; k < SDM_SSIM_WINDOW; k++) {
             double g = s->window[k], a = xr[c + k], b = yr[c + k];
-            acc[0] += g * a;
-            acc[1] += g * b;
-            acc[2] += g * a * a;
-            acc[3] += g * b * b;
-            acc[4] += g * a * b;
+            ADD_MOMENTS(acc, g, a, b);
         }
         for (int m = 0; m < MOMENTS; m++)
             s->rows[m][o + c] = acc[m];
