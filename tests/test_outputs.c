@@ -536,6 +536,23 @@ static void test_bad_betas(void)
     }
 }
 
+/* check names the sampler `auto` is for the model it reads, as render
+ * resolves it; without the model it can only say auto. */
+static void test_check_auto_sampler(void)
+{
+    char out[8192], *m = bundle_copy("pndm", "scheduler: DDIMScheduler", "scheduler: PNDMScheduler");
+
+    write_file(at("auto.yaml"), SMALL "frames: 2\nkeyframes: [a, b]\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, ddim (auto: the model's DDIMScheduler)\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--model", m, NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, pndm (auto: the model's PNDMScheduler)\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--no-model", NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, auto\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--model", m, "--sampler", "euler", NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, euler\n");
+}
+
 static void test_messages(void)
 {
     char out[8192];
@@ -614,6 +631,7 @@ int main(void)
     test_sidecar_each_folder();
     test_long_paths();
     test_bad_betas();
+    test_check_auto_sampler();
     test_messages();
     test_interrupt_early();
     return test_report();
