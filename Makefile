@@ -1,18 +1,26 @@
 # sdmorph — build, test, bench.
 #   make              builds ./sdmorph and the analytic test bundle
-#   make test         runs every test; ends with "N passed, N failed"
+#   make test         runs every test, one program per CPU at a time
+#                     (SDM_TEST_JOBS=N to change); ends with "N passed, N failed"
 #   make bench        CPU benchmarks (GPU ones: bench/README.md)
 #   make test-asan    every test again, built with AddressSanitizer and
 #                     UndefinedBehaviorSanitizer (LeakSanitizer too) in build-asan/
 #   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
 #                     vocabulary loader, the prompt syntax, the safetensors
 #                     reader, the PNG text and image-settings readers of
-#                     `import`, FUZZ_SECONDS (60) each; fails on a crash
+#                     `import`, FUZZ_SECONDS (60) each, as many side by
+#                     side as there are CPUs; fails on a crash
 #   make format       rewrites the C sources in .clang-format's style;
 #                     make format-check (CI) fails on a file it would change
 #   make install      installs the binary, its man page and bash completion
 #                     under PREFIX (/usr/local), staged under DESTDIR
 #   TORCH_DIR=/path   use that libtorch instead of the one found
+
+# Every make runs as many jobs as there are CPUs unless told otherwise
+# (-j N on the command line wins; sub-makes share their parent's jobs).
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS)),0)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
 
 CC       ?= cc
 CXX      ?= c++
@@ -118,7 +126,12 @@ OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC)) $(patsubst %.cpp,$(BUILD)/%.o,$(CX
 LIBOBJ = $(filter-out $(BUILD)/cli/main.o,$(OBJ))
 # Tests and benches link an archive, so each pulls in only the modules it uses.
 LIBA   = $(BUILD)/libsdmorph.a
-TESTS  = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+ALL_TESTS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+# tests/run.sh runs them side by side in this order: the slowest first, so
+# that the last to start are short and the run ends soon after the longest.
+SLOW_TESTS = outputs cli commands shard slurm encoders retime limits pace export bridge text
+TESTS  = $(foreach t,$(SLOW_TESTS),$(filter $(BUILD)/tests/test_$(t),$(ALL_TESTS))) \
+         $(filter-out $(addprefix $(BUILD)/tests/test_,$(SLOW_TESTS)),$(ALL_TESTS))
 BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
@@ -243,46 +256,23 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libfuzz.a
 	$(SAN_CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -O1 -g $(SAN_FLAGS) -fsanitize=fuzzer $(WARN) -o $@ $< \
 	  $(FUZZ_DIR)/libfuzz.a $(FUZZ_LIBS)
 
-fuzz-recipe: $(FUZZ_DIR)/fuzz_recipe
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/recipe --file recipes/*.yaml tests/fuzz/corpus/recipe/* \
-	  --literals tests/test_recipe.c tests/test_plan.c tests/test_cli.c --contains : --min-len 8 > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/recipe -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/recipe.dict
+# Each target's seeds (tests/fuzz/seeds.py: whole files, the string
+# literals of test sources, JSON values) and its dictionary tests/fuzz/NAME.dict.
+FUZZ_SEEDS_recipe      = --file recipes/*.yaml tests/fuzz/corpus/recipe/* \
+                         --literals tests/test_recipe.c tests/test_plan.c tests/test_cli.c --contains : --min-len 8
+FUZZ_SEEDS_tokenizer   = --file recipes/*.yaml tests/fuzz/corpus/tokenizer/* --literals tests/test_tokenizer.c
+FUZZ_SEEDS_vocab       = --file tests/fuzz/corpus/vocab/*
+FUZZ_SEEDS_prompt      = --json tests/fixtures/prompt_attention.json --literals tests/test_prompt.c
+FUZZ_SEEDS_safetensors = --file tests/fuzz/corpus/safetensors/*
+FUZZ_SEEDS_import      = --file tests/fuzz/corpus/import/*
+FUZZ_SEEDS_segment     = --file tests/fuzz/corpus/segment/*
+FUZZ_TARGETS = recipe tokenizer vocab prompt safetensors import segment
 
-fuzz-tokenizer: $(FUZZ_DIR)/fuzz_tokenizer
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/tokenizer --file recipes/*.yaml tests/fuzz/corpus/tokenizer/* \
-	  --literals tests/test_tokenizer.c > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/tokenizer -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/tokenizer.dict
+$(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
+	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/$* $(FUZZ_SEEDS_$*) > /dev/null
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/$* -max_len=$(FUZZ_MAX_LEN) -dict=tests/fuzz/$*.dict
 
-fuzz-vocab: $(FUZZ_DIR)/fuzz_vocab
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/vocab --file tests/fuzz/corpus/vocab/* > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/vocab -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/vocab.dict
-
-fuzz-prompt: $(FUZZ_DIR)/fuzz_prompt
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/prompt --json tests/fixtures/prompt_attention.json \
-	  --literals tests/test_prompt.c > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/prompt -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/prompt.dict
-
-fuzz-segment: $(FUZZ_DIR)/fuzz_segment
-	@mkdir -p $(FUZZ_DIR)/seeds/segment
-	@cp tests/fuzz/corpus/segment/* $(FUZZ_DIR)/seeds/segment/
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/segment -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/segment.dict
-
-fuzz-safetensors: $(FUZZ_DIR)/fuzz_safetensors
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/safetensors --file tests/fuzz/corpus/safetensors/* > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/safetensors -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/safetensors.dict
-
-fuzz-import: $(FUZZ_DIR)/fuzz_import
-	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/import --file tests/fuzz/corpus/import/* > /dev/null
-	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/import -max_len=$(FUZZ_MAX_LEN) \
-	  -dict=tests/fuzz/import.dict
-
-fuzz: fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
+fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS))
 
 # The C sources in the style of .clang-format: `make format` rewrites them,
 # `make format-check` (CI) fails on any file clang-format would change.
@@ -305,5 +295,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo install uninstall clean deps test-asan fuzz fuzz-recipe fuzz-tokenizer fuzz-vocab fuzz-prompt fuzz-safetensors fuzz-import fuzz-segment
+.PHONY: all test bench demo install uninstall clean deps test-asan fuzz $(addprefix fuzz-,$(FUZZ_TARGETS))
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

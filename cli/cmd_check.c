@@ -12,6 +12,7 @@
 #include "plan.h"
 #include "preflight.h"
 #include "recipe.h"
+#include "sampler.h"
 
 static void usage(FILE *f)
 {
@@ -57,35 +58,124 @@ static void print_retime(const sdm_preflight *pf, const sdm_recipe *r)
             pf->retime.probe_steps ? pf->retime.probe_steps : sdm_retime_probe_steps(r->steps));
 }
 
+/* The sampler the render uses, for the plan's first line: `auto` resolved
+ * from the model where its model.yaml was read, as the render resolves it. */
+static void sampler_text(const sdm_recipe *r, const sdm_preflight *pf, char *buf, size_t len)
+{
+    const sdm_bundle *b = &pf->bundle;
+    sdm_sampler kind;
+    int karras;
+
+    if (r->sampler != SDM_SAMPLER_AUTO || !pf->has_bundle) {
+        snprintf(buf, len, "%s", sdm_sampler_name(r->sampler));
+        return;
+    }
+    kind = sdm_sampler_auto(b, &karras);
+    if (b->scheduler[0])
+        snprintf(buf, len, "%s%s (auto: the model's %s)", sdm_sampler_name(kind), karras || r->karras ? " karras" : "",
+                 b->scheduler);
+    else
+        snprintf(buf, len, "%s%s (auto: the model names no scheduler)", sdm_sampler_name(kind),
+                 r->karras ? " karras" : "");
+}
+
 static int print_plan(const char *path, const sdm_preflight *pf, const sdm_recipe *r, const char *model, int quiet,
                       int json)
 {
     const sdm_plan *plan = &pf->plan;
     sdm_plan_json_extra x = { model, pf->width, pf->height, NULL, NULL };
+    char sampler[400];
 
+    sampler_text(r, pf, sampler, sizeof sampler);
     if (json)
         sdm_plan_write_json_with(plan, r, &x, stdout);
     else if (quiet)
         printf("%s: ok, %d frames shown, %d rendered, %.2f s at %g fps\n", path, plan->n_sequence, plan->n_renders,
                plan->n_sequence / plan->fps, plan->fps);
     else
-        sdm_plan_print(plan, r, stdout);
+        sdm_plan_print_sampler(plan, r, sampler, stdout);
     if (!json && !quiet)
         print_retime(pf, r);
     return fflush(stdout) ? SDM_EXIT_RUNTIME : SDM_EXIT_OK;
 }
 
+/* What the command line asks for, beyond the recipe's overrides. */
+typedef struct {
+    const char *path, *model;
+    int quiet, json, no_model;
+} check_options;
+
+/* Reads the command line into o, ov and p. 0 to go on, 1 when done (--help:
+ * *rc says how), -1 after a message (an error in err, or one printed). */
+static int parse_options(int argc, char **argv, check_options *o, sdm_overrides *ov, sdm_render_params *p,
+                         const char **outputs, int *rc, sdm_error *err)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int k = sdm_overrides_take(ov, argc, argv, &i, "sdmorph check");
+        int takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames") ||
+                    !strcmp(a, "--shard");
+
+        if (k != 0) {
+            if (k < 0)
+                return -1;
+            continue;
+        }
+        if (takes && i + 1 >= argc) {
+            fprintf(stderr, "sdmorph check: %s needs a value\n", a);
+            return -1;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            *rc = SDM_EXIT_OK;
+            return 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o->quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+        } else if (!strcmp(a, "--no-model")) {
+            o->no_model = 1;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            outputs[p->n_outputs++] = argv[++i];
+        } else if (!strcmp(a, "--model")) {
+            o->model = argv[++i];
+        } else if (!strcmp(a, "--frames")) {
+            p->frames = argv[++i];
+        } else if (!strncmp(a, "--frames=", 9)) {
+            p->frames = a + 9;
+        } else if (!strcmp(a, "--shard")) {
+            if (sdm_shard_parse(argv[++i], &p->shard, err))
+                return -1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sdmorph check: unknown option '%s'\n", a);
+            usage(stderr);
+            return -1;
+        } else if (o->path) {
+            fprintf(stderr, "sdmorph check: one recipe at a time ('%s' and '%s')\n", o->path, a);
+            return -1;
+        } else {
+            o->path = a;
+        }
+    }
+    if (!o->path || (o->model && o->no_model)) {
+        if (o->path)
+            fprintf(stderr, "sdmorph check: --model and --no-model together\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
 int sdm_cmd_check(int argc, char **argv)
 {
-    const char *path = NULL, *model = NULL;
     const char **outputs = calloc((size_t)argc, sizeof *outputs);
-    int quiet = 0, json = 0, no_model = 0, rc = SDM_EXIT_USAGE, k;
+    int rc = SDM_EXIT_USAGE, parsed;
+    check_options o = { 0 };
     sdm_overrides ov;
     sdm_render_params p = sdm_render_default_params();
     sdm_recipe *r = NULL;
     sdm_preflight pf;
     sdm_error err = { 0 };
-    int takes;
     char model_dir[4096];
 
     memset(&pf, 0, sizeof pf);
@@ -93,73 +183,25 @@ int sdm_cmd_check(int argc, char **argv)
         rc = SDM_EXIT_RUNTIME;
         goto end;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-
-        k = sdm_overrides_take(&ov, argc, argv, &i, "sdmorph check");
-        if (k < 0)
-            goto end;
-        if (k > 0)
-            continue;
-        takes = !strcmp(a, "-o") || !strcmp(a, "--output") || !strcmp(a, "--model") || !strcmp(a, "--frames") ||
-                !strcmp(a, "--shard");
-
-        if (takes && i + 1 >= argc) {
-            fprintf(stderr, "sdmorph check: %s needs a value\n", a);
-            goto end;
-        }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            rc = SDM_EXIT_OK;
-            goto end;
-        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--no-model")) {
-            no_model = 1;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            outputs[p.n_outputs++] = argv[++i];
-        } else if (!strcmp(a, "--model")) {
-            model = argv[++i];
-        } else if (!strcmp(a, "--frames")) {
-            p.frames = argv[++i];
-        } else if (!strncmp(a, "--frames=", 9)) {
-            p.frames = a + 9;
-        } else if (!strcmp(a, "--shard")) {
-            if (sdm_shard_parse(argv[++i], &p.shard, &err))
-                goto fail;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sdmorph check: unknown option '%s'\n", a);
-            usage(stderr);
-            goto end;
-        } else if (path) {
-            fprintf(stderr, "sdmorph check: one recipe at a time ('%s' and '%s')\n", path, a);
-            goto end;
-        } else {
-            path = a;
-        }
-    }
-    if (!path || (model && no_model)) {
-        if (path)
-            fprintf(stderr, "sdmorph check: --model and --no-model together\n");
-        usage(stderr);
-        goto end;
-    }
-    if (sdm_recipe_load_with(path, ov.items, ov.n, &r, &err))
+    parsed = parse_options(argc, argv, &o, &ov, &p, outputs, &rc, &err);
+    if (parsed < 0 && err.msg[0])
         goto fail;
-    if (!no_model && sdm_bundle_dir_for(model, r->model, model_dir, sizeof model_dir)) {
+    if (parsed)
+        goto end;
+    if (sdm_recipe_load_with(o.path, ov.items, ov.n, &r, &err))
+        goto fail;
+    if (!o.no_model && sdm_bundle_dir_for(o.model, r->model, model_dir, sizeof model_dir)) {
         sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
         goto fail;
     }
-    p.model_dir = no_model ? NULL : model_dir;
+    p.model_dir = o.no_model ? NULL : model_dir;
     p.outputs = outputs;
     if (sdm_preflight_run(r, &p, &pf, &err))
         goto fail;
-    if (p.shard.count && !json)
+    if (p.shard.count && !o.json)
         printf("shard %d/%d: renders %d-%d of %d, into %s\n", p.shard.index, p.shard.count, pf.outs.segment.first,
                pf.outs.segment.first + pf.outs.segment.n - 1, pf.outs.segment.n_total, pf.segment);
-    rc = print_plan(path, &pf, r, p.model_dir, quiet, json);
+    rc = print_plan(o.path, &pf, r, p.model_dir, o.quiet, o.json);
     goto end;
 fail:
     fprintf(stderr, "sdmorph: %s\n", err.msg);

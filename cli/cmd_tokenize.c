@@ -170,67 +170,68 @@ static void print_tokens(const sdm_tokenizer *tok, const sdm_prompt_chunks *c, c
         printf("%3d-%d %lld  (padding)\n", end + 1, c->length - 1, (long long)ids[end + 1]);
 }
 
-int sdm_cmd_tokenize(int argc, char **argv)
+/* What the command line asks for; parts are the arguments that make TEXT. */
+typedef struct {
+    const char *model, *embeddings, *weighting_name;
+    int show_tokens, n_parts;
+    char **parts;
+    sdm_weighting weighting;
+} tokenize_options;
+
+/* Reads the command line into o. 0 to go on, 1 when done (--help), -1
+ * after a message. */
+static int parse_options(int argc, char **argv, tokenize_options *o)
 {
-    const char *model = NULL;
-    int show_tokens = 0, after_dashes = 0, n_parts = 0, rc = SDM_EXIT_USAGE;
-    char **parts = NULL; /* the arguments that make TEXT */
-    char model_dir[1024];
-    char *text = NULL;
-    sdm_bundle bundle;
-    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
-    sdm_tokenizer *tok = NULL;
-    sdm_error err = { 0 };
-    const char *embeddings = NULL, *weighting_name = NULL;
-    sdm_weighting weighting = SDM_WEIGHTING_A1111;
-    sdm_embeddings embs = { 0 };
-    sdm_prompt_chunks chunks = { 0 };
+    int after_dashes = 0;
 
-    parts = calloc((size_t)argc, sizeof *parts);
-    if (!parts) {
-        fprintf(stderr, "sdmorph tokenize: out of memory\n");
-        goto end;
-    }
     for (int i = 1; i < argc; i++) {
-        int value = after_dashes ? 0 : sdm_option_value(argc, argv, &i, "--model", &model);
+        int value = after_dashes ? 0 : sdm_option_value(argc, argv, &i, "--model", &o->model);
 
         if (!value && !after_dashes)
-            value = sdm_option_value(argc, argv, &i, "--embeddings", &embeddings);
+            value = sdm_option_value(argc, argv, &i, "--embeddings", &o->embeddings);
         if (!value && !after_dashes)
-            value = sdm_option_value(argc, argv, &i, "--weighting", &weighting_name);
+            value = sdm_option_value(argc, argv, &i, "--weighting", &o->weighting_name);
         if (value < 0) {
             fprintf(stderr, "sdmorph tokenize: %s needs a value\n", argv[i]);
-            goto end;
+            return -1;
         } else if (value > 0) {
             continue;
         } else if (after_dashes || argv[i][0] != '-' || argv[i][1] == '\0') {
-            parts[n_parts++] = argv[i];
+            o->parts[o->n_parts++] = argv[i];
         } else if (!strcmp(argv[i], "--")) {
             after_dashes = 1;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
-            rc = SDM_EXIT_OK;
-            goto end;
+            return 1;
         } else if (!strcmp(argv[i], "--tokens")) {
-            show_tokens = 1;
+            o->show_tokens = 1;
         } else {
             fprintf(stderr, "sdmorph tokenize: unknown option '%s' (a prompt that starts with '-' goes after --)\n",
                     argv[i]);
             usage(stderr);
-            goto end;
+            return -1;
         }
     }
-    if (weighting_name && sdm_weighting_from_str(weighting_name, &weighting)) {
-        fprintf(stderr, "sdmorph tokenize: --weighting must be a1111 or none, not '%s'\n", weighting_name);
-        goto end;
+    if (o->weighting_name && sdm_weighting_from_str(o->weighting_name, &o->weighting)) {
+        fprintf(stderr, "sdmorph tokenize: --weighting must be a1111 or none, not '%s'\n", o->weighting_name);
+        return -1;
     }
-    if (n_parts == 0) {
+    if (o->n_parts == 0) {
         fprintf(stderr, "sdmorph tokenize: no TEXT given\n");
         usage(stderr);
-        goto end;
+        return -1;
     }
-    rc = SDM_EXIT_RUNTIME;
-    if (n_parts == 1 && !strcmp(parts[0], "-")) {
+    return 0;
+}
+
+/* TEXT: stdin for a lone -, else the arguments joined; NULL after a
+ * message, *rc the exit status. */
+static char *read_text(const tokenize_options *o, int *rc)
+{
+    char *text;
+
+    *rc = SDM_EXIT_RUNTIME;
+    if (o->n_parts == 1 && !strcmp(o->parts[0], "-")) {
         const char *why = NULL;
         size_t at = (size_t)-1;
         text = read_stdin(&why, &at);
@@ -239,52 +240,86 @@ int sdm_cmd_tokenize(int argc, char **argv)
                 fprintf(stderr, "sdmorph tokenize: stdin has %s (at byte %zu)\n", why, at);
             else
                 fprintf(stderr, "sdmorph tokenize: stdin is %s\n", why);
-            rc = strcmp(why, "out of memory") ? SDM_EXIT_USAGE : SDM_EXIT_RUNTIME;
-            goto end;
+            *rc = strcmp(why, "out of memory") ? SDM_EXIT_USAGE : SDM_EXIT_RUNTIME;
+            return NULL;
         }
-    } else {
-        text = join_args(n_parts, parts);
-        if (text && strlen(text) > MAX_TEXT_BYTES) {
-            fprintf(stderr,
-                    "sdmorph tokenize: TEXT is more than 1 MiB (1048576 bytes), the most a prompt "
-                    "may be\n");
-            rc = SDM_EXIT_USAGE;
-            goto end;
-        }
+        return text;
     }
-    if (!text) {
+    text = join_args(o->n_parts, o->parts);
+    if (text && strlen(text) > MAX_TEXT_BYTES) {
+        fprintf(stderr, "sdmorph tokenize: TEXT is more than 1 MiB (1048576 bytes), the most a prompt may be\n");
+        *rc = SDM_EXIT_USAGE;
+        free(text);
+        return NULL;
+    }
+    if (!text)
+        fprintf(stderr, "sdmorph tokenize: out of memory\n");
+    return text;
+}
+
+/* The bundle (--model, else as render finds it) and its tokenizer. */
+static int load_tokenizer(const char *model, sdm_bundle *bundle, sdm_tokenizer **tok, sdm_error *err)
+{
+    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
+    char model_dir[1024];
+
+    if (sdm_bundle_dir_for(model, NULL, model_dir, sizeof model_dir))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "the model's path is too long");
+    if (sdm_bundle_load(model_dir, bundle, err))
+        return -1;
+    tp.token_length = bundle->token_length;
+    tp.pad_id = bundle->pad_id;
+    tp.bos_id = bundle->bos_id;
+    tp.eos_id = bundle->eos_id;
+    return sdm_tokenizer_load(bundle->vocab, bundle->merges, tp, tok, err);
+}
+
+static void print_chunks(const sdm_tokenizer *tok, const sdm_prompt_chunks *chunks, const sdm_embeddings *embs,
+                         int show_tokens)
+{
+    if (chunks->invalid_utf8)
+        sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", chunks->invalid_utf8,
+                 chunks->invalid_utf8 == 1 ? "" : "s", chunks->invalid_utf8 == 1 ? "is" : "are");
+    if (chunks->n_chunks > 1)
+        sdm_info("the prompt is %d tokens: %d chunks of up to %d, each encoded apart and joined", chunks->n_tokens,
+                 chunks->n_chunks, chunks->length - 2);
+    for (int k = 0; k < chunks->n_chunks; k++) {
+        if (show_tokens)
+            print_tokens(tok, chunks, embs, k);
+        else
+            print_ids(chunks, k);
+    }
+}
+
+int sdm_cmd_tokenize(int argc, char **argv)
+{
+    tokenize_options o = { 0 };
+    int rc = SDM_EXIT_USAGE, parsed;
+    char *text = NULL;
+    sdm_bundle bundle;
+    sdm_tokenizer *tok = NULL;
+    sdm_error err = { 0 };
+    sdm_embeddings embs = { 0 };
+    sdm_prompt_chunks chunks = { 0 };
+
+    o.weighting = SDM_WEIGHTING_A1111;
+    o.parts = calloc((size_t)argc, sizeof *o.parts);
+    if (!o.parts) {
         fprintf(stderr, "sdmorph tokenize: out of memory\n");
         goto end;
     }
-
-    if (sdm_bundle_dir_for(model, NULL, model_dir, sizeof model_dir)) {
-        sdm_error_set(&err, SDM_EXIT_USAGE, "the model's path is too long");
-        goto fail;
+    parsed = parse_options(argc, argv, &o);
+    if (parsed) {
+        rc = parsed > 0 ? SDM_EXIT_OK : SDM_EXIT_USAGE;
+        goto end;
     }
-    if (sdm_bundle_load(model_dir, &bundle, &err))
+    text = read_text(&o, &rc);
+    if (!text)
+        goto end;
+    if (load_tokenizer(o.model, &bundle, &tok, &err) || load_embeddings(o.embeddings, &bundle, tok, &embs, &err) ||
+        sdm_prompt_chunks_make(tok, text, o.weighting == SDM_WEIGHTING_A1111, embs.list, embs.n, &chunks, &err))
         goto fail;
-    tp.token_length = bundle.token_length;
-    tp.pad_id = bundle.pad_id;
-    tp.bos_id = bundle.bos_id;
-    tp.eos_id = bundle.eos_id;
-    if (sdm_tokenizer_load(bundle.vocab, bundle.merges, tp, &tok, &err))
-        goto fail;
-
-    if (load_embeddings(embeddings, &bundle, tok, &embs, &err) ||
-        sdm_prompt_chunks_make(tok, text, weighting == SDM_WEIGHTING_A1111, embs.list, embs.n, &chunks, &err))
-        goto fail;
-    if (chunks.invalid_utf8)
-        sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", chunks.invalid_utf8,
-                 chunks.invalid_utf8 == 1 ? "" : "s", chunks.invalid_utf8 == 1 ? "is" : "are");
-    if (chunks.n_chunks > 1)
-        sdm_info("the prompt is %d tokens: %d chunks of up to %d, each encoded apart and joined", chunks.n_tokens,
-                 chunks.n_chunks, chunks.length - 2);
-    for (int k = 0; k < chunks.n_chunks; k++) {
-        if (show_tokens)
-            print_tokens(tok, &chunks, &embs, k);
-        else
-            print_ids(&chunks, k);
-    }
+    print_chunks(tok, &chunks, &embs, o.show_tokens);
     rc = SDM_EXIT_OK;
     goto end;
 fail:
@@ -295,6 +330,6 @@ end:
     sdm_embeddings_free(&embs);
     sdm_tokenizer_free(&tok);
     free(text);
-    free(parts);
+    free(o.parts);
     return rc;
 }

@@ -86,13 +86,89 @@ static int mp4_check(const char *target, const sdm_sink_params *p, sdm_error *er
     return 0;
 }
 
+/* The H.264 encoder for p's size and rate, BT.709 limited range, opened,
+ * and the stream's parameters from it. */
+static int open_encoder(mp4_ctx *m, const AVCodec *codec, const char *target, const sdm_sink_params *p, sdm_error *err)
+{
+    /* 24 -> 24/1, 29.97 -> 2997/100: the time base is one frame. */
+    AVRational rate = av_d2q(p->fps, 1001000);
+    int averr;
+
+    m->enc->width = p->width;
+    m->enc->height = p->height;
+    m->enc->framerate = rate;
+    m->enc->time_base = av_inv_q(rate);
+    m->enc->sample_aspect_ratio = (AVRational){ 1, 1 };
+    m->enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    m->enc->color_range = AVCOL_RANGE_MPEG;
+    m->enc->colorspace = AVCOL_SPC_BT709;
+    m->enc->color_primaries = AVCOL_PRI_BT709;
+    m->enc->color_trc = AVCOL_TRC_BT709;
+    if (m->oc->oformat->flags & AVFMT_GLOBALHEADER)
+        m->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    av_opt_set(m->enc->priv_data, "preset", p->preset, 0);
+    /* x264's MB-tree reads lookahead memory it never wrote unless the width
+     * is a multiple of 128 (its lowres rows in whole groups of four
+     * macroblocks): the bytes would follow what the heap held before (seen
+     * with MALLOC_PERTURB_ and with two engines in one process). Off there,
+     * so the same frames always give the same file. */
+    if (p->width % 128)
+        av_opt_set(m->enc->priv_data, "x264-params", "mbtree=0", 0);
+    av_opt_set_double(m->enc->priv_data, "crf", p->crf, 0);
+
+    averr = avcodec_open2(m->enc, codec, NULL);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: cannot open the H.264 encoder", target);
+    averr = avcodec_parameters_from_context(m->st->codecpar, m->enc);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: stream parameters", target);
+    m->st->time_base = m->enc->time_base;
+    m->st->avg_frame_rate = rate;
+    return 0;
+}
+
+/* The temporary file created and the header written (moov first: +faststart). */
+static int write_header(mp4_ctx *m, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
+{
+    AVDictionary *opts = NULL;
+    int averr;
+
+    if (p->comment)
+        av_dict_set(&m->oc->metadata, "comment", p->comment, 0);
+    averr = avio_open(&m->oc->pb, tmp_path, AVIO_FLAG_WRITE);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "cannot create %s (temporary file %s)", target, tmp_path);
+    av_dict_set(&opts, "movflags", "+faststart", 0);
+    averr = avformat_write_header(m->oc, &opts);
+    av_dict_free(&opts);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: cannot write the header", target);
+    return 0;
+}
+
+/* The yuv420p frame each RGB frame is converted into, tagged as the encoder is. */
+static int frame_buffer(mp4_ctx *m, const char *target, sdm_error *err)
+{
+    int averr;
+
+    m->frame->format = AV_PIX_FMT_YUV420P;
+    m->frame->width = m->width;
+    m->frame->height = m->height;
+    m->frame->color_range = m->enc->color_range;
+    m->frame->colorspace = m->enc->colorspace;
+    m->frame->color_primaries = m->enc->color_primaries;
+    m->frame->color_trc = m->enc->color_trc;
+    averr = av_frame_get_buffer(m->frame, 0);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: frame buffer", target);
+    return 0;
+}
+
 /* Called after mp4_check() passed. */
 static int mp4_open(void **out, const char *tmp_path, const char *target, const sdm_sink_params *p, sdm_error *err)
 {
     mp4_ctx *m = NULL;
-    AVDictionary *opts = NULL;
     const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
-    AVRational rate;
     int ret = -1, averr;
 
     m = av_mallocz(sizeof *m);
@@ -117,75 +193,13 @@ static int mp4_open(void **out, const char *tmp_path, const char *target, const 
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory setting up the encoder", target);
         goto end;
     }
-
-    /* 24 -> 24/1, 29.97 -> 2997/100: the time base is one frame. */
-    rate = av_d2q(p->fps, 1001000);
-    m->enc->width = p->width;
-    m->enc->height = p->height;
-    m->enc->framerate = rate;
-    m->enc->time_base = av_inv_q(rate);
-    m->enc->sample_aspect_ratio = (AVRational){ 1, 1 };
-    m->enc->pix_fmt = AV_PIX_FMT_YUV420P;
-    m->enc->color_range = AVCOL_RANGE_MPEG;
-    m->enc->colorspace = AVCOL_SPC_BT709;
-    m->enc->color_primaries = AVCOL_PRI_BT709;
-    m->enc->color_trc = AVCOL_TRC_BT709;
-    if (m->oc->oformat->flags & AVFMT_GLOBALHEADER)
-        m->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    av_opt_set(m->enc->priv_data, "preset", p->preset, 0);
-    /* x264's MB-tree reads lookahead memory it never wrote unless the width
-     * is a multiple of 128 (its lowres rows in whole groups of four
-     * macroblocks): the bytes would follow what the heap held before (seen
-     * with MALLOC_PERTURB_ and with two engines in one process). Off there,
-     * so the same frames always give the same file. */
-    if (p->width % 128)
-        av_opt_set(m->enc->priv_data, "x264-params", "mbtree=0", 0);
-    av_opt_set_double(m->enc->priv_data, "crf", p->crf, 0);
-
-    averr = avcodec_open2(m->enc, codec, NULL);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: cannot open the H.264 encoder", target);
+    if (open_encoder(m, codec, target, p, err) || write_header(m, tmp_path, target, p, err) ||
+        frame_buffer(m, target, err))
         goto end;
-    }
-    averr = avcodec_parameters_from_context(m->st->codecpar, m->enc);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: stream parameters", target);
-        goto end;
-    }
-    m->st->time_base = m->enc->time_base;
-    m->st->avg_frame_rate = rate;
-    if (p->comment)
-        av_dict_set(&m->oc->metadata, "comment", p->comment, 0);
-
-    averr = avio_open(&m->oc->pb, tmp_path, AVIO_FLAG_WRITE);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "cannot create %s (temporary file %s)", target, tmp_path);
-        goto end;
-    }
-    av_dict_set(&opts, "movflags", "+faststart", 0);
-    averr = avformat_write_header(m->oc, &opts);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: cannot write the header", target);
-        goto end;
-    }
-
-    m->frame->format = AV_PIX_FMT_YUV420P;
-    m->frame->width = p->width;
-    m->frame->height = p->height;
-    m->frame->color_range = m->enc->color_range;
-    m->frame->colorspace = m->enc->colorspace;
-    m->frame->color_primaries = m->enc->color_primaries;
-    m->frame->color_trc = m->enc->color_trc;
-    averr = av_frame_get_buffer(m->frame, 0);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: frame buffer", target);
-        goto end;
-    }
     *out = m;
     m = NULL;
     ret = 0;
 end:
-    av_dict_free(&opts);
     mp4_free((void **)&m);
     return ret;
 }

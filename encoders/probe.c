@@ -193,56 +193,89 @@ static int decode(AVCodecContext *dec, const AVPacket *pkt, AVFrame *frame, fram
     }
 }
 
+/* The file's best video stream (*idx) and its decoder, opened. */
+static int open_video(const char *path, AVFormatContext **fmt, AVCodecContext **dec, int *idx, sdm_error *err)
+{
+    const AVCodec *codec = NULL;
+    int averr = avformat_open_input(fmt, path, NULL, NULL);
+
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "cannot open %s", path);
+    averr = avformat_find_stream_info(*fmt, NULL);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: cannot read stream information", path);
+    *idx = av_find_best_stream(*fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (*idx < 0)
+        return sdm_ff_error(err, *idx, "%s: no video stream that can be decoded", path);
+    *dec = avcodec_alloc_context3(codec);
+    if (!*dec)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    averr = avcodec_parameters_to_context(*dec, (*fmt)->streams[*idx]->codecpar);
+    if (averr >= 0)
+        averr = avcodec_open2(*dec, codec, NULL);
+    if (averr < 0)
+        return sdm_ff_error(err, averr, "%s: cannot open the %s decoder", path, codec->name);
+    return 0;
+}
+
+/* Decodes every packet of stream idx into fs; span gets the first pts and
+ * the end of the last packet (INT64_MAX, INT64_MIN where none had a pts). */
+static int decode_all(AVFormatContext *fmt, AVCodecContext *dec, int idx, frame_sink *fs, int64_t span[2],
+                      const char *path, sdm_error *err)
+{
+    AVPacket *pkt = av_packet_alloc();
+    AVFrame *frame = av_frame_alloc();
+    int averr, ret = -1;
+
+    span[0] = INT64_MAX;
+    span[1] = INT64_MIN;
+    if (!pkt || !frame) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    while ((averr = av_read_frame(fmt, pkt)) != AVERROR_EOF) {
+        if (averr < 0) {
+            sdm_ff_error(err, averr, "%s: read failed", path);
+            goto end;
+        }
+        if (pkt->stream_index == idx && pkt->pts != AV_NOPTS_VALUE) {
+            if (pkt->pts < span[0])
+                span[0] = pkt->pts;
+            if (pkt->pts + pkt->duration > span[1])
+                span[1] = pkt->pts + pkt->duration;
+        }
+        averr = pkt->stream_index == idx ? decode(dec, pkt, frame, fs, err) : 0;
+        av_packet_unref(pkt);
+        if (averr < 0)
+            goto end;
+    }
+    ret = decode(dec, NULL, frame, fs, err) < 0 ? -1 : 0;
+end:
+    av_frame_free(&frame);
+    av_packet_free(&pkt);
+    return ret;
+}
+
 int sdm_probe_file(const char *path, sdm_probe_frame_fn on_frame, void *user, int colors, sdm_probe_info *info,
                    sdm_error *err)
 {
     AVFormatContext *fmt = NULL;
     AVCodecContext *dec = NULL;
-    const AVCodec *codec = NULL;
-    AVPacket *pkt = NULL;
-    AVFrame *frame = NULL;
     AVDictionaryEntry *comment;
     AVStream *st;
     frame_sink fs = { .on_frame = on_frame, .user = user, .info = info };
-    int64_t first = INT64_MAX, end = INT64_MIN;
-    int idx, averr, ret = -1;
+    int64_t span[2];
+    int idx = -1, ret = -1;
 
     memset(info, 0, sizeof *info);
     info->gif_loop = -1;
     info->moov_before_mdat = -1;
     sdm_ff_log_init();
 
-    averr = avformat_open_input(&fmt, path, NULL, NULL);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "cannot open %s", path);
+    if (open_video(path, &fmt, &dec, &idx, err))
         goto end;
-    }
-    averr = avformat_find_stream_info(fmt, NULL);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: cannot read stream information", path);
-        goto end;
-    }
-    idx = av_find_best_stream(fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
-    if (idx < 0) {
-        sdm_ff_error(err, idx, "%s: no video stream that can be decoded", path);
-        goto end;
-    }
     st = fmt->streams[idx];
-    dec = avcodec_alloc_context3(codec);
-    pkt = av_packet_alloc();
-    frame = av_frame_alloc();
-    if (!dec || !pkt || !frame) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    averr = avcodec_parameters_to_context(dec, st->codecpar);
-    if (averr >= 0)
-        averr = avcodec_open2(dec, codec, NULL);
-    if (averr < 0) {
-        sdm_ff_error(err, averr, "%s: cannot open the %s decoder", path, codec->name);
-        goto end;
-    }
-    snprintf(info->codec, sizeof info->codec, "%s", codec->name);
+    snprintf(info->codec, sizeof info->codec, "%s", dec->codec->name);
     info->width = st->codecpar->width;
     info->height = st->codecpar->height;
     if (st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0)
@@ -257,38 +290,14 @@ int sdm_probe_file(const char *path, sdm_probe_frame_fn on_frame, void *user, in
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-
-    for (;;) {
-        averr = av_read_frame(fmt, pkt);
-        if (averr == AVERROR_EOF)
-            break;
-        if (averr < 0) {
-            sdm_ff_error(err, averr, "%s: read failed", path);
-            goto end;
-        }
-        if (pkt->stream_index == idx) {
-            if (pkt->pts != AV_NOPTS_VALUE) {
-                if (pkt->pts < first)
-                    first = pkt->pts;
-                if (pkt->pts + pkt->duration > end)
-                    end = pkt->pts + pkt->duration;
-            }
-            if (decode(dec, pkt, frame, &fs, err) < 0) {
-                av_packet_unref(pkt);
-                goto end;
-            }
-        }
-        av_packet_unref(pkt);
-    }
-    if (decode(dec, NULL, frame, &fs, err) < 0)
+    if (decode_all(fmt, dec, idx, &fs, span, path, err))
         goto end;
-
-    if (first != INT64_MAX && end > first) {
-        info->start_time = first * av_q2d(st->time_base);
-        info->duration = (end - first) * av_q2d(st->time_base);
+    if (span[0] != INT64_MAX && span[1] > span[0]) {
+        info->start_time = span[0] * av_q2d(st->time_base);
+        info->duration = (span[1] - span[0]) * av_q2d(st->time_base);
         info->fps = info->frames / info->duration;
     }
-    if (strcmp(codec->name, "gif") == 0)
+    if (strcmp(dec->codec->name, "gif") == 0)
         info->gif_loop = gif_loop_count(path);
     if (strstr(fmt->iformat->name, "mp4"))
         info->moov_before_mdat = mp4_moov_first(path);
@@ -297,8 +306,6 @@ end:
     sws_freeContext(fs.sws);
     av_free(fs.rgb);
     av_free(fs.seen);
-    av_frame_free(&frame);
-    av_packet_free(&pkt);
     avcodec_free_context(&dec);
     avformat_close_input(&fmt);
     return ret;

@@ -480,6 +480,11 @@ static void frame_columns(const sdm_plan *p, const sdm_recipe *r, int i, char *k
 
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
 {
+    sdm_plan_print_sampler(p, r, NULL, f);
+}
+
+void sdm_plan_print_sampler(const sdm_plan *p, const sdm_recipe *r, const char *sampler, FILE *f)
+{
     char size[64], keys[32], seeds[64], same[48];
     int *first_shown = NULL, seed_width = 4;
 
@@ -491,7 +496,7 @@ void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f)
         snprintf(size, sizeof size, "the model's size");
     fprintf(f, "%s: %d frames shown, %d rendered, %.2f s at %g fps, loop %s, %s, %d steps, %s\n",
             r->path ? r->path : "recipe", p->n_sequence, p->n_renders, p->fps > 0 ? p->n_sequence / p->fps : 0.0,
-            p->fps, sdm_loop_name(r->loop), size, r->steps, sdm_sampler_name(r->sampler));
+            p->fps, sdm_loop_name(r->loop), size, r->steps, sampler ? sampler : sdm_sampler_name(r->sampler));
     if (r->bpm > 0)
         fprintf(f, "at %g bpm: %d frames are %.6g beats\n", r->bpm, p->n_sequence,
                 p->n_sequence * r->bpm / 60 / p->fps);

@@ -49,6 +49,9 @@ int sdm_plan_keep_renders(sdm_plan *p, int first, int end, sdm_error *err);
 /* Writes the human-readable plan (`sdmorph check`); a frame that shows an
  * earlier frame's render is marked (hold), (again) or (same as frame N). */
 void sdm_plan_print(const sdm_plan *p, const sdm_recipe *r, FILE *f);
+/* The same with `sampler` in place of the recipe's sampler name (NULL: the
+ * recipe's): `check` names the sampler `auto` resolves to for the model. */
+void sdm_plan_print_sampler(const sdm_plan *p, const sdm_recipe *r, const char *sampler, FILE *f);
 /* Writes the plan as JSON: the recipe's settings, every keyframe (or the
  * walk) and every output frame's parameters (frame, render, key_a, key_b, t,
  * seed_a, seed_b, seed_t, guidance, interp, walk_k: those of `shown`), one

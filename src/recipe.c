@@ -1266,14 +1266,65 @@ static int resolve_paths(loader *L)
     return beside_recipe(L, "contact_sheet", &r->contact_sheet) || beside_recipe(L, "model", &r->model) ? -1 : 0;
 }
 
+/* A recipe with every default a recipe may leave out, named name; the
+ * keyframes' defaults in L->def. NULL when out of memory. */
+static sdm_recipe *recipe_defaults(loader *L, const char *name)
+{
+    sdm_recipe *r = calloc(1, sizeof *r);
+
+    if (r)
+        r->path = strdup(name);
+    if (!r || !r->path) {
+        free(r);
+        return NULL;
+    }
+    r->steps = 30;
+    r->guidance = 7.5;
+    r->fps = 12;
+    r->sampler = SDM_SAMPLER_AUTO;
+    r->loop = SDM_LOOP_NONE;
+    r->gif_palette = SDM_GIF_PALETTE_DEFAULT;
+    r->gif_dither = SDM_GIF_DITHER_DEFAULT;
+    L->def.frames = 16;
+    L->def.clip_skip = 1;
+    L->def.beats = 4;
+    L->def.interp = SDM_INTERP_LERP;
+    L->def.ease = SDM_EASE_LINEAR;
+    return r;
+}
+
+/* The parsed document into L->r: the overrides applied, every key read
+ * and checked, paths made relative to the recipe, outputs defaulted. */
+static int read_document(loader *L)
+{
+    yaml_node_t *root = yaml_document_get_root_node(L->doc);
+    seen_pair seen[MAX_KEYS];
+    sdm_recipe *r = L->r;
+
+    if (!root || is_null(root)) {
+        yaml_mark_t m = { 0, 0, 0 };
+        return fail_mark(L, m, "the recipe is empty; expected a mapping with 'keyframes' or 'walk'");
+    }
+    if (root->type != YAML_MAPPING_NODE)
+        return fail_at(L, root, "expected the recipe's keys (a mapping) at the top level, found %s", node_kind(root));
+    for (int k = 0; k < L->n_ov; k++)
+        if (apply_override(L, k))
+            return -1;
+    root = yaml_document_get_root_node(L->doc);
+    if (parse_mapping(L, root, "recipe", recipe_keys, COUNT(recipe_keys), r, seen) || check_recipe(L, root, seen))
+        return -1;
+    if (resolve_paths(L) || keep_overrides(L) || (!r->outputs && default_output(r, L->name)) ||
+        (!r->negative && !(r->negative = strdup(""))))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+    return 0;
+}
+
 int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, const sdm_recipe_override *ov, int n_ov,
                                 sdm_recipe **out, sdm_error *err)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
     int have_parser = 0, have_doc = 0, rc = -1;
-    yaml_node_t *root;
-    seen_pair seen[MAX_KEYS];
     sdm_recipe *r = NULL;
     loader L;
 
@@ -1295,27 +1346,11 @@ int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, 
                       MAX_RECIPE_BYTES);
         goto end;
     }
-    r = calloc(1, sizeof *r);
-    if (r)
-        r->path = strdup(name);
-    if (!r || !r->path) {
+    L.r = r = recipe_defaults(&L, name);
+    if (!r) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
     }
-    L.r = r;
-    r->steps = 30;
-    r->guidance = 7.5;
-    r->fps = 12;
-    r->sampler = SDM_SAMPLER_AUTO;
-    r->loop = SDM_LOOP_NONE;
-    r->gif_palette = SDM_GIF_PALETTE_DEFAULT;
-    r->gif_dither = SDM_GIF_DITHER_DEFAULT;
-    L.def.frames = 16;
-    L.def.clip_skip = 1;
-    L.def.beats = 4;
-    L.def.interp = SDM_INTERP_LERP;
-    L.def.ease = SDM_EASE_LINEAR;
-
     if (precheck(&L, (const unsigned char *)text, len))
         goto end;
     if (!yaml_parser_initialize(&parser)) {
@@ -1329,38 +1364,8 @@ int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, 
         goto end;
     }
     have_doc = 1;
-    root = yaml_document_get_root_node(&doc);
-    if (!root || is_null(root)) {
-        yaml_mark_t m = { 0, 0, 0 };
-        fail_mark(&L, m, "the recipe is empty; expected a mapping with 'keyframes' or 'walk'");
+    if (read_document(&L))
         goto end;
-    }
-    if (root->type != YAML_MAPPING_NODE) {
-        fail_at(&L, root, "expected the recipe's keys (a mapping) at the top level, found %s", node_kind(root));
-        goto end;
-    }
-    for (int k = 0; k < n_ov; k++)
-        if (apply_override(&L, k))
-            goto end;
-    root = yaml_document_get_root_node(&doc);
-    if (parse_mapping(&L, root, "recipe", recipe_keys, COUNT(recipe_keys), r, seen))
-        goto end;
-    if (check_recipe(&L, root, seen))
-        goto end;
-    if (resolve_paths(&L) || keep_overrides(&L)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    if (!r->outputs && default_output(r, name)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
-    if (!r->negative)
-        r->negative = strdup("");
-    if (!r->negative) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
-        goto end;
-    }
     *out = r;
     r = NULL;
     rc = 0;

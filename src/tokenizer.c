@@ -198,11 +198,104 @@ static void line_col(const char *buf, size_t off, int *line, int *col)
     }
 }
 
+/* text (len bytes of path) parsed as one strict JSON object and nothing
+ * after it; errors name the line and column. *root is the caller's to put. */
+static int parse_object(const char *path, const char *text, size_t len, struct json_object **root, sdm_error *err)
+{
+    struct json_tokener *jt = json_tokener_new();
+    int rc = -1, line, col;
+
+    if (!jt)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
+    json_tokener_set_flags(jt, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    *root = json_tokener_parse_ex(jt, text, (int)len);
+    if (!*root) {
+        enum json_tokener_error je = json_tokener_get_error(jt);
+        line_col(text, json_tokener_get_parse_end(jt), &line, &col);
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d:%d: not valid JSON: %s", path, line, col,
+                      je == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(je));
+        goto end;
+    }
+    for (size_t i = json_tokener_get_parse_end(jt); i < len; i++) {
+        if (!strchr(" \t\r\n", text[i])) {
+            line_col(text, i, &line, &col);
+            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d:%d: text after the JSON object", path, line, col);
+            goto end;
+        }
+    }
+    if (!json_object_is_type(*root, json_type_object)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: expected a JSON object of token -> id", path);
+        goto end;
+    }
+    rc = 0;
+end:
+    json_tokener_free(jt);
+    return rc;
+}
+
+/* Checks every token -> id pair; the count, the largest id and the bytes
+ * the tokens take with their NULs. */
+static int measure_vocab(struct json_object *root, const char *path, int *n_keys, int *max_id, size_t *arena_len,
+                         sdm_error *err)
+{
+    json_object_object_foreach(root, key, val)
+    {
+        int64_t id;
+        if (!json_object_is_type(val, json_type_int))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the id of \"%.80s\" is not an integer", path, key);
+        id = json_object_get_int64(val);
+        if (id < 0 || id >= MAX_VOCAB_ID)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the id of \"%.80s\" is %lld, outside 0..%d", path, key,
+                                 (long long)id, MAX_VOCAB_ID - 1);
+        if (!*key)
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: an empty token (id %lld)", path, (long long)id);
+        if (id > *max_id)
+            *max_id = (int)id;
+        *arena_len += strlen(key) + 1;
+        (*n_keys)++;
+    }
+    if (*n_keys == 0)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the vocabulary is empty", path);
+    return 0;
+}
+
+/* tok's pieces (id -> token) and its token -> id table, from the pairs
+ * measure_vocab passed; an id given twice is refused. */
+static int fill_vocab(sdm_tokenizer *tok, struct json_object *root, const char *path, int n_keys, int max_id,
+                      size_t arena_len, sdm_error *err)
+{
+    size_t used = 0;
+
+    tok->n_ids = max_id + 1;
+    tok->piece = calloc((size_t)tok->n_ids, sizeof *tok->piece);
+    tok->piece_len = calloc((size_t)tok->n_ids, sizeof *tok->piece_len);
+    tok->arena = malloc(arena_len);
+    tok->vocab_mask = table_size((size_t)n_keys) - 1;
+    tok->vocab = malloc(sizeof *tok->vocab * ((size_t)tok->vocab_mask + 1));
+    if (!tok->piece || !tok->piece_len || !tok->arena || !tok->vocab)
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
+    for (uint32_t i = 0; i <= tok->vocab_mask; i++)
+        tok->vocab[i].id = -1;
+    json_object_object_foreach(root, key, val)
+    {
+        int id = (int)json_object_get_int64(val);
+        size_t n = strlen(key);
+        if (tok->piece[id])
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: id %d is given to both \"%.80s\" and \"%.80s\"", path, id,
+                                 tok->piece[id], key);
+        memcpy(tok->arena + used, key, n + 1);
+        tok->piece[id] = tok->arena + used;
+        tok->piece_len[id] = (int)n;
+        used += n + 1;
+        vocab_insert(tok, id);
+    }
+    return 0;
+}
+
 static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
 {
     char *text = NULL;
-    size_t len = 0, arena_len = 0, used = 0;
-    struct json_tokener *jt = NULL;
+    size_t len = 0, arena_len = 0;
     struct json_object *root = NULL;
     int rc = -1, n_keys = 0, max_id = -1;
 
@@ -212,91 +305,12 @@ static int load_vocab(sdm_tokenizer *tok, const char *path, sdm_error *err)
         sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: too large for a vocabulary (%zu bytes)", path, len);
         goto end;
     }
-    jt = json_tokener_new();
-    if (!jt) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
+    if (parse_object(path, text, len, &root, err) || measure_vocab(root, path, &n_keys, &max_id, &arena_len, err) ||
+        fill_vocab(tok, root, path, n_keys, max_id, arena_len, err))
         goto end;
-    }
-    json_tokener_set_flags(jt, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    root = json_tokener_parse_ex(jt, text, (int)len);
-    if (!root) {
-        enum json_tokener_error je = json_tokener_get_error(jt);
-        int line, col;
-        line_col(text, json_tokener_get_parse_end(jt), &line, &col);
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d:%d: not valid JSON: %s", path, line, col,
-                      je == json_tokener_continue ? "unexpected end of file" : json_tokener_error_desc(je));
-        goto end;
-    }
-    for (size_t i = json_tokener_get_parse_end(jt); i < len; i++) {
-        if (!strchr(" \t\r\n", text[i])) {
-            int line, col;
-            line_col(text, i, &line, &col);
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s:%d:%d: text after the JSON object", path, line, col);
-            goto end;
-        }
-    }
-    if (!json_object_is_type(root, json_type_object)) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: expected a JSON object of token -> id", path);
-        goto end;
-    }
-    json_object_object_foreach(root, key0, val0)
-    {
-        int64_t id;
-        if (!json_object_is_type(val0, json_type_int)) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the id of \"%.80s\" is not an integer", path, key0);
-            goto end;
-        }
-        id = json_object_get_int64(val0);
-        if (id < 0 || id >= MAX_VOCAB_ID) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the id of \"%.80s\" is %lld, outside 0..%d", path, key0,
-                          (long long)id, MAX_VOCAB_ID - 1);
-            goto end;
-        }
-        if (!*key0) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: an empty token (id %lld)", path, (long long)id);
-            goto end;
-        }
-        if (id > max_id)
-            max_id = (int)id;
-        arena_len += strlen(key0) + 1;
-        n_keys++;
-    }
-    if (n_keys == 0) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: the vocabulary is empty", path);
-        goto end;
-    }
-    tok->n_ids = max_id + 1;
-    tok->piece = calloc((size_t)tok->n_ids, sizeof *tok->piece);
-    tok->piece_len = calloc((size_t)tok->n_ids, sizeof *tok->piece_len);
-    tok->arena = malloc(arena_len);
-    tok->vocab_mask = table_size((size_t)n_keys) - 1;
-    tok->vocab = malloc(sizeof *tok->vocab * ((size_t)tok->vocab_mask + 1));
-    if (!tok->piece || !tok->piece_len || !tok->arena || !tok->vocab) {
-        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: out of memory", path);
-        goto end;
-    }
-    for (uint32_t i = 0; i <= tok->vocab_mask; i++)
-        tok->vocab[i].id = -1;
-    json_object_object_foreach(root, key, val)
-    {
-        int id = (int)json_object_get_int64(val);
-        size_t n = strlen(key);
-        if (tok->piece[id]) {
-            sdm_error_set(err, SDM_EXIT_RUNTIME, "%s: id %d is given to both \"%.80s\" and \"%.80s\"", path, id,
-                          tok->piece[id], key);
-            goto end;
-        }
-        memcpy(tok->arena + used, key, n + 1);
-        tok->piece[id] = tok->arena + used;
-        tok->piece_len[id] = (int)n;
-        used += n + 1;
-        vocab_insert(tok, id);
-    }
     rc = 0;
 end:
     json_object_put(root);
-    if (jt)
-        json_tokener_free(jt);
     free(text);
     return rc;
 }

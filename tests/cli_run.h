@@ -80,6 +80,54 @@ static inline int count_entries(const char *dir, const char *what)
     return n;
 }
 
+static inline void copy_file(const char *from, const char *to)
+{
+    long n;
+    char *text = slurp_file(from, &n);
+    FILE *f = fopen(to, "wb");
+
+    if (text && f)
+        fwrite(text, 1, (size_t)n, f);
+    if (f)
+        fclose(f);
+    free(text);
+}
+
+/* A variant of the bundle `model` in dir: its files, linked (copied where
+ * copy is set: a test that writes beside them), and its model.yaml with
+ * `from` replaced by `to` (from NULL: as it is). 0, or -1 where from is
+ * not in model.yaml. */
+static inline int bundle_variant(const char *model, const char *dir, const char *from, const char *to, int copy)
+{
+    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
+    char src[PATH_MAX + 32], dst[PATH_MAX + 32], *yaml, *hit;
+    FILE *f;
+
+    mkdir(dir, 0755);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(src, sizeof src, "%s/%s", model, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        if (copy)
+            copy_file(src, dst);
+        else if (symlink(src, dst))
+            return -1;
+    }
+    snprintf(src, sizeof src, "%s/model.yaml", model);
+    snprintf(dst, sizeof dst, "%s/model.yaml", dir);
+    yaml = slurp_file(src, NULL);
+    hit = yaml && from ? strstr(yaml, from) : NULL;
+    f = fopen(dst, "wb");
+    if (f && yaml && hit)
+        fprintf(f, "%.*s%s%s", (int)(hit - yaml), yaml, to, hit + strlen(from));
+    else if (f && yaml)
+        fputs(yaml, f);
+    if (f)
+        fclose(f);
+    free(yaml);
+    return !yaml || (from && !hit) ? -1 : 0;
+}
+
 /* Runs the program `path` with args (argv[0] included); captures stdout
  * and stderr together into out; returns the exit status (or 128+signal);
  * *maxrss_kb gets the child's peak RSS. A non-NULL `input` is its stdin,
@@ -153,6 +201,34 @@ static inline int run_input(char *const argv[], const char *input, size_t input_
 static inline int run(char *const argv[], char *out, size_t outlen, long *maxrss_kb)
 {
     return run_input(argv, NULL, 0, out, outlen, maxrss_kb);
+}
+
+/* Starts ./sdmorph with argv (argv[0] included, NULL-terminated) in the
+ * background, its stderr into the file log; its pid (stop_with ends it). */
+static inline pid_t start_logged(char *const argv[], const char *log)
+{
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execv(test_sdmorph(), argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Sends sig to pid and waits for it to end: its exit status, or 128 plus
+ * the signal that ended it. */
+static inline int stop_with(pid_t pid, int sig)
+{
+    int status = 0;
+
+    kill(pid, sig);
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* Waits up to `seconds` for `what` in the file path; 1 when it came. */

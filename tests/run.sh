@@ -1,19 +1,37 @@
 #!/bin/sh
-# Runs each test program, shows its output, and sums the "N passed, N failed"
-# lines into one; exits non-zero if any test failed or a program crashed.
+# Runs the test programs side by side, SDM_TEST_JOBS at a time (default: one
+# per CPU), starting them in the order given (the Makefile lists the slowest
+# first). Each program's output is kept apart and shown whole when it ends,
+# with how long it took; the "N passed, N failed" lines are summed into one
+# last line. Exits non-zero if any test failed or a program crashed.
+jobs=${SDM_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/sdm-run-XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+trap 'exit 130' INT TERM
+
+# One program: its output into DIR/NAME.out, its exit status into
+# DIR/NAME.rc; then the output, prefixed, printed under a lock so that two
+# programs ending together do not interleave.
+printf '%s\0' "$@" | xargs -0 -n 1 -P "$jobs" sh -c '
+    dir=$0 t=$1 name=$(basename "$1") start=$(date +%s)
+    "$t" > "$dir/$name.out" 2>&1
+    echo $? > "$dir/$name.rc"
+    secs=$(($(date +%s) - start))
+    { flock 9; sed "s/^/[$name] /" "$dir/$name.out"; echo "[$name] ($secs s)"; } 9> "$dir/lock"
+' "$dir"
+
 passed=0; failed=0; skipped=0
 for t in "$@"; do
     name=$(basename "$t")
-    out=$("$t" 2>&1); rc=$?
-    printf '%s\n' "$out" | sed "s/^/[$name] /"
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+    rc=$(cat "$dir/$name.rc" 2>/dev/null || echo "?")
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$dir/$name.out" 2>/dev/null | tail -n 1)
     if [ -z "$line" ]; then
         echo "[$name] did not finish (exit $rc)"; failed=$((failed + 1)); continue
     fi
     p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
     passed=$((passed + p)); failed=$((failed + f))
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && { echo "[$name] exited $rc"; failed=$((failed + 1)); }
-    skipped=$((skipped + $(printf '%s\n' "$out" | grep -c '^skipped: ')))
+    [ "$rc" != 0 ] && [ "$f" -eq 0 ] && { echo "[$name] exited $rc"; failed=$((failed + 1)); }
+    skipped=$((skipped + $(grep -c '^skipped: ' "$dir/$name.out")))
 done
 [ "$skipped" -gt 0 ] && echo "($skipped checks skipped, reasons above)"
 echo "$passed passed, $failed failed"

@@ -26,6 +26,8 @@ if [ "$cmd" = stop ]; then stop; exit 0; fi
 
 host=$(hostname -s)
 cpus=$(nproc)
+# The daemons meet on 127.0.0.1 (NodeAddr, SlurmctldHost's address): the
+# host's name need not resolve (a fresh install or container may lack it).
 # ports of our own, unlikely to be taken (another cluster may run here)
 port=$((20000 + ($$ % 5000) * 2))
 mkdir -p "$D/state" "$D/spool" && chmod 755 "$D" || exit 1  # munged wants its socket folder searchable
@@ -34,7 +36,7 @@ munged --key-file="$D/munge.key" --socket="$D/munge.sock" --pid-file="$D/munged.
     --log-file="$D/munged.log" --seed-file="$D/munge.seed" || { echo "munged did not start" >&2; exit 1; }
 cat > "$D/slurm.conf" <<CONF
 ClusterName=sdmtest
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -55,7 +57,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$D/slurm.conf"

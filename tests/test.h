@@ -73,6 +73,16 @@ static int test_passed, test_failed;
         printf("skipped: %s\n", why); \
     } while (0)
 
+/* Built by `make test-asan`: the tests and ./sdmorph run under
+ * AddressSanitizer (a test may skip what runs none of our code). */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 static inline int test_report(void)
 {
     printf("%d passed, %d failed\n", test_passed, test_failed);

@@ -14,15 +14,6 @@
 #include "probe.h"
 #include "test.h"
 
-/* Built by `make test-asan`, the tests and ./sdmorph run under AddressSanitizer. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 static char tmpdir[] = "/tmp/sdm-cli-XXXXXX";
 
 /* Runs sdmorph; with dir, from there and without $SDMORPH_MODEL. */
@@ -136,8 +127,8 @@ static void test_bad_recipes(void)
     CHECK_CONTAINS(out, "/nonexistent/model");
 }
 
-/* A bundle made from the analytic one, broken by `how`; returns its path. */
-static void copy_file(const char *from, const char *to, long limit)
+/* The first `limit` bytes of a file (all of it where limit < 0) into another. */
+static void copy_head(const char *from, const char *to, long limit)
 {
     FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
     char buf[65536];
@@ -156,35 +147,10 @@ static void copy_file(const char *from, const char *to, long limit)
         fclose(out);
 }
 
+/* A copy of the analytic bundle in dir, model.yaml with yaml_from replaced by yaml_to. */
 static void make_bundle(const char *dir, const char *yaml_from, const char *yaml_to)
 {
-    const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                            "vocab.json",      "merges.txt", "token_embedding.safetensors" };
-    char from[512], to[512];
-    FILE *f;
-    char text[4096];
-    size_t n;
-
-    mkdir(dir, 0755);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(from, sizeof from, "build/models/analytic/%s", files[i]);
-        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
-        copy_file(from, to, -1);
-    }
-    f = fopen("build/models/analytic/model.yaml", "rb");
-    n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    text[n] = '\0';
-    if (f)
-        fclose(f);
-    if (yaml_from) {
-        char *at = strstr(text, yaml_from), out[4096];
-        if (at) {
-            snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, yaml_to, at + strlen(yaml_from));
-            strcpy(text, out);
-        }
-    }
-    snprintf(to, sizeof to, "%s/model.yaml", dir);
-    write_file(to, text);
+    CHECK_INT(bundle_variant("build/models/analytic", dir, yaml_from, yaml_to, 1), 0);
 }
 
 /* Bad bundles fail before the first frame, exit 1, naming the file. */
@@ -224,7 +190,7 @@ static void test_bad_bundles(void)
     snprintf(dir, sizeof dir, "%s/truncated", tmpdir);
     make_bundle(dir, NULL, NULL);
     snprintf(file, sizeof file, "%s/unet.pt", dir);
-    copy_file("build/models/analytic/unet.pt", file, 2000);
+    copy_head("build/models/analytic/unet.pt", file, 2000);
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, file);
 
@@ -241,7 +207,7 @@ static void test_bad_bundles(void)
     snprintf(dir, sizeof dir, "%s/swapped", tmpdir);
     make_bundle(dir, NULL, NULL);
     snprintf(file, sizeof file, "%s/unet.pt", dir);
-    copy_file("build/models/analytic/vae_decoder.pt", file, -1);
+    copy_head("build/models/analytic/vae_decoder.pt", file, -1);
     CHECK_INT(run(argv, out, sizeof out, NULL), 1);
     CHECK_CONTAINS(out, "unet.pt");
 
@@ -400,7 +366,7 @@ static void test_interrupt(void)
 {
     char path[256], target[256], partial[256], yaml[512], log[300];
     const char *good = "an earlier good render";
-    int status = 0, fd;
+    int fd;
     pid_t pid;
     sdm_probe_info info;
     sdm_error err = { 0 };
@@ -414,21 +380,15 @@ static void test_interrupt(void)
     write_file(path, yaml);
     write_file(target, good);
     snprintf(log, sizeof log, "%s/long.log", tmpdir);
-    pid = fork();
-    if (pid == 0) {
-        int fd2 = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd2, 2);
-        execl(test_sdmorph(), "sdmorph", "render", path, "-o", target, "--device", "cpu", "--batch", "2",
-              "--progress-every", "0", (char *)NULL);
-        _exit(127);
+    {
+        char *argv[] = { "sdmorph", "render",           path, "-o", target, "--device", "cpu", "--batch",
+                         "2",       "--progress-every", "0",  NULL };
+        pid = start_logged(argv, log);
     }
     /* interrupt once the first frames are shown (the log's progress line
      * says so), however long loading takes (ASan) */
     CHECK(wait_for_text(log, "sdmorph: frame 2/", 300));
-    kill(pid, SIGINT);
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK_INT(WEXITSTATUS(status), 130);
+    CHECK_INT(stop_with(pid, SIGINT), 130);
     fd = open(target, O_RDONLY);
     CHECK(fd >= 0 && read(fd, buf, sizeof buf - 1) == (ssize_t)strlen(good));
     CHECK_STR(buf, good);

@@ -302,30 +302,7 @@ static int run_row(const limit_row *row, const char *recipe, char **o, int n_out
 /* A bundle: the analytic one's files, model.yaml with `from` replaced by `to`. */
 static void bundle(char *dir, const char *from, const char *to)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
-    char src[PATH_MAX + 32], dst[PATH_MAX + 32];
-    long n;
-    char *yaml, *hit;
-    FILE *f;
-
-    mkdir(dir, 0755);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(src, sizeof src, "%s/%s", model, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        symlink(src, dst);
-    }
-    snprintf(src, sizeof src, "%s/model.yaml", model);
-    yaml = slurp_file(src, &n);
-    hit = yaml ? strstr(yaml, from) : NULL;
-    snprintf(dst, sizeof dst, "%s/model.yaml", dir);
-    f = fopen(dst, "wb");
-    if (f && hit)
-        fprintf(f, "%.*s%s%s", (int)(hit - yaml), yaml, to, hit + strlen(from));
-    if (f)
-        fclose(f);
-    CHECK(hit != NULL);
-    free(yaml);
+    CHECK_INT(bundle_variant(model, dir, from, to, 0), 0);
 }
 
 /* Runs row i in its own folder: the exit status of check and of render,

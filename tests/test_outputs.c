@@ -85,53 +85,12 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
-static void copy(const char *from, const char *to)
-{
-    long n;
-    char *text = slurp_file(from, &n);
-    FILE *f = fopen(to, "wb");
-
-    if (text && f)
-        fwrite(text, 1, (size_t)n, f);
-    if (f)
-        fclose(f);
-    free(text);
-}
-
 /* A copy of the analytic bundle in tmp/NAME, model.yaml with `from` replaced by `to`. */
 static char *bundle_copy(const char *name, const char *from, const char *to)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
-    char *dir = at("%s", name), src[PATH_MAX + 32], dst[PATH_MAX + 32];
-    long n;
-    char *yaml, *hit;
-    FILE *f;
+    char *dir = at("%s", name);
 
-    mkdir(dir, 0755);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(src, sizeof src, "%s/%s", model, files[i]);
-        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
-        copy(src, dst);
-    }
-    snprintf(src, sizeof src, "%s/model.yaml", model);
-    snprintf(dst, sizeof dst, "%s/model.yaml", dir);
-    yaml = slurp_file(src, &n);
-    hit = yaml && from ? strstr(yaml, from) : NULL;
-    f = fopen(dst, "wb");
-    if (f && yaml) {
-        if (hit) {
-            fwrite(yaml, 1, (size_t)(hit - yaml), f);
-            fputs(to, f);
-            fputs(hit + strlen(from), f);
-        } else {
-            fputs(yaml, f);
-        }
-    }
-    if (f)
-        fclose(f);
-    CHECK(!from || hit);
-    free(yaml);
+    CHECK_INT(bundle_variant(model, dir, from, to, 1), 0);
     return dir;
 }
 
@@ -200,9 +159,9 @@ static void test_frames_keep_full_render(void)
              at("sheet.png"));
     write_file(recipe, text);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 0);
-    copy(at("sheet.png"), at("sheet-before.png"));
-    copy(at("sheet.mp4"), at("sheet-before.mp4"));
-    copy(at("sheet.json"), at("sheet-before.json"));
+    copy_file(at("sheet.png"), at("sheet-before.png"));
+    copy_file(at("sheet.mp4"), at("sheet-before.mp4"));
+    copy_file(at("sheet.json"), at("sheet-before.json"));
 
     CHECK_INT(render(out, sizeof out, "render", recipe, "--frames", "2", NULL), 0);
     CHECK(same_file(at("sheet.png"), at("sheet-before.png")));
@@ -233,8 +192,8 @@ static void test_disk_full_before_sidecar(void)
     snprintf(text, sizeof text, WIDE "frames: 600\noutput: %s\nkeyframes: [a, b]\n", at("full/d.mp4"));
     write_file(recipe, text);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 0);
-    copy(at("full/d.mp4"), at("d-before.mp4"));
-    copy(at("full/d.json"), at("d-before.json"));
+    copy_file(at("full/d.mp4"), at("d-before.mp4"));
+    copy_file(at("full/d.json"), at("d-before.json"));
     free(slurp_file(at("full/d.mp4"), &nv));
     free(slurp_file(at("full/d.json"), &ns));
     CHECK(nv > 0 && nv + 8192 < ns); /* the premise: a limit halfway lets the video through, not the sidecar */
@@ -371,7 +330,6 @@ static void test_commit_rolls_back(void)
 static pid_t start_long(const char *dir, const char *log)
 {
     char text[1024], recipe[PATH_MAX + 16];
-    pid_t pid;
 
     snprintf(recipe, sizeof recipe, "%s/long.yaml", dir);
     snprintf(text, sizeof text,
@@ -379,16 +337,12 @@ static pid_t start_long(const char *dir, const char *log)
              "contact_sheet: %s/long.png\nkeyframes: [a city, a forest]\n",
              dir, dir);
     write_file(recipe, text);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "2", "--progress-every", "0",
-              (char *)NULL);
-        _exit(127);
+    {
+        char *argv[] = {
+            "sdmorph", "render", recipe, "--device", "cpu", "--batch", "2", "--progress-every", "0", NULL
+        };
+        return start_logged(argv, log);
     }
-    return pid;
 }
 
 /* A closed terminal (SIGHUP) ends a render as Ctrl-C does: exit 130, the
@@ -398,16 +352,12 @@ static void test_sighup(void)
     char *dir = at("hup"), *log = at("hup.log");
     sdm_probe_info info;
     sdm_error err = { 0 };
-    int status = 0;
     pid_t pid;
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
     CHECK(wait_for_text(log, "sdmorph: frame 2/", 300)); /* frames shown: a partial file to keep */
-    kill(pid, SIGHUP);
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK_INT(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), 130);
+    CHECK_INT(stop_with(pid, SIGHUP), 130);
     CHECK_INT(count_entries(dir, ".tmp-"), 0);
     CHECK(sdm_probe_file(at("hup/long.partial.mp4"), NULL, NULL, 0, &info, &err) == 0 && info.frames > 0);
     CHECK(file_exists(at("hup/long.partial.png")));
@@ -421,14 +371,13 @@ static void test_stale_temps(void)
 {
     char *dir = at("kill"), *log = at("kill.log"), out[8192], text[1024];
     char other[PATH_MAX + 64], live[PATH_MAX + 64];
-    int status = 0, left;
+    int left;
     pid_t pid;
 
     mkdir(dir, 0755);
     pid = start_long(dir, log);
     CHECK(wait_for_text(log, "sdmorph: frame 2/", 300)); /* its temporary files are made */
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
+    CHECK_INT(stop_with(pid, SIGKILL), 128 + SIGKILL);
     left = count_entries(dir, ".tmp-");
     CHECK(left >= 2); /* the premise: the video's and the sheet's (and the sidecar's) */
     snprintf(other, sizeof other, "%s/.other.mp4.tmp-%ld", dir, (long)pid);
@@ -536,6 +485,23 @@ static void test_bad_betas(void)
     }
 }
 
+/* check names the sampler `auto` is for the model it reads, as render
+ * resolves it; without the model it can only say auto. */
+static void test_check_auto_sampler(void)
+{
+    char out[8192], *m = bundle_copy("pndm", "scheduler: DDIMScheduler", "scheduler: PNDMScheduler");
+
+    write_file(at("auto.yaml"), SMALL "frames: 2\nkeyframes: [a, b]\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, ddim (auto: the model's DDIMScheduler)\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--model", m, NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, pndm (auto: the model's PNDMScheduler)\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--no-model", NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, auto\n");
+    CHECK_INT(sdm(out, sizeof out, "check", at("auto.yaml"), "--model", m, "--sampler", "euler", NULL), 0);
+    CHECK_CONTAINS(out, "2 steps, euler\n");
+}
+
 static void test_messages(void)
 {
     char out[8192];
@@ -571,27 +537,19 @@ static void test_messages(void)
 static void test_interrupt_early(void)
 {
     char text[1024], *recipe = at("slow.yaml"), *log = at("slow.log"), *msg;
-    int status = 0;
     pid_t pid;
 
     mkdir(at("slow"), 0755);
     snprintf(text, sizeof text, "width: 512\nheight: 512\nsteps: 999\nframes: 8\noutput: %s\nkeyframes: [a, b]\n",
              at("slow/s.mp4"));
     write_file(recipe, text);
-    fflush(NULL);
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execl(test_sdmorph(), "sdmorph", "render", recipe, "--device", "cpu", "--batch", "4", (char *)NULL);
-        _exit(127);
+    {
+        char *argv[] = { "sdmorph", "render", recipe, "--device", "cpu", "--batch", "4", NULL };
+        pid = start_logged(argv, log);
     }
     /* once it catches SIGINT (libtorch loads first), long before a frame */
     CHECK(wait_catches(pid, SIGINT, 300));
-    kill(pid, SIGINT);
-    waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status));
-    CHECK_INT(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), 130);
+    CHECK_INT(stop_with(pid, SIGINT), 130);
     msg = slurp_file(log, NULL);
     CHECK_CONTAINS(msg, "interrupted before the first frame: nothing written");
     free(msg);
@@ -614,6 +572,7 @@ int main(void)
     test_sidecar_each_folder();
     test_long_paths();
     test_bad_betas();
+    test_check_auto_sampler();
     test_messages();
     test_interrupt_early();
     return test_report();
