@@ -782,8 +782,8 @@ static void fixture_case(fixture_bundle *fb, json_object *doc, json_object *c, c
                    5e-5 * s.steps[i].sigma);
 
     if (jnum(c, "guidance_rescale") > 0) {
-        sdm_denoiser_params dp = { cpu, sdm_engine_dtype(fb->e), sdm_engine_unet_call, fb->e,
-                                   jnum(c, "guidance_rescale"), 0 };
+        sdm_denoiser_params dp = { cpu,   sdm_engine_dtype(fb->e),     sdm_engine_unet_call,
+                                   fb->e, jnum(c, "guidance_rescale"), 0 };
         CHECK_INT(sdm_denoiser_new(&dp, &own, &err), 0);
         den = own;
     }
