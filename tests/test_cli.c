@@ -159,7 +159,8 @@ static void copy_file(const char *from, const char *to, long limit)
 static void make_bundle(const char *dir, const char *yaml_from, const char *yaml_to)
 {
     const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                            "vocab.json",      "merges.txt", "token_embedding.safetensors" };
+                            "vocab.json",      "merges.txt", "token_embedding.safetensors",
+                            "vae_encoder.pt" };
     char from[512], to[512];
     FILE *f;
     char text[4096];

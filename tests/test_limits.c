@@ -303,7 +303,8 @@ static int run_row(const limit_row *row, const char *recipe, char **o, int n_out
 static void bundle(char *dir, const char *from, const char *to)
 {
     static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors",
+                                   "vae_encoder.pt" };
     char src[PATH_MAX + 32], dst[PATH_MAX + 32];
     long n;
     char *yaml, *hit;

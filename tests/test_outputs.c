@@ -102,7 +102,8 @@ static void copy(const char *from, const char *to)
 static char *bundle_copy(const char *name, const char *from, const char *to)
 {
     static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors",
+                                   "vae_encoder.pt" };
     char *dir = at("%s", name), src[PATH_MAX + 32], dst[PATH_MAX + 32];
     long n;
     char *yaml, *hit;
