@@ -36,12 +36,13 @@ int sdm_image_encoder_open(const sdm_bundle *b, sdm_device dev, sdm_dtype dtype,
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     enc->bundle = b;
     enc->dev = dev;
-    enc->dtype = dtype;
     if (sdm_module_load(b->vae_encoder, dev, &enc->module)) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", b->vae_encoder, sdm_torch_last_error());
         free(enc);
         return -1;
     }
+    /* the VAE may compute in another dtype than the rest (SDXL's in float32) */
+    enc->dtype = dtype == SDM_F32 ? SDM_F32 : sdm_module_dtype(enc->module);
     *out = enc;
     return 0;
 }
