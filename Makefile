@@ -8,8 +8,8 @@
 #   make fuzz         libFuzzer on the recipe loader, the tokenizer and its
 #                     vocabulary loader, the prompt syntax, the safetensors
 #                     reader, the PNG text and image-settings readers of
-#                     `import`, FUZZ_SECONDS (60) each, as many side by
-#                     side as there are CPUs; fails on a crash
+#                     `import`, the starting-picture reader, FUZZ_SECONDS (60)
+#                     each, as many side by side as there are CPUs; fails on a crash
 #   make format       rewrites the C sources in .clang-format's style;
 #                     make format-check (CI) fails on a file it would change
 #   make install      installs the binary, its man page and bash completion
@@ -135,8 +135,13 @@ TESTS  = $(foreach t,$(SLOW_TESTS),$(filter $(BUILD)/tests/test_$(t),$(ALL_TESTS
 BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
-all: $(BIN) $(ANALYTIC)/model.yaml
+all: $(BIN) $(ANALYTIC)/model.yaml recipes/painting.png
 	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS)$(TORCH_AOTI),, CPU only); analytic bundle: $(ANALYTIC))"
+
+# The example recipes' starting picture (recipes/living-painting.yaml),
+# drawn by a script: never committed.
+recipes/painting.png: recipes/painting.py
+	$(PY3) $< $@
 
 $(BIN): $(OBJ)
 	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)
@@ -235,7 +240,7 @@ test-asan:
 FUZZ_SECONDS ?= 60
 FUZZ_MAX_LEN ?= 4096
 FUZZ_DIR  = $(BUILD)/fuzz
-FUZZ_SRC  = src/recipe.c src/spacing.c src/output_name.c src/enum_table.c src/gif_options.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
+FUZZ_SRC  = src/recipe.c src/spacing.c src/output_name.c src/enum_table.c src/gif_options.c src/image_fit.c src/hash.c src/tokenizer.c src/prompt.c src/prompt_chunks.c src/safetensors.c \
             src/png_text.c src/image_params.c src/error.c src/fileset.c src/paths.c src/shard.c pipeline/plan.c pipeline/inputs.c \
             pipeline/segment.c
 FUZZ_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRC))
@@ -272,7 +277,24 @@ $(addprefix fuzz-,$(FUZZ_TARGETS)): fuzz-%: $(FUZZ_DIR)/fuzz_%
 	@$(PY3) tests/fuzz/seeds.py $(FUZZ_DIR)/seeds/$* $(FUZZ_SEEDS_$*) > /dev/null
 	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/$* -max_len=$(FUZZ_MAX_LEN) -dict=tests/fuzz/$*.dict
 
-fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS))
+# The picture reader decodes through FFmpeg (not instrumented), so it links
+# the media libraries and only its own modules of ours; seeds are small
+# pictures the build draws and tests/fuzz/corpus/image (a 16x8 JPEG and WebP,
+# the ones tests/test_img2img.c decodes).
+FUZZ_IMAGE_SRC = encoders/image_in.c encoders/ffutil.c src/image_fit.c src/enum_table.c src/error.c
+$(FUZZ_DIR)/fuzz_image: tests/fuzz/fuzz_image.c $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_IMAGE_SRC))
+	$(SAN_CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -O1 -g $(SAN_FLAGS) -fsanitize=fuzzer $(WARN) -o $@ $< $(filter %.o,$^) \
+	  $(shell $(PKGCONF) --libs libavcodec libswscale libavutil) -lpthread -lm
+
+fuzz-image: $(FUZZ_DIR)/fuzz_image
+	@mkdir -p $(FUZZ_DIR)/seeds/image
+	@$(PY3) recipes/painting.py $(FUZZ_DIR)/seeds/image/landscape.png 24 16
+	@$(PY3) recipes/painting.py $(FUZZ_DIR)/seeds/image/tall.png 5 9
+	@cp tests/fuzz/corpus/image/* $(FUZZ_DIR)/seeds/image/
+	@sh tests/fuzz/run.sh $< $(FUZZ_SECONDS) $(FUZZ_DIR)/seeds/image -max_len=$(FUZZ_MAX_LEN) \
+	  -dict=tests/fuzz/image.dict
+
+fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS)) fuzz-image
 
 # The C sources in the style of .clang-format: `make format` rewrites them,
 # `make format-check` (CI) fails on any file clang-format would change.
@@ -286,7 +308,7 @@ format-check:
 	@echo "format: $(words $(FORMAT_FILES)) files as .clang-format has them"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(BIN) recipes/painting.png
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -295,5 +317,5 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all build dependencies are installed"; fi
 
-.PHONY: all test bench demo install uninstall clean deps test-asan fuzz $(addprefix fuzz-,$(FUZZ_TARGETS))
+.PHONY: all test bench demo install uninstall clean deps test-asan fuzz fuzz-image $(addprefix fuzz-,$(FUZZ_TARGETS))
 -include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

@@ -23,6 +23,9 @@
 #   bench/gpu.sh sampler_parity  every sampler (auto, ddim eta 1, euler_a, dpmpp_2m_sde...) vs a plain
 #                              float32 diffusers call with generator=torch.Generator().manual_seed(1234)
 #                              and no latents=; a 16-frame euler_a seed morph's adjacent-frame changes
+#   bench/gpu.sh img2img_parity  image-to-image vs diffusers' StableDiffusionImg2ImgPipeline, float32,
+#                              generator=torch.Generator().manual_seed(1234), strengths 0.5 and 0.8
+#                              ($SDM_IMG2IMG_RUNS: sampler[-karras]-sSTRENGTH), from recipes/painting.py's picture
 #   bench/gpu.sh retime        retime: even on SD 1.5 shapes: the probe's cost, the pace with and
 #                              without it, and the pace at the probe's steps against the full render's
 #   bench/gpu.sh sdxl_setup    build sdmorph; export random SDXL-shape bundles (float32 and float16 with
@@ -54,7 +57,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl multi_gpu"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1390,6 +1393,40 @@ multi_gpu() {
         "vs one GPU: frames $(mg_same one join rgb), MP4 $(mg_same one join mp4)"
     verdict="$(mg_same one all rgb)$(mg_same one all mp4)$(mg_same one join rgb)$(mg_same one join mp4)"
     [ "$verdict" = identicalidenticalidenticalidentical ]
+}
+
+# Image-to-image against diffusers' own pipeline: the picture's latent drawn
+# from the VAE's distribution and then the noise, both from the seed's CPU
+# generator, the schedule from the step the strength selects. The fp32
+# bundle is exported again where it predates the VAE encoder.
+IMG2IMG_RUNS=${SDM_IMG2IMG_RUNS:-auto-s0.5 auto-s0.8 ddim-s0.8 euler_a-s0.5 dpmpp_2m-s0.8 unipc-s0.5 lms-s0.8 heun-s0.5}
+img2img_parity() {
+    local rc=0 run sampler karras strength pic recipes=()
+    [ -f "$W/sd15-fp32/model.yaml" ] || { echo "* img2img_parity: no $W/sd15-fp32 (run setup)"; return 1; }
+    grep -q 'vae_encoder:' "$W/sd15-fp32/model.yaml" ||
+        $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp32" --dtype float32
+    $PY recipes/painting.py "$W/img2img-start.png" 512 512
+    pic=$(realpath "$W/img2img-start.png")
+    for run in $IMG2IMG_RUNS; do
+        strength=${run##*-s} sampler=${run%%-*} karras=false
+        case "$run" in *-karras*) karras=true ;; esac
+        rm -f "$W/img2img-$run.rgb" "$W/img2img-$run.npy"
+        frame_recipe "img2img-$run" "$sampler" "$karras" "a rainy city street at night, neon signs, cinematic" \
+            "image: \"$pic\"
+strength: $strength
+output: \"$(realpath "$W")/img2img-$run.rgb\""
+        recipes+=("$W/img2img-$run.yaml")
+    done
+    # one process: the model loads once for every run
+    "$SDMORPH" render "${recipes[@]}" --model "$W/sd15-fp32" --device cuda -q || rc=1
+    $PY bench/sd15_reference.py img2img --weights "$W/sd15-diffusers" --out-dir "$W" --steps 20 --seed 1234 \
+        --image "$pic" --runs "$(echo $IMG2IMG_RUNS | tr ' ' ',')" || return 1
+    for run in $IMG2IMG_RUNS; do
+        [ -f "$W/img2img-$run.rgb" ] && [ -f "$W/img2img-$run.npy" ] || { echo "* img2img-$run: missing"; rc=1; continue; }
+        compare_images "$W/img2img-$run.rgb" "$W/img2img-$run.npy" 1 0.999 \
+            "img2img-$run vs diffusers' StableDiffusionImg2ImgPipeline" || rc=1
+    done
+    return $rc
 }
 
 summary() {   # steps

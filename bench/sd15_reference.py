@@ -76,6 +76,18 @@ SCHEDULERS = {
 }
 
 
+def scheduler_for(own_sched, sampler, karras):
+    """The checkpoint's own scheduler (auto), or another from_config of its
+    config, as users switch them."""
+    import diffusers
+
+    if sampler == "auto":
+        return own_sched
+    name, extra = SCHEDULERS[sampler]
+    extra = dict(extra, **({"use_karras_sigmas": True} if karras else {}))
+    return getattr(diffusers, name).from_config(own_sched.config, **extra)
+
+
 def parse_run(label):
     """sampler[-karras][-etaE], as bench/gpu.sh names its runs."""
     parts = label.split("-")
@@ -95,15 +107,71 @@ def plain(a):
     own_sched = getattr(diffusers, own["_class_name"]).from_config(own)
     for label in a.runs.split(","):
         sampler, karras, eta = parse_run(label)
-        pipe.scheduler = own_sched
-        if sampler != "auto":
-            name, extra = SCHEDULERS[sampler]
-            extra = dict(extra, **({"use_karras_sigmas": True} if karras else {}))
-            pipe.scheduler = getattr(diffusers, name).from_config(own_sched.config, **extra)
+        pipe.scheduler = scheduler_for(own_sched, sampler, karras)
         print(f"* diffusers {label}: {type(pipe.scheduler).__name__}, its own noise (CPU generator, seed {a.seed})")
         img = pipe(PROMPT_A, negative_prompt=NEGATIVE, num_inference_steps=a.steps, guidance_scale=7.5,
                    generator=torch.Generator().manual_seed(a.seed), eta=eta, output_type="np").images[0]
         np.save(f"{a.out_dir}/sampler-{label}.npy", (img * 255).round().astype(np.uint8))
+
+
+def img2img(a):
+    """diffusers' StableDiffusionImg2ImgPipeline on the same components, one
+    image per run sampler[-karras]-sSTRENGTH: the picture (--image) as a PIL
+    image, generator=torch.Generator().manual_seed(seed), no latents=, so the
+    pipeline draws the picture's latent and then the noise itself."""
+    import json
+
+    import diffusers
+    from PIL import Image
+
+    base = pipeline(a.weights, torch.float32, "ddim")
+    pipe = diffusers.StableDiffusionImg2ImgPipeline(**base.components).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    own = json.load(open(f"{a.weights}/scheduler/scheduler_config.json"))
+    own_sched = getattr(diffusers, own["_class_name"]).from_config(own)
+    picture = Image.open(a.image).convert("RGB")
+    for label in a.runs.split(","):
+        run, strength = label.rsplit("-s", 1)
+        sampler, karras, _ = parse_run(run)
+        pipe.scheduler = scheduler_for(own_sched, sampler, karras)
+        print(f"* diffusers img2img {label}: {type(pipe.scheduler).__name__}, strength {strength}, "
+              f"its own draws (CPU generator, seed {a.seed})")
+        img = pipe(PROMPT_A, image=picture, strength=float(strength), negative_prompt=NEGATIVE,
+                   num_inference_steps=a.steps, guidance_scale=7.5, generator=torch.Generator().manual_seed(a.seed),
+                   output_type="np").images[0]
+        np.save(f"{a.out_dir}/img2img-{label}.npy", (img * 255).round().astype(np.uint8))
+    mean_or_draw(pipe, picture, a)
+
+
+def mean_or_draw(pipe, picture, a):
+    """The numbers behind following diffusers' draw of the picture's latent
+    rather than taking the distribution's mean: the VAE's std against its
+    mean, and the frame with the mean in place of the draw (the same draws
+    made, so only that changes)."""
+    import diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img as i2i
+
+    x = pipe.image_processor.preprocess(picture).to("cuda", torch.float32)
+    with torch.no_grad():
+        dist = pipe.vae.encode(x).latent_dist
+    print(f"* img2img: the VAE's latent distribution on the picture: std mean {dist.std.mean().item():.3g}, "
+          f"max {dist.std.max().item():.3g}; |mean| mean {dist.mean.abs().mean().item():.3g}")
+    kw = dict(image=picture, strength=0.5, negative_prompt=NEGATIVE, num_inference_steps=a.steps, guidance_scale=7.5,
+              output_type="np")
+    drawn = pipe(PROMPT_A, generator=torch.Generator().manual_seed(a.seed), **kw).images[0]
+    original = i2i.retrieve_latents
+
+    def mean_latents(encoder_output, generator=None, sample_mode="sample"):
+        encoder_output.latent_dist.sample(generator)  # the same draws, then the mean
+        return encoder_output.latent_dist.mode()
+
+    i2i.retrieve_latents = mean_latents
+    try:
+        mean = pipe(PROMPT_A, generator=torch.Generator().manual_seed(a.seed), **kw).images[0]
+    finally:
+        i2i.retrieve_latents = original
+    d = np.abs((drawn * 255).round() - (mean * 255).round())
+    print(f"* img2img: the mean instead of the draw (strength 0.5, {pipe.scheduler.__class__.__name__}) changes "
+          f"the frame by max {d.max():.0f}/255, mean {d.mean():.3f}/255, {100 * (d <= 1).mean():.2f}% within 1/255")
 
 
 def seed_noise(seed, dtype, shape):
@@ -191,7 +259,7 @@ def bench(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["parity", "plain", "bench"])
+    ap.add_argument("mode", choices=["parity", "plain", "img2img", "bench"])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--out")
     ap.add_argument("--seed", type=int, default=1234)
@@ -199,7 +267,9 @@ def main():
     ap.add_argument("--sampler", default="ddim", choices=["ddim", "dpmpp_2m_karras"])
     ap.add_argument("--runs", default="auto", help="plain: the runs, comma-separated; each writes "
                     "OUT_DIR/sampler-RUN.npy")
-    ap.add_argument("--out-dir", default=".", help="plain: where the images go")
+    ap.add_argument("--out-dir", default=".", help="plain, img2img: where the images go")
+    ap.add_argument("--image", help="img2img: the starting picture (runs are sampler[-karras]-sSTRENGTH, each "
+                    "writing OUT_DIR/img2img-RUN.npy)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--diffusers-noise", action="store_true",
                     help="let the pipeline draw the initial noise (in --dtype) instead of sdmorph's float32 draw")
@@ -214,6 +284,8 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     if a.mode == "plain":
         return plain(a)
+    if a.mode == "img2img":
+        return img2img(a)
     return parity(a) if a.mode == "parity" else bench(a)
 
 

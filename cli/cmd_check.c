@@ -31,7 +31,7 @@ static void usage(FILE *f)
             "  --no-model         do not read the model: its limits are not checked\n"
             "  --frames LIST      only these output frames, e.g. 37 or 0-9,20\n"
             "  --shard I/N|auto   only the renders of shard I of N (`render --shard`) and its segment\n"
-            "  --steps N, --size WxH, --seed N, --sampler NAME, --set KEY=VALUE\n"
+            "  --steps N, --size WxH, --seed N, --sampler NAME, --image PATH, --strength S, --set KEY=VALUE\n"
             "                     the recipe as `render` with these options reads it\n"
             "  -q, --quiet        print the summary line only\n"
             "      --json         print the plan as JSON (the format of a render's sidecar)\n"

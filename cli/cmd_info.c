@@ -60,6 +60,7 @@ static void print_bundle(const sdm_bundle *b)
     if (sdm_bundle_is_xl(b))
         printf("  text encoder 2: %s\n", b->text2.text_encoder);
     printf("  unet:           %s\n  vae decoder:    %s\n", b->unet, b->vae_decoder);
+    printf("  vae encoder:    %s\n", b->vae_encoder[0] ? b->vae_encoder : "none (no image-to-image starts)");
     print_aoti("unet (aoti):", &b->unet_aoti);
     print_aoti("vae (aoti):", &b->vae_aoti);
     printf("  fingerprint:    %s\n", fp);

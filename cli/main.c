@@ -14,6 +14,7 @@ static void usage(FILE *f)
             "\n"
             "  render RECIPE... [-o OUT] [--model DIR] [--device cpu|cuda[:N]] [--devices LIST] [--batch N]\n"
             "         [--frames LIST] [--steps N] [--size WxH] [--seed N] [--sampler NAME] [--set KEY=VALUE] [--json]\n"
+            "         [--image PATH [--strength S]]\n"
             "                      render recipes to their outputs (MP4, GIF, PNG sheet and stills)\n"
             "  render RECIPE --shard I/N|auto\n"
             "                      render one shard's frames into a segment (a cluster's array task)\n"

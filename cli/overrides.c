@@ -51,11 +51,33 @@ static int add(sdm_overrides *o, const char *option, const char *key, size_t key
     return 0;
 }
 
+/* A path as a YAML double-quoted string: whatever it holds, it stays a string. */
+static int add_path(sdm_overrides *o, const char *option, const char *key, const char *path)
+{
+    size_t n = strlen(path), k = 0;
+    char *q = malloc(2 * n + 3);
+    int rc;
+
+    if (!q)
+        return -1;
+    q[k++] = '"';
+    for (const char *p = path; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            q[k++] = '\\';
+        q[k++] = *p;
+    }
+    q[k++] = '"';
+    rc = add(o, option, key, strlen(key), q, k);
+    free(q);
+    return rc;
+}
+
 int sdm_overrides_take(sdm_overrides *o, int argc, char **argv, int *i, const char *cmd)
 {
-    static const char *const simple[][2] = {
-        { "--steps", "steps" }, { "--seed", "seed" }, { "--sampler", "sampler" }, { "--size", NULL }, { "--set", NULL }
-    };
+    static const char *const simple[][2] = { { "--steps", "steps" },     { "--seed", "seed" },
+                                             { "--sampler", "sampler" }, { "--strength", "strength" },
+                                             { "--image", NULL },        { "--size", NULL },
+                                             { "--set", NULL } };
     const char *value = NULL, *option, *x;
     char shown[512];
 
@@ -73,6 +95,11 @@ int sdm_overrides_take(sdm_overrides *o, int argc, char **argv, int *i, const ch
             goto oom;
         if (simple[k][1]) {
             if (add(o, option, simple[k][1], strlen(simple[k][1]), value, strlen(value)))
+                goto oom;
+            return 1;
+        }
+        if (!strcmp(simple[k][0], "--image")) {
+            if (add_path(o, option, "image", value))
                 goto oom;
             return 1;
         }

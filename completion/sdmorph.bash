@@ -34,10 +34,13 @@ _sdmorph()
         --set)
             COMPREPLY=($(compgen -S = -W "model width height steps guidance negative seed fps sampler eta karras
                 guidance_rescale original_size crops_coords_top_left target_size timestep_spacing batch output contact_sheet gif_palette gif_dither weighting
-                clip_skip embeddings loop frames interp ease hold bpm beats retime" -- "$cur"))
+                clip_skip embeddings loop frames interp ease hold bpm beats retime image strength fit" -- "$cur"))
             compopt -o nospace 2>/dev/null
             return ;;
-        --batch|--frames|--threads|--steps|--size|--seed|--progress-every|--beats|--shards|--raw|--partition|\
+        --image)
+            COMPREPLY=($(compgen -f -X '!*.@(png|PNG|jpg|JPG|jpeg|JPEG|webp|WEBP)' -- "$cur") $(compgen -d -- "$cur"))
+            return ;;
+        --batch|--frames|--threads|--steps|--size|--seed|--strength|--progress-every|--beats|--shards|--raw|--partition|\
         --gpus-per-task|--cpus-per-task|--time|--sbatch)
             return ;;
     esac
@@ -45,14 +48,14 @@ _sdmorph()
         render)
             if [[ $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "-o --output --model --device --devices --batch --frames --shard --steps
-                    --size --seed --sampler --set --threads --no-cuda-graphs --cudnn-benchmark --no-aoti --json
+                    --size --seed --sampler --image --strength --set --threads --no-cuda-graphs --cudnn-benchmark --no-aoti --json
                     --progress-every -q --quiet --help" -- "$cur"))
                 return
             fi ;;
         check)
             if [[ $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "-o --output --model --no-model --frames --shard --steps --size --seed
-                    --sampler --set -q --quiet --json --help" -- "$cur"))
+                    --sampler --image --strength --set -q --quiet --json --help" -- "$cur"))
                 return
             fi ;;
         bridge)

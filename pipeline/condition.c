@@ -1,7 +1,9 @@
 #include "condition.h"
 
 #include "hash.h"
+#include "image_latents.h"
 #include "inputs.h"
+#include "sampler.h"
 #include "texts_json.h"
 #include "torch_error.h"
 
@@ -11,6 +13,7 @@
 typedef struct {
     uint64_t seed;
     sdm_tensor *noise;
+    sdm_tensor *eps; /* recipes with pictures: the draw before the noise (CPU), for the pictures' latents */
 } noise_entry;
 
 /* A text's conditioning: its embedding and, for SDXL, its pooled embedding. */
@@ -28,6 +31,8 @@ struct sdm_conditioner {
     int64_t noise_shape[4];
     noise_entry *noises;
     int n_noises;
+    int image_draws; /* 1 in a recipe with pictures: each stream's first draw is the picture's sample */
+    sdm_image_latents *images; /* the pictures, read and encoded as frames need them */
     /* walk state: y[k] of the last step computed, so a sequential walk costs
      * one step per frame; y[frames] for closed walks */
     int walk_k;
@@ -125,6 +130,13 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
     c->noise_shape[3] = latent_w;
     c->walk_k = -1;
     c->parts = sdm_bundle_is_xl(sdm_engine_bundle(e)) ? 2 : 1;
+    c->image_draws = sdm_recipe_has_images(r);
+    if (c->image_draws && sdm_image_latents_new(r, sdm_engine_bundle(e), sdm_engine_device(e), sdm_engine_dtype(e),
+                                                latent_w * sdm_engine_bundle(e)->vae_scale,
+                                                latent_h * sdm_engine_bundle(e)->vae_scale, &c->images, err)) {
+        sdm_conditioner_free(&c);
+        return -1;
+    }
     if (c->parts > 1 && xl_time_ids(c, latent_h, latent_w, err)) {
         sdm_conditioner_free(&c);
         return -1;
@@ -187,8 +199,28 @@ static int text_embedding(sdm_conditioner *c, int k, int negative, const sdm_ten
     return 0;
 }
 
-/* Initial noise of a seed, as torch.randn with a CPU generator; cached. */
-static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out, sdm_error *err)
+/* A seed's first draws: with pictures the picture's sample (kept on the
+ * CPU) and then the initial noise, else the initial noise alone. */
+static sdm_torch_status first_draws(sdm_conditioner *c, noise_entry *n)
+{
+    sdm_device cpu = { SDM_DEVICE_CPU, 0 };
+    sdm_generator *g = NULL;
+    sdm_torch_status st;
+
+    if (!c->image_draws)
+        return sdm_tensor_randn(n->seed, c->noise_shape, 4, sdm_engine_device(c->engine), &n->noise);
+    st = sdm_generator_new(n->seed, &g);
+    if (!st)
+        st = sdm_generator_randn(g, c->noise_shape, 4, cpu, &n->eps);
+    if (!st)
+        st = sdm_generator_randn(g, c->noise_shape, 4, sdm_engine_device(c->engine), &n->noise);
+    sdm_generator_free(&g);
+    return st;
+}
+
+/* Initial noise of a seed, as torch.randn with a CPU generator (and with
+ * pictures the draw before it, *eps; may be NULL); cached. */
+static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out, const sdm_tensor **eps, sdm_error *err)
 {
     noise_entry *n;
     sdm_torch_status st;
@@ -196,6 +228,8 @@ static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out,
     for (int i = 0; i < c->n_noises; i++) {
         if (c->noises[i].seed == seed) {
             *out = c->noises[i].noise;
+            if (eps)
+                *eps = c->noises[i].eps;
             return 0;
         }
     }
@@ -204,12 +238,18 @@ static int seed_noise(sdm_conditioner *c, uint64_t seed, const sdm_tensor **out,
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     c->noises = n;
     n = &c->noises[c->n_noises];
+    memset(n, 0, sizeof *n);
     n->seed = seed;
-    st = sdm_tensor_randn(seed, c->noise_shape, 4, sdm_engine_device(c->engine), &n->noise);
-    if (st)
+    st = first_draws(c, n);
+    if (st) {
+        sdm_tensor_free(&n->noise);
+        sdm_tensor_free(&n->eps);
         return torch_fail(err, st);
+    }
     c->n_noises++;
     *out = n->noise;
+    if (eps)
+        *eps = n->eps;
     return 0;
 }
 
@@ -319,6 +359,43 @@ static int frame_texts(sdm_conditioner *c, const sdm_frame_inputs *in, const sdm
     return 0;
 }
 
+/* The pictures' latent of a frame that starts from them: each picture
+ * drawn with the seeds' first draw (slerped as the noise is), then mixed. */
+static int frame_image(sdm_conditioner *c, const sdm_frame_inputs *in, sdm_frame_cond *out, sdm_error *err)
+{
+    const sdm_tensor *ea = NULL, *eb = NULL, *skip;
+    sdm_tensor *eps = NULL;
+    float *host = NULL;
+    size_t n = (size_t)(c->noise_shape[1] * c->noise_shape[2] * c->noise_shape[3]);
+    int rc = -1;
+
+    if (in->image.a == SDM_NO_IMAGE && in->image.t == 0)
+        return 0;
+    out->strength = in->strength;
+    if (seed_noise(c, in->noise.a, &skip, &ea, err) || seed_noise(c, in->noise.b, &skip, &eb, err) ||
+        mix(ea, eb, &in->noise, 0, &eps, err))
+        goto end;
+    host = malloc(n * sizeof *host);
+    if (!host || sdm_tensor_to_host(eps, SDM_F32, host, n * sizeof *host)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+        goto end;
+    }
+    rc = sdm_image_latents_mix(c->images, &in->image, host, &out->image, err);
+end:
+    free(host);
+    sdm_tensor_free(&eps);
+    return rc;
+}
+
+int sdm_conditioner_start(const sdm_conditioner *c, const sdm_plan_frame *f, int steps)
+{
+    const sdm_frame_inputs in = sdm_frame_inputs_of(c->recipe, &c->ids, f);
+
+    if (in.image.a == SDM_NO_IMAGE && in.image.t == 0)
+        return -1;
+    return sdm_image_start_step(steps, in.strength);
+}
+
 /* Everything is read from the frame's canonical inputs, never from the
  * plan frame itself: frames the planner merged are computed alike. */
 int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out, sdm_error *err)
@@ -336,7 +413,7 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     out->seed_t = in.noise.t;
     if (text_embedding(c, (int)in.text.a, 0, ea, e) || text_embedding(c, (int)in.text.b, 0, eb, e) ||
         text_embedding(c, (int)in.negative.a, 1, na, e) || text_embedding(c, (int)in.negative.b, 1, nb, e) ||
-        seed_noise(c, in.noise.a, &sa, e) || seed_noise(c, in.noise.b, &sb, e))
+        seed_noise(c, in.noise.a, &sa, NULL, e) || seed_noise(c, in.noise.b, &sb, NULL, e))
         goto fail;
     if (frame_texts(c, &in, ea, eb, texts, e))
         goto fail;
@@ -351,6 +428,8 @@ int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame
     if (mix(sa, sb, &in.noise, 0, &out->noise, e))
         goto fail;
     if (c->time_ids && mix(c->time_ids, NULL, &(sdm_mix){ 0 }, 0, &out->time_ids, e))
+        goto fail;
+    if (frame_image(c, &in, out, e))
         goto fail;
     return 0;
 fail:
@@ -374,7 +453,7 @@ static sdm_torch_status stream_draw(sdm_conditioner *c, uint64_t seed, sdm_gener
         sdm_generator_free(g);
     if (!*g) {
         st = sdm_generator_new(seed, g);
-        *drawn = -1; /* the initial latent comes first */
+        *drawn = -1 - c->image_draws; /* the initial latent (and the picture's sample) come first */
     }
     while (!st && *drawn < draw) {
         sdm_tensor *skip = NULL;
@@ -418,6 +497,7 @@ void sdm_frame_cond_clear(sdm_frame_cond *fc)
     sdm_tensor_free(&fc->uncond_pooled);
     sdm_tensor_free(&fc->time_ids);
     sdm_tensor_free(&fc->noise);
+    sdm_tensor_free(&fc->image);
     sdm_generator_free(&fc->gen[0]);
     sdm_generator_free(&fc->gen[1]);
 }
@@ -428,8 +508,11 @@ void sdm_conditioner_free(sdm_conditioner **pc)
 
     if (!c)
         return;
-    for (int i = 0; i < c->n_noises; i++)
+    for (int i = 0; i < c->n_noises; i++) {
         sdm_tensor_free(&c->noises[i].noise);
+        sdm_tensor_free(&c->noises[i].eps);
+    }
+    sdm_image_latents_free(&c->images);
     free(c->noises);
     sdm_text_ids_free(&c->ids);
     free(c->texts_json);

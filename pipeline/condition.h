@@ -1,9 +1,14 @@
 /* Per-frame conditioning: the text embeddings (conditional and negative)
  * and the initial noise of one planned frame, from the keyframes it mixes
- * or the walk step it is. For SDXL a text's conditioning is the pair
- * (embedding, pooled embedding), both mixed with the same weight and both
- * walked, plus the time ids from the recipe's size; an empty negative
- * prompt is zeros (the bundle's force_zeros_for_empty_prompt). Everything is a pure function of the recipe and
+ * or the walk step it is, and the pictures' latent it starts from. For
+ * SDXL a text's conditioning is the pair (embedding, pooled embedding),
+ * both mixed with the same weight and both walked, plus the time ids from
+ * the recipe's size; an empty negative prompt is zeros (the bundle's
+ * force_zeros_for_empty_prompt). In a recipe with pictures every seed's
+ * stream begins as diffusers' image-to-image draws it: the picture's
+ * latent sample first, then the initial noise, then the samplers'
+ * per-step noise (text-only frames too, so noise is continuous between
+ * frames with and without pictures). Everything is a pure function of the recipe and
  * the frame, so any frame can be rendered alone and comes out the same. */
 #ifndef SDM_CONDITION_H
 #define SDM_CONDITION_H
@@ -25,6 +30,8 @@ typedef struct {
     double seed_t; /* puts them: seed_b == seed_a, seed_t == 0 for one alone */
     sdm_generator *gen[2]; /* the seeds' streams, for per-step noise: made on first use */
     int drawn[2]; /* draws each has given after the initial latent */
+    sdm_tensor *image; /* [1,C,h,w] float32: the pictures' latent it starts from; NULL: from noise */
+    double strength; /* with image: 0..1, the part of the schedule that runs */
 } sdm_frame_cond;
 
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w, sdm_conditioner **out,
@@ -36,6 +43,9 @@ int sdm_conditioner_tokens(const sdm_conditioner *c);
 /* The texts' chunks and weights as a JSON value, for the sidecar. */
 const char *sdm_conditioner_texts_json(const sdm_conditioner *c);
 int sdm_conditioner_frame(sdm_conditioner *c, const sdm_plan_frame *f, sdm_frame_cond *out, sdm_error *err);
+/* The sampler step frame f starts at (sdm_image_start_step of its
+ * strength) where it starts from pictures; -1 where it starts from noise. */
+int sdm_conditioner_start(const sdm_conditioner *c, const sdm_plan_frame *f, int steps);
 void sdm_frame_cond_clear(sdm_frame_cond *fc);
 
 /* The noise samplers add, for one frame: draw `draw` (from 0) after the

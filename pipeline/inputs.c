@@ -49,6 +49,21 @@ end:
     return rc;
 }
 
+/* ids[k]: the first keyframe with keyframe k's picture and fit, -1 without one. */
+static void image_ids(const sdm_recipe *r, int *ids)
+{
+    for (int k = 0; k < r->n_keyframes; k++) {
+        const sdm_keyframe *kf = &r->keyframes[k];
+        ids[k] = kf->image ? k : -1;
+        for (int j = 0; kf->image && j < k; j++) {
+            if (r->keyframes[j].image && r->keyframes[j].fit == kf->fit && !strcmp(r->keyframes[j].image, kf->image)) {
+                ids[k] = j;
+                break;
+            }
+        }
+    }
+}
+
 int sdm_text_ids_make(const sdm_recipe *r, sdm_text_ids *out)
 {
     int n = r->n_keyframes, rc = -1;
@@ -57,8 +72,10 @@ int sdm_text_ids_make(const sdm_recipe *r, sdm_text_ids *out)
 
     out->prompt = malloc((size_t)n * sizeof *out->prompt);
     out->negative = malloc((size_t)n * sizeof *out->negative);
-    if (!prompts || !negatives || !out->prompt || !out->negative)
+    out->image = malloc((size_t)n * sizeof *out->image);
+    if (!prompts || !negatives || !out->prompt || !out->negative || !out->image)
         goto end;
+    image_ids(r, out->image);
     for (int k = 0; k < n; k++) {
         const sdm_keyframe *kf = &r->keyframes[k];
         prompts[k].text = kf->prompt ? kf->prompt : "";
@@ -78,7 +95,13 @@ void sdm_text_ids_free(sdm_text_ids *ids)
 {
     free(ids->prompt);
     free(ids->negative);
+    free(ids->image);
     memset(ids, 0, sizeof *ids);
+}
+
+static uint64_t image_id(const sdm_text_ids *ids, int k)
+{
+    return ids->image[k] < 0 ? SDM_NO_IMAGE : (uint64_t)ids->image[k];
 }
 
 sdm_frame_inputs sdm_frame_inputs_of(const sdm_recipe *r, const sdm_text_ids *ids, const sdm_plan_frame *f)
@@ -91,6 +114,12 @@ sdm_frame_inputs sdm_frame_inputs_of(const sdm_recipe *r, const sdm_text_ids *id
     in.noise = sdm_mix_of(r->keyframes[a].seed, r->keyframes[b].seed, f->seed_t, SDM_INTERP_SLERP);
     in.guidance = f->guidance;
     in.walk_k = f->walk_k < 0 ? -1 : f->walk_k;
+    in.image = sdm_mix_of(image_id(ids, a), image_id(ids, b), f->t, f->interp);
+    in.strength = 0.0;
+    if (in.image.a != SDM_NO_IMAGE || in.image.b != SDM_NO_IMAGE) {
+        double sa = sdm_keyframe_strength(&r->keyframes[a]), sb = sdm_keyframe_strength(&r->keyframes[b]);
+        in.strength = (1 - f->t) * sa + f->t * sb;
+    }
     return in;
 }
 
@@ -102,7 +131,8 @@ static int same_mix(const sdm_mix *x, const sdm_mix *y)
 int sdm_frame_inputs_equal(const sdm_frame_inputs *x, const sdm_frame_inputs *y)
 {
     return same_mix(&x->text, &y->text) && same_mix(&x->negative, &y->negative) && same_mix(&x->noise, &y->noise) &&
-           x->guidance == y->guidance && x->walk_k == y->walk_k;
+           x->guidance == y->guidance && x->walk_k == y->walk_k && same_mix(&x->image, &y->image) &&
+           x->strength == y->strength;
 }
 
 static uint64_t hash_mix(uint64_t h, const sdm_mix *m)
@@ -120,5 +150,7 @@ uint64_t sdm_frame_inputs_hash(const sdm_frame_inputs *in)
     h = hash_mix(h, &in->negative);
     h = hash_mix(h, &in->noise);
     h = sdm_hash_double(h, in->guidance);
+    h = hash_mix(h, &in->image);
+    h = sdm_hash_double(h, in->strength);
     return sdm_hash_combine(h, (uint64_t)(int64_t)in->walk_k);
 }

@@ -29,6 +29,7 @@ sdm_mix sdm_mix_of(uint64_t a, uint64_t b, double t, sdm_interp how);
  * and keyframes[id].clip_skip are the text itself. */
 typedef struct {
     int *prompt, *negative; /* [n_keyframes] */
+    int *image; /* [n_keyframes]: the first keyframe with the same picture and fit; -1: none */
 } sdm_text_ids;
 
 /* 0, or -1 out of memory (then free it anyway). */
@@ -41,7 +42,15 @@ typedef struct {
     double guidance;
     int walk_k; /* -1, or the walk frame: its text mix is the
                                    walk's start, drifted k steps */
+    /* image-to-image: the pictures' latents mixed (ids of sdm_text_ids.image;
+     * SDM_NO_IMAGE on one side: that picture fades out, lerped toward zero),
+     * and the strength, lerped as the prompts are (1 on a side without a
+     * picture). image.a == SDM_NO_IMAGE: from noise, strength 0. */
+    sdm_mix image;
+    double strength;
 } sdm_frame_inputs;
+
+#define SDM_NO_IMAGE UINT64_MAX
 
 sdm_frame_inputs sdm_frame_inputs_of(const sdm_recipe *r, const sdm_text_ids *ids, const sdm_plan_frame *f);
 /* Equal forms, equal pictures. The hash agrees with the equality. */

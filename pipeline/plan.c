@@ -425,6 +425,8 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
                 w->noise_seed, w->closed ? ", closed" : "");
         if (w->negative)
             fprintf(f, "  negative \"%s\"\n", w->negative);
+        if (w->image)
+            fprintf(f, "  image \"%s\", strength %g, fit %s\n", w->image, w->strength, sdm_image_fit_name(w->fit));
         return;
     }
     fprintf(f, "keyframes:\n");
@@ -444,6 +446,8 @@ static void print_keyframes(const sdm_recipe *r, FILE *f)
         fputc('\n', f);
         if (k->negative)
             fprintf(f, "    negative \"%s\"\n", k->negative);
+        if (k->image)
+            fprintf(f, "    image \"%s\", strength %g, fit %s\n", k->image, k->strength, sdm_image_fit_name(k->fit));
     }
 }
 
@@ -566,6 +570,15 @@ static void json_key_string(FILE *f, const char *key, const char *value, const c
     fputs(after, f);
 }
 
+/* The picture a keyframe starts from, as JSON members (nothing without one). */
+static void json_image(FILE *f, const char *image, double strength, sdm_image_fit fit)
+{
+    if (!image)
+        return;
+    json_key_string(f, "image", image, ", ");
+    fprintf(f, "\"strength\": %.17g, \"fit\": \"%s\", ", strength, sdm_image_fit_name(fit));
+}
+
 /* The recipe's settings, as the render uses them where x says. */
 static void json_settings(const sdm_plan *p, const sdm_recipe *r, const sdm_plan_json_extra *x, FILE *f)
 {
@@ -621,6 +634,7 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
         json_key_string(f, "negative", k->negative ? k->negative : r->negative, ", ");
         if (r->bpm > 0)
             fprintf(f, "\"beats\": %.17g, ", k->beats);
+        json_image(f, k->image, k->strength, k->fit);
         fprintf(f,
                 "\"seed\": %" PRIu64
                 ", \"guidance\": %.17g, \"clip_skip\": %d, \"hold\": %d, \"frames\": %d, "
@@ -635,6 +649,7 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
         fprintf(f, "  \"walk\": {");
         json_key_string(f, "prompt", w->prompt, ", ");
         json_key_string(f, "negative", w->negative ? w->negative : r->negative, ", ");
+        json_image(f, w->image, w->strength, w->fit);
         fprintf(f,
                 "\"seed\": %" PRIu64
                 ", \"guidance\": %.17g, \"frames\": %d, \"sigma\": %.17g, "
@@ -660,6 +675,10 @@ int sdm_plan_write_json_with(const sdm_plan *p, const sdm_recipe *r, const sdm_p
                 sdm_interp_name(fr->interp));
         if (fr->walk_k >= 0)
             fprintf(f, ", \"walk_k\": %d", fr->walk_k);
+        if (r->keyframes[fr->key_a].image || r->keyframes[fr->key_b].image)
+            fprintf(f, ", \"strength\": %.17g",
+                    (1 - fr->t) * sdm_keyframe_strength(&r->keyframes[fr->key_a]) +
+                        fr->t * sdm_keyframe_strength(&r->keyframes[fr->key_b]));
         fputc('}', f);
     }
     fprintf(f, "\n  ]\n}\n");

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "image_encoder.h"
+#include "image_in.h"
 #include "paths.h"
 #include "png.h"
 #include "sampler.h"
@@ -31,6 +33,9 @@ static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, 
 
     if (r->path)
         in[n++] = (sdm_input){ r->path, "the recipe" };
+    for (int k = 0; k < r->n_keyframes && n + 1 + SDM_BUNDLE_MAX_FILES < max; k++) /* room for the model's */
+        if (r->keyframes[k].image)
+            in[n++] = (sdm_input){ r->keyframes[k].image, "a starting picture" };
     if (!pf->has_bundle)
         return n;
     snprintf(pf->model_yaml, sizeof pf->model_yaml, "%s/model.yaml", b->dir);
@@ -46,7 +51,7 @@ static int render_inputs(const sdm_recipe *r, sdm_preflight *pf, sdm_input *in, 
 static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error *err)
 {
     const sdm_bundle *b = &pf->bundle;
-    sdm_sampler_params sp = { r->sampler, r->steps, r->eta, r->karras, (sdm_spacing)r->timestep_spacing };
+    sdm_sampler_params sp = { r->sampler, r->steps, r->eta, r->karras, (sdm_spacing)r->timestep_spacing, 0, 0 };
     sdm_schedule s;
     sdm_error e = { 0 };
 
@@ -251,9 +256,29 @@ static void segment_info(const sdm_recipe *r, const sdm_render_params *p, sdm_pr
     snprintf(s->model_dir, sizeof s->model_dir, "%s", p->model_dir ? p->model_dir : "");
 }
 
+/* Every starting picture: there, readable, a PNG, JPEG or WebP, whole and
+ * not too large (its header, no decoding); and a model that can encode it. */
+static int check_images(const sdm_recipe *r, const sdm_preflight *pf, sdm_error *err)
+{
+    sdm_image_header h;
+    sdm_error e = { 0 };
+
+    for (int k = 0; k < (r->walk ? 1 : r->n_keyframes); k++) {
+        const sdm_keyframe *kf = &r->keyframes[k];
+        if (!kf->image || !sdm_image_check(kf->image, &h, &e))
+            continue;
+        if (r->walk)
+            return sdm_error_set(err, e.code, "%s:%d:%d: walk: %s", r->path, kf->mark.line, kf->mark.col, e.msg);
+        return sdm_error_set(err, e.code, "%s:%d:%d: keyframe %d: %s", r->path, kf->mark.line, kf->mark.col, k, e.msg);
+    }
+    if (pf->has_bundle && sdm_recipe_has_images(r) && sdm_image_encoder_check(&pf->bundle, &e))
+        return sdm_error_set(err, e.code, "%s: %s", r->path, e.msg);
+    return 0;
+}
+
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
-    sdm_input inputs[16];
+    sdm_input inputs[64];
     sdm_outputs_request q = { p->outputs, p->n_outputs, p->frames, inputs, 0, NULL };
     sdm_sink_params kp;
 
@@ -287,6 +312,8 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
         return -1;
     }
     if (pf->has_bundle && (model_limits(r, pf, err) || text_limits(r, &pf->bundle, err)))
+        return -1;
+    if (check_images(r, pf, err))
         return -1;
     if (load_retime(r, p, &q, pf, err))
         return -1;

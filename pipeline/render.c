@@ -44,7 +44,7 @@ typedef struct {
     sdm_plan plan;
     sdm_engine *engine;
     sdm_denoiser *denoiser; /* the sampling loop, on the engine's UNet */
-    sdm_schedule sched;
+    sdm_schedule_set sched; /* from noise, and the image starts' */
     sdm_conditioner *cond;
     sdm_sink *sink;
     sdm_stills *stills; /* the PNG stills, written on workers */
@@ -151,7 +151,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     const sdm_render_params *p = S->p;
     const sdm_bundle *b;
     sdm_denoiser_params dp;
-    sdm_sampler_params sp;
+    sdm_sampler_params sp = sdm_sampler_default_params();
 
     sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
     S->engine = p->engine;
@@ -179,7 +179,7 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     sp.eta = r->eta;
     sp.karras = r->karras;
     sp.spacing = (sdm_spacing)r->timestep_spacing;
-    if (sdm_schedule_make(b, &sp, &S->sched, err))
+    if (sdm_schedule_set_make(b, &sp, &S->sched, err))
         return -1;
     return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);
 }
@@ -254,16 +254,27 @@ static int open_sink(render_state *S, sdm_error *err)
     return sdm_sink_open(S->pf.outs.videos, S->pf.outs.n_videos, S->pf.outs.sheet, &kp, &S->sink, err);
 }
 
-/* Graphs on: the sampling loop captured at the batch shape. */
+/* The step render i starts at: -1 from noise, else its image start's. */
+static int render_start(const render_state *S, const sdm_schedule_set *set, int i)
+{
+    return sdm_conditioner_start(S->cond, &S->plan.renders[i], set->params.steps);
+}
+
+/* Graphs on: the sampling loop captured at the batch shape, from the
+ * step the first frame starts at (an image start's). */
 static int capture_loop(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
     int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), sdm_bundle_context_size(b) };
+    const sdm_schedule *s;
 
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
-    return sdm_denoiser_capture(S->denoiser, &S->sched, ls, ts, S->guided, err);
+    s = sdm_schedule_set_get(&S->sched, S->plan.n_renders ? render_start(S, &S->sched, 0) : -1, err);
+    if (!s)
+        return -1;
+    return s->n_steps ? sdm_denoiser_capture(S->denoiser, s, ls, ts, S->guided, err) : 0;
 }
 
 /* The engine's warm-up at the batch shape, then (graphs on) the capture of
@@ -428,6 +439,7 @@ typedef struct {
     sdm_tensor *text; /* [nb,L,H] */
     sdm_tensor *negative; /* [nb,L,H], NULL where no frame is guided */
     sdm_tensor *pooled, *negative_pooled, *time_ids; /* SDXL: [nb,P], [nb,P], [nb,6]; else NULL */
+    sdm_tensor *images; /* [nb,C,h,w] the pictures' latents of frames that start from them; else NULL */
 } batch_inputs;
 
 static void batch_inputs_clear(batch_inputs *bi)
@@ -442,6 +454,7 @@ static void batch_inputs_clear(batch_inputs *bi)
     sdm_tensor_free(&bi->pooled);
     sdm_tensor_free(&bi->negative_pooled);
     sdm_tensor_free(&bi->time_ids);
+    sdm_tensor_free(&bi->images);
     memset(bi, 0, sizeof *bi);
 }
 
@@ -490,6 +503,8 @@ static int batch_inputs_make(render_state *S, int first, int nb, batch_inputs *b
         st = join_field(bi, offsetof(sdm_frame_cond, uncond), parts, &bi->negative);
     if (!st && guided)
         st = join_field(bi, offsetof(sdm_frame_cond, uncond_pooled), parts, &bi->negative_pooled);
+    if (!st) /* a batch starts at one step (batch_span): all from pictures, or none */
+        st = join_field(bi, offsetof(sdm_frame_cond, image), parts, &bi->images);
     if (st) {
         sdm_torch_error(err, st, "batching");
         goto end;
@@ -526,18 +541,50 @@ end:
     return rc;
 }
 
-/* Conditions and samples renders [first, first+nb) of S->plan through
- * schedule sched: their final latents. 1: stopped. */
-static int batch_sample(render_state *S, const sdm_schedule *sched, int first, int nb, sdm_tensor **lat, sdm_error *err)
+/* Frames that start from pictures start from the scheduler's add_noise of
+ * their latents at the start (all of a batch at the same step); where no
+ * step runs (strength under 1/steps), the pictures' latents are final. */
+static int start_latents(const sdm_schedule *sched, batch_inputs *bi, sdm_tensor **out, sdm_error *err)
 {
+    sdm_torch_status st;
+
+    if (!bi->images)
+        return 0;
+    st = sdm_tensor_axpby(sched->start_x, bi->images, sched->n_steps ? sched->start_noise : 0, bi->noise, out);
+    return st ? sdm_torch_error(err, st, "starting from pictures") : 0;
+}
+
+/* How many renders from `first` (at most max) start at the same step: a batch. */
+static int batch_span(const render_state *S, const sdm_schedule_set *set, int first, int max)
+{
+    int start = render_start(S, set, first), n = 1;
+
+    while (n < max && first + n < S->plan.n_renders && render_start(S, set, first + n) == start)
+        n++;
+    return n;
+}
+
+/* Conditions and samples renders [first, first+nb) of S->plan through the
+ * schedule of their start in set: their final latents. 1: stopped. */
+static int batch_sample(render_state *S, sdm_schedule_set *set, int first, int nb, sdm_tensor **lat, sdm_error *err)
+{
+    const sdm_schedule *sched = sdm_schedule_set_get(set, render_start(S, set, first), err);
+    sdm_tensor *x = NULL;
     batch_inputs bi;
     sdm_batch b;
     int rc = -1;
 
     memset(&b, 0, sizeof b);
-    if (batch_inputs_make(S, first, nb, &bi, err))
+    memset(&bi, 0, sizeof bi);
+    if (!sched || batch_inputs_make(S, first, nb, &bi, err) || start_latents(sched, &bi, &x, err))
         goto end;
-    b.latents = bi.noise;
+    if (x && !sched->n_steps) {
+        *lat = x;
+        x = NULL;
+        rc = 0;
+        goto end;
+    }
+    b.latents = x ? x : bi.noise;
     b.cond.cond = bi.text;
     b.cond.uncond = bi.negative;
     b.cond.pooled = bi.pooled;
@@ -550,6 +597,7 @@ static int batch_sample(render_state *S, const sdm_schedule *sched, int first, i
     b.stop = S->p->stop;
     rc = sdm_denoiser_run(S->denoiser, sched, &b, lat, err);
 end:
+    sdm_tensor_free(&x);
     batch_inputs_clear(&bi);
     return rc;
 }
@@ -662,7 +710,7 @@ static int render_loop(render_state *S, sdm_error *err)
             continue;
         }
         first = S->todo_first;
-        nb = S->todo_end - first < S->batch ? S->todo_end - first : S->batch;
+        nb = batch_span(S, &S->sched, first, S->todo_end - first < S->batch ? S->todo_end - first : S->batch);
         if (p->stop && *p->stop) {
             S->interrupted = 1;
             break;
@@ -699,7 +747,7 @@ static int render_loop(render_state *S, sdm_error *err)
 /* One round of the probe: its frames sampled in batches as the render's
  * are (batch_sample; halved on out of memory), their final latents to the
  * probe. No decode: the probe measures latents (retime.h). 1: stopped. */
-static int probe_round(render_state *S, sdm_retime_probe *pr, int round, const sdm_schedule *sched, size_t latent_n,
+static int probe_round(render_state *S, sdm_retime_probe *pr, int round, sdm_schedule_set *sched, size_t latent_n,
                        sdm_error *err)
 {
     sdm_plan saved = S->plan;
@@ -716,7 +764,7 @@ static int probe_round(render_state *S, sdm_retime_probe *pr, int round, const s
         goto end;
     }
     for (int first = 0, nb; first < S->plan.n_renders; first += nb) {
-        nb = S->plan.n_renders - first < S->batch ? S->plan.n_renders - first : S->batch;
+        nb = batch_span(S, sched, first, S->batch);
         rc = batch_sample(S, sched, first, nb, &lat, err);
         if (rc < 0 && !halve_batch(S, err)) {
             nb = 0; /* the same frames again, fewer at a time */
@@ -749,9 +797,8 @@ end:
 static int render_retime(render_state *S, sdm_error *err)
 {
     const sdm_recipe *r = S->r;
-    sdm_sampler_params sp = { r->sampler, sdm_retime_probe_steps(r->steps), r->eta, r->karras,
-                              (sdm_spacing)r->timestep_spacing };
-    sdm_schedule sched;
+    sdm_sampler_params sp = sdm_sampler_default_params();
+    sdm_schedule_set sched;
     sdm_retime_probe *pr = NULL;
     size_t latent_n = (size_t)sdm_engine_bundle(S->engine)->latent_channels * S->latent_h * S->latent_w;
     double t0 = now_s();
@@ -759,7 +806,12 @@ static int render_retime(render_state *S, sdm_error *err)
 
     if (!sdm_retime_missing(&S->pf.retime))
         return 0;
-    if (sdm_schedule_make(sdm_engine_bundle(S->engine), &sp, &sched, err))
+    sp.kind = r->sampler;
+    sp.steps = sdm_retime_probe_steps(r->steps);
+    sp.eta = r->eta;
+    sp.karras = r->karras;
+    sp.spacing = (sdm_spacing)r->timestep_spacing;
+    if (sdm_schedule_set_make(sdm_engine_bundle(S->engine), &sp, &sched, err))
         goto end;
     have_sched = 1;
     while (sdm_retime_missing(&S->pf.retime)) {
@@ -790,7 +842,7 @@ static int render_retime(render_state *S, sdm_error *err)
 end:
     sdm_retime_probe_free(&pr);
     if (have_sched)
-        sdm_schedule_free(&sched);
+        sdm_schedule_set_free(&sched);
     return rc;
 }
 
@@ -878,7 +930,7 @@ static void render_state_clear(render_state *S)
     free(S->rendered);
     sdm_pace_free(&S->pace);
     sdm_conditioner_free(&S->cond);
-    sdm_schedule_free(&S->sched);
+    sdm_schedule_set_free(&S->sched);
     sdm_plan_free(&S->plan);
     /* a captured loop holds the engine's UNet buffers: it goes first */
     sdm_denoiser_free(&S->denoiser);

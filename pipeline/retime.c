@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle.h" /* sdm_file_fingerprint */
 #include "frame_distance.h"
 #include "hash.h"
 
@@ -35,7 +36,14 @@ static uint64_t hash_keyframe(uint64_t h, const sdm_recipe *r, const sdm_keyfram
     h = sdm_hash_combine(h, sdm_hash_string(k->prompt));
     h = sdm_hash_combine(h, sdm_hash_string(sdm_recipe_negative(r, k->negative)));
     h = sdm_hash_combine(h, k->seed);
-    return sdm_hash_double(h, k->guidance);
+    h = sdm_hash_double(h, k->guidance);
+    if (k->image) { /* the picture's contents, strength and fit (nothing without one: older keys hold) */
+        char fp[32];
+        sdm_file_fingerprint(k->image, fp, sizeof fp);
+        h = sdm_hash_combine(h, sdm_hash_string(fp));
+        h = sdm_hash_combine(sdm_hash_double(h, k->strength), (uint64_t)k->fit);
+    }
+    return h;
 }
 
 /* Everything the pictures along transition i depend on: the model, the

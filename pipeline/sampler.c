@@ -12,7 +12,7 @@
 
 sdm_sampler_params sdm_sampler_default_params(void)
 {
-    sdm_sampler_params p = { SDM_SAMPLER_AUTO, 50, 0.0, 0, SDM_SPACING_DEFAULT };
+    sdm_sampler_params p = { SDM_SAMPLER_AUTO, 50, 0.0, 0, SDM_SPACING_DEFAULT, 0, 0 };
     return p;
 }
 
@@ -117,6 +117,7 @@ typedef struct {
     int n_train;
     double *ac, *sig, *log_sig;
     double *step_sig, *step_t;
+    int start; /* image-to-image: the step the scheduler begins at, its state fresh; 0 otherwise */
 } tables;
 
 /* np.interp(t, arange(n), sigmas): linear in sigma, clamped at the ends. */
@@ -539,7 +540,7 @@ static int make_dpmpp_2m(const tables *T, int sde, sdm_schedule *s, sdm_error *e
         double k = sde ? a_to * (1 - e * e) : a_to * (1 - e), c0 = k, c1 = 0;
         sdm_lin x0 = vp_x0(T->b->prediction, a_from, from * a_from, st);
 
-        if (i > 0 && i < n - 1) {
+        if (i > T->start && i < n - 1) {
             double h = log(from / to), r = log(sig[i - 1] / from) / h;
             if (!(r > 0) || !isfinite(r))
                 return sdm_error_set(err, SDM_EXIT_USAGE, "%s: %d steps give repeated sigmas",
@@ -637,10 +638,10 @@ static int make_unipc(const tables *T, sdm_schedule *s, sdm_error *err)
         sdm_lin m_i = vp_x0(T->b->prediction, p.alpha, p.sig, st), x = lin_x(1);
         int order = n - i < 2 ? n - i : 2;
 
-        if (i > 0)
+        if (i > T->start)
             x = unipc_correct(sig, i, last_order, &m_i);
-        if (order > i + 1)
-            order = i + 1;
+        if (order > i - T->start + 1)
+            order = i - T->start + 1;
         st->t = T->step_t[i];
         st->sigma = sig[i];
         st->c_in = 1.0;
@@ -668,15 +669,23 @@ static sdm_lin pndm_prev(const tables *T, int t, int tp, const sdm_lin *sample, 
     return lin_add(sqrt(ap / a), sample, -(ap - a) / denom, &eps);
 }
 
+/* Entry j of diffusers' PLMS timesteps t0, t1, t1, t2, ..., t_{n−1}. */
+static int plms_t(const tables *T, int j)
+{
+    return (int)T->step_t[j == 0 ? 0 : j == 1 ? 1 : j - 1];
+}
+
 /* PLMS (skip_prk_steps): timesteps t0, t1, t1, t2, ...: the second call
  * redoes step 0 from its start (slot 3) with the mean of both outputs; then
- * Adams–Bashforth over the last four outputs (slots 0..2, newest first). */
+ * Adams–Bashforth over the last four outputs (slots 0..2, newest first).
+ * An image start runs the list from entry `start` on, its counter from 0
+ * (so the redo lands on the entry after it), as diffusers' pipeline does. */
 static int make_pndm(const tables *T, sdm_schedule *s, sdm_error *err)
 {
     static const double ab[4][4] = {
         { 1 }, { 1.5, -0.5 }, { 23 / 12.0, -16 / 12.0, 5 / 12.0 }, { 55 / 24.0, -59 / 24.0, 37 / 24.0, -9 / 24.0 }
     };
-    int n = T->p->steps, ratio = T->n_train / n, n_ets = 0, ne = n > 1 ? n + 1 : 1;
+    int n = T->p->steps, ratio = T->n_train / n, n_ets = 0, ne = (n > 1 ? n + 1 : 1) - T->start;
 
     if (!T->b->skip_prk_steps)
         return sdm_error_set(err, SDM_EXIT_USAGE,
@@ -686,13 +695,10 @@ static int make_pndm(const tables *T, sdm_schedule *s, sdm_error *err)
         return bad_spacing(T, err);
     s->init_sigma = 1.0;
     for (int e = 0; e < ne; e++) {
-        /* plms timesteps: the spaced ones with the second repeated */
-        int t = (int)T->step_t[e < 2 ? 0 : e - 1], tp = t - ratio;
+        int t = plms_t(T, e + T->start), tp = t - ratio;
         sdm_step *st = &s->steps[e];
         sdm_lin X = lin_x(1), OUT = { 0 }, M, sample = X;
 
-        if (e == 1)
-            t = (int)T->step_t[1];
         if (t >= T->n_train || (e == 1 && t + ratio >= T->n_train))
             return past_schedule(T, err);
         OUT.out = 1;
@@ -851,6 +857,42 @@ static int resolve(const sdm_bundle *b, const sdm_sampler_params *p, sdm_sampler
     return 0;
 }
 
+int sdm_image_start_step(int steps, double strength)
+{
+    double run = strength > 0 ? floor(steps * strength) : 0; /* Python's int() of a non-negative float */
+
+    return run >= steps ? 0 : steps - (int)run;
+}
+
+/* The sigma samplers: x = x0 + sigma·eps (the others: VP scaling). */
+static int sigma_scaled(sdm_sampler k)
+{
+    return k == SDM_SAMPLER_EULER || k == SDM_SAMPLER_EULER_A || k == SDM_SAMPLER_HEUN || k == SDM_SAMPLER_LMS;
+}
+
+/* An image start: the evaluations before the start dropped (pndm's list
+ * was built from it already), per-step noise counted from it, and the
+ * scheduler's add_noise at its first evaluation as the starting latent. */
+static void start_at(sdm_schedule *s, const sdm_sampler_params *p)
+{
+    int first = p->kind == SDM_SAMPLER_PNDM ? 0 : p->kind == SDM_SAMPLER_HEUN ? 2 * p->start : p->start;
+    double sig;
+
+    if (p->start >= p->steps || first > s->n_steps)
+        first = s->n_steps;
+    memmove(s->steps, s->steps + first, sizeof *s->steps * (size_t)(s->n_steps - first));
+    s->n_steps -= first;
+    for (int i = 0; i < s->n_steps; i++)
+        if (s->steps[i].noise_draw >= 0)
+            s->steps[i].noise_draw -= p->start;
+    s->from_image = 1;
+    s->start = p->start;
+    s->init_sigma = 1.0;
+    sig = s->n_steps ? s->steps[0].sigma : 0.0;
+    s->start_x = sigma_scaled(p->kind) ? 1.0 : 1 / sqrt(1 + sig * sig);
+    s->start_noise = sigma_scaled(p->kind) ? sig : sig / sqrt(1 + sig * sig);
+}
+
 static void summarize(sdm_schedule *s)
 {
     for (int i = 0; i < s->n_steps; i++) {
@@ -862,7 +904,7 @@ static void summarize(sdm_schedule *s)
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *req, sdm_schedule *out, sdm_error *err)
 {
     sdm_sampler_params p = *req;
-    tables T = { b, &p, SDM_SPACING_DEFAULT, b->train_steps, NULL, NULL, NULL, NULL, NULL };
+    tables T = { b, &p, SDM_SPACING_DEFAULT, b->train_steps, NULL, NULL, NULL, NULL, NULL, 0 };
     int rc = -1;
 
     memset(out, 0, sizeof *out);
@@ -875,6 +917,11 @@ int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *req, sdm_sc
     out->n_steps = out->sampler_steps = p.steps;
     if (check_params(b, &p, err))
         goto end;
+    if (p.from_image && (p.start < 0 || p.start > p.steps)) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: an image start at step %d of %d", p.start, p.steps);
+        goto end;
+    }
+    T.start = p.from_image ? p.start : 0;
     T.ac = malloc(sizeof *T.ac * T.n_train);
     T.sig = malloc(sizeof *T.sig * T.n_train);
     T.log_sig = malloc(sizeof *T.log_sig * T.n_train);
@@ -891,6 +938,8 @@ int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *req, sdm_sc
         T.log_sig[i] = log(T.sig[i]);
     }
     rc = build(&T, out, err);
+    if (!rc && p.from_image)
+        start_at(out, &p);
     if (!rc)
         summarize(out);
 end:
@@ -911,4 +960,55 @@ void sdm_schedule_free(sdm_schedule *s)
     free(s->steps);
     s->steps = NULL;
     s->n_steps = 0;
+}
+
+int sdm_schedule_set_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule_set *out, sdm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->bundle = b;
+    out->params = *p;
+    out->params.from_image = 0;
+    if (sdm_schedule_make(b, &out->params, &out->noise, err))
+        return -1;
+    out->starts = calloc((size_t)p->steps + 1, sizeof *out->starts);
+    out->made = calloc((size_t)p->steps + 1, 1);
+    if (!out->starts || !out->made) {
+        sdm_schedule_set_free(out);
+        return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
+    }
+    return 0;
+}
+
+const sdm_schedule *sdm_schedule_set_get(sdm_schedule_set *s, int start, sdm_error *err)
+{
+    sdm_sampler_params p = s->params;
+
+    if (start < 0)
+        return &s->noise;
+    if (start > p.steps) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: an image start at step %d of %d", start, p.steps);
+        return NULL;
+    }
+    if (!s->made[start]) {
+        p.from_image = 1;
+        p.start = start;
+        if (sdm_schedule_make(s->bundle, &p, &s->starts[start], err))
+            return NULL;
+        s->made[start] = 1;
+    }
+    return &s->starts[start];
+}
+
+void sdm_schedule_set_free(sdm_schedule_set *s)
+{
+    if (!s)
+        return;
+    sdm_schedule_free(&s->noise);
+    for (int i = 0; s->made && i <= s->params.steps; i++)
+        if (s->made[i])
+            sdm_schedule_free(&s->starts[i]);
+    free(s->starts);
+    free(s->made);
+    s->starts = NULL;
+    s->made = NULL;
 }

@@ -32,6 +32,11 @@
  *   unipc         UniPCMultistepScheduler: bh2, order 2, predict_x0, corrector on.
  *   lcm           LCMScheduler: original_inference_steps, timestep_scaling;
  *                 noise each step but the last.
+ * Image-to-image begins at a later step with the scheduler's state fresh,
+ * as diffusers' pipeline does (set_begin_index): multistep solvers take a
+ * first-order step there; lms keeps its global order and leaves out the
+ * derivatives it has not seen, as diffusers' LMSDiscreteScheduler does;
+ * pndm runs its PLMS list from the entry the start selects.
  * x is in each scheduler's own scaling: sigma samplers (euler, euler_a, lms,
  * heun) work on x = x0 + sigma·eps and start from randn · init_sigma; the
  * others on sqrt(a)·x0 + sqrt(1−a)·eps and start from randn. */
@@ -72,6 +77,13 @@ typedef struct {
     double init_sigma; /* initial noise is randn · init_sigma */
     int uses_noise; /* some evaluation adds noise */
     int uses_prev; /* some evaluation keeps slots */
+    /* image-to-image (sdm_sampler_params.from_image): the evaluations from
+     * sampler step `start` on, as the scheduler runs them when it begins
+     * there; the starting latent is start_x·image + start_noise·noise, given
+     * to the denoiser as it is (init_sigma 1). n_steps 0: start == steps,
+     * no evaluation at all (the latent is the image's). */
+    int from_image, start;
+    double start_x, start_noise;
 } sdm_schedule;
 
 typedef struct {
@@ -80,6 +92,8 @@ typedef struct {
     double eta; /* ddim only: 0 deterministic .. 1 DDPM-like */
     int karras; /* Karras sigmas (samplers that have them) */
     sdm_spacing spacing; /* SDM_SPACING_DEFAULT: the bundle's, else the class's */
+    int from_image; /* 0: from noise; 1: image-to-image, beginning at sampler step `start` */
+    int start; /* 0..steps (sdm_image_start_step) */
 } sdm_sampler_params;
 
 /* auto, 50 steps, eta 0, no Karras sigmas, the default spacing. */
@@ -89,9 +103,30 @@ sdm_sampler_params sdm_sampler_default_params(void);
  * (model.yaml's schedule.scheduler), ddim where it names none. */
 sdm_sampler sdm_sampler_auto(const sdm_bundle *b, int *karras);
 
+/* The sampler step an image start at `strength` (0..1) begins at, as
+ * diffusers' image-to-image get_timesteps: steps − min(⌊steps·strength⌋,
+ * steps); `steps` means none runs. */
+int sdm_image_start_step(int steps, double strength);
+
 /* Builds the coefficient table; bad parameters (steps out of range, eta or
  * karras for a sampler without them) are SDM_EXIT_USAGE errors. */
 int sdm_schedule_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule *out, sdm_error *err);
 void sdm_schedule_free(sdm_schedule *s);
+
+/* The schedules of one render: from noise, and those of image starts at
+ * each step, made on first use (frames of a morph may start at several). */
+typedef struct {
+    const sdm_bundle *bundle;
+    sdm_sampler_params params; /* of the one from noise */
+    sdm_schedule noise;
+    sdm_schedule *starts; /* [params.steps + 1]; made[i]: starts[i] is */
+    char *made;
+} sdm_schedule_set;
+
+/* Makes the schedule from noise (what sdm_schedule_make refuses, this does). */
+int sdm_schedule_set_make(const sdm_bundle *b, const sdm_sampler_params *p, sdm_schedule_set *out, sdm_error *err);
+/* start -1: the schedule from noise; 0..steps: the image start there. */
+const sdm_schedule *sdm_schedule_set_get(sdm_schedule_set *s, int start, sdm_error *err);
+void sdm_schedule_set_free(sdm_schedule_set *s);
 
 #endif

@@ -26,14 +26,16 @@ static int same_settings(const sdm_recipe *a, const sdm_recipe *b, sdm_error *er
 }
 
 /* A copy of keyframe k of r as a bridge's end: its own strings, the
- * negative it reads, no hold. */
+ * negative it reads, its picture (so the bridge starts where the scene
+ * does), no hold. */
 static int copy_end(const sdm_recipe *r, const sdm_keyframe *k, sdm_keyframe *out)
 {
     *out = *k;
     out->hold = 0;
     out->prompt = strdup(k->prompt);
     out->negative = strdup(sdm_recipe_negative(r, k->negative));
-    return out->prompt && out->negative ? 0 : -1;
+    out->image = k->image ? strdup(k->image) : NULL;
+    return out->prompt && out->negative && (!k->image || out->image) ? 0 : -1;
 }
 
 static int bridge_frames(const sdm_recipe *a, const sdm_recipe *b, int frames, double beats, int *out, sdm_error *err)

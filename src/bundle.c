@@ -92,6 +92,7 @@ static const field fields[] = {
     { "files.text_encoder", F_FILE, OFF(text_encoder), 1 },
     { "files.unet", F_FILE, OFF(unet), 1 },
     { "files.vae_decoder", F_FILE, OFF(vae_decoder), 1 },
+    { "files.vae_encoder", F_FILE, OFF(vae_encoder), 0 },
     { "files.vocab", F_FILE, OFF(vocab), 1 },
     { "files.merges", F_FILE, OFF(merges), 1 },
     { "files.token_embedding", F_FILE, OFF(token_embedding), 0 },
@@ -533,7 +534,8 @@ int sdm_bundle_files(const sdm_bundle *b, const char **out)
                                                 b->vae_aoti.path,
                                                 b->token_embedding,
                                                 b->text2.text_encoder,
-                                                b->text2.token_embedding };
+                                                b->text2.token_embedding,
+                                                b->vae_encoder };
 
     memcpy(out, files, sizeof files);
     return SDM_BUNDLE_MAX_FILES;
@@ -677,7 +679,8 @@ void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
     const char *modules[] = { b->text_encoder,       b->unet,
                               b->vae_decoder,        b->unet_aoti.path,
                               b->vae_aoti.path,      b->token_embedding,
-                              b->text2.text_encoder, b->text2.token_embedding };
+                              b->text2.text_encoder, b->text2.token_embedding,
+                              b->vae_encoder };
     char yaml[1100];
     uint64_t h = SDM_FNV1A64_OFFSET;
 

@@ -1,6 +1,6 @@
 /* A model bundle: a directory with model.yaml, the three TorchScript
- * modules and the tokenizer files (and optionally AOTInductor builds of the
- * UNet and the VAE decoder). This reads and checks model.yaml. */
+ * modules and the tokenizer files (and optionally the VAE encoder, for
+ * image starts, and AOTInductor builds of the UNet and the VAE decoder). This reads and checks model.yaml. */
 #ifndef SDM_BUNDLE_H
 #define SDM_BUNDLE_H
 
@@ -95,6 +95,7 @@ typedef struct {
     /* file paths, already joined with dir */
     char text_encoder[1280], unet[1280], vae_decoder[1280], vocab[1280], merges[1280];
     char token_embedding[1280]; /* files.token_embedding, with text.layers; else "" */
+    char vae_encoder[1280]; /* files.vae_encoder: image -> latent moments (image starts); "": none */
     /* Optional: the UNet and the VAE decoder compiled by AOTInductor
      * (files.unet_aoti with aoti:, files.vae_decoder_aoti with aoti_vae:) */
     sdm_aoti_build unet_aoti, vae_aoti;
@@ -116,7 +117,7 @@ int sdm_bundle_context_size(const sdm_bundle *b);
 
 /* Every file the bundle names ("" where it names none, at most
  * SDM_BUNDLE_MAX_FILES): its modules, tables, tokenizer files, packages. */
-#define SDM_BUNDLE_MAX_FILES 10
+#define SDM_BUNDLE_MAX_FILES 11
 int sdm_bundle_files(const sdm_bundle *b, const char **out);
 
 /* The training schedule's alphas_cumprod (train_steps values), in double. */

@@ -582,6 +582,9 @@ static const key_spec recipe_keys[] = {
     { "hold", h_int, KF(hold), 0, FRAMES_MAX, NULL, K_DEFAULTS },
     { "retime", h_enum, KF(retime), 0, 0, &retime_names, K_DEFAULTS },
     { "beats", h_double, KF(beats), 0, BEATS_MAX, NULL, K_DEFAULTS | K_LO_OPEN },
+    { "image", h_string, KF(image), 0, 0, NULL, K_DEFAULTS | K_NOTNULL },
+    { "strength", h_double, KF(strength), 0, 1, NULL, K_DEFAULTS },
+    { "fit", h_enum, KF(fit), 0, 0, &sdm_image_fit_names, K_DEFAULTS },
     { "keyframes", h_keyframes, 0, 0, 0, NULL, K_LATE },
     { "walk", h_walk, 0, 0, 0, NULL, K_LATE },
 };
@@ -598,6 +601,9 @@ static const key_spec keyframe_keys[] = {
     { "ease", h_enum, KF(ease), 0, 0, &ease_names, 0 },
     { "retime", h_enum, KF(retime), 0, 0, &retime_names, 0 },
     { "beats", h_double, KF(beats), 0, BEATS_MAX, NULL, K_LO_OPEN },
+    { "image", h_string, KF(image), 0, 0, NULL, K_NOTNULL },
+    { "strength", h_double, KF(strength), 0, 1, NULL, 0 },
+    { "fit", h_enum, KF(fit), 0, 0, &sdm_image_fit_names, 0 },
 };
 
 static const key_spec walk_keys[] = {
@@ -611,6 +617,9 @@ static const key_spec walk_keys[] = {
     { "anchor", h_double, W(anchor), 0, 1, NULL, 0 },
     { "noise_seed", h_u64, W(noise_seed), 0, 0, NULL, 0 },
     { "closed", h_bool, W(closed), 0, 0, NULL, 0 },
+    { "image", h_string, W(image), 0, 0, NULL, K_NOTNULL },
+    { "strength", h_double, W(strength), 0, 1, NULL, 0 },
+    { "fit", h_enum, W(fit), 0, 0, &sdm_image_fit_names, 0 },
 };
 
 #define COUNT(t) (sizeof t / sizeof t[0])
@@ -754,6 +763,32 @@ static int check_timing(loader *L, const key_spec *t, size_t n, const seen_pair 
     return 0;
 }
 
+static int beside_recipe(const loader *L, const char *key, char **path);
+
+static int overridden(const loader *L, const char *key);
+
+/* A keyframe's (or the walk's) picture: its own, relative to the recipe
+ * (unless `key` came from the command line), else the recipe's. The
+ * command line's image, strength and fit replace every keyframe's own. */
+static int own_image(loader *L, const char *key, char **image, double *strength, sdm_image_fit *fit)
+{
+    if (overridden(L, "strength"))
+        *strength = L->def.strength;
+    if (overridden(L, "fit"))
+        *fit = L->def.fit;
+    if (overridden(L, "image")) {
+        free(*image);
+        *image = NULL;
+    }
+    if (!*image && L->def.image)
+        *image = strdup(L->def.image);
+    else if (*image && beside_recipe(L, key, image))
+        *image = NULL;
+    else
+        return 0;
+    return *image ? 0 : sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
+}
+
 static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
     sdm_recipe *r = L->r;
@@ -774,6 +809,8 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     /* recipe-level seed and guidance are read by now: keyframes are K_LATE */
     L->def.seed = r->seed;
     L->def.guidance = r->guidance;
+    if (beside_recipe(L, "image", &L->def.image))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
     for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
         yaml_node_t *e = yaml_document_get_node(L->doc, *it);
         sdm_keyframe *kf = &r->keyframes[r->n_keyframes];
@@ -784,6 +821,7 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
         *kf = L->def;
         kf->prompt = NULL;
         kf->negative = NULL;
+        kf->image = NULL;
         kf->mark.line = (int)e->start_mark.line + 1;
         kf->mark.col = (int)e->start_mark.column + 1;
         r->n_keyframes++;
@@ -791,7 +829,8 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
             if (is_null(e))
                 return fail_at(L, e, "keyframe %d: expected a prompt or a mapping with 'prompt', found nothing",
                                r->n_keyframes - 1);
-            if (take_string(L, e, "prompt", &kf->prompt))
+            if (take_string(L, e, "prompt", &kf->prompt) ||
+                own_image(L, "keyframes", &kf->image, &kf->strength, &kf->fit))
                 return -1;
             continue;
         }
@@ -799,7 +838,8 @@ static int h_keyframes(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
             return fail_at(L, e, "keyframe %d: expected a prompt or a mapping with 'prompt', found %s",
                            r->n_keyframes - 1, node_kind(e));
         if (parse_mapping(L, e, "keyframe", keyframe_keys, COUNT(keyframe_keys), kf, seen) ||
-            check_timing(L, keyframe_keys, COUNT(keyframe_keys), seen))
+            check_timing(L, keyframe_keys, COUNT(keyframe_keys), seen) ||
+            own_image(L, "keyframes", &kf->image, &kf->strength, &kf->fit))
             return -1;
     }
     return 0;
@@ -826,9 +866,14 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     w->clip_skip = L->def.clip_skip;
     w->sigma = 0.02;
     w->anchor = 0.5;
+    w->strength = L->def.strength;
+    w->fit = L->def.fit;
+    if (beside_recipe(L, "image", &L->def.image))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
     w->mark.line = (int)v->start_mark.line + 1;
     w->mark.col = (int)v->start_mark.column + 1;
-    if (parse_mapping(L, v, "walk", walk_keys, COUNT(walk_keys), w, seen))
+    if (parse_mapping(L, v, "walk", walk_keys, COUNT(walk_keys), w, seen) ||
+        own_image(L, "walk", &w->image, &w->strength, &w->fit))
         return -1;
     /* noise_seed: by default the walk's seed, so one number picks one walk */
     if (!seen_key(walk_keys, COUNT(walk_keys), seen, "noise_seed"))
@@ -844,12 +889,29 @@ static int h_walk(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     kf->clip_skip = w->clip_skip;
     kf->frames = w->frames;
     kf->mark = w->mark;
+    kf->strength = w->strength;
+    kf->fit = w->fit;
     kf->prompt = strdup(w->prompt);
     if (w->negative)
         kf->negative = strdup(w->negative);
-    if (!kf->prompt || (w->negative && !kf->negative))
+    if (w->image)
+        kf->image = strdup(w->image);
+    if (!kf->prompt || (w->negative && !kf->negative) || (w->image && !kf->image))
         return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
     return 0;
+}
+
+bool sdm_recipe_has_images(const sdm_recipe *r)
+{
+    for (int i = 0; r && i < r->n_keyframes; i++)
+        if (r->keyframes[i].image)
+            return true;
+    return false;
+}
+
+double sdm_keyframe_strength(const sdm_keyframe *kf)
+{
+    return kf->image ? kf->strength : 1.0;
 }
 
 int64_t sdm_recipe_shown_frames(const sdm_recipe *r)
@@ -1290,6 +1352,8 @@ static sdm_recipe *recipe_defaults(loader *L, const char *name)
     L->def.beats = 4;
     L->def.interp = SDM_INTERP_LERP;
     L->def.ease = SDM_EASE_LINEAR;
+    L->def.strength = SDM_DEFAULT_STRENGTH;
+    L->def.fit = SDM_FIT_CROP;
     return r;
 }
 
@@ -1370,6 +1434,7 @@ int sdm_recipe_load_string_with(const char *name, const char *text, size_t len, 
     r = NULL;
     rc = 0;
 end:
+    free(L.def.image);
     if (have_doc)
         yaml_document_delete(&doc);
     if (have_parser)
@@ -1451,11 +1516,13 @@ void sdm_recipe_free(sdm_recipe **pr)
     for (int i = 0; i < r->n_keyframes; i++) {
         free(r->keyframes[i].prompt);
         free(r->keyframes[i].negative);
+        free(r->keyframes[i].image);
     }
     free(r->keyframes);
     if (r->walk) {
         free(r->walk->prompt);
         free(r->walk->negative);
+        free(r->walk->image);
         free(r->walk);
     }
     for (int i = 0; i < r->n_outputs; i++)

@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "gif_options.h"
+#include "image_fit.h"
 
 typedef enum { SDM_INTERP_LERP, SDM_INTERP_SLERP, SDM_INTERP_COUNT } sdm_interp;
 typedef enum { SDM_EASE_LINEAR, SDM_EASE_SMOOTHSTEP, SDM_EASE_COSINE, SDM_EASE_COUNT } sdm_ease;
@@ -53,6 +54,10 @@ const char *sdm_sampler_alias(int i, sdm_sampler *kind, bool *karras);
 const char *sdm_retime_mode_name(sdm_retime_mode v);
 int sdm_retime_mode_from_str(const char *s, sdm_retime_mode *out);
 
+/* A picture's strength where the recipe gives none: the schedule's last
+ * 60% runs, so the composition holds and the details change. */
+#define SDM_DEFAULT_STRENGTH 0.6
+
 typedef struct {
     int line, col; /* of the keyframe's mapping, 1-based */
 } sdm_mark;
@@ -71,6 +76,11 @@ typedef struct {
     sdm_interp interp;
     sdm_ease ease;
     sdm_retime_mode retime; /* even: weights moved so the picture changes evenly (retime.h) */
+    /* image-to-image: the picture the keyframe starts from (a relative path
+     * in the file made relative to the recipe's folder), NULL: none */
+    char *image;
+    double strength; /* 0..1: how much of the schedule runs (diffusers' strength) */
+    sdm_image_fit fit; /* how the picture is brought to the frame size */
     sdm_mark mark;
 } sdm_keyframe;
 
@@ -85,6 +95,9 @@ typedef struct {
     double anchor; /* pull back toward y[0] (0.5) */
     uint64_t noise_seed; /* keys the per-frame noise stream */
     bool closed; /* returns to its start seamlessly */
+    char *image; /* the picture the walk stays around (as sdm_keyframe's), NULL: none */
+    double strength;
+    sdm_image_fit fit;
     sdm_mark mark;
 } sdm_walk;
 
@@ -162,6 +175,12 @@ int64_t sdm_recipe_shown_frames(const sdm_recipe *r);
  * absolute, else beside the recipe; NULL where the recipe names none.
  * 0, or -1 if it does not fit len. */
 int sdm_recipe_embeddings_dir(const sdm_recipe *r, char *buf, size_t len);
+
+/* Whether some keyframe (or the walk) starts from a picture. */
+bool sdm_recipe_has_images(const sdm_recipe *r);
+/* A keyframe's strength as frames mix it: its own with a picture, 1 (the
+ * whole schedule, from noise) without one. */
+double sdm_keyframe_strength(const sdm_keyframe *kf);
 
 /* The negative prompt a keyframe or the walk reads: its own, else the
  * recipe's, else "". */

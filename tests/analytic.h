@@ -13,6 +13,7 @@
 
 #include "denoiser.h"
 #include "engine.h"
+#include "render_hooks.h"
 #include "test.h"
 
 /* The engine on the analytic bundle build/models/NAME that `make` builds
@@ -176,6 +177,29 @@ static inline double max_abs_u8(const uint8_t *a, const uint8_t *b, size_t n, do
     if (mean)
         *mean = s / n;
     return m;
+}
+
+/* Renders recipe text (named test.yaml) on the CPU with the bundle in
+ * model_dir, the other parameters as p has them (hooks may be NULL);
+ * sdm_render_hooked's return, the message said on stderr. */
+static inline int render_text(const char *yaml, const char *model_dir, sdm_render_params *p,
+                              const sdm_render_hooks *hooks, sdm_render_stats *stats, sdm_error *err)
+{
+    sdm_recipe *r = NULL;
+    int rc;
+
+    if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, err)) {
+        fprintf(stderr, "recipe: %s\n", err->msg);
+        return -1;
+    }
+    p->model_dir = model_dir;
+    p->device.type = SDM_DEVICE_CPU;
+    p->device.index = 0;
+    rc = sdm_render_hooked(r, p, hooks, stats, err);
+    if (rc)
+        fprintf(stderr, "render: %s\n", err->msg);
+    sdm_recipe_free(&r);
+    return rc;
 }
 
 #endif

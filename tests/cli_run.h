@@ -100,7 +100,8 @@ static inline void copy_file(const char *from, const char *to)
 static inline int bundle_variant(const char *model, const char *dir, const char *from, const char *to, int copy)
 {
     static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors" };
+                                   "vocab.json",      "merges.txt", "token_embedding.safetensors",
+                                   "vae_encoder.pt" };
     char src[PATH_MAX + 32], dst[PATH_MAX + 32], *yaml, *hit;
     FILE *f;
 

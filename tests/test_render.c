@@ -41,7 +41,7 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 
     for (size_t si = 0; si < sizeof step_counts / sizeof *step_counts; si++) {
         for (size_t gi = 0; gi < 2; gi++) {
-            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0, SDM_SPACING_DEFAULT };
+            sdm_sampler_params sp = { SDM_SAMPLER_DDIM, step_counts[si], 0.0, 0, SDM_SPACING_DEFAULT, 0, 0 };
             sdm_schedule s;
             sdm_error err = { 0 };
             sdm_tensor *out = NULL;
@@ -81,18 +81,11 @@ static void test_ddim_closed_form(sdm_engine *e, sdm_denoiser *d, sdm_module *un
 static int render_opts(const char *yaml, const char *frames, const char *output, int batch, unet_faults *oom,
                        capture *c, sdm_render_stats *stats, sdm_error *err_out)
 {
-    sdm_recipe *r = NULL;
     sdm_error err = { 0 };
     sdm_render_params p = sdm_render_default_params();
     sdm_render_hooks hooks = { unet_faults_wrap, oom, NULL };
     int rc;
 
-    if (sdm_recipe_load_string("test.yaml", yaml, strlen(yaml), &r, &err)) {
-        fprintf(stderr, "recipe: %s\n", err.msg);
-        return -1;
-    }
-    p.model_dir = model_dir;
-    p.device = cpu;
     p.frames = frames;
     p.write_outputs = output != NULL;
     p.outputs = &output;
@@ -100,12 +93,9 @@ static int render_opts(const char *yaml, const char *frames, const char *output,
     p.on_frame = capture_frame;
     p.user = c;
     p.batch = batch;
-    rc = sdm_render_hooked(r, &p, oom ? &hooks : NULL, stats, &err);
-    if (rc)
-        fprintf(stderr, "render: %s\n", err.msg);
+    rc = render_text(yaml, model_dir, &p, oom ? &hooks : NULL, stats, &err);
     if (err_out)
         *err_out = err;
-    sdm_recipe_free(&r);
     return rc;
 }
 

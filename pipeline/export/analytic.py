@@ -2,7 +2,7 @@
 """Makes the analytic test bundle: a tiny model whose answers are known.
 
     analytic.py --out DIR [--prediction epsilon|v_prediction] [--width 256 --height 256]
-                [--step SHARPNESS]
+                [--step SHARPNESS] [--no-vae-encoder]
 
 - text encoder: as export_sd.py's, it takes token embeddings (the table is
   token_embedding.safetensors, looked up by sdmorph) and gives every
@@ -13,7 +13,13 @@
 - UNet: a perfect denoiser toward x0 = target(emb, h, w), a colour field
   that depends smoothly on the mean token embedding (exported as a method,
   with alpha_bar(t) and alphas_cumprod() for checks);
-- VAE decoder: bilinear upsampling by 8, a fixed 1x1 colour mix, tanh.
+- VAE decoder: bilinear upsampling by 8, a fixed 1x1 colour mix, tanh;
+- VAE encoder: the decoder's inverse on its range, as moments (mean, then
+  logvar = -30, so the latent drawn is the mean to 3e-7): atanh, the colour
+  mix's pseudo-inverse, an 8x8 average pool and the inverse of what that
+  pool does to a bilinear upsampling (a fixed tridiagonal matrix per axis).
+  decode(encode(x)) = x for every image the decoder can make, and
+  encode(decode(z)) = z for latents in the colour mix's row space.
 
 Every deterministic sampler then has a closed-form result, CFG is linear
 in x0, and a morph frame is exactly decode(target(mix(e_a, e_b, t))).
@@ -76,6 +82,8 @@ XL_SEED = SEED + 2      # --xl: the second encoder's and the added terms' weight
 XL_SCALING = 0.13025
 POOLED_SCALE = 1.5      # a prompt's pooled embedding moves each pre-tanh value by about 0.2
 TIME_SCALE = 0.5        # time ids / 1024 through Wt
+ATANH_LIMIT = 0.999     # the encoder reads pixels clamped to this (atanh(1) is infinite)
+LOGVAR = -30.0          # the encoder's logvar: diffusers' lower clamp, std 3e-7
 
 # Latent channel -> RGB: each channel a colour direction (warm, green-teal,
 # blue-violet, brightness), so random fields come out as soft colour mixes.
@@ -285,6 +293,48 @@ class VaeDecoder(torch.nn.Module):
         return torch.tanh(F.conv2d(y, self.weight, self.bias))
 
 
+class VaeEncoder(torch.nn.Module):
+    """image [B,3,8h,8w] in [-1,1] -> moments [B,2*LATENT,h,w] (float32)."""
+
+    def __init__(self, pinv, bias):
+        super().__init__()
+        self.register_buffer("pinv", pinv)
+        self.register_buffer("bias", bias)
+        self.scale = VAE_SCALE
+        self.limit = ATANH_LIMIT
+        self.logvar = LOGVAR
+
+    def smoothing(self, n: int) -> torch.Tensor:
+        """A [n,n]: avg_pool(upsample_bilinear(z), 8) = A z along one axis."""
+        a = torch.eye(n, dtype=torch.float64) * 0.75
+        if n > 1:
+            off = torch.full([n - 1], 0.125, dtype=torch.float64)
+            a = a + torch.diag(off, 1) + torch.diag(off, -1)
+        a[0, 0] += 0.125
+        a[n - 1, n - 1] += 0.125
+        return a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.atanh(x.to(torch.float64).clamp(-self.limit, self.limit)) - self.bias.reshape(1, 3, 1, 1)
+        u = F.conv2d(y, self.pinv)
+        p = F.avg_pool2d(u, self.scale)
+        z = torch.linalg.solve(self.smoothing(p.shape[2]), p)
+        z = torch.linalg.solve(self.smoothing(p.shape[3]), z.transpose(2, 3)).transpose(2, 3)
+        return torch.cat([z, torch.full_like(z, self.logvar)], dim=1).float()
+
+
+def pseudo_inverse(w):
+    """W^T (W W^T)^-1 of the 3x4 colour mix, in plain float64 arithmetic
+    (the same bits on every machine): [4,3,1,1] for a 1x1 convolution."""
+    m = [[math.fsum(w[i][k] * w[j][k] for k in range(LATENT)) for j in range(3)] for i in range(3)]
+    cof = [[m[(i + 1) % 3][(j + 1) % 3] * m[(i + 2) % 3][(j + 2) % 3]
+            - m[(i + 1) % 3][(j + 2) % 3] * m[(i + 2) % 3][(j + 1) % 3] for i in range(3)] for j in range(3)]
+    det = math.fsum(m[0][j] * cof[j][0] for j in range(3))
+    inv = [[cof[i][j] / det for j in range(3)] for i in range(3)]
+    p = [[math.fsum(w[r][k] * inv[r][c] for r in range(3)) for c in range(3)] for k in range(LATENT)]
+    return torch.tensor(p, dtype=torch.float64).reshape(LATENT, 3, 1, 1)
+
+
 # The weights are drawn with torch.randn (the same bits in every torch
 # version) and everything derived from them is computed in float64 by
 # elementwise ops or plain Python, then rounded once: no reductions or
@@ -343,13 +393,16 @@ def make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction, step=0.0):
                 step_tensors(table, pos, empty_ids, step))
     weight = torch.tensor([[v * SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
     vae = VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
-    return text, unet, vae
+    w = [[v * SCALING for v in row] for row in COLOUR_MIX]
+    enc = VaeEncoder(pseudo_inverse([[float(torch.tensor(v)) for v in row] for row in w]),
+                     torch.tensor(COLOUR_BIAS, dtype=torch.float64))
+    return text, unet, vae, enc
 
 
 def make_xl_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
     """--xl: the first encoder and the VAE as the plain bundle's (VAE with
     SDXL's scaling), a second encoder, and the UNet over both."""
-    text, unet, _ = make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction)
+    text, unet, _, _ = make_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction)
     g = torch.Generator().manual_seed(XL_SEED)
     table2 = torch.randn(vocab_size, HIDDEN_2, generator=g)
     for i in (bos_id, eos_id):
@@ -408,6 +461,8 @@ def main():
     ap.add_argument("--xl", action="store_true", help="the SDXL-shaped twin (see above)")
     ap.add_argument("--step", type=float, default=0.0, metavar="K",
                     help="sharpness of a step along morphs that cross s = 0 (0: none; see above)")
+    ap.add_argument("--no-vae-encoder", action="store_true",
+                    help="leave vae_encoder.pt out: the older bundle kind, that cannot start from images")
     args = ap.parse_args()
     if not (args.step >= 0 and math.isfinite(args.step)):
         ap.error("--step must be a finite number >= 0")
@@ -425,7 +480,7 @@ def main():
         return
     bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
     empty_ids = clip_vocab.encode("", vocab, merges)
-    text, unet, vae = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction", args.step)
+    text, unet, vae, enc = make_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction", args.step)
 
     text_fields = dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos)
     if args.text_input == "ids":
@@ -433,7 +488,9 @@ def main():
     else:
         safetensors_io.write(os.path.join(args.out, "token_embedding.safetensors"), {"weight": text.table})
         text_fields["layers"] = LAYERS
-    for name, mod in (("text_encoder", text), ("unet", unet), ("vae_decoder", vae)):
+    modules = [("text_encoder", text), ("unet", unet), ("vae_decoder", vae)]
+    modules += [] if args.no_vae_encoder else [("vae_encoder", enc)]
+    for name, mod in modules:
         torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
 
     # model.yaml last: the Makefile's target, so a half-written bundle is remade.
@@ -442,7 +499,7 @@ def main():
         + ("\nWith a step along morphs (--step %g)." % args.step if args.step > 0 else ""),
         family="analytic", prediction=args.prediction, dtype="float32", latent_channels=LATENT,
         vae_scale=VAE_SCALE, scaling_factor=SCALING, width=args.width, height=args.height,
-        text=text_fields,
+        text=text_fields, vae_encoder=not args.no_vae_encoder,
         schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
                       beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
                       scheduler="DDIMScheduler"),

@@ -34,12 +34,14 @@ def scheduler_fields(sched):
 
 def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale, scaling_factor, width, height,
                text, schedule, aoti=None, aoti_vae=None, source=None, text_2=None, force_zeros_for_empty_prompt=None,
-               vae_dtype=None):
+               vae_dtype=None, vae_encoder=False):
     """The text of model.yaml. text: token_length, hidden_size, bos_id,
     eos_id, pad_id, and layers where the text encoder takes token embeddings
     and gives every layer (token_embedding.safetensors beside it); schedule: the scheduler's keys, in order; aoti (an
     AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
     vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch;
+    vae_encoder: the bundle has vae_encoder.pt (image [B,3,H,W] -> the
+    latent distribution's moments [B,2C,h,w], mean then logvar);
     source: what the bundle was exported from (exporter, checkpoint,
     checkpoint_sha256, vae, vae_sha256, loras: [{file, scale, sha256}]).
     SDXL: text's penultimate (both encoders read the layer before the
@@ -67,6 +69,8 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
         lines += [f"  {k}: {_value(values[k])}" for k in keys]
     files = [("text_encoder", "text_encoder.pt"), ("unet", "unet.pt"), ("vae_decoder", "vae_decoder.pt"),
              ("vocab", "vocab.json"), ("merges", "merges.txt")]
+    if vae_encoder:
+        files.insert(files.index(("vae_decoder", "vae_decoder.pt")) + 1, ("vae_encoder", "vae_encoder.pt"))
     if "layers" in text:
         # the encoder takes token embeddings: sdmorph looks them up in this table
         files.insert(1, ("token_embedding", "token_embedding.safetensors"))

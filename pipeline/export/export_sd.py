@@ -11,8 +11,9 @@
                    into BUNDLE_DIR/unet.pt2 and vae_decoder.pt2
 
 Needs torch, diffusers and transformers (a hub id also needs internet the
-first time). The bundle holds the text encoder, UNet and VAE decoder traced
-to TorchScript and frozen, the tokenizer files, and model.yaml filled from
+first time). The bundle holds the text encoder, UNet, VAE decoder and VAE
+encoder (vae_encoder.pt: an image to the latent distribution's moments, for
+image-to-image starts) traced to TorchScript and frozen, the tokenizer files, and model.yaml filled from
 the checkpoint's configs. The text encoder takes token embeddings and gives
 every layer (after the final norm); its token table is
 token_embedding.safetensors, which sdmorph reads: so textual-inversion
@@ -267,6 +268,27 @@ class VAEDecoder(torch.nn.Module):
             z = z.contiguous(memory_format=torch.channels_last)
         out = self.vae.decode(z, return_dict=False)[0]
         return out.contiguous() if self.channels_last else out
+
+
+class VAEEncoder(torch.nn.Module):
+    """image [B,3,8h,8w] in [-1,1] -> the latent distribution's moments
+    [B,2C,h,w] (mean, then logvar; unscaled), as diffusers'
+    AutoencoderKL.encode(x).latent_dist.parameters: sdmorph draws the
+    latent from them with the frame's generator, as image-to-image does."""
+
+    def __init__(self, vae, channels_last=False):
+        super().__init__()
+        self.vae = vae
+        self.channels_last = channels_last
+
+    def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        h = self.vae.encoder(x)
+        quant = getattr(self.vae, "quant_conv", None)
+        if quant is not None:
+            h = quant(h)
+        return h.contiguous()
 
 
 class StaticHeadsAttention:
@@ -971,6 +993,8 @@ def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp,
         # diffusers' own attention gives the reference outputs
         ref_unet = unet_module(unet)(*unet_in)
         ref_vae = VAEDecoder(vae)(z)
+        image = (torch.rand(1, 3, h * vae_scale, w * vae_scale, generator=g) * 2 - 1).to(device, vae_dtype)
+        ref_enc = vae.encode(image).latent_dist.parameters
     unet.set_attn_processor(StaticHeadsAttention())
     vae.set_attn_processor(StaticHeadsAttention())
     cl = args.channels_last
@@ -978,6 +1002,7 @@ def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp,
         unet, vae = unet.to(memory_format=torch.channels_last), vae.to(memory_format=torch.channels_last)
     unet_ts = trace_checked("unet", unet_module(unet, cl), unet_in, tol, ref_unet)
     vae_ts = trace_checked("vae_decoder", VAEDecoder(vae, cl), (z,), vae_tol, ref_vae)
+    enc_ts = trace_checked("vae_encoder", VAEEncoder(vae, cl), (image,), vae_tol, ref_enc)
     if device.type == "cuda":
         check_capturable("unet", unet_ts, unet_in)
 
@@ -988,6 +1013,7 @@ def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp,
                              {"weight": table})
     torch.jit.save(unet_ts, os.path.join(tmp, "unet.pt"))
     torch.jit.save(vae_ts, os.path.join(tmp, "vae_decoder.pt"))
+    torch.jit.save(enc_ts, os.path.join(tmp, "vae_encoder.pt"))
     for f in ("vocab.json", "merges.txt"):
         shutil.copy(os.path.join(tok_dir, f), os.path.join(tmp, f))
     shutil.rmtree(load_tmp, ignore_errors=True)
@@ -1014,7 +1040,7 @@ def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp,
                       steps_offset=sched.get("steps_offset", 0),
                       set_alpha_to_one=bool(sched.get("set_alpha_to_one", True)),
                       **bundle_yaml.scheduler_fields(sched)),
-        source=source, **extra)
+        vae_encoder=True, source=source, **extra)
     bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields))
     # model.yaml last: it marks a bundle as complete
     for f in sorted(os.listdir(tmp), key=lambda f: f == "model.yaml"):
@@ -1027,7 +1053,7 @@ def export(args, device, dtype_name, unet, vae, texts, sched, tok_dir, load_tmp,
     print(f"export_sd: bundle written to {args.out} ({family}, {prediction}, {dtype_name}"
           f"{', VAE decoder ' + vae_dtype_name if vae_dtype_name != dtype_name else ''})", file=sys.stderr)
     if args.aoti:
-        del text_ts, unet_ts, vae_ts
+        del text_ts, unet_ts, vae_ts, enc_ts
         torch.cuda.empty_cache()
         add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol)
 
