@@ -87,13 +87,17 @@ int sdm_bridge_recipe(const sdm_recipe *a, const sdm_recipe *b, int frames, doub
     r->n_outputs = 0;
     r->contact_sheet = NULL;
     r->walk = NULL;
+    r->embeddings = NULL;
+    r->overrides = NULL;
+    r->n_overrides = 0;
     r->loop = SDM_LOOP_NONE;
     r->bpm = beats > 0 ? (a->bpm > 0 ? a->bpm : b->bpm) : 0;
     r->path = strdup(a->path);
     r->model = a->model ? strdup(a->model) : NULL;
     r->negative = strdup(a->negative ? a->negative : "");
+    r->embeddings = a->embeddings ? strdup(a->embeddings) : NULL;
     r->keyframes = calloc(2, sizeof *r->keyframes);
-    if (!r->path || (a->model && !r->model) || !r->negative || !r->keyframes)
+    if (!r->path || (a->model && !r->model) || !r->negative || (a->embeddings && !r->embeddings) || !r->keyframes)
         goto oom;
     r->n_keyframes = 2;
     if (copy_end(a, &a->keyframes[0], &r->keyframes[0]) || copy_end(b, &b->keyframes[0], &r->keyframes[1]))

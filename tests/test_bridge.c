@@ -119,6 +119,33 @@ static void test_beats_and_refusals(const char *model)
     }
 }
 
+/* A recipe with its own embeddings folder: the bridge keeps a copy of its
+ * own (once it shared the first recipe's string and freed it twice). */
+static void test_bridge_embeddings(const char *model)
+{
+    char a[PATH_MAX + 64], b[PATH_MAX + 64], emb[PATH_MAX + 64], o[PATH_MAX + 64], text[2 * PATH_MAX], out[16384];
+    char *bridge[] = { "sdmorph", "bridge", a, b, "--frames", "2", "-o", o, "--device", "cpu", "-q", NULL };
+    long n;
+    char *f;
+
+    snprintf(a, sizeof a, "%s/emb-a.yaml", tmp);
+    snprintf(b, sizeof b, "%s/emb-b.yaml", tmp);
+    snprintf(emb, sizeof emb, "%s/embeddings", tmp);
+    snprintf(o, sizeof o, "%s/emb.rgb", tmp);
+    mkdir(emb, 0755);
+    snprintf(text, sizeof text,
+             "model: %s\nembeddings: embeddings\nwidth: 64\nheight: 64\nsteps: 4\nkeyframes:\n  - a quiet lake\n",
+             model);
+    write_file(a, text);
+    snprintf(text, sizeof text,
+             "model: %s\nembeddings: embeddings\nwidth: 64\nheight: 64\nsteps: 4\nkeyframes:\n  - a forest\n", model);
+    write_file(b, text);
+    CHECK_INT(run(bridge, out, sizeof out, NULL), 0);
+    f = slurp_file(o, &n);
+    CHECK_INT(n, 3L * 64 * 64 * 3);
+    free(f);
+}
+
 int main(void)
 {
     char path[PATH_MAX], model[PATH_MAX];
@@ -134,6 +161,7 @@ int main(void)
         setenv("SDMORPH_MODEL", model, 1);
         test_beats_and_refusals(model);
         test_bridge_examples();
+        test_bridge_embeddings(model);
     }
     snprintf(path, sizeof path, "rm -rf '%s'", tmp);
     if (system(path))
