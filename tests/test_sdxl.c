@@ -445,7 +445,7 @@ static void test_denoiser_refusals(sdm_engine *e)
     const int64_t xs[4] = { 1, 4, 8, 8 }, ps[2] = { 1, 5 };
     const float tv[6] = { 64, 64, 0, 0, 64, 64 };
     sdm_denoiser *d = engine_denoiser(e);
-    sdm_sampler_params sp = { SDM_SAMPLER_DDIM, 2, 0.0, 0, SDM_SPACING_DEFAULT };
+    sdm_sampler_params sp = { SDM_SAMPLER_DDIM, 2, 0.0, 0, SDM_SPACING_DEFAULT, 0, 0 };
     const sdm_tensor *emb = NULL, *pooled = NULL;
     sdm_tensor *x = NULL, *bad = NULL, *tids = time_ids_of(tv), *out = NULL;
     sdm_schedule s;
