@@ -279,6 +279,7 @@ static int check_images(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
 int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
 {
     sdm_input inputs[64];
+    const char *seg = NULL; /* a shard's one output: q points here until load_retime */
     sdm_outputs_request q = { p->outputs, p->n_outputs, p->frames, inputs, 0, NULL };
     sdm_sink_params kp;
 
@@ -299,8 +300,8 @@ int sdm_preflight_run(const sdm_recipe *r, const sdm_render_params *p, sdm_prefl
     q.n_inputs = render_inputs(r, pf, inputs, (int)(sizeof inputs / sizeof *inputs));
     q.plan = &pf->plan;
     if (p->shard.count) {
-        const char *seg = pf->segment;
         sdm_segment_info info = pf->outs.segment;
+        seg = pf->segment;
         q.outputs = &seg;
         q.n_outputs = 1;
         q.frames = NULL;

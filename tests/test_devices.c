@@ -70,7 +70,7 @@ static int render_on(int n, int batch, unet_faults *units, capture *c, sdm_rende
     p.on_frame = capture_frame;
     p.user = c;
     for (int i = 0; i < n; i++) {
-        hooks[i] = (sdm_render_hooks){ unet_faults_wrap, &units[i], NULL };
+        hooks[i] = (sdm_render_hooks){ unet_faults_wrap, units ? &units[i] : NULL, NULL };
         hp[i] = units ? &hooks[i] : NULL;
     }
     rc = n > 0 ? sdm_render_devices_hooked(r, &p, devs, hp, n, st, err) : sdm_render(r, &p, st, err);
