@@ -35,10 +35,12 @@ CXXWARN   = $(WARN_ALL) -Wmissing-declarations
 CPPFLAGS += -Isrc -Ipipeline -Iencoders -Icli -MMD -MP
 
 # What a fresh Debian 12 needs; `make deps` installs whichever are missing.
+# The tests also use slurm-wlm and munge (a real Slurm for --shard) and the
+# ffmpeg command (`sdmorph measure` checked against videos it makes).
 DEBIAN_PACKAGES = gcc g++ make pkg-config libtorch-dev python3-torch \
   libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev \
   libyaml-dev libutf8proc-dev libjson-c-dev zlib1g-dev clang libclang-rt-14-dev clang-format \
-  slurm-wlm munge
+  slurm-wlm munge ffmpeg
 
 ifeq ($(filter-out deps clean uninstall,$(or $(MAKECMDGOALS),all)),)
 SKIP_CHECKS = 1

@@ -3,7 +3,10 @@
  * the seam, the JSON; and `sdmorph measure`: on a render's raw frames it
  * gives exactly the numbers the render reported, on its MP4 and GIF (the
  * same frames through two other encoder paths) the numbers as those
- * encoders leave them. */
+ * encoders leave them; and against the ffmpeg command: a lossless video it
+ * makes from the raw frames measures as the raw frames, its decode of our
+ * MP4 as our MP4, its own H.264 of the frames as ours within the noise two
+ * lossy encodes differ by. */
 #include <json-c/json.h>
 #include <limits.h>
 
@@ -206,6 +209,65 @@ end:
     return rc;
 }
 
+/* The ffmpeg command, if installed (`make deps` installs it): args after
+ * "ffmpeg -y -v error". Returns its exit status, or -1 when it is absent. */
+static int ffmpeg(const char *args)
+{
+    char cmd[4 * PATH_MAX + 512];
+
+    if (system("command -v ffmpeg > /dev/null 2>&1") != 0)
+        return -1;
+    snprintf(cmd, sizeof cmd, "ffmpeg -y -v error -nostdin %s", args);
+    return system(cmd) == 0 ? 0 : 1;
+}
+
+/* `sdmorph measure` against the ffmpeg command on the same frames (issue
+ * 22): ffv1 is lossless, so it must give the raw numbers to the bit; ffmpeg
+ * decoding our MP4 (BT.709, tv range, the converter settings measure uses)
+ * must give the MP4's numbers to the bit; ffmpeg's own x264 encode (same
+ * crf and preset, its own RGB->YUV) lands near ours. */
+static void test_measure_vs_ffmpeg(const double raw[4], const double mp4[4])
+{
+    char args[4 * PATH_MAX], path[PATH_MAX + 64];
+    double lossless[4], decoded[4], theirs[4];
+    int rc;
+
+    snprintf(args, sizeof args, "-f rawvideo -pix_fmt rgb24 -s 128x128 -r 12 -i '%s/loop.rgb' -c:v ffv1 '%s/ff.mkv'",
+             tmp, tmp);
+    rc = ffmpeg(args);
+    if (rc < 0) {
+        SKIP("no ffmpeg command (apt-get install ffmpeg): measure not compared with it");
+        return;
+    }
+    CHECK_INT(rc, 0);
+    snprintf(path, sizeof path, "%s/ff.mkv", tmp);
+    CHECK(measure_json(path, NULL, lossless) == 0);
+    snprintf(args, sizeof args,
+             "-i '%s/loop.mp4' -vf scale=in_color_matrix=bt709:in_range=tv:flags=bicubic+accurate_rnd+full_chroma_int "
+             "-f rawvideo -pix_fmt rgb24 '%s/ff-decoded.rgb'",
+             tmp, tmp);
+    CHECK_INT(ffmpeg(args), 0);
+    snprintf(path, sizeof path, "%s/ff-decoded.rgb", tmp);
+    CHECK(measure_json(path, "128x128", decoded) == 0);
+    snprintf(args, sizeof args,
+             "-f rawvideo -pix_fmt rgb24 -s 128x128 -r 12 -i '%s/loop.rgb' -c:v libx264 -crf 18 -preset medium "
+             "-pix_fmt yuv420p '%s/ff-x264.mp4'",
+             tmp, tmp);
+    CHECK_INT(ffmpeg(args), 0);
+    snprintf(path, sizeof path, "%s/ff-x264.mp4", tmp);
+    CHECK(measure_json(path, NULL, theirs) == 0);
+    printf(
+        "  ffmpeg ffv1      %.6f %.6f  %.6f %.6f\n  ffmpeg decoding our mp4 %.6f %.6f  %.6f %.6f\n"
+        "  ffmpeg x264      %.6f %.6f  %.6f %.6f\n",
+        lossless[0], lossless[1], lossless[2], lossless[3], decoded[0], decoded[1], decoded[2], decoded[3], theirs[0],
+        theirs[1], theirs[2], theirs[3]);
+    for (int i = 0; i < 4; i++) {
+        CHECK(lossless[i] == raw[i]);
+        CHECK(decoded[i] == mp4[i]);
+        CHECK(fabs(theirs[i] - mp4[i]) <= 0.1 * mp4[i]);
+    }
+}
+
 static void test_measure(const char *model)
 {
     char recipe[PATH_MAX + 64], text[3 * PATH_MAX], out[16384], path[PATH_MAX + 64];
@@ -262,6 +324,7 @@ static void test_measure(const char *model)
      * unevenness (largest / median) is what survives them */
     CHECK(fabs(mp4[0] / mp4[1] - rep[0] / rep[1]) <= 0.25 * rep[0] / rep[1]);
     CHECK(fabs(gif[0] / gif[1] - rep[0] / rep[1]) <= 0.25 * rep[0] / rep[1]);
+    test_measure_vs_ffmpeg(raw, mp4);
 }
 
 static void test_measure_usage(void)
