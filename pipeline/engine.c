@@ -19,6 +19,7 @@ struct sdm_engine {
     sdm_text_encoder *text;
     sdm_module *unet, *vae;
     sdm_module *unet_aoti, *vae_aoti; /* the bundle's AOTInductor builds, where loaded */
+    int decode_rows; /* frames per VAE call the warm-up ran (0: none); smaller calls are padded to it */
 };
 
 static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
@@ -512,6 +513,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         st = sdm_tensor_zeros(SDM_F32, es, 3, e->dev, &emb);
     if (!st)
         st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
+    e->decode_rows = 0; /* the warm-up's own decode runs at its size */
     if (!st)
         st = sdm_tensor_narrow(x, 0, batch < SDM_DECODE_CHUNK ? batch : SDM_DECODE_CHUNK, &zs);
     if (!st)
@@ -538,6 +540,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
             goto end;
         sdm_tensor_free(&rgb);
     }
+    e->decode_rows = (int)sdm_tensor_dim(zs, 0);
     rc = 0;
 end:
     sdm_tensor_free(&x);
@@ -551,20 +554,52 @@ end:
     return rc;
 }
 
+/* Latents scaled for the VAE, padded with zero rows up to the warmed call
+ * size: a render's last batch is often smaller, and at a shape the VAE
+ * never ran TorchScript profiles again and an AOTInductor package built for
+ * one batch size falls back to TorchScript, seconds of first calls for a
+ * few frames. The padding costs a few decodes; its rows are dropped. */
+static sdm_torch_status decode_input(const sdm_engine *e, const sdm_tensor *latents, sdm_tensor **z)
+{
+    int64_t n = sdm_tensor_dim(latents, 0), shape[4];
+    sdm_tensor *scaled = NULL;
+    sdm_torch_status st = sdm_tensor_axpby(1.0 / e->bundle.scaling_factor, latents, 0, NULL, &scaled);
+
+    if (st || n >= e->decode_rows) {
+        *z = scaled;
+        return st;
+    }
+    for (int i = 0; i < 4; i++)
+        shape[i] = sdm_tensor_dim(scaled, i);
+    shape[0] = e->decode_rows;
+    st = sdm_tensor_zeros(sdm_tensor_dtype(scaled), shape, 4, e->dev, z);
+    if (!st)
+        st = sdm_tensor_copy_rows_(*z, 0, scaled, 0, n);
+    sdm_tensor_free(&scaled);
+    return st;
+}
+
 static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
 {
-    sdm_tensor *z = NULL, *img = NULL;
+    sdm_tensor *z = NULL, *img = NULL, *all = NULL;
+    int64_t n = sdm_tensor_dim(latents, 0);
     sdm_torch_status st;
     int rc = -1;
 
-    st = sdm_tensor_axpby(1.0 / e->bundle.scaling_factor, latents, 0, NULL, &z);
+    st = decode_input(e, latents, &z);
     if (st) {
         sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
     if (call_as(e, e->vae_dtype, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
         goto end;
-    st = sdm_tensor_to_rgb8(img, rgb);
+    st = sdm_tensor_to_rgb8(img, &all);
+    if (!st && sdm_tensor_dim(all, 0) == n) {
+        *rgb = all;
+        all = NULL;
+    } else if (!st) {
+        st = sdm_tensor_narrow(all, 0, n, rgb);
+    }
     if (st) {
         sdm_torch_error(err, st, "VAE decode");
         goto end;
@@ -573,6 +608,7 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
 end:
     sdm_tensor_free(&z);
     sdm_tensor_free(&img);
+    sdm_tensor_free(&all);
     return rc;
 }
 
