@@ -5,7 +5,7 @@ exported from, made again here (pipeline/export/random_weights.py: the same
 configs, seed and order, on the GPU) instead of saved and loaded.
 
     sdxl_reference.py parity --config DIR --tokenizer DIR --out-dir DIR --size 1024 --steps 20
-        [--dtypes float32,float16]
+        [--dtypes float32,float16] [--labels key,mid] [--prefix ref] [--lora FILE --lora-scale X]
     sdxl_reference.py bench --config DIR --tokenizer DIR --size 1024 --frames 16 --steps 30
         --batches 4,8 [--compile-batch 8] [--cache-dir DIR]
 
@@ -16,7 +16,10 @@ negative prompt's as they are), uint8 [H,W,3]; DDIM (from the Euler config:
 leading spacing, steps_offset 1), guidance 7.5, the initial noise drawn as
 sdmorph draws it (float32, CPU generator, seed 1234, cast) and passed as
 latents=. diffusers decodes in float32 where the VAE says force_upcast, as
-sdmorph's SDXL bundles do.
+sdmorph's SDXL bundles do. With --lora, diffusers' load_lora_weights +
+fuse_lora(lora_scale) first (needs peft; exit status 3 where it is
+missing); --prefix names the files (PREFIX-DTYPE-LABEL.npy), --labels
+picks the images.
 
 bench times a 16-frame morph (both embeddings lerped, seed fixed) in
 batches, eager at each batch, then with torch.compile on the UNet and the
@@ -76,17 +79,32 @@ def noise(a, dtype, n=1):
 
 
 def parity(a):
+    if a.lora:
+        try:
+            import peft  # noqa: F401  (diffusers' LoRA loading needs it)
+        except ImportError:
+            print("* SKIPPED: diffusers' load_lora_weights needs peft on PYTHONPATH (its source: "
+                  "github:huggingface/peft, src/peft)")
+            return 3
     for name in a.dtypes.split(","):
         dtype = getattr(torch, name)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype != torch.float32
         pipe = pipeline(a, dtype)
+        if a.lora:
+            pipe.load_lora_weights(a.lora)
+            pipe.fuse_lora(lora_scale=a.lora_scale)
+            print(f"reference {name}: load_lora_weights({os.path.basename(a.lora)}) + "
+                  f"fuse_lora(lora_scale={a.lora_scale})", flush=True)
         ka, kb, neg = encodings(pipe)
         mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
         for label, (emb, pooled) in (("key", ka), ("mid", mid)):
+            if label not in a.labels.split(","):
+                continue
             img = pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg[0],
                        negative_pooled_prompt_embeds=neg[1], latents=noise(a, dtype), num_inference_steps=a.steps,
                        guidance_scale=7.5, height=a.size, width=a.size, output_type="np").images[0]
-            np.save(os.path.join(a.out_dir, f"ref-{name}-{label}.npy"), (img * 255).round().astype(np.uint8))
+            out = os.path.join(a.out_dir, f"{a.prefix}-{name}-{label}.npy")
+            np.save(out, (img * 255).round().astype(np.uint8))
             print(f"reference {name} {label}: written ({a.size}x{a.size}, {a.steps} DDIM steps)", flush=True)
         del pipe
         torch.cuda.empty_cache()
@@ -143,14 +161,18 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out-dir", default=".")
     ap.add_argument("--dtypes", default="float32,float16")
+    ap.add_argument("--labels", default="key,mid", help="parity: the images (key: the first prompt, mid: the midpoint)")
+    ap.add_argument("--prefix", default="ref", help="parity: the files' names, PREFIX-DTYPE-LABEL.npy")
+    ap.add_argument("--lora", help="parity: a LoRA file for load_lora_weights + fuse_lora")
+    ap.add_argument("--lora-scale", type=float, default=1.0)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--batches", default="4,8")
     ap.add_argument("--compile-batch", type=int, default=0, help="0: no torch.compile run")
     ap.add_argument("--cache-dir")
     a = ap.parse_args()
     with torch.no_grad():
-        (parity if a.mode == "parity" else bench)(a)
+        return (parity if a.mode == "parity" else bench)(a)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
