@@ -700,8 +700,8 @@ def _export_sd():
 
 
 # On the stand-ins' layers: the UNet's context projection (kohya's diffusers naming), a layer of each encoder
-XL_EXPORT_LORA = [("unet", "lora_unet_", "context", 4, 40), ("text_encoder", "lora_te1_",
-                                                              "text_model.encoder.layers.0.self_attn.q_proj", 16, 16),
+XL_EXPORT_LORA = [("unet", "lora_unet_", "context", 4, 40),
+                  ("text_encoder", "lora_te1_", "text_model.encoder.layers.0.self_attn.q_proj", 16, 16),
                   ("text_encoder_2", "lora_te2_", "text_model.encoder.layers.2.mlp.fc2", 24, 32)]
 
 
