@@ -34,7 +34,8 @@
 #                              StableDiffusionXLPipeline, same noise: fp32 (1/255) and fp16 (4/255)
 #   bench/gpu.sh sdxl_lora_parity  a random kohya-format SDXL LoRA (original UNet's block names, both text
 #                              encoders) fused at export vs diffusers' load_lora_weights + fuse_lora, fp32
-#                              keyframe, 1/255 (needs peft; SDM_SDXL_LORA_LAYOUTS: kohya-sgm kohya diffusers)
+#                              keyframe, 1/255 (without peft: diffusers' lora_state_dict, fused as PEFT does;
+#                              SDM_SDXL_LORA_LAYOUTS: kohya-sgm kohya diffusers)
 #   bench/gpu.sh sdxl_bench    16-frame SDXL morph, guided, fp16: sdmorph per batch vs diffusers eager
 #                              per batch and diffusers + torch.compile; s/frame, peak memory, ratios
 #                              (SDXL size, steps, frames, batches: SDM_SDXL_SIZE (1024), SDM_SDXL_STEPS
@@ -1233,14 +1234,16 @@ sdxl_parity() {
 # make-lora --config), fused by export_sd.py at scale 0.8 into a float32 bundle
 # of the same random weights as sdxl_setup's, against diffusers'
 # load_lora_weights + fuse_lora(lora_scale=0.8) on StableDiffusionXLPipeline
-# (bench/sdxl_reference.py parity --lora; needs peft): keyframe A of the
-# sdxl_parity recipe, >= 99.9% of values within 1/255, and the LoRA must move
-# the frame (from sdxl_parity's plain float32 reference, where there is one).
+# (bench/sdxl_reference.py parity --lora; without peft, diffusers'
+# lora_state_dict conversion fused as PEFT fuses, and a line says so):
+# keyframe A of the sdxl_parity recipe, >= 99.9% of values within 1/255, and
+# the LoRA must move the frame (from sdxl_parity's plain float32 reference,
+# where there is one).
 # SDM_SDXL_LORA_LAYOUTS: "kohya-sgm" (default), "kohya" (diffusers' block
 # names), "diffusers" (PEFT's layout); each bundle (about 14 GB) is removed
 # once rendered, unless SDM_SDXL_LORA_KEEP=1.
 sdxl_lora_parity() {
-    local rc=0 s st name out ref steps=${SDM_SDXL_PARITY_STEPS:-20}
+    local rc=0 s name out ref steps=${SDM_SDXL_PARITY_STEPS:-20}
     [ -x "$SDMORPH" ] || build_sdmorph || return 1
     sdxl_parity_recipe
     for s in ${SDM_SDXL_LORA_LAYOUTS:-kohya-sgm}; do
@@ -1262,17 +1265,16 @@ sdxl_lora_parity() {
             -o "$W/$name.rgb" -q || { echo "* sdxl LoRA ($s): sdmorph FAILED"; rc=1; }
         [ "${SDM_SDXL_LORA_KEEP:-0}" = 1 ] || rm -rf "$out"
         [ -f "$W/$name.rgb" ] || continue
-        st=0
         $PY bench/sdxl_reference.py parity --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
             --out-dir "$W" --size "$SDXL_SIZE" --steps "$steps" --dtypes float32 --labels key \
-            --prefix "ref-lora-$s" --lora "$W/$name.safetensors" --lora-scale 0.8 || st=$?
-        [ "$st" = 3 ] && continue     # no peft: the reference said SKIPPED
-        [ "$st" = 0 ] || { echo "* sdxl LoRA ($s): diffusers reference FAILED"; rc=1; continue; }
+            --prefix "ref-lora-$s" --lora "$W/$name.safetensors" --lora-scale 0.8 ||
+            { echo "* sdxl LoRA ($s): diffusers reference FAILED"; rc=1; continue; }
         compare_images "$W/$name.rgb" "$ref" 1 0.999 \
-            "sdxl LoRA ($s) fused at export vs load_lora_weights+fuse_lora, fp32 ${SDXL_SIZE}x$SDXL_SIZE keyframe" \
+            "sdxl LoRA ($s) fused at export vs diffusers' (the line above), fp32 ${SDXL_SIZE}x$SDXL_SIZE keyframe" \
             "$SDXL_SIZE" 0 || rc=1
         # a LoRA that changed nothing would pass the above: it must move the frame
-        [ -f "$W/ref-float32-key.npy" ] || continue
+        [ -f "$W/ref-float32-key.npy" ] ||
+            { echo "* sdxl LoRA ($s): whether it moves the frame is not checked (run sdxl_parity first)"; continue; }
         $PY - "$W/$name.rgb" "$W/ref-float32-key.npy" "$SDXL_SIZE" "$s" <<'PY' || rc=1
 import sys, numpy as np
 n = int(sys.argv[3])

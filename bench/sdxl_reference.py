@@ -17,9 +17,13 @@ leading spacing, steps_offset 1), guidance 7.5, the initial noise drawn as
 sdmorph draws it (float32, CPU generator, seed 1234, cast) and passed as
 latents=. diffusers decodes in float32 where the VAE says force_upcast, as
 sdmorph's SDXL bundles do. With --lora, diffusers' load_lora_weights +
-fuse_lora(lora_scale) first (needs peft; exit status 3 where it is
-missing); --prefix names the files (PREFIX-DTYPE-LABEL.npy), --labels
-picks the images.
+fuse_lora(lora_scale) first; where peft (which those need) is missing,
+diffusers' own reading of the file instead (lora_state_dict: kohya's
+names, the original UNet's blocks among them, converted to its modules,
+and the alphas; then its conversion to PEFT's names, as load_lora_weights
+does it), each pair fused here as PEFT fuses one: W += scale * alpha / r *
+B @ A. A "* " line says which. --prefix names the files
+(PREFIX-DTYPE-LABEL.npy), --labels picks the images.
 
 bench times a 16-frame morph (both embeddings lerped, seed fixed) in
 batches, eager at each batch, then with torch.compile on the UNet and the
@@ -78,23 +82,60 @@ def noise(a, dtype, n=1):
     return x.repeat(n, 1, 1, 1)
 
 
+def fuse_lora_without_peft(pipe, path, scale):
+    """diffusers' reading of a LoRA file and its names for PEFT, without
+    peft: each pair fused here as PEFT fuses it (the module docstring).
+    Returns the number of layers."""
+    from diffusers.utils.state_dict_utils import (convert_state_dict_to_diffusers, convert_state_dict_to_peft,
+                                                  convert_unet_state_dict_to_peft)
+
+    sd, alphas = pipe.lora_state_dict(path, unet_config=pipe.unet.config)
+    values = set((alphas or {}).values())
+    if len(values) > 1:     # PEFT's alpha_pattern then: not done here
+        raise SystemExit(f"{path}: {len(values)} alpha values; without peft, one only")
+    n = 0
+    for prefix, model in (("unet", pipe.unet), ("text_encoder", pipe.text_encoder),
+                          ("text_encoder_2", pipe.text_encoder_2)):
+        part = {k[len(prefix) + 1:]: v for k, v in sd.items() if k.startswith(prefix + ".")}
+        if not part:
+            continue
+        # as load_lora_adapter (the UNet) and _load_lora_into_text_encoder convert them
+        part = convert_unet_state_dict_to_peft(part) if prefix == "unet" else \
+            convert_state_dict_to_peft(convert_state_dict_to_diffusers(part))
+        layers = dict(model.named_modules())
+        for k, down in part.items():
+            if ".lora_A." not in k:
+                continue
+            w = layers[k.split(".lora_A.")[0]].weight
+            up = part[k.replace(".lora_A.", ".lora_B.")].to(w.device, torch.float32)
+            down = down.to(w.device, torch.float32)
+            alpha = next(iter(values)) if values else down.shape[0]
+            w += (scale * alpha / down.shape[0] * (up.flatten(1) @ down.flatten(1)).reshape(w.shape)).to(w.dtype)
+            n += 1
+    return n
+
+
+def add_lora(pipe, a, name):
+    try:
+        import peft  # noqa: F401  (diffusers' load_lora_weights needs it)
+    except ImportError:
+        n = fuse_lora_without_peft(pipe, a.lora, a.lora_scale)
+        print(f"* reference {name}: no peft here: diffusers' lora_state_dict({os.path.basename(a.lora)}) and its "
+              f"PEFT names, {n} layers fused at {a.lora_scale} as PEFT fuses them (not load_lora_weights)", flush=True)
+        return
+    pipe.load_lora_weights(a.lora)
+    pipe.fuse_lora(lora_scale=a.lora_scale)
+    print(f"* reference {name}: diffusers' load_lora_weights({os.path.basename(a.lora)}) + "
+          f"fuse_lora(lora_scale={a.lora_scale})", flush=True)
+
+
 def parity(a):
-    if a.lora:
-        try:
-            import peft  # noqa: F401  (diffusers' LoRA loading needs it)
-        except ImportError:
-            print("* SKIPPED: diffusers' load_lora_weights needs peft on PYTHONPATH (its source: "
-                  "github:huggingface/peft, src/peft)")
-            return 3
     for name in a.dtypes.split(","):
         dtype = getattr(torch, name)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype != torch.float32
         pipe = pipeline(a, dtype)
         if a.lora:
-            pipe.load_lora_weights(a.lora)
-            pipe.fuse_lora(lora_scale=a.lora_scale)
-            print(f"reference {name}: load_lora_weights({os.path.basename(a.lora)}) + "
-                  f"fuse_lora(lora_scale={a.lora_scale})", flush=True)
+            add_lora(pipe, a, name)
         ka, kb, neg = encodings(pipe)
         mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
         for label, (emb, pooled) in (("key", ka), ("mid", mid)):
@@ -161,7 +202,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out-dir", default=".")
     ap.add_argument("--dtypes", default="float32,float16")
-    ap.add_argument("--labels", default="key,mid", help="parity: the images (key: the first prompt, mid: the midpoint)")
+    ap.add_argument("--labels", default="key,mid",
+                    help="parity: the images (key: the first prompt, mid: the midpoint)")
     ap.add_argument("--prefix", default="ref", help="parity: the files' names, PREFIX-DTYPE-LABEL.npy")
     ap.add_argument("--lora", help="parity: a LoRA file for load_lora_weights + fuse_lora")
     ap.add_argument("--lora-scale", type=float, default=1.0)
