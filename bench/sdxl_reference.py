@@ -5,7 +5,7 @@ exported from, made again here (pipeline/export/random_weights.py: the same
 configs, seed and order, on the GPU) instead of saved and loaded.
 
     sdxl_reference.py parity --config DIR --tokenizer DIR --out-dir DIR --size 1024 --steps 20
-        [--dtypes float32,float16] [--labels key,mid] [--prefix ref] [--lora FILE --lora-scale X]
+        [--dtypes float32,float16] [--labels key,mid] [--prefix ref] [--lora FILE --lora-scale X [--plain-too]]
     sdxl_reference.py bench --config DIR --tokenizer DIR --size 1024 --frames 16 --steps 30
         --batches 4,8 [--compile-batch 8] [--cache-dir DIR]
 
@@ -23,7 +23,8 @@ names, the original UNet's blocks among them, converted to its modules,
 and the alphas; then its conversion to PEFT's names, as load_lora_weights
 does it), each pair fused here as PEFT fuses one: W += scale * alpha / r *
 B @ A. A "* " line says which. --prefix names the files
-(PREFIX-DTYPE-LABEL.npy), --labels picks the images.
+(PREFIX-DTYPE-LABEL.npy), --labels picks the images; --plain-too: the
+same images without the LoRA too, first (PREFIX-plain-DTYPE-LABEL.npy).
 
 bench times a 16-frame morph (both embeddings lerped, seed fixed) in
 batches, eager at each batch, then with torch.compile on the UNet and the
@@ -129,24 +130,31 @@ def add_lora(pipe, a, name):
           f"fuse_lora(lora_scale={a.lora_scale})", flush=True)
 
 
+def parity_images(pipe, a, name, dtype, prefix):
+    ka, kb, neg = encodings(pipe)
+    mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
+    for label, (emb, pooled) in (("key", ka), ("mid", mid)):
+        if label not in a.labels.split(","):
+            continue
+        img = pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg[0],
+                   negative_pooled_prompt_embeds=neg[1], latents=noise(a, dtype),
+                   num_inference_steps=a.steps, guidance_scale=7.5, height=a.size, width=a.size,
+                   output_type="np").images[0]
+        np.save(os.path.join(a.out_dir, f"{prefix}-{name}-{label}.npy"), (img * 255).round().astype(np.uint8))
+        print(f"reference {name} {label}: written as {prefix}-{name}-{label}.npy ({a.size}x{a.size}, {a.steps} "
+              "DDIM steps)", flush=True)
+
+
 def parity(a):
     for name in a.dtypes.split(","):
         dtype = getattr(torch, name)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype != torch.float32
         pipe = pipeline(a, dtype)
+        if a.lora and a.plain_too:    # the same images without the LoRA first
+            parity_images(pipe, a, name, dtype, f"{a.prefix}-plain")
         if a.lora:
             add_lora(pipe, a, name)
-        ka, kb, neg = encodings(pipe)
-        mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
-        for label, (emb, pooled) in (("key", ka), ("mid", mid)):
-            if label not in a.labels.split(","):
-                continue
-            img = pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg[0],
-                       negative_pooled_prompt_embeds=neg[1], latents=noise(a, dtype), num_inference_steps=a.steps,
-                       guidance_scale=7.5, height=a.size, width=a.size, output_type="np").images[0]
-            out = os.path.join(a.out_dir, f"{a.prefix}-{name}-{label}.npy")
-            np.save(out, (img * 255).round().astype(np.uint8))
-            print(f"reference {name} {label}: written ({a.size}x{a.size}, {a.steps} DDIM steps)", flush=True)
+        parity_images(pipe, a, name, dtype, a.prefix)
         del pipe
         torch.cuda.empty_cache()
 
@@ -207,6 +215,8 @@ def main():
     ap.add_argument("--prefix", default="ref", help="parity: the files' names, PREFIX-DTYPE-LABEL.npy")
     ap.add_argument("--lora", help="parity: a LoRA file for load_lora_weights + fuse_lora")
     ap.add_argument("--lora-scale", type=float, default=1.0)
+    ap.add_argument("--plain-too", action="store_true",
+                    help="parity with --lora: also the images without it first (PREFIX-plain-DTYPE-LABEL.npy)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--batches", default="4,8")
     ap.add_argument("--compile-batch", type=int, default=0, help="0: no torch.compile run")
