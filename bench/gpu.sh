@@ -32,6 +32,10 @@
 #                              the float32 VAE decode), made on the GPU, the two exports side by side
 #   bench/gpu.sh sdxl_parity   a keyframe and a morph's midpoint (embedding and pooled lerped) vs diffusers'
 #                              StableDiffusionXLPipeline, same noise: fp32 (1/255) and fp16 (4/255)
+#   bench/gpu.sh sdxl_lora_parity  a random kohya-format SDXL LoRA (original UNet's block names, both text
+#                              encoders) fused at export vs diffusers' load_lora_weights + fuse_lora, fp32
+#                              keyframe, 1/255 (without peft: diffusers' lora_state_dict, fused as PEFT does;
+#                              SDM_SDXL_LORA_LAYOUTS: kohya-sgm kohya diffusers)
 #   bench/gpu.sh sdxl_bench    16-frame SDXL morph, guided, fp16: sdmorph per batch vs diffusers eager
 #                              per batch and diffusers + torch.compile; s/frame, peak memory, ratios
 #                              (SDXL size, steps, frames, batches: SDM_SDXL_SIZE (1024), SDM_SDXL_STEPS
@@ -57,7 +61,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1219,6 +1223,67 @@ sdxl_parity() {
             "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE keyframe vs StableDiffusionXLPipeline" "$SDXL_SIZE" 0 || rc=1
         compare_images "$W/sdxl-parity-$dt.rgb" "$W/ref-$dt-mid.npy" $tol $frac \
             "sdxl $dt ${SDXL_SIZE}x$SDXL_SIZE morph midpoint (embedding and pooled lerped, t=0.5)" "$SDXL_SIZE" 1 || rc=1
+    done
+    return $rc
+}
+
+# Issue 19's LoRA item for SDXL: a random LoRA in kohya's format over the
+# layers kohya's trainer gives an SDXL LoRA (every linear layer of the UNet's
+# transformers, named as in the original UNet, input_blocks/middle_block/
+# output_blocks, and both text encoders' attention and MLP; bench/models_parity.py
+# make-lora --config), fused by export_sd.py at scale 0.8 into a float32 bundle
+# of the same random weights as sdxl_setup's, against diffusers'
+# load_lora_weights + fuse_lora(lora_scale=0.8) on StableDiffusionXLPipeline
+# (bench/sdxl_reference.py parity --lora; without peft, diffusers'
+# lora_state_dict conversion fused as PEFT fuses, and a line says so):
+# keyframe A of the sdxl_parity recipe, >= 99.9% of values within 1/255, and
+# the LoRA must move the frame (from diffusers' without it, made first in the
+# same call: --plain-too).
+# SDM_SDXL_LORA_LAYOUTS: "kohya-sgm" (default), "kohya" (diffusers' block
+# names), "diffusers" (PEFT's layout); each bundle (about 14 GB) is removed
+# once rendered, unless SDM_SDXL_LORA_KEEP=1.
+sdxl_lora_parity() {
+    local rc=0 s name out ref steps=${SDM_SDXL_PARITY_STEPS:-20}
+    [ -x "$SDMORPH" ] || build_sdmorph || return 1
+    sdxl_parity_recipe
+    for s in ${SDM_SDXL_LORA_LAYOUTS:-kohya-sgm}; do
+        name="sdxl-lora-$s" out="$(sdxl_model float32)-lora-$s" ref="$W/ref-lora-$s-float32-key.npy"
+        rm -rf "$out"
+        rm -f "$W/$name.rgb" "$ref" "$W/ref-lora-$s-plain-float32-key.npy"
+        $PY bench/models_parity.py make-lora --config "$SDXL_CFG" --layout "$s" --out "$W/$name.safetensors" \
+            --seed 11 || { echo "* sdxl LoRA ($s): make-lora FAILED"; rc=1; continue; }
+        if ! $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+            --lora "$W/$name.safetensors:0.8" --out "$out" --dtype float32 --device cuda --image-size "$SDXL_SIZE" \
+            > "$W/$name-export.log" 2>&1; then
+            tail -n 20 "$W/$name-export.log"
+            echo "* sdxl LoRA ($s): export FAILED (log $W/$name-export.log)"
+            rc=1
+            continue
+        fi
+        grep -E '^export_sd: LoRA' "$W/$name-export.log" || true
+        "$SDMORPH" render "$W/sdxl-parity.yaml" --model "$out" --device cuda --batch 1 --frames 0 \
+            -o "$W/$name.rgb" -q || { echo "* sdxl LoRA ($s): sdmorph FAILED"; rc=1; }
+        [ "${SDM_SDXL_LORA_KEEP:-0}" = 1 ] || rm -rf "$out"
+        [ -f "$W/$name.rgb" ] || continue
+        $PY bench/sdxl_reference.py parity --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+            --out-dir "$W" --size "$SDXL_SIZE" --steps "$steps" --dtypes float32 --labels key \
+            --prefix "ref-lora-$s" --lora "$W/$name.safetensors" --lora-scale 0.8 --plain-too ||
+            { echo "* sdxl LoRA ($s): diffusers reference FAILED"; rc=1; continue; }
+        compare_images "$W/$name.rgb" "$ref" 1 0.999 \
+            "sdxl LoRA ($s) fused at export vs diffusers' (the line above), fp32 ${SDXL_SIZE}x$SDXL_SIZE keyframe" \
+            "$SDXL_SIZE" 0 || rc=1
+        # a LoRA that changed nothing would pass the above: it must move the frame
+        $PY - "$W/$name.rgb" "$W/ref-lora-$s-plain-float32-key.npy" "$SDXL_SIZE" "$s" <<'PY' || rc=1
+import sys, numpy as np
+n = int(sys.argv[3])
+ours = np.fromfile(sys.argv[1], dtype=np.uint8)[:n * n * 3].astype(int)
+plain = np.load(sys.argv[2]).astype(int).reshape(-1)
+d = np.abs(ours - plain)
+moved = (d > 1).mean()
+print(f"* sdxl LoRA ({sys.argv[4]}) moves the keyframe from the plain model's (diffusers, no LoRA): mean "
+      f"{d.mean():.2f}/255, {100 * moved:.1f}% of values by more than 1/255 (need 1%)")
+sys.exit(0 if moved >= 0.01 else 1)
+PY
     done
     return $rc
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The diffusers side of bench/gpu.sh's models_parity step (issue 19's
 must-shows), on the random-weight SD 1.5 weights setup saved
-($W/sd15-diffusers), float32:
+($W/sd15-diffusers), float32; and the SDXL LoRA of its sdxl_lora_parity step:
 
     models_parity.py make-lora --weights DIR --layout kohya|diffusers --out FILE.safetensors [--seed N]
+    models_parity.py make-lora --config DIR --layout kohya-sgm|kohya|diffusers --out FILE.safetensors [--seed N]
     models_parity.py make-embedding --weights DIR --out FILE.safetensors [--vectors N] [--seed N]
     models_parity.py reference --weights DIR --out ref.npy --prompt P [--negative N] [--seed S] [--steps N]
         [--lora FILE --lora-scale X] [--embedding FILE --token NAME] [--clip-skip N]
@@ -11,7 +12,15 @@ must-shows), on the random-weight SD 1.5 weights setup saved
 make-lora: a random rank-4 LoRA over every attention projection of the
 UNet's transformer blocks and the text encoder's self-attention, in kohya's
 layout (lora_unet_*/lora_te_*, alpha = rank/2) or diffusers' PEFT layout
-(unet./text_encoder. lora_A/lora_B, alpha = rank).
+(unet./text_encoder. lora_A/lora_B, alpha = rank). With --config (SDXL's
+configs, ../shared/reference/sdxl; the models made as random_weights.py
+makes them, on the GPU where there is one, for their layers' shapes): over
+the layers kohya's trainer gives an SDXL LoRA, every linear layer of the
+UNet's transformers (attention, feed-forward, proj_in/proj_out: 722) and
+both text encoders' self-attention and MLP, as kohya names them
+(lora_unet_*, lora_te1_*, lora_te2_*, alpha = rank/2) with the original
+(SGM) UNet's block names (kohya-sgm, what kohya's SDXL LoRAs hold) or
+diffusers' (kohya), or in PEFT's layout (unet./text_encoder./text_encoder_2.).
 make-embedding: a random textual-inversion embedding [N, 768] ("emb_params"),
 as kohya's trainer and A1111 write them.
 reference: diffusers' StableDiffusionPipeline, DDIM, guidance 7.5, with
@@ -28,6 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pipeline", "export"))
+import random_weights  # noqa: E402
 import safetensors_io  # noqa: E402
 
 
@@ -49,21 +59,62 @@ def attention_layers(weights):
     return out
 
 
+def xl_layers(config):
+    """(prefix, module path, in, out) of kohya's SDXL LoRA layers, and the UNet's layers_per_block."""
+    unet, _, texts, _ = random_weights.build(config, 0, "cuda" if torch.cuda.is_available() else None)
+    out = []
+    for name, m in unet.named_modules():
+        in_transformer = ".transformer_blocks." in name or name.endswith((".proj_in", ".proj_out"))
+        if isinstance(m, torch.nn.Linear) and ".attentions." in name and in_transformer:
+            out.append(("unet", name, m.in_features, m.out_features))
+    n_unet = len(out)
+    for key, text in zip(("text_encoder", "text_encoder_2"), texts):
+        for name, m in text.named_modules():
+            if isinstance(m, torch.nn.Linear) and (".self_attn." in name or ".mlp." in name):
+                out.append((key, name, m.in_features, m.out_features))
+    print(f"SDXL LoRA layers: {n_unet} of the UNet, {len(out) - n_unet} of the text encoders", file=sys.stderr)
+    return out, getattr(unet.config, "layers_per_block", 2)
+
+
+def sgm_name(path, layers_per_block):
+    """diffusers' path of a layer in an attention of the UNet -> its name in
+    the original (SGM) UNet, "_"-spelled, as kohya's SDXL LoRAs name it:
+    input block 1 + level * (layers_per_block + 1) + j, output block
+    level * (layers_per_block + 1) + j, the attention at [1] of its block."""
+    p = path.split(".")
+    per_level = layers_per_block + 1
+    if p[0] == "mid_block" and p[1:3] == ["attentions", "0"]:
+        return "_".join(["middle_block", "1"] + p[3:])
+    if p[0] in ("down_blocks", "up_blocks") and p[2] == "attentions":
+        level, j = int(p[1]), int(p[3])
+        head = ["input_blocks", str(1 + level * per_level + j)] if p[0] == "down_blocks" else \
+            ["output_blocks", str(level * per_level + j)]
+        return "_".join(head + ["1"] + p[4:])
+    raise ValueError(f"{path}: not a layer of the UNet's attentions")
+
+
 def make_lora(a):
     g = torch.Generator().manual_seed(a.seed)
     r, sd = 4, {}
-    for key, name, n_in, n_out in attention_layers(a.weights):
+    if a.config:
+        layers, per_level = xl_layers(a.config)
+        te = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+    else:
+        layers, te = attention_layers(a.weights), {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+    for key, name, n_in, n_out in layers:
         # small enough to keep the picture, large enough to change it
         down = torch.randn(r, n_in, generator=g) / n_in ** 0.5
         up = torch.randn(n_out, r, generator=g) * 0.05
-        if a.layout == "kohya":
-            base = ("lora_unet_" if key == "unet" else "lora_te_") + name.replace(".", "_")
+        if a.layout in ("kohya", "kohya-sgm"):
+            module = sgm_name(name, per_level) if a.layout == "kohya-sgm" and key == "unet" else name.replace(".", "_")
+            base = te[key] + module
             sd[base + ".lora_down.weight"], sd[base + ".lora_up.weight"] = down, up
             sd[base + ".alpha"] = torch.tensor(r / 2.0)
         else:
             sd[f"{key}.{name}.lora_A.weight"], sd[f"{key}.{name}.lora_B.weight"] = down, up
     safetensors_io.write(a.out, sd)
-    print(f"{a.out}: {a.layout} LoRA over {len(sd) // (3 if a.layout == 'kohya' else 2)} layers", file=sys.stderr)
+    n = len(sd) // (3 if a.layout.startswith("kohya") else 2)
+    print(f"{a.out}: {a.layout} LoRA over {n} layers", file=sys.stderr)
 
 
 def make_embedding(a):
@@ -122,10 +173,12 @@ def reference(a):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["make-lora", "make-embedding", "reference"])
-    ap.add_argument("--weights", required=True)
+    ap.add_argument("--weights", help="the SD 1.5 diffusers folder (make-lora without --config, the others)")
+    ap.add_argument("--config", help="make-lora: SDXL's configs (random_weights.py), instead of --weights")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--layout", choices=["kohya", "diffusers"], default="kohya")
+    ap.add_argument("--layout", choices=["kohya", "kohya-sgm", "diffusers"], default="kohya",
+                    help="kohya-sgm (SDXL, --config): kohya's names of the original UNet's blocks")
     ap.add_argument("--vectors", type=int, default=2)
     ap.add_argument("--prompt", default="")
     ap.add_argument("--negative", default="")
@@ -136,6 +189,10 @@ def main():
     ap.add_argument("--token")
     ap.add_argument("--clip-skip", type=int, default=1)
     a = ap.parse_args()
+    if not a.weights and not (a.mode == "make-lora" and a.config):
+        ap.error("--weights DIR is needed (make-lora: or --config DIR, SDXL's)")
+    if a.layout == "kohya-sgm" and not a.config:
+        ap.error("--layout kohya-sgm is SDXL's: give --config DIR")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     with torch.no_grad():

@@ -5,7 +5,7 @@ exported from, made again here (pipeline/export/random_weights.py: the same
 configs, seed and order, on the GPU) instead of saved and loaded.
 
     sdxl_reference.py parity --config DIR --tokenizer DIR --out-dir DIR --size 1024 --steps 20
-        [--dtypes float32,float16]
+        [--dtypes float32,float16] [--labels key,mid] [--prefix ref] [--lora FILE --lora-scale X [--plain-too]]
     sdxl_reference.py bench --config DIR --tokenizer DIR --size 1024 --frames 16 --steps 30
         --batches 4,8 [--compile-batch 8] [--cache-dir DIR]
 
@@ -16,7 +16,15 @@ negative prompt's as they are), uint8 [H,W,3]; DDIM (from the Euler config:
 leading spacing, steps_offset 1), guidance 7.5, the initial noise drawn as
 sdmorph draws it (float32, CPU generator, seed 1234, cast) and passed as
 latents=. diffusers decodes in float32 where the VAE says force_upcast, as
-sdmorph's SDXL bundles do.
+sdmorph's SDXL bundles do. With --lora, diffusers' load_lora_weights +
+fuse_lora(lora_scale) first; where peft (which those need) is missing,
+diffusers' own reading of the file instead (lora_state_dict: kohya's
+names, the original UNet's blocks among them, converted to its modules,
+and the alphas; then its conversion to PEFT's names, as load_lora_weights
+does it), each pair fused here as PEFT fuses one: W += scale * alpha / r *
+B @ A. A "* " line says which. --prefix names the files
+(PREFIX-DTYPE-LABEL.npy), --labels picks the images; --plain-too: the
+same images without the LoRA too, first (PREFIX-plain-DTYPE-LABEL.npy).
 
 bench times a 16-frame morph (both embeddings lerped, seed fixed) in
 batches, eager at each batch, then with torch.compile on the UNet and the
@@ -75,19 +83,78 @@ def noise(a, dtype, n=1):
     return x.repeat(n, 1, 1, 1)
 
 
+def fuse_lora_without_peft(pipe, path, scale):
+    """diffusers' reading of a LoRA file and its names for PEFT, without
+    peft: each pair fused here as PEFT fuses it (the module docstring).
+    Returns the number of layers."""
+    from diffusers.utils.state_dict_utils import (convert_state_dict_to_diffusers, convert_state_dict_to_peft,
+                                                  convert_unet_state_dict_to_peft)
+
+    sd, alphas = pipe.lora_state_dict(path, unet_config=pipe.unet.config)
+    values = set((alphas or {}).values())
+    if len(values) > 1:     # PEFT's alpha_pattern then: not done here
+        raise SystemExit(f"{path}: {len(values)} alpha values; without peft, one only")
+    n = 0
+    for prefix, model in (("unet", pipe.unet), ("text_encoder", pipe.text_encoder),
+                          ("text_encoder_2", pipe.text_encoder_2)):
+        part = {k[len(prefix) + 1:]: v for k, v in sd.items() if k.startswith(prefix + ".")}
+        if not part:
+            continue
+        # as load_lora_adapter (the UNet) and _load_lora_into_text_encoder convert them
+        part = convert_unet_state_dict_to_peft(part) if prefix == "unet" else \
+            convert_state_dict_to_peft(convert_state_dict_to_diffusers(part))
+        layers = dict(model.named_modules())
+        for k, down in part.items():
+            if ".lora_A." not in k:
+                continue
+            w = layers[k.split(".lora_A.")[0]].weight
+            up = part[k.replace(".lora_A.", ".lora_B.")].to(w.device, torch.float32)
+            down = down.to(w.device, torch.float32)
+            alpha = next(iter(values)) if values else down.shape[0]
+            w += (scale * alpha / down.shape[0] * (up.flatten(1) @ down.flatten(1)).reshape(w.shape)).to(w.dtype)
+            n += 1
+    return n
+
+
+def add_lora(pipe, a, name):
+    try:
+        import peft  # noqa: F401  (diffusers' load_lora_weights needs it)
+    except ImportError:
+        n = fuse_lora_without_peft(pipe, a.lora, a.lora_scale)
+        print(f"* reference {name}: no peft here: diffusers' lora_state_dict({os.path.basename(a.lora)}) and its "
+              f"PEFT names, {n} layers fused at {a.lora_scale} as PEFT fuses them (not load_lora_weights)", flush=True)
+        return
+    pipe.load_lora_weights(a.lora)
+    pipe.fuse_lora(lora_scale=a.lora_scale)
+    print(f"* reference {name}: diffusers' load_lora_weights({os.path.basename(a.lora)}) + "
+          f"fuse_lora(lora_scale={a.lora_scale})", flush=True)
+
+
+def parity_images(pipe, a, name, dtype, prefix):
+    ka, kb, neg = encodings(pipe)
+    mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
+    for label, (emb, pooled) in (("key", ka), ("mid", mid)):
+        if label not in a.labels.split(","):
+            continue
+        img = pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg[0],
+                   negative_pooled_prompt_embeds=neg[1], latents=noise(a, dtype),
+                   num_inference_steps=a.steps, guidance_scale=7.5, height=a.size, width=a.size,
+                   output_type="np").images[0]
+        np.save(os.path.join(a.out_dir, f"{prefix}-{name}-{label}.npy"), (img * 255).round().astype(np.uint8))
+        print(f"reference {name} {label}: written as {prefix}-{name}-{label}.npy ({a.size}x{a.size}, {a.steps} "
+              "DDIM steps)", flush=True)
+
+
 def parity(a):
     for name in a.dtypes.split(","):
         dtype = getattr(torch, name)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype != torch.float32
         pipe = pipeline(a, dtype)
-        ka, kb, neg = encodings(pipe)
-        mid = tuple(torch.lerp(x, y, 0.5) for x, y in zip(ka, kb))
-        for label, (emb, pooled) in (("key", ka), ("mid", mid)):
-            img = pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg[0],
-                       negative_pooled_prompt_embeds=neg[1], latents=noise(a, dtype), num_inference_steps=a.steps,
-                       guidance_scale=7.5, height=a.size, width=a.size, output_type="np").images[0]
-            np.save(os.path.join(a.out_dir, f"ref-{name}-{label}.npy"), (img * 255).round().astype(np.uint8))
-            print(f"reference {name} {label}: written ({a.size}x{a.size}, {a.steps} DDIM steps)", flush=True)
+        if a.lora and a.plain_too:    # the same images without the LoRA first
+            parity_images(pipe, a, name, dtype, f"{a.prefix}-plain")
+        if a.lora:
+            add_lora(pipe, a, name)
+        parity_images(pipe, a, name, dtype, a.prefix)
         del pipe
         torch.cuda.empty_cache()
 
@@ -143,14 +210,21 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out-dir", default=".")
     ap.add_argument("--dtypes", default="float32,float16")
+    ap.add_argument("--labels", default="key,mid",
+                    help="parity: the images (key: the first prompt, mid: the midpoint)")
+    ap.add_argument("--prefix", default="ref", help="parity: the files' names, PREFIX-DTYPE-LABEL.npy")
+    ap.add_argument("--lora", help="parity: a LoRA file for load_lora_weights + fuse_lora")
+    ap.add_argument("--lora-scale", type=float, default=1.0)
+    ap.add_argument("--plain-too", action="store_true",
+                    help="parity with --lora: also the images without it first (PREFIX-plain-DTYPE-LABEL.npy)")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--batches", default="4,8")
     ap.add_argument("--compile-batch", type=int, default=0, help="0: no torch.compile run")
     ap.add_argument("--cache-dir")
     a = ap.parse_args()
     with torch.no_grad():
-        (parity if a.mode == "parity" else bench)(a)
+        return (parity if a.mode == "parity" else bench)(a)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

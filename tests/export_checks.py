@@ -11,6 +11,13 @@ torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
   as W + scale * alpha / rank * up @ down, linear and convolutional; a
   LoRA for layers the model lacks, or with tensors that are not LoRA, is
   refused;
+- SDXL LoRAs (kohya's with the original UNet's block names or diffusers',
+  diffusers' PEFT layout) fuse the same way into layers of down, mid and up
+  blocks and of both text encoders, and nothing else; unknown layers, one
+  layer named twice, shapes that do not fit and DoRA are refused, changing
+  nothing; kohya's original-UNet names of every layer of the real SDXL UNet
+  (its config: ../shared/reference/sdxl) map one to one onto diffusers'
+  module paths;
 - export_sd.py's text encoder on token embeddings (TextEncoderLayers), over
   a CLIP-shaped stand-in, traces and gives every layer after the final
   norm as plain causal attention computes them;
@@ -22,7 +29,8 @@ torch alone (no diffusers): run by tests/test_export.c, one "ok NAME" or
   transformers' CLIP and diffusers' UNet and VAE (tests/fixtures/hf_stand_in):
   --random-weights writes both text encoders with their tables, model.yaml
   says what SDXL needs, and (where $SDM_BIN is built) sdmorph renders a
-  morph with it and `info` names the second encoder.
+  morph with it and `info` names the second encoder; with --lora, the
+  LoRA is fused into the UNet and both encoders and recorded in model.yaml.
 """
 import os
 import subprocess
@@ -360,9 +368,9 @@ def xl_configs(cfg, vocab_size, eos_id):
             json.dump(doc, f)
 
 
-def export_stand_in(tmp, name, xl):
-    """export_sd.py --random-weights of tiny configs on the stand-ins: (exit
-    status, stderr, bundle folder, vocab)."""
+def export_stand_in(tmp, name, xl, extra=()):
+    """export_sd.py --random-weights of tiny configs on the stand-ins (and
+    extra arguments): (exit status, stderr, bundle folder, vocab)."""
     import json
 
     import clip_vocab
@@ -378,8 +386,8 @@ def export_stand_in(tmp, name, xl):
             json.dump(dict(in_channels=4, sample_size=8, cross_attention_dim=16), f)
     env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "fixtures", "hf_stand_in"))
     r = subprocess.run([sys.executable, os.path.join(EXPORT, "export_sd.py"), "--random-weights", cfg, "--tokenizer",
-                        tok, "--out", out, "--dtype", "float32", "--device", "cpu"], env=env, capture_output=True,
-                       text=True)
+                        tok, "--out", out, "--dtype", "float32", "--device", "cpu", *extra], env=env,
+                       capture_output=True, text=True)
     return r.returncode, r.stderr, out, vocab
 
 
@@ -427,16 +435,333 @@ def check_sdxl_export(tmp):
     report("sdxl_export_info", r.returncode == 0 and "text 2:         24 wide" in r.stdout, r.stdout + r.stderr)
 
 
+def _tree(spec, **config):
+    """A module holding spec's {dotted path: module} at those paths (and a config)."""
+    import types
+    root = torch.nn.Module()
+    for path, leaf in spec.items():
+        node, parts = root, path.split(".")
+        for p in parts[:-1]:
+            if p not in node._modules:
+                node.add_module(p, torch.nn.Module())
+            node = node._modules[p]
+        node.add_module(parts[-1], leaf)
+    root.config = types.SimpleNamespace(**config)
+    return root
+
+
+# SDXL LoRA layers: (model, diffusers' path, kohya's SGM name, out, in, conv kernel or None, rank); in
+# down, mid and up blocks, attentions, feed-forwards, resnets, a downsampler and an upsampler, and both
+# text encoders at paths the other encoder also has (those must stay as they are)
+XL_LAYERS = [
+    ("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q",
+     "input_blocks_4_1_transformer_blocks_0_attn1_to_q", 8, 8, None, 2),
+    ("unet", "down_blocks.2.attentions.1.proj_in", "input_blocks_8_1_proj_in", 8, 6, None, 3),
+    ("unet", "down_blocks.1.resnets.1.conv1", "input_blocks_5_0_in_layers_2", 5, 4, 3, 2),
+    ("unet", "down_blocks.0.downsamplers.0.conv", "input_blocks_3_0_op", 4, 4, 3, 1),
+    ("unet", "mid_block.attentions.0.transformer_blocks.9.attn2.to_k",
+     "middle_block_1_transformer_blocks_9_attn2_to_k", 8, 10, None, 2),
+    ("unet", "mid_block.resnets.1.time_emb_proj", "middle_block_2_emb_layers_1", 6, 12, None, 2),
+    ("unet", "up_blocks.0.attentions.2.transformer_blocks.0.ff.net.0.proj",
+     "output_blocks_2_1_transformer_blocks_0_ff_net_0_proj", 16, 8, None, 4),
+    ("unet", "up_blocks.1.attentions.0.transformer_blocks.1.attn1.to_out.0",
+     "output_blocks_3_1_transformer_blocks_1_attn1_to_out_0", 8, 8, None, 2),
+    ("unet", "up_blocks.0.upsamplers.0.conv", "output_blocks_2_2_conv", 4, 4, 3, 2),
+    ("unet", "up_blocks.2.resnets.2.conv_shortcut", "output_blocks_8_0_skip_connection", 4, 6, 1, 2),
+    ("text_encoder", "text_model.encoder.layers.0.self_attn.q_proj", None, 8, 8, None, 4),
+    ("text_encoder_2", "text_model.encoder.layers.1.mlp.fc1", None, 32, 8, None, 2),
+    ("text_encoder_2", "text_model.encoder.layers.0.self_attn.out_proj", None, 8, 8, None, 3),
+]
+XL_UNTOUCHED = [("unet", "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_k", 8, 8),
+                ("text_encoder", "text_model.encoder.layers.1.mlp.fc1", 32, 8),
+                ("text_encoder_2", "text_model.encoder.layers.0.self_attn.q_proj", 8, 8)]
+
+
+def xl_models():
+    spec = {"unet": {}, "text_encoder": {}, "text_encoder_2": {}}
+    for key, path, _, n_out, n_in, k, _ in XL_LAYERS:
+        spec[key][path] = torch.nn.Conv2d(n_in, n_out, k) if k else torch.nn.Linear(n_in, n_out)
+    for key, path, n_out, n_in in XL_UNTOUCHED:
+        spec[key][path] = torch.nn.Linear(n_in, n_out)
+    models = {key: _tree(s) for key, s in spec.items()}
+    models["unet"].config.layers_per_block = 2
+    return models
+
+
+def _weights(models):
+    return {(key, n): p.detach().double().clone() for key, m in models.items() for n, p in m.named_parameters()}
+
+
+def make_xl_lora(models, layout, g):
+    """A random SDXL LoRA over XL_LAYERS in `layout` (kohya-sgm: kohya's
+    names of the original UNet; kohya: kohya's of diffusers' UNet; peft:
+    diffusers'), and the expected change of each weight per unit scale."""
+    sd, expect = {}, {}
+    te = {"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
+    for i, (key, path, sgm, n_out, n_in, k, r) in enumerate(XL_LAYERS):
+        down = torch.randn(r, n_in, k, k, generator=g) if k else torch.randn(r, n_in, generator=g)
+        up = torch.randn(n_out, r, 1, 1, generator=g) if k else torch.randn(n_out, r, generator=g)
+        alpha = (i % 3 + 1) * r / 4.0 if layout != "peft" else float(r)
+        if layout == "peft":
+            sd[f"{key}.{path}.lora_A.weight"], sd[f"{key}.{path}.lora_B.weight"] = down, up
+        else:
+            name = sgm if layout == "kohya-sgm" and sgm else path.replace(".", "_")
+            base = te.get(key, "lora_unet_") + name
+            sd[base + ".lora_down.weight"], sd[base + ".lora_up.weight"] = down, up
+            sd[base + ".alpha"] = torch.tensor(alpha)
+        w = dict(models[key].named_modules())[path].weight
+        expect[(key, path + ".weight")] = (alpha / r) * (up.reshape(n_out, r).double() @
+                                                         down.reshape(r, -1).double()).reshape(w.shape)
+    return sd, expect
+
+
+def _fused_error(before, after, expect, scale):
+    """The largest difference of after - before from scale * expect (0 where not expected)."""
+    return max((after[k] - before[k] - scale * expect.get((k[0], k[1]), torch.zeros(()))).abs().max().item()
+               for k in before)
+
+
+def check_xl_lora(tmp):
+    g = torch.Generator().manual_seed(4)
+    for layout in ("kohya-sgm", "kohya", "peft"):
+        models = xl_models()
+        before = _weights(models)
+        sd, expect = make_xl_lora(models, layout, g)
+        path = os.path.join(tmp, f"xl-{layout}.pt")
+        torch.save(sd, path)
+        try:
+            n = lora.fuse(path, 0.7, models["unet"], models["text_encoder"], models["text_encoder_2"])
+        except checkpoint.CheckpointError as e:
+            report(f"lora_xl_{layout}_fused", False, str(e))
+            continue
+        worst = _fused_error(before, _weights(models), expect, 0.7)
+        report(f"lora_xl_{layout}_fused", n == len(XL_LAYERS) and worst < 1e-5, f"{n} layers, max error {worst:g}")
+    check_xl_lora_refusals(tmp)
+
+
+def check_xl_lora_refusals(tmp):
+    z = torch.zeros
+    q = "input_blocks_4_1_transformer_blocks_0_attn1_to_q"
+    same = {f"lora_unet_{q}.lora_down.weight": z(1, 8), f"lora_unet_{q}.lora_up.weight": torch.ones(8, 1),
+            "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight": z(1, 8),
+            "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight": z(8, 1)}
+    same[f"lora_unet_{q}.lora_down.weight"][0, 0] = 1.0
+    cases = (
+        ("unknown_sgm", {"lora_unet_input_blocks_1_1_proj_in.lora_down.weight": z(1, 6),
+                         "lora_unet_input_blocks_1_1_proj_in.lora_up.weight": z(8, 1)},
+         "LoRA layer 'lora_unet_input_blocks_1_1_proj_in' (diffusers' down_blocks_0_attentions_0_proj_in) is not "
+         "a layer of this model"),
+        ("unknown_te2", {"lora_te2_text_model_encoder_layers_7_mlp_fc2.lora_down.weight": z(1, 32),
+                         "lora_te2_text_model_encoder_layers_7_mlp_fc2.lora_up.weight": z(8, 1)},
+         "LoRA layer 'lora_te2_text_model_encoder_layers_7_mlp_fc2' is not a layer of this model"),
+        ("unknown_peft", {"text_encoder_2.text_model.encoder.layers.7.mlp.fc2.lora_A.weight": z(1, 32),
+                          "text_encoder_2.text_model.encoder.layers.7.mlp.fc2.lora_B.weight": z(8, 1)},
+         "LoRA layer 'text_encoder_2.text_model.encoder.layers.7.mlp.fc2' is not a layer of this model"),
+        ("same_layer_twice", same, f"LoRA layers 'lora_unet_{q}' and 'lora_unet_down_blocks_1_attentions_0_"
+         "transformer_blocks_0_attn1_to_q' are the same layer (unet.down_blocks.1.attentions.0.transformer_blocks"
+         ".0.attn1.to_q)"),
+        ("wrong_shape", {"text_encoder_2.text_model.encoder.layers.1.mlp.fc1.lora_A.weight": z(2, 9),
+                         "text_encoder_2.text_model.encoder.layers.1.mlp.fc1.lora_B.weight": z(32, 2)},
+         "LoRA layer 'text_encoder_2.text_model.encoder.layers.1.mlp.fc1' (up (32, 2), down (2, 9)) does not fit "
+         "text_encoder_2.text_model.encoder.layers.1.mlp.fc1, a weight of (32, 8)"),
+        ("dora", {f"lora_unet_{q}.lora_down.weight": z(1, 8), f"lora_unet_{q}.lora_up.weight": z(8, 1),
+                  f"lora_unet_{q}.dora_scale": z(1, 8)},
+         f"1 tensors are not LoRA layers read here (first: 'lora_unet_{q}.dora_scale'; DoRA"))
+    for what, sd, want in cases:
+        models = xl_models()
+        before = _weights(models)
+        path = os.path.join(tmp, f"xl-{what}.pt")
+        torch.save(sd, path)
+        try:
+            lora.fuse(path, 1.0, models["unet"], models["text_encoder"], models["text_encoder_2"])
+            report(f"lora_xl_refuses_{what}", False, "accepted")
+        except checkpoint.CheckpointError as e:
+            unchanged = all(torch.equal(before[k], v) for k, v in _weights(models).items())
+            report(f"lora_xl_refuses_{what}", want in str(e) and unchanged, f"{e} (weights unchanged: {unchanged})")
+    # an SDXL LoRA in diffusers' layout, for an SD 1.x model
+    path = os.path.join(tmp, "xl-for-sd.pt")
+    torch.save({"text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight": z(1, 8),
+                "text_encoder_2.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight": z(8, 1)}, path)
+    try:
+        lora.fuse(path, 1.0, Unet(), Text())
+        report("lora_refuses_sdxl_peft", False, "accepted")
+    except checkpoint.CheckpointError as e:
+        report("lora_refuses_sdxl_peft", "is an SDXL LoRA (it has text_encoder_2. layers)" in str(e), str(e))
+
+
+# SDXL 1.0's UNet, as ../shared/reference/sdxl/unet_config.json has it
+SDXL_UNET = {"layers_per_block": 2, "block_out_channels": [320, 640, 1280], "transformer_layers_per_block": [1, 2, 10],
+             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+             "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+
+
+def _transformer(prefix, depth, sep):
+    """The linear layers of a transformer block stack (diffusers' and SGM's name them alike)."""
+    names = [f"{prefix}{sep}proj_in", f"{prefix}{sep}proj_out"]
+    for d in range(depth):
+        tb = f"{prefix}{sep}transformer_blocks{sep}{d}{sep}"
+        names += [f"{tb}{a}{sep}{p}" for a in ("attn1", "attn2") for p in ("to_q", "to_k", "to_v", f"to_out{sep}0")]
+        names += [f"{tb}ff{sep}net{sep}0{sep}proj", f"{tb}ff{sep}net{sep}2"]
+    return names
+
+
+def sdxl_diffusers_layers(c):
+    """diffusers' UNet2DConditionModel of config c: the module paths of its
+    attention/ff/proj layers and of its resnets' and samplers' layers."""
+    lpb, depth, levels = c["layers_per_block"], c["transformer_layers_per_block"], len(c["block_out_channels"])
+    attn, other = [], []
+    for lv in range(levels):
+        for j in range(lpb):
+            if c["down_block_types"][lv].startswith("CrossAttn"):
+                attn += _transformer(f"down_blocks.{lv}.attentions.{j}", depth[lv], ".")
+            other += [f"down_blocks.{lv}.resnets.{j}.{n}" for n in ("conv1", "time_emb_proj", "conv2")]
+        if lv > 0:      # the channels change in a level's first resnet
+            other.append(f"down_blocks.{lv}.resnets.0.conv_shortcut")
+        if lv < levels - 1:
+            other.append(f"down_blocks.{lv}.downsamplers.0.conv")
+    attn += _transformer("mid_block.attentions.0", depth[-1], ".")
+    other += [f"mid_block.resnets.{j}.{n}" for j in (0, 1) for n in ("conv1", "time_emb_proj", "conv2")]
+    for lv in range(levels):
+        for j in range(lpb + 1):
+            if c["up_block_types"][lv].startswith("CrossAttn"):
+                attn += _transformer(f"up_blocks.{lv}.attentions.{j}", depth[::-1][lv], ".")
+            # each takes the skip connection's channels too: all have a shortcut
+            other += [f"up_blocks.{lv}.resnets.{j}.{n}" for n in ("conv1", "time_emb_proj", "conv2", "conv_shortcut")]
+        if lv < levels - 1:
+            other.append(f"up_blocks.{lv}.upsamplers.0.conv")
+    return attn, other
+
+
+def sdxl_sgm_layers(c):
+    """The original (SGM) UNet of config c, counted as it builds itself:
+    kohya's names of the same layers as sdxl_diffusers_layers."""
+    lpb, depth, levels = c["layers_per_block"], c["transformer_layers_per_block"], len(c["block_out_channels"])
+    attn, other, i = [], [], 1
+    for lv in range(levels):
+        for j in range(lpb):
+            if c["down_block_types"][lv].startswith("CrossAttn"):
+                attn += _transformer(f"input_blocks_{i}_1", depth[lv], "_")
+            other += [f"input_blocks_{i}_0_{n}" for n in ("in_layers_2", "emb_layers_1", "out_layers_3")]
+            if lv > 0 and j == 0:
+                other.append(f"input_blocks_{i}_0_skip_connection")
+            i += 1
+        if lv < levels - 1:
+            other.append(f"input_blocks_{i}_0_op")
+            i += 1
+    attn += _transformer("middle_block_1", depth[-1], "_")
+    other += [f"middle_block_{b}_{n}" for b in (0, 2) for n in ("in_layers_2", "emb_layers_1", "out_layers_3")]
+    i = 0
+    for lv in range(levels):
+        cross = c["up_block_types"][lv].startswith("CrossAttn")
+        for j in range(lpb + 1):
+            if cross:
+                attn += _transformer(f"output_blocks_{i}_1", depth[::-1][lv], "_")
+            other += [f"output_blocks_{i}_0_{n}" for n in ("in_layers_2", "emb_layers_1", "out_layers_3",
+                                                            "skip_connection")]
+            if j == lpb and lv < levels - 1:
+                other.append(f"output_blocks_{i}_{2 if cross else 1}_conv")
+            i += 1
+    return attn, other
+
+
+def check_sgm_layout():
+    """kohya's SGM names of every layer the real SDXL UNet has map one to one
+    onto diffusers' module paths."""
+    import json
+    cfg_path = os.path.join(HERE, "..", "..", "shared", "reference", "sdxl", "unet_config.json")
+    c = dict(SDXL_UNET)
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            real = json.load(f)
+        differ = {k: real.get(k) for k in c if real.get(k) != c[k]}
+        report("sgm_layout_config", not differ, f"{cfg_path} differs: {differ}")
+        c = {k: real[k] for k in c}
+    d_attn, d_other = sdxl_diffusers_layers(c)
+    s_attn, s_other = sdxl_sgm_layers(c)
+    # kohya's trainer says "create LoRA for U-Net: 722 modules" for SDXL
+    report("sgm_layout_count", len(d_attn) == len(s_attn) == 722, f"{len(d_attn)} and {len(s_attn)} layers")
+    up_attention = {lv for lv, t in enumerate(c["up_block_types"]) if t.startswith("CrossAttn")}
+    for what, sgm, diffusers in (("attention", s_attn, d_attn), ("resnet_sampler", s_other, d_other)):
+        paths = {p.replace(".", "_"): p for p in diffusers}
+        mapped = {n: paths.get(lora.sgm_to_diffusers(n, c["layers_per_block"], up_attention) or "") for n in sgm}
+        wrong = [f"{n} -> {lora.sgm_to_diffusers(n, c['layers_per_block'], up_attention)}"
+                 for n, p in mapped.items() if p is None]
+        onto = sorted(set(mapped.values()) - {None}) == sorted(diffusers)
+        report(f"sgm_layout_{what}", not wrong and onto and len(set(sgm)) == len(sgm) == len(diffusers),
+               f"{len(wrong)} of {len(sgm)} map to no layer (first: {wrong[:3]}); onto: {onto}")
+
+
+def _export_sd():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("export_sd", os.path.join(EXPORT, "export_sd.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# On the stand-ins' layers: the UNet's context projection (kohya's diffusers naming), a layer of each encoder
+XL_EXPORT_LORA = [("unet", "lora_unet_", "context", 4, 40),
+                  ("text_encoder", "lora_te1_", "text_model.encoder.layers.0.self_attn.q_proj", 16, 16),
+                  ("text_encoder_2", "lora_te2_", "text_model.encoder.layers.2.mlp.fc2", 24, 32)]
+
+
+def check_sdxl_lora_export(tmp):
+    """export_sd.py --lora on an SDXL bundle: the export runs and model.yaml
+    records the LoRA; export_sd's own loading (on the stand-ins) puts it in
+    the UNet and each encoder, exactly."""
+    import contextlib
+    import io
+    import types
+    g = torch.Generator().manual_seed(6)
+    sd, expect = {}, {}
+    for key, prefix, path, n_out, n_in in XL_EXPORT_LORA:
+        down, up = torch.randn(2, n_in, generator=g), torch.randn(n_out, 2, generator=g)
+        base = prefix + path.replace(".", "_")
+        sd[base + ".lora_down.weight"], sd[base + ".lora_up.weight"] = down, up
+        sd[base + ".alpha"] = torch.tensor(1.0)
+        expect[(key, path + ".weight")] = 0.5 * (up.double() @ down.double())
+    lora_path = os.path.join(tmp, "xl-export-lora.pt")
+    torch.save(sd, lora_path)
+    rc, err, out, _ = export_stand_in(tmp, "xl-lora", True, ["--lora", lora_path + ":0.6"])
+    report("sdxl_lora_export_runs", rc == 0 and f"LoRA {lora_path} fused at scale 0.6 (3 layers)" in err, err[-2500:])
+    if rc:
+        return
+    yaml = open(os.path.join(out, "model.yaml")).read()
+    want = '  loras:\n    - file: "xl-export-lora.pt"\n      scale: 0.6\n      sha256: "%s"\n' % checkpoint.sha256_file(
+        lora_path)
+    report("sdxl_lora_export_recorded", want in yaml, yaml)
+    # export_sd's loading in this process, on the stand-ins: the same seeded weights without and with the LoRA
+    sys.path.insert(0, os.path.join(HERE, "fixtures", "hf_stand_in"))
+    try:
+        export_sd = _export_sd()
+        cfg, tok = os.path.join(tmp, "xl-lora-cfg"), os.path.join(tmp, "xl-lora-tok")
+        args = types.SimpleNamespace(checkpoint=None, random_weights=cfg, seed=0, device_name="cpu", image_size=None,
+                                     tokenizer=tok, save_diffusers=None, vae=None, config=None, loras=[])
+        got = []
+        for loras in ([], [(lora_path, 0.6)]):
+            args.loras = loras
+            with contextlib.redirect_stderr(io.StringIO()):     # its "export_sd: LoRA ... fused" line
+                unet, _, texts, *_ = export_sd.load_components(args, os.path.join(tmp, "xl-lora-load"))
+            got.append(_weights({"unet": unet, "text_encoder": texts[0], "text_encoder_2": texts[1]}))
+        worst = _fused_error(got[0], got[1], expect, 0.6)
+        report("sdxl_lora_export_weights", worst < 1e-5, f"max error {worst:g}")
+    finally:
+        sys.path.remove(os.path.join(HERE, "fixtures", "hf_stand_in"))
+
+
 def main():
     check_scheduler_fields()
     with tempfile.TemporaryDirectory() as tmp:
         check_pickle(tmp)
         check_plain_ckpt(tmp)
         check_lora(tmp)
+        check_xl_lora(tmp)
+        check_sgm_layout()
         check_text_layers()
         check_embedding_conversion(tmp)
         check_sd_export(tmp)
         check_sdxl_export(tmp)
+        check_sdxl_lora_export(tmp)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ diffusers' from_single_file converts the weights. A .ckpt is a pickle: it
 is read with torch.load(weights_only=True) only, and one that holds more
 than tensors is refused without running anything. --vae FILE replaces the
 VAE (an A1111-style .vae.safetensors/.vae.pt, or a diffusers VAE's
-weights); --lora FILE[:SCALE] (repeatable; kohya's or diffusers' format)
-is fused into the UNet and text encoder weights (pipeline/export/lora.py).
+weights); --lora FILE[:SCALE] (repeatable; kohya's or diffusers' format,
+SDXL's too) is fused into the UNet and text encoder weights
+(pipeline/export/lora.py).
 model.yaml's source: section records the checkpoint, VAE and LoRAs with
 their SHA-256 and scales, and this exporter's version.
 
@@ -53,7 +54,10 @@ text.penultimate, text_2 (the second encoder: width, pad id "!", layers,
 pooled width) and force_zeros_for_empty_prompt. SDXL's VAE overflows in
 float16: a float16 export keeps the VAE decoder in float32 (vae_dtype in
 model.yaml) where its config says force_upcast; --vae-dtype float16 with an
-fp16-fixed VAE (--vae FILE) decodes in float16. LoRAs for SDXL are refused.
+fp16-fixed VAE (--vae FILE) decodes in float16. An SDXL LoRA (kohya's
+lora_unet_/lora_te1_/lora_te2_ with the original UNet's block names or
+diffusers', or diffusers' unet./text_encoder./text_encoder_2.) is fused into
+the UNet and both text encoders.
 
 --aoti (torch >= 2.6, CUDA): once the TorchScript bundle is written, the
 same UNet is exported with torch.export (batch dynamic, 1..--aoti-max-batch,
@@ -492,10 +496,8 @@ def load_components(args, tmp):
             cfg_dir = args.config or ckpt.write_config_dir(os.path.join(tmp, "config"), family, tok_dir)
         vae = load_vae_file(args.vae, cfg_dir)
     for path, scale in args.loras:
-        if len(texts) > 1:
-            die("--lora: LoRAs for SDXL bundles are not fused yet")
         try:
-            n = lora_mod.fuse(path, scale, unet, texts[0])
+            n = lora_mod.fuse(path, scale, unet, *texts)
         except ckpt.CheckpointError as e:
             die(str(e))
         print(f"export_sd: LoRA {path} fused at scale {scale:g} ({n} layers)", file=sys.stderr)
@@ -839,7 +841,7 @@ def main():
                     "config says force_upcast, as it overflows in float16: an fp16-fixed VAE, --vae FILE, "
                     "may take float16)")
     ap.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
-                    help="fuse a LoRA (kohya's or diffusers' format) at SCALE (default 1); repeatable")
+                    help="fuse a LoRA (kohya's or diffusers' format; SD or SDXL) at SCALE (default 1); repeatable")
     ap.add_argument("--save-diffusers", metavar="DIR", help="with --random-weights: also save the weights for diffusers")
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", choices=["float16", "float32"], default=None, help="default: float16 on CUDA, float32 on CPU")
