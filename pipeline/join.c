@@ -278,18 +278,43 @@ static void join_state_clear(join_state *S)
     sdm_plan_free(&S->plan);
 }
 
-/* The outputs with their sidecars, which record what the shards' renders used. */
+/* The shards' devices, each once, in shard order ("cuda:0,cpu"). */
+static void devices_of(const join_state *S, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (int k = 0; k < S->jp->n_segments; k++) {
+        const char *d = S->segs[k].device;
+        int seen = !*d;
+        for (int j = 0; j < k && !seen; j++)
+            seen = !strcmp(S->segs[j].device, d);
+        if (!seen && n < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "", d);
+    }
+}
+
+/* The outputs with their sidecars, which record what the shards' renders
+ * used (the first shard's dtypes, batch and time ids: one recipe and one
+ * model, checked, give them all the same). */
 static int commit(join_state *S, sdm_error *err)
 {
     const sdm_segment_info *s0 = &S->segs[0];
     sdm_sidecar_used used;
+    char devices[256];
 
     memset(&used, 0, sizeof used);
+    devices_of(S, devices, sizeof devices);
     used.model_dir = s0->model_dir;
     used.fingerprint = s0->model_fp;
     used.width = s0->width;
     used.height = s0->height;
     used.texts = s0->texts;
+    used.device = devices;
+    used.dtype = s0->dtype;
+    used.batch = s0->batch;
+    used.vae_dtype = *s0->vae_dtype ? s0->vae_dtype : NULL;
+    used.time_ids = s0->has_time_ids ? s0->time_ids : NULL;
     return sdm_join_writer_finish(S->writer, &used, 0, err);
 }
 

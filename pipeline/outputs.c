@@ -363,9 +363,9 @@ int sdm_outputs_write_sidecars(const sdm_outputs *o, sdm_fileset *fs, const sdm_
         if (k < 0)
             return sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: sidecar %s is not in the file set",
                                  o->files[i].path);
-        if (o->has_segment ? sdm_segment_write(sdm_fileset_temp(fs, k), o->files[i].path, &o->segment, r, plan,
-                                               used ? used->texts : NULL, err)
-                           : sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, used, err))
+        if (o->has_segment
+                ? sdm_segment_write(sdm_fileset_temp(fs, k), o->files[i].path, &o->segment, r, plan, used, err)
+                : sdm_sidecar_write(sdm_fileset_temp(fs, k), o->files[i].path, r, plan, used, err))
             return -1;
     }
     return 0;

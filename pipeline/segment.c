@@ -30,9 +30,29 @@ static json_object *plan_object(const sdm_recipe *r, const sdm_plan *plan)
     return o;
 }
 
-int sdm_segment_write(const char *path, const char *target, const sdm_segment_info *info, const sdm_recipe *r,
-                      const sdm_plan *plan, const char *texts, sdm_error *err)
+/* What the shard's render used, beside its frames: the join's sidecar says it. */
+static void add_used(json_object *m, const sdm_sidecar_used *u)
 {
+    json_object *ids = NULL;
+
+    if (!u)
+        return;
+    json_object_object_add(m, "device", json_object_new_string(u->device ? u->device : ""));
+    json_object_object_add(m, "dtype", json_object_new_string(u->dtype ? u->dtype : ""));
+    json_object_object_add(m, "batch", json_object_new_int(u->batch));
+    if (u->vae_dtype)
+        json_object_object_add(m, "vae_dtype", json_object_new_string(u->vae_dtype));
+    if (u->time_ids && (ids = json_object_new_array())) {
+        for (int i = 0; i < 6; i++)
+            json_object_array_add(ids, json_object_new_double(u->time_ids[i]));
+        json_object_object_add(m, "time_ids", ids);
+    }
+}
+
+int sdm_segment_write(const char *path, const char *target, const sdm_segment_info *info, const sdm_recipe *r,
+                      const sdm_plan *plan, const sdm_sidecar_used *used, sdm_error *err)
+{
+    const char *texts = used ? used->texts : NULL;
     json_object *m = json_object_new_object(), *sidecar = plan_object(r, plan);
     char frames[SDM_SEGMENT_PATH_MAX];
     int rc = -1;
@@ -57,6 +77,7 @@ int sdm_segment_write(const char *path, const char *target, const sdm_segment_in
     json_object_object_add(m, "frames_file", json_object_new_string(frames));
     /* a string, not parsed: the join's sidecar writes it byte for byte */
     json_object_object_add(m, "texts", texts ? json_object_new_string(texts) : NULL);
+    add_used(m, used);
     json_object_object_add(m, "sidecar", sidecar);
     sidecar = NULL;
     if (json_object_to_file_ext(path, m, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)) {
@@ -99,6 +120,33 @@ static int get_string(json_object *m, const char *key, char *out, size_t len, co
     return 0;
 }
 
+/* What the render used: optional (manifests of version 1 before they kept
+ * it), each checked where present. */
+static int read_used(json_object *m, const char *path, sdm_segment_info *o, sdm_error *err)
+{
+    json_object *ids;
+
+    if ((json_object_object_get_ex(m, "device", NULL) &&
+         get_string(m, "device", o->device, sizeof o->device, path, err)) ||
+        (json_object_object_get_ex(m, "dtype", NULL) && get_string(m, "dtype", o->dtype, sizeof o->dtype, path, err)) ||
+        (json_object_object_get_ex(m, "vae_dtype", NULL) &&
+         get_string(m, "vae_dtype", o->vae_dtype, sizeof o->vae_dtype, path, err)) ||
+        (json_object_object_get_ex(m, "batch", NULL) && get_int(m, "batch", 1, 1 << 16, &o->batch, path, err)))
+        return -1;
+    if (!json_object_object_get_ex(m, "time_ids", &ids))
+        return 0;
+    if (!json_object_is_type(ids, json_type_array) || json_object_array_length(ids) != 6)
+        return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: 'time_ids' is not a list of 6 numbers", path);
+    for (int i = 0; i < 6; i++) {
+        json_object *v = json_object_array_get_idx(ids, (size_t)i);
+        if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "segment %s: 'time_ids' is not a list of 6 numbers", path);
+        o->time_ids[i] = (float)json_object_get_double(v);
+    }
+    o->has_time_ids = 1;
+    return 0;
+}
+
 /* The fields, each checked against what it may be. */
 static int read_fields(json_object *m, const char *path, sdm_segment_info *o, sdm_error *err)
 {
@@ -118,7 +166,7 @@ static int read_fields(json_object *m, const char *path, sdm_segment_info *o, sd
         get_int(m, "first_render", 0, o->n_total - 1, &o->first, path, err) ||
         get_int(m, "renders", 1, o->n_total - o->first, &o->n, path, err) ||
         get_int(m, "width", 1, 1 << 16, &o->width, path, err) ||
-        get_int(m, "height", 1, 1 << 16, &o->height, path, err))
+        get_int(m, "height", 1, 1 << 16, &o->height, path, err) || read_used(m, path, o, err))
         return -1;
     if (json_object_object_get_ex(m, "texts", &texts) && json_object_is_type(texts, json_type_string) &&
         !(o->texts = strdup(json_object_get_string(texts))))

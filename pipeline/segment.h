@@ -13,6 +13,7 @@
 
 #include "plan.h"
 #include "recipe.h"
+#include "sidecar.h"
 
 #define SDM_SEGMENT_PATH_MAX 4096
 /* A manifest's size at most: its sidecar is some 400 bytes a render. */
@@ -28,14 +29,21 @@ typedef struct {
     char model_dir[SDM_SEGMENT_PATH_MAX]; /* as the render named it (the outputs' comment) */
     char frames[SDM_SEGMENT_PATH_MAX]; /* the .rgb, as read: beside the manifest */
     char *texts; /* as read: the render's texts JSON (NULL: none); sdm_segment_clear */
+    /* what the shard's render used, for the join's sidecar (as read; empty
+     * or 0 where a manifest of an earlier version lacks them) */
+    char device[64], dtype[16], vae_dtype[16];
+    int batch, has_time_ids;
+    float time_ids[6];
 } sdm_segment_info;
 
 /* Writes the manifest into path (a temporary file of the set); target is
  * where it goes (messages) and names the frames file beside it. plan is
- * the shard's plan (sdm_plan_keep_renders); texts (the prompts' chunks and
- * weights as JSON, or NULL) are kept as they are for the join's sidecars. */
+ * the shard's plan (sdm_plan_keep_renders); of what the render used (or
+ * NULL), the texts (the prompts' chunks and weights as JSON) are kept as
+ * they are for the join's sidecars, with its device, dtypes, batch and
+ * SDXL's time ids. */
 int sdm_segment_write(const char *path, const char *target, const sdm_segment_info *info, const sdm_recipe *r,
-                      const sdm_plan *plan, const char *texts, sdm_error *err);
+                      const sdm_plan *plan, const sdm_sidecar_used *used, sdm_error *err);
 /* Reads a manifest (or, given NAME.rgb, the NAME.json beside it); errors
  * name the file and the field. */
 int sdm_segment_read(const char *path, sdm_segment_info *out, sdm_error *err);

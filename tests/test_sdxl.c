@@ -12,6 +12,7 @@
 #include "condition.h"
 #include "engine.h"
 #include "preflight.h"
+#include "join.h"
 #include "render.h"
 #include "safetensors.h"
 #include "sampler.h"
@@ -370,6 +371,53 @@ static void test_time_ids(void)
     sdm_recipe_free(&r2);
 }
 
+/* Two shards of a morph in dir, joined: the join's sidecar records the
+ * shards' time ids and VAE dtype as a single render's does. */
+static void joined_sidecar(const char *dir)
+{
+    sdm_recipe *r = recipe_of(
+        "width: 64\nheight: 64\nsteps: 2\noriginal_size: [512, 384]\n"
+        "crops_coords_top_left: [16, 8]\nframes: 3\nkeyframes:\n  - a red house\n  - a blue sea\n");
+    char seg[2][128], rgb[2][128], out[128], json[128], text[8192] = "";
+    const char *one[1], *outs[1] = { out }, *segs[2] = { seg[0], seg[1] };
+    sdm_render_params p = sdm_render_default_params();
+    sdm_join_params jp = { segs, 2, outs, 1 };
+    sdm_error err = { 0 };
+    FILE *f;
+
+    p.model_dir = xl_dir;
+    p.device = cpu;
+    p.write_outputs = 1;
+    p.n_outputs = 1;
+    p.outputs = one;
+    for (int i = 0; i < 2; i++) {
+        snprintf(rgb[i], sizeof rgb[i], "%s/s%d.rgb", dir, i + 1);
+        snprintf(seg[i], sizeof seg[i], "%s/s%d.json", dir, i + 1);
+        one[0] = rgb[i];
+        p.shard = (sdm_shard){ i + 1, 2 };
+        CHECK(r && sdm_render(r, &p, NULL, &err) == 0);
+    }
+    snprintf(out, sizeof out, "%s/j.rgb", dir);
+    snprintf(json, sizeof json, "%s/j.json", dir);
+    CHECK(r && sdm_join(r, &jp, NULL, &err) == 0);
+    f = fopen(json, "r");
+    CHECK(f != NULL);
+    if (f) {
+        text[fread(text, 1, sizeof text - 1, f)] = '\0';
+        fclose(f);
+    }
+    CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
+    CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    CHECK_CONTAINS(text, "\"device\": \"cpu\"");
+    remove(out);
+    remove(json);
+    for (int i = 0; i < 2; i++) {
+        remove(rgb[i]);
+        remove(seg[i]);
+    }
+    sdm_recipe_free(&r);
+}
+
 /* The sidecar records the time ids the UNet got and the VAE decoder's dtype. */
 static void test_sidecar(void)
 {
@@ -402,6 +450,7 @@ static void test_sidecar(void)
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
     remove(json);
     remove(out);
+    joined_sidecar(dir);
     rmdir(dir);
     sdm_recipe_free(&r);
 }

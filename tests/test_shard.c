@@ -38,18 +38,22 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
-/* Sidecars a and b equal but for "render" (what each run used: its time,
- * device, batch), which the join's cannot share with a single render's. */
+/* Sidecars a and b equal but for what each run's own: its times, devices
+ * and batch, which the join's cannot share with a single render's; the
+ * rest of "render" (model, dtypes, size, steps, sampler) they share. */
 static int same_sidecar(const char *a, const char *b)
 {
-    json_object *x = json_object_from_file(a), *y = json_object_from_file(b);
-    int same = x && y && json_object_object_get_ex(x, "render", NULL) && json_object_object_get_ex(y, "render", NULL);
+    static const char *const own[] = { "device", "batch", "load_seconds", "seconds" };
+    json_object *x = json_object_from_file(a), *y = json_object_from_file(b), *rx = NULL, *ry = NULL;
+    int same = x && y && json_object_object_get_ex(x, "render", &rx) && json_object_object_get_ex(y, "render", &ry);
 
-    if (same) {
-        json_object_object_del(x, "render");
-        json_object_object_del(y, "render");
-        same = !strcmp(json_object_to_json_string(x), json_object_to_json_string(y));
+    for (int i = 0; same && i < 4; i++) {
+        same = json_object_object_get_ex(rx, own[i], NULL) && json_object_object_get_ex(ry, own[i], NULL);
+        json_object_object_del(rx, own[i]);
+        json_object_object_del(ry, own[i]);
     }
+    if (same)
+        same = !strcmp(json_object_to_json_string(x), json_object_to_json_string(y));
     if (!same)
         fprintf(stderr, "sidecars %s and %s differ\n", a, b);
     json_object_put(x);
