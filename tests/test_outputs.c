@@ -188,7 +188,7 @@ static void test_disk_full_before_sidecar(void)
     long nv = 0, ns = 0;
 
     mkdir(at("full"), 0755);
-    /* 128 wide: x264's MB-tree on (encoders/mp4.c), a small video */
+    /* a small video: a near-still morph costs x264 (MB-tree on) few bytes */
     snprintf(text, sizeof text, WIDE "frames: 600\noutput: %s\nkeyframes: [a, b]\n", at("full/d.mp4"));
     write_file(recipe, text);
     CHECK_INT(render(out, sizeof out, "render", recipe, NULL), 0);
