@@ -31,7 +31,8 @@ at the end of text) follows the words; both encoders read the layer before
 the last (text.penultimate); the UNet takes (x, t, emb [B,L,HIDDEN+HIDDEN_2],
 pooled [B,HIDDEN_2], time_ids [B,6]) and its target adds pooled @ Wp and
 time_ids/1024 @ Wt before the tanh: target(emb, pooled, time_ids, h, w).
-The VAE scaling factor is SDXL's, and an empty negative prompt is zeros.
+The VAE scaling factor is SDXL's (the encoder inverts that decoder as the
+plain bundle's does), and an empty negative prompt is zeros.
 
 --step K (K > 0) adds a sharp step along every morph that crosses a fixed
 plane of embedding space: with S the sum of the token embeddings, S0 the
@@ -423,17 +424,22 @@ def make_xl_modules(vocab_size, bos_id, eos_id, empty_ids, v_prediction):
         b = -(torch.cat([e1, e2], dim=2).mean(dim=1) @ w).reshape(-1)
     unet_xl = UNetXL(w, b, schedule(), v_prediction, (0.0, unet.step_dir, 0.0, unet.step_pattern), wp, wt)
     weight = torch.tensor([[v * XL_SCALING for v in row] for row in COLOUR_MIX]).reshape(3, LATENT, 1, 1)
-    return text, text2, unet_xl, VaeDecoder(weight, torch.tensor(COLOUR_BIAS))
+    w = [[v * XL_SCALING for v in row] for row in COLOUR_MIX]
+    enc = VaeEncoder(pseudo_inverse([[float(torch.tensor(v)) for v in row] for row in w]),
+                     torch.tensor(COLOUR_BIAS, dtype=torch.float64))
+    return text, text2, unet_xl, VaeDecoder(weight, torch.tensor(COLOUR_BIAS)), enc
 
 
 def write_xl(args, vocab, merges):
     """The --xl bundle's modules and model.yaml."""
     bos, eos = vocab[clip_vocab.BOS], vocab[clip_vocab.EOS]
     empty_ids = clip_vocab.encode("", vocab, merges)
-    text, text2, unet, vae = make_xl_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
+    text, text2, unet, vae, enc = make_xl_modules(len(vocab), bos, eos, empty_ids, args.prediction == "v_prediction")
     safetensors_io.write(os.path.join(args.out, "token_embedding.safetensors"), {"weight": text.table})
     safetensors_io.write(os.path.join(args.out, "token_embedding_2.safetensors"), {"weight": text2.table})
-    for name, mod in (("text_encoder", text), ("text_encoder_2", text2), ("unet", unet), ("vae_decoder", vae)):
+    modules = [("text_encoder", text), ("text_encoder_2", text2), ("unet", unet), ("vae_decoder", vae)]
+    modules += [] if args.no_vae_encoder else [("vae_encoder", enc)]
+    for name, mod in modules:
         torch.jit.script(mod.eval()).save(os.path.join(args.out, name + ".pt"))
     bundle_yaml.write_model_yaml(args.out, bundle_yaml.model_yaml(
         "sdmorph model bundle\nThe analytic SDXL-shaped test model (pipeline/export/analytic.py --xl): "
@@ -443,7 +449,7 @@ def write_xl(args, vocab, merges):
         text=dict(token_length=TOKENS, hidden_size=HIDDEN, bos_id=bos, eos_id=eos, pad_id=eos, layers=LAYERS,
                   penultimate=True),
         text_2=dict(hidden_size=HIDDEN_2, pad_id=vocab["!"], layers=LAYERS, pooled_size=HIDDEN_2),
-        force_zeros_for_empty_prompt=True,
+        force_zeros_for_empty_prompt=True, vae_encoder=not args.no_vae_encoder,
         schedule=dict(train_steps=TRAIN_STEPS, beta_start=BETA_START, beta_end=BETA_END,
                       beta_schedule="scaled_linear", steps_offset=1, set_alpha_to_one=False,
                       scheduler="EulerDiscreteScheduler", timestep_spacing="leading"),
