@@ -372,6 +372,18 @@ static void test_time_ids(void)
     sdm_recipe_free(&r2);
 }
 
+/* A whole (small) file into buf, NUL-terminated; -1 if unreadable. */
+static int read_text(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+
+    if (!f)
+        return -1;
+    buf[fread(buf, 1, len - 1, f)] = '\0';
+    fclose(f);
+    return 0;
+}
+
 /* Two shards of a morph in dir, joined: the join's sidecar records the
  * shards' time ids and VAE dtype as a single render's does. */
 static void joined_sidecar(const char *dir)
@@ -384,7 +396,6 @@ static void joined_sidecar(const char *dir)
     sdm_render_params p = sdm_render_default_params();
     sdm_join_params jp = { segs, 2, outs, 1 };
     sdm_error err = { 0 };
-    FILE *f;
 
     p.model_dir = xl_dir;
     p.device = cpu;
@@ -401,12 +412,7 @@ static void joined_sidecar(const char *dir)
     snprintf(out, sizeof out, "%s/j.rgb", dir);
     snprintf(json, sizeof json, "%s/j.json", dir);
     CHECK(r && sdm_join(r, &jp, NULL, &err) == 0);
-    f = fopen(json, "r");
-    CHECK(f != NULL);
-    if (f) {
-        text[fread(text, 1, sizeof text - 1, f)] = '\0';
-        fclose(f);
-    }
+    CHECK(read_text(json, text, sizeof text) == 0);
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
     CHECK_CONTAINS(text, "\"device\": \"cpu\"");
@@ -430,7 +436,6 @@ static void test_sidecar(void)
     sdm_recipe *r = recipe_of(yaml);
     sdm_render_params p = sdm_render_default_params();
     sdm_error err = { 0 };
-    FILE *f;
 
     CHECK(r && mkdtemp(dir) != NULL);
     snprintf(out, sizeof out, "%s/x.png", dir);
@@ -441,12 +446,7 @@ static void test_sidecar(void)
     p.outputs = outs;
     p.n_outputs = 1;
     CHECK(r && sdm_render(r, &p, NULL, &err) == 0);
-    f = fopen(json, "r");
-    CHECK(f != NULL);
-    if (f) {
-        text[fread(text, 1, sizeof text - 1, f)] = '\0';
-        fclose(f);
-    }
+    CHECK(read_text(json, text, sizeof text) == 0);
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
     remove(json);
