@@ -317,6 +317,15 @@ sdm_tensor *wrap(at::Tensor t)
 
 } // namespace
 
+/* --- the shim's version ----------------------------------------------------
+ * This file is built into libsdm_torch.so, which sdmorph loads on first use
+ * (torch_load.c); the loader refuses a shim built from another torch_api.h. */
+
+#ifndef SDM_TORCH_ABI
+#define SDM_TORCH_ABI "?"
+#endif
+extern "C" const char sdm_torch_abi[] = SDM_TORCH_ABI;
+
 /* --- CUDA queries ----------------------------------------------------------
  * The Makefile links libtorch only, and pip's libtorch ships no CUDA headers,
  * so the two runtime calls libtorch does not wrap are looked up in the CUDA
