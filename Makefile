@@ -12,8 +12,9 @@
 #                     each, as many side by side as there are CPUs; fails on a crash
 #   make format       rewrites the C sources in .clang-format's style;
 #                     make format-check (CI) fails on a file it would change
-#   make install      installs the binary, its man page and bash completion
-#                     under PREFIX (/usr/local), staged under DESTDIR
+#   make install      installs the binary, its libtorch side (lib/sdmorph/),
+#                     its man page and bash completion under PREFIX
+#                     (/usr/local), staged under DESTDIR
 #   TORCH_DIR=/path   use that libtorch instead of the one found
 
 # Every make runs as many jobs as there are CPUs unless told otherwise
@@ -119,12 +120,22 @@ CPPFLAGS += -DSDM_HAVE_AOTI=1
 TORCH_AOTI = , AOTInductor
 endif
 endif
-LIBS += $(TORCH_LIBS) -lpthread -lm
+# libtorch is linked into the shim only (below), not into sdmorph.
+LIBS += -ldl -lpthread -lm
 
 # --- sources ---------------------------------------------------------------
 CSRC   = $(wildcard src/*.c pipeline/*.c encoders/*.c cli/*.c)
-CXXSRC = $(wildcard src/*.cpp)
-OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC)) $(patsubst %.cpp,$(BUILD)/%.o,$(CXXSRC))
+OBJ    = $(patsubst %.c,$(BUILD)/%.o,$(CSRC))
+# libtorch's start-up costs a second of CPU, so sdmorph does not link it: the
+# C API over it (torch_api.cpp, with the names it uses) is a shared object of
+# its own, which src/torch_load.c loads on the first call that needs it.
+SHIM     = $(BUILD)/libsdm_torch.so
+SHIM_OBJ = $(addprefix $(BUILD)/shim/src/,torch_api.o torch_names.o enum_table.o)
+# The loader refuses a shim built from another torch_api.h, and finds this
+# one where the build made it (or beside the binary, or installed).
+TORCH_ABI := $(firstword $(shell cksum < src/torch_api.h))
+$(BUILD)/src/torch_load.o $(BUILD)/shim/src/torch_api.o: \
+  CPPFLAGS += -DSDM_TORCH_ABI='"$(TORCH_ABI)"' -DSDM_TORCH_BUILT='"$(abspath $(SHIM))"'
 LIBOBJ = $(filter-out $(BUILD)/cli/main.o,$(OBJ))
 # Tests and benches link an archive, so each pulls in only the modules it uses.
 LIBA   = $(BUILD)/libsdmorph.a
@@ -137,7 +148,7 @@ TESTS  = $(foreach t,$(SLOW_TESTS),$(filter $(BUILD)/tests/test_$(t),$(ALL_TESTS
 BENCHES = $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 ANALYTIC = $(BUILD)/models/analytic
 
-all: $(BIN) $(ANALYTIC)/model.yaml recipes/painting.png
+all: $(BIN) $(SHIM) $(ANALYTIC)/model.yaml recipes/painting.png
 	@echo "sdmorph built (libtorch: $(TORCH_FROM)$(if $(TORCH_CUDA), with CUDA$(TORCH_GRAPHS)$(TORCH_AOTI),, CPU only); analytic bundle: $(ANALYTIC))"
 
 # The example recipes' starting picture (recipes/living-painting.yaml),
@@ -145,27 +156,34 @@ all: $(BIN) $(ANALYTIC)/model.yaml recipes/painting.png
 recipes/painting.png: recipes/painting.py
 	$(PY3) $< $@
 
-$(BIN): $(OBJ)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(LIBS)
+$(BIN): $(OBJ) | $(SHIM)
+	$(CXX) -o $@ $(OBJ) $(LDFLAGS) $(LIBS)
+
+$(SHIM): $(SHIM_OBJ)
+	$(CXX) -shared -o $@ $^ $(LDFLAGS) $(TORCH_LIBS) -lpthread -lm
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/%.o: %.cpp
+$(BUILD)/shim/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(CXXWARN) -c -o $@ $<
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -fPIC $(CXXWARN) -c -o $@ $<
+
+$(BUILD)/shim/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) $(CFLAGS) -fPIC $(WARN) -c -o $@ $<
 
 $(LIBA): $(LIBOBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h tests/cli_run.h
+$(BUILD)/tests/%: tests/%.c $(LIBA) tests/test.h tests/analytic.h tests/cli_run.h | $(SHIM)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(LIBA)
+$(BUILD)/bench/%: bench/%.c $(LIBA) | $(SHIM)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE $(CPPFLAGS) -Itests $(CFLAGS) $(WARN) -c -o $@.o $<
 	$(CXX) -o $@ $@.o $(LIBA) $(LDFLAGS) $(LIBS)
@@ -193,11 +211,11 @@ $(ANALYTIC)-step/model.yaml: $(ANALYTIC_PY)
 $(ANALYTIC)-xl/model.yaml: $(ANALYTIC_PY)
 	$(PYTHON) pipeline/export/analytic.py --out $(ANALYTIC)-xl --xl
 
-test: $(BIN) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(ANALYTIC)-step/model.yaml \
+test: $(BIN) $(SHIM) $(ANALYTIC)/model.yaml $(ANALYTIC)-v/model.yaml $(ANALYTIC)-ids/model.yaml $(ANALYTIC)-step/model.yaml \
       $(ANALYTIC)-xl/model.yaml $(TESTS)
 	@SDM_BUILD=$(BUILD) SDM_BIN=$(abspath $(BIN)) SDM_PYTHON=$(PYTHON) sh tests/run.sh $(TESTS) tests/check_tree.py
 
-bench: $(BIN) $(ANALYTIC)/model.yaml $(BENCHES)
+bench: $(BIN) $(SHIM) $(ANALYTIC)/model.yaml $(BENCHES)
 	@for b in $(BENCHES); do $$b || exit 1; done
 
 demo: all
@@ -209,15 +227,20 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+# The shim goes where sdmorph looks for it: ../lib/sdmorph/ from the binary.
+SHIMDIR = $(abspath $(BINDIR)/..)/lib/sdmorph
 
-install: $(BIN)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
+install: $(BIN) $(SHIM)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHIMDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLETIONDIR)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/sdmorph
+	install -m 755 $(SHIM) $(DESTDIR)$(SHIMDIR)/libsdm_torch.so
 	install -m 644 sdmorph.1 $(DESTDIR)$(MANDIR)/man1/sdmorph.1
 	install -m 644 completion/sdmorph.bash $(DESTDIR)$(COMPLETIONDIR)/sdmorph
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/sdmorph $(DESTDIR)$(MANDIR)/man1/sdmorph.1 $(DESTDIR)$(COMPLETIONDIR)/sdmorph
+	rm -f $(DESTDIR)$(BINDIR)/sdmorph $(DESTDIR)$(MANDIR)/man1/sdmorph.1 $(DESTDIR)$(COMPLETIONDIR)/sdmorph \
+	  $(DESTDIR)$(SHIMDIR)/libsdm_torch.so
+	rmdir $(DESTDIR)$(SHIMDIR) 2>/dev/null || true
 
 # --- sanitizers and fuzzing (clang) ----------------------------------------
 SAN_CC    ?= clang
@@ -225,12 +248,17 @@ SAN_CXX   ?= clang++
 SAN_FLAGS  = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_BUILD ?= build-asan
 # LeakSanitizer stays on; tests/lsan.supp names only third-party frames.
-SAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1:allocator_may_return_null=1 \
+# intercept_tls_get_addr=0: libtorch is dlopen()ed (src/torch_load.c), so its
+# thread-locals are dynamic TLS, whose bounds this LeakSanitizer misreads on
+# glibc >= 2.25 and then crashes scanning at exit ("Tracer caught signal 11",
+# google/sanitizers#1322); without it, dynamic TLS is not scanned for roots.
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:check_initialization_order=1:allocator_may_return_null=1:intercept_tls_get_addr=0 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 
 # The same suite, every object of ours instrumented (libtorch, FFmpeg and the
-# other libraries are not), built apart in $(ASAN_BUILD) with its own binary.
+# other libraries are not), built apart in $(ASAN_BUILD) with its own binary
+# and shim.
 test-asan:
 	+CFLAGS="-O1 -g $(SAN_FLAGS)" CXXFLAGS="-O1 -g $(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" \
 	  $(SAN_ENV) SDMORPH_MODEL=$(ASAN_BUILD)/models/analytic \
@@ -320,4 +348,4 @@ deps:
 	else echo "all build dependencies are installed"; fi
 
 .PHONY: all test bench demo install uninstall clean deps test-asan fuzz fuzz-image $(addprefix fuzz-,$(FUZZ_TARGETS))
--include $(OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)
+-include $(OBJ:.o=.d) $(SHIM_OBJ:.o=.d) $(FUZZ_OBJ:.o=.d) $(FUZZERS:=.d)

@@ -88,7 +88,7 @@ build_sdmorph() {
     if build > "$W/make.log" 2>&1; then
         tail -n 3 "$W/make.log"
         echo "* build: sdmorph, $(grep -o 'libtorch: [^;]*' "$W/make.log" | tail -n 1)"
-    elif rm -f build/src/torch_api.o && build CUDA_GRAPHS=0 > "$W/make-plain.log" 2>&1; then
+    elif rm -f build/shim/src/torch_api.o && build CUDA_GRAPHS=0 > "$W/make-plain.log" 2>&1; then
         tail -n 20 "$W/make.log"
         echo "* build: sdmorph WITHOUT CUDA graphs: the build with them failed (log $W/make.log)"
     else

@@ -2,10 +2,9 @@
  * through guarded(): inference mode on, and any C++ exception turned into a
  * status plus a message kept per thread. Builds against libtorch 1.13
  * (Debian) and 2.x (pip); only APIs present in both are used, except for
- * AOTInductor packages (SDM_HAVE_AOTI: torch >= 2.6 with CUDA). */
+ * AOTInductor packages (SDM_HAVE_AOTI: torch >= 2.6 with CUDA). The names
+ * of dtypes and devices are torch_names.c's (no libtorch needed). */
 #include "torch_api.h"
-
-#include "enum_table.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -318,59 +317,14 @@ sdm_tensor *wrap(at::Tensor t)
 
 } // namespace
 
-/* --- names ---------------------------------------------------------------- */
+/* --- the shim's version ----------------------------------------------------
+ * This file is built into libsdm_torch.so, which sdmorph loads on first use
+ * (torch_load.c); the loader refuses a shim built from another torch_api.h. */
 
-static const sdm_enum_entry dtype_entries[] = {
-    { "float32", SDM_F32 }, { "float16", SDM_F16 }, { "int64", SDM_I64 }, { "uint8", SDM_U8 },
-    { "float64", SDM_F64 }, { "fp32", SDM_F32 },    { "fp16", SDM_F16 },  { "fp64", SDM_F64 },
-};
-static const sdm_enum_table dtype_names = { dtype_entries, (int)(sizeof dtype_entries / sizeof *dtype_entries),
-                                            "unknown" };
-static const sdm_enum_entry device_type_entries[] = { { "cpu", SDM_DEVICE_CPU }, { "cuda", SDM_DEVICE_CUDA } };
-static const sdm_enum_table device_type_names = SDM_ENUM_TABLE(device_type_entries);
-
-SDM_ENUM_FUNCTIONS(sdm_dtype, dtype_names) /* sdm_dtype_name, sdm_dtype_from_str */
-
-/* "cpu", "cuda" or "cuda:N": a type name, and an index for CUDA only. */
-int sdm_device_from_str(const char *s, sdm_device *out)
-{
-    const char *colon = s ? strchr(s, ':') : nullptr;
-    size_t n = colon ? (size_t)(colon - s) : s ? strlen(s) : 0;
-    char type[8];
-    int t;
-    long idx = 0;
-
-    if (!s || !out || n >= sizeof type)
-        return -1;
-    memcpy(type, s, n);
-    type[n] = '\0';
-    if (sdm_enum_parse(&device_type_names, type, &t) || (colon && t != SDM_DEVICE_CUDA))
-        return -1;
-    if (colon) {
-        const char *p = colon + 1;
-        if (!*p)
-            return -1;
-        for (; *p; p++) {
-            if (*p < '0' || *p > '9' || idx > 1000)
-                return -1;
-            idx = idx * 10 + (*p - '0');
-        }
-    }
-    *out = sdm_device{ (sdm_device_type)t, (int)idx };
-    return 0;
-}
-
-void sdm_device_name(sdm_device d, char *buf, size_t len)
-{
-    const char *type = sdm_enum_name(&device_type_names, d.type);
-
-    if (!buf || !len)
-        return;
-    if (d.type == SDM_DEVICE_CUDA)
-        snprintf(buf, len, "%s:%d", type, d.index);
-    else
-        snprintf(buf, len, "%s", d.type == SDM_DEVICE_CPU ? type : "unknown");
-}
+#ifndef SDM_TORCH_ABI
+#define SDM_TORCH_ABI "?"
+#endif
+extern "C" const char sdm_torch_abi[] = SDM_TORCH_ABI;
 
 /* --- CUDA queries ----------------------------------------------------------
  * The Makefile links libtorch only, and pip's libtorch ships no CUDA headers,

@@ -249,8 +249,8 @@ static inline int wait_for_text(const char *path, const char *what, int seconds)
 }
 
 /* Waits up to `seconds` until process pid catches signal sig (its handler
- * is installed: /proc/PID/status, SigCgt); 1 when it does. Loading
- * libtorch before main() can take seconds on a busy machine. */
+ * is installed: /proc/PID/status, SigCgt); 1 when it does. Starting can
+ * take seconds on a busy machine. */
 static inline int wait_catches(pid_t pid, int sig, int seconds)
 {
     struct timespec ts = { 0, 10 * 1000 * 1000 };

@@ -127,6 +127,49 @@ static void test_bad_recipes(void)
     CHECK_CONTAINS(out, "/nonexistent/model");
 }
 
+/* libtorch loads only for a model: the commands that need none run without
+ * it (the dynamic loader's log, LD_DEBUG=files, names every file opened),
+ * a render opens it, and a render whose libtorch side cannot load says
+ * which file and why, exit 1, while check still works. */
+static void test_lazy_torch(void)
+{
+    static char out[1 << 20]; /* the loader's whole log */
+    char recipe[256], png[256];
+    char *version[] = { "sdmorph", "--version", NULL };
+    char *check[] = { "sdmorph", "check", "recipes/demo.yaml", NULL };
+    char *samplers[] = { "sdmorph", "samplers", NULL };
+    char *tokenize[] = { "sdmorph", "tokenize", "--tokens", "a rainy city", NULL };
+    char *info[] = { "sdmorph", "info", NULL };
+    char **no_model[] = { version, check, samplers, tokenize, info };
+
+    snprintf(recipe, sizeof recipe, "%s/lazy.yaml", tmpdir);
+    snprintf(png, sizeof png, "%s/lazy.png", tmpdir);
+    write_file(recipe, "width: 64\nheight: 64\nsteps: 2\nkeyframes:\n  - a city\n  - a forest\n");
+    char *render[] = { "sdmorph", "render", recipe, "--frames", "0", "-o", png, "-q", NULL };
+    setenv("LD_DEBUG", "files", 1);
+    for (size_t i = 0; i < sizeof no_model / sizeof *no_model; i++) {
+        CHECK_INT(run(no_model[i], out, sizeof out, NULL), 0);
+        CHECK_CONTAINS(out, "file=libyaml"); /* the loader's log is there, */
+        CHECK(strlen(out) < sizeof out - 1); /* whole */
+        const char *hit = strstr(out, "libtorch") ? strstr(out, "libtorch") : strstr(out, "libsdm_torch");
+        if (hit)
+            fprintf(stderr, "sdmorph %s opened %.60s\n", no_model[i][1], hit);
+        CHECK(!hit);
+    }
+    CHECK_INT(run(render, out, sizeof out, NULL), 0);
+    CHECK_CONTAINS(out, "libsdm_torch.so");
+    CHECK_CONTAINS(out, "file=libtorch");
+    unsetenv("LD_DEBUG");
+    CHECK(file_exists(png));
+
+    setenv("SDM_TORCH_LIB", "/nonexistent/libsdm_torch.so", 1);
+    CHECK_INT(run(render, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "cannot load /nonexistent/libsdm_torch.so");
+    CHECK_CONTAINS(out, "No such file or directory");
+    CHECK_INT(run(check, out, sizeof out, NULL), 0);
+    unsetenv("SDM_TORCH_LIB");
+}
+
 /* The first `limit` bytes of a file (all of it where limit < 0) into another. */
 static void copy_head(const char *from, const char *to, long limit)
 {
@@ -416,6 +459,7 @@ int main(void)
     test_default_model();
     if (stat("build/models/analytic/model.yaml", &st) == 0 || getenv("SDMORPH_MODEL")) {
         test_samplers();
+        test_lazy_torch();
         test_bad_bundles();
         test_aoti_bundles();
         test_flat_memory();

@@ -415,13 +415,16 @@ static void test_completion(void)
     CHECK_STR(out, "render\n--sampler\none.yaml\neuler euler_a\n--json\n");
 }
 
-/* make install puts the binary, the man page and the completion under
- * DESTDIR/PREFIX; the man page is valid for man. */
+/* make install puts the binary, its libtorch side, the man page and the
+ * completion under DESTDIR/PREFIX; the installed binary renders with the
+ * installed shim (the dynamic loader's log names it); make uninstall
+ * removes them all; the man page is valid for man. */
 static void test_install(void)
 {
     char out[16384], dest[PATH_MAX + 16], bin[PATH_MAX + 8], file[PATH_MAX];
     /* -o: the binary under test is installed as it is, never rebuilt */
     char *argv[] = { "/usr/bin/make", "-s", "-o", file, "install", dest, "PREFIX=/opt/sdm", bin, NULL };
+    char *unargv[] = { "/usr/bin/make", "-s", "uninstall", dest, "PREFIX=/opt/sdm", bin, NULL };
 
     if (!file_exists("Makefile") || !file_exists("/usr/bin/make") || !realpath(test_sdmorph(), file)) {
         SKIP("no make, or not run from the source tree");
@@ -439,6 +442,29 @@ static void test_install(void)
         CHECK_INT(run_exec(args, out, sizeof out), 0);
         CHECK_CONTAINS(out, SDM_VERSION);
     }
+    CHECK(file_exists(at("stage/opt/sdm/lib/sdmorph/libsdm_torch.so")));
+    {
+        char *args[] = { at("stage/opt/sdm/bin/sdmorph"),
+                         "render",
+                         at("install.yaml"),
+                         "--frames",
+                         "0",
+                         "-o",
+                         at("install.png"),
+                         "-q",
+                         NULL };
+        write_file(args[2], SMALL "keyframes:\n  - a city\n  - a forest\n");
+        static char log[1 << 20];
+        setenv("LD_DEBUG", "files", 1);
+        CHECK_INT(run_exec(args, log, sizeof log), 0);
+        unsetenv("LD_DEBUG");
+        CHECK_CONTAINS(log, "/opt/sdm/bin/../lib/sdmorph/libsdm_torch.so");
+        CHECK(file_exists(at("install.png")));
+    }
+    CHECK_INT(run_exec(unargv, out, sizeof out), 0);
+    CHECK(!file_exists(at("stage/opt/sdm/bin/sdmorph")));
+    CHECK(!file_exists(at("stage/opt/sdm/lib/sdmorph")));
+    CHECK(!file_exists(at("stage/opt/sdm/share/man/man1/sdmorph.1")));
     /* the man page names every option render and check take */
     {
         const char *cmds[] = { "render", "check" };

@@ -547,7 +547,7 @@ static void test_interrupt_early(void)
         char *argv[] = { "sdmorph", "render", recipe, "--device", "cpu", "--batch", "4", NULL };
         pid = start_logged(argv, log);
     }
-    /* once it catches SIGINT (libtorch loads first), long before a frame */
+    /* once it catches SIGINT, long before a frame */
     CHECK(wait_catches(pid, SIGINT, 300));
     CHECK_INT(stop_with(pid, SIGINT), 130);
     msg = slurp_file(log, NULL);
