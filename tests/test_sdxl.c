@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "condition.h"
+#include "devices.h"
 #include "engine.h"
 #include "png.h"
 #include "preflight.h"
@@ -384,8 +385,8 @@ static int read_text(const char *path, char *buf, size_t len)
     return 0;
 }
 
-/* Two shards of a morph in dir, joined: the join's sidecar records the
- * shards' time ids and VAE dtype as a single render's does. */
+/* Two shards of a morph in dir, joined, and the morph on two engines: the
+ * sidecars record the time ids and VAE dtype as a single render's does. */
 static void joined_sidecar(const char *dir)
 {
     sdm_recipe *r = recipe_of(
@@ -395,6 +396,7 @@ static void joined_sidecar(const char *dir)
     const char *one[1], *outs[1] = { out }, *segs[2] = { seg[0], seg[1] };
     sdm_render_params p = sdm_render_default_params();
     sdm_join_params jp = { segs, 2, outs, 1 };
+    const sdm_device devs[2] = { cpu, cpu };
     sdm_error err = { 0 };
 
     p.model_dir = xl_dir;
@@ -416,6 +418,14 @@ static void joined_sidecar(const char *dir)
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
     CHECK_CONTAINS(text, "\"device\": \"cpu\"");
+    /* engines on two threads: their sidecar too */
+    p.shard = (sdm_shard){ 0, 0 };
+    p.outputs = outs;
+    CHECK(r && sdm_render_devices(r, &p, devs, 2, NULL, &err) == 0);
+    CHECK(read_text(json, text, sizeof text) == 0);
+    CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
+    CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    CHECK_CONTAINS(text, "\"device\": \"cpu,cpu\"");
     remove(out);
     remove(json);
     for (int i = 0; i < 2; i++) {
