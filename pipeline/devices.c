@@ -385,7 +385,7 @@ static int outcome(sched *s, const worker *ws, int n, sdm_error *err)
 static int finish(sched *s, const worker *ws, int n, int partial, double seconds, sdm_error *err)
 {
     sdm_sidecar_used used;
-    char devices[32 * 8] = "", dev[32];
+    char devices[32 * 8] = "", dev[32], sampler[48];
     float time_ids[6];
 
     for (int i = 0; i < n && strlen(devices) + 34 < sizeof devices; i++) {
@@ -404,6 +404,10 @@ static int finish(sched *s, const worker *ws, int n, int partial, double seconds
     for (int i = 0; i < n; i++)
         used.load_seconds = ws[i].stats.load_seconds > used.load_seconds ? ws[i].stats.load_seconds : used.load_seconds;
     used.texts = s->texts;
+    if (s->r->sampler == SDM_SAMPLER_AUTO) {
+        sdm_sidecar_auto_sampler(s->r, &s->pf.bundle, sampler, sizeof sampler);
+        used.sampler_auto = sampler;
+    }
     if (sdm_bundle_is_xl(&s->pf.bundle)) { /* as a render on one device records them */
         sdm_time_ids(s->r, s->pf.width, s->pf.height, time_ids);
         used.time_ids = time_ids;

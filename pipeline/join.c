@@ -314,6 +314,7 @@ static int commit(join_state *S, sdm_error *err)
     used.dtype = s0->dtype;
     used.batch = s0->batch;
     used.vae_dtype = *s0->vae_dtype ? s0->vae_dtype : NULL;
+    used.sampler_auto = *s0->sampler_auto ? s0->sampler_auto : NULL;
     used.time_ids = s0->has_time_ids ? s0->time_ids : NULL;
     return sdm_join_writer_finish(S->writer, &used, 0, err);
 }

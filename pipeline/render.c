@@ -854,7 +854,7 @@ static int commit_outputs(render_state *S, sdm_error *err)
 {
     const sdm_outputs *o = &S->pf.outs;
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
-    char device[32];
+    char device[32], sampler[48];
     float time_ids[SDM_TIME_IDS];
     sdm_sidecar_used used;
 
@@ -875,6 +875,10 @@ static int commit_outputs(render_state *S, sdm_error *err)
     used.load_seconds = S->stats->load_seconds;
     used.seconds = S->stats->seconds;
     used.texts = S->cond ? sdm_conditioner_texts_json(S->cond) : NULL;
+    if (S->r->sampler == SDM_SAMPLER_AUTO) {
+        sdm_sidecar_auto_sampler(S->r, b, sampler, sizeof sampler);
+        used.sampler_auto = sampler;
+    }
     if (sdm_bundle_is_xl(b)) {
         sdm_time_ids(S->r, S->width, S->height, time_ids);
         used.time_ids = time_ids;

@@ -42,6 +42,8 @@ static void add_used(json_object *m, const sdm_sidecar_used *u)
     json_object_object_add(m, "batch", json_object_new_int(u->batch));
     if (u->vae_dtype)
         json_object_object_add(m, "vae_dtype", json_object_new_string(u->vae_dtype));
+    if (u->sampler_auto)
+        json_object_object_add(m, "sampler_auto", json_object_new_string(u->sampler_auto));
     if (u->time_ids && (ids = json_object_new_array())) {
         for (int i = 0; i < 6; i++)
             json_object_array_add(ids, json_object_new_double(u->time_ids[i]));
@@ -131,6 +133,8 @@ static int read_used(json_object *m, const char *path, sdm_segment_info *o, sdm_
         (json_object_object_get_ex(m, "dtype", NULL) && get_string(m, "dtype", o->dtype, sizeof o->dtype, path, err)) ||
         (json_object_object_get_ex(m, "vae_dtype", NULL) &&
          get_string(m, "vae_dtype", o->vae_dtype, sizeof o->vae_dtype, path, err)) ||
+        (json_object_object_get_ex(m, "sampler_auto", NULL) &&
+         get_string(m, "sampler_auto", o->sampler_auto, sizeof o->sampler_auto, path, err)) ||
         (json_object_object_get_ex(m, "batch", NULL) && get_int(m, "batch", 1, 1 << 16, &o->batch, path, err)))
         return -1;
     if (!json_object_object_get_ex(m, "time_ids", &ids))

@@ -31,7 +31,7 @@ typedef struct {
     char *texts; /* as read: the render's texts JSON (NULL: none); sdm_segment_clear */
     /* what the shard's render used, for the join's sidecar (as read; empty
      * or 0 where a manifest of an earlier version lacks them) */
-    char device[64], dtype[16], vae_dtype[16];
+    char device[64], dtype[16], vae_dtype[16], sampler_auto[48];
     int batch, has_time_ids;
     float time_ids[6];
 } sdm_segment_info;

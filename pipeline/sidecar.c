@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sampler.h"
 #include "version.h"
 
 /* The "render" object: json-c quotes the paths. NULL when out of memory. */
@@ -23,6 +24,8 @@ static json_object *used_json(const sdm_recipe *r, const sdm_sidecar_used *u)
     json_object_object_add(o, "height", json_object_new_int(u->height));
     json_object_object_add(o, "steps", json_object_new_int(r->steps));
     json_object_object_add(o, "sampler", json_object_new_string(sdm_sampler_name(r->sampler)));
+    if (u->sampler_auto)
+        json_object_object_add(o, "sampler_auto", json_object_new_string(u->sampler_auto));
     json_object_object_add(o, "batch", json_object_new_int(u->batch));
     if (u->vae_dtype)
         json_object_object_add(o, "vae_dtype", json_object_new_string(u->vae_dtype));
@@ -35,6 +38,14 @@ static json_object *used_json(const sdm_recipe *r, const sdm_sidecar_used *u)
     json_object_object_add(o, "load_seconds", json_object_new_double(u->load_seconds));
     json_object_object_add(o, "seconds", json_object_new_double(u->seconds));
     return o;
+}
+
+void sdm_sidecar_auto_sampler(const sdm_recipe *r, const sdm_bundle *b, char *buf, size_t len)
+{
+    int karras = 0;
+    sdm_sampler kind = sdm_sampler_auto(b, &karras);
+
+    snprintf(buf, len, "%s%s", sdm_sampler_name(kind), karras || r->karras ? " karras" : "");
 }
 
 int sdm_sidecar_write(const char *path, const char *target, const sdm_recipe *r, const sdm_plan *p,

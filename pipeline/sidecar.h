@@ -8,6 +8,9 @@
 #ifndef SDM_SIDECAR_H
 #define SDM_SIDECAR_H
 
+#include <stddef.h>
+
+#include "bundle.h"
 #include "plan.h"
 #include "recipe.h"
 
@@ -22,7 +25,11 @@ typedef struct {
     const char *texts; /* the prompts' chunks and weights as JSON (texts_json.h), or NULL */
     const float *time_ids; /* SDXL's six size and crop numbers the UNet got; NULL: not SDXL */
     const char *vae_dtype; /* what the VAE decoder computed in; NULL: dtype */
+    const char *sampler_auto; /* what the recipe's `sampler: auto` ran ("pndm", "euler karras"); NULL: not auto */
 } sdm_sidecar_used;
+
+/* Into buf, what `sampler: auto` (with the recipe's karras) runs on bundle b. */
+void sdm_sidecar_auto_sampler(const sdm_recipe *r, const sdm_bundle *b, char *buf, size_t len);
 
 /* Writes the sidecar into path (a temporary file of the render's file
  * set); messages name target, where it goes. u may be NULL (the plan alone). */

@@ -417,6 +417,7 @@ static void joined_sidecar(const char *dir)
     CHECK(read_text(json, text, sizeof text) == 0);
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    CHECK_CONTAINS(text, "\"sampler_auto\": \"euler\""); /* the bundle's EulerDiscreteScheduler */
     CHECK_CONTAINS(text, "\"device\": \"cpu\"");
     /* engines on two threads: their sidecar too */
     p.shard = (sdm_shard){ 0, 0 };
@@ -425,6 +426,7 @@ static void joined_sidecar(const char *dir)
     CHECK(read_text(json, text, sizeof text) == 0);
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    CHECK_CONTAINS(text, "\"sampler_auto\": \"euler\""); /* the bundle's EulerDiscreteScheduler */
     CHECK_CONTAINS(text, "\"device\": \"cpu,cpu\"");
     remove(out);
     remove(json);
@@ -459,6 +461,7 @@ static void test_sidecar(void)
     CHECK(read_text(json, text, sizeof text) == 0);
     CHECK_CONTAINS(text, "\"time_ids\": [ 512, 384, 16, 8, 64, 64 ]");
     CHECK_CONTAINS(text, "\"vae_dtype\": \"float32\"");
+    CHECK_CONTAINS(text, "\"sampler_auto\": \"euler\""); /* the bundle's EulerDiscreteScheduler */
     remove(json);
     remove(out);
     joined_sidecar(dir);
