@@ -268,19 +268,7 @@ PY
 
 # The benchmark's morph: 16 frames.
 bench_recipe() {
-    cat > "$W/bench.yaml" <<YAML
-width: 512
-height: 512
-steps: 50
-guidance: 7.5
-seed: 1234
-sampler: ddim
-negative: "blurry, low quality"
-frames: 15
-keyframes:
-  - "a rainy city street at night, neon signs, cinematic"
-  - "a dense forest in the rain, moss, cinematic"
-YAML
+    cp bench/recipes/morph16.yaml "$W/bench.yaml"
 }
 
 # Same recipe twice on the GPU: bit-identical frames (the design promises

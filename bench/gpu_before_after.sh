@@ -15,19 +15,7 @@ W=build/gpu
 ( cd .deps/before && make -j"$(nproc)" MEDIA_PREFIX=../media sdmorph > "$OUT/before-make.log" 2>&1 ) || { tail -n 30 "$OUT/before-make.log"; exit 1; }
 [ -f $W/before-fp16/model.yaml ] || python3 .deps/before/pipeline/export/export_sd.py --checkpoint $W/sd15-diffusers \
     --out $W/before-fp16 --dtype float16 > "$OUT/before-export.log" 2>&1 || { tail -n 30 "$OUT/before-export.log"; exit 1; }
-cat > $W/bench15.yaml <<YAML
-width: 512
-height: 512
-steps: 50
-guidance: 7.5
-seed: 1234
-sampler: ddim
-negative: "blurry, low quality"
-frames: 15
-keyframes:
-  - "a rainy city street at night, neon signs, cinematic"
-  - "a dense forest in the rain, moss, cinematic"
-YAML
+cp bench/recipes/morph16.yaml $W/bench15.yaml
 MODEL_NOW=$W/sd15-fp16-ts; [ -d $MODEL_NOW ] || MODEL_NOW=$W/sd15-fp16
 for r in 1 2 3; do
   for who in before now; do
