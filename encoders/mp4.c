@@ -122,6 +122,7 @@ static int open_encoder(mp4_ctx *m, const AVCodec *codec, const char *target, co
 {
     /* 24 -> 24/1, 29.97 -> 2997/100: the time base is one frame. */
     AVRational rate = av_d2q(p->fps, 1001000);
+    const char *params;
     int averr;
 
     m->enc->width = p->width;
@@ -137,8 +138,9 @@ static int open_encoder(mp4_ctx *m, const AVCodec *codec, const char *target, co
     if (m->oc->oformat->flags & AVFMT_GLOBALHEADER)
         m->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     av_opt_set(m->enc->priv_data, "preset", p->preset, 0);
-    if (x264_params(p->width))
-        av_opt_set(m->enc->priv_data, "x264-params", x264_params(p->width), 0);
+    params = x264_params(p->width);
+    if (params)
+        av_opt_set(m->enc->priv_data, "x264-params", params, 0);
     av_opt_set_double(m->enc->priv_data, "crf", p->crf, 0);
 
     averr = avcodec_open2(m->enc, codec, NULL);

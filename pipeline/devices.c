@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "condition.h"
 #include "join.h"
 #include "paths.h"
 #include "preflight.h"
@@ -385,8 +384,8 @@ static int outcome(sched *s, const worker *ws, int n, sdm_error *err)
 static int finish(sched *s, const worker *ws, int n, int partial, double seconds, sdm_error *err)
 {
     sdm_sidecar_used used;
-    char devices[32 * 8] = "", dev[32], sampler[48];
-    float time_ids[6];
+    char devices[32 * 8] = "", dev[32];
+    sdm_sidecar_facts facts;
 
     for (int i = 0; i < n && strlen(devices) + 34 < sizeof devices; i++) {
         sdm_device_name(ws[i].p.device, dev, sizeof dev);
@@ -404,15 +403,7 @@ static int finish(sched *s, const worker *ws, int n, int partial, double seconds
     for (int i = 0; i < n; i++)
         used.load_seconds = ws[i].stats.load_seconds > used.load_seconds ? ws[i].stats.load_seconds : used.load_seconds;
     used.texts = s->texts;
-    if (s->r->sampler == SDM_SAMPLER_AUTO) {
-        sdm_sidecar_auto_sampler(s->r, &s->pf.bundle, sampler, sizeof sampler);
-        used.sampler_auto = sampler;
-    }
-    if (sdm_bundle_is_xl(&s->pf.bundle)) { /* as a render on one device records them */
-        sdm_time_ids(s->r, s->pf.width, s->pf.height, time_ids);
-        used.time_ids = time_ids;
-        used.vae_dtype = s->pf.bundle.vae_dtype;
-    }
+    sdm_sidecar_model_facts(&used, &facts, s->r, &s->pf.bundle, s->pf.width, s->pf.height);
     if (partial && !sdm_join_writer_shown(s->writer))
         return 0; /* interrupted before the first frame: nothing written */
     return sdm_join_writer_finish(s->writer, &used, partial, err);

@@ -854,8 +854,8 @@ static int commit_outputs(render_state *S, sdm_error *err)
 {
     const sdm_outputs *o = &S->pf.outs;
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
-    char device[32], sampler[48];
-    float time_ids[SDM_TIME_IDS];
+    char device[32];
+    sdm_sidecar_facts facts;
     sdm_sidecar_used used;
 
     if (S->sink && sdm_sink_finish(S->sink, S->interrupted, err))
@@ -875,15 +875,7 @@ static int commit_outputs(render_state *S, sdm_error *err)
     used.load_seconds = S->stats->load_seconds;
     used.seconds = S->stats->seconds;
     used.texts = S->cond ? sdm_conditioner_texts_json(S->cond) : NULL;
-    if (S->r->sampler == SDM_SAMPLER_AUTO) {
-        sdm_sidecar_auto_sampler(S->r, b, sampler, sizeof sampler);
-        used.sampler_auto = sampler;
-    }
-    if (sdm_bundle_is_xl(b)) {
-        sdm_time_ids(S->r, S->width, S->height, time_ids);
-        used.time_ids = time_ids;
-        used.vae_dtype = b->vae_dtype;
-    }
+    sdm_sidecar_model_facts(&used, &facts, S->r, b, S->width, S->height);
     if (sdm_outputs_commit(o, S->files, S->r, &S->plan, &used, S->interrupted, err))
         return -1;
     for (int i = 0; S->p->on_written && i < sdm_fileset_count(S->files); i++)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "condition.h"
 #include "sampler.h"
 #include "version.h"
 
@@ -40,12 +41,21 @@ static json_object *used_json(const sdm_recipe *r, const sdm_sidecar_used *u)
     return o;
 }
 
-void sdm_sidecar_auto_sampler(const sdm_recipe *r, const sdm_bundle *b, char *buf, size_t len)
+void sdm_sidecar_model_facts(sdm_sidecar_used *u, sdm_sidecar_facts *f, const sdm_recipe *r, const sdm_bundle *b,
+                             int width, int height)
 {
     int karras = 0;
-    sdm_sampler kind = sdm_sampler_auto(b, &karras);
 
-    snprintf(buf, len, "%s%s", sdm_sampler_name(kind), karras || r->karras ? " karras" : "");
+    if (r->sampler == SDM_SAMPLER_AUTO) {
+        sdm_sampler kind = sdm_sampler_auto(b, &karras);
+        snprintf(f->sampler, sizeof f->sampler, "%s%s", sdm_sampler_name(kind), karras || r->karras ? " karras" : "");
+        u->sampler_auto = f->sampler;
+    }
+    if (sdm_bundle_is_xl(b)) {
+        sdm_time_ids(r, width, height, f->time_ids);
+        u->time_ids = f->time_ids;
+        u->vae_dtype = b->vae_dtype;
+    }
 }
 
 int sdm_sidecar_write(const char *path, const char *target, const sdm_recipe *r, const sdm_plan *p,

@@ -28,8 +28,18 @@ typedef struct {
     const char *sampler_auto; /* what the recipe's `sampler: auto` ran ("pndm", "euler karras"); NULL: not auto */
 } sdm_sidecar_used;
 
-/* Into buf, what `sampler: auto` (with the recipe's karras) runs on bundle b. */
-void sdm_sidecar_auto_sampler(const sdm_recipe *r, const sdm_bundle *b, char *buf, size_t len);
+/* Storage for what sdm_sidecar_model_facts points at. */
+typedef struct {
+    char sampler[48];
+    float time_ids[6];
+} sdm_sidecar_facts;
+
+/* Into u, what the recipe on bundle b at width x height used that the
+ * recipe does not say: the sampler `auto` ran, SDXL's time ids and VAE
+ * dtype; f holds them (as long as u is used). One engine or several, the
+ * same record. */
+void sdm_sidecar_model_facts(sdm_sidecar_used *u, sdm_sidecar_facts *f, const sdm_recipe *r, const sdm_bundle *b,
+                             int width, int height);
 
 /* Writes the sidecar into path (a temporary file of the render's file
  * set); messages name target, where it goes. u may be NULL (the plan alone). */
