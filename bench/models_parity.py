@@ -120,12 +120,22 @@ def make_lora(a):
 def make_embedding(a):
     from transformers import CLIPTextModel
     text = CLIPTextModel.from_pretrained(a.weights, subfolder="text_encoder")
-    table = text.text_model.embeddings.token_embedding.weight.detach()
+    table = text.get_input_embeddings().weight.detach()
     g = torch.Generator().manual_seed(a.seed)
     # the size of real token embeddings, so the encoder sees ordinary inputs
     v = torch.randn(a.vectors, table.shape[1], generator=g) * table.std()
     safetensors_io.write(a.out, {"emb_params": v})
     print(f"{a.out}: {a.vectors} vectors of {table.shape[1]}", file=sys.stderr)
+
+
+def alias_text_model(te):
+    """diffusers' encode_prompt(clip_skip=...) reaches the final layer norm
+    through CLIPTextModel.text_model, which the GPU machine's transformers
+    no longer has (the parts are the model's own attributes, as
+    export_sd.clip_text_model reads them): the model stands in for it,
+    as a plain attribute (not a submodule, which would make a cycle)."""
+    if not hasattr(te, "text_model"):
+        object.__setattr__(te, "text_model", te)
 
 
 def reference(a):
@@ -141,6 +151,7 @@ def reference(a):
         scheduler=DDIMScheduler.from_pretrained(w, subfolder="scheduler"), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False).to("cuda")
     pipe.set_progress_bar_config(disable=True)
+    alias_text_model(pipe.text_encoder)
     if a.lora:
         try:
             import peft  # noqa: F401  (diffusers' LoRA loading needs it)

@@ -45,6 +45,8 @@ typedef struct {
     sdm_engine *engine;
     sdm_denoiser *denoiser; /* the sampling loop, on the engine's UNet */
     sdm_schedule_set sched; /* from noise, and the image starts' */
+    sdm_schedule_set probe_sched; /* the retiming probe's fewer steps (retime.h), while it is to run */
+    int probing; /* probe_sched is made: the probe has not run yet */
     sdm_conditioner *cond;
     sdm_sink *sink;
     sdm_stills *stills; /* the PNG stills, written on workers */
@@ -143,15 +145,29 @@ static int refuse_early(render_state *S, sdm_error *err)
     return 0;
 }
 
+/* The recipe's sampler at `steps` steps. */
+static sdm_sampler_params sampler_params(const sdm_recipe *r, int steps)
+{
+    sdm_sampler_params sp = sdm_sampler_default_params();
+
+    sp.kind = r->sampler;
+    sp.steps = steps;
+    sp.eta = r->eta;
+    sp.karras = r->karras;
+    sp.spacing = (sdm_spacing)r->timestep_spacing;
+    return sp;
+}
+
 /* The model, the render's denoiser on its UNet, the frame size (the
- * bundle's unless the recipe says), the schedule and the conditioner. */
+ * bundle's unless the recipe says), the schedules (the render's, and the
+ * retiming probe's where it is to run) and the conditioner. */
 static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error *err)
 {
     const sdm_recipe *r = S->r;
     const sdm_render_params *p = S->p;
     const sdm_bundle *b;
     sdm_denoiser_params dp;
-    sdm_sampler_params sp = sdm_sampler_default_params();
+    sdm_sampler_params sp = sampler_params(r, r->steps);
 
     sdm_torch_set_cudnn_benchmark(p->cudnn_benchmark);
     S->engine = p->engine;
@@ -174,13 +190,14 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
     b = sdm_engine_bundle(S->engine);
     S->latent_w = S->width / b->vae_scale;
     S->latent_h = S->height / b->vae_scale;
-    sp.kind = r->sampler;
-    sp.steps = r->steps;
-    sp.eta = r->eta;
-    sp.karras = r->karras;
-    sp.spacing = (sdm_spacing)r->timestep_spacing;
     if (sdm_schedule_set_make(b, &sp, &S->sched, err))
         return -1;
+    if (sdm_retime_missing(&S->pf.retime)) {
+        sp = sampler_params(r, sdm_retime_probe_steps(r->steps));
+        if (sdm_schedule_set_make(b, &sp, &S->probe_sched, err))
+            return -1;
+        S->probing = 1;
+    }
     return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);
 }
 
@@ -261,17 +278,21 @@ static int render_start(const render_state *S, const sdm_schedule_set *set, int 
 }
 
 /* Graphs on: the sampling loop captured at the batch shape, from the
- * step the first frame starts at (an image start's). */
+ * step the first frame starts at (an image start's), on the schedule the
+ * next batches run: the probe's while it is to run (its batches, the last
+ * of each round too, then replay the capture as the render's do), then the
+ * render's. */
 static int capture_loop(render_state *S, sdm_error *err)
 {
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int64_t ls[4] = { S->batch, b->latent_channels, S->latent_h, S->latent_w };
     int64_t ts[3] = { S->batch, sdm_conditioner_tokens(S->cond), sdm_bundle_context_size(b) };
+    sdm_schedule_set *set = S->probing ? &S->probe_sched : &S->sched;
     const sdm_schedule *s;
 
     if (!sdm_denoiser_graphs(S->denoiser))
         return 0;
-    s = sdm_schedule_set_get(&S->sched, S->plan.n_renders ? render_start(S, &S->sched, 0) : -1, err);
+    s = sdm_schedule_set_get(set, S->plan.n_renders ? render_start(S, set, 0) : -1, err);
     if (!s)
         return -1;
     return s->n_steps ? sdm_denoiser_capture(S->denoiser, s, ls, ts, S->guided, err) : 0;
@@ -791,41 +812,34 @@ end:
     return rc;
 }
 
-/* Transitions with `retime: even` and no curve yet: probed, their frames
+/* Transitions with `retime: even` and no curve yet: probed on the probe's
+ * schedule (the loop was captured for it at the warm-up), their frames
  * placed, the plan made again (its frame keeping with it), the loop
  * captured again for the render's own schedule. */
 static int render_retime(render_state *S, sdm_error *err)
 {
     const sdm_recipe *r = S->r;
-    sdm_sampler_params sp = sdm_sampler_default_params();
-    sdm_schedule_set sched;
     sdm_retime_probe *pr = NULL;
     size_t latent_n = (size_t)sdm_engine_bundle(S->engine)->latent_channels * S->latent_h * S->latent_w;
     double t0 = now_s();
-    int rc = -1, have_sched = 0;
+    int rc = -1;
 
-    if (!sdm_retime_missing(&S->pf.retime))
+    if (!S->probing)
         return 0;
-    sp.kind = r->sampler;
-    sp.steps = sdm_retime_probe_steps(r->steps);
-    sp.eta = r->eta;
-    sp.karras = r->karras;
-    sp.spacing = (sdm_spacing)r->timestep_spacing;
-    if (sdm_schedule_set_make(sdm_engine_bundle(S->engine), &sp, &sched, err))
-        goto end;
-    have_sched = 1;
     while (sdm_retime_missing(&S->pf.retime)) {
         if (sdm_retime_probe_new(&S->pf.retime, r, latent_n, &pr, err))
             goto end;
         for (int round = 0; round < 2; round++)
-            if ((rc = probe_round(S, pr, round, &sched, latent_n, err)) != 0)
+            if ((rc = probe_round(S, pr, round, &S->probe_sched, latent_n, err)) != 0)
                 goto end;
         rc = -1;
         S->stats->probe_renders += sdm_retime_probe_renders(pr);
         sdm_retime_probe_free(&pr);
     }
-    S->stats->probe_steps = sp.steps;
+    S->stats->probe_steps = S->probe_sched.params.steps;
     S->stats->probe_seconds = now_s() - t0;
+    sdm_schedule_set_free(&S->probe_sched);
+    S->probing = 0;
     if (sdm_preflight_replan(r, S->p, &S->pf, err))
         goto end;
     sdm_plan_free(&S->plan);
@@ -841,8 +855,6 @@ static int render_retime(render_state *S, sdm_error *err)
     rc = 0;
 end:
     sdm_retime_probe_free(&pr);
-    if (have_sched)
-        sdm_schedule_set_free(&sched);
     return rc;
 }
 
@@ -927,6 +939,8 @@ static void render_state_clear(render_state *S)
     sdm_pace_free(&S->pace);
     sdm_conditioner_free(&S->cond);
     sdm_schedule_set_free(&S->sched);
+    if (S->probing)
+        sdm_schedule_set_free(&S->probe_sched);
     sdm_plan_free(&S->plan);
     /* a captured loop holds the engine's UNet buffers: it goes first */
     sdm_denoiser_free(&S->denoiser);
