@@ -23,6 +23,11 @@ Inductor with freezing on, as the AOTInductor export compiles it (the
 package itself cannot be profiled here: torch 2.11's Python loaders crash
 on it). SPEC is "default" or extra Inductor options, KEY=VALUE[,KEY=VALUE],
 e.g. coordinate_descent_tuning=1 or max_autotune_gemm=1.
+--fp8 MODE (repeatable; tensor, row or static, bench/fp8_linear.py) does
+the same for a copy of the UNet whose attention projections and
+feed-forward layers run FP8 matrix products, eager and compiled (each
+--compile SPEC, else default), with its max and mean |diff| against the
+float16 UNet.
 Lines starting with "* " are results (bench/gpu.sh collects them).
 """
 import argparse
@@ -172,6 +177,8 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--compile", action="append", default=[], metavar="SPEC",
                     help="also profile the UNet compiled by Inductor: 'default' or KEY=VALUE[,KEY=VALUE]")
+    ap.add_argument("--fp8", action="append", default=[], choices=["tensor", "row", "static"],
+                    help="also the UNet with FP8 attention projections and feed-forward layers (bench/fp8_linear.py)")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager backends and attention shapes")
     ap.add_argument("--vae-config", help="also the VAE decoder (vae_config.json, random weights), eager and compiled")
     ap.add_argument("--vae-batch", type=int, default=8, help="frames per VAE decoder call (sdmorph decodes 8)")
@@ -299,6 +306,35 @@ def unet_section(a, specs, dev, dt):
         return call
 
     compiled_reports("UNet", unet, call_of, ref, flops, specs, a.iters)
+    for mode in a.fp8:
+        fp8_reports(mode, unet, x, emb, call_of, ref, flops, specs, a.iters)
+
+
+def fp8_reports(mode, unet, x, emb, call_of, ref, flops, specs, iters):
+    """A copy of the UNet with FP8 linears (mode: fp8_linear's), eager and
+    compiled, against the float16 output `ref`."""
+    import copy
+
+    import fp8_linear
+
+    q = copy.deepcopy(unet)
+    try:
+        n = fp8_linear.swap(q, mode)
+        if mode == "static":
+            # the scales from calls across the schedule (noise level changes the activations)
+            calls = [lambda tt=tt: q(x, torch.full((x.shape[0],), tt, device=x.device), encoder_hidden_states=emb,
+                                     return_dict=False) for tt in (999.0, 750.0, 500.0, 250.0, 1.0)]
+            fp8_linear.calibrate(q, calls)
+        out = call_of(q)()
+    except Exception as e:
+        print(f"* UNet fp8 {mode}: FAILED ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+        return
+    d = (out.float() - ref.float()).abs()
+    print(f"* UNet fp8 {mode}: {n} linears; vs float16 max |diff| {d.max().item():.4f}, mean |diff| "
+          f"{d.mean().item():.5f} (mean |out| {ref.float().abs().mean().item():.4f})")
+    report(f"UNet fp8 {mode} eager", call_of(q), flops, iters)
+    compiled_reports(f"UNet fp8 {mode}", q, call_of, ref, flops, specs or [("default", {})], iters)
+    del q
 
 
 if __name__ == "__main__":
