@@ -444,7 +444,7 @@ import datetime, math, re, sys
 w, gpu, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 nan = float("nan")
 FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
-                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+                   r"\(\+([0-9.]+) s loading[^)]*\), ([0-9.]+) s per rendered frame, batch (\d+)")
 DIFF = re.compile(r"diffusers batch (\d+): ([0-9.]+) s/frame.*?([0-9.]+) s loading")
 WINDOW = re.compile(r"timed window: ([0-9.]+) ([0-9.]+)")
 
@@ -611,7 +611,7 @@ import math, os, re, sys
 
 w, gpu, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
-                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+                   r"\(\+([0-9.]+) s loading[^)]*\), ([0-9.]+) s per rendered frame, batch (\d+)")
 WHAT = {"rgb": ".rgb alone", "mp4": ".mp4", "mp4_gif": ".mp4 + .gif", "mp4_gif_sheet": ".mp4 + .gif + sheet",
         "mp4_gif_frame": ".mp4 + .gif (palette per frame)", "full_batches": ".rgb, frames 0-55 (full batches)"}
 TIMING = re.compile(r"sdmorph: loop ([0-9.]+) s: launching ([0-9.]+), waiting for the device ([0-9.]+), "
@@ -734,7 +734,7 @@ YAML
     $PY - "$W/memory.samples" "$W/memory.log" <<'PY'
 import re, sys
 FINAL = re.compile(r"sdmorph: (\d+) frames \((\d+) rendered\) at (\d+)x(\d+) in ([0-9.]+) s "
-                   r"\(\+([0-9.]+) s loading\), ([0-9.]+) s per rendered frame, batch (\d+)")
+                   r"\(\+([0-9.]+) s loading[^)]*\), ([0-9.]+) s per rendered frame, batch (\d+)")
 rows = []
 for line in open(sys.argv[1]):
     t, rss, gpu = line.split()
@@ -1316,7 +1316,7 @@ sdxl_table() {   # gpu frames steps run...
     $PY - "$W" "$SDXL_SIZE" "$@" <<'PY'
 import math, re, sys
 w, size, gpu, frames, steps, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
-FINAL = re.compile(r"sdmorph: \d+ frames \(\d+ rendered\) at \d+x\d+ in [0-9.]+ s \(\+([0-9.]+) s loading\), "
+FINAL = re.compile(r"sdmorph: \d+ frames \(\d+ rendered\) at \d+x\d+ in [0-9.]+ s \(\+([0-9.]+) s loading[^)]*\), "
                    r"([0-9.]+) s per rendered frame, batch (\d+)")
 REF = re.compile(r"diffusers (eager|compiled) batch (\d+): ([0-9.]+) s/frame, peak ([0-9.]+) GiB")
 def peak(name):
@@ -1392,7 +1392,7 @@ EOF
 }
 
 # The render loop's seconds and the loading's, from sdmorph's report line in log $1.
-mg_seconds() { sed -n 's/.* in \([0-9.]*\) s (+\([0-9.]*\) s loading).*/\1 \2/p' "$1" | tail -n 1; }
+mg_seconds() { sed -n 's/.* in \([0-9.]*\) s (+\([0-9.]*\) s loading[^)]*).*/\1 \2/p' "$1" | tail -n 1; }
 
 mg_seconds_since() { echo "$1 ${EPOCHREALTIME/,/.}" | awk '{printf "%.2f", $2 - $1}'; }
 

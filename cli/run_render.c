@@ -67,10 +67,10 @@ volatile sig_atomic_t *sdm_run_stop_flag(void)
 void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
 {
     fprintf(stderr,
-            "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading), "
+            "sdmorph: %d frames (%d rendered) at %dx%d in %.1f s (+%.1f s loading, of it %.1f s warm-up), "
             "%.4f s per rendered frame, batch %d\n",
             stats->frames_shown, stats->frames_rendered, stats->width, stats->height, stats->seconds,
-            stats->load_seconds, stats->seconds_per_render, stats->batch);
+            stats->load_seconds, stats->warmup_seconds, stats->seconds_per_render, stats->batch);
     fprintf(stderr,
             "sdmorph: loop %.2f s: launching %.2f, waiting for the device %.2f, frames out %.2f (outputs' queue "
             "full %.2f, pace %.2f); outputs finished %.2f s after it\n",

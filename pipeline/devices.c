@@ -425,6 +425,8 @@ static void fill_stats(const sched *s, const worker *ws, int n, double seconds, 
         st->probe_seconds =
             ws[i].stats.probe_seconds > st->probe_seconds ? ws[i].stats.probe_seconds : st->probe_seconds;
         st->load_seconds = ws[i].stats.load_seconds > st->load_seconds ? ws[i].stats.load_seconds : st->load_seconds;
+        st->warmup_seconds =
+            ws[i].stats.warmup_seconds > st->warmup_seconds ? ws[i].stats.warmup_seconds : st->warmup_seconds;
         if (!st->batch && !ws[i].dropped)
             st->batch = ws[i].stats.batch;
     }

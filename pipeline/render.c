@@ -333,9 +333,14 @@ static int render_retime(render_state *S, sdm_error *err);
 
 static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_error *err)
 {
-    if (refuse_early(S, err) || load_model(S, hooks, err) || plan_batches(S, err) || open_sink(S, err) ||
-        warm_up(S, err))
+    double t;
+
+    if (refuse_early(S, err) || load_model(S, hooks, err) || plan_batches(S, err) || open_sink(S, err))
         return -1;
+    t = now_s();
+    if (warm_up(S, err))
+        return -1;
+    S->stats->warmup_seconds = now_s() - t;
     S->stats->load_seconds = now_s() - S->t0;
     int rc = render_retime(S, err);
     if (!rc && S->source &&

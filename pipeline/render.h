@@ -13,6 +13,7 @@
 typedef struct {
     int frames_shown, frames_rendered, interrupted;
     double load_seconds; /* model load and warm-up */
+    double warmup_seconds; /* of those: the warm-up (first calls at the batch shape, the loop's capture) */
     double seconds, seconds_per_render; /* the render loop itself */
     int width, height, batch; /* batch: frames per call at the end */
     int batch_halved; /* times out of memory halved the batch */
