@@ -3,6 +3,9 @@
 # diffusers' source (PYTHONPATH); see bench/README.md.
 #
 #   bench/gpu.sh setup         build sdmorph, export the random-weight SD 1.5 bundles
+#   bench/gpu.sh cuda_tests    the test suite's CUDA checks (they skip on a machine without CUDA):
+#                              test_denoiser (the captured loop, padded), test_torch_api,
+#                              test_retime (the probe on the captured loop = step by step)
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
@@ -61,7 +64,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup cuda_tests aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1490,6 +1493,20 @@ summary() {   # steps
         echo "$s: $(cat "$OUT/$s.status")"
         [ -f "$OUT/$s.log" ] && grep '^\* ' "$OUT/$s.log" | sed 's/^\* /  /' || true
     done
+}
+
+# The test suite's checks that only run where there is CUDA.
+cuda_tests() {
+    local t rc=0
+    [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
+    make -j"$(nproc)" all build/models/analytic-step/model.yaml build/tests/test_denoiser build/tests/test_torch_api \
+        build/tests/test_retime > "$W/make-tests.log" 2>&1 || { tail -n 30 "$W/make-tests.log"; return 1; }
+    for t in test_denoiser test_torch_api test_retime; do
+        SDM_BUILD=build SDM_BIN="$PWD/sdmorph" timeout 300 "build/tests/$t" > "$W/$t.log" 2>&1 || rc=1
+        grep -E "^(retimed weights|retime probe cost|padded|skipped)" "$W/$t.log" | sed 's/^/  /' || true
+        echo "* $t on $(gpu_name): $(tail -n 1 "$W/$t.log")"
+    done
+    return $rc
 }
 
 cmd=${1:-setup}

@@ -15,6 +15,7 @@
 #include "frame_distance.h"
 #include "retime.h"
 #include "test.h"
+#include "torch_api.h"
 
 static char tmp[] = "/tmp/sdm_retime_XXXXXX";
 static char step_model[PATH_MAX];
@@ -119,12 +120,17 @@ static void test_sidecar_curves(void)
 
 /* --- renders on the step bundle ------------------------------------------- */
 
-/* A recipe across the step, rendered to NAME.rgb and NAME.mp4; the output
+/* A recipe across the step, rendered to NAME.rgb and NAME.mp4 on the CPU
+ * (or with `options`: up to 4 of render's options, NULL-ended); the output
  * of sdmorph in out. 0 on success. */
-static int render_step(const char *name, const char *extra, const char *retime, char *out, size_t outlen)
+static int render_step_with(const char *name, const char *extra, const char *retime, char *const *options, char *out,
+                            size_t outlen)
 {
     char recipe[PATH_MAX + 64], text[3 * PATH_MAX];
-    char *argv[] = { "sdmorph", "render", recipe, "--device", "cpu", "-q", NULL };
+    char *argv[10] = { "sdmorph", "render", recipe, "-q", "--device", "cpu" };
+
+    for (int i = 0; options && options[i] && i < 4; i++)
+        argv[4 + i] = options[i];
 
     snprintf(recipe, sizeof recipe, "%s/%s.yaml", tmp, name);
     snprintf(text, sizeof text,
@@ -135,6 +141,11 @@ static int render_step(const char *name, const char *extra, const char *retime, 
              step_model, retime, extra, tmp, name, tmp, name);
     write_file(recipe, text);
     return run(argv, out, outlen, NULL);
+}
+
+static int render_step(const char *name, const char *extra, const char *retime, char *out, size_t outlen)
+{
+    return render_step_with(name, extra, retime, NULL, out, outlen);
 }
 
 static json_object *sidecar(const char *name)
@@ -259,6 +270,37 @@ static void test_even_pace(void)
     free(fe);
 }
 
+/* On CUDA with graphs on, the probe's batches (rounds of 13 and 12 frames
+ * at --batch 16) replay a loop captured for the probe's schedule, padded
+ * (render.c, capture_loop): the frames land at the weights the probe finds
+ * step by step, and the render is the same. */
+static void test_probe_captured(void)
+{
+    char out[16384];
+    char *graphs[] = { "--device", "cuda", "--batch", "16", NULL };
+    char *steps[] = { "--device", "cuda", "--batch", "16", "--no-cuda-graphs", NULL };
+    json_object *a = NULL, *b = NULL;
+    double worst = 0;
+
+    if (sdm_cuda_device_count() == 0 || !sdm_graphs_available()) {
+        SKIP("no CUDA device with graphs here: the probe on the captured loop is checked where there is one");
+        return;
+    }
+    CHECK_INT(render_step_with("cuda-graphs", "", "even", graphs, out, sizeof out), 0);
+    CHECK(strstr(out, "retime probe: 25 frames") != NULL);
+    CHECK_INT(render_step_with("cuda-steps", "", "even", steps, out, sizeof out), 0);
+    a = sidecar("cuda-graphs");
+    b = sidecar("cuda-steps");
+    for (int j = 0; j < 25; j++) {
+        double d = fabs(frame_t(a, j, "t") - frame_t(b, j, "t"));
+        worst = d > worst || isnan(d) ? d : worst;
+    }
+    printf("retimed weights, probe on the captured loop vs step by step (CUDA): largest difference %.3g\n", worst);
+    CHECK(worst <= 1e-4);
+    json_object_put(a);
+    json_object_put(b);
+}
+
 /* check prints the retimed weights; --frames K re-renders K at its weight. */
 static void test_check_and_frames(void)
 {
@@ -367,6 +409,7 @@ int main(void)
         test_even_pace();
         test_check_and_frames();
         test_loops_and_seeds();
+        test_probe_captured();
     }
     snprintf(path, sizeof path, "rm -rf '%s'", tmp);
     if (system(path))
