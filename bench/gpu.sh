@@ -1199,15 +1199,24 @@ YAML
 }
 
 sdxl_parity() {
-    local rc=0 dt tol frac
+    local rc=0 dt tol frac p32 p16
     sdxl_parity_recipe
+    # the two renders and diffusers' reference side by side: each spends
+    # most of its time loading (minutes at SDXL's size, one after the other),
+    # and the GPU holds all three
     for dt in float32 float16; do
         rm -f "$W/sdxl-parity-$dt.rgb"
         "$SDMORPH" render "$W/sdxl-parity.yaml" --model "$(sdxl_model $dt)" --device cuda --batch 1 --frames 0-1 \
-            -o "$W/sdxl-parity-$dt.rgb" -q || { echo "* sdxl parity $dt: sdmorph FAILED"; rc=1; }
+            -o "$W/sdxl-parity-$dt.rgb" -q > "$W/sdxl-parity-$dt.log" 2>&1 &
+        [ $dt = float32 ] && p32=$! || p16=$!
     done
     $PY bench/sdxl_reference.py parity --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
-        --out-dir "$W" --size "$SDXL_SIZE" --steps "${SDM_SDXL_PARITY_STEPS:-20}" || { echo "* sdxl reference FAILED"; return 1; }
+        --out-dir "$W" --size "$SDXL_SIZE" --steps "${SDM_SDXL_PARITY_STEPS:-20}" || { echo "* sdxl reference FAILED"; rc=1; }
+    for dt in float32 float16; do
+        if [ $dt = float32 ]; then wait "$p32"; else wait "$p16"; fi || { echo "* sdxl parity $dt: sdmorph FAILED"; rc=1; }
+        cat "$W/sdxl-parity-$dt.log"
+    done
+    [ $rc = 0 ] || return 1
     for dt in float32 float16; do
         [ "$dt" = float32 ] && tol=1 frac=0.999 || tol=4 frac=0.99
         compare_images "$W/sdxl-parity-$dt.rgb" "$W/ref-$dt-key.npy" $tol $frac \
