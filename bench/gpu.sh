@@ -1150,8 +1150,10 @@ sdxl_export() {   # dtype
     # SDM_SDXL_AOTI=1: the float16 bundle also gets unet.pt2 and vae_decoder.pt2 for
     # SDM_SDXL_AOTI_FRAMES (8) frames per call (minutes of compile: not in the default budget)
     [ "$1" = float16 ] && [ "${SDM_SDXL_AOTI:-0}" = 1 ] && aoti=(--aoti --aoti-frames "${SDM_SDXL_AOTI_FRAMES:-8}")
-    $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
-        --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" "${aoti[@]}" > "$W/sdxl-export-$1.log" 2>&1
+    # each line stamped with the time it came: where the export's minutes go
+    { echo "export_sd.py started"; $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" \
+        --tokenizer "${SDM_CLIP:-../shared/clip}" --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" \
+        "${aoti[@]}"; } 2>&1 | stamp > "$W/sdxl-export-$1.log"
 }
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
