@@ -189,6 +189,11 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
                       model_dir);
         goto end;
     }
+    /* libtorch's own message, before a module's load would wrap it */
+    if (!sdm_torch_load()) {
+        sdm_error_set(err, SDM_EXIT_RUNTIME, "%s", sdm_torch_last_error());
+        goto end;
+    }
     sdm_torch_set_tf32(e->dtype != SDM_F32);
     tp.token_length = e->bundle.token_length;
     tp.pad_id = e->bundle.pad_id;

@@ -419,6 +419,12 @@ const char *sdm_torch_last_error(void)
     return last_error;
 }
 
+/* Inside the shim libtorch is loaded already (sdmorph's side: torch_load.c). */
+int sdm_torch_load(void)
+{
+    return 1;
+}
+
 void sdm_torch_set_threads(int n)
 {
     try {

@@ -48,6 +48,10 @@ void sdm_device_description(sdm_device d, char *buf, size_t len);
 
 /* Message of the last failed call on this thread ("" if none). */
 const char *sdm_torch_last_error(void);
+/* Loads libtorch now (sdmorph's side of it, libsdm_torch.so; otherwise
+ * on the first call that needs it): 1, or 0 with sdm_torch_last_error()
+ * saying why it cannot be. */
+int sdm_torch_load(void);
 /* Intra-op threads for CPU work (0 leaves libtorch's default). */
 void sdm_torch_set_threads(int n);
 /* Make CUDA kernels deterministic where libtorch can (cuDNN determinism). */

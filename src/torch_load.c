@@ -246,6 +246,11 @@ void sdm_device_description(sdm_device d, char *buf, size_t len)
         sdm_device_name(d, buf, len);
 }
 
+int sdm_torch_load(void)
+{
+    return load();
+}
+
 /* Why the shim did not load, while it is not loaded ("" before a try). */
 const char *sdm_torch_last_error(void)
 {

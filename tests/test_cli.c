@@ -164,8 +164,9 @@ static void test_lazy_torch(void)
 
     setenv("SDM_TORCH_LIB", "/nonexistent/libsdm_torch.so", 1);
     CHECK_INT(run(render, out, sizeof out, NULL), 1);
-    CHECK_CONTAINS(out, "cannot load /nonexistent/libsdm_torch.so");
+    CHECK_CONTAINS(out, "sdmorph: cannot load /nonexistent/libsdm_torch.so");
     CHECK_CONTAINS(out, "No such file or directory");
+    CHECK(strstr(out, "model file") == NULL); /* said as itself, not as a module's load */
     CHECK_INT(run(check, out, sizeof out, NULL), 0);
     unsetenv("SDM_TORCH_LIB");
 }
