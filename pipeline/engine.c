@@ -596,8 +596,13 @@ static int decode_chunk(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **r
         sdm_torch_error(err, st, "VAE decode");
         goto end;
     }
-    if (call_as(e, e->vae_dtype, vae_for(e, z), &z, 1, &img, "VAE decoder", err))
+    if (call_as(e, e->vae_dtype, vae_for(e, z), &z, 1, &img, "VAE decoder", err)) {
+        /* padded out of memory: the render halves its batch and decodes
+         * again, unpadded from now on (padding would ask for the same memory) */
+        if (err->out_of_memory && sdm_tensor_dim(z, 0) > n)
+            e->decode_rows = 0;
         goto end;
+    }
     st = sdm_tensor_to_rgb8(img, &all);
     if (!st && sdm_tensor_dim(all, 0) == n) {
         *rgb = all;
