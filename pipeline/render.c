@@ -853,10 +853,16 @@ static int render_retime(render_state *S, sdm_error *err)
     sdm_frame_cache_free(&S->cache);
     free(S->rendered);
     S->rendered = NULL;
-    if (S->batch > S->plan.n_renders && !pads_small_renders(S))
-        S->batch = S->plan.n_renders;
-    if (keep_frames(S, (size_t)(S->p->keep_rgb_mb > 0 ? S->p->keep_rgb_mb : 0) << 20, err) || capture_loop(S, err))
+    if (keep_frames(S, (size_t)(S->p->keep_rgb_mb > 0 ? S->p->keep_rgb_mb : 0) << 20, err))
         goto end;
+    /* a render of fewer frames than the probe's batch: warmed up again at its own */
+    if (S->batch > S->plan.n_renders && !pads_small_renders(S)) {
+        S->batch = S->plan.n_renders;
+        if (warm_up(S, err))
+            goto end;
+    } else if (capture_loop(S, err)) {
+        goto end;
+    }
     rc = 0;
 end:
     sdm_retime_probe_free(&pr);
