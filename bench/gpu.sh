@@ -22,7 +22,8 @@
 #                              embedding, a random LoRA in kohya's and diffusers' layouts
 #                              (needs peft), a single-file checkpoint vs the folder (needs
 #                              diffusers' scripts/convert_diffusers_to_original_stable_diffusion.py
-#                              in $SDM_DIFFUSERS_SCRIPTS, default .deps/py)
+#                              in $SDM_DIFFUSERS_SCRIPTS, default .deps/py); SDM_MP_PARTS picks some
+#                              (clipskip ti lora-kohya lora-diffusers single)
 #   bench/gpu.sh sampler_parity  every sampler (auto, ddim eta 1, euler_a, dpmpp_2m_sde...) vs a plain
 #                              float32 diffusers call with generator=torch.Generator().manual_seed(1234)
 #                              and no latents=; a 16-frame euler_a seed morph's adjacent-frame changes
@@ -836,29 +837,37 @@ mp_reference() {   # name prompt [models_parity.py flags...]
         --negative "blurry, low quality" --seed 1234 --steps 20 "$@"
 }
 
+# SDM_MP_PARTS: which of its checks run (default all: clipskip ti lora-kohya lora-diffusers single)
 models_parity() {
     local rc=0 d="$W/sd15-diffusers" p="a rainy city street at night, neon signs, cinematic" s
+    local parts=" ${SDM_MP_PARTS:-clipskip ti lora-kohya lora-diffusers single} "
     local conv=${SDM_DIFFUSERS_SCRIPTS:-.deps/py}/convert_diffusers_to_original_stable_diffusion.py
     [ -f "$W/sd15-fp32/model.yaml" ] && [ -d "$d" ] || { echo "models_parity: run setup first"; return 1; }
     grep -q '^  layers:' "$W/sd15-fp32/model.yaml" ||
         { echo "models_parity: $W/sd15-fp32 is from an older export_sd.py; remove it and run setup"; return 1; }
 
     # clip skip 2 (A1111's) = diffusers' clip_skip=1
-    mp_render mp-clipskip "$W/sd15-fp32" "$p" "clip_skip: 2" && mp_reference mp-clipskip "$p" --clip-skip 2 &&
-        compare_images "$W/mp-clipskip.rgb" "$W/mp-clipskip.npy" 1 0.999 "clip skip 2 vs diffusers clip_skip=1" || rc=1
+    if [[ $parts == *" clipskip "* ]]; then
+        mp_render mp-clipskip "$W/sd15-fp32" "$p" "clip_skip: 2" && mp_reference mp-clipskip "$p" --clip-skip 2 &&
+            compare_images "$W/mp-clipskip.rgb" "$W/mp-clipskip.npy" 1 0.999 "clip skip 2 vs diffusers clip_skip=1" ||
+            rc=1
+    fi
 
     # a 2-vector textual-inversion embedding, used by its file name
     mkdir -p "$W/mp-embeddings"
-    $PY bench/models_parity.py make-embedding --weights "$d" --out "$W/mp-embeddings/grimtoken.safetensors" \
-        --vectors 2 --seed 7 &&
-        mp_render mp-ti "$W/sd15-fp32" "a castle in grimtoken style, fog" \
-            "embeddings: $(realpath "$W/mp-embeddings")" &&
-        mp_reference mp-ti "a castle in grimtoken style, fog" --embedding "$W/mp-embeddings/grimtoken.safetensors" \
-            --token grimtoken &&
-        compare_images "$W/mp-ti.rgb" "$W/mp-ti.npy" 1 0.999 "textual inversion vs load_textual_inversion" || rc=1
+    if [[ $parts == *" ti "* ]]; then
+        $PY bench/models_parity.py make-embedding --weights "$d" --out "$W/mp-embeddings/grimtoken.safetensors" \
+            --vectors 2 --seed 7 &&
+            mp_render mp-ti "$W/sd15-fp32" "a castle in grimtoken style, fog" \
+                "embeddings: $(realpath "$W/mp-embeddings")" &&
+            mp_reference mp-ti "a castle in grimtoken style, fog" --embedding "$W/mp-embeddings/grimtoken.safetensors" \
+                --token grimtoken &&
+            compare_images "$W/mp-ti.rgb" "$W/mp-ti.npy" 1 0.999 "textual inversion vs load_textual_inversion" || rc=1
+    fi
 
     # a random LoRA in each layout, fused at export at scale 0.8
     for s in kohya diffusers; do
+        [[ $parts == *" lora-$s "* ]] || continue
         $PY bench/models_parity.py make-lora --weights "$d" --layout "$s" --out "$W/mp-lora-$s.safetensors" --seed 11 &&
             $PY pipeline/export/export_sd.py --checkpoint "$d" --lora "$W/mp-lora-$s.safetensors:0.8" \
                 --out "$W/sd15-fp32-lora-$s" --dtype float32 2>&1 | grep -E '^export_sd' &&
@@ -872,7 +881,9 @@ models_parity() {
     done
 
     # the same weights as one original-layout file, exported: the folder's frames
-    if [ -f "$conv" ]; then
+    if [[ $parts != *" single "* ]]; then
+        :
+    elif [ -f "$conv" ]; then
         rm -f "$W/sd15-single.safetensors"
         $PY "$conv" --model_path "$d" --checkpoint_path "$W/sd15-single.safetensors" --use_safetensors &&
             $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-single.safetensors" \
