@@ -8,7 +8,9 @@
  * fewer sampler steps (sdm_retime_probe_steps), in two rounds: round 0 at
  * evenly spaced weights, round 1 where round 0 saw the picture change most
  * (placed as the frames will be, by its coarse curve). The distance between
- * adjacent probe frames is SSIM's (frame_distance.h); their running sum
+ * adjacent probe frames is the RMS distance of their final latents
+ * (sdm_latent_distance, frame_distance.h: SSIM on 8-bit frames is not
+ * additive at small steps, recipes/README.md says why); their running sum
  * D(t) is how far the picture has come by weight t, piecewise linear
  * between probe weights, and frame j of N is placed at
  * t_j = D^-1(ease(j/N) D(1)): even pace with ease linear, an ease in and
