@@ -103,15 +103,28 @@ build_sdmorph() {
 }
 
 setup() {
-    build_sdmorph || return 1
-    [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights "${SDM_SD15:-../shared/reference/sd15}" \
-        --tokenizer "${SDM_CLIP:-../shared/clip}" --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 \
-        ${SDM_EXPORT_ARGS:-}
-    # SDM_GPU_FP32=0: no float32 bundle (a call that only benchmarks)
-    [ "${SDM_GPU_FP32:-1}" = 0 ] || [ -f "$W/sd15-fp32/model.yaml" ] ||
-        $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp32" --dtype float32
+    local t=$SECONDS ex built=0
+    # the exports need no sdmorph: they run while it builds
+    (
+        set -e
+        [ -f "$W/sd15-fp16/model.yaml" ] || $PY pipeline/export/export_sd.py --random-weights \
+            "${SDM_SD15:-../shared/reference/sd15}" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+            --save-diffusers "$W/sd15-diffusers" --out "$W/sd15-fp16" --dtype float16 ${SDM_EXPORT_ARGS:-}
+        # SDM_GPU_FP32=0: no float32 bundle (a call that only benchmarks)
+        [ "${SDM_GPU_FP32:-1}" = 0 ] || [ -f "$W/sd15-fp32/model.yaml" ] ||
+            $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp32" --dtype float32
+    ) > "$W/setup-export.log" 2>&1 &
+    ex=$!
+    build_sdmorph && built=1
+    if ! wait "$ex"; then
+        tail -n 30 "$W/setup-export.log"
+        echo "* bundles: export FAILED (log $W/setup-export.log)"
+        return 1
+    fi
+    grep '^export_sd: bundle written' "$W/setup-export.log" || true
+    [ "$built" = 1 ] || return 1
     echo "* bundles: $W/sd15-fp16 ($(has_aoti && echo "lists unet_aoti" || echo "no unet_aoti"))$(
-        [ -f "$W/sd15-fp32/model.yaml" ] && echo ", $W/sd15-fp32")"
+        [ -f "$W/sd15-fp32/model.yaml" ] && echo ", $W/sd15-fp32"); setup $((SECONDS - t)) s"
 }
 
 has_aoti() { grep -Eq '^[[:space:]]*unet_aoti:' "$W/sd15-fp16/model.yaml" 2> /dev/null; }
