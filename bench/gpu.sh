@@ -1182,8 +1182,12 @@ sdxl_export() {   # dtype
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
 sdxl_setup() {
-    local t=$SECONDS rc=0 p32 p16 dt
-    [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ] || build_sdmorph || return 1
+    local t=$SECONDS rc=0 p32 p16 dt pb built=1
+    # the build beside the exports (they need no sdmorph)
+    if ! { [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ]; }; then
+        build_sdmorph > "$W/sdxl-build.log" 2>&1 &
+        pb=$!
+    fi
     if [ "${SDM_SDXL_PARALLEL:-1}" = 1 ]; then
         sdxl_export float32 &
         p32=$!
@@ -1195,9 +1199,14 @@ sdxl_setup() {
         sdxl_export float32 || rc=1
         sdxl_export float16 || rc=1
     fi
+    if [ -n "${pb:-}" ]; then
+        wait "$pb" || built=0
+        cat "$W/sdxl-build.log"
+    fi
     for dt in float32 float16; do
         [ -f "$W/sdxl-export-$dt.log" ] && tail -n 4 "$W/sdxl-export-$dt.log"
     done
+    [ "$built" = 1 ] || return 1
     if [ "$rc" != 0 ]; then
         echo "* sdxl bundles: export FAILED (logs $W/sdxl-export-*.log)"
         return 1
