@@ -6,6 +6,9 @@
 #   bench/gpu.sh cuda_tests    the test suite's CUDA checks (they skip on a machine without CUDA):
 #                              test_denoiser (the captured loop, padded), test_torch_api,
 #                              test_retime (the probe on the captured loop = step by step)
+#   bench/gpu.sh aoti_fp8      issue 17's FP8 lever: an fp16 bundle whose UNet package runs FP8 products
+#                              (SDM_FP8_MODE static|row|tensor), its parity cost against diffusers fp16;
+#                              then SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@build/gpu/sd15-fp16-fp8" bench
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
@@ -65,7 +68,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup cuda_tests aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup cuda_tests aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -202,12 +205,12 @@ parity_one() {   # dtype sampler karras tol_255 min_fraction [sdmorph flags...]
 # An AOTInductor UNet may take batches only (export_sd.py --aoti-frames 8):
 # then frame 0 of a morph rendered 8 frames per call, the same prompt, seed
 # and noise as parity's frame, must pass float16 parity too.
-parity_batched() {   # tol_255 min_fraction
-    local name=parity-float16-ddim-aoti-batch8 one=$((512 * 512 * 3))
+parity_batched() {   # tol_255 min_fraction [model [tag]]
+    local model=${3:-$W/sd15-fp16} name=parity-float16-ddim-aoti-batch8${4:+-$4} one=$((512 * 512 * 3))
     [ -f "$W/parity-float16-ddim.npy" ] || parity_reference float16 ddim "$W/parity-float16-ddim.npy" || return 1
     batches_recipe
     rm -f "$W/$name.rgb"
-    "$SDMORPH" render "$W/batches.yaml" --model "$W/sd15-fp16" --device cuda --batch 8 -o "$W/$name.rgb" \
+    "$SDMORPH" render "$W/batches.yaml" --model "$model" --device cuda --batch 8 -o "$W/$name.rgb" \
         > "$W/$name.log" 2>&1 || { tail -n 5 "$W/$name.log"; return 1; }
     grep -q "AOTInductor" "$W/$name.log" || echo "* note: the batched render's log does not mention AOTInductor"
     head -c "$one" "$W/$name.rgb" > "$W/$name-frame0.rgb"
@@ -1537,6 +1540,25 @@ summary() {   # steps
         echo "$s: $(cat "$OUT/$s.status")"
         [ -f "$OUT/$s.log" ] && grep '^\* ' "$OUT/$s.log" | sed 's/^\* /  /' || true
     done
+}
+
+# Issue 17's FP8 lever: the fp16 bundle again, its UNet package for 8
+# frames per call with FP8 products ($SDM_FP8_MODE: static, row or tensor),
+# then what it costs: frame 0 of an 8-frame morph at --batch 8 against
+# diffusers fp16 (4/255 is the float16 path's bound, not this one's). What
+# it gains: SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@$W/sd15-fp16-fp8" bench.
+aoti_fp8() {
+    local m="$W/sd15-fp16-fp8" mode=${SDM_FP8_MODE:-static}
+    [ -d "$W/sd15-diffusers" ] || { echo "aoti_fp8: run setup first"; return 1; }
+    if ! grep -q "^  fp8: $mode\$" "$m/model.yaml" 2> /dev/null; then
+        rm -rf "$m"
+        { $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$m" --dtype float16 --aoti \
+            --aoti-frames 8 --aoti-fp8 "$mode" 2>&1 | stamp > "$W/aoti-fp8.log"; } ||
+            { cut -f2 "$W/aoti-fp8.log" | tail -n 30; echo "* aoti_fp8: export FAILED"; return 1; }
+    fi
+    cut -f2 "$W/aoti-fp8.log" | grep -E "FP8|added|compile took|batch 16: vs eager" || true
+    "$SDMORPH" info "$m" | grep -E "aoti|FP8" || true
+    parity_batched 4 0.99 "$m" "fp8-$mode"
 }
 
 # The test suite's checks that only run where there is CUDA.

@@ -23,7 +23,7 @@ Inductor with freezing on, as the AOTInductor export compiles it (the
 package itself cannot be profiled here: torch 2.11's Python loaders crash
 on it). SPEC is "default" or extra Inductor options, KEY=VALUE[,KEY=VALUE],
 e.g. coordinate_descent_tuning=1 or max_autotune_gemm=1.
---fp8 MODE (repeatable; tensor, row or static, bench/fp8_linear.py) does
+--fp8 MODE (repeatable; tensor, row or static, pipeline/export/fp8_linear.py) does
 the same for a copy of the UNet whose attention projections and
 feed-forward layers run FP8 matrix products, eager and compiled (each
 --compile SPEC, else default), with its max and mean |diff| against the
@@ -178,7 +178,7 @@ def main():
     ap.add_argument("--compile", action="append", default=[], metavar="SPEC",
                     help="also profile the UNet compiled by Inductor: 'default' or KEY=VALUE[,KEY=VALUE]")
     ap.add_argument("--fp8", action="append", default=[], choices=["tensor", "row", "static"],
-                    help="also the UNet with FP8 attention projections and feed-forward layers (bench/fp8_linear.py)")
+                    help="also the UNet with FP8 attention projections and feed-forward layers (pipeline/export/fp8_linear.py)")
     ap.add_argument("--no-eager", action="store_true", help="skip the eager backends and attention shapes")
     ap.add_argument("--vae-config", help="also the VAE decoder (vae_config.json, random weights), eager and compiled")
     ap.add_argument("--vae-batch", type=int, default=8, help="frames per VAE decoder call (sdmorph decodes 8)")
@@ -314,7 +314,9 @@ def fp8_reports(mode, unet, x, emb, call_of, ref, flops, specs, iters):
     """A copy of the UNet with FP8 linears (mode: fp8_linear's), eager and
     compiled, against the float16 output `ref`."""
     import copy
+    import os
 
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pipeline", "export"))
     import fp8_linear
 
     q = copy.deepcopy(unet)

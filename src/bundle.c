@@ -104,6 +104,7 @@ static const field fields[] = {
     { "aoti.latent_width", F_INT, OFF(unet_aoti.latent_w), 0 },
     { "aoti.min_batch", F_INT, OFF(unet_aoti.min_batch), 0 },
     { "aoti.max_batch", F_INT, OFF(unet_aoti.max_batch), 0 },
+    { "aoti.fp8", F_STR16, OFF(unet_aoti.fp8), 0 },
     { "files.vae_decoder_aoti", F_FILE, OFF(vae_aoti.path), 0 },
     { "aoti_vae.latent_height", F_INT, OFF(vae_aoti.latent_h), 0 },
     { "aoti_vae.latent_width", F_INT, OFF(vae_aoti.latent_w), 0 },
@@ -348,6 +349,10 @@ static int check_aoti(loader *L, const char *file_key, const char *section, sdm_
                                  "compiled for)",
                                  L->file, file_key, key);
     }
+    if (a->fp8[0] && strcmp(a->fp8, "tensor") && strcmp(a->fp8, "row") && strcmp(a->fp8, "static"))
+        return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: %s.fp8 is '%s': tensor, row or static", L->file, section,
+                             a->fp8);
+    any |= a->fp8[0] != 0;
     if (!a->path[0]) {
         if (any)
             return sdm_error_set(L->err, SDM_EXIT_RUNTIME, "%s: '%s:' given without files.%s", L->file, section,

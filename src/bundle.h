@@ -24,6 +24,9 @@ int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out);
 typedef struct {
     char path[1280];
     int latent_h, latent_w, min_batch, max_batch;
+    char fp8[16]; /* the UNet's aoti.fp8: its attention projections and feed-forward layers run
+                     FP8 products with "tensor", "row" or "static" scales (opt-in: its frames
+                     differ from the TorchScript UNet's); "" none */
 } sdm_aoti_build;
 
 /* Where a bundle came from (model.yaml's optional source: section, written

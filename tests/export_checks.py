@@ -325,6 +325,8 @@ def check_embedding_conversion(tmp):
                        text=True)
     report("embedding_pickle_refused", r.returncode == 1 and "nothing in it was run" in r.stderr and
            not os.path.exists(marker), f"exit {r.returncode}: {r.stderr[-300:]}")
+
+
 def check_scheduler_fields():
     sd15 = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "skip_prk_steps": True, "steps_offset": 1,
             "timestep_spacing": "leading", "trained_betas": None}
@@ -749,6 +751,25 @@ def check_sdxl_lora_export(tmp):
         sys.path.remove(os.path.join(HERE, "fixtures", "hf_stand_in"))
 
 
+def check_fp8(tmp):
+    """--aoti-fp8 (an opt-in FP8 UNet package, CUDA only) is refused
+    without --aoti and where FP8 products cannot run; model.yaml records its
+    scales under aoti: (src/bundle.c reads aoti.fp8)."""
+    import fp8_linear
+
+    rc, err, _, _ = export_stand_in(tmp, "fp8", False, ("--aoti-fp8", "static"))
+    report("fp8_needs_aoti", rc == 1 and "--aoti-fp8 changes the AOTInductor UNet: use it with --aoti" in err, err[-400:])
+    why = fp8_linear.supported(torch.device("cpu"))
+    report("fp8_refused_on_cpu", why is not None and ("torch" in why or "compute capability" in why), str(why))
+    text = bundle_yaml.model_yaml("c", family="sd1", prediction="epsilon", dtype="float16", latent_channels=4,
+                                  vae_scale=8, scaling_factor=0.18215, width=512, height=512,
+                                  text=dict(token_length=77, hidden_size=768, bos_id=1, eos_id=2, pad_id=2),
+                                  schedule=dict(train_steps=1000),
+                                  aoti=dict(latent_height=64, latent_width=64, min_batch=16, max_batch=16, fp8="static"))
+    report("fp8_model_yaml", "aoti:\n  latent_height: 64\n  latent_width: 64\n  min_batch: 16\n  max_batch: 16\n"
+           "  fp8: static\n" in text, text)
+
+
 def main():
     check_scheduler_fields()
     with tempfile.TemporaryDirectory() as tmp:
@@ -762,6 +783,7 @@ def main():
         check_sd_export(tmp)
         check_sdxl_export(tmp)
         check_sdxl_lora_export(tmp)
+        check_fp8(tmp)
 
 
 if __name__ == "__main__":

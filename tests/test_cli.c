@@ -353,6 +353,21 @@ static void test_aoti_bundles(void)
     CHECK_INT(run(argv, out, sizeof out, NULL), 0);
     CHECK(stat(target, &st) == 0 && st.st_size > 0);
     CHECK(strstr(out, ".pt2") == NULL); /* not a word about them */
+
+    /* an FP8 UNet package (export_sd.py --aoti-fp8): its scales by name, and info says so */
+    snprintf(yaml, sizeof yaml, "%s%s  fp8: dynamic\n", aoti_entries[0].file_line, aoti_entries[0].shapes);
+    bad_aoti(argv, dir, &aoti_entries[0], "fp8", yaml, "unet.pt2", "aoti.fp8 is 'dynamic': tensor, row or static");
+    snprintf(dir, sizeof dir, "%s/aoti-fp8", tmpdir);
+    snprintf(yaml, sizeof yaml, "%s%s  fp8: static\n", aoti_entries[0].file_line, aoti_entries[0].shapes);
+    make_bundle(dir, MERGES, yaml);
+    snprintf(file, sizeof file, "%s/unet.pt2", dir);
+    write_file(file, "not a package");
+    {
+        char *info[] = { "sdmorph", "info", dir, NULL };
+        CHECK_INT(run(info, out, sizeof out, NULL), 0);
+        CHECK_CONTAINS(out, "FP8 products (static scales)");
+    }
+    CHECK_INT(run(argv, out, sizeof out, NULL), 0);
 }
 
 static long render_rss(int frames)

@@ -39,7 +39,8 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
     eos_id, pad_id, and layers where the text encoder takes token embeddings
     and gives every layer (token_embedding.safetensors beside it); schedule: the scheduler's keys, in order; aoti (an
     AOTInductor UNet, unet.pt2) and aoti_vae (an AOTInductor VAE decoder,
-    vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch;
+    vae_decoder.pt2): latent_height, latent_width, min_batch, max_batch
+    (and the UNet's fp8: its FP8 products' scales, export_sd.py --aoti-fp8);
     vae_encoder: the bundle has vae_encoder.pt (image [B,3,H,W] -> the
     latent distribution's moments [B,2C,h,w], mean then logvar);
     source: what the bundle was exported from (exporter, checkpoint,
@@ -85,6 +86,8 @@ def model_yaml(comment, *, family, prediction, dtype, latent_channels, vae_scale
     for section, _, _, shapes in builds:
         lines.append(f"{section}:")
         lines += [f"  {k}: {int(shapes[k])}" for k in ("latent_height", "latent_width", "min_batch", "max_batch")]
+        if shapes.get("fp8"):
+            lines.append(f"  fp8: {shapes['fp8']}")
     if source:
         lines += _source_lines(source)
     return "\n".join(lines) + "\n"

@@ -79,10 +79,14 @@ decoder for min(N, 8) frames; Inductor then chooses kernels for that shape
 (11% faster than the range on an H100), and other calls run on TorchScript.
 --aoti-attention flash|efficient|cudnn bakes that SDPA kernel into unet.pt2
 (torch.export fixes the choice; the default is what torch picks on this
-GPU); the export log names the kernel the package calls. To add
-unet.pt2 to an existing bundle,
-export it again with --aoti (from the same checkpoint, or from the
---save-diffusers copy of random weights): everything is rewritten.
+GPU); the export log names the kernel the package calls.
+--aoti-fp8 static|row|tensor (opt-in; Ada/Hopper, fp8_linear.py): the UNet
+package's attention projections and feed-forward layers run FP8 (e4m3)
+matrix products; static scales are calibrated here on the check inputs.
+model.yaml's aoti.fp8 says so; its frames differ from the float16 bundle's.
+To add unet.pt2 to an existing bundle, export it again with --aoti (from
+the same checkpoint, or from the --save-diffusers copy of random weights):
+everything is rewritten.
 """
 import argparse
 import json
@@ -99,6 +103,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle_yaml  # noqa: E402
 import checkpoint as ckpt  # noqa: E402
 import lora as lora_mod  # noqa: E402
+import fp8_linear  # noqa: E402
 import random_weights  # noqa: E402
 import safetensors_io  # noqa: E402
 
@@ -756,6 +761,22 @@ def aoti_compile_checked(name, module, make_inputs, path, batches, tol, tmp, aut
     return (lo if checked_lo is None else checked_lo), hi, checked_lo is not None
 
 
+def fp8_unet(unet, mode, make_inputs):
+    """A copy of the UNet whose attention projections and feed-forward layers
+    run FP8 products (fp8_linear.py); static scales from calls on inputs
+    like the package's check inputs (their timesteps span the schedule)."""
+    import copy
+
+    q = copy.deepcopy(unet)
+    n = fp8_linear.swap(q, mode)
+    if mode == "static":
+        g = torch.Generator().manual_seed(2)
+        module = unet_module(q)
+        fp8_linear.calibrate(q, [lambda inputs=make_inputs(16, g): module(*inputs) for _ in range(2)])
+    print(f"export_sd: unet.pt2 gets FP8 products ({mode} scales) in {n} layers", file=sys.stderr)
+    return q
+
+
 # What the VAE decoder is called with at most: sdmorph decodes this many
 # frames per call (SDM_DECODE_CHUNK in pipeline/engine.h).
 DECODE_CHUNK = 8
@@ -786,6 +807,10 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
     vae_tol = 8 / 255 if z.dtype == torch.float16 else tol
     frames = args.aoti_frames
     unet_batches = (2 * frames, 2 * frames) if frames else (1, args.aoti_max_batch)
+    if args.aoti_fp8:
+        unet = fp8_unet(unet, args.aoti_fp8, unet_inputs)
+        fields = dict(fields, comment=fields["comment"] + f"\nunet.pt2: FP8 (e4m3, {args.aoti_fp8} scales) attention "
+                      f"projections and feed-forward layers")
     vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
     shapes, unchecked = {}, []
     try:
@@ -800,7 +825,8 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
                     die(f"{e}\nunet.pt2 not added; the TorchScript bundle is complete")
                 print(f"export_sd: WARNING: {e}\nvae_decoder.pt2 not added", file=sys.stderr)
                 continue
-            shapes[key] = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi)
+            shapes[key] = dict(latent_height=h, latent_width=w, min_batch=lo, max_batch=hi,
+                               fp8=args.aoti_fp8 if key == "aoti" else None)
             if not checked:
                 unchecked.append(name)
         bundle_yaml.write_model_yaml(tmp, bundle_yaml.model_yaml(**fields, **shapes))
@@ -864,6 +890,11 @@ def main():
                     "of 2N with guidance) instead of a batch range; other calls run on TorchScript")
     ap.add_argument("--aoti-attention", choices=["flash", "efficient", "cudnn"], default=None,
                     help="with --aoti: the SDPA kernel the packages call (default: torch's pick on this GPU)")
+    ap.add_argument("--aoti-fp8", choices=["tensor", "row", "static"], default=None,
+                    help="with --aoti: unet.pt2's attention projections and feed-forward layers run FP8 (e4m3) "
+                    "matrix products (Ada/Hopper), their inputs scaled per tensor, per row, or by static scales "
+                    "calibrated here; opt-in: its frames differ from the float16 bundle's (the TorchScript "
+                    "unet.pt stays float16)")
     args = ap.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -879,6 +910,12 @@ def main():
         die("--aoti-max-batch must be at least 2")
     if not 0 <= args.aoti_frames <= 256:
         die("--aoti-frames must be 1..256 (frames per call)")
+    if args.aoti_fp8:
+        if not args.aoti:
+            die("--aoti-fp8 changes the AOTInductor UNet: use it with --aoti")
+        why = fp8_linear.supported(device)
+        if why:
+            die(f"--aoti-fp8: {why}")
     args.loras = [lora_mod.parse_arg(x) for x in args.lora]
     for path in [args.vae] + [p for p, _ in args.loras]:
         if path and not os.path.isfile(path):

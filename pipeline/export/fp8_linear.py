@@ -12,14 +12,24 @@ Scales, one of three modes:
           from calls on sample inputs: the quantization is then pointwise,
           and Inductor can fuse it into the op before
 
-Used by bench/unet_profile.py --fp8 MODE. Needs torch >= 2.4 and a GPU of
-compute capability 8.9 or more.
+Used by export_sd.py --aoti-fp8 MODE (the UNet package only; opt-in: its
+frames differ from the float16 bundle's) and bench/unet_profile.py --fp8
+MODE. Needs torch >= 2.4 and a GPU of compute capability 8.9 or more.
 """
 import torch
 
 E4M3_MAX = 448.0
 # diffusers' module names: Attention's projections, FeedForward's layers
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
+
+
+def supported(device):
+    """None where FP8 products run on `device`, else why not."""
+    if not hasattr(torch, "float8_e4m3fn") or not hasattr(torch, "_scaled_mm"):
+        return f"torch {torch.__version__} has no FP8 matrix products (torch >= 2.4)"
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        return "FP8 matrix products need a CUDA GPU of compute capability 8.9 or more (Ada, Hopper)"
+    return None
 
 
 def is_target(name):
