@@ -789,7 +789,6 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
     left out with a warning. unet_in: the UNet's check inputs (x, t, emb,
     and SDXL's pooled and time ids), whose rows the packages' checks reuse;
     z: the VAE decoder's (its dtype)."""
-    tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     x, t = unet_in[0], unet_in[1]
     C = x.shape[1]
 
@@ -813,6 +812,7 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
                       f"projections and feed-forward layers")
     vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
     shapes, unchecked = {}, []
+    tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     try:
         for key, name, module, make_inputs, batches, tolerance in (
                 ("aoti", "unet.pt2", unet_module(unet), unet_inputs, unet_batches, tol),
