@@ -807,7 +807,12 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
     frames = args.aoti_frames
     unet_batches = (2 * frames, 2 * frames) if frames else (1, args.aoti_max_batch)
     if args.aoti_fp8:
-        unet = fp8_unet(unet, args.aoti_fp8, unet_inputs)
+        try:
+            unet = fp8_unet(unet, args.aoti_fp8, unet_inputs)
+        except Exception as e:
+            die(f"--aoti-fp8 {args.aoti_fp8}: the FP8 UNet could not be made ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})\nunet.pt2 not added; the TorchScript "
+                f"bundle is complete")
         fields = dict(fields, comment=fields["comment"] + f"\nunet.pt2: FP8 (e4m3, {args.aoti_fp8} scales) attention "
                       f"projections and feed-forward layers")
     vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
