@@ -1142,18 +1142,21 @@ retime() {
     for mode in none even; do
         echo "* retime $mode, 24 frames, 512x512, 30 steps: $(grep -h 'transition 0->1' "$W/retime-$mode.log" | sed 's/  */ /g')"
     done
-    # do the probe's steps (30 -> 10) predict the full render's pace along the transition?
-    retime_recipe 10 none > "$W/retime-10.yaml"
-    "$SDMORPH" render "$W/retime-10.yaml" --model "$W/sd15-fp16" --device cuda -o "$W/retime-10.rgb" -q
+    # do the probe's steps (its log says how many of the 30) predict the full render's pace along the transition?
+    local ps
+    ps=$(sed -n 's/.*retime probe: [0-9]* frames at \([0-9]*\) steps.*/\1/p' "$W/retime-even.log" | head -n 1)
+    ps=${ps:-8}
+    retime_recipe "$ps" none > "$W/retime-probe-steps.yaml"
+    "$SDMORPH" render "$W/retime-probe-steps.yaml" --model "$W/sd15-fp16" --device cuda -o "$W/retime-$ps.rgb" -q
     "$SDMORPH" measure --raw 512x512 --each "$W/retime-none.rgb" > "$W/retime-each-30.txt"
-    "$SDMORPH" measure --raw 512x512 --each "$W/retime-10.rgb" > "$W/retime-each-10.txt"
-    $PY - "$W/retime-each-30.txt" "$W/retime-each-10.txt" <<'PY'
+    "$SDMORPH" measure --raw 512x512 --each "$W/retime-$ps.rgb" > "$W/retime-each-$ps.txt"
+    $PY - "$W/retime-each-30.txt" "$W/retime-each-$ps.txt" "$ps" <<'PY'
 import re, sys, numpy as np
 def pairs(p):
     return np.array([float(l.split()[1]) for l in open(p) if re.match(r"^  [0-9]+-[0-9]+ ", l)])
 a, b = pairs(sys.argv[1]), pairs(sys.argv[2])
 ca, cb = np.cumsum(a) / a.sum(), np.cumsum(b) / b.sum()
-print(f"* retime: pace at 10 vs 30 steps over {a.size} pairs: Pearson r {np.corrcoef(a, b)[0, 1]:.3f}, "
+print(f"* retime: pace at {sys.argv[3]} vs 30 steps over {a.size} pairs: Pearson r {np.corrcoef(a, b)[0, 1]:.3f}, "
       f"largest cumulative-distance gap {np.abs(ca - cb).max():.3f} (0: the same frame placement)")
 PY
 }

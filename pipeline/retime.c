@@ -26,7 +26,7 @@ int sdm_retime_wanted(const sdm_recipe *r)
 
 int sdm_retime_probe_steps(int steps)
 {
-    int s = (steps + 2) / 3, least = steps < 4 ? steps : 4;
+    int s = (steps + 3) / 4, least = steps < 4 ? steps : 4;
 
     return s < least ? least : s;
 }
@@ -310,7 +310,7 @@ struct sdm_retime_probe {
 
 /* Round 0 takes about half a transition's frames as evenly spaced
  * intervals, round 1 as many new points again: the probe renders about as
- * many frames as the transition has, at a third of the steps. */
+ * many frames as the transition has, at a quarter of the steps. */
 static int round_points(int frames)
 {
     int m = (frames + 1) / 2;

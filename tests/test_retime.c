@@ -26,6 +26,18 @@ static char step_model[PATH_MAX];
 
 /* --- the arithmetic -------------------------------------------------------- */
 
+/* The probe's steps: a quarter of the render's, rounded up, at least
+ * min(steps, 4) (retime.h says why a quarter). */
+static void test_probe_steps(void)
+{
+    CHECK_INT(sdm_retime_probe_steps(30), 8);
+    CHECK_INT(sdm_retime_probe_steps(50), 13);
+    CHECK_INT(sdm_retime_probe_steps(25), 7);
+    CHECK_INT(sdm_retime_probe_steps(12), 4);
+    CHECK_INT(sdm_retime_probe_steps(3), 3);
+    CHECK_INT(sdm_retime_probe_steps(1), 1);
+}
+
 static void test_weights_of(void)
 {
     double t[] = { 0, 0.5, 1 }, d[] = { 0, 3, 4 }, w[4], flat_d[] = { 0, 0, 0 };
@@ -400,6 +412,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    test_probe_steps();
     test_weights_of();
     test_sidecar_curves();
     snprintf(path, sizeof path, "%s/models/analytic-step", test_build_dir());
