@@ -221,6 +221,22 @@ static int ffmpeg(const char *args)
     return system(cmd) == 0 ? 0 : 1;
 }
 
+/* ffmpeg with IN_OPTS -i tmp/IN OUT_OPTS tmp/OUT, then `sdmorph measure`
+ * on tmp/OUT (raw: its WxH where it is raw RGB) into v. ffmpeg's status
+ * (-1: no ffmpeg), or 2 where measure failed. */
+static int ffmpeg_measured(const char *in_opts, const char *in, const char *out_opts, const char *out, const char *raw,
+                           double v[4])
+{
+    char args[4 * PATH_MAX], path[PATH_MAX + 64];
+    int rc;
+
+    snprintf(args, sizeof args, "%s -i '%s/%s' %s '%s/%s'", in_opts, tmp, in, out_opts, tmp, out);
+    if ((rc = ffmpeg(args)) != 0)
+        return rc;
+    snprintf(path, sizeof path, "%s/%s", tmp, out);
+    return measure_json(path, raw, v) == 0 ? 0 : 2;
+}
+
 /* `sdmorph measure` against the ffmpeg command on the same frames (issue
  * 22): ffv1 is lossless, so it must give the raw numbers to the bit; ffmpeg
  * decoding our MP4 (BT.709, tv range, the converter settings measure uses)
@@ -228,34 +244,23 @@ static int ffmpeg(const char *args)
  * crf and preset, its own RGB->YUV) lands near ours. */
 static void test_measure_vs_ffmpeg(const double raw[4], const double mp4[4])
 {
-    char args[4 * PATH_MAX], path[PATH_MAX + 64];
+    const char *raw_in = "-f rawvideo -pix_fmt rgb24 -s 128x128 -r 12";
     double lossless[4], decoded[4], theirs[4];
-    int rc;
+    int rc = ffmpeg_measured(raw_in, "loop.rgb", "-c:v ffv1", "ff.mkv", NULL, lossless);
 
-    snprintf(args, sizeof args, "-f rawvideo -pix_fmt rgb24 -s 128x128 -r 12 -i '%s/loop.rgb' -c:v ffv1 '%s/ff.mkv'",
-             tmp, tmp);
-    rc = ffmpeg(args);
     if (rc < 0) {
         SKIP("no ffmpeg command (apt-get install ffmpeg): measure not compared with it");
         return;
     }
     CHECK_INT(rc, 0);
-    snprintf(path, sizeof path, "%s/ff.mkv", tmp);
-    CHECK(measure_json(path, NULL, lossless) == 0);
-    snprintf(args, sizeof args,
-             "-i '%s/loop.mp4' -vf scale=in_color_matrix=bt709:in_range=tv:flags=bicubic+accurate_rnd+full_chroma_int "
-             "-f rawvideo -pix_fmt rgb24 '%s/ff-decoded.rgb'",
-             tmp, tmp);
-    CHECK_INT(ffmpeg(args), 0);
-    snprintf(path, sizeof path, "%s/ff-decoded.rgb", tmp);
-    CHECK(measure_json(path, "128x128", decoded) == 0);
-    snprintf(args, sizeof args,
-             "-f rawvideo -pix_fmt rgb24 -s 128x128 -r 12 -i '%s/loop.rgb' -c:v libx264 -crf 18 -preset medium "
-             "-pix_fmt yuv420p '%s/ff-x264.mp4'",
-             tmp, tmp);
-    CHECK_INT(ffmpeg(args), 0);
-    snprintf(path, sizeof path, "%s/ff-x264.mp4", tmp);
-    CHECK(measure_json(path, NULL, theirs) == 0);
+    CHECK_INT(ffmpeg_measured("", "loop.mp4",
+                              "-vf scale=in_color_matrix=bt709:in_range=tv:flags=bicubic+accurate_rnd+full_chroma_int "
+                              "-f rawvideo -pix_fmt rgb24",
+                              "ff-decoded.rgb", "128x128", decoded),
+              0);
+    CHECK_INT(ffmpeg_measured(raw_in, "loop.rgb", "-c:v libx264 -crf 18 -preset medium -pix_fmt yuv420p", "ff-x264.mp4",
+                              NULL, theirs),
+              0);
     printf(
         "  ffmpeg ffv1      %.6f %.6f  %.6f %.6f\n  ffmpeg decoding our mp4 %.6f %.6f  %.6f %.6f\n"
         "  ffmpeg x264      %.6f %.6f  %.6f %.6f\n",
