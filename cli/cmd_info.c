@@ -28,11 +28,11 @@ static void print_aoti(const char *what, const sdm_aoti_build *a)
     }
     printf("  %-15s %s\n  %-15s latents %dx%d, batch %d..%d\n", what, a->path, "", a->latent_h, a->latent_w,
            a->min_batch, a->max_batch);
-    if (a->fp8[0])
+    if (a->fp8)
         printf(
             "  %-15s FP8 products (%s scales) in attention projections and feed-forward layers: its frames "
             "differ from the TorchScript UNet's\n",
-            "", a->fp8);
+            "", sdm_fp8_scales_name(a->fp8));
 }
 
 static void print_bundle(const sdm_bundle *b)

@@ -359,8 +359,8 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
     }
     {
         sdm_tensor *args[5] = { x, t, emb, pooled, tids };
-        rc = aoti_agree(e, e->dtype, e->unet, b->unet, e->unet_aoti, a->path, a->fp8[0] != 0, args, pooled ? 5 : 3, xs,
-                        err);
+        rc = aoti_agree(e, e->dtype, e->unet, b->unet, e->unet_aoti, a->path, a->fp8 != SDM_FP8_NONE, args,
+                        pooled ? 5 : 3, xs, err);
     }
 end:
     free(tv);
@@ -404,8 +404,8 @@ static void aoti_load(sdm_engine *e, const char *what, const sdm_aoti_build *a, 
         return;
     }
     sdm_info("%s: %s (AOTInductor%s%s%s) for %dx%d latents, %d to %d per call; TorchScript otherwise", what, a->path,
-             a->fp8[0] ? ", FP8 products with " : "", a->fp8, a->fp8[0] ? " scales" : "", a->latent_w, a->latent_h,
-             a->min_batch, a->max_batch);
+             a->fp8 ? ", FP8 products with " : "", a->fp8 ? sdm_fp8_scales_name(a->fp8) : "", a->fp8 ? " scales" : "",
+             a->latent_w, a->latent_h, a->min_batch, a->max_batch);
 }
 
 void sdm_engine_set_aoti(sdm_engine *e, int on)

@@ -18,15 +18,20 @@ typedef enum { SDM_BETAS_SCALED_LINEAR, SDM_BETAS_LINEAR, SDM_BETAS_COUNT } sdm_
 const char *sdm_beta_schedule_name(sdm_beta_schedule b);
 int sdm_beta_schedule_from_str(const char *s, sdm_beta_schedule *out);
 
+/* The scales of a UNet package's FP8 products (export_sd.py --aoti-fp8):
+ * none, or the inputs' per tensor, per row, or static (calibrated at export). */
+typedef enum { SDM_FP8_NONE, SDM_FP8_TENSOR, SDM_FP8_ROW, SDM_FP8_STATIC, SDM_FP8_COUNT } sdm_fp8_scales;
+const char *sdm_fp8_scales_name(sdm_fp8_scales s);
+int sdm_fp8_scales_from_str(const char *s, sdm_fp8_scales *out);
+
 /* A module compiled by AOTInductor for one latent size and a range of
  * batch sizes: its file ("" if the bundle has none) and, from model.yaml,
  * latent_height, latent_width, min_batch (default 1), max_batch. */
 typedef struct {
     char path[1280];
     int latent_h, latent_w, min_batch, max_batch;
-    char fp8[16]; /* the UNet's aoti.fp8: its attention projections and feed-forward layers run
-                     FP8 products with "tensor", "row" or "static" scales (opt-in: its frames
-                     differ from the TorchScript UNet's); "" none */
+    sdm_fp8_scales fp8; /* the UNet's aoti.fp8: its attention projections and feed-forward layers
+                           run FP8 products (opt-in: its frames differ from the TorchScript UNet's) */
 } sdm_aoti_build;
 
 /* Where a bundle came from (model.yaml's optional source: section, written

@@ -356,7 +356,7 @@ static void test_aoti_bundles(void)
 
     /* an FP8 UNet package (export_sd.py --aoti-fp8): its scales by name, and info says so */
     snprintf(yaml, sizeof yaml, "%s%s  fp8: dynamic\n", aoti_entries[0].file_line, aoti_entries[0].shapes);
-    bad_aoti(argv, dir, &aoti_entries[0], "fp8", yaml, "unet.pt2", "aoti.fp8 is 'dynamic': tensor, row or static");
+    bad_aoti(argv, dir, &aoti_entries[0], "fp8", yaml, "unet.pt2", "fp8 must be tensor, row or static, not 'dynamic'");
     snprintf(dir, sizeof dir, "%s/aoti-fp8", tmpdir);
     snprintf(yaml, sizeof yaml, "%s%s  fp8: static\n", aoti_entries[0].file_line, aoti_entries[0].shapes);
     make_bundle(dir, MERGES, yaml);
