@@ -37,6 +37,8 @@
 #                              without it, and the pace at the probe's steps against the full render's
 #   bench/gpu.sh sdxl_setup    build sdmorph; export random SDXL-shape bundles (float32 and float16 with
 #                              the float32 VAE decode), made on the GPU, the two exports side by side
+#   bench/gpu.sh sdxl_start    the same two exports in a session of their own, left running (after setup):
+#                              the SD 1.5 steps go on beside them; sdxl_wait waits for them (next call)
 #   bench/gpu.sh sdxl_parity   a keyframe and a morph's midpoint (embedding and pooled lerped) vs diffusers'
 #                              StableDiffusionXLPipeline, same noise: fp32 (1/255) and fp16 (4/255)
 #   bench/gpu.sh sdxl_lora_parity  a random kohya-format SDXL LoRA (original UNet's block names, both text
@@ -68,7 +70,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup cuda_tests aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup cuda_tests aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1219,6 +1221,31 @@ sdxl_setup() {
     fi
     echo "* sdxl bundles: $(sdxl_model float32), $(sdxl_model float16) (${SDXL_SIZE}x$SDXL_SIZE; VAE decoder" \
         "$(grep -o '^vae_dtype: .*' "$(sdxl_model float16)/model.yaml" || echo 'in the bundle dtype')), $((SECONDS - t)) s"
+}
+
+# The two exports in a session of their own (as aoti_start does), so they
+# run on beside the SD 1.5 steps and the next call's sdxl_parity waits for
+# them; the build is setup's.
+sdxl_start() {
+    local pid i
+    SDM_SDXL_BUILD=0 setsid bash bench/gpu.sh sdxl_setup > "$W/sdxl-start.log" 2>&1 < /dev/null &
+    pid=$!
+    for i in $(seq 1 100); do
+        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
+        sleep 0.1
+    done
+    echo "* sdxl: both exports started in the background (logs $W/sdxl-export-*.log)"
+}
+
+# Waits for sdxl_start's exports, if any run.
+sdxl_wait() {
+    local waited=0
+    while pgrep -f "export_sd.py.*--out $W/sdxl-" > /dev/null; do
+        sleep 5
+        waited=$((waited + 5))
+    done
+    [ "$waited" = 0 ] || echo "sdxl: waited $waited s for the exports"
+    SDM_SDXL_BUILD=0 sdxl_setup
 }
 
 # The parity recipe: keyframe A, the midpoint (t = 0.5, lerp), keyframe B.
