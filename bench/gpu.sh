@@ -856,6 +856,14 @@ mp_reference() {   # name prompt [models_parity.py flags...]
 }
 
 # SDM_MP_PARTS: which of its checks run (default all: clipskip ti lora-kohya lora-diffusers single)
+mp_export() {   # out export_sd.py flags...: a float32 bundle; its lines, or its log's end where it fails
+    local out=$1
+    shift
+    $PY pipeline/export/export_sd.py "$@" --out "$out" --dtype float32 > "$out.log" 2>&1 ||
+        { tail -n 25 "$out.log"; echo "* export to $out FAILED"; return 1; }
+    grep -E '^export_sd' "$out.log"
+}
+
 models_parity() {
     local rc=0 d="$W/sd15-diffusers" p="a rainy city street at night, neon signs, cinematic" s
     local parts=" ${SDM_MP_PARTS:-clipskip ti lora-kohya lora-diffusers single} "
@@ -887,8 +895,7 @@ models_parity() {
     for s in kohya diffusers; do
         [[ $parts == *" lora-$s "* ]] || continue
         $PY bench/models_parity.py make-lora --weights "$d" --layout "$s" --out "$W/mp-lora-$s.safetensors" --seed 11 &&
-            $PY pipeline/export/export_sd.py --checkpoint "$d" --lora "$W/mp-lora-$s.safetensors:0.8" \
-                --out "$W/sd15-fp32-lora-$s" --dtype float32 2>&1 | grep -E '^export_sd' &&
+            mp_export "$W/sd15-fp32-lora-$s" --checkpoint "$d" --lora "$W/mp-lora-$s.safetensors:0.8" &&
             mp_render "mp-lora-$s" "$W/sd15-fp32-lora-$s" "$p" || { rc=1; continue; }
         mp_reference "mp-lora-$s" "$p" --lora "$W/mp-lora-$s.safetensors" --lora-scale 0.8 || {
             [ $? = 3 ] || rc=1
@@ -904,9 +911,8 @@ models_parity() {
     elif [ -f "$conv" ]; then
         rm -f "$W/sd15-single.safetensors"
         $PY "$conv" --model_path "$d" --checkpoint_path "$W/sd15-single.safetensors" --use_safetensors &&
-            $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-single.safetensors" \
-                --tokenizer "${SDM_CLIP:-../shared/clip}" --out "$W/sd15-single-fp32" --dtype float32 2>&1 |
-            grep -E '^export_sd' &&
+            mp_export "$W/sd15-single-fp32" --checkpoint "$W/sd15-single.safetensors" \
+                --tokenizer "${SDM_CLIP:-../shared/clip}" &&
             mp_render mp-single "$W/sd15-single-fp32" "$p" && mp_render mp-folder "$W/sd15-fp32" "$p" &&
             $PY - "$W/mp-single.rgb" "$W/mp-folder.rgb" <<'PY' || rc=1
 import sys, numpy as np
@@ -1598,7 +1604,7 @@ cuda_tests() {
     make -j"$(nproc)" all build/models/analytic-step/model.yaml build/tests/test_denoiser build/tests/test_torch_api \
         build/tests/test_retime > "$W/make-tests.log" 2>&1 || { tail -n 30 "$W/make-tests.log"; return 1; }
     for t in test_denoiser test_torch_api test_retime; do
-        SDM_BUILD=build SDM_BIN="$PWD/sdmorph" timeout 300 "build/tests/$t" > "$W/$t.log" 2>&1 || rc=1
+        SDM_BUILD=build SDM_BIN="$PWD/sdmorph" SDM_PYTHON=$(command -v "$PY") timeout 300 "build/tests/$t" > "$W/$t.log" 2>&1 || rc=1
         grep -E "^(retimed weights|retime probe cost|padded|skipped)" "$W/$t.log" | sed 's/^/  /' || true
         echo "* $t on $(gpu_name): $(tail -n 1 "$W/$t.log")"
     done

@@ -770,8 +770,29 @@ def check_fp8(tmp):
            "  fp8: static\n" in text, text)
 
 
+def check_nest_text_model():
+    """A single file whose CLIP keys lack `text_model.` (written with
+    transformers >= 5.6) gets it back; one that has it is left alone."""
+    z = torch.zeros(1)
+    flat = {"cond_stage_model.transformer.embeddings.token_embedding.weight": z,
+            "cond_stage_model.transformer.encoder.layers.0.mlp.fc1.bias": z,
+            "cond_stage_model.transformer.final_layer_norm.weight": z,
+            "conditioner.embedders.0.transformer.embeddings.position_embedding.weight": z,
+            "conditioner.embedders.1.model.ln_final.weight": z, checkpoint.KEY_V1: z}
+    moved = checkpoint.nest_text_model(flat)
+    report("nest_text_model", moved == 4 and sorted(flat) == sorted([
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+        "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.bias",
+        "cond_stage_model.transformer.text_model.final_layer_norm.weight",
+        "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight",
+        "conditioner.embedders.1.model.ln_final.weight", checkpoint.KEY_V1]), f"{moved}: {sorted(flat)}")
+    nested = {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": z, checkpoint.KEY_V1: z}
+    report("nest_text_model_kept", checkpoint.nest_text_model(dict(nested)) == 0)
+
+
 def main():
     check_scheduler_fields()
+    check_nest_text_model()
     with tempfile.TemporaryDirectory() as tmp:
         check_pickle(tmp)
         check_plain_ckpt(tmp)

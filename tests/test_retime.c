@@ -263,6 +263,9 @@ static void test_even_pace(void)
         CHECK(memcmp(fn + 12 * FRAME_BYTES, fe + 12 * FRAME_BYTES, FRAME_BYTES) != 0);
     }
     /* the exact step: the planned frames jump across it, the retimed ones crowd around it */
+    if (isnan(ts))
+        printf("the step's weight: no answer from %s with torch (set SDM_PYTHON)\n",
+               getenv("SDM_PYTHON") ? getenv("SDM_PYTHON") : "/usr/bin/python3");
     CHECK(ts > 0.3 && ts < 0.6);
     for (int j = 0; j < 24; j++) {
         double a = frame_t(none, j, "t"), b = j == 23 ? 1 : frame_t(none, j + 1, "t");
@@ -336,7 +339,17 @@ static void test_check_and_frames(void)
     all = raw_frames("even", &n);
     one = (uint8_t *)slurp_file(frame_out, &size);
     CHECK_INT(size, (long)FRAME_BYTES);
-    CHECK(all && one && n == 25 && size == (long)FRAME_BYTES && memcmp(all + 10 * FRAME_BYTES, one, FRAME_BYTES) == 0);
+    /* alone, frame 10 is a batch of one where the render had it in a batch
+     * of 4: bit for bit with Debian's torch; libtorch 2.x's CPU kernels may
+     * round differently by batch size (test_render allows 1/255 there too) */
+    if (all && one && n == 25 && size == (long)FRAME_BYTES) {
+        int worst = 0;
+        for (long i = 0; i < (long)FRAME_BYTES; i++)
+            worst = abs(all[10 * FRAME_BYTES + i] - one[i]) > worst ? abs(all[10 * FRAME_BYTES + i] - one[i]) : worst;
+        printf("--frames 10 against the render's frame 10: max |diff| %d/255\n", worst);
+        CHECK(worst <= 1);
+    } else
+        CHECK(0); /* a frame missing */
     /* another keyframe prompt: another key, the eased weights until probed */
     write_file(recipe, "retime: even\nkeyframes:\n  - prompt: " A_PROMPT "\n    frames: 24\n  - another prompt\n");
     CHECK_INT(run(check_argv, out, sizeof out, NULL), 0);

@@ -106,6 +106,28 @@ def detect_family(sd, path):
     raise CheckpointError(f"{path} does not hold a Stable Diffusion 1.x/2.x or SDXL UNet (no {KEY_V1})")
 
 
+# Where a single file keeps its CLIP ViT-L text encoder in transformers'
+# layout (SD 1.x; SDXL's first). Files written with transformers >= 5.6
+# (diffusers' convert script among them) lack the `text_model.` level that
+# CLIPTextModel had before, and that diffusers' from_single_file looks for.
+CLIP_PREFIXES = ("cond_stage_model.transformer.", "conditioner.embedders.0.transformer.")
+CLIP_PARTS = ("embeddings.", "encoder.", "final_layer_norm.")
+
+
+def nest_text_model(sd):
+    """Puts a flattened CLIP text encoder's keys back under `text_model.`,
+    in place; returns how many keys moved (0: the file is as diffusers
+    reads it)."""
+    moved = 0
+    for prefix in CLIP_PREFIXES:
+        if any(k.startswith(prefix + "text_model.") for k in sd):
+            continue
+        for k in [k for k in sd if k.startswith(tuple(prefix + p for p in CLIP_PARTS))]:
+            sd[prefix + "text_model." + k[len(prefix):]] = sd.pop(k)
+            moved += 1
+    return moved
+
+
 # The published diffusers configs of SD 1.5 (../shared/reference/sd15) and
 # SD 2.1 (the same shapes, with OpenCLIP-H's 23 used layers, linear
 # projections and 5-64 head sizes).

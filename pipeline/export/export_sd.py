@@ -361,8 +361,12 @@ def load_single_file(args, tmp):
     except ckpt.CheckpointError as e:
         die(str(e))
     src = path
-    if not path.endswith(".safetensors"):
-        # diffusers reads the file itself: give it the tensors read safely here
+    nested = ckpt.nest_text_model(sd)
+    if nested:
+        print(f"export_sd: {path}: the text encoder's {nested} keys put back under text_model. "
+              "(a file written with transformers >= 5.6)", file=sys.stderr)
+    if nested or not path.endswith(".safetensors"):
+        # diffusers reads the file itself: give it the tensors read (and renamed) here
         from safetensors.torch import save_file
         src = os.path.join(tmp, "checkpoint.safetensors")
         save_file(shares_storage_free(sd), src)
