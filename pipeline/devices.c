@@ -39,6 +39,7 @@ struct sched {
     pthread_cond_t changed; /* a render done or given back, or a worker gone */
     sdm_plan plan; /* the engines' plan (retimed where asked): the first one's */
     int have_plan;
+    int prober; /* the engine probing the retime curves, index + 1 (0: none) */
     unsigned char *state; /* per render */
     int *holder; /* per render given: the worker */
     int fd; /* the scratch file: render i's frame at i * frame_bytes */
@@ -91,8 +92,8 @@ static int plan_copy(const sdm_plan *from, sdm_plan *to)
     return 0;
 }
 
-/* The engines agree on what to render: one recipe, so the same frames
- * unless their retiming's curves differ (each probes on its own). */
+/* The engines agree on what to render: one recipe and one engine's
+ * retiming curves (on_curves), so the same frames. */
 static int same_plan(const sdm_plan *a, const sdm_plan *b)
 {
     return a->n_renders == b->n_renders && a->n_sequence == b->n_sequence &&
@@ -156,9 +157,32 @@ static int on_planned(void *user, const sdm_plan *plan, const char *texts, sdm_e
     else if (!s->have_plan && start_plan(s, plan, texts, &s->err))
         s->failed = 1, rc = sdm_error_set(err, s->err.code, "%s", s->err.msg);
     else if (!same_plan(plan, &s->plan))
-        rc = sdm_error_set(err, SDM_EXIT_RUNTIME,
-                           "its plan differs from the first device's (retime: even probes "
-                           "on every device: are they of one kind?)");
+        rc = sdm_error_set(err, SDM_EXIT_RUNTIME, "internal: its plan differs from the first device's");
+    pthread_cond_broadcast(&s->changed); /* engines waiting for the curves (on_curves) */
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* One engine probes the retime curves, the others take its: the frames
+ * land at the same weights whatever the devices (one of another kind
+ * would place them a little differently), and the probe's GPU time is
+ * spent once. An engine that ends before its plan hands the probe on. */
+static int on_curves(void *user, const char **json, sdm_error *err)
+{
+    worker *w = user;
+    sched *s = w->s;
+    int rc = 0;
+
+    *json = NULL;
+    pthread_mutex_lock(&s->lock);
+    while (!s->failed && !s->have_plan && s->prober && s->prober != w->index + 1)
+        pthread_cond_wait(&s->changed, &s->lock);
+    if (s->failed)
+        rc = sdm_error_set(err, s->err.code, "%s", s->err.msg);
+    else if (s->have_plan)
+        *json = s->plan.retime_json;
+    else
+        s->prober = w->index + 1;
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -305,6 +329,8 @@ static void *worker_main(void *arg)
     for (int i = 0; s->have_plan && i < s->plan.n_renders; i++)
         if (s->state[i] == GIVEN && s->holder[i] == w->index)
             s->state[i] = TODO;
+    if (s->prober == w->index + 1)
+        s->prober = 0; /* planned, or gone before: another engine may probe */
     if (w->rc < 0 && !s->failed) {
         w->dropped = 1;
         device_label(w, dev, sizeof dev);
@@ -332,7 +358,9 @@ static void set_up_workers(sched *s, const sdm_device *devs, const sdm_render_ho
         w->p.progress = SDM_PROGRESS_NONE;
         if (hooks && hooks[i])
             w->hooks = *hooks[i];
-        w->source = (sdm_batch_source){ on_planned, on_next, on_done, w };
+        w->source = (sdm_batch_source){
+            .planned = on_planned, .curves = on_curves, .next = on_next, .done = on_done, .user = w
+        };
         w->hooks.source = &w->source;
     }
 }

@@ -831,6 +831,13 @@ static int render_retime(render_state *S, sdm_error *err)
 
     if (!S->probing)
         return 0;
+    if (S->source && S->source->curves) {
+        const char *shared = NULL;
+        if (S->source->curves(S->source->user, &shared, err))
+            goto end;
+        if (shared)
+            sdm_retime_take(&S->pf.retime, shared);
+    }
     while (sdm_retime_missing(&S->pf.retime)) {
         if (sdm_retime_probe_new(&S->pf.retime, r, latent_n, &pr, err))
             goto end;
@@ -841,8 +848,10 @@ static int render_retime(render_state *S, sdm_error *err)
         S->stats->probe_renders += sdm_retime_probe_renders(pr);
         sdm_retime_probe_free(&pr);
     }
-    S->stats->probe_steps = S->probe_sched.params.steps;
-    S->stats->probe_seconds = now_s() - t0;
+    if (S->stats->probe_renders) {
+        S->stats->probe_steps = S->probe_sched.params.steps;
+        S->stats->probe_seconds = now_s() - t0;
+    }
     sdm_schedule_set_free(&S->probe_sched);
     S->probing = 0;
     if (sdm_preflight_replan(r, S->p, &S->pf, err))

@@ -17,6 +17,10 @@ typedef struct {
     /* The plan the render follows (retimed where the recipe asks) and the
      * prompts' texts JSON for the sidecar: once, before the first batch. */
     int (*planned)(void *user, const sdm_plan *plan, const char *texts, sdm_error *err);
+    /* Before a retiming probe (NULL: probe): the curves another engine
+     * probed for this render, as sdm_retime_json gives them, waiting while
+     * it probes; *json NULL: probe here. -1: the render failed (err). */
+    int (*curves)(void *user, const char **json, sdm_error *err);
     /* At most `most` renders to do next: [*first, *first + *n). 1: none left. */
     int (*next)(void *user, int most, int *first, int *n);
     /* Renders [first, first+n) are done: their frames, n * width*height*3 bytes of RGB. */

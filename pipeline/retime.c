@@ -164,19 +164,39 @@ static int take_curve(sdm_retime *rt, json_object *e)
     return 1;
 }
 
+/* The curves of a "retime" value whose keys match. */
+static int take_curves(sdm_retime *rt, json_object *retime)
+{
+    json_object *list;
+    int taken = 0;
+
+    if (retime && json_object_object_get_ex(retime, "transitions", &list) && json_object_is_type(list, json_type_array))
+        for (size_t i = 0; i < json_object_array_length(list); i++)
+            taken += take_curve(rt, json_object_array_get_idx(list, i));
+    return taken;
+}
+
 int sdm_retime_load(sdm_retime *rt, const char *sidecar)
 {
-    json_object *root = sidecar ? json_object_from_file(sidecar) : NULL, *top = root, *retime, *list;
-    int taken = 0;
+    json_object *root = sidecar ? json_object_from_file(sidecar) : NULL, *top = root, *retime = NULL;
+    int taken;
 
     /* a shard's segment manifest (segment.h) holds its sidecar as a member */
     if (root && !json_object_object_get_ex(root, "retime", NULL))
         json_object_object_get_ex(root, "sidecar", &top);
-    if (top && json_object_object_get_ex(top, "retime", &retime) &&
-        json_object_object_get_ex(retime, "transitions", &list) && json_object_is_type(list, json_type_array))
-        for (size_t i = 0; i < json_object_array_length(list); i++)
-            taken += take_curve(rt, json_object_array_get_idx(list, i));
+    if (top)
+        json_object_object_get_ex(top, "retime", &retime);
+    taken = take_curves(rt, retime);
     json_object_put(root);
+    return taken;
+}
+
+int sdm_retime_take(sdm_retime *rt, const char *retime_json)
+{
+    json_object *retime = retime_json ? json_tokener_parse(retime_json) : NULL;
+    int taken = take_curves(rt, retime);
+
+    json_object_put(retime);
     return taken;
 }
 

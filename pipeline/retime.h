@@ -64,6 +64,9 @@ int sdm_retime_missing(const sdm_retime *rt);
 /* Reads the curves of a sidecar whose keys match; a missing or unreadable
  * file is no curve (0). Returns the number of curves taken. */
 int sdm_retime_load(sdm_retime *rt, const char *sidecar);
+/* The same from a "retime" value as sdm_retime_json makes it (another
+ * engine's probe, devices.c). */
+int sdm_retime_take(sdm_retime *rt, const char *retime_json);
 /* Places the frames of every transition with a curve (rt->weights). */
 int sdm_retime_place(sdm_retime *rt, const sdm_recipe *r, sdm_error *err);
 /* The curves as the value of the sidecar's "retime" member (malloc'd), or

@@ -43,9 +43,23 @@ static int worst_diff(const capture *a, const capture *b)
     return worst;
 }
 
+/* A transition across the step bundle's sharp step, retimed: a probe first. */
+static const char *retime_yaml = "width: 64\nheight: 64\nsteps: 8\nseed: 7\nfps: 12\nguidance: 1\n"
+                                 "retime: even\nframes: 8\nkeyframes:\n  - a city street in the rain\n"
+                                 "  - a forest path in the mist\n";
+
+static int render_recipe_on(const char *yaml, const char *model, int n, int batch, unet_faults *units, capture *c,
+                            sdm_render_stats *st, sdm_error *err);
+
 /* The loop recipe on n CPU engines (n 0: sdm_render on one), batch frames
  * per call, its frames into c; units[i] wraps engine i's UNet. */
 static int render_on(int n, int batch, unet_faults *units, capture *c, sdm_render_stats *st, sdm_error *err)
+{
+    return render_recipe_on(loop_yaml, model_dir, n, batch, units, c, st, err);
+}
+
+static int render_recipe_on(const char *yaml, const char *model, int n, int batch, unet_faults *units, capture *c,
+                            sdm_render_stats *st, sdm_error *err)
 {
     static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
     sdm_device devs[4] = { cpu, cpu, cpu, cpu };
@@ -58,10 +72,10 @@ static int render_on(int n, int batch, unet_faults *units, capture *c, sdm_rende
     int rc;
 
     memset(err, 0, sizeof *err);
-    if (sdm_recipe_load_string("loop.yaml", loop_yaml, strlen(loop_yaml), &r, err))
+    if (sdm_recipe_load_string("recipe.yaml", yaml, strlen(yaml), &r, err))
         return -1;
-    snprintf(out, sizeof out, "%s/loop-%d.mp4", dir, n);
-    p.model_dir = model_dir;
+    snprintf(out, sizeof out, "%s/recipe-%d.mp4", dir, n);
+    p.model_dir = model;
     p.device = cpu;
     p.batch = batch;
     p.outputs = outs;
@@ -154,6 +168,38 @@ static void test_all_fail(void)
     capture_free(&c);
 }
 
+/* retime: even on three devices: one probes, the others take its curves
+ * (devices.c, on_curves), and the frames are one engine's. Then two of the
+ * engines fail at their first UNet call (the warm-up's are not wrapped):
+ * one probing hands the probe on as it drops out, one waiting takes the
+ * curves and drops out at its first batch; either way the third renders
+ * one engine's frames, the probe counted once. */
+static void test_retime_probed_once(void)
+{
+    char step[PATH_MAX];
+    unet_faults u[3] = { { .max_inputs = -1, .fail_from = 1 },
+                         { .max_inputs = -1, .fail_from = 1 },
+                         { .max_inputs = -1 } };
+    capture one = { 0 }, c = { 0 }, c2 = { 0 };
+    sdm_render_stats st1, st;
+    sdm_error err;
+
+    snprintf(step, sizeof step, "%s/models/analytic-step", test_build_dir());
+    CHECK_INT(render_recipe_on(retime_yaml, step, 0, 2, NULL, &one, &st1, &err), 0);
+    CHECK(st1.probe_renders > 0);
+    CHECK_INT(render_recipe_on(retime_yaml, step, 3, 2, NULL, &c, &st, &err), 0);
+    printf("retime on 3 devices: %d probe frames (one engine: %d)\n", st.probe_renders, st1.probe_renders);
+    CHECK_INT(st.probe_renders, st1.probe_renders); /* probed once, not on every device */
+    CHECK_INT(worst_diff(&one, &c), 0);
+    CHECK_INT(render_recipe_on(retime_yaml, step, 3, 2, u, &c2, &st, &err), 0);
+    CHECK_INT(worst_diff(&one, &c2), 0);
+    CHECK_INT(st.probe_renders, st1.probe_renders);
+    CHECK_INT(u[2].failed, 0);
+    capture_free(&one);
+    capture_free(&c);
+    capture_free(&c2);
+}
+
 int main(void)
 {
     capture one = { 0 }, one1 = { 0 };
@@ -178,6 +224,7 @@ int main(void)
     test_slow_device(&one1);
     test_out_of_memory(&one);
     test_all_fail();
+    test_retime_probed_once();
     capture_free(&one);
     capture_free(&one1);
     {
