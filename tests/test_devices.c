@@ -44,9 +44,10 @@ static int worst_diff(const capture *a, const capture *b)
 }
 
 /* A transition across the step bundle's sharp step, retimed: a probe first. */
-static const char *retime_yaml = "width: 64\nheight: 64\nsteps: 8\nseed: 7\nfps: 12\nguidance: 1\n"
-                                 "retime: even\nframes: 8\nkeyframes:\n  - a city street in the rain\n"
-                                 "  - a forest path in the mist\n";
+static const char *retime_yaml =
+    "width: 64\nheight: 64\nsteps: 8\nseed: 7\nfps: 12\nguidance: 1\n"
+    "retime: even\nframes: 8\nkeyframes:\n  - a city street in the rain\n"
+    "  - a forest path in the mist\n";
 
 static int render_recipe_on(const char *yaml, const char *model, int n, int batch, unet_faults *units, capture *c,
                             sdm_render_stats *st, sdm_error *err);
