@@ -8,7 +8,8 @@
 #                              test_retime (the probe on the captured loop = step by step)
 #   bench/gpu.sh aoti_fp8      issue 17's FP8 lever: an fp16 bundle whose UNet package runs FP8 products
 #                              (SDM_FP8_MODE static|row|tensor), its parity cost against diffusers fp16;
-#                              then SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@build/gpu/sd15-fp16-fp8" bench
+#                              then SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@build/gpu/sd15-fp16-fp8" bench;
+#                              aoti_fp8_start: its export (minutes of compile) in the background, aoti_fp8 waits
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
@@ -70,7 +71,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup cuda_tests aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup cuda_tests aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1583,15 +1584,33 @@ summary() {   # steps
 # then what it costs: frame 0 of an 8-frame morph at --batch 8 against
 # diffusers fp16 (4/255 is the float16 path's bound, not this one's). What
 # it gains: SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@$W/sd15-fp16-fp8" bench.
-aoti_fp8() {
+# The FP8 bundle's export alone (aoti_fp8_start runs it in a session of its own).
+aoti_fp8_export() {
     local m="$W/sd15-fp16-fp8" mode=${SDM_FP8_MODE:-static}
     [ -d "$W/sd15-diffusers" ] || { echo "aoti_fp8: run setup first"; return 1; }
-    if ! grep -q "^  fp8: $mode\$" "$m/model.yaml" 2> /dev/null; then
-        rm -rf "$m"
-        { $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$m" --dtype float16 --aoti \
-            --aoti-frames 8 --aoti-fp8 "$mode" 2>&1 | stamp > "$W/aoti-fp8.log"; } ||
-            { cut -f2 "$W/aoti-fp8.log" | tail -n 30; echo "* aoti_fp8: export FAILED"; return 1; }
-    fi
+    grep -q "^  fp8: $mode\$" "$m/model.yaml" 2> /dev/null && return 0
+    rm -rf "$m"
+    { $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$m" --dtype float16 --aoti \
+        --aoti-frames 8 --aoti-fp8 "$mode" 2>&1 | stamp > "$W/aoti-fp8.log"; } ||
+        { cut -f2 "$W/aoti-fp8.log" | tail -n 30; echo "* aoti_fp8: export FAILED"; return 1; }
+}
+
+# Its compile (minutes) beside the next steps; aoti_fp8 waits for it.
+aoti_fp8_start() {
+    local pid i
+    setsid bash bench/gpu.sh aoti_fp8_export > "$W/aoti-fp8-start.log" 2>&1 < /dev/null &
+    pid=$!
+    for i in $(seq 1 100); do
+        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
+        sleep 0.1
+    done
+    echo "* aoti_fp8: export started in the background (log $W/aoti-fp8.log)"
+}
+
+aoti_fp8() {
+    local m="$W/sd15-fp16-fp8" mode=${SDM_FP8_MODE:-static}
+    while pgrep -f "export_sd.py.*--out $m" > /dev/null; do sleep 5; done
+    aoti_fp8_export || { cat "$W/aoti-fp8-start.log" 2> /dev/null; return 1; }
     cut -f2 "$W/aoti-fp8.log" | grep -E "FP8|added|compile took|batch 16: vs eager" || true
     "$SDMORPH" info "$m" | grep -E "aoti|FP8" || true
     parity_batched 4 0.99 "$m" "fp8-$mode"
