@@ -10,6 +10,8 @@
 #                              (SDM_FP8_MODE static|row|tensor), its parity cost against diffusers fp16;
 #                              then SDM_BENCH_VARIANTS="aoti-graphs aoti-graphs@build/gpu/sd15-fp16-fp8" bench;
 #                              aoti_fp8_start: its export (minutes of compile) in the background, aoti_fp8 waits
+#   bench/gpu.sh unet_profile  bench/unet_profile.py on SD 1.5's shapes: SDPA kernels, attention shapes (heads
+#                              padded to 64 too), Inductor, FP8 copies (SDM_PROFILE_ARGS: its extra flags)
 #   bench/gpu.sh parity        our frames vs diffusers' StableDiffusionPipeline, same noise
 #   bench/gpu.sh graphs        fp32 DDIM parity without CUDA graphs; graphs on/off byte-identical?
 #   bench/gpu.sh batch_parity  a morph at --batch 1 and --batch 8, float32
@@ -71,7 +73,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup cuda_tests aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup cuda_tests unet_profile aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1614,6 +1616,15 @@ aoti_fp8() {
     cut -f2 "$W/aoti-fp8.log" | grep -E "FP8|added|compile took|batch 16: vs eager" || true
     "$SDMORPH" info "$m" | grep -E "aoti|FP8" || true
     parity_batched 4 0.99 "$m" "fp8-$mode"
+}
+
+# One guided UNet call (8 frames) timed and split by kernel (bench/unet_profile.py):
+# each SDPA kernel, each attention shape alone (heads of 40 also padded to
+# 64), Inductor's compile, and FP8 copies: issue 17's levers, one run.
+unet_profile() {
+    echo "GPU: $(gpu_name)"
+    $PY bench/unet_profile.py --config "${SDM_SD15:-../shared/reference/sd15}/unet_config.json" --batch 16 \
+        --compile default ${SDM_PROFILE_ARGS:---fp8 static --fp8 row}
 }
 
 # The test suite's checks that only run where there is CUDA.

@@ -13,7 +13,8 @@ batch: 2 x sdmorph's --batch with guidance. Prints, in float16:
   - one eager UNet call's time with each SDPA backend that runs (auto =
     what torch picks; the others forced), each captured as a CUDA graph so
     that launches do not count;
-  - each attention shape of the model alone, per backend, in TFLOP/s;
+  - each attention shape of the model alone, per backend, in TFLOP/s (heads
+    of 40 also padded to 64, per backend: issue 17's head-size lever);
   - the profiler's split of one call's kernel time into convolution, matrix
     products, attention, normalisation and the rest, with the FLOPs of each
     (torch's flop counter) and the rate they ran at.
@@ -128,6 +129,31 @@ def attention_shapes(batch):
         heads = 8
         out.append((f"self {tokens}x{dim // heads}", (batch, heads, tokens, dim // heads), tokens))
         out.append((f"cross {tokens}x{dim // heads}", (batch, heads, tokens, dim // heads), 77))
+    return out
+
+
+def padded_head_rates(q, kv, flops, iters):
+    """Issue 17's head-size lever: SD 1.5's heads of 40 padded with zeros to
+    the next multiple of 64 (q.k and the output's first 40 columns
+    unchanged; the scale kept at 1/sqrt(40)), per backend, the padding and
+    the slice included; the rate counts the unpadded FLOPs."""
+    d = q.shape[-1]
+    pd = (d + 63) // 64 * 64
+    pad = torch.nn.functional.pad
+    out = []
+    ref = torch.nn.functional.scaled_dot_product_attention(q, kv, kv)
+
+    def call():
+        return torch.nn.functional.scaled_dot_product_attention(pad(q, (0, pd - d)), pad(kv, (0, pd - d)),
+                                                                pad(kv, (0, pd - d)), scale=d ** -0.5)[..., :d]
+    for name, be in BACKENDS.items():
+        try:
+            with sdpa_kernel([be]):
+                diff = (call() - ref).abs().max().item()
+                ms = graphed_ms(call, iters)
+            out.append(f"{name}@{pd} {flops / ms / 1e9:.0f} (max |diff| {diff:.2g})")
+        except Exception:
+            out.append(f"{name}@{pd} -")
     return out
 
 
@@ -296,6 +322,8 @@ def unet_section(a, specs, dev, dt):
                     row.append(f"{name} {f / ms / 1e9:.0f}")
                 except Exception:
                     row.append(f"{name} -")
+            if shape[3] % 64:
+                row += padded_head_rates(q, kv, f, a.iters)
             print(f"* attention {label}: " + ", ".join(row))
         report("UNet eager", eager, flops, a.iters)
 
