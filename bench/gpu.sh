@@ -995,6 +995,19 @@ all() {
     [ "$skipped" = 0 ] || return 2
 }
 
+# Runs a command in a session of its own, its output to LOG: `all` kills
+# what a step leaves in its process group, so return only once it leads one.
+in_own_session() {   # log command...
+    local log=$1 pid i
+    shift
+    setsid "$@" > "$log" 2>&1 < /dev/null &
+    pid=$!
+    for i in $(seq 1 100); do
+        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
+        sleep 0.1
+    done
+}
+
 # The AOTInductor UNet takes minutes to compile on the CPU: aoti_start
 # exports $W/sd15-fp16-aoti (the same weights, plus unet.pt2) in a session
 # of its own, so it outlives its step and runs beside the GPU checks;
@@ -1004,17 +1017,9 @@ aoti_start() {
         echo "* aoti: $W/sd15-fp16 already lists unet_aoti"
         return 0
     fi
-    local pid i
     rm -rf "$W/sd15-fp16-aoti"
-    setsid $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" --out "$W/sd15-fp16-aoti" \
-        --dtype float16 --aoti ${SDM_AOTI_ARGS:-} > "$W/aoti.log" 2>&1 < /dev/null &
-    pid=$!
-    # `all` kills what a step leaves in its process group: return only once
-    # the export leads a session of its own
-    for i in $(seq 1 100); do
-        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
-        sleep 0.1
-    done
+    in_own_session "$W/aoti.log" $PY pipeline/export/export_sd.py --checkpoint "$W/sd15-diffusers" \
+        --out "$W/sd15-fp16-aoti" --dtype float16 --aoti ${SDM_AOTI_ARGS:-}
     echo "* aoti: export started in the background (log $W/aoti.log)"
 }
 
@@ -1236,13 +1241,7 @@ sdxl_setup() {
 # run on beside the SD 1.5 steps and the next call's sdxl_parity waits for
 # them; the build is setup's.
 sdxl_start() {
-    local pid i
-    SDM_SDXL_BUILD=0 setsid bash bench/gpu.sh sdxl_setup > "$W/sdxl-start.log" 2>&1 < /dev/null &
-    pid=$!
-    for i in $(seq 1 100); do
-        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
-        sleep 0.1
-    done
+    SDM_SDXL_BUILD=0 in_own_session "$W/sdxl-start.log" bash bench/gpu.sh sdxl_setup
     echo "* sdxl: both exports started in the background (logs $W/sdxl-export-*.log)"
 }
 
@@ -1599,13 +1598,7 @@ aoti_fp8_export() {
 
 # Its compile (minutes) beside the next steps; aoti_fp8 waits for it.
 aoti_fp8_start() {
-    local pid i
-    setsid bash bench/gpu.sh aoti_fp8_export > "$W/aoti-fp8-start.log" 2>&1 < /dev/null &
-    pid=$!
-    for i in $(seq 1 100); do
-        [ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] && break
-        sleep 0.1
-    done
+    in_own_session "$W/aoti-fp8-start.log" bash bench/gpu.sh aoti_fp8_export
     echo "* aoti_fp8: export started in the background (log $W/aoti-fp8.log)"
 }
 
