@@ -576,8 +576,9 @@ static int zero_noise(void *user, int step, sdm_tensor **noise, sdm_error *err)
 }
 
 /* On zero inputs: the values do not matter to a capture (guided frames at
- * g = 2, any g > 1 would do). The one replay after it pays for uploading
- * the graph. */
+ * g = 2, any g > 1 would do). The graph is then uploaded, so the first
+ * batch's replay costs what the others do (with libtorch before 2.6, by
+ * running it once: a batch's work at the warm-up). */
 int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t latent[4], const int64_t text[3],
                          int guided, sdm_error *err)
 {
@@ -622,7 +623,7 @@ int sdm_denoiser_capture(sdm_denoiser *d, const sdm_schedule *s, const int64_t l
         goto end;
     loop_capture(d, s, &in);
     if (d->graph.graph) {
-        st = sdm_graph_replay(d->graph.graph);
+        st = sdm_graph_upload(d->graph.graph, NULL);
         if (st) {
             sdm_torch_error(err, st, "warm-up (CUDA graph)");
             goto end;

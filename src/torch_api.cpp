@@ -38,6 +38,7 @@
 #ifdef SDM_HAVE_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -68,6 +69,7 @@ struct sdm_graph {
     at::cuda::CUDAGraph graph;
     std::optional<c10::cuda::CUDAStreamGuard> guard; /* the capture stream, while capturing */
 #endif
+    c10::DeviceIndex device = 0; /* where it was captured */
     bool captured = false;
 };
 
@@ -1110,6 +1112,7 @@ sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out)
          * may not fit captured. */
         c10::cuda::CUDACachingAllocator::emptyCache();
         g->guard.emplace(c10::cuda::getStreamFromPool(false, d.index()));
+        g->device = d.index();
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
         /* --devices: other engines work on other threads meanwhile (their
          * allocations, synchronizations); only this thread's may not */
@@ -1156,6 +1159,49 @@ sdm_torch_status sdm_graph_replay(sdm_graph *g)
 #else
         (void)g;
         throw op_error("graph replay: this build has no CUDA graphs");
+#endif
+    });
+}
+
+#ifdef SDM_HAVE_CUDA_GRAPHS
+namespace
+{
+
+/* cudaGraphUpload onto the stream replays run on, where this libtorch's
+ * CUDAGraph gives its executable graph (raw_cuda_graph_exec, torch 2.6
+ * on); the overload below, chosen where it does not, says it cannot. */
+template <typename G>
+auto upload_exec(G &graph, c10::DeviceIndex device, int) -> decltype(graph.raw_cuda_graph_exec(), bool())
+{
+    C10_CUDA_CHECK(cudaGraphUpload(graph.raw_cuda_graph_exec(), c10::cuda::getCurrentCUDAStream(device).stream()));
+    return true;
+}
+
+template <typename G> bool upload_exec(G &, c10::DeviceIndex, long)
+{
+    return false;
+}
+
+} // namespace
+#endif
+
+sdm_torch_status sdm_graph_upload(sdm_graph *g, int *uploaded)
+{
+    if (uploaded)
+        *uploaded = 0;
+    return guarded("graph upload", [&] {
+#ifdef SDM_HAVE_CUDA_GRAPHS
+        if (!g || !g->captured)
+            throw op_error("graph upload: no captured graph");
+        if (upload_exec(g->graph, g->device, 0)) {
+            if (uploaded)
+                *uploaded = 1;
+        } else {
+            g->graph.replay();
+        }
+#else
+        (void)g;
+        throw op_error("graph upload: this build has no CUDA graphs");
 #endif
     });
 }

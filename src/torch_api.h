@@ -191,6 +191,11 @@ int sdm_graphs_available(void); /* 0 where this build has no CUDA graphs */
 sdm_torch_status sdm_capture_begin(sdm_device dev, sdm_graph **out);
 sdm_torch_status sdm_capture_end(sdm_graph *g);
 sdm_torch_status sdm_graph_replay(sdm_graph *g);
+/* Puts a captured graph on the device without running it, so that its
+ * first replay costs no more than the next (cudaGraphUpload). A libtorch
+ * that does not give the executable graph (before 2.6) runs it once
+ * instead. *uploaded: 1 uploaded, 0 ran. */
+sdm_torch_status sdm_graph_upload(sdm_graph *g, int *uploaded);
 void sdm_graph_free(sdm_graph **g); /* also ends a capture left open */
 /* dst ← src in place (same shape; converts dtype), asynchronously on the device. */
 sdm_torch_status sdm_tensor_copy_(sdm_tensor *dst, const sdm_tensor *src);

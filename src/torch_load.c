@@ -99,6 +99,7 @@
     S(sdm_capture_begin, (sdm_device dev, sdm_graph * *out), (dev, out))                                             \
     S(sdm_capture_end, (sdm_graph * g), (g))                                                                         \
     S(sdm_graph_replay, (sdm_graph * g), (g))                                                                        \
+    S(sdm_graph_upload, (sdm_graph * g, int *uploaded), (g, uploaded))                                               \
     F(sdm_graph_free, (sdm_graph * *g), (g))                                                                         \
     S(sdm_tensor_copy_, (sdm_tensor * dst, const sdm_tensor *src), (dst, src))                                       \
     S(sdm_tensor_copy_rows_, (sdm_tensor * dst, int64_t dst_row, const sdm_tensor *src, int64_t src_row, int64_t n), \

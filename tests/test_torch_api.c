@@ -934,25 +934,39 @@ static void test_download(sdm_device dev)
 /* Captured work runs only at replay, on whatever the static input holds then. */
 static void test_graphs(sdm_device dev)
 {
-    const float a[4] = { 1, 2, 3, 4 }, b[4] = { 10, 20, 30, 40 };
+    const float a[4] = { 1, 2, 3, 4 }, b[4] = { 10, 20, 30, 40 }, zero[4] = { 0 };
     const int64_t shape[1] = { 4 };
-    sdm_tensor *in = make_f32(a, shape, 1, dev), *nb = make_f32(b, shape, 1, dev), *out = NULL, *tmp = NULL;
+    sdm_tensor *in = make_f32(a, shape, 1, dev), *nb = make_f32(b, shape, 1, dev), *a_in = make_f32(a, shape, 1, dev);
+    sdm_tensor *res = make_f32(zero, shape, 1, dev), *out = NULL, *tmp = NULL;
     sdm_graph *g = NULL;
     float got[4] = { 0 };
+    int uploaded = -1;
 
     if (dev.type == SDM_DEVICE_CPU || !sdm_graphs_available()) {
         CHECK_INT(sdm_capture_begin(dev, &g), SDM_TORCH_ERROR);
         CHECK(g == NULL);
         CHECK_CONTAINS(sdm_torch_last_error(), "graph capture");
         CHECK_INT(sdm_graph_replay(NULL), SDM_TORCH_ERROR);
+        CHECK_INT(sdm_graph_upload(NULL, &uploaded), SDM_TORCH_ERROR);
+        CHECK_INT(uploaded, 0);
         goto end;
     }
     CHECK_INT(sdm_capture_begin(dev, &g), SDM_TORCH_OK);
     /* out = 3·in + 1·(2·in): allocations inside the capture are fine */
     CHECK_INT(sdm_tensor_axpby(2.0, in, 0, NULL, &tmp), SDM_TORCH_OK);
     CHECK_INT(sdm_tensor_axpby(3.0, in, 1.0, tmp, &out), SDM_TORCH_OK);
+    CHECK_INT(sdm_tensor_copy_(res, out), SDM_TORCH_OK); /* into a buffer made before the capture */
     sdm_tensor_free(&tmp);
     CHECK_INT(sdm_capture_end(g), SDM_TORCH_OK);
+    /* uploaded, the graph has not run: res holds its zeros; run once
+     * instead (an older libtorch), 5·in */
+    CHECK_INT(sdm_tensor_copy_(in, nb), SDM_TORCH_OK);
+    CHECK_INT(sdm_graph_upload(g, &uploaded), SDM_TORCH_OK);
+    if (get_f32(res, got, 4) == 0) {
+        printf("graph upload: %s\n", uploaded ? "uploaded, not run" : "this libtorch runs the graph instead");
+        CHECK(uploaded ? got[0] == 0 && got[3] == 0 : got[0] == 50 && got[3] == 200);
+    }
+    CHECK_INT(sdm_tensor_copy_(in, a_in), SDM_TORCH_OK);
     CHECK_INT(sdm_graph_replay(g), SDM_TORCH_OK);
     if (get_f32(out, got, 4) == 0)
         CHECK(got[0] == 5 && got[3] == 20);
@@ -965,6 +979,8 @@ end:
     sdm_graph_free(&g);
     sdm_tensor_free(&in);
     sdm_tensor_free(&nb);
+    sdm_tensor_free(&a_in);
+    sdm_tensor_free(&res);
 }
 
 static void test_cuda(void)
