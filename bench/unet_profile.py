@@ -341,20 +341,18 @@ def unet_section(a, specs, dev, dt):
 def fp8_reports(mode, unet, x, emb, call_of, ref, flops, specs, iters):
     """A copy of the UNet with FP8 linears (mode: fp8_linear's), eager and
     compiled, against the float16 output `ref`."""
-    import copy
     import os
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pipeline", "export"))
     import fp8_linear
 
-    q = copy.deepcopy(unet)
+    def calls(q):
+        # the scales from calls across the schedule (noise level changes the activations)
+        return [lambda tt=tt: q(x, torch.full((x.shape[0],), tt, device=x.device), encoder_hidden_states=emb,
+                                return_dict=False) for tt in (999.0, 750.0, 500.0, 250.0, 1.0)]
+
     try:
-        n = fp8_linear.swap(q, mode)
-        if mode == "static":
-            # the scales from calls across the schedule (noise level changes the activations)
-            calls = [lambda tt=tt: q(x, torch.full((x.shape[0],), tt, device=x.device), encoder_hidden_states=emb,
-                                     return_dict=False) for tt in (999.0, 750.0, 500.0, 250.0, 1.0)]
-            fp8_linear.calibrate(q, calls)
+        q, n = fp8_linear.fp8_copy(unet, mode, calls)
         out = call_of(q)()
     except Exception as e:
         print(f"* UNet fp8 {mode}: FAILED ({type(e).__name__}: {str(e).splitlines()[0][:160]})")

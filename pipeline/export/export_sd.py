@@ -769,14 +769,12 @@ def fp8_unet(unet, mode, make_inputs):
     """A copy of the UNet whose attention projections and feed-forward layers
     run FP8 products (fp8_linear.py); static scales from calls on inputs
     like the package's check inputs (their timesteps span the schedule)."""
-    import copy
-
-    q = copy.deepcopy(unet)
-    n = fp8_linear.swap(q, mode)
-    if mode == "static":
+    def calls(q):
         g = torch.Generator().manual_seed(2)
         module = unet_module(q)
-        fp8_linear.calibrate(q, [lambda inputs=make_inputs(16, g): module(*inputs) for _ in range(2)])
+        return [lambda inputs=make_inputs(16, g): module(*inputs) for _ in range(2)]
+
+    q, n = fp8_linear.fp8_copy(unet, mode, calls)
     print(f"export_sd: unet.pt2 gets FP8 products ({mode} scales) in {n} layers", file=sys.stderr)
     return q
 

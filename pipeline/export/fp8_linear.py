@@ -130,3 +130,16 @@ def calibrate(model, calls, margin=1.0):
             del mod.mode_saved
             mod.x_scale.fill_((amax[name] * margin).clamp(min=1e-12).item() / E4M3_MAX)
     return len(amax)
+
+
+def fp8_copy(model, mode, calibration_calls):
+    """A copy of `model` with its target linears FP8 (swap), static scales
+    calibrated on calibration_calls(copy) (functions running the copy);
+    returns the copy and the number of layers swapped."""
+    import copy
+
+    q = copy.deepcopy(model)
+    n = swap(q, mode)
+    if mode == "static":
+        calibrate(q, calibration_calls(q))
+    return q, n
