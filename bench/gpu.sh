@@ -1204,23 +1204,23 @@ sdxl_export() {   # dtype
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
 sdxl_setup() {
-    local t=$SECONDS rc=0 p32 p16 dt pb built=1
+    local t=$SECONDS rc=0 p dt pb built=1
     # the build beside the exports (they need no sdmorph)
     if ! { [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ]; }; then
         build_sdmorph > "$W/sdxl-build.log" 2>&1 &
         pb=$!
     fi
-    if [ "${SDM_SDXL_PARALLEL:-1}" = 1 ]; then
-        sdxl_export float32 &
-        p32=$!
-        sdxl_export float16 &
-        p16=$!
-        wait "$p32" || rc=1
-        wait "$p16" || rc=1
-    else
-        sdxl_export float32 || rc=1
-        sdxl_export float16 || rc=1
-    fi
+    # SDM_SDXL_DTYPES=float16: the speed bench's bundle alone
+    local -a pids=()
+    for dt in ${SDM_SDXL_DTYPES:-float32 float16}; do
+        if [ "${SDM_SDXL_PARALLEL:-1}" = 1 ]; then
+            sdxl_export "$dt" &
+            pids+=($!)
+        else
+            sdxl_export "$dt" || rc=1
+        fi
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
     if [ -n "${pb:-}" ]; then
         wait "$pb" || built=0
         cat "$W/sdxl-build.log"
@@ -1233,7 +1233,8 @@ sdxl_setup() {
         echo "* sdxl bundles: export FAILED (logs $W/sdxl-export-*.log)"
         return 1
     fi
-    echo "* sdxl bundles: $(sdxl_model float32), $(sdxl_model float16) (${SDXL_SIZE}x$SDXL_SIZE; VAE decoder" \
+    echo "* sdxl bundles:$(for dt in ${SDM_SDXL_DTYPES:-float32 float16}; do printf ' %s' "$(sdxl_model "$dt")"; done)" \
+        "(${SDXL_SIZE}x$SDXL_SIZE; VAE decoder" \
         "$(grep -o '^vae_dtype: .*' "$(sdxl_model float16)/model.yaml" || echo 'in the bundle dtype')), $((SECONDS - t)) s"
 }
 
