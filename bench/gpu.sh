@@ -1382,6 +1382,16 @@ keyframes:
   - "$SDXL_PROMPT_A"
   - "$SDXL_PROMPT_B"
 YAML
+    # diffusers first: it needs no bundle, so sdxl_start's exports (and an
+    # AOTInductor compile) go on beside it, and sdmorph's runs wait for them
+    cb=0
+    [ "${SDM_SDXL_COMPILE:-1}" = 1 ] && cb=$(echo $batches | tr ' ' '\n' | sort -n | tail -n 1)
+    echo "--- diffusers eager (batches $batches)$([ "$cb" != 0 ] && echo ", then + torch.compile at batch $cb")"
+    sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
+        --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" --batches "$(echo $batches | tr ' ' ',')" \
+        --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
+    SDM_SDXL_DTYPES=float16 sdxl_wait || return 1
+    grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype' "$(sdxl_model float16)/model.yaml" || true
     for b in $batches; do
         name="sdxl-ours-b$b"
         echo "--- sdmorph, batch $b"
@@ -1390,12 +1400,6 @@ YAML
             --batch "$b" -o "$W/$name.rgb" -q || echo "sdmorph batch $b: FAILED"
         runs="$runs $name"
     done
-    cb=0
-    [ "${SDM_SDXL_COMPILE:-1}" = 1 ] && cb=$(echo $batches | tr ' ' '\n' | sort -n | tail -n 1)
-    echo "--- diffusers eager (batches $batches)$([ "$cb" != 0 ] && echo ", then + torch.compile at batch $cb")"
-    sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
-        --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" --batches "$(echo $batches | tr ' ' ',')" \
-        --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
     sdxl_table "$(gpu_name)" "$frames" "$steps" $runs
 }
 
