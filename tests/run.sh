@@ -9,6 +9,12 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/sdm-run-XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 trap 'exit 130' INT TERM
 
+# out/ holds the user's renders: no test may write there (a recipe without
+# outputs renders to out/NAME.mp4, so a test that forgets write_outputs = 0
+# would replace a user's file). Its listing before and after is compared.
+listing() { [ -d out ] && find out -mindepth 1 -printf '%P %s %T@\n' | sort; }
+listing > "$dir/out.before"
+
 # One program: its output into DIR/NAME.out, its exit status into
 # DIR/NAME.rc; then the output, prefixed, printed under a lock so that two
 # programs ending together do not interleave.
@@ -33,6 +39,12 @@ for t in "$@"; do
     [ "$rc" != 0 ] && [ "$f" -eq 0 ] && { echo "[$name] exited $rc"; failed=$((failed + 1)); }
     skipped=$((skipped + $(grep -c '^skipped: ' "$dir/$name.out")))
 done
+listing > "$dir/out.after"
+if ! cmp -s "$dir/out.before" "$dir/out.after"; then
+    echo "[run.sh] the tests changed out/ (the user's renders):"
+    diff "$dir/out.before" "$dir/out.after" | grep '^[<>]' | sed 's/^/[run.sh]   /'
+    failed=$((failed + 1))
+fi
 [ "$skipped" -gt 0 ] && echo "($skipped checks skipped, reasons above)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -356,6 +356,7 @@ static int render_frames(const char *yaml, int batch, const char *frames, captur
     sdm_render_params p = sdm_render_default_params();
     sdm_render_stats st;
 
+    p.write_outputs = 0; /* frames only: the recipe's default out/test.mp4 may be the user's */
     p.frames = frames;
     p.on_frame = capture_frame;
     p.user = c;

@@ -48,6 +48,7 @@ static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
         return -1;
     p.model_dir = dir;
     p.device = cpu;
+    p.write_outputs = 0; /* frames only: the recipe's default out/xl.mp4 may be the user's */
     p.on_frame = capture_frame;
     p.user = c;
     p.batch = batch;
@@ -325,6 +326,7 @@ static void test_seed_morph_frames(void)
     CHECK_INT(all.n, 4);
     p.model_dir = xl_dir;
     p.device = cpu;
+    p.write_outputs = 0;
     p.on_frame = capture_frame;
     p.user = &one;
     p.frames = "2";
