@@ -50,6 +50,7 @@
 #                              SDM_SDXL_LORA_LAYOUTS: kohya-sgm kohya diffusers)
 #   bench/gpu.sh sdxl_bench    16-frame SDXL morph, guided, fp16: sdmorph per batch vs diffusers eager
 #                              per batch and diffusers + torch.compile; s/frame, peak memory, ratios
+#                              (diffusers first: sdxl_start's exports go on beside it, sdmorph waits)
 #                              (SDXL size, steps, frames, batches: SDM_SDXL_SIZE (1024), SDM_SDXL_STEPS
 #                              (30), SDM_SDXL_FRAMES (16), SDM_SDXL_BATCHES ("4 8"), SDM_SDXL_COMPILE (1);
 #                              configs SDM_SDXL (../shared/reference/sdxl), tokenizer SDM_CLIP;
