@@ -1205,15 +1205,15 @@ sdxl_export() {   # dtype
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
 sdxl_setup() {
-    local t=$SECONDS rc=0 p dt pb built=1
+    # SDM_SDXL_DTYPES=float16: the speed bench's bundle alone
+    local t=$SECONDS rc=0 p dt pb built=1 dtypes=${SDM_SDXL_DTYPES:-float32 float16}
     # the build beside the exports (they need no sdmorph)
     if ! { [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ]; }; then
         build_sdmorph > "$W/sdxl-build.log" 2>&1 &
         pb=$!
     fi
-    # SDM_SDXL_DTYPES=float16: the speed bench's bundle alone
     local -a pids=()
-    for dt in ${SDM_SDXL_DTYPES:-float32 float16}; do
+    for dt in $dtypes; do
         if [ "${SDM_SDXL_PARALLEL:-1}" = 1 ]; then
             sdxl_export "$dt" &
             pids+=($!)
@@ -1226,7 +1226,7 @@ sdxl_setup() {
         wait "$pb" || built=0
         cat "$W/sdxl-build.log"
     fi
-    for dt in float32 float16; do
+    for dt in $dtypes; do
         [ -f "$W/sdxl-export-$dt.log" ] && tail -n 4 "$W/sdxl-export-$dt.log"
     done
     [ "$built" = 1 ] || return 1
@@ -1234,7 +1234,7 @@ sdxl_setup() {
         echo "* sdxl bundles: export FAILED (logs $W/sdxl-export-*.log)"
         return 1
     fi
-    echo "* sdxl bundles:$(for dt in ${SDM_SDXL_DTYPES:-float32 float16}; do printf ' %s' "$(sdxl_model "$dt")"; done)" \
+    echo "* sdxl bundles:$(for dt in $dtypes; do printf ' %s' "$(sdxl_model "$dt")"; done)" \
         "(${SDXL_SIZE}x$SDXL_SIZE; VAE decoder" \
         "$(grep -o '^vae_dtype: .*' "$(sdxl_model float16)/model.yaml" || echo 'in the bundle dtype')), $((SECONDS - t)) s"
 }
