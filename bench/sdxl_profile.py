@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Where an SDXL frame's time goes, part by part (issue 20's speed work).
+
+    sdxl_profile.py --config ../shared/reference/sdxl [--batch 8] [--size 1024]
+                    [--skip compile|aoti|vae]
+
+On random weights of the SDXL shapes (pipeline/export/random_weights.py), one
+guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
+`batch` latents (float32, as SDXL's force_upcast has it), each timed:
+  - eager (diffusers' modules as they are),
+  - torch.compile (default mode, as bench/sdxl_reference.py compiles them),
+  - Inductor with freezing on, as export_sd.py compiles a bundle's UNet
+    (export_sd.UNetXL) into its AOTInductor package.
+The sdmorph render spends 30 guided UNet calls per batch and one decode, so
+the lines say which part makes up a gap between sdmorph and compiled
+diffusers. ms per call, CUDA events, the median of 5 after 2 warm-ups; peak
+memory from torch's allocator.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "pipeline", "export"))
+import export_sd  # noqa: E402
+import random_weights  # noqa: E402
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def timed(fn, warm=2, runs=5):
+    """Median ms per call of fn(), and the allocator's peak GiB meanwhile."""
+    with torch.no_grad():
+        for _ in range(warm):
+            fn()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        ms = []
+        for _ in range(runs):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            ms.append(a.elapsed_time(b))
+    return statistics.median(ms), torch.cuda.max_memory_allocated() / 2**30
+
+
+def unet_inputs(batch, lat, dtype):
+    g = torch.Generator().manual_seed(0)
+    n = 2 * batch       # guided: the negative and the positive halves in one call
+    return (torch.randn(n, 4, lat, lat, generator=g).to("cuda", dtype),
+            torch.full((n,), 500.0, device="cuda"),
+            torch.randn(n, 77, 2048, generator=g).to("cuda", dtype),
+            torch.randn(n, 1280, generator=g).to("cuda", dtype),
+            torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * n).to("cuda", dtype))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--skip", action="append", default=[], choices=["compile", "aoti", "vae"])
+    a = ap.parse_args()
+    lat = a.size // 8
+    t0 = time.time()
+    unet, vae, _, _ = random_weights.build(a.config, 0, "cuda")
+    unet = unet.to(torch.float16)
+    vae = vae.to(torch.float32)
+    say(f"* GPU {torch.cuda.get_device_name()}, torch {torch.__version__}; SDXL random weights, "
+        f"{a.size}x{a.size}, batch {a.batch} (UNet calls of {2 * a.batch}); built in {time.time() - t0:.0f} s")
+    x = unet_inputs(a.batch, lat, torch.float16)
+    module = export_sd.unet_module(unet).eval()
+    z = torch.randn(a.batch, 4, lat, lat, generator=torch.Generator().manual_seed(1)).to("cuda")
+
+    ms, gib = timed(lambda: module(*x))
+    say(f"* unet eager: {ms:.1f} ms per call, peak {gib:.1f} GiB")
+    if "vae" not in a.skip:
+        ms, gib = timed(lambda: vae.decode(z, return_dict=False)[0], runs=3)
+        say(f"* vae decode float32 eager: {ms:.1f} ms per {a.batch} frames, peak {gib:.1f} GiB")
+    if "compile" not in a.skip:
+        if "vae" not in a.skip:
+            t0 = time.time()
+            dec = torch.compile(vae.decode)
+            with torch.no_grad():
+                dec(z, return_dict=False)
+            say(f"  (vae decode compiled in {time.time() - t0:.0f} s)")
+            ms, gib = timed(lambda: dec(z, return_dict=False)[0], runs=3)
+            say(f"* vae decode float32 torch.compile: {ms:.1f} ms per {a.batch} frames, peak {gib:.1f} GiB")
+            del dec
+            torch._dynamo.reset()
+        t0 = time.time()
+        compiled = torch.compile(module)
+        with torch.no_grad():
+            compiled(*x)
+        say(f"  (unet compiled in {time.time() - t0:.0f} s)")
+        ms, gib = timed(lambda: compiled(*x))
+        say(f"* unet torch.compile: {ms:.1f} ms per call, peak {gib:.1f} GiB")
+        del compiled
+        torch._dynamo.reset()
+    if "aoti" not in a.skip:
+        # AOTInductor's generated kernels are Inductor's with freezing on; its
+        # package cannot be timed here (torch 2.11's Python loader crashes on
+        # these packages: export_sd.py's CHECK_CHILD), so Inductor with the
+        # same config stands in for it
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        t0 = time.time()
+        frozen = torch.compile(module)
+        with torch.no_grad():
+            frozen(*x)
+        say(f"  (unet compiled with freezing in {time.time() - t0:.0f} s)")
+        ms, gib = timed(lambda: frozen(*x))
+        say(f"* unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call, peak {gib:.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
