@@ -52,6 +52,20 @@ def timed(fn, warm=2, runs=5):
     return statistics.median(ms), torch.cuda.max_memory_allocated() / 2**30
 
 
+def compiled_timed(call, fn, runs, label):
+    """torch.compile(fn), compiled by a first call(compiled), then timed;
+    label: a format with {ms}, printed with the peak memory."""
+    t0 = time.time()
+    compiled = torch.compile(fn)
+    with torch.no_grad():
+        call(compiled)
+    say(f"  (compiled in {time.time() - t0:.0f} s)")
+    ms, gib = timed(lambda: call(compiled), runs=runs)
+    say("* " + label.format(ms=ms) + f", peak {gib:.1f} GiB")
+    del compiled
+    torch._dynamo.reset()
+
+
 def unet_inputs(batch, lat, dtype):
     g = torch.Generator().manual_seed(0)
     n = 2 * batch       # guided: the negative and the positive halves in one call
@@ -92,24 +106,9 @@ def main():
             f"peak {gib:.1f} GiB")
     if "compile" not in a.skip:
         if "vae" not in a.skip:
-            t0 = time.time()
-            dec = torch.compile(vae.decode)
-            with torch.no_grad():
-                dec(z, return_dict=False)
-            say(f"  (vae decode compiled in {time.time() - t0:.0f} s)")
-            ms, gib = timed(lambda: dec(z, return_dict=False)[0], runs=3)
-            say(f"* vae decode float32 torch.compile: {ms:.1f} ms per {a.batch} frames, peak {gib:.1f} GiB")
-            del dec
-            torch._dynamo.reset()
-        t0 = time.time()
-        compiled = torch.compile(module)
-        with torch.no_grad():
-            compiled(*x)
-        say(f"  (unet compiled in {time.time() - t0:.0f} s)")
-        ms, gib = timed(lambda: compiled(*x))
-        say(f"* unet torch.compile: {ms:.1f} ms per call, peak {gib:.1f} GiB")
-        del compiled
-        torch._dynamo.reset()
+            compiled_timed(lambda f: f(z, return_dict=False)[0], vae.decode, 3,
+                           f"vae decode float32 torch.compile: {{ms:.1f}} ms per {a.batch} frames")
+        compiled_timed(lambda f: f(*x), module, 5, "unet torch.compile: {ms:.1f} ms per call")
     if "aoti" not in a.skip:
         # AOTInductor's generated kernels are Inductor's with freezing on; its
         # package cannot be timed here (torch 2.11's Python loader crashes on
@@ -118,13 +117,8 @@ def main():
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True
-        t0 = time.time()
-        frozen = torch.compile(module)
-        with torch.no_grad():
-            frozen(*x)
-        say(f"  (unet compiled with freezing in {time.time() - t0:.0f} s)")
-        ms, gib = timed(lambda: frozen(*x))
-        say(f"* unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call, peak {gib:.1f} GiB")
+        compiled_timed(lambda f: f(*x), module, 5,
+                       "unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call")
 
 
 if __name__ == "__main__":
