@@ -506,9 +506,22 @@ int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out
     return call_f32(e, unet_for(e, args[0], args[2]), args, sdm_engine_unet_args(e), out, "UNet", err);
 }
 
+int sdm_decode_chunk(int latent_h, int latent_w, int elem_bytes)
+{
+    int64_t per_frame = (int64_t)latent_h * latent_w * elem_bytes;
+    int64_t n = per_frame > 0 ? (int64_t)SDM_DECODE_CHUNK * 64 * 64 * 2 / per_frame : SDM_DECODE_CHUNK;
+
+    return n < 1 ? 1 : n > SDM_DECODE_CHUNK ? SDM_DECODE_CHUNK : (int)n;
+}
+
+static int engine_decode_chunk(const sdm_engine *e, int64_t latent_h, int64_t latent_w)
+{
+    return sdm_decode_chunk((int)latent_h, (int)latent_w, e->vae_dtype == SDM_F16 ? 2 : 4);
+}
+
 int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err)
 {
-    int n = guided ? 2 * batch : batch, rc = -1;
+    int n = guided ? 2 * batch : batch, chunk = engine_decode_chunk(e, latent_h, latent_w), rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
     int64_t es[3] = { n, tokens, sdm_bundle_context_size(&e->bundle) }, ts[1] = { n };
     const sdm_text_opts o = { 0, 1, 1 };
@@ -524,7 +537,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         st = sdm_tensor_zeros(SDM_F32, ts, 1, e->dev, &t);
     e->decode_rows = 0; /* the warm-up's own decode runs at its size */
     if (!st)
-        st = sdm_tensor_narrow(x, 0, batch < SDM_DECODE_CHUNK ? batch : SDM_DECODE_CHUNK, &zs);
+        st = sdm_tensor_narrow(x, 0, batch < chunk ? batch : chunk, &zs);
     if (!st)
         st = xl_inputs(e, n, &pooled, &tids);
     if (st) {
@@ -629,7 +642,8 @@ end:
 int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err)
 {
     int64_t B = sdm_tensor_dim(latents, 0);
-    int n = (int)((B + SDM_DECODE_CHUNK - 1) / SDM_DECODE_CHUNK), rc = -1;
+    int chunk = engine_decode_chunk(e, sdm_tensor_dim(latents, 2), sdm_tensor_dim(latents, 3));
+    int n = (int)((B + chunk - 1) / chunk), rc = -1;
     sdm_tensor **parts = NULL, *part = NULL;
     sdm_torch_status st;
 
@@ -642,8 +656,7 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
         goto end;
     }
     for (int i = 0; i < n; i++) {
-        int64_t first = (int64_t)i * SDM_DECODE_CHUNK,
-                len = B - first < SDM_DECODE_CHUNK ? B - first : SDM_DECODE_CHUNK;
+        int64_t first = (int64_t)i * chunk, len = B - first < chunk ? B - first : chunk;
         st = sdm_tensor_narrow(latents, first, len, &part);
         if (st) {
             sdm_torch_error(err, st, "VAE decode");

@@ -67,11 +67,20 @@ int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out
 int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err);
 
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device, decoded
- * SDM_DECODE_CHUNK frames per VAE call (its activations at full image size
+ * sdm_decode_chunk frames per VAE call (its activations at full image size
  * dominate peak memory). */
+int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
+
+/* The most frames one VAE call decodes. */
 #define SDM_DECODE_CHUNK 8
 
-int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb, sdm_error *err);
+/* Frames per VAE call for latents of latent_h×latent_w decoded in a dtype of
+ * elem_bytes: as many as keep the decoder's activations to those of 8 frames
+ * at 512² in float16 (about 4 GiB), at least 1. SDXL's float32 decode at
+ * 1024² (37 GiB for 8 frames at once) thus runs a frame at a time. The
+ * exporter compiles the AOTInductor decoder for the same count
+ * (export_sd.py, decode_chunk). */
+int sdm_decode_chunk(int latent_h, int latent_w, int elem_bytes);
 
 void sdm_engine_free(sdm_engine **e);
 

@@ -790,9 +790,23 @@ def check_nest_text_model():
     report("nest_text_model_kept", checkpoint.nest_text_model(dict(nested)) == 0)
 
 
+# (latent_h, latent_w, bytes per value) -> frames per VAE call; tests/test_sdxl.c
+# asserts the same table of sdmorph's rule (sdm_decode_chunk)
+DECODE_CHUNKS = [(64, 64, 2, 8), (64, 64, 4, 4), (96, 96, 2, 3), (128, 128, 2, 2), (128, 128, 4, 1),
+                 (32, 32, 4, 8), (256, 256, 4, 1)]
+
+
+def check_decode_chunk():
+    """The exporter compiles the AOTInductor VAE decoder for as many frames
+    per call as sdmorph decodes at once."""
+    got = [(h, w, b, _export_sd().decode_chunk(h, w, b)) for h, w, b, _ in DECODE_CHUNKS]
+    report("decode_chunk", got == DECODE_CHUNKS, f"{got}")
+
+
 def main():
     check_scheduler_fields()
     check_nest_text_model()
+    check_decode_chunk()
     with tempfile.TemporaryDirectory() as tmp:
         check_pickle(tmp)
         check_plain_ckpt(tmp)

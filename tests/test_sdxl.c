@@ -343,6 +343,18 @@ static void test_seed_morph_frames(void)
 
 /* ---- size conditioning and refusals ----------------------------------------- */
 
+/* Frames per VAE call: SD 1.5's 8 at 512² in float16, SDXL's float32 decode
+ * at 1024² a frame at a time (tests/export_checks.py asserts the exporter's
+ * rule gives the same table). */
+static void test_decode_chunk(void)
+{
+    static const int cases[][4] = { { 64, 64, 2, 8 },   { 64, 64, 4, 4 }, { 96, 96, 2, 3 },  { 128, 128, 2, 2 },
+                                    { 128, 128, 4, 1 }, { 32, 32, 4, 8 }, { 256, 256, 4, 1 } };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECK_INT(sdm_decode_chunk(cases[i][0], cases[i][1], cases[i][2]), cases[i][3]);
+}
+
 static void test_time_ids(void)
 {
     sdm_recipe *r = recipe_of("width: 1024\nheight: 768\nkeyframes:\n  - a\n");
@@ -735,6 +747,7 @@ int main(void)
     test_seed_morph_frames();
     test_denoiser_refusals(e);
     test_time_ids();
+    test_decode_chunk();
     test_refusals();
     test_sidecar();
     test_image_start(e);

@@ -63,8 +63,10 @@ the UNet and both text encoders.
 same UNet is exported with torch.export (batch dynamic, 1..--aoti-max-batch,
 shared by x, t and emb; latent size fixed at the bundle's default) and
 compiled by AOTInductor (freezing on, max-autotune off; minutes) into
-unet.pt2, and the VAE decoder likewise into vae_decoder.pt2 (batch 1..8,
-the frames sdmorph decodes per call). Each package is loaded back (in a
+unet.pt2, and the VAE decoder likewise into vae_decoder.pt2 (batch 1..N,
+N the frames sdmorph decodes per call: 8 at 512x512 in float16, fewer for
+larger images or a float32 decoder, 1 for SDXL's float32 decode at
+1024x1024; decode_chunk). Each package is loaded back (in a
 child process) and run against the eager module at several batch sizes;
 only then does model.yaml name it (files.unet_aoti with aoti:,
 files.vae_decoder_aoti with aoti_vae:). If the UNet's compile fails or its
@@ -780,8 +782,16 @@ def fp8_unet(unet, mode, make_inputs):
 
 
 # What the VAE decoder is called with at most: sdmorph decodes this many
-# frames per call (SDM_DECODE_CHUNK in pipeline/engine.h).
+# frames per call (sdm_engine_decode_chunk in pipeline/engine.c: the same rule).
 DECODE_CHUNK = 8
+
+
+def decode_chunk(latent_h, latent_w, elem_bytes):
+    """Frames per VAE call for latents of latent_h x latent_w decoded in a
+    dtype of elem_bytes: as many as keep the decoder's activations to those
+    of 8 frames at 512x512 in float16 (about 4 GiB), at least 1; SDXL's
+    float32 decode at 1024x1024 thus runs a frame at a time."""
+    return max(1, min(DECODE_CHUNK, (DECODE_CHUNK * 64 * 64 * 2) // (latent_h * latent_w * elem_bytes)))
 
 
 def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
@@ -817,7 +827,8 @@ def add_aoti(args, unet, vae, unet_in, z, h, w, fields, tol):
                 f"bundle is complete")
         fields = dict(fields, comment=fields["comment"] + f"\nunet.pt2: FP8 (e4m3, {args.aoti_fp8} scales) attention "
                       f"projections and feed-forward layers")
-    vae_batches = (min(frames, DECODE_CHUNK),) * 2 if frames else (1, DECODE_CHUNK)
+    chunk = decode_chunk(h, w, z.element_size())
+    vae_batches = (min(frames, chunk),) * 2 if frames else (1, chunk)
     shapes, unchecked = {}, []
     tmp = tempfile.mkdtemp(dir=args.out, prefix=".aoti-")
     try:
