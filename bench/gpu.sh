@@ -1393,13 +1393,20 @@ YAML
         --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
     SDM_SDXL_DTYPES=float16 sdxl_wait || return 1
     grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype' "$(sdxl_model float16)/model.yaml" || true
+    # SDM_SDXL_NO_AOTI=1: each batch also with the TorchScript modules alone
+    # (--no-aoti), which splits a gap between the AOTInductor UNet and the rest
+    local variants="aoti"
+    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="aoti noaoti"
     for b in $batches; do
-        name="sdxl-ours-b$b"
-        echo "--- sdmorph, batch $b"
-        rm -f "$W/$name.rgb"
-        sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$(sdxl_model float16)" --device cuda \
-            --batch "$b" -o "$W/$name.rgb" -q || echo "sdmorph batch $b: FAILED"
-        runs="$runs $name"
+        for v in $variants; do
+            name="sdxl-ours-b$b"
+            [ "$v" = noaoti ] && name="sdxl-ours-noaoti-b$b"
+            echo "--- sdmorph, batch $b$([ "$v" = noaoti ] && echo ", --no-aoti")"
+            rm -f "$W/$name.rgb"
+            sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$(sdxl_model float16)" --device cuda \
+                --batch "$b" $([ "$v" = noaoti ] && echo --no-aoti) -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
+            runs="$runs $name"
+        done
     done
     sdxl_table "$(gpu_name)" "$frames" "$steps" $runs
 }
@@ -1433,8 +1440,10 @@ for n in names:
     except OSError:
         text = ""
     m = FINAL.search(text)
+    loop = re.search(r"sdmorph: loop [^\n]*", text)
     if m:
-        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1])))
+        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), " --no-aoti" if "noaoti" in n else "",
+                     loop[0] if loop else ""))
     else:
         print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")
 try:
@@ -1446,8 +1455,9 @@ except OSError:
     pass
 print(f"* GPU: {gpu}")
 print(f"* SDXL {frames}-frame {size}x{size} {steps}-step DDIM morph, CFG 7.5, fp16 (VAE decode fp32), random weights")
-for b, spf, pk, load in ours:
-    print(f"* sdmorph batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (nvidia-smi, whole device), loading {load:.1f} s")
+for b, spf, pk, load, how, loop in ours:
+    print(f"* sdmorph batch {b}{how}: {spf:.4f} s/frame, peak {pk:.1f} GiB (nvidia-smi, whole device), "
+          f"loading {load:.1f} s; {loop}")
 for (kind, b), (spf, pk) in sorted(ref.items()):
     print(f"* diffusers {kind} batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (torch allocated)")
 if ref:
@@ -1456,7 +1466,7 @@ if ours:
     best = min(ours, key=lambda r: r[1])
     eager = min((v[0] for (k, _), v in ref.items() if k == "eager"), default=math.nan)
     comp = min((v[0] for (k, _), v in ref.items() if k == "compiled"), default=math.nan)
-    print(f"* sdxl: sdmorph best (batch {best[0]}) {best[1]:.4f} s/frame: {eager / best[1]:.2f}x diffusers eager (best "
+    print(f"* sdxl: sdmorph best (batch {best[0]}{best[4]}) {best[1]:.4f} s/frame: {eager / best[1]:.2f}x diffusers eager (best "
           f"batch), {comp / best[1]:.2f}x diffusers + torch.compile (target >= 1.3x)")
 PY
 }
