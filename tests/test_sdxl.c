@@ -355,6 +355,33 @@ static void test_decode_chunk(void)
         CHECK_INT(sdm_decode_chunk(cases[i][0], cases[i][1], cases[i][2]), cases[i][3]);
 }
 
+/* A decode of more latents than one VAE call takes (8 at this size) is split
+ * into calls and joined in order: each frame equals its latent decoded alone. */
+static void test_decode_split(sdm_engine *e)
+{
+    const int64_t shape[4] = { 10, 4, 8, 8 };
+    const size_t frame = 64 * 64 * 3;
+    sdm_tensor *z = NULL, *rgb = NULL, *one = NULL, *one_rgb = NULL;
+    static uint8_t all[10 * 64 * 64 * 3], alone[64 * 64 * 3];
+    sdm_error err = { 0 };
+
+    CHECK_INT(sdm_decode_chunk(8, 8, 4), 8);
+    CHECK_INT(sdm_tensor_randn(5, shape, 4, cpu, &z), 0);
+    CHECK_INT(z ? sdm_engine_decode(e, z, &rgb, &err) : -1, 0);
+    CHECK_INT(rgb ? (int)sdm_tensor_dim(rgb, 0) : -1, 10);
+    CHECK(rgb && sdm_tensor_to_host(rgb, SDM_U8, all, sizeof all) == 0);
+    for (int i = 0; z && i < 10; i += 9) { /* the first call's first frame, the second call's last */
+        CHECK_INT(sdm_tensor_narrow(z, i, 1, &one), 0);
+        CHECK_INT(one ? sdm_engine_decode(e, one, &one_rgb, &err) : -1, 0);
+        CHECK(one_rgb && sdm_tensor_to_host(one_rgb, SDM_U8, alone, sizeof alone) == 0);
+        CHECK(memcmp(all + (size_t)i * frame, alone, frame) == 0);
+        sdm_tensor_free(&one);
+        sdm_tensor_free(&one_rgb);
+    }
+    sdm_tensor_free(&z);
+    sdm_tensor_free(&rgb);
+}
+
 static void test_time_ids(void)
 {
     sdm_recipe *r = recipe_of("width: 1024\nheight: 768\nkeyframes:\n  - a\n");
@@ -748,6 +775,7 @@ int main(void)
     test_denoiser_refusals(e);
     test_time_ids();
     test_decode_chunk();
+    test_decode_split(e);
     test_refusals();
     test_sidecar();
     test_image_start(e);

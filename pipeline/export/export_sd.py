@@ -782,7 +782,7 @@ def fp8_unet(unet, mode, make_inputs):
 
 
 # What the VAE decoder is called with at most: sdmorph decodes this many
-# frames per call (sdm_engine_decode_chunk in pipeline/engine.c: the same rule).
+# frames per call (sdm_decode_chunk in pipeline/engine.c: the same rule).
 DECODE_CHUNK = 8
 
 
