@@ -1395,16 +1395,16 @@ YAML
     grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype' "$(sdxl_model float16)/model.yaml" || true
     # SDM_SDXL_NO_AOTI=1: each batch also with the TorchScript modules alone
     # (--no-aoti), which splits a gap between the AOTInductor UNet and the rest
-    local variants="aoti"
-    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="aoti noaoti"
+    local variants="-" v
+    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="- --no-aoti"
     for b in $batches; do
         for v in $variants; do
-            name="sdxl-ours-b$b"
-            [ "$v" = noaoti ] && name="sdxl-ours-noaoti-b$b"
-            echo "--- sdmorph, batch $b$([ "$v" = noaoti ] && echo ", --no-aoti")"
+            [ "$v" = - ] && v=""
+            name="sdxl-ours${v:+-noaoti}-b$b"
+            echo "--- sdmorph, batch $b${v:+, $v}"
             rm -f "$W/$name.rgb"
             sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$(sdxl_model float16)" --device cuda \
-                --batch "$b" $([ "$v" = noaoti ] && echo --no-aoti) -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
+                --batch "$b" $v -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
             runs="$runs $name"
         done
     done

@@ -13,12 +13,12 @@ guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
     (export_sd.UNetXL) into its AOTInductor package.
 The sdmorph render spends 30 guided UNet calls per batch and one decode, so
 the lines say which part makes up a gap between sdmorph and compiled
-diffusers. ms per call, CUDA events, the median of 5 after 2 warm-ups; peak
-memory from torch's allocator.
+diffusers. ms per call: the median of 5 replays of a CUDA graph of the call
+(unet_profile.graphed_ms; sdmorph's loop replays graphs too); peak memory
+from torch's allocator.
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -29,34 +29,30 @@ sys.path.insert(0, os.path.join(HERE, "..", "pipeline", "export"))
 import export_sd  # noqa: E402
 import random_weights  # noqa: E402
 
+sys.path.insert(0, HERE)
+import unet_profile  # noqa: E402
+
 
 def say(msg):
     print(msg, flush=True)
 
 
-def timed(fn, warm=2, runs=5):
-    """Median ms per call of fn(), and the allocator's peak GiB meanwhile."""
+def timed(fn, runs=5):
+    """Median ms per call of fn() replayed from a CUDA graph, as sdmorph's
+    loop runs (unet_profile.graphed_ms), and the allocator's peak GiB."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
-        for _ in range(warm):
-            fn()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        ms = []
-        for _ in range(runs):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            ms.append(a.elapsed_time(b))
-    return statistics.median(ms), torch.cuda.max_memory_allocated() / 2**30
+        ms = unet_profile.graphed_ms(fn, runs)
+    return ms, torch.cuda.max_memory_allocated() / 2**30
 
 
-def compiled_timed(call, fn, runs, label):
-    """torch.compile(fn), compiled by a first call(compiled), then timed;
-    label: a format with {ms}, printed with the peak memory."""
+def compiled_timed(call, fn, runs, label, options=None):
+    """torch.compile(fn) with Inductor's options, compiled by a first
+    call(compiled), then timed; label: a format with {ms}, printed with the
+    peak memory."""
     t0 = time.time()
-    compiled = torch.compile(fn)
+    compiled = torch.compile(fn, options=options)
     with torch.no_grad():
         call(compiled)
     say(f"  (compiled in {time.time() - t0:.0f} s)")
@@ -113,13 +109,10 @@ def main():
         # AOTInductor's generated kernels are Inductor's with freezing on; its
         # package cannot be timed here (torch 2.11's Python loader crashes on
         # these packages: export_sd.py's CHECK_CHILD), so Inductor with the
-        # same config stands in for it
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True
+        # same option stands in for it
         compiled_timed(lambda f: f(*x), module, 5,
-                       "unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call")
-
+                       "unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call",
+                       options={"freezing": True})
 
 if __name__ == "__main__":
     main()
