@@ -40,8 +40,9 @@
 #                              without it, and the pace at the probe's steps against the full render's
 #   bench/gpu.sh sdxl_setup    build sdmorph; export random SDXL-shape bundles (float32 and float16 with
 #                              the float32 VAE decode), made on the GPU, the two exports side by side
-#   bench/gpu.sh sdxl_start    the same two exports in a session of their own, left running (after setup):
-#                              the SD 1.5 steps go on beside them; sdxl_wait waits for them (next call)
+#   bench/gpu.sh sdxl_start    the same two exports in a session of their own, left running (after setup
+#                              or build): the SD 1.5 steps go on beside them; sdxl_wait waits for them
+#   bench/gpu.sh build_sdmorph  build sdmorph alone (no SD 1.5 bundles: a call for SDXL alone)
 #   bench/gpu.sh sdxl_parity   a keyframe and a morph's midpoint (embedding and pooled lerped) vs diffusers'
 #                              StableDiffusionXLPipeline, same noise: fp32 (1/255) and fp16 (4/255)
 #   bench/gpu.sh sdxl_lora_parity  a random kohya-format SDXL LoRA (original UNet's block names, both text
@@ -74,7 +75,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup cuda_tests unet_profile aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup build_sdmorph cuda_tests unet_profile aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1184,7 +1185,7 @@ SDXL_CFG=${SDM_SDXL:-../shared/reference/sdxl}
 SDXL_PROMPT_A="a rainy city street at night, neon signs, cinematic"
 SDXL_PROMPT_B="a dense forest in the rain, moss, cinematic"
 
-sdxl_model() { echo "$W/sdxl-$1-$SDXL_SIZE"; }   # float32 | float16
+sdxl_model() { echo "$W/sdxl-$1-$SDXL_SIZE"; }   # float32 | float16 | float16-fp8
 
 sdxl_export() {   # dtype
     local out
@@ -1194,18 +1195,21 @@ sdxl_export() {   # dtype
         return 0
     fi
     local -a aoti=()
+    local dtype=${1%-fp8}
     # SDM_SDXL_AOTI=1: the float16 bundle also gets unet.pt2 and vae_decoder.pt2 for
-    # SDM_SDXL_AOTI_FRAMES (8) frames per call (minutes of compile: not in the default budget)
+    # SDM_SDXL_AOTI_FRAMES (8) frames per call (minutes of compile: not in the default budget);
+    # float16-fp8 is that bundle with FP8 products in the UNet package (--aoti-fp8 static)
     [ "$1" = float16 ] && [ "${SDM_SDXL_AOTI:-0}" = 1 ] && aoti=(--aoti --aoti-frames "${SDM_SDXL_AOTI_FRAMES:-8}")
+    [ "$1" = float16-fp8 ] && aoti=(--aoti --aoti-frames "${SDM_SDXL_AOTI_FRAMES:-8}" --aoti-fp8 static)
     # each line stamped with the time it came: where the export's minutes go
     { echo "export_sd.py started"; $PY pipeline/export/export_sd.py --random-weights "$SDXL_CFG" \
-        --tokenizer "${SDM_CLIP:-../shared/clip}" --out "$out" --dtype "$1" --device cuda --image-size "$SDXL_SIZE" \
+        --tokenizer "${SDM_CLIP:-../shared/clip}" --out "$out" --dtype "$dtype" --device cuda --image-size "$SDXL_SIZE" \
         "${aoti[@]}"; } 2>&1 | stamp > "$W/sdxl-export-$1.log"
 }
 
 # Both bundles, exported side by side (SDM_SDXL_PARALLEL=0: one after the other).
 sdxl_setup() {
-    # SDM_SDXL_DTYPES=float16: the speed bench's bundle alone
+    # SDM_SDXL_DTYPES=float16: the speed bench's bundle alone; "float16 float16-fp8": and its FP8 twin
     local t=$SECONDS rc=0 p dt pb built=1 dtypes=${SDM_SDXL_DTYPES:-float32 float16}
     # the build beside the exports (they need no sdmorph)
     if ! { [ -x "$SDMORPH" ] && [ "${SDM_SDXL_BUILD:-1}" = 0 ]; }; then
@@ -1391,20 +1395,34 @@ YAML
     sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
         --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" --batches "$(echo $batches | tr ' ' ',')" \
         --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
-    SDM_SDXL_DTYPES=float16 sdxl_wait || return 1
-    grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype' "$(sdxl_model float16)/model.yaml" || true
-    # SDM_SDXL_NO_AOTI=1: each batch also with the TorchScript modules alone
-    # (--no-aoti), which splits a gap between the AOTInductor UNet and the rest
-    local variants="-" v
-    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="- --no-aoti"
+    # SDM_SDXL_VARIANTS, each a run per batch (default "default"):
+    #   default   sdmorph's defaults on the float16 bundle
+    #   timings   the same with --timings: the device's time for sampling and for decoding
+    #   noaoti    --no-aoti --timings: TorchScript alone, which splits a gap between the
+    #             AOTInductor UNet and the rest (SDM_SDXL_NO_AOTI=1 adds it too)
+    #   fp8       --timings on the float16-fp8 bundle (SDM_SDXL_DTYPES="float16 float16-fp8")
+    local variants=${SDM_SDXL_VARIANTS:-default} v bundles=float16 model flags
+    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="$variants noaoti"
+    case " $variants " in *" fp8 "*) bundles="float16 float16-fp8" ;; esac
+    SDM_SDXL_DTYPES=$bundles sdxl_wait || return 1
+    for v in $bundles; do
+        grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype|fp8' "$(sdxl_model "$v")/model.yaml" || true
+    done
     for b in $batches; do
         for v in $variants; do
-            [ "$v" = - ] && v=""
-            name="sdxl-ours${v:+-noaoti}-b$b"
-            echo "--- sdmorph, batch $b${v:+, $v}"
+            model=$(sdxl_model float16)
+            case $v in
+            default) flags="" ;;
+            timings) flags="--timings" ;;
+            noaoti) flags="--no-aoti --timings" ;;
+            fp8) flags="--timings" model=$(sdxl_model float16-fp8) ;;
+            *) echo "sdxl_bench: unknown variant '$v'"; return 1 ;;
+            esac
+            name="sdxl-ours-$v-b$b"
+            echo "--- sdmorph $v, batch $b${flags:+, $flags}"
             rm -f "$W/$name.rgb"
-            sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$(sdxl_model float16)" --device cuda \
-                --batch "$b" $v -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
+            sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$model" --device cuda \
+                --batch "$b" $flags -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
             runs="$runs $name"
         done
     done
@@ -1441,9 +1459,11 @@ for n in names:
         text = ""
     m = FINAL.search(text)
     loop = re.search(r"sdmorph: loop [^\n]*", text)
+    dev = re.search(r"sdmorph: device time [^\n]*", text)
+    variant = re.sub(r"^sdxl-ours-|-b\d+$", "", n)
     if m:
-        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), " --no-aoti" if "noaoti" in n else "",
-                     loop[0] if loop else ""))
+        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), "" if variant == "default" else f" {variant}",
+                     "; ".join(x[0] for x in (loop, dev) if x)))
     else:
         print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")
 try:

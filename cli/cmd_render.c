@@ -49,6 +49,8 @@ static void usage(FILE *f)
             "  --cudnn-benchmark    let cuDNN time its convolution algorithms and keep the fastest: faster,\n"
             "                       but two runs may then differ in the last bits of some pixels\n"
             "  --no-aoti            TorchScript modules only, even where the model has AOTInductor builds\n"
+            "  --timings            wait for the device after each batch's sampling and its decode, and say\n"
+            "                       how long each took (ms a step, ms a frame); the render runs a little slower\n"
             "  --json               print each recipe's stats and files as JSON on stdout\n"
             "  --progress-every S   when stderr is not a terminal, a progress line every S seconds (5)\n"
             "  -q, --quiet          no progress\n"
@@ -209,6 +211,8 @@ static int take_option(render_cmd *C, int argc, char **argv, int *i)
         C->p.cudnn_benchmark = 1;
     else if (!strcmp(a, "--no-aoti"))
         C->p.aoti = 0;
+    else if (!strcmp(a, "--timings"))
+        C->p.timings = 1;
     else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
         C->quiet = 1;
     else if (!strcmp(a, "--json"))
@@ -366,6 +370,12 @@ static json_object *timing_json(const sdm_render_stats *s)
     json_object_object_add(t, "outputs_blocked", json_object_new_double(s->outputs_blocked_seconds));
     json_object_object_add(t, "pace", json_object_new_double(s->pace_seconds));
     json_object_object_add(t, "finish", json_object_new_double(s->finish_seconds));
+    if (s->sample_batches) {
+        json_object_object_add(t, "sample", json_object_new_double(s->sample_seconds));
+        json_object_object_add(t, "sample_steps", json_object_new_int(s->sample_steps));
+        json_object_object_add(t, "decode", json_object_new_double(s->decode_seconds));
+        json_object_object_add(t, "decoded_frames", json_object_new_int(s->decoded_frames));
+    }
     return t;
 }
 

@@ -48,7 +48,7 @@ _sdmorph()
         render)
             if [[ $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "-o --output --model --device --devices --batch --frames --shard --steps
-                    --size --seed --sampler --image --strength --set --threads --no-cuda-graphs --cudnn-benchmark --no-aoti --json
+                    --size --seed --sampler --image --strength --set --threads --no-cuda-graphs --cudnn-benchmark --no-aoti --timings --json
                     --progress-every -q --quiet --help" -- "$cur"))
                 return
             fi ;;

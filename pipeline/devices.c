@@ -457,6 +457,12 @@ static void fill_stats(const sched *s, const worker *ws, int n, double seconds, 
             ws[i].stats.warmup_seconds > st->warmup_seconds ? ws[i].stats.warmup_seconds : st->warmup_seconds;
         if (!st->batch && !ws[i].dropped)
             st->batch = ws[i].stats.batch;
+        /* --timings: device time on all devices, added */
+        st->sample_seconds += ws[i].stats.sample_seconds;
+        st->sample_steps += ws[i].stats.sample_steps;
+        st->sample_batches += ws[i].stats.sample_batches;
+        st->decode_seconds += ws[i].stats.decode_seconds;
+        st->decoded_frames += ws[i].stats.decoded_frames;
     }
     st->seconds_per_render = st->frames_rendered ? seconds / st->frames_rendered : 0;
     if (!partial)

@@ -591,8 +591,10 @@ static int batch_span(const render_state *S, const sdm_schedule_set *set, int fi
 }
 
 /* Conditions and samples renders [first, first+nb) of S->plan through the
- * schedule of their start in set: their final latents. 1: stopped. */
-static int batch_sample(render_state *S, sdm_schedule_set *set, int first, int nb, sdm_tensor **lat, sdm_error *err)
+ * schedule of their start in set: their final latents, and the UNet
+ * evaluations that took (n_steps, may be NULL). 1: stopped. */
+static int batch_sample(render_state *S, sdm_schedule_set *set, int first, int nb, sdm_tensor **lat, int *n_steps,
+                        sdm_error *err)
 {
     const sdm_schedule *sched = sdm_schedule_set_get(set, render_start(S, set, first), err);
     sdm_tensor *x = NULL;
@@ -622,27 +624,55 @@ static int batch_sample(render_state *S, sdm_schedule_set *set, int first, int n
     b.first_step = 0;
     b.stop = S->p->stop;
     rc = sdm_denoiser_run(S->denoiser, sched, &b, lat, err);
+    if (!rc && n_steps)
+        *n_steps = sched->n_steps;
 end:
     sdm_tensor_free(&x);
     batch_inputs_clear(&bi);
     return rc;
 }
 
+/* With p->timings: waits for the device, then adds the seconds since *t to
+ * *part (where not NULL) and sets *t to now. */
+static int timing_mark(render_state *S, double *t, double *part, sdm_error *err)
+{
+    sdm_torch_status st;
+
+    if (!S->p->timings)
+        return 0;
+    st = sdm_device_sync(sdm_engine_device(S->engine));
+    if (st)
+        return sdm_torch_error(err, st, "waiting for the device (--timings)");
+    if (part)
+        *part += now_s() - *t;
+    *t = now_s();
+    return 0;
+}
+
 /* Conditions, samples and decodes renders [first, first+nb) into S->next
  * and starts copying the frames to the host; on the GPU all of it is only
- * queued. 1: stopped. */
+ * queued (with p->timings, waited for part by part). 1: stopped. */
 static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
 {
     sdm_tensor *lat = NULL, *rgb = NULL;
     sdm_torch_status st;
-    int rc;
+    double t = 0;
+    int rc = -1, steps = 0;
 
-    rc = batch_sample(S, &S->sched, first, nb, &lat, err);
+    if (timing_mark(S, &t, NULL, err))
+        goto end;
+    rc = batch_sample(S, &S->sched, first, nb, &lat, &steps, err);
     if (rc)
         goto end; /* 1: stopped */
     rc = -1;
-    if (sdm_engine_decode(S->engine, lat, &rgb, err))
+    if (timing_mark(S, &t, &S->stats->sample_seconds, err) || sdm_engine_decode(S->engine, lat, &rgb, err) ||
+        timing_mark(S, &t, &S->stats->decode_seconds, err))
         goto end;
+    if (S->p->timings) {
+        S->stats->sample_steps += steps;
+        S->stats->sample_batches++;
+        S->stats->decoded_frames += nb;
+    }
     st = sdm_download_start(rgb, SDM_U8, &S->next.frames);
     if (st) {
         sdm_torch_error(err, st, "copying frames to the host");
@@ -791,7 +821,7 @@ static int probe_round(render_state *S, sdm_retime_probe *pr, int round, sdm_sch
     }
     for (int first = 0, nb; first < S->plan.n_renders; first += nb) {
         nb = batch_span(S, sched, first, S->batch);
-        rc = batch_sample(S, sched, first, nb, &lat, err);
+        rc = batch_sample(S, sched, first, nb, &lat, NULL, err);
         if (rc < 0 && !halve_batch(S, err)) {
             nb = 0; /* the same frames again, fewer at a time */
             continue;

@@ -27,6 +27,11 @@ typedef struct {
     double outputs_blocked_seconds; /* of those: the outputs' queue full (an encoder behind) */
     double pace_seconds; /* of those: frames to the pace (pace.h), and its report at the end */
     double finish_seconds; /* after the loop: encoders finishing, sidecars, files renamed */
+    /* With params.timings, the device's own time (waited for after each part): */
+    double sample_seconds; /* conditioning and the sampling loops */
+    int sample_steps, sample_batches; /* the steps of every batch, added; the batches */
+    double decode_seconds; /* VAE decodes */
+    int decoded_frames;
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */

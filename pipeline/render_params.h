@@ -40,6 +40,9 @@ typedef struct {
     int cuda_graphs; /* replay the sampling loop as a CUDA graph where the build has them (default) */
     int cudnn_benchmark; /* fastest convolutions by timing; not bit-reproducible */
     int aoti; /* the bundle's AOTInductor UNet where it fits (default 1) */
+    int timings; /* wait for the device after each batch's sampling and its decode, to time
+                                       each (the stats' sample/decode seconds); the loop then
+                                       overlaps less */
     volatile sig_atomic_t *stop; /* set from a signal handler: finish a partial file */
     sdm_frame_fn on_frame;
     sdm_written_fn on_written;

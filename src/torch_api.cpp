@@ -397,6 +397,19 @@ sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b
     });
 }
 
+sdm_torch_status sdm_device_sync(sdm_device d)
+{
+    return guarded("waiting for the device", [&] {
+        c10::Device dev = torch_device(d);
+#ifdef SDM_HAVE_CUDA
+        if (dev.is_cuda())
+            torch::cuda::synchronize(dev.index());
+#else
+        (void)dev;
+#endif
+    });
+}
+
 void sdm_device_description(sdm_device d, char *buf, size_t len)
 {
     if (!buf || !len)

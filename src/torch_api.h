@@ -43,6 +43,9 @@ void sdm_device_name(sdm_device d, char *buf, size_t len);
 int sdm_cuda_device_count(void); /* 0 where libtorch has no CUDA */
 /* Free and total memory of a CUDA device in bytes; SDM_TORCH_ERROR on CPU. */
 sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b);
+/* Waits until the device has run all the work queued on it (nothing to wait
+ * for on the CPU, where every call has run when it returns). */
+sdm_torch_status sdm_device_sync(sdm_device d);
 /* Name of the GPU ("NVIDIA H100 80GB HBM3") or "cpu". */
 void sdm_device_description(sdm_device d, char *buf, size_t len);
 

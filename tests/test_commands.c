@@ -351,6 +351,36 @@ static void test_several(void)
     json_object_put(j);
 }
 
+/* --timings: the device's time for sampling and decoding, counted per batch
+ * (2 steps each, 3 frames at 2 a call: two batches), said and in the JSON. */
+static void test_timings(void)
+{
+    char out[32768];
+    json_object *j, *t;
+
+    write_file(at("tm.yaml"), SMALL "frames: 2\noutput: tm.mp4\nkeyframes: [a, b]\n");
+    CHECK_INT(sdm(out, sizeof out, "render", at("tm.yaml"), "--device", "cpu", "--batch", "2", "--timings", "--json",
+                  "-q", NULL),
+              0);
+    CHECK_CONTAINS(out, "sdmorph: device time (--timings): sampling ");
+    CHECK_CONTAINS(out, "(2 batches, 4 steps: ");
+    CHECK_CONTAINS(out, "(3 frames: ");
+    j = json_after(out);
+    t = get(json_object_array_get_idx(get(j, "recipes"), 0), "timing");
+    CHECK_INT(json_object_get_int(get(t, "sample_steps")), 4);
+    CHECK_INT(json_object_get_int(get(t, "decoded_frames")), 3);
+    CHECK(json_object_get_double(get(t, "sample")) > 0 && json_object_get_double(get(t, "decode")) > 0);
+    json_object_put(j);
+    /* without it, neither */
+    CHECK_INT(sdm(out, sizeof out, "render", at("tm.yaml"), "--device", "cpu", "--batch", "2", "--json", "-q", NULL),
+              0);
+    CHECK(!strstr(out, "device time"));
+    j = json_after(out);
+    t = get(json_object_array_get_idx(get(j, "recipes"), 0), "timing");
+    CHECK(t != NULL && get(t, "sample_steps") == NULL);
+    json_object_put(j);
+}
+
 /* stderr is not a terminal here: progress comes as lines with rate and ETA. */
 static void test_progress_log(void)
 {
@@ -497,6 +527,7 @@ int main(void)
     test_stills();
     test_overrides_sidecar();
     test_several();
+    test_timings();
     test_progress_log();
     test_slow_gif();
     test_completion();

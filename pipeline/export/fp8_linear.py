@@ -1,7 +1,8 @@
-"""FP8 (e4m3) matrix products for a UNet's attention projections and
-feed-forward layers, as a lever to measure (issue 17): each nn.Linear there
-becomes an Fp8Linear that calls torch._scaled_mm (Hopper's FP8 tensor
-cores, twice fp16's peak) on its input quantized to e4m3.
+"""FP8 (e4m3) matrix products for a UNet's attention projections,
+feed-forward layers and (SDXL) its transformers' linear projections in and
+out, as a lever to measure (issues 17, 20): each nn.Linear there becomes an
+Fp8Linear that calls torch._scaled_mm (Hopper's FP8 tensor cores, twice
+fp16's peak) on its input quantized to e4m3.
 
 Scales, one of three modes:
   tensor  weights per tensor; the input's per tensor, from its max each call
@@ -19,8 +20,10 @@ MODE. Needs torch >= 2.4 and a GPU of compute capability 8.9 or more.
 import torch
 
 E4M3_MAX = 448.0
-# diffusers' module names: Attention's projections, FeedForward's layers
-TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
+# diffusers' module names: Attention's projections, FeedForward's layers, and
+# the transformers' projections in and out where they are linear (SDXL's; SD
+# 1.5's are 1x1 convolutions, which swap() leaves alone)
+TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2", "proj_in", "proj_out")
 
 
 def supported(device):
