@@ -82,7 +82,8 @@ void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
                 "decoding %.2f s (%d frames: %.1f ms a frame)\n",
                 stats->sample_seconds, stats->sample_batches, stats->sample_steps,
                 stats->sample_steps ? 1e3 * stats->sample_seconds / stats->sample_steps : 0.0, stats->decode_seconds,
-                stats->decoded_frames, stats->decoded_frames ? 1e3 * stats->decode_seconds / stats->decoded_frames : 0.0);
+                stats->decoded_frames,
+                stats->decoded_frames ? 1e3 * stats->decode_seconds / stats->decoded_frames : 0.0);
     if (stats->probe_renders)
         fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
                 stats->probe_renders, stats->probe_steps, stats->probe_seconds,
