@@ -1391,10 +1391,14 @@ YAML
     # AOTInductor compile) go on beside it, and sdmorph's runs wait for them
     cb=0
     [ "${SDM_SDXL_COMPILE:-1}" = 1 ] && cb=$(echo $batches | tr ' ' '\n' | sort -n | tail -n 1)
-    echo "--- diffusers eager (batches $batches)$([ "$cb" != 0 ] && echo ", then + torch.compile at batch $cb")"
-    sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" --tokenizer "${SDM_CLIP:-../shared/clip}" \
-        --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" --batches "$(echo $batches | tr ' ' ',')" \
-        --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" || echo "diffusers: FAILED"
+    # SDM_SDXL_DIFFUSERS=0: sdmorph's runs alone (a call short of time; no ratios then)
+    if [ "${SDM_SDXL_DIFFUSERS:-1}" = 1 ]; then
+        echo "--- diffusers eager (batches $batches)$([ "$cb" != 0 ] && echo ", then + torch.compile at batch $cb")"
+        sampled sdxl-diffusers $PY bench/sdxl_reference.py bench --config "$SDXL_CFG" \
+            --tokenizer "${SDM_CLIP:-../shared/clip}" --size "$SDXL_SIZE" --frames "$frames" --steps "$steps" \
+            --batches "$(echo $batches | tr ' ' ',')" --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" ||
+            echo "diffusers: FAILED"
+    fi
     # SDM_SDXL_VARIANTS, each a run per batch (default "default"):
     #   default   sdmorph's defaults on the float16 bundle
     #   timings   the same with --timings: the device's time for sampling and for decoding
