@@ -1251,12 +1251,14 @@ sdxl_start() {
     echo "* sdxl: both exports started in the background (logs $W/sdxl-export-*.log)"
 }
 
-# Waits for sdxl_start's exports, if any run.
+# Waits for sdxl_start's exports of SDM_SDXL_DTYPES, if any run.
 sdxl_wait() {
-    local waited=0
-    while pgrep -f "export_sd.py.*--out $W/sdxl-" > /dev/null; do
-        sleep 5
-        waited=$((waited + 5))
+    local waited=0 dt
+    for dt in ${SDM_SDXL_DTYPES:-float32 float16}; do
+        while pgrep -f -- "export_sd.py.*--out $(sdxl_model "$dt") " > /dev/null; do
+            sleep 5
+            waited=$((waited + 5))
+        done
     done
     [ "$waited" = 0 ] || echo "sdxl: waited $waited s for the exports"
     SDM_SDXL_BUILD=0 sdxl_setup
