@@ -618,10 +618,12 @@ static void test_errors(void)
         CHECK_INT(sdm_tensor_zeros(SDM_F32, s, 1, cuda, &t), SDM_TORCH_ERROR);
         CHECK_CONTAINS(sdm_torch_last_error(), "cuda:0");
         CHECK_INT(sdm_cuda_mem_info(cuda, &fr, &to), SDM_TORCH_ERROR);
+        CHECK_INT(sdm_device_sync(cuda), SDM_TORCH_ERROR); /* render --timings: no such device */
     }
     {
         size_t fr, to;
         CHECK_INT(sdm_cuda_mem_info(CPU, &fr, &to), SDM_TORCH_ERROR);
+        CHECK_INT(sdm_device_sync(CPU), SDM_TORCH_OK); /* nothing queued on the CPU */
     }
 
     /* running out of memory is its own status; the message says what
@@ -1005,6 +1007,7 @@ static void test_cuda(void)
     /* noise made on the CPU, moved: the same bits on the GPU */
     CHECK_INT(sdm_tensor_randn(0, shape, 4, cuda, &g), SDM_TORCH_OK);
     CHECK_INT(sdm_tensor_device(g).type, SDM_DEVICE_CUDA);
+    CHECK_INT(sdm_device_sync(cuda), SDM_TORCH_OK); /* render --timings waits so */
     CHECK_INT(sdm_tensor_randn(0, shape, 4, CPU, &c), SDM_TORCH_OK);
     CHECK_INT(sdm_tensor_max_abs_diff(g, c, &d), SDM_TORCH_OK);
     CHECK(d == 0.0);
