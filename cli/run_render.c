@@ -78,11 +78,11 @@ void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
             stats->outputs_blocked_seconds, stats->pace_seconds, stats->finish_seconds);
     if (stats->sample_batches)
         fprintf(stderr,
-                "sdmorph: device time (--timings): sampling %.2f s (%d batches, %d steps: %.1f ms a step), "
+                "sdmorph: device time (--timings): sampling %.2f s (%d batch%s, %d steps: %.1f ms a step), "
                 "decoding %.2f s (%d frames: %.1f ms a frame)\n",
-                stats->sample_seconds, stats->sample_batches, stats->sample_steps,
-                stats->sample_steps ? 1e3 * stats->sample_seconds / stats->sample_steps : 0.0, stats->decode_seconds,
-                stats->decoded_frames,
+                stats->sample_seconds, stats->sample_batches, stats->sample_batches == 1 ? "" : "es",
+                stats->sample_steps, stats->sample_steps ? 1e3 * stats->sample_seconds / stats->sample_steps : 0.0,
+                stats->decode_seconds, stats->decoded_frames,
                 stats->decoded_frames ? 1e3 * stats->decode_seconds / stats->decoded_frames : 0.0);
     if (stats->probe_renders)
         fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
