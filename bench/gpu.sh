@@ -401,14 +401,18 @@ sampled() {   # name command...
 }
 
 # A variant may name its bundle after an @ (aoti-graphs@build/gpu/other):
-# the flags are the variant's, the model that directory.
+# the flags are the variant's, the model that directory. NAME-timings is
+# NAME with --timings (the device's time for sampling and for decoding).
 variant_flags() {
-    case ${1%%@*} in
-    eager) echo "--no-cuda-graphs --no-aoti" ;;
-    graphs | cl-graphs) echo "--no-aoti" ;;
-    graphs-cudnnbench) echo "--no-aoti --cudnn-benchmark" ;;
-    aoti-graphs) echo "" ;;
-    aoti) echo "--no-cuda-graphs" ;;
+    local v=${1%%@*} t=""
+    case $v in *-timings) v=${v%-timings} t="--timings" ;; esac
+    case $v in
+    eager) echo "--no-cuda-graphs --no-aoti $t" ;;
+    graphs | cl-graphs) echo "--no-aoti $t" ;;
+    graphs-cudnnbench) echo "--no-aoti --cudnn-benchmark $t" ;;
+    aoti-graphs) echo "$t" ;;
+    aoti) echo "--no-cuda-graphs $t" ;;
+    *) echo "unknown bench variant '$1'" >&2; return 1 ;;
     esac
 }
 
@@ -1401,32 +1405,30 @@ YAML
             --batches "$(echo $batches | tr ' ' ',')" --compile-batch "$cb" --cache-dir "$INDUCTOR_CACHE" ||
             echo "diffusers: FAILED"
     fi
-    # SDM_SDXL_VARIANTS, each a run per batch (default "default"):
-    #   default   sdmorph's defaults on the float16 bundle
-    #   timings   the same with --timings: the device's time for sampling and for decoding
-    #   noaoti    --no-aoti --timings: TorchScript alone, which splits a gap between the
-    #             AOTInductor UNet and the rest (SDM_SDXL_NO_AOTI=1 adds it too)
-    #   fp8       --timings on the float16-fp8 bundle (SDM_SDXL_DTYPES="float16 float16-fp8")
-    local variants=${SDM_SDXL_VARIANTS:-default} v bundles=float16 model flags
-    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="$variants noaoti"
-    case " $variants " in *" fp8 "*) bundles="float16 float16-fp8" ;; esac
+    # SDM_SDXL_VARIANTS, each a run per batch (default aoti-graphs, sdmorph's
+    # defaults): the bench's variants (variant_flags), on the float16 bundle or
+    # the one after an @; @fp8 is the float16-fp8 bundle (SDM_SDXL_DTYPES=
+    # "float16 float16-fp8"). SDM_SDXL_NO_AOTI=1 adds graphs-timings: TorchScript
+    # alone, which splits a gap between the AOTInductor UNet and the rest.
+    local variants=${SDM_SDXL_VARIANTS:-aoti-graphs} v bundles=float16 model flags
+    [ "${SDM_SDXL_NO_AOTI:-0}" = 1 ] && variants="$variants graphs-timings"
+    case " $variants " in *@fp8" "*) bundles="float16 float16-fp8" ;; esac
     SDM_SDXL_DTYPES=$bundles sdxl_wait || return 1
     for v in $bundles; do
         grep -E 'unet_aoti|vae_decoder_aoti|vae_dtype|fp8' "$(sdxl_model "$v")/model.yaml" || true
     done
     for b in $batches; do
         for v in $variants; do
-            model=$(sdxl_model float16)
+            flags=$(variant_flags "$v") || return 1
             case $v in
-            default) flags="" ;;
-            timings) flags="--timings" ;;
-            noaoti) flags="--no-aoti --timings" ;;
-            fp8) flags="--timings" model=$(sdxl_model float16-fp8) ;;
-            *) echo "sdxl_bench: unknown variant '$v'"; return 1 ;;
+            *@fp8) model=$(sdxl_model float16-fp8) ;;
+            *@*) model=${v#*@} ;;
+            *) model=$(sdxl_model float16) ;;
             esac
             name="sdxl-ours-$v-b$b"
             echo "--- sdmorph $v, batch $b${flags:+, $flags}"
             rm -f "$W/$name.rgb"
+            # shellcheck disable=SC2086 # the variant's flags, split
             sampled "$name" "$SDMORPH" render "$W/sdxl-bench.yaml" --model "$model" --device cuda \
                 --batch "$b" $flags -o "$W/$name.rgb" -q || echo "sdmorph $name: FAILED"
             runs="$runs $name"
@@ -1471,7 +1473,7 @@ for n in names:
             for what in ("UNet", "VAE decoder")]
     variant = re.sub(r"^sdxl-ours-|-b\d+$", "", n)
     if m:
-        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), "" if variant == "default" else f" {variant}",
+        ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), "" if variant == "aoti-graphs" else f" {variant}",
                      "; ".join([", ".join(used)] + [x[0] for x in (loop, dev) if x])))
     else:
         print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")

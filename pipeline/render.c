@@ -637,15 +637,17 @@ end:
 static int timing_mark(render_state *S, double *t, double *part, sdm_error *err)
 {
     sdm_torch_status st;
+    double now;
 
     if (!S->p->timings)
         return 0;
     st = sdm_device_sync(sdm_engine_device(S->engine));
     if (st)
         return sdm_torch_error(err, st, "waiting for the device (--timings)");
+    now = now_s();
     if (part)
-        *part += now_s() - *t;
-    *t = now_s();
+        *part += now - *t;
+    *t = now;
     return 0;
 }
 
