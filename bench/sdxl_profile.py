@@ -65,11 +65,12 @@ def compiled_timed(call, fn, runs, label, options=None):
 def unet_inputs(batch, lat, dtype):
     g = torch.Generator().manual_seed(0)
     n = 2 * batch       # guided: the negative and the positive halves in one call
+    size = float(8 * lat)   # time ids: original size, crop (0, 0), target size
     return (torch.randn(n, 4, lat, lat, generator=g).to("cuda", dtype),
             torch.full((n,), 500.0, device="cuda"),
             torch.randn(n, 77, 2048, generator=g).to("cuda", dtype),
             torch.randn(n, 1280, generator=g).to("cuda", dtype),
-            torch.tensor([[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0]] * n).to("cuda", dtype))
+            torch.tensor([[size, size, 0.0, 0.0, size, size]] * n).to("cuda", dtype))
 
 
 def main():
@@ -95,11 +96,13 @@ def main():
     if "vae" not in a.skip:
         ms, gib = timed(lambda: vae.decode(z, return_dict=False)[0], runs=3)
         say(f"* vae decode float32 eager: {ms:.1f} ms per {a.batch} frames, peak {gib:.1f} GiB")
-        # decoding in slices (diffusers' enable_vae_slicing) bounds the peak: at what cost per frame
-        z2 = z[:2].contiguous()
-        ms, gib = timed(lambda: vae.decode(z2, return_dict=False)[0], runs=3)
-        say(f"* vae decode float32 eager, 2 at a time: {ms * a.batch / 2:.1f} ms per {a.batch} frames, "
-            f"peak {gib:.1f} GiB")
+        # sdmorph decodes export_sd.decode_chunk frames per call (its peak
+        # bounded, as diffusers' enable_vae_slicing does): at what cost per frame
+        chunk = min(a.batch, export_sd.decode_chunk(lat, lat, z.element_size()))
+        zc = z[:chunk].contiguous()
+        ms, gib = timed(lambda: vae.decode(zc, return_dict=False)[0], runs=3)
+        say(f"* vae decode float32 eager, {chunk} at a time (sdmorph's chunk): {ms * a.batch / chunk:.1f} ms per "
+            f"{a.batch} frames, peak {gib:.1f} GiB")
     if "compile" not in a.skip:
         if "vae" not in a.skip:
             compiled_timed(lambda f: f(z, return_dict=False)[0], vae.decode, 3,
@@ -113,6 +116,7 @@ def main():
         compiled_timed(lambda f: f(*x), module, 5,
                        "unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call",
                        options={"freezing": True})
+
 
 if __name__ == "__main__":
     main()
