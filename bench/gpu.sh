@@ -1445,7 +1445,8 @@ import math, re, sys
 w, size, gpu, frames, steps, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 FINAL = re.compile(r"sdmorph: \d+ frames \(\d+ rendered\) at \d+x\d+ in [0-9.]+ s \(\+([0-9.]+) s loading[^)]*\), "
                    r"([0-9.]+) s per rendered frame, batch (\d+)")
-REF = re.compile(r"diffusers (eager|compiled) batch (\d+): ([0-9.]+) s/frame, peak ([0-9.]+) GiB")
+REF = re.compile(r"diffusers (eager|compiled) batch (\d+): ([0-9.]+) s/frame, peak ([0-9.]+) GiB"
+                 r"(?: \(torch\), reserved ([0-9.]+) GiB)?")
 def peak(name):
     mem = []
     try:
@@ -1468,20 +1469,21 @@ for n in names:
     m = FINAL.search(text)
     loop = re.search(r"sdmorph: loop [^\n]*", text)
     dev = re.search(r"sdmorph: device time [^\n]*", text)
+    mem = re.search(r"sdmorph: device memory [^\n]*", text)
     # which UNet and decoder ran: the AOTInductor package's info line, or a warning why not
     used = [what + (" AOTInductor" if re.search(what + r": [^\n]*\(AOTInductor", text) else " TorchScript")
             for what in ("UNet", "VAE decoder")]
     variant = re.sub(r"^sdxl-ours-|-b\d+$", "", n)
     if m:
         ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), "" if variant == "aoti-graphs" else f" {variant}",
-                     "; ".join([", ".join(used)] + [x[0] for x in (loop, dev) if x])))
+                     "; ".join([", ".join(used)] + [x[0] for x in (loop, dev, mem) if x])))
     else:
         print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")
 try:
     for line in open(f"{w}/sdxl-diffusers.log", errors="replace"):
         m = REF.search(line)
         if m:
-            ref[(m[1], int(m[2]))] = (float(m[3]), float(m[4]))
+            ref[(m[1], int(m[2]))] = (float(m[3]), float(m[4]), float(m[5] or "nan"))
 except OSError:
     pass
 print(f"* GPU: {gpu}")
@@ -1489,8 +1491,9 @@ print(f"* SDXL {frames}-frame {size}x{size} {steps}-step DDIM morph, CFG 7.5, fp
 for b, spf, pk, load, how, loop in ours:
     print(f"* sdmorph batch {b}{how}: {spf:.4f} s/frame, peak {pk:.1f} GiB (nvidia-smi, whole device), "
           f"loading {load:.1f} s; {loop}")
-for (kind, b), (spf, pk) in sorted(ref.items()):
-    print(f"* diffusers {kind} batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (torch allocated)")
+for (kind, b), (spf, pk, rsv) in sorted(ref.items()):
+    print(f"* diffusers {kind} batch {b}: {spf:.4f} s/frame, peak {pk:.1f} GiB (torch allocated), {rsv:.1f} GiB "
+          f"reserved (torch's cache: compare sdmorph's 'device memory' line, which adds CUDA's context)")
 if ref:
     print(f"* diffusers' process, all its runs: peak {peak('sdxl-diffusers'):.1f} GiB (nvidia-smi, whole device)")
 if ours:

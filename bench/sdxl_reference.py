@@ -179,8 +179,10 @@ def bench_one(pipe, a, frames, batch, neg, label):
     bench_run(pipe, a, frames, batch, neg)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
+    # reserved: what torch's cache holds at most, the part of the device's
+    # memory in use that sdmorph's --timings line compares with
     print(f"{label} batch {batch}: {dt / len(frames):.4f} s/frame, peak {torch.cuda.max_memory_allocated() / 2**30:.2f} "
-          f"GiB (torch), warm-up {warm:.1f} s", flush=True)
+          f"GiB (torch), reserved {torch.cuda.max_memory_reserved() / 2**30:.2f} GiB, warm-up {warm:.1f} s", flush=True)
 
 
 def bench(a):

@@ -50,7 +50,8 @@ static void usage(FILE *f)
             "                       but two runs may then differ in the last bits of some pixels\n"
             "  --no-aoti            TorchScript modules only, even where the model has AOTInductor builds\n"
             "  --timings            wait for the device after each batch's sampling and its decode, and say\n"
-            "                       how long each took (ms a step, ms a frame); the render runs a little slower\n"
+            "                       how long each took (ms a step, ms a frame), and on CUDA the most device\n"
+            "                       memory in use; the render runs a little slower\n"
             "  --json               print each recipe's stats and files as JSON on stdout\n"
             "  --progress-every S   when stderr is not a terminal, a progress line every S seconds (5)\n"
             "  -q, --quiet          no progress\n"
@@ -375,6 +376,10 @@ static json_object *timing_json(const sdm_render_stats *s)
         json_object_object_add(t, "sample_steps", json_object_new_int(s->sample_steps));
         json_object_object_add(t, "decode", json_object_new_double(s->decode_seconds));
         json_object_object_add(t, "decoded_frames", json_object_new_int(s->decoded_frames));
+    }
+    if (s->device_used_bytes) {
+        json_object_object_add(t, "device_memory_used", json_object_new_int64((int64_t)s->device_used_bytes));
+        json_object_object_add(t, "device_memory_total", json_object_new_int64((int64_t)s->device_total_bytes));
     }
     return t;
 }

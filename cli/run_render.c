@@ -84,6 +84,9 @@ void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
                 stats->sample_steps, stats->sample_steps ? 1e3 * stats->sample_seconds / stats->sample_steps : 0.0,
                 stats->decode_seconds, stats->decoded_frames,
                 stats->decoded_frames ? 1e3 * stats->decode_seconds / stats->decoded_frames : 0.0);
+    if (stats->device_used_bytes)
+        fprintf(stderr, "sdmorph: device memory (--timings): %.2f GiB in use at most, of %.2f GiB\n",
+                stats->device_used_bytes / 1073741824.0, stats->device_total_bytes / 1073741824.0);
     if (stats->probe_renders)
         fprintf(stderr, "sdmorph: retime probe: %d frames at %d steps in %.2f s, %.0f%% of the render's %.2f s\n",
                 stats->probe_renders, stats->probe_steps, stats->probe_seconds,

@@ -463,6 +463,11 @@ static void fill_stats(const sched *s, const worker *ws, int n, double seconds, 
         st->sample_batches += ws[i].stats.sample_batches;
         st->decode_seconds += ws[i].stats.decode_seconds;
         st->decoded_frames += ws[i].stats.decoded_frames;
+        /* memory: each device's own; the most of any */
+        if (ws[i].stats.device_used_bytes > st->device_used_bytes) {
+            st->device_used_bytes = ws[i].stats.device_used_bytes;
+            st->device_total_bytes = ws[i].stats.device_total_bytes;
+        }
     }
     st->seconds_per_render = st->frames_rendered ? seconds / st->frames_rendered : 0;
     if (!partial)

@@ -651,6 +651,19 @@ static int timing_mark(render_state *S, double *t, double *part, sdm_error *err)
     return 0;
 }
 
+/* With p->timings on CUDA: keeps the most device memory seen in use. */
+static void timing_memory(render_state *S)
+{
+    size_t free_b = 0, total_b = 0;
+
+    if (!S->p->timings || sdm_engine_device(S->engine).type != SDM_DEVICE_CUDA ||
+        sdm_cuda_mem_info(sdm_engine_device(S->engine), &free_b, &total_b))
+        return;
+    if (total_b - free_b > S->stats->device_used_bytes)
+        S->stats->device_used_bytes = total_b - free_b;
+    S->stats->device_total_bytes = total_b;
+}
+
 /* Conditions, samples and decodes renders [first, first+nb) into S->next
  * and starts copying the frames to the host; on the GPU all of it is only
  * queued (with p->timings, waited for part by part). 1: stopped. */
@@ -670,6 +683,7 @@ static int batch_launch(render_state *S, int first, int nb, sdm_error *err)
     if (timing_mark(S, &t, &S->stats->sample_seconds, err) || sdm_engine_decode(S->engine, lat, &rgb, err) ||
         timing_mark(S, &t, &S->stats->decode_seconds, err))
         goto end;
+    timing_memory(S);
     if (S->p->timings) {
         S->stats->sample_steps += steps;
         S->stats->sample_batches++;

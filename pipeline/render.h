@@ -32,6 +32,10 @@ typedef struct {
     int sample_steps, sample_batches; /* the steps of every batch, added; the batches */
     double decode_seconds; /* VAE decodes */
     int decoded_frames;
+    /* CUDA: the device's memory in use (all of it, as nvidia-smi counts:
+     * weights, CUDA graphs' pools, torch's cache) after a decode, at most;
+     * torch's cache keeps what it took, so this is the render's peak */
+    size_t device_used_bytes, device_total_bytes;
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */

@@ -370,6 +370,8 @@ static void test_timings(void)
     CHECK_INT(json_object_get_int(get(t, "sample_steps")), 4);
     CHECK_INT(json_object_get_int(get(t, "decoded_frames")), 3);
     CHECK(json_object_get_double(get(t, "sample")) > 0 && json_object_get_double(get(t, "decode")) > 0);
+    CHECK(get(t, "device_memory_used") == NULL); /* CUDA only */
+    CHECK(!strstr(out, "device memory"));
     json_object_put(j);
     /* without it, neither */
     CHECK_INT(sdm(out, sizeof out, "render", at("tm.yaml"), "--device", "cpu", "--batch", "2", "--json", "-q", NULL),

@@ -139,9 +139,9 @@ static int render_step_with(const char *name, const char *extra, const char *ret
                             size_t outlen)
 {
     char recipe[PATH_MAX + 64], text[3 * PATH_MAX];
-    char *argv[10] = { "sdmorph", "render", recipe, "-q", "--device", "cpu" };
+    char *argv[12] = { "sdmorph", "render", recipe, "-q", "--device", "cpu" };
 
-    for (int i = 0; options && options[i] && i < 4; i++)
+    for (int i = 0; options && options[i] && i < 5; i++)
         argv[4 + i] = options[i];
 
     snprintf(recipe, sizeof recipe, "%s/%s.yaml", tmp, name);
@@ -292,7 +292,7 @@ static void test_even_pace(void)
 static void test_probe_captured(void)
 {
     char out[16384];
-    char *graphs[] = { "--device", "cuda", "--batch", "16", NULL };
+    char *graphs[] = { "--device", "cuda", "--batch", "16", "--timings", NULL };
     char *steps[] = { "--device", "cuda", "--batch", "16", "--no-cuda-graphs", NULL };
     json_object *a = NULL, *b = NULL;
     double worst = 0;
@@ -303,6 +303,13 @@ static void test_probe_captured(void)
     }
     CHECK_INT(render_step_with("cuda-graphs", "", "even", graphs, out, sizeof out), 0);
     CHECK(strstr(out, "retime probe: 25 frames") != NULL);
+    /* --timings on CUDA also says the device memory in use: some, at most all */
+    {
+        const char *m = strstr(out, "device memory (--timings): ");
+        double used = -1, total = -1;
+        CHECK(m && sscanf(m, "device memory (--timings): %lf GiB in use at most, of %lf GiB", &used, &total) == 2);
+        CHECK(used > 0 && used <= total);
+    }
     CHECK_INT(render_step_with("cuda-steps", "", "even", steps, out, sizeof out), 0);
     a = sidecar("cuda-graphs");
     b = sidecar("cuda-steps");
