@@ -72,6 +72,7 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
 {
     static const char reexport[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later)";
     int layers = b->text_layers ? b->text_layers - b->text_penultimate : 1;
+    const char *where;
     char dir[4096];
     struct stat st;
 
@@ -91,16 +92,19 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: original_size, crops_coords_top_left and target_size are SDXL's size "
                              "conditioning; the model %s (family %s) takes none",
-                             r->path, b->dir, b->family);
+                             r->size_where ? r->size_where : r->path, b->dir, b->family);
     if (!r->embeddings)
         return 0;
+    where = r->embeddings_where ? r->embeddings_where : r->path;
     if (!b->text_layers)
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: 'embeddings': the text encoder of %s takes token ids, not "
                              "embeddings; %s",
-                             r->path, b->dir, reexport);
-    if (sdm_recipe_embeddings_dir(r, dir, sizeof dir) || stat(dir, &st) || !S_ISDIR(st.st_mode))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", r->path, r->embeddings);
+                             where, b->dir, reexport);
+    if (sdm_recipe_embeddings_dir(r, dir, sizeof dir))
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': path too long: %s", where, r->embeddings);
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) /* the path as resolved beside the recipe */
+        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", where, dir);
     return 0;
 }
 

@@ -87,7 +87,7 @@ int sdm_bridge_recipe(const sdm_recipe *a, const sdm_recipe *b, int frames, doub
     r->n_outputs = 0;
     r->contact_sheet = NULL;
     r->walk = NULL;
-    r->embeddings = NULL;
+    r->embeddings = r->embeddings_where = r->size_where = NULL;
     r->overrides = NULL;
     r->n_overrides = 0;
     r->loop = SDM_LOOP_NONE;
@@ -96,8 +96,11 @@ int sdm_bridge_recipe(const sdm_recipe *a, const sdm_recipe *b, int frames, doub
     r->model = a->model ? strdup(a->model) : NULL;
     r->negative = strdup(a->negative ? a->negative : "");
     r->embeddings = a->embeddings ? strdup(a->embeddings) : NULL;
+    r->embeddings_where = a->embeddings_where ? strdup(a->embeddings_where) : NULL;
+    r->size_where = a->size_where ? strdup(a->size_where) : NULL;
     r->keyframes = calloc(2, sizeof *r->keyframes);
-    if (!r->path || (a->model && !r->model) || !r->negative || (a->embeddings && !r->embeddings) || !r->keyframes)
+    if (!r->path || (a->model && !r->model) || !r->negative || (a->embeddings && !r->embeddings) ||
+        (a->embeddings_where && !r->embeddings_where) || (a->size_where && !r->size_where) || !r->keyframes)
         goto oom;
     r->n_keyframes = 2;
     if (copy_end(a, &a->keyframes[0], &r->keyframes[0]) || copy_end(b, &b->keyframes[0], &r->keyframes[1]))

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -154,19 +155,39 @@ typedef struct {
  * message about them names the option, not a place in the file. */
 #define OVERRIDE_MARK ((size_t)-1 - 4096)
 
+/* Where mark m is, as messages name it: file:line:col, or the command
+ * line's option for a node an override put there. */
+static void where_of(const loader *L, yaml_mark_t m, char *buf, size_t len)
+{
+    if (m.index >= OVERRIDE_MARK && m.index - OVERRIDE_MARK < (size_t)L->n_ov)
+        snprintf(buf, len, "%s", L->ov[m.index - OVERRIDE_MARK].option);
+    else
+        snprintf(buf, len, "%s:%lu:%lu", L->name, (unsigned long)m.line + 1, (unsigned long)m.column + 1);
+}
+
 static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail_mark(loader *L, yaml_mark_t m, const char *fmt, ...)
 {
-    char what[1536];
+    char what[1536], where[PATH_MAX + 64];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    if (m.index >= OVERRIDE_MARK && m.index - OVERRIDE_MARK < (size_t)L->n_ov)
-        return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s: %s", L->ov[m.index - OVERRIDE_MARK].option, what);
-    return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s:%lu:%lu: %s", L->name, (unsigned long)m.line + 1,
-                         (unsigned long)m.column + 1, what);
+    where_of(L, m, where, sizeof where);
+    return sdm_error_set(L->err, SDM_EXIT_USAGE, "%s: %s", where, what);
+}
+
+/* Keeps where a key's value is in *dst (freed first), for refusals that
+ * come later, against the model. */
+static int keep_where(loader *L, yaml_node_t *v, char **dst)
+{
+    char where[PATH_MAX + 64];
+
+    where_of(L, v->start_mark, where, sizeof where);
+    free(*dst);
+    *dst = strdup(where);
+    return *dst ? 0 : sdm_error_set(L->err, SDM_EXIT_RUNTIME, "out of memory");
 }
 
 #define fail_at(L, node, ...) fail_mark((L), (node)->start_mark, __VA_ARGS__)
@@ -411,6 +432,13 @@ static int h_string(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
     return take_string(L, v, k->key, (char **)dst);
 }
 
+/* The embeddings folder: checked against the model later, so where it is
+ * written is kept. */
+static int h_embeddings(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
+{
+    return h_string(L, v, dst, k) || keep_where(L, v, &L->r->embeddings_where) ? -1 : 0;
+}
+
 static int h_enum(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
 {
     char expected[256], buf[64];
@@ -526,7 +554,8 @@ static int h_pair(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
             return e ? -1 : fail_at(L, v, "'%s': expected [height, width]%s", k->key, "");
     }
     L->r->size_conditioning = true;
-    return 0;
+    /* the first one given is where a model without size conditioning is refused */
+    return L->r->size_where ? 0 : keep_where(L, v, &L->r->size_where);
 }
 
 static int h_sheet(loader *L, yaml_node_t *v, void *dst, const key_spec *k)
@@ -558,7 +587,7 @@ static const key_spec recipe_keys[] = {
     { "negative", h_string, R(negative), 0, 0, NULL, 0 },
     { "seed", h_u64, R(seed), 0, 0, NULL, 0 },
     { "weighting", h_enum, R(weighting), 0, 0, &weighting_names, 0 },
-    { "embeddings", h_string, R(embeddings), 0, 0, NULL, K_NOTNULL },
+    { "embeddings", h_embeddings, R(embeddings), 0, 0, NULL, K_NOTNULL },
     { "clip_skip", h_int, KF(clip_skip), 1, SDM_MAX_CLIP_SKIP, NULL, K_DEFAULTS },
     { "fps", h_double, R(fps), SDM_MIN_FPS, 240, NULL, 0 },
     { "bpm", h_double, R(bpm), 1, 1000, NULL, 0 },
@@ -1535,6 +1564,8 @@ void sdm_recipe_free(sdm_recipe **pr)
     free(r->model);
     free(r->negative);
     free(r->embeddings);
+    free(r->embeddings_where);
+    free(r->size_where);
     free(r->contact_sheet);
     free(r);
     *pr = NULL;

@@ -111,6 +111,7 @@ typedef struct {
     uint64_t seed;
     sdm_weighting weighting;
     char *embeddings; /* textual-inversion folder as written; NULL: the bundle's */
+    char *embeddings_where; /* where it is given: "file:line:col", or the option that set it */
     double fps;
     double bpm; /* beats per minute (1..1000); 0: transitions in frames, not beats */
     sdm_sampler sampler;
@@ -122,6 +123,7 @@ typedef struct {
      * 0 sizes are the frame's; the crop corner defaults to [0, 0] */
     int original_size[2], crops_coords_top_left[2], target_size[2];
     bool size_conditioning; /* one of the three was given */
+    char *size_where; /* where the first of them is given (as embeddings_where) */
     int batch; /* frames per UNet call; 0: automatic */
     char **outputs; /* output files; format by extension */
     int n_outputs;

@@ -578,8 +578,11 @@ static void test_refusals(void)
     static const struct {
         const char *model, *yaml, *says;
     } cases[] = {
-        { "analytic", "original_size: [1024, 1024]\nkeyframes:\n  - a\n", "SDXL's size conditioning" },
-        { "analytic-xl", "embeddings: /nonexistent-embeddings\nkeyframes:\n  - a\n", "no folder" },
+        /* each refusal names where the key is written */
+        { "analytic", "steps: 4\ntarget_size: [512, 512]\noriginal_size: [1024, 1024]\nkeyframes:\n  - a\n",
+          "xl.yaml:3:16: original_size, crops_coords_top_left and target_size are SDXL's size conditioning" },
+        { "analytic-xl", "embeddings: /nonexistent-embeddings\nkeyframes:\n  - a\n",
+          "xl.yaml:1:13: 'embeddings': no folder /nonexistent-embeddings" },
         { "analytic-xl", "clip_skip: 3\nkeyframes:\n  - a\n", "clip_skip 3" },
     };
     char dir[600];
@@ -598,6 +601,24 @@ static void test_refusals(void)
         CHECK(sdm_preflight_run(r, &p, &pf, &err) != 0);
         CHECK_CONTAINS(err.msg, cases[i].says);
         sdm_preflight_free(&pf);
+        sdm_recipe_free(&r);
+    }
+    /* a key set on the command line is named as the option */
+    {
+        const sdm_recipe_override ov = { "--set target_size=[512,512]", "target_size", "[512, 512]" };
+        const char *yaml = "keyframes:\n  - a\n";
+        sdm_recipe *r = NULL;
+        sdm_render_params p = sdm_render_default_params();
+        sdm_preflight pf;
+        sdm_error err = { 0 };
+        snprintf(dir, sizeof dir, "%s/models/analytic", test_build_dir());
+        p.model_dir = dir;
+        p.device = cpu;
+        CHECK_INT(sdm_recipe_load_string_with("xl.yaml", yaml, strlen(yaml), &ov, 1, &r, &err), 0);
+        CHECK(r && sdm_preflight_run(r, &p, &pf, &err) != 0);
+        CHECK_CONTAINS(err.msg, "--set target_size=[512,512]: original_size, crops_coords_top_left and target_size");
+        if (r)
+            sdm_preflight_free(&pf);
         sdm_recipe_free(&r);
     }
 }
