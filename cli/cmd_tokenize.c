@@ -25,7 +25,8 @@ static void usage(FILE *f)
             "  --weighting W      a1111 (default): (word:1.3), (word), [word], BREAK as A1111\n"
             "                     reads them; none: the text as it is\n"
             "  --embeddings DIR   textual-inversion embeddings (*.safetensors) prompts may name\n"
-            "                     (default: the bundle's embeddings/ folder, if any)\n"
+            "                     (default: the bundle's embeddings/ folder, if any; for SDXL,\n"
+            "                     files with a clip_l and a clip_g tensor, as A1111's)\n"
             "  TEXT               the prompt (several arguments are joined by spaces; - reads\n"
             "                     stdin); at most 1 MiB of text, no NUL byte\n"
             "Prints one line per chunk: the token_length ids the text encoder reads (bos, up to\n"
@@ -100,7 +101,8 @@ static char *join_args(int argc, char **argv)
     return s;
 }
 
-/* --embeddings DIR, else the bundle's embeddings/ folder where it has one. */
+/* --embeddings DIR, else the bundle's embeddings/ folder where it has one;
+ * an SDXL bundle's hold a tensor per encoder, as render reads them. */
 static int load_embeddings(const char *dir, const sdm_bundle *b, const sdm_tokenizer *tok, sdm_embeddings *out,
                            sdm_error *err)
 {
@@ -113,6 +115,8 @@ static int load_embeddings(const char *dir, const sdm_bundle *b, const sdm_token
             return 0;
         dir = own;
     }
+    if (sdm_bundle_is_xl(b))
+        return sdm_embeddings_load2(dir, tok, b->hidden_size, b->text2.hidden_size, out, err);
     return sdm_embeddings_load(dir, tok, b->hidden_size, out, err);
 }
 
@@ -143,7 +147,9 @@ static const sdm_prompt_embedding *embedding_of(const sdm_embeddings *e, int row
     return NULL;
 }
 
-static void print_tokens(const sdm_tokenizer *tok, const sdm_prompt_chunks *c, const sdm_embeddings *e, int k)
+/* pad2 >= 0: SDXL's second encoder, which reads the same tokens padded
+ * with its own id. */
+static void print_tokens(const sdm_tokenizer *tok, const sdm_prompt_chunks *c, const sdm_embeddings *e, int k, int pad2)
 {
     const int64_t *ids = c->ids + (size_t)k * c->length;
     const float *w = c->weights + (size_t)k * c->length;
@@ -166,7 +172,10 @@ static void print_tokens(const sdm_tokenizer *tok, const sdm_prompt_chunks *c, c
             printf("  x%.9g", w[i]);
         printf("\n");
     }
-    if (end + 1 < c->length)
+    if (end + 1 < c->length && pad2 >= 0)
+        printf("%3d-%d %lld  (padding; the second text encoder's: %d)\n", end + 1, c->length - 1,
+               (long long)ids[end + 1], pad2);
+    else if (end + 1 < c->length)
         printf("%3d-%d %lld  (padding)\n", end + 1, c->length - 1, (long long)ids[end + 1]);
 }
 
@@ -275,7 +284,7 @@ static int load_tokenizer(const char *model, sdm_bundle *bundle, sdm_tokenizer *
 }
 
 static void print_chunks(const sdm_tokenizer *tok, const sdm_prompt_chunks *chunks, const sdm_embeddings *embs,
-                         int show_tokens)
+                         int show_tokens, int pad2)
 {
     if (chunks->invalid_utf8)
         sdm_warn("%d byte%s of the prompt %s not valid UTF-8, read as U+FFFD", chunks->invalid_utf8,
@@ -285,7 +294,7 @@ static void print_chunks(const sdm_tokenizer *tok, const sdm_prompt_chunks *chun
                  chunks->n_chunks, chunks->length - 2);
     for (int k = 0; k < chunks->n_chunks; k++) {
         if (show_tokens)
-            print_tokens(tok, chunks, embs, k);
+            print_tokens(tok, chunks, embs, k, pad2);
         else
             print_ids(chunks, k);
     }
@@ -319,7 +328,7 @@ int sdm_cmd_tokenize(int argc, char **argv)
     if (load_tokenizer(o.model, &bundle, &tok, &err) || load_embeddings(o.embeddings, &bundle, tok, &embs, &err) ||
         sdm_prompt_chunks_make(tok, text, o.weighting == SDM_WEIGHTING_A1111, embs.list, embs.n, &chunks, &err))
         goto fail;
-    print_chunks(tok, &chunks, &embs, o.show_tokens);
+    print_chunks(tok, &chunks, &embs, o.show_tokens, sdm_bundle_is_xl(&bundle) ? bundle.text2.pad_id : -1);
     rc = SDM_EXIT_OK;
     goto end;
 fail:

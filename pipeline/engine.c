@@ -166,7 +166,6 @@ static int bundle_embeddings(sdm_engine *e, sdm_error *err)
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
 {
     sdm_engine *e = calloc(1, sizeof *e);
-    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
     int rc = -1;
 
     *out = NULL;
@@ -195,9 +194,7 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
         goto end;
     }
     sdm_torch_set_tf32(e->dtype != SDM_F32);
-    tp.token_length = e->bundle.token_length;
-    tp.pad_id = e->bundle.pad_id;
-    if (sdm_tokenizer_load(e->bundle.vocab, e->bundle.merges, tp, &e->tok, err))
+    if (sdm_bundle_tokenizer(&e->bundle, &e->tok, err))
         goto end;
     if (sdm_text_encoder_open(&e->bundle, e->tok, dev, e->dtype, &e->text, err) || bundle_embeddings(e, err) ||
         load_module(e->bundle.unet, dev, &e->unet, err) || load_module(e->bundle.vae_decoder, dev, &e->vae, err))

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "embeddings.h"
 #include "image_encoder.h"
 #include "image_in.h"
 #include "paths.h"
@@ -66,6 +67,26 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
     return 0;
 }
 
+/* The recipe's embedding files, read as the render reads them (with the
+ * bundle's tokenizer, a tensor per text encoder): a file the render would
+ * refuse is refused here, before any model loads. */
+static int embeddings_readable(const sdm_bundle *b, const char *dir, const char *where, sdm_error *err)
+{
+    sdm_tokenizer *tok = NULL;
+    sdm_embeddings e = { 0 };
+    sdm_error e2 = { 0 };
+    int rc = -1;
+
+    if (sdm_bundle_tokenizer(b, &tok, &e2) ||
+        sdm_embeddings_load2(dir, tok, b->hidden_size, b->text2.hidden_size, &e, &e2))
+        sdm_error_set(err, e2.code, "%s: 'embeddings': %s", where, e2.msg);
+    else
+        rc = 0;
+    sdm_embeddings_free(&e);
+    sdm_tokenizer_free(&tok);
+    return rc;
+}
+
 /* clip_skip and embeddings against the text encoder: the layers it gives
  * (an older bundle gives its last only, and takes no embeddings). */
 static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
@@ -105,7 +126,7 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': path too long: %s", where, r->embeddings);
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) /* the path as resolved beside the recipe */
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", where, dir);
-    return 0;
+    return embeddings_readable(b, dir, where, err);
 }
 
 int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)

@@ -552,6 +552,15 @@ int sdm_bundle_files(const sdm_bundle *b, const char **out)
     return SDM_BUNDLE_MAX_FILES;
 }
 
+int sdm_bundle_tokenizer(const sdm_bundle *b, sdm_tokenizer **out, sdm_error *err)
+{
+    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
+
+    tp.token_length = b->token_length;
+    tp.pad_id = b->pad_id;
+    return sdm_tokenizer_load(b->vocab, b->merges, tp, out, err);
+}
+
 int sdm_bundle_is_xl(const sdm_bundle *b)
 {
     return b->text2.hidden_size > 0;

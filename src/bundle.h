@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "spacing.h"
+#include "tokenizer.h"
 
 typedef enum { SDM_PRED_EPSILON, SDM_PRED_V, SDM_PRED_COUNT } sdm_prediction;
 const char *sdm_prediction_name(sdm_prediction p);
@@ -120,6 +121,10 @@ int sdm_bundle_is_xl(const sdm_bundle *b);
 /* The width of the text embedding the UNet takes: hidden_size, plus the
  * second encoder's where there is one. */
 int sdm_bundle_context_size(const sdm_bundle *b);
+/* The tokenizer the bundle's prompts are read with: its vocab and merges,
+ * its token length and pad id (the second encoder's padding is the text
+ * encoder's to apply). */
+int sdm_bundle_tokenizer(const sdm_bundle *b, sdm_tokenizer **out, sdm_error *err);
 /* The number of SDXL time ids: 6 (original size, crop corner, target size). */
 #define SDM_TIME_IDS 6
 

@@ -19,6 +19,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "analytic.h"
+#include "cli_run.h"
 #include "test.h"
 
 static const sdm_device cpu = { SDM_DEVICE_CPU, 0 };
@@ -742,10 +743,34 @@ static int same_text(sdm_engine *e, const char *p, const char *q)
     return same;
 }
 
+/* A recipe naming embeddings folder dir, through check's preflight on the
+ * SDXL bundle: 0 where it passes, else -1 with err set. */
+static int preflight_embeddings(const char *dir, sdm_error *err)
+{
+    char yaml[400];
+    sdm_recipe *r;
+    sdm_render_params p = sdm_render_default_params();
+    sdm_preflight pf;
+    int rc;
+
+    snprintf(yaml, sizeof yaml, "embeddings: %s\nkeyframes:\n  - a grim city\n", dir);
+    r = recipe_of(yaml);
+    if (!r)
+        return -1;
+    p.model_dir = xl_dir;
+    p.device = cpu;
+    rc = sdm_preflight_run(r, &p, &pf, err);
+    if (!rc)
+        sdm_preflight_free(&pf);
+    sdm_recipe_free(&r);
+    return rc;
+}
+
 /* Textual inversion with both encoders (A1111's SDXL files: clip_l and
  * clip_g): an embedding whose vectors are the two tables' rows of "city"
- * and "fog" reads as those words, in the embedding and the pooled one; a
- * one-tensor (SD) file is refused, naming it. */
+ * and "fog" reads as those words, in the embedding and the pooled one, and
+ * `tokenize` shows it; a one-tensor (SD) file is refused, naming it, by
+ * check before any model loads as by the render. */
 static void test_embeddings(sdm_engine *e)
 {
     const sdm_bundle *b = sdm_engine_bundle(e);
@@ -766,10 +791,25 @@ static void test_embeddings(sdm_engine *e)
     CHECK_INT(sdm_text_encoder_use_embeddings(sdm_engine_text(e), dir, &err), 0);
     CHECK(!same_text(e, "a grim", "a city"));
     CHECK(same_text(e, "a grim", "a city fog"));
+    CHECK_INT(preflight_embeddings(dir, &err), 0);
+    {
+        char out[8192];
+        char *argv[] = {
+            "sdmorph", "tokenize", "--model", xl_dir, "--embeddings", dir, "--tokens", "a grim city", NULL
+        };
+        CHECK_INT(run(argv, out, sizeof out, NULL), 0);
+        CHECK_CONTAINS(out, "grim (embedding, vector 2 of 2)");
+        CHECK_CONTAINS(out, "(padding; the second text encoder's: 0)");
+    }
     remove(path);
     snprintf(path, sizeof path, "%s/plain.safetensors", dir);
     write_tensors(path, sd_name, &data[1], 1, 2, &widths[1]);
     CHECK_INT(sdm_text_encoder_use_embeddings(sdm_engine_text(e), dir, &err), -1);
+    CHECK_CONTAINS(err.msg, "plain.safetensors");
+    CHECK_CONTAINS(err.msg, "'clip_l' and 'clip_g'");
+    memset(&err, 0, sizeof err);
+    CHECK_INT(preflight_embeddings(dir, &err), -1);
+    CHECK_CONTAINS(err.msg, "xl.yaml:1:13: 'embeddings': ");
     CHECK_CONTAINS(err.msg, "plain.safetensors");
     CHECK_CONTAINS(err.msg, "'clip_l' and 'clip_g'");
     remove(path);

@@ -300,6 +300,20 @@ static void test_encoder(sdm_engine *e)
         memset(&err, 0, sizeof err);
         CHECK(sdm_text_encoder_use_embeddings(te, dir, &err) != 0);
         CHECK_CONTAINS(err.msg, "wide.safetensors");
+        /* and `check` refuses it first, before any model loads, where the recipe names the folder */
+        {
+            char recipe[400], text[PATH_MAX + 1500], out[4096], model[PATH_MAX];
+            char *argv[] = { "sdmorph", "check", recipe, NULL };
+            snprintf(recipe, sizeof recipe, "%s/emb.yaml", tmpdir);
+            /* the recipe's model path is read beside it: an absolute one */
+            snprintf(text, sizeof text, "model: %s\nsteps: 2\nembeddings: %s\nkeyframes: [a grim city]\n",
+                     realpath(b->dir, model) ? model : b->dir, dir);
+            write_file(recipe, text);
+            CHECK_INT(run(argv, out, sizeof out, NULL), 2);
+            CHECK_CONTAINS(out, "emb.yaml:3:13: 'embeddings': ");
+            CHECK_CONTAINS(out, "wide.safetensors");
+            unlink(recipe);
+        }
         unlink(path);
         snprintf(path, sizeof path, "%s/grim.safetensors", dir);
         unlink(path);
