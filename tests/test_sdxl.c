@@ -760,8 +760,7 @@ static int preflight_embeddings(const char *dir, sdm_error *err)
     p.model_dir = xl_dir;
     p.device = cpu;
     rc = sdm_preflight_run(r, &p, &pf, err);
-    if (!rc)
-        sdm_preflight_free(&pf);
+    sdm_preflight_free(&pf); /* what a refusal leaves too */
     sdm_recipe_free(&r);
     return rc;
 }
