@@ -1470,13 +1470,14 @@ for n in names:
     loop = re.search(r"sdmorph: loop [^\n]*", text)
     dev = re.search(r"sdmorph: device time [^\n]*", text)
     mem = re.search(r"sdmorph: device memory [^\n]*", text)
+    loading = re.search(r"sdmorph: loading \(--timings\)[^\n]*", text)
     # which UNet and decoder ran: the AOTInductor package's info line, or a warning why not
     used = [what + (" AOTInductor" if re.search(what + r": [^\n]*\(AOTInductor", text) else " TorchScript")
             for what in ("UNet", "VAE decoder")]
     variant = re.sub(r"^sdxl-ours-|-b\d+$", "", n)
     if m:
         ours.append((int(m[3]), float(m[2]), peak(n), float(m[1]), "" if variant == "aoti-graphs" else f" {variant}",
-                     "; ".join([", ".join(used)] + [x[0] for x in (loop, dev, mem) if x])))
+                     "; ".join([", ".join(used)] + [x[0] for x in (loop, dev, mem, loading) if x])))
     else:
         print(f"* sdxl sdmorph run {n}: FAILED or no timing line (see {w}/{n}.log)")
 try:

@@ -50,8 +50,8 @@ static void usage(FILE *f)
             "                       but two runs may then differ in the last bits of some pixels\n"
             "  --no-aoti            TorchScript modules only, even where the model has AOTInductor builds\n"
             "  --timings            wait for the device after each batch's sampling and its decode, and say\n"
-            "                       how long each took (ms a step, ms a frame), and on CUDA the most device\n"
-            "                       memory in use; the render runs a little slower\n"
+            "                       how long each took (ms a step, ms a frame), where the loading went, and\n"
+            "                       on CUDA the most device memory in use; the render runs a little slower\n"
             "  --json               print each recipe's stats and files as JSON on stdout\n"
             "  --progress-every S   when stderr is not a terminal, a progress line every S seconds (5)\n"
             "  -q, --quiet          no progress\n"
@@ -376,6 +376,17 @@ static json_object *timing_json(const sdm_render_stats *s)
         json_object_object_add(t, "sample_steps", json_object_new_int(s->sample_steps));
         json_object_object_add(t, "decode", json_object_new_double(s->decode_seconds));
         json_object_object_add(t, "decoded_frames", json_object_new_int(s->decoded_frames));
+    }
+    if (s->load_unet > 0) {
+        json_object *l = json_object_new_object();
+        json_object_object_add(l, "libtorch", json_object_new_double(s->load_runtime));
+        json_object_object_add(l, "text_encoders", json_object_new_double(s->load_text));
+        json_object_object_add(l, "unet", json_object_new_double(s->load_unet));
+        json_object_object_add(l, "vae_decoder", json_object_new_double(s->load_vae));
+        json_object_object_add(l, "first_calls", json_object_new_double(s->load_check));
+        json_object_object_add(l, "aoti_unet", json_object_new_double(s->load_aoti_unet));
+        json_object_object_add(l, "aoti_vae_decoder", json_object_new_double(s->load_aoti_vae));
+        json_object_object_add(t, "loading", l);
     }
     if (s->device_used_bytes) {
         json_object_object_add(t, "device_memory_used", json_object_new_int64((int64_t)s->device_used_bytes));

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "torch_error.h"
 
@@ -20,7 +21,21 @@ struct sdm_engine {
     sdm_module *unet, *vae;
     sdm_module *unet_aoti, *vae_aoti; /* the bundle's AOTInductor builds, where loaded */
     int decode_rows; /* frames per VAE call the warm-up ran (0: none); smaller calls are padded to it */
+    sdm_engine_loading loading;
 };
+
+/* Adds the seconds since *t to *part and moves *t to now. */
+static void lap(double *t, double *part)
+{
+    struct timespec ts;
+    double now;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (part)
+        *part += now - *t;
+    *t = now;
+}
 
 static int load_module(const char *path, sdm_device dev, sdm_module **m, sdm_error *err)
 {
@@ -166,9 +181,11 @@ static int bundle_embeddings(sdm_engine *e, sdm_error *err)
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err)
 {
     sdm_engine *e = calloc(1, sizeof *e);
+    double t = 0;
     int rc = -1;
 
     *out = NULL;
+    lap(&t, NULL);
     if (!e) {
         sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
         goto end;
@@ -194,19 +211,31 @@ int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm
         goto end;
     }
     sdm_torch_set_tf32(e->dtype != SDM_F32);
-    if (sdm_bundle_tokenizer(&e->bundle, &e->tok, err))
+    lap(&t, &e->loading.runtime);
+    if (sdm_bundle_tokenizer(&e->bundle, &e->tok, err) ||
+        sdm_text_encoder_open(&e->bundle, e->tok, dev, e->dtype, &e->text, err) || bundle_embeddings(e, err))
         goto end;
-    if (sdm_text_encoder_open(&e->bundle, e->tok, dev, e->dtype, &e->text, err) || bundle_embeddings(e, err) ||
-        load_module(e->bundle.unet, dev, &e->unet, err) || load_module(e->bundle.vae_decoder, dev, &e->vae, err))
+    lap(&t, &e->loading.text);
+    if (load_module(e->bundle.unet, dev, &e->unet, err))
         goto end;
+    lap(&t, &e->loading.unet);
+    if (load_module(e->bundle.vae_decoder, dev, &e->vae, err))
+        goto end;
+    lap(&t, &e->loading.vae);
     if (check_modules(e, err))
         goto end;
+    lap(&t, &e->loading.check);
     rc = 0;
 end:
     if (rc)
         sdm_engine_free(&e);
     *out = e;
     return rc;
+}
+
+sdm_engine_loading sdm_engine_loading_split(const sdm_engine *e)
+{
+    return e->loading;
 }
 
 const sdm_bundle *sdm_engine_bundle(const sdm_engine *e)
@@ -389,17 +418,21 @@ static int vae_probe(sdm_engine *e, sdm_error *err)
 /* Loads one AOTInductor build and probes it; a warning and NULL where that
  * fails. */
 static void aoti_load(sdm_engine *e, const char *what, const sdm_aoti_build *a, sdm_module **m,
-                      int (*probe)(sdm_engine *, sdm_error *))
+                      int (*probe)(sdm_engine *, sdm_error *), double *seconds)
 {
     sdm_error err = { 0 };
+    double t = 0;
 
     if (*m || !a->path[0])
         return;
+    lap(&t, NULL);
     if (load_module(a->path, e->dev, m, &err) || probe(e, &err)) {
         sdm_warn("%s; the TorchScript %s is used", err.msg, what);
         sdm_module_free(m);
+        lap(&t, seconds);
         return;
     }
+    lap(&t, seconds);
     sdm_info("%s: %s (AOTInductor%s%s%s) for %dx%d latents, %d to %d per call; TorchScript otherwise", what, a->path,
              a->fp8 ? ", FP8 products with " : "", a->fp8 ? sdm_fp8_scales_name(a->fp8) : "", a->fp8 ? " scales" : "",
              a->latent_w, a->latent_h, a->min_batch, a->max_batch);
@@ -422,8 +455,8 @@ void sdm_engine_set_aoti(sdm_engine *e, int on)
                 b->unet_aoti.path[0] ? b->unet_aoti.path : b->vae_aoti.path);
         return;
     }
-    aoti_load(e, "UNet", &b->unet_aoti, &e->unet_aoti, unet_probe);
-    aoti_load(e, "VAE decoder", &b->vae_aoti, &e->vae_aoti, vae_probe);
+    aoti_load(e, "UNet", &b->unet_aoti, &e->unet_aoti, unet_probe, &e->loading.aoti_unet);
+    aoti_load(e, "VAE decoder", &b->vae_aoti, &e->vae_aoti, vae_probe, &e->loading.aoti_vae);
 }
 
 static int call_f32(sdm_engine *e, sdm_module *m, sdm_tensor *const *args, int nargs, sdm_tensor **out,

@@ -15,6 +15,16 @@
 typedef struct sdm_engine sdm_engine;
 
 int sdm_engine_open(const char *model_dir, sdm_device dev, sdm_engine **out, sdm_error *err);
+/* Where the engine's loading went, seconds on the host's clock (a load
+ * returns when its weights are on the device; a check reads back). */
+typedef struct {
+    double runtime; /* model.yaml read, libtorch and its CUDA libraries loaded */
+    double text; /* tokenizer, text encoders, the bundle's embeddings */
+    double unet, vae; /* the TorchScript UNet and VAE decoder */
+    double check; /* the modules' first calls, checked */
+    double aoti_unet, aoti_vae; /* AOTInductor builds: each loaded and checked against TorchScript */
+} sdm_engine_loading;
+sdm_engine_loading sdm_engine_loading_split(const sdm_engine *e);
 const sdm_bundle *sdm_engine_bundle(const sdm_engine *e);
 sdm_device sdm_engine_device(const sdm_engine *e);
 /* What the modules compute in (model.yaml's dtype). */

@@ -36,6 +36,9 @@ typedef struct {
      * weights, CUDA graphs' pools, torch's cache) after a decode, at most;
      * torch's cache keeps what it took, so this is the render's peak */
     size_t device_used_bytes, device_total_bytes;
+    /* With params.timings, where the loading of a model the render opened
+     * went (engine.h's sdm_engine_loading): seconds */
+    double load_runtime, load_text, load_unet, load_vae, load_check, load_aoti_unet, load_aoti_vae;
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */

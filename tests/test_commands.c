@@ -372,14 +372,25 @@ static void test_timings(void)
     CHECK(json_object_get_double(get(t, "sample")) > 0 && json_object_get_double(get(t, "decode")) > 0);
     CHECK(get(t, "device_memory_used") == NULL); /* CUDA only */
     CHECK(!strstr(out, "device memory"));
+    /* where the loading went: each part some time, none more than all of it */
+    CHECK_CONTAINS(out, "sdmorph: loading (--timings): libtorch ");
+    {
+        json_object *l = get(t, "loading");
+        double load = json_object_get_double(get(json_object_array_get_idx(get(j, "recipes"), 0), "load_seconds"));
+        CHECK(l != NULL && json_object_get_double(get(l, "unet")) > 0 &&
+              json_object_get_double(get(l, "text_encoders")) > 0 &&
+              json_object_get_double(get(l, "unet")) + json_object_get_double(get(l, "text_encoders")) <= load);
+        CHECK(json_object_get_double(get(l, "aoti_unet")) == 0); /* none on the CPU */
+    }
     json_object_put(j);
     /* without it, neither */
     CHECK_INT(sdm(out, sizeof out, "render", at("tm.yaml"), "--device", "cpu", "--batch", "2", "--json", "-q", NULL),
               0);
     CHECK(!strstr(out, "device time"));
+    CHECK(!strstr(out, "loading (--timings)"));
     j = json_after(out);
     t = get(json_object_array_get_idx(get(j, "recipes"), 0), "timing");
-    CHECK(t != NULL && get(t, "sample_steps") == NULL);
+    CHECK(t != NULL && get(t, "sample_steps") == NULL && get(t, "loading") == NULL);
     json_object_put(j);
 }
 
