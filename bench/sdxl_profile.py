@@ -2,7 +2,7 @@
 """Where an SDXL frame's time goes, part by part (issue 20's speed work).
 
     sdxl_profile.py --config ../shared/reference/sdxl [--batch 8] [--size 1024]
-                    [--skip compile|aoti|vae]
+                    [--skip compile|aoti|vae] [--bundle DIR]
 
 On random weights of the SDXL shapes (pipeline/export/random_weights.py), one
 guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
@@ -10,7 +10,11 @@ guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
   - eager (diffusers' modules as they are),
   - torch.compile (default mode, as bench/sdxl_reference.py compiles them),
   - Inductor with freezing on, as export_sd.py compiles a bundle's UNet
-    (export_sd.UNetXL) into its AOTInductor package.
+    (export_sd.UNetXL) into its AOTInductor package,
+  - with --bundle DIR, the bundle's own TorchScript UNet (DIR/unet.pt, a
+    float16 SDXL bundle of the same size), which sdmorph runs where no
+    AOTInductor package serves: timed here beside eager, it says whether
+    a gap is in the module or in sdmorph's loop around it.
 The sdmorph render spends 30 guided UNet calls per batch and one decode, so
 the lines say which part makes up a gap between sdmorph and compiled
 diffusers. ms per call: the median of 5 replays of a CUDA graph of the call
@@ -79,6 +83,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--skip", action="append", default=[], choices=["compile", "aoti", "vae"])
+    ap.add_argument("--bundle", metavar="DIR", help="also time DIR/unet.pt, a float16 SDXL bundle's TorchScript UNet")
     a = ap.parse_args()
     lat = a.size // 8
     t0 = time.time()
@@ -93,6 +98,14 @@ def main():
 
     ms, gib = timed(lambda: module(*x))
     say(f"* unet eager: {ms:.1f} ms per call, peak {gib:.1f} GiB")
+    if a.bundle:
+        ts = torch.jit.load(os.path.join(a.bundle, "unet.pt"), map_location="cuda").eval()
+        with torch.no_grad():
+            for _ in range(3):      # TorchScript's profiling runs optimize the graph on its first calls
+                ts(*x)
+        ms, gib = timed(lambda: ts(*x))
+        say(f"* unet TorchScript ({a.bundle}/unet.pt): {ms:.1f} ms per call, peak {gib:.1f} GiB")
+        del ts
     if "vae" not in a.skip:
         ms, gib = timed(lambda: vae.decode(z, return_dict=False)[0], runs=3)
         say(f"* vae decode float32 eager: {ms:.1f} ms per {a.batch} frames, peak {gib:.1f} GiB")
@@ -112,7 +125,9 @@ def main():
         # AOTInductor's generated kernels are Inductor's with freezing on; its
         # package cannot be timed here (torch 2.11's Python loader crashes on
         # these packages: export_sd.py's CHECK_CHILD), so Inductor with the
-        # same option stands in for it
+        # same option stands in for it, on the module the export compiles
+        # (its attention processor, StaticHeadsAttention, as export_sd sets it)
+        unet.set_attn_processor(export_sd.StaticHeadsAttention())
         compiled_timed(lambda f: f(*x), module, 5,
                        "unet torch.compile + freezing (AOTInductor's config): {ms:.1f} ms per call",
                        options={"freezing": True})
