@@ -69,8 +69,9 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
 
 /* The recipe's embedding files, read as the render reads them (with the
  * bundle's tokenizer, a tensor per text encoder): a file the render would
- * refuse is refused here, before any model loads. */
-static int embeddings_readable(const sdm_bundle *b, const char *dir, const char *where, sdm_error *err)
+ * refuse is refused here, before any model loads; its message after
+ * `what` (whose folder it is). */
+static int embeddings_readable(const sdm_bundle *b, const char *dir, const char *what, sdm_error *err)
 {
     sdm_tokenizer *tok = NULL;
     sdm_embeddings e = { 0 };
@@ -79,7 +80,7 @@ static int embeddings_readable(const sdm_bundle *b, const char *dir, const char 
 
     if (sdm_bundle_tokenizer(b, &tok, &e2) ||
         sdm_embeddings_load2(dir, tok, b->hidden_size, b->text2.hidden_size, &e, &e2))
-        sdm_error_set(err, e2.code, "%s: 'embeddings': %s", where, e2.msg);
+        sdm_error_set(err, e2.code, "%s: %s", what, e2.msg);
     else
         rc = 0;
     sdm_embeddings_free(&e);
@@ -94,7 +95,7 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
     static const char reexport[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later)";
     int layers = b->text_layers ? b->text_layers - b->text_penultimate : 1;
     const char *where;
-    char dir[4096];
+    char dir[4096], what[4200];
     struct stat st;
 
     for (int i = 0; i < r->n_keyframes; i++) {
@@ -109,6 +110,11 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
                              "layer only; %s",
                              r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
     }
+    /* the model's own embeddings/ folder, which the engine reads as it loads */
+    snprintf(dir, sizeof dir, "%s/embeddings", b->dir);
+    if (b->text_layers && !stat(dir, &st) && S_ISDIR(st.st_mode) &&
+        embeddings_readable(b, dir, "the model's embeddings folder", err))
+        return -1;
     if (r->size_conditioning && !sdm_bundle_is_xl(b))
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: original_size, crops_coords_top_left and target_size are SDXL's size "
@@ -126,7 +132,8 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': path too long: %s", where, r->embeddings);
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) /* the path as resolved beside the recipe */
         return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", where, dir);
-    return embeddings_readable(b, dir, where, err);
+    snprintf(what, sizeof what, "%s: 'embeddings'", where);
+    return embeddings_readable(b, dir, what, err);
 }
 
 int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)

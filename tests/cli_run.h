@@ -97,16 +97,19 @@ static inline void copy_file(const char *from, const char *to)
  * copy is set: a test that writes beside them), and its model.yaml with
  * `from` replaced by `to` (from NULL: as it is). 0, or -1 where from is
  * not in model.yaml. */
+static const char *const bundle_variant_files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
+                                                    "vocab.json",      "merges.txt", "token_embedding.safetensors",
+                                                    "vae_encoder.pt",  "model.yaml" };
+
 static inline int bundle_variant(const char *model, const char *dir, const char *from, const char *to, int copy)
 {
-    static const char *files[] = { "text_encoder.pt", "unet.pt",    "vae_decoder.pt",
-                                   "vocab.json",      "merges.txt", "token_embedding.safetensors",
-                                   "vae_encoder.pt" };
+    const char *const *files = bundle_variant_files;
+    const size_t n_files = sizeof bundle_variant_files / sizeof *bundle_variant_files - 1; /* model.yaml: below */
     char src[PATH_MAX + 32], dst[PATH_MAX + 32], *yaml, *hit;
     FILE *f;
 
     mkdir(dir, 0755);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    for (size_t i = 0; i < n_files; i++) {
         snprintf(src, sizeof src, "%s/%s", model, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
         if (copy)
@@ -127,6 +130,18 @@ static inline int bundle_variant(const char *model, const char *dir, const char 
         fclose(f);
     free(yaml);
     return !yaml || (from && !hit) ? -1 : 0;
+}
+
+/* Removes what bundle_variant made in dir, and dir once empty. */
+static inline void bundle_variant_remove(const char *dir)
+{
+    char path[PATH_MAX + 32];
+
+    for (size_t i = 0; i < sizeof bundle_variant_files / sizeof *bundle_variant_files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, bundle_variant_files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 /* Runs the program `path` with args (argv[0] included); captures stdout

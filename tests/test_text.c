@@ -312,6 +312,24 @@ static void test_encoder(sdm_engine *e)
             CHECK_INT(run(argv, out, sizeof out, NULL), 2);
             CHECK_CONTAINS(out, "emb.yaml:3:13: 'embeddings': ");
             CHECK_CONTAINS(out, "wide.safetensors");
+            /* the same file in a model's own embeddings/ folder, which every render of it reads */
+            {
+                char variant[400], own[500], moved[600];
+                snprintf(variant, sizeof variant, "%s/with-emb", tmpdir);
+                snprintf(own, sizeof own, "%s/embeddings", variant);
+                snprintf(moved, sizeof moved, "%s/wide.safetensors", own);
+                CHECK_INT(bundle_variant(model, variant, NULL, NULL, 0), 0);
+                mkdir(own, 0755);
+                CHECK_INT(rename(path, moved), 0);
+                snprintf(text, sizeof text, "model: %s\nsteps: 2\nkeyframes: [a grim city]\n", variant);
+                write_file(recipe, text);
+                CHECK_INT(run(argv, out, sizeof out, NULL), 2);
+                CHECK_CONTAINS(out, "the model's embeddings folder: ");
+                CHECK_CONTAINS(out, "with-emb/embeddings/wide.safetensors");
+                CHECK_INT(rename(moved, path), 0);
+                rmdir(own);
+                bundle_variant_remove(variant);
+            }
             unlink(recipe);
         }
         unlink(path);
