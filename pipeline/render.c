@@ -114,10 +114,38 @@ static void progress_line(render_state *S, int done)
     fflush(stderr);
 }
 
+/* Out of memory at one frame per call: a smaller batch cannot help, so
+ * the advice becomes the frame size, and where the model decodes in
+ * float32 beside float16 weights (SDXL's VAE), an fp16-fixed VAE, which
+ * needs about half the decode's memory. */
+static void one_frame_advice(const render_state *S, sdm_error *err)
+{
+    static const char batch_advice[] = "lower --batch (or width/height) and try again";
+    const sdm_bundle *b = sdm_engine_bundle(S->engine);
+    int vae32 = sdm_engine_dtype(S->engine) == SDM_F16 && !strcmp(b->vae_dtype, "float32");
+    char old[sizeof err->msg];
+    const char *at = strstr(err->msg, batch_advice);
+
+    if (!at)
+        return;
+    snprintf(old, sizeof old, "%s", err->msg);
+    at = old + (at - err->msg);
+    memset(err, 0, sizeof *err);
+    sdm_error_set(err, SDM_EXIT_RUNTIME, "%.*seven 1 frame per call does not fit: lower width/height%s and try again%s",
+                  (int)(at - old), old,
+                  vae32 ? " (or export the model with an fp16-fixed VAE: its decode in float32 "
+                          "takes about twice the memory; export_sd.py --vae FILE --vae-dtype float16)"
+                        : "",
+                  at + strlen(batch_advice));
+    err->out_of_memory = 1;
+}
+
 /* Out of device memory: half as many frames per call, down to one, said
  * once; the batch that fits is kept. 0 if the caller may try again. */
 static int halve_batch(render_state *S, sdm_error *err)
 {
+    if (err->out_of_memory && S->batch == 1 && S->engine)
+        one_frame_advice(S, err);
     if (!err->out_of_memory || S->batch == 1)
         return -1;
     if (!S->stats->batch_halved)
