@@ -269,18 +269,13 @@ static char *read_text(const tokenize_options *o, int *rc)
 /* The bundle (--model, else as render finds it) and its tokenizer. */
 static int load_tokenizer(const char *model, sdm_bundle *bundle, sdm_tokenizer **tok, sdm_error *err)
 {
-    sdm_tokenizer_params tp = sdm_tokenizer_default_params();
     char model_dir[1024];
 
     if (sdm_bundle_dir_for(model, NULL, model_dir, sizeof model_dir))
         return sdm_error_set(err, SDM_EXIT_USAGE, "the model's path is too long");
     if (sdm_bundle_load(model_dir, bundle, err))
         return -1;
-    tp.token_length = bundle->token_length;
-    tp.pad_id = bundle->pad_id;
-    tp.bos_id = bundle->bos_id;
-    tp.eos_id = bundle->eos_id;
-    return sdm_tokenizer_load(bundle->vocab, bundle->merges, tp, tok, err);
+    return sdm_bundle_tokenizer(bundle, tok, err);
 }
 
 static void print_chunks(const sdm_tokenizer *tok, const sdm_prompt_chunks *chunks, const sdm_embeddings *embs,

@@ -558,6 +558,8 @@ int sdm_bundle_tokenizer(const sdm_bundle *b, sdm_tokenizer **out, sdm_error *er
 
     tp.token_length = b->token_length;
     tp.pad_id = b->pad_id;
+    tp.bos_id = b->bos_id; /* a vocabulary whose bos or eos differ is refused */
+    tp.eos_id = b->eos_id;
     return sdm_tokenizer_load(b->vocab, b->merges, tp, out, err);
 }
 

@@ -122,8 +122,8 @@ int sdm_bundle_is_xl(const sdm_bundle *b);
  * second encoder's where there is one. */
 int sdm_bundle_context_size(const sdm_bundle *b);
 /* The tokenizer the bundle's prompts are read with: its vocab and merges,
- * its token length and pad id (the second encoder's padding is the text
- * encoder's to apply). */
+ * its token length, pad, bos and eos ids (a vocabulary that disagrees is
+ * refused; the second encoder's padding is the text encoder's to apply). */
 int sdm_bundle_tokenizer(const sdm_bundle *b, sdm_tokenizer **out, sdm_error *err);
 /* The number of SDXL time ids: 6 (original size, crop corner, target size). */
 #define SDM_TIME_IDS 6

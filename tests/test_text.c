@@ -459,6 +459,25 @@ static void test_render(void)
     free(yaml);
 }
 
+/* A model.yaml whose bos id is not its vocabulary's: the tokenizer is
+ * refused, saying both, wherever the bundle's tokenizer is read (tokenize,
+ * and the engine as a render loads it). */
+static void test_bos_mismatch(const char *dir)
+{
+    char variant[400], out[4096], model[PATH_MAX];
+    char *tok_argv[] = { "sdmorph", "tokenize", "--model", variant, "a city", NULL };
+    sdm_engine *e = NULL;
+    sdm_error err = { 0 };
+
+    snprintf(variant, sizeof variant, "%s/bos", tmpdir);
+    CHECK_INT(bundle_variant(realpath(dir, model) ? model : dir, variant, "bos_id: 912", "bos_id: 7", 0), 0);
+    CHECK_INT(run(tok_argv, out, sizeof out, NULL), 1);
+    CHECK_CONTAINS(out, "but the model expects bos_id 7 and eos_id 913");
+    CHECK(sdm_engine_open(variant, cpu, &e, &err) != 0 && e == NULL);
+    CHECK_CONTAINS(err.msg, "but the model expects bos_id 7");
+    bundle_variant_remove(variant);
+}
+
 int main(void)
 {
     char dir[512];
@@ -474,6 +493,7 @@ int main(void)
         test_encoder(e);
         test_ids_bundle(e);
         sdm_engine_free(&e);
+        test_bos_mismatch(dir);
         test_render();
     }
     rmdir(tmpdir);
