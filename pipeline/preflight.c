@@ -67,36 +67,60 @@ static int model_limits(const sdm_recipe *r, const sdm_preflight *pf, sdm_error 
     return 0;
 }
 
-/* The recipe's embedding files, read as the render reads them (with the
- * bundle's tokenizer, a tensor per text encoder): a file the render would
- * refuse is refused here, before any model loads; its message after
- * `what` (whose folder it is). */
-static int embeddings_readable(const sdm_bundle *b, const char *dir, const char *what, sdm_error *err)
+/* The embedding files a render reads: the model's own embeddings/ folder
+ * (the engine reads it as it loads) and the recipe's. Read here as the
+ * render reads them (the bundle's tokenizer, loaded once; a tensor per
+ * text encoder), so a file it would refuse is refused before any model
+ * loads, its message after whose folder it is. */
+static int embeddings_limits(const sdm_recipe *r, const sdm_bundle *b, const char *reexport, sdm_error *err)
 {
+    const char *where = r->embeddings_where ? r->embeddings_where : r->path;
+    char dirs[2][4096], what[2][4200];
     sdm_tokenizer *tok = NULL;
-    sdm_embeddings e = { 0 };
     sdm_error e2 = { 0 };
-    int rc = -1;
+    struct stat st;
+    int n = 0, rc = -1;
 
-    if (sdm_bundle_tokenizer(b, &tok, &e2) ||
-        sdm_embeddings_load2(dir, tok, b->hidden_size, b->text2.hidden_size, &e, &e2))
-        sdm_error_set(err, e2.code, "%s: %s", what, e2.msg);
-    else
-        rc = 0;
-    sdm_embeddings_free(&e);
+    snprintf(dirs[n], sizeof dirs[n], "%s/embeddings", b->dir);
+    if (b->text_layers && !stat(dirs[n], &st) && S_ISDIR(st.st_mode))
+        snprintf(what[n++], sizeof what[0], "the model's embeddings folder");
+    if (r->embeddings) {
+        if (!b->text_layers)
+            return sdm_error_set(err, SDM_EXIT_USAGE,
+                                 "%s: 'embeddings': the text encoder of %s takes token ids, not embeddings; %s", where,
+                                 b->dir, reexport);
+        if (sdm_recipe_embeddings_dir(r, dirs[n], sizeof dirs[n]))
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': path too long: %s", where, r->embeddings);
+        if (stat(dirs[n], &st) || !S_ISDIR(st.st_mode)) /* the path as resolved beside the recipe */
+            return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", where, dirs[n]);
+        snprintf(what[n++], sizeof what[0], "%s: 'embeddings'", where);
+    }
+    if (n && sdm_bundle_tokenizer(b, &tok, &e2)) {
+        sdm_error_set(err, e2.code, "%s: %s", what[0], e2.msg);
+        goto end;
+    }
+    for (int i = 0; i < n; i++) {
+        sdm_embeddings e = { 0 };
+        int bad = sdm_embeddings_load2(dirs[i], tok, b->hidden_size, b->text2.hidden_size, &e, &e2);
+        sdm_embeddings_free(&e);
+        if (bad) {
+            sdm_error_set(err, e2.code, "%s: %s", what[i], e2.msg);
+            goto end;
+        }
+    }
+    rc = 0;
+end:
     sdm_tokenizer_free(&tok);
     return rc;
 }
 
-/* clip_skip and embeddings against the text encoder: the layers it gives
- * (an older bundle gives its last only, and takes no embeddings). */
+/* clip_skip, size conditioning and embeddings against the text encoder:
+ * the layers it gives (an older bundle gives its last only, and takes no
+ * embeddings). */
 static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
 {
     static const char reexport[] = "export the bundle again with pipeline/export/export_sd.py (version 3 or later)";
     int layers = b->text_layers ? b->text_layers - b->text_penultimate : 1;
-    const char *where;
-    char dir[4096], what[4200];
-    struct stat st;
 
     for (int i = 0; i < r->n_keyframes; i++) {
         const sdm_keyframe *k = &r->keyframes[i];
@@ -110,30 +134,12 @@ static int text_limits(const sdm_recipe *r, const sdm_bundle *b, sdm_error *err)
                              "layer only; %s",
                              r->path, k->mark.line, k->mark.col, k->clip_skip, b->dir, reexport);
     }
-    /* the model's own embeddings/ folder, which the engine reads as it loads */
-    snprintf(dir, sizeof dir, "%s/embeddings", b->dir);
-    if (b->text_layers && !stat(dir, &st) && S_ISDIR(st.st_mode) &&
-        embeddings_readable(b, dir, "the model's embeddings folder", err))
-        return -1;
     if (r->size_conditioning && !sdm_bundle_is_xl(b))
         return sdm_error_set(err, SDM_EXIT_USAGE,
                              "%s: original_size, crops_coords_top_left and target_size are SDXL's size "
                              "conditioning; the model %s (family %s) takes none",
                              r->size_where ? r->size_where : r->path, b->dir, b->family);
-    if (!r->embeddings)
-        return 0;
-    where = r->embeddings_where ? r->embeddings_where : r->path;
-    if (!b->text_layers)
-        return sdm_error_set(err, SDM_EXIT_USAGE,
-                             "%s: 'embeddings': the text encoder of %s takes token ids, not "
-                             "embeddings; %s",
-                             where, b->dir, reexport);
-    if (sdm_recipe_embeddings_dir(r, dir, sizeof dir))
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': path too long: %s", where, r->embeddings);
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) /* the path as resolved beside the recipe */
-        return sdm_error_set(err, SDM_EXIT_USAGE, "%s: 'embeddings': no folder %s", where, dir);
-    snprintf(what, sizeof what, "%s: 'embeddings'", where);
-    return embeddings_readable(b, dir, what, err);
+    return embeddings_limits(r, b, reexport, err);
 }
 
 int sdm_preflight_replan(const sdm_recipe *r, const sdm_render_params *p, sdm_preflight *pf, sdm_error *err)
