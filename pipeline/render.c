@@ -120,24 +120,13 @@ static void progress_line(render_state *S, int done)
  * needs about half the decode's memory. */
 static void one_frame_advice(const render_state *S, sdm_error *err)
 {
-    static const char batch_advice[] = "lower --batch (or width/height) and try again";
     const sdm_bundle *b = sdm_engine_bundle(S->engine);
     int vae32 = sdm_engine_dtype(S->engine) == SDM_F16 && !strcmp(b->vae_dtype, "float32");
-    char old[sizeof err->msg];
-    const char *at = strstr(err->msg, batch_advice);
 
-    if (!at)
-        return;
-    snprintf(old, sizeof old, "%s", err->msg);
-    at = old + (at - err->msg);
-    memset(err, 0, sizeof *err);
-    sdm_error_set(err, SDM_EXIT_RUNTIME, "%.*seven 1 frame per call does not fit: lower width/height%s and try again%s",
-                  (int)(at - old), old,
-                  vae32 ? " (or export the model with an fp16-fixed VAE: its decode in float32 "
-                          "takes about twice the memory; export_sd.py --vae FILE --vae-dtype float16)"
-                        : "",
-                  at + strlen(batch_advice));
-    err->out_of_memory = 1;
+    sdm_torch_oom_advice(err, vae32 ? "even 1 frame per call does not fit: lower width/height (or export the model "
+                                      "with an fp16-fixed VAE: its decode in float32 takes about twice the memory; "
+                                      "export_sd.py --vae FILE --vae-dtype float16) and try again"
+                                    : "even 1 frame per call does not fit: lower width/height and try again");
 }
 
 /* Out of device memory: half as many frames per call, down to one, said

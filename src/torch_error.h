@@ -13,5 +13,10 @@
  * SDM_TORCH_OOM also err->out_of_memory, so a caller may retry smaller.
  * Returns -1. */
 int sdm_torch_error(sdm_error *err, sdm_torch_status st, const char *what);
+/* An out-of-memory err from sdm_torch_error with its advice ("lower
+ * --batch (or width/height) and try again") replaced by `advice`, for a
+ * caller that knows better (at one frame per call the batch cannot help).
+ * Other errors are left as they are. */
+void sdm_torch_oom_advice(sdm_error *err, const char *advice);
 
 #endif

@@ -1053,6 +1053,17 @@ static void test_torch_error(void)
     CHECK_CONTAINS(err.msg, "zeros: out of memory (");
     CHECK_INT(count_of(err.msg, "lower"), 1);
     printf("pipeline OOM message: %s\n", err.msg);
+    /* a caller that knows better swaps the advice alone: the facts stay */
+    {
+        sdm_error swapped = err, plain = { 0 };
+        sdm_torch_oom_advice(&swapped, "use less and try again");
+        CHECK_CONTAINS(swapped.msg, "out of device memory during UNet; use less and try again (zeros: out of memory (");
+        CHECK(!strstr(swapped.msg, "--batch"));
+        CHECK_INT(swapped.out_of_memory, 1);
+        sdm_error_set(&plain, SDM_EXIT_RUNTIME, "UNet failed: lower --batch (or width/height) and try again");
+        sdm_torch_oom_advice(&plain, "use less and try again"); /* not out of memory: left alone */
+        CHECK_STR(plain.msg, "UNet failed: lower --batch (or width/height) and try again");
+    }
 
     /* the first error wins, out_of_memory included */
     sdm_error_set(&first, SDM_EXIT_RUNTIME, "earlier");
