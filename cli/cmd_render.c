@@ -377,15 +377,15 @@ static json_object *timing_json(const sdm_render_stats *s)
         json_object_object_add(t, "decode", json_object_new_double(s->decode_seconds));
         json_object_object_add(t, "decoded_frames", json_object_new_int(s->decoded_frames));
     }
-    if (s->load_unet > 0) {
+    if (s->loading.unet > 0) {
         json_object *l = json_object_new_object();
-        json_object_object_add(l, "libtorch", json_object_new_double(s->load_runtime));
-        json_object_object_add(l, "text_encoders", json_object_new_double(s->load_text));
-        json_object_object_add(l, "unet", json_object_new_double(s->load_unet));
-        json_object_object_add(l, "vae_decoder", json_object_new_double(s->load_vae));
-        json_object_object_add(l, "first_calls", json_object_new_double(s->load_check));
-        json_object_object_add(l, "aoti_unet", json_object_new_double(s->load_aoti_unet));
-        json_object_object_add(l, "aoti_vae_decoder", json_object_new_double(s->load_aoti_vae));
+        json_object_object_add(l, "libtorch", json_object_new_double(s->loading.runtime));
+        json_object_object_add(l, "text_encoders", json_object_new_double(s->loading.text));
+        json_object_object_add(l, "unet", json_object_new_double(s->loading.unet));
+        json_object_object_add(l, "vae_decoder", json_object_new_double(s->loading.vae));
+        json_object_object_add(l, "first_calls", json_object_new_double(s->loading.check));
+        json_object_object_add(l, "aoti_unet", json_object_new_double(s->loading.aoti_unet));
+        json_object_object_add(l, "aoti_vae_decoder", json_object_new_double(s->loading.aoti_vae));
         json_object_object_add(t, "loading", l);
     }
     if (s->device_used_bytes) {

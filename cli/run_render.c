@@ -84,15 +84,15 @@ void sdm_run_print_report(const sdm_render_stats *stats, int quiet)
                 stats->sample_steps, stats->sample_steps ? 1e3 * stats->sample_seconds / stats->sample_steps : 0.0,
                 stats->decode_seconds, stats->decoded_frames,
                 stats->decoded_frames ? 1e3 * stats->decode_seconds / stats->decoded_frames : 0.0);
-    if (stats->load_unet > 0) {
-        double parts = stats->load_runtime + stats->load_text + stats->load_unet + stats->load_vae + stats->load_check +
-                       stats->load_aoti_unet + stats->load_aoti_vae + stats->warmup_seconds;
+    if (stats->loading.unet > 0) {
+        const sdm_engine_loading *l = &stats->loading;
+        double parts =
+            l->runtime + l->text + l->unet + l->vae + l->check + l->aoti_unet + l->aoti_vae + stats->warmup_seconds;
         fprintf(stderr,
                 "sdmorph: loading (--timings): libtorch %.2f s, text encoders %.2f s, UNet %.2f s, VAE decoder "
                 "%.2f s, first calls %.2f s, AOTInductor UNet %.2f s and VAE decoder %.2f s (each loaded and "
                 "checked), warm-up %.2f s, the rest (the recipe's checks, outputs, conditioning) %.2f s\n",
-                stats->load_runtime, stats->load_text, stats->load_unet, stats->load_vae, stats->load_check,
-                stats->load_aoti_unet, stats->load_aoti_vae, stats->warmup_seconds,
+                l->runtime, l->text, l->unet, l->vae, l->check, l->aoti_unet, l->aoti_vae, stats->warmup_seconds,
                 stats->load_seconds > parts ? stats->load_seconds - parts : 0.0);
     }
     if (stats->device_used_bytes)

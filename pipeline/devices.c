@@ -439,6 +439,8 @@ static int finish(sched *s, const worker *ws, int n, int partial, double seconds
 
 static void fill_stats(const sched *s, const worker *ws, int n, double seconds, int partial, sdm_render_stats *st)
 {
+    double slowest_load = -1;
+
     memset(st, 0, sizeof *st);
     st->frames_shown = sdm_join_writer_shown(s->writer);
     st->interrupted = partial;
@@ -463,16 +465,11 @@ static void fill_stats(const sched *s, const worker *ws, int n, double seconds, 
         st->sample_batches += ws[i].stats.sample_batches;
         st->decode_seconds += ws[i].stats.decode_seconds;
         st->decoded_frames += ws[i].stats.decoded_frames;
-        /* loading: each device's own; the longest of any, part by part */
-        st->load_runtime = ws[i].stats.load_runtime > st->load_runtime ? ws[i].stats.load_runtime : st->load_runtime;
-        st->load_text = ws[i].stats.load_text > st->load_text ? ws[i].stats.load_text : st->load_text;
-        st->load_unet = ws[i].stats.load_unet > st->load_unet ? ws[i].stats.load_unet : st->load_unet;
-        st->load_vae = ws[i].stats.load_vae > st->load_vae ? ws[i].stats.load_vae : st->load_vae;
-        st->load_check = ws[i].stats.load_check > st->load_check ? ws[i].stats.load_check : st->load_check;
-        st->load_aoti_unet =
-            ws[i].stats.load_aoti_unet > st->load_aoti_unet ? ws[i].stats.load_aoti_unet : st->load_aoti_unet;
-        st->load_aoti_vae =
-            ws[i].stats.load_aoti_vae > st->load_aoti_vae ? ws[i].stats.load_aoti_vae : st->load_aoti_vae;
+        /* loading: each device's own engine; the slowest device's */
+        if (ws[i].stats.load_seconds >= slowest_load) {
+            slowest_load = ws[i].stats.load_seconds;
+            st->loading = ws[i].stats.loading;
+        }
         /* memory: each device's own; the most of any */
         if (ws[i].stats.device_used_bytes > st->device_used_bytes) {
             st->device_used_bytes = ws[i].stats.device_used_bytes;

@@ -193,16 +193,8 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
         return -1;
     if (S->own_engine)
         sdm_engine_set_aoti(S->engine, p->aoti);
-    if (S->own_engine && p->timings) {
-        sdm_engine_loading l = sdm_engine_loading_split(S->engine);
-        S->stats->load_runtime = l.runtime;
-        S->stats->load_text = l.text;
-        S->stats->load_unet = l.unet;
-        S->stats->load_vae = l.vae;
-        S->stats->load_check = l.check;
-        S->stats->load_aoti_unet = l.aoti_unet;
-        S->stats->load_aoti_vae = l.aoti_vae;
-    }
+    if (S->own_engine && p->timings)
+        S->stats->loading = sdm_engine_loading_split(S->engine);
     dp.dev = sdm_engine_device(S->engine);
     dp.dtype = sdm_engine_dtype(S->engine);
     dp.unet = sdm_engine_unet_call;

@@ -5,6 +5,7 @@
 #ifndef SDM_RENDER_H
 #define SDM_RENDER_H
 
+#include "engine.h"
 #include "pace.h"
 #include "plan.h"
 #include "recipe.h"
@@ -37,8 +38,8 @@ typedef struct {
      * torch's cache keeps what it took, so this is the render's peak */
     size_t device_used_bytes, device_total_bytes;
     /* With params.timings, where the loading of a model the render opened
-     * went (engine.h's sdm_engine_loading): seconds */
-    double load_runtime, load_text, load_unet, load_vae, load_check, load_aoti_unet, load_aoti_vae;
+     * went; all zero otherwise */
+    sdm_engine_loading loading;
 } sdm_render_stats;
 
 /* 0: done; 1: interrupted (a partial file was written); -1: err is set. */
