@@ -422,17 +422,18 @@ static void aoti_load(sdm_engine *e, const char *what, const sdm_aoti_build *a, 
 {
     sdm_error err = { 0 };
     double t = 0;
+    int bad;
 
     if (*m || !a->path[0])
         return;
     lap(&t, NULL);
-    if (load_module(a->path, e->dev, m, &err) || probe(e, &err)) {
+    bad = load_module(a->path, e->dev, m, &err) || probe(e, &err);
+    lap(&t, seconds);
+    if (bad) {
         sdm_warn("%s; the TorchScript %s is used", err.msg, what);
         sdm_module_free(m);
-        lap(&t, seconds);
         return;
     }
-    lap(&t, seconds);
     sdm_info("%s: %s (AOTInductor%s%s%s) for %dx%d latents, %d to %d per call; TorchScript otherwise", what, a->path,
              a->fp8 ? ", FP8 products with " : "", a->fp8 ? sdm_fp8_scales_name(a->fp8) : "", a->fp8 ? " scales" : "",
              a->latent_w, a->latent_h, a->min_batch, a->max_batch);
