@@ -97,6 +97,8 @@ static int count_chunks(sdm_conditioner *c, sdm_error *err)
     return 0;
 }
 
+static int encode_texts(sdm_conditioner *c, sdm_error *err);
+
 /* The recipe's time ids for frames of latent_h×latent_w, on the device. */
 static int xl_time_ids(sdm_conditioner *c, int latent_h, int latent_w, sdm_error *err)
 {
@@ -145,7 +147,8 @@ int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int la
         sdm_conditioner_free(&c);
         return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
     }
-    if (count_chunks(c, err) || sdm_texts_json(sdm_engine_text(e), r, &c->ids, &c->texts_json, err)) {
+    if (count_chunks(c, err) || sdm_texts_json(sdm_engine_text(e), r, &c->ids, &c->texts_json, err) ||
+        encode_texts(c, err)) {
         sdm_conditioner_free(&c);
         return -1;
     }
@@ -196,6 +199,18 @@ static int text_embedding(sdm_conditioner *c, int k, int negative, const sdm_ten
         return -1;
     if (negative && !*text && sdm_engine_bundle(c->engine)->force_zeros_for_empty_prompt)
         return forced_zeros(c, out, out, err);
+    return 0;
+}
+
+/* Every keyframe's prompt and negative, into the engine's cache, as the
+ * frames will ask for them: the text encoders are not needed after. */
+static int encode_texts(sdm_conditioner *c, sdm_error *err)
+{
+    for (int k = 0; k < c->recipe->n_keyframes; k++) {
+        const sdm_tensor *parts[PARTS];
+        if (text_embedding(c, k, 0, parts, err) || text_embedding(c, k, 1, parts, err))
+            return -1;
+    }
     return 0;
 }
 

@@ -34,6 +34,8 @@ typedef struct {
     double strength; /* with image: 0..1, the part of the schedule that runs */
 } sdm_frame_cond;
 
+/* Encodes every text of the recipe now (the engine caches them), so the
+ * text encoders can go before sampling (sdm_engine_release_text). */
 int sdm_conditioner_new(sdm_engine *e, const sdm_recipe *r, int latent_h, int latent_w, sdm_conditioner **out,
                         sdm_error *err);
 /* Token rows of every text embedding of the render: each text is padded

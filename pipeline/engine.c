@@ -530,6 +530,12 @@ sdm_text_encoder *sdm_engine_text(sdm_engine *e)
     return e->text;
 }
 
+void sdm_engine_release_text(sdm_engine *e)
+{
+    sdm_text_encoder_release(e->text);
+    sdm_device_release_cached(e->dev); /* best effort: a measure of free memory, not a need */
+}
+
 int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
 {
     sdm_engine *e = engine;
@@ -555,7 +561,6 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
     int n = guided ? 2 * batch : batch, chunk = engine_decode_chunk(e, latent_h, latent_w), rc = -1;
     int64_t xs[4] = { n, e->bundle.latent_channels, latent_h, latent_w };
     int64_t es[3] = { n, tokens, sdm_bundle_context_size(&e->bundle) }, ts[1] = { n };
-    const sdm_text_opts o = { 0, 1, 1 };
     sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *out = NULL, *zs = NULL, *rgb = NULL, *pooled = NULL, *tids = NULL;
     sdm_torch_status st;
 
@@ -576,14 +581,8 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
         goto end;
     }
     /* TorchScript profiles its first runs of a shape and then settles on an
-     * optimized graph: that is the one a capture must record. The text
-     * encoder's first runs too would otherwise fall into the render loop
-     * (its prompts are encoded there, once each). */
-    for (int i = 0; i < 2; i++) {
-        if (sdm_text_encoder_run(e->text, "", &o, &out, err))
-            goto end;
-        sdm_tensor_free(&out);
-    }
+     * optimized graph: that is the one a capture must record. (The text
+     * encoder settled as it loaded: text_encoder.c.) */
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[5] = { x, t, emb, pooled, tids };
         if (call_f32(e, unet_for(e, x, emb), args, sdm_engine_unet_args(e), &out, "UNet", err))

@@ -58,6 +58,11 @@ int sdm_engine_embed_pooled(sdm_engine *e, const char *prompt, const sdm_text_op
 int sdm_engine_embed(sdm_engine *e, const char *prompt, const sdm_tensor **out, sdm_error *err);
 /* The text encoder: chunks, layers, embeddings (text_encoder.h). */
 sdm_text_encoder *sdm_engine_text(sdm_engine *e);
+/* Lets the text encoders go once a render's texts are encoded (the
+ * conditioner encodes them all as it is made): their memory goes to the
+ * UNet's batches and the decode, and on CUDA back to the device, so the
+ * automatic batch counts it. A prompt not yet encoded loads them again. */
+void sdm_engine_release_text(sdm_engine *e);
 
 /* One UNet call, as a denoiser makes it (sdm_unet_fn in denoiser.h, with
  * the engine as user): args x [n,C,h,w] float32, t [n] float32, emb
@@ -68,12 +73,12 @@ sdm_text_encoder *sdm_engine_text(sdm_engine *e);
 int sdm_engine_unet_args(const sdm_engine *e);
 int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err);
 
-/* Runs the text encoder, then the UNet and VAE a few times at the batch
- * shape the render will use (`batch` latents of latent_h×latent_w, twice as
- * many UNet inputs where guided; text embeddings of `tokens` rows), so TorchScript's profiling runs and
- * cuDNN's first calls are not paid by the first frames, and a capture of
- * the sampling loop (sdm_denoiser_capture, next) records the optimized
- * graph. CUDA only; a no-op on the CPU. */
+/* Runs the UNet and VAE a few times at the batch shape the render will use
+ * (`batch` latents of latent_h×latent_w, twice as many UNet inputs where
+ * guided; text embeddings of `tokens` rows), so TorchScript's profiling
+ * runs and cuDNN's first calls are not paid by the first frames, and a
+ * capture of the sampling loop (sdm_denoiser_capture, next) records the
+ * optimized graph. CUDA only; a no-op on the CPU. */
 int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int guided, int tokens, sdm_error *err);
 
 /* Latents [B,C,h,w] → frames [B,H,W,3] uint8 on the device, decoded

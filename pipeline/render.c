@@ -217,7 +217,10 @@ static int load_model(render_state *S, const sdm_render_hooks *hooks, sdm_error 
             return -1;
         S->probing = 1;
     }
-    return sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err);
+    if (sdm_conditioner_new(S->engine, r, S->latent_h, S->latent_w, &S->cond, err))
+        return -1;
+    sdm_engine_release_text(S->engine); /* the texts are encoded: room for batches */
+    return 0;
 }
 
 /* A render of fewer frames than the batch (--frames, a short recipe) keeps

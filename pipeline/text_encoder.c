@@ -317,6 +317,45 @@ end:
     return rc;
 }
 
+int sdm_text_encoder_loaded(const sdm_text_encoder *te)
+{
+    for (int t = 0; t < te->n_towers; t++)
+        if (!te->towers[t].module)
+            return 0;
+    return 1;
+}
+
+/* The towers' modules, where they are not loaded (at open, or after
+ * sdm_text_encoder_release), each then run twice on the empty prompt:
+ * TorchScript profiles its first runs and then settles on the graph every
+ * prompt is encoded with, the same bits whenever the module was loaded. */
+static int towers_load(sdm_text_encoder *te, sdm_error *err)
+{
+    const sdm_text_opts o = { 0, 1, 1 };
+    sdm_tensor *probe = NULL;
+
+    if (sdm_text_encoder_loaded(te))
+        return 0;
+    for (int t = 0; t < te->n_towers; t++) {
+        tower *tw = &te->towers[t];
+        if (!tw->module && sdm_module_load(tw->path, te->dev, &tw->module))
+            return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", tw->path,
+                                 sdm_torch_last_error());
+    }
+    for (int i = 0; i < 2; i++) {
+        if (sdm_text_encoder_run(te, "", &o, &probe, err))
+            return -1;
+        sdm_tensor_free(&probe);
+    }
+    return 0;
+}
+
+void sdm_text_encoder_release(sdm_text_encoder *te)
+{
+    for (int t = 0; t < te->n_towers; t++)
+        sdm_module_free(&te->towers[t].module);
+}
+
 int sdm_text_encoder_run_pooled(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, sdm_tensor **out,
                                 sdm_tensor **pooled, sdm_error *err)
 {
@@ -330,7 +369,8 @@ int sdm_text_encoder_run_pooled(sdm_text_encoder *te, const char *prompt, const 
     *out = NULL;
     if (pooled)
         *pooled = NULL;
-    if (skip_refused(te, skip, err) || sdm_text_encoder_chunks(te, prompt, o->parse_weights, &c, err))
+    if (skip_refused(te, skip, err) || sdm_text_encoder_chunks(te, prompt, o->parse_weights, &c, err) ||
+        towers_load(te, err))
         goto end;
     if (sdm_prompt_chunks_pad(&c, te->tok, o->min_chunks)) {
         no_memory(err);
@@ -433,19 +473,13 @@ static int tower_open(sdm_text_encoder *te, int t, sdm_error *err)
     tw->pad_id = t ? b->text2.pad_id : b->pad_id;
     tw->pooled = t && b->text2.pooled_size > 0;
     te->width += tw->hidden;
-    if (sdm_module_load(tw->path, te->dev, &tw->module))
-        return sdm_error_set(err, SDM_EXIT_RUNTIME, "cannot load model file %s: %s", tw->path, sdm_torch_last_error());
-    if (tw->layers && load_table(b, tw, err))
-        return -1;
-    return 0;
+    return tw->layers ? load_table(b, tw, err) : 0;
 }
 
 int sdm_text_encoder_open(const sdm_bundle *b, const sdm_tokenizer *tok, sdm_device dev, sdm_dtype dtype,
                           sdm_text_encoder **out, sdm_error *err)
 {
     sdm_text_encoder *te = calloc(1, sizeof *te);
-    sdm_text_opts o = { 0, 1, 1 };
-    sdm_tensor *probe = NULL;
     int rc = -1;
 
     *out = NULL;
@@ -460,11 +494,10 @@ int sdm_text_encoder_open(const sdm_bundle *b, const sdm_tokenizer *tok, sdm_dev
     for (int t = 0; t < te->n_towers; t++)
         if (tower_open(te, t, err))
             goto end;
-    if (sdm_text_encoder_run(te, "", &o, &probe, err))
+    if (towers_load(te, err))
         goto end;
     rc = 0;
 end:
-    sdm_tensor_free(&probe);
     if (rc)
         sdm_text_encoder_free(&te);
     *out = te;

@@ -39,7 +39,7 @@ typedef struct {
     int min_chunks; /* pad with empty-prompt chunks up to this many */
 } sdm_text_opts;
 
-/* Loads the module (and the token table) and probes it on the empty prompt. */
+/* Loads the modules (and the token tables) and probes them on the empty prompt. */
 int sdm_text_encoder_open(const sdm_bundle *b, const sdm_tokenizer *tok, sdm_device dev, sdm_dtype dtype,
                           sdm_text_encoder **out, sdm_error *err);
 /* Layers clip_skip may count back over: text.layers, or 1 for a bundle
@@ -66,6 +66,13 @@ int sdm_text_encoder_embed_pooled(sdm_text_encoder *te, const char *prompt, cons
                                   const sdm_tensor **out, const sdm_tensor **pooled, sdm_error *err);
 int sdm_text_encoder_embed(sdm_text_encoder *te, const char *prompt, const sdm_text_opts *o, const sdm_tensor **out,
                            sdm_error *err);
+/* Lets the modules go, and the memory they hold (SDXL's two take 1.6 GiB
+ * in float16): a render encodes its texts first and then needs none. The
+ * cache stays; a prompt not in it loads the modules again, from the files
+ * model.yaml names, and encodes it as before, bit for bit. */
+void sdm_text_encoder_release(sdm_text_encoder *te);
+/* 1 where the modules are loaded (open, or since a prompt needed them). */
+int sdm_text_encoder_loaded(const sdm_text_encoder *te);
 void sdm_text_encoder_free(sdm_text_encoder **te);
 
 #endif

@@ -410,6 +410,21 @@ sdm_torch_status sdm_device_sync(sdm_device d)
     });
 }
 
+sdm_torch_status sdm_device_release_cached(sdm_device d)
+{
+    return guarded("releasing cached device memory", [&] {
+        c10::Device dev = torch_device(d);
+#ifdef SDM_HAVE_CUDA_GRAPHS /* the allocator's header needs the CUDA runtime's */
+        if (dev.is_cuda()) {
+            torch::cuda::synchronize(dev.index());
+            c10::cuda::CUDACachingAllocator::emptyCache();
+        }
+#else
+        (void)dev;
+#endif
+    });
+}
+
 void sdm_device_description(sdm_device d, char *buf, size_t len)
 {
     if (!buf || !len)

@@ -46,6 +46,10 @@ sdm_torch_status sdm_cuda_mem_info(sdm_device d, size_t *free_b, size_t *total_b
 /* Waits until the device has run all the work queued on it (nothing to wait
  * for on the CPU, where every call has run when it returns). */
 sdm_torch_status sdm_device_sync(sdm_device d);
+/* Gives the blocks libtorch's CUDA allocator holds unused back to the
+ * device, so sdm_cuda_mem_info counts them free (nothing to do on the CPU,
+ * or in a build without the CUDA runtime's headers). */
+sdm_torch_status sdm_device_release_cached(sdm_device d);
 /* Name of the GPU ("NVIDIA H100 80GB HBM3") or "cpu". */
 void sdm_device_description(sdm_device d, char *buf, size_t len);
 

@@ -49,6 +49,7 @@
     H(sdm_cuda_device_count)                                                                                         \
     S(sdm_cuda_mem_info, (sdm_device d, size_t * free_b, size_t * total_b), (d, free_b, total_b))                    \
     S(sdm_device_sync, (sdm_device d), (d))                                                                          \
+    S(sdm_device_release_cached, (sdm_device d), (d))                                                                \
     H(sdm_device_description)                                                                                        \
     H(sdm_torch_last_error)                                                                                          \
     D(sdm_torch_set_threads, (int n), (n))                                                                           \

@@ -37,8 +37,9 @@ static sdm_recipe *recipe_of(const char *yaml)
     return r;
 }
 
-/* Renders a recipe on model `dir` in process, its frames into c. */
-static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
+/* Renders a recipe in process on `engine`, or where NULL on model `dir`
+ * opened for it, its frames into c. */
+static int render_xl_on(sdm_engine *engine, const char *dir, const char *yaml, int batch, capture *c)
 {
     sdm_recipe *r = recipe_of(yaml);
     sdm_render_params p = sdm_render_default_params();
@@ -48,6 +49,7 @@ static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
     if (!r)
         return -1;
     p.model_dir = dir;
+    p.engine = engine;
     p.device = cpu;
     p.write_outputs = 0; /* frames only: the recipe's default out/xl.mp4 may be the user's */
     p.on_frame = capture_frame;
@@ -58,6 +60,11 @@ static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
         fprintf(stderr, "render: %s\n", err.msg);
     sdm_recipe_free(&r);
     return rc;
+}
+
+static int render_xl(const char *dir, const char *yaml, int batch, capture *c)
+{
+    return render_xl_on(NULL, dir, yaml, batch, c);
 }
 
 /* target_xl of the analytic UNet on [1,..] tensors, h×w latents. */
@@ -307,6 +314,53 @@ static void test_walk(sdm_engine *e, sdm_module *unet)
     sdm_tensor_free(&y[0]);
     sdm_tensor_free(&y[1]);
     sdm_tensor_free(&tids);
+}
+
+/* The text encoders let go, as a render does once its texts are encoded:
+ * a cached prompt does not load them again; a new one does, and encodes as
+ * an engine that never let them go (ref), bit for bit. A render on a
+ * shared engine leaves them let go, and gives the frames of a render on an
+ * engine of its own; so does the next render there, whose texts are new. */
+static void test_text_release(sdm_engine *ref)
+{
+    const sdm_text_opts o = { 1, 1, 1 };
+    const sdm_tensor *a = NULL, *a2 = NULL, *pa = NULL, *b = NULL, *pb = NULL, *rb = NULL, *rpb = NULL;
+    capture own[2] = { { 0 } }, shared[2] = { { 0 } };
+    const char *yaml[2] = { morph_yaml, walk_yaml };
+    size_t bytes = 64 * 64 * 3;
+    double d = -1, dp = -1;
+    sdm_engine *e = NULL;
+    sdm_error err = { 0 };
+
+    if (sdm_engine_open(xl_dir, cpu, &e, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    CHECK(sdm_text_encoder_loaded(sdm_engine_text(e)));
+    CHECK(sdm_engine_embed_pooled(e, "a red house", &o, &a, &pa, &err) == 0);
+    sdm_engine_release_text(e);
+    CHECK(!sdm_text_encoder_loaded(sdm_engine_text(e)));
+    CHECK(sdm_engine_embed_pooled(e, "a red house", &o, &a2, &pa, &err) == 0 && a2 == a);
+    CHECK(!sdm_text_encoder_loaded(sdm_engine_text(e)));
+    CHECK(sdm_engine_embed_pooled(e, "a blue house by the sea", &o, &b, &pb, &err) == 0);
+    CHECK(sdm_text_encoder_loaded(sdm_engine_text(e)));
+    CHECK(sdm_engine_embed_pooled(ref, "a blue house by the sea", &o, &rb, &rpb, &err) == 0);
+    if (b && rb && pb && rpb)
+        CHECK(!sdm_tensor_max_abs_diff(b, rb, &d) && !sdm_tensor_max_abs_diff(pb, rpb, &dp));
+    printf("text after release: max |emb - never released| %g, pooled %g\n", d, dp);
+    CHECK(d == 0 && dp == 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK(render_xl(xl_dir, yaml[i], 0, &own[i]) == 0);
+        CHECK(render_xl_on(e, xl_dir, yaml[i], 0, &shared[i]) == 0);
+        CHECK(!sdm_text_encoder_loaded(sdm_engine_text(e)));
+        CHECK(own[i].n > 0 && shared[i].n == own[i].n);
+        for (int k = 0; k < own[i].n && k < shared[i].n; k++)
+            CHECK(memcmp(own[i].frames[k], shared[i].frames[k], bytes) == 0);
+        capture_free(&own[i]);
+        capture_free(&shared[i]);
+    }
+    sdm_engine_free(&e);
 }
 
 /* A seed morph with a sampler that adds noise every step (its stream
@@ -831,6 +885,7 @@ int main(void)
         test_morph(e, unet);
         test_walk(e, unet);
     }
+    test_text_release(e);
     test_seed_morph_frames();
     test_denoiser_refusals(e);
     test_time_ids();
