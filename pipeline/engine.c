@@ -280,15 +280,43 @@ int sdm_engine_has_aoti(const sdm_engine *e)
     return e->unet_aoti != NULL;
 }
 
+/* The TorchScript UNet, loaded again where sdm_engine_release_unet let it go. */
+static int ts_unet(sdm_engine *e, sdm_module **m, sdm_error *err)
+{
+    if (!e->unet && load_module(e->bundle.unet, e->dev, &e->unet, err))
+        return -1;
+    *m = e->unet;
+    return 0;
+}
+
 /* The UNet for a call on latents x [n,C,h,w] and text emb [n,L,H]: the
  * AOTInductor one where it was compiled for that shape (it checks no shapes
- * itself), else TorchScript. */
-static sdm_module *unet_for(sdm_engine *e, const sdm_tensor *x, const sdm_tensor *emb)
+ * itself), else TorchScript, loaded again where it was let go. */
+static int unet_for(sdm_engine *e, const sdm_tensor *x, const sdm_tensor *emb, sdm_module **m, sdm_error *err)
 {
-    return sdm_engine_uses_aoti(e, (int)sdm_tensor_dim(x, 0), (int)sdm_tensor_dim(x, 2), (int)sdm_tensor_dim(x, 3),
-                                (int)sdm_tensor_dim(emb, 1))
-               ? e->unet_aoti
-               : e->unet;
+    int n = (int)sdm_tensor_dim(x, 0), h = (int)sdm_tensor_dim(x, 2), w = (int)sdm_tensor_dim(x, 3);
+
+    if (sdm_engine_uses_aoti(e, n, h, w, (int)sdm_tensor_dim(emb, 1))) {
+        *m = e->unet_aoti;
+        return 0;
+    }
+    if (!e->unet)
+        sdm_info(
+            "%d UNet inputs of %dx%d latents: the AOTInductor UNet does not take them; TorchScript's is "
+            "loaded again",
+            n, w, h);
+    return ts_unet(e, m, err);
+}
+
+void sdm_engine_release_unet(sdm_engine *e)
+{
+    sdm_module_free(&e->unet);
+    sdm_device_release_cached(e->dev); /* best effort, as sdm_engine_release_text */
+}
+
+int sdm_engine_unet_loaded(const sdm_engine *e)
+{
+    return e->unet != NULL;
 }
 
 /* The VAE decoder for latents z [n,C,h,w], likewise. */
@@ -364,6 +392,7 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
     int64_t es[3] = { n, b->token_length, sdm_bundle_context_size(b) }, ts[1] = { n };
     float *tv = malloc(sizeof *tv * n);
     sdm_tensor *x = NULL, *emb = NULL, *t = NULL, *pooled = NULL, *tids = NULL;
+    sdm_module *torchscript;
     sdm_torch_status st;
 
     if (!tv) {
@@ -383,9 +412,11 @@ static int unet_probe(sdm_engine *e, sdm_error *err)
         sdm_torch_error(err, st, "checking the AOTInductor UNet");
         goto end;
     }
+    if (ts_unet(e, &torchscript, err))
+        goto end;
     {
         sdm_tensor *args[5] = { x, t, emb, pooled, tids };
-        rc = aoti_agree(e, e->dtype, e->unet, b->unet, e->unet_aoti, a->path, a->fp8 != SDM_FP8_NONE, args,
+        rc = aoti_agree(e, e->dtype, torchscript, b->unet, e->unet_aoti, a->path, a->fp8 != SDM_FP8_NONE, args,
                         pooled ? 5 : 3, xs, err);
     }
 end:
@@ -539,8 +570,11 @@ void sdm_engine_release_text(sdm_engine *e)
 int sdm_engine_unet_call(void *engine, sdm_tensor *const *args, sdm_tensor **out, sdm_error *err)
 {
     sdm_engine *e = engine;
+    sdm_module *m;
 
-    return call_f32(e, unet_for(e, args[0], args[2]), args, sdm_engine_unet_args(e), out, "UNet", err);
+    if (unet_for(e, args[0], args[2], &m, err))
+        return -1;
+    return call_f32(e, m, args, sdm_engine_unet_args(e), out, "UNet", err);
 }
 
 int sdm_decode_chunk(int latent_h, int latent_w, int elem_bytes)
@@ -585,7 +619,7 @@ int sdm_engine_warmup(sdm_engine *e, int batch, int latent_h, int latent_w, int 
      * encoder settled as it loaded: text_encoder.c.) */
     for (int i = 0; i < 3; i++) {
         sdm_tensor *args[5] = { x, t, emb, pooled, tids };
-        if (call_f32(e, unet_for(e, x, emb), args, sdm_engine_unet_args(e), &out, "UNet", err))
+        if (sdm_engine_unet_call(e, args, &out, err))
             goto end;
         sdm_tensor_free(&out);
         if (i < 2 && sdm_engine_decode(e, zs, &rgb, err))

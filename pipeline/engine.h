@@ -44,6 +44,13 @@ void sdm_engine_set_aoti(sdm_engine *e, int on);
 int sdm_engine_uses_aoti(const sdm_engine *e, int n, int latent_h, int latent_w, int tokens);
 /* 1 where the AOTInductor UNet is loaded (and passed its check). */
 int sdm_engine_has_aoti(const sdm_engine *e);
+/* Lets the TorchScript UNet go (SDXL's is 4.8 GiB in float16), for a render
+ * whose calls the AOTInductor one all takes; a call of another shape loads
+ * it again. Never while a captured loop holds it: a render releases it
+ * before its warm-up. */
+void sdm_engine_release_unet(sdm_engine *e);
+/* 1 where the TorchScript UNet is loaded (open, or since a call needed it). */
+int sdm_engine_unet_loaded(const sdm_engine *e);
 
 /* Text embedding [1, chunks·token_length, H] (float32) of a prompt, as
  * text_encoder.h makes it; cached, owned by the engine. */

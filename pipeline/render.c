@@ -359,6 +359,8 @@ static int render_prepare(render_state *S, const sdm_render_hooks *hooks, sdm_er
 
     if (refuse_early(S, err) || load_model(S, hooks, err) || plan_batches(S, err) || open_sink(S, err))
         return -1;
+    if (pads_small_renders(S)) /* every batch runs the package: room for batches */
+        sdm_engine_release_unet(S->engine);
     t = now_s();
     if (warm_up(S, err))
         return -1;

@@ -320,8 +320,10 @@ static void test_walk(sdm_engine *e, sdm_module *unet)
  * a cached prompt does not load them again; a new one does, and encodes as
  * an engine that never let them go (ref), bit for bit. A render on a
  * shared engine leaves them let go, and gives the frames of a render on an
- * engine of its own; so does the next render there, whose texts are new. */
-static void test_text_release(sdm_engine *ref)
+ * engine of its own; so does the next render there, whose texts are new.
+ * The TorchScript UNet let go (as a render whose batches all run the
+ * AOTInductor UNet does, on CUDA) is loaded again by the first call. */
+static void test_release(sdm_engine *ref)
 {
     const sdm_text_opts o = { 1, 1, 1 };
     const sdm_tensor *a = NULL, *a2 = NULL, *pa = NULL, *b = NULL, *pb = NULL, *rb = NULL, *rpb = NULL;
@@ -350,10 +352,13 @@ static void test_text_release(sdm_engine *ref)
         CHECK(!sdm_tensor_max_abs_diff(b, rb, &d) && !sdm_tensor_max_abs_diff(pb, rpb, &dp));
     printf("text after release: max |emb - never released| %g, pooled %g\n", d, dp);
     CHECK(d == 0 && dp == 0);
+    sdm_engine_release_unet(e);
+    CHECK(!sdm_engine_unet_loaded(e));
     for (int i = 0; i < 2; i++) {
         CHECK(render_xl(xl_dir, yaml[i], 0, &own[i]) == 0);
         CHECK(render_xl_on(e, xl_dir, yaml[i], 0, &shared[i]) == 0);
         CHECK(!sdm_text_encoder_loaded(sdm_engine_text(e)));
+        CHECK(sdm_engine_unet_loaded(e));
         CHECK(own[i].n > 0 && shared[i].n == own[i].n);
         for (int k = 0; k < own[i].n && k < shared[i].n; k++)
             CHECK(memcmp(own[i].frames[k], shared[i].frames[k], bytes) == 0);
@@ -885,7 +890,7 @@ int main(void)
         test_morph(e, unet);
         test_walk(e, unet);
     }
-    test_text_release(e);
+    test_release(e);
     test_seed_morph_frames();
     test_denoiser_refusals(e);
     test_time_ids();
