@@ -1691,11 +1691,12 @@ unet_profile() {
 cuda_tests() {
     local t rc=0
     [ -d .deps/media ] && export MEDIA_PREFIX=.deps/media
-    make -j"$(nproc)" all build/models/analytic-step/model.yaml build/tests/test_denoiser build/tests/test_torch_api \
-        build/tests/test_retime > "$W/make-tests.log" 2>&1 || { tail -n 30 "$W/make-tests.log"; return 1; }
-    for t in test_denoiser test_torch_api test_retime; do
+    make -j"$(nproc)" all build/models/analytic-step/model.yaml build/models/analytic-xl/model.yaml \
+        build/tests/test_denoiser build/tests/test_torch_api build/tests/test_retime build/tests/test_sdxl \
+        > "$W/make-tests.log" 2>&1 || { tail -n 30 "$W/make-tests.log"; return 1; }
+    for t in test_denoiser test_torch_api test_retime test_sdxl; do
         SDM_BUILD=build SDM_BIN="$PWD/sdmorph" SDM_PYTHON=$(command -v "$PY") timeout 300 "build/tests/$t" > "$W/$t.log" 2>&1 || rc=1
-        grep -E "^(retimed weights|retime probe cost|padded|skipped)" "$W/$t.log" | sed 's/^/  /' || true
+        grep -E "^(retimed weights|retime probe cost|padded|released on CUDA|skipped)" "$W/$t.log" | sed 's/^/  /' || true
         echo "* $t on $(gpu_name): $(tail -n 1 "$W/$t.log")"
     done
     return $rc
