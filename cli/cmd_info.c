@@ -3,6 +3,7 @@
  * loaded. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bundle.h"
 #include "commands.h"
@@ -15,9 +16,41 @@ static void usage(FILE *f)
             "\n"
             "Prints what the model bundle MODEL (a folder with model.yaml; default: as `render`\n"
             "finds it) holds: family, dtype, image and latent sizes, prediction type and noise\n"
-            "schedule, its files and AOTInductor packages with the shapes they take, its\n"
-            "fingerprint (the one every output records) and where it came from.\n"
+            "schedule, its files and AOTInductor packages with their sizes and the shapes they\n"
+            "take, what the weights take on the device while sampling, its fingerprint (the one\n"
+            "every output records) and where it came from.\n"
             "Exit status: 0, 1 the bundle cannot be read, 2 bad usage.\n");
+}
+
+/* A file's size, 0 where it cannot be read: about what its weights take
+ * on the device (TorchScript and AOTInductor files hold little else). */
+static double file_size(const char *path)
+{
+    struct stat st;
+
+    return path[0] && !stat(path, &st) ? (double)st.st_size : 0;
+}
+
+/* bytes as "1.6 GiB", "320.0 MiB" or "12.0 KiB". */
+static const char *size_str(double bytes, char *buf, size_t len)
+{
+    const double KiB = 1024, MiB = KiB * KiB, GiB = MiB * KiB;
+
+    if (bytes >= GiB)
+        snprintf(buf, len, "%.1f GiB", bytes / GiB);
+    else if (bytes >= MiB)
+        snprintf(buf, len, "%.1f MiB", bytes / MiB);
+    else
+        snprintf(buf, len, "%.1f KiB", bytes / KiB);
+    return buf;
+}
+
+/* "  what:   path (size)" */
+static void print_file(const char *what, const char *path)
+{
+    char size[32];
+
+    printf("  %-15s %s (%s)\n", what, path, size_str(file_size(path), size, sizeof size));
 }
 
 static void print_aoti(const char *what, const sdm_aoti_build *a)
@@ -26,13 +59,29 @@ static void print_aoti(const char *what, const sdm_aoti_build *a)
         printf("  %-15s none\n", what);
         return;
     }
-    printf("  %-15s %s\n  %-15s latents %dx%d, batch %d..%d\n", what, a->path, "", a->latent_h, a->latent_w,
-           a->min_batch, a->max_batch);
+    print_file(what, a->path);
+    printf("  %-15s latents %dx%d, batch %d..%d\n", "", a->latent_h, a->latent_w, a->min_batch, a->max_batch);
     if (a->fp8)
         printf(
             "  %-15s FP8 products (%s scales) in attention projections and feed-forward layers: its frames "
             "differ from the TorchScript UNet's\n",
             "", sdm_fp8_scales_name(a->fp8));
+}
+
+/* What the weights take on the device as a render samples: the UNet
+ * (TorchScript's, or an AOTInductor package of about its size where that
+ * takes every batch) and the VAE decoder; the text encoders only until the
+ * render's texts are encoded. */
+static void print_weights(const sdm_bundle *b)
+{
+    double text = file_size(b->text_encoder) + (sdm_bundle_is_xl(b) ? file_size(b->text2.text_encoder) : 0);
+    double sampling = file_size(b->unet) + file_size(b->vae_decoder);
+    char s1[32], s2[32];
+
+    printf(
+        "  weights:        %s on the device while sampling (UNet, VAE decoder); the text encoders' %s only "
+        "while a render encodes its texts\n",
+        size_str(sampling, s1, sizeof s1), size_str(text, s2, sizeof s2));
 }
 
 static void print_bundle(const sdm_bundle *b)
@@ -61,13 +110,18 @@ static void print_bundle(const sdm_bundle *b)
     printf("  noise schedule: %d training steps, %s betas %g..%g, steps offset %d, DDIM final alpha %s\n",
            b->train_steps, sdm_beta_schedule_name(b->beta_schedule), b->beta_start, b->beta_end, b->steps_offset,
            b->set_alpha_to_one ? "1" : "alphas_cumprod[0]");
-    printf("  text encoder:   %s\n", b->text_encoder);
+    print_file("text encoder:", b->text_encoder);
     if (sdm_bundle_is_xl(b))
-        printf("  text encoder 2: %s\n", b->text2.text_encoder);
-    printf("  unet:           %s\n  vae decoder:    %s\n", b->unet, b->vae_decoder);
-    printf("  vae encoder:    %s\n", b->vae_encoder[0] ? b->vae_encoder : "none (no image-to-image starts)");
+        print_file("text encoder 2:", b->text2.text_encoder);
+    print_file("unet:", b->unet);
+    print_file("vae decoder:", b->vae_decoder);
+    if (b->vae_encoder[0])
+        print_file("vae encoder:", b->vae_encoder);
+    else
+        printf("  vae encoder:    none (no image-to-image starts)\n");
     print_aoti("unet (aoti):", &b->unet_aoti);
     print_aoti("vae (aoti):", &b->vae_aoti);
+    print_weights(b);
     printf("  fingerprint:    %s\n", fp);
     printf("source:%s\n", b->source.exporter[0] || b->source.checkpoint[0] || b->source.n_loras ? "" : " not recorded");
     sdm_bundle_print_source(b, stdout);

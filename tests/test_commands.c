@@ -7,6 +7,7 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 
 #include "bundle.h"
 #include "cli_run.h"
@@ -105,6 +106,16 @@ static void test_version_info(void)
     CHECK_CONTAINS(out, "prediction:     epsilon");
     CHECK_CONTAINS(out, "1000 training steps, scaled_linear");
     CHECK_CONTAINS(out, "unet (aoti):    none");
+    {
+        /* each file with its size (about its weights on the device) */
+        char path[4200], size[64];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/unet.pt", model);
+        CHECK(stat(path, &st) == 0 && st.st_size < 1024 * 1024);
+        snprintf(size, sizeof size, "unet.pt (%.1f KiB)\n", (double)st.st_size / 1024);
+        CHECK_CONTAINS(out, size);
+        CHECK_CONTAINS(out, "on the device while sampling (UNet, VAE decoder); the text encoders' ");
+    }
     CHECK_CONTAINS(out, "checkpoint: the analytic test model"); /* the source: section */
     CHECK(sdm_bundle_load(model, &b, &err) == 0);
     sdm_bundle_fingerprint(&b, fp, sizeof fp);
