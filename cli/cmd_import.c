@@ -14,8 +14,9 @@ static void usage(FILE *f)
             "usage: sdmorph import IMAGE.png\n"
             "Reads the settings an image generator stored in a PNG (A1111's \"parameters\"\n"
             "text; ComfyUI's \"prompt\" graph where it has one sampler whose prompts are\n"
-            "written in) and prints a recipe: width, height, steps and sampler, then one\n"
-            "keyframe with the prompt, negative, seed, guidance (CFG) and clip skip.\n"
+            "written in) and prints a recipe: width, height, steps, sampler and SDXL's size\n"
+            "conditioning, then one keyframe with the prompt, negative, seed, guidance (CFG)\n"
+            "and clip skip.\n"
             "Save it (sdmorph import x.png > scene.yaml) and add keyframes to morph to.\n"
             "Exit status: 0 done, 2 not a PNG, or no settings in it.\n");
 }

@@ -7,6 +7,8 @@
 
 #include <json-c/json.h>
 
+#include "recipe.h"
+
 static int no_memory(sdm_error *err)
 {
     return sdm_error_set(err, SDM_EXIT_RUNTIME, "out of memory");
@@ -236,15 +238,61 @@ static int is_class(json_object *node, const char *cls)
     return c && !strcmp(c, cls);
 }
 
-/* A CLIPTextEncode's text, written in (not linked from another node). */
-static int node_text(json_object *node, char **out)
+/* Input `key` of a node's inputs as a string written in, else NULL. */
+static const char *input_string(json_object *node, const char *key)
 {
-    json_object *t = get(get(node, "inputs"), "text");
+    json_object *t = get(get(node, "inputs"), key);
 
-    if (!is_class(node, "CLIPTextEncode") || !t || !json_object_is_type(t, json_type_string))
+    return t && json_object_is_type(t, json_type_string) ? json_object_get_string(t) : NULL;
+}
+
+/* A CLIPTextEncode's text, or a CLIPTextEncodeSDXL's text_g (what the
+ * second, larger encoder and the pooled embedding read) and, where it
+ * differs, its text_l into *text_l; written in, not linked from another
+ * node. 1 where the node is neither. */
+static int node_text(json_object *node, char **out, char **text_l)
+{
+    const char *t = NULL, *l = NULL;
+
+    if (is_class(node, "CLIPTextEncode"))
+        t = input_string(node, "text");
+    else if (is_class(node, "CLIPTextEncodeSDXL")) {
+        t = input_string(node, "text_g");
+        l = input_string(node, "text_l");
+        if (t && !*t && l) /* text_l alone: that is the prompt */
+            t = l;
+    }
+    if (!t)
         return 1;
-    *out = strdup(json_object_get_string(t));
-    return *out ? 0 : -1;
+    *out = strdup(t);
+    if (*out && l && strcmp(l, t))
+        *text_l = strdup(l);
+    return *out && (!l || !strcmp(l, t) || *text_l) ? 0 : -1;
+}
+
+/* A CLIPTextEncodeSDXL's size conditioning: width, height, crop_w,
+ * crop_h, target_width, target_height (ComfyUI's names) as diffusers'
+ * [height, width] pairs. */
+static void comfy_size(json_object *node, sdm_image_params *out)
+{
+    static const char *keys[6] = { "height", "width", "crop_h", "crop_w", "target_height", "target_width" };
+    int *dst[6] = { &out->original_size[0],         &out->original_size[1], &out->crops_coords_top_left[0],
+                    &out->crops_coords_top_left[1], &out->target_size[0],   &out->target_size[1] };
+    int v[6];
+
+    if (!is_class(node, "CLIPTextEncodeSDXL"))
+        return;
+    for (int i = 0; i < 6; i++) {
+        json_object *x = get(get(node, "inputs"), keys[i]);
+        if (!x || !json_object_is_type(x, json_type_int))
+            return;
+        v[i] = json_object_get_int(x);
+        if (v[i] < 0 || v[i] > 65536)
+            return;
+    }
+    for (int i = 0; i < 6; i++)
+        *dst[i] = v[i];
+    out->has_size = 1;
 }
 
 static void comfy_settings(json_object *graph, json_object *ks, sdm_image_params *out)
@@ -303,20 +351,21 @@ int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error 
                       n_samplers);
         goto end;
     }
-    rc = node_text(linked(graph, get(get(ks, "inputs"), "positive")), &out->prompt);
+    rc = node_text(linked(graph, get(get(ks, "inputs"), "positive")), &out->prompt, &out->prompt_l);
     if (!rc)
-        rc = node_text(linked(graph, get(get(ks, "inputs"), "negative")), &out->negative);
+        rc = node_text(linked(graph, get(get(ks, "inputs"), "negative")), &out->negative, &out->negative_l);
     if (rc) {
         if (rc > 0)
             sdm_error_set(err, SDM_EXIT_USAGE,
-                          "the ComfyUI sampler's prompts are not CLIPTextEncode nodes with "
-                          "their text written in; only such a graph is read");
+                          "the ComfyUI sampler's prompts are not CLIPTextEncode or CLIPTextEncodeSDXL nodes "
+                          "with their text written in; only such a graph is read");
         else
             no_memory(err);
         rc = -1;
         goto end;
     }
     comfy_settings(graph, ks, out);
+    comfy_size(linked(graph, get(get(ks, "inputs"), "positive")), out);
 end:
     json_object_put(graph);
     if (rc)
@@ -346,33 +395,42 @@ static void yaml_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Our sampler for the tool's name, with Karras sigmas where it says so;
- * NULL where we have none like it. */
+/* Our sampler for the tool's name (any name or alias of recipe.h's), with
+ * Karras sigmas where the name or the tool's scheduler says so and the
+ * sampler takes them; NULL where we have none like it. */
 static const char *our_sampler(const sdm_image_params *p, int *karras)
 {
-    static const struct {
-        const char *theirs, *ours;
-        int karras;
-    } map[] = {
-        { "DDIM", "ddim", 0 },
-        { "Euler", "euler", 0 },
-        { "Euler a", "euler_a", 0 },
-        { "DPM++ 2M", "dpmpp_2m", 0 },
-        { "DPM++ 2M Karras", "dpmpp_2m", 1 },
-        { "ddim", "ddim", 0 },
-        { "euler", "euler", 0 },
-        { "euler_ancestral", "euler_a", 0 },
-        { "dpmpp_2m", "dpmpp_2m", 0 },
-    };
+    sdm_sampler kind;
+    bool named_karras = false;
 
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        if (!strcmp(p->sampler, map[i].theirs)) {
-            *karras = map[i].karras || ((!strcmp(p->scheduler, "Karras") || !strcmp(p->scheduler, "karras")) &&
-                                        strcmp(map[i].ours, "ddim") && strcmp(map[i].ours, "euler_a"));
-            return map[i].ours;
-        }
-    }
-    return NULL;
+    if (sdm_sampler_parse(p->sampler, &kind, &named_karras))
+        return NULL;
+    *karras = named_karras ||
+              ((!strcmp(p->scheduler, "Karras") || !strcmp(p->scheduler, "karras")) && sdm_sampler_has_karras(kind));
+    return sdm_sampler_name(kind);
+}
+
+/* The size keys where they are not the recipe's defaults (the frame's
+ * size, no crop). */
+static void print_size(const sdm_image_params *p, FILE *f)
+{
+    const int *o = p->original_size, *c = p->crops_coords_top_left, *t = p->target_size;
+
+    if (!p->has_size ||
+        (o[0] == p->height && o[1] == p->width && !c[0] && !c[1] && t[0] == p->height && t[1] == p->width))
+        return;
+    fprintf(f, "original_size: [%d, %d]\ncrops_coords_top_left: [%d, %d]\ntarget_size: [%d, %d]\n", o[0], o[1], c[0],
+            c[1], t[0], t[1]);
+}
+
+/* A comment naming a CLIPTextEncodeSDXL's text_l that was not its text_g. */
+static void print_text_l(const char *what, const char *text_l, FILE *f)
+{
+    if (!text_l)
+        return;
+    fprintf(f, "    # ComfyUI's text_l for the %s differed (sdmorph gives both encoders one text): ", what);
+    yaml_string(f, text_l);
+    fputc('\n', f);
 }
 
 void sdm_image_params_print(const sdm_image_params *p, const char *source, FILE *f)
@@ -392,14 +450,17 @@ void sdm_image_params_print(const sdm_image_params *p, const char *source, FILE 
     if (sampler)
         fprintf(f, "sampler: %s\n%s", sampler, karras ? "karras: true\n" : "");
     else if (p->sampler[0])
-        fprintf(f, "# sampler \"%s\" has no equivalent here (ddim, euler, euler_a, dpmpp_2m)\n", p->sampler);
+        fprintf(f, "# sampler \"%s\" has no equivalent here (sdmorph samplers lists them)\n", p->sampler);
+    print_size(p, f);
     fprintf(f, "keyframes:\n  - prompt: ");
     yaml_string(f, p->prompt ? p->prompt : "");
     fputc('\n', f);
+    print_text_l("prompt", p->prompt_l, f);
     if (p->negative) {
         fprintf(f, "    negative: ");
         yaml_string(f, p->negative);
         fputc('\n', f);
+        print_text_l("negative", p->negative_l, f);
     }
     if (p->has_seed)
         fprintf(f, "    seed: %" PRIu64 "    # noise is drawn otherwise than %s draws it: not the same picture\n",
@@ -414,5 +475,7 @@ void sdm_image_params_clear(sdm_image_params *p)
 {
     free(p->prompt);
     free(p->negative);
+    free(p->prompt_l);
+    free(p->negative_l);
     memset(p, 0, sizeof *p);
 }

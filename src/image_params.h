@@ -3,8 +3,9 @@
  * then a line "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size:
  * 512x768, Clip skip: 2, ..."), read as its parse_generation_parameters
  * reads it; or ComfyUI's "prompt" graph where it is simple (one KSampler
- * whose positive and negative are CLIPTextEncode nodes with their text
- * written in). Printed as a recipe, so a found image starts a scene. */
+ * whose positive and negative are CLIPTextEncode or CLIPTextEncodeSDXL
+ * nodes with their text written in). Printed as a recipe, so a found image
+ * starts a scene. */
 #ifndef SDM_IMAGE_PARAMS_H
 #define SDM_IMAGE_PARAMS_H
 
@@ -23,6 +24,14 @@ typedef struct {
     int has_seed;
     int width, height; /* 0: not given */
     int clip_skip; /* 0: not given */
+    /* SDXL's size conditioning, [height, width] as diffusers orders it (the
+     * recipe's original_size, crops_coords_top_left, target_size), where
+     * ComfyUI's CLIPTextEncodeSDXL gave it; has_size 0: not given */
+    int original_size[2], crops_coords_top_left[2], target_size[2];
+    int has_size;
+    /* CLIPTextEncodeSDXL's text_l where it is not its text_g (the prompt,
+     * for both encoders): NULL where the same, or not given */
+    char *prompt_l, *negative_l;
     const char *tool; /* "A1111", "ComfyUI" */
 } sdm_image_params;
 
@@ -31,9 +40,10 @@ int sdm_image_params_a1111(const char *text, sdm_image_params *out, sdm_error *e
 /* ComfyUI's prompt JSON: SDM_EXIT_USAGE where it is not JSON or not simple
  * (the message says what was missing). */
 int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error *err);
-/* The recipe (YAML): the size, steps and sampler as recipe keys, then one
- * keyframe with the prompt, negative, seed, guidance and clip skip;
- * comments say what had no equivalent. source names the image. */
+/* The recipe (YAML): the size, steps, sampler (any name or alias
+ * `sdmorph samplers` lists) and SDXL's size conditioning as recipe keys,
+ * then one keyframe with the prompt, negative, seed, guidance and clip
+ * skip; comments say what had no equivalent. source names the image. */
 void sdm_image_params_print(const sdm_image_params *p, const char *source, FILE *f);
 void sdm_image_params_clear(sdm_image_params *p);
 

@@ -184,6 +184,88 @@ static void test_comfyui(void)
     CHECK_CONTAINS(err.msg, "not a JSON object");
 }
 
+/* ComfyUI's SDXL graph: CLIPTextEncodeSDXL prompts, text_g and text_l
+ * apart in the positive, the size conditioning set. */
+static const char COMFY_XL[] =
+    "{\"3\": {\"class_type\": \"KSamplerAdvanced\", \"inputs\": {\"noise_seed\": 9, \"steps\": 30, \"cfg\": 5.5, "
+    "\"sampler_name\": \"dpmpp_2m_sde_gpu\", \"scheduler\": \"karras\", \"positive\": [\"6\", 0], "
+    "\"negative\": [\"7\", 0], \"latent_image\": [\"5\", 0]}},"
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 1024, \"height\": 768, \"batch_size\": "
+    "1}},"
+    "\"6\": {\"class_type\": \"CLIPTextEncodeSDXL\", \"inputs\": {\"width\": 4096, \"height\": 3072, \"crop_w\": "
+    "16, \"crop_h\": 8, \"target_width\": 1024, \"target_height\": 768, \"text_g\": \"a castle at dusk\", "
+    "\"text_l\": \"castle, fog\", \"clip\": [\"4\", 1]}},"
+    "\"7\": {\"class_type\": \"CLIPTextEncodeSDXL\", \"inputs\": {\"width\": 1024, \"height\": 768, \"crop_w\": 0, "
+    "\"crop_h\": 0, \"target_width\": 1024, \"target_height\": 768, \"text_g\": \"\", \"text_l\": \"blurry\", "
+    "\"clip\": [\"4\", 1]}}}";
+
+static void print_params(const sdm_image_params *p, char *out, size_t len)
+{
+    FILE *f = fmemopen(out, len - 1, "w");
+
+    out[0] = '\0';
+    if (f) {
+        sdm_image_params_print(p, "c.png", f);
+        fclose(f);
+    }
+}
+
+/* Samplers by any name `sdmorph samplers` lists (Karras from the name or
+ * the tool's scheduler); SDXL's prompts and size conditioning from
+ * CLIPTextEncodeSDXL, into the recipe's keys. */
+static void test_samplers_and_sdxl(void)
+{
+    static const struct {
+        const char *sampler, *scheduler, *want;
+    } cases[] = {
+        { "DPM++ 2M SDE Karras", "", "sampler: dpmpp_2m_sde\nkarras: true\n" },
+        { "DPM++ 2M SDE", "Karras", "sampler: dpmpp_2m_sde\nkarras: true\n" },
+        { "UniPC", "Automatic", "sampler: unipc\nkeyframes" },
+        { "PLMS", "", "sampler: pndm\n" },
+        { "Euler a", "Karras", "sampler: euler_a\nkeyframes" }, /* takes no Karras sigmas */
+        { "uni_pc", "normal", "sampler: unipc\nkeyframes" },
+        { "heun", "karras", "sampler: heun\nkarras: true\n" },
+        { "DPM++ 2S a", "", "# sampler \"DPM++ 2S a\" has no equivalent here" },
+    };
+    sdm_image_params p;
+    sdm_error err = { 0 };
+    char out[4096];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&p, 0, sizeof p);
+        p.tool = "A1111";
+        p.cfg = -1;
+        snprintf(p.sampler, sizeof p.sampler, "%s", cases[i].sampler);
+        snprintf(p.scheduler, sizeof p.scheduler, "%s", cases[i].scheduler);
+        print_params(&p, out, sizeof out);
+        CHECK_CONTAINS(out, cases[i].want);
+    }
+    CHECK_INT(sdm_image_params_comfyui(COMFY_XL, &p, &err), 0);
+    CHECK_STR(p.prompt ? p.prompt : "", "a castle at dusk");
+    CHECK_STR(p.prompt_l ? p.prompt_l : "", "castle, fog");
+    CHECK_STR(p.negative ? p.negative : "", "blurry"); /* text_l alone */
+    CHECK(p.negative_l == NULL);
+    CHECK(p.has_size && p.original_size[0] == 3072 && p.original_size[1] == 4096);
+    CHECK(p.crops_coords_top_left[0] == 8 && p.crops_coords_top_left[1] == 16);
+    CHECK(p.target_size[0] == 768 && p.target_size[1] == 1024);
+    CHECK(p.seed == 9 && p.steps == 30 && p.cfg == 5.5);
+    print_params(&p, out, sizeof out);
+    CHECK_CONTAINS(out,
+                   "width: 1024\nheight: 768\nsteps: 30\nsampler: dpmpp_2m_sde\nkarras: true\n"
+                   "original_size: [3072, 4096]\ncrops_coords_top_left: [8, 16]\ntarget_size: [768, 1024]\n");
+    CHECK_CONTAINS(out,
+                   "  - prompt: \"a castle at dusk\"\n"
+                   "    # ComfyUI's text_l for the prompt differed (sdmorph gives both encoders one text): "
+                   "\"castle, fog\"\n    negative: \"blurry\"\n");
+    /* the defaults (the frame's size, no crop) leave the keys out */
+    p.original_size[0] = p.target_size[0] = 768;
+    p.original_size[1] = p.target_size[1] = 1024;
+    p.crops_coords_top_left[0] = p.crops_coords_top_left[1] = 0;
+    print_params(&p, out, sizeof out);
+    CHECK(!strstr(out, "original_size"));
+    sdm_image_params_clear(&p);
+}
+
 static void write_png(const char *path, buf *b)
 {
     FILE *f = fopen(path, "wb");
@@ -221,6 +303,23 @@ static void test_command(void)
         CHECK_INT(run(argv, out, sizeof out, NULL), 2);
         CHECK_CONTAINS(out, "not a PNG");
     }
+    /* ComfyUI's SDXL graph: its recipe (size conditioning included) is
+     * taken by check for an SDXL model */
+    b = png("tEXt", "prompt\0", 7, COMFY_XL, 0);
+    write_png(path, &b);
+    {
+        char *argv[] = { "sdmorph", "import", path, NULL };
+        CHECK_INT(run(argv, out, sizeof out, NULL), 0);
+        CHECK_CONTAINS(out, "target_size: [768, 1024]\n");
+    }
+    write_file(recipe, out);
+    {
+        char model[400];
+        char *argv[] = { "sdmorph", "check", "--model", model, recipe, NULL };
+        snprintf(model, sizeof model, "%s/models/analytic-xl", test_build_dir());
+        CHECK_INT(run(argv, out, sizeof out, NULL), 0);
+        CHECK_CONTAINS(out, "30 steps, dpmpp_2m_sde");
+    }
     b = png("tEXt", "Software\0", 9, "something", 0);
     write_png(path, &b);
     {
@@ -240,6 +339,7 @@ int main(void)
     test_chunks();
     test_a1111();
     test_comfyui();
+    test_samplers_and_sdxl();
     test_command();
     rmdir(tmpdir);
     return test_report();
