@@ -140,6 +140,12 @@ static void apply_param(const param *p, sdm_image_params *out)
         out->height = h;
     } else if (key_is(p, "Clip skip"))
         out->clip_skip = atoi(v);
+    else if (key_is(p, "Refiner"))
+        snprintf(out->refiner, sizeof out->refiner, "%.100s", v);
+    else if (key_is(p, "Refiner switch at")) {
+        size_t n = strlen(out->refiner);
+        snprintf(out->refiner + n, sizeof out->refiner - n, "%sat %.32s of the steps", n ? ", " : "", v);
+    }
 }
 
 /* s with its lines' leading and trailing white space dropped (as A1111's
@@ -224,12 +230,20 @@ static json_object *get(json_object *o, const char *k)
     return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
 }
 
-/* The node a link ["id", slot] points at. */
-static json_object *linked(json_object *graph, json_object *link)
+/* The id a link ["id", slot] names, else NULL. */
+static const char *link_id(json_object *link)
 {
     if (!link || !json_object_is_type(link, json_type_array) || json_object_array_length(link) < 1)
         return NULL;
-    return get(graph, json_object_get_string(json_object_array_get_idx(link, 0)));
+    return json_object_get_string(json_object_array_get_idx(link, 0));
+}
+
+/* The node a link points at. */
+static json_object *linked(json_object *graph, json_object *link)
+{
+    const char *id = link_id(link);
+
+    return id ? get(graph, id) : NULL;
 }
 
 static int is_class(json_object *node, const char *cls)
@@ -244,6 +258,17 @@ static const char *input_string(json_object *node, const char *key)
     json_object *t = get(get(node, "inputs"), key);
 
     return t && json_object_is_type(t, json_type_string) ? json_object_get_string(t) : NULL;
+}
+
+/* Input `key` of a node as an int written in: 0 with *v set, else -1. */
+static int input_int(json_object *node, const char *key, int *v)
+{
+    json_object *x = get(get(node, "inputs"), key);
+
+    if (!x || !json_object_is_type(x, json_type_int))
+        return -1;
+    *v = json_object_get_int(x);
+    return 0;
 }
 
 /* A CLIPTextEncode's text, or a CLIPTextEncodeSDXL's text_g (what the
@@ -282,14 +307,9 @@ static void comfy_size(json_object *node, sdm_image_params *out)
 
     if (!is_class(node, "CLIPTextEncodeSDXL"))
         return;
-    for (int i = 0; i < 6; i++) {
-        json_object *x = get(get(node, "inputs"), keys[i]);
-        if (!x || !json_object_is_type(x, json_type_int))
+    for (int i = 0; i < 6; i++)
+        if (input_int(node, keys[i], &v[i]) || v[i] < 0 || v[i] > 65536)
             return;
-        v[i] = json_object_get_int(x);
-        if (v[i] < 0 || v[i] > 65536)
-            return;
-    }
     for (int i = 0; i < 6; i++)
         *dst[i] = v[i];
     out->has_size = 1;
@@ -326,9 +346,36 @@ static void comfy_settings(json_object *graph, json_object *ks, sdm_image_params
     }
 }
 
+/* SDXL's base and refiner: two KSamplerAdvanced, the base adding noise
+ * from step 0, the refiner adding none and going on from the base's
+ * latent. The base, with the step the refiner took over at in
+ * out->refiner; NULL where the two are not so. */
+static json_object *base_of_refined(json_object *const *ks, const char *const *ids, sdm_image_params *out)
+{
+    if (!is_class(ks[0], "KSamplerAdvanced") || !is_class(ks[1], "KSamplerAdvanced"))
+        return NULL;
+    for (int b = 0; b < 2; b++) {
+        json_object *base = ks[b], *ref = ks[1 - b];
+        const char *base_noise = input_string(base, "add_noise"), *ref_noise = input_string(ref, "add_noise");
+        const char *from = link_id(get(get(ref, "inputs"), "latent_image"));
+        int start, at, steps = 0;
+        if (!base_noise || strcmp(base_noise, "enable") || !ref_noise || strcmp(ref_noise, "disable") ||
+            input_int(base, "start_at_step", &start) || start != 0 || input_int(ref, "start_at_step", &at) || !from ||
+            strcmp(from, ids[b]))
+            continue;
+        if (!input_int(ref, "steps", &steps) && steps > 0)
+            snprintf(out->refiner, sizeof out->refiner, "at step %d of %d", at, steps);
+        else
+            snprintf(out->refiner, sizeof out->refiner, "at step %d", at);
+        return base;
+    }
+    return NULL;
+}
+
 int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error *err)
 {
-    json_object *graph = json_tokener_parse(json), *ks = NULL;
+    json_object *graph = json_tokener_parse(json), *ks = NULL, *samplers[2] = { NULL, NULL };
+    const char *ids[2] = { NULL, NULL };
     int n_samplers = 0, rc = -1;
 
     memset(out, 0, sizeof *out);
@@ -340,14 +387,17 @@ int sdm_image_params_comfyui(const char *json, sdm_image_params *out, sdm_error 
     }
     json_object_object_foreach(graph, id, node)
     {
-        (void)id;
         if (is_class(node, "KSampler") || is_class(node, "KSamplerAdvanced")) {
-            ks = node;
+            if (n_samplers < 2)
+                samplers[n_samplers] = node, ids[n_samplers] = id;
             n_samplers++;
         }
     }
-    if (n_samplers != 1) {
-        sdm_error_set(err, SDM_EXIT_USAGE, "the ComfyUI graph has %d sampler nodes; only a graph with one is read",
+    ks = n_samplers == 1 ? samplers[0] : n_samplers == 2 ? base_of_refined(samplers, ids, out) : NULL;
+    if (!ks) {
+        sdm_error_set(err, SDM_EXIT_USAGE,
+                      "the ComfyUI graph has %d sampler nodes; only a graph with one is read (or SDXL's base "
+                      "and refiner: two KSamplerAdvanced, the second going on from the first's latent)",
                       n_samplers);
         goto end;
     }
@@ -451,6 +501,9 @@ void sdm_image_params_print(const sdm_image_params *p, const char *source, FILE 
         fprintf(f, "sampler: %s\n%s", sampler, karras ? "karras: true\n" : "");
     else if (p->sampler[0])
         fprintf(f, "# sampler \"%s\" has no equivalent here (sdmorph samplers lists them)\n", p->sampler);
+    if (p->refiner[0])
+        fprintf(f, "# %s's refiner took over (%s; another model): sdmorph runs every step with one\n", p->tool,
+                p->refiner);
     print_size(p, f);
     fprintf(f, "keyframes:\n  - prompt: ");
     yaml_string(f, p->prompt ? p->prompt : "");

@@ -4,8 +4,8 @@
  * 512x768, Clip skip: 2, ..."), read as its parse_generation_parameters
  * reads it; or ComfyUI's "prompt" graph where it is simple (one KSampler
  * whose positive and negative are CLIPTextEncode or CLIPTextEncodeSDXL
- * nodes with their text written in). Printed as a recipe, so a found image
- * starts a scene. */
+ * nodes with their text written in; or SDXL's base and refiner, read from
+ * the base). Printed as a recipe, so a found image starts a scene. */
 #ifndef SDM_IMAGE_PARAMS_H
 #define SDM_IMAGE_PARAMS_H
 
@@ -32,6 +32,7 @@ typedef struct {
     /* CLIPTextEncodeSDXL's text_l where it is not its text_g (the prompt,
      * for both encoders): NULL where the same, or not given */
     char *prompt_l, *negative_l;
+    char refiner[160]; /* where SDXL's refiner took over ("at step 20 of 25"; A1111's model and switch), "" if not */
     const char *tool; /* "A1111", "ComfyUI" */
 } sdm_image_params;
 

@@ -139,6 +139,13 @@ static void test_a1111(void)
     CHECK_STR(p.prompt ? p.prompt : "", "a city\nSteps: 20, at night");
     CHECK(p.negative == NULL && p.steps == 0 && !p.has_seed && p.cfg < 0);
     sdm_image_params_clear(&p);
+    /* SDXL's refiner, named where it took over */
+    CHECK_INT(sdm_image_params_a1111("a fox\nSteps: 30, Sampler: Euler, Seed: 5, Refiner: sd_xl_refiner_1.0 "
+                                     "[7440042bbd], Refiner switch at: 0.8",
+                                     &p, &err),
+              0);
+    CHECK_STR(p.refiner, "sd_xl_refiner_1.0 [7440042bbd], at 0.8 of the steps");
+    sdm_image_params_clear(&p);
     CHECK_INT(sdm_image_params_a1111("", &p, &err), 0);
     CHECK_STR(p.prompt ? p.prompt : "x", "");
     sdm_image_params_clear(&p);
@@ -198,6 +205,26 @@ static const char COMFY_XL[] =
     "\"7\": {\"class_type\": \"CLIPTextEncodeSDXL\", \"inputs\": {\"width\": 1024, \"height\": 768, \"crop_w\": 0, "
     "\"crop_h\": 0, \"target_width\": 1024, \"target_height\": 768, \"text_g\": \"\", \"text_l\": \"blurry\", "
     "\"clip\": [\"4\", 1]}}}";
+
+/* SDXL's base and refiner (ComfyUI's example graph, cut down): the base
+ * adds noise from step 0 and stops at 20 of 25; the refiner goes on from
+ * its latent. */
+static const char COMFY_REFINED[] =
+    "{\"10\": {\"class_type\": \"KSamplerAdvanced\", \"inputs\": {\"add_noise\": \"enable\", \"noise_seed\": 721, "
+    "\"steps\": 25, \"cfg\": 8, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"start_at_step\": 0, "
+    "\"end_at_step\": 20, \"return_with_leftover_noise\": \"enable\", \"positive\": [\"6\", 0], \"negative\": [\"7\", "
+    "0], \"latent_image\": [\"5\", 0]}},"
+    "\"11\": {\"class_type\": \"KSamplerAdvanced\", \"inputs\": {\"add_noise\": \"disable\", \"noise_seed\": 0, "
+    "\"steps\": 25, \"cfg\": 8, \"sampler_name\": \"euler\", \"scheduler\": \"normal\", \"start_at_step\": 20, "
+    "\"end_at_step\": 10000, \"return_with_leftover_noise\": \"disable\", \"positive\": [\"15\", 0], "
+    "\"negative\": [\"16\", 0], \"latent_image\": [\"10\", 0]}},"
+    "\"5\": {\"class_type\": \"EmptyLatentImage\", \"inputs\": {\"width\": 1024, \"height\": 1024, \"batch_size\": "
+    "1}},"
+    "\"6\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"evening sunset scenery\", \"clip\": "
+    "[\"4\", 1]}},"
+    "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"text, watermark\", \"clip\": [\"4\", 1]}},"
+    "\"15\": {\"class_type\": \"CLIPTextEncodeSDXLRefiner\", \"inputs\": {\"ascore\": 6, \"text\": \"sunset\"}},"
+    "\"16\": {\"class_type\": \"CLIPTextEncodeSDXLRefiner\", \"inputs\": {\"ascore\": 2.5, \"text\": \"text\"}}}";
 
 static void print_params(const sdm_image_params *p, char *out, size_t len)
 {
@@ -264,6 +291,28 @@ static void test_samplers_and_sdxl(void)
     print_params(&p, out, sizeof out);
     CHECK(!strstr(out, "original_size"));
     sdm_image_params_clear(&p);
+    /* base and refiner: the base's settings, the refiner named */
+    CHECK_INT(sdm_image_params_comfyui(COMFY_REFINED, &p, &err), 0);
+    CHECK_STR(p.prompt ? p.prompt : "", "evening sunset scenery");
+    CHECK_STR(p.negative ? p.negative : "", "text, watermark");
+    CHECK(p.seed == 721 && p.steps == 25 && !p.has_size);
+    CHECK_STR(p.refiner, "at step 20 of 25");
+    print_params(&p, out, sizeof out);
+    CHECK_CONTAINS(out,
+                   "# ComfyUI's refiner took over (at step 20 of 25; another model): sdmorph runs every step "
+                   "with one\n");
+    CHECK_CONTAINS(out, "steps: 25\nsampler: euler\n");
+    sdm_image_params_clear(&p);
+    /* two samplers, neither going on from the other: refused */
+    {
+        char *other = strdup(COMFY_REFINED), *at = other ? strstr(other, "\"latent_image\": [\"10\"") : NULL;
+        if (at)
+            memcpy(at + strlen("\"latent_image\": [\""), "5\" ", 3);
+        memset(&err, 0, sizeof err);
+        CHECK(at && sdm_image_params_comfyui(other, &p, &err) != 0);
+        CHECK_CONTAINS(err.msg, "2 sampler nodes; only a graph with one is read (or SDXL's base and refiner");
+        free(other);
+    }
 }
 
 static void write_png(const char *path, buf *b)
