@@ -628,15 +628,11 @@ CHECK_CHILD = r"""
 import json, sys, torch
 path, data, device = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cases = torch.load(data)
-dev = torch.device("cuda", device)
-# a CUDA context first: the package loads its kernels with the driver's
-# calls, which need one current (sdmorph's loader sets the device too)
-torch.cuda.set_device(dev)
-torch.zeros(1, device=dev)
 loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", True, 1, device)
 run = loader.run if hasattr(loader, "run") else loader.boxed_run
 with torch.no_grad():
     for b, (inputs, eager) in sorted(cases.items()):
+        dev = torch.device("cuda", device)
         got = run([x.to(dev) for x in inputs])[0]
         err = (got.float().cpu() - eager.float()).abs().max().item()
         print(json.dumps({"batch": b, "err": err, "scale": eager.float().abs().max().item(),
