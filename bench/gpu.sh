@@ -61,6 +61,8 @@
 #                              UNet, in one process (bench/sdxl_profile.py; after sdxl_wait; no VAE;
 #                              SDM_SDXL_PROFILE_SKIP: e.g. "compile aoti" for the eager and TorchScript
 #                              lines alone, about a minute)
+#   bench/gpu.sh sdxl_vae_profile  the float16 bundle's TorchScript VAE decoder a frame per call beside
+#                              eager: as it is, fuser off, optimizations off (after sdxl_wait; a minute)
 #   bench/gpu.sh sdxl          the three SDXL steps in one go
 #   bench/gpu.sh multi_gpu     two GPUs or more (issue 21): a 64-frame 512x512 SD 1.5-shape morph on one
 #                              GPU and with --devices all in the same call: frames and MP4 identical?
@@ -80,7 +82,7 @@ SDMORPH=${SDMORPH:-./sdmorph}
 GPU=${SDM_SMI_GPU:-0}            # nvidia-smi's index of the GPU sdmorph renders on
 # Inductor's caches for the torch.compile reference, kept between runs in the work dir
 INDUCTOR_CACHE=${SDM_INDUCTOR_CACHE:-$W/inductor-cache}
-STEPS_ALL="setup build_sdmorph cuda_tests unet_profile aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl_profile sdxl multi_gpu img2img_parity"
+STEPS_ALL="setup build_sdmorph cuda_tests unet_profile aoti_fp8_start aoti_fp8_export aoti_fp8 aoti_start cl_export parity graphs batch_parity faults aoti_use bench recipe memory fp16_spread models_parity sampler_parity retime seed_morph_steadiness sdxl_setup sdxl_start sdxl_wait sdxl_parity sdxl_lora_parity sdxl_bench sdxl_profile sdxl_vae_profile sdxl multi_gpu img2img_parity"
 # what `all` runs by default: faults after aoti_use (it takes most of the
 # GPU's memory, which the AOTInductor compile beside it needs)
 STEPS_DEFAULT="setup aoti_start parity graphs batch_parity aoti_use bench faults memory fp16_spread retime"
@@ -1282,6 +1284,15 @@ sdxl_profile() {
     [ -f "$(sdxl_model float16)/unet.pt" ] || { echo "sdxl_profile: no float16 bundle (run sdxl_start, sdxl_wait)"; return 1; }
     $PY bench/sdxl_profile.py --config "$SDXL_CFG" --batch "$b" --size "$SDXL_SIZE" "${skip[@]}" \
         --bundle "$(sdxl_model float16)" 2>&1 | tee "$W/sdxl-profile.log" | grep '^\*' || return 1
+}
+
+# The float16 bundle's TorchScript VAE decoder a frame per call, beside
+# eager, as it is and with TorchScript's fuser or optimizations off
+# (sdxl_profile.py --ts-vae): what makes its 400 ms a frame.
+sdxl_vae_profile() {
+    [ -f "$(sdxl_model float16)/vae_decoder.pt" ] || { echo "sdxl_vae_profile: no float16 bundle (run sdxl_start, sdxl_wait)"; return 1; }
+    $PY bench/sdxl_profile.py --config "$SDXL_CFG" --size "$SDXL_SIZE" --bundle "$(sdxl_model float16)" --ts-vae 2>&1 |
+        tee "$W/sdxl-vae-profile.log" | grep '^\*' || return 1
 }
 
 # The parity recipe: keyframe A, the midpoint (t = 0.5, lerp), keyframe B.

@@ -2,7 +2,7 @@
 """Where an SDXL frame's time goes, part by part (issue 20's speed work).
 
     sdxl_profile.py --config ../shared/reference/sdxl [--batch 8] [--size 1024]
-                    [--skip compile|aoti|vae] [--bundle DIR]
+                    [--skip compile|aoti|vae] [--bundle DIR [--ts-vae]]
 
 On random weights of the SDXL shapes (pipeline/export/random_weights.py), one
 guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
@@ -15,6 +15,14 @@ guided call of the UNet (2 x batch samples, fp16) and one VAE decode of
     float16 SDXL bundle of the same size), which sdmorph runs where no
     AOTInductor package serves: timed here beside eager, it says whether
     a gap is in the module or in sdmorph's loop around it.
+  - with --ts-vae (and --bundle), only the VAE decode a frame per call, as
+    sdmorph runs it: eager beside the bundle's TorchScript vae_decoder.pt as
+    it is, with TorchScript's fuser off, and with its graph optimizations
+    off (each a fresh load: TorchScript optimizes on its first calls). The
+    TorchScript decoder took 400 ms a frame in sdmorph's render where
+    AOTInductor's took 66 (bench/README, 2026-12-08): which setting, if any,
+    makes the difference. Plain calls timed with CUDA events (sdmorph's
+    decode is not replayed from a graph).
 The sdmorph render spends 30 guided UNet calls per batch and one decode, so
 the lines say which part makes up a gap between sdmorph and compiled
 diffusers. ms per call: the median of 5 replays of a CUDA graph of the call
@@ -51,6 +59,41 @@ def timed(fn, runs=5):
     return ms, torch.cuda.max_memory_allocated() / 2**30
 
 
+def event_ms(fn, runs=5):
+    """Median ms of plain calls of fn() (after two), CUDA events around each."""
+    times = []
+    with torch.no_grad():
+        for i in range(runs + 2):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            if i >= 2:
+                times.append(a.elapsed_time(b))
+    return sorted(times)[len(times) // 2]
+
+
+def ts_vae(bundle, vae, z):
+    """The bundle's TorchScript VAE decoder on one frame z, three ways, beside
+    eager; sdmorph's settings (TF32 on, as for a float16 bundle)."""
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    say(f"* vae decode float32 eager, 1 frame a call: {event_ms(lambda: vae.decode(z, return_dict=False)[0]):.1f} ms")
+    path = os.path.join(bundle, "vae_decoder.pt")
+    ways = [("as sdmorph runs it", {}),
+            ("fuser off", {"fuser": False}),
+            ("graph optimizations off", {"optimize": False})]
+    for label, how in ways:
+        torch._C._jit_set_texpr_fuser_enabled(how.get("fuser", True))
+        torch._C._set_graph_executor_optimize(how.get("optimize", True))
+        ts = torch.jit.load(path, map_location="cuda").eval()
+        say(f"* vae decode TorchScript ({label}), 1 frame a call: {event_ms(lambda: ts(z)):.1f} ms")
+        del ts
+    torch._C._jit_set_texpr_fuser_enabled(True)
+    torch._C._set_graph_executor_optimize(True)
+
+
 def compiled_timed(call, fn, runs, label, options=None):
     """torch.compile(fn) with Inductor's options, compiled by a first
     call(compiled), then timed; label: a format with {ms}, printed with the
@@ -84,7 +127,11 @@ def main():
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--skip", action="append", default=[], choices=["compile", "aoti", "vae"])
     ap.add_argument("--bundle", metavar="DIR", help="also time DIR/unet.pt, a float16 SDXL bundle's TorchScript UNet")
+    ap.add_argument("--ts-vae", action="store_true",
+                    help="only the VAE decode a frame per call: eager and the bundle's TorchScript decoder, three ways")
     a = ap.parse_args()
+    if a.ts_vae and not a.bundle:
+        ap.error("--ts-vae needs --bundle")
     lat = a.size // 8
     t0 = time.time()
     unet, vae, _, _ = random_weights.build(a.config, 0, "cuda")
@@ -95,6 +142,9 @@ def main():
     x = unet_inputs(a.batch, lat, torch.float16)
     module = export_sd.unet_module(unet).eval()
     z = torch.randn(a.batch, 4, lat, lat, generator=torch.Generator().manual_seed(1)).to("cuda")
+    if a.ts_vae:
+        ts_vae(a.bundle, vae, z[:1].contiguous())
+        return
 
     ms, gib = timed(lambda: module(*x))
     say(f"* unet eager: {ms:.1f} ms per call, peak {gib:.1f} GiB")
