@@ -161,23 +161,29 @@ static const char COMFY[] =
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"blurry\", \"clip\": [\"4\", 1]}},"
     "\"8\": {\"class_type\": \"CLIPSetLastLayer\", \"inputs\": {\"stop_at_clip_layer\": -2}}}";
 
+static void print_params(const sdm_image_params *p, char *out, size_t len)
+{
+    FILE *f = fmemopen(out, len - 1, "w");
+
+    out[0] = '\0';
+    if (f) {
+        sdm_image_params_print(p, "c.png", f);
+        fclose(f);
+    }
+}
+
 static void test_comfyui(void)
 {
     sdm_image_params p;
     sdm_error err = { 0 };
-    char out[2048] = "";
-    FILE *f;
+    char out[2048];
 
     CHECK_INT(sdm_image_params_comfyui(COMFY, &p, &err), 0);
     CHECK_STR(p.prompt ? p.prompt : "", "a \"grim\" tower");
     CHECK_STR(p.negative ? p.negative : "", "blurry");
     CHECK(p.steps == 25 && p.cfg == 8.0 && p.has_seed && p.seed == 7);
     CHECK(p.width == 768 && p.height == 512 && p.clip_skip == 2);
-    f = fmemopen(out, sizeof out - 1, "w");
-    if (f) {
-        sdm_image_params_print(&p, "c.png", f);
-        fclose(f);
-    }
+    print_params(&p, out, sizeof out);
     CHECK_CONTAINS(out, "sampler: euler_a\n");
     CHECK_CONTAINS(out, "  - prompt: \"a \\\"grim\\\" tower\"\n");
     CHECK_CONTAINS(out, "    clip_skip: 2\n");
@@ -225,17 +231,6 @@ static const char COMFY_REFINED[] =
     "\"7\": {\"class_type\": \"CLIPTextEncode\", \"inputs\": {\"text\": \"text, watermark\", \"clip\": [\"4\", 1]}},"
     "\"15\": {\"class_type\": \"CLIPTextEncodeSDXLRefiner\", \"inputs\": {\"ascore\": 6, \"text\": \"sunset\"}},"
     "\"16\": {\"class_type\": \"CLIPTextEncodeSDXLRefiner\", \"inputs\": {\"ascore\": 2.5, \"text\": \"text\"}}}";
-
-static void print_params(const sdm_image_params *p, char *out, size_t len)
-{
-    FILE *f = fmemopen(out, len - 1, "w");
-
-    out[0] = '\0';
-    if (f) {
-        sdm_image_params_print(p, "c.png", f);
-        fclose(f);
-    }
-}
 
 /* Samplers by any name `sdmorph samplers` lists (Karras from the name or
  * the tool's scheduler); SDXL's prompts and size conditioning from
