@@ -585,6 +585,22 @@ int sdm_decode_chunk(int latent_h, int latent_w, int elem_bytes)
     return n < 1 ? 1 : n > SDM_DECODE_CHUNK ? SDM_DECODE_CHUNK : (int)n;
 }
 
+int sdm_batch_for_memory(double free_bytes, int xl, int width, int height)
+{
+    const double GiB = 1024.0 * 1024.0 * 1024.0;
+    double pixels = (double)width * height, budget = 0.7 * free_bytes, per_frame, fixed = 0;
+    int b;
+
+    if (xl) {
+        per_frame = 0.64 * GiB * pixels / (1024.0 * 1024.0);
+        fixed = 6.0 * GiB * pixels / (1024.0 * 1024.0);
+    } else {
+        per_frame = 1.2e9 * pixels / (512.0 * 512.0);
+    }
+    b = budget > fixed ? (int)((budget - fixed) / per_frame) : 0;
+    return b < 1 ? 1 : b > 16 ? 16 : b;
+}
+
 static int engine_decode_chunk(const sdm_engine *e, int64_t latent_h, int64_t latent_w)
 {
     return sdm_decode_chunk((int)latent_h, (int)latent_w, e->vae_dtype == SDM_F16 ? 2 : 4);

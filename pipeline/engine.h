@@ -104,6 +104,14 @@ int sdm_engine_decode(sdm_engine *e, const sdm_tensor *latents, sdm_tensor **rgb
  * (export_sd.py, decode_chunk). */
 int sdm_decode_chunk(int latent_h, int latent_w, int elem_bytes);
 
+/* Frames per UNet call that fit free_bytes of device memory (70% of it), 1
+ * to 16. SD at 512² takes about 1.2 GB a guided frame at peak, its decode
+ * of 8 frames included. SDXL (xl) about 0.64 GiB a guided frame at 1024²
+ * beside a fixed 6 GiB, most of it the float32 decode of a frame a call:
+ * a batch of 8 peaked at 15.2 GiB on an H100, weights and CUDA's context
+ * included (bench/README, 2026-12-08). Both scale with the pixels. */
+int sdm_batch_for_memory(double free_bytes, int xl, int width, int height);
+
 void sdm_engine_free(sdm_engine **e);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,24 +70,35 @@ typedef struct {
     char comment[1024]; /* stored in every output: version, recipe, model */
 } render_state;
 
+/* The bytes of the loaded TorchScript UNet that a render whose batches the
+ * AOTInductor UNet takes lets go before its warm-up (render_prepare); about
+ * its file's size. */
+static double ts_unet_to_free(const render_state *S)
+{
+    struct stat st;
+
+    if (!sdm_denoiser_graphs(S->denoiser) || !sdm_engine_unet_loaded(S->engine) ||
+        stat(sdm_engine_bundle(S->engine)->unet, &st))
+        return 0;
+    return (double)st.st_size;
+}
+
 /* Automatic batch: several frames per UNet call where memory allows; of
- * those, the most that the bundle's AOTInductor UNet was compiled for. */
+ * those, the most that the bundle's AOTInductor UNet was compiled for,
+ * counting the TorchScript UNet's memory free for those. */
 static int auto_batch(const render_state *S)
 {
     sdm_device dev = sdm_engine_device(S->engine);
     size_t free_b = 0, total_b = 0;
-    double per_frame;
+    int xl = sdm_bundle_is_xl(sdm_engine_bundle(S->engine)), b, b_aoti;
 
     if (dev.type == SDM_DEVICE_CPU)
         return 4;
     if (sdm_cuda_mem_info(dev, &free_b, &total_b))
         return 1;
-    /* SD 1.5 at 512² in fp16 takes about 1.2 GB per guided frame at peak
-     * (UNet activations and VAE decode); scale with the pixel count. */
-    per_frame = 1.2e9 * ((double)S->width * S->height) / (512.0 * 512.0);
-    int b = (int)((double)free_b * 0.7 / per_frame);
-    b = b < 1 ? 1 : b > 16 ? 16 : b;
-    for (int n = b; n >= 1; n--) {
+    b = sdm_batch_for_memory((double)free_b, xl, S->width, S->height);
+    b_aoti = sdm_batch_for_memory((double)free_b + ts_unet_to_free(S), xl, S->width, S->height);
+    for (int n = b_aoti; n >= 1; n--) {
         if (sdm_engine_uses_aoti(S->engine, S->guided ? 2 * n : n, S->latent_h, S->latent_w,
                                  sdm_conditioner_tokens(S->cond)))
             return n;

@@ -455,6 +455,30 @@ static void test_decode_chunk(void)
 
 /* A decode of more latents than one VAE call takes (8 at this size) is split
  * into calls and joined in order: each frame equals its latent decoded alone. */
+/* The automatic batch's memory rule: SD's 1.2 GB a guided frame at 512²;
+ * SDXL's 0.64 GiB a frame and 6 GiB fixed at 1024² (an H100's batch of 8:
+ * 15.2 GiB with the weights). Cards by their free memory after the
+ * weights load. */
+static void test_batch_for_memory(void)
+{
+    const double GiB = 1024.0 * 1024.0 * 1024.0;
+
+    CHECK_INT(sdm_batch_for_memory(20e9, 0, 512, 512), 11); /* 14e9 / 1.2e9 */
+    CHECK_INT(sdm_batch_for_memory(1e9, 0, 512, 512), 1); /* at least 1 */
+    CHECK_INT(sdm_batch_for_memory(70 * GiB, 0, 512, 512), 16); /* at most 16 */
+    CHECK_INT(sdm_batch_for_memory(20e9, 0, 1024, 1024), 2); /* scaled by pixels */
+    /* SDXL at 1024²: a 24 GB card with the fp16 UNet and VAE loaded
+     * (18.4 GiB free) batches 10; the H100's 73 GiB, 16; a 12 GB card, 1 */
+    CHECK_INT(sdm_batch_for_memory(18.4 * GiB, 1, 1024, 1024), 10);
+    CHECK_INT(sdm_batch_for_memory(73 * GiB, 1, 1024, 1024), 16);
+    CHECK_INT(sdm_batch_for_memory(6.4 * GiB, 1, 1024, 1024), 1);
+    /* the measured batch of 8 (about 9.2 GiB beside weights and context)
+     * is within what the rule gives 15.2 GiB of room for */
+    CHECK(sdm_batch_for_memory(15.2 * GiB, 1, 1024, 1024) <= 8);
+    /* at 512² the SDXL rule is a quarter of everything */
+    CHECK_INT(sdm_batch_for_memory(18.4 * GiB / 4, 1, 512, 512), 10);
+}
+
 static void test_decode_split(sdm_engine *e)
 {
     const int64_t shape[4] = { 10, 4, 8, 8 };
@@ -934,6 +958,7 @@ int main(void)
     test_denoiser_refusals(e);
     test_time_ids();
     test_decode_chunk();
+    test_batch_for_memory();
     test_decode_split(e);
     test_refusals();
     test_sidecar();
