@@ -3,7 +3,6 @@
  * loaded. */
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "bundle.h"
 #include "commands.h"
@@ -20,15 +19,6 @@ static void usage(FILE *f)
             "take, what the weights take on the device while sampling, its fingerprint (the one\n"
             "every output records) and where it came from.\n"
             "Exit status: 0, 1 the bundle cannot be read, 2 bad usage.\n");
-}
-
-/* A file's size, 0 where it cannot be read: about what its weights take
- * on the device (TorchScript and AOTInductor files hold little else). */
-static double file_size(const char *path)
-{
-    struct stat st;
-
-    return path[0] && !stat(path, &st) ? (double)st.st_size : 0;
 }
 
 /* bytes as "1.6 GiB", "320.0 MiB" or "12.0 KiB". */
@@ -50,7 +40,7 @@ static void print_file(const char *what, const char *path)
 {
     char size[32];
 
-    printf("  %-15s %s (%s)\n", what, path, size_str(file_size(path), size, sizeof size));
+    printf("  %-15s %s (%s)\n", what, path, size_str(sdm_bundle_file_bytes(path), size, sizeof size));
 }
 
 static void print_aoti(const char *what, const sdm_aoti_build *a)
@@ -74,8 +64,9 @@ static void print_aoti(const char *what, const sdm_aoti_build *a)
  * render's texts are encoded. */
 static void print_weights(const sdm_bundle *b)
 {
-    double text = file_size(b->text_encoder) + (sdm_bundle_is_xl(b) ? file_size(b->text2.text_encoder) : 0);
-    double sampling = file_size(b->unet) + file_size(b->vae_decoder);
+    double text = sdm_bundle_file_bytes(b->text_encoder) +
+                  (sdm_bundle_is_xl(b) ? sdm_bundle_file_bytes(b->text2.text_encoder) : 0);
+    double sampling = sdm_bundle_file_bytes(b->unet) + sdm_bundle_file_bytes(b->vae_decoder);
     char s1[32], s2[32];
 
     printf(

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,12 +74,9 @@ typedef struct {
  * its file's size. */
 static double ts_unet_to_free(const render_state *S)
 {
-    struct stat st;
-
-    if (!sdm_denoiser_graphs(S->denoiser) || !sdm_engine_unet_loaded(S->engine) ||
-        stat(sdm_engine_bundle(S->engine)->unet, &st))
+    if (!sdm_denoiser_graphs(S->denoiser) || !sdm_engine_unet_loaded(S->engine))
         return 0;
-    return (double)st.st_size;
+    return sdm_bundle_file_bytes(sdm_engine_bundle(S->engine)->unet);
 }
 
 /* Automatic batch: several frames per UNet call where memory allows; of

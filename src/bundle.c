@@ -694,6 +694,13 @@ void sdm_file_fingerprint(const char *path, char *out, size_t len)
     snprintf(out, len, "%016llx", (unsigned long long)h);
 }
 
+double sdm_bundle_file_bytes(const char *path)
+{
+    struct stat st;
+
+    return path[0] && !stat(path, &st) ? (double)st.st_size : 0;
+}
+
 void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len)
 {
     const long MiB = 1 << 20;

@@ -151,6 +151,10 @@ void sdm_bundle_print_source(const sdm_bundle *b, FILE *f);
  * model.yaml, the tokenizer files, and each module file's size with its
  * first and last MiB (whole multi-GB files would cost seconds a render). */
 void sdm_bundle_fingerprint(const sdm_bundle *b, char *out, size_t len);
+/* The size of one of the bundle's module files (a path model.yaml names),
+ * about what its weights take on the device: TorchScript and AOTInductor
+ * files hold little else. 0 where it cannot be read. */
+double sdm_bundle_file_bytes(const char *path);
 
 /* FNV-1a 64 of a whole file, as 16 hex digits ("0000000000000000" if unreadable). */
 void sdm_file_fingerprint(const char *path, char *out, size_t len);

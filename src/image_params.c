@@ -289,10 +289,11 @@ static int node_text(json_object *node, char **out, char **text_l)
     }
     if (!t)
         return 1;
-    *out = strdup(t);
-    if (*out && l && strcmp(l, t))
-        *text_l = strdup(l);
-    return *out && (!l || !strcmp(l, t) || *text_l) ? 0 : -1;
+    if (!(*out = strdup(t)))
+        return -1;
+    if (l && strcmp(l, t) && !(*text_l = strdup(l)))
+        return -1;
+    return 0;
 }
 
 /* A CLIPTextEncodeSDXL's size conditioning: width, height, crop_w,
